@@ -1,0 +1,53 @@
+/* eng_forward.h — the LLaMA/Yi forward pass over a batch of tokens that may belong to different
+ * sequences at different positions: continuous batching (one decode token for each of several
+ * sequences) and prefill (many consecutive tokens of one sequence) are the same call. Each token
+ * writes its K/V into its sequence's blocks, then attends to positions 0..pos of that sequence.
+ * One eng_ctx per driving thread (it owns scratch); the model is shared read-only. */
+#ifndef ENG_FORWARD_H
+#define ENG_FORWARD_H
+
+#include <stdint.h>
+
+#include "eng_err.h"
+#include "eng_kv.h"
+#include "eng_model.h"
+#include "kern.h"
+
+typedef struct eng_batch_item {
+    int32_t token;           /* input token id */
+    int32_t pos;             /* its position in its sequence */
+    eng_seq *seq;            /* its sequence; blocks must already cover pos (eng_kv_reserve) */
+    int want_logits;         /* 1: write logits for this token */
+} eng_batch_item;
+
+/* Called with the input of each group of linears (the quantizer's calibration hook):
+ * group 0 = {q,k,v} input [n][dim], 1 = {o} input [n][n_heads*hd], 2 = {gate,up} input [n][dim],
+ * 3 = {down} input [n][hidden]. x is valid only during the call. */
+typedef void (*eng_capture_fn)(void *ud, int layer, int group, const float *x, int n, int width);
+
+typedef struct eng_ctx eng_ctx;
+
+/* Scratch for up to max_batch tokens per call. The backend is borrowed (outlives the ctx). */
+int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_batch,
+                   eng_err *err);
+void eng_ctx_destroy(eng_ctx *c);   /* NULL-safe */
+int eng_ctx_max_batch(const eng_ctx *c);
+void eng_ctx_set_capture(eng_ctx *c, eng_capture_fn fn, void *ud);
+/* Replace the weights used for layer l (the quantizer swaps in fake-quantized copies).
+ * NULL restores the model's own. Borrowed until replaced or the ctx is destroyed. */
+void eng_ctx_set_layer_weights(eng_ctx *c, int layer, const eng_layer_weights *lw);
+
+/* Runs the whole model on n items (n <= max batch, larger batches are split by the caller).
+ * logits gets [count of items with want_logits][vocab] in item order. */
+int eng_forward(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, float *logits,
+                eng_err *err);
+
+/* Pieces of eng_forward, for the quantizer: embedding into x [n][dim]; one decoder layer
+ * in place on x; final norm + head. */
+int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, eng_err *err);
+int eng_forward_layer(eng_ctx *c, eng_kv *kv, int layer, const eng_batch_item *items, int n,
+                      float *x, eng_err *err);
+int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float *x,
+                     float *logits, eng_err *err);
+
+#endif

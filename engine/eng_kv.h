@@ -1,0 +1,47 @@
+/* eng_kv.h — the paged KV cache: one pool of fixed-size blocks shared by every sequence, and a
+ * per-sequence block table. A sequence gets exactly the blocks its positions need, so one long
+ * request can use what short ones leave (no fixed split per slot). Owned by whoever drives the
+ * engine (the CLI, or the server's scheduler thread); not thread-safe. */
+#ifndef ENG_KV_H
+#define ENG_KV_H
+
+#include <stdint.h>
+
+#include "eng_err.h"
+#include "eng_model.h"
+
+#define ENG_KV_BLOCK_TOKENS 16
+
+typedef struct eng_kv {
+    int block_tokens;        /* positions per block */
+    int n_blocks;            /* blocks in the pool */
+    int n_layers, kv_dim;    /* kv_dim = n_kv_heads * head_dim */
+    int64_t block_stride;    /* floats per (block, layer) slab = block_tokens * kv_dim */
+    float *k, *v;            /* [n_blocks][n_layers][block_tokens][kv_dim]; owned */
+    int32_t *free_ids;       /* stack of free block ids; owned */
+    int n_free;
+} eng_kv;
+
+typedef struct eng_seq {
+    int32_t *blocks;         /* block ids, in position order; owned */
+    int n_blocks, cap_blocks;
+    int n_pos;               /* positions written so far (the next position to fill) */
+} eng_seq;
+
+/* Pool sized for total_tokens positions (rounded up to whole blocks). */
+int eng_kv_init(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, eng_err *err);
+void eng_kv_free(eng_kv *kv);   /* safe on zeroed, idempotent */
+int eng_kv_free_tokens(const eng_kv *kv);   /* positions that free blocks can still hold */
+/* Blocks needed to hold n_pos positions. */
+int eng_kv_blocks_for(const eng_kv *kv, int64_t n_pos);
+/* Ensures seq has blocks for n_pos positions; ENG_E_FULL (nothing taken) when the pool lacks them. */
+int eng_kv_reserve(eng_kv *kv, eng_seq *seq, int n_pos);
+/* Returns all of seq's blocks to the pool and frees its table; seq is zeroed. */
+void eng_kv_release(eng_kv *kv, eng_seq *seq);
+/* Base pointers for layer l (what kern_attn_args wants). */
+float *eng_kv_k_layer(eng_kv *kv, int layer);
+float *eng_kv_v_layer(eng_kv *kv, int layer);
+/* Float offset from a layer base to (block, slot). */
+int64_t eng_kv_slot_offset(const eng_kv *kv, int32_t block, int slot);
+
+#endif

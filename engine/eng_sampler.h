@@ -1,0 +1,86 @@
+/* eng_sampler.h — next-token choice from logits: greedy, temperature, top-k, top-p, min-p,
+ * repetition / presence / frequency penalties, logit bias, a seeded RNG (reproducible runs), and
+ * log-probabilities of the chosen token and the top N. One sampler per sequence; the caller owns
+ * it; not shared across threads. */
+#ifndef ENG_SAMPLER_H
+#define ENG_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng_err.h"
+
+#define ENG_MAX_TOP_LOGPROBS 20
+
+typedef struct eng_logit_bias {
+    int32_t token;
+    float bias;                 /* added to the logit; -100 effectively bans, +100 forces */
+} eng_logit_bias;
+
+typedef struct eng_sampler_cfg {
+    float temperature;          /* <= 0: greedy (argmax, lowest id on ties) */
+    int top_k;                  /* <= 0: off */
+    float top_p;                /* >= 1: off */
+    float min_p;                /* <= 0: off; keep tokens with p >= min_p * p_max */
+    float repetition_penalty;   /* 1: off; CTRL-style, divides positive / multiplies negative */
+    float presence_penalty;     /* 0: off; OpenAI: minus once per token seen */
+    float frequency_penalty;    /* 0: off; OpenAI: minus per occurrence */
+    uint64_t seed;              /* RNG seed */
+    int n_top_logprobs;         /* 0..ENG_MAX_TOP_LOGPROBS */
+    const eng_logit_bias *bias; /* borrowed for the sampler's life; may be NULL */
+    int n_bias;
+} eng_sampler_cfg;
+
+void eng_sampler_cfg_default(eng_sampler_cfg *c);   /* temperature 1, everything else off */
+
+typedef struct eng_logprob {
+    int32_t token;              /* the chosen token */
+    float logprob;              /* its log-probability (of the distribution after penalties and
+                                   bias, before temperature/truncation, as OpenAI reports) */
+    int n_top;
+    int32_t top_ids[ENG_MAX_TOP_LOGPROBS];
+    float top_logprobs[ENG_MAX_TOP_LOGPROBS];  /* descending */
+} eng_logprob;
+
+typedef struct eng_sampler {
+    eng_sampler_cfg cfg;
+    int vocab;
+    uint64_t rng[4];            /* xoshiro256** state */
+    float *probs;               /* [vocab] scratch; owned */
+    int32_t *idx;               /* [vocab] scratch; owned */
+    uint32_t *counts;           /* [vocab] occurrence counts for penalties; owned */
+} eng_sampler;
+
+int eng_sampler_init(eng_sampler *s, const eng_sampler_cfg *cfg, int vocab, eng_err *err);
+void eng_sampler_free(eng_sampler *s);  /* safe on zeroed struct, idempotent */
+
+/* Records a token as seen (prompt or generated) for the penalties. */
+void eng_sampler_accept(eng_sampler *s, int32_t token);
+
+/* Picks the next token from logits [vocab] (modified in place). lp may be NULL. Returns the
+ * token id (>= 0) or a negative ENG_E_* code. */
+int32_t eng_sampler_sample(eng_sampler *s, float *logits, eng_logprob *lp);
+
+/* Stop strings matched across token boundaries on the detokenized text stream. Text that could
+ * be the start of a stop string is held back until it is decided. Caller owns the struct. */
+#define ENG_MAX_STOPS 8
+#define ENG_MAX_STOP_LEN 256
+
+typedef struct eng_stop {
+    char stops[ENG_MAX_STOPS][ENG_MAX_STOP_LEN + 1];
+    int n_stops;
+    char held[ENG_MAX_STOP_LEN];  /* text held back: a proper prefix of some stop */
+    int n_held;
+    int hit;                      /* 1 once a stop string was found */
+} eng_stop;
+
+/* ENG_E_INVAL when there are too many or too long (or empty) stop strings. */
+int eng_stop_init(eng_stop *st, const char *const *stops, int n, eng_err *err);
+/* Feeds text; writes text safe to emit into out (cap must be >= len + ENG_MAX_STOP_LEN) and
+ * returns its length. Sets st->hit when a stop string completes: the stop string and anything
+ * after it are not emitted. */
+size_t eng_stop_feed(eng_stop *st, const char *text, size_t len, char *out, size_t cap);
+/* At end of generation (no stop hit): returns the held-back text. */
+size_t eng_stop_flush(eng_stop *st, char *out, size_t cap);
+
+#endif

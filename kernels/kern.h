@@ -1,0 +1,122 @@
+/* kern.h — the one numeric interface the engine calls; CPU (kernels/cpu) and CUDA (kernels/cuda)
+ * backends implement it. A backend is { ops table, private context }; the kern_* wrappers check
+ * for NULL entries so the engine never calls a missing op and never includes a backend header.
+ * Thread contract: one backend object is driven by one thread at a time (the engine's step
+ * thread); a backend may use worker threads of its own inside a call. */
+#ifndef KERN_H
+#define KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum kern_status {
+    KERN_OK = 0,
+    KERN_E_INVAL = -1,        /* bad shapes or arguments */
+    KERN_E_UNSUPPORTED = -2,  /* this backend lacks the op or dtype */
+    KERN_E_NOMEM = -3,
+    KERN_E_DEVICE = -4,       /* CUDA / driver failure */
+} kern_status;
+
+const char *kern_strerror(int status);
+
+typedef enum kern_dtype {
+    KERN_F32 = 0,
+    KERN_F16 = 1,
+    KERN_BF16 = 2,
+    KERN_CLAQ = 3,            /* packed CLAQ matrix, see kern_claq.h */
+} kern_dtype;
+
+size_t kern_dtype_size(kern_dtype t); /* bytes per element of a dense dtype; 0 for KERN_CLAQ */
+const char *kern_dtype_name(kern_dtype t);
+
+typedef struct kern_claq kern_claq;   /* packed CLAQ matrix view (kern_claq.h) */
+
+/* A weight matrix W [rows = out features][cols = in features] (nn.Linear layout).
+ * Dense: data is row-major rows x cols of dtype. CLAQ: claq describes the packed layout.
+ * The matrix never owns data/claq: they are views into a mapped file or buffers owned by the
+ * model; `dev` is the backend's own copy (uploaded once), owned and freed by that backend. */
+typedef struct kern_matrix {
+    kern_dtype dtype;
+    int64_t rows;             /* out features */
+    int64_t cols;             /* in features */
+    const void *data;         /* dense: [rows][cols] of dtype; borrowed */
+    const kern_claq *claq;    /* KERN_CLAQ: packed view; borrowed */
+    void *dev;                /* backend-private copy or NULL; owned by the backend */
+} kern_matrix;
+
+typedef enum kern_rope_style {
+    KERN_ROPE_INTERLEAVED = 0, /* llama2.c / Meta: rotate pairs (2i, 2i+1) */
+    KERN_ROPE_HALF = 1,        /* Hugging Face rotate_half: pairs (i, i + head_dim/2) */
+} kern_rope_style;
+
+/* Attention over a paged KV cache for a batch of tokens that may belong to different sequences.
+ * Token t attends to positions 0..pos[t] of its own sequence, whose keys/values live in blocks
+ * block_table[t][p / block_tokens], slot p % block_tokens. The caller has already written the
+ * keys/values of every token in the batch for this layer. Layout of one block for this layer:
+ * k_base + block * block_stride + slot * kv_dim (likewise v). */
+typedef struct kern_attn_args {
+    int n;                              /* tokens in the batch */
+    int n_heads, n_kv_heads, head_dim;  /* GQA: n_heads % n_kv_heads == 0 */
+    const float *q;                     /* [n][n_heads * head_dim] */
+    float *out;                         /* [n][n_heads * head_dim] */
+    const int32_t *pos;                 /* [n] */
+    const int32_t *const *block_table;  /* [n] -> that token's sequence block ids */
+    const float *k_base, *v_base;       /* this layer's view of the KV pool */
+    int64_t block_stride;               /* floats from one block to the next */
+    int block_tokens;                   /* positions per block */
+    int max_pos;                        /* upper bound of pos[] + 1 (scratch sizing) */
+} kern_attn_args;
+
+typedef struct kern_backend_ops {
+    const char *name;
+    void (*destroy)(void *ctx);
+    /* y[t][r] = sum_c W[r][c] * x[t][c] for t < n. x [n][cols], y [n][rows].
+     * Contract (batch invariance): y[t] must be bit-identical for any n and any thread count. */
+    int (*matmul)(void *ctx, const kern_matrix *w, const float *x, int n, float *y);
+    /* out[t] = table row ids[t] as fp32; out [n][cols]. Ids must be < rows (checked). */
+    int (*embed)(void *ctx, const kern_matrix *table, const int32_t *ids, int n, float *out);
+    /* out[t] = x[t] / rms(x[t]) * w, per row of dim; out may alias x. */
+    int (*rmsnorm)(void *ctx, const float *x, const float *w, int n, int dim, float eps, float *out);
+    /* Rotates x [n][n_heads * head_dim] in place at positions pos[t]. */
+    int (*rope)(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                float theta, kern_rope_style style);
+    /* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
+    int (*swiglu)(void *ctx, const float *gate, const float *up, int64_t count, float *out);
+    int (*attention)(void *ctx, const kern_attn_args *a);
+    /* Optional: copy a weight to the device once (sets w->dev); NULL on host backends. */
+    int (*upload)(void *ctx, kern_matrix *w);
+    /* Optional: free what upload made. */
+    void (*release)(void *ctx, kern_matrix *w);
+    /* Optional: reports whether matmul handles this dtype. NULL means "all". */
+    int (*supports)(void *ctx, kern_dtype t);
+} kern_backend_ops;
+
+typedef struct kern_backend {
+    const kern_backend_ops *ops;
+    void *ctx;
+} kern_backend;
+
+/* CPU backend with n_threads workers (n_threads <= 0: one per online core). Workers block on a
+ * condition variable when idle; they never spin. ISA chosen once from CPUID + XGETBV, or forced
+ * by the environment variable CLAQ_ISA=scalar|avx2|avx512 (tests use this). */
+int kern_cpu_backend_create(kern_backend *out, int n_threads);
+/* Name of the ISA path the CPU backend picked ("scalar", "avx2", "avx512"). */
+const char *kern_cpu_isa_name(const kern_backend *b);
+
+/* CUDA backend on device `device`; KERN_E_UNSUPPORTED when built without CUDA or no GPU. */
+int kern_cuda_backend_create(kern_backend *out, int device);
+
+void kern_backend_destroy(kern_backend *b);   /* safe on a zeroed struct; idempotent */
+
+/* Wrappers: check the op exists and the arguments are sane, then call it. */
+int kern_matmul(kern_backend *b, const kern_matrix *w, const float *x, int n, float *y);
+int kern_embed(kern_backend *b, const kern_matrix *t, const int32_t *ids, int n, float *out);
+int kern_rmsnorm(kern_backend *b, const float *x, const float *w, int n, int dim, float eps, float *out);
+int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+              float theta, kern_rope_style style);
+int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out);
+int kern_attention(kern_backend *b, const kern_attn_args *a);
+int kern_upload(kern_backend *b, kern_matrix *w);
+void kern_release(kern_backend *b, kern_matrix *w);
+
+#endif
