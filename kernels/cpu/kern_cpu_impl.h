@@ -1,0 +1,56 @@
+/* kern_cpu_impl.h — internals shared by the CPU backend's files: the worker pool, the ISA choice,
+ * the backend context, and the per-dtype matmul entry points. Not for the engine (kern.h is). */
+#ifndef KERN_CPU_IMPL_H
+#define KERN_CPU_IMPL_H
+
+#include <stdint.h>
+
+#include "kern.h"
+
+/* ---- worker pool (kern_cpu_pool.c) ----
+ * n workers including the calling thread. kern_pool_run splits [0, n_tasks) among them: each task
+ * index runs exactly once, on some worker; it returns when all are done. Idle workers block on a
+ * condition variable (never spin). Tasks must not call kern_pool_run. */
+typedef struct kern_pool kern_pool;
+typedef void (*kern_task_fn)(void *arg, int64_t task, int worker);
+int kern_pool_create(kern_pool **out, int n_threads);
+void kern_pool_destroy(kern_pool *p);
+int kern_pool_run(kern_pool *p, int64_t n_tasks, kern_task_fn fn, void *arg);
+int kern_pool_threads(const kern_pool *p);
+
+/* ---- instruction set (kern_cpu_features.c) ---- */
+typedef enum kern_isa { KERN_ISA_SCALAR = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 = 2 } kern_isa;
+/* Best ISA the CPU and OS support (CPUID + XGETBV), capped by env CLAQ_ISA when set. */
+kern_isa kern_cpu_detect_isa(void);
+const char *kern_isa_name(kern_isa isa);
+
+typedef struct kern_cpu_ctx {
+    kern_pool *pool;        /* owned */
+    kern_isa isa;           /* chosen once at creation */
+    int n_threads;
+    float **scratch;        /* [n_threads] per-worker scratch; owned */
+    int64_t scratch_floats; /* size of each scratch buffer */
+} kern_cpu_ctx;
+
+/* Grows every worker's scratch to at least n floats (called before kern_pool_run). */
+int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n);
+
+/* ---- dense dot products (kern_cpu_dot_*.c): sum_i w[i]*x[i], w in the given dtype.
+ * One fixed summation order per ISA, independent of anything but n. */
+typedef float (*kern_dot_fn)(const void *w, const float *x, int64_t n);
+kern_dot_fn kern_cpu__dot_fn(kern_isa isa, kern_dtype dt);
+float kern_cpu__dot_f32_ref(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_f16_ref(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_f32_avx2(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_f16_avx2(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_bf16_avx2(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_f32_avx512(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_f16_avx512(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_bf16_avx512(const void *w, const float *x, int64_t n);
+
+/* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
+ * including batch invariance (y[t] bit-identical for any n and thread count). */
+int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y);
+
+#endif
