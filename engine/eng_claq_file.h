@@ -1,0 +1,92 @@
+/* eng_claq_file.h — the packed CLAQ model file (docs/format.md): the writer the quantizer calls,
+ * the packer that turns an eng_qmatrix into the kernels' layout (kern_claq.h), and the loader
+ * behind eng_model_open (eng__load_claq). Does not quantize (the quantizer does) and does not
+ * compute (kernels/cpu/kern_cpu_claq*.c do). Pure functions of their arguments; any thread. */
+#ifndef ENG_CLAQ_FILE_H
+#define ENG_CLAQ_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng_err.h"
+#include "eng_model.h"
+#include "eng_qmatrix.h"
+#include "kern_claq.h"
+
+#define ENG_CLAQ_MAGIC "CLAQPACK"  /* 8 bytes at offset 0 */
+#define ENG_CLAQ_VERSION 1u
+#define ENG_CLAQ_ALIGN 64          /* every section starts on a multiple of this */
+
+/* Quantization metadata stored in the file (strings are NUL-terminated, truncated if longer). */
+typedef struct eng_claq_meta {
+    char method[16];          /* "rtn", "gptq", "claq", "synth-kmeans" */
+    double bits;              /* target average code bits (--bits), e.g. 2.12 */
+    int outliers;             /* Outlier Reservation on (1) / off (0) */
+    double or_budget;         /* OR budget scale (1.0 = the spec's 10 % / 0.014 / 0.004) */
+    int or_compat_index;      /* 1: the reference code's block-local OR indexing */
+    int nsamples;             /* calibration samples (0 when none) */
+    int seqlen;               /* calibration sample length in tokens */
+    uint64_t seed;
+    char calib[256];          /* calibration file name ("" when none) */
+    char source[256];         /* source model path */
+    double quant_seconds;     /* wall time of the quantization */
+} eng_claq_meta;
+
+/* Writes a packed model to path (atomically: path.tmp then rename).
+ * src: the FP source model; it provides the config, the non-quantized tensors (token embedding,
+ *      output head when untied, norms; written in their source dtype) and the tokenizer (the bytes
+ *      of src->tokenizer_path, else src's embedded blob; tokenizer_config.json when it has one).
+ * q:   [n_layers * ENG_LIN_COUNT] quantized linears, layer-major (q[l*ENG_LIN_COUNT + ENG_LIN_Q]),
+ *      each of the shape the config implies; borrowed, not modified.
+ * Returns 0 or ENG_E_*; err names the file and tensor. */
+int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
+                   const eng_claq_meta *meta, eng_err *err);
+
+/* ---- packing (eng_claq_pack.c) ---- */
+
+/* A packed matrix that owns its buffers (the writer, tests and benchmarks use it; the loader
+ * builds views into the mapping instead). view's pointers point into buf. */
+typedef struct eng_claq_packed {
+    kern_claq view;           /* the kernels' view; pointers into buf */
+    void *buf;                /* owned; 64-byte aligned; all sections, in file order */
+    size_t buf_size;
+} eng_claq_packed;
+
+/* Packs q (validated: bits 2..4, codes < 2^bits, outliers in range and sorted by (col,row)).
+ * Returns 0 or ENG_E_INVAL / ENG_E_NOMEM with a message naming `name`. */
+int eng_claq_pack(const eng_qmatrix *q, const char *name, eng_claq_packed *out, eng_err *err);
+void eng_claq_packed_free(eng_claq_packed *p);  /* safe on zeroed, idempotent */
+
+/* The fake-quantized matrix of a packed view: w [rows][cols] fp32 in ORIGINAL column order,
+ * outliers applied. Equals eng_qmatrix_dequant of the source bit for bit. */
+void eng_claq_unpack(const kern_claq *k, float *w);
+
+/* Checks a view's internal consistency (sizes, codes < 2^bits, outlier indices, permutation);
+ * used by the loader on untrusted files. err names `file` and `name`. */
+int eng_claq_validate(const kern_claq *k, const char *file, const char *name, eng_err *err);
+
+/* Byte accounting of one packed matrix (claq inspect). */
+typedef struct eng_claq_stats {
+    int64_t cols_by_bits[5];  /* index 2..4: original columns at that width */
+    int64_t n_outliers;
+    int64_t codebook_bytes;   /* fp16 codebooks */
+    int64_t code_bytes;       /* packed codes incl. row/column padding */
+    int64_t outlier_bytes;    /* colptr + row indices + values */
+    int64_t other_bytes;      /* colmap, per-matrix header, alignment padding */
+    int64_t total_bytes;      /* everything stored for this matrix */
+    double nominal_bits;      /* mean code bits per column (the paper's label, no outliers) */
+    double true_bpw;          /* total_bytes * 8 / (rows * cols) */
+} eng_claq_stats;
+void eng_claq_stats_of(const kern_claq *k, int64_t stored_bytes, eng_claq_stats *st);
+
+/* Packed-model extras hung on eng_model.ext by eng__load_claq (claq inspect reads them). */
+typedef struct eng_claq_model_info {
+    eng_claq_meta meta;
+    int64_t n_matrices;              /* n_layers * ENG_LIN_COUNT */
+    int64_t *matrix_bytes;           /* [n_matrices] bytes stored per packed matrix; owned */
+    kern_claq *views;                /* [n_matrices] views into the mapping; owned array */
+    int64_t file_bytes;
+    char dtype_dense[8];             /* dtype of the non-quantized tensors: "f32", "f16", "bf16" */
+} eng_claq_model_info;
+
+#endif
