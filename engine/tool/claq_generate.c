@@ -1,12 +1,169 @@
-/* claq_generate.c — `claq generate` (placeholder). */
+/* claq_generate.c — `claq generate`: prompt in, prompt + generated text out on stdout, timings
+ * (prompt and generation tokens/s) on stderr. Single sequence; prefill in one batched pass, then
+ * one token per step. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "claq_session.h"
 #include "claq_tool.h"
+#include "eng_sampler.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 int claq_cmd_generate(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "claq generate: not implemented yet\n");
-    return 2;
+    claq_arg spec[] = {
+        {"--model", 1, NULL, "model: llama2.c .bin, HF directory or packed .claq file (required)"},
+        {"--tokenizer", 1, NULL, "tokenizer file (llama2.c checkpoints need one)"},
+        {"--prompt", 1, NULL, "prompt text (default: empty, start from BOS)"},
+        {"--max-tokens", 1, NULL, "tokens to generate (default 128)"},
+        {"--temperature", 1, NULL, "0 = greedy (default 1.0)"},
+        {"--top-p", 1, NULL, "nucleus sampling mass (default 1 = off)"},
+        {"--top-k", 1, NULL, "keep the k most likely tokens (default 0 = off)"},
+        {"--min-p", 1, NULL, "keep tokens with p >= min_p * p_max (default 0 = off)"},
+        {"--repetition-penalty", 1, NULL, "CTRL-style penalty (default 1 = off)"},
+        {"--seed", 1, NULL, "RNG seed (default: time)"},
+        {"--stop", 1, NULL, "stop when this text is generated"},
+        {"--threads", 1, NULL, "worker threads (default: one per core)"},
+        {"--help", 0, NULL, "this text"},
+    };
+    const int ns = (int)(sizeof spec / sizeof spec[0]);
+    if (claq_args_parse("generate", spec, ns, argc, argv)) return 2;
+    if (claq_arg_get(spec, ns, "--help") || !claq_arg_get(spec, ns, "--model")) {
+        claq_args_usage("generate", "--model PATH [--tokenizer PATH] --prompt TEXT --max-tokens N ...",
+                        spec, ns);
+        return claq_arg_get(spec, ns, "--help") ? 0 : 2;
+    }
+    long long max_tokens = 128, top_k = 0, threads = 0, seed = (long long)time(NULL);
+    double temp = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
+    const char *v;
+    if ((v = claq_arg_get(spec, ns, "--max-tokens")) && claq_parse_int("--max-tokens", v, 0, 1 << 24, &max_tokens)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--top-k")) && claq_parse_int("--top-k", v, 0, 1 << 24, &top_k)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--seed")) && claq_parse_int("--seed", v, 0, 0x7fffffffffffffffLL, &seed)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--temperature")) && claq_parse_float("--temperature", v, 0, 100, &temp)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--top-p")) && claq_parse_float("--top-p", v, 1e-6, 1, &top_p)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--min-p")) && claq_parse_float("--min-p", v, 0, 1, &min_p)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--repetition-penalty")) && claq_parse_float("--repetition-penalty", v, 1e-3, 100, &rep)) return 2;
+    const char *prompt = claq_arg_get(spec, ns, "--prompt");
+    if (!prompt) prompt = "";
+    const char *stop_s = claq_arg_get(spec, ns, "--stop");
+
+    claq_session s;
+    if (claq_session_open(&s, "generate", claq_arg_get(spec, ns, "--model"),
+                          claq_arg_get(spec, ns, "--tokenizer"), 1, (int)threads, 64, 0))
+        return 1;
+    const eng_config *cfg = &s.model->cfg;
+    int ret = 1, vocab = cfg->vocab_size;
+    eng_err err = {0};
+    eng_sampler smp = {0};
+    eng_stop stop = {0};
+    eng_seq seq = {0};
+    int32_t *toks = NULL;
+    float *logits = NULL;
+    char *text = NULL;
+
+    /* tokenize: BOS + prompt */
+    size_t n_prompt = 0, cap = strlen(prompt) + 8;
+    toks = malloc(cap * sizeof *toks);
+    if (!toks) goto oom;
+    int bos = eng_tokenizer_bos(s.tok);
+    if (eng_tokenizer_encode(s.tok, prompt, strlen(prompt), bos >= 0, 0, toks, cap, &n_prompt, &err))
+        goto fail;
+    if (n_prompt == 0) { /* no BOS in this vocabulary and an empty prompt */
+        fprintf(stderr, "claq generate: empty prompt and the tokenizer has no BOS token\n");
+        goto out;
+    }
+    int64_t total = (int64_t)n_prompt + max_tokens;
+    if (total > cfg->seq_len) {
+        fprintf(stderr, "claq generate: prompt (%zu tokens) + --max-tokens %lld exceeds the model's "
+                        "context of %d; generating up to the context\n", n_prompt, max_tokens, cfg->seq_len);
+        total = cfg->seq_len;
+        if ((int64_t)n_prompt > total) {
+            fprintf(stderr, "claq generate: the prompt alone is %zu tokens, the context is %d\n",
+                    n_prompt, cfg->seq_len);
+            goto out;
+        }
+    }
+    if (eng_kv_init(&s.kv, cfg, total, &err)) goto fail;
+    eng_sampler_cfg sc;
+    eng_sampler_cfg_default(&sc);
+    sc.temperature = (float)temp;
+    sc.top_p = (float)top_p;
+    sc.top_k = (int)top_k;
+    sc.min_p = (float)min_p;
+    sc.repetition_penalty = (float)rep;
+    sc.seed = (uint64_t)seed;
+    if (eng_sampler_init(&smp, &sc, vocab, &err)) goto fail;
+    if (eng_stop_init(&stop, stop_s ? &stop_s : NULL, stop_s ? 1 : 0, &err)) goto fail;
+    for (size_t i = 0; i < n_prompt; i++) eng_sampler_accept(&smp, toks[i]);
+    logits = malloc((size_t)vocab * sizeof(float));
+    text = malloc(1024 + ENG_MAX_STOP_LEN);
+    if (!logits || !text) goto oom;
+
+    fputs(prompt, stdout);
+    fflush(stdout);
+    double t0 = now_s();
+    if (claq_session_prefill(&s, &seq, toks, (int)n_prompt, 0, 0, logits, &err)) goto fail;
+    double t1 = now_s();
+    eng_detok dt;
+    eng_detok_init(&dt, s.tok, 0);
+    dt.prev = toks[n_prompt - 1];
+    dt.emitted_any = n_prompt > 1;
+    int eos = eng_tokenizer_eos(s.tok);
+    long long generated = 0;
+    int pos = (int)n_prompt;
+    while (generated < max_tokens && pos < total) {
+        int32_t next = eng_sampler_sample(&smp, logits, NULL);
+        if (next < 0) { eng_err_set(&err, next, "sampling failed (non-finite logits?)"); goto fail; }
+        generated++;
+        if (next == eos || (next == bos && bos >= 0)) break;
+        eng_sampler_accept(&smp, next);
+        char piece[300];
+        size_t np = eng_detok_push(&dt, next, piece, sizeof piece);
+        size_t nt = eng_stop_feed(&stop, piece, np, text, 1024 + ENG_MAX_STOP_LEN);
+        fwrite(text, 1, nt, stdout);
+        fflush(stdout);
+        if (stop.hit) break;
+        if (pos + 1 >= total || generated >= max_tokens) break;
+        if (eng_kv_reserve(&s.kv, &seq, pos + 1)) { eng_err_set(&err, ENG_E_FULL, "kv cache full"); goto fail; }
+        eng_batch_item it = {next, pos, &seq, 1};
+        if (eng_forward(s.ctx, &s.kv, &it, 1, logits, &err)) goto fail;
+        pos++;
+    }
+    if (!stop.hit) {
+        char tail[ENG_MAX_STOP_LEN + 16];
+        size_t n = eng_detok_flush(&dt, tail, sizeof tail);
+        size_t nt = eng_stop_feed(&stop, tail, n, text, 1024 + ENG_MAX_STOP_LEN);
+        fwrite(text, 1, nt, stdout);
+        if (!stop.hit) fwrite(text, 1, eng_stop_flush(&stop, text, 1024 + ENG_MAX_STOP_LEN), stdout);
+    }
+    fputc('\n', stdout);
+    double t2 = now_s();
+    fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s "
+                    "(%.1f tok/s); %s kernels, %s threads\n",
+            n_prompt, t1 - t0, (double)n_prompt / (t1 - t0 + 1e-9), generated, t2 - t1,
+            (double)generated / (t2 - t1 + 1e-9), kern_cpu_isa_name(&s.be),
+            threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all");
+    ret = 0;
+    goto out;
+oom:
+    eng_err_set(&err, ENG_E_NOMEM, "out of memory");
+fail:
+    fprintf(stderr, "claq generate: %s\n", err.msg);
+out:
+    eng_kv_release(&s.kv, &seq);
+    free(text);
+    free(logits);
+    free(toks);
+    eng_sampler_free(&smp);
+    claq_session_close(&s);
+    return ret;
 }

@@ -1,12 +1,138 @@
-/* claq_perplexity.c — `claq perplexity` (placeholder). */
+/* claq_perplexity.c — `claq perplexity` with the GPTQ protocol: tokenize the whole file once with
+ * BOS at its start, cut the stream into consecutive non-overlapping windows of --ctx tokens (no
+ * extra BOS), score every next-token prediction inside each window, print exp(mean NLL). The last
+ * stdout line is `perplexity: <value>`. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "claq_session.h"
 #include "claq_tool.h"
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *nb = realloc(buf, cap *= 2);
+        if (!nb) { free(buf); buf = NULL; }
+        else buf = nb;
+    }
+    if (buf && ferror(f)) { free(buf); buf = NULL; }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* log-sum-exp NLL of target under logits, in double */
+static double nll(const float *logits, int vocab, int target)
+{
+    double mx = logits[0];
+    for (int i = 1; i < vocab; i++) if (logits[i] > mx) mx = logits[i];
+    double s = 0;
+    for (int i = 0; i < vocab; i++) s += exp((double)logits[i] - mx);
+    return log(s) + mx - (double)logits[target];
+}
 
 int claq_cmd_perplexity(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "claq perplexity: not implemented yet\n");
-    return 2;
+    claq_arg spec[] = {
+        {"--model", 1, NULL, "model path (required)"},
+        {"--tokenizer", 1, NULL, "tokenizer file (llama2.c checkpoints need one)"},
+        {"--file", 1, NULL, "UTF-8 text to score (required)"},
+        {"--ctx", 1, NULL, "window length in tokens (default: the model's context)"},
+        {"--max-windows", 1, NULL, "score at most this many windows (default: all)"},
+        {"--threads", 1, NULL, "worker threads (default: one per core)"},
+        {"--help", 0, NULL, "this text"},
+    };
+    const int ns = (int)(sizeof spec / sizeof spec[0]);
+    if (claq_args_parse("perplexity", spec, ns, argc, argv)) return 2;
+    if (claq_arg_get(spec, ns, "--help") || !claq_arg_get(spec, ns, "--model") ||
+        !claq_arg_get(spec, ns, "--file")) {
+        claq_args_usage("perplexity", "--model PATH [--tokenizer PATH] --file TEXT --ctx N", spec, ns);
+        return claq_arg_get(spec, ns, "--help") ? 0 : 2;
+    }
+    long long ctx = 0, threads = 0, max_windows = 0;
+    const char *v;
+    if ((v = claq_arg_get(spec, ns, "--ctx")) && claq_parse_int("--ctx", v, 2, 1 << 22, &ctx)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--max-windows")) && claq_parse_int("--max-windows", v, 1, 1 << 30, &max_windows)) return 2;
+    const char *file = claq_arg_get(spec, ns, "--file");
+    size_t len = 0;
+    char *text = read_file(file, &len);
+    if (!text) {
+        fprintf(stderr, "claq perplexity: cannot read %s\n", file);
+        return 1;
+    }
+    claq_session s;
+    if (claq_session_open(&s, "perplexity", claq_arg_get(spec, ns, "--model"),
+                          claq_arg_get(spec, ns, "--tokenizer"), 1, (int)threads, 128, 0)) {
+        free(text);
+        return 1;
+    }
+    int ret = 1, vocab = s.model->cfg.vocab_size;
+    eng_err err = {0};
+    float *logits = NULL;
+    int32_t *toks = malloc((len + 8) * sizeof *toks);
+    size_t n_tok = 0;
+    if (!toks) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
+    int bos = eng_tokenizer_bos(s.tok);
+    if (eng_tokenizer_encode(s.tok, text, len, bos >= 0, 0, toks, len + 8, &n_tok, &err)) goto fail;
+    if (ctx == 0) ctx = s.model->cfg.seq_len;
+    if (ctx > s.model->cfg.seq_len) {
+        fprintf(stderr, "claq perplexity: --ctx %lld exceeds the model's context %d\n", ctx,
+                s.model->cfg.seq_len);
+        goto out;
+    }
+    long long windows = (long long)n_tok / ctx;
+    if (max_windows && windows > max_windows) windows = max_windows;
+    if (windows == 0) {
+        fprintf(stderr, "claq perplexity: %s has %zu tokens, fewer than one window of %lld\n", file,
+                n_tok, ctx);
+        goto out;
+    }
+    if (eng_kv_init(&s.kv, &s.model->cfg, ctx, &err)) goto fail;
+    logits = malloc((size_t)ctx * (size_t)vocab * sizeof(float));
+    if (!logits) { eng_err_set(&err, ENG_E_NOMEM, "out of memory for logits"); goto fail; }
+    fprintf(stderr, "%s: %zu tokens, %lld windows of %lld\n", file, n_tok, windows, ctx);
+    double sum = 0;
+    long long count = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long long w = 0; w < windows; w++) {
+        eng_seq seq = {0};
+        const int32_t *win = toks + w * ctx;
+        int rc = claq_session_prefill(&s, &seq, win, (int)ctx, 0, 1, logits, &err);
+        eng_kv_release(&s.kv, &seq);
+        if (rc) goto fail;
+        for (long long i = 0; i + 1 < ctx; i++) {
+            sum += nll(logits + i * vocab, vocab, win[i + 1]);
+            count++;
+        }
+        if ((w + 1) % 10 == 0 || w + 1 == windows)
+            fprintf(stderr, "  window %lld/%lld: running ppl %.4f\n", w + 1, windows, exp(sum / count));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    fprintf(stderr, "scored %lld tokens in %.2f s (%.0f tok/s)\n", count, dt, (double)windows * ctx / dt);
+    printf("tokens: %zu\nwindows: %lld\nctx: %lld\nscored: %lld\nnll: %.6f\n", n_tok, windows, ctx,
+           count, sum / count);
+    printf("perplexity: %.4f\n", exp(sum / count));
+    ret = 0;
+    goto out;
+fail:
+    fprintf(stderr, "claq perplexity: %s\n", err.msg);
+out:
+    free(logits);
+    free(toks);
+    free(text);
+    claq_session_close(&s);
+    return ret;
 }

@@ -1,0 +1,83 @@
+/* eng_kv.c — the paged KV cache pool and per-sequence block tables (see eng_kv.h). Owned by one
+ * thread (the CLI or the server's scheduler); no locking. */
+#include "eng_kv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int eng_kv_init(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, eng_err *err)
+{
+    memset(kv, 0, sizeof *kv);
+    if (total_tokens <= 0) return eng_err_set(err, ENG_E_INVAL, "kv cache: size must be positive");
+    kv->block_tokens = ENG_KV_BLOCK_TOKENS;
+    int64_t nb = (total_tokens + kv->block_tokens - 1) / kv->block_tokens;
+    if (nb > (1 << 30)) return eng_err_set(err, ENG_E_INVAL, "kv cache: %lld tokens is too many",
+                                           (long long)total_tokens);
+    kv->n_blocks = (int)nb;
+    kv->n_layers = cfg->n_layers;
+    kv->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+    kv->block_stride = (int64_t)kv->block_tokens * kv->kv_dim;
+    size_t floats = (size_t)nb * (size_t)kv->n_layers * (size_t)kv->block_stride;
+    kv->k = calloc(floats, sizeof(float));
+    kv->v = calloc(floats, sizeof(float));
+    kv->free_ids = malloc((size_t)nb * sizeof(int32_t));
+    if (!kv->k || !kv->v || !kv->free_ids) {
+        eng_kv_free(kv);
+        return eng_err_set(err, ENG_E_NOMEM, "kv cache: cannot allocate %.1f MiB for %lld tokens",
+                           2.0 * (double)floats * 4 / (1 << 20), (long long)total_tokens);
+    }
+    /* stack: lowest ids popped first */
+    for (int i = 0; i < kv->n_blocks; i++) kv->free_ids[i] = kv->n_blocks - 1 - i;
+    kv->n_free = kv->n_blocks;
+    return 0;
+}
+
+void eng_kv_free(eng_kv *kv)
+{
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv->free_ids);
+    memset(kv, 0, sizeof *kv);
+}
+
+int eng_kv_free_tokens(const eng_kv *kv) { return kv->n_free * kv->block_tokens; }
+
+int eng_kv_blocks_for(const eng_kv *kv, int64_t n_pos)
+{
+    return (int)((n_pos + kv->block_tokens - 1) / kv->block_tokens);
+}
+
+int eng_kv_reserve(eng_kv *kv, eng_seq *seq, int n_pos)
+{
+    int need = eng_kv_blocks_for(kv, n_pos);
+    if (need <= seq->n_blocks) return 0;
+    int more = need - seq->n_blocks;
+    if (more > kv->n_free) return ENG_E_FULL;
+    if (need > seq->cap_blocks) {
+        int cap = seq->cap_blocks ? seq->cap_blocks : 4;
+        while (cap < need) cap *= 2;
+        int32_t *b = realloc(seq->blocks, (size_t)cap * sizeof *b);
+        if (!b) return ENG_E_NOMEM;
+        seq->blocks = b;
+        seq->cap_blocks = cap;
+    }
+    while (seq->n_blocks < need) seq->blocks[seq->n_blocks++] = kv->free_ids[--kv->n_free];
+    return 0;
+}
+
+void eng_kv_release(eng_kv *kv, eng_seq *seq)
+{
+    for (int i = seq->n_blocks - 1; i >= 0; i--) kv->free_ids[kv->n_free++] = seq->blocks[i];
+    free(seq->blocks);
+    memset(seq, 0, sizeof *seq);
+}
+
+float *eng_kv_k_layer(eng_kv *kv, int layer) { return kv->k + (int64_t)layer * kv->block_stride; }
+float *eng_kv_v_layer(eng_kv *kv, int layer) { return kv->v + (int64_t)layer * kv->block_stride; }
+
+int64_t eng_kv_slot_offset(const eng_kv *kv, int32_t block, int slot)
+{
+    /* blocks are [n_blocks][n_layers][block_tokens][kv_dim]: a block spans n_layers slabs */
+    return (int64_t)block * kv->n_layers * kv->block_stride + (int64_t)slot * kv->kv_dim;
+}

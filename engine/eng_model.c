@@ -1,0 +1,211 @@
+/* eng_model.c — eng_model_open (sniffs the path and calls the right loader), close, and the
+ * resource helpers loaders share: file mappings, owned buffers, fp32 copies of small vectors,
+ * finite-value checks, config validation, finding the model's tokenizer. Not thread-specific. */
+#include "eng_model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eng_tokenizer.h"
+#include "kern_half.h"
+
+const char *eng_linear_name(eng_linear l)
+{
+    static const char *const names[ENG_LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                     "gate_proj", "up_proj", "down_proj"};
+    return (unsigned)l < ENG_LIN_COUNT ? names[l] : "?";
+}
+
+int eng__model_own(eng_model *m, void *buf)
+{
+    if (!buf) return ENG_E_NOMEM;
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? m->cap_owned * 2 : 16;
+        void **p = realloc(m->owned, (size_t)cap * sizeof *p);
+        if (!p) { free(buf); return ENG_E_NOMEM; }
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = buf;
+    return 0;
+}
+
+int eng__model_map(eng_model *m, const char *path, const void **addr, size_t *size, eng_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return eng_err_set(err, ENG_E_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return eng_err_set(err, ENG_E_FORMAT, "%s: file is empty", path);
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return eng_err_set(err, ENG_E_IO, "%s: mmap failed: %s", path, strerror(errno));
+    eng_mapping *maps = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *maps);
+    if (!maps) {
+        munmap(p, (size_t)st.st_size);
+        return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+    }
+    m->maps = maps;
+    m->maps[m->n_maps].addr = p;
+    m->maps[m->n_maps].size = (size_t)st.st_size;
+    m->n_maps++;
+    *addr = p;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+int eng__model_f32_copy(eng_model *m, kern_dtype dt, const void *src, int64_t n, const float **out,
+                        eng_err *err)
+{
+    float *dst = malloc((size_t)n * sizeof(float));
+    if (!dst || eng__model_own(m, dst)) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == KERN_F32) memcpy(&dst[i], (const char *)src + 4 * i, 4);
+        else {
+            uint16_t h;
+            memcpy(&h, (const char *)src + 2 * i, 2);
+            dst[i] = dt == KERN_F16 ? kern_f16_to_f32(h) : kern_bf16_to_f32(h);
+        }
+    }
+    *out = dst;
+    return 0;
+}
+
+int eng__check_finite(const kern_matrix *w, const char *file, const char *tensor, eng_err *err)
+{
+    if (w->dtype == KERN_CLAQ) return 0;
+    int64_t n = w->rows * w->cols;
+    if (w->dtype == KERN_F32) {
+        const uint32_t *p = w->data;
+        for (int64_t i = 0; i < n; i++)
+            if ((p[i] & 0x7f800000u) == 0x7f800000u)
+                return eng_err_set(err, ENG_E_RANGE, "%s: tensor %s: non-finite value at element %lld",
+                                   file, tensor, (long long)i);
+    } else {
+        const uint16_t *p = w->data;
+        uint16_t mask = w->dtype == KERN_F16 ? 0x7c00 : 0x7f80;
+        for (int64_t i = 0; i < n; i++)
+            if ((p[i] & mask) == mask)
+                return eng_err_set(err, ENG_E_RANGE, "%s: tensor %s: non-finite value at element %lld",
+                                   file, tensor, (long long)i);
+    }
+    return 0;
+}
+
+int eng_config_validate(const eng_config *c, const char *path, eng_err *err)
+{
+    if (c->dim <= 0 || c->dim > (1 << 16))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config hidden_size %d out of range", path, c->dim);
+    if (c->hidden_dim <= 0 || c->hidden_dim > (1 << 18))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config intermediate_size %d out of range", path,
+                           c->hidden_dim);
+    if (c->n_layers <= 0 || c->n_layers > 1024)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config num_hidden_layers %d out of range", path,
+                           c->n_layers);
+    if (c->n_heads <= 0 || c->n_heads > 1024)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config num_attention_heads %d out of range", path,
+                           c->n_heads);
+    if (c->n_kv_heads <= 0 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
+        return eng_err_set(err, ENG_E_FORMAT,
+                           "%s: config num_key_value_heads %d must divide num_attention_heads %d",
+                           path, c->n_kv_heads, c->n_heads);
+    if (c->head_dim <= 0 || c->head_dim > 1024 || (c->head_dim & 1))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config head_dim %d out of range (even, <= 1024)",
+                           path, c->head_dim);
+    if (c->vocab_size <= 0 || c->vocab_size > (1 << 22))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config vocab_size %d out of range", path,
+                           c->vocab_size);
+    if (c->seq_len <= 0 || c->seq_len > (1 << 22))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config max_position_embeddings %d out of range",
+                           path, c->seq_len);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_theta must be positive", path);
+    if (!(c->norm_eps > 0) || !(c->norm_eps < 1))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config rms_norm_eps must be in (0, 1)", path);
+    if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config bos/eos id outside the vocabulary", path);
+    return 0;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int eng_model_open(eng_model **out, const char *path, eng_err *err)
+{
+    *out = NULL;
+    if (!path || !*path) return eng_err_set(err, ENG_E_INVAL, "no model path given");
+    if (strlen(path) >= ENG_PATH_MAX) return eng_err_set(err, ENG_E_INVAL, "model path too long");
+    eng_model *m = calloc(1, sizeof *m);
+    if (!m) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
+    snprintf(m->path, sizeof m->path, "%s", path);
+    int rc;
+    if (is_dir(path)) {
+        m->format = ENG_FMT_HF;
+        rc = eng__load_hf(m, path, err);
+    } else {
+        unsigned char magic[4] = {0};
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        } else {
+            ssize_t got = read(fd, magic, 4);
+            close(fd);
+            if (got == 4 && memcmp(magic, "CLAQ", 4) == 0) {
+                m->format = ENG_FMT_CLAQ;
+                rc = eng__load_claq(m, path, err);
+            } else {
+                m->format = ENG_FMT_LLAMA2C;
+                rc = eng__load_llama2c(m, path, err);
+            }
+        }
+    }
+    if (rc == 0) rc = eng_config_validate(&m->cfg, path, err);
+    if (rc) {
+        eng_model_close(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void eng_model_close(eng_model *m)
+{
+    if (!m) return;
+    if (m->ext && m->ext_free) m->ext_free(m->ext);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    for (int i = 0; i < m->n_maps; i++) munmap(m->maps[i].addr, m->maps[i].size);
+    free(m->maps);
+    free(m->w.layers);
+    free(m);
+}
+
+int eng_model_open_tokenizer(const eng_model *m, const char *override_path,
+                             struct eng_tokenizer **out, eng_err *err)
+{
+    *out = NULL;
+    int vocab = m->cfg.vocab_size;
+    if (override_path && *override_path) return eng_tokenizer_open(out, override_path, vocab, err);
+    if (m->tokenizer_path[0]) return eng_tokenizer_open(out, m->tokenizer_path, vocab, err);
+    if (m->tokenizer_blob)
+        return eng_tokenizer_open_buffer(out, m->tokenizer_blob_name, m->tokenizer_blob,
+                                         m->tokenizer_blob_len, vocab, err);
+    return eng_err_set(err, ENG_E_INVAL,
+                       "%s: the model carries no tokenizer; pass one with --tokenizer PATH", m->path);
+}

@@ -1,0 +1,35 @@
+/* claq_session.h — what the model-running subcommands share: model + tokenizer + CPU backend +
+ * forward ctx + KV cache opened together from the common flags, and freed in reverse order. */
+#ifndef CLAQ_SESSION_H
+#define CLAQ_SESSION_H
+
+#include "eng_forward.h"
+#include "eng_kv.h"
+#include "eng_model.h"
+#include "eng_tokenizer.h"
+
+typedef struct claq_session {
+    eng_model *model;        /* owned */
+    eng_tokenizer *tok;      /* owned; NULL when not requested */
+    kern_backend be;         /* owned */
+    eng_ctx *ctx;            /* owned */
+    eng_kv kv;               /* owned */
+} claq_session;
+
+/* Opens everything; on failure prints the error to stderr (prefixed by cmd), frees what was built
+ * and returns non-zero. threads <= 0: one per core. kv_tokens: KV cache capacity in positions. */
+int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
+                      const char *tokenizer_path, int want_tokenizer, int threads, int max_batch,
+                      int64_t kv_tokens);
+void claq_session_close(claq_session *s);
+
+/* Runs tokens [0, n) of one sequence through the model starting at position start (the sequence's
+ * blocks are reserved here), in chunks of the ctx's max batch. logits: NULL for none, else
+ * [n][vocab] for every token when all_logits, or [vocab] for the last token only. */
+int claq_session_prefill(claq_session *s, eng_seq *seq, const int32_t *tokens, int n, int start,
+                         int all_logits, float *logits, eng_err *err);
+
+/* Parses "1 2 3" (spaces or commas) into ids; returns the count or -1 (message on stderr). */
+int claq_parse_ids(const char *s, int32_t *ids, int cap);
+
+#endif

@@ -1,0 +1,247 @@
+/* kern_cpu.c — the CPU backend: its ops table, context, and the dense matmul, embedding, RMSNorm,
+ * RoPE, SwiGLU and paged attention loops, split over the worker pool. Packed CLAQ matmuls go to
+ * kern_cpu_claq.c; dot products to kern_cpu_dot_*.c (ISA chosen once at creation). Every op computes
+ * each output element with one fixed order that does not depend on the batch size or thread count
+ * (batch invariance: the server's determinism rests on it). Driven by one thread at a time. */
+#include "kern_cpu_impl.h"
+#include "kern_half.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Rows per matmul task: small enough to balance 2..16 workers, large enough to amortize dispatch. */
+#define KERN_CPU_ROWS_PER_TASK 16
+
+int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n)
+{
+    if (n <= c->scratch_floats) return KERN_OK;
+    for (int i = 0; i < c->n_threads; i++) {
+        float *p = realloc(c->scratch[i], (size_t)n * sizeof(float));
+        if (!p) return KERN_E_NOMEM;
+        c->scratch[i] = p;
+    }
+    c->scratch_floats = n;
+    return KERN_OK;
+}
+
+/* ---- dense matmul ---- */
+typedef struct matmul_job {
+    const kern_matrix *w;
+    const float *x;
+    float *y;
+    int n;
+    kern_dot_fn dot;
+} matmul_job;
+
+static void matmul_task(void *arg, int64_t task, int worker)
+{
+    (void)worker;
+    const matmul_job *j = arg;
+    int64_t rows = j->w->rows, cols = j->w->cols;
+    int64_t r0 = task * KERN_CPU_ROWS_PER_TASK, r1 = r0 + KERN_CPU_ROWS_PER_TASK;
+    if (r1 > rows) r1 = rows;
+    size_t esz = kern_dtype_size(j->w->dtype);
+    const char *base = j->w->data;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *wr = base + (size_t)r * (size_t)cols * esz;
+        for (int t = 0; t < j->n; t++) j->y[(int64_t)t * rows + r] = j->dot(wr, j->x + (int64_t)t * cols, cols);
+    }
+}
+
+static int cpu_matmul(void *ctx, const kern_matrix *w, const float *x, int n, float *y)
+{
+    kern_cpu_ctx *c = ctx;
+    if (w->dtype == KERN_CLAQ) return kern_cpu__matmul_claq(c, w, x, n, y);
+    matmul_job j = {w, x, y, n, kern_cpu__dot_fn(c->isa, w->dtype)};
+    if (!j.dot) return KERN_E_UNSUPPORTED;
+    int64_t tasks = (w->rows + KERN_CPU_ROWS_PER_TASK - 1) / KERN_CPU_ROWS_PER_TASK;
+    return kern_pool_run(c->pool, tasks, matmul_task, &j);
+}
+
+static int cpu_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n, float *out)
+{
+    (void)ctx;
+    int64_t cols = t->cols;
+    for (int i = 0; i < n; i++) {
+        float *o = out + (int64_t)i * cols;
+        if (t->dtype == KERN_F32) {
+            memcpy(o, (const float *)t->data + (int64_t)ids[i] * cols, (size_t)cols * sizeof(float));
+        } else if (t->dtype == KERN_F16 || t->dtype == KERN_BF16) {
+            const uint16_t *row = (const uint16_t *)t->data + (int64_t)ids[i] * cols;
+            for (int64_t k = 0; k < cols; k++)
+                o[k] = t->dtype == KERN_F16 ? kern_f16_to_f32(row[k]) : kern_bf16_to_f32(row[k]);
+        } else {
+            return KERN_E_UNSUPPORTED;
+        }
+    }
+    return KERN_OK;
+}
+
+static int cpu_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim, float eps, float *out)
+{
+    (void)ctx;
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (int64_t)t * dim;
+        float *ot = out + (int64_t)t * dim;
+        float ss = 0.0f;
+        for (int i = 0; i < dim; i++) ss += xt[i] * xt[i];
+        ss /= (float)dim;
+        ss += eps;
+        ss = 1.0f / sqrtf(ss);
+        for (int i = 0; i < dim; i++) ot[i] = w[i] * (ss * xt[i]);
+    }
+    return KERN_OK;
+}
+
+static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                    float theta, kern_rope_style style)
+{
+    (void)ctx;
+    int half = head_dim / 2;
+    float cs[512], sn[512]; /* head_dim <= 1024 */
+    if (half > 512) return KERN_E_INVAL;
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < half; i++) {
+            /* the llama2.c formula, so its reference text reproduces exactly */
+            float freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
+            float val = (float)pos[t] * freq;
+            cs[i] = cosf(val);
+            sn[i] = sinf(val);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((int64_t)t * n_heads + h) * head_dim;
+            for (int i = 0; i < half; i++) {
+                int a = style == KERN_ROPE_INTERLEAVED ? 2 * i : i;
+                int b = style == KERN_ROPE_INTERLEAVED ? 2 * i + 1 : i + half;
+                float v0 = v[a], v1 = v[b];
+                v[a] = v0 * cs[i] - v1 * sn[i];
+                v[b] = v0 * sn[i] + v1 * cs[i];
+            }
+        }
+    }
+    return KERN_OK;
+}
+
+static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t count, float *out)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < count; i++) {
+        float g = gate[i];
+        out[i] = g * (1.0f / (1.0f + expf(-g))) * up[i];
+    }
+    return KERN_OK;
+}
+
+/* ---- attention: one task per (token, head) ---- */
+typedef struct attn_job {
+    const kern_attn_args *a;
+    kern_cpu_ctx *c;
+    kern_dot_fn dot;
+} attn_job;
+
+static void attn_task(void *arg, int64_t task, int worker)
+{
+    const attn_job *j = arg;
+    const kern_attn_args *a = j->a;
+    int t = (int)(task / a->n_heads), h = (int)(task % a->n_heads);
+    int hd = a->head_dim, kvh = h / (a->n_heads / a->n_kv_heads);
+    int kv_dim = a->n_kv_heads * hd;
+    const float *q = a->q + ((int64_t)t * a->n_heads + h) * hd;
+    float *out = a->out + ((int64_t)t * a->n_heads + h) * hd;
+    float *att = j->c->scratch[worker];
+    int len = a->pos[t] + 1;
+    const int32_t *bt = a->block_table[t];
+    float scale = 1.0f / sqrtf((float)hd);
+    float mx = -INFINITY;
+    for (int p = 0; p < len; p++) {
+        int64_t off = (int64_t)bt[p / a->block_tokens] * a->block_stride +
+                      (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd;
+        float s = j->dot(a->k_base + off, q, hd) * scale;
+        att[p] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (int p = 0; p < len; p++) {
+        att[p] = expf(att[p] - mx);
+        sum += att[p];
+    }
+    for (int p = 0; p < len; p++) att[p] /= sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < len; p++) {
+        int64_t off = (int64_t)bt[p / a->block_tokens] * a->block_stride +
+                      (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd;
+        const float *v = a->v_base + off;
+        float w = att[p];
+        for (int d = 0; d < hd; d++) out[d] += w * v[d];
+    }
+}
+
+static int cpu_attention(void *ctx, const kern_attn_args *a)
+{
+    kern_cpu_ctx *c = ctx;
+    for (int t = 0; t < a->n; t++)
+        if (a->pos[t] < 0 || a->pos[t] >= a->max_pos) return KERN_E_INVAL;
+    int rc = kern_cpu__scratch_reserve(c, a->max_pos);
+    if (rc) return rc;
+    attn_job j = {a, c, kern_cpu__dot_fn(c->isa, KERN_F32)};
+    return kern_pool_run(c->pool, (int64_t)a->n * a->n_heads, attn_task, &j);
+}
+
+static int cpu_supports(void *ctx, kern_dtype t)
+{
+    (void)ctx;
+    return t == KERN_F32 || t == KERN_F16 || t == KERN_BF16 || t == KERN_CLAQ;
+}
+
+static void cpu_destroy(void *ctx)
+{
+    kern_cpu_ctx *c = ctx;
+    if (!c) return;
+    kern_pool_destroy(c->pool);
+    if (c->scratch)
+        for (int i = 0; i < c->n_threads; i++) free(c->scratch[i]);
+    free(c->scratch);
+    free(c);
+}
+
+static const kern_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .matmul = cpu_matmul,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .swiglu = cpu_swiglu,
+    .attention = cpu_attention,
+    .upload = NULL,
+    .release = NULL,
+    .supports = cpu_supports,
+};
+
+int kern_cpu_backend_create(kern_backend *out, int n_threads)
+{
+    memset(out, 0, sizeof *out);
+    if (n_threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = nc > 0 ? (int)nc : 1;
+    }
+    kern_cpu_ctx *c = calloc(1, sizeof *c);
+    if (!c) return KERN_E_NOMEM;
+    c->isa = kern_cpu_detect_isa();
+    int rc = kern_pool_create(&c->pool, n_threads);
+    if (rc) { free(c); return rc; }
+    c->n_threads = kern_pool_threads(c->pool);
+    c->scratch = calloc((size_t)c->n_threads, sizeof(float *));
+    if (!c->scratch) { cpu_destroy(c); return KERN_E_NOMEM; }
+    out->ops = &cpu_ops;
+    out->ctx = c;
+    return KERN_OK;
+}
+
+const char *kern_cpu_isa_name(const kern_backend *b)
+{
+    if (!b || b->ops != &cpu_ops) return "n/a";
+    return kern_isa_name(((const kern_cpu_ctx *)b->ctx)->isa);
+}

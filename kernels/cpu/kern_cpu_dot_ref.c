@@ -1,0 +1,43 @@
+/* kern_cpu_dot_ref.c — scalar reference dot products (the oracle the SIMD paths are tested
+ * against): one sequential fp32 sum, weights converted from their dtype first. */
+#include "kern_cpu_impl.h"
+#include "kern_half.h"
+
+float kern_cpu__dot_f32_ref(const void *w, const float *x, int64_t n)
+{
+    const float *a = w;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += a[i] * x[i];
+    return s;
+}
+
+float kern_cpu__dot_f16_ref(const void *w, const float *x, int64_t n)
+{
+    const uint16_t *a = w;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += kern_f16_to_f32(a[i]) * x[i];
+    return s;
+}
+
+float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n)
+{
+    const uint16_t *a = w;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += kern_bf16_to_f32(a[i]) * x[i];
+    return s;
+}
+
+kern_dot_fn kern_cpu__dot_fn(kern_isa isa, kern_dtype dt)
+{
+    static const kern_dot_fn table[3][3] = {
+        [KERN_ISA_SCALAR] = {kern_cpu__dot_f32_ref, kern_cpu__dot_f16_ref, kern_cpu__dot_bf16_ref},
+#if defined(__x86_64__)
+        [KERN_ISA_AVX2] = {kern_cpu__dot_f32_avx2, kern_cpu__dot_f16_avx2, kern_cpu__dot_bf16_avx2},
+        [KERN_ISA_AVX512] = {kern_cpu__dot_f32_avx512, kern_cpu__dot_f16_avx512,
+                             kern_cpu__dot_bf16_avx512},
+#endif
+    };
+    if ((int)dt < 0 || dt > KERN_BF16 || (int)isa < 0 || isa > KERN_ISA_AVX512) return NULL;
+    kern_dot_fn f = table[isa][dt];
+    return f ? f : table[KERN_ISA_SCALAR][dt];
+}
