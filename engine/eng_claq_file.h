@@ -46,11 +46,29 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 
 /* A packed matrix that owns its buffers (the writer, tests and benchmarks use it; the loader
  * builds views into the mapping instead). view's pointers point into buf. */
+enum { ENG_CLAQ_SEC_COLMAP = 0, ENG_CLAQ_SEC_CB, ENG_CLAQ_SEC_CODES, ENG_CLAQ_SEC_ROWPTR,
+       ENG_CLAQ_SEC_OUTCOL, ENG_CLAQ_SEC_OUTVAL, ENG_CLAQ_NSEC };
+extern const char *const eng_claq_sec_names[ENG_CLAQ_NSEC];  /* "colmap", "cb", ... */
+
 typedef struct eng_claq_packed {
     kern_claq view;           /* the kernels' view; pointers into buf */
-    void *buf;                /* owned; 64-byte aligned; all sections, in file order */
+    void *buf;                /* owned; 64-byte aligned; the file sections then the fp32 deltas */
     size_t buf_size;
+    size_t sec_off[ENG_CLAQ_NSEC];  /* byte offset of each file section in buf (64-aligned) */
+    size_t sec_len[ENG_CLAQ_NSEC];  /* its exact length in bytes (without alignment padding) */
 } eng_claq_packed;
+
+/* Exact byte lengths of the file sections of a view with this shape (colmap, cb, codes, rowptr,
+ * outcol, outval). The view's counts (rows, cols, ncols_bits, nnz) must be filled and
+ * eng_claq_shape_fill must have run. */
+void eng_claq_sec_lengths(const kern_claq *k, size_t len[ENG_CLAQ_NSEC]);
+
+/* Fills the derived counts of k (rows_pad, n_tiles, nblk_bits, cols_pad, words_per_row) from
+ * rows, cols and ncols_bits[2..4]. ENG_E_FORMAT when they are out of range or inconsistent. */
+int eng_claq_shape_fill(kern_claq *k, const char *file, const char *name, eng_err *err);
+
+/* Computes the fp32 deltas (val - cb[code]) of a view's outliers into delta[nnz]. */
+void eng_claq_deltas(const kern_claq *k, float *delta);
 
 /* Packs q (validated: bits 2..4, codes < 2^bits, outliers in range and sorted by (col,row)).
  * Returns 0 or ENG_E_INVAL / ENG_E_NOMEM with a message naming `name`. */

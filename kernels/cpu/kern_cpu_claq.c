@@ -1,8 +1,169 @@
-/* kern_cpu_claq.c — packed CLAQ matmul on the CPU (placeholder until the packed format lands). */
-#include "kern_cpu_impl.h"
+/* kern_cpu_claq.c — packed CLAQ matmul on the CPU: picks the ISA's tile kernels, builds the
+ * per-token lookup tables once per call (shared, read-only), splits row tiles over the pool, and
+ * adds the outliers (row-CSR) after each tile range's dense pass. Below KERN_CPU_CLAQ_GEMM_MIN_N
+ * tokens it runs the LUT GEMV (one lookup + add per weight); from there on it dequantizes a tile
+ * block once and multiplies every token by it (same fp32 operations, kern_cpu_claq.h).
+ * Called on the engine's step thread; the tile tasks run on the pool's workers. */
+#include "kern_cpu_claq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
+{
+    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_tile_ref,
+                       kern_cpu__claq_gemm_tile_ref};
+    if (isa == KERN_ISA_AVX2) {
+        f.gemv = kern_cpu__claq_gemv_tile_avx2;
+    } else if (isa == KERN_ISA_AVX512) {
+        f.lut = kern_cpu__claq_lut_avx512;
+        f.gemv = kern_cpu__claq_gemv_tile_avx512;
+        f.gemm = kern_cpu__claq_gemm_tile_avx512;
+    }
+    return f;
+}
+
+static int use_gemm(int n) { return n >= KERN_CPU_CLAQ_GEMM_MIN_N; }
+
+int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
+{
+    int64_t cp = k->cols_pad;
+    if (use_gemm(n)) return (int64_t)n * cp + cp * 16 + cp + k->cols; /* xs, cbf, dummy xs, ones */
+    return (int64_t)n * cp + (int64_t)n * cp * 16;                     /* xs, luts */
+}
+
+int64_t kern_cpu__claq_priv_floats(int n)
+{
+    return (int64_t)n * KERN_CLAQ_ROW_TILE + KERN_CPU_CLAQ_GEMM_WORK + KERN_CLAQ_ROW_TILE;
+}
+
+typedef struct claq_job {
+    const kern_claq *k;
+    kern_claq_fns f;
+    int n;
+    int gemm;
+    const float *xs;        /* [n][cols_pad] gathered inputs */
+    const float *lut;       /* GEMV: [n][cols_pad * 16] */
+    const float *cbf;       /* GEMM: [cols_pad * 16] fp32 codebooks */
+    float *y;               /* [n][rows] */
+    float *const *priv;     /* [workers] */
+    int64_t tiles_per_task;
+} claq_job;
+
+static void claq_task(void *arg, int64_t task, int worker)
+{
+    const claq_job *j = arg;
+    const kern_claq *k = j->k;
+    int64_t t0 = task * j->tiles_per_task;
+    int64_t t1 = t0 + j->tiles_per_task < k->n_tiles ? t0 + j->tiles_per_task : k->n_tiles;
+    float *tmp = j->priv[worker];
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t r0 = t * KERN_CLAQ_ROW_TILE;
+        int64_t nvalid = k->rows - r0 < KERN_CLAQ_ROW_TILE ? k->rows - r0 : KERN_CLAQ_ROW_TILE;
+        if (nvalid <= 0) break;
+        if (j->gemm) {
+            j->f.gemm(k, j->cbf, j->xs, j->n, t, tmp, tmp + (int64_t)j->n * KERN_CLAQ_ROW_TILE);
+            for (int tok = 0; tok < j->n; tok++)
+                memcpy(j->y + (int64_t)tok * k->rows + r0, tmp + (int64_t)tok * KERN_CLAQ_ROW_TILE,
+                       (size_t)nvalid * sizeof(float));
+        } else {
+            for (int tok = 0; tok < j->n; tok++) {
+                j->f.gemv(k, j->lut + (int64_t)tok * k->cols_pad * 16, t, tmp);
+                memcpy(j->y + (int64_t)tok * k->rows + r0, tmp, (size_t)nvalid * sizeof(float));
+            }
+        }
+    }
+    /* Outliers of this task's rows, ascending storage column per row (fixed order). */
+    int64_t ra = t0 * KERN_CLAQ_ROW_TILE;
+    int64_t rb = t1 * KERN_CLAQ_ROW_TILE < k->rows ? t1 * KERN_CLAQ_ROW_TILE : k->rows;
+    if (k->nnz == 0 || ra >= rb) return;
+    for (int tok = 0; tok < j->n; tok++) {
+        const float *xt = j->xs + (int64_t)tok * k->cols_pad;
+        float *yt = j->y + (int64_t)tok * k->rows;
+        for (int64_t r = ra; r < rb; r++) {
+            float acc = yt[r];
+            for (uint32_t i = k->out_rowptr[r]; i < k->out_rowptr[r + 1]; i++)
+                acc += xt[kern_claq_out_col(k, i)] * k->out_delta[i];
+            yt[r] = acc;
+        }
+    }
+}
+
+int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, float *shared,
+                              float *const *priv, const kern_claq *k, const float *x, int n,
+                              float *y)
+{
+    if (!k || !x || !y || n <= 0 || !shared || !priv || n_workers <= 0 ||
+        (k->nnz > 0 && !k->out_delta))
+        return KERN_E_INVAL;
+    claq_job j = {.k = k, .f = kern_cpu__claq_fns(isa), .n = n, .gemm = use_gemm(n), .y = y,
+                  .priv = priv};
+    int64_t cp = k->cols_pad;
+    float *xs = shared;
+    j.xs = xs;
+    if (j.gemm) {
+        float *cbf = xs + (int64_t)n * cp, *dummy = cbf + cp * 16, *ones = dummy + cp;
+        for (int64_t c = 0; c < k->cols; c++) ones[c] = 1.0f;
+        j.f.lut(k, ones, dummy, cbf);
+        for (int tok = 0; tok < n; tok++) {
+            const float *xt = x + (int64_t)tok * k->cols;
+            float *st = xs + (int64_t)tok * cp;
+            for (int64_t s = 0; s < cp; s++)
+                st[s] = k->colmap[s] == KERN_CLAQ_PAD ? 0.0f : xt[k->colmap[s]];
+        }
+        j.cbf = cbf;
+    } else {
+        float *lut = xs + (int64_t)n * cp;
+        for (int tok = 0; tok < n; tok++)
+            j.f.lut(k, x + (int64_t)tok * k->cols, xs + (int64_t)tok * cp, lut + (int64_t)tok * cp * 16);
+        j.lut = lut;
+    }
+    /* A few tasks per worker so the dynamic scheduler can balance uneven cores. */
+    int64_t want = (int64_t)n_workers * 4;
+    j.tiles_per_task = (k->n_tiles + want - 1) / want;
+    if (j.tiles_per_task < 1) j.tiles_per_task = 1;
+    int64_t n_tasks = (k->n_tiles + j.tiles_per_task - 1) / j.tiles_per_task;
+    if (!pool) {
+        for (int64_t t = 0; t < n_tasks; t++) claq_task(&j, t, 0);
+        return KERN_OK;
+    }
+    return kern_pool_run(pool, n_tasks, claq_task, &j);
+}
+
+int kern_cpu__claq_matmul_isa(kern_isa isa, kern_pool *pool, const kern_claq *k, const float *x,
+                              int n, float *y)
+{
+    if (!k || n <= 0) return KERN_E_INVAL;
+    int workers = pool ? kern_pool_threads(pool) : 1;
+    float *shared = malloc((size_t)kern_cpu__claq_shared_floats(k, n) * sizeof(float));
+    float **priv = calloc((size_t)workers, sizeof *priv);
+    int rc = shared && priv ? KERN_OK : KERN_E_NOMEM;
+    for (int i = 0; i < workers && rc == KERN_OK; i++) {
+        priv[i] = malloc((size_t)kern_cpu__claq_priv_floats(n) * sizeof(float));
+        if (!priv[i]) rc = KERN_E_NOMEM;
+    }
+    if (rc == KERN_OK) rc = kern_cpu__claq_matmul_run(isa, pool, workers, shared, priv, k, x, n, y);
+    for (int i = 0; priv && i < workers; i++) free(priv[i]);
+    free(priv);
+    free(shared);
+    return rc;
+}
 
 int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y)
 {
-    (void)c; (void)w; (void)x; (void)n; (void)y;
-    return KERN_E_UNSUPPORTED;
+    const kern_claq *k = w->claq;
+    if (!k || k->rows != w->rows || k->cols != w->cols) return KERN_E_INVAL;
+    int64_t sh = kern_cpu__claq_shared_floats(k, n), pr = kern_cpu__claq_priv_floats(n);
+    int rc = kern_cpu__scratch_reserve(c, sh + pr);
+    if (rc) return rc;
+    float *priv_stack[64];
+    float **priv = c->n_threads <= 64 ? priv_stack : malloc((size_t)c->n_threads * sizeof *priv);
+    if (!priv) return KERN_E_NOMEM;
+    /* Worker 0's scratch holds the shared tables, then its private part; the others use theirs
+     * from the start. */
+    priv[0] = c->scratch[0] + sh;
+    for (int i = 1; i < c->n_threads; i++) priv[i] = c->scratch[i];
+    rc = kern_cpu__claq_matmul_run(c->isa, c->pool, c->n_threads, c->scratch[0], priv, k, x, n, y);
+    if (priv != priv_stack) free(priv);
+    return rc;
 }

@@ -1,0 +1,74 @@
+/* kern_cpu_claq.h — internals of the CPU packed-CLAQ matmul, shared by kern_cpu_claq.c (the
+ * dispatcher: LUT building, threading, outliers) and the per-ISA tile kernels in
+ * kern_cpu_claq_{ref,avx2,avx512}.c. Not for the engine (kern.h is).
+ *
+ * Numerics (the batch-invariance and bit-identity contract): for token t and row r,
+ *   y[t][r] = 0; for s = 0 .. cols_pad-1 in order: y += L_s[code(r, s)]
+ *   then for each outlier of row r in ascending storage column: y += xs[s] * delta
+ * where xs[s] = x[t][colmap[s]] (0 for padding) and L_s[k] = xs[s] * cb_s[k] (one fp32 product,
+ * no FMA). Every path — scalar, AVX2, AVX-512, GEMV or dequantize-GEMM — performs exactly this
+ * sequence of fp32 operations per row, so results are bit-identical across paths, batch sizes
+ * and thread counts. */
+#ifndef KERN_CPU_CLAQ_H
+#define KERN_CPU_CLAQ_H
+
+#include <stdint.h>
+
+#include "kern_claq.h"
+#include "kern_cpu_impl.h"
+
+/* LUT of one token: lut[s*16 + k] = xs[s] * cb_s[k & (2^b - 1)] for k < 16 (entries past 2^b
+ * repeat the table periodically so a kernel may look up with any garbage in bits >= b).
+ * lut has cols_pad * 16 floats; xs (out) has cols_pad floats. */
+typedef void (*kern_claq_lut_fn)(const kern_claq *k, const float *x, float *xs, float *lut);
+void kern_cpu__claq_lut_ref(const kern_claq *k, const float *x, float *xs, float *lut);
+void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, float *lut);
+
+/* Dense LUT pass of tile t for one token: y[r - t*64] for the tile's rt rows (y has room for
+ * KERN_CLAQ_ROW_TILE floats; padding rows are computed too). */
+typedef void (*kern_claq_gemv_fn)(const kern_claq *k, const float *lut, int64_t t, float *y);
+void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *lut, int64_t t, float *y);
+void kern_cpu__claq_gemv_tile_avx2(const kern_claq *k, const float *lut, int64_t t, float *y);
+void kern_cpu__claq_gemv_tile_avx512(const kern_claq *k, const float *lut, int64_t t, float *y);
+
+/* Dense dequantize-and-multiply pass of tile t for n tokens: cbf is the LUT of an all-ones
+ * input (the fp32 codebooks, periodic as above), xs [n][cols_pad] the gathered inputs, y
+ * [n][KERN_CLAQ_ROW_TILE] (token-major, tile-local rows, overwritten). work: at least
+ * KERN_CPU_CLAQ_GEMM_WORK floats. Per row it adds xs * W in storage-column order, which is the
+ * same fp32 product and sum as the LUT path. */
+#define KERN_CPU_CLAQ_GEMM_WORK (KERN_CLAQ_COL_BLOCK * KERN_CLAQ_ROW_TILE)
+typedef void (*kern_claq_gemm_fn)(const kern_claq *k, const float *cbf, const float *xs, int n,
+                                  int64_t t, float *y, float *work);
+void kern_cpu__claq_gemm_tile_ref(const kern_claq *k, const float *cbf, const float *xs, int n,
+                                  int64_t t, float *y, float *work);
+void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const float *xs, int n,
+                                     int64_t t, float *y, float *work);
+
+/* Functions of an ISA (NULL gemm: use the reference one's loop structure with the ref tile). */
+typedef struct kern_claq_fns {
+    kern_claq_lut_fn lut;
+    kern_claq_gemv_fn gemv;
+    kern_claq_gemm_fn gemm;
+} kern_claq_fns;
+kern_claq_fns kern_cpu__claq_fns(kern_isa isa);
+
+/* Batch size from which the dispatcher switches from the LUT GEMV to dequantize-GEMM. */
+#define KERN_CPU_CLAQ_GEMM_MIN_N 8
+
+/* Scratch the matmul needs: `shared` floats written once per call before the split (gathered
+ * inputs and LUTs, read-only afterwards) and `priv` floats per worker. */
+int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n);
+int64_t kern_cpu__claq_priv_floats(int n);
+
+/* The whole matmul with an explicit ISA and pool (pool NULL: everything on the calling thread,
+ * n_workers must then be 1). shared: kern_cpu__claq_shared_floats; priv[n_workers]: each
+ * kern_cpu__claq_priv_floats. Same contract as kern_cpu__matmul_claq. */
+int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, float *shared,
+                              float *const *priv, const kern_claq *k, const float *x, int n,
+                              float *y);
+
+/* Convenience for tests and benchmarks: allocates the scratch itself (slow; not for hot loops). */
+int kern_cpu__claq_matmul_isa(kern_isa isa, kern_pool *pool, const kern_claq *k, const float *x,
+                              int n, float *y);
+
+#endif

@@ -1,0 +1,165 @@
+/* kern_cpu_claq_avx512.c — AVX-512 tile kernels of the packed CLAQ matmul (compiled with
+ * -mavx512f/bw/vl/dq; called only when the CPU backend picked KERN_ISA_AVX512).
+ * Layout consumed (kern_claq.h): a block of width b is b words per row, stored [word][row], so
+ * one 64-byte load gives one word of 16 consecutive rows: lane i = row i. Code c of the block is
+ * bits [c*b, c*b+b) of the row's bit string; a constant shift (plus an OR with the next word for
+ * the two straddling 3-bit codes) brings it to the low bits, and vpermps (_mm512_permutexvar_ps)
+ * looks it up in the column's 16-entry LUT, which only reads the index's low 4 bits — the LUT is
+ * periodic in 2^b, so the garbage above bit b needs no mask. Then one vaddps per 16 weights.
+ * v1: 4 x 16 rows per pass (a 64-row tile), codes of a block held in registers, loops fully
+ * unrolled per width; mul then add (never FMA) so results equal the scalar reference bit for bit.
+ * Worker threads; pure functions. */
+#include "kern_cpu_claq.h"
+
+#include <immintrin.h>
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Periodic 16-entry table of column s: fp16 codebook -> fp32, entries k & (2^b-1). */
+ALWAYS_INLINE __m512 cb_periodic(const kern_claq *k, int64_t s, int b)
+{
+    const uint16_t *cb = k->cb + kern_claq_cb_offset(k, s);
+    if (b == 4) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)cb));
+    __m512 v;
+    if (b == 3) v = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)cb)));
+    else v = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)cb)));
+    const __m512i idx = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    return _mm512_permutexvar_ps(_mm512_and_si512(idx, _mm512_set1_epi32((1 << b) - 1)), v);
+}
+
+void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, float *lut)
+{
+    int64_t s = 0;
+    for (int b = 4; b >= 2; b--) {
+        int64_t end = s + KERN_CLAQ_COL_BLOCK * k->nblk_bits[b];
+        for (; s < end; s++) {
+            uint32_t j = k->colmap[s];
+            float xv = j == KERN_CLAQ_PAD ? 0.0f : x[j];
+            xs[s] = xv;
+            _mm512_storeu_ps(lut + s * 16, _mm512_mul_ps(_mm512_set1_ps(xv), cb_periodic(k, s, b)));
+        }
+    }
+}
+
+/* Index vector of code c (width B) from the block's words W[0..B). */
+ALWAYS_INLINE __m512i code_idx(const __m512i *W, const int B, const int c)
+{
+    const int bit = c * B, w = bit >> 5, sh = bit & 31;
+    __m512i v = _mm512_srli_epi32(W[w], sh);
+    if (sh + B > 32) v = _mm512_or_si512(v, _mm512_slli_epi32(W[w + 1], 32 - sh));
+    return v;
+}
+
+/* All blocks of one width for NV 16-row vectors: acc[v] += LUT lookups, column by column. */
+ALWAYS_INLINE void gemv_group(const uint32_t *p, int64_t rt, int64_t nblk, const float *lut,
+                              const int B, const int NV, __m512 *acc)
+{
+    for (int64_t blk = 0; blk < nblk; blk++, p += B * rt, lut += 16 * KERN_CLAQ_COL_BLOCK) {
+        __m512i W[4][4];
+        for (int v = 0; v < NV; v++)
+            for (int w = 0; w < B; w++)
+                W[v][w] = _mm512_loadu_si512((const void *)(p + w * rt + v * 16));
+#pragma GCC unroll 32
+        for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
+            __m512 L = _mm512_loadu_ps(lut + c * 16);
+            for (int v = 0; v < NV; v++)
+                acc[v] = _mm512_add_ps(acc[v], _mm512_permutexvar_ps(code_idx(W[v], B, c), L));
+        }
+    }
+}
+
+ALWAYS_INLINE void gemv_tile_nv(const kern_claq *k, const float *lut, const uint32_t *p,
+                                int64_t rt, float *y, const int NV)
+{
+    __m512 acc[4];
+    for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
+    gemv_group(p, rt, k->nblk_bits[4], lut, 4, NV, acc);
+    p += 4 * rt * k->nblk_bits[4];
+    lut += 16 * KERN_CLAQ_COL_BLOCK * k->nblk_bits[4];
+    gemv_group(p, rt, k->nblk_bits[3], lut, 3, NV, acc);
+    p += 3 * rt * k->nblk_bits[3];
+    lut += 16 * KERN_CLAQ_COL_BLOCK * k->nblk_bits[3];
+    gemv_group(p, rt, k->nblk_bits[2], lut, 2, NV, acc);
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + 16 * v, acc[v]);
+}
+
+static void gemv_tile_1(const kern_claq *k, const float *l, const uint32_t *p, int64_t rt, float *y)
+{
+    gemv_tile_nv(k, l, p, rt, y, 1);
+}
+static void gemv_tile_2(const kern_claq *k, const float *l, const uint32_t *p, int64_t rt, float *y)
+{
+    gemv_tile_nv(k, l, p, rt, y, 2);
+}
+static void gemv_tile_3(const kern_claq *k, const float *l, const uint32_t *p, int64_t rt, float *y)
+{
+    gemv_tile_nv(k, l, p, rt, y, 3);
+}
+static void gemv_tile_4(const kern_claq *k, const float *l, const uint32_t *p, int64_t rt, float *y)
+{
+    gemv_tile_nv(k, l, p, rt, y, 4);
+}
+
+void kern_cpu__claq_gemv_tile_avx512(const kern_claq *k, const float *lut, int64_t t, float *y)
+{
+    int64_t rt = kern_claq_tile_rows(k, t);
+    const uint32_t *p = k->codes + t * KERN_CLAQ_ROW_TILE * k->words_per_row;
+    switch (rt / 16) {
+    case 1: gemv_tile_1(k, lut, p, rt, y); break;
+    case 2: gemv_tile_2(k, lut, p, rt, y); break;
+    case 3: gemv_tile_3(k, lut, p, rt, y); break;
+    default: gemv_tile_4(k, lut, p, rt, y); break;
+    }
+}
+
+/* Dequantize-GEMM: one block (32 columns x rt rows) is expanded to fp32 in work [col][row] once,
+ * then every token's accumulators walk its 32 columns in order: acc += W * x (mul, then add). */
+ALWAYS_INLINE void gemm_group(const uint32_t *p, int64_t rt, int64_t nblk, const float *cbf,
+                              const float *xs, int64_t cols_pad, int n, const int B,
+                              float *y, float *work)
+{
+    const int64_t nv = rt / 16;
+    for (int64_t blk = 0; blk < nblk; blk++, p += B * rt, cbf += 16 * KERN_CLAQ_COL_BLOCK,
+                 xs += KERN_CLAQ_COL_BLOCK) {
+        for (int64_t v = 0; v < nv; v++) {
+            __m512i W[4];
+            for (int w = 0; w < B; w++)
+                W[w] = _mm512_loadu_si512((const void *)(p + w * rt + v * 16));
+#pragma GCC unroll 32
+            for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++)
+                _mm512_storeu_ps(work + c * KERN_CLAQ_ROW_TILE + v * 16,
+                                 _mm512_permutexvar_ps(code_idx(W, B, c),
+                                                       _mm512_loadu_ps(cbf + c * 16)));
+        }
+        for (int tok = 0; tok < n; tok++) {
+            const float *xt = xs + (int64_t)tok * cols_pad;
+            float *yt = y + (int64_t)tok * KERN_CLAQ_ROW_TILE;
+            for (int64_t v = 0; v < nv; v++) {
+                __m512 acc = _mm512_loadu_ps(yt + v * 16);
+#pragma GCC unroll 8
+                for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++)
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(
+                        _mm512_loadu_ps(work + c * KERN_CLAQ_ROW_TILE + v * 16),
+                        _mm512_set1_ps(xt[c])));
+                _mm512_storeu_ps(yt + v * 16, acc);
+            }
+        }
+    }
+}
+
+void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const float *xs, int n,
+                                     int64_t t, float *y, float *work)
+{
+    int64_t rt = kern_claq_tile_rows(k, t);
+    const uint32_t *p = k->codes + t * KERN_CLAQ_ROW_TILE * k->words_per_row;
+    for (int64_t i = 0; i < (int64_t)n * KERN_CLAQ_ROW_TILE; i++) y[i] = 0.0f;
+    gemm_group(p, rt, k->nblk_bits[4], cbf, xs, k->cols_pad, n, 4, y, work);
+    p += 4 * rt * k->nblk_bits[4];
+    cbf += 16 * KERN_CLAQ_COL_BLOCK * k->nblk_bits[4];
+    xs += KERN_CLAQ_COL_BLOCK * k->nblk_bits[4];
+    gemm_group(p, rt, k->nblk_bits[3], cbf, xs, k->cols_pad, n, 3, y, work);
+    p += 3 * rt * k->nblk_bits[3];
+    cbf += 16 * KERN_CLAQ_COL_BLOCK * k->nblk_bits[3];
+    xs += KERN_CLAQ_COL_BLOCK * k->nblk_bits[3];
+    gemm_group(p, rt, k->nblk_bits[2], cbf, xs, k->cols_pad, n, 2, y, work);
+}
