@@ -10,6 +10,7 @@
 
 #include "eng_model.h"
 #include "eng_safetensors.h"
+#include "kern_half.h"
 
 static int failures;
 
@@ -25,10 +26,37 @@ static int failures;
 
 /* ---- tool mode ---------------------------------------------------------------------------- */
 
+/* Sum of all elements in fp64: lets script tests compare what the views point at across
+ * dtypes and containers. */
+static double matrix_sum(const kern_matrix *w)
+{
+    double s = 0;
+    int64_t n = w->rows * w->cols;
+    for (int64_t i = 0; i < n; i++) {
+        if (w->dtype == KERN_F32) {
+            float f;
+            memcpy(&f, (const char *)w->data + 4 * i, 4);
+            s += f;
+        } else {
+            uint16_t h;
+            memcpy(&h, (const char *)w->data + 2 * i, 2);
+            s += w->dtype == KERN_F16 ? kern_f16_to_f32(h) : kern_bf16_to_f32(h);
+        }
+    }
+    return s;
+}
+
 static void print_matrix(const char *name, const kern_matrix *w)
 {
-    printf("tensor %s %s %lld %lld\n", name, kern_dtype_name(w->dtype), (long long)w->rows,
-           (long long)w->cols);
+    printf("tensor %s %s %lld %lld sum %.17g\n", name, kern_dtype_name(w->dtype),
+           (long long)w->rows, (long long)w->cols, matrix_sum(w));
+}
+
+static void print_norm(const char *name, const float *v, int dim)
+{
+    double s = 0;
+    for (int i = 0; i < dim; i++) s += v[i];
+    printf("norm %s %d sum %.17g\n", name, dim, s);
 }
 
 static int tool_main(const char *path)
@@ -57,7 +85,12 @@ static int tool_main(const char *path)
             snprintf(name, sizeof name, "layers.%d.%s", l, eng_linear_name((eng_linear)k));
             print_matrix(name, &m->w.layers[l].lin[k]);
         }
+        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+        print_norm(name, m->w.layers[l].attn_norm, c->dim);
+        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+        print_norm(name, m->w.layers[l].ffn_norm, c->dim);
     }
+    print_norm("final_norm", m->w.final_norm, c->dim);
     eng_model_close(m);
     return 0;
 }
