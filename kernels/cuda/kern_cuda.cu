@@ -1,0 +1,413 @@
+/* kern_cuda.cu — the CUDA backend object: its ops table, the context (device, stream, cuBLAS
+ * handle, staging slots), weight upload/release and the matmul path choice. It does not hold any
+ * kernel (kern_cuda_gemv.cu, kern_cuda_claq.cu, kern_cuda_gemm.cu, kern_cuda_ops.cu do).
+ * Thread contract: one host thread drives a backend at a time (kern.h); no global mutable state.
+ *
+ * Today's interface passes HOST pointers for activations (x, y, q, out, the KV pool), so every op
+ * stages: copy inputs to device slots, launch, copy results back, wait. That is correct and slow
+ * (PCIe round trips dominate decode). Weights are resident: upload() copies them once.
+ *
+ * What the "whole step on the GPU" redesign needs from kern.h (additive; nothing here yet):
+ *  1. Device-resident activations: an op-level buffer type (kern_buf: backend-owned memory with
+ *     alloc/free ops and explicit host<->device copies) accepted by every op instead of float*,
+ *     so x, the residual stream, q/k/v and logits stay on the device between ops.
+ *  2. The KV cache pool allocated by the backend (kern_kv_pool_create: blocks of block_tokens x
+ *     kv_dim per layer on the device) plus a device copy of the block tables, updated by the
+ *     engine with a small per-step delta instead of re-sending blocks every call; a
+ *     "write k/v of this batch into their slots" op (fused with RoPE) goes with it.
+ *  3. A step boundary (begin_step / end_step, or submit(list of ops)) so the backend can capture a
+ *     decode step in a CUDA graph once per (batch size, shape) and replay it; the only per-step
+ *     host traffic is then the token ids, positions, block-table delta and the sampled ids.
+ *  4. Fused ops the graph wants: rmsnorm+matmul input, QKV in one matmul, gate/up with a SwiGLU
+ *     epilogue, down-projection with the residual add, and an on-device sample/argmax op (or a
+ *     compact top-k logits copy) so logits never cross PCIe.
+ *  5. A way to report which op failed asynchronously (errors surface at the step's sync point).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_cuda_impl.h"
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+int kern_cuda__fail(struct kern_cuda_ctx *ctx, const char *what, const char *why, const char *file,
+                    int line)
+{
+    if (ctx) {
+        const char *base = strrchr(file, '/');
+        snprintf(ctx->err, sizeof ctx->err, "%s: %s at %s:%d", what, why ? why : "?",
+                 base ? base + 1 : file, line);
+    }
+    return KERN_E_DEVICE;
+}
+
+/* ---- staging ------------------------------------------------------------------------------- */
+
+int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out)
+{
+    kern_cuda_buf *b = &c->slot[s];
+    if (bytes == 0) bytes = 16;
+    if (b->bytes < bytes) {
+        size_t want = bytes + bytes / 4;   /* some headroom: shapes grow in steps */
+        want = (want + 255) & ~(size_t)255;
+        if (b->ptr) {
+            /* the stream may still read the old buffer */
+            KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+            KERN_CUDA_CHECK(c, cudaFree(b->ptr));
+            b->ptr = NULL;
+            b->bytes = 0;
+        }
+        cudaError_t e = cudaMalloc(&b->ptr, want);
+        if (e == cudaErrorMemoryAllocation) {
+            (void)cudaGetLastError();   /* clear the non-sticky error */
+            b->ptr = NULL;
+            kern_cuda__fail(c, "cudaMalloc(staging slot)", cudaGetErrorString(e), __FILE__,
+                            __LINE__);
+            return KERN_E_NOMEM;
+        }
+        if (e != cudaSuccess) {
+            b->ptr = NULL;
+            return kern_cuda__fail(c, "cudaMalloc(staging slot)", cudaGetErrorString(e),
+                                   __FILE__, __LINE__);
+        }
+        b->bytes = want;
+    }
+    *out = b->ptr;
+    return KERN_OK;
+}
+
+int kern_cuda__upload_to_slot(kern_cuda_ctx *c, kern_cuda_slot s, const void *host, size_t bytes,
+                              void **out)
+{
+    int rc = kern_cuda__slot(c, s, bytes, out);
+    if (rc) return rc;
+    KERN_CUDA_CHECK(c, cudaMemcpyAsync(*out, host, bytes, cudaMemcpyHostToDevice, c->stream));
+    return KERN_OK;
+}
+
+int kern_cuda__download(kern_cuda_ctx *c, void *host, const void *dev, size_t bytes)
+{
+    KERN_CUDA_CHECK(c, cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, c->stream));
+    KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+    return KERN_OK;
+}
+
+int kern_cuda__host_scratch(kern_cuda_ctx *c, size_t bytes, void **out)
+{
+    if (c->host_scratch_bytes < bytes) {
+        void *p = realloc(c->host_scratch, bytes);
+        if (!p) return KERN_E_NOMEM;
+        c->host_scratch = p;
+        c->host_scratch_bytes = bytes;
+    }
+    *out = c->host_scratch;
+    return KERN_OK;
+}
+
+/* ---- weights ------------------------------------------------------------------------------- */
+
+static int cuda_dense_ok(kern_dtype t)
+{
+    return t == KERN_F32 || t == KERN_F16 || t == KERN_BF16;
+}
+
+/* Local copy of kern_dtype_size: this library links after claq_engine, so it must not call back
+ * into it. */
+static size_t cuda_dtype_size(kern_dtype t)
+{
+    return t == KERN_F32 ? 4 : (t == KERN_F16 || t == KERN_BF16) ? 2 : 0;
+}
+
+static void cuda_weight_free(kern_cuda_weight *w)
+{
+    if (!w) return;
+    if (w->data) cudaFree(w->data);   /* result ignored: nothing useful to do on teardown */
+    w->data = NULL;
+    kern_cuda__claq_release(w);
+}
+
+/* Builds a device copy of m into *w (zeroed by the caller). */
+static int cuda_weight_build(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_weight *w)
+{
+    w->dtype = m->dtype;
+    w->rows = m->rows;
+    w->cols = m->cols;
+    if (m->dtype == KERN_CLAQ) return kern_cuda__claq_upload(c, m, w);
+    if (!cuda_dense_ok(m->dtype)) return KERN_E_UNSUPPORTED;
+    if (!m->data) return KERN_E_INVAL;
+    size_t bytes = (size_t)m->rows * (size_t)m->cols * cuda_dtype_size(m->dtype);
+    cudaError_t e = cudaMalloc(&w->data, bytes);
+    if (e != cudaSuccess) {
+        w->data = NULL;
+        (void)cudaGetLastError();
+        kern_cuda__fail(c, "cudaMalloc(weight)", cudaGetErrorString(e), __FILE__, __LINE__);
+        return e == cudaErrorMemoryAllocation ? KERN_E_NOMEM : KERN_E_DEVICE;
+    }
+    KERN_CUDA_CHECK(c, cudaMemcpyAsync(w->data, m->data, bytes, cudaMemcpyHostToDevice,
+                                       c->stream));
+    KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+    return KERN_OK;
+}
+
+static int cuda_check_matrix(const kern_matrix *m)
+{
+    if (!m || m->rows <= 0 || m->cols <= 0 || m->rows > INT32_MAX || m->cols > INT32_MAX)
+        return KERN_E_INVAL;
+    if (m->dtype == KERN_CLAQ ? !m->claq : !m->data) return KERN_E_INVAL;
+    return KERN_OK;
+}
+
+static int cuda_upload(void *ctx, kern_matrix *m)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    int rc = cuda_check_matrix(m);
+    if (rc) return rc;
+    if (m->dev) return KERN_OK;   /* already resident */
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    kern_cuda_weight *w = (kern_cuda_weight *)calloc(1, sizeof *w);
+    if (!w) return KERN_E_NOMEM;
+    rc = cuda_weight_build(c, m, w);
+    if (rc) {
+        cuda_weight_free(w);
+        free(w);
+        return rc;
+    }
+    m->dev = w;
+    return KERN_OK;
+}
+
+static void cuda_release(void *ctx, kern_matrix *m)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!m || !m->dev) return;
+    if (cudaSetDevice(c->device) == cudaSuccess) (void)cudaStreamSynchronize(c->stream);
+    kern_cuda_weight *w = (kern_cuda_weight *)m->dev;
+    cuda_weight_free(w);
+    free(w);
+    m->dev = NULL;
+}
+
+/* The device copy of m for one call: the resident one, or a temporary built into *tmp. A CLAQ
+ * temporary owns device memory (the caller frees it with kern_cuda__claq_release); a dense one
+ * borrows SLOT_W and must not be freed. Matrices the engine uploaded never take this path. */
+static int cuda_weight_for_call(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_weight *tmp,
+                                const kern_cuda_weight **out)
+{
+    if (m->dev) {
+        const kern_cuda_weight *w = (const kern_cuda_weight *)m->dev;
+        if (w->dtype != m->dtype || w->rows != m->rows || w->cols != m->cols) return KERN_E_INVAL;
+        *out = w;
+        return KERN_OK;
+    }
+    memset(tmp, 0, sizeof *tmp);
+    tmp->dtype = m->dtype;
+    tmp->rows = m->rows;
+    tmp->cols = m->cols;
+    if (m->dtype == KERN_CLAQ) {
+        int rc = kern_cuda__claq_upload(c, m, tmp);
+        if (rc) return rc;
+        *out = tmp;
+        return KERN_OK;
+    }
+    if (!cuda_dense_ok(m->dtype)) return KERN_E_UNSUPPORTED;
+    size_t bytes = (size_t)m->rows * (size_t)m->cols * cuda_dtype_size(m->dtype);
+    void *d = NULL;
+    int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_W, m->data, bytes, &d);
+    if (rc) return rc;
+    tmp->data = d;   /* borrowed from SLOT_W: a dense temporary is never passed to weight_free */
+    *out = tmp;
+    return KERN_OK;
+}
+
+/* ---- ops table ----------------------------------------------------------------------------- */
+
+static int cuda_supports(void *ctx, kern_dtype t)
+{
+    (void)ctx;
+    if (cuda_dense_ok(t)) return 1;
+    if (t == KERN_CLAQ) return kern_cuda__claq_available();
+    return 0;
+}
+
+static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, float *y)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    int rc = cuda_check_matrix(m);
+    if (rc) return rc;
+    if (!x || !y || n <= 0) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+
+    kern_cuda_weight tmp;
+    const kern_cuda_weight *w = NULL;
+    rc = cuda_weight_for_call(c, m, &tmp, &w);
+    if (rc) return rc;
+    int temp_claq = (w == &tmp && m->dtype == KERN_CLAQ);
+
+    void *d_x = NULL, *d_y = NULL;
+    rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, x,
+                                   (size_t)n * (size_t)m->cols * sizeof(float), &d_x);
+    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, (size_t)n * (size_t)m->rows * sizeof(float),
+                                  &d_y);
+    if (!rc) {
+        if (c->prefill_min_n > 0 && n >= c->prefill_min_n)
+            rc = kern_cuda__gemm_prefill(c, w, (const float *)d_x, n, (float *)d_y);
+        else if (m->dtype == KERN_CLAQ)
+            rc = kern_cuda__gemv_claq(c, w, (const float *)d_x, n, (float *)d_y);
+        else
+            rc = kern_cuda__gemv_dense(c, w, (const float *)d_x, n, (float *)d_y);
+    }
+    if (!rc) rc = kern_cuda__download(c, y, d_y, (size_t)n * (size_t)m->rows * sizeof(float));
+    if (temp_claq) {
+        (void)cudaStreamSynchronize(c->stream);
+        kern_cuda__claq_release(&tmp);
+    }
+    return rc;
+}
+
+static int cuda_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n, float *out)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    int rc = cuda_check_matrix(t);
+    if (rc) return rc;
+    if (!ids || !out || n <= 0) return KERN_E_INVAL;
+    if (!cuda_dense_ok(t->dtype)) return KERN_E_UNSUPPORTED;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= t->rows) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    kern_cuda_weight tmp;
+    const kern_cuda_weight *w = NULL;
+    rc = cuda_weight_for_call(c, t, &tmp, &w);
+    if (rc) return rc;
+    return kern_cuda__embed(c, w, ids, n, out);
+}
+
+static int cuda_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim, float eps,
+                        float *out)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!x || !w || !out || n <= 0 || dim <= 0) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__rmsnorm(c, x, w, n, dim, eps, out);
+}
+
+static int cuda_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                     float theta, kern_rope_style style)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!x || !pos || n <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1)) return KERN_E_INVAL;
+    if (style != KERN_ROPE_INTERLEAVED && style != KERN_ROPE_HALF) return KERN_E_INVAL;
+    for (int i = 0; i < n; i++)
+        if (pos[i] < 0) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__rope(c, x, pos, n, n_heads, head_dim, theta, style);
+}
+
+static int cuda_swiglu(void *ctx, const float *gate, const float *up, int64_t count, float *out)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!gate || !up || !out || count < 0) return KERN_E_INVAL;
+    if (count == 0) return KERN_OK;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__swiglu(c, gate, up, count, out);
+}
+
+static int cuda_attention(void *ctx, const kern_attn_args *a)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!a) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__attention(c, a);
+}
+
+static void cuda_destroy(void *ctx)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!c) return;
+    (void)cudaSetDevice(c->device);
+    if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < KERN_CUDA_SLOT_COUNT; i++)
+        if (c->slot[i].ptr) (void)cudaFree(c->slot[i].ptr);
+    if (c->cublas) (void)cublasDestroy(c->cublas);
+    if (c->stream) (void)cudaStreamDestroy(c->stream);
+    free(c->host_scratch);
+    free(c);
+}
+
+static const kern_backend_ops kern_cuda_ops = {
+    /* .name      = */ "cuda",
+    /* .destroy   = */ cuda_destroy,
+    /* .matmul    = */ cuda_matmul,
+    /* .embed     = */ cuda_embed,
+    /* .rmsnorm   = */ cuda_rmsnorm,
+    /* .rope      = */ cuda_rope,
+    /* .swiglu    = */ cuda_swiglu,
+    /* .attention = */ cuda_attention,
+    /* .upload    = */ cuda_upload,
+    /* .release   = */ cuda_release,
+    /* .supports  = */ cuda_supports,
+};
+
+/* ---- public entry points ------------------------------------------------------------------- */
+
+extern "C" int kern_cuda_device_count(char *why, size_t why_len)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why && why_len) snprintf(why, why_len, "%s", cudaGetErrorString(e));
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (n == 0 && why && why_len) snprintf(why, why_len, "the CUDA runtime reports 0 devices");
+    return n;
+}
+
+extern "C" const char *kern_cuda_last_error(const kern_backend *b)
+{
+    if (!b || b->ops != &kern_cuda_ops || !b->ctx) return "";
+    return ((const kern_cuda_ctx *)b->ctx)->err;
+}
+
+extern "C" int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
+{
+    if (!b || b->ops != &kern_cuda_ops || !b->ctx || min_n < 0) return KERN_E_INVAL;
+    ((kern_cuda_ctx *)b->ctx)->prefill_min_n = min_n;
+    return KERN_OK;
+}
+
+extern "C" int kern_cuda_backend_create(kern_backend *out, int device)
+{
+    if (!out) return KERN_E_INVAL;
+    out->ops = NULL;
+    out->ctx = NULL;
+    int count = kern_cuda_device_count(NULL, 0);
+    if (device < 0 || device >= count) return KERN_E_UNSUPPORTED;
+
+    kern_cuda_ctx *c = (kern_cuda_ctx *)calloc(1, sizeof *c);
+    if (!c) return KERN_E_NOMEM;
+    int rc = KERN_OK;
+    cudaDeviceProp prop;
+    c->device = device;
+    KERN_CUDA_TRY(c, cudaSetDevice(device), rc, fail);
+    KERN_CUDA_TRY(c, cudaGetDeviceProperties(&prop, device), rc, fail);
+    c->sm_count = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    KERN_CUDA_TRY(c, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), rc, fail);
+    KERN_CUBLAS_TRY(c, cublasCreate(&c->cublas), rc, fail);
+    KERN_CUBLAS_TRY(c, cublasSetStream(c->cublas, c->stream), rc, fail);
+    {
+        const char *env = getenv("CLAQ_CUDA_PREFILL_MIN_N");
+        if (env && *env) {
+            char *end = NULL;
+            long v = strtol(env, &end, 10);
+            if (end && *end == '\0' && v >= 0 && v <= INT32_MAX) c->prefill_min_n = (int)v;
+        }
+    }
+    out->ops = &kern_cuda_ops;
+    out->ctx = c;
+    return KERN_OK;
+fail:
+    cuda_destroy(c);
+    return rc;
+}

@@ -1,0 +1,34 @@
+/* kern_cuda.h — C-callable extras of the CUDA backend beyond kern.h: device discovery, the text of
+ * the last device error, and the prefill-path switch. Only exists in builds with CLAQ_HAVE_CUDA
+ * (callers guard their #include). Same thread contract as the backend (one driving thread). */
+#ifndef KERN_CUDA_H
+#define KERN_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {   /* kern.h has no guards of its own: give its declarations C linkage here */
+#endif
+
+#include "kern.h"
+
+/* Number of CUDA devices (>= 0). When the runtime cannot answer (no driver, no device node) it
+ * returns 0 and writes the runtime's reason into why[why_len] (may be NULL). */
+int kern_cuda_device_count(char *why, size_t why_len);
+
+/* Text of the last device failure recorded by a CUDA backend ("" if none, or if b is not a CUDA
+ * backend): "<statement>: <driver text> at <file>:<line>". Valid until the next call on b. */
+const char *kern_cuda_last_error(const kern_backend *b);
+
+/* Dense and CLAQ matmul with n >= min_n tokens take the prefill path (weights dequantized to fp16
+ * panels + cuBLAS GEMM with fp16 inputs and fp32 accumulation). That path is NOT batch invariant
+ * and rounds x to fp16, so it is off by default (min_n = 0); the environment variable
+ * CLAQ_CUDA_PREFILL_MIN_N sets it at creation. KERN_E_INVAL if b is not a CUDA backend. */
+int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,120 @@
+/* kern_cuda_impl.h — internals shared by the CUDA backend's .cu files: the backend context (stream,
+ * cuBLAS handle, grow-only device staging slots), the device copy of a weight, and the per-file
+ * entry points. Not for the engine (kern.h / kern_cuda.h are). C++ (nvcc) only.
+ * Thread contract: a context is driven by one host thread at a time, like every backend. */
+#ifndef KERN_CUDA_IMPL_H
+#define KERN_CUDA_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kern_cuda.h"        /* brings kern.h with C linkage */
+#include "kern_cuda_check.h"
+
+#define KERN_CUDA_ERR_LEN 320   /* bytes of the recorded last-error text */
+#define KERN_CUDA_MAX_TOK 8     /* tokens one GEMV launch handles (batch 1..8 in registers) */
+
+/* Device staging slots. Every op copies its host inputs into slots, runs, and copies results
+ * back; a slot only grows (to the largest request seen) and lives until the context dies. Two
+ * ops never run at once (one driving thread, one stream), so slots are reused freely, but one op
+ * must not use the same slot for two live buffers. */
+typedef enum kern_cuda_slot {
+    KERN_CUDA_SLOT_X = 0,     /* activation input */
+    KERN_CUDA_SLOT_Y,         /* activation output */
+    KERN_CUDA_SLOT_A,         /* second input / small side tables (ids, pos, weights) */
+    KERN_CUDA_SLOT_B,         /* third input / block tables */
+    KERN_CUDA_SLOT_K,         /* gathered key blocks */
+    KERN_CUDA_SLOT_V,         /* gathered value blocks */
+    KERN_CUDA_SLOT_S,         /* attention scores, split-K partial sums */
+    KERN_CUDA_SLOT_W,         /* a weight staged for one call (matrix never uploaded) */
+    KERN_CUDA_SLOT_H,         /* fp16 / bf16 copy of the activations (prefill) */
+    KERN_CUDA_SLOT_P,         /* dequantized fp16 weight panels (prefill) */
+    KERN_CUDA_SLOT_COUNT
+} kern_cuda_slot;
+
+typedef struct kern_cuda_buf {
+    void *ptr;                /* device memory; owned */
+    size_t bytes;             /* capacity */
+} kern_cuda_buf;
+
+/* Device copy of a packed CLAQ matrix (layout described in kern_cuda_claq.cu). All owned. */
+typedef struct kern_cuda_claqw {
+    int ready;                /* 1 once the arrays below are filled */
+    void *blob;               /* one cudaMalloc holding every array below; owned */
+    size_t blob_bytes;
+} kern_cuda_claqw;
+
+/* What kern_matrix.dev points to for this backend. Host struct, owned by the backend (release). */
+typedef struct kern_cuda_weight {
+    kern_dtype dtype;
+    int64_t rows, cols;
+    void *data;               /* dense: device [rows][cols] of dtype; owned; NULL for CLAQ */
+    kern_cuda_claqw claq;     /* KERN_CLAQ: device arrays; owned */
+} kern_cuda_weight;
+
+typedef struct kern_cuda_ctx {
+    int device;               /* CUDA ordinal */
+    cudaStream_t stream;      /* owned; every op runs on it */
+    cublasHandle_t cublas;    /* owned; bound to stream */
+    int sm_count;             /* multiprocessors (split-K sizing) */
+    size_t smem_optin;        /* max dynamic shared memory per block after opt-in */
+    int prefill_min_n;        /* n >= this takes the cuBLAS path; 0 = never (kern_cuda.h) */
+    kern_cuda_buf slot[KERN_CUDA_SLOT_COUNT]; /* device staging; owned */
+    void *host_scratch;       /* host staging (attention block lists); owned, malloc */
+    size_t host_scratch_bytes;
+    char err[KERN_CUDA_ERR_LEN]; /* last recorded failure, "" if none */
+} kern_cuda_ctx;
+
+/* ---- kern_cuda.cu: staging helpers ---- */
+/* Makes slot hold at least `bytes` (grows, never shrinks); *out = its device pointer. */
+int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out);
+/* Reserves a slot and queues a host -> device copy of `bytes` from `host` into it. */
+int kern_cuda__upload_to_slot(kern_cuda_ctx *c, kern_cuda_slot s, const void *host, size_t bytes,
+                              void **out);
+/* Queues a device -> host copy and waits for the stream (the op's results are then on the host). */
+int kern_cuda__download(kern_cuda_ctx *c, void *host, const void *dev, size_t bytes);
+/* Grows the host scratch to `bytes`; *out = it. */
+int kern_cuda__host_scratch(kern_cuda_ctx *c, size_t bytes, void **out);
+
+/* ---- kern_cuda_gemv.cu: y[n][rows] = x[n][cols] W^T with device x, y (batch invariant) ---- */
+int kern_cuda__gemv_dense(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                          float *d_y);
+
+/* ---- kern_cuda_claq.cu: packed CLAQ weights ---- */
+int kern_cuda__claq_available(void);   /* 1 once the packed layout is implemented */
+int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_weight *w);
+void kern_cuda__claq_release(kern_cuda_weight *w);
+int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                         float *d_y);
+/* Writes W rows [r0, r0 + nr) as fp16 (outliers patched in) into d_panel [nr][cols]. */
+int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int64_t r0,
+                                int64_t nr, uint16_t *d_panel);
+
+/* ---- kern_cuda_gemm.cu: prefill through cuBLAS (fp16 inputs, fp32 accumulation) ---- */
+int kern_cuda__gemm_prefill(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                            float *d_y);
+
+/* ---- kern_cuda_ops.cu: the rest of the layer, host pointers in and out ---- */
+int kern_cuda__embed(kern_cuda_ctx *c, const kern_cuda_weight *t, const int32_t *ids, int n,
+                     float *out);
+int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, int dim,
+                       float eps, float *out);
+int kern_cuda__rope(kern_cuda_ctx *c, float *x, const int32_t *pos, int n, int n_heads,
+                    int head_dim, float theta, kern_rope_style style);
+int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int64_t count,
+                      float *out);
+int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
+
+/* Grid-size helper: blocks of `threads` covering `items`, capped for 1-D grids. */
+static inline unsigned kern_cuda__blocks(int64_t items, int threads)
+{
+    int64_t b = (items + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > 65535LL * 1024) b = 65535LL * 1024;
+    return (unsigned)b;
+}
+
+#endif
