@@ -40,7 +40,7 @@ static int l2c_take(l2c_cursor *c, uint64_t n_floats, const char *what, const fl
 static int l2c_matrix(l2c_cursor *c, kern_matrix *w, int64_t rows, int64_t cols,
                       const char *what, eng_err *err)
 {
-    const float *p;
+    const float *p = NULL;
     int rc = l2c_take(c, (uint64_t)rows * (uint64_t)cols, what, &p, err);
     if (rc) return rc;
     memset(w, 0, sizeof *w);
@@ -54,7 +54,7 @@ static int l2c_matrix(l2c_cursor *c, kern_matrix *w, int64_t rows, int64_t cols,
 static int l2c_norm(eng_model *m, l2c_cursor *c, int dim, const char *what, const float **out,
                     eng_err *err)
 {
-    const float *p;
+    const float *p = NULL;
     int rc = l2c_take(c, (uint64_t)dim, what, &p, err);
     if (rc) return rc;
     if ((rc = eng__model_f32_copy(m, KERN_F32, p, dim, out, err)) != 0) return rc;
