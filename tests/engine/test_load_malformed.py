@@ -31,6 +31,8 @@ def expect_error(case, path, *fragments):
         problems.append("opened although it is broken")
     if "ERROR" not in err:
         problems.append("no ERROR line")
+    if "Sanitizer" in err or "runtime error" in err:
+        problems.append("sanitizer report (sanitizers also exit 1)")
     for frag in (tag,) + fragments:
         if frag not in err:
             problems.append("message lacks %r" % frag)
@@ -234,6 +236,39 @@ def run_hf_cases(root):
     expect_error("index is not JSON", d, "model.safetensors.index.json")
 
 
+def expect_config(case, path, *fragments):
+    """The open must succeed and the printed config line must hold every fragment."""
+    global n_cases
+    n_cases += 1
+    rc, out, err = lf.open_model(path)
+    cfg = lf.summary(out)["config"] if rc == 0 else ""
+    missing = [f for f in fragments if f not in cfg]
+    if rc != 0 or missing:
+        failures.append("%s: rc %d, config %r lacks %r; stderr %s" % (case, rc, cfg, missing,
+                                                                     err.strip()))
+        print("FAIL", case)
+    else:
+        print("ok  ", case, "-> loads:", " ".join(fragments))
+
+
+def run_valid_config_cases(root):
+    """Legal config.json spellings the loader must accept (defaults, lists, other arch keys)."""
+    good = lf.tiny_tensors()
+    d = hf_case(root, "ok_eos_list_bos_null", good, config_edit=lambda c: (
+        c.__setitem__("eos_token_id", [2, 7]), c.__setitem__("bos_token_id", None)))
+    expect_config("eos_token_id list, bos null", d, "bos -1 eos 2")
+    d = hf_case(root, "ok_yi", good, config_edit=lambda c: (
+        c.pop("model_type"), c.__setitem__("architectures", ["YiForCausalLM"])))
+    expect_config("architectures YiForCausalLM only", d, "arch yi")
+    d = hf_case(root, "ok_defaults", good, config_edit=lambda c: [
+        c.pop(k) for k in ("rope_theta", "rms_norm_eps", "rope_scaling", "hidden_act")])
+    expect_config("rope_theta / rms_norm_eps defaults", d, "theta 10000", "eps 1e-06")
+    d = hf_case(root, "hf_kv_default_is_heads", good, config_edit=lambda c: c.pop(
+        "num_key_value_heads"))
+    expect_error("num_key_value_heads absent: defaults to 8 heads, k_proj is 4", d,
+                 "model.layers.0.self_attn.k_proj.weight", "[128, 128]")
+
+
 # ---- llama2.c variants --------------------------------------------------------------------
 
 def run_llama2c_cases(root):
@@ -314,6 +349,7 @@ def run_llama2c_cases(root):
 
 with tempfile.TemporaryDirectory(prefix="claq_load_malformed_") as root:
     run_hf_cases(root)
+    run_valid_config_cases(root)
     run_llama2c_cases(root)
 
 print("%d cases, %d failures" % (n_cases, len(failures)))
