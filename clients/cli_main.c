@@ -40,7 +40,7 @@ static const char cli__usage[] =
     "                       http://127.0.0.1:8080; a trailing /v1 is accepted]\n"
     "  --api-key KEY        sent as 'Authorization: Bearer KEY' [env CLAQ_API_KEY, then\n"
     "                       OPENAI_API_KEY]\n"
-    "  --model NAME         model id to request            [env CLAQ_MODEL; default: the\n"
+    "  --model NAME         model id to request            [env CLAQ_CLIENT_MODEL; default: the\n"
     "                       server's served model]\n"
     "  --system TEXT        system message (chat)\n"
     "  --max-tokens N       max_tokens (0 and up)\n"
@@ -260,7 +260,7 @@ int main(int argc, char **argv)
     o.api_key = getenv("CLAQ_API_KEY");
     if (!o.api_key)
         o.api_key = getenv("OPENAI_API_KEY");
-    o.model = getenv("CLAQ_MODEL");
+    o.model = getenv("CLAQ_CLIENT_MODEL");
     if (o.model && !o.model[0])
         o.model = NULL;
 
