@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "claq_session.h"
@@ -147,11 +148,13 @@ int claq_cmd_generate(int argc, char **argv)
     }
     fputc('\n', stdout);
     double t2 = now_s();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
     fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s "
-                    "(%.1f tok/s); %s kernels, %s threads\n",
+                    "(%.1f tok/s); %s kernels, %s threads; peak RSS %.1f MiB\n",
             n_prompt, t1 - t0, (double)n_prompt / (t1 - t0 + 1e-9), generated, t2 - t1,
             (double)generated / (t2 - t1 + 1e-9), kern_cpu_isa_name(&s.be),
-            threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all");
+            threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all", (double)ru.ru_maxrss / 1024.0);
     ret = 0;
     goto out;
 oom:
