@@ -257,8 +257,8 @@ static int hf_get(hf_ctx *h, const char *name, int64_t rows, int64_t cols,
 static int hf_matrix(hf_ctx *h, const char *name, int64_t rows, int64_t cols, kern_matrix *w,
                      eng_err *err)
 {
-    const eng_st_tensor *t;
-    const void *data;
+    const eng_st_tensor *t = NULL;
+    const void *data = NULL;
     int rc;
     if ((rc = hf_get(h, name, rows, cols, &t, err)) || (rc = hf_aligned(h, t, &data, err)))
         return rc;
@@ -273,8 +273,8 @@ static int hf_matrix(hf_ctx *h, const char *name, int64_t rows, int64_t cols, ke
 
 static int hf_norm(hf_ctx *h, const char *name, int64_t dim, const float **out, eng_err *err)
 {
-    const eng_st_tensor *t;
-    const void *data;
+    const eng_st_tensor *t = NULL;
+    const void *data = NULL;
     int rc;
     if ((rc = hf_get(h, name, dim, 0, &t, err)) || (rc = hf_aligned(h, t, &data, err)) ||
         (rc = eng__model_f32_copy(h->m, t->kdt, data, dim, out, err)))

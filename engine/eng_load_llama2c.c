@@ -105,8 +105,8 @@ int eng__load_llama2c(eng_model *m, const char *path, eng_err *err)
     if (rc) return rc;
     const uint8_t *p = addr;
 
-    int version = 0, shared;
-    uint64_t hdr_bytes;
+    int version = 0, shared = 0;
+    uint64_t hdr_bytes = 0;
     int32_t h[7];
     if (size >= 8 && (uint32_t)l2c_i32(p) == L2C_MAGIC) {
         version = l2c_i32(p + 4);
@@ -222,7 +222,7 @@ int eng__load_llama2c(eng_model *m, const char *path, eng_err *err)
     }
     if (version == 0) {
         if ((rc = l2c_norm(m, &cur, c->dim, "rms_final", &m->w.final_norm, err))) return rc;
-        const float *skip;   /* freq_cis_real/imag: we compute RoPE from rope_theta instead */
+        const float *skip = NULL;   /* freq_cis_real/imag: RoPE comes from rope_theta */
         if ((rc = l2c_take(&cur, (uint64_t)c->seq_len * hd / 2, "freq_cis_real", &skip, err)))
             return rc;
         if ((rc = l2c_take(&cur, (uint64_t)c->seq_len * hd / 2, "freq_cis_imag", &skip, err)))

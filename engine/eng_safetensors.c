@@ -103,7 +103,7 @@ static int st_parse_entry(eng_st_tensor *t, const cJSON *e, const char *path,
     uint64_t count = 1;
     int d = 0, overflow = 0;
     for (const cJSON *v = sh->child; v; v = v->next, d++) {
-        uint64_t x;
+        uint64_t x = 0;
         if (!st_json_u64(v, &x) || x > INT64_MAX)
             return eng_err_set(err, ENG_E_FORMAT,
                                "%s: tensor '%s': shape[%d] is not a non-negative integer",
@@ -114,7 +114,7 @@ static int st_parse_entry(eng_st_tensor *t, const cJSON *e, const char *path,
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
         return eng_err_set(err, ENG_E_FORMAT, "%s: tensor '%s': data_offsets is not [begin, end]",
                            path, t->name);
-    uint64_t begin, end;
+    uint64_t begin = 0, end = 0;
     if (!st_json_u64(off->child, &begin) || !st_json_u64(off->child->next, &end))
         return eng_err_set(err, ENG_E_FORMAT,
                            "%s: tensor '%s': data_offsets are not non-negative integers",
@@ -126,7 +126,7 @@ static int st_parse_entry(eng_st_tensor *t, const cJSON *e, const char *path,
                            (unsigned long long)end, (unsigned long long)dsize);
     t->nbytes = end - begin;
     if (esize) {
-        uint64_t need;
+        uint64_t need = 0;
         if (overflow || __builtin_mul_overflow(count, (uint64_t)esize, &need) || need != t->nbytes)
             return eng_err_set(err, ENG_E_FORMAT,
                                "%s: tensor '%s': data_offsets span %llu bytes but shape x %s "
@@ -212,7 +212,7 @@ int eng_st_parse(eng_st_set *s, const char *path, const void *addr, size_t size,
             goto fail;
         }
         s->n_tensors++;
-        uint64_t begin;
+        uint64_t begin = 0;
         if ((rc = st_parse_entry(t, e, path, data, dsize, &begin, err)) != 0) goto fail;
     }
 
