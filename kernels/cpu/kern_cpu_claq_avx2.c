@@ -34,6 +34,7 @@ ALWAYS_INLINE void gemv_group(const uint32_t *p, int64_t rt, int64_t nblk, const
 {
     for (int64_t blk = 0; blk < nblk; blk++, p += B * rt, lut += 16 * KERN_CLAQ_COL_BLOCK) {
         __m256i W0[4], W1[4];
+#pragma GCC unroll 4
         for (int w = 0; w < B; w++) {
             W0[w] = _mm256_loadu_si256((const __m256i *)(p + w * rt));
             W1[w] = _mm256_loadu_si256((const __m256i *)(p + w * rt + 8));

@@ -56,12 +56,15 @@ ALWAYS_INLINE void gemv_group(const uint32_t *p, int64_t rt, int64_t nblk, const
 {
     for (int64_t blk = 0; blk < nblk; blk++, p += B * rt, lut += 16 * KERN_CLAQ_COL_BLOCK) {
         __m512i W[4][4];
+#pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
+#pragma GCC unroll 4
             for (int w = 0; w < B; w++)
                 W[v][w] = _mm512_loadu_si512((const void *)(p + w * rt + v * 16));
 #pragma GCC unroll 32
         for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
             __m512 L = _mm512_loadu_ps(lut + c * 16);
+#pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 acc[v] = _mm512_add_ps(acc[v], _mm512_permutexvar_ps(code_idx(W[v], B, c), L));
         }
@@ -72,6 +75,7 @@ ALWAYS_INLINE void gemv_tile_nv(const kern_claq *k, const float *lut, const uint
                                 int64_t rt, float *y, const int NV)
 {
     __m512 acc[4];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
     gemv_group(p, rt, k->nblk_bits[4], lut, 4, NV, acc);
     p += 4 * rt * k->nblk_bits[4];
@@ -80,6 +84,7 @@ ALWAYS_INLINE void gemv_tile_nv(const kern_claq *k, const float *lut, const uint
     p += 3 * rt * k->nblk_bits[3];
     lut += 16 * KERN_CLAQ_COL_BLOCK * k->nblk_bits[3];
     gemv_group(p, rt, k->nblk_bits[2], lut, 2, NV, acc);
+#pragma GCC unroll 4
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + 16 * v, acc[v]);
 }
 
@@ -123,6 +128,7 @@ ALWAYS_INLINE void gemm_group(const uint32_t *p, int64_t rt, int64_t nblk, const
                  xs += KERN_CLAQ_COL_BLOCK) {
         for (int64_t v = 0; v < nv; v++) {
             __m512i W[4];
+#pragma GCC unroll 4
             for (int w = 0; w < B; w++)
                 W[w] = _mm512_loadu_si512((const void *)(p + w * rt + v * 16));
 #pragma GCC unroll 32

@@ -1,0 +1,773 @@
+/* eng_claq_file.c — the packed CLAQ model file (docs/format.md): eng_claq_write (64-byte fixed
+ * header, JSON directory, 64-byte-aligned sections) and eng__load_claq, which trusts nothing:
+ * every offset, length, count and index is checked against the file and the config before use,
+ * and errors name the file and the tensor. The loader copies the file into a huge-page-backed
+ * anonymous buffer (MADV_HUGEPAGE; CLAQ_MMAP=1 maps it instead) because the LUT GEMV streams
+ * codes at DRAM speed and 4 KiB pages cost ~45 % of the bandwidth here (architecture.md).
+ * Does not pack (eng_claq_pack.c) or compute. One thread per call; no globals. */
+#include "eng_claq_file.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kern_half.h"
+
+#define HDR_BYTES 64
+#define MAX_JSON (64u << 20)          /* directory JSON we accept before allocating */
+#define MAX_TOKENIZER (256u << 20)    /* embedded tokenizer bytes */
+#define HUGE_PAGE (2u << 20)
+
+static uint64_t al64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static const char *dtype_str(kern_dtype t)
+{
+    return t == KERN_F32 ? "f32" : t == KERN_F16 ? "f16" : t == KERN_BF16 ? "bf16" : "?";
+}
+static int dtype_parse(const char *s, kern_dtype *t)
+{
+    if (!strcmp(s, "f32")) *t = KERN_F32;
+    else if (!strcmp(s, "f16")) *t = KERN_F16;
+    else if (!strcmp(s, "bf16")) *t = KERN_BF16;
+    else return -1;
+    return 0;
+}
+
+/* Expected shape of linear l of a layer: [rows][cols]. */
+static void lin_shape(const eng_config *c, int l, int64_t *rows, int64_t *cols)
+{
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    switch (l) {
+    case ENG_LIN_Q: *rows = q; *cols = c->dim; break;
+    case ENG_LIN_K: case ENG_LIN_V: *rows = kv; *cols = c->dim; break;
+    case ENG_LIN_O: *rows = c->dim; *cols = q; break;
+    case ENG_LIN_GATE: case ENG_LIN_UP: *rows = c->hidden_dim; *cols = c->dim; break;
+    default: *rows = c->dim; *cols = c->hidden_dim; break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* writer                                                                                      */
+
+typedef struct wsec {           /* one planned data section */
+    uint64_t off, len;
+} wsec;
+
+static int read_small_file(const char *path, size_t max, unsigned char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 65536;
+            if (cap > max + 1) cap = max + 1;
+            unsigned char *p = realloc(buf, cap);
+            if (!p) { free(buf); fclose(f); return -1; }
+            buf = p;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+        if (n > max) { free(buf); fclose(f); return -1; }
+    }
+    fclose(f);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int write_all(FILE *f, const void *p, uint64_t n)
+{
+    return n == 0 || fwrite(p, 1, (size_t)n, f) == n ? 0 : -1;
+}
+
+static int write_pad_to(FILE *f, uint64_t *pos, uint64_t target)
+{
+    static const unsigned char zeros[64];
+    while (*pos < target) {
+        uint64_t k = target - *pos < 64 ? target - *pos : 64;
+        if (write_all(f, zeros, k)) return -1;
+        *pos += k;
+    }
+    return 0;
+}
+
+static cJSON *sec_json(uint64_t off, uint64_t len)
+{
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateNumber((double)off));
+    cJSON_AddItemToArray(a, cJSON_CreateNumber((double)len));
+    return a;
+}
+
+static cJSON *dense_json(const char *name, const char *dtype, int64_t d0, int64_t d1,
+                        uint64_t off, uint64_t len)
+{
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "name", name);
+    cJSON_AddStringToObject(t, "dtype", dtype);
+    cJSON *sh = cJSON_AddArrayToObject(t, "shape");
+    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)d0));
+    if (d1 > 0) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)d1));
+    cJSON_AddItemToObject(t, "data", sec_json(off, len));
+    return t;
+}
+
+int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
+                   const eng_claq_meta *meta, eng_err *err)
+{
+    const eng_config *c = &src->cfg;
+    int rc = eng_config_validate(c, src->path, err);
+    if (rc) return rc;
+    int L = c->n_layers;
+    int64_t nmat = (int64_t)L * ENG_LIN_COUNT;
+    unsigned char *tok = NULL;
+    size_t tok_len = 0;
+    const unsigned char *tok_bytes = NULL;
+    const char *tok_name = NULL;
+    char tmp[ENG_PATH_MAX + 8];
+    cJSON *root = NULL;
+    char *json = NULL;
+    FILE *f = NULL;
+    eng_claq_packed pk = {0};
+    kern_claq *shapes = calloc((size_t)nmat, sizeof *shapes);
+    if (!shapes) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+
+    /* Tokenizer: the file beside the source model, else the one it embeds. */
+    if (src->tokenizer_path[0]) {
+        if (read_small_file(src->tokenizer_path, MAX_TOKENIZER, &tok, &tok_len)) {
+            rc = eng_err_set(err, ENG_E_IO, "%s: cannot read tokenizer %s", path,
+                             src->tokenizer_path);
+            goto done;
+        }
+        tok_bytes = tok;
+        const char *slash = strrchr(src->tokenizer_path, '/');
+        tok_name = slash ? slash + 1 : src->tokenizer_path;
+    } else if (src->tokenizer_blob) {
+        tok_bytes = src->tokenizer_blob;
+        tok_len = src->tokenizer_blob_len;
+        tok_name = src->tokenizer_blob_name;
+    }
+    if (tok_name && strlen(tok_name) >= 64) tok_name = "tokenizer.bin";
+
+    /* Plan: shapes and section sizes of every matrix, without packing yet. */
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            const eng_qmatrix *m = q[(int64_t)l * ENG_LIN_COUNT + i];
+            int64_t rows, cols;
+            lin_shape(c, i, &rows, &cols);
+            if (!m || m->rows != rows || m->cols != cols) {
+                rc = eng_err_set(err, ENG_E_INVAL,
+                                 "%s: layers.%d.%s: quantized shape %lld x %lld, config wants "
+                                 "%lld x %lld", path, l, eng_linear_name(i),
+                                 m ? (long long)m->rows : -1LL, m ? (long long)m->cols : -1LL,
+                                 (long long)rows, (long long)cols);
+                goto done;
+            }
+            kern_claq *k = &shapes[(int64_t)l * ENG_LIN_COUNT + i];
+            k->rows = rows;
+            k->cols = cols;
+            k->nnz = m->n_outliers;
+            for (int64_t j = 0; j < cols; j++)
+                if (m->bits[j] >= 2 && m->bits[j] <= 4) k->ncols_bits[m->bits[j]]++;
+            char nm[64];
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            if ((rc = eng_claq_shape_fill(k, path, nm, err))) goto done;
+        }
+
+    /* Directory JSON, with offsets relative to the start of the data area. */
+    root = cJSON_CreateObject();
+    cJSON *cj = cJSON_AddObjectToObject(root, "config");
+    cJSON_AddStringToObject(cj, "arch", c->arch);
+    cJSON_AddNumberToObject(cj, "dim", c->dim);
+    cJSON_AddNumberToObject(cj, "hidden_dim", c->hidden_dim);
+    cJSON_AddNumberToObject(cj, "n_layers", c->n_layers);
+    cJSON_AddNumberToObject(cj, "n_heads", c->n_heads);
+    cJSON_AddNumberToObject(cj, "n_kv_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(cj, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(cj, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(cj, "seq_len", c->seq_len);
+    cJSON_AddNumberToObject(cj, "rope_theta", c->rope_theta);
+    cJSON_AddNumberToObject(cj, "norm_eps", c->norm_eps);
+    cJSON_AddStringToObject(cj, "rope_style", c->rope_style == KERN_ROPE_HALF ? "half" : "interleaved");
+    cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings != 0);
+    cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
+    cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
+    cJSON *qj = cJSON_AddObjectToObject(root, "quant");
+    eng_claq_meta mt = {0};
+    if (meta) mt = *meta;
+    mt.method[sizeof mt.method - 1] = 0;
+    mt.calib[sizeof mt.calib - 1] = 0;
+    mt.source[sizeof mt.source - 1] = 0;
+    cJSON_AddStringToObject(qj, "method", mt.method);
+    cJSON_AddNumberToObject(qj, "bits", mt.bits);
+    cJSON_AddBoolToObject(qj, "outliers", mt.outliers != 0);
+    cJSON_AddNumberToObject(qj, "or_budget", mt.or_budget);
+    cJSON_AddBoolToObject(qj, "or_compat_index", mt.or_compat_index != 0);
+    cJSON_AddNumberToObject(qj, "nsamples", mt.nsamples);
+    cJSON_AddNumberToObject(qj, "seqlen", mt.seqlen);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)mt.seed);
+    cJSON_AddStringToObject(qj, "seed", seed);
+    cJSON_AddStringToObject(qj, "calib", mt.calib);
+    cJSON_AddStringToObject(qj, "source", mt.source);
+    cJSON_AddNumberToObject(qj, "quant_seconds", mt.quant_seconds);
+
+    uint64_t pos = 0;
+    cJSON *tj = cJSON_AddArrayToObject(root, "tensors");
+    const kern_matrix *emb = &src->w.tok_embed;
+    uint64_t emb_len = (uint64_t)emb->rows * (uint64_t)emb->cols * kern_dtype_size(emb->dtype);
+    if (emb->dtype == KERN_CLAQ || emb->rows != c->vocab_size || emb->cols != c->dim) {
+        rc = eng_err_set(err, ENG_E_INVAL, "%s: source token embedding is not a dense %d x %d", path,
+                         c->vocab_size, c->dim);
+        goto done;
+    }
+    cJSON_AddItemToArray(tj, dense_json("tok_embeddings", dtype_str(emb->dtype), emb->rows,
+                                        emb->cols, pos, emb_len));
+    pos = al64(pos + emb_len);
+    const kern_matrix *outm = &src->w.output;
+    uint64_t out_len = 0;
+    if (!c->tie_embeddings) {
+        if (outm->dtype == KERN_CLAQ || outm->rows != c->vocab_size || outm->cols != c->dim) {
+            rc = eng_err_set(err, ENG_E_INVAL, "%s: source output head is not a dense %d x %d",
+                             path, c->vocab_size, c->dim);
+            goto done;
+        }
+        out_len = (uint64_t)outm->rows * (uint64_t)outm->cols * kern_dtype_size(outm->dtype);
+        cJSON_AddItemToArray(tj, dense_json("output", dtype_str(outm->dtype), outm->rows,
+                                            outm->cols, pos, out_len));
+        pos = al64(pos + out_len);
+    }
+    uint64_t norm_len = (uint64_t)c->dim * 4;
+    cJSON_AddItemToArray(tj, dense_json("final_norm", "f32", c->dim, 0, pos, norm_len));
+    pos = al64(pos + norm_len);
+    for (int l = 0; l < L; l++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
+        cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, pos, norm_len));
+        pos = al64(pos + norm_len);
+        snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
+        cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, pos, norm_len));
+        pos = al64(pos + norm_len);
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            const kern_claq *k = &shapes[(int64_t)l * ENG_LIN_COUNT + i];
+            size_t len[ENG_CLAQ_NSEC];
+            eng_claq_sec_lengths(k, len);
+            cJSON *t = cJSON_CreateObject();
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            cJSON_AddStringToObject(t, "name", nm);
+            cJSON_AddStringToObject(t, "dtype", "claq");
+            cJSON_AddNumberToObject(t, "rows", (double)k->rows);
+            cJSON_AddNumberToObject(t, "cols", (double)k->cols);
+            cJSON_AddNumberToObject(t, "cols4", (double)k->ncols_bits[4]);
+            cJSON_AddNumberToObject(t, "cols3", (double)k->ncols_bits[3]);
+            cJSON_AddNumberToObject(t, "cols2", (double)k->ncols_bits[2]);
+            cJSON_AddNumberToObject(t, "nnz", (double)k->nnz);
+            cJSON *sj = cJSON_AddObjectToObject(t, "sections");
+            for (int s = 0; s < ENG_CLAQ_NSEC; s++) {
+                cJSON_AddItemToObject(sj, eng_claq_sec_names[s], sec_json(pos, len[s]));
+                pos = al64(pos + len[s]);
+            }
+            cJSON_AddItemToArray(tj, t);
+        }
+    }
+    if (tok_bytes) {
+        cJSON *t = cJSON_AddObjectToObject(root, "tokenizer");
+        cJSON_AddStringToObject(t, "name", tok_name);
+        cJSON_AddItemToObject(t, "data", sec_json(pos, tok_len));
+        pos = al64(pos + tok_len);
+    }
+    size_t tcfg_len = src->tokenizer_config_json ? strlen(src->tokenizer_config_json) : 0;
+    if (tcfg_len) {
+        cJSON *t = cJSON_AddObjectToObject(root, "tokenizer_config");
+        cJSON_AddItemToObject(t, "data", sec_json(pos, tcfg_len));
+        pos = al64(pos + tcfg_len);
+    }
+    uint64_t data_len = pos;
+    json = cJSON_PrintUnformatted(root);
+    if (!json) {
+        rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory for the directory", path);
+        goto done;
+    }
+    uint64_t json_len = strlen(json), data_off = al64(HDR_BYTES + json_len);
+
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) {
+        rc = eng_err_set(err, ENG_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        goto done;
+    }
+    unsigned char hdr[HDR_BYTES] = {0};
+    memcpy(hdr, ENG_CLAQ_MAGIC, 8);
+    put_u32(hdr + 8, ENG_CLAQ_VERSION);
+    put_u32(hdr + 12, HDR_BYTES);
+    put_u64(hdr + 16, HDR_BYTES);
+    put_u64(hdr + 24, json_len);
+    put_u64(hdr + 32, data_off);
+    put_u64(hdr + 40, data_len);
+    put_u64(hdr + 48, data_off + data_len);
+    uint64_t fpos = 0;
+    int io = write_all(f, hdr, HDR_BYTES) || write_all(f, json, json_len);
+    fpos = HDR_BYTES + json_len;
+    io = io || write_pad_to(f, &fpos, data_off);
+    /* Data, in directory order. dpos tracks the offset inside the data area. */
+    uint64_t dpos = 0;
+#define EMIT(ptr, n) do { io = io || write_all(f, (ptr), (n)); dpos += (n); \
+                          uint64_t target = data_off + al64(dpos); fpos = data_off + dpos; \
+                          io = io || write_pad_to(f, &fpos, target); dpos = al64(dpos); } while (0)
+    EMIT(emb->data, emb_len);
+    if (!c->tie_embeddings) EMIT(outm->data, out_len);
+    EMIT(src->w.final_norm, norm_len);
+    for (int l = 0; l < L && !io; l++) {
+        EMIT(src->w.layers[l].attn_norm, norm_len);
+        EMIT(src->w.layers[l].ffn_norm, norm_len);
+        for (int i = 0; i < ENG_LIN_COUNT && !io; i++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            if ((rc = eng_claq_pack(q[(int64_t)l * ENG_LIN_COUNT + i], nm, &pk, err))) goto done;
+            for (int s = 0; s < ENG_CLAQ_NSEC; s++)
+                EMIT((const char *)pk.buf + pk.sec_off[s], pk.sec_len[s]);
+            eng_claq_packed_free(&pk);
+        }
+    }
+    if (tok_bytes) EMIT(tok_bytes, tok_len);
+    if (tcfg_len) EMIT(src->tokenizer_config_json, tcfg_len);
+#undef EMIT
+    if (!io && dpos != data_len) io = 1;
+    if (fclose(f) != 0) io = 1;
+    f = NULL;
+    if (io) {
+        unlink(tmp);
+        rc = eng_err_set(err, ENG_E_IO, "%s: write failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        rc = eng_err_set(err, ENG_E_IO, "%s: rename failed: %s", path, strerror(errno));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (f) {
+        fclose(f);
+        unlink(tmp);
+    }
+    eng_claq_packed_free(&pk);
+    cJSON_free(json);
+    cJSON_Delete(root);
+    free(tok);
+    free(shapes);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* loader                                                                                      */
+
+static void info_free(void *p)
+{
+    eng_claq_model_info *info = p;
+    if (!info) return;
+    free(info->matrix_bytes);
+    free(info->views);
+    free(info);
+}
+
+/* Reads path into an anonymous buffer backed by huge pages where the kernel allows; registers
+ * it as one of m's mappings (munmap'd on close). */
+static int load_bytes(eng_model *m, const char *path, const void **addr, size_t *size,
+                      eng_err *err)
+{
+    const char *mm = getenv("CLAQ_MMAP");
+    if (mm && !strcmp(mm, "1")) return eng__model_map(m, path, addr, size, err);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+        close(fd);
+        return eng_err_set(err, ENG_E_IO, "%s: not a regular non-empty file", path);
+    }
+    size_t n = (size_t)st.st_size, maplen = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *p = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return eng_err_set(err, ENG_E_NOMEM, "%s: cannot allocate %zu bytes", path, maplen);
+    }
+    (void)madvise(p, maplen, MADV_HUGEPAGE);   /* a hint: failure only costs speed */
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            close(fd);
+            munmap(p, maplen);
+            return eng_err_set(err, ENG_E_IO, "%s: read failed at byte %zu", path, got);
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    eng_mapping *maps = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *maps);
+    if (!maps) {
+        munmap(p, maplen);
+        return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+    }
+    m->maps = maps;
+    m->maps[m->n_maps].addr = p;
+    m->maps[m->n_maps].size = maplen;
+    m->n_maps++;
+    *addr = p;
+    *size = n;
+    return 0;
+}
+
+typedef struct lctx {
+    const char *path;
+    const unsigned char *data;   /* data area */
+    uint64_t data_len;
+    eng_err *err;
+} lctx;
+
+static int j_i64(const lctx *x, const cJSON *o, const char *key, const char *what, int64_t lo,
+                 int64_t hi, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1e300;
+    if (!cJSON_IsNumber(v) || d != (double)(int64_t)d || d < (double)lo || d > (double)hi)
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: %s: field \"%s\" missing or out of range",
+                           x->path, what, key);
+    *out = (int64_t)d;
+    return 0;
+}
+
+static int j_num(const lctx *x, const cJSON *o, const char *key, const char *what, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: %s: field \"%s\" missing or not a number",
+                           x->path, what, key);
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* A [offset, nbytes] pair inside the data area, 64-aligned, of exactly want bytes. */
+static int j_sec(const lctx *x, const cJSON *arr, const char *what, const char *sec, uint64_t want,
+                 const void **out)
+{
+    const cJSON *a = cJSON_IsArray(arr) && cJSON_GetArraySize(arr) == 2 ? arr->child : NULL;
+    const cJSON *b = a ? a->next : NULL;
+    if (!a || !b || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) || a->valuedouble < 0 ||
+        b->valuedouble < 0 || a->valuedouble > 9e15 || b->valuedouble > 9e15)
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: section %s: bad [offset, nbytes]",
+                           x->path, what, sec);
+    uint64_t off = (uint64_t)a->valuedouble, len = (uint64_t)b->valuedouble;
+    if ((double)off != a->valuedouble || (double)len != b->valuedouble || off % 64)
+        return eng_err_set(x->err, ENG_E_FORMAT,
+                           "%s: tensor %s: section %s: offset %llu not a 64-aligned integer",
+                           x->path, what, sec, (unsigned long long)off);
+    if (len != want)
+        return eng_err_set(x->err, ENG_E_FORMAT,
+                           "%s: tensor %s: section %s: %llu bytes, the shape implies %llu",
+                           x->path, what, sec, (unsigned long long)len, (unsigned long long)want);
+    if (off > x->data_len || len > x->data_len - off)
+        return eng_err_set(x->err, ENG_E_FORMAT,
+                           "%s: tensor %s: section %s: bytes %llu..%llu past the end of the data "
+                           "(%llu bytes)", x->path, what, sec, (unsigned long long)off,
+                           (unsigned long long)(off + len), (unsigned long long)x->data_len);
+    *out = x->data + off;
+    return 0;
+}
+
+static const cJSON *find_tensor(const cJSON *arr, const char *name)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, arr) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name)) return t;
+    }
+    return NULL;
+}
+
+/* A dense tensor: dtype allowed by f32_only, shape [d0] or [d0, d1]. */
+static int load_dense(const lctx *x, const cJSON *arr, const char *name, int64_t d0, int64_t d1,
+                      int f32_only, kern_dtype *dt, const void **data)
+{
+    const cJSON *t = find_tensor(arr, name);
+    if (!t) return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s missing", x->path, name);
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+    if (!cJSON_IsString(ds) || dtype_parse(ds->valuestring, dt) || (f32_only && *dt != KERN_F32))
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: unsupported dtype", x->path, name);
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
+    const cJSON *a = nd > 0 ? sh->child : NULL, *b = nd > 1 ? a->next : NULL;
+    if (nd != (d1 > 0 ? 2 : 1) || !cJSON_IsNumber(a) || a->valuedouble != (double)d0 ||
+        (d1 > 0 && (!cJSON_IsNumber(b) || b->valuedouble != (double)d1)))
+        return eng_err_set(x->err, ENG_E_FORMAT,
+                           "%s: tensor %s: shape disagrees with the config (want %lld x %lld)",
+                           x->path, name, (long long)d0, (long long)(d1 > 0 ? d1 : 1));
+    uint64_t want = (uint64_t)d0 * (uint64_t)(d1 > 0 ? d1 : 1) * kern_dtype_size(*dt);
+    return j_sec(x, cJSON_GetObjectItemCaseSensitive(t, "data"), name, "data", want, data);
+}
+
+static int load_claq_matrix(const lctx *x, const cJSON *arr, const char *name, int64_t rows,
+                            int64_t cols, eng_model *m, kern_claq *k, int64_t *stored)
+{
+    const cJSON *t = find_tensor(arr, name);
+    if (!t) return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s missing", x->path, name);
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+    if (!cJSON_IsString(ds) || strcmp(ds->valuestring, "claq"))
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: dtype is not \"claq\"", x->path,
+                           name);
+    int64_t r, c;
+    int rc;
+    memset(k, 0, sizeof *k);
+    if ((rc = j_i64(x, t, "rows", name, 1, 1 << 24, &r)) || (rc = j_i64(x, t, "cols", name, 1, 1 << 24, &c)))
+        return rc;
+    if (r != rows || c != cols)
+        return eng_err_set(x->err, ENG_E_FORMAT,
+                           "%s: tensor %s: shape %lld x %lld disagrees with the config (%lld x %lld)",
+                           x->path, name, (long long)r, (long long)c, (long long)rows,
+                           (long long)cols);
+    k->rows = r;
+    k->cols = c;
+    if ((rc = j_i64(x, t, "cols4", name, 0, c, &k->ncols_bits[4])) ||
+        (rc = j_i64(x, t, "cols3", name, 0, c, &k->ncols_bits[3])) ||
+        (rc = j_i64(x, t, "cols2", name, 0, c, &k->ncols_bits[2])) ||
+        (rc = j_i64(x, t, "nnz", name, 0, r * c, &k->nnz)))
+        return rc;
+    if ((rc = eng_claq_shape_fill(k, x->path, name, x->err))) return rc;
+    size_t len[ENG_CLAQ_NSEC];
+    eng_claq_sec_lengths(k, len);
+    const cJSON *secs = cJSON_GetObjectItemCaseSensitive(t, "sections");
+    const void *p[ENG_CLAQ_NSEC];
+    *stored = 0;
+    for (int s = 0; s < ENG_CLAQ_NSEC; s++) {
+        rc = j_sec(x, cJSON_GetObjectItemCaseSensitive(secs, eng_claq_sec_names[s]), name,
+                   eng_claq_sec_names[s], len[s], &p[s]);
+        if (rc) return rc;
+        *stored += (int64_t)al64(len[s]);
+    }
+    k->colmap = p[ENG_CLAQ_SEC_COLMAP];
+    k->cb = p[ENG_CLAQ_SEC_CB];
+    k->codes = p[ENG_CLAQ_SEC_CODES];
+    k->out_rowptr = p[ENG_CLAQ_SEC_ROWPTR];
+    k->out_col16 = k->cols_pad <= 65536 ? p[ENG_CLAQ_SEC_OUTCOL] : NULL;
+    k->out_col32 = k->cols_pad <= 65536 ? NULL : p[ENG_CLAQ_SEC_OUTCOL];
+    k->out_val = p[ENG_CLAQ_SEC_OUTVAL];
+    if ((rc = eng_claq_validate(k, x->path, name, x->err))) return rc;
+    float *delta = malloc((size_t)(k->nnz ? k->nnz : 1) * sizeof(float));
+    if (!delta || eng__model_own(m, delta))
+        return eng_err_set(x->err, ENG_E_NOMEM, "%s: tensor %s: out of memory", x->path, name);
+    eng_claq_deltas(k, delta);
+    k->out_delta = delta;
+    return 0;
+}
+
+static void copy_str(char *dst, size_t cap, const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    snprintf(dst, cap, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+int eng__load_claq(eng_model *m, const char *path, eng_err *err)
+{
+    const void *addr;
+    size_t size;
+    int rc = load_bytes(m, path, &addr, &size, err);
+    if (rc) return rc;
+    const unsigned char *b = addr;
+    if (size < HDR_BYTES || memcmp(b, ENG_CLAQ_MAGIC, 8) != 0)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: not a packed CLAQ file (bad magic or too short)",
+                           path);
+    uint32_t ver = get_u32(b + 8), hdr = get_u32(b + 12);
+    if (ver != ENG_CLAQ_VERSION)
+        return eng_err_set(err, ENG_E_UNSUPPORTED, "%s: packed format version %u (this build reads %u)",
+                           path, ver, ENG_CLAQ_VERSION);
+    uint64_t json_off = get_u64(b + 16), json_len = get_u64(b + 24), data_off = get_u64(b + 32),
+             data_len = get_u64(b + 40), file_size = get_u64(b + 48);
+    if (file_size != size)
+        return eng_err_set(err, ENG_E_FORMAT,
+                           "%s: file is %zu bytes but its header says %llu (truncated or padded)",
+                           path, size, (unsigned long long)file_size);
+    if (hdr != HDR_BYTES || json_off != HDR_BYTES || json_len == 0 || json_len > MAX_JSON ||
+        data_off % 64 || data_off < json_off + json_len || data_off > size ||
+        data_len != size - data_off)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: header offsets are inconsistent", path);
+    cJSON *root = cJSON_ParseWithLength((const char *)b + json_off, (size_t)json_len);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return eng_err_set(err, ENG_E_FORMAT, "%s: directory is not valid JSON", path);
+    }
+    lctx x = {.path = path, .data = b + data_off, .data_len = data_len, .err = err};
+    eng_claq_model_info *info = calloc(1, sizeof *info);
+    if (!info) {
+        cJSON_Delete(root);
+        return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+    }
+    m->ext = info;
+    m->ext_free = info_free;
+    info->file_bytes = (int64_t)size;
+
+    /* Config. */
+    eng_config *c = &m->cfg;
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(root, "config");
+    int64_t v[9];
+    const char *ik[9] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                         "vocab_size", "seq_len", "bos_id"};
+    double th = 0, eps = 0;
+    rc = cJSON_IsObject(cj) ? 0 : eng_err_set(err, ENG_E_FORMAT, "%s: no config object", path);
+    for (int i = 0; i < 9 && !rc; i++) rc = j_i64(&x, cj, ik[i], "config", -1, 1 << 24, &v[i]);
+    int64_t eos = -1;
+    if (!rc) rc = j_i64(&x, cj, "eos_id", "config", -1, 1 << 24, &eos);
+    if (!rc) rc = j_num(&x, cj, "rope_theta", "config", &th);
+    if (!rc) rc = j_num(&x, cj, "norm_eps", "config", &eps);
+    if (rc) goto fail;
+    copy_str(c->arch, sizeof c->arch, cj, "arch");
+    c->dim = (int)v[0]; c->hidden_dim = (int)v[1]; c->n_layers = (int)v[2]; c->n_heads = (int)v[3];
+    c->n_kv_heads = (int)v[4]; c->head_dim = (int)v[5]; c->vocab_size = (int)v[6];
+    c->seq_len = (int)v[7]; c->bos_id = (int)v[8]; c->eos_id = (int)eos;
+    c->rope_theta = (float)th;
+    c->norm_eps = (float)eps;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cj, "rope_style");
+    c->rope_style = cJSON_IsString(rs) && !strcmp(rs->valuestring, "half") ? KERN_ROPE_HALF
+                                                                           : KERN_ROPE_INTERLEAVED;
+    c->tie_embeddings = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings"));
+    if ((rc = eng_config_validate(c, path, err))) goto fail;
+
+    /* Quantization metadata (informational; absent fields read as empty/zero). */
+    const cJSON *qj = cJSON_GetObjectItemCaseSensitive(root, "quant");
+    eng_claq_meta *mt = &info->meta;
+    copy_str(mt->method, sizeof mt->method, qj, "method");
+    copy_str(mt->calib, sizeof mt->calib, qj, "calib");
+    copy_str(mt->source, sizeof mt->source, qj, "source");
+    const cJSON *qv;
+    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "bits"))) mt->bits = qv->valuedouble;
+    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "or_budget"))) mt->or_budget = qv->valuedouble;
+    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "nsamples"))) mt->nsamples = (int)qv->valuedouble;
+    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "seqlen"))) mt->seqlen = (int)qv->valuedouble;
+    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "quant_seconds"))) mt->quant_seconds = qv->valuedouble;
+    if (cJSON_IsString(qv = cJSON_GetObjectItemCaseSensitive(qj, "seed"))) mt->seed = strtoull(qv->valuestring, NULL, 10);
+    mt->outliers = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "outliers"));
+    mt->or_compat_index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "or_compat_index"));
+    snprintf(m->quant_desc, sizeof m->quant_desc, "%s %.2fb%s", mt->method[0] ? mt->method : "claq",
+             mt->bits, mt->outliers ? " (OR)" : "");
+
+    /* Tensors. */
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors");
+    if (!cJSON_IsArray(arr)) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: no tensor directory", path);
+        goto fail;
+    }
+    kern_dtype dt;
+    const void *p;
+    if ((rc = load_dense(&x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
+    m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
+    snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
+    if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) goto fail;
+    if (c->tie_embeddings) {
+        m->w.output = m->w.tok_embed;
+    } else {
+        if ((rc = load_dense(&x, arr, "output", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
+        m->w.output = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
+        if ((rc = eng__check_finite(&m->w.output, path, "output", err))) goto fail;
+    }
+    if ((rc = load_dense(&x, arr, "final_norm", c->dim, 0, 1, &dt, &p)) ||
+        (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &m->w.final_norm, err)))
+        goto fail;
+    m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
+    info->n_matrices = (int64_t)c->n_layers * ENG_LIN_COUNT;
+    info->views = calloc((size_t)info->n_matrices, sizeof *info->views);
+    info->matrix_bytes = calloc((size_t)info->n_matrices, sizeof *info->matrix_bytes);
+    if (!m->w.layers || !info->views || !info->matrix_bytes) {
+        rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        char nm[64];
+        eng_layer_weights *lw = &m->w.layers[l];
+        snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
+        if ((rc = load_dense(&x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
+            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->attn_norm, err)))
+            goto fail;
+        snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
+        if ((rc = load_dense(&x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
+            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->ffn_norm, err)))
+            goto fail;
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            int64_t rows, cols, idx = (int64_t)l * ENG_LIN_COUNT + i;
+            lin_shape(c, i, &rows, &cols);
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            kern_claq *k = &info->views[idx];
+            if ((rc = load_claq_matrix(&x, arr, nm, rows, cols, m, k, &info->matrix_bytes[idx])))
+                goto fail;
+            lw->lin[i] = (kern_matrix){.dtype = KERN_CLAQ, .rows = rows, .cols = cols, .claq = k};
+        }
+    }
+
+    /* Embedded tokenizer and its config. */
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(root, "tokenizer");
+    if (tk) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(tk, "data");
+        const cJSON *len = cJSON_GetArraySize(d) == 2 ? d->child->next : NULL;
+        uint64_t want = cJSON_IsNumber(len) && len->valuedouble >= 0 && len->valuedouble <= MAX_TOKENIZER
+                            ? (uint64_t)len->valuedouble : UINT64_MAX;
+        if ((rc = j_sec(&x, d, "tokenizer", "data", want, &p))) goto fail;
+        copy_str(m->tokenizer_blob_name, sizeof m->tokenizer_blob_name, tk, "name");
+        if (!m->tokenizer_blob_name[0] || strchr(m->tokenizer_blob_name, '/')) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: tokenizer: bad name", path);
+            goto fail;
+        }
+        m->tokenizer_blob = p;
+        m->tokenizer_blob_len = (size_t)want;
+    }
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "tokenizer_config");
+    if (tc) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(tc, "data");
+        const cJSON *len = cJSON_GetArraySize(d) == 2 ? d->child->next : NULL;
+        uint64_t want = cJSON_IsNumber(len) && len->valuedouble >= 0 && len->valuedouble <= MAX_JSON
+                            ? (uint64_t)len->valuedouble : UINT64_MAX;
+        if ((rc = j_sec(&x, d, "tokenizer_config", "data", want, &p))) goto fail;
+        char *txt = malloc((size_t)want + 1);
+        if (!txt || eng__model_own(m, txt)) {
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+        memcpy(txt, p, (size_t)want);
+        txt[want] = 0;
+        m->tokenizer_config_json = txt;
+    }
+    cJSON_Delete(root);
+    return 0;
+fail:
+    cJSON_Delete(root);
+    return rc;
+}
