@@ -1,10 +1,12 @@
 """test_load_malformed.py — one case per hostile input to the model loaders. Each case derives a
 broken variant of the real TinyStories-656K directory or stories260K.bin in a temp dir and asserts
 that `$CLAQ_BIN/test_load_open PATH` (eng_model_open) exits 1 — not a signal, not 0 — with an
-error naming the variant's path and the tensor / field at fault."""
+error naming the variant's path and the tensor / field at fault; when `claq logits` is built,
+the same through the real CLI."""
 import json
 import os
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -16,6 +18,39 @@ import load_fixtures as lf  # noqa: E402
 lf.need_env()
 failures = []
 n_cases = 0
+
+
+def find_claq_logits():
+    """`claq logits` once it is built: every case then also goes through the real CLI."""
+    claq = os.path.join(lf.BIN, "claq")
+    if not os.access(claq, os.X_OK):
+        return None
+    try:
+        p = subprocess.run([claq, "logits", "--help"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return claq if p.returncode == 0 else None
+
+
+CLAQ = find_claq_logits()
+
+
+def cli_problems(path, tag, fragments):
+    """claq logits on a broken model: exit 1 (runtime error), no signal, message names it."""
+    with tempfile.NamedTemporaryFile(suffix=".f32") as out:
+        p = subprocess.run([CLAQ, "logits", "--model", path, "--ids", "1", "--out", out.name],
+                           capture_output=True, text=True, timeout=120)
+    problems = []
+    if p.returncode != 1:
+        problems.append("claq logits exit status %d (want 1)" % p.returncode)
+    for frag in (tag,) + fragments:
+        if frag not in p.stderr:
+            problems.append("claq logits message lacks %r" % frag)
+    if "Sanitizer" in p.stderr or "runtime error" in p.stderr:
+        problems.append("claq logits: sanitizer report")
+    if problems:
+        problems.append("claq stderr: " + p.stderr.strip()[-300:])
+    return problems
 
 
 def expect_error(case, path, *fragments):
@@ -33,6 +68,8 @@ def expect_error(case, path, *fragments):
         problems.append("no ERROR line")
     if "Sanitizer" in err or "runtime error" in err:
         problems.append("sanitizer report (sanitizers also exit 1)")
+    if CLAQ:
+        problems += cli_problems(path, tag, fragments)
     for frag in (tag,) + fragments:
         if frag not in err:
             problems.append("message lacks %r" % frag)
@@ -352,7 +389,8 @@ with tempfile.TemporaryDirectory(prefix="claq_load_malformed_") as root:
     run_valid_config_cases(root)
     run_llama2c_cases(root)
 
-print("%d cases, %d failures" % (n_cases, len(failures)))
+print("%d cases, %d failures%s" % (n_cases, len(failures),
+                                   "" if CLAQ else " (claq logits not built: loader only)"))
 if failures:
     print("\n".join(failures))
     sys.exit(1)
