@@ -1,36 +1,485 @@
-/* kern_cuda_claq.cu — packed CLAQ weights on the device: upload (repacking at load time), the LUT
- * GEMV for batch 1..8 and the fp16 dequantization used by the prefill path. Placeholder until the
- * packed layout (kernels/kern_claq.h, docs/format.md) is committed: every entry reports
- * KERN_E_UNSUPPORTED, and supports(KERN_CLAQ) is 0. Driving thread only. */
-#include "kern_cuda_impl.h"
+/* kern_cuda_claq.cu — packed CLAQ weights on the device: upload, the LUT GEMV (any n, 8 tokens per
+ * launch) with split-K and the outliers fused into the split-K reduction, and the fp16
+ * dequantization the prefill path feeds to cuBLAS. Device pointers in and out (kern_cuda.cu
+ * stages host memory). Does not pick the path (kern_cuda.cu does). Driving thread only.
+ *
+ * Layout: exactly kern_claq.h's, uploaded without repacking. Codes of row tile t (64 rows, the
+ * last tile rt = 16..64 rows) are [block][word w < b][row in tile], so with one thread per row,
+ * a warp's load of word w of a block is 128 contiguous bytes (32 rows x 4 B). A block is 32
+ * storage columns of one width b in {4, 3, 2}; a row's 32 codes form a little-endian 32*b-bit
+ * string over its b words (3-bit codes 10 and 21 straddle words). Outlier columns are widened to
+ * uint32 and the fp32 deltas (val - cb[code]) are taken from the view or derived here.
+ *
+ * GEMV (version 1): grid = (rows_pad / 256 row groups, ksplit K slices, token chunks of NT <= 8).
+ *  1. The CTA stages its K slice (bps blocks = 32*bps storage columns, at most 512) in shared
+ *     memory: for NT == 1 the folded table L_s[k] = x_s * cb_s[k] (16 floats per column, entries
+ *     past 2^b repeat periodically); for NT > 1 the fp32 codebooks plus the gathered x of each
+ *     token (x_s = x[colmap[s]], 0 for padding columns). At most 48 KiB.
+ *  2. Each thread owns one row: per block it loads the b words, unpacks the 32 codes with
+ *     compile-time shifts, and adds L_s[code] (NT == 1) or cb_s[code] * x_s (NT > 1) — one
+ *     rounded fp32 product and one add either way, so both give the same bits. All lanes of a
+ *     warp read the same 16-entry row at a given s: broadcast, no bank conflicts.
+ *  3. Partial sums go to part[split][token][rows_pad] (no atomics).
+ * Reduce + outliers: one thread per (token, row) adds the ksplit partials in split order, then
+ * the row's outliers in ascending storage column (x_s * delta, product then add), like the CPU.
+ * Batch invariance: ksplit/bps depend on the shape and SM count only, and a token's arithmetic
+ * never depends on NT, n or its chunk, so y[t] is bit-identical for any n. It is NOT bit-identical
+ * to the CPU (the CPU sums all columns in one sequence; here K slices are summed at the end).
+ * Next versions: 16-byte code loads (several blocks per load), pair tables for 2-bit, cp.async
+ * double buffering, the outliers in the GEMV CTA itself, an mma path for 8 < n <= 64.
+ */
+#include <stdlib.h>
+#include <string.h>
 
-int kern_cuda__claq_available(void) { return 0; }
+#include <cuda_fp16.h>
+
+#include "kern_claq.h"
+#include "kern_cuda_impl.h"
+#include "kern_half.h"
+
+#define CLAQ_THREADS 256      /* rows per CTA */
+#define CLAQ_MAX_BPS 16       /* blocks per K slice: 512 columns, 48 KiB of tables at NT = 8 */
+
+/* Everything a kernel needs about the matrix, passed by value. */
+struct kern_cuda_claq_args {
+    const uint32_t *codes, *colmap, *rowptr, *ocol;
+    const uint16_t *cb, *oval;
+    const float *odelta;
+    int rows, cols, rows_pad, cols_pad, wpr, nb4, nb3, nb2;
+};
+
+static kern_cuda_claq_args claq_args(const kern_cuda_weight *w)
+{
+    const kern_cuda_claqw *q = &w->claq;
+    kern_cuda_claq_args a;
+    a.codes = q->codes;
+    a.colmap = q->colmap;
+    a.rowptr = q->rowptr;
+    a.ocol = q->ocol;
+    a.cb = q->cb;
+    a.oval = q->oval;
+    a.odelta = q->odelta;
+    a.rows = (int)w->rows;
+    a.cols = (int)w->cols;
+    a.rows_pad = (int)q->rows_pad;
+    a.cols_pad = (int)q->cols_pad;
+    a.wpr = (int)q->words_per_row;
+    a.nb4 = (int)q->nblk[4];
+    a.nb3 = (int)q->nblk[3];
+    a.nb2 = (int)q->nblk[2];
+    return a;
+}
+
+/* Device twins of kern_claq.h's helpers. */
+__device__ __forceinline__ int claq_bits(const kern_cuda_claq_args &k, int blk)
+{
+    return blk < k.nb4 ? 4 : blk < k.nb4 + k.nb3 ? 3 : 2;
+}
+
+__device__ __forceinline__ int claq_block_words(const kern_cuda_claq_args &k, int blk)
+{
+    if (blk <= k.nb4) return 4 * blk;
+    if (blk <= k.nb4 + k.nb3) return 4 * k.nb4 + 3 * (blk - k.nb4);
+    return 4 * k.nb4 + 3 * k.nb3 + 2 * (blk - k.nb4 - k.nb3);
+}
+
+__device__ __forceinline__ int64_t claq_cb_offset(const kern_cuda_claq_args &k, int s)
+{
+    const int64_t c4 = 32LL * k.nb4, c3 = 32LL * k.nb3;
+    if (s <= c4) return 16LL * s;
+    if (s <= c4 + c3) return 16 * c4 + 8 * (s - c4);
+    return 16 * c4 + 8 * c3 + 4 * (s - c4 - c3);
+}
+
+__device__ __forceinline__ float claq_f16(uint16_t h)
+{
+    return __half2float(__ushort_as_half(h));
+}
+
+/* Code of (row r < rows_pad, storage column s): the slow generic way (dequantization only). */
+__device__ __forceinline__ unsigned claq_code(const kern_cuda_claq_args &k, int r, int s)
+{
+    const int t = r >> 6, rr = r & 63;
+    const int rt = min(64, k.rows_pad - t * 64);
+    const int blk = s >> 5, c = s & 31, b = claq_bits(k, blk);
+    const uint32_t *base = k.codes + (int64_t)t * 64 * k.wpr + (int64_t)rt * claq_block_words(k, blk);
+    const int bit = c * b, w = bit >> 5, sh = bit & 31;
+    uint32_t v = base[(int64_t)w * rt + rr] >> sh;
+    if (sh + b > 32) v |= base[(int64_t)(w + 1) * rt + rr] << (32 - sh);
+    return v & ((1u << b) - 1);
+}
+
+/* One 32-column block of width B for one row: p points at the row's word 0 of the block, words
+ * are rt apart. tab: [32][16] (LUT when NT == 1, codebooks otherwise); xs: [NT][xs_stride]. */
+template <int B, int NT>
+__device__ __forceinline__ void claq_block(const uint32_t *__restrict__ p, int rt,
+                                           const float *__restrict__ tab,
+                                           const float *__restrict__ xs, int xs_stride,
+                                           float (&a0)[NT], float (&a1)[NT])
+{
+    uint32_t u[B];
+#pragma unroll
+    for (int i = 0; i < B; i++) u[i] = __ldg(p + (int64_t)i * rt);
+#pragma unroll
+    for (int c = 0; c < 32; c++) {
+        const int bit = c * B, w = bit >> 5, sh = bit & 31;
+        uint32_t code = u[w] >> sh;
+        if (sh + B > 32) code |= u[w + 1] << (32 - sh);
+        code &= (1u << B) - 1;
+        const float v = tab[c * 16 + code];
+        if (NT == 1) {
+            if (c & 1) a1[0] = __fadd_rn(a1[0], v);
+            else a0[0] = __fadd_rn(a0[0], v);
+        } else {
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const float prod = __fmul_rn(v, xs[t * xs_stride + c]);
+                if (c & 1) a1[t] = __fadd_rn(a1[t], prod);
+                else a0[t] = __fadd_rn(a0[t], prod);
+            }
+        }
+    }
+}
+
+/* x: this launch's first token [n_tok][cols]; part: this launch's first token of split 0,
+ * part[split * split_stride + t * rows_pad + r]. */
+template <int NT>
+__global__ void __launch_bounds__(CLAQ_THREADS)
+kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_tok, int bps,
+                      int nblocks, float *__restrict__ part, int64_t split_stride)
+{
+    extern __shared__ float sm[];
+    const int split = blockIdx.y, t0 = blockIdx.z * NT;
+    const int blk0 = split * bps;
+    if (t0 + NT > n_tok || blk0 >= nblocks) return;   /* uniform per CTA */
+    const int nbl = min(bps, nblocks - blk0);
+    const int ncol = nbl * 32, s0 = blk0 * 32;
+    float *tab = sm;                   /* [ncol][16] */
+    float *xs = sm + ncol * 16;        /* [NT][ncol], NT > 1 only */
+
+    for (int i = threadIdx.x; i < ncol * 16; i += blockDim.x) {
+        const int s = s0 + (i >> 4), e = i & 15;
+        const int b = claq_bits(k, s >> 5);
+        const float cv = claq_f16(k.cb[claq_cb_offset(k, s) + (e & ((1 << b) - 1))]);
+        if (NT == 1) {
+            const uint32_t j = k.colmap[s];
+            const float xv = j == KERN_CLAQ_PAD ? 0.0f : x[(int64_t)t0 * k.cols + j];
+            tab[i] = __fmul_rn(xv, cv);
+        } else {
+            tab[i] = cv;
+        }
+    }
+    if (NT > 1) {
+        for (int i = threadIdx.x; i < NT * ncol; i += blockDim.x) {
+            const int t = i / ncol, s = s0 + i % ncol;
+            const uint32_t j = k.colmap[s];
+            xs[i] = j == KERN_CLAQ_PAD ? 0.0f : x[(int64_t)(t0 + t) * k.cols + j];
+        }
+    }
+    __syncthreads();
+
+    const int r = blockIdx.x * CLAQ_THREADS + threadIdx.x;
+    if (r >= k.rows_pad) return;   /* after the only barrier */
+    const int tile = r >> 6, rr = r & 63;
+    const int rt = min(64, k.rows_pad - tile * 64);
+    const uint32_t *base = k.codes + (int64_t)tile * 64 * k.wpr + rr;
+    float a0[NT], a1[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) a0[t] = a1[t] = 0.0f;
+    for (int bl = 0; bl < nbl; bl++) {
+        const int blk = blk0 + bl;
+        const uint32_t *p = base + (int64_t)rt * claq_block_words(k, blk);
+        const float *tb = tab + bl * 32 * 16;
+        const float *xb = xs + bl * 32;
+        switch (claq_bits(k, blk)) {
+        case 4: claq_block<4, NT>(p, rt, tb, xb, ncol, a0, a1); break;
+        case 3: claq_block<3, NT>(p, rt, tb, xb, ncol, a0, a1); break;
+        default: claq_block<2, NT>(p, rt, tb, xb, ncol, a0, a1); break;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        part[(int64_t)split * split_stride + (int64_t)(t0 + t) * k.rows_pad + r] =
+            __fadd_rn(a0[t], a1[t]);
+}
+
+/* y[t][r] = sum over splits (in order) + outliers of row r (ascending storage column). */
+__global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__restrict__ x, int n,
+                                        int ksplit, const float *__restrict__ part,
+                                        float *__restrict__ y)
+{
+    const int64_t total = (int64_t)n * k.rows;
+    const int64_t split_stride = (int64_t)n * k.rows_pad;
+    for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < total;
+         g += (int64_t)gridDim.x * blockDim.x) {
+        const int t = (int)(g / k.rows), r = (int)(g % k.rows);
+        const float *pp = part + (int64_t)t * k.rows_pad + r;
+        float s = pp[0];
+        for (int sp = 1; sp < ksplit; sp++) s = __fadd_rn(s, pp[sp * split_stride]);
+        const float *xt = x + (int64_t)t * k.cols;
+        for (uint32_t i = k.rowptr[r]; i < k.rowptr[r + 1]; i++) {
+            const uint32_t j = k.colmap[k.ocol[i]];
+            if (j < (uint32_t)k.cols) s = __fadd_rn(s, __fmul_rn(xt[j], k.odelta[i]));
+        }
+        y[(int64_t)t * k.rows + r] = s;
+    }
+}
+
+/* panel[rl][j] (fp16 bits, [nr][cols]) = W[r0 + rl][j]: codebook values, then outliers. */
+__global__ void kern_cuda_claq_dequant_k(kern_cuda_claq_args k, int r0, int nr,
+                                         uint16_t *__restrict__ panel)
+{
+    const int64_t total = (int64_t)nr * k.cols_pad;
+    for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < total;
+         g += (int64_t)gridDim.x * blockDim.x) {
+        const int rl = (int)(g / k.cols_pad), s = (int)(g % k.cols_pad);
+        const uint32_t j = k.colmap[s];
+        if (j >= (uint32_t)k.cols) continue;   /* padding column */
+        panel[(int64_t)rl * k.cols + j] = k.cb[claq_cb_offset(k, s) + claq_code(k, r0 + rl, s)];
+    }
+}
+
+__global__ void kern_cuda_claq_patch_k(kern_cuda_claq_args k, int r0, int nr,
+                                       uint16_t *__restrict__ panel)
+{
+    for (int rl = blockIdx.x * blockDim.x + threadIdx.x; rl < nr; rl += gridDim.x * blockDim.x) {
+        const int r = r0 + rl;
+        for (uint32_t i = k.rowptr[r]; i < k.rowptr[r + 1]; i++) {
+            const uint32_t j = k.colmap[k.ocol[i]];
+            if (j < (uint32_t)k.cols) panel[(int64_t)rl * k.cols + j] = k.oval[i];
+        }
+    }
+}
+
+/* ---- host side ----------------------------------------------------------------------------- */
+
+int kern_cuda__claq_available(void) { return 1; }
+
+/* Checks the view against itself (a view comes from a loader that validated the file, but a bad
+ * one would make kernels read out of bounds, so the cheap invariants are re-checked). */
+static int claq_validate(const kern_matrix *m, const kern_claq *k)
+{
+    if (!k || k->rows != m->rows || k->cols != m->cols) return KERN_E_INVAL;
+    if (k->rows_pad < k->rows || k->rows_pad % KERN_CLAQ_ROW_ALIGN ||
+        k->n_tiles != (k->rows_pad + KERN_CLAQ_ROW_TILE - 1) / KERN_CLAQ_ROW_TILE)
+        return KERN_E_INVAL;
+    for (int b = 2; b <= 4; b++)
+        if (k->nblk_bits[b] < 0) return KERN_E_INVAL;
+    const int64_t nb = kern_claq_nblocks(k);
+    if (nb <= 0 || k->cols_pad != KERN_CLAQ_COL_BLOCK * nb ||
+        k->words_per_row != 4 * k->nblk_bits[4] + 3 * k->nblk_bits[3] + 2 * k->nblk_bits[2])
+        return KERN_E_INVAL;
+    if (k->rows_pad > INT32_MAX / 2 || k->cols_pad > INT32_MAX / 16 ||
+        k->rows_pad * k->words_per_row > (int64_t)1 << 40)
+        return KERN_E_INVAL;
+    if (!k->colmap || !k->cb || !k->codes || k->nnz < 0 || k->nnz > UINT32_MAX) return KERN_E_INVAL;
+    for (int64_t s = 0; s < k->cols_pad; s++)
+        if (k->colmap[s] != KERN_CLAQ_PAD && k->colmap[s] >= (uint64_t)k->cols) return KERN_E_INVAL;
+    if (k->nnz == 0) return KERN_OK;
+    if (!k->out_rowptr || (!k->out_col16 && !k->out_col32) || !k->out_val) return KERN_E_INVAL;
+    if (k->out_rowptr[0] != 0 || k->out_rowptr[k->rows] != (uint64_t)k->nnz) return KERN_E_INVAL;
+    for (int64_t r = 0; r < k->rows; r++)
+        if (k->out_rowptr[r + 1] < k->out_rowptr[r]) return KERN_E_INVAL;
+    for (int64_t i = 0; i < k->nnz; i++) {
+        const uint32_t s = kern_claq_out_col(k, i);
+        if (s >= (uint64_t)k->cols_pad || k->colmap[s] == KERN_CLAQ_PAD) return KERN_E_INVAL;
+    }
+    return KERN_OK;
+}
+
+static size_t claq_align(size_t v) { return (v + 255) & ~(size_t)255; }
 
 int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_weight *w)
 {
-    (void)c; (void)m; (void)w;
-    return KERN_E_UNSUPPORTED;
+    const kern_claq *k = m->claq;
+    int rc = claq_validate(m, k);
+    if (rc) return rc;
+    kern_cuda_claqw *q = &w->claq;
+    const int64_t nnz = k->nnz;
+    const size_t b_codes = (size_t)(k->rows_pad * k->words_per_row) * 4;
+    const size_t b_colmap = (size_t)k->cols_pad * 4;
+    const size_t b_cb = (size_t)kern_claq_cb_entries(k) * 2;
+    const size_t b_rowptr = (size_t)(k->rows + 1) * 4;
+    const size_t b_ocol = (size_t)nnz * 4, b_oval = (size_t)nnz * 2, b_odelta = (size_t)nnz * 4;
+    size_t off[7], total = 0;
+    const size_t sizes[7] = { b_codes, b_colmap, b_cb, b_rowptr, b_ocol, b_oval, b_odelta };
+    for (int i = 0; i < 7; i++) {
+        off[i] = total;
+        total += claq_align(sizes[i] ? sizes[i] : 4);
+    }
+
+    /* Host-side arrays the view may not have in the device's form. */
+    uint32_t *h_rowptr = NULL, *h_ocol = NULL;
+    float *h_delta = NULL;
+    char *d = NULL;
+    if (nnz == 0) {
+        h_rowptr = (uint32_t *)calloc((size_t)k->rows + 1, 4);
+        if (!h_rowptr) return KERN_E_NOMEM;
+    } else {
+        h_ocol = (uint32_t *)malloc(b_ocol);
+        if (!k->out_delta) h_delta = (float *)malloc(b_odelta);
+        if (!h_ocol || (!k->out_delta && !h_delta)) {
+            rc = KERN_E_NOMEM;
+            goto done;
+        }
+        for (int64_t i = 0; i < nnz; i++) h_ocol[i] = kern_claq_out_col(k, i);
+        if (h_delta) {
+            for (int64_t r = 0; r < k->rows; r++)
+                for (uint32_t i = k->out_rowptr[r]; i < k->out_rowptr[r + 1]; i++) {
+                    const int64_t s = h_ocol[i];
+                    const float cbv =
+                        kern_f16_to_f32(k->cb[kern_claq_cb_offset(k, s) + kern_claq_code(k, r, s)]);
+                    h_delta[i] = kern_f16_to_f32(k->out_val[i]) - cbv;
+                }
+        }
+    }
+
+    {
+        cudaError_t e = cudaMalloc((void **)&d, total);
+        if (e != cudaSuccess) {
+            d = NULL;
+            (void)cudaGetLastError();
+            kern_cuda__fail(c, "cudaMalloc(claq weight)", cudaGetErrorString(e), __FILE__,
+                            __LINE__);
+            rc = e == cudaErrorMemoryAllocation ? KERN_E_NOMEM : KERN_E_DEVICE;
+            goto done;
+        }
+    }
+    {
+        const void *src[7] = { k->codes, k->colmap, k->cb, h_rowptr ? h_rowptr : k->out_rowptr,
+                               h_ocol, k->out_val, h_delta ? h_delta : k->out_delta };
+        for (int i = 0; i < 7; i++) {
+            if (!sizes[i]) continue;
+            KERN_CUDA_TRY(c, cudaMemcpyAsync(d + off[i], src[i], sizes[i], cudaMemcpyHostToDevice,
+                                             c->stream), rc, done);
+        }
+        KERN_CUDA_TRY(c, cudaStreamSynchronize(c->stream), rc, done);
+    }
+    q->blob = d;
+    q->blob_bytes = total;
+    d = NULL;
+    q->codes = (const uint32_t *)((char *)q->blob + off[0]);
+    q->colmap = (const uint32_t *)((char *)q->blob + off[1]);
+    q->cb = (const uint16_t *)((char *)q->blob + off[2]);
+    q->rowptr = (const uint32_t *)((char *)q->blob + off[3]);
+    q->ocol = (const uint32_t *)((char *)q->blob + off[4]);
+    q->oval = (const uint16_t *)((char *)q->blob + off[5]);
+    q->odelta = (const float *)((char *)q->blob + off[6]);
+    q->rows_pad = k->rows_pad;
+    q->cols_pad = k->cols_pad;
+    q->n_tiles = k->n_tiles;
+    q->words_per_row = k->words_per_row;
+    q->nnz = nnz;
+    for (int b = 0; b < 5; b++) q->nblk[b] = b >= 2 ? k->nblk_bits[b] : 0;
+    {
+        /* Split-K: about 4 CTAs per SM over (row groups x K slices), K slices of at most
+         * CLAQ_MAX_BPS blocks. Depends on the shape and the device only (batch invariance). */
+        const int64_t nb = kern_claq_nblocks(k);
+        const int64_t groups = (k->rows_pad + CLAQ_THREADS - 1) / CLAQ_THREADS;
+        const int64_t target = 4LL * (c ? c->sm_count : 132);
+        int64_t ks = (target + groups - 1) / groups;
+        if (ks < 1) ks = 1;
+        if (ks > nb) ks = nb;
+        int64_t bps = (nb + ks - 1) / ks;
+        if (bps > CLAQ_MAX_BPS) bps = CLAQ_MAX_BPS;
+        ks = (nb + bps - 1) / bps;
+        if (ks > 65535) {
+            rc = KERN_E_UNSUPPORTED;
+            goto done;
+        }
+        q->ksplit = (int)ks;
+        q->bps = (int)bps;
+    }
+    rc = KERN_OK;
+done:
+    if (d) (void)cudaFree(d);
+    free(h_rowptr);
+    free(h_ocol);
+    free(h_delta);
+    if (rc) kern_cuda__claq_release(w);
+    return rc;
 }
 
 void kern_cuda__claq_release(kern_cuda_weight *w)
 {
     if (!w) return;
     if (w->claq.blob) (void)cudaFree(w->claq.blob);
-    w->claq.blob = NULL;
-    w->claq.blob_bytes = 0;
-    w->claq.ready = 0;
+    memset(&w->claq, 0, sizeof w->claq);
+}
+
+template <int NT>
+static int claq_launch(kern_cuda_ctx *c, const kern_cuda_claq_args &a, const kern_cuda_claqw *q,
+                       const float *x, int n_tok, float *part, int64_t split_stride)
+{
+    if (n_tok % NT || n_tok / NT > 65535) return KERN_E_INVAL;
+    const int nblocks = (int)(q->nblk[2] + q->nblk[3] + q->nblk[4]);
+    const int ncol = q->bps * 32;
+    const size_t smem = (size_t)ncol * 16 * sizeof(float) +
+                        (NT > 1 ? (size_t)NT * ncol * sizeof(float) : 0);
+    if (smem > 48 * 1024) return KERN_E_INVAL;   /* CLAQ_MAX_BPS keeps it at or under 48 KiB */
+    dim3 grid((unsigned)((a.rows_pad + CLAQ_THREADS - 1) / CLAQ_THREADS), (unsigned)q->ksplit,
+              (unsigned)(n_tok / NT));
+    kern_cuda_claq_gemv_k<NT><<<grid, CLAQ_THREADS, smem, c->stream>>>(a, x, n_tok, q->bps,
+                                                                       nblocks, part,
+                                                                       split_stride);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_gemv_k");
+    return KERN_OK;
 }
 
 int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                          float *d_y)
 {
-    (void)c; (void)w; (void)d_x; (void)n; (void)d_y;
-    return KERN_E_UNSUPPORTED;
+    const kern_cuda_claqw *q = &w->claq;
+    if (!q->blob || n <= 0) return KERN_E_INVAL;
+    const kern_cuda_claq_args a = claq_args(w);
+    const int64_t split_stride = (int64_t)n * q->rows_pad;
+    void *d_part = NULL;
+    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
+                             (size_t)q->ksplit * (size_t)split_stride * sizeof(float), &d_part);
+    if (rc) return rc;
+    float *part = (float *)d_part;
+
+    const int full = n / KERN_CUDA_MAX_TOK, rem = n % KERN_CUDA_MAX_TOK;
+    if (full) {
+        rc = claq_launch<KERN_CUDA_MAX_TOK>(c, a, q, d_x, full * KERN_CUDA_MAX_TOK, part,
+                                            split_stride);
+        if (rc) return rc;
+    }
+    if (rem) {
+        const int t0 = full * KERN_CUDA_MAX_TOK;
+        const float *xr = d_x + (int64_t)t0 * a.cols;
+        float *pr = part + (int64_t)t0 * q->rows_pad;
+        switch (rem) {
+        case 1: rc = claq_launch<1>(c, a, q, xr, 1, pr, split_stride); break;
+        case 2: rc = claq_launch<2>(c, a, q, xr, 2, pr, split_stride); break;
+        case 3: rc = claq_launch<3>(c, a, q, xr, 3, pr, split_stride); break;
+        case 4: rc = claq_launch<4>(c, a, q, xr, 4, pr, split_stride); break;
+        case 5: rc = claq_launch<5>(c, a, q, xr, 5, pr, split_stride); break;
+        case 6: rc = claq_launch<6>(c, a, q, xr, 6, pr, split_stride); break;
+        default: rc = claq_launch<7>(c, a, q, xr, 7, pr, split_stride); break;
+        }
+        if (rc) return rc;
+    }
+    const int64_t outs = (int64_t)n * a.rows;
+    unsigned blocks = kern_cuda__blocks(outs, 256);
+    if (blocks > 8192) blocks = 8192;
+    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, q->ksplit, part, d_y);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
+    return KERN_OK;
 }
 
 int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int64_t r0,
                                 int64_t nr, uint16_t *d_panel)
 {
-    (void)c; (void)w; (void)r0; (void)nr; (void)d_panel;
-    return KERN_E_UNSUPPORTED;
+    const kern_cuda_claqw *q = &w->claq;
+    if (!q->blob || r0 < 0 || nr <= 0 || r0 + nr > w->rows) return KERN_E_INVAL;
+    const kern_cuda_claq_args a = claq_args(w);
+    unsigned blocks = kern_cuda__blocks(nr * q->cols_pad, 256);
+    if (blocks > 8192) blocks = 8192;
+    kern_cuda_claq_dequant_k<<<blocks, 256, 0, c->stream>>>(a, (int)r0, (int)nr, d_panel);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_dequant_k");
+    kern_cuda_claq_patch_k<<<kern_cuda__blocks(nr, 128), 128, 0, c->stream>>>(a, (int)r0, (int)nr,
+                                                                               d_panel);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_patch_k");
+    return KERN_OK;
 }

@@ -40,11 +40,25 @@ typedef struct kern_cuda_buf {
     size_t bytes;             /* capacity */
 } kern_cuda_buf;
 
-/* Device copy of a packed CLAQ matrix (layout described in kern_cuda_claq.cu). All owned. */
+/* Device copy of a packed CLAQ matrix: the kern_claq.h layout uploaded as is (codes stay
+ * [tile][block][word][row in tile], which is already coalesced for a thread-per-row GEMV), with
+ * outlier columns widened to uint32 and the fp32 deltas derived on the host when the view has
+ * none. Pointers are views into `blob`. Split-K shape chosen at upload (shape + SM count only,
+ * never n, so results are batch invariant). */
 typedef struct kern_cuda_claqw {
-    int ready;                /* 1 once the arrays below are filled */
     void *blob;               /* one cudaMalloc holding every array below; owned */
     size_t blob_bytes;
+    const uint32_t *codes;    /* [rows_pad * words_per_row]; view into blob */
+    const uint32_t *colmap;   /* [cols_pad]; view */
+    const uint16_t *cb;       /* fp16 codebooks, storage order; view */
+    const uint32_t *rowptr;   /* [rows + 1] outlier row-CSR; view */
+    const uint32_t *ocol;     /* [nnz] storage column; view */
+    const uint16_t *oval;     /* [nnz] fp16 retained value; view */
+    const float *odelta;      /* [nnz] fp32 val - cb[code]; view */
+    int64_t rows_pad, cols_pad, n_tiles, words_per_row, nnz;
+    int64_t nblk[5];          /* [b], b = 2..4: 32-column blocks of width b */
+    int ksplit;               /* K slices of the GEMV grid */
+    int bps;                  /* 32-column blocks per K slice */
 } kern_cuda_claqw;
 
 /* What kern_matrix.dev points to for this backend. Host struct, owned by the backend (release). */

@@ -5,14 +5,15 @@
  *
  * Numerics: fp32 throughout; reductions are per-thread strided partial sums followed by a fixed
  * shuffle/shared-memory tree, so results are deterministic and independent of n (each token or
- * row is computed by its own block the same way). RoPE angles are computed in fp64 (the angle
- * pos * theta^(-2i/d) loses ~1e-4 in fp32 at pos ~ 4096).
+ * row is computed by its own block the same way). Where the CPU backend (kern_cpu.c) fixes an
+ * expression, the same fp32 operations are written out with __f*_rn so nvcc cannot contract them
+ * into FMAs: only reduction orders and libm ulps differ from the CPU.
  *
  * Attention (version 1, one block per (token, head), two passes over the keys):
  *   the host gathers the KV blocks the batch needs (only slots up to the furthest position a token
  *   reads) into compact device arrays K, V [block][slot][kv_dim], rewrites every token's block table
  *   to compact indices, and the kernel computes scores into a scratch row [max_pos], softmax (max,
- *   exp, sum), then out = sum_p e_p V_p / sum. A flash-decoding split over positions with a
+ *   exp, sum, divide), then out = sum_p a_p V_p in position order, like the CPU. A flash-decoding split over positions with a
  *   log-sum-exp merge is the next version (long contexts leave SMs idle here).
  */
 #include <math.h>
@@ -107,11 +108,12 @@ __global__ void kern_cuda_rmsnorm_k(const float *__restrict__ x, const float *__
     if (t >= n) return;
     const float *xr = x + (int64_t)t * dim;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(xr[i], xr[i]));
     ss = kern_cuda_block_sum(ss, red);
-    const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+    /* the CPU's expression and rounding order from here on: w * (inv * x) */
+    const float inv = 1.0f / sqrtf(__fadd_rn(__fdiv_rn(ss, (float)dim), eps));
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        out[(int64_t)t * dim + i] = xr[i] * inv * w[i];
+        out[(int64_t)t * dim + i] = __fmul_rn(w[i], __fmul_rn(inv, xr[i]));
 }
 
 int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, int dim, float eps,
@@ -133,9 +135,12 @@ int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, 
 
 /* ---- RoPE ---------------------------------------------------------------------------------- */
 
-/* One thread per (token, head, pair i < head_dim / 2). */
+/* One thread per (token, head, pair i < head_dim / 2). Same formula and fp32 rounding steps as
+ * the CPU (llama2.c's: freq = 1 / theta^(2i/d), angle = (float)pos * freq), with theta^(2i/d),
+ * cos and sin evaluated in fp64 and rounded once, which is what a correctly rounded libm gives;
+ * so CPU and GPU angles agree bit for bit and the rotated values to an ulp or two. */
 __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restrict__ pos, int n,
-                                 int n_heads, int head_dim, double log_theta, int half_style)
+                                 int n_heads, int head_dim, float theta, int half_style)
 {
     const int half = head_dim / 2;
     const int64_t total = (int64_t)n * n_heads * half;
@@ -145,13 +150,16 @@ __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restric
         const int64_t th = g / half;           /* token * n_heads + head */
         const int t = (int)(th / n_heads);
         float *v = x + th * head_dim;
-        const double freq = exp(-log_theta * (2.0 * i) / (double)head_dim);
+        const float ex = __fdiv_rn((float)(2 * i), (float)head_dim);
+        const float freq = __fdiv_rn(1.0f, (float)pow((double)theta, (double)ex));
+        const float ang = __fmul_rn((float)pos[t], freq);
         double s, co;
-        sincos((double)pos[t] * freq, &s, &co);
+        sincos((double)ang, &s, &co);
+        const float sn = (float)s, cs = (float)co;
         const int a = half_style ? i : 2 * i, b = half_style ? i + half : 2 * i + 1;
         const float x0 = v[a], x1 = v[b];
-        v[a] = (float)(x0 * co - x1 * s);
-        v[b] = (float)(x0 * s + x1 * co);
+        v[a] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+        v[b] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
     }
 }
 
@@ -167,8 +175,7 @@ int kern_cuda__rope(kern_cuda_ctx *c, float *x, const int32_t *pos, int n, int n
     if (rc) return rc;
     const int64_t pairs = (int64_t)n * n_heads * (head_dim / 2);
     kern_cuda_rope_k<<<kern_cuda__blocks(pairs, OPS_THREADS), OPS_THREADS, 0, c->stream>>>(
-        (float *)d_x, (const int32_t *)d_pos, n, n_heads, head_dim, log((double)theta),
-        style == KERN_ROPE_HALF);
+        (float *)d_x, (const int32_t *)d_pos, n, n_heads, head_dim, theta, style == KERN_ROPE_HALF);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_rope_k");
     return kern_cuda__download(c, x, d_x, bytes);
 }
@@ -181,7 +188,7 @@ __global__ void kern_cuda_swiglu_k(const float *__restrict__ gate, const float *
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
          i += (int64_t)gridDim.x * blockDim.x) {
         const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = __fmul_rn(__fmul_rn(g, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)))), up[i]);
     }
 }
 
@@ -242,13 +249,13 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
     const float m = kern_cuda_block_max(lmax, red);
     float lsum = 0.0f;
     for (int p = threadIdx.x; p <= P; p += blockDim.x) {
-        const float e = expf(S[p] - m);
+        const float e = expf(__fsub_rn(S[p], m));
         S[p] = e;
         lsum += e;
     }
-    const float sum = kern_cuda_block_sum(lsum, red);   /* syncs: S[] is visible below */
-    __syncthreads();
-    const float inv = 1.0f / sum;
+    const float sum = kern_cuda_block_sum(lsum, red);
+    for (int p = threadIdx.x; p <= P; p += blockDim.x) S[p] = __fdiv_rn(S[p], sum);
+    __syncthreads();   /* S[] written by every thread, read by every thread below */
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float acc = 0.0f;
         for (int p = 0; p <= P; p++) {
@@ -256,9 +263,9 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
             if (blk < 0 || blk >= nb) continue;
             const float *v = V + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
                              (int64_t)kvh * head_dim;
-            acc = fmaf(S[p], v[d], acc);
+            acc = __fadd_rn(acc, __fmul_rn(S[p], v[d]));   /* the CPU's order and rounding */
         }
-        out[qo + d] = acc * inv;
+        out[qo + d] = acc;
     }
 }
 
