@@ -150,7 +150,7 @@ def hf_variants(root):
 def llama2c_variants(root):
     ref = load(lf.STORIES)
     if ref is None:
-        return
+        return None
     with open(lf.STORIES, "rb") as f:
         raw = f.read()
     hdr = list(struct.unpack("<7i", raw[:28]))
@@ -176,6 +176,7 @@ def llama2c_variants(root):
     compare("llama2.c version 1 (exact)", ref, got, "F32", exact=True, quant="fp32")
     if got and got["tied"] != 1:
         fail("v1 shared classifier is not the embedding view")
+    v1_path = p
 
     # v0 with an unshared classifier (negative vocab_size, wcls after freq_cis).
     p = os.path.join(root, "stories_wcls.bin")
@@ -194,11 +195,12 @@ def llama2c_variants(root):
         dt, r, c, s = ref["tensors"]["tok_embed"]
         want["tensors"]["output"] = (dt, r, c, s * 0.5)
         compare("llama2.c unshared classifier", want, got, "F32", exact=True)
+    return v1_path
 
 
 with tempfile.TemporaryDirectory(prefix="claq_load_dtypes_") as root:
     dirs = hf_variants(root)
-    llama2c_variants(root)
+    v1 = llama2c_variants(root)
 
     claq = logits_available()
     if not claq:
@@ -218,6 +220,14 @@ with tempfile.TemporaryDirectory(prefix="claq_load_dtypes_") as root:
             print("logits %-7s max |diff| %.3g, same argmax %s" % (key, diff, same_top))
             if diff > tol or (key != "f16" and not same_top):
                 fail("logits %s differ from fp32 by %.3g (tolerance %g)" % (key, diff, tol))
+    if claq and v1:
+        ids = "1 410 469 347"   # the README's "Zoo" prompt
+        a = logits(claq, lf.STORIES, ids, os.path.join(root, "v0.f32"), 512)
+        b = logits(claq, v1, ids, os.path.join(root, "v1.f32"), 512)
+        if a is not None and b is not None:
+            print("logits llama2.c v1 vs v0: max |diff| %.3g" % float(np.max(np.abs(a - b))))
+            if not np.array_equal(a, b):
+                fail("llama2.c v1 logits differ from v0")
 
 if failures:
     print("%d failure(s)" % len(failures))
