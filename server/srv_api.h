@@ -1,0 +1,55 @@
+/* srv_api.h — the handlers behind each route and the helpers they share (OpenAI error bodies,
+ * JSON responses), plus the generation glue between handlers and the scheduler (srv_gen.c).
+ * Loop thread only. */
+#ifndef SRV_API_H
+#define SRV_API_H
+
+#include <cjson/cJSON.h>
+
+#include "srv_http.h"
+#include "srv_sched.h"
+#include "srv_server.h"
+
+/* srv_router.c: picks the handler for req (auth, CORS preflight, 404/405, JSON parsing). */
+void srv_route(srv_server *s, srv_resp *r, const srv_request *req);
+
+/* srv_errors.c: {"error":{"message","type","param","code"}}; param/code may be NULL (null). */
+void srv_resp_error(srv_resp *r, int status, const char *type, const char *param,
+                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* 400 invalid_request_error naming param. */
+void srv_resp_bad(srv_resp *r, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Serialises obj (borrowed) as the whole response. */
+void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_headers);
+
+/* srv_api_misc.c */
+void srv_api_models(srv_server *s, srv_resp *r, const srv_request *req);
+void srv_api_health(srv_server *s, srv_resp *r, const srv_request *req);
+void srv_api_metrics(srv_server *s, srv_resp *r, const srv_request *req);
+void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body);
+void srv_api_detokenize(srv_server *s, srv_resp *r, const cJSON *body);
+
+/* srv_api_completions.c / srv_api_chat.c */
+void srv_api_completions(srv_server *s, srv_resp *r, const cJSON *body);
+void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body);
+/* Chooses the chat template at model load (from --chat-template or tokenizer_config.json). */
+void srv_chat_setup(srv_server *s);
+/* Validates messages (param "messages"), renders them with the chat template and tokenizes the
+ * result. 0 with *ids (caller frees) and *text (caller frees), or -1 with r answered. */
+int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t **ids, int *n,
+                    char **text, size_t *text_len);
+/* Token ids that end a chat turn for the chosen template (besides EOS); returns the count. */
+int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap);
+
+/* srv_api_misc.c: tokenizes text (malloc'd *ids, caller frees). 0 or a negative ENG_E_*. */
+int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int parse_special,
+               int32_t **ids, int *n);
+/* Reads a JSON array of token ids in [0, vocab) into *ids (caller frees); 0, or -1 with r
+ * answered (param names the field). */
+int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,
+                    int32_t **ids, int *n);
+
+/* Checks the optional "model" field: 0, or -1 with a 404/400 already sent. */
+int srv_api_check_model(srv_server *s, srv_resp *r, const cJSON *body);
+
+#endif

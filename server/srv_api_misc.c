@@ -1,0 +1,237 @@
+/* srv_api_misc.c — the small endpoints: GET /v1/models (and /v1/models/{id}), GET /health,
+ * GET /metrics, POST /tokenize and /detokenize, plus the tokenizing helpers the generation
+ * handlers share. Loop thread only (the tokenizer is immutable and thread-safe). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "srv_api.h"
+
+int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int parse_special,
+               int32_t **ids, int *n)
+{
+    size_t cap = len + 8, got = 0;
+    *ids = NULL;
+    *n = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int32_t *buf = malloc(cap * sizeof(int32_t));
+        if (!buf)
+            return ENG_E_NOMEM;
+        int rc = eng_tokenizer_encode(s->tok, text, len, add_bos, parse_special, buf, cap, &got,
+                                      NULL);
+        if (rc != 0) {
+            free(buf);
+            return rc;
+        }
+        if (got <= cap) {
+            *ids = buf;
+            *n = (int)got;
+            return 0;
+        }
+        free(buf);
+        cap = got;
+    }
+    return ENG_E_RANGE;
+}
+
+int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,
+                    int32_t **ids, int *n)
+{
+    *ids = NULL;
+    *n = 0;
+    int cnt = cJSON_GetArraySize(arr);
+    int vocab = s->model->cfg.vocab_size;
+    int32_t *v = malloc((size_t)(cnt ? cnt : 1) * sizeof(int32_t));
+    if (!v) {
+        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        return -1;
+    }
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble ||
+            e->valuedouble < 0 || e->valuedouble >= vocab) {
+            free(v);
+            srv_resp_bad(r, param, "'%s' must hold integer token ids in [0, %d)", param, vocab);
+            return -1;
+        }
+        v[i++] = (int32_t)e->valuedouble;
+    }
+    *ids = v;
+    *n = i;
+    return 0;
+}
+
+int srv_api_check_model(srv_server *s, srv_resp *r, const cJSON *body)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(body, "model");
+    if (!m || cJSON_IsNull(m))
+        return 0;
+    if (!cJSON_IsString(m)) {
+        srv_resp_bad(r, "model", "'model' must be a string");
+        return -1;
+    }
+    if (strcmp(m->valuestring, s->model_id) != 0) {
+        srv_resp_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                       "The model '%.200s' does not exist; this server serves '%s'",
+                       m->valuestring, s->model_id);
+        return -1;
+    }
+    return 0;
+}
+
+static cJSON *model_obj(srv_server *s)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", s->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddStringToObject(m, "owned_by", "claq");
+    if (s->ready) {
+        cJSON_AddNumberToObject(m, "max_model_len", s->n_ctx);
+        cJSON_AddStringToObject(m, "quantization", s->model->quant_desc);
+    }
+    return m;
+}
+
+void srv_api_models(srv_server *s, srv_resp *r, const srv_request *q)
+{
+    const char *one = "/v1/models/";
+    if (strncmp(q->url, one, strlen(one)) == 0) {
+        char id[SRV_MAX_URL_BYTES + 1];
+        size_t n = strcspn(q->url + strlen(one), "?#");
+        memcpy(id, q->url + strlen(one), n);
+        id[n] = '\0';
+        if (strcmp(id, s->model_id) != 0) {
+            srv_resp_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                           "The model '%.200s' does not exist", id);
+            return;
+        }
+        cJSON *m = model_obj(s);
+        srv_resp_json(r, 200, m, NULL);
+        cJSON_Delete(m);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *d = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddItemToArray(d, model_obj(s));
+    srv_resp_json(r, 200, o, NULL);
+    cJSON_Delete(o);
+}
+
+void srv_api_health(srv_server *s, srv_resp *r, const srv_request *q)
+{
+    (void)q;
+    if (s->ready && !s->draining) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        srv_resp_send(r, 200, "application/json", ok, sizeof(ok) - 1, NULL);
+        return;
+    }
+    const char *why = s->draining ? "the server is shutting down"
+                      : s->load_failed ? "the model failed to load" : "the model is loading";
+    srv_resp_error(r, 503, "server_error", NULL,
+                   s->draining ? "server_shutting_down" : "model_loading", "%s", why);
+}
+
+void srv_api_metrics(srv_server *s, srv_resp *r, const srv_request *q)
+{
+    (void)q;
+    srv_sched_stats st = {0};
+    if (s->sched.started)
+        srv_sched_get_stats(&s->sched, &st);
+    srv_buf b = {0};
+    if (srv_metrics_render(&s->metrics, &st, s->ready, s->model_id, &b) != 0) {
+        srv_buf_free(&b);
+        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        return;
+    }
+    srv_resp_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, NULL);
+    srv_buf_free(&b);
+}
+
+void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
+{
+    if (srv_api_check_model(s, r, body))
+        return;
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+    const cJSON *txt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+    if (!txt)
+        txt = cJSON_GetObjectItemCaseSensitive(body, "content");
+    int add_special = 1;
+    const cJSON *as = cJSON_GetObjectItemCaseSensitive(body, "add_special_tokens");
+    if (as && !cJSON_IsNull(as)) {
+        if (!cJSON_IsBool(as)) {
+            srv_resp_bad(r, "add_special_tokens", "'add_special_tokens' must be a boolean");
+            return;
+        }
+        add_special = cJSON_IsTrue(as);
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    if (msgs && !cJSON_IsNull(msgs)) {
+        char *text = NULL;
+        size_t tl = 0;
+        if (srv_chat_prompt(s, r, msgs, &ids, &n, &text, &tl) != 0)
+            return;
+        free(text);
+    } else {
+        if (!txt || !cJSON_IsString(txt)) {
+            srv_resp_bad(r, "prompt", "'prompt' (a string) or 'messages' is required");
+            return;
+        }
+        int rc = srv_encode(s, txt->valuestring, strlen(txt->valuestring), add_special, 0, &ids,
+                            &n);
+        if (rc != 0) {
+            srv_resp_bad(r, "prompt", "could not tokenize: %s", eng_strerror(rc));
+            return;
+        }
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *a = cJSON_AddArrayToObject(o, "tokens");
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    cJSON_AddNumberToObject(o, "count", n);
+    cJSON_AddNumberToObject(o, "max_model_len", s->n_ctx);
+    free(ids);
+    srv_resp_json(r, 200, o, NULL);
+    cJSON_Delete(o);
+}
+
+void srv_api_detokenize(srv_server *s, srv_resp *r, const cJSON *body)
+{
+    if (srv_api_check_model(s, r, body))
+        return;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "tokens");
+    if (!t || !cJSON_IsArray(t)) {
+        srv_resp_bad(r, "tokens", "'tokens' must be a list of token ids");
+        return;
+    }
+    int32_t *ids;
+    int n;
+    if (srv_token_array(s, r, t, "tokens", &ids, &n) != 0)
+        return;
+    char probe[1];
+    size_t need = eng_tokenizer_decode(s->tok, ids, (size_t)n, 1, probe, sizeof(probe));
+    char *out = malloc(need + 1);
+    if (!out) {
+        free(ids);
+        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        return;
+    }
+    eng_tokenizer_decode(s->tok, ids, (size_t)n, 1, out, need + 1);
+    free(ids);
+    char *fixed = malloc(need * 3 + 1);
+    if (!fixed) {
+        free(out);
+        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        return;
+    }
+    srv_utf8_repair(out, need, fixed, need * 3 + 1);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "prompt", fixed);
+    free(out);
+    free(fixed);
+    srv_resp_json(r, 200, o, NULL);
+    cJSON_Delete(o);
+}

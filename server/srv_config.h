@@ -1,0 +1,47 @@
+/* srv_config.h — claq-server configuration: every flag, its environment variable and its
+ * default, parsed once by main before anything starts. Does not validate paths (the scheduler
+ * opens the model). Main thread only; read-only afterwards, so any thread may read it. */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SRV_CFG_STR 1024
+
+typedef struct srv_config {
+    char model[SRV_CFG_STR];        /* --model: file or directory */
+    char tokenizer[SRV_CFG_STR];    /* --tokenizer: override, "" = beside/inside the model */
+    char host[256];                 /* --host */
+    int port;                       /* --port (0 = any free port) */
+    char api_key[256];              /* --api-key ("" = no auth) */
+    char served_name[256];          /* --served-model-name ("" = model base name) */
+    int64_t kv_cache_tokens;        /* --kv-cache-tokens (0 = from SRV_DEFAULT_KV_BYTES) */
+    int max_batch;                  /* --max-batch: sequences per decode step */
+    int max_queue;                  /* --max-queue: waiting sequences before 429 */
+    int threads;                    /* --threads: CPU backend workers (0 = all cores) */
+    char chat_template[32];         /* --chat-template: llama2|chatml|plain ("" = detect) */
+    double request_timeout_s;       /* --request-timeout */
+    int64_t max_body_bytes;         /* --max-body-bytes */
+    int64_t max_header_bytes;       /* --max-header-bytes */
+    double header_timeout_s;        /* --header-timeout */
+    double body_timeout_s;          /* --body-timeout */
+    double idle_timeout_s;          /* --idle-timeout */
+    int prefill_chunk;              /* --prefill-chunk: prompt tokens per step */
+    double drain_timeout_s;         /* --drain-timeout */
+    double keepalive_s;             /* --sse-keepalive: SSE comment interval while waiting */
+    int max_conns;                  /* --max-connections */
+    int reuseport;                  /* --reuseport: set SO_REUSEPORT on the listener */
+    char cors_origin[256];          /* --cors-origin ("*" by default; "" = no CORS headers) */
+    int access_log;                 /* --access-log 0|1 */
+    char device[16];                /* --device: cpu|cuda */
+} srv_config;
+
+void srv_config_defaults(srv_config *c);
+/* Applies environment variables, then argv (flags win). Returns 0 to run, 1 when --help or
+ * --version was printed to out, or -1 with a message in err (cap bytes). */
+int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, char *err, size_t cap);
+void srv_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,64 @@
+/* srv_errors.c — OpenAI-shaped error responses ({"error":{"message","type","param","code"}},
+ * string codes) and plain JSON responses. Loop thread only. Decides no status itself: callers
+ * pick it (4xx for anything the client can fix, never 500 for bad input). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv_api.h"
+
+void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_headers)
+{
+    char *txt = cJSON_PrintUnformatted(obj);
+    if (!txt) {
+        static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                                  "\"server_error\",\"param\":null,\"code\":\"out_of_memory\"}}";
+        srv_resp_send(r, 503, "application/json", oom, sizeof(oom) - 1, NULL);
+        return;
+    }
+    srv_resp_send(r, status, "application/json", txt, strlen(txt), extra_headers);
+    free(txt);
+}
+
+static void resp_verror(srv_resp *r, int status, const char *type, const char *param,
+                        const char *code, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    srv_buf b = {0};
+    srv_buf_puts(&b, "{\"error\":{\"message\":");
+    srv_buf_json_str(&b, msg, strlen(msg));
+    srv_buf_puts(&b, ",\"type\":");
+    srv_buf_json_str(&b, type, strlen(type));
+    srv_buf_puts(&b, ",\"param\":");
+    if (param)
+        srv_buf_json_str(&b, param, strlen(param));
+    else
+        srv_buf_puts(&b, "null");
+    srv_buf_puts(&b, ",\"code\":");
+    if (code)
+        srv_buf_json_str(&b, code, strlen(code));
+    else
+        srv_buf_puts(&b, "null");
+    srv_buf_puts(&b, "}}");
+    srv_resp_send(r, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2, NULL);
+    srv_buf_free(&b);
+}
+
+void srv_resp_error(srv_resp *r, int status, const char *type, const char *param,
+                    const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    resp_verror(r, status, type, param, code, fmt, ap);
+    va_end(ap);
+}
+
+void srv_resp_bad(srv_resp *r, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    resp_verror(r, 400, "invalid_request_error", param, "invalid_request_error", fmt, ap);
+    va_end(ap);
+}

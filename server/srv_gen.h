@@ -1,0 +1,56 @@
+/* srv_gen.h — one generation request (completions or chat): its validated sampling parameters,
+ * the scheduler tasks it submitted (one per prompt x choice), and the response it builds from
+ * their events, as one JSON object or as SSE chunks. A generation is owned by its response slot
+ * and refers to tasks by id only. Loop thread only. Does not parse prompts or messages (the
+ * srv_api_* handlers do). */
+#ifndef SRV_GEN_H
+#define SRV_GEN_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "srv_api.h"
+
+typedef enum srv_gen_kind { SRV_GEN_COMPLETION = 0, SRV_GEN_CHAT = 1 } srv_gen_kind;
+
+typedef struct srv_gen_params {
+    int max_tokens;                 /* -1 = the endpoint's default */
+    int n;                          /* choices per prompt */
+    int stream, include_usage, echo;
+    eng_sampler_cfg scfg;           /* scfg.bias unset (tasks own copies) */
+    int has_seed;
+    uint64_t seed;
+    eng_logit_bias *bias;           /* [n_bias]; owned until srv_gen_params_free */
+    int n_bias;
+    int logprobs;                   /* 1: report logprobs */
+    int top_logprobs;               /* 0..ENG_MAX_TOP_LOGPROBS */
+    const char *stops[ENG_MAX_STOPS]; /* borrowed from the request JSON */
+    int n_stops;
+} srv_gen_params;
+
+typedef struct srv_gen_prompt {
+    int32_t *ids;                   /* owned (malloc) */
+    int n;
+    char *text;                     /* owned: the prompt as text (echo), or NULL */
+    size_t text_len;
+} srv_gen_prompt;
+
+/* Parses and validates the fields common to both endpoints. 0, or -1 with a 400 sent. */
+int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_kind kind,
+                         srv_gen_params *p);
+void srv_gen_params_free(srv_gen_params *p);
+void srv_gen_prompts_free(srv_gen_prompt *pr, int n);
+
+/* Checks lengths, builds the tasks, submits them and attaches the generation to r (or answers r
+ * with an error). Takes nothing over: the caller still frees params and prompts. stop_ids are
+ * extra token ids that end a sequence (besides EOS). */
+void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
+                   const srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
+                   int n_stop_ids);
+
+/* Routes scheduler events to their generations; events for unknown ids are dropped. */
+void srv_gen_on_events(srv_server *s, srv_event *ev, int n);
+/* The response is going away (client gone): cancels the tasks still running, frees gen. */
+void srv_gen_release(srv_server *s, struct srv_gen *gen);
+
+#endif

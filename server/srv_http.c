@@ -1,0 +1,789 @@
+/* srv_http.c — the listener and each client connection: read buffer, llhttp state and limits
+ * (header bytes 431, body bytes 413 from Content-Length before reading, header/body deadlines
+ * 408), pipelined responses written in request order, keep-alive, lingering close after an
+ * error, and write backpressure. Loop thread only. Does not know routes or JSON: a complete
+ * request goes to srv_route, which fills a response slot. */
+#include "srv_http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "srv_api.h"
+#include "srv_gen.h"
+#include "srv_log.h"
+#include "srv_server.h"
+
+#define LINGER_NS (2000ULL * 1000000ULL)   /* read-and-discard after an error response */
+
+typedef struct wreq {
+    uv_write_t req;
+    char *data;                 /* owned; freed in the write callback */
+} wreq;
+
+typedef struct sreq {
+    uv_shutdown_t req;
+} sreq;
+
+const char *srv_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void conn_flush(srv_conn *c);
+static void conn_parse(srv_conn *c, const char *data, size_t len);
+static void conn_maybe_resume(srv_conn *c);
+static void conn_end_input(srv_conn *c);
+static int conn_read_start(srv_conn *c);
+
+/* ---- response slots ---- */
+
+static srv_resp *conn_push_resp(srv_conn *c)
+{
+    srv_resp *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->conn = c;
+    r->ttft_s = -1;
+    r->t_start = uv_hrtime();
+    if (c->rq_tail)
+        c->rq_tail->next = r;
+    else
+        c->rq_head = r;
+    c->rq_tail = r;
+    c->n_resp++;
+    return r;
+}
+
+static void resp_free(srv_server *s, srv_resp *r)
+{
+    if (r->gen) {
+        struct srv_gen *g = r->gen;
+        r->gen = NULL;
+        srv_gen_release(s, g);
+    }
+    srv_buf_free(&r->out);
+    free(r);
+}
+
+static void resp_head(srv_resp *r, int status, const char *ctype, long long clen,
+                      const char *extra)
+{
+    srv_conn *c = r->conn;
+    srv_server *s = c->srv;
+    r->status = status;
+    if (s->draining)
+        r->close_after = 1;
+    srv_buf *b = &r->out;
+    srv_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, srv_http_reason(status));
+    if (ctype)
+        srv_buf_printf(b, "Content-Type: %s\r\n", ctype);
+    if (clen >= 0)
+        srv_buf_printf(b, "Content-Length: %lld\r\n", clen);
+    else if (r->chunked)
+        srv_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+    if (r->request_id[0])
+        srv_buf_printf(b, "X-Request-Id: %s\r\n", r->request_id);
+    if (s->cfg->cors_origin[0]) {
+        int star = strcmp(s->cfg->cors_origin, "*") == 0;
+        srv_buf_printf(b, "Access-Control-Allow-Origin: %s\r\n"
+                          "Access-Control-Expose-Headers: X-Request-Id\r\n",
+                       s->cfg->cors_origin);
+        if (!star)
+            srv_buf_puts(b, "Vary: Origin\r\n");
+    }
+    srv_buf_printf(b, "Connection: %s\r\n", r->close_after ? "close" : "keep-alive");
+    if (extra)
+        srv_buf_puts(b, extra);
+    srv_buf_puts(b, "\r\n");
+}
+
+void srv_resp_send(srv_resp *r, int status, const char *content_type, const char *body,
+                   size_t len, const char *extra_headers)
+{
+    if (r->done)
+        return;
+    resp_head(r, status, content_type, (long long)len, extra_headers);
+    srv_buf_append(&r->out, body, len);
+    r->done = 1;
+    conn_flush(r->conn);
+}
+
+void srv_resp_stream_begin(srv_resp *r)
+{
+    r->chunked = 1;
+    resp_head(r, 200, "text/event-stream", -1, "Cache-Control: no-cache\r\n"
+                                               "X-Accel-Buffering: no\r\n");
+    conn_flush(r->conn);
+}
+
+void srv_resp_stream_write(srv_resp *r, const char *data, size_t len)
+{
+    if (len == 0 || r->done)
+        return;
+    srv_buf_printf(&r->out, "%zx\r\n", len);
+    srv_buf_append(&r->out, data, len);
+    srv_buf_puts(&r->out, "\r\n");
+    conn_flush(r->conn);
+}
+
+void srv_resp_stream_end(srv_resp *r)
+{
+    if (r->done)
+        return;
+    srv_buf_puts(&r->out, "0\r\n\r\n");
+    r->done = 1;
+    conn_flush(r->conn);
+}
+
+void srv_resp_flush(srv_resp *r)
+{
+    conn_flush(r->conn);
+}
+
+/* ---- connection lifetime ---- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    srv_conn *c = h->data;
+    srv_server *s = c->srv;
+    free(c);
+    srv_server_check_drained(s);
+}
+
+void srv_conn_close(srv_conn *c)
+{
+    if (c->closing)
+        return;
+    srv_server *s = c->srv;
+    c->closing = 1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    while (c->rq_head) {
+        srv_resp *r = c->rq_head;
+        c->rq_head = r->next;
+        resp_free(s, r);
+    }
+    c->rq_tail = NULL;
+    c->n_resp = 0;
+    free(c->pending);
+    c->pending = NULL;
+    srv_buf_free(&c->req.body);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    wreq *wr = (wreq *)w;
+    srv_conn *c = w->handle->data;
+    free(wr->data);
+    free(wr);
+    if (status == 0 && !c->closing)
+        c->last_active = uv_hrtime();
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    srv_conn *c = req->handle->data;
+    free(req);
+    if (status != 0 || c->closing) {
+        srv_conn_close(c);
+        return;
+    }
+    /* Lingering close: keep reading (and discarding) for a moment so that a client still
+     * sending does not turn our last response into a reset. */
+    c->last_active = uv_hrtime();
+}
+
+/* No more responses will be sent: half-close after the queued writes, then linger. */
+static void conn_finish(srv_conn *c)
+{
+    if (c->closing || c->input_closed == 2)
+        return;
+    c->input_closed = 2;   /* 2 = lingering */
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
+        srv_conn_close(c);
+    }
+}
+
+static void conn_flush(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    while (c->rq_head && !c->closing) {
+        srv_resp *r = c->rq_head;
+        if (r->out.len) {
+            wreq *wr = malloc(sizeof(*wr));
+            if (!wr) {
+                c->doomed = 1;   /* the sweep closes it: never close under a caller */
+                return;
+            }
+            size_t len;
+            wr->data = srv_buf_take(&r->out, &len);
+            uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
+            if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+                free(wr->data);
+                free(wr);
+                c->doomed = 1;
+                return;
+            }
+        }
+        if (!r->done)
+            break;
+        /* finished: account for it, then move to the next one */
+        s->metrics.requests_total++;
+        if (r->status >= 100 && r->status < 600)
+            s->metrics.responses_by_class[r->status / 100]++;
+        if (r->t_start && r->ttft_s >= 0)
+            srv_hist_observe(&s->metrics.e2e, (double)(uv_hrtime() - r->t_start) * 1e-9);
+        if (s->cfg->access_log)
+            srv_log_access(r);
+        int close_after = r->close_after;
+        c->rq_head = r->next;
+        if (!c->rq_head)
+            c->rq_tail = NULL;
+        c->n_resp--;
+        resp_free(s, r);
+        if (close_after) {
+            c->input_closed = 1;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            /* later pipelined responses are dropped with the connection */
+            while (c->rq_head) {
+                srv_resp *x = c->rq_head;
+                c->rq_head = x->next;
+                c->n_resp--;
+                resp_free(s, x);
+            }
+            c->rq_tail = NULL;
+            conn_finish(c);
+            return;
+        }
+    }
+    if (c->closing)
+        return;
+    if (c->input_closed == 1 && !c->rq_head)
+        conn_finish(c);
+    else if (!c->in_execute)
+        conn_maybe_resume(c);
+    /* backpressure: a hard limit acts at once (the soft one in the sweep) */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_WRITE_HARD_BYTES)
+        c->doomed = 1;   /* the sweep closes it: never close under a caller */
+}
+
+/* Queues an error response for a protocol problem and stops reading requests. */
+static void conn_protocol_error(srv_conn *c, int status, const char *msg)
+{
+    srv_resp *r = conn_push_resp(c);
+    c->input_closed = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!r) {
+        srv_conn_close(c);
+        return;
+    }
+    r->close_after = 1;
+    snprintf(r->route, sizeof(r->route), "-");
+    r->t_start = c->in_message && c->req.t_start ? c->req.t_start : uv_hrtime();
+    srv_server_make_id(c->srv, "req", r->request_id, sizeof(r->request_id));
+    const char *code = status == 413 ? "request_too_large"
+                       : status == 431 ? "headers_too_large"
+                       : status == 408 ? "request_timeout" : "bad_request";
+    srv_resp_error(r, status, "invalid_request_error", NULL, code, "%s", msg);
+}
+
+/* ---- llhttp callbacks ---- */
+
+static int on_message_begin(llhttp_t *p)
+{
+    srv_conn *c = p->data;
+    srv_request *q = &c->req;
+    srv_buf_free(&q->body);
+    memset(q, 0, sizeof(*q));
+    q->t_start = uv_hrtime();
+    c->in_message = 1;
+    return 0;
+}
+
+static int header_budget(srv_conn *c, size_t len)
+{
+    c->req.header_bytes += len;
+    if (c->req.header_bytes > (size_t)c->srv->cfg->max_header_bytes) {
+        c->err_status = 431;
+        snprintf(c->err_msg, sizeof(c->err_msg), "request headers exceed %lld bytes",
+                 (long long)c->srv->cfg->max_header_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    srv_conn *c = p->data;
+    if (header_budget(c, len))
+        return -1;
+    srv_request *q = &c->req;
+    if (q->url_len + len > SRV_MAX_URL_BYTES) {
+        c->err_status = 414;
+        snprintf(c->err_msg, sizeof(c->err_msg), "URL longer than %d bytes", SRV_MAX_URL_BYTES);
+        return -1;
+    }
+    memcpy(q->url + q->url_len, at, len);
+    q->url_len += len;
+    q->url[q->url_len] = '\0';
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    srv_conn *c = p->data;
+    srv_request *q = &c->req;
+    if (header_budget(c, len))
+        return -1;
+    if (q->in_value || q->n_headers == 0) {
+        q->n_headers++;
+        q->field_len = 0;
+        q->in_value = 0;
+        if (q->n_headers > SRV_MAX_HEADERS) {
+            c->err_status = 431;
+            snprintf(c->err_msg, sizeof(c->err_msg), "more than %d header fields",
+                     SRV_MAX_HEADERS);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < len && q->field_len + 1 < sizeof(q->field); i++)
+        q->field[q->field_len++] = (char)tolower((unsigned char)at[i]);
+    q->field[q->field_len] = '\0';
+    return 0;
+}
+
+static void append_bounded(char *dst, size_t cap, const char *at, size_t len)
+{
+    size_t cur = strlen(dst);
+    if (cur + 1 >= cap)
+        return;
+    if (len > cap - 1 - cur)
+        len = cap - 1 - cur;
+    memcpy(dst + cur, at, len);
+    dst[cur + len] = '\0';
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    srv_conn *c = p->data;
+    srv_request *q = &c->req;
+    if (header_budget(c, len))
+        return -1;
+    int first = !q->in_value;
+    q->in_value = 1;
+    const char *f = q->field;
+    if (strcmp(f, "x-request-id") == 0) {
+        if (first)
+            q->request_id[0] = '\0';
+        append_bounded(q->request_id, sizeof(q->request_id), at, len);
+    } else if (strcmp(f, "authorization") == 0) {
+        append_bounded(q->auth, sizeof(q->auth), at, len);
+    } else if (strcmp(f, "origin") == 0) {
+        append_bounded(q->origin, sizeof(q->origin), at, len);
+    } else if (strcmp(f, "access-control-request-method") == 0) {
+        append_bounded(q->acr_method, sizeof(q->acr_method), at, len);
+    } else if (strcmp(f, "content-type") == 0) {
+        append_bounded(q->content_type, sizeof(q->content_type), at, len);
+    }
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    srv_conn *c = p->data;
+    srv_request *q = &c->req;
+    q->headers_done = 1;
+    q->t_headers = uv_hrtime();
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->srv->cfg->max_body_bytes) {
+        c->err_status = 413;
+        snprintf(c->err_msg, sizeof(c->err_msg),
+                 "request body of %llu bytes exceeds the limit of %lld bytes",
+                 (unsigned long long)p->content_length, (long long)c->srv->cfg->max_body_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    srv_conn *c = p->data;
+    srv_request *q = &c->req;
+    if (q->body.len + len > (size_t)c->srv->cfg->max_body_bytes) {
+        c->err_status = 413;
+        snprintf(c->err_msg, sizeof(c->err_msg), "request body exceeds the limit of %lld bytes",
+                 (long long)c->srv->cfg->max_body_bytes);
+        return -1;
+    }
+    if (srv_buf_append(&q->body, at, len) != 0) {
+        c->err_status = 413;
+        snprintf(c->err_msg, sizeof(c->err_msg), "request body could not be stored");
+        return -1;
+    }
+    return 0;
+}
+
+/* A request id we echo must be short printable ASCII without quotes; otherwise we make one. */
+static int request_id_ok(const char *id)
+{
+    if (!id[0])
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (*p < 0x21 || *p > 0x7E || *p == '"' || *p == '\\')
+            return 0;
+    return 1;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    srv_conn *c = p->data;
+    srv_server *s = c->srv;
+    srv_request *q = &c->req;
+    c->in_message = 0;
+    q->method = llhttp_get_method(p);
+    q->keep_alive = llhttp_should_keep_alive(p);
+    if (!request_id_ok(q->request_id))
+        srv_server_make_id(s, "req", q->request_id, sizeof(q->request_id));
+    srv_resp *r = conn_push_resp(c);
+    if (!r) {
+        c->err_status = 503;
+        snprintf(c->err_msg, sizeof(c->err_msg), "out of memory");
+        return -1;
+    }
+    r->t_start = q->t_start;
+    memcpy(r->request_id, q->request_id, sizeof(r->request_id));
+    snprintf(r->origin, sizeof(r->origin), "%s", q->origin);
+    if (!q->keep_alive || p->http_major != 1 || p->http_minor < 1) {
+        /* HTTP/1.0 or Connection: close: this is the last request we read */
+        r->close_after = 1;
+        c->input_closed = 1;
+    }
+    srv_route(s, r, q);
+    srv_buf_free(&q->body);
+    if (c->input_closed || c->closing)
+        return HPE_PAUSED;   /* read nothing more */
+    if (c->n_resp >= SRV_MAX_PIPELINE)
+        return HPE_PAUSED;
+    return 0;
+}
+
+void srv_http_settings(llhttp_settings_t *st)
+{
+    llhttp_settings_init(st);
+    st->on_message_begin = on_message_begin;
+    st->on_url = on_url;
+    st->on_header_field = on_header_field;
+    st->on_header_value = on_header_value;
+    st->on_headers_complete = on_headers_complete;
+    st->on_body = on_body;
+    st->on_message_complete = on_message_complete;
+}
+
+/* ---- reading ---- */
+
+static void conn_parse(srv_conn *c, const char *data, size_t len)
+{
+    c->in_execute = 1;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    c->in_execute = 0;
+    if (c->closing || e == HPE_OK)
+        return;
+    if (e == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+        if (c->input_closed) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            return;
+        }
+        size_t rest = len - used;
+        free(c->pending);
+        c->pending = NULL;
+        c->n_pending = 0;
+        if (rest) {
+            c->pending = malloc(rest);
+            if (!c->pending) {
+                srv_conn_close(c);
+                return;
+            }
+            memcpy(c->pending, data + used, rest);
+            c->n_pending = rest;
+        }
+        c->paused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        return;
+    }
+    if (e == HPE_PAUSED_UPGRADE) {
+        conn_end_input(c);
+        return;
+    }
+    int status = c->err_status ? c->err_status : 400;
+    char msg[256];
+    if (c->err_status)
+        snprintf(msg, sizeof(msg), "%s", c->err_msg);
+    else
+        snprintf(msg, sizeof(msg), "malformed HTTP request: %s (%s)",
+                 llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : "",
+                 llhttp_errno_name(e));
+    conn_protocol_error(c, status, msg);
+}
+
+static void conn_maybe_resume(srv_conn *c)
+{
+    while (c->paused && !c->closing && !c->in_execute && !c->input_closed &&
+           c->n_resp < SRV_MAX_PIPELINE) {
+        c->paused = 0;
+        llhttp_resume(&c->parser);
+        char *p = c->pending;
+        size_t n = c->n_pending;
+        c->pending = NULL;
+        c->n_pending = 0;
+        if (n)
+            conn_parse(c, p, n);
+        free(p);
+        if (!c->paused && !c->closing && !c->input_closed)
+            conn_read_start(c);
+    }
+}
+
+/* Stop reading requests; close once the queued responses are out. */
+static void conn_end_input(srv_conn *c)
+{
+    c->input_closed = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!c->rq_head)
+        conn_finish(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    srv_conn *c = h->data;
+    buf->base = c->rbuf;
+    buf->len = sizeof(c->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    srv_conn *c = st->data;
+    (void)buf;
+    if (c->closing)
+        return;
+    if (nread == 0)
+        return;
+    c->last_active = uv_hrtime();
+    if (c->input_closed == 2) {
+        /* lingering: discard; the peer's EOF ends it */
+        if (nread < 0)
+            srv_conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        if (nread != UV_EOF || c->input_closed) {
+            srv_conn_close(c);
+            return;
+        }
+        /* EOF: the client sent all it will send. A request cut short gets a 400; complete
+         * ones already queued are still answered (half-close). */
+        if (c->in_message) {
+            conn_protocol_error(c, 400, "request truncated: the connection ended mid-request");
+            return;
+        }
+        if (!c->rq_head) {
+            srv_conn_close(c);
+            return;
+        }
+        conn_end_input(c);
+        return;
+    }
+    if (c->input_closed)
+        return;
+    conn_parse(c, c->rbuf, (size_t)nread);
+    if (!c->closing && !c->in_execute)
+        conn_maybe_resume(c);
+}
+
+/* uv_read_start needs the callbacks; conn_maybe_resume uses this helper through a macro-free
+ * wrapper so that both places start reading the same way. */
+static int conn_read_start(srv_conn *c)
+{
+    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- accept ---- */
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    srv_server *s = ls->data;
+    if (status < 0)
+        return;
+    srv_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        srv_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, &s->http);
+    c->parser.data = c;
+    c->last_active = uv_hrtime();
+    if (s->n_conns > s->cfg->max_conns || s->draining) {
+        srv_resp *r = conn_push_resp(c);
+        c->input_closed = 1;
+        if (!r) {
+            srv_conn_close(c);
+            return;
+        }
+        r->close_after = 1;
+        snprintf(r->route, sizeof(r->route), "-");
+        srv_server_make_id(s, "req", r->request_id, sizeof(r->request_id));
+        srv_resp_error(r, 503, "server_error", NULL, s->draining ? "server_shutting_down"
+                                                                 : "too_many_connections",
+                       "%s", s->draining ? "the server is shutting down"
+                                         : "too many open connections");
+        return;
+    }
+    if (conn_read_start(c) != 0)
+        srv_conn_close(c);
+}
+
+int srv_http_listen(srv_server *s, char *err, size_t cap)
+{
+    struct sockaddr_storage addr;
+    const char *host = s->cfg->host;
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    int family = strchr(host, ':') ? AF_INET6 : AF_INET;
+    int rc = family == AF_INET6
+                 ? uv_ip6_addr(host, s->cfg->port, (struct sockaddr_in6 *)&addr)
+                 : uv_ip4_addr(host, s->cfg->port, (struct sockaddr_in *)&addr);
+    if (rc != 0) {
+        snprintf(err, cap, "--host '%s' is not a numeric IPv4/IPv6 address", s->cfg->host);
+        return -1;
+    }
+    rc = uv_tcp_init_ex(s->loop, &s->listener, (unsigned)family);
+    if (rc != 0) {
+        snprintf(err, cap, "socket: %s", uv_strerror(rc));
+        return -1;
+    }
+    s->listener_open = 1;
+    s->listener.data = s;
+    if (s->cfg->reuseport) {
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno((uv_handle_t *)&s->listener, &fd) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+            snprintf(err, cap, "SO_REUSEPORT could not be set");
+            return -1;
+        }
+    }
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (rc != 0) {
+        snprintf(err, cap, "listen on %s:%d: %s", s->cfg->host, s->cfg->port, uv_strerror(rc));
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    if (bound.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&bound;
+        uv_ip6_name(a6, s->host, sizeof(s->host));
+        s->port = ntohs(a6->sin6_port);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&bound;
+        uv_ip4_name(a4, s->host, sizeof(s->host));
+        s->port = ntohs(a4->sin_port);
+    }
+    return 0;
+}
+
+/* ---- deadlines and backpressure ---- */
+
+void srv_http_sweep(srv_server *s)
+{
+    uint64_t now = uv_hrtime();
+    const srv_config *cfg = s->cfg;
+    uint64_t hdr_ns = (uint64_t)(cfg->header_timeout_s * 1e9);
+    uint64_t body_ns = (uint64_t)(cfg->body_timeout_s * 1e9);
+    uint64_t idle_ns = (uint64_t)(cfg->idle_timeout_s * 1e9);
+    srv_conn *c = s->conns, *nx;
+    for (; c; c = nx) {
+        nx = c->next;
+        if (c->closing)
+            continue;
+        if (c->doomed) {
+            srv_conn_close(c);
+            continue;
+        }
+        if (c->input_closed == 2) {
+            if (now - c->last_active > LINGER_NS)
+                srv_conn_close(c);
+            continue;
+        }
+        size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (wq > SRV_WRITE_HARD_BYTES) {
+            srv_log("warn", "closing a connection: %zu bytes unsent (slow reader)", wq);
+            srv_conn_close(c);
+            continue;
+        }
+        if (wq > SRV_WRITE_SOFT_BYTES) {
+            if (!c->write_soft_since)
+                c->write_soft_since = now;
+            else if (now - c->write_soft_since > (uint64_t)SRV_WRITE_SOFT_SECONDS * 1000000000ULL) {
+                srv_log("warn", "closing a connection: write queue over %d bytes for %d s",
+                        SRV_WRITE_SOFT_BYTES, SRV_WRITE_SOFT_SECONDS);
+                srv_conn_close(c);
+                continue;
+            }
+        } else {
+            c->write_soft_since = 0;
+        }
+        if (c->in_message && !c->input_closed) {
+            if (!c->req.headers_done && now - c->req.t_start > hdr_ns) {
+                conn_protocol_error(c, 408, "request headers not received in time");
+            } else if (c->req.headers_done && now - c->req.t_headers > body_ns) {
+                conn_protocol_error(c, 408, "request body not received in time");
+            }
+            continue;
+        }
+        if (!c->rq_head && !c->in_message && now - c->last_active > idle_ns)
+            srv_conn_close(c);   /* idle keep-alive: close quietly */
+    }
+}

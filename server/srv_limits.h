@@ -1,0 +1,64 @@
+/* srv_limits.h — every limit and default of claq-server, one sentence each (the h2o habit).
+ * Each is the default of a flag in srv_config.c (and its env var); nothing here is mutable.
+ * Header only; any thread may read it. */
+#ifndef SRV_LIMITS_H
+#define SRV_LIMITS_H
+
+/* Port when none is given; 0 asks the kernel for a free one. */
+#define SRV_DEFAULT_PORT 8080
+/* Request line plus all header fields and values of one request; over it: 431 and close. */
+#define SRV_MAX_HEADER_BYTES (16 * 1024)
+/* Number of header fields in one request; over it: 431 and close. */
+#define SRV_MAX_HEADERS 100
+/* Request body bytes, decided from Content-Length before reading (chunked: while reading); 413. */
+#define SRV_MAX_BODY_BYTES (4 * 1024 * 1024)
+/* Longest URL (path and query) we keep; longer ones are 414 and close. */
+#define SRV_MAX_URL_BYTES 2048
+/* Total time, from its first byte, that a request may take to deliver its headers: 408 (a
+ * deadline, not re-armed on each byte, so a slowloris client cannot hold a connection). */
+#define SRV_HEADER_TIMEOUT_MS 10000
+/* Total time from the end of the headers to the end of the body: 408. */
+#define SRV_BODY_TIMEOUT_MS 30000
+/* An idle kept-alive connection (no request bytes, nothing in flight) is closed after this. */
+#define SRV_IDLE_TIMEOUT_MS 60000
+/* Requests in flight on one connection (pipelining); the parser pauses beyond it. */
+#define SRV_MAX_PIPELINE 16
+/* Open connections; a connection beyond it is answered 503 and closed. */
+#define SRV_MAX_CONNS 4096
+/* Bytes queued in libuv for one client: over the soft limit for SRV_WRITE_SOFT_SECONDS, or over
+ * the hard limit at once, cancels its generations and closes it (slow reader backpressure). */
+#define SRV_WRITE_SOFT_BYTES (1 << 20)
+#define SRV_WRITE_HARD_BYTES (16 << 20)
+#define SRV_WRITE_SOFT_SECONDS 10
+/* Sequences waiting for admission; a request that would pass it gets 429 with Retry-After. */
+#define SRV_MAX_QUEUE 256
+/* Sequences decoded together in one engine step. */
+#define SRV_MAX_BATCH 32
+/* Prompt tokens prefilled per engine step, shared by all prefilling sequences, so running
+ * streams keep flowing while a long prompt is read. */
+#define SRV_PREFILL_CHUNK 256
+/* Choices per request (n) and prompts per /v1/completions request; their product is capped too. */
+#define SRV_MAX_N 16
+#define SRV_MAX_PROMPTS 64
+#define SRV_MAX_CHOICES 64
+/* Chat messages per request. */
+#define SRV_MAX_MESSAGES 512
+/* Entries of logit_bias per request. */
+#define SRV_MAX_LOGIT_BIAS 1024
+/* Rendered chat prompt text, in bytes (the body limit bounds it as well). */
+#define SRV_MAX_PROMPT_BYTES (8 * 1024 * 1024)
+/* A stream that has produced nothing yet gets an SSE comment this often (queue, long prefill). */
+#define SRV_KEEPALIVE_MS 2000
+/* A generation running longer than this is ended (408 before any output, in-band error after). */
+#define SRV_REQUEST_TIMEOUT_S 600
+/* On SIGTERM/SIGINT, in-flight requests get this long to finish before they are cancelled. */
+#define SRV_DRAIN_TIMEOUT_S 30
+/* Longest X-Request-Id we accept and echo; longer or non-printable ones are replaced. */
+#define SRV_MAX_REQUEST_ID 128
+/* Bytes of the KV cache by default, when --kv-cache-tokens is not given (the token count is
+ * also capped at context * max batch). */
+#define SRV_DEFAULT_KV_BYTES (2LL << 30)
+/* Retry-After seconds sent with 429. */
+#define SRV_RETRY_AFTER_S 1
+
+#endif

@@ -1,0 +1,38 @@
+/* srv_metrics.h — Prometheus counters, gauges and latency histograms of the server (TTFT,
+ * inter-token latency, end-to-end latency, token counters, rejections), rendered as text for
+ * GET /metrics. Loop thread only (the scheduler's gauges come in through srv_sched_stats). */
+#ifndef SRV_METRICS_H
+#define SRV_METRICS_H
+
+#include <stdint.h>
+
+#include "srv_buf.h"
+#include "srv_sched.h"
+
+#define SRV_HIST_BUCKETS 16
+
+typedef struct srv_hist {
+    uint64_t counts[SRV_HIST_BUCKETS + 1];  /* per bucket, the last one is +Inf */
+    double sum;
+    uint64_t count;
+} srv_hist;
+
+typedef struct srv_metrics {
+    uint64_t requests_total;        /* HTTP requests answered */
+    uint64_t responses_by_class[6]; /* [status / 100] */
+    uint64_t prompt_tokens;         /* prompt tokens of finished sequences */
+    uint64_t generation_tokens;     /* generated tokens */
+    uint64_t rejections;            /* 429s from the bounded queue */
+    uint64_t cancelled;             /* sequences cancelled (disconnect, shutdown) */
+    uint64_t timeouts;              /* sequences ended by the request timeout */
+    uint64_t finished[3];           /* [0] stop, [1] length, [2] other */
+    srv_hist ttft, itl, e2e;        /* seconds */
+} srv_metrics;
+
+void srv_metrics_init(srv_metrics *m);
+void srv_hist_observe(srv_hist *h, double seconds);
+/* Renders everything; model names the model label. Returns 0 or -1 (out of memory). */
+int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int ready,
+                       const char *model, srv_buf *out);
+
+#endif

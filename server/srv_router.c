@@ -1,0 +1,162 @@
+/* srv_router.c — from a complete request to a handler: path and method (404, 405 with Allow),
+ * CORS preflight, the optional Bearer key (401), readiness (503 while loading or draining), and
+ * the JSON body (400 when not valid UTF-8 JSON object). Loop thread only. Does not generate or
+ * format results (the srv_api_* handlers do). */
+#include <stdio.h>
+#include <string.h>
+
+#include "srv_api.h"
+#include "srv_log.h"
+
+enum {
+    R_HEALTH, R_METRICS, R_MODELS, R_MODEL_ONE, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
+};
+
+typedef struct route {
+    const char *path;
+    int id;
+    uint8_t method;         /* the one method it takes besides OPTIONS */
+    int is_public;          /* no API key needed */
+    int needs_model;        /* 503 while loading */
+    int json_body;
+} route;
+
+static const route srv__routes[] = {
+    {"/health", R_HEALTH, HTTP_GET, 1, 0, 0},
+    {"/metrics", R_METRICS, HTTP_GET, 1, 0, 0},
+    {"/v1/models", R_MODELS, HTTP_GET, 0, 0, 0},
+    {"/v1/completions", R_COMPLETIONS, HTTP_POST, 0, 1, 1},
+    {"/v1/chat/completions", R_CHAT, HTTP_POST, 0, 1, 1},
+    {"/tokenize", R_TOKENIZE, HTTP_POST, 0, 1, 1},
+    {"/detokenize", R_DETOKENIZE, HTTP_POST, 0, 1, 1},
+};
+static const route srv__model_one = {"/v1/models/", R_MODEL_ONE, HTTP_GET, 0, 0, 0};
+
+/* Constant-time comparison, so the key cannot be guessed byte by byte from timings. */
+static int key_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char d = (unsigned char)(la != lb);
+    for (size_t i = 0; i < lb; i++)
+        d |= (unsigned char)(a[i < la ? i : 0] ^ b[i]);
+    return d == 0;
+}
+
+static int auth_ok(srv_server *s, const srv_request *q)
+{
+    const char *key = s->cfg->api_key;
+    if (!key[0])
+        return 1;
+    const char *h = q->auth;
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return key_equal(h, key);
+}
+
+/* Whitespace after the JSON value is fine; anything else is not. */
+static int only_space(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return 0;
+    return 1;
+}
+
+void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
+{
+    char path[SRV_MAX_URL_BYTES + 1];
+    size_t n = strcspn(q->url, "?#");
+    memcpy(path, q->url, n);
+    path[n] = '\0';
+    const char *mname = llhttp_method_name((llhttp_method_t)q->method);
+    snprintf(r->route, sizeof(r->route), "%s %.36s", mname, path);
+
+    const route *rt = NULL;
+    for (size_t i = 0; i < sizeof(srv__routes) / sizeof(srv__routes[0]); i++)
+        if (strcmp(path, srv__routes[i].path) == 0)
+            rt = &srv__routes[i];
+    if (!rt && strncmp(path, srv__model_one.path, strlen(srv__model_one.path)) == 0 &&
+        path[strlen(srv__model_one.path)])
+        rt = &srv__model_one;
+    if (!rt) {
+        srv_resp_error(r, 404, "invalid_request_error", NULL, "not_found",
+                       "unknown path '%.200s'", path);
+        return;
+    }
+    char allow[80];
+    snprintf(allow, sizeof(allow), "Allow: %s, OPTIONS\r\n",
+             llhttp_method_name((llhttp_method_t)rt->method));
+    if (q->method == HTTP_OPTIONS) {
+        char hdr[512];
+        snprintf(hdr, sizeof(hdr), "%sAccess-Control-Allow-Methods: %s, OPTIONS\r\n"
+                 "Access-Control-Allow-Headers: Authorization, Content-Type, X-Request-Id\r\n"
+                 "Access-Control-Max-Age: 86400\r\n",
+                 allow, llhttp_method_name((llhttp_method_t)rt->method));
+        srv_resp_send(r, 204, NULL, "", 0, hdr);
+        return;
+    }
+    if (q->method != rt->method) {
+        /* error body with the Allow header */
+        char body[256];
+        int len = snprintf(body, sizeof(body),
+                           "{\"error\":{\"message\":\"method %s is not allowed on %s; use %s\","
+                           "\"type\":\"invalid_request_error\",\"param\":null,"
+                           "\"code\":\"method_not_allowed\"}}",
+                           mname, rt->path, llhttp_method_name((llhttp_method_t)rt->method));
+        srv_resp_send(r, 405, "application/json", body, (size_t)len, allow);
+        return;
+    }
+    if (!rt->is_public && !auth_ok(s, q)) {
+        srv_resp_error(r, 401, "invalid_request_error", NULL, "invalid_api_key",
+                       "missing or invalid API key (send 'Authorization: Bearer <key>')");
+        return;
+    }
+    if (rt->needs_model && s->draining) {
+        srv_resp_error(r, 503, "server_error", NULL, "server_shutting_down",
+                       "the server is shutting down");
+        return;
+    }
+    if (rt->needs_model && !s->ready) {
+        srv_resp_error(r, 503, "server_error", NULL, "model_loading",
+                       s->load_failed ? "the model failed to load" : "the model is loading");
+        return;
+    }
+    cJSON *body = NULL;
+    if (rt->json_body) {
+        if (q->body.len == 0) {
+            srv_resp_bad(r, NULL, "the request body must be a JSON object");
+            return;
+        }
+        if (!srv_utf8_valid(q->body.p, q->body.len)) {
+            srv_resp_bad(r, NULL, "the request body is not valid UTF-8");
+            return;
+        }
+        const char *end = NULL;
+        body = cJSON_ParseWithLengthOpts(q->body.p, q->body.len, &end, 0);
+        if (!body || !end || !only_space(end, q->body.p + q->body.len)) {
+            cJSON_Delete(body);
+            srv_resp_bad(r, NULL, "the request body is not valid JSON");
+            return;
+        }
+        if (!cJSON_IsObject(body)) {
+            cJSON_Delete(body);
+            srv_resp_bad(r, NULL, "the request body must be a JSON object");
+            return;
+        }
+    }
+    switch (rt->id) {
+    case R_HEALTH: srv_api_health(s, r, q); break;
+    case R_METRICS: srv_api_metrics(s, r, q); break;
+    case R_MODELS: srv_api_models(s, r, q); break;
+    case R_MODEL_ONE: srv_api_models(s, r, q); break;
+    case R_COMPLETIONS: srv_api_completions(s, r, body); break;
+    case R_CHAT: srv_api_chat(s, r, body); break;
+    case R_TOKENIZE: srv_api_tokenize(s, r, body); break;
+    case R_DETOKENIZE: srv_api_detokenize(s, r, body); break;
+    default: srv_resp_error(r, 404, "invalid_request_error", NULL, "not_found", "unknown path");
+    }
+    cJSON_Delete(body);
+}

@@ -1,0 +1,618 @@
+/* srv_sched.c — the scheduler thread: loads the model, then runs continuous batching. Each step
+ * ends cancelled and timed-out sequences, admits waiting ones while the batch and the KV pool
+ * have room (prompt + max_tokens reserved up front, so a running sequence never fails for lack
+ * of blocks), decodes one token for every running sequence and prefills up to prefill_chunk
+ * prompt tokens shared by the prefilling ones, in one eng_forward call. Runs only on its own
+ * thread, except the srv_sched_* entry points, which take the mutex. No sockets, no JSON. */
+#include "srv_sched.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv_limits.h"
+
+const char *srv_finish_name(srv_finish f)
+{
+    switch (f) {
+    case SRV_FINISH_STOP: return "stop";
+    case SRV_FINISH_LENGTH: return "length";
+    case SRV_FINISH_TIMEOUT: return "timeout";
+    case SRV_FINISH_CANCELLED: return "cancelled";
+    case SRV_FINISH_ERROR: return "error";
+    default: return "none";
+    }
+}
+
+static double now_s(void)
+{
+    return (double)uv_hrtime() * 1e-9;
+}
+
+void srv_task_free(srv_task *t)
+{
+    if (!t)
+        return;
+    eng_sampler_free(&t->sampler);
+    free(t->prompt);
+    free(t->bias);
+    free(t);
+}
+
+/* ---- events (scheduler side): collected during a step, posted once at its end ---- */
+
+typedef struct ev_list {
+    srv_event *v;
+    int n, cap;
+} ev_list;
+
+static srv_event *ev_push(ev_list *l, srv_event_kind kind, uint64_t id)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        srv_event *v = realloc(l->v, (size_t)cap * sizeof(*v));
+        if (!v)
+            return NULL;   /* dropped: the loop will see the task end via its DONE later */
+        l->v = v;
+        l->cap = cap;
+    }
+    srv_event *e = &l->v[l->n++];
+    memset(e, 0, sizeof(*e));
+    e->kind = kind;
+    e->task_id = id;
+    return e;
+}
+
+static void ev_post(srv_sched *s, ev_list *l)
+{
+    if (l->n == 0)
+        return;
+    uv_mutex_lock(&s->mu);
+    if (s->n_out + l->n > s->cap_out) {
+        int cap = s->cap_out ? s->cap_out : 64;
+        while (cap < s->n_out + l->n)
+            cap *= 2;
+        srv_event *v = realloc(s->outbox, (size_t)cap * sizeof(*v));
+        if (v) {
+            s->outbox = v;
+            s->cap_out = cap;
+        }
+    }
+    int fit = s->cap_out - s->n_out;
+    int n = l->n < fit ? l->n : fit;
+    memcpy(s->outbox + s->n_out, l->v, (size_t)n * sizeof(srv_event));
+    s->n_out += n;
+    uv_mutex_unlock(&s->mu);
+    for (int i = n; i < l->n; i++)
+        free(l->v[i].text);
+    l->n = 0;
+    uv_async_send(s->wake);
+}
+
+static void ev_text(srv_event *e, const char *txt, size_t len)
+{
+    if (!e || len == 0)
+        return;
+    e->text = malloc(len + 1);
+    if (!e->text)
+        return;
+    memcpy(e->text, txt, len);
+    e->text[len] = '\0';
+    e->text_len = len;
+}
+
+/* ---- task lists ---- */
+
+static void list_append(srv_task **head, srv_task *t)
+{
+    t->next = NULL;
+    while (*head)
+        head = &(*head)->next;
+    *head = t;
+}
+
+static void list_remove(srv_task **head, srv_task *t)
+{
+    for (; *head; head = &(*head)->next) {
+        if (*head == t) {
+            *head = t->next;
+            t->next = NULL;
+            return;
+        }
+    }
+}
+
+static int list_len(const srv_task *t)
+{
+    int n = 0;
+    for (; t; t = t->next)
+        n++;
+    return n;
+}
+
+/* Ends t: emits the text still held (detokenizer, stop matcher) and a DONE event, returns its KV
+ * blocks, unlinks and frees it. */
+static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *msg, ev_list *ev)
+{
+    char buf[1024], out[1024 + ENG_MAX_STOP_LEN + 8];
+    size_t n_out = 0;
+    if (why != SRV_FINISH_CANCELLED && t->admitted) {
+        size_t n = eng_detok_flush(&t->detok, buf, sizeof(buf));
+        if (!t->stop.hit && n > 0)
+            n_out = eng_stop_feed(&t->stop, buf, n, out, sizeof(out));
+        if (!t->stop.hit)
+            n_out += eng_stop_flush(&t->stop, out + n_out, sizeof(out) - n_out);
+    }
+    srv_event *e = ev_push(ev, SRV_EV_DONE, t->id);
+    if (e) {
+        ev_text(e, out, n_out);
+        e->finish = why;
+        e->prompt_tokens = t->n_prompt;
+        e->completion_tokens = t->n_gen;
+        if (msg)
+            snprintf(e->msg, sizeof(e->msg), "%s", msg);
+    }
+    eng_kv_release(&s->kv, &t->seq);
+    list_remove(&s->running, t);
+    list_remove(&s->waiting, t);
+    srv_task_free(t);
+}
+
+static int task_admit(srv_sched *s, srv_task *t, eng_err *err)
+{
+    if (eng_kv_reserve(&s->kv, &t->seq, t->n_prompt + t->max_tokens) != 0)
+        return ENG_E_FULL;
+    t->scfg.bias = t->bias;
+    int rc = eng_sampler_init(&t->sampler, &t->scfg, s->model->cfg.vocab_size, err);
+    if (rc != 0) {
+        eng_kv_release(&s->kv, &t->seq);
+        return rc;
+    }
+    eng_detok_init(&t->detok, s->tok, 0);
+    /* The first generated token's text depends on the last prompt token (llama2.c drops the
+     * leading space after BOS). */
+    t->detok.prev = t->n_prompt > 0 ? t->prompt[t->n_prompt - 1] : -1;
+    t->admitted = 1;
+    return 0;
+}
+
+/* Handles one sampled token of t; may finish t. */
+static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob *lp,
+                       ev_list *ev)
+{
+    t->n_gen++;
+    t->last = tok;
+    eng_sampler_accept(&t->sampler, tok);
+    for (int i = 0; i < t->n_stop_ids; i++) {
+        if (tok == t->stop_ids[i]) {
+            task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
+            return;
+        }
+    }
+    char piece[512], out[512 + ENG_MAX_STOP_LEN + 8];
+    size_t n = eng_detok_push(&t->detok, tok, piece, sizeof(piece));
+    size_t n_out = n ? eng_stop_feed(&t->stop, piece, n, out, sizeof(out)) : 0;
+    srv_event *e = ev_push(ev, SRV_EV_TOKEN, t->id);
+    if (e) {
+        ev_text(e, out, n_out);
+        e->token = tok;
+        if (lp && t->want_logprobs) {
+            e->has_lp = 1;
+            e->lp = *lp;
+        }
+    }
+    t->last_emit = now_s();
+    if (t->stop.hit)
+        task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
+    else if (t->n_gen >= t->max_tokens || t->n_prompt + t->n_gen >= s->n_ctx)
+        task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
+}
+
+static void sched_publish(srv_sched *s)
+{
+    uv_mutex_lock(&s->mu);
+    s->stats.running = list_len(s->running);
+    s->stats.waiting = list_len(s->waiting) + s->n_inbox;
+    s->stats.kv_total_tokens = s->kv.n_blocks * s->kv.block_tokens;
+    s->stats.kv_used_tokens = (s->kv.n_blocks - s->kv.n_free) * s->kv.block_tokens;
+    uv_mutex_unlock(&s->mu);
+}
+
+/* One engine step over everything running. */
+static void sched_step(srv_sched *s, ev_list *ev)
+{
+    double now = now_s();
+    const srv_config *cfg = s->cfg;
+    srv_task *t, *nx;
+
+    for (t = s->running; t; t = nx) {
+        nx = t->next;
+        if (t->cancelled)
+            task_finish(s, t, SRV_FINISH_CANCELLED, NULL, ev);
+        else if (now > t->deadline)
+            task_finish(s, t, SRV_FINISH_TIMEOUT, "request timeout", ev);
+    }
+    for (t = s->waiting; t; t = nx) {
+        nx = t->next;
+        if (t->cancelled)
+            task_finish(s, t, SRV_FINISH_CANCELLED, NULL, ev);
+        else if (now > t->deadline)
+            task_finish(s, t, SRV_FINISH_TIMEOUT, "request timeout", ev);
+    }
+
+    /* Admission in arrival order; the head waits for blocks rather than being overtaken. */
+    int n_running = list_len(s->running);
+    while (s->waiting && n_running < cfg->max_batch) {
+        t = s->waiting;
+        if (t->max_tokens == 0) {
+            task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
+            continue;
+        }
+        eng_err err = {0};
+        int rc = task_admit(s, t, &err);
+        if (rc == ENG_E_FULL)
+            break;
+        if (rc != 0) {
+            task_finish(s, t, SRV_FINISH_ERROR, err.msg, ev);
+            continue;
+        }
+        list_remove(&s->waiting, t);
+        list_append(&s->running, t);
+        n_running++;
+    }
+
+    /* Batch: one decode token per generating sequence, then shared prefill chunks. */
+    int n = 0;
+    for (t = s->running; t && n < s->batch_cap; t = t->next) {
+        if (t->n_fed < t->n_prompt)
+            continue;
+        eng_batch_item *it = &s->items[n];
+        it->token = t->last;
+        it->pos = t->n_prompt + t->n_gen - 1;
+        it->seq = &t->seq;
+        it->want_logits = 1;
+        s->item_task[n++] = t;
+    }
+    int budget = cfg->prefill_chunk;
+    for (t = s->running; t && budget > 0 && n < s->batch_cap; t = t->next) {
+        if (t->n_fed >= t->n_prompt)
+            continue;
+        int k = t->n_prompt - t->n_fed;
+        if (k > budget)
+            k = budget;
+        if (k > s->batch_cap - n)
+            k = s->batch_cap - n;
+        for (int j = 0; j < k; j++) {
+            eng_batch_item *it = &s->items[n];
+            int p = t->n_fed + j;
+            it->token = t->prompt[p];
+            it->pos = p;
+            it->seq = &t->seq;
+            it->want_logits = (p == t->n_prompt - 1);
+            s->item_task[n++] = t;
+        }
+        t->n_fed += k;
+        budget -= k;
+    }
+
+    if (n > 0) {
+        eng_err err = {0};
+        int rc = eng_forward(s->ctx, &s->kv, s->items, n, s->logits, &err);
+        s->stats.steps++;
+        if (rc != 0) {
+            char msg[ENG_ERR_MSG + 32];
+            snprintf(msg, sizeof(msg), "engine: %s", err.msg[0] ? err.msg : eng_strerror(rc));
+            /* Every task in this batch is now in an unknown state: end them all. */
+            for (int i = 0; i < n; i++) {
+                srv_task *bt = s->item_task[i];
+                if (!bt)
+                    continue;
+                for (int j = i + 1; j < n; j++)
+                    if (s->item_task[j] == bt)
+                        s->item_task[j] = NULL;
+                task_finish(s, bt, SRV_FINISH_ERROR, msg, ev);
+            }
+        } else {
+            int vocab = s->model->cfg.vocab_size, row = 0;
+            for (int i = 0; i < n; i++) {
+                if (!s->items[i].want_logits)
+                    continue;
+                srv_task *bt = s->item_task[i];
+                float *lg = s->logits + (size_t)row++ * (size_t)vocab;
+                eng_logprob lp;
+                int32_t tok = eng_sampler_sample(&bt->sampler, lg, bt->want_logprobs ? &lp : NULL);
+                if (tok < 0) {
+                    task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
+                    continue;
+                }
+                task_token(s, bt, tok, bt->want_logprobs ? &lp : NULL, ev);
+            }
+        }
+    }
+
+    /* SSE keep-alives for sequences that have produced nothing yet. */
+    now = now_s();
+    srv_task *lists[2] = {s->running, s->waiting};
+    for (int l = 0; l < 2; l++) {
+        for (t = lists[l]; t; t = t->next) {
+            if (t->n_gen == 0 && now - t->last_emit >= cfg->keepalive_s) {
+                ev_push(ev, SRV_EV_KEEPALIVE, t->id);
+                t->last_emit = now;
+            }
+        }
+    }
+}
+
+static int sched_load(srv_sched *s, char *msg, size_t cap)
+{
+    const srv_config *cfg = s->cfg;
+    eng_err err = {0};
+    int rc = eng_model_open(&s->model, cfg->model, &err);
+    if (rc != 0) {
+        snprintf(msg, cap, "model %.200s: %.300s", cfg->model,
+                 err.msg[0] ? err.msg : eng_strerror(rc));
+        return rc;
+    }
+    rc = eng_model_open_tokenizer(s->model, cfg->tokenizer[0] ? cfg->tokenizer : NULL, &s->tok,
+                                  &err);
+    if (rc != 0) {
+        snprintf(msg, cap, "tokenizer: %s", err.msg[0] ? err.msg : eng_strerror(rc));
+        return rc;
+    }
+    if (strcmp(cfg->device, "cuda") == 0)
+        rc = kern_cuda_backend_create(&s->be, 0);
+    else
+        rc = kern_cpu_backend_create(&s->be, cfg->threads);
+    if (rc != 0) {
+        snprintf(msg, cap, "backend %s: %s", cfg->device, kern_strerror(rc));
+        return -1;
+    }
+    const eng_config *mc = &s->model->cfg;
+    int64_t per_tok = 2LL * mc->n_layers * mc->n_kv_heads * mc->head_dim * (int64_t)sizeof(float);
+    int64_t kvt = cfg->kv_cache_tokens;
+    if (kvt <= 0) {
+        kvt = per_tok > 0 ? SRV_DEFAULT_KV_BYTES / per_tok : mc->seq_len;
+        int64_t want = (int64_t)mc->seq_len * cfg->max_batch;
+        if (kvt > want)
+            kvt = want;
+        if (kvt < mc->seq_len)
+            kvt = mc->seq_len;
+    }
+    s->kv_tokens = kvt;
+    s->n_ctx = mc->seq_len < kvt ? mc->seq_len : (int)kvt;
+    rc = eng_kv_init(&s->kv, mc, kvt, &err);
+    if (rc != 0) {
+        snprintf(msg, cap, "kv cache (%lld tokens): %s", (long long)kvt,
+                 err.msg[0] ? err.msg : eng_strerror(rc));
+        return rc;
+    }
+    s->batch_cap = cfg->max_batch + cfg->prefill_chunk;
+    rc = eng_ctx_create(&s->ctx, s->model, &s->be, s->batch_cap, &err);
+    if (rc != 0) {
+        snprintf(msg, cap, "engine context: %s", err.msg[0] ? err.msg : eng_strerror(rc));
+        return rc;
+    }
+    s->logits = malloc((size_t)s->batch_cap * (size_t)mc->vocab_size * sizeof(float));
+    s->items = calloc((size_t)s->batch_cap, sizeof(*s->items));
+    s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
+    if (!s->logits || !s->items || !s->item_task) {
+        snprintf(msg, cap, "out of memory for batch buffers");
+        return ENG_E_NOMEM;
+    }
+    return 0;
+}
+
+static void sched_main(void *arg)
+{
+    srv_sched *s = arg;
+    ev_list ev = {0};
+    char msg[ENG_ERR_MSG + 64] = "";
+    if (sched_load(s, msg, sizeof(msg)) != 0) {
+        srv_event *e = ev_push(&ev, SRV_EV_LOAD_FAILED, 0);
+        if (e)
+            snprintf(e->msg, sizeof(e->msg), "%s", msg);
+        ev_post(s, &ev);
+        uv_mutex_lock(&s->mu);
+        while (!s->stop)
+            uv_cond_wait(&s->cv, &s->mu);
+        uv_mutex_unlock(&s->mu);
+        free(ev.v);
+        return;
+    }
+    sched_publish(s);
+    ev_push(&ev, SRV_EV_READY, 0);
+    ev_post(s, &ev);
+
+    uint64_t *cancels = NULL;
+    int n_cancels = 0, cap_cancels = 0;
+    for (;;) {
+        uv_mutex_lock(&s->mu);
+        while (!s->stop && !s->inbox_head && !s->n_cancels && !s->waiting && !s->running)
+            uv_cond_wait(&s->cv, &s->mu);
+        if (s->stop) {
+            uv_mutex_unlock(&s->mu);
+            break;
+        }
+        srv_task *in = s->inbox_head;
+        s->inbox_head = s->inbox_tail = NULL;
+        s->n_inbox = 0;
+        if (s->n_cancels > cap_cancels) {
+            uint64_t *c = realloc(cancels, (size_t)s->n_cancels * sizeof(*c));
+            if (c) {
+                cancels = c;
+                cap_cancels = s->n_cancels;
+            }
+        }
+        n_cancels = s->n_cancels < cap_cancels ? s->n_cancels : cap_cancels;
+        if (n_cancels)
+            memcpy(cancels, s->cancels, (size_t)n_cancels * sizeof(*cancels));
+        s->n_cancels = 0;
+        uv_mutex_unlock(&s->mu);
+
+        double now = now_s();
+        while (in) {
+            srv_task *t = in;
+            in = in->next;
+            t->last_emit = now;
+            list_append(&s->waiting, t);
+        }
+        for (int i = 0; i < n_cancels; i++) {
+            srv_task *lists[2] = {s->running, s->waiting};
+            for (int l = 0; l < 2; l++)
+                for (srv_task *t = lists[l]; t; t = t->next)
+                    if (t->id == cancels[i])
+                        t->cancelled = 1;
+        }
+        sched_step(s, &ev);
+        sched_publish(s);
+        ev_post(s, &ev);
+        if (!s->running && s->waiting) {
+            /* Nothing can run: the head waits for blocks that only a finish frees. Cannot
+             * happen (a task never needs more than the pool), but never spin if it does. */
+            uv_mutex_lock(&s->mu);
+            if (!s->stop && !s->inbox_head && !s->n_cancels)
+                uv_cond_timedwait(&s->cv, &s->mu, 50 * 1000000ULL);
+            uv_mutex_unlock(&s->mu);
+        }
+    }
+    /* Shutdown: everything still alive is cancelled. */
+    uv_mutex_lock(&s->mu);
+    srv_task *in = s->inbox_head;
+    s->inbox_head = s->inbox_tail = NULL;
+    uv_mutex_unlock(&s->mu);
+    while (in) {
+        srv_task *t = in;
+        in = in->next;
+        list_append(&s->waiting, t);
+    }
+    while (s->running)
+        task_finish(s, s->running, SRV_FINISH_CANCELLED, NULL, &ev);
+    while (s->waiting)
+        task_finish(s, s->waiting, SRV_FINISH_CANCELLED, NULL, &ev);
+    ev_post(s, &ev);
+    sched_publish(s);
+    free(cancels);
+    free(ev.v);
+}
+
+int srv_sched_start(srv_sched *s, const srv_config *cfg, uv_async_t *wake)
+{
+    s->cfg = cfg;
+    s->wake = wake;
+    s->next_id = 1;
+    if (uv_mutex_init(&s->mu) != 0)
+        return -1;
+    if (uv_cond_init(&s->cv) != 0) {
+        uv_mutex_destroy(&s->mu);
+        return -1;
+    }
+    if (uv_thread_create(&s->thread, sched_main, s) != 0) {
+        uv_cond_destroy(&s->cv);
+        uv_mutex_destroy(&s->mu);
+        return -1;
+    }
+    s->started = 1;
+    return 0;
+}
+
+void srv_sched_stop(srv_sched *s)
+{
+    if (!s->started)
+        return;
+    uv_mutex_lock(&s->mu);
+    s->stop = 1;
+    uv_cond_signal(&s->cv);
+    uv_mutex_unlock(&s->mu);
+    uv_thread_join(&s->thread);
+    s->started = 0;
+    for (int i = 0; i < s->n_out; i++)
+        free(s->outbox[i].text);
+    free(s->outbox);
+    s->outbox = NULL;
+    s->n_out = s->cap_out = 0;
+    free(s->cancels);
+    s->cancels = NULL;
+    free(s->logits);
+    free(s->items);
+    free(s->item_task);
+    s->logits = NULL;
+    s->items = NULL;
+    s->item_task = NULL;
+    eng_ctx_destroy(s->ctx);
+    s->ctx = NULL;
+    eng_kv_free(&s->kv);
+    kern_backend_destroy(&s->be);
+    eng_tokenizer_close(s->tok);
+    s->tok = NULL;
+    eng_model_close(s->model);
+    s->model = NULL;
+    uv_cond_destroy(&s->cv);
+    uv_mutex_destroy(&s->mu);
+}
+
+uint64_t srv_sched_next_id(srv_sched *s)
+{
+    return s->next_id++;   /* loop thread only */
+}
+
+int srv_sched_submit(srv_sched *s, srv_task **tasks, int n)
+{
+    uv_mutex_lock(&s->mu);
+    int waiting = s->stats.waiting > s->n_inbox ? s->stats.waiting : s->n_inbox;
+    if (s->stop || waiting + n > s->cfg->max_queue + s->cfg->max_batch - s->stats.running) {
+        uv_mutex_unlock(&s->mu);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        srv_task *t = tasks[i];
+        t->next = NULL;
+        if (s->inbox_tail)
+            s->inbox_tail->next = t;
+        else
+            s->inbox_head = t;
+        s->inbox_tail = t;
+    }
+    s->n_inbox += n;
+    s->stats.waiting += n;
+    uv_cond_signal(&s->cv);
+    uv_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void srv_sched_cancel(srv_sched *s, const uint64_t *ids, int n)
+{
+    if (!s->started || n <= 0)
+        return;
+    uv_mutex_lock(&s->mu);
+    if (s->n_cancels + n > s->cap_cancels) {
+        int cap = s->cap_cancels ? s->cap_cancels : 16;
+        while (cap < s->n_cancels + n)
+            cap *= 2;
+        uint64_t *c = realloc(s->cancels, (size_t)cap * sizeof(*c));
+        if (c) {
+            s->cancels = c;
+            s->cap_cancels = cap;
+        }
+    }
+    for (int i = 0; i < n && s->n_cancels < s->cap_cancels; i++)
+        s->cancels[s->n_cancels++] = ids[i];
+    uv_cond_signal(&s->cv);
+    uv_mutex_unlock(&s->mu);
+}
+
+void srv_sched_drain(srv_sched *s, srv_event **out, int *n)
+{
+    uv_mutex_lock(&s->mu);
+    *out = s->outbox;
+    *n = s->n_out;
+    s->outbox = NULL;
+    s->n_out = s->cap_out = 0;
+    uv_mutex_unlock(&s->mu);
+}
+
+void srv_sched_get_stats(srv_sched *s, srv_sched_stats *st)
+{
+    uv_mutex_lock(&s->mu);
+    *st = s->stats;
+    uv_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,134 @@
+/* srv_sched.h — the scheduler: its own thread owns the engine (model, tokenizer, backend, eng_ctx,
+ * the paged eng_kv) and runs continuous batching over every live sequence. The loop thread talks
+ * to it only through this header: srv_sched_submit / srv_sched_cancel (mutex queue + condvar in)
+ * and srv_sched_drain (outbox out, after uv_async_send). Tasks are referred to by id, never by
+ * pointer, once submitted. Does no socket I/O and no JSON. */
+#ifndef SRV_SCHED_H
+#define SRV_SCHED_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "eng_forward.h"
+#include "eng_kv.h"
+#include "eng_model.h"
+#include "eng_sampler.h"
+#include "eng_tokenizer.h"
+#include "srv_config.h"
+
+#define SRV_MAX_STOP_IDS 4
+
+typedef enum srv_finish {
+    SRV_FINISH_NONE = 0,
+    SRV_FINISH_STOP,        /* EOS, a stop token or a stop string */
+    SRV_FINISH_LENGTH,      /* max_tokens reached */
+    SRV_FINISH_TIMEOUT,     /* the request deadline passed */
+    SRV_FINISH_CANCELLED,   /* the client went away, or shutdown */
+    SRV_FINISH_ERROR,       /* engine error (message in the event) */
+} srv_finish;
+
+const char *srv_finish_name(srv_finish f);   /* "stop", "length", ... */
+
+/* One sequence to generate. The loop fills the request part, submits, and never touches it
+ * again: from srv_sched_submit on, the scheduler owns it and frees it when it ends. */
+typedef struct srv_task {
+    /* request part (filled by the loop) */
+    uint64_t id;                    /* unique, from srv_sched_next_id */
+    int32_t *prompt;                /* [n_prompt]; owned (malloc) */
+    int n_prompt;
+    int max_tokens;                 /* >= 0 */
+    eng_sampler_cfg scfg;           /* scfg.bias points at bias below */
+    eng_logit_bias *bias;           /* [n_bias]; owned (malloc) or NULL */
+    int want_logprobs;              /* send eng_logprob with each token */
+    eng_stop stop;                  /* initialised by the loop (validated there) */
+    int32_t stop_ids[SRV_MAX_STOP_IDS]; /* token ids that end the sequence (EOS, <|im_end|>) */
+    int n_stop_ids;
+    double deadline;                /* uv_hrtime seconds after which the task times out */
+    /* scheduler part (zero at submit) */
+    struct srv_task *next;          /* list link; owned by whichever list holds the task */
+    eng_seq seq;                    /* KV blocks; owned */
+    eng_sampler sampler;            /* owned */
+    eng_detok detok;
+    int n_fed;                      /* prompt tokens prefilled so far */
+    int n_gen;                      /* tokens generated */
+    int32_t last;                   /* last sampled token (the next decode input) */
+    int admitted;
+    int cancelled;
+    double last_emit;               /* time of the last event sent (keep-alives) */
+} srv_task;
+
+typedef enum srv_event_kind {
+    SRV_EV_TOKEN = 1,       /* one generated token (+ the text it made safe to emit) */
+    SRV_EV_DONE,            /* the task ended: finish, final text, token counts */
+    SRV_EV_KEEPALIVE,       /* nothing produced yet, still alive (SSE comment) */
+    SRV_EV_READY,           /* model loaded (task_id 0) */
+    SRV_EV_LOAD_FAILED,     /* model failed to load (msg) */
+} srv_event_kind;
+
+typedef struct srv_event {
+    srv_event_kind kind;
+    uint64_t task_id;
+    char *text;                     /* owned (malloc) or NULL */
+    size_t text_len;
+    int32_t token;
+    int has_lp;
+    eng_logprob lp;
+    srv_finish finish;
+    int prompt_tokens, completion_tokens;
+    char msg[256];
+} srv_event;
+
+typedef struct srv_sched_stats {
+    int running, waiting;           /* sequences admitted / queued */
+    int kv_used_tokens, kv_total_tokens;
+    uint64_t steps;                 /* engine steps so far */
+} srv_sched_stats;
+
+typedef struct srv_sched {
+    const srv_config *cfg;          /* borrowed from main for the scheduler's life */
+    uv_async_t *wake;               /* borrowed: the loop's async handle, sent after each post */
+    uv_thread_t thread;
+    int started;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    /* under mu: */
+    srv_task *inbox_head, *inbox_tail;  /* submitted, not yet seen by the scheduler; owned */
+    uint64_t *cancels; int n_cancels, cap_cancels;  /* ids to cancel; owned */
+    srv_event *outbox; int n_out, cap_out;          /* events for the loop; owned */
+    int stop;                       /* 1: cancel everything and exit */
+    int n_inbox;
+    srv_sched_stats stats;          /* published after each step */
+    uint64_t next_id;
+    /* set by the scheduler thread before SRV_EV_READY, read-only for everyone afterwards: */
+    eng_model *model;               /* owned */
+    eng_tokenizer *tok;             /* owned */
+    int n_ctx;                      /* longest prompt + max_tokens a request may ask for */
+    int64_t kv_tokens;              /* positions in the KV pool */
+    /* scheduler thread only: */
+    kern_backend be;                /* owned */
+    eng_ctx *ctx;                   /* owned */
+    eng_kv kv;                      /* owned */
+    float *logits;                  /* [batch cap][vocab]; owned */
+    eng_batch_item *items;          /* [batch cap]; owned */
+    srv_task **item_task;           /* [batch cap] task of each item; borrowed */
+    int batch_cap;
+    srv_task *waiting, *running;    /* lists; owned */
+} srv_sched;
+
+/* Starts the scheduler thread, which loads the model then posts SRV_EV_READY or
+ * SRV_EV_LOAD_FAILED. s must be zeroed. Loop thread. */
+int srv_sched_start(srv_sched *s, const srv_config *cfg, uv_async_t *wake);
+/* Cancels everything, joins the thread, frees the engine. Safe on a zeroed or stopped struct. */
+void srv_sched_stop(srv_sched *s);
+uint64_t srv_sched_next_id(srv_sched *s);
+/* Hands tasks over (all or none). Returns 0, or -1 when waiting + n would exceed max_queue (the
+ * tasks stay the caller's). Any thread. */
+int srv_sched_submit(srv_sched *s, srv_task **tasks, int n);
+void srv_sched_cancel(srv_sched *s, const uint64_t *ids, int n);
+/* Swaps the outbox out: *out gets an array (caller frees it and each text) of *n events. */
+void srv_sched_drain(srv_sched *s, srv_event **out, int *n);
+void srv_sched_get_stats(srv_sched *s, srv_sched_stats *st);
+/* Frees a task that was never submitted (or after the scheduler is done with it). */
+void srv_task_free(srv_task *t);
+
+#endif

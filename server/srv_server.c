@@ -1,0 +1,201 @@
+/* srv_server.c — the server's lifetime on the loop: start (listener first, so /health answers
+ * 503 while the scheduler loads the model), the scheduler's wake-up (drains the whole outbox:
+ * uv_async_send coalesces), the sweep timer, SIGTERM/SIGINT drain, and the ordered shutdown:
+ * stop accepting, finish or cancel tasks, join the scheduler, close every handle. Loop thread
+ * only. Does not parse HTTP (srv_http.c) or build responses (srv_api_*.c). */
+#include "srv_server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv_api.h"
+#include "srv_gen.h"
+#include "srv_log.h"
+
+#define SWEEP_MS 100
+
+static void final_shutdown(srv_server *s);
+
+void srv_server_make_id(srv_server *s, const char *prefix, char *out, size_t cap)
+{
+    uint64_t x = ++s->id_counter * 0x9E3779B97F4A7C15ULL ^ uv_hrtime();
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 29;
+    snprintf(out, cap, "%s-%016llx", prefix, (unsigned long long)x);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    srv_server *s = a->data;
+    srv_event *ev = NULL;
+    int n = 0;
+    srv_sched_drain(&s->sched, &ev, &n);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].kind == SRV_EV_READY) {
+            s->model = s->sched.model;
+            s->tok = s->sched.tok;
+            s->n_ctx = s->sched.n_ctx;
+            s->ready = 1;
+            srv_chat_setup(s);
+            srv_log("info", "model loaded: %s (%s, %d layers, dim %d, vocab %d); context %d, "
+                    "KV cache %lld tokens, max batch %d", s->model->path, s->model->quant_desc,
+                    s->model->cfg.n_layers, s->model->cfg.dim, s->model->cfg.vocab_size, s->n_ctx,
+                    (long long)s->sched.kv_tokens, s->cfg->max_batch);
+        } else if (ev[i].kind == SRV_EV_LOAD_FAILED) {
+            s->load_failed = 1;
+            s->exit_code = 1;
+            srv_log("error", "could not load the model: %s", ev[i].msg);
+        }
+    }
+    srv_gen_on_events(s, ev, n);
+    for (int i = 0; i < n; i++)
+        free(ev[i].text);
+    free(ev);
+    if (s->load_failed && !s->stopping)
+        final_shutdown(s);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    srv_server *s = t->data;
+    srv_http_sweep(s);
+    srv_server_check_drained(s);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    srv_server *s = t->data;
+    srv_log("warn", "drain deadline passed: cancelling %d generation(s)", s->n_gens);
+    final_shutdown(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    srv_server *s = h->data;
+    if (s->draining) {
+        srv_log("warn", "second signal %d: stopping now", signum);
+        final_shutdown(s);
+        return;
+    }
+    srv_log("info", "signal %d: draining (up to %.0f s)", signum, s->cfg->drain_timeout_s);
+    srv_server_drain(s);
+}
+
+void srv_server_drain(srv_server *s)
+{
+    if (s->draining || s->stopping)
+        return;
+    s->draining = 1;
+    if (s->listener_open) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listener_open = 0;
+    }
+    uv_timer_start(&s->drain, on_drain_deadline, (uint64_t)(s->cfg->drain_timeout_s * 1000), 0);
+    srv_server_check_drained(s);
+}
+
+void srv_server_check_drained(srv_server *s)
+{
+    if (!s->draining || s->stopping || s->n_gens > 0)
+        return;
+    for (srv_conn *c = s->conns; c; c = c->next) {
+        if (c->closing)
+            continue;
+        if (c->rq_head || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+            return;
+    }
+    srv_log("info", "drained: every request answered");
+    final_shutdown(s);
+}
+
+static void close_if(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Stop accepting, close every connection (cancelling their tasks), join the scheduler, close
+ * every handle; uv_run then returns. */
+static void final_shutdown(srv_server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    if (s->listener_open) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listener_open = 0;
+    }
+    while (s->conns)
+        srv_conn_close(s->conns);
+    srv_sched_stop(&s->sched);
+    s->model = NULL;
+    s->tok = NULL;
+    s->ready = 0;
+    if (s->handles_open) {
+        close_if((uv_handle_t *)&s->wake);
+        close_if((uv_handle_t *)&s->sig_term);
+        close_if((uv_handle_t *)&s->sig_int);
+        close_if((uv_handle_t *)&s->sweep);
+        close_if((uv_handle_t *)&s->drain);
+        s->handles_open = 0;
+    }
+}
+
+static void model_id_from_path(const char *path, char *out, size_t cap)
+{
+    char tmp[SRV_CFG_STR];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    size_t n = strlen(tmp);
+    while (n > 1 && tmp[n - 1] == '/')
+        tmp[--n] = '\0';
+    const char *b = strrchr(tmp, '/');
+    b = b ? b + 1 : tmp;
+    /* keep it printable and quote-free: it goes into JSON, headers and metric labels */
+    size_t o = 0;
+    for (; *b && o + 1 < cap; b++)
+        out[o++] = (*b > 0x20 && *b < 0x7F && *b != '"' && *b != '\\') ? *b : '_';
+    out[o] = '\0';
+}
+
+int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char *err,
+                     size_t cap)
+{
+    s->cfg = cfg;
+    s->loop = loop;
+    srv_metrics_init(&s->metrics);
+    srv_http_settings(&s->http);
+    model_id_from_path(cfg->served_name[0] ? cfg->served_name : cfg->model, s->model_id,
+                       sizeof(s->model_id));
+    uv_async_init(loop, &s->wake, on_wake);
+    s->wake.data = s;
+    uv_signal_init(loop, &s->sig_term);
+    uv_signal_init(loop, &s->sig_int);
+    s->sig_term.data = s->sig_int.data = s;
+    uv_timer_init(loop, &s->sweep);
+    uv_timer_init(loop, &s->drain);
+    s->sweep.data = s->drain.data = s;
+    s->handles_open = 1;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    if (srv_http_listen(s, err, cap) != 0)
+        return -1;
+    srv_log("info", "listening on http://%s%s%s:%d (model id '%s')",
+            strchr(s->host, ':') ? "[" : "", s->host, strchr(s->host, ':') ? "]" : "", s->port,
+            s->model_id);
+    if (srv_sched_start(&s->sched, cfg, &s->wake) != 0) {
+        snprintf(err, cap, "could not start the scheduler thread");
+        return -1;
+    }
+    return 0;
+}
+
+void srv_server_free(srv_server *s)
+{
+    final_shutdown(s);
+    free(s->tasks);
+    s->tasks = NULL;
+    s->tasks_cap = s->tasks_n = 0;
+}

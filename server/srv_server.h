@@ -1,0 +1,70 @@
+/* srv_server.h — the top-level server object: the loop's handles (listener, scheduler wake-up,
+ * signals, sweep and drain timers), the scheduler, metrics, open connections and the map from
+ * task id to the generation waiting for it. Built and freed by srv_main.c; loop thread only
+ * (the scheduler reaches it only through srv_sched). */
+#ifndef SRV_SERVER_H
+#define SRV_SERVER_H
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "srv_config.h"
+#include "srv_http.h"
+#include "srv_metrics.h"
+#include "srv_sched.h"
+
+struct srv_gen;
+
+typedef struct srv_task_ref {
+    uint64_t id;                /* 0 = empty slot */
+    struct srv_gen *gen;        /* borrowed: the generation (owned by its response) */
+    int choice;                 /* index of the choice within gen */
+} srv_task_ref;
+
+typedef struct srv_server {
+    const srv_config *cfg;      /* borrowed from main */
+    uv_loop_t *loop;            /* borrowed from main */
+    llhttp_settings_t http;     /* callbacks shared by every parser (must outlive them) */
+    uv_tcp_t listener;
+    int listener_open;
+    uv_async_t wake;            /* the scheduler's outbox has events */
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t sweep;           /* connection deadlines and backpressure */
+    uv_timer_t drain;           /* shutdown deadline */
+    int handles_open;           /* wake/signals/timers initialised */
+    srv_sched sched;
+    srv_metrics metrics;
+    srv_conn *conns;            /* open connections (list); each owned by itself */
+    int n_conns;
+    char host[256];             /* bound address, for the log */
+    int port;                   /* bound port */
+    char model_id[256];         /* served model name */
+    int ready;                  /* model loaded */
+    int load_failed;
+    int chat_tmpl;              /* chat template id (srv_api_chat.c), 0 = not chosen yet */
+    int n_ctx;                  /* copied from the scheduler at ready */
+    const eng_model *model;     /* borrowed from the scheduler after ready */
+    const eng_tokenizer *tok;   /* borrowed from the scheduler after ready */
+    srv_task_ref *tasks;        /* open-addressing map id -> generation; owned */
+    int tasks_cap, tasks_n;
+    int n_gens;                 /* generations alive */
+    int draining;               /* SIGTERM/SIGINT seen */
+    int stopping;               /* handles being closed */
+    int exit_code;
+    uint64_t id_counter;        /* for generated ids */
+} srv_server;
+
+/* Starts everything (listener first, then the scheduler, which loads the model). 0 or -1. */
+int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char *err,
+                     size_t cap);
+/* Closes what start opened; safe on a zeroed struct. Call after uv_run returned. */
+void srv_server_free(srv_server *s);
+/* Begins the drain (as SIGTERM does). */
+void srv_server_drain(srv_server *s);
+/* Called when a response slot or a generation finishes: ends the drain when nothing is left. */
+void srv_server_check_drained(srv_server *s);
+
+/* A fresh printable id ("prefix-<hex>") in out. */
+void srv_server_make_id(srv_server *s, const char *prefix, char *out, size_t cap);
+
+#endif
