@@ -101,6 +101,11 @@ int eng__load_llama2c(eng_model *m, const char *path, eng_err *err)
     const void *addr = NULL;
     size_t size = 0;
     if (!m->path[0]) snprintf(m->path, sizeof m->path, "%s", path);
+    size_t plen = strlen(path);
+    if ((plen >= 12 && strcmp(path + plen - 12, ".safetensors") == 0) ||
+        (plen >= 5 && strcmp(path + plen - 5, ".json") == 0))
+        return eng_err_set(err, ENG_E_INVAL, "%s: part of a Hugging Face model; open the directory"
+                           " that holds config.json instead", path);
     int rc = eng__model_map(m, path, &addr, &size, err);
     if (rc) return rc;
     const uint8_t *p = addr;

@@ -243,6 +243,10 @@ static void test_load_rejects_missing_paths(const char *shared)
     int rc = eng_model_open(&m, path, &err);
     CHECK(rc == ENG_E_IO && m == NULL && strstr(err.msg, "no-such-model.bin"), "%d %s", rc,
           err.msg);
+    /* A safetensors file given instead of its directory. */
+    snprintf(path, sizeof path, "%s/models/tinystories-656k/model.safetensors", shared);
+    rc = eng_model_open(&m, path, &err);
+    CHECK(rc == ENG_E_INVAL && m == NULL && strstr(err.msg, "directory"), "%d %s", rc, err.msg);
     /* A directory without config.json. */
     snprintf(path, sizeof path, "%s/data", shared);
     rc = eng_model_open(&m, path, &err);
