@@ -1,0 +1,300 @@
+"""test_srv_api_endpoints.py — curl drives every endpoint of claq-server, streaming and not, on
+real models (stories260K + tok512, and the HF tinystories-656k): shapes of the OpenAI objects,
+usage arithmetic, n, echo, stop across tokens, logprobs in both formats, seed reproducibility,
+model checks, X-Request-Id echo, CORS preflight, API key, tokenize/detokenize round trip,
+metrics, and the access log."""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srv_harness import Checker, Server, require  # noqa: E402
+
+require("stories260K.bin")
+C = Checker()
+
+
+def curl(srv, method, path, body=None, headers=(), stream=False):
+    """Runs curl; returns (status, headers dict lower-case, body text)."""
+    cmd = ["curl", "-sS", "-i", "-X", method, "--max-time", "60"]
+    if stream:
+        cmd.append("-N")
+    for h in headers:
+        cmd += ["-H", h]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary",
+                body if isinstance(body, str) else json.dumps(body)]
+    cmd.append("http://%s:%d%s" % (srv.host, srv.port, path))
+    out = subprocess.run(cmd, capture_output=True, check=True).stdout.decode("utf-8")
+    head, _, text = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    status = int(lines[0].split()[1])
+    hd = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        hd[k.strip().lower()] = v.strip()
+    return status, hd, text
+
+
+def sse_events(text):
+    ev = []
+    for block in text.split("\n\n"):
+        for ln in block.split("\n"):
+            if ln.startswith("data: "):
+                p = ln[6:]
+                ev.append(p if p == "[DONE]" else json.loads(p))
+    return ev
+
+
+srv = Server("stories260K.bin", "tok512.bin")
+try:
+    # ---- health, models ----
+    st, hd, body = curl(srv, "GET", "/health")
+    C.check(st == 200 and json.loads(body)["status"] == "ok", "/health 200 ok")
+    st, hd, body = curl(srv, "GET", "/v1/models")
+    j = json.loads(body)
+    C.check(st == 200 and j["object"] == "list" and j["data"][0]["id"] == "stories260K.bin",
+            "/v1/models lists the served id: %s" % body)
+    st, _, _ = curl(srv, "GET", "/v1/models/stories260K.bin")
+    C.check(st == 200, "/v1/models/{id} 200")
+    st, _, body = curl(srv, "GET", "/v1/models/nope")
+    C.check(st == 404 and json.loads(body)["error"]["code"] == "model_not_found",
+            "/v1/models/nope 404 model_not_found")
+
+    # ---- completions, non-stream: the documented llama2.c reference continuation ----
+    st, hd, body = curl(srv, "POST", "/v1/completions",
+                        {"prompt": "Zoo", "max_tokens": 60, "temperature": 0})
+    j = json.loads(body)
+    ref = (" was a little girl named Lily. She loved to play outside in the park. One day, "
+           "she saw a big, red ball. She wanted to play with it, but she didn't want to play with")
+    C.check(st == 200 and j["object"] == "text_completion", "completion object")
+    # llama2.c's -n 60 counts the prompt positions too: its reference is a prefix of ours
+    C.check(j["choices"][0]["text"].startswith(ref), "greedy text matches llama2.c: %r" %
+            j["choices"][0]["text"])
+    u = j["usage"]
+    C.check(u["prompt_tokens"] == 4 and u["completion_tokens"] == 60 and
+            u["total_tokens"] == 64, "usage %s" % u)
+    C.check(j["choices"][0]["finish_reason"] == "length", "finish_reason length")
+    C.check(hd.get("content-type", "").startswith("application/json"), "json content type")
+
+    # default max_tokens is 16 for completions
+    st, _, body = curl(srv, "POST", "/v1/completions", {"prompt": "Zoo", "temperature": 0})
+    C.check(json.loads(body)["usage"]["completion_tokens"] == 16, "default max_tokens 16")
+
+    # echo, token-id prompts, list of prompts, n
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "Zoo", "max_tokens": 5, "temperature": 0, "echo": True})
+    C.check(json.loads(body)["choices"][0]["text"].startswith("Zoo was"), "echo prepends prompt")
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": [1, 410, 469, 347], "max_tokens": 8, "temperature": 0})
+    C.check(st == 200 and json.loads(body)["choices"][0]["text"] == ref[:len(
+        json.loads(body)["choices"][0]["text"])] and json.loads(body)["usage"]["prompt_tokens"] == 4,
+        "token-id prompt gives the same text: %s" % body)
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": ["Zoo", "Once upon a time"], "n": 2, "max_tokens": 6,
+                        "temperature": 0})
+    j = json.loads(body)
+    C.check(st == 200 and len(j["choices"]) == 4 and
+            [c["index"] for c in j["choices"]] == [0, 1, 2, 3], "2 prompts x n=2 = 4 choices")
+    C.check(j["choices"][0]["text"] == j["choices"][1]["text"] and
+            j["choices"][0]["text"] != j["choices"][2]["text"], "greedy choices per prompt")
+    C.check(j["usage"]["completion_tokens"] == 24, "usage sums choices: %s" % j["usage"])
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": [[1, 410], [1, 469]], "max_tokens": 3, "temperature": 0})
+    C.check(st == 200 and len(json.loads(body)["choices"]) == 2, "list of token-id lists")
+
+    # stop across token boundaries: " girl" is split into " g", "ir", "l" by tok512
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "Zoo", "max_tokens": 60, "temperature": 0, "stop": "irl n"})
+    j = json.loads(body)
+    C.check(j["choices"][0]["text"] == " was a little g" and
+            j["choices"][0]["finish_reason"] == "stop", "stop string across tokens: %r" %
+            j["choices"][0]["text"])
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "Zoo", "max_tokens": 60, "temperature": 0,
+                        "stop": ["zzz", "Lily"]})
+    C.check(json.loads(body)["choices"][0]["text"] == " was a little girl named ",
+            "stop list")
+
+    # sampling: seed reproducible, different seeds differ (with high temperature)
+    req = {"prompt": "Zoo", "max_tokens": 30, "temperature": 1.0, "seed": 1234, "top_p": 0.95,
+           "top_k": 40, "min_p": 0.01}
+    a = json.loads(curl(srv, "POST", "/v1/completions", req)[2])["choices"][0]["text"]
+    b = json.loads(curl(srv, "POST", "/v1/completions", req)[2])["choices"][0]["text"]
+    req["seed"] = 99
+    c = json.loads(curl(srv, "POST", "/v1/completions", req)[2])["choices"][0]["text"]
+    C.check(a == b, "same seed, same text")
+    C.check(a != c, "different seed, different text")
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "Zoo", "max_tokens": 20, "temperature": 0,
+                        "presence_penalty": 1.5, "frequency_penalty": 1.0,
+                        "repetition_penalty": 1.3, "user": "u1"})
+    C.check(st == 200 and json.loads(body)["choices"][0]["text"] != ref[:20],
+            "penalties accepted and change greedy text")
+    # logit_bias: ban the first greedy token (" was" = the 5th token id we see in tokenize)
+    st, _, body = curl(srv, "POST", "/tokenize", {"prompt": "Zoo was"})
+    toks = json.loads(body)["tokens"]
+    was = toks[-1]
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "Zoo", "max_tokens": 3, "temperature": 0,
+                        "logit_bias": {str(was): -100}})
+    C.check(st == 200 and not json.loads(body)["choices"][0]["text"].startswith(" was"),
+            "logit_bias -100 bans a token: %s" % body)
+
+    # logprobs, completions format
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "Zoo", "max_tokens": 5, "temperature": 0, "logprobs": 3})
+    lp = json.loads(body)["choices"][0]["logprobs"]
+    C.check(st == 200 and len(lp["tokens"]) == 5 and len(lp["token_logprobs"]) == 5 and
+            len(lp["top_logprobs"]) == 5 and len(lp["top_logprobs"][0]) == 3 and
+            lp["text_offset"][0] == 0 and all(x <= 0 for x in lp["token_logprobs"]),
+            "completions logprobs: %s" % json.dumps(lp)[:300])
+    C.check("".join(lp["tokens"]) == json.loads(body)["choices"][0]["text"],
+            "logprob tokens concatenate to the text")
+
+    # suffix rejected, model checks
+    st, _, body = curl(srv, "POST", "/v1/completions", {"prompt": "a", "suffix": "b"})
+    C.check(st == 400 and "suffix" in json.loads(body)["error"]["message"], "suffix 400")
+    st, _, body = curl(srv, "POST", "/v1/completions", {"prompt": "a", "model": "gpt-4"})
+    C.check(st == 404 and json.loads(body)["error"]["code"] == "model_not_found",
+            "unknown model 404")
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": "a", "model": "stories260K.bin", "max_tokens": 2})
+    C.check(st == 200, "explicit served model 200")
+    st, _, body = curl(srv, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 600})
+    e = json.loads(body)["error"]
+    C.check(st == 400 and e["code"] == "context_length_exceeded" and "512" in e["message"],
+            "context_length_exceeded with numbers: %s" % e)
+
+    # ---- completions, stream ----
+    st, hd, text = curl(srv, "POST", "/v1/completions",
+                        {"prompt": "Zoo", "max_tokens": 20, "temperature": 0, "stream": True,
+                         "stream_options": {"include_usage": True}}, stream=True)
+    ev = sse_events(text)
+    C.check(st == 200 and hd.get("content-type") == "text/event-stream", "SSE content type")
+    C.check(ev[-1] == "[DONE]", "stream ends with [DONE]")
+    C.check(ev[-2]["choices"] == [] and ev[-2]["usage"]["completion_tokens"] == 20,
+            "usage chunk last: %s" % ev[-2])
+    txt = "".join(e["choices"][0]["text"] for e in ev[:-2] if e["choices"])
+    C.check(txt == ref[:len(txt)] and len(txt) > 40, "streamed text == non-stream text")
+    C.check(ev[-3]["choices"][0]["finish_reason"] == "length", "final chunk finish_reason")
+    C.check(all(e.get("usage", None) is None for e in ev[:-2]), "usage null before the end")
+    st, hd, text = curl(srv, "POST", "/v1/completions",
+                        {"prompt": "Zoo", "max_tokens": 5, "stream": True}, stream=True)
+    ev = sse_events(text)
+    C.check(all("usage" not in e for e in ev[:-1]) and ev[-1] == "[DONE]",
+            "no usage without include_usage")
+
+    # ---- chat ----
+    msgs = [{"role": "system", "content": "You tell stories."},
+            {"role": "user", "content": [{"type": "text", "text": "Zoo"}]}]
+    st, _, body = curl(srv, "POST", "/v1/chat/completions",
+                       {"messages": msgs, "max_tokens": 12, "temperature": 0})
+    j = json.loads(body)
+    C.check(st == 200 and j["object"] == "chat.completion" and
+            j["choices"][0]["message"]["role"] == "assistant" and
+            len(j["choices"][0]["message"]["content"]) > 0, "chat completion: %s" % body[:200])
+    C.check(j["usage"]["completion_tokens"] == 12 and
+            j["usage"]["total_tokens"] == j["usage"]["prompt_tokens"] + 12, "chat usage")
+    st, _, body = curl(srv, "POST", "/v1/chat/completions",
+                       {"messages": [{"role": "user", "content": "Zoo"}], "temperature": 0})
+    j = json.loads(body)
+    C.check(st == 200 and j["usage"]["total_tokens"] <= 512 and
+            j["usage"]["completion_tokens"] > 16, "chat default max_tokens up to the context")
+    st, _, body = curl(srv, "POST", "/v1/chat/completions",
+                       {"messages": [{"role": "user", "content": "Zoo"}], "max_tokens": 4,
+                        "temperature": 0, "logprobs": True, "top_logprobs": 2, "n": 2})
+    j = json.loads(body)
+    c0 = j["choices"][0]["logprobs"]["content"]
+    C.check(len(j["choices"]) == 2 and len(c0) == 4 and len(c0[0]["top_logprobs"]) == 2 and
+            isinstance(c0[0]["bytes"], list) and c0[0]["logprob"] <= 0,
+            "chat logprobs format: %s" % json.dumps(c0[0])[:200])
+    st, hd, text = curl(srv, "POST", "/v1/chat/completions",
+                        {"messages": [{"role": "user", "content": "Zoo"}], "max_tokens": 8,
+                         "temperature": 0, "stream": True,
+                         "stream_options": {"include_usage": True}}, stream=True)
+    ev = sse_events(text)
+    C.check(ev[0]["object"] == "chat.completion.chunk" and
+            ev[0]["choices"][0]["delta"]["role"] == "assistant", "first chat chunk has role")
+    C.check(len({e["id"] for e in ev[:-1]}) == 1, "one id across chunks")
+    C.check(ev[-2]["usage"]["completion_tokens"] == 8 and ev[-1] == "[DONE]",
+            "chat stream usage + DONE")
+    C.check(ev[-3]["choices"][0]["finish_reason"] == "length", "chat finish chunk")
+
+    # ---- tokenize / detokenize ----
+    st, _, body = curl(srv, "POST", "/tokenize", {"prompt": "Zoo"})
+    C.check(st == 200 and json.loads(body)["tokens"] == [1, 410, 469, 347],
+            "tokenize matches the documented ids: %s" % body)
+    st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [1, 410, 469, 347]})
+    C.check(st == 200 and json.loads(body)["prompt"] == "Zoo", "detokenize: %s" % body)
+    st, _, body = curl(srv, "POST", "/tokenize",
+                       {"messages": [{"role": "user", "content": "Zoo"}]})
+    C.check(st == 200 and json.loads(body)["count"] >= 2, "tokenize messages (chat template)")
+    st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [99999]})
+    C.check(st == 400, "detokenize out-of-range id 400")
+
+    # ---- request id, CORS ----
+    st, hd, _ = curl(srv, "GET", "/health", headers=["X-Request-Id: my-trace-42"])
+    C.check(hd.get("x-request-id") == "my-trace-42", "X-Request-Id echoed")
+    st, hd, _ = curl(srv, "GET", "/health")
+    C.check(hd.get("x-request-id", "").startswith("req-"), "X-Request-Id generated")
+    st, hd, _ = curl(srv, "OPTIONS", "/v1/chat/completions",
+                     headers=["Origin: http://example.com",
+                              "Access-Control-Request-Method: POST"])
+    C.check(st == 204 and hd.get("access-control-allow-origin") == "*" and
+            "POST" in hd.get("access-control-allow-methods", ""), "CORS preflight 204")
+
+    # ---- metrics ----
+    st, hd, body = curl(srv, "GET", "/metrics")
+    for name in ["claq_num_requests_running", "claq_num_requests_waiting",
+                 "claq_time_to_first_token_seconds_bucket", "claq_inter_token_latency_seconds",
+                 "claq_e2e_request_latency_seconds", "claq_prompt_tokens_total",
+                 "claq_generation_tokens_total", "claq_kv_cache_usage_ratio",
+                 "claq_admission_rejections_total"]:
+        C.check(name in body, "metric %s present" % name)
+    m = srv.metrics()
+    C.check(m['claq_generation_tokens_total{model_name="stories260K.bin"}'] > 100,
+            "generation token counter counts")
+
+    # ---- access log ----
+    acc = srv.access_lines()
+    C.check(any(a["route"] == "POST /v1/completions" and a["status"] == 200 and
+                a["completion_tokens"] == 60 and a["ttft_ms"] is not None for a in acc),
+            "access log line with tokens and TTFT")
+    C.check(any(a["request_id"] == "my-trace-42" for a in acc), "access log has request id")
+finally:
+    rc = srv.stop()
+C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
+
+# ---- API key, and an HF model with its own tokenizer ----
+if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinystories-656k")):
+    srv = Server("tinystories-656k", args=["--api-key", "sekret", "--served-model-name",
+                                           "tiny"])
+    try:
+        st, _, _ = curl(srv, "GET", "/health")
+        C.check(st == 200, "/health public with an API key")
+        st, _, body = curl(srv, "GET", "/v1/models")
+        C.check(st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key",
+                "401 without key")
+        st, _, body = curl(srv, "GET", "/v1/models", headers=["Authorization: Bearer wrong"])
+        C.check(st == 401, "401 with a wrong key")
+        auth = ["Authorization: Bearer sekret"]
+        st, _, body = curl(srv, "GET", "/v1/models", headers=auth)
+        C.check(st == 200 and json.loads(body)["data"][0]["id"] == "tiny",
+                "--served-model-name")
+        st, _, body = curl(srv, "POST", "/v1/completions",
+                           {"model": "tiny", "prompt": "Once upon a time", "max_tokens": 20,
+                            "temperature": 0}, headers=auth)
+        j = json.loads(body)
+        C.check(st == 200 and "upon" not in j["choices"][0]["text"][:3] and
+                len(j["choices"][0]["text"]) > 20, "HF model completes: %s" % body[:300])
+        st, _, body = curl(srv, "POST", "/v1/chat/completions",
+                           {"messages": [{"role": "user", "content": "Tell a story"}],
+                            "max_tokens": 10, "temperature": 0, "stream": True}, headers=auth,
+                           stream=True)
+        C.check(st == 200 and sse_events(body)[-1] == "[DONE]", "HF chat stream")
+    finally:
+        rc = srv.stop()
+    C.check(rc == 0, "exit 0 (HF)")
+C.done(srv)
