@@ -6,7 +6,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
 
 #include "eng_model.h"
 #include "eng_safetensors.h"
@@ -396,6 +400,129 @@ static void test_st_parser_survives_mutated_real_header(const char *shared)
     free(buf);
 }
 
+/* Random values in config.json fields (beside a symlink to the real weights) and in the
+ * llama2.c header: every open either succeeds with a config that passes validation, or fails
+ * with a message; never a crash, never an out-of-bounds read (ASan builds). */
+static cJSON *fuzz_value(uint32_t r)
+{
+    static const double nums[] = { 0, -1, 1, 2, 3, 4, 7, 8, 16, 64, 128, 384, 2048, 4096,
+                                   2147483647.0, 2147483648.0, -2147483648.0, 1e300, -1e300,
+                                   0.5, 1e-6, 9007199254740993.0 };
+    const size_t nn = sizeof nums / sizeof nums[0];
+    switch (r % (nn + 5)) {
+    case 0: return cJSON_CreateString("128");
+    case 1: return cJSON_CreateNull();
+    case 2: return cJSON_CreateTrue();
+    case 3: return cJSON_CreateArray();
+    case 4: return cJSON_CreateObject();
+    default: return cJSON_CreateNumber(nums[r % (nn + 5) - 5]);
+    }
+}
+
+static void test_load_fuzz_config_and_llama2c_header(const char *shared)
+{
+    static const char *keys[] = { "hidden_size", "intermediate_size", "num_hidden_layers",
+                                  "num_attention_heads", "num_key_value_heads", "head_dim",
+                                  "vocab_size", "max_position_embeddings", "rope_theta",
+                                  "rms_norm_eps", "tie_word_embeddings", "bos_token_id",
+                                  "eos_token_id", "rope_scaling", "model_type" };
+    const int nk = (int)(sizeof keys / sizeof keys[0]);
+    char dir[] = "/tmp/claq_load_fuzz_XXXXXX", path[1200], src[1100];
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    snprintf(src, sizeof src, "%s/models/tinystories-656k/config.json", shared);
+    char *orig = NULL;
+    size_t len = 0;
+    eng_err err = { 0 };
+    CHECK(eng_st_read_text(src, 1 << 20, &orig, &len, &err) == 0, "%s", err.msg);
+    snprintf(src, sizeof src, "%s/models/tinystories-656k/model.safetensors", shared);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(symlink(src, path) == 0, "symlink");
+    uint32_t rng = 777;
+    int opened = 0, rejected = 0;
+    for (int it = 0; orig && it < 400; it++) {
+        cJSON *cfg = cJSON_Parse(orig);
+        int edits = 1 + it % 3;
+        for (int e = 0; e < edits; e++) {
+            rng = rng * 1664525u + 1013904223u;
+            const char *k = keys[(rng >> 8) % (uint32_t)nk];
+            rng = rng * 1664525u + 1013904223u;
+            cJSON_DeleteItemFromObjectCaseSensitive(cfg, k);
+            cJSON_AddItemToObject(cfg, k, fuzz_value(rng >> 8));
+        }
+        char *text = cJSON_PrintUnformatted(cfg);
+        cJSON_Delete(cfg);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "wb");
+        if (f && text) fputs(text, f);
+        if (f) fclose(f);
+        free(text);
+        eng_model *m = NULL;
+        memset(&err, 0, sizeof err);
+        int rc = eng_model_open(&m, dir, &err);
+        if (rc == 0) {
+            opened++;
+            CHECK(eng_config_validate(&m->cfg, dir, &err) == 0, "opened an invalid config");
+            eng_model_close(m);
+        } else {
+            rejected++;
+            CHECK(m == NULL && err.msg[0], "rc %d without a message", rc);
+        }
+    }
+    free(orig);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+
+    /* llama2.c: the real file with random header integers. */
+    snprintf(src, sizeof src, "%s/models/stories260K.bin", shared);
+    FILE *f = fopen(src, "rb");
+    uint8_t *bin = malloc(1056540);
+    size_t n = (f && bin) ? fread(bin, 1, 1056540, f) : 0;
+    if (f) fclose(f);
+    CHECK(n == 1056540, "read %s", src);
+    snprintf(path, sizeof path, "%s/fuzz.bin", dir);
+    static const int32_t vals[] = { 0, -1, 1, 2, 3, 4, 5, 8, 64, 172, 512, -512, 1 << 20,
+                                    INT32_MAX, INT32_MIN, 0x616b3432 };
+    const uint32_t nv = sizeof vals / sizeof vals[0];
+    int32_t hdr[7];
+    if (n == 1056540) memcpy(hdr, bin, sizeof hdr);
+    /* Written once; each round rewrites only the 28-byte header in place (truncation is
+     * covered by test_load_malformed.py). */
+    int fd = n == 1056540 ? open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : -1;
+    CHECK(n != 1056540 || (fd >= 0 && write(fd, bin, n) == (ssize_t)n), "write %s", path);
+    for (int it = 0; fd >= 0 && it < 300; it++) {
+        int32_t h[7];
+        memcpy(h, hdr, sizeof h);
+        for (int e = 0; e < 1 + it % 2; e++) {
+            rng = rng * 1664525u + 1013904223u;
+            int idx = (int)((rng >> 8) % 7);
+            rng = rng * 1664525u + 1013904223u;
+            h[idx] = vals[(rng >> 8) % nv];
+        }
+        CHECK(pwrite(fd, h, sizeof h, 0) == (ssize_t)sizeof h, "pwrite");
+        eng_model *m = NULL;
+        memset(&err, 0, sizeof err);
+        int rc = eng_model_open(&m, path, &err);
+        if (rc == 0) {
+            opened++;
+            eng_model_close(m);
+        } else {
+            rejected++;
+            CHECK(m == NULL && err.msg[0], "rc %d without a message", rc);
+        }
+    }
+    if (fd >= 0) close(fd);
+    free(bin);
+    unlink(path);
+    rmdir(dir);
+    CHECK(opened > 0 && rejected > 0, "opened %d rejected %d", opened, rejected);
+    printf("fuzzed configs and llama2.c headers: %d opened, %d rejected with a message\n",
+           opened, rejected);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) return tool_main(argv[1]);
@@ -410,6 +537,7 @@ int main(int argc, char **argv)
     test_load_rejects_missing_paths(shared);
     test_st_parser_rejects_hostile_headers();
     test_st_parser_survives_mutated_real_header(shared);
+    test_load_fuzz_config_and_llama2c_header(shared);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
