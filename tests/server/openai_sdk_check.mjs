@@ -83,12 +83,14 @@ async function drain(stream, pick) {
 
 function checkStream(r, whole, type, maxTokens, what) {
     check(r.chunks >= 2, `${what}: several chunks`, r.chunks);
-    check(r.ids.size === 1 && !r.ids.has(undefined) && !r.ids.has(''), `${what}: one id on every chunk`, [...r.ids]);
+    check(r.ids.size === 1 && !r.ids.has(undefined) && !r.ids.has(''),
+          `${what}: one id on every chunk`, [...r.ids]);
     check(r.objects.size === 1 && r.objects.has(type), `${what}: object ${type}`, [...r.objects]);
     check(r.created.size === 1, `${what}: one created on every chunk`, [...r.created]);
     check(r.finishes.length === 1, `${what}: exactly one finish_reason`, r.finishes);
     check(r.usageChunks === 1 && r.earlyUsage === 0,
-          `${what}: exactly one usage chunk, with empty choices`, { n: r.usageChunks, early: r.earlyUsage });
+          `${what}: exactly one usage chunk, with empty choices`,
+          { n: r.usageChunks, early: r.earlyUsage });
     checkUsage(r.usage, maxTokens, what);
     checkFinish(r.finishes[0], r.usage, maxTokens, what);
     check(r.text === whole.text, `${what}: deltas concatenate to the whole greedy answer`,
@@ -127,19 +129,22 @@ async function main() {
     const cc = chat.choices[0];
     check(cc.index === 0, 'chat: index 0', cc.index);
     check(cc.message && cc.message.role === 'assistant', 'chat: assistant message', cc.message);
-    check(typeof cc.message.content === 'string' && cc.message.content.length > 0, 'chat: content', cc.message);
+    check(typeof cc.message.content === 'string' && cc.message.content.length > 0,
+          'chat: content', cc.message);
     checkUsage(chat.usage, 24, 'chat');
     checkFinish(cc.finish_reason, chat.usage, 24, 'chat');
     const rid = chatHttp.headers.get('x-request-id');
     check(typeof rid === 'string' && rid.length > 0, 'chat: X-Request-Id header', rid);
-    console.log(`chat: ${JSON.stringify(cc.message.content)} (${cc.finish_reason}, ${JSON.stringify(chat.usage)})`);
+    console.log(`chat: ${JSON.stringify(cc.message.content)} ` +
+                `(${cc.finish_reason}, ${JSON.stringify(chat.usage)})`);
 
     // chat, streamed
     const chatStream = await client.chat.completions.create({
         ...chatReq, stream: true, stream_options: { include_usage: true },
     });
     const cs = await drain(chatStream, (c) => c.delta?.content);
-    checkStream(cs, { text: cc.message.content, usage: chat.usage }, 'chat.completion.chunk', 24, 'chat stream');
+    checkStream(cs, { text: cc.message.content, usage: chat.usage }, 'chat.completion.chunk', 24,
+                'chat stream');
 
     // completions, whole
     const compReq = { model, prompt: 'Once upon a time', max_tokens: 20, temperature: 0 };
@@ -151,7 +156,8 @@ async function main() {
     check(typeof pc.text === 'string' && pc.text.length > 0, 'completion: text', pc.text);
     checkUsage(comp.usage, 20, 'completion');
     checkFinish(pc.finish_reason, comp.usage, 20, 'completion');
-    console.log(`completion: ${JSON.stringify(pc.text)} (${pc.finish_reason}, ${JSON.stringify(comp.usage)})`);
+    console.log(`completion: ${JSON.stringify(pc.text)} ` +
+                `(${pc.finish_reason}, ${JSON.stringify(comp.usage)})`);
 
     // completions, streamed
     const compStream = await client.completions.create({
@@ -199,7 +205,8 @@ async function main() {
     }
     check(got === 1, 'aborted stream delivered its first chunk', got);
     const again = await client.completions.create(compReq);
-    check(again.choices?.[0]?.text === pc.text, 'after an aborted stream: same greedy answer', again.choices?.[0]?.text);
+    check(again.choices?.[0]?.text === pc.text, 'after an aborted stream: same greedy answer',
+          again.choices?.[0]?.text);
 
     console.log(`${checks - failures} passed, ${failures} failed`);
     process.exit(failures ? 1 : 0);

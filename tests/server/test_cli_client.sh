@@ -23,7 +23,8 @@ tmp="$(mktemp -d)"
 trap 'claq_server_stop >/dev/null 2>&1; rm -rf "$tmp" "$CLAQ_SERVER_LOG"' EXIT
 
 key="test-key-$$"
-claq_server_start "$bin/claq-server" "$model" --api-key "$key" || { echo "FAIL: server start"; exit 1; }
+claq_server_start "$bin/claq-server" "$model" --api-key "$key" ||
+    { echo "FAIL: server start"; exit 1; }
 url="$CLAQ_SERVER_URL"
 echo "server at $url"
 export CLAQ_API_KEY="$key"
@@ -40,17 +41,22 @@ stat_of() { grep -o "$2=[^ ]*" "$tmp/$1.err" | head -n1 | cut -d= -f2; }
 # check_answer NAME MAX: exit 0, some text, usage and finish_reason consistent with MAX tokens.
 check_answer() {
     local name="$1" max="$2"
-    [ "$(rc_of "$name")" = 0 ] || { fail "$name: exit $(rc_of "$name"): $(cat "$tmp/$name.err")"; return; }
+    if [ "$(rc_of "$name")" != 0 ]; then
+        fail "$name: exit $(rc_of "$name"): $(cat "$tmp/$name.err")"
+        return
+    fi
     [ -s "$tmp/$name.out" ] || fail "$name: no text printed"
     local pt ct tt fr
     pt="$(stat_of "$name" prompt_tokens)"; ct="$(stat_of "$name" completion_tokens)"
     tt="$(stat_of "$name" total_tokens)"; fr="$(stat_of "$name" finish_reason)"
-    echo "$name: prompt_tokens=$pt completion_tokens=$ct finish_reason=$fr text=$(head -c 80 "$tmp/$name.out" | tr '\n' ' ')"
+    echo "$name: prompt_tokens=$pt completion_tokens=$ct finish_reason=$fr" \
+         "text=$(head -c 80 "$tmp/$name.out" | tr '\n' ' ')"
     [[ "$pt" =~ ^[0-9]+$ ]] && [ "$pt" -gt 0 ] || fail "$name: prompt_tokens '$pt'"
-    [[ "$ct" =~ ^[0-9]+$ ]] && [ "$ct" -ge 1 ] && [ "$ct" -le "$max" ] || fail "$name: completion_tokens '$ct' not in 1..$max"
+    [[ "$ct" =~ ^[0-9]+$ ]] && [ "$ct" -ge 1 ] && [ "$ct" -le "$max" ] ||
+        fail "$name: completion_tokens '$ct' not in 1..$max"
     [ "$tt" = "$((pt + ct))" ] || fail "$name: total_tokens $tt != $pt + $ct"
     case "$fr" in
-    length) [ "$ct" = "$max" ] || fail "$name: finish_reason length but $ct < $max tokens" ;;
+    length) [ "$ct" = "$max" ] || fail "$name: finish_reason length with $ct < $max tokens" ;;
     stop) [ "$ct" -le "$max" ] || fail "$name: finish_reason stop with $ct tokens" ;;
     *) fail "$name: finish_reason '$fr'" ;;
     esac
@@ -61,7 +67,8 @@ run chat_stream chat "Tell me a story about a cat." --max-tokens 24 --temperatur
 run chat_whole chat "Tell me a story about a cat." --max-tokens 24 --temperature 0 --stats --no-stream
 check_answer chat_stream 24
 check_answer chat_whole 24
-cmp -s "$tmp/chat_stream.out" "$tmp/chat_whole.out" || fail "chat: streamed text differs from the whole response"
+cmp -s "$tmp/chat_stream.out" "$tmp/chat_whole.out" ||
+    fail "chat: streamed text differs from the whole response"
 grep -q "ttft_ms=" "$tmp/chat_stream.err" || fail "chat_stream: no TTFT measured (nothing streamed?)"
 
 # 2. complete, streamed and not, with a system-free prompt; the same equality.
@@ -69,7 +76,8 @@ run comp_stream complete "Once upon a time" --max-tokens 20 --temperature 0 -v
 run comp_whole complete "Once upon a time" --max-tokens 20 --temperature 0 -v --no-stream
 check_answer comp_stream 20
 check_answer comp_whole 20
-cmp -s "$tmp/comp_stream.out" "$tmp/comp_whole.out" || fail "complete: streamed text differs from the whole response"
+cmp -s "$tmp/comp_stream.out" "$tmp/comp_whole.out" ||
+    fail "complete: streamed text differs from the whole response"
 
 # 3. the prompt from stdin, and a system message.
 echo "Once upon a time" | "$client" --url "$url" complete --max-tokens 20 --temperature 0 \
@@ -80,7 +88,8 @@ check_answer chat_sys 8
 
 # 4. the model list names the served model (the directory's base name by default).
 run models models
-[ "$(rc_of models)" = 0 ] && grep -qx "tinystories-656k" "$tmp/models.out" || fail "models: $(cat "$tmp/models.out" "$tmp/models.err")"
+[ "$(rc_of models)" = 0 ] && grep -qx "tinystories-656k" "$tmp/models.out" ||
+    fail "models: $(cat "$tmp/models.out" "$tmp/models.err")"
 
 # 5. errors: unknown model (404 with the server's message), no key (401), bad usage, no server.
 run badmodel --model no-such-model chat "hi" --max-tokens 4
@@ -88,9 +97,11 @@ run badmodel --model no-such-model chat "hi" --max-tokens 4
 grep -q "HTTP 404" "$tmp/badmodel.err" && grep -q "model_not_found" "$tmp/badmodel.err" ||
     fail "unknown model: stderr lacks 'HTTP 404 ... model_not_found': $(cat "$tmp/badmodel.err")"
 echo "unknown model -> $(cat "$tmp/badmodel.err")"
-CLAQ_API_KEY= OPENAI_API_KEY= "$client" --url "$url" chat "hi" --max-tokens 4 >"$tmp/nokey.out" 2>"$tmp/nokey.err"
+CLAQ_API_KEY= OPENAI_API_KEY= "$client" --url "$url" chat "hi" --max-tokens 4 \
+    >"$tmp/nokey.out" 2>"$tmp/nokey.err"
 rc=$?
-[ "$rc" = 1 ] && grep -q "HTTP 401" "$tmp/nokey.err" || fail "no API key: exit $rc, stderr $(cat "$tmp/nokey.err")"
+[ "$rc" = 1 ] && grep -q "HTTP 401" "$tmp/nokey.err" ||
+    fail "no API key: exit $rc, stderr $(cat "$tmp/nokey.err")"
 echo "no key -> $(cat "$tmp/nokey.err")"
 run badopt chat "hi" --max-tokens -5
 [ "$(rc_of badopt)" = 2 ] || fail "negative --max-tokens: exit $(rc_of badopt), want 2"

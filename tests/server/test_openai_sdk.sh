@@ -22,7 +22,8 @@ if [ ! -f "$here/node_modules/openai/package.json" ]; then
         exit 77
     fi
 fi
-echo "openai SDK $(node -p "require('$here/node_modules/openai/package.json').version"), node $(node --version)"
+sdk_version="$(node -p "require('$here/node_modules/openai/package.json').version")"
+echo "openai SDK $sdk_version, node $(node --version)"
 . "$src/clients/bench/server_ctl.sh"
 trap 'claq_server_stop >/dev/null 2>&1; rm -f "$CLAQ_SERVER_LOG"' EXIT
 
