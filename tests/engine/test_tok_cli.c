@@ -85,14 +85,23 @@ static int32_t *encode(const eng_tokenizer *t, const char *s, size_t len, int bo
     return ids;
 }
 
-static char *decode(const eng_tokenizer *t, const int32_t *ids, size_t n, int skip)
+/* Decoded text (may hold NUL bytes from <0x00>: *len says how long); caller frees. */
+static char *decode_len(const eng_tokenizer *t, const int32_t *ids, size_t n, int skip,
+                        size_t *len)
 {
     size_t need = eng_tokenizer_decode(t, ids, n, skip, NULL, 0);
     char *s = malloc(need + 1);
     if (!s) return NULL;
     size_t got = eng_tokenizer_decode(t, ids, n, skip, s, need + 1);
-    CHECK(got == need && strlen(s) == need, "decode length %zu vs %zu", got, need);
+    CHECK(got == need && s[need] == '\0', "decode length %zu vs %zu", got, need);
+    *len = need;
     return s;
+}
+
+static char *decode(const eng_tokenizer *t, const int32_t *ids, size_t n, int skip)
+{
+    size_t len;
+    return decode_len(t, ids, n, skip, &len);
 }
 
 /* CPU time of this process: the machine is shared, wall time says more about the others */
@@ -163,8 +172,11 @@ static int mode_decode(const char *tokpath, int streaming)
             q = e;
         }
         if (!streaming) {
-            char *s = decode(t, ids, k, 1);
-            printf("%zu\n%s\n", strlen(s), s);
+            size_t len = 0;
+            char *s = decode_len(t, ids, k, 1, &len);
+            printf("%zu\n", len);
+            fwrite(s, 1, len, stdout);
+            putchar('\n');
             free(s);
         } else {
             eng_detok d;
