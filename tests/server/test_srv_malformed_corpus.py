@@ -1,0 +1,258 @@
+"""test_srv_malformed_corpus.py — one case per malformed input (the redis protocol-test habit):
+broken JSON, wrong types, huge numbers, negative max_tokens, unknown model, oversize bodies and
+headers, invalid UTF-8, truncated requests, pipelined garbage, slowloris headers, a stalled body,
+bad HTTP. Each must get its precise 4xx with an OpenAI-shaped error body (string code), never a
+5xx, and the server must keep serving valid requests after every case. Run it against an ASan
+build too (ctest in a -DCLAQ_SANITIZE=ON build directory)."""
+import json
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srv_harness import Checker, Server, require, statuses  # noqa: E402
+
+require("stories260K.bin")
+C = Checker()
+
+srv = Server("stories260K.bin", "tok512.bin",
+             args=["--max-body-bytes", "65536", "--max-header-bytes", "8192",
+                   "--header-timeout", "1.5", "--body-timeout", "1.5", "--idle-timeout", "30"])
+
+
+def still_serving(what):
+    st, _, _ = srv.request("GET", "/health")
+    ok = st == 200
+    if ok:
+        st, _, j = srv.post("/v1/completions", {"prompt": "Zoo", "max_tokens": 3,
+                                                 "temperature": 0})
+        ok = st == 200 and j["usage"]["completion_tokens"] == 3
+    C.check(ok and srv.proc.poll() is None, "server still serving after: %s" % what)
+
+
+def oai_error(body):
+    try:
+        e = json.loads(body)["error"]
+        return (isinstance(e["message"], str) and isinstance(e["type"], str) and "param" in e
+                and isinstance(e["code"], str))
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def case_json(name, path, body, want, code=None):
+    """A request with a (possibly broken) body; body str/bytes are sent as is."""
+    st, hd, data = srv.request("POST", path, body, {"Content-Type": "application/json"})
+    ok = C.check(st == want, "%s: status %d, want %d: %s" % (name, st, want, data[:200]))
+    if ok:
+        C.check(oai_error(data), "%s: OpenAI error shape: %s" % (name, data[:200]))
+        if code:
+            C.check(json.loads(data)["error"]["code"] == code,
+                    "%s: code %s: %s" % (name, code, data[:200]))
+    still_serving(name)
+
+
+def case_raw(name, data, want, shut=False, timeout=10):
+    out = srv.raw(data, timeout=timeout, shut=shut)
+    got = statuses(out)
+    C.check(got == want, "%s: statuses %s, want %s: %r" % (name, got, want, out[:300]))
+    still_serving(name)
+    return out
+
+
+P = "/v1/completions"
+CH = "/v1/chat/completions"
+# ---- JSON bodies ----
+case_json("broken JSON", P, '{"prompt": "a",', 400)
+case_json("trailing garbage after JSON", P, '{"prompt": "a"} xyz', 400)
+case_json("JSON array body", P, "[1, 2]", 400)
+case_json("JSON string body", P, '"hello"', 400)
+case_json("empty body", P, "", 400)
+case_json("NaN literal", P, '{"prompt": "a", "temperature": NaN}', 400)
+case_json("deeply nested JSON", P, "[" * 20000 + "]" * 20000, 400)
+case_json("invalid UTF-8 in body", P, b'{"prompt": "\xff\xfe bad"}', 400)
+case_json("overlong UTF-8 in body", P, b'{"prompt": "\xc0\xaf"}', 400)
+case_json("prompt missing", P, {"max_tokens": 3}, 400)
+case_json("prompt wrong type", P, {"prompt": 5}, 400)
+case_json("prompt list of objects", P, {"prompt": [{"a": 1}]}, 400)
+case_json("prompt empty token list", P, {"prompt": []}, 400)
+case_json("prompt token id out of range", P, {"prompt": [1, 99999]}, 400)
+case_json("prompt negative token id", P, {"prompt": [1, -1]}, 400)
+case_json("prompt huge token id", P, {"prompt": [1e20]}, 400)
+case_json("prompt fractional token id", P, {"prompt": [1.5]}, 400)
+case_json("too many prompts", P, {"prompt": ["a"] * 100}, 400)
+case_json("max_tokens string", P, {"prompt": "a", "max_tokens": "10"}, 400)
+case_json("max_tokens negative", P, {"prompt": "a", "max_tokens": -5}, 400)
+case_json("max_tokens fractional", P, {"prompt": "a", "max_tokens": 2.5}, 400)
+case_json("max_tokens huge", P, {"prompt": "a", "max_tokens": 1e300}, 400)
+case_json("max_tokens 2^64", P, '{"prompt": "a", "max_tokens": 18446744073709551616}', 400)
+case_json("max_tokens over context", P, {"prompt": "a", "max_tokens": 100000}, 400,
+          "context_length_exceeded")
+case_json("prompt over context", P, {"prompt": "once upon a time " * 400, "max_tokens": 1},
+          400, "context_length_exceeded")
+case_json("temperature string", P, {"prompt": "a", "temperature": "hot"}, 400)
+case_json("temperature huge", P, {"prompt": "a", "temperature": 1e308}, 400)
+case_json("temperature negative", P, {"prompt": "a", "temperature": -1}, 400)
+case_json("top_p zero", P, {"prompt": "a", "top_p": 0}, 400)
+case_json("top_k fractional", P, {"prompt": "a", "top_k": 1.5}, 400)
+case_json("min_p above 1", P, {"prompt": "a", "min_p": 2}, 400)
+case_json("presence_penalty out of range", P, {"prompt": "a", "presence_penalty": 5}, 400)
+case_json("repetition_penalty zero", P, {"prompt": "a", "repetition_penalty": 0}, 400)
+case_json("seed huge", P, {"prompt": "a", "seed": 1e30}, 400)
+case_json("seed string", P, {"prompt": "a", "seed": "x"}, 400)
+case_json("n zero", P, {"prompt": "a", "n": 0}, 400)
+case_json("n huge", P, {"prompt": "a", "n": 1000000}, 400)
+case_json("stream string", P, {"prompt": "a", "stream": "yes"}, 400)
+case_json("stream_options not object", P, {"prompt": "a", "stream": True,
+                                            "stream_options": 3}, 400)
+case_json("stop number", P, {"prompt": "a", "stop": 5}, 400)
+case_json("stop list with number", P, {"prompt": "a", "stop": ["x", 5]}, 400)
+case_json("stop too many", P, {"prompt": "a", "stop": ["s%d" % i for i in range(20)]}, 400)
+case_json("stop too long", P, {"prompt": "a", "stop": "x" * 1000}, 400)
+case_json("stop empty string", P, {"prompt": "a", "stop": ""}, 400)
+case_json("logit_bias not object", P, {"prompt": "a", "logit_bias": [1]}, 400)
+case_json("logit_bias bad key", P, {"prompt": "a", "logit_bias": {"abc": 1}}, 400)
+case_json("logit_bias key out of range", P, {"prompt": "a", "logit_bias": {"70000": 1}}, 400)
+case_json("logit_bias value huge", P, {"prompt": "a", "logit_bias": {"5": 500}}, 400)
+case_json("logprobs too many", P, {"prompt": "a", "logprobs": 100}, 400)
+case_json("logprobs bool on completions", P, {"prompt": "a", "logprobs": True}, 400)
+case_json("suffix", P, {"prompt": "a", "suffix": "z"}, 400)
+case_json("best_of 3", P, {"prompt": "a", "best_of": 3}, 400)
+case_json("user not string", P, {"prompt": "a", "user": 5}, 400)
+case_json("echo not bool", P, {"prompt": "a", "echo": 1}, 400)
+case_json("unknown model", P, {"prompt": "a", "model": "gpt-4o"}, 404, "model_not_found")
+case_json("model not string", P, {"prompt": "a", "model": 7}, 400)
+case_json("chat messages missing", CH, {"max_tokens": 2}, 400)
+case_json("chat messages string", CH, {"messages": "hi"}, 400)
+case_json("chat messages empty", CH, {"messages": []}, 400)
+case_json("chat message not object", CH, {"messages": ["hi"]}, 400)
+case_json("chat role missing", CH, {"messages": [{"content": "hi"}]}, 400)
+case_json("chat role unknown", CH, {"messages": [{"role": "wizard", "content": "hi"}]}, 400)
+case_json("chat content number", CH, {"messages": [{"role": "user", "content": 5}]}, 400)
+case_json("chat image part", CH, {"messages": [{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 400)
+case_json("chat logprobs int", CH, {"messages": [{"role": "user", "content": "a"}],
+                                    "logprobs": 3}, 400)
+case_json("chat top_logprobs without logprobs", CH,
+          {"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2}, 400)
+case_json("chat top_logprobs huge", CH, {"messages": [{"role": "user", "content": "a"}],
+                                         "logprobs": True, "top_logprobs": 50}, 400)
+case_json("chat unknown model", CH, {"messages": [{"role": "user", "content": "a"}],
+                                     "model": "x"}, 404, "model_not_found")
+case_json("tokenize without prompt", "/tokenize", {"x": 1}, 400)
+case_json("detokenize tokens not list", "/detokenize", {"tokens": "abc"}, 400)
+
+# ---- routing ----
+st, hd, data = srv.request("GET", "/nope")
+C.check(st == 404 and oai_error(data), "unknown path 404")
+st, hd, data = srv.request("GET", "/v1/completions")
+C.check(st == 405 and "POST" in hd.get("allow", "") and oai_error(data), "wrong method 405 + Allow")
+st, hd, data = srv.request("DELETE", "/health")
+C.check(st == 405 and "GET" in hd.get("allow", ""), "DELETE /health 405")
+
+# ---- HTTP level, raw sockets ----
+H = b"Host: x\r\n"
+case_raw("not HTTP at all", b"HELLO THERE\r\n\r\n", [400])
+case_raw("bad HTTP version", b"GET /health HTTP/9.9\r\n" + H + b"\r\n", [400])
+case_raw("bad Content-Length", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Content-Length: abc\r\n\r\n", [400])
+case_raw("Content-Length and chunked", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [400])
+case_raw("bad chunk size", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", [400])
+case_raw("header without colon", b"GET /health HTTP/1.1\r\n" + H + b"BadHeader\r\n\r\n", [400])
+t0 = time.time()
+case_raw("oversize body by Content-Length (decided before reading)",
+         b"POST /v1/completions HTTP/1.1\r\n" + H + b"Content-Length: 100000000\r\n\r\n", [413])
+C.check(time.time() - t0 < 1.4, "413 without waiting for the body")
+big = json.dumps({"prompt": "a" * 70000}).encode()
+case_raw("oversize body, full", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Content-Length: %d\r\n\r\n" % len(big) + big, [413])
+chunks = b"".join(b"%x\r\n" % 8192 + b"a" * 8192 + b"\r\n" for _ in range(10)) + b"0\r\n\r\n"
+case_raw("oversize chunked body", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Transfer-Encoding: chunked\r\n\r\n" + chunks, [413])
+case_raw("oversize header value", b"GET /health HTTP/1.1\r\n" + H + b"X-Big: " +
+         b"a" * 20000 + b"\r\n\r\n", [431])
+case_raw("too many headers", b"GET /health HTTP/1.1\r\n" + H +
+         b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", [431])
+case_raw("URL too long", b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\n" + H + b"\r\n", [414])
+body = b'{"prompt": "Zoo", "max_tokens": 3, "temperature": 0}'
+out = case_raw("truncated body then EOF", b"POST /v1/completions HTTP/1.1\r\n" + H +
+               b"Content-Length: %d\r\n\r\n" % len(body) + body[:10], [400], shut=True)
+case_raw("truncated headers then EOF", b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: b", [400],
+         shut=True)
+case_raw("pipelined valid then garbage",
+         b"GET /health HTTP/1.1\r\n" + H + b"\r\n" + b"\x00\x01GARBAGE\r\n\r\n", [200, 400])
+case_raw("pipelined garbage then valid (closed after the error)",
+         b"BLAH\r\n\r\nGET /health HTTP/1.1\r\n" + H + b"\r\n", [400])
+
+# chunked request bodies are supported
+chunked = b"%x\r\n" % 10 + body[:10] + b"\r\n" + b"%x\r\n" % (len(body) - 10) + body[10:] + \
+    b"\r\n0\r\n\r\n"
+case_raw("valid chunked body", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked, [200])
+
+# pipelining: answered in request order (ids echo back in order), mixed fast and slow
+reqs = b""
+for i in range(6):
+    if i % 2:
+        reqs += (b"POST /v1/completions HTTP/1.1\r\n" + H + b"X-Request-Id: r%d\r\n" % i +
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    else:
+        reqs += b"GET /health HTTP/1.1\r\n" + H + b"X-Request-Id: r%d\r\n\r\n" % i
+reqs += b"GET /health HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
+out = srv.raw(reqs, timeout=20)
+ids = [x.decode() for x in __import__("re").findall(rb"X-Request-Id: (r\d)", out)]
+C.check(statuses(out) == [200] * 7, "pipelined statuses: %s" % statuses(out))
+C.check(ids == ["r%d" % i for i in range(6)], "pipelined answered in order: %s" % ids)
+
+# slowloris: headers dribbled one byte at a time never beat the total header deadline
+s = socket.create_connection((srv.host, srv.port), timeout=10)
+t0 = time.time()
+req = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+got = b""
+try:
+    for b in req:
+        s.sendall(bytes([b]))
+        time.sleep(0.1)
+        if time.time() - t0 > 5:
+            break
+except OSError:
+    pass
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+except OSError:
+    pass
+s.close()
+el = time.time() - t0
+C.check(statuses(got) == [408], "slowloris gets 408: %r" % got[:100])
+C.check(el < 4, "slowloris cut off by the total deadline (%.1f s)" % el)
+still_serving("slowloris")
+
+# stalled body: headers complete, body never finishes
+t0 = time.time()
+out = srv.raw(b"POST /v1/completions HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\n{\"pro",
+              timeout=10)
+C.check(statuses(out) == [408] and time.time() - t0 < 4, "stalled body 408: %r" % out[:100])
+still_serving("stalled body")
+
+# an idle connection that sends nothing is not a request: no response, just kept until idle
+# timeout; a valid request on a kept-alive connection after errors elsewhere still works
+c = srv.conn()
+for i in range(3):
+    c.request("GET", "/health")
+    r = c.getresponse()
+    r.read()
+    C.check(r.status == 200, "keep-alive request %d" % i)
+c.close()
+
+# no 5xx anywhere in the access log
+bad = [a for a in srv.access_lines() if a["status"] >= 500]
+C.check(not bad, "no 5xx responses: %s" % bad[:3])
+rc = srv.stop()
+C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
+C.done(srv)
