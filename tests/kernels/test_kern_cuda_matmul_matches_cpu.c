@@ -1,0 +1,266 @@
+/* test_kern_cuda_matmul_matches_cpu.c — the CUDA matmul against the scalar CPU backend:
+ *  - dense fp32 / fp16 / bf16 weights and packed CLAQ weights (mixed 2/3/4-bit columns, ~2 %
+ *    outliers), odd shapes (rows 1..1000, cols 1..1000, batch 1..20), fresh random inputs, output
+ *    poisoned with NaN before every run;
+ *  - batch invariance: token t alone (n = 1) gives the same bits as inside a batch of 20;
+ *  - a resident (uploaded) weight and a per-call staged one give the same bits;
+ *  - the opt-in cuBLAS prefill path (fp16 / bf16 inputs) within its looser bound;
+ *  - real matrices of the shared models (small-lm-5m, tinystories-656k) when present.
+ * Tolerance (both sides accumulate in fp32, in different orders), per output:
+ *   |y_cuda - y_cpu| <= 2 * (terms + 2) * FLT_EPSILON * sum_j |W[r][j] x[j]|
+ * with terms = cols (dense) or cols_pad + nnz + K slices (CLAQ); the cuBLAS path adds the
+ * rounding of x to fp16 (2^-11) or bf16 (2^-8) times the same magnitude. NaN never passes.
+ * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1 runs it with the CPU backend in
+ * CUDA's place, which checks only the test itself). */
+#include <float.h>
+
+#include "cuda_test_common.h"
+#include "eng_claq_file.h"
+#include "eng_model.h"
+#include "kern_half.h"
+
+#define NMAX 20
+
+/* y_cuda vs y_cpu for n tokens; mag[t*rows + r] = sum |W x| (double). */
+static void compare(const char *what, const float *yc, const float *yr, const double *mag, int n,
+                    int64_t rows, double terms, double x_round)
+{
+    for (int t = 0; t < n; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            const size_t i = (size_t)t * rows + r;
+            const double tol = (2.0 * (terms + 2) * FLT_EPSILON + x_round) * mag[i] + 1e-30;
+            if (!ct_close(yc[i], yr[i], tol)) {
+                CT_CHECK(0, "%s: token %d row %lld: cuda %.9g cpu %.9g (tol %.3g)", what, t,
+                         (long long)r, yc[i], yr[i], tol);
+                return;
+            }
+        }
+}
+
+/* Everything one matrix must pass. w_f32 [rows][cols] is W as fp32 (for the magnitudes). */
+static void check_matrix(kern_backend *cu, kern_backend *cpu, kern_matrix *m, const float *w_f32,
+                         double terms, const char *name)
+{
+    const int64_t rows = m->rows, cols = m->cols;
+    float *x = malloc(sizeof(float) * (size_t)(NMAX * cols));
+    float *yr = malloc(sizeof(float) * (size_t)(NMAX * rows));
+    float *yc = malloc(sizeof(float) * (size_t)(NMAX * rows));
+    float *y1 = malloc(sizeof(float) * (size_t)rows);
+    double *mag = malloc(sizeof(double) * (size_t)(NMAX * rows));
+    if (!x || !yr || !yc || !y1 || !mag) {
+        CT_CHECK(0, "oom");
+        goto out;
+    }
+    for (int64_t i = 0; i < NMAX * cols; i++) x[i] = ct_frnd() * 2.0f;
+    for (int t = 0; t < NMAX; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (int64_t j = 0; j < cols; j++) s += fabs((double)w_f32[r * cols + j] * x[t * cols + j]);
+            mag[(size_t)t * rows + r] = s;
+        }
+    CT_CHECK(kern_matmul(cpu, m, x, NMAX, yr) == 0, "%s: cpu matmul", name);
+
+    const int ns[] = {1, 3, 8, 9, NMAX};
+    char what[160];
+    /* Staged (never uploaded) first, then resident: same bits. */
+    float *staged = malloc(sizeof(float) * (size_t)(NMAX * rows));
+    ct_poison(staged, (size_t)(NMAX * rows));
+    int rc = kern_matmul(cu, m, x, NMAX, staged);
+    CT_CHECK(rc == 0, "%s: staged matmul: %s %s", name, kern_strerror(rc), ct_cuda_err(cu));
+    rc = kern_upload(cu, m);
+    CT_CHECK(rc == 0 && (m->dev || ct_standin), "%s: upload: %s %s", name, kern_strerror(rc),
+             ct_cuda_err(cu));
+
+    for (unsigned k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        const int n = ns[k];
+        ct_poison(yc, (size_t)(n * rows));
+        rc = kern_matmul(cu, m, x, n, yc);
+        CT_CHECK(rc == 0, "%s n=%d: %s %s", name, n, kern_strerror(rc), ct_cuda_err(cu));
+        snprintf(what, sizeof what, "%s n=%d", name, n);
+        compare(what, yc, yr, mag, n, rows, terms, 0.0);
+    }
+    /* yc now holds n = NMAX. Batch invariance and staged == resident. */
+    size_t at = 0;
+    CT_CHECK(ct_same_bits(staged, yc, (size_t)(NMAX * rows), &at),
+             "%s: staged vs resident differ at %zu: %.9g vs %.9g", name, at, staged[at], yc[at]);
+    for (int t = 0; t < NMAX; t += 3) {
+        ct_poison(y1, (size_t)rows);
+        CT_CHECK(kern_matmul(cu, m, x + t * cols, 1, y1) == 0, "%s: n=1", name);
+        CT_CHECK(ct_same_bits(y1, yc + (size_t)t * rows, (size_t)rows, &at),
+                 "%s: token %d alone differs from inside the batch at row %zu: %.9g vs %.9g",
+                 name, t, at, y1[at], yc[(size_t)t * rows + at]);
+    }
+    /* Opt-in cuBLAS prefill path. */
+    if (ct_set_prefill_min_n(cu, 1) == 0) {
+        const double xr = m->dtype == KERN_F32 ? 0.0 : m->dtype == KERN_BF16 ? 1.0 / 256 : 1.0 / 2048;
+        ct_poison(yc, (size_t)(NMAX * rows));
+        rc = kern_matmul(cu, m, x, NMAX, yc);
+        CT_CHECK(rc == 0, "%s prefill: %s %s", name, kern_strerror(rc), ct_cuda_err(cu));
+        snprintf(what, sizeof what, "%s prefill path", name);
+        compare(what, yc, yr, mag, NMAX, rows, terms, xr);
+        ct_set_prefill_min_n(cu, 0);
+    }
+    kern_release(cu, m);
+    CT_CHECK(m->dev == NULL, "%s: release left dev set", name);
+    free(staged);
+out:
+    free(x); free(yr); free(yc); free(y1); free(mag);
+}
+
+static void dense_case(kern_backend *cu, kern_backend *cpu, kern_dtype dt, int64_t rows,
+                       int64_t cols)
+{
+    float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+    void *wd = malloc((size_t)(rows * cols) * kern_dtype_size(dt));
+    for (int64_t i = 0; i < rows * cols; i++) {
+        float v = ct_frnd();
+        if (dt == KERN_F16) {
+            ((uint16_t *)wd)[i] = kern_f32_to_f16(v);
+            wf[i] = kern_f16_to_f32(((uint16_t *)wd)[i]);
+        } else if (dt == KERN_BF16) {
+            ((uint16_t *)wd)[i] = kern_f32_to_bf16(v);
+            wf[i] = kern_bf16_to_f32(((uint16_t *)wd)[i]);
+        } else {
+            ((float *)wd)[i] = v;
+            wf[i] = v;
+        }
+    }
+    kern_matrix m = {dt, rows, cols, wd, NULL, NULL};
+    char name[96];
+    snprintf(name, sizeof name, "%s %lldx%lld", kern_dtype_name(dt), (long long)rows,
+             (long long)cols);
+    check_matrix(cu, cpu, &m, wf, (double)cols, name);
+    free(wf);
+    free(wd);
+}
+
+/* Random CLAQ matrix as in test_kern_claq_simd_matches_ref.c: mix 0: all 4-bit, 1: 3, 2: 2,
+ * 3: mixed; sorted heavy-tailed fp16 codebooks; ~2 % outliers. */
+static int make_q(eng_qmatrix *q, int64_t rows, int64_t cols, int mix)
+{
+    if (eng_qmatrix_alloc(q, rows, cols, NULL)) return -1;
+    for (int64_t j = 0; j < cols; j++) {
+        q->bits[j] = (uint8_t)(mix == 3 ? 2 + (int)(ct_rnd() % 3) : 4 - mix);
+        int K = 1 << q->bits[j];
+        float v[16];
+        for (int e = 0; e < K; e++) {
+            float u = ct_frnd();
+            v[e] = u * u * u * 0.3f + u * 0.05f;
+        }
+        for (int a = 1; a < K; a++)
+            for (int b = a; b > 0 && v[b] < v[b - 1]; b--) {
+                float t = v[b]; v[b] = v[b - 1]; v[b - 1] = t;
+            }
+        for (int e = 0; e < ENG_QM_CB; e++)
+            q->codebook[j * ENG_QM_CB + e] = kern_f32_to_f16(v[e < K ? e : K - 1]);
+        for (int64_t r = 0; r < rows; r++) q->codes[r * cols + j] = (uint8_t)(ct_rnd() % (uint32_t)K);
+    }
+    for (int64_t j = 0; j < cols; j++)
+        for (int64_t r = 0; r < rows; r++)
+            if (ct_rnd() % 50 == 0 &&
+                eng_qmatrix_add_outlier(q, (uint32_t)r, (uint32_t)j, kern_f32_to_f16(ct_frnd() * 2.0f)))
+                return -1;
+    return 0;
+}
+
+static void claq_case(kern_backend *cu, kern_backend *cpu, int64_t rows, int64_t cols, int mix)
+{
+    eng_qmatrix q;
+    eng_claq_packed p;
+    eng_err err = {0};
+    memset(&p, 0, sizeof p);
+    if (make_q(&q, rows, cols, mix)) {
+        CT_CHECK(0, "make_q");
+        return;
+    }
+    int rc = eng_claq_pack(&q, "test", &p, &err);
+    CT_CHECK(rc == 0, "pack: %s", err.msg);
+    if (!rc) {
+        float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+        eng_claq_unpack(&p.view, wf);
+        kern_matrix m = {KERN_CLAQ, rows, cols, NULL, &p.view, NULL};
+        char name[96];
+        snprintf(name, sizeof name, "CLAQ mix%d %lldx%lld", mix, (long long)rows, (long long)cols);
+        /* K slices are at most cols_pad / 32; x2: outliers add |cb x| + |delta x| terms */
+        check_matrix(cu, cpu, &m, wf,
+                     2.0 * (double)(p.view.cols_pad + p.view.nnz + p.view.cols_pad / 32),
+                     name);
+        free(wf);
+    }
+    eng_claq_packed_free(&p);
+    eng_qmatrix_free(&q);
+}
+
+/* Real weights: a few matrices of each shared model, as stored (fp32 here). */
+static void real_models(kern_backend *cu, kern_backend *cpu)
+{
+    const char *sh = getenv("CLAQ_SHARED");
+    const char *dirs[] = {"models/small-lm-5m", "models/tinystories-656k", "models/stories260K.bin"};
+    if (!sh) {
+        printf("note: CLAQ_SHARED unset, real-model matrices skipped\n");
+        return;
+    }
+    for (unsigned d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", sh, dirs[d]);
+        eng_model *mo = NULL;
+        eng_err err = {0};
+        if (eng_model_open(&mo, path, &err)) {
+            CT_CHECK(0, "open %s: %s", path, err.msg);
+            continue;
+        }
+        kern_matrix *ms[] = {&mo->w.layers[0].lin[ENG_LIN_Q], &mo->w.layers[0].lin[ENG_LIN_K],
+                             &mo->w.layers[0].lin[ENG_LIN_DOWN], &mo->w.output};
+        for (unsigned i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+            kern_matrix *m = ms[i];
+            if (m->dtype == KERN_CLAQ || !m->data) continue;
+            float *wf = malloc(sizeof(float) * (size_t)(m->rows * m->cols));
+            for (int64_t j = 0; j < m->rows * m->cols; j++)
+                wf[j] = m->dtype == KERN_F32 ? ((const float *)m->data)[j]
+                        : m->dtype == KERN_F16 ? kern_f16_to_f32(((const uint16_t *)m->data)[j])
+                                               : kern_bf16_to_f32(((const uint16_t *)m->data)[j]);
+            char name[160];
+            snprintf(name, sizeof name, "%s matrix %u (%lldx%lld)", dirs[d], i, (long long)m->rows,
+                     (long long)m->cols);
+            check_matrix(cu, cpu, m, wf, (double)m->cols, name);
+            free(wf);
+        }
+        eng_model_close(mo);
+    }
+}
+
+int main(void)
+{
+    kern_backend cu, cpu;
+    ct_open_cuda_or_skip(&cu);
+    ct_open_cpu_ref(&cpu);
+    CT_CHECK(cu.ops->supports && cu.ops->supports(cu.ctx, KERN_CLAQ), "CLAQ not supported");
+
+    const int64_t rows[] = {1, 7, 33, 257, 1000};
+    const int64_t cols[] = {1, 3, 8, 17, 130, 264, 1000};
+    const kern_dtype dts[] = {KERN_F32, KERN_F16, KERN_BF16};
+    for (unsigned d = 0; d < 3; d++)
+        for (unsigned a = 0; a < sizeof rows / sizeof rows[0]; a++)
+            for (unsigned b = 0; b < sizeof cols / sizeof cols[0]; b++)
+                dense_case(&cu, &cpu, dts[d], rows[a], cols[b]);
+
+    const int64_t qrows[] = {1, 7, 16, 33, 100, 257};
+    const int64_t qcols[] = {1, 3, 17, 33, 130, 600};
+    for (unsigned a = 0; a < sizeof qrows / sizeof qrows[0]; a++)
+        for (unsigned b = 0; b < sizeof qcols / sizeof qcols[0]; b++)
+            for (int mix = 0; mix < 4; mix++) claq_case(&cu, &cpu, qrows[a], qcols[b], mix);
+    claq_case(&cu, &cpu, 1000, 2100, 3);   /* many K slices, several row groups, short tile */
+    claq_case(&cu, &cpu, 600, 4096, 1);
+
+    real_models(&cu, &cpu);
+
+    kern_backend_destroy(&cu);
+    kern_backend_destroy(&cpu);
+    if (ct_failures) {
+        fprintf(stderr, "%d failures\n", ct_failures);
+        return 1;
+    }
+    printf("ok: CUDA matmul (dense f32/f16/bf16, CLAQ, prefill path) matches the CPU reference; "
+           "batch invariant; staged == resident\n");
+    return 0;
+}
