@@ -57,8 +57,8 @@ static inline unsigned char *td_read(const char *rel, size_t *n)
 
 #define TD_STORIES_V 512
 
-/* logits[512] for "next token after `tok`" with stories260K's layers skipped. */
-static inline void td_stories_logits(int tok, float *logits)
+/* out[n][512]: logits for "next token after toks[i]" with stories260K's layers skipped. */
+static inline void td_stories_logits_many(const int *toks, int n_toks, float *out)
 {
     size_t n;
     unsigned char *b = td_read("models/stories260K.bin", &n);
@@ -76,20 +76,29 @@ static inline void td_stories_logits(int tok, float *logits)
                  2 * (size_t)nl * kv * dim + (size_t)nl * dim * dim + (size_t)nl * dim +
                  3 * (size_t)nl * hid * dim;
     const float *rms_final = f + off;
-    float h[64];
-    double ss = 0.0;
-    for (int i = 0; i < dim; i++)
-        ss += (double)emb[(size_t)tok * dim + i] * emb[(size_t)tok * dim + i];
-    float inv = (float)(1.0 / sqrt(ss / dim + 1e-5));
-    for (int i = 0; i < dim; i++)
-        h[i] = emb[(size_t)tok * dim + i] * inv * rms_final[i];
-    for (int v = 0; v < V; v++) {
-        float acc = 0.0f;
+    for (int t = 0; t < n_toks; t++) {
+        const float *e = emb + (size_t)toks[t] * dim;
+        float h[64];
+        double ss = 0.0;
         for (int i = 0; i < dim; i++)
-            acc += emb[(size_t)v * dim + i] * h[i];
-        logits[v] = acc;
+            ss += (double)e[i] * e[i];
+        float inv = (float)(1.0 / sqrt(ss / dim + 1e-5));
+        for (int i = 0; i < dim; i++)
+            h[i] = e[i] * inv * rms_final[i];
+        for (int v = 0; v < V; v++) {
+            float acc = 0.0f;
+            for (int i = 0; i < dim; i++)
+                acc += emb[(size_t)v * dim + i] * h[i];
+            out[(size_t)t * V + v] = acc;
+        }
     }
     free(b);
+}
+
+/* logits[512] for one context token. */
+static inline void td_stories_logits(int tok, float *logits)
+{
+    td_stories_logits_many(&tok, 1, logits);
 }
 
 #define TD_LLAMA_V 32000
