@@ -1,0 +1,325 @@
+/* test_kern_cuda_greedy_matches_cpu.c — whole forward passes on the CUDA backend against the CPU
+ * backend, on the real shared models (stories260K, tinystories-656k, small-lm-5m) as stored and
+ * with every linear layer replaced by a packed CLAQ matrix at 2.1, 3 and 4 bits per column
+ * (mixed widths for 2.1, ~0.3-1 % outliers; a simple uniform-grid quantizer here, since the
+ * kernels only care about the packed layout). Per model and variant: the CPU greedy-decodes a
+ * prompt (prefilled in one batch) for STEPS tokens; the CUDA backend is fed the same tokens and
+ * must pick the same argmax at every step, except where the CPU's top-2 logit gap is below 1e-3
+ * (those are counted and printed, not failed). Logits must also agree within
+ * 1e-3 * (1 + max |logit|). Then CUDA batch invariance at the engine level: two sequences decoded
+ * in one batch give the same logit bits as each alone. Weights are uploaded to the device once.
+ * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
+#include "cuda_test_common.h"
+#include "eng_claq_file.h"
+#include "eng_forward.h"
+#include "eng_kv.h"
+#include "eng_model.h"
+#include "kern_half.h"
+
+#define STEPS 24
+#define MAXP 8
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+static float top2_gap(const float *v, int n)
+{
+    int b = argmax(v, n);
+    float s = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (i != b && v[i] > s) s = v[i];
+    return v[b] - s;
+}
+
+/* Runs prompt + decode on one backend. toks [np + STEPS]: the prompt, then (greedy = 1) filled
+ * with argmax picks, or (greedy = 0) read as the tokens to feed. logits [STEPS][vocab]. */
+static int run(eng_model *m, kern_backend *be, const eng_layer_weights *lws, int32_t *toks, int np,
+               int greedy, float *logits)
+{
+    eng_err err = {0};
+    eng_ctx *ctx = NULL;
+    eng_kv kv;
+    eng_seq seq;
+    memset(&kv, 0, sizeof kv);
+    memset(&seq, 0, sizeof seq);
+    const int vocab = m->cfg.vocab_size;
+    int rc = 1;
+    if (eng_ctx_create(&ctx, m, be, 64, &err) || eng_kv_init(&kv, &m->cfg, np + STEPS + 16, &err) ||
+        eng_kv_reserve(&kv, &seq, np + STEPS)) {
+        CT_CHECK(0, "engine setup: %s", err.msg);
+        goto done;
+    }
+    if (lws)
+        for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
+    eng_batch_item items[MAXP];
+    for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
+    if (eng_forward(ctx, &kv, items, np, logits, &err)) {
+        CT_CHECK(0, "prefill: %s", err.msg);
+        goto done;
+    }
+    for (int s = 1; s < STEPS; s++) {
+        if (greedy) toks[np + s - 1] = argmax(logits + (size_t)(s - 1) * vocab, vocab);
+        items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1};
+        if (eng_forward(ctx, &kv, items, 1, logits + (size_t)s * vocab, &err)) {
+            CT_CHECK(0, "decode step %d: %s", s, err.msg);
+            goto done;
+        }
+    }
+    if (greedy) toks[np + STEPS - 1] = argmax(logits + (size_t)(STEPS - 1) * vocab, vocab);
+    rc = 0;
+done:
+    eng_kv_release(&kv, &seq);
+    eng_kv_free(&kv);
+    eng_ctx_destroy(ctx);
+    return rc;
+}
+
+/* Two sequences in one batch vs each alone, on be: same logit bits. */
+static void batch_invariance(eng_model *m, kern_backend *be, const eng_layer_weights *lws,
+                             const int32_t *toks, int np, const char *name)
+{
+    eng_err err = {0};
+    const int vocab = m->cfg.vocab_size;
+    float *both = malloc(sizeof(float) * 2 * vocab), *alone = malloc(sizeof(float) * 2 * vocab);
+    for (int mode = 0; mode < 2; mode++) {
+        eng_ctx *ctx = NULL;
+        eng_kv kv;
+        eng_seq sq[2];
+        memset(&kv, 0, sizeof kv);
+        memset(sq, 0, sizeof sq);
+        if (eng_ctx_create(&ctx, m, be, 64, &err) || eng_kv_init(&kv, &m->cfg, 64, &err) ||
+            eng_kv_reserve(&kv, &sq[0], np + 1) || eng_kv_reserve(&kv, &sq[1], 3)) {
+            CT_CHECK(0, "%s: batch setup: %s", name, err.msg);
+            eng_ctx_destroy(ctx);
+            eng_kv_free(&kv);
+            break;
+        }
+        if (lws)
+            for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
+        /* seq 0: the prompt; seq 1: two tokens of it reversed. Then one decode token each. */
+        eng_batch_item it[MAXP + 2];
+        int n = 0;
+        for (int i = 0; i < np; i++) it[n++] = (eng_batch_item){toks[i], i, &sq[0], 0};
+        it[n++] = (eng_batch_item){toks[1], 0, &sq[1], 0};
+        it[n++] = (eng_batch_item){toks[0], 1, &sq[1], 0};
+        int ok = eng_forward(ctx, &kv, it, n, NULL, &err) == 0;
+        eng_batch_item d0 = {toks[np], np, &sq[0], 1}, d1 = {toks[np], 2, &sq[1], 1};
+        float *out = mode ? alone : both;
+        if (ok && mode == 0) {
+            eng_batch_item dd[2] = {d0, d1};
+            ok = eng_forward(ctx, &kv, dd, 2, out, &err) == 0;
+        } else if (ok) {
+            ok = eng_forward(ctx, &kv, &d0, 1, out, &err) == 0 &&
+                 eng_forward(ctx, &kv, &d1, 1, out + vocab, &err) == 0;
+        }
+        CT_CHECK(ok, "%s: batch run: %s", name, err.msg);
+        eng_kv_release(&kv, &sq[0]);
+        eng_kv_release(&kv, &sq[1]);
+        eng_kv_free(&kv);
+        eng_ctx_destroy(ctx);
+    }
+    size_t at = 0;
+    CT_CHECK(ct_same_bits(both, alone, (size_t)2 * vocab, &at),
+             "%s: batched decode differs from separate decode at seq %zu logit %zu: %.9g vs %.9g",
+             name, at / vocab, at % vocab, both[at], alone[at]);
+    free(both);
+    free(alone);
+}
+
+/* Packs W (fp32 [rows][cols]) with a uniform grid per column over mean +- 3 sigma; entries
+ * outside that range are outliers. bits: 4, 3, or 21 (95 % 2-bit, 5 % 4-bit columns). */
+static int quantize(const float *w, int64_t rows, int64_t cols, int bits, eng_claq_packed *out)
+{
+    eng_qmatrix q;
+    eng_err err = {0};
+    if (eng_qmatrix_alloc(&q, rows, cols, NULL)) return -1;
+    int rc = 0;
+    for (int64_t j = 0; j < cols && !rc; j++) {
+        int b = bits == 21 ? ((j * 2654435761u) % 100 < 5 ? 4 : 2) : bits;
+        q.bits[j] = (uint8_t)b;
+        double mean = 0, var = 0;
+        for (int64_t r = 0; r < rows; r++) mean += w[r * cols + j];
+        mean /= (double)rows;
+        for (int64_t r = 0; r < rows; r++) var += (w[r * cols + j] - mean) * (w[r * cols + j] - mean);
+        double sd = sqrt(var / (double)rows) + 1e-12;
+        double lo = mean - 3 * sd, hi = mean + 3 * sd;
+        const int K = 1 << b;
+        for (int e = 0; e < ENG_QM_CB; e++) {
+            int ee = e < K ? e : K - 1;
+            q.codebook[j * ENG_QM_CB + e] = kern_f32_to_f16((float)(lo + (hi - lo) * ee / (K - 1)));
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            float v = w[r * cols + j];
+            int best = 0;
+            float bd = INFINITY;
+            for (int e = 0; e < K; e++) {
+                float d = fabsf(kern_f16_to_f32(q.codebook[j * ENG_QM_CB + e]) - v);
+                if (d < bd) { bd = d; best = e; }
+            }
+            q.codes[r * cols + j] = (uint8_t)best;
+            if ((v < lo || v > hi) &&
+                eng_qmatrix_add_outlier(&q, (uint32_t)r, (uint32_t)j, kern_f32_to_f16(v)))
+                rc = -1;
+        }
+    }
+    if (!rc) rc = eng_claq_pack(&q, "test", out, &err);
+    eng_qmatrix_free(&q);
+    return rc;
+}
+
+static float *to_f32(const kern_matrix *m)
+{
+    const int64_t cnt = m->rows * m->cols;
+    float *f = malloc(sizeof(float) * (size_t)cnt);
+    for (int64_t i = 0; i < cnt; i++)
+        f[i] = m->dtype == KERN_F32 ? ((const float *)m->data)[i]
+               : m->dtype == KERN_F16 ? kern_f16_to_f32(((const uint16_t *)m->data)[i])
+                                      : kern_bf16_to_f32(((const uint16_t *)m->data)[i]);
+    return f;
+}
+
+static void upload_model(kern_backend *cu, eng_model *m, int up)
+{
+    kern_matrix *top[] = {&m->w.tok_embed, &m->w.output};
+    for (int i = 0; i < 2; i++) {
+        if (up) CT_CHECK(kern_upload(cu, top[i]) == 0, "upload: %s", ct_cuda_err(cu));
+        else kern_release(cu, top[i]);
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            if (up) CT_CHECK(kern_upload(cu, &m->w.layers[l].lin[i]) == 0, "upload: %s", ct_cuda_err(cu));
+            else kern_release(cu, &m->w.layers[l].lin[i]);
+        }
+}
+
+static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
+                            const eng_layer_weights *lw_cpu, const eng_layer_weights *lw_cu,
+                            const int32_t *prompt, int np, const char *name)
+{
+    const int vocab = m->cfg.vocab_size;
+    int32_t toks[MAXP + STEPS];
+    memcpy(toks, prompt, sizeof(int32_t) * (size_t)np);
+    float *lc = malloc(sizeof(float) * (size_t)STEPS * vocab);
+    float *lg = malloc(sizeof(float) * (size_t)STEPS * vocab);
+    ct_poison(lg, (size_t)STEPS * vocab);
+    if (run(m, cpu, lw_cpu, toks, np, 1, lc) || run(m, cu, lw_cu, toks, np, 0, lg)) {
+        CT_CHECK(0, "%s: run failed (%s)", name, ct_cuda_err(cu));
+        free(lc); free(lg);
+        return;
+    }
+    int close_calls = 0, mism = 0;
+    double maxd = 0, maxl = 0;
+    for (int s = 0; s < STEPS; s++) {
+        const float *a = lc + (size_t)s * vocab, *b = lg + (size_t)s * vocab;
+        for (int i = 0; i < vocab; i++) {
+            double d = fabs((double)a[i] - b[i]);
+            if (!(d <= maxd)) maxd = d;   /* NaN sticks */
+            if (fabs(a[i]) > maxl) maxl = fabs(a[i]);
+        }
+        const int ta = argmax(a, vocab), tb = argmax(b, vocab);
+        if (top2_gap(a, vocab) < 1e-3f) {
+            close_calls++;
+            continue;
+        }
+        if (ta != tb) {
+            mism++;
+            CT_CHECK(0, "%s step %d: cuda picks %d, cpu %d (cpu gap %g)", name, s, tb, ta,
+                     top2_gap(a, vocab));
+        }
+    }
+    CT_CHECK(maxd <= 1e-3 * (1 + maxl), "%s: max |logit diff| %g (max |logit| %g)", name, maxd, maxl);
+    printf("%-40s %d steps: %d argmax mismatches, %d close calls (cpu top-2 gap < 1e-3), "
+           "max |dlogit| %.3g\n", name, STEPS, mism, close_calls, maxd);
+    batch_invariance(m, cu, lw_cu, toks, np, name);
+    free(lc);
+    free(lg);
+}
+
+static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, const char *label)
+{
+    eng_model *m = NULL;
+    eng_err err = {0};
+    if (eng_model_open(&m, path, &err)) {
+        CT_CHECK(0, "open %s: %s", path, err.msg);
+        return;
+    }
+    const int vocab = m->cfg.vocab_size, L = m->cfg.n_layers;
+    int32_t prompt[MAXP] = {1, 410, 469, 347, 5, 99, 1000, 7};   /* stories260K's "Zoo" + more */
+    const int np = 6;
+    for (int i = 0; i < MAXP; i++) prompt[i] %= vocab;
+    upload_model(cu, m, 1);
+    char name[128];
+    snprintf(name, sizeof name, "%s fp", label);
+    compare_variant(m, cu, cpu, NULL, NULL, prompt, np, name);
+
+    const int variants[] = {21, 3, 4};
+    for (unsigned v = 0; v < 3; v++) {
+        eng_claq_packed *pk = calloc((size_t)L * ENG_LIN_COUNT, sizeof *pk);
+        eng_layer_weights *lc = calloc((size_t)L, sizeof *lc), *lg = calloc((size_t)L, sizeof *lg);
+        int ok = 1;
+        for (int l = 0; l < L && ok; l++) {
+            lc[l] = m->w.layers[l];
+            for (int i = 0; i < ENG_LIN_COUNT && ok; i++) {
+                const kern_matrix *src = &m->w.layers[l].lin[i];
+                float *wf = to_f32(src);
+                eng_claq_packed *p = &pk[l * ENG_LIN_COUNT + i];
+                ok = quantize(wf, src->rows, src->cols, variants[v], p) == 0;
+                free(wf);
+                lc[l].lin[i] = (kern_matrix){KERN_CLAQ, src->rows, src->cols, NULL, &p->view, NULL};
+            }
+            lg[l] = lc[l];
+            for (int i = 0; i < ENG_LIN_COUNT && ok; i++) {
+                lg[l].lin[i].dev = NULL;
+                CT_CHECK(kern_upload(cu, &lg[l].lin[i]) == 0, "upload claq: %s", ct_cuda_err(cu));
+            }
+        }
+        CT_CHECK(ok, "%s: quantize", label);
+        if (ok) {
+            snprintf(name, sizeof name, "%s claq %s bits", label,
+                     variants[v] == 21 ? "2.1" : variants[v] == 3 ? "3" : "4");
+            compare_variant(m, cu, cpu, lc, lg, prompt, np, name);
+        }
+        for (int l = 0; l < L; l++)
+            for (int i = 0; i < ENG_LIN_COUNT; i++) {
+                kern_release(cu, &lg[l].lin[i]);
+                eng_claq_packed_free(&pk[l * ENG_LIN_COUNT + i]);
+            }
+        free(pk); free(lc); free(lg);
+    }
+    upload_model(cu, m, 0);
+    eng_model_close(m);
+}
+
+int main(void)
+{
+    const char *sh = getenv("CLAQ_SHARED");
+    kern_backend cu, cpu;
+    ct_open_cuda_or_skip(&cu);
+    if (!sh) {
+        printf("skip: CLAQ_SHARED is not set\n");
+        kern_backend_destroy(&cu);
+        return 77;
+    }
+    ct_open_cpu_ref(&cpu);
+    const char *models[][2] = {{"models/stories260K.bin", "stories260K"},
+                               {"models/tinystories-656k", "tinystories-656k"},
+                               {"models/small-lm-5m", "small-lm-5m"}};
+    for (int i = 0; i < 3; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", sh, models[i][0]);
+        one_model(&cu, &cpu, path, models[i][1]);
+    }
+    kern_backend_destroy(&cu);
+    kern_backend_destroy(&cpu);
+    if (ct_failures) {
+        fprintf(stderr, "%d failures\n", ct_failures);
+        return 1;
+    }
+    printf("ok: CUDA greedy tokens equal the CPU's on every model and CLAQ variant\n");
+    return 0;
+}
