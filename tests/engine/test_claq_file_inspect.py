@@ -2,7 +2,8 @@
 `claq inspect` reports the bytes truthfully.
 
 1. `claq synth` writes a 1-layer model of the `small` shape (F16, random Student-t weights) and
-   `claq synth --pack --bits 2.1` packs it (per-column K-Means, AP-style 4-bit columns).
+   `claq synth --pack --bits 3.05` packs it (per-column K-Means, AP-style 4-bit columns, the
+   rest 3-bit, whose codes 10 and 21 straddle two words).
 2. This script parses the packed file with numpy following ONLY docs/format.md (header, JSON
    directory, 64-byte alignment, column grouping, tiled [word][row] bit strings with straddling
    3-bit codes, row-CSR outliers) and checks, for every linear of layer 0, that each weight's
@@ -80,7 +81,7 @@ def main():
         hf = os.path.join(d, "hf")
         out = os.path.join(d, "m.claq")
         run("synth", "--shape", "small", "--layers", "1", "--out", hf, "--tokenizer", TOK, "--seed", "7")
-        run("synth", "--pack", "--model", hf, "--bits", "2.1", "--out", out)
+        run("synth", "--pack", "--model", hf, "--bits", "3.05", "--out", out)
         raw = open(out, "rb").read()
         if raw[:8] != b"CLAQPACK":
             fail("magic")
@@ -102,9 +103,9 @@ def main():
             n4, n3, n2 = t["cols4"], t["cols3"], t["cols2"]
             if n4 + n3 + n2 != cols:
                 fail("column counts")
-            want4 = int(np.floor(cols * (2.1 - 2.0) / 2.0 + 0.5))
-            if n4 != want4 or n3 != 0:
-                fail("%s: AP 2.1 should give %d 4-bit columns, got %d" % (sn, want4, n4))
+            want4 = int(np.floor(cols * (3.05 - 3.0) / 1.0 + 0.5))
+            if n4 != want4 or n2 != 0:
+                fail("%s: AP 3.05 should give %d 4-bit columns, got %d" % (sn, want4, n4))
             sec = {}
             for k, (o, n) in t["sections"].items():
                 if o % 64:
