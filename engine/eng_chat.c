@@ -1,0 +1,320 @@
+/* eng_chat.c — chat templates (eng_chat.h): renders message lists as Llama-2 chat, ChatML or
+ * plain text, and detects the template from tokenizer_config.json. Produces text only; does not
+ * tokenize and does not run Jinja (the three layouts are written out by hand, matching HF's
+ * templates byte for byte). No state; any thread. */
+#include "eng_chat.h"
+
+#include <cJSON.h>
+#include <string.h>
+
+/* Output cursor over the caller's buffer: counts every byte, writes only what fits with room
+ * for the NUL, so one pass both renders and measures. */
+typedef struct chat_out {
+    char *buf;      /* borrowed from the caller; may be NULL when cap is 0 */
+    size_t cap;
+    size_t len;     /* bytes produced so far, written or not */
+} chat_out;
+
+static void put_n(chat_out *o, const char *s, size_t n)
+{
+    if (o->buf && o->len + n < o->cap)
+        memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void put(chat_out *o, const char *s)
+{
+    put_n(o, s, strlen(s));
+}
+
+/* ---- Python str.strip() ------------------------------------------------------------------
+ * Jinja's .strip() is Python's: it removes Unicode whitespace, which in UTF-8 is the ASCII set
+ * below plus U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000. */
+
+static int ascii_ws(unsigned char c)
+{
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+}
+
+/* Is the 2- or 3-byte UTF-8 sequence at p (length n) a Unicode whitespace code point? */
+static int utf8_ws(const unsigned char *p, size_t n)
+{
+    if (n == 2 && p[0] == 0xc2)
+        return p[1] == 0x85 || p[1] == 0xa0;
+    if (n != 3)
+        return 0;
+    if (p[0] == 0xe1)
+        return p[1] == 0x9a && p[2] == 0x80;
+    if (p[0] == 0xe2 && p[1] == 0x80)
+        return (p[2] >= 0x80 && p[2] <= 0x8a) || p[2] == 0xa8 || p[2] == 0xa9 || p[2] == 0xaf;
+    if (p[0] == 0xe2 && p[1] == 0x81)
+        return p[2] == 0x9f;
+    if (p[0] == 0xe3)
+        return p[1] == 0x80 && p[2] == 0x80;
+    return 0;
+}
+
+/* Byte length of a whitespace character starting at s[0], or 0. */
+static size_t ws_at_start(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n >= 1 && ascii_ws(p[0]))
+        return 1;
+    if (n >= 2 && utf8_ws(p, 2))
+        return 2;
+    if (n >= 3 && utf8_ws(p, 3))
+        return 3;
+    return 0;
+}
+
+/* Byte length of a whitespace character ending at s[n-1], or 0. */
+static size_t ws_at_end(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n >= 1 && ascii_ws(p[n - 1]))
+        return 1;
+    if (n >= 2 && utf8_ws(p + n - 2, 2))
+        return 2;
+    if (n >= 3 && utf8_ws(p + n - 3, 3))
+        return 3;
+    return 0;
+}
+
+/* Narrows [*s, *s + *n) to its stripped form. */
+static void strip(const char **s, size_t *n)
+{
+    size_t k;
+    while (*n > 0 && (k = ws_at_start(*s, *n)) > 0) {
+        *s += k;
+        *n -= k;
+    }
+    while (*n > 0 && (k = ws_at_end(*s, *n)) > 0)
+        *n -= k;
+}
+
+/* ---- templates ---------------------------------------------------------------------------- */
+
+static int role_is(const eng_chat_msg *m, const char *role)
+{
+    return strcmp(m->role, role) == 0;
+}
+
+/* HF meta-llama/Llama-2-*-chat-hf chat_template, equivalent to Meta's chat_completion():
+ *   [<s>[INST] {(<<SYS>>\n{system}\n<</SYS>>\n\n)?user}.strip() [/INST]
+ *    ( {assistant.strip()} </s>)?]*
+ * The system block is glued to the first user message before .strip(), so only that combined
+ * string's ends are stripped (an all-blank first user message strips the "\n\n" after <</SYS>>
+ * as well). */
+static int render_llama2(const eng_chat_msg *msgs, int n, chat_out *o, eng_err *err)
+{
+    int first = 0;
+    const char *sys = NULL;
+    if (role_is(&msgs[0], "system")) {
+        sys = msgs[0].content;
+        first = 1;
+        if (n == 1)
+            return eng_err_set(err, ENG_E_INVAL,
+                               "chat: llama2: the system message needs a user message after it");
+    }
+    for (int i = first; i < n; i++) {
+        const char *want = (i - first) % 2 == 0 ? "user" : "assistant";
+        if (!role_is(&msgs[i], want))
+            return eng_err_set(err, ENG_E_INVAL,
+                               "chat: llama2: messages[%d].role is '%.32s', expected '%s' "
+                               "(an optional system message, then user/assistant alternating)",
+                               i, msgs[i].role, want);
+        const char *c = msgs[i].content;
+        size_t cn = strlen(c);
+        if (want[0] == 'u') {
+            put(o, "<s>[INST] ");
+            if (i == first && sys) {
+                put(o, "<<SYS>>\n");
+                put(o, sys);
+                /* strip the combined string: leading side starts with "<<SYS>>" */
+                while (cn > 0) {
+                    size_t k = ws_at_end(c, cn);
+                    if (!k)
+                        break;
+                    cn -= k;
+                }
+                if (cn > 0) {
+                    put(o, "\n<</SYS>>\n\n");
+                    put_n(o, c, cn);
+                } else {
+                    put(o, "\n<</SYS>>");
+                }
+            } else {
+                strip(&c, &cn);
+                put_n(o, c, cn);
+            }
+            put(o, " [/INST]");
+        } else {
+            strip(&c, &cn);
+            put(o, " ");
+            put_n(o, c, cn);
+            put(o, " </s>");
+        }
+    }
+    return 0;
+}
+
+static int render_chatml(const eng_chat_msg *msgs, int n, int add_gen, chat_out *o)
+{
+    for (int i = 0; i < n; i++) {
+        put(o, "<|im_start|>");
+        put(o, msgs[i].role);
+        put(o, "\n");
+        put(o, msgs[i].content);
+        put(o, "<|im_end|>\n");
+    }
+    if (add_gen)
+        put(o, "<|im_start|>assistant\n");
+    return 0;
+}
+
+/* Ours: "Role: content" blocks joined by blank lines, content stripped so that the model sees
+ * exactly one space after the colon. */
+static int render_plain(const eng_chat_msg *msgs, int n, int add_gen, chat_out *o)
+{
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            put(o, "\n\n");
+        put(o, role_is(&msgs[i], "system") ? "System: "
+               : role_is(&msgs[i], "user") ? "User: " : "Assistant: ");
+        const char *c = msgs[i].content;
+        size_t cn = strlen(c);
+        strip(&c, &cn);
+        put_n(o, c, cn);
+    }
+    if (add_gen)
+        put(o, n > 0 ? "\n\nAssistant:" : "Assistant:");
+    return 0;
+}
+
+int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
+                    int add_generation_prompt, char *out, size_t cap, size_t *len, eng_err *err)
+{
+    if (len)
+        *len = 0;
+    if (out && cap > 0)
+        out[0] = '\0';
+    if (!len)
+        return eng_err_set(err, ENG_E_INVAL, "chat: len is NULL");
+    if (n < 1 || !msgs)
+        return eng_err_set(err, ENG_E_INVAL, "chat: messages must hold at least one message");
+    for (int i = 0; i < n; i++) {
+        if (!msgs[i].role)
+            return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d].role is missing", i);
+        if (!msgs[i].content)
+            return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d].content is missing", i);
+        if (!role_is(&msgs[i], "system") && !role_is(&msgs[i], "user") &&
+            !role_is(&msgs[i], "assistant"))
+            return eng_err_set(err, ENG_E_INVAL,
+                               "chat: messages[%d].role '%.32s' is not system, user or assistant",
+                               i, msgs[i].role);
+    }
+    chat_out o = {cap > 0 ? out : NULL, cap, 0};
+    int rc;
+    switch (t) {
+    case ENG_CHAT_LLAMA2:
+        rc = render_llama2(msgs, n, &o, err);
+        break;
+    case ENG_CHAT_CHATML:
+        rc = render_chatml(msgs, n, add_generation_prompt, &o);
+        break;
+    case ENG_CHAT_PLAIN:
+        rc = render_plain(msgs, n, add_generation_prompt, &o);
+        break;
+    default:
+        return eng_err_set(err, ENG_E_INVAL, "chat: unknown template %d", (int)t);
+    }
+    if (rc)
+        return rc;
+    *len = o.len;
+    if (!o.buf || o.len >= cap) {
+        if (out && cap > 0)
+            out[0] = '\0';
+        return eng_err_set(err, ENG_E_FULL, "chat: prompt needs %zu bytes, buffer holds %zu",
+                           o.len + 1, cap);
+    }
+    o.buf[o.len] = '\0';
+    return 0;
+}
+
+/* ---- selection ---------------------------------------------------------------------------- */
+
+static eng_chat_template classify(const char *tmpl)
+{
+    if (!tmpl)
+        return ENG_CHAT_PLAIN;
+    if (strstr(tmpl, "[INST]"))
+        return ENG_CHAT_LLAMA2;
+    if (strstr(tmpl, "<|im_start|>"))
+        return ENG_CHAT_CHATML;
+    return ENG_CHAT_PLAIN;
+}
+
+eng_chat_template eng_chat_detect(const char *tokenizer_config_json)
+{
+    if (!tokenizer_config_json)
+        return ENG_CHAT_PLAIN;
+    cJSON *root = cJSON_Parse(tokenizer_config_json);
+    if (!root)
+        return ENG_CHAT_PLAIN;
+    eng_chat_template t = ENG_CHAT_PLAIN;
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsString(ct)) {
+        t = classify(ct->valuestring);
+    } else if (cJSON_IsArray(ct)) {
+        /* [{"name": "default", "template": "..."}, {"name": "tool_use", ...}] */
+        const char *chosen = NULL;
+        const cJSON *item;
+        cJSON_ArrayForEach(item, ct) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+            const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(item, "template");
+            if (!cJSON_IsString(tmpl))
+                continue;
+            if (!chosen)
+                chosen = tmpl->valuestring;
+            if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0) {
+                chosen = tmpl->valuestring;
+                break;
+            }
+        }
+        t = classify(chosen);
+    }
+    cJSON_Delete(root);
+    return t;
+}
+
+eng_chat_template eng_chat_template_from_name(const char *name)
+{
+    if (!name)
+        return ENG_CHAT_UNKNOWN;
+    if (strcmp(name, "llama2") == 0)
+        return ENG_CHAT_LLAMA2;
+    if (strcmp(name, "chatml") == 0)
+        return ENG_CHAT_CHATML;
+    if (strcmp(name, "plain") == 0)
+        return ENG_CHAT_PLAIN;
+    return ENG_CHAT_UNKNOWN;
+}
+
+const char *eng_chat_template_name(eng_chat_template t)
+{
+    switch (t) {
+    case ENG_CHAT_LLAMA2: return "llama2";
+    case ENG_CHAT_CHATML: return "chatml";
+    case ENG_CHAT_PLAIN: return "plain";
+    default: return "unknown";
+    }
+}
+
+const char *eng_chat_turn_end(eng_chat_template t)
+{
+    switch (t) {
+    case ENG_CHAT_CHATML: return "<|im_end|>";
+    case ENG_CHAT_PLAIN: return "\n\nUser:";
+    default: return NULL;
+    }
+}

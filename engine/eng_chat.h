@@ -1,0 +1,56 @@
+/* eng_chat.h — chat templates: turns an OpenAI-style message list into the prompt text a chat
+ * model was trained on (Llama-2 chat, ChatML as used by Yi chat models, and a plain
+ * "User: / Assistant:" layout for base models), and picks one from tokenizer_config.json.
+ * Text only: special tokens appear literally ("<s>", "<|im_start|>") and the caller encodes the
+ * result with parse_special = 1. Pure functions, no state; any thread. */
+#ifndef ENG_CHAT_H
+#define ENG_CHAT_H
+
+#include <stddef.h>
+
+#include "eng_err.h"
+
+typedef enum eng_chat_template {
+    ENG_CHAT_UNKNOWN = -1,  /* only from eng_chat_template_from_name */
+    ENG_CHAT_PLAIN = 0,     /* "System: ...\n\nUser: ...\n\nAssistant: ..." for base models */
+    ENG_CHAT_LLAMA2 = 1,    /* Meta / HF Llama-2 chat: <s>[INST] <<SYS>>...<</SYS>> ... [/INST] */
+    ENG_CHAT_CHATML = 2,    /* <|im_start|>role\ncontent<|im_end|>\n (Yi chat, many others) */
+} eng_chat_template;
+
+typedef struct eng_chat_msg {
+    const char *role;       /* "system", "user" or "assistant"; borrowed for the call */
+    const char *content;    /* UTF-8, NUL-terminated; borrowed for the call */
+} eng_chat_msg;
+
+/* Renders msgs[0..n) into out (NUL-terminated) and sets *len to the text length. When cap is too
+ * small (out may then be NULL with cap 0, to measure) returns ENG_E_FULL with *len set to the
+ * length needed, not counting the NUL. ENG_E_INVAL (message names the index / field) for n < 1,
+ * a NULL role or content, an unknown role, or an order the template cannot express: Llama-2
+ * takes an optional first system message, then user and assistant strictly alternating from
+ * user, as HF's template enforces. add_generation_prompt appends the assistant header
+ * (ChatML "<|im_start|>assistant\n", plain "Assistant:"); Llama-2 has none (a prompt ending in a
+ * user turn already ends in "[/INST]").
+ * Llama-2 and plain strip each turn's content (Python str.strip(), as the HF Llama-2 template
+ * does); ChatML copies it verbatim, as HF's ChatML templates do. Content is not escaped: a user who types "<|im_end|>" gets that
+ * special token when the caller parses specials (the same as HF and llama.cpp). */
+int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
+                    int add_generation_prompt, char *out, size_t cap, size_t *len, eng_err *err);
+
+/* Picks the template from the text of a tokenizer_config.json: its "chat_template" (a string, or
+ * a list of {"name", "template"} where "default" or else the first is used) containing "[INST]"
+ * gives Llama-2, containing "<|im_start|>" gives ChatML; anything else, no chat_template, NULL or
+ * JSON that does not parse gives plain. */
+eng_chat_template eng_chat_detect(const char *tokenizer_config_json);
+
+/* "llama2" / "chatml" / "plain" (exact, lower case); ENG_CHAT_UNKNOWN for anything else. */
+eng_chat_template eng_chat_template_from_name(const char *name);
+
+/* The inverse; "unknown" for values outside the enum. Static text. */
+const char *eng_chat_template_name(eng_chat_template t);
+
+/* The text that ends an assistant turn in this template when the model writes it as text
+ * rather than as its EOS token: "<|im_end|>" (ChatML), "\n\nUser:" (plain), NULL for Llama-2
+ * (its turns end with the EOS token </s>). Servers add it to the request's stop strings. */
+const char *eng_chat_turn_end(eng_chat_template t);
+
+#endif
