@@ -152,6 +152,14 @@ static int mergeable(const eng_tokenizer *t, int id)
 
 static int cmp_special_len(const void *a, const void *b, void *ctx);
 
+/* Whether parse_special matches id's text. */
+static int literal_special(const eng_tokenizer *t, int id)
+{
+    int ty = t->type[id];
+    if (t->len[id] == 0) return 0;
+    return is_special_type(ty) || (ty == ENG__PT_USER && t->kind == ENG__TOK_HF);
+}
+
 /* Whether s[0..n) can be a BPE symbol: a piece, or one character (which may be unknown). */
 static int formable(const eng_tokenizer *t, const char *s, size_t n)
 {
@@ -200,11 +208,12 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
         if (t->type[id] == ENG__PT_BYTE && parse_byte_piece(t->text + t->off[id], t->len[id]) < 0)
             return eng_err_set(err, ENG_E_FORMAT, "tokenizer: byte piece %d is not <0xHH>", id);
 
-    /* specials for parse_special, longest first */
+    /* specials for parse_special, longest first (SPM matches its user-defined pieces in
+     * ordinary encoding already) */
     int ns = 0;
     t->max_user_len = 0;
     for (int id = 0; id < t->n_vocab; id++) {
-        if ((is_special_type(t->type[id]) || t->type[id] == ENG__PT_USER) && t->len[id] > 0) ns++;
+        if (literal_special(t, id)) ns++;
         if (t->type[id] == ENG__PT_USER && t->len[id] > t->max_user_len)
             t->max_user_len = t->len[id];
     }
@@ -216,8 +225,7 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
         t->special = malloc((size_t)ns * sizeof *t->special);
         if (!t->special) return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
         for (int id = 0; id < t->n_vocab; id++)
-            if ((is_special_type(t->type[id]) || t->type[id] == ENG__PT_USER) && t->len[id] > 0)
-                t->special[t->n_special++] = id;
+            if (literal_special(t, id)) t->special[t->n_special++] = id;
         qsort_r(t->special, (size_t)ns, sizeof *t->special, cmp_special_len, t);
         for (int i = 0; i < ns; i++)
             t->special_first[(unsigned char)t->text[t->off[t->special[i]]]] = 1;
@@ -244,6 +252,8 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
         if (t->kind == ENG__TOK_HF && eng__tok_lookup(t, &c, 1) < 0) t->barrier[b] = 0;
     }
     for (int b = 128; b < 256; b++) t->barrier[b] = 0;
+    /* HF ignore_merges looks whole words up: chunks must then be whole words */
+    if (t->kind == ENG__TOK_HF && t->hf_ignore_merges) memset(t->barrier, 0, sizeof t->barrier);
     return 0;
 }
 
@@ -608,7 +618,9 @@ static int normalize_simple(const eng_tokenizer *t, const char *s, size_t n, gbu
                   (t->hf_prepend == ENG__PREPEND_FIRST &&
                    !(s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_SYM, 3) == 0)));
     }
-    if (prepend && put_escaped(t, b, " ", 1)) return -1;
+    if (prepend && (t->kind == ENG__TOK_HF ? gb_put(b, SPACE_SYM, SPACE_SYM_LEN)
+                                           : put_escaped(t, b, " ", 1)))
+        return -1;
     return put_escaped(t, b, s, n);
 }
 
@@ -908,6 +920,7 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
     if (t->kind == ENG__TOK_HF) {
         /* HF normalizes the whole text, then splits on (normalized) added tokens */
         if (normalize_simple(t, text ? text : "", len, &nb)) goto oom;
+        if (nb.n > INT32_MAX) goto too_long;
         size_t pos = 0;
         while (pos < nb.n) {
             int sid = -1;
@@ -930,7 +943,9 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
             if (at > pos) {
                 int r = t->kind == ENG__TOK_SPM ? normalize_spm(t, text + pos, at - pos, &nb)
                                                 : normalize_simple(t, text + pos, at - pos, &nb);
-                if (r || encode_normalized(t, &w, nb.p, nb.n, &e)) goto oom;
+                if (r) goto oom;
+                if (nb.n > INT32_MAX) goto too_long;
+                if (encode_normalized(t, &w, nb.p, nb.n, &e)) goto oom;
             }
             if (at >= len) break;
             emit(&e, sid);
@@ -939,6 +954,9 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
         }
     }
     *n_ids = e.n;
+    goto done;
+too_long:
+    rc = eng_err_set(err, ENG_E_RANGE, "tokenizer encode: normalized text over 2 GiB");
     goto done;
 oom:
     rc = eng_err_set(err, ENG_E_NOMEM, "tokenizer encode: out of memory (%zu bytes of text)", len);
@@ -968,7 +986,8 @@ size_t eng__tok_piece_text(const eng_tokenizer *t, int id, int strip_space, int 
         if (i && stripped) *stripped = 1;
     }
     while (i < n) {
-        if (t->escape_ws && n - i >= SPACE_SYM_LEN && memcmp(s + i, SPACE_SYM, SPACE_SYM_LEN) == 0) {
+        if (t->escape_ws && n - i >= SPACE_SYM_LEN &&
+            memcmp(s + i, SPACE_SYM, SPACE_SYM_LEN) == 0) {
             ob_put(&o, " ", 1);
             i += SPACE_SYM_LEN;
         } else {

@@ -531,7 +531,8 @@ static void check_malformed(void)
 
 static void check_speed(void)
 {
-    static const char *const toks[] = {"models/tokenizer.model", "models/small-lm-5m/tokenizer.model",
+    static const char *const toks[] = {"models/tokenizer.model",
+                                       "models/small-lm-5m/tokenizer.model",
                                        "models/tinystories-656k/tokenizer.json",
                                        "models/tokenizer.bin"};
     char path[4096];

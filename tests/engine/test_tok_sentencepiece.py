@@ -33,7 +33,8 @@ def run(model_rel, rep):
     ours = tc.encode_batch(path, texts + tc.INVALID_UTF8)
     for t, got in zip(texts + tc.INVALID_UTF8, ours):
         want = sp.encode(t)
-        rep.check(got == want, "%s encode %r:\n   ours %s\n   spm  %s" % (model_rel, t[:80], got[:40], want[:40]))
+        rep.check(got == want, "%s encode %r:\n   ours %s\n   spm  %s" % (
+            model_rel, t[:80], got[:40], want[:40]))
     ours_bos = tc.encode_batch(path, texts[:200], bos=True)
     for t, got in zip(texts[:200], ours_bos):
         rep.check(got == [sp.bos_id()] + sp.encode(t), "%s encode+bos %r" % (model_rel, t[:60]))
