@@ -257,6 +257,11 @@ def main():
         print("# peak generated tok/s %.1f at concurrency %d = %.2fx concurrency %d"
               % (best["gen_tok_per_s"], best["concurrency"],
                  best["gen_tok_per_s"] / rows[0]["gen_tok_per_s"], rows[0]["concurrency"]))
+    by_c = {r["concurrency"]: r for r in rows}
+    if 1 in by_c and 8 in by_c and by_c[1]["gen_tok_per_s"] > 0:
+        print("# generated tok/s, concurrency 8 vs 1: %.1f / %.1f = %.2fx"
+              % (by_c[8]["gen_tok_per_s"], by_c[1]["gen_tok_per_s"],
+                 by_c[8]["gen_tok_per_s"] / by_c[1]["gen_tok_per_s"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
