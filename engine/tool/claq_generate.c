@@ -147,6 +147,7 @@ int claq_cmd_generate(int argc, char **argv)
         if (!stop.hit) fwrite(text, 1, eng_stop_flush(&stop, text, 1024 + ENG_MAX_STOP_LEN), stdout);
     }
     fputc('\n', stdout);
+    fflush(stdout);
     double t2 = now_s();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -14,6 +14,19 @@
 /* Rows per matmul task: small enough to balance 2..16 workers, large enough to amortize dispatch. */
 #define KERN_CPU_ROWS_PER_TASK 16
 
+/* Below this many multiply-adds a job runs on the calling thread: waking workers costs more than
+ * it saves (tiny models decode several times faster this way). Results do not depend on it. */
+#define KERN_CPU_INLINE_WORK (1 << 15)
+
+static int run_tasks(kern_cpu_ctx *c, int64_t n_tasks, int64_t work, kern_task_fn fn, void *arg)
+{
+    if (work < KERN_CPU_INLINE_WORK) {
+        for (int64_t t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        return KERN_OK;
+    }
+    return kern_pool_run(c->pool, n_tasks, fn, arg);
+}
+
 int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n)
 {
     if (n <= c->scratch_floats) return KERN_OK;
@@ -57,7 +70,7 @@ static int cpu_matmul(void *ctx, const kern_matrix *w, const float *x, int n, fl
     matmul_job j = {w, x, y, n, kern_cpu__dot_fn(c->isa, w->dtype)};
     if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t tasks = (w->rows + KERN_CPU_ROWS_PER_TASK - 1) / KERN_CPU_ROWS_PER_TASK;
-    return kern_pool_run(c->pool, tasks, matmul_task, &j);
+    return run_tasks(c, tasks, w->rows * w->cols * n, matmul_task, &j);
 }
 
 static int cpu_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n, float *out)
@@ -186,7 +199,9 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     int rc = kern_cpu__scratch_reserve(c, a->max_pos);
     if (rc) return rc;
     attn_job j = {a, c, kern_cpu__dot_fn(c->isa, KERN_F32)};
-    return kern_pool_run(c->pool, (int64_t)a->n * a->n_heads, attn_task, &j);
+    int64_t work = 0;
+    for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;
+    return run_tasks(c, (int64_t)a->n * a->n_heads, work, attn_task, &j);
 }
 
 static int cpu_supports(void *ctx, kern_dtype t)
