@@ -410,7 +410,7 @@ static void sched_main(void *arg)
     if (sched_load(s, msg, sizeof(msg)) != 0) {
         srv_event *e = ev_push(&ev, SRV_EV_LOAD_FAILED, 0);
         if (e)
-            snprintf(e->msg, sizeof(e->msg), "%s", msg);
+            snprintf(e->msg, sizeof(e->msg), "%.255s", msg);
         ev_post(s, &ev);
         uv_mutex_lock(&s->mu);
         while (!s->stop)
