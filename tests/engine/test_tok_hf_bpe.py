@@ -3,11 +3,14 @@ reference written here (the HF tokenizers library is not installed), for tinysto
 normalizer Prepend "▁" + Replace " " -> "▁", no pre-tokenizer, byte_fallback without byte
 pieces, fuse_unk. >= 2,000 TinyStories lines and sentences, edge cases whose characters are not
 in the vocabulary (-> fused <unk>, no crash), decode and streaming detok (Replace ▁, ByteFallback,
-Fuse, Strip one leading space, special tokens skipped)."""
+Fuse, Strip one leading space, special tokens skipped). Also a tokenizer.json with [piece, score]
+vocab and no merges, built from Llama 2's model, against the sentencepiece library, and the
+tinystories vocab behind a Metaspace pre-tokenizer against a per-word reference."""
 import json
 import os
 import re
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tok_common as tc  # noqa: E402
@@ -28,11 +31,15 @@ rank = {(a, b): r for r, (a, b) in enumerate(merges)}   # later duplicates win, 
 
 
 def ref_encode(text):
-    """GPT-2-style BPE: merge every occurrence of the lowest-rank pair, left to right, until no
-    pair has a rank (the same result as HF's heap, which merges the leftmost lowest rank)."""
+    """The tokenizer as shipped: Prepend + Replace normalizer, the whole text one word."""
     if not text:
         return []
-    s = "\u2581" + text.replace(" ", "\u2581")
+    return ref_encode_word("\u2581" + text.replace(" ", "\u2581"))
+
+
+def ref_encode_word(s):
+    """GPT-2-style BPE: merge every occurrence of the lowest-rank pair, left to right, until no
+    pair has a rank (the same result as HF's heap, which merges the leftmost lowest rank)."""
     word, prev_unk = [], False
     for ch in s:
         if ch in vocab:
@@ -117,6 +124,58 @@ for streaming in (False, True):
         want = ref_decode(ids).encode("utf-8")
         rep.check(got == want, "%s %s:\n   ours %r\n   ref  %r" % (
             "detok" if streaming else "decode", ids[:20], got[:80], want[:80]))
+
+# A tokenizer.json without merges whose vocab is [piece, score] pairs (Unigram-style exports):
+# merged by score, it must reproduce SentencePiece BPE. Built here from Llama 2's model.
+import sentencepiece as spm  # noqa: E402
+
+sp = spm.SentencePieceProcessor(model_file=os.path.join(tc.SHARED, "models/tokenizer.model"))
+scored = {
+    "added_tokens": [{"id": i, "content": sp.id_to_piece(i), "special": True}
+                     for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i)],
+    "normalizer": {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+    "pre_tokenizer": None,
+    "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": True,
+              "vocab": [[sp.id_to_piece(i), sp.get_score(i)] for i in range(sp.get_piece_size())]},
+}
+with tempfile.TemporaryDirectory() as d:
+    jpath = os.path.join(d, "tokenizer.json")
+    with open(jpath, "w", encoding="utf-8") as f:
+        json.dump(scored, f)
+    stexts = tc.read_lines("data/wikitext-2-raw/wiki.test.raw", 400) + paras[:300] + tc.EDGE_CASES
+    for t, got in zip(stexts, tc.encode_batch(jpath, stexts)):
+        rep.check(got == sp.encode(t), "scored tokenizer.json %r:\n   ours %s\n   spm  %s" % (
+            t[:60], got[:30], sp.encode(t)[:30]))
+print("scored-vocab tokenizer.json == sentencepiece on %d inputs" % len(stexts))
+
+
+# The same vocab behind a Metaspace pre-tokenizer (prepend_scheme always, split): BPE runs per
+# word, each word starting at a U+2581.
+def ref_metaspace(text):
+    s = text.replace(" ", "\u2581")
+    if not s.startswith("\u2581"):
+        s = "\u2581" + s
+    words = [w for w in re.split("(?=\u2581)", s) if w]
+    return [i for w in words for i in ref_encode_word(w)]
+
+
+meta = dict(spec)
+meta["normalizer"] = None
+meta["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                         "split": True}
+with tempfile.TemporaryDirectory() as d:
+    jpath = os.path.join(d, "tokenizer.json")
+    with open(jpath, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    mtexts = [t for t in paras[:300] + sentences[:300] + tc.EDGE_CASES if t]
+    for t, got in zip(mtexts, tc.encode_batch(jpath, mtexts)):
+        want = ref_metaspace(t)
+        rep.check(got == want, "metaspace %r:\n   ours %s\n   ref  %s" % (t[:60], got[:30],
+                                                                          want[:30]))
+print("Metaspace tokenizer.json == per-word reference on %d inputs" % len(mtexts))
+
 print("tinystories-656k: %d TinyStories lines/sentences, %d other inputs (%d with <unk>), "
       "%d decode sequences" % (real, len(texts) - real, n_unk, len(id_lists)))
 rep.check(real >= 2000, "too few TinyStories lines (%d)" % real)
