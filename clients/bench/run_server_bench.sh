@@ -57,6 +57,7 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- commit: $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), \
 $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+echo "- load average (1/5/15 min) at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 echo "- model: $model"
 echo "- server flags: ${extra[*]:-(defaults)}"
 echo
@@ -93,6 +94,7 @@ claq_server_stop || stop_rc=$?
 trap - EXIT
 echo
 echo "- server exit status after SIGTERM: $stop_rc"
+echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$sweep_rc" -ne 0 ] || [ "$wrk_rc" -ne 0 ] || [ "$stop_rc" -ne 0 ]; then
     echo "run_server_bench: sweep rc=$sweep_rc wrk rc=$wrk_rc server rc=$stop_rc" >&2
     exit 1
