@@ -11,6 +11,8 @@
 #include <immintrin.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* Keeps GCC from hoisting a block's lookups ahead of their adds and spilling them. */
+#define PIN(v) __asm__ volatile("" : "+x"(v))
 
 ALWAYS_INLINE __m256i code_idx(const __m256i *W, const int B, const int c)
 {
@@ -43,8 +45,12 @@ ALWAYS_INLINE void gemv_group(const uint32_t *p, int64_t rt, int64_t nblk, const
         for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
             __m256 lo = _mm256_loadu_ps(lut + c * 16);
             __m256 hi = B == 4 ? _mm256_loadu_ps(lut + c * 16 + 8) : lo;
+            PIN(lo);
+            PIN(hi);
             acc[0] = _mm256_add_ps(acc[0], lookup(code_idx(W0, B, c), lo, hi, B));
             acc[1] = _mm256_add_ps(acc[1], lookup(code_idx(W1, B, c), lo, hi, B));
+            PIN(acc[0]);
+            PIN(acc[1]);
         }
     }
 }

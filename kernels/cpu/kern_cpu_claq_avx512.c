@@ -14,6 +14,9 @@
 #include <immintrin.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* An empty asm that "changes" v: keeps GCC from hoisting all 128 lookups of a block ahead of
+ * their adds (it did, and spilled them to the stack: 2x slower). */
+#define PIN(v) __asm__ volatile("" : "+v"(v))
 
 /* Periodic 16-entry table of column s: fp16 codebook -> fp32, entries k & (2^b-1). */
 ALWAYS_INLINE __m512 cb_periodic(const kern_claq *k, int64_t s, int b)
@@ -64,9 +67,12 @@ ALWAYS_INLINE void gemv_group(const uint32_t *p, int64_t rt, int64_t nblk, const
 #pragma GCC unroll 32
         for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
             __m512 L = _mm512_loadu_ps(lut + c * 16);
+            PIN(L);
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 acc[v] = _mm512_add_ps(acc[v], _mm512_permutexvar_ps(code_idx(W[v], B, c), L));
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) PIN(acc[v]);
         }
     }
 }
@@ -117,6 +123,56 @@ void kern_cpu__claq_gemv_tile_avx512(const kern_claq *k, const float *lut, int64
     }
 }
 
+/* Every token's accumulators walk the dequantized block's 32 columns in order; two tokens at a
+ * time so 2 x NV independent add chains hide the add latency. */
+ALWAYS_INLINE void gemm_tokens(const float *work, const float *xs, int64_t cols_pad, int n,
+                               float *y, const int NV)
+{
+    int tok = 0;
+    for (; tok + 2 <= n; tok += 2) {
+        const float *x0 = xs + (int64_t)tok * cols_pad, *x1 = x0 + cols_pad;
+        float *y0 = y + (int64_t)tok * KERN_CLAQ_ROW_TILE, *y1 = y0 + KERN_CLAQ_ROW_TILE;
+        __m512 a0[4], a1[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            a0[v] = _mm512_loadu_ps(y0 + v * 16);
+            a1[v] = _mm512_loadu_ps(y1 + v * 16);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
+            __m512 b0 = _mm512_set1_ps(x0[c]), b1 = _mm512_set1_ps(x1[c]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                __m512 w = _mm512_loadu_ps(work + c * KERN_CLAQ_ROW_TILE + v * 16);
+                a0[v] = _mm512_add_ps(a0[v], _mm512_mul_ps(w, b0));
+                a1[v] = _mm512_add_ps(a1[v], _mm512_mul_ps(w, b1));
+            }
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            _mm512_storeu_ps(y0 + v * 16, a0[v]);
+            _mm512_storeu_ps(y1 + v * 16, a1[v]);
+        }
+    }
+    for (; tok < n; tok++) {
+        const float *x0 = xs + (int64_t)tok * cols_pad;
+        float *y0 = y + (int64_t)tok * KERN_CLAQ_ROW_TILE;
+        __m512 a0[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a0[v] = _mm512_loadu_ps(y0 + v * 16);
+#pragma GCC unroll 4
+        for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
+            __m512 b0 = _mm512_set1_ps(x0[c]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                a0[v] = _mm512_add_ps(a0[v], _mm512_mul_ps(
+                    _mm512_loadu_ps(work + c * KERN_CLAQ_ROW_TILE + v * 16), b0));
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(y0 + v * 16, a0[v]);
+    }
+}
+
 /* Dequantize-GEMM: one block (32 columns x rt rows) is expanded to fp32 in work [col][row] once,
  * then every token's accumulators walk its 32 columns in order: acc += W * x (mul, then add). */
 ALWAYS_INLINE void gemm_group(const uint32_t *p, int64_t rt, int64_t nblk, const float *cbf,
@@ -137,18 +193,11 @@ ALWAYS_INLINE void gemm_group(const uint32_t *p, int64_t rt, int64_t nblk, const
                                  _mm512_permutexvar_ps(code_idx(W, B, c),
                                                        _mm512_loadu_ps(cbf + c * 16)));
         }
-        for (int tok = 0; tok < n; tok++) {
-            const float *xt = xs + (int64_t)tok * cols_pad;
-            float *yt = y + (int64_t)tok * KERN_CLAQ_ROW_TILE;
-            for (int64_t v = 0; v < nv; v++) {
-                __m512 acc = _mm512_loadu_ps(yt + v * 16);
-#pragma GCC unroll 8
-                for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++)
-                    acc = _mm512_add_ps(acc, _mm512_mul_ps(
-                        _mm512_loadu_ps(work + c * KERN_CLAQ_ROW_TILE + v * 16),
-                        _mm512_set1_ps(xt[c])));
-                _mm512_storeu_ps(yt + v * 16, acc);
-            }
+        switch (nv) {
+        case 1: gemm_tokens(work, xs, cols_pad, n, y, 1); break;
+        case 2: gemm_tokens(work, xs, cols_pad, n, y, 2); break;
+        case 3: gemm_tokens(work, xs, cols_pad, n, y, 3); break;
+        default: gemm_tokens(work, xs, cols_pad, n, y, 4); break;
         }
     }
 }
