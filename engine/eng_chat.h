@@ -31,8 +31,9 @@ typedef struct eng_chat_msg {
  * (ChatML "<|im_start|>assistant\n", plain "Assistant:"); Llama-2 has none (a prompt ending in a
  * user turn already ends in "[/INST]").
  * Llama-2 and plain strip each turn's content (Python str.strip(), as the HF Llama-2 template
- * does); ChatML copies it verbatim, as HF's ChatML templates do. Content is not escaped: a user who types "<|im_end|>" gets that
- * special token when the caller parses specials (the same as HF and llama.cpp). */
+ * does); ChatML copies it verbatim, as HF's ChatML templates do. Content is not escaped: a user
+ * who types "<|im_end|>" gets that special token when the caller parses specials (the same as HF
+ * and llama.cpp). */
 int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
                     int add_generation_prompt, char *out, size_t cap, size_t *len, eng_err *err);
 

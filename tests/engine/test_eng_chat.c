@@ -4,8 +4,8 @@
  * independently); strip rules; bad message lists rejected; the buffer contract (measure with
  * cap 0, ENG_E_FULL one byte short); detection from the shared models' real
  * tokenizer_config.json files and from configs carrying real HF templates.
- * `--messages I` prints built-in conversation I as JSON and `--dump NAME ADD_GEN I` prints it
- * rendered with template NAME, for test_eng_chat_matches_jinja.sh. */
+ * `test_eng_chat --dump-all` prints the built-in conversations and their renderings as JSON,
+ * for test_eng_chat_matches_jinja.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +43,7 @@ static const eng_chat_msg uni[] = {
 static const eng_chat_msg blank[] = {{"system", " sys "}, {"user", " \n "}};
 static const eng_chat_msg empty_sys[] = {{"system", ""}, {"user", "Hi"}};
 
-/* The conversations --dump / --messages can print (for test_eng_chat_matches_jinja.sh). */
+/* The conversations --dump-all prints (for test_eng_chat_matches_jinja.sh). */
 static const struct {
     const eng_chat_msg *m;
     int n;
@@ -286,37 +286,45 @@ static void check_detect(void)
           "turn ends");
 }
 
+/* Prints every built-in conversation with its renderings as one JSON array:
+ * [{"messages": [...], "llama2": [no_gen, gen], "chatml": [...], "plain": [...]}, ...]. */
+static int dump_all(void)
+{
+    static const char *names[] = {"llama2", "chatml", "plain"};
+    cJSON *arr = cJSON_CreateArray();
+    for (int c = 0; c < N_DUMPS; c++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+        for (int i = 0; i < k_dumps[c].n; i++) {
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "role", k_dumps[c].m[i].role);
+            cJSON_AddStringToObject(m, "content", k_dumps[c].m[i].content);
+            cJSON_AddItemToArray(msgs, m);
+        }
+        for (int t = 0; t < 3; t++) {
+            cJSON *r = cJSON_AddArrayToObject(o, names[t]);
+            for (int gen = 0; gen <= 1; gen++) {
+                char out[4096];
+                size_t len;
+                eng_err err = {0};
+                int rc = eng_chat_render(eng_chat_template_from_name(names[t]), k_dumps[c].m,
+                                         k_dumps[c].n, gen, out, sizeof out, &len, &err);
+                cJSON_AddItemToArray(r, rc ? cJSON_CreateNull() : cJSON_CreateString(out));
+            }
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *text = cJSON_PrintUnformatted(arr);
+    fputs(text, stdout);
+    cJSON_free(text);
+    cJSON_Delete(arr);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    /* --messages I: conversation I as JSON; --dump NAME ADD_GEN I: it rendered with NAME */
-    int which = argc >= 3 ? atoi(argv[argc - 1]) : -1;
-    if (argc == 3 && strcmp(argv[1], "--messages") == 0 && which >= 0 && which < N_DUMPS) {
-        cJSON *arr = cJSON_CreateArray();
-        for (int i = 0; i < k_dumps[which].n; i++) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "role", k_dumps[which].m[i].role);
-            cJSON_AddStringToObject(o, "content", k_dumps[which].m[i].content);
-            cJSON_AddItemToArray(arr, o);
-        }
-        char *text = cJSON_PrintUnformatted(arr);
-        fputs(text, stdout);
-        cJSON_free(text);
-        cJSON_Delete(arr);
-        return 0;
-    }
-    if (argc == 5 && strcmp(argv[1], "--dump") == 0 && which >= 0 && which < N_DUMPS) {
-        eng_chat_template t = eng_chat_template_from_name(argv[2]);
-        char out[4096];
-        size_t len;
-        eng_err err = {0};
-        if (eng_chat_render(t, k_dumps[which].m, k_dumps[which].n, atoi(argv[3]), out,
-                            sizeof out, &len, &err)) {
-            fprintf(stderr, "%s\n", err.msg);
-            return 1;
-        }
-        fwrite(out, 1, len, stdout);
-        return 0;
-    }
+    if (argc == 2 && strcmp(argv[1], "--dump-all") == 0)
+        return dump_all();
     check_exchange();
     check_errors();
     check_detect();

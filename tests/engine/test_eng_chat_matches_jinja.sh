@@ -48,21 +48,24 @@ def raise_exception(msg):
 env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 env.globals["raise_exception"] = raise_exception
 
+dump = json.loads(subprocess.run([bin_, "--dump-all"], check=True,
+                                  capture_output=True).stdout.decode("utf-8"))
 fails = runs = 0
-for conv in range(6):
-    msgs = json.loads(subprocess.run([bin_, "--messages", str(conv)], check=True,
-                                     capture_output=True).stdout.decode("utf-8"))
+for conv, case in enumerate(dump):
     for name, tmpl in (("llama2", LLAMA2), ("chatml", CHATML)):
         for gen in (0, 1):
-            want = env.from_string(tmpl).render(messages=msgs, add_generation_prompt=bool(gen),
+            want = env.from_string(tmpl).render(messages=case["messages"],
+                                                add_generation_prompt=bool(gen),
                                                 bos_token="<s>", eos_token="</s>")
-            got = subprocess.run([bin_, "--dump", name, str(gen), str(conv)], check=True,
-                                 capture_output=True).stdout.decode("utf-8")
+            got = case[name][gen]
             runs += 1
             if got != want:
                 fails += 1
                 print(f"FAIL conversation {conv} {name} add_generation_prompt={gen}\n"
                       f"  jinja: {want!r}\n  claq:  {got!r}")
+if runs < 24:
+    print(f"FAIL only {runs} renderings compared")
+    fails += 1
 print(f"{runs - fails} passed, {fails} failed")
 sys.exit(1 if fails else 0)
 EOF
