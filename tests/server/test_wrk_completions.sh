@@ -44,6 +44,38 @@ done
 grep -q "Non-2xx or 3xx responses" "$tmp/wrk.out" && fail "wrk reports non-2xx responses"
 grep -q "Socket errors" "$tmp/wrk.out" && fail "wrk reports socket errors"
 
+# The server's own counters must agree: every wrk response was a 2xx, and once wrk has gone
+# (it closes connections with requests still in flight) no sequence stays running or waiting and
+# the KV cache is empty again, i.e. abandoned requests were freed.
+metric() {  # metric NAME [LABEL-FILTER] -> value of the first matching sample, "" if none
+    grep -E "^$1(\{[^}]*\})? " "$tmp/metrics.txt" | grep -F -- "${2:-}" | head -n1 |
+        awk '{print $NF}'
+}
+settled=0
+for i in $(seq 1 50); do
+    curl -s --max-time 5 -o "$tmp/metrics.txt" "$CLAQ_SERVER_URL/metrics" || true
+    run="$(metric claq_num_requests_running)"; wait_="$(metric claq_num_requests_waiting)"
+    kv="$(metric claq_kv_cache_usage_ratio)"
+    if [ "$run" = 0 ] && [ "$wait_" = 0 ] && awk "BEGIN {exit !(${kv:-1} == 0)}"; then
+        settled=1
+        break
+    fi
+    sleep 0.1
+done
+if [ -z "$(metric claq_num_requests_running)" ]; then
+    echo "note: /metrics has no claq_num_requests_running; capacity checks skipped"
+else
+    [ "$settled" = 1 ] || fail "after wrk: running=$run waiting=$wait_ kv_usage=$kv (want 0 0 0)"
+    ok2xx="$(metric claq_http_responses_total 'code="2xx"')"
+    for c in 4xx 5xx; do
+        v="$(metric claq_http_responses_total "code=\"$c\"")"
+        [ -z "$v" ] || [ "$v" = 0 ] || fail "server counted $v $c responses during the wrk run"
+    done
+    [ -z "$ok2xx" ] || [ "${ok2xx%.*}" -ge "$requests" ] ||
+        fail "server counted $ok2xx 2xx responses, wrk saw $requests"
+    echo "server metrics after wrk: 2xx=$ok2xx running=$run waiting=$wait_ kv_usage=$kv"
+fi
+
 # still serving after the load, then a clean drain
 code="$(curl -s -o "$tmp/after.json" -w '%{http_code}' --max-time 30 \
     -H 'Content-Type: application/json' \
