@@ -254,6 +254,11 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
     for (int b = 128; b < 256; b++) t->barrier[b] = 0;
     /* HF ignore_merges looks whole words up: chunks must then be whole words */
     if (t->kind == ENG__TOK_HF && t->hf_ignore_merges) memset(t->barrier, 0, sizeof t->barrier);
+    /* SentencePiece's resegmentation of UNUSED pieces remembers the last pair queued for a
+     * piece across the whole text, in heap order: only whole-text merging reproduces it */
+    t->has_unused = 0;
+    for (int id = 0; id < t->n_vocab; id++) t->has_unused |= t->type[id] == ENG__PT_UNUSED;
+    if (t->has_unused) memset(t->barrier, 0, sizeof t->barrier);
     return 0;
 }
 
@@ -647,6 +652,10 @@ typedef struct work {
     size_t ns, caps;
     pairc *h;               /* owned: binary max-heap */
     size_t nh, caph;
+    int32_t *rev_llen;      /* owned [n_vocab] when the model has UNUSED pieces: left length of
+                             * the last queued pair that makes the piece (SPM's rev_merge) */
+    uint32_t *rev_stamp;    /* owned [n_vocab]: chunk stamp that makes rev_llen[id] valid */
+    uint32_t stamp;
 } work;
 
 static int better(const pairc *a, const pairc *b)
@@ -729,6 +738,10 @@ static int try_pair(const eng_tokenizer *t, work *w, const char *txt, int32_t l,
         if (p.id < 0 || !mergeable(t, p.id)) return 0;
         p.score = t->score[p.id];
         if (t->kind == ENG__TOK_BIN && !(p.score > -1e10f)) return 0;   /* run.c's floor */
+        if (w->rev_llen && t->type[p.id] == ENG__PT_UNUSED) {
+            w->rev_llen[p.id] = a->len;
+            w->rev_stamp[p.id] = w->stamp;
+        }
     }
     return heap_push(w, p);
 }
@@ -768,6 +781,28 @@ static void emit_unknown(const eng_tokenizer *t, emitter *e, const char *s, size
     }
     if (!e->prev_unk && t->unk_id >= 0) emit(e, t->unk_id);
     e->prev_unk = 1;
+}
+
+/* Emits one final SPM symbol s[0..n) with piece id (-1 unknown). An UNUSED piece is split
+ * back into the two pieces that made it, recursively (SentencePiece's resegment). */
+static void emit_spm(const eng_tokenizer *t, const work *w, emitter *e, const char *s, size_t n,
+                     int id, int depth)
+{
+    if (id >= 0 && t->type[id] == ENG__PT_UNUSED && w->rev_llen && depth < ENG_TOK_MAX_PIECE &&
+        w->rev_stamp[id] == w->stamp) {
+        size_t l = (size_t)w->rev_llen[id];
+        if (l > 0 && l < n) {
+            emit_spm(t, w, e, s, l, eng__tok_lookup(t, s, l), depth + 1);
+            emit_spm(t, w, e, s + l, n - l, eng__tok_lookup(t, s + l, n - l), depth + 1);
+            return;
+        }
+    }
+    if (id < 0) {
+        emit_unknown(t, e, s, n);
+        return;
+    }
+    emit(e, id);
+    e->prev_unk = 0;
 }
 
 /* Splits chunk c[0..n) into initial symbols, merges, emits. */
@@ -844,11 +879,17 @@ static int encode_chunk(const eng_tokenizer *t, work *w, const char *c, size_t n
             return 0;
         }
     }
+    if (t->has_unused && t->kind == ENG__TOK_SPM && !w->rev_llen) {
+        w->rev_llen = calloc((size_t)t->n_vocab, sizeof *w->rev_llen);
+        w->rev_stamp = calloc((size_t)t->n_vocab, sizeof *w->rev_stamp);
+        if (!w->rev_llen || !w->rev_stamp) return -1;
+    }
+    w->stamp++;
     if (bpe_run(t, w, c)) return -1;
     for (int32_t k = 0; k >= 0; k = w->s[k].next) {
         const sym *y = &w->s[k];
-        if (t->kind == ENG__TOK_SPM && y->id < 0) {
-            emit_unknown(t, e, c + y->start, (size_t)y->len);
+        if (t->kind == ENG__TOK_SPM) {
+            emit_spm(t, w, e, c + y->start, (size_t)y->len, y->id, 0);
             continue;
         }
         if (y->id >= 0) emit(e, y->id);
@@ -963,6 +1004,8 @@ oom:
 done:
     free(w.s);
     free(w.h);
+    free(w.rev_llen);
+    free(w.rev_stamp);
     free(nb.p);
     return rc;
 }

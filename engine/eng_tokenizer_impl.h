@@ -58,6 +58,7 @@ struct eng_tokenizer {
     char *norm_blob;          /* owned [n_norm]: NUL-terminated replacement strings */
     size_t n_norm;
     int max_user_len;         /* longest user-defined piece (SPM), 0 when none */
+    int has_unused;           /* some piece is UNUSED (SPM resegments those) */
 
     /* HF BPE */
     uint64_t *mkey;           /* owned [mmask + 1]: (left id << 32 | right id) + 1, 0 = empty */

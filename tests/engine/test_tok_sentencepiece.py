@@ -2,7 +2,8 @@
 exactly as the `sentencepiece` library does, for Llama 2's tokenizer.model (identity normalizer,
 byte fallback) and small-lm-5m's (nmt_nfkc charsmap, remove_extra_whitespaces), on >= 2,000 real
 lines of wikitext, PTB and TinyStories plus hand-made edge cases, invalid UTF-8 and random id
-sequences. The C side runs through $CLAQ_BIN/test_tok_cli in one batch per check."""
+sequences; plus two variants of Llama 2's model re-serialized here (UNUSED pieces, which
+SentencePiece resegments, and no byte fallback, where unknown runs become one <unk>). The C side runs through $CLAQ_BIN/test_tok_cli in one batch per check."""
 import os
 import sys
 
@@ -55,8 +56,116 @@ def run(model_rel, rep):
     return real
 
 
+# ---- variants of Llama 2's model, re-serialized here: UNUSED pieces (SentencePiece splits them
+# back into the pieces that made them) and no byte fallback (unknown runs -> one <unk>) ----
+
+def pb_fields(b):
+    i = 0
+    while i < len(b):
+        key, i = pb_varint(b, i)
+        f, w = key >> 3, key & 7
+        if w == 0:
+            v, i = pb_varint(b, i)
+        elif w == 5:
+            v, i = b[i:i + 4], i + 4
+        elif w == 1:
+            v, i = b[i:i + 8], i + 8
+        else:
+            n, i = pb_varint(b, i)
+            v, i = b[i:i + n], i + n
+        yield f, w, v
+
+
+def pb_varint(b, i):
+    r = s = 0
+    while True:
+        c = b[i]
+        i += 1
+        r |= (c & 0x7F) << s
+        s += 7
+        if c < 0x80:
+            return r, i
+
+
+def pb_enc_varint(v):
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        c = v & 0x7F
+        v >>= 7
+        out.append(c | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def pb_serialize(fields):
+    out = bytearray()
+    for f, w, v in fields:
+        out += pb_enc_varint(f << 3 | w)
+        if w == 0:
+            out += pb_enc_varint(v)
+        elif w in (1, 5):
+            out += v
+        else:
+            out += pb_enc_varint(len(v)) + v
+    return bytes(out)
+
+
+def variant(src, retype, drop_bytes, trainer_edit):
+    """Model proto bytes with piece types changed (retype: id -> type), byte pieces dropped
+    and trainer_spec varint fields set (trainer_edit: field -> value)."""
+    top = list(pb_fields(open(src, "rb").read()))
+    out, pid = [], 0
+    for f, w, v in top:
+        if f == 1:
+            sub = list(pb_fields(v))
+            typ = next((x for g, _, x in sub if g == 3), 1)
+            if drop_bytes and typ == 6:
+                pid += 1
+                continue
+            typ = retype.get(pid, typ)
+            sub = [x for x in sub if x[0] != 3] + [(3, 0, typ)]
+            v = pb_serialize(sub)
+            pid += 1
+        elif f == 2:
+            sub = [x for x in pb_fields(v) if x[0] not in trainer_edit]
+            v = pb_serialize(sub + [(k, 0, val) for k, val in trainer_edit.items()])
+        out.append((f, w, v))
+    return pb_serialize(out)
+
+
+def run_variant(name, proto, texts, rep):
+    import tempfile
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "tokenizer.model")
+        open(path, "wb").write(proto)
+        for t, got in zip(texts, tc.encode_batch(path, texts)):
+            want = sp.encode(t)
+            rep.check(got == want, "%s %r:\n   ours %s\n   spm  %s" % (name, t[:60], got[:30],
+                                                                      want[:30]))
+        # our decode omits <unk> (a special token); SentencePiece writes " \u2047 ": compare
+        # the sequences without one
+        known = [t for t in texts if sp.unk_id() not in sp.encode(t)]
+        rep.check(len(known) > len(texts) // 2, "%s: too few inputs without <unk>" % name)
+        dec = tc.decode_batch(path, [sp.encode(t) for t in known])
+        for t, got in zip(known, dec):
+            want = sp.decode(sp.encode(t)).encode("utf-8")
+            rep.check(got == want, "%s decode %r: %r vs %r" % (name, t[:40], got[:60], want[:60]))
+    print("%s: %d inputs" % (name, len(texts)))
+
+
 rep = tc.Report("sentencepiece")
 n1 = run("models/tokenizer.model", rep)
 n2 = run("models/small-lm-5m/tokenizer.model", rep)
 rep.check(n1 >= 2000 and n2 >= 2000, "too few real lines (%d, %d)" % (n1, n2))
+
+llama = os.path.join(tc.SHARED, "models/tokenizer.model")
+base = spm.SentencePieceProcessor(model_file=llama)
+some = tc.read_lines("data/wikitext-2-raw/wiki.test.raw", 300) + tc.EDGE_CASES
+unused = {i: 5 for i in range(300, 12000, 3) if len(base.id_to_piece(i)) > 1}
+run_variant("llama+unused", variant(llama, unused, False, {}), some, rep)
+n_unused = sum(1 for t in some[:300] for i in base.encode(t) if i in unused)
+rep.check(n_unused > 100, "the UNUSED variant touched only %d tokens" % n_unused)
+run_variant("llama-no-byte-fallback", variant(llama, {}, True, {35: 0}), some, rep)
 sys.exit(0 if rep.done() else 1)
