@@ -2,7 +2,8 @@
 # test_cli_client.sh — claq-client (clients/) against a live claq-server serving
 # tinystories-656k with an API key: chat and complete, streamed and not (greedy, so the streamed
 # deltas must equal the whole response), usage and finish_reason consistent with max_tokens,
-# the model list, a message from stdin, and the errors a user meets (unknown model -> 404 with
+# the model list, a message from stdin, the interactive chat on a pty (history kept across
+# turns), and the errors a user meets (unknown model -> 404 with
 # the server's message, missing key -> 401, nothing listening -> connection refused), each with
 # its documented exit status. Ends with SIGTERM and expects a clean drain (exit 0).
 set -uo pipefail
@@ -90,6 +91,26 @@ check_answer chat_sys 8
 run models models
 [ "$(rc_of models)" = 0 ] && grep -qx "tinystories-656k" "$tmp/models.out" ||
     fail "models: $(cat "$tmp/models.out" "$tmp/models.err")"
+
+# 4b. the interactive chat on a terminal (util-linux `script` provides the pty): the second
+# turn must carry the whole conversation, so its prompt is longer than the first turn's prompt
+# and answer together.
+if command -v script >/dev/null 2>&1; then
+    printf 'Hello\nWhat did you see?\n/exit\n' |
+        timeout 60 script -qec "'$client' --url '$url' chat --max-tokens 8 --temperature 0 --stats" \
+            /dev/null >"$tmp/repl.out" 2>&1
+    mapfile -t pts < <(grep -o 'prompt_tokens=[0-9]*' "$tmp/repl.out" | cut -d= -f2)
+    mapfile -t cts < <(grep -o 'completion_tokens=[0-9]*' "$tmp/repl.out" | cut -d= -f2)
+    if [ "${#pts[@]}" != 2 ] || [ "${#cts[@]}" != 2 ]; then
+        fail "REPL: want 2 answered turns: $(tr -d '\r' <"$tmp/repl.out" | head -c 600)"
+    elif [ "${pts[1]}" -le $((pts[0] + cts[0])) ]; then
+        fail "REPL: turn 2 prompt_tokens ${pts[1]} <= turn 1 prompt+answer ${pts[0]}+${cts[0]}"
+    else
+        echo "REPL: turn 1 prompt_tokens=${pts[0]}, turn 2 prompt_tokens=${pts[1]} (history kept)"
+    fi
+else
+    echo "note: no 'script' command; interactive chat not exercised"
+fi
 
 # 5. errors: unknown model (404 with the server's message), no key (401), bad usage, no server.
 run badmodel --model no-such-model chat "hi" --max-tokens 4
