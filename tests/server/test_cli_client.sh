@@ -3,9 +3,9 @@
 # tinystories-656k with an API key: chat and complete, streamed and not (greedy, so the streamed
 # deltas must equal the whole response), usage and finish_reason consistent with max_tokens,
 # the model list, a message from stdin, the interactive chat on a pty (history kept across
-# turns), and the errors a user meets (unknown model -> 404 with
-# the server's message, missing key -> 401, nothing listening -> connection refused), each with
-# its documented exit status. Ends with SIGTERM and expects a clean drain (exit 0).
+# turns), and the errors a user meets (unknown model -> 404 with the server's message, missing
+# key -> 401, nothing listening -> connection refused), each with its documented exit status.
+# Ends with SIGTERM and expects a clean drain (exit 0).
 set -uo pipefail
 src="${CLAQ_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 bin="${CLAQ_BIN:-$src/build}"
