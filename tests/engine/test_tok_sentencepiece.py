@@ -168,4 +168,10 @@ run_variant("llama+unused", variant(llama, unused, False, {}), some, rep)
 n_unused = sum(1 for t in some[:300] for i in base.encode(t) if i in unused)
 rep.check(n_unused > 100, "the UNUSED variant touched only %d tokens" % n_unused)
 run_variant("llama-no-byte-fallback", variant(llama, {}, True, {35: 0}), some, rep)
+# user-defined pieces are matched whole (longest first) before any merging
+user = {base.piece_to_id(p): 4 for p in ["\u2581the", "ing", "er", "\u2581\u2581", "\u2581(",
+                                         "),", "\u2581=", "ed"]
+        if base.piece_to_id(p) != base.unk_id()}
+rep.check(len(user) >= 5, "user-defined candidates missing (%d)" % len(user))
+run_variant("llama+user-defined", variant(llama, user, False, {}), some, rep)
 sys.exit(0 if rep.done() else 1)
