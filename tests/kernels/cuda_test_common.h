@@ -75,7 +75,7 @@ static inline void ct_open_cuda_or_skip(kern_backend *cu)
         return;
     }
 #ifndef CLAQ_HAVE_CUDA
-    printf("skip: no CUDA device (this build has no CUDA backend: nvcc was not found)\n");
+    printf("skip: no CUDA device (this build has no CUDA backend: CLAQ_CUDA off or no nvcc)\n");
     exit(77);
 #else
     char why[256] = "";

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# cuda_bench.sh — the GPU work of the CUDA backend, in steps that each fit one `device` call
+# (600 s). Not a ctest test (its name does not start with test_). Steps:
+#   pack      (on the build machine, no GPU needed) build with CUDA, then copy the CUDA test
+#             programs, the benchmark and the shared models they read into .gpu-carry/ (ignored
+#             by git; ~50 MiB), which a `device` call carries: carry [".gpu-carry"].
+#   tests     (on the GPU machine) run the three test_kern_cuda_* programs against .gpu-carry/.
+#   sanitize  (GPU) the kernel tests under compute-sanitizer memcheck, racecheck and synccheck.
+#   bench     (GPU) the benchmark tables (cuda_bench.cu); also written to $OUT/bench.md.
+#   sass      (anywhere with cuobjdump) which architectures the library holds and the
+#             instruction mix of the GEMV kernels.
+# Example session: bash tests/kernels/cuda_bench.sh pack   (here), then device run with
+#   command "bash tests/kernels/cuda_bench.sh tests && bash tests/kernels/cuda_bench.sh sanitize"
+#   and carry [".gpu-carry"], then another call for "bash tests/kernels/cuda_bench.sh bench".
+# Binaries depend only on libc and CUDA 13's libcudart/libcublas (present on the GPU image).
+set -euo pipefail
+
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="${CLAQ_CUDA_BUILD:-$SRC/build-cuda}"
+CARRY="$SRC/.gpu-carry"
+NVCC="${NVCC:-/usr/local/cuda/bin/nvcc}"
+OUTDIR="${OUT:-$CARRY/out}"
+step="${1:-}"
+
+tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu
+       test_kern_cuda_greedy_matches_cpu)
+kernel_tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu)
+
+case "$step" in
+pack)
+    cmake -S "$SRC" -B "$BUILD" -DCLAQ_CUDA=ON -DCLAQ_BUILD_SERVER=OFF >/dev/null
+    cmake --build "$BUILD" -j2 --target "${tests[@]}"
+    mkdir -p "$CARRY/bin" "$CARRY/shared/models"
+    "$NVCC" -O3 -std=c++17 -Werror=all-warnings -lineinfo \
+        -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
+        -I"$SRC/kernels" -I"$SRC/kernels/cuda" -I"$SRC/engine" "$SRC/tests/kernels/cuda_bench.cu" \
+        -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_cuda.a" \
+        -lcublas -lcudart -lm -lpthread
+    for t in "${tests[@]}"; do cp "$BUILD/$t" "$CARRY/bin/"; done
+    cp "$BUILD/libclaq_cuda.a" "$CARRY/bin/"
+    sh="${CLAQ_SHARED:-$SRC/../shared}"
+    cp -r "$sh/models/stories260K.bin" "$sh/models/tinystories-656k" "$sh/models/small-lm-5m" \
+        "$CARRY/shared/models/"
+    excl="$(git -C "$SRC" rev-parse --git-path info/exclude)"
+    case "$excl" in /*) ;; *) excl="$SRC/$excl" ;; esac
+    mkdir -p "$(dirname "$excl")"
+    grep -qx '/.gpu-carry/' "$excl" 2>/dev/null || echo '/.gpu-carry/' >>"$excl"
+    du -sh "$CARRY"
+    ;;
+tests)
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    rc=0
+    for t in "${tests[@]}"; do
+        echo "== $t"
+        CLAQ_SHARED="$CARRY/shared" "$CARRY/bin/$t" || { r=$?; echo "$t exit $r"; [ $r -eq 77 ] || rc=1; }
+    done
+    exit $rc
+    ;;
+sanitize)
+    CS="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+    rc=0
+    for tool in memcheck racecheck synccheck; do
+        for t in "${kernel_tests[@]}"; do
+            echo "== $tool $t"
+            CLAQ_SHARED="$CARRY/shared" "$CS" --tool "$tool" --error-exitcode 9 \
+                "$CARRY/bin/$t" || rc=1
+        done
+    done
+    exit $rc
+    ;;
+bench)
+    mkdir -p "$OUTDIR"
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader || true
+    date -u +"%Y-%m-%d %H:%M UTC"
+    "$CARRY/bin/cuda_bench" "${2:-200}" | tee "$OUTDIR/bench.md"
+    ;;
+sass)
+    OBJ="$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)"
+    lib="$BUILD/libclaq_cuda.a"
+    [ -f "$lib" ] || lib="$CARRY/bin/libclaq_cuda.a"
+    "$OBJ" -lelf "$lib" | grep -o 'sm_[0-9]*' | sort | uniq -c
+    "$OBJ" -sass -arch sm_90 "$lib" | awk '
+        /Function :/ { f = $3 }
+        f ~ /claq_gemv_kILi1E|gemv_dense_kI11kern_ld_f16Li1E/ {
+            for (i = 1; i <= NF; i++) if ($i ~ /^(LDS|LDG|FADD|FFMA|FMUL|HMMA|LDL|STL)/) {
+                split($i, op, "."); n[f " " op[1]]++ } }
+        END { for (k in n) print k, n[k] }' | sort
+    ;;
+*)
+    echo "usage: $0 pack | tests | sanitize | bench [iters] | sass" >&2
+    exit 2
+    ;;
+esac
