@@ -1,0 +1,63 @@
+/* eng_gptq.h — the GPTQ core used by every calibrated method (claq-algorithm.md §2): Hessian
+ * preparation (dead inputs, act-order, dampening, inverse Cholesky factor with retry) and the
+ * blocked column loop with error feedback, parameterised by a per-column quantizer callback
+ * (uniform grid for the GPTQ baseline, K-Means for CLAQ). Does not pick bit-widths or outliers
+ * (eng_claq_alloc.h) and does not run the model (eng_quant.h). Pure computation on caller
+ * buffers: any thread, one call per thread. */
+#ifndef ENG_GPTQ_H
+#define ENG_GPTQ_H
+
+#include <stdint.h>
+
+#include "eng_err.h"
+
+typedef struct eng_gptq_cfg {
+    double percdamp;      /* dampening as a fraction of mean(diag H); GPTQ's 0.01 */
+    int blocksize;        /* columns per error-feedback block; GPTQ's 128 */
+    int act_order;        /* 1: process columns by diag(H) descending (stable) */
+    int max_retries;      /* extra dampening rounds after a failed Cholesky step */
+} eng_gptq_cfg;
+
+void eng_gptq_cfg_default(eng_gptq_cfg *c);   /* 0.01, 128, act-order on, 8 retries */
+
+/* What the column loop needs from H, in processing order. */
+typedef struct eng_gptq_prep {
+    int64_t cols;
+    int64_t *perm;        /* [cols] processing position -> original column; owned */
+    uint8_t *dead;        /* [cols] by ORIGINAL column: 1 where H[j][j] == 0; owned */
+    double *U;            /* [cols][cols] row-major, upper triangle: U with (H+damp)^-1 = U^T U,
+                             rows/cols in processing order; lower triangle zero; owned */
+    double damp;          /* total dampening added to the diagonal */
+    int retries;          /* dampening rounds added after Cholesky failures */
+} eng_gptq_prep;
+
+/* H: [cols][cols] symmetric, original column order (not modified). Fills p (zeroed first).
+ * ENG_E_RANGE when H stays indefinite after cfg->max_retries rounds or holds NaN/Inf. */
+int eng_gptq_prepare(eng_gptq_prep *p, const double *H, int64_t cols, const eng_gptq_cfg *cfg,
+                     eng_err *err);
+void eng_gptq_prep_free(eng_gptq_prep *p);   /* safe on zeroed, idempotent */
+
+/* Per-column quantizer. pos: processing position; col: original column index; w: the column's
+ * `rows` error-updated values (read-only, valid during the call); q: out, `rows` values exactly
+ * as they will be stored (e.g. fp16 codebook entries). Returns 0 or a negative ENG_E_* code,
+ * which aborts the run. */
+typedef int (*eng_gptq_colq_fn)(void *ud, int64_t pos, int64_t col, const float *w,
+                                int64_t rows, float *q);
+
+/* Runs the column loop. W: [rows][cols] row-major original weights (dead columns are treated as
+ * zero). Q: out [rows][cols], the quantized matrix in original column order (may alias W).
+ * loss (may be NULL): GPTQ's loss, sum over columns of |w - q|^2 / U[j][j]^2 / 2. */
+int eng_gptq_run(const eng_gptq_prep *p, const float *W, int64_t rows, int blocksize,
+                 eng_gptq_colq_fn fn, void *ud, float *Q, double *loss, eng_err *err);
+
+/* Relative output error tr((W-Q) H (W-Q)^T) / tr(W H W^T) with the undamped H (original
+ * order). W, Q: [rows][cols]. Returns NAN on allocation failure. */
+double eng_gptq_rel_error(const double *H, const float *W, const float *Q, int64_t rows,
+                          int64_t cols);
+
+/* Uniform asymmetric grid (GPTQ's Quantizer.find_params, per column): range [min(x,0), max(x,0)]
+ * of x[0..n) (both zero -> [-1, 1]), 2^bits levels scale*(i - zero), rounded to fp16, ascending.
+ * Writes 2^bits entries. */
+void eng_gptq_uniform_grid(const float *x, int64_t n, int bits, uint16_t *cb_f16);
+
+#endif

@@ -1,0 +1,101 @@
+/* eng_quant.h — the quantizer: one matrix at a time (RTN, GPTQ with a uniform grid, CLAQ K-Means
+ * with Adaptive Precision and/or Outlier Reservation; eng_quant_matrix.c), and the layer-by-layer
+ * pipeline over a model (calibration windows, Hessians captured through the engine's own forward
+ * pass, fake-quantized weights swapped in, quantized outputs fed forward; eng_quant.c,
+ * eng_calib.c). Does not write files (the packed-format writer does). One thread drives a run;
+ * BLAS may use its own threads inside. */
+#ifndef ENG_QUANT_H
+#define ENG_QUANT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "eng_err.h"
+#include "eng_gptq.h"
+#include "eng_kmeans.h"
+#include "eng_model.h"
+#include "eng_qmatrix.h"
+#include "kern.h"
+
+typedef enum eng_quant_method {
+    ENG_QUANT_RTN = 0,    /* per-column min/max uniform grid, no calibration */
+    ENG_QUANT_GPTQ = 1,   /* GPTQ, per-column uniform grid fixed on the original column */
+    ENG_QUANT_CLAQ = 2,   /* GPTQ + per-column K-Means on the error-updated column (+ AP, OR) */
+} eng_quant_method;
+
+const char *eng_quant_method_name(eng_quant_method m);   /* "rtn", "gptq", "claq" */
+
+#define ENG_QUANT_ACT_BUDGET ((size_t)2 << 30)   /* activations kept in RAM; above: temp file */
+
+typedef struct eng_quant_cfg {
+    eng_quant_method method;
+    double bits;             /* 2..4; fractional = Adaptive Precision (CLAQ only) */
+    int outliers;            /* 1: Outlier Reservation (CLAQ only) */
+    int or_compat_index;     /* 1: the reference's block-local budget index (§11.1) */
+    double or_budget;        /* scales the OR fractions 0.014 / 0.004 (1.0 = the paper's) */
+    eng_kmeans_init kinit;   /* K-Means initialisation */
+    uint64_t seed;           /* calibration windows and k-means++ */
+    eng_gptq_cfg gptq;       /* dampening, block size, act-order */
+    size_t act_budget;       /* bytes of layer activations held in RAM (see eng_quant_model) */
+    FILE *log;               /* progress lines; NULL = silent; borrowed */
+} eng_quant_cfg;
+
+void eng_quant_cfg_default(eng_quant_cfg *c);   /* claq, 4 bits, no OR, seed 0 */
+/* Checks the combination (AP and OR need CLAQ; bits in [2,4], integral for RTN/GPTQ). */
+int eng_quant_cfg_check(const eng_quant_cfg *c, eng_err *err);
+
+typedef struct eng_quant_mstats {
+    double loss;             /* GPTQ loss sum |w-q|^2/d^2/2 (0 for RTN) */
+    double rel_err;          /* tr((W-Q)H(W-Q)^T) / tr(WHW^T); NAN without H */
+    int64_t n4;              /* columns at 4 bits */
+    int64_t n_outliers;      /* retained values */
+    int64_t n_dead;          /* dead input columns */
+    int retries;             /* extra dampening rounds */
+    double seconds;
+} eng_quant_mstats;
+
+/* Quantizes W [rows][cols] (fp32, original order). H [cols][cols] double (the calibration
+ * Hessian, original order) is required for GPTQ/CLAQ and ignored by RTN. out is allocated here
+ * (eng_qmatrix_free it). fake (may be NULL): [rows][cols] the fake-quantized matrix, equal to
+ * eng_qmatrix_dequant(out). st may be NULL. */
+int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H,
+                     const eng_quant_cfg *cfg, eng_qmatrix *out, float *fake,
+                     eng_quant_mstats *st, eng_err *err);
+
+/* ---- calibration (eng_calib.c) ---- */
+
+/* Draws nsamples windows of seqlen tokens from toks[0..n_toks) with the seed into
+ * out [nsamples][seqlen]. With n_toks >= nsamples*seqlen the windows are disjoint and randomly
+ * placed; with fewer they are drawn independently and may overlap (*overlap = 1). ENG_E_INVAL
+ * when n_toks < seqlen. */
+int eng_calib_windows(const int32_t *toks, int64_t n_toks, int nsamples, int seqlen,
+                      uint64_t seed, int32_t *out, int *overlap, eng_err *err);
+/* Reads the text file at path, tokenizes it once with the model's tokenizer (tok_override may be
+ * NULL) and draws the windows. *out is malloc'ed [nsamples][seqlen] (caller frees); *n_text_toks
+ * gets the token count of the file. */
+int eng_calib_load(const eng_model *m, const char *tok_override, const char *path, int nsamples,
+                   int seqlen, uint64_t seed, int32_t **out, int64_t *n_text_toks, int *overlap,
+                   eng_err *err);
+
+/* ---- the model pipeline (eng_quant.c) ---- */
+
+typedef struct eng_quant_result {
+    int n_layers;
+    eng_qmatrix *mats;          /* [n_layers * ENG_LIN_COUNT], index layer*7 + linear; owned */
+    eng_quant_mstats *stats;    /* same indexing; owned */
+    double seconds;             /* wall time of the whole run */
+    int act_on_disk;            /* 1 when activations were streamed through a temp file */
+} eng_quant_result;
+
+void eng_quant_result_free(eng_quant_result *r);   /* safe on zeroed, idempotent */
+
+/* Quantizes every linear of every decoder layer of m (embedding, norms and head stay as they
+ * are). tokens: [nsamples][seqlen] calibration windows (unused, may be NULL, for RTN). be: the
+ * backend that runs the forward pass (borrowed). Peak memory: nsamples*seqlen*dim floats of
+ * activations (held in RAM up to cfg->act_budget, else in an unlinked temp file under TMPDIR),
+ * plus one layer's fp32 weights, Hessians of the widest group (hidden^2 doubles) and GPTQ
+ * scratch for the largest matrix. */
+int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens, int nsamples,
+                    int seqlen, const eng_quant_cfg *cfg, eng_quant_result *res, eng_err *err);
+
+#endif

@@ -1,0 +1,265 @@
+/* eng_quant_matrix.c — quantizes one weight matrix given its calibration Hessian: RTN, GPTQ with
+ * a per-column uniform grid, or CLAQ (K-Means codebook fitted on each error-updated column,
+ * Adaptive Precision bits, Outlier Reservation), producing an eng_qmatrix in original column
+ * order. Does not run the model or capture Hessians (eng_quant.c). Any thread; no state. */
+#include "eng_quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "eng_claq_alloc.h"
+#include "kern_half.h"
+
+const char *eng_quant_method_name(eng_quant_method m)
+{
+    switch (m) {
+    case ENG_QUANT_RTN: return "rtn";
+    case ENG_QUANT_GPTQ: return "gptq";
+    case ENG_QUANT_CLAQ: return "claq";
+    }
+    return "?";
+}
+
+void eng_quant_cfg_default(eng_quant_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->method = ENG_QUANT_CLAQ;
+    c->bits = 4;
+    c->or_budget = 1.0;
+    c->kinit = ENG_KMEANS_QUANTILE;
+    eng_gptq_cfg_default(&c->gptq);
+    c->act_budget = ENG_QUANT_ACT_BUDGET;
+}
+
+int eng_quant_cfg_check(const eng_quant_cfg *c, eng_err *err)
+{
+    if (c->method != ENG_QUANT_RTN && c->method != ENG_QUANT_GPTQ && c->method != ENG_QUANT_CLAQ)
+        return eng_err_set(err, ENG_E_INVAL, "quantize: unknown method %d", (int)c->method);
+    if (!(c->bits >= 2 && c->bits <= 4))
+        return eng_err_set(err, ENG_E_INVAL, "quantize: --bits must be in [2, 4], got %g", c->bits);
+    int integral = c->bits == floor(c->bits);
+    if (!integral && c->method != ENG_QUANT_CLAQ)
+        return eng_err_set(err, ENG_E_INVAL, "quantize: fractional --bits %g (Adaptive Precision) "
+                           "needs --method claq", c->bits);
+    if (c->outliers && c->method != ENG_QUANT_CLAQ)
+        return eng_err_set(err, ENG_E_INVAL, "quantize: --outliers needs --method claq");
+    if (c->outliers && !(c->or_budget > 0 && c->or_budget * ENG_CLAQ_OR_F_HI < 0.5))
+        return eng_err_set(err, ENG_E_INVAL, "quantize: --or-budget %g out of range", c->or_budget);
+    if (c->gptq.blocksize <= 0 || c->gptq.percdamp < 0)
+        return eng_err_set(err, ENG_E_INVAL, "quantize: bad GPTQ block size or dampening");
+    return 0;
+}
+
+typedef struct qm_outlier {
+    uint32_t col, row;
+    uint16_t val;
+} qm_outlier;
+
+typedef struct qm_ctx {
+    const eng_quant_cfg *cfg;       /* borrowed */
+    eng_qmatrix *qm;                /* borrowed: bits set, codebooks/codes written here */
+    const float *frac;              /* [cols] OR tail fraction by processing position, or NULL */
+    double *km_scratch;             /* [3*rows]; owned by the caller */
+    float *or_scratch;              /* [rows] */
+    uint8_t *keep;                  /* [rows] */
+    qm_outlier *outl;               /* collected outliers; owned by the caller (realloc'ed) */
+    int64_t n_outl, cap_outl;
+} qm_ctx;
+
+static int qm_push_outlier(qm_ctx *c, uint32_t col, uint32_t row, uint16_t val)
+{
+    if (c->n_outl == c->cap_outl) {
+        int64_t cap = c->cap_outl ? c->cap_outl * 2 : 256;
+        qm_outlier *o = realloc(c->outl, (size_t)cap * sizeof *o);
+        if (!o) return ENG_E_NOMEM;
+        c->outl = o;
+        c->cap_outl = cap;
+    }
+    c->outl[c->n_outl++] = (qm_outlier){col, row, val};
+    return 0;
+}
+
+/* Assigns w to the column's codebook (already in qm), writes codes and q. */
+static void qm_assign(eng_qmatrix *qm, int64_t col, const float *w, int64_t rows, float *q)
+{
+    int k = 1 << qm->bits[col];
+    uint16_t *cb = qm->codebook + col * ENG_QM_CB;
+    for (int i = k; i < ENG_QM_CB; i++) cb[i] = cb[k - 1];
+    for (int64_t r = 0; r < rows; r++) {
+        int code = eng_kmeans_nearest(cb, k, w[r]);
+        qm->codes[r * qm->cols + col] = (uint8_t)code;
+        q[r] = kern_f16_to_f32(cb[code]);
+    }
+}
+
+/* GPTQ column callback shared by the GPTQ-grid and CLAQ methods. */
+static int qm_column(void *ud, int64_t pos, int64_t col, const float *w, int64_t rows, float *q)
+{
+    qm_ctx *c = ud;
+    eng_qmatrix *qm = c->qm;
+    if (c->cfg->method == ENG_QUANT_CLAQ) {
+        uint64_t seed = c->cfg->seed ^ ((uint64_t)(col + 1) * 0x9e3779b97f4a7c15ull);
+        int rc = eng_kmeans_1d(w, rows, 1 << qm->bits[col], c->cfg->kinit, seed, c->km_scratch,
+                               qm->codebook + col * ENG_QM_CB);
+        if (rc) return rc;
+    }   /* GPTQ: the grid was fixed on the original column before the loop */
+    qm_assign(qm, col, w, rows, q);
+    if (c->frac) {
+        /* §11.1: the reference reads the budget with the block-local index */
+        int64_t idx = c->cfg->or_compat_index ? pos % c->cfg->gptq.blocksize : pos;
+        if (eng_claq_or_select(w, rows, c->frac[idx], c->or_scratch, c->keep) > 0)
+            for (int64_t r = 0; r < rows; r++) {
+                if (!c->keep[r]) continue;
+                uint16_t v = kern_f32_to_f16(w[r]);
+                /* a value the codebook already holds exactly gains nothing from being stored
+                 * (tied zeros of a dead column would otherwise all be kept) */
+                if (kern_f16_to_f32(v) == q[r]) continue;
+                q[r] = kern_f16_to_f32(v);
+                if (qm_push_outlier(c, (uint32_t)col, (uint32_t)r, v)) return ENG_E_NOMEM;
+            }
+    }
+    return 0;
+}
+
+static int qm_cmp_outlier(const void *a, const void *b)
+{
+    const qm_outlier *x = a, *y = b;
+    if (x->col != y->col) return x->col < y->col ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+static double qm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H,
+                     const eng_quant_cfg *cfg, eng_qmatrix *out, float *fake,
+                     eng_quant_mstats *st, eng_err *err)
+{
+    double t0 = qm_now();
+    eng_quant_mstats stats = {0};
+    stats.rel_err = NAN;
+    memset(out, 0, sizeof *out);
+    int rc = eng_quant_cfg_check(cfg, err);
+    if (rc) return rc;
+    if (!W || (cfg->method != ENG_QUANT_RTN && !H))
+        return eng_err_set(err, ENG_E_INVAL, "quantize: %s needs a Hessian",
+                           eng_quant_method_name(cfg->method));
+    rc = eng_qmatrix_alloc(out, rows, cols, err);
+    if (rc) return rc;
+
+    eng_gptq_prep prep = {0};
+    qm_ctx c = {.cfg = cfg, .qm = out};
+    float *Wz = NULL, *Q = NULL, *Fown = NULL, *frac = NULL;
+    int32_t *count = NULL, *count_pos = NULL;
+    uint8_t *bits_pos = NULL;
+    float *col = malloc((size_t)rows * sizeof *col);
+    float *qcol = malloc((size_t)rows * sizeof *qcol);
+    if (!col || !qcol) goto nomem;
+
+    if (cfg->method == ENG_QUANT_RTN) {
+        memset(out->bits, (int)cfg->bits, (size_t)cols);
+        for (int64_t j = 0; j < cols; j++) {
+            for (int64_t r = 0; r < rows; r++) col[r] = W[r * cols + j];
+            eng_gptq_uniform_grid(col, rows, (int)cfg->bits, out->codebook + j * ENG_QM_CB);
+            qm_assign(out, j, col, rows, qcol);
+        }
+        goto finish;
+    }
+
+    rc = eng_gptq_prepare(&prep, H, cols, &cfg->gptq, err);
+    if (rc) goto fail;
+    stats.retries = prep.retries;
+    for (int64_t j = 0; j < cols; j++) stats.n_dead += prep.dead[j];
+
+    /* The dead-zeroed original W: what the grid (GPTQ) and the metric (AP/OR) look at. */
+    Wz = malloc((size_t)rows * (size_t)cols * sizeof *Wz);
+    Q = malloc((size_t)rows * (size_t)cols * sizeof *Q);
+    if (!Wz || !Q) goto nomem;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            Wz[r * cols + j] = prep.dead[j] ? 0.0f : W[r * cols + j];
+
+    if (cfg->method == ENG_QUANT_GPTQ) {
+        memset(out->bits, (int)cfg->bits, (size_t)cols);
+        for (int64_t j = 0; j < cols; j++) {
+            for (int64_t r = 0; r < rows; r++) col[r] = Wz[r * cols + j];
+            eng_gptq_uniform_grid(col, rows, (int)cfg->bits, out->codebook + j * ENG_QM_CB);
+        }
+    } else {
+        count = malloc((size_t)cols * sizeof *count);
+        count_pos = malloc((size_t)cols * sizeof *count_pos);
+        bits_pos = malloc((size_t)cols);
+        c.km_scratch = malloc((size_t)rows * 3 * sizeof *c.km_scratch);
+        if (!count || !count_pos || !bits_pos || !c.km_scratch) goto nomem;
+        eng_claq_outlier_counts(Wz, rows, cols, prep.dead, ENG_CLAQ_T, count);
+        for (int64_t a = 0; a < cols; a++) count_pos[a] = count[prep.perm[a]];
+        rc = eng_claq_ap_bits(count_pos, cols, cfg->bits, bits_pos);
+        if (rc) goto fail;
+        for (int64_t a = 0; a < cols; a++) out->bits[prep.perm[a]] = bits_pos[a];
+        if (cfg->outliers) {
+            frac = malloc((size_t)cols * sizeof *frac);
+            c.or_scratch = malloc((size_t)rows * sizeof *c.or_scratch);
+            c.keep = malloc((size_t)rows);
+            if (!frac || !c.or_scratch || !c.keep) goto nomem;
+            rc = eng_claq_or_fracs(count_pos, cols, ENG_CLAQ_OR_F_HI * cfg->or_budget,
+                                   ENG_CLAQ_OR_F_LO * cfg->or_budget, frac);
+            if (rc) goto fail;
+            c.frac = frac;
+        }
+    }
+    rc = eng_gptq_run(&prep, Wz, rows, cfg->gptq.blocksize, qm_column, &c, Q, &stats.loss, err);
+    if (rc) goto fail;
+    if (c.n_outl > 0) {
+        qsort(c.outl, (size_t)c.n_outl, sizeof *c.outl, qm_cmp_outlier);
+        for (int64_t i = 0; i < c.n_outl; i++)
+            if (eng_qmatrix_add_outlier(out, c.outl[i].row, c.outl[i].col, c.outl[i].val))
+                goto nomem;
+    }
+
+finish:
+    for (int64_t j = 0; j < cols; j++) stats.n4 += out->bits[j] == 4;
+    stats.n_outliers = out->n_outliers;
+    if (fake || H) {
+        float *F = fake;
+        if (!F && !(F = Fown = malloc((size_t)rows * (size_t)cols * sizeof *F))) goto nomem;
+        eng_qmatrix_dequant(out, F);
+        /* Invariant: what the GPTQ loop fed back is exactly what the qmatrix stores. */
+        if (Q && memcmp(F, Q, (size_t)rows * (size_t)cols * sizeof *F) != 0) {
+            rc = eng_err_set(err, ENG_E_RANGE, "quantize: internal error: stored matrix differs "
+                             "from the one GPTQ quantized");
+            goto fail;
+        }
+        if (H) stats.rel_err = eng_gptq_rel_error(H, W, F, rows, cols);
+    }
+    stats.seconds = qm_now() - t0;
+    if (st) *st = stats;
+    rc = 0;
+    goto done;
+nomem:
+    rc = eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory for a %lld x %lld matrix",
+                     (long long)rows, (long long)cols);
+fail:
+    eng_qmatrix_free(out);
+done:
+    eng_gptq_prep_free(&prep);
+    free(c.km_scratch);
+    free(c.or_scratch);
+    free(c.keep);
+    free(c.outl);
+    free(Wz);
+    free(Q);
+    free(Fown);
+    free(frac);
+    free(count);
+    free(count_pos);
+    free(bits_pos);
+    free(col);
+    free(qcol);
+    return rc;
+}
