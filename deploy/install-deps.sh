@@ -25,7 +25,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config git ca-certificates curl \
     libuv1-dev libcjson-dev libopenblas-dev liblapacke-dev \
-    python3 python3-numpy python3-sentencepiece python3-sklearn \
+    python3 python3-numpy python3-sentencepiece python3-sklearn python3-jinja2 \
     wrk >/dev/null
 
 # Node.js + npm for the OpenAI SDK test: a machine may already carry a vendor build of nodejs that
