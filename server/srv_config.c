@@ -73,6 +73,8 @@ static const cfg_flag srv__flags[] = {
     {"access-log", "CLAQ_ACCESS_LOG", CFG_BOOL, F(access_log), 0, 1,
      "one JSON line per request on stderr (default 1)"},
     {"device", "CLAQ_DEVICE", CFG_STR, F(device), 0, 0, "cpu | cuda (default cpu)"},
+    {"step-delay-ms", "CLAQ_STEP_DELAY_MS", CFG_INT, F(step_delay_ms), 0, 10000,
+     "testing aid: sleep this long after each engine step, as a slow model would (default 0)"},
 };
 #define N_FLAGS (sizeof(srv__flags) / sizeof(srv__flags[0]))
 

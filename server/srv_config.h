@@ -36,6 +36,7 @@ typedef struct srv_config {
     char cors_origin[256];          /* --cors-origin ("*" by default; "" = no CORS headers) */
     int access_log;                 /* --access-log 0|1 */
     char device[16];                /* --device: cpu|cuda */
+    int step_delay_ms;              /* --step-delay-ms: testing aid, sleep after each step */
 } srv_config;
 
 void srv_config_defaults(srv_config *c);

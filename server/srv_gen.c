@@ -685,18 +685,6 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     map_del(s, c->task_id);
     c->task_id = 0;
     g->n_done++;
-    s->metrics.prompt_tokens += (uint64_t)e->prompt_tokens;
-    s->metrics.generation_tokens += (uint64_t)e->completion_tokens;
-    if (e->finish == SRV_FINISH_STOP)
-        s->metrics.finished[0]++;
-    else if (e->finish == SRV_FINISH_LENGTH)
-        s->metrics.finished[1]++;
-    else
-        s->metrics.finished[2]++;
-    if (e->finish == SRV_FINISH_CANCELLED)
-        s->metrics.cancelled++;
-    if (e->finish == SRV_FINISH_TIMEOUT)
-        s->metrics.timeouts++;
     int ok = e->finish == SRV_FINISH_STOP || e->finish == SRV_FINISH_LENGTH;
     if (g->stream) {
         if (ok)

@@ -202,8 +202,12 @@ static void on_write(uv_write_t *w, int status)
     srv_conn *c = w->handle->data;
     free(wr->data);
     free(wr);
-    if (status == 0 && !c->closing)
+    if (c->closing)
+        return;
+    if (status == 0)
         c->last_active = uv_hrtime();
+    else
+        srv_conn_close(c);   /* the peer is gone (EPIPE, reset): cancel its generations */
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -609,17 +613,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             srv_conn_close(c);
             return;
         }
-        /* EOF: the client sent all it will send. A request cut short gets a 400; complete
-         * ones already queued are still answered (half-close). */
+        /* EOF. A request cut short gets a 400 (for a client that half-closed). Otherwise the
+         * client is gone: most clients never half-close, and a server that kept generating
+         * for a closed socket is the classic leak, so cancel whatever it had in flight. */
         if (c->in_message) {
             conn_protocol_error(c, 400, "request truncated: the connection ended mid-request");
             return;
         }
-        if (!c->rq_head) {
-            srv_conn_close(c);
-            return;
-        }
-        conn_end_input(c);
+        srv_conn_close(c);
         return;
     }
     if (c->input_closed)

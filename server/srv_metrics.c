@@ -72,21 +72,21 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
         rc |= srv_buf_printf(o, "claq_http_responses_total{model_name=\"%s\",code=\"%dxx\"} %llu\n",
                              model, c, (unsigned long long)m->responses_by_class[c]);
     rc |= counter(o, "claq_prompt_tokens_total", "counter", "prompt tokens processed", model,
-                  (double)m->prompt_tokens);
+                  (double)st->prompt_tokens);
     rc |= counter(o, "claq_generation_tokens_total", "counter", "tokens generated", model,
-                  (double)m->generation_tokens);
+                  (double)st->generation_tokens);
     rc |= counter(o, "claq_admission_rejections_total", "counter",
                   "requests refused with 429 (queue full)", model, (double)m->rejections);
     rc |= counter(o, "claq_requests_cancelled_total", "counter",
-                  "sequences cancelled (client gone, shutdown)", model, (double)m->cancelled);
+                  "sequences cancelled (client gone, shutdown)", model, (double)st->cancelled);
     rc |= counter(o, "claq_requests_timeout_total", "counter",
-                  "sequences ended by the request timeout", model, (double)m->timeouts);
+                  "sequences ended by the request timeout", model, (double)st->timeouts);
     rc |= srv_buf_printf(o, "# HELP claq_request_success_total finished sequences by reason\n"
                             "# TYPE claq_request_success_total counter\n"
                             "claq_request_success_total{model_name=\"%s\",finished_reason=\"stop\"} %llu\n"
                             "claq_request_success_total{model_name=\"%s\",finished_reason=\"length\"} %llu\n",
-                         model, (unsigned long long)m->finished[0], model,
-                         (unsigned long long)m->finished[1]);
+                         model, (unsigned long long)st->finished_stop, model,
+                         (unsigned long long)st->finished_length);
     rc |= hist_render(o, "claq_time_to_first_token_seconds", "time to first token", &m->ttft,
                       model);
     rc |= hist_render(o, "claq_inter_token_latency_seconds", "time between tokens", &m->itl,

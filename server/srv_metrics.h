@@ -1,6 +1,6 @@
 /* srv_metrics.h — Prometheus counters, gauges and latency histograms of the server (TTFT,
- * inter-token latency, end-to-end latency, token counters, rejections), rendered as text for
- * GET /metrics. Loop thread only (the scheduler's gauges come in through srv_sched_stats). */
+ * inter-token latency, end-to-end latency, rejections), rendered with the scheduler's gauges and
+ * token counters (srv_sched_stats) as text for GET /metrics. Loop thread only. */
 #ifndef SRV_METRICS_H
 #define SRV_METRICS_H
 
@@ -20,12 +20,7 @@ typedef struct srv_hist {
 typedef struct srv_metrics {
     uint64_t requests_total;        /* HTTP requests answered */
     uint64_t responses_by_class[6]; /* [status / 100] */
-    uint64_t prompt_tokens;         /* prompt tokens of finished sequences */
-    uint64_t generation_tokens;     /* generated tokens */
     uint64_t rejections;            /* 429s from the bounded queue */
-    uint64_t cancelled;             /* sequences cancelled (disconnect, shutdown) */
-    uint64_t timeouts;              /* sequences ended by the request timeout */
-    uint64_t finished[3];           /* [0] stop, [1] length, [2] other */
     srv_hist ttft, itl, e2e;        /* seconds */
 } srv_metrics;
 

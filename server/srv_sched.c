@@ -152,6 +152,16 @@ static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *m
         if (msg)
             snprintf(e->msg, sizeof(e->msg), "%s", msg);
     }
+    srv_sched_stats *k = &s->counts;
+    k->prompt_tokens += (uint64_t)t->n_prompt;
+    k->generation_tokens += (uint64_t)t->n_gen;
+    switch (why) {
+    case SRV_FINISH_STOP: k->finished_stop++; break;
+    case SRV_FINISH_LENGTH: k->finished_length++; break;
+    case SRV_FINISH_CANCELLED: k->cancelled++; break;
+    case SRV_FINISH_TIMEOUT: k->timeouts++; break;
+    default: k->errors++; break;
+    }
     eng_kv_release(&s->kv, &t->seq);
     list_remove(&s->running, t);
     list_remove(&s->waiting, t);
@@ -215,6 +225,14 @@ static void sched_publish(srv_sched *s)
     s->stats.waiting = list_len(s->waiting) + s->n_inbox;
     s->stats.kv_total_tokens = s->kv.n_blocks * s->kv.block_tokens;
     s->stats.kv_used_tokens = (s->kv.n_blocks - s->kv.n_free) * s->kv.block_tokens;
+    s->stats.steps = s->counts.steps;
+    s->stats.prompt_tokens = s->counts.prompt_tokens;
+    s->stats.generation_tokens = s->counts.generation_tokens;
+    s->stats.finished_stop = s->counts.finished_stop;
+    s->stats.finished_length = s->counts.finished_length;
+    s->stats.cancelled = s->counts.cancelled;
+    s->stats.timeouts = s->counts.timeouts;
+    s->stats.errors = s->counts.errors;
     uv_mutex_unlock(&s->mu);
 }
 
@@ -298,7 +316,7 @@ static void sched_step(srv_sched *s, ev_list *ev)
     if (n > 0) {
         eng_err err = {0};
         int rc = eng_forward(s->ctx, &s->kv, s->items, n, s->logits, &err);
-        s->stats.steps++;
+        s->counts.steps++;
         if (rc != 0) {
             char msg[ENG_ERR_MSG + 32];
             snprintf(msg, sizeof(msg), "engine: %s", err.msg[0] ? err.msg : eng_strerror(rc));
@@ -466,6 +484,8 @@ static void sched_main(void *arg)
         sched_step(s, &ev);
         sched_publish(s);
         ev_post(s, &ev);
+        if (s->cfg->step_delay_ms > 0 && (s->running || s->waiting))
+            uv_sleep((unsigned)s->cfg->step_delay_ms);
         if (!s->running && s->waiting) {
             /* Nothing can run: the head waits for blocks that only a finish frees. Cannot
              * happen (a task never needs more than the pool), but never spin if it does. */

@@ -82,6 +82,13 @@ typedef struct srv_sched_stats {
     int running, waiting;           /* sequences admitted / queued */
     int kv_used_tokens, kv_total_tokens;
     uint64_t steps;                 /* engine steps so far */
+    /* counted when a sequence ends, whoever was waiting for it (even nobody): */
+    uint64_t prompt_tokens;         /* prompt tokens of ended sequences */
+    uint64_t generation_tokens;     /* tokens they generated */
+    uint64_t finished_stop, finished_length;
+    uint64_t cancelled;             /* client gone or shutdown */
+    uint64_t timeouts;              /* request deadline passed */
+    uint64_t errors;                /* engine failures */
 } srv_sched_stats;
 
 typedef struct srv_sched {
@@ -113,6 +120,7 @@ typedef struct srv_sched {
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */
     int batch_cap;
     srv_task *waiting, *running;    /* lists; owned */
+    srv_sched_stats counts;         /* the counters above, copied into stats at publish */
 } srv_sched;
 
 /* Starts the scheduler thread, which loads the model then posts SRV_EV_READY or

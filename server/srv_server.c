@@ -5,6 +5,7 @@
  * only. Does not parse HTTP (srv_http.c) or build responses (srv_api_*.c). */
 #include "srv_server.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,10 @@ static void final_shutdown(srv_server *s)
         close_if((uv_handle_t *)&s->sweep);
         close_if((uv_handle_t *)&s->drain);
         s->handles_open = 0;
+        /* Closing the signal handles restored the default action; a late SIGTERM (a
+         * supervisor repeating itself) must not turn this orderly exit into a kill. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
     }
 }
 
