@@ -1,62 +1,39 @@
 /* srv_api_chat.c — POST /v1/chat/completions: validates messages (system/user/assistant, content
  * as a string or a list of {type:"text"} parts), renders them with the chat template chosen at
  * load (eng_chat: --chat-template, else detected from tokenizer_config.json), tokenizes, and
- * hands over to srv_gen. Loop thread only. Does not implement templates itself when eng_chat is
- * present. */
+ * hands over to srv_gen. Loop thread only. Does not implement templates (eng_chat does). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "srv_gen.h"
 #include "srv_log.h"
 
-#if __has_include("eng_chat.h")
 #include "eng_chat.h"
-#define SRV_HAVE_ENG_CHAT 1
-#else
-#define SRV_HAVE_ENG_CHAT 0
-#endif
-
-/* Template ids kept in srv_server.chat_tmpl (0 = not chosen). */
-enum { TMPL_NONE = 0, TMPL_PLAIN, TMPL_LLAMA2, TMPL_CHATML };
-
-static const char *tmpl_name(int t)
-{
-    return t == TMPL_LLAMA2 ? "llama2" : t == TMPL_CHATML ? "chatml" : "plain";
-}
-
-static int tmpl_from_name(const char *n)
-{
-    if (strcmp(n, "llama2") == 0)
-        return TMPL_LLAMA2;
-    if (strcmp(n, "chatml") == 0)
-        return TMPL_CHATML;
-    return TMPL_PLAIN;
-}
 
 void srv_chat_setup(srv_server *s)
 {
-    int t = TMPL_PLAIN;
-    const char *how = "default";
+    eng_chat_template t;
+    const char *how;
     if (s->cfg->chat_template[0]) {
-        t = tmpl_from_name(s->cfg->chat_template);
+        t = eng_chat_template_from_name(s->cfg->chat_template);
+        if (t == ENG_CHAT_UNKNOWN)
+            t = ENG_CHAT_PLAIN;   /* srv_config_parse already rejected other names */
         how = "--chat-template";
-    } else if (s->model && s->model->tokenizer_config_json) {
-        const char *j = s->model->tokenizer_config_json;
-        if (strstr(j, "<|im_start|>"))
-            t = TMPL_CHATML;
-        else if (strstr(j, "[INST]"))
-            t = TMPL_LLAMA2;
-        how = "tokenizer_config.json";
+    } else {
+        t = eng_chat_detect(s->model ? s->model->tokenizer_config_json : NULL);
+        how = s->model && s->model->tokenizer_config_json ? "tokenizer_config.json"
+                                                           : "no tokenizer_config.json";
     }
-    s->chat_tmpl = t;
-    srv_log("info", "chat template: %s (%s)", tmpl_name(t), how);
+    s->chat_tmpl = (int)t;
+    srv_log("info", "chat template: %s (%s)", eng_chat_template_name(t), how);
 }
 
 int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap)
 {
     int n = 0;
-    if (s->chat_tmpl == TMPL_CHATML && cap > n) {
-        int id = eng_tokenizer_find(s->tok, "<|im_end|>");
+    const char *end = eng_chat_turn_end((eng_chat_template)s->chat_tmpl);
+    if (end && cap > n) {
+        int id = eng_tokenizer_find(s->tok, end);   /* "<|im_end|>" is one token in Yi/ChatML */
         if (id >= 0)
             out[n++] = id;
     }
@@ -67,50 +44,6 @@ typedef struct chat_msg {
     const char *role;           /* borrowed from the request JSON */
     srv_buf content;            /* owned: the text parts joined */
 } chat_msg;
-
-/* Appends the rendering of msgs to out (text; special tokens as their literal text). */
-static int chat_render(int tmpl, const chat_msg *m, int n, srv_buf *out)
-{
-    int rc = 0;
-    if (tmpl == TMPL_CHATML) {
-        for (int i = 0; i < n; i++)
-            rc |= srv_buf_printf(out, "<|im_start|>%s\n%s<|im_end|>\n", m[i].role,
-                                 m[i].content.p ? m[i].content.p : "");
-        rc |= srv_buf_puts(out, "<|im_start|>assistant\n");
-        return rc;
-    }
-    if (tmpl == TMPL_LLAMA2) {
-        /* <s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] answer </s><s>[INST] ... [/INST] —
-         * the first <s> comes from add_bos. */
-        const char *sys = NULL;
-        int first = 1;
-        for (int i = 0; i < n; i++) {
-            const char *c = m[i].content.p ? m[i].content.p : "";
-            if (strcmp(m[i].role, "system") == 0) {
-                sys = c;
-            } else if (strcmp(m[i].role, "user") == 0) {
-                if (!first)
-                    rc |= srv_buf_puts(out, "<s>");
-                if (sys)
-                    rc |= srv_buf_printf(out, "[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]", sys, c);
-                else
-                    rc |= srv_buf_printf(out, "[INST] %s [/INST]", c);
-                sys = NULL;
-                first = 0;
-            } else {
-                rc |= srv_buf_printf(out, " %s </s>", c);
-            }
-        }
-        return rc;
-    }
-    /* plain: the contents one after another, for base models that just continue text */
-    for (int i = 0; i < n; i++) {
-        if (i)
-            rc |= srv_buf_puts(out, "\n");
-        rc |= srv_buf_puts(out, m[i].content.p ? m[i].content.p : "");
-    }
-    return rc;
-}
 
 int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t **ids, int *n,
                     char **text, size_t *text_len)
@@ -182,14 +115,44 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t *
                      SRV_MAX_PROMPT_BYTES);
         goto out;
     }
-    srv_buf prompt = {0};
-    if (chat_render(s->chat_tmpl, m, cnt, &prompt) != 0) {
-        srv_buf_free(&prompt);
+    eng_chat_msg *em = calloc((size_t)cnt, sizeof(*em));
+    if (!em) {
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         goto out;
     }
-    int parse_special = s->chat_tmpl != TMPL_PLAIN;
-    if (srv_encode(s, prompt.p ? prompt.p : "", prompt.len, 1, parse_special, ids, n) != 0) {
+    for (int k = 0; k < cnt; k++) {
+        em[k].role = m[k].role;
+        em[k].content = m[k].content.p ? m[k].content.p : "";
+    }
+    eng_chat_template t = (eng_chat_template)s->chat_tmpl;
+    eng_err err = {0};
+    size_t need = 0;
+    int erc = eng_chat_render(t, em, cnt, 1, NULL, 0, &need, &err);
+    srv_buf prompt = {0};
+    if (erc == ENG_E_FULL || erc == 0) {
+        prompt.p = malloc(need + 1);
+        prompt.cap = need + 1;
+        erc = prompt.p ? eng_chat_render(t, em, cnt, 1, prompt.p, need + 1, &prompt.len, &err)
+                       : ENG_E_NOMEM;
+    }
+    free(em);
+    if (erc != 0) {
+        srv_buf_free(&prompt);
+        if (erc == ENG_E_NOMEM)
+            srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        else
+            srv_resp_bad(r, "messages", "%s", err.msg[0] ? err.msg : eng_strerror(erc));
+        goto out;
+    }
+    /* The template writes BOS as the text "<s>"; a llama2.c tokenizer spells BOS differently,
+     * so take it off and let the encoder add the real BOS id. */
+    const char *ptxt = prompt.p;
+    size_t plen = prompt.len;
+    if (plen >= 3 && memcmp(ptxt, "<s>", 3) == 0) {
+        ptxt += 3;
+        plen -= 3;
+    }
+    if (srv_encode(s, ptxt, plen, 1, 1, ids, n) != 0) {
         srv_buf_free(&prompt);
         srv_resp_bad(r, "messages", "the rendered prompt could not be tokenized");
         goto out;
@@ -224,6 +187,10 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
     }
     int32_t stop_ids[SRV_MAX_STOP_IDS];
     int n_stop = srv_chat_stop_ids(s, stop_ids, SRV_MAX_STOP_IDS);
+    /* the template's end-of-turn text also ends the answer when written as plain text */
+    const char *turn_end = eng_chat_turn_end((eng_chat_template)s->chat_tmpl);
+    if (turn_end && p.n_stops < ENG_MAX_STOPS)
+        p.stops[p.n_stops++] = turn_end;
     srv_gen_start(s, r, SRV_GEN_CHAT, &p, &pr, 1, stop_ids, n_stop);
     free(pr.ids);
     free(pr.text);

@@ -41,7 +41,7 @@ typedef struct srv_server {
     char model_id[256];         /* served model name */
     int ready;                  /* model loaded */
     int load_failed;
-    int chat_tmpl;              /* chat template id (srv_api_chat.c), 0 = not chosen yet */
+    int chat_tmpl;              /* eng_chat_template chosen at load */
     int n_ctx;                  /* copied from the scheduler at ready */
     const eng_model *model;     /* borrowed from the scheduler after ready */
     const eng_tokenizer *tok;   /* borrowed from the scheduler after ready */
