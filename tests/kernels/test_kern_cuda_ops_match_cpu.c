@@ -10,7 +10,9 @@
  *   attention GQA and MHA shapes, paged blocks in shuffled order, a stride larger than one block,
  *             several sequences mixed with prefill runs: |d| <= 4e-5 (outputs are convex
  *             combinations of values in [-1, 1]; scores differ in summation order); and each
- *             token alone gives the same bits as inside the batch.
+ *             token alone gives the same bits as inside the batch;
+ *   failures  an impossible upload returns KERN_E_NOMEM / KERN_E_DEVICE with a recorded reason
+ *             (no abort) and the backend still works.
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
 #include <float.h>
 
@@ -258,6 +260,24 @@ static void test_attention(kern_backend *cu, kern_backend *cpu)
     attn_case(cu, cpu, 32, 32, 128, 16, 2048, 2);   /* long context, LLaMA-7B head shape */
 }
 
+/* Device failures come back as codes with a recorded reason, never as an abort, and the backend
+ * keeps working afterwards: an upload that cannot fit, then a normal op. */
+static void test_failure_is_reported(kern_backend *cu)
+{
+    if (ct_standin) return;
+    static const float dummy[1] = {0};
+    kern_matrix huge = {KERN_F32, 1 << 20, 1 << 20, dummy, NULL, NULL};   /* 4 TiB */
+    int rc = kern_upload(cu, &huge);
+    CT_CHECK(rc == KERN_E_NOMEM || rc == KERN_E_DEVICE, "impossible upload returned %d", rc);
+    CT_CHECK(huge.dev == NULL, "failed upload left dev set");
+    CT_CHECK(ct_cuda_err(cu)[0] != '\0', "no reason recorded for the failed upload");
+    printf("failed upload reported as: %s (%s)\n", kern_strerror(rc), ct_cuda_err(cu));
+    float g[3] = {1.0f, -2.0f, 0.5f}, u[3] = {1.0f, 1.0f, 2.0f}, o[3];
+    ct_poison(o, 3);
+    CT_CHECK(kern_swiglu(cu, g, u, 3, o) == 0 && ct_close(o[0], 1.0 / (1.0 + exp(-1.0)), 1e-6),
+             "backend unusable after a failed upload: %s", ct_cuda_err(cu));
+}
+
 int main(void)
 {
     kern_backend cu, cpu;
@@ -268,6 +288,7 @@ int main(void)
     test_rope(&cu, &cpu);
     test_swiglu(&cu, &cpu);
     test_attention(&cu, &cpu);
+    test_failure_is_reported(&cu);
     kern_backend_destroy(&cu);
     kern_backend_destroy(&cpu);
     if (ct_failures) {
