@@ -66,6 +66,15 @@ static const cfg_flag srv__flags[] = {
      "seconds between ': keep-alive' SSE comments while a stream waits (default 2)"},
     {"max-connections", "CLAQ_MAX_CONNECTIONS", CFG_INT, F(max_conns), 1, 1000000,
      "open connections; more are answered 503 (default 4096)"},
+    {"write-soft-bytes", "CLAQ_WRITE_SOFT_BYTES", CFG_I64, F(write_soft_bytes), 1024, 1LL << 34,
+     "a client this many bytes behind for --write-soft-seconds is cut off (default 1 MiB)"},
+    {"write-soft-seconds", "CLAQ_WRITE_SOFT_SECONDS", CFG_DBL, F(write_soft_s), 0.01, 1e6,
+     "how long a client may stay over --write-soft-bytes (default 10)"},
+    {"write-hard-bytes", "CLAQ_WRITE_HARD_BYTES", CFG_I64, F(write_hard_bytes), 1024, 1LL << 36,
+     "a client this many bytes behind is cut off at once (default 16 MiB)"},
+    {"socket-sndbuf", "CLAQ_SOCKET_SNDBUF", CFG_INT, F(sndbuf), 0, 1 << 30,
+     "SO_SNDBUF of client sockets; small values make slow readers show up sooner in the "
+     "write queue limits (default 0: kernel autotuning)"},
     {"reuseport", "CLAQ_REUSEPORT", CFG_BOOL, F(reuseport), 0, 1,
      "set SO_REUSEPORT on the listening socket (default 0)"},
     {"cors-origin", "CLAQ_CORS_ORIGIN", CFG_STR, F(cors_origin), 0, 0,
@@ -95,6 +104,9 @@ void srv_config_defaults(srv_config *c)
     c->drain_timeout_s = SRV_DRAIN_TIMEOUT_S;
     c->keepalive_s = SRV_KEEPALIVE_MS / 1000.0;
     c->max_conns = SRV_MAX_CONNS;
+    c->write_soft_bytes = SRV_WRITE_SOFT_BYTES;
+    c->write_soft_s = SRV_WRITE_SOFT_SECONDS;
+    c->write_hard_bytes = SRV_WRITE_HARD_BYTES;
     snprintf(c->cors_origin, sizeof(c->cors_origin), "*");
     c->access_log = 1;
     snprintf(c->device, sizeof(c->device), "cpu");

@@ -32,7 +32,11 @@ typedef struct srv_config {
     double drain_timeout_s;         /* --drain-timeout */
     double keepalive_s;             /* --sse-keepalive: SSE comment interval while waiting */
     int max_conns;                  /* --max-connections */
+    int64_t write_soft_bytes;       /* --write-soft-bytes: unsent bytes tolerated for a while */
+    double write_soft_s;            /* --write-soft-seconds: ... for this long */
+    int64_t write_hard_bytes;       /* --write-hard-bytes: unsent bytes that close at once */
     int reuseport;                  /* --reuseport: set SO_REUSEPORT on the listener */
+    int sndbuf;                     /* --socket-sndbuf: SO_SNDBUF per client (0 = kernel) */
     char cors_origin[256];          /* --cors-origin ("*" by default; "" = no CORS headers) */
     int access_log;                 /* --access-log 0|1 */
     char device[16];                /* --device: cpu|cuda */

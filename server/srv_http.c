@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "srv_api.h"
@@ -295,7 +296,7 @@ static void conn_flush(srv_conn *c)
     else if (!c->in_execute)
         conn_maybe_resume(c);
     /* backpressure: a hard limit acts at once (the soft one in the sweep) */
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_WRITE_HARD_BYTES)
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > (size_t)s->cfg->write_hard_bytes)
         c->doomed = 1;   /* the sweep closes it: never close under a caller */
 }
 
@@ -416,6 +417,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         append_bounded(q->acr_method, sizeof(q->acr_method), at, len);
     } else if (strcmp(f, "content-type") == 0) {
         append_bounded(q->content_type, sizeof(q->content_type), at, len);
+    } else if (strcmp(f, "expect") == 0) {
+        append_bounded(q->expect, sizeof(q->expect), at, len);
     }
     return 0;
 }
@@ -432,6 +435,22 @@ static int on_headers_complete(llhttp_t *p)
                  "request body of %llu bytes exceeds the limit of %lld bytes",
                  (unsigned long long)p->content_length, (long long)c->srv->cfg->max_body_bytes);
         return -1;
+    }
+    /* curl sends "Expect: 100-continue" for larger bodies and waits a second for this line.
+     * Only when nothing is queued before it: an interim line must not overtake a response. */
+    if (strcasecmp(q->expect, "100-continue") == 0 && !c->rq_head) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        wreq *wr = malloc(sizeof(*wr));
+        char *copy = malloc(sizeof(cont) - 1);
+        if (wr && copy) {
+            memcpy(copy, cont, sizeof(cont) - 1);
+            wr->data = copy;
+            uv_buf_t b = uv_buf_init(copy, sizeof(cont) - 1);
+            if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) == 0)
+                return 0;
+        }
+        free(copy);
+        free(wr);
     }
     return 0;
 }
@@ -660,6 +679,10 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->cfg->sndbuf > 0) {
+        int v = s->cfg->sndbuf;
+        uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &s->http);
     c->parser.data = c;
     c->last_active = uv_hrtime();
@@ -759,17 +782,17 @@ void srv_http_sweep(srv_server *s)
             continue;
         }
         size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-        if (wq > SRV_WRITE_HARD_BYTES) {
+        if (wq > (size_t)cfg->write_hard_bytes) {
             srv_log("warn", "closing a connection: %zu bytes unsent (slow reader)", wq);
             srv_conn_close(c);
             continue;
         }
-        if (wq > SRV_WRITE_SOFT_BYTES) {
+        if (wq > (size_t)cfg->write_soft_bytes) {
             if (!c->write_soft_since)
                 c->write_soft_since = now;
-            else if (now - c->write_soft_since > (uint64_t)SRV_WRITE_SOFT_SECONDS * 1000000000ULL) {
-                srv_log("warn", "closing a connection: write queue over %d bytes for %d s",
-                        SRV_WRITE_SOFT_BYTES, SRV_WRITE_SOFT_SECONDS);
+            else if (now - c->write_soft_since > (uint64_t)(cfg->write_soft_s * 1e9)) {
+                srv_log("warn", "closing a connection: write queue over %lld bytes for %.1f s",
+                        (long long)cfg->write_soft_bytes, cfg->write_soft_s);
                 srv_conn_close(c);
                 continue;
             }

@@ -26,6 +26,7 @@ typedef struct srv_request {
     char origin[256];                       /* Origin value (truncated) */
     char acr_method[32];                    /* Access-Control-Request-Method (preflight) */
     char content_type[128];
+    char expect[32];                        /* Expect value ("100-continue") */
     srv_buf body;                           /* owned */
     int keep_alive;                         /* llhttp_should_keep_alive at the end */
     uint64_t t_start;                       /* uv_hrtime at the first byte */

@@ -1,0 +1,163 @@
+"""test_srv_limits_ops.py — the operational limits and switches not covered elsewhere: a slow
+reader is cut off by the write-queue limit and its generations cancelled; connections beyond
+--max-connections get 503; --reuseport lets two servers share a port; Expect: 100-continue is
+answered at once; HTTP/1.0 and Connection: close end the connection; /health says 503 while
+draining; a model that cannot be loaded ends the process with exit 1 and a clear log line; --help
+documents every flag and each flag has an environment variable."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srv_harness import Checker, Server, paths, require, statuses  # noqa: E402
+
+require("stories260K.bin")
+C = Checker()
+M = 'model_name="stories260K.bin"'
+_, BIN = paths()
+
+
+def wait_metric(srv, name, pred, timeout=10):
+    t0 = time.time()
+    v = None
+    while time.time() - t0 < timeout:
+        v = srv.metrics().get("%s{%s}" % (name, M))
+        if v is not None and pred(v):
+            return v
+        time.sleep(0.05)
+    return v
+
+
+# ---- --help and environment variables ----
+out = subprocess.run([BIN, "--help"], capture_output=True, text=True)
+C.check(out.returncode == 0, "--help exits 0")
+flags = re.findall(r"^\s+--([a-z-]+)", out.stdout, re.M)
+envs = re.findall(r"\[env (CLAQ_[A-Z_]+)\]", out.stdout)
+for f in ["model", "tokenizer", "host", "port", "api-key", "served-model-name", "kv-cache-tokens",
+          "max-batch", "max-queue", "threads", "chat-template", "request-timeout",
+          "max-body-bytes"]:
+    C.check(f in flags, "--help documents --%s" % f)
+C.check(len(envs) == len(flags) - 1, "every flag has an env var (%d flags, %d env)" %
+        (len(flags), len(envs)))
+out = subprocess.run([BIN, "--model", "x", "--bogus"], capture_output=True, text=True)
+C.check(out.returncode == 2 and "--bogus" in out.stderr, "unknown flag: exit 2 with a message")
+out = subprocess.run([BIN, "--model", "x", "--max-batch", "0"], capture_output=True, text=True)
+C.check(out.returncode == 2 and "max-batch" in out.stderr, "out-of-range flag rejected")
+
+# env vars configure the server (flags would win)
+srv = Server("stories260K.bin", "tok512.bin",
+             env={"CLAQ_SERVED_MODEL_NAME": "from-env", "CLAQ_MAX_CONNECTIONS": "3"})
+try:
+    st, _, data = srv.request("GET", "/v1/models")
+    C.check(json.loads(data)["data"][0]["id"] == "from-env", "CLAQ_SERVED_MODEL_NAME applies")
+    # ---- --max-connections (3 from the environment) ----
+    held = [socket.create_connection((srv.host, srv.port)) for _ in range(3)]
+    time.sleep(0.2)
+    got = srv.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    C.check(statuses(got) == [503] and b"too_many_connections" in got,
+            "connection over the limit gets 503: %r" % got[:120])
+    for h in held:
+        h.close()
+    time.sleep(0.3)
+    st, _, _ = srv.request("GET", "/health")
+    C.check(st == 200, "served again once connections closed")
+    # ---- Expect: 100-continue ----
+    body = json.dumps({"prompt": "Zoo", "max_tokens": 2}).encode()
+    s = socket.create_connection((srv.host, srv.port), timeout=5)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    t0 = time.time()
+    first = s.recv(100)
+    C.check(first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and time.time() - t0 < 0.5,
+            "100 Continue at once: %r" % first)
+    s.sendall(body)
+    rest = b""
+    while b'"usage"' not in rest:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        rest += chunk
+    C.check(statuses(rest) == [200], "then the response")
+    s.close()
+    # ---- HTTP/1.0 and Connection: close end the connection ----
+    got = srv.raw(b"GET /health HTTP/1.0\r\n\r\nGET /health HTTP/1.0\r\n\r\n", timeout=5)
+    C.check(statuses(got) == [200] and b"Connection: close" in got, "HTTP/1.0: one, then close")
+    got = srv.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
+    C.check(statuses(got) == [200] and b"Connection: close" in got, "Connection: close honoured")
+finally:
+    C.check(srv.stop() == 0, "exit 0")
+
+# ---- slow reader: the write queue limit cuts it off and cancels its generations ----
+srv = Server("stories260K.bin", "tok512.bin",
+             args=["--write-soft-bytes", "16384", "--write-soft-seconds", "0.5",
+                   "--write-hard-bytes", "262144", "--step-delay-ms", "10",
+                   "--socket-sndbuf", "16384"])
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((srv.host, srv.port))
+    body = json.dumps({"prompt": "Zoo", "max_tokens": 500, "n": 16, "stream": True,
+                       "logprobs": 5}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
+              len(body) + body)
+    t0 = time.time()
+    v = wait_metric(srv, "claq_requests_cancelled_total", lambda v: v == 16, timeout=15)
+    el = time.time() - t0
+    C.check(v == 16, "slow reader's 16 sequences cancelled (got %s)" % v)
+    C.check(el < 4.5, "cut off well before the 5 s generation would end (%.1f s)" % el)
+    C.check("closing a connection" in srv.log_text(), "logged why")
+    C.check(wait_metric(srv, "claq_num_requests_running", lambda v: v == 0) == 0, "slots free")
+    s.close()
+    st, _, _ = srv.request("GET", "/health")
+    C.check(st == 200, "still serving")
+finally:
+    C.check(srv.stop() == 0, "exit 0")
+
+# ---- --reuseport: two servers on one port ----
+probe = socket.socket()
+probe.bind(("127.0.0.1", 0))
+port = probe.getsockname()[1]
+probe.close()
+a = Server("stories260K.bin", "tok512.bin", args=["--reuseport", "--port", str(port)])
+try:
+    b = Server("stories260K.bin", "tok512.bin", args=["--reuseport", "--port", str(port)])
+    C.check(a.port == port and b.port == port, "both listen on %d" % port)
+    for i in range(40):
+        st, _, _ = a.request("GET", "/health")
+    na = sum(1 for x in a.access_lines() if x["route"] == "GET /health")
+    nb = sum(1 for x in b.access_lines() if x["route"] == "GET /health")
+    C.check(na > 1 and nb > 1, "the kernel spreads connections over both (%d / %d)" % (na, nb))
+    C.check(b.stop() == 0, "b exits 0")
+finally:
+    C.check(a.stop() == 0, "a exits 0")
+
+# ---- /health 503 while draining (a long request in flight) ----
+srv = Server("stories260K.bin", "tok512.bin", args=["--step-delay-ms", "10"])
+s = socket.create_connection((srv.host, srv.port), timeout=10)
+hc = socket.create_connection((srv.host, srv.port), timeout=10)   # kept alive, opened before
+body = json.dumps({"prompt": "Zoo", "max_tokens": 300, "stream": True}).encode()
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
+          len(body) + body)
+s.recv(100)
+srv.proc.send_signal(signal.SIGTERM)
+time.sleep(0.2)
+hc.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+got = hc.recv(4096)
+C.check(statuses(got) == [503] and b"server_shutting_down" in got and
+        b"Connection: close" in got, "/health 503 while draining: %r" % got[:100])
+hc.close()
+s.close()
+C.check(srv.stop() == 0, "exit 0 after drain")
+
+# ---- a model that cannot be loaded ----
+shared, _ = paths()
+p = subprocess.run([BIN, "--model", os.path.join(shared, "models", "README.md"), "--port", "0"],
+                   capture_output=True, text=True, timeout=30)
+C.check(p.returncode == 1 and "could not load the model" in p.stderr and
+        "listening on" in p.stderr, "load failure: listened first, then exit 1 with a reason")
+C.done()
