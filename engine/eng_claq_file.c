@@ -462,7 +462,7 @@ static int j_i64(const lctx *x, const cJSON *o, const char *key, const char *wha
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     double d = cJSON_IsNumber(v) ? v->valuedouble : -1e300;
-    if (!cJSON_IsNumber(v) || d != (double)(int64_t)d || d < (double)lo || d > (double)hi)
+    if (!cJSON_IsNumber(v) || !(d >= (double)lo && d <= (double)hi) || d != (double)(int64_t)d)
         return eng_err_set(x->err, ENG_E_FORMAT, "%s: %s: field \"%s\" missing or out of range",
                            x->path, what, key);
     *out = (int64_t)d;
@@ -550,7 +550,8 @@ static int load_claq_matrix(const lctx *x, const cJSON *arr, const char *name, i
     int64_t r, c;
     int rc;
     memset(k, 0, sizeof *k);
-    if ((rc = j_i64(x, t, "rows", name, 1, 1 << 24, &r)) || (rc = j_i64(x, t, "cols", name, 1, 1 << 24, &c)))
+    if ((rc = j_i64(x, t, "rows", name, 1, 1 << 24, &r)) ||
+        (rc = j_i64(x, t, "cols", name, 1, 1 << 24, &c)))
         return rc;
     if (r != rows || c != cols)
         return eng_err_set(x->err, ENG_E_FORMAT,
@@ -590,6 +591,14 @@ static int load_claq_matrix(const lctx *x, const cJSON *arr, const char *name, i
     eng_claq_deltas(k, delta);
     k->out_delta = delta;
     return 0;
+}
+
+/* An informational number, clamped so any JSON value converts safely (0 when absent). */
+static double meta_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    double d = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+    return d == d && d > -1e9 && d < 1e9 ? d : 0.0;
 }
 
 static void copy_str(char *dst, size_t cap, const cJSON *o, const char *key)
@@ -669,13 +678,13 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     copy_str(mt->method, sizeof mt->method, qj, "method");
     copy_str(mt->calib, sizeof mt->calib, qj, "calib");
     copy_str(mt->source, sizeof mt->source, qj, "source");
-    const cJSON *qv;
-    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "bits"))) mt->bits = qv->valuedouble;
-    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "or_budget"))) mt->or_budget = qv->valuedouble;
-    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "nsamples"))) mt->nsamples = (int)qv->valuedouble;
-    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "seqlen"))) mt->seqlen = (int)qv->valuedouble;
-    if (cJSON_IsNumber(qv = cJSON_GetObjectItemCaseSensitive(qj, "quant_seconds"))) mt->quant_seconds = qv->valuedouble;
-    if (cJSON_IsString(qv = cJSON_GetObjectItemCaseSensitive(qj, "seed"))) mt->seed = strtoull(qv->valuestring, NULL, 10);
+    mt->bits = meta_num(qj, "bits");
+    mt->or_budget = meta_num(qj, "or_budget");
+    mt->nsamples = (int)meta_num(qj, "nsamples");
+    mt->seqlen = (int)meta_num(qj, "seqlen");
+    mt->quant_seconds = meta_num(qj, "quant_seconds");
+    const cJSON *qv = cJSON_GetObjectItemCaseSensitive(qj, "seed");
+    if (cJSON_IsString(qv)) mt->seed = strtoull(qv->valuestring, NULL, 10);
     mt->outliers = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "outliers"));
     mt->or_compat_index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "or_compat_index"));
     snprintf(m->quant_desc, sizeof m->quant_desc, "%s %.2fb%s", mt->method[0] ? mt->method : "claq",
