@@ -32,6 +32,7 @@ int claq_cmd_generate(int argc, char **argv)
         {"--repetition-penalty", 1, NULL, "CTRL-style penalty (default 1 = off)"},
         {"--seed", 1, NULL, "RNG seed (default: time)"},
         {"--stop", 1, NULL, "stop when this text is generated"},
+        {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
         {"--help", 0, NULL, "this text"},
     };
@@ -59,7 +60,7 @@ int claq_cmd_generate(int argc, char **argv)
 
     claq_session s;
     if (claq_session_open(&s, "generate", claq_arg_get(spec, ns, "--model"),
-                          claq_arg_get(spec, ns, "--tokenizer"), 1, (int)threads, 64, 0))
+                          claq_arg_get(spec, ns, "--tokenizer"), 1, claq_arg_get(spec, ns, "--device"), (int)threads, 64, 0))
         return 1;
     const eng_config *cfg = &s.model->cfg;
     int ret = 1, vocab = cfg->vocab_size;
@@ -152,9 +153,9 @@ int claq_cmd_generate(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s "
-                    "(%.1f tok/s); %s kernels, %s threads; peak RSS %.1f MiB\n",
+                    "(%.1f tok/s); %s backend, %s kernels, %s threads; peak RSS %.1f MiB\n",
             n_prompt, t1 - t0, (double)n_prompt / (t1 - t0 + 1e-9), generated, t2 - t1,
-            (double)generated / (t2 - t1 + 1e-9), kern_cpu_isa_name(&s.be),
+            (double)generated / (t2 - t1 + 1e-9), s.be.ops->name, kern_cpu_isa_name(&s.be),
             threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all", (double)ru.ru_maxrss / 1024.0);
     ret = 0;
     goto out;

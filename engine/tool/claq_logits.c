@@ -17,6 +17,7 @@ int claq_cmd_logits(int argc, char **argv)
         {"--ids", 1, NULL, "token ids, e.g. \"1 415 22\""},
         {"--text", 1, NULL, "text to tokenize (BOS prepended) instead of --ids"},
         {"--out", 1, NULL, "output file for float32 [n][vocab] (required)"},
+        {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--threads", 1, NULL, "worker threads"},
         {"--batch-check", 0, NULL, "also decode one token at a time and require identical logits"},
         {"--help", 0, NULL, "this text"},
@@ -35,7 +36,7 @@ int claq_cmd_logits(int argc, char **argv)
     if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
     claq_session s;
     if (claq_session_open(&s, "logits", claq_arg_get(spec, ns, "--model"),
-                          claq_arg_get(spec, ns, "--tokenizer"), text != NULL, (int)threads, 64, 0))
+                          claq_arg_get(spec, ns, "--tokenizer"), text != NULL, claq_arg_get(spec, ns, "--device"), (int)threads, 64, 0))
         return 1;
     int ret = 1, vocab = s.model->cfg.vocab_size, ctxlen = s.model->cfg.seq_len;
     eng_err err = {0};

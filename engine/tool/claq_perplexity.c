@@ -49,6 +49,7 @@ int claq_cmd_perplexity(int argc, char **argv)
         {"--file", 1, NULL, "UTF-8 text to score (required)"},
         {"--ctx", 1, NULL, "window length in tokens (default: the model's context)"},
         {"--max-windows", 1, NULL, "score at most this many windows (default: all)"},
+        {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
         {"--help", 0, NULL, "this text"},
     };
@@ -73,7 +74,7 @@ int claq_cmd_perplexity(int argc, char **argv)
     }
     claq_session s;
     if (claq_session_open(&s, "perplexity", claq_arg_get(spec, ns, "--model"),
-                          claq_arg_get(spec, ns, "--tokenizer"), 1, (int)threads, 128, 0)) {
+                          claq_arg_get(spec, ns, "--tokenizer"), 1, claq_arg_get(spec, ns, "--device"), (int)threads, 128, 0)) {
         free(text);
         return 1;
     }

@@ -2,13 +2,15 @@
  * prefill they share. */
 #include "claq_session.h"
 
+#include "eng_backend.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
-                      const char *tokenizer_path, int want_tokenizer, int threads, int max_batch,
-                      int64_t kv_tokens)
+                      const char *tokenizer_path, int want_tokenizer, const char *device,
+                      int threads, int max_batch, int64_t kv_tokens)
 {
     memset(s, 0, sizeof *s);
     eng_err err = {0};
@@ -21,10 +23,7 @@ int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
                          eng_tokenizer_vocab_size(s->tok), s->model->cfg.vocab_size);
         goto fail;
     }
-    if ((rc = kern_cpu_backend_create(&s->be, threads))) {
-        rc = eng_err_set(&err, ENG_E_NOMEM, "cpu backend: %s", kern_strerror(rc));
-        goto fail;
-    }
+    if ((rc = eng_backend_open(&s->be, device, threads, &err))) goto fail;
     if ((rc = eng_ctx_create(&s->ctx, s->model, &s->be, max_batch, &err))) goto fail;
     if (kv_tokens > 0 && (rc = eng_kv_init(&s->kv, &s->model->cfg, kv_tokens, &err))) goto fail;
     return 0;

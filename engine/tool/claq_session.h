@@ -17,10 +17,11 @@ typedef struct claq_session {
 } claq_session;
 
 /* Opens everything; on failure prints the error to stderr (prefixed by cmd), frees what was built
- * and returns non-zero. threads <= 0: one per core. kv_tokens: KV cache capacity in positions. */
+ * and returns non-zero. device: "cpu", "cuda" or "auto" (NULL = cpu). threads <= 0: one per core.
+ * kv_tokens: KV cache capacity in positions (0: none yet). */
 int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
-                      const char *tokenizer_path, int want_tokenizer, int threads, int max_batch,
-                      int64_t kv_tokens);
+                      const char *tokenizer_path, int want_tokenizer, const char *device,
+                      int threads, int max_batch, int64_t kv_tokens);
 void claq_session_close(claq_session *s);
 
 /* Runs tokens [0, n) of one sequence through the model starting at position start (the sequence's

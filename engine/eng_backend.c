@@ -1,0 +1,25 @@
+/* eng_backend.c — --device cpu|cuda|auto -> a kern_backend (see eng_backend.h). */
+#include "eng_backend.h"
+
+#include <string.h>
+
+int eng_backend_open(kern_backend *be, const char *device, int threads, eng_err *err)
+{
+    memset(be, 0, sizeof *be);
+    if (!device || !*device) device = "cpu";
+    int want_cuda = strcmp(device, "cuda") == 0, is_auto = strcmp(device, "auto") == 0;
+    if (!want_cuda && !is_auto && strcmp(device, "cpu") != 0)
+        return eng_err_set(err, ENG_E_INVAL, "unknown device '%s' (cpu, cuda or auto)", device);
+    if (want_cuda || is_auto) {
+        int rc = kern_cuda_backend_create(be, 0);
+        if (rc == 0) return 0;
+        if (want_cuda)
+            return eng_err_set(err, ENG_E_DEVICE, "--device cuda: %s",
+                               rc == KERN_E_UNSUPPORTED ? "this build has no CUDA backend or no GPU "
+                                                          "is visible"
+                                                        : kern_strerror(rc));
+    }
+    int rc = kern_cpu_backend_create(be, threads);
+    if (rc) return eng_err_set(err, ENG_E_NOMEM, "cpu backend: %s", kern_strerror(rc));
+    return 0;
+}
