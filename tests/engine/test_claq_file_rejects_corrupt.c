@@ -257,6 +257,9 @@ int main(void)
         CHECK(json_edit(b, "\"dim\":64", "\"dim\":65") == 0, "edit3");
         expect_reject(tmp, b, n, NULL, "config dim");
         memcpy(b, orig, n);
+        CHECK(json_edit(b, "\"seq_len\":512", "\"seq_len\":9e9") == 0, "edit5");
+        expect_reject(tmp, b, n, "seq_len", "huge number");
+        memcpy(b, orig, n);
         CHECK(json_edit(b, "\"tensors\"", "\"tensorz\"") == 0, "edit4");
         expect_reject(tmp, b, n, NULL, "no directory");
         size_t at = sec_at(orig, "layers.0.q_proj", "colmap");
