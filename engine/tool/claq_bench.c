@@ -158,7 +158,9 @@ int claq_cmd_bench(int argc, char **argv)
     long long reps = 30, mib = 1024;
     const char *v;
     if ((v = claq_arg_get(spec, ns, "--reps")) && claq_parse_int("--reps", v, 1, 100000, &reps)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--bw-mib")) && claq_parse_int("--bw-mib", v, 64, 16384, &mib)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--bw-mib")) &&
+        claq_parse_int("--bw-mib", v, 64, 16384, &mib))
+        return 2;
 
     printf("claq bench gemv — synthetic random weights: numbers speak to speed only, never quality\n");
     double load[3] = {0};
@@ -218,7 +220,8 @@ int claq_cmd_bench(int argc, char **argv)
                 if (kern_cpu_backend_create(&be, t)) return 1;
                 double s = time_matmul(&be, &w, x, y, (int)reps);
                 double gbs = bytes / s / 1e9;
-                printf("| claq %s b (%s) %lldx%lld | %.2e | %d | %.1f | %.1f | %.1f | %.0f %% | %.0f %% | %.3f |\n",
+                printf("| claq %s b (%s) %lldx%lld | %.2e | %d | %.1f | %.1f | %.1f | %.0f %% "
+                       "| %.0f %% | %.3f |\n",
                        qs[qi].name, kern_cpu_isa_name(&be), (long long)rows, (long long)cols,
                        (double)(rows * cols), t, s * 1e6, gbs, (double)(rows * cols) / s / 1e9,
                        100.0 * gbs / ceil4k[t], 100.0 * gbs / ceilhp[t],
@@ -246,7 +249,8 @@ int claq_cmd_bench(int argc, char **argv)
                 if (kern_cpu_backend_create(&be, t)) return 1;
                 double s = time_matmul(&be, &w, x, y, (int)reps < 10 ? (int)reps : 10);
                 double gbs = (double)nb / s / 1e9;
-                printf("| dense %s %lldx%lld | %.2e | %d | %.1f | %.1f | %.1f | %.0f %% | %.0f %% | %.3f |\n",
+                printf("| dense %s %lldx%lld | %.2e | %d | %.1f | %.1f | %.1f | %.0f %% | %.0f %% "
+                       "| %.3f |\n",
                        kern_dtype_name(d), (long long)rows, (long long)cols, (double)(rows * cols), t,
                        s * 1e6, gbs, (double)(rows * cols) / s / 1e9, 100.0 * gbs / ceil4k[t],
                        100.0 * gbs / ceilhp[t], (double)kern_dtype_size(d));

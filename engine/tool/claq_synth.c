@@ -191,7 +191,8 @@ static int synth_hf(const synth_shape *s, int layers, const char *dir, const cha
                                     "\"data_offsets\":[%llu,%llu]}", td[i].name, (long long)td[i].rows,
                                     (unsigned long long)off, (unsigned long long)(off + nb));
         else
-            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"F16\",\"shape\":[%lld,%lld],"
+            len += (size_t)snprintf(hdr + len, cap - len,
+                                    ",\"%s\":{\"dtype\":\"F16\",\"shape\":[%lld,%lld],"
                                     "\"data_offsets\":[%llu,%llu]}", td[i].name, (long long)td[i].rows,
                                     (long long)td[i].cols, (unsigned long long)off,
                                     (unsigned long long)(off + nb));
@@ -268,7 +269,8 @@ static void km_task(void *arg, int64_t j, int worker)
     for (int64_t r = 0; r < w->rows; r++) x[r] = wval(w, r, j);
     int K = 1 << q->bits[j];
     uint16_t cb[16];
-    if (eng_kmeans_1d(x, w->rows, K, ENG_KMEANS_QUANTILE, k->seed + (uint64_t)j, k->scratch[worker], cb)) {
+    if (eng_kmeans_1d(x, w->rows, K, ENG_KMEANS_QUANTILE, k->seed + (uint64_t)j,
+                      k->scratch[worker], cb)) {
         k->failed = 1;
         return;
     }
@@ -321,7 +323,8 @@ static int synth_pack(const char *model, double bits, const char *out, uint64_t 
     double **scr = calloc((size_t)(nw > 0 ? nw : 1), sizeof *scr);
     float **col = calloc((size_t)(nw > 0 ? nw : 1), sizeof *col);
     int64_t maxr = m->cfg.dim > m->cfg.hidden_dim ? m->cfg.dim : m->cfg.hidden_dim;
-    maxr = maxr > (int64_t)m->cfg.n_heads * m->cfg.head_dim ? maxr : (int64_t)m->cfg.n_heads * m->cfg.head_dim;
+    int64_t qdim = (int64_t)m->cfg.n_heads * m->cfg.head_dim;
+    maxr = maxr > qdim ? maxr : qdim;
     for (int i = 0; i < nw && !rc; i++) {
         scr[i] = malloc(sizeof(double) * 3 * (size_t)maxr);
         col[i] = malloc(sizeof(float) * (size_t)maxr);
@@ -402,8 +405,11 @@ int claq_cmd_synth(int argc, char **argv)
                         "       claq synth --pack --model PATH --bits B --out FILE", spec, ns);
         return claq_arg_get(spec, ns, "--help") ? 0 : 2;
     }
-    if ((v = claq_arg_get(spec, ns, "--seed")) && claq_parse_int("--seed", v, 0, (1LL << 62), &seed)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--seed")) && claq_parse_int("--seed", v, 0, 1LL << 62, &seed))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--threads")) &&
+        claq_parse_int("--threads", v, 0, 256, &threads))
+        return 2;
     if (pack) {
         double bits = 0;
         if (claq_parse_float("--bits", claq_arg_get(spec, ns, "--bits"), 2.0, 4.0, &bits)) return 2;
@@ -414,11 +420,14 @@ int claq_cmd_synth(int argc, char **argv)
     for (unsigned i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(shapes[i].name, sn)) s = &shapes[i];
     if (!s) {
-        fprintf(stderr, "claq synth: unknown --shape '%s' (llama-7b, tinyllama-1.1b, yi-6b, small)\n", sn);
+        fprintf(stderr, "claq synth: unknown --shape '%s' (llama-7b, tinyllama-1.1b, yi-6b, "
+                        "small)\n", sn);
         return 2;
     }
     layers = s->layers;
-    if ((v = claq_arg_get(spec, ns, "--layers")) && claq_parse_int("--layers", v, 1, 1024, &layers)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--layers")) &&
+        claq_parse_int("--layers", v, 1, 1024, &layers))
+        return 2;
     return synth_hf(s, (int)layers, out, claq_arg_get(spec, ns, "--tokenizer"), (uint64_t)seed,
                     (int)threads);
 }

@@ -169,7 +169,8 @@ def main():
             hist = "cols 4b/3b/2b %d/%d/%d" % (t["cols4"], t["cols3"], t["cols2"])
             if not any(l.startswith("layers.0." + sn) and hist in l for l in lines):
                 fail("inspect line for %s lacks %r" % (sn, hist))
-        print("ok: %d codes decoded per docs/format.md match K-Means assignments; true_bpw %.4f" % (checked, got))
+        print("ok: %d codes decoded per docs/format.md match K-Means assignments; true_bpw %.4f"
+              % (checked, got))
 
 
 if __name__ == "__main__":

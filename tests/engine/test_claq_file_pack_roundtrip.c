@@ -55,7 +55,8 @@ static void roundtrip(int64_t rows, int64_t cols, int out_every)
     if (rc) { eng_qmatrix_free(&q); return; }
     const kern_claq *k = &p.view;
     CHECK(eng_claq_validate(k, "mem", "m", &err) == 0, "validate: %s", err.msg);
-    float *a = malloc(sizeof(float) * (size_t)(rows * cols)), *b = malloc(sizeof(float) * (size_t)(rows * cols));
+    size_t nb = sizeof(float) * (size_t)(rows * cols);
+    float *a = malloc(nb), *b = malloc(nb);
     memset(a, 0x7f, sizeof(float) * (size_t)(rows * cols));
     eng_qmatrix_dequant(&q, a);
     eng_claq_unpack(k, b);

@@ -179,7 +179,8 @@ int main(void)
         CHECK(w->dtype == KERN_F32 && quantize(w, &qs[i]) == 0, "quantize %d", i);
     }
     eng_claq_meta meta = {.method = "rtn", .bits = 3.0, .outliers = 1, .or_budget = 1.0,
-                          .nsamples = 0, .seqlen = 0, .seed = 42, .calib = "", .source = "stories260K.bin"};
+                          .nsamples = 0, .seqlen = 0, .seed = 42, .calib = "",
+                          .source = "stories260K.bin"};
     int rc = eng_claq_write(out, src, qp, &meta, &err);
     CHECK(rc == 0, "write: %s", err.msg);
 
@@ -250,8 +251,9 @@ int main(void)
                         "\"name\":\"layers.0.k_proj\",\"dtype\":\"claq\",\"rows\":31") == 0, "edit");
         expect_reject(tmp, b, n, "layers.0.k_proj", "rows vs config");
         memcpy(b, orig, n);
-        CHECK(json_edit(b, "\"name\":\"layers.1.up_proj\",\"dtype\":\"claq\",\"rows\":172,\"cols\":64,\"cols4\":2",
-                        "\"name\":\"layers.1.up_proj\",\"dtype\":\"claq\",\"rows\":172,\"cols\":64,\"cols4\":3") == 0, "edit2");
+        CHECK(json_edit(b, "\"layers.1.up_proj\",\"dtype\":\"claq\",\"rows\":172,\"cols\":64,\"cols4\":2",
+                        "\"layers.1.up_proj\",\"dtype\":\"claq\",\"rows\":172,\"cols\":64,\"cols4\":3")
+              == 0, "edit2");
         expect_reject(tmp, b, n, "layers.1.up_proj", "column counts");
         memcpy(b, orig, n);
         CHECK(json_edit(b, "\"dim\":64", "\"dim\":65") == 0, "edit3");

@@ -47,7 +47,8 @@ static int make_q(eng_qmatrix *q, int64_t rows, int64_t cols, int mix)
             for (int b = a; b > 0 && v[b] < v[b - 1]; b--) {
                 float t = v[b]; v[b] = v[b - 1]; v[b - 1] = t;
             }
-        for (int e = 0; e < ENG_QM_CB; e++) q->codebook[j * ENG_QM_CB + e] = kern_f32_to_f16(v[e < K ? e : K - 1]);
+        for (int e = 0; e < ENG_QM_CB; e++)
+            q->codebook[j * ENG_QM_CB + e] = kern_f32_to_f16(v[e < K ? e : K - 1]);
         for (int64_t r = 0; r < rows; r++) q->codes[r * cols + j] = (uint8_t)(rnd() % (uint32_t)K);
     }
     for (int64_t j = 0; j < cols; j++)
