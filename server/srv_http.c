@@ -297,7 +297,7 @@ static void conn_flush(srv_conn *c)
         conn_maybe_resume(c);
     /* backpressure: a hard limit acts at once (the soft one in the sweep) */
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > (size_t)s->cfg->write_hard_bytes)
-        c->doomed = 1;   /* the sweep closes it: never close under a caller */
+        c->doomed = 2;   /* the sweep closes it: never close under a caller */
 }
 
 /* Queues an error response for a protocol problem and stops reading requests. */
@@ -773,6 +773,9 @@ void srv_http_sweep(srv_server *s)
         if (c->closing)
             continue;
         if (c->doomed) {
+            if (c->doomed == 2)
+                srv_log("warn", "closing a connection: write queue over %lld bytes (slow reader)",
+                        (long long)cfg->write_hard_bytes);
             srv_conn_close(c);
             continue;
         }

@@ -76,7 +76,7 @@ struct srv_conn {
     int in_execute;             /* inside llhttp_execute (no re-entrant parsing) */
     int input_closed;           /* no more requests will be read (error, EOF, drain) */
     int closing;                /* uv_close called */
-    int doomed;                 /* to be closed by the next sweep (write failure, hard limit) */
+    int doomed;                 /* close at the next sweep: 1 write failure, 2 hard limit */
     uint64_t last_active;       /* uv_hrtime of the last read or write completion */
     uint64_t write_soft_since;  /* when the write queue first passed the soft limit, 0 = below */
     char rbuf[16384];           /* read buffer; llhttp slices point into it */
