@@ -132,7 +132,7 @@ try:
         st, _, _ = a.request("GET", "/health")
     time.sleep(0.5)   # let both logs reach us
     na, nb = len(a.access_lines()) - a0, len(b.access_lines()) - b0
-    C.check(na > 1 and nb > 1 and na + nb == 40,
+    C.check(na > 1 and nb > 1 and na + nb >= 40,
             "the kernel spreads connections over both (%d / %d)" % (na, nb))
     C.check(b.stop() == 0, "b exits 0")
 finally:
