@@ -11,8 +11,9 @@
 
 kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
 {
-    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_tile_ref,
-                       kern_cpu__claq_gemm_tile_ref};
+    /* Only AVX-512 has a dequantize-GEMM worth having; elsewhere batches run the GEMV per token
+     * (same bits either way). The reference GEMM stays for the tests. */
+    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_tile_ref, NULL};
     if (isa == KERN_ISA_AVX2) {
         f.gemv = kern_cpu__claq_gemv_tile_avx2;
     } else if (isa == KERN_ISA_AVX512) {
@@ -23,13 +24,21 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
     return f;
 }
 
-static int use_gemm(int n) { return n >= KERN_CPU_CLAQ_GEMM_MIN_N; }
+static int use_gemm(kern_isa isa, int n)
+{
+    return n >= KERN_CPU_CLAQ_GEMM_MIN_N && kern_cpu__claq_fns(isa).gemm != NULL;
+}
 
 int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
 {
+    /* GEMV: xs + LUTs for at most KERN_CPU_CLAQ_GEMM_MIN_N tokens at a time (bigger batches are
+     * chunked); GEMM: xs of every token, fp32 codebooks, a dummy xs and an all-ones x. The larger
+     * of the two for n, so the answer does not depend on the ISA. */
     int64_t cp = k->cols_pad;
-    if (use_gemm(n)) return (int64_t)n * cp + cp * 16 + cp + k->cols; /* xs, cbf, dummy xs, ones */
-    return (int64_t)n * cp + (int64_t)n * cp * 16;                     /* xs, luts */
+    int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
+    int64_t gemv = m * cp * 17;
+    int64_t gemm = (int64_t)n * cp + cp * 16 + cp + k->cols;
+    return n >= KERN_CPU_CLAQ_GEMM_MIN_N && gemm > gemv ? gemm : gemv;
 }
 
 int64_t kern_cpu__claq_priv_floats(int n)
@@ -96,7 +105,19 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
     if (!k || !x || !y || n <= 0 || !shared || !priv || n_workers <= 0 ||
         (k->nnz > 0 && !k->out_delta))
         return KERN_E_INVAL;
-    claq_job j = {.k = k, .f = kern_cpu__claq_fns(isa), .n = n, .gemm = use_gemm(n), .y = y,
+    if (!use_gemm(isa, n) && n > KERN_CPU_CLAQ_GEMM_MIN_N) {
+        /* GEMV path for a big batch (no SIMD GEMM on this ISA): chunks bound the LUT memory;
+         * per-token results do not depend on the chunking. */
+        for (int t0 = 0; t0 < n; t0 += KERN_CPU_CLAQ_GEMM_MIN_N) {
+            int m = n - t0 < KERN_CPU_CLAQ_GEMM_MIN_N ? n - t0 : KERN_CPU_CLAQ_GEMM_MIN_N;
+            int rc = kern_cpu__claq_matmul_run(isa, pool, n_workers, shared, priv, k,
+                                               x + (int64_t)t0 * k->cols, m,
+                                               y + (int64_t)t0 * k->rows);
+            if (rc) return rc;
+        }
+        return KERN_OK;
+    }
+    claq_job j = {.k = k, .f = kern_cpu__claq_fns(isa), .n = n, .gemm = use_gemm(isa, n), .y = y,
                   .priv = priv};
     int64_t cp = k->cols_pad;
     float *xs = shared;

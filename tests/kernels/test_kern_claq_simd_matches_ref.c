@@ -131,6 +131,41 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                       (long long)(at % rows), y[at], yref[at]);
             }
     }
+    /* Tile level: the reference dequantize-GEMM (and AVX-512's) equal the reference GEMV's
+     * dense pass bit for bit (the dispatcher only uses a GEMM where the ISA has a fast one). */
+    {
+        const int nt = 3;
+        int64_t cp = k->cols_pad;
+        float *xs = malloc(sizeof(float) * (size_t)(nt * cp));
+        float *lut = malloc(sizeof(float) * (size_t)(nt * cp * 16));
+        float *cbf = malloc(sizeof(float) * (size_t)(cp * 16));
+        float *dummy = malloc(sizeof(float) * (size_t)cp);
+        float *ones = malloc(sizeof(float) * (size_t)cols);
+        float *ga = malloc(sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
+        float *gb = malloc(sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
+        float work[KERN_CPU_CLAQ_GEMM_WORK];
+        for (int64_t c = 0; c < cols; c++) ones[c] = 1.0f;
+        kern_cpu__claq_lut_ref(k, ones, dummy, cbf);
+        for (int t = 0; t < nt; t++)
+            kern_cpu__claq_lut_ref(k, x + t * cols, xs + t * cp, lut + t * cp * 16);
+        for (int64_t tile = 0; tile < k->n_tiles; tile++) {
+            int64_t rt = kern_claq_tile_rows(k, tile), at = 0;
+            for (int t = 0; t < nt; t++)
+                kern_cpu__claq_gemv_tile_ref(k, lut + t * cp * 16, tile, ga + t * KERN_CLAQ_ROW_TILE);
+            kern_cpu__claq_gemm_tile_ref(k, cbf, xs, nt, tile, gb, work);
+            for (int t = 0; t < nt; t++)
+                CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt, &at),
+                      "ref gemm tile %lld token %d row %lld", (long long)tile, t, (long long)at);
+            if (have_isa(KERN_ISA_AVX512)) {
+                kern_cpu__claq_gemm_tile_avx512(k, cbf, xs, nt, tile, gb, work);
+                for (int t = 0; t < nt; t++)
+                    CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt,
+                                    &at), "avx512 gemm tile %lld token %d row %lld",
+                          (long long)tile, t, (long long)at);
+            }
+        }
+        free(xs); free(lut); free(cbf); free(dummy); free(ones); free(ga); free(gb);
+    }
     free(x); free(yref); free(y); free(w);
     eng_claq_packed_free(&p);
     eng_qmatrix_free(&q);
