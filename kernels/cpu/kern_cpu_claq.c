@@ -1,8 +1,9 @@
 /* kern_cpu_claq.c — packed CLAQ matmul on the CPU: picks the ISA's tile kernels, builds the
  * per-token lookup tables once per call (shared, read-only), splits row tiles over the pool, and
  * adds the outliers (row-CSR) after each tile range's dense pass. Below KERN_CPU_CLAQ_GEMM_MIN_N
- * tokens it runs the LUT GEMV (one lookup + add per weight); from there on it dequantizes a tile
- * block once and multiplies every token by it (same fp32 operations, kern_cpu_claq.h).
+ * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX-512, it
+ * dequantizes a tile block once and multiplies every token by it (same fp32 operations,
+ * kern_cpu_claq.h); other ISAs run the GEMV in 8-token chunks.
  * Called on the engine's step thread; the tile tasks run on the pool's workers. */
 #include "kern_cpu_claq.h"
 

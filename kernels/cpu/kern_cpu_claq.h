@@ -44,7 +44,7 @@ void kern_cpu__claq_gemm_tile_ref(const kern_claq *k, const float *cbf, const fl
 void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const float *xs, int n,
                                      int64_t t, float *y, float *work);
 
-/* Functions of an ISA (NULL gemm: use the reference one's loop structure with the ref tile). */
+/* Functions of an ISA (gemm NULL: batches of any size run the GEMV, in 8-token chunks). */
 typedef struct kern_claq_fns {
     kern_claq_lut_fn lut;
     kern_claq_gemv_fn gemv;
