@@ -104,7 +104,7 @@ static uint32_t xr(void)
 }
 
 /* Random packed matrix: bits4_frac of the columns at 4 bits, the rest at `low` bits. */
-static int make_packed(int64_t rows, int64_t cols, double bits4_frac, int low,
+static int make_packed(int64_t rows, int64_t cols, double bits4_frac, int low, int out_pct,
                        eng_claq_packed *p, eng_err *err)
 {
     eng_qmatrix q;
@@ -120,6 +120,13 @@ static int make_packed(int64_t rows, int64_t cols, double bits4_frac, int low,
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < cols; j++)
             q.codes[r * cols + j] = (uint8_t)(xr() & ((1u << q.bits[j]) - 1));
+    for (int64_t j = 0; j < cols && out_pct; j++)      /* ~out_pct % outliers, (col, row) order */
+        for (int64_t r = 0; r < rows; r++)
+            if (xr() % 100 < (uint32_t)out_pct &&
+                eng_qmatrix_add_outlier(&q, (uint32_t)r, (uint32_t)j, kern_f32_to_f16(0.5f))) {
+                eng_qmatrix_free(&q);
+                return eng_err_set(err, ENG_E_NOMEM, "bench: out of memory");
+            }
     rc = eng_claq_pack(&q, "bench", p, err);
     eng_qmatrix_free(&q);
     return rc;
@@ -187,8 +194,8 @@ int claq_cmd_bench(int argc, char **argv)
     hbuf_free(&bhp);
 
     static const int64_t shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-    static const struct { const char *name; double frac4; int low; } qs[3] = {
-        {"2.1", 0.05, 2}, {"3", 0.0, 3}, {"4", 1.0, 2}};
+    static const struct { const char *name; double frac4; int low, out_pct; } qs[4] = {
+        {"2.1", 0.05, 2, 0}, {"2.1+1%OR", 0.05, 2, 1}, {"3", 0.0, 3, 0}, {"4", 1.0, 2, 0}};
     printf("\n| matrix (rows x cols) | weights | threads | time us | GB/s | Gweights/s | "
            "vs 4K ceiling | vs huge-page ceiling | bytes/weight |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
@@ -196,10 +203,10 @@ int claq_cmd_bench(int argc, char **argv)
         int64_t rows = shapes[si][0], cols = shapes[si][1];
         float *x = malloc(sizeof(float) * (size_t)cols), *y = malloc(sizeof(float) * (size_t)rows);
         for (int64_t j = 0; j < cols; j++) x[j] = (float)((int)(xr() % 2001) - 1000) * 1e-3f;
-        for (int qi = 0; qi < 3; qi++) {
+        for (int qi = 0; qi < 4; qi++) {
             eng_claq_packed p;
             eng_err err = {0};
-            if (make_packed(rows, cols, qs[qi].frac4, qs[qi].low, &p, &err)) {
+            if (make_packed(rows, cols, qs[qi].frac4, qs[qi].low, qs[qi].out_pct, &p, &err)) {
                 fprintf(stderr, "claq bench: %s\n", err.msg);
                 return 1;
             }
@@ -207,11 +214,12 @@ int claq_cmd_bench(int argc, char **argv)
             if (hbuf_alloc(&hb, p.buf_size, 1)) return 1;
             memcpy(hb.p, p.buf, p.buf_size);
             kern_claq view = p.view;
-            const char *base = hb.p;
-            view.colmap = (const void *)(base + p.sec_off[ENG_CLAQ_SEC_COLMAP]);
-            view.cb = (const void *)(base + p.sec_off[ENG_CLAQ_SEC_CB]);
-            view.codes = (const void *)(base + p.sec_off[ENG_CLAQ_SEC_CODES]);
-            view.out_rowptr = (const void *)(base + p.sec_off[ENG_CLAQ_SEC_ROWPTR]);
+            /* Same layout, moved into the huge-page copy. */
+            const char *from = p.buf, *to = hb.p;
+#define MOVE(f) view.f = view.f ? (const void *)(to + ((const char *)view.f - from)) : NULL
+            MOVE(colmap); MOVE(cb); MOVE(codes); MOVE(out_rowptr); MOVE(out_col16);
+            MOVE(out_col32); MOVE(out_val); MOVE(out_delta);
+#undef MOVE
             double bytes = 0;
             for (int s = 0; s < ENG_CLAQ_NSEC; s++) bytes += (double)p.sec_len[s];
             kern_matrix w = {.dtype = KERN_CLAQ, .rows = rows, .cols = cols, .claq = &view};

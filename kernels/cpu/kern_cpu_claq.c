@@ -60,6 +60,47 @@ typedef struct claq_job {
     int64_t tiles_per_task;
 } claq_job;
 
+/* y[r] += xs[col] * delta over each row's outliers, in ascending storage column. Four rows at a
+ * time share the loop for their common length so four independent add chains overlap (each
+ * row's own order is unchanged); the leftovers finish one row at a time. */
+static void add_outliers(const kern_claq *k, const float *xs, int64_t ra, int64_t rb, float *y)
+{
+    const uint32_t *rp = k->out_rowptr;
+    const float *d = k->out_delta;
+    int64_t r = ra;
+    if (k->out_col16) {
+        const uint16_t *oc = k->out_col16;
+        for (; r + 4 <= rb; r += 4) {
+            uint32_t i0 = rp[r], i1 = rp[r + 1], i2 = rp[r + 2], i3 = rp[r + 3];
+            uint32_t n0 = rp[r + 1] - i0, n1 = rp[r + 2] - i1, n2 = rp[r + 3] - i2,
+                     n3 = rp[r + 4] - i3;
+            uint32_t m = n0 < n1 ? n0 : n1;
+            m = m < n2 ? m : n2;
+            m = m < n3 ? m : n3;
+            float a0 = y[r], a1 = y[r + 1], a2 = y[r + 2], a3 = y[r + 3];
+            for (uint32_t q = 0; q < m; q++) {
+                a0 += xs[oc[i0 + q]] * d[i0 + q];
+                a1 += xs[oc[i1 + q]] * d[i1 + q];
+                a2 += xs[oc[i2 + q]] * d[i2 + q];
+                a3 += xs[oc[i3 + q]] * d[i3 + q];
+            }
+            for (uint32_t q = m; q < n0; q++) a0 += xs[oc[i0 + q]] * d[i0 + q];
+            for (uint32_t q = m; q < n1; q++) a1 += xs[oc[i1 + q]] * d[i1 + q];
+            for (uint32_t q = m; q < n2; q++) a2 += xs[oc[i2 + q]] * d[i2 + q];
+            for (uint32_t q = m; q < n3; q++) a3 += xs[oc[i3 + q]] * d[i3 + q];
+            y[r] = a0;
+            y[r + 1] = a1;
+            y[r + 2] = a2;
+            y[r + 3] = a3;
+        }
+    }
+    for (; r < rb; r++) {
+        float acc = y[r];
+        for (uint32_t i = rp[r]; i < rp[r + 1]; i++) acc += xs[kern_claq_out_col(k, i)] * d[i];
+        y[r] = acc;
+    }
+}
+
 static void claq_task(void *arg, int64_t task, int worker)
 {
     const claq_job *j = arg;
@@ -87,16 +128,8 @@ static void claq_task(void *arg, int64_t task, int worker)
     int64_t ra = t0 * KERN_CLAQ_ROW_TILE;
     int64_t rb = t1 * KERN_CLAQ_ROW_TILE < k->rows ? t1 * KERN_CLAQ_ROW_TILE : k->rows;
     if (k->nnz == 0 || ra >= rb) return;
-    for (int tok = 0; tok < j->n; tok++) {
-        const float *xt = j->xs + (int64_t)tok * k->cols_pad;
-        float *yt = j->y + (int64_t)tok * k->rows;
-        for (int64_t r = ra; r < rb; r++) {
-            float acc = yt[r];
-            for (uint32_t i = k->out_rowptr[r]; i < k->out_rowptr[r + 1]; i++)
-                acc += xt[kern_claq_out_col(k, i)] * k->out_delta[i];
-            yt[r] = acc;
-        }
-    }
+    for (int tok = 0; tok < j->n; tok++)
+        add_outliers(k, j->xs + (int64_t)tok * k->cols_pad, ra, rb, j->y + (int64_t)tok * k->rows);
 }
 
 int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, float *shared,
