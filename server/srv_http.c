@@ -131,7 +131,10 @@ void srv_resp_send(srv_resp *r, int status, const char *content_type, const char
 
 void srv_resp_stream_begin(srv_resp *r)
 {
-    r->chunked = 1;
+    /* HTTP/1.0 has no chunked coding: the body then ends with the connection. */
+    r->chunked = !r->http10;
+    if (r->http10)
+        r->close_after = 1;
     resp_head(r, 200, "text/event-stream", -1, "Cache-Control: no-cache\r\n"
                                                "X-Accel-Buffering: no\r\n");
     conn_flush(r->conn);
@@ -141,9 +144,11 @@ void srv_resp_stream_write(srv_resp *r, const char *data, size_t len)
 {
     if (len == 0 || r->done)
         return;
-    srv_buf_printf(&r->out, "%zx\r\n", len);
+    if (r->chunked)
+        srv_buf_printf(&r->out, "%zx\r\n", len);
     srv_buf_append(&r->out, data, len);
-    srv_buf_puts(&r->out, "\r\n");
+    if (r->chunked)
+        srv_buf_puts(&r->out, "\r\n");
     conn_flush(r->conn);
 }
 
@@ -151,7 +156,8 @@ void srv_resp_stream_end(srv_resp *r)
 {
     if (r->done)
         return;
-    srv_buf_puts(&r->out, "0\r\n\r\n");
+    if (r->chunked)
+        srv_buf_puts(&r->out, "0\r\n\r\n");
     r->done = 1;
     conn_flush(r->conn);
 }
@@ -307,7 +313,7 @@ static void conn_protocol_error(srv_conn *c, int status, const char *msg)
     c->input_closed = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (!r) {
-        srv_conn_close(c);
+        c->doomed = 1;
         return;
     }
     r->close_after = 1;
@@ -503,6 +509,7 @@ static int on_message_complete(llhttp_t *p)
     r->t_start = q->t_start;
     memcpy(r->request_id, q->request_id, sizeof(r->request_id));
     snprintf(r->origin, sizeof(r->origin), "%s", q->origin);
+    r->http10 = p->http_major == 1 && p->http_minor == 0;
     if (!q->keep_alive || p->http_major != 1 || p->http_minor < 1) {
         /* HTTP/1.0 or Connection: close: this is the last request we read */
         r->close_after = 1;
@@ -552,7 +559,9 @@ static void conn_parse(srv_conn *c, const char *data, size_t len)
         if (rest) {
             c->pending = malloc(rest);
             if (!c->pending) {
-                srv_conn_close(c);
+                c->doomed = 1;   /* the sweep closes it: a handler may be below us */
+                c->input_closed = 1;
+                uv_read_stop((uv_stream_t *)&c->tcp);
                 return;
             }
             memcpy(c->pending, data + used, rest);

@@ -49,6 +49,7 @@ typedef struct srv_resp {
     int done;                   /* every byte of the response is in out (or sent) */
     int close_after;            /* close the connection once this response is sent */
     int chunked;                /* streaming: body framed as HTTP chunks */
+    int http10;                 /* the request was HTTP/1.0 (no chunked coding) */
     int status;                 /* for the access log and metrics */
     char route[48];             /* "POST /v1/completions" style, for the log */
     char request_id[SRV_MAX_REQUEST_ID + 1];

@@ -1,5 +1,6 @@
 /* srv_limits.h — every limit and default of claq-server, one sentence each (the h2o habit).
- * Each is the default of a flag in srv_config.c (and its env var); nothing here is mutable.
+ * Most are defaults of a flag in srv_config.c (and its env var); the rest are fixed caps on
+ * what one request may hold. Nothing here is mutable.
  * Header only; any thread may read it. */
 #ifndef SRV_LIMITS_H
 #define SRV_LIMITS_H
