@@ -829,6 +829,8 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             t->stop_ids[t->n_stop_ids++] = stop_ids[k];
         t->deadline = deadline;
         g->choices[ci].prompt_idx = pi;
+        /* with echo the returned text starts with the prompt: offsets count from there */
+        g->choices[ci].text_offset = g->echo ? prompts[pi].text_len : 0;
         g->choices[ci].prev_tok = prompts[pi].n ? prompts[pi].ids[prompts[pi].n - 1] : -1;
         g->choices[ci].task_id = t->id;
     }
