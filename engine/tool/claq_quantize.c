@@ -1,12 +1,185 @@
-/* claq_quantize.c — `claq quantize` (placeholder until its issue lands; says so and fails). */
+/* claq_quantize.c — `claq quantize`: FP checkpoint + calibration text -> packed CLAQ model.
+ * Parses the flags, draws the calibration windows (eng_calib_load), runs the layer-by-layer
+ * pipeline (eng_quant_model; progress on stderr) and hands the quantized linears to the packed
+ * format writer (eng_claq_write). Single-threaded front end; the CPU backend and BLAS use their
+ * own threads. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "claq_tool.h"
+#include "eng_claq_file.h"
+#include "eng_quant.h"
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s && s[1] ? s + 1 : p;
+}
 
 int claq_cmd_quantize(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "claq quantize: not implemented yet\n");
-    return 2;
+    claq_arg spec[] = {
+        {"--model", 1, NULL, "FP source model: llama2.c .bin or HF directory (required)"},
+        {"--tokenizer", 1, NULL, "tokenizer file (llama2.c checkpoints need one)"},
+        {"--calib", 1, NULL, "calibration text file (required unless --method rtn)"},
+        {"--method", 1, NULL, "rtn | gptq | claq (required)"},
+        {"--bits", 1, NULL, "2..4; fractional (2.1, 3.05) = Adaptive Precision, claq only"},
+        {"--outliers", 0, NULL, "Outlier Reservation (claq only)"},
+        {"--or-budget", 1, NULL, "scale of the OR fractions 0.014/0.004 (default 1)"},
+        {"--or-compat-index", 0, NULL, "the reference code's block-local OR budget index"},
+        {"--kmeans-init", 1, NULL, "optimal (default, deterministic) | plusplus (seeded)"},
+        {"--nsamples", 1, NULL, "calibration windows (default 128)"},
+        {"--seqlen", 1, NULL, "tokens per window (default 2048, clipped to the context)"},
+        {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
+        {"--threads", 1, NULL, "forward-pass threads (default: one per core)"},
+        {"--act-budget-mb", 1, NULL, "activations kept in RAM before a temp file (default 2048)"},
+        {"--out", 1, NULL, "packed output file (required)"},
+        {"--help", 0, NULL, "this text"},
+    };
+    const int ns = (int)(sizeof spec / sizeof spec[0]);
+    const char *synopsis = "--model PATH [--tokenizer PATH] --calib TEXT --method rtn|gptq|claq "
+                           "--bits B [--outliers] [--nsamples N] [--seqlen L] [--seed S] --out PATH";
+    if (claq_args_parse("quantize", spec, ns, argc, argv)) return 2;
+    const char *model_path = claq_arg_get(spec, ns, "--model");
+    const char *method = claq_arg_get(spec, ns, "--method");
+    const char *calib = claq_arg_get(spec, ns, "--calib");
+    const char *out = claq_arg_get(spec, ns, "--out");
+    const char *tok_path = claq_arg_get(spec, ns, "--tokenizer");
+    if (claq_arg_get(spec, ns, "--help")) {
+        claq_args_usage("quantize", synopsis, spec, ns);
+        return 0;
+    }
+    if (!model_path || !method || !out || !claq_arg_get(spec, ns, "--bits")) {
+        claq_args_usage("quantize", synopsis, spec, ns);
+        return 2;
+    }
+    eng_quant_cfg cfg;
+    eng_quant_cfg_default(&cfg);
+    cfg.log = stderr;
+    if (strcmp(method, "rtn") == 0) cfg.method = ENG_QUANT_RTN;
+    else if (strcmp(method, "gptq") == 0) cfg.method = ENG_QUANT_GPTQ;
+    else if (strcmp(method, "claq") == 0) cfg.method = ENG_QUANT_CLAQ;
+    else {
+        fprintf(stderr, "claq quantize: --method must be rtn, gptq or claq, got '%s'\n", method);
+        return 2;
+    }
+    if (cfg.method != ENG_QUANT_RTN && !calib) {
+        fprintf(stderr, "claq quantize: --method %s needs --calib TEXTFILE\n", method);
+        return 2;
+    }
+    long long nsamples = 128, seqlen = 2048, seed = 0, threads = 0, budget_mb = 2048;
+    const char *v;
+    if (claq_parse_float("--bits", claq_arg_get(spec, ns, "--bits"), 2, 4, &cfg.bits)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--nsamples")) &&
+        claq_parse_int("--nsamples", v, 1, 1 << 20, &nsamples)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--seqlen")) &&
+        claq_parse_int("--seqlen", v, 1, 1 << 22, &seqlen)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--seed")) &&
+        claq_parse_int("--seed", v, 0, (1LL << 62), &seed)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--threads")) &&
+        claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
+        claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
+        claq_parse_float("--or-budget", v, 1e-6, 30, &cfg.or_budget)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--kmeans-init"))) {
+        if (strcmp(v, "optimal") == 0) cfg.kinit = ENG_KMEANS_QUANTILE;
+        else if (strcmp(v, "plusplus") == 0) cfg.kinit = ENG_KMEANS_PLUSPLUS;
+        else {
+            fprintf(stderr, "claq quantize: --kmeans-init must be optimal or plusplus\n");
+            return 2;
+        }
+    }
+    cfg.outliers = claq_arg_get(spec, ns, "--outliers") != NULL;
+    cfg.or_compat_index = claq_arg_get(spec, ns, "--or-compat-index") != NULL;
+    cfg.seed = (uint64_t)seed;
+    cfg.act_budget = (size_t)budget_mb << 20;
+    if ((cfg.or_compat_index || claq_arg_get(spec, ns, "--or-budget")) && !cfg.outliers) {
+        fprintf(stderr, "claq quantize: --or-budget / --or-compat-index need --outliers\n");
+        return 2;
+    }
+    eng_err err = {0};
+    if (eng_quant_cfg_check(&cfg, &err)) {
+        fprintf(stderr, "claq quantize: %s\n", err.msg);
+        return 2;
+    }
+
+    int ret = 1;
+    eng_model *m = NULL;
+    kern_backend be = {0};
+    int32_t *windows = NULL;
+    eng_qmatrix **qp = NULL;
+    eng_quant_result res = {0};
+    if (eng_model_open(&m, model_path, &err)) {
+        fprintf(stderr, "claq quantize: %s\n", err.msg);
+        goto done;
+    }
+    if (seqlen > m->cfg.seq_len) {
+        fprintf(stderr, "claq quantize: --seqlen %lld clipped to the model's context %d\n", seqlen,
+                m->cfg.seq_len);
+        seqlen = m->cfg.seq_len;
+    }
+    if (cfg.method != ENG_QUANT_RTN) {
+        int64_t n_text = 0;
+        int overlap = 0;
+        if (eng_calib_load(m, tok_path, calib, (int)nsamples, (int)seqlen, cfg.seed, &windows,
+                           &n_text, &overlap, &err)) {
+            fprintf(stderr, "claq quantize: %s\n", err.msg);
+            goto done;
+        }
+        fprintf(stderr, "calibration: %s, %lld tokens, %lld windows of %lld tokens (seed %lld)\n",
+                calib, (long long)n_text, nsamples, seqlen, seed);
+        if (overlap)
+            fprintf(stderr, "calibration: the text has fewer than %lld tokens, so windows "
+                    "overlap\n", nsamples * seqlen);
+    }
+    if (kern_cpu_backend_create(&be, (int)threads)) {
+        fprintf(stderr, "claq quantize: cannot start the CPU backend\n");
+        goto done;
+    }
+    if (eng_quant_model(m, &be, windows, (int)nsamples, (int)seqlen, &cfg, &res, &err)) {
+        fprintf(stderr, "claq quantize: %s\n", err.msg);
+        goto done;
+    }
+    int nm = res.n_layers * ENG_LIN_COUNT;
+    qp = malloc(sizeof *qp * (size_t)nm);
+    if (!qp) {
+        fprintf(stderr, "claq quantize: out of memory\n");
+        goto done;
+    }
+    double bits_w = 0, weights = 0, outl = 0;
+    for (int i = 0; i < nm; i++) {
+        qp[i] = &res.mats[i];
+        double n = (double)res.mats[i].rows * (double)res.mats[i].cols;
+        bits_w += eng_qmatrix_nominal_bits(&res.mats[i]) * n;
+        weights += n;
+        outl += (double)res.mats[i].n_outliers;
+    }
+    eng_claq_meta meta = {.bits = cfg.bits, .outliers = cfg.outliers, .or_budget = cfg.or_budget,
+                          .or_compat_index = cfg.or_compat_index,
+                          .nsamples = cfg.method == ENG_QUANT_RTN ? 0 : (int)nsamples,
+                          .seqlen = cfg.method == ENG_QUANT_RTN ? 0 : (int)seqlen,
+                          .seed = cfg.seed, .quant_seconds = res.seconds};
+    snprintf(meta.method, sizeof meta.method, "%s", method);
+    snprintf(meta.calib, sizeof meta.calib, "%s",
+             cfg.method == ENG_QUANT_RTN || !calib ? "" : base_name(calib));
+    snprintf(meta.source, sizeof meta.source, "%s", model_path);
+    if (eng_claq_write(out, m, (eng_qmatrix *const *)qp, &meta, &err)) {
+        fprintf(stderr, "claq quantize: %s\n", err.msg);
+        goto done;
+    }
+    fprintf(stderr, "wrote %s: %s %.4g bits, nominal code bits %.4f, %.0f outliers (%.3f%% of "
+            "weights), quantized in %.1fs\n", out, method, cfg.bits, bits_w / weights, outl,
+            100.0 * outl / weights, res.seconds);
+    printf("quant_seconds: %.3f\n", res.seconds);
+    ret = 0;
+done:
+    free(qp);
+    eng_quant_result_free(&res);
+    free(windows);
+    kern_backend_destroy(&be);
+    eng_model_close(m);
+    return ret;
 }
