@@ -17,6 +17,9 @@
 /* An empty asm that "changes" v: keeps GCC from hoisting all 128 lookups of a block ahead of
  * their adds (it did, and spilled them to the stack: 2x slower). */
 #define PIN(v) __asm__ volatile("" : "+v"(v))
+#ifndef PREFETCH_BYTES
+#define PREFETCH_BYTES 4096
+#endif
 
 /* Periodic 16-entry table of column s: fp16 codebook -> fp32, entries k & (2^b-1). */
 ALWAYS_INLINE __m512 cb_periodic(const kern_claq *k, int64_t s, int b)
@@ -58,6 +61,10 @@ ALWAYS_INLINE void gemv_group(const uint32_t *p, int64_t rt, int64_t nblk, const
                               const int B, const int NV, __m512 *acc)
 {
     for (int64_t blk = 0; blk < nblk; blk++, p += B * rt, lut += 16 * KERN_CLAQ_COL_BLOCK) {
+        /* Codes stream from DRAM while the lookups keep the core busy: ask for the lines
+         * PREFETCH_BYTES ahead (harmless past the end: prefetches never fault). */
+        for (int64_t o = 0; o < B * rt * 4; o += 64)
+            _mm_prefetch((const char *)p + PREFETCH_BYTES + o, _MM_HINT_T0);
         __m512i W[4][4];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
