@@ -62,7 +62,7 @@ static int qp_acts_init(qp_acts *a, int n, int64_t per, size_t budget, eng_err *
     snprintf(path, sizeof path, "%s/claq-acts-XXXXXX", dir && *dir ? dir : "/tmp");
     a->fd = mkstemp(path);
     if (a->fd < 0)
-        return eng_err_set(err, ENG_E_IO, "quantize: cannot create a temp file for %zu bytes of "
+        return eng_err_set(err, ENG_E_IO, "cannot create a temp file for %zu bytes of "
                            "activations in %s", bytes, dir && *dir ? dir : "/tmp");
     unlink(path);
     return 0;
@@ -92,7 +92,7 @@ static int qp_acts_io(qp_acts *a, int i, float *buf, int write, eng_err *err)
                           : pread(a->fd, (char *)buf + done, bytes - done, off + (off_t)done);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0)
-            return eng_err_set(err, ENG_E_IO, "quantize: activation temp file %s failed at window "
+            return eng_err_set(err, ENG_E_IO, "activation temp file %s failed at window "
                                "%d", write ? "write" : "read", i);
         done += (size_t)r;
     }
@@ -137,7 +137,7 @@ static int qp_run_layer(qp *p, int l, int s, float *x, eng_err *err)
 {
     eng_seq seq = {0};
     int rc = eng_kv_reserve(&p->kv, &seq, p->seqlen);
-    if (rc) return eng_err_set(err, rc, "quantize: KV cache cannot hold a window of %d", p->seqlen);
+    if (rc) return eng_err_set(err, rc, "KV cache cannot hold a window of %d", p->seqlen);
     const int32_t *tok = p->tokens + (size_t)s * (size_t)p->seqlen;
     int dim = p->m->cfg.dim;
     for (int start = 0; start < p->seqlen && !rc; start += p->max_batch) {
@@ -156,11 +156,11 @@ static int qp_weight_f32(const kern_matrix *w, float **out, eng_err *err)
     size_t n = (size_t)w->rows * (size_t)w->cols;
     *out = NULL;
     if (w->dtype != KERN_F32 && w->dtype != KERN_F16 && w->dtype != KERN_BF16)
-        return eng_err_set(err, ENG_E_UNSUPPORTED, "quantize: the source model is already "
+        return eng_err_set(err, ENG_E_UNSUPPORTED, "the source model is already "
                            "quantized (%s); start from an fp32/fp16/bf16 checkpoint",
                            kern_dtype_name(w->dtype));
     float *f = malloc(n * sizeof *f);
-    if (!f) return eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory");
+    if (!f) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     if (w->dtype == KERN_F32) {
         memcpy(f, w->data, n * sizeof *f);
     } else {
@@ -171,7 +171,7 @@ static int qp_weight_f32(const kern_matrix *w, float **out, eng_err *err)
     for (size_t i = 0; i < n; i++)
         if (!isfinite(f[i])) {
             free(f);
-            return eng_err_set(err, ENG_E_RANGE, "quantize: non-finite weight at %zu", i);
+            return eng_err_set(err, ENG_E_RANGE, "non-finite weight at %zu", i);
         }
     *out = f;
     return 0;
@@ -231,7 +231,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
     double t_fwd = 0, t_q = 0, tl = qp_now();
     int rc = 0;
     if (!Hf || !H || !xn) {
-        rc = eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory for a %d-wide Hessian", maxw);
+        rc = eng_err_set(err, ENG_E_NOMEM, "out of memory for a %d-wide Hessian", maxw);
         goto done;
     }
     eng_ctx_set_layer_weights(p->ctx, l, &lw);
@@ -249,7 +249,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
                 int krc = kern_rmsnorm(p->be, x, orig->attn_norm, p->seqlen, cf->dim,
                                        cf->norm_eps, xn);
                 if (krc) {
-                    rc = eng_err_set(err, ENG_E_INVAL, "quantize: rmsnorm: %s",
+                    rc = eng_err_set(err, ENG_E_INVAL, "rmsnorm: %s",
                                      kern_strerror(krc));
                     break;
                 }
@@ -261,7 +261,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
         cap.layer = -1;
         if (rc) goto done;
         if (cap.tokens != (int64_t)p->nsamples * p->seqlen) {
-            rc = eng_err_set(err, ENG_E_INVAL, "quantize: layer %d group %d captured %lld tokens, "
+            rc = eng_err_set(err, ENG_E_INVAL, "layer %d group %d captured %lld tokens, "
                              "expected %lld", l, g, (long long)cap.tokens,
                              (long long)p->nsamples * p->seqlen);
             goto done;
@@ -277,7 +277,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
             int li = qp_groups[g][mi];
             const kern_matrix *w = &orig->lin[li];
             if (w->cols != wd) {
-                rc = eng_err_set(err, ENG_E_INVAL, "quantize: layer %d %s has %lld inputs, the "
+                rc = eng_err_set(err, ENG_E_INVAL, "layer %d %s has %lld inputs, the "
                                  "captured width is %d", l, eng_linear_name(li),
                                  (long long)w->cols, wd);
                 goto done;
@@ -288,7 +288,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
             eng_quant_mstats *st = &res->stats[l * ENG_LIN_COUNT + li];
             eng_qmatrix *q = &res->mats[l * ENG_LIN_COUNT + li];
             rc = fake[li] ? eng_quant_matrix(W, w->rows, w->cols, H, p->cfg, q, fake[li], st, err)
-                          : eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory");
+                          : eng_err_set(err, ENG_E_NOMEM, "out of memory");
             free(W);
             if (rc) {
                 if (err) {
@@ -343,7 +343,7 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
     res->mats = calloc((size_t)cf->n_layers * ENG_LIN_COUNT, sizeof *res->mats);
     res->stats = calloc((size_t)cf->n_layers * ENG_LIN_COUNT, sizeof *res->stats);
     if (!res->mats || !res->stats) {
-        rc = eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory");
+        rc = eng_err_set(err, ENG_E_NOMEM, "out of memory");
         goto done;
     }
     if (cfg->method == ENG_QUANT_RTN) {
@@ -351,14 +351,14 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
         goto done;
     }
     if (!tokens || nsamples <= 0 || seqlen <= 0 || seqlen > cf->seq_len) {
-        rc = eng_err_set(err, ENG_E_INVAL, "quantize: %s needs calibration windows of 1..%d "
+        rc = eng_err_set(err, ENG_E_INVAL, "%s needs calibration windows of 1..%d "
                          "tokens (got %d x %d)", eng_quant_method_name(cfg->method), cf->seq_len,
                          nsamples, seqlen);
         goto done;
     }
     for (int64_t i = 0; i < (int64_t)nsamples * seqlen; i++)
         if (tokens[i] < 0 || tokens[i] >= cf->vocab_size) {
-            rc = eng_err_set(err, ENG_E_RANGE, "quantize: calibration token %d out of range",
+            rc = eng_err_set(err, ENG_E_RANGE, "calibration token %d out of range",
                              tokens[i]);
             goto done;
         }
@@ -369,7 +369,7 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
     int64_t per = (int64_t)seqlen * cf->dim;
     x = malloc(sizeof(float) * (size_t)per);
     if (!p.items || !x) {
-        rc = eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory");
+        rc = eng_err_set(err, ENG_E_NOMEM, "out of memory");
         goto done;
     }
     if ((rc = qp_acts_init(&acts, nsamples, per, cfg->act_budget, err))) goto done;

@@ -36,19 +36,19 @@ void eng_quant_cfg_default(eng_quant_cfg *c)
 int eng_quant_cfg_check(const eng_quant_cfg *c, eng_err *err)
 {
     if (c->method != ENG_QUANT_RTN && c->method != ENG_QUANT_GPTQ && c->method != ENG_QUANT_CLAQ)
-        return eng_err_set(err, ENG_E_INVAL, "quantize: unknown method %d", (int)c->method);
+        return eng_err_set(err, ENG_E_INVAL, "unknown method %d", (int)c->method);
     if (!(c->bits >= 2 && c->bits <= 4))
-        return eng_err_set(err, ENG_E_INVAL, "quantize: --bits must be in [2, 4], got %g", c->bits);
+        return eng_err_set(err, ENG_E_INVAL, "--bits must be in [2, 4], got %g", c->bits);
     int integral = c->bits == floor(c->bits);
     if (!integral && c->method != ENG_QUANT_CLAQ)
-        return eng_err_set(err, ENG_E_INVAL, "quantize: fractional --bits %g (Adaptive Precision) "
+        return eng_err_set(err, ENG_E_INVAL, "fractional --bits %g (Adaptive Precision) "
                            "needs --method claq", c->bits);
     if (c->outliers && c->method != ENG_QUANT_CLAQ)
-        return eng_err_set(err, ENG_E_INVAL, "quantize: --outliers needs --method claq");
+        return eng_err_set(err, ENG_E_INVAL, "--outliers needs --method claq");
     if (c->outliers && !(c->or_budget > 0 && c->or_budget * ENG_CLAQ_OR_F_HI < 0.5))
-        return eng_err_set(err, ENG_E_INVAL, "quantize: --or-budget %g out of range", c->or_budget);
+        return eng_err_set(err, ENG_E_INVAL, "--or-budget %g out of range", c->or_budget);
     if (c->gptq.blocksize <= 0 || c->gptq.percdamp < 0)
-        return eng_err_set(err, ENG_E_INVAL, "quantize: bad GPTQ block size or dampening");
+        return eng_err_set(err, ENG_E_INVAL, "bad GPTQ block size or dampening");
     return 0;
 }
 
@@ -148,7 +148,7 @@ int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H
     int rc = eng_quant_cfg_check(cfg, err);
     if (rc) return rc;
     if (!W || (cfg->method != ENG_QUANT_RTN && !H))
-        return eng_err_set(err, ENG_E_INVAL, "quantize: %s needs a Hessian",
+        return eng_err_set(err, ENG_E_INVAL, "%s needs a Hessian",
                            eng_quant_method_name(cfg->method));
     rc = eng_qmatrix_alloc(out, rows, cols, err);
     if (rc) return rc;
@@ -231,7 +231,7 @@ finish:
         eng_qmatrix_dequant(out, F);
         /* Invariant: what the GPTQ loop fed back is exactly what the qmatrix stores. */
         if (Q && memcmp(F, Q, (size_t)rows * (size_t)cols * sizeof *F) != 0) {
-            rc = eng_err_set(err, ENG_E_RANGE, "quantize: internal error: stored matrix differs "
+            rc = eng_err_set(err, ENG_E_RANGE, "internal error: stored matrix differs "
                              "from the one GPTQ quantized");
             goto fail;
         }
@@ -242,7 +242,7 @@ finish:
     rc = 0;
     goto done;
 nomem:
-    rc = eng_err_set(err, ENG_E_NOMEM, "quantize: out of memory for a %lld x %lld matrix",
+    rc = eng_err_set(err, ENG_E_NOMEM, "out of memory for a %lld x %lld matrix",
                      (long long)rows, (long long)cols);
 fail:
     eng_qmatrix_free(out);

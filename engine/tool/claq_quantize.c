@@ -3,6 +3,7 @@
  * pipeline (eng_quant_model; progress on stderr) and hands the quantized linears to the packed
  * format writer (eng_claq_write). Single-threaded front end; the CPU backend and BLAS use their
  * own threads. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,25 @@ static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
     return s && s[1] ? s + 1 : p;
+}
+
+/* Fails (with the reason) when out cannot be created: the writer creates out.tmp there, so try
+ * exactly that and remove it again. */
+static int check_writable(const char *out)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) {
+        fprintf(stderr, "claq quantize: --out path too long\n");
+        return 1;
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        fprintf(stderr, "claq quantize: cannot write %s: %s\n", tmp, strerror(errno));
+        return 1;
+    }
+    fclose(f);
+    remove(tmp);
+    return 0;
 }
 
 int claq_cmd_quantize(int argc, char **argv)
@@ -116,7 +136,8 @@ int claq_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
     }
-    if (seqlen > m->cfg.seq_len) {
+    if (check_writable(out)) goto done;   /* before hours of work, not after */
+    if (cfg.method != ENG_QUANT_RTN && seqlen > m->cfg.seq_len) {
         fprintf(stderr, "claq quantize: --seqlen %lld clipped to the model's context %d\n", seqlen,
                 m->cfg.seq_len);
         seqlen = m->cfg.seq_len;
