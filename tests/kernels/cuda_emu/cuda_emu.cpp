@@ -1,0 +1,643 @@
+/* cuda_emu.cpp — the CUDA emulator's runtime (see cuda_emu.h): the block scheduler that runs a
+ * kernel's threads as cooperative contexts (one host thread; a context switches only at
+ * __syncthreads and warp shuffles), the checks on barrier use, and a fake CUDA runtime + the two
+ * cuBLAS calls the backend makes, on host memory. Test infrastructure: never linked into the
+ * engine or the server.
+ *
+ * State: the CUDA runtime API is itself process-global (the current device, the last error), so
+ * the emulated one is too: one `emu` struct below, used from one host thread.
+ *
+ * Device memory is malloc'd (256-byte aligned) and filled with 0xff bytes on cudaMalloc, so a
+ * kernel that reads memory nobody wrote sees NaN / 0xffffffff; dynamic shared memory is refilled
+ * the same way before every block. Every cudaMemcpy must lie inside one live allocation (else
+ * cudaErrorInvalidValue, like a real runtime on a bad device pointer). Allocations stop at
+ * CLAQ_CUDA_EMU_MEM_MB (default 4096) in total: cudaErrorMemoryAllocation past that.
+ *
+ * Contexts: on x86-64 a hand-written switch (callee-saved registers + stack pointer, no signal
+ * mask syscall); elsewhere ucontext. Each context has a 64 KiB stack with a guard page below it.
+ */
+#include "cuda_emu.h"
+
+#include <stdio.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <map>
+#include <vector>
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+uint3 emu_threadIdx, emu_blockIdx;
+dim3 emu_blockDim, emu_gridDim;
+
+namespace {
+
+enum th_state { TH_READY, TH_BARRIER, TH_WARP, TH_DONE };
+
+struct th {
+    th_state state;
+    void *sp;                  /* saved stack pointer while switched out (x86-64) */
+#if !defined(__x86_64__)
+    ucontext_t uc;
+#endif
+    uint3 idx;
+};
+
+struct warp {
+    int size;                  /* lanes that exist (the last warp may be partial) */
+    int arrived;               /* lanes waiting in the current exchange */
+    int exited;
+    uint64_t pending[32], snapshot[32];
+};
+
+struct emu_state {
+    /* runtime */
+    cudaError_t last_error = cudaSuccess;
+    std::map<uintptr_t, size_t> allocs;   /* device allocations: start -> bytes */
+    size_t allocated = 0, limit = 0;
+    /* the block being run */
+    const char *kernel = "";
+    const std::function<void()> *fn = nullptr;
+    std::vector<th> threads;
+    std::vector<warp> warps;
+    int nthreads = 0, cur = -1, barrier_arrived = 0, exited = 0;
+    std::vector<unsigned char> dyn_smem;  /* exactly the launch's size (ASan sees overruns) */
+    std::map<void *, uint64_t> shared_seen;  /* static __shared__ -> block_serial last filled */
+    uint64_t block_serial = 0;
+    int order = -1;            /* CLAQ_CUDA_EMU_ORDER: 0 forward, 1 reverse, 2 shuffled */
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    std::vector<int> run_order;
+    /* contexts */
+    char *stacks = nullptr;
+    size_t stack_bytes = 64 << 10, page = 4096;
+    int stacks_n = 0;
+    void *sched_sp = nullptr;
+#if !defined(__x86_64__)
+    ucontext_t sched_uc;
+#endif
+};
+
+emu_state emu;
+
+[[noreturn]] void emu_fatal(const char *what)
+{
+    fprintf(stderr,
+            "cuda_emu: %s: kernel %s, block (%u,%u,%u), thread (%u,%u,%u) of (%u,%u,%u)\n", what,
+            emu.kernel, emu_blockIdx.x, emu_blockIdx.y, emu_blockIdx.z, emu_threadIdx.x,
+            emu_threadIdx.y, emu_threadIdx.z, emu_blockDim.x, emu_blockDim.y, emu_blockDim.z);
+    abort();
+}
+
+/* ---- contexts ---------------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+/* emu_switch(&save_sp, new_sp): pushes the callee-saved registers, saves rsp, loads new_sp, pops
+ * the other context's registers and returns into it. */
+extern "C" void emu_switch(void **save_sp, void *new_sp);
+asm(R"(
+    .text
+    .p2align 4
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
+#endif
+
+void thread_body();
+
+extern "C" void emu_thread_entry(void)
+{
+    thread_body();
+    /* not reached: thread_body switches away for good */
+    abort();
+}
+
+void stacks_reserve(int n)
+{
+    if (n <= emu.stacks_n) return;
+    if (emu.stacks) munmap(emu.stacks, (size_t)emu.stacks_n * (emu.stack_bytes + emu.page));
+    const size_t one = emu.stack_bytes + emu.page;
+    void *p = mmap(nullptr, (size_t)n * one, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) emu_fatal("cannot map thread stacks");
+    emu.stacks = (char *)p;
+    emu.stacks_n = n;
+    for (int i = 0; i < n; i++)   /* guard page at the low end of each stack */
+        if (mprotect(emu.stacks + (size_t)i * one, emu.page, PROT_NONE))
+            emu_fatal("cannot protect a stack guard page");
+}
+
+void ctx_init(int i)
+{
+    const size_t one = emu.stack_bytes + emu.page;
+    char *top = emu.stacks + (size_t)i * one + one;
+#if defined(__x86_64__)
+    /* After emu_switch pops 6 registers and returns into emu_thread_entry, rsp must be
+     * 8 mod 16 (as after a call). */
+    uintptr_t t = ((uintptr_t)top & ~(uintptr_t)15) - 8;   /* slot of a fake return address */
+    void **sp = (void **)t;
+    *sp = (void *)(uintptr_t)0;                             /* entry never returns */
+    *--sp = (void *)emu_thread_entry;
+    for (int r = 0; r < 6; r++) *--sp = nullptr;
+    emu.threads[i].sp = sp;
+#else
+    ucontext_t *uc = &emu.threads[i].uc;
+    getcontext(uc);
+    uc->uc_stack.ss_sp = emu.stacks + (size_t)i * one + emu.page;
+    uc->uc_stack.ss_size = emu.stack_bytes;
+    uc->uc_link = nullptr;
+    makecontext(uc, (void (*)(void))emu_thread_entry, 0);
+#endif
+}
+
+void enter(int i)   /* scheduler -> thread i */
+{
+    emu.cur = i;
+    emu_threadIdx = emu.threads[i].idx;
+#if defined(__x86_64__)
+    emu_switch(&emu.sched_sp, emu.threads[i].sp);
+#else
+    swapcontext(&emu.sched_uc, &emu.threads[i].uc);
+#endif
+    emu.cur = -1;
+}
+
+void yield_to_sched()   /* current thread -> scheduler */
+{
+    th *t = &emu.threads[emu.cur];
+#if defined(__x86_64__)
+    emu_switch(&t->sp, emu.sched_sp);
+#else
+    swapcontext(&t->uc, &emu.sched_uc);
+#endif
+    emu_threadIdx = t->idx;   /* back in this thread */
+}
+
+void thread_body()
+{
+    (*emu.fn)();
+    th *t = &emu.threads[emu.cur];
+    warp *w = &emu.warps[emu.cur / 32];
+    if (emu.barrier_arrived)
+        emu_fatal("a thread returned while others of its block wait at __syncthreads");
+    if (w->arrived) emu_fatal("a lane returned while its warp waits in a shuffle");
+    t->state = TH_DONE;
+    emu.exited++;
+    w->exited++;
+    for (;;) yield_to_sched();
+}
+
+}   /* namespace */
+
+/* ---- what kernels call --------------------------------------------------------------------- */
+
+void emu_syncthreads(void)
+{
+    if (emu.cur < 0) emu_fatal("__syncthreads outside a kernel");
+    if (emu.exited)
+        emu_fatal("__syncthreads reached after other threads of the block returned");
+    if (++emu.barrier_arrived == emu.nthreads) {
+        emu.barrier_arrived = 0;
+        for (th &t : emu.threads)
+            if (t.state == TH_BARRIER) t.state = TH_READY;
+        return;
+    }
+    emu.threads[emu.cur].state = TH_BARRIER;
+    yield_to_sched();
+}
+
+void emu_syncwarp_exchange(uint64_t mine, uint64_t *all32)
+{
+    if (emu.cur < 0) emu_fatal("warp shuffle outside a kernel");
+    const int wi = emu.cur / 32, lane = emu.cur % 32;
+    warp *w = &emu.warps[wi];
+    if (w->exited) emu_fatal("full-mask warp shuffle after lanes of the warp returned");
+    w->pending[lane] = mine;
+    if (++w->arrived == w->size) {
+        w->arrived = 0;
+        memcpy(w->snapshot, w->pending, sizeof w->snapshot);
+        for (int l = 0; l < w->size; l++)
+            if (emu.threads[wi * 32 + l].state == TH_WARP) emu.threads[wi * 32 + l].state = TH_READY;
+    } else {
+        emu.threads[emu.cur].state = TH_WARP;
+        yield_to_sched();
+    }
+    memcpy(all32, w->snapshot, sizeof w->snapshot);
+}
+
+void emu_shared_fresh(void *p, size_t n)
+{
+    if (emu.cur < 0) emu_fatal("__shared__ outside a kernel");
+    auto it = emu.shared_seen.find(p);
+    if (it != emu.shared_seen.end() && it->second == emu.block_serial) return;
+    emu.shared_seen[p] = emu.block_serial;
+    memset(p, 0xff, n);
+}
+
+void emu_misaligned(const void *p, size_t align)
+{
+    char what[96];
+    snprintf(what, sizeof what, "misaligned %zu-byte vector load at %p", align, p);
+    emu_fatal(what);
+}
+
+/* The order the scheduler resumes ready threads in: a race between threads of a block (one
+ * reads what another writes, with no barrier between) gives order-dependent results, which
+ * running the tests under each order exposes. */
+static void shuffle_order()
+{
+    if (emu.order < 0) {
+        const char *e = getenv("CLAQ_CUDA_EMU_ORDER");
+        emu.order = !e ? 0 : !strcmp(e, "reverse") ? 1 : !strcmp(e, "shuffle") ? 2 : 0;
+    }
+    const int n = emu.nthreads;
+    if ((int)emu.run_order.size() != n) emu.run_order.resize(n);
+    for (int i = 0; i < n; i++) emu.run_order[i] = emu.order == 1 ? n - 1 - i : i;
+    if (emu.order == 2)
+        for (int i = n - 1; i > 0; i--) {
+            emu.rng ^= emu.rng << 13;
+            emu.rng ^= emu.rng >> 7;
+            emu.rng ^= emu.rng << 17;
+            std::swap(emu.run_order[i], emu.run_order[(int)(emu.rng % (uint64_t)(i + 1))]);
+        }
+}
+
+void *emu_dyn_smem(void)
+{
+    return emu.dyn_smem.empty() ? nullptr : emu.dyn_smem.data();
+}
+
+void cuda_emu::run_grid(const char *name, dim3 grid, dim3 block, size_t smem,
+                        const std::function<void()> &fn)
+{
+    const uint64_t nth = (uint64_t)block.x * block.y * block.z;
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 ||
+        grid.z > 65535 || nth == 0 || nth > 1024 || block.z > 64 || smem > 48 * 1024) {
+        emu.last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (emu.cur >= 0) emu_fatal("kernel launched from a kernel");
+    emu.kernel = name;
+    emu.fn = &fn;
+    emu.nthreads = (int)nth;
+    emu.threads.assign(nth, th{});
+    emu.warps.assign((nth + 31) / 32, warp{});
+    for (size_t w = 0; w < emu.warps.size(); w++)
+        emu.warps[w].size = (int)std::min<uint64_t>(32, nth - 32 * w);
+    for (uint64_t i = 0; i < nth; i++)
+        emu.threads[i].idx = uint3{(unsigned)(i % block.x), (unsigned)(i / block.x % block.y),
+                                   (unsigned)(i / ((uint64_t)block.x * block.y))};
+    std::vector<unsigned char>(smem).swap(emu.dyn_smem);
+    stacks_reserve((int)nth);
+    emu_gridDim = grid;
+    emu_blockDim = block;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                emu_blockIdx = uint3{bx, by, bz};
+                emu.block_serial++;
+                if (smem) memset(emu.dyn_smem.data(), 0xff, smem);
+                emu.barrier_arrived = 0;
+                emu.exited = 0;
+                for (warp &w : emu.warps) {
+                    w.arrived = 0;
+                    w.exited = 0;
+                    memset(w.snapshot, 0xff, sizeof w.snapshot);
+                }
+                for (int i = 0; i < emu.nthreads; i++) {
+                    emu.threads[i].state = TH_READY;
+                    ctx_init(i);
+                }
+                int live = emu.nthreads;
+                while (live > 0) {
+                    int ran = 0;
+                    shuffle_order();
+                    for (int i : emu.run_order) {
+                        if (emu.threads[i].state != TH_READY) continue;
+                        enter(i);
+                        ran++;
+                        if (emu.threads[i].state == TH_DONE) live--;
+                    }
+                    if (!ran && live > 0) {
+                        emu_threadIdx = uint3{0, 0, 0};
+                        emu_fatal("deadlock: threads wait at __syncthreads and in warp shuffles "
+                                  "that can never complete");
+                    }
+                }
+            }
+    emu.fn = nullptr;
+    emu.kernel = "";
+}
+
+/* ---- the CUDA runtime ------------------------------------------------------------------- */
+
+namespace {
+
+size_t emu_limit()
+{
+    if (!emu.limit) {
+        const char *e = getenv("CLAQ_CUDA_EMU_MEM_MB");
+        long mb = e && *e ? strtol(e, nullptr, 10) : 4096;
+        if (mb <= 0) mb = 4096;
+        emu.limit = (size_t)mb << 20;
+    }
+    return emu.limit;
+}
+
+/* 1 if [p, p + n) lies inside one live device allocation. */
+bool in_device(const void *p, size_t n)
+{
+    auto it = emu.allocs.upper_bound((uintptr_t)p);
+    if (it == emu.allocs.begin()) return false;
+    --it;
+    const uintptr_t a = (uintptr_t)p;
+    return a >= it->first && n <= it->second && a - it->first <= it->second - n;
+}
+
+cudaError_t fail(cudaError_t e)
+{
+    emu.last_error = e;
+    return e;
+}
+
+cudaError_t copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind)
+{
+    if (n == 0) return cudaSuccess;
+    if (!dst || !src) return fail(cudaErrorInvalidValue);
+    bool ok;
+    switch (kind) {
+    case cudaMemcpyHostToDevice: ok = in_device(dst, n) && !in_device(src, 1); break;
+    case cudaMemcpyDeviceToHost: ok = in_device(src, n) && !in_device(dst, 1); break;
+    case cudaMemcpyDeviceToDevice: ok = in_device(src, n) && in_device(dst, n); break;
+    case cudaMemcpyHostToHost: ok = true; break;
+    default: ok = (in_device(dst, 1) ? in_device(dst, n) : true) &&
+                  (in_device(src, 1) ? in_device(src, n) : true);
+    }
+    if (!ok) return fail(cudaErrorInvalidValue);
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+}   /* namespace */
+
+extern "C" {
+
+cudaError_t cudaMalloc(void **p, size_t n)
+{
+    if (!p) return fail(cudaErrorInvalidValue);
+    *p = nullptr;
+    if (n == 0) return cudaSuccess;
+    if (n > emu_limit() || emu.allocated > emu_limit() - n) return fail(cudaErrorMemoryAllocation);
+    const size_t rounded = (n + 255) & ~(size_t)255;
+    void *m = aligned_alloc(256, rounded);
+    if (!m) return fail(cudaErrorMemoryAllocation);
+    memset(m, 0xff, rounded);   /* garbage that reads as NaN */
+    emu.allocs[(uintptr_t)m] = n;
+    emu.allocated += n;
+    *p = m;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p)
+{
+    if (!p) return cudaSuccess;
+    auto it = emu.allocs.find((uintptr_t)p);
+    if (it == emu.allocs.end()) return fail(cudaErrorInvalidValue);
+    emu.allocated -= it->second;
+    emu.allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind)
+{
+    return copy(dst, src, n, kind);
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind,
+                            cudaStream_t s)
+{
+    (void)s;
+    return copy(dst, src, n, kind);
+}
+
+cudaError_t cudaMemset(void *p, int v, size_t n)
+{
+    if (n && !in_device(p, n)) return fail(cudaErrorInvalidValue);
+    memset(p, v, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s)
+{
+    (void)s;
+    return cudaMemset(p, v, n);
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
+{
+    (void)flags;
+    if (!s) return fail(cudaErrorInvalidValue);
+    static char token;   /* any non-null handle; streams carry no state here */
+    *s = (cudaStream_t)(void *)&token;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) { (void)s; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+cudaError_t cudaGetDevice(int *d)
+{
+    if (!d) return fail(cudaErrorInvalidValue);
+    *d = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceCount(int *n)
+{
+    if (!n) return fail(cudaErrorInvalidValue);
+    *n = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int d)
+{
+    if (!prop) return fail(cudaErrorInvalidValue);
+    if (d != 0) return fail(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "cuda_emu (host emulation, H100-like properties)");
+    prop->totalGlobalMem = emu_limit();
+    prop->sharedMemPerBlock = 48 * 1024;
+    prop->sharedMemPerBlockOptin = 227 * 1024;
+    prop->sharedMemPerMultiprocessor = 228 * 1024;
+    prop->regsPerBlock = 65536;
+    prop->warpSize = 32;
+    prop->maxThreadsPerBlock = 1024;
+    prop->maxThreadsDim[0] = 1024;
+    prop->maxThreadsDim[1] = 1024;
+    prop->maxThreadsDim[2] = 64;
+    prop->maxGridSize[0] = 0x7fffffff;
+    prop->maxGridSize[1] = 65535;
+    prop->maxGridSize[2] = 65535;
+    prop->multiProcessorCount = 132;
+    prop->maxThreadsPerMultiProcessor = 2048;
+    prop->l2CacheSize = 50 << 20;
+    prop->major = 9;
+    prop->minor = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = emu.last_error;
+    emu.last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return emu.last_error; }
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument (cuda_emu)";
+    case cudaErrorMemoryAllocation: return "out of memory (cuda_emu)";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument (cuda_emu)";
+    case cudaErrorInvalidDevice: return "invalid device ordinal (cuda_emu)";
+    default: return "unknown error (cuda_emu)";
+    }
+}
+
+/* ---- cuBLAS: reference loops, fp32 accumulation ---------------------------------------- */
+
+struct cublasContext {
+    int unused;
+};
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t *h)
+{
+    if (!h) return CUBLAS_STATUS_INVALID_VALUE;
+    *h = (cublasHandle_t)calloc(1, sizeof(cublasContext));
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h)
+{
+    free(h);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s)
+{
+    (void)s;
+    return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+const char *cublasGetStatusString(cublasStatus_t s)
+{
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE (cuda_emu)";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED (cuda_emu)";
+    default: return "cuBLAS error (cuda_emu)";
+    }
+}
+
+}   /* extern "C" */
+
+namespace {
+
+float load_elem(const void *p, cudaDataType t, int64_t i)
+{
+    if (t == CUDA_R_32F) return ((const float *)p)[i];
+    const uint16_t h = ((const uint16_t *)p)[i];
+    if (t == CUDA_R_16F) return __half2float(__ushort_as_half(h));
+    return __uint_as_float((unsigned)h << 16);   /* CUDA_R_16BF */
+}
+
+/* C (m x n, ldc) = alpha op(A) op(B) + beta C, column-major, fp32 output. Every operand must lie
+ * in device memory (checked: a wrong ld or size shows up as INVALID_VALUE). */
+cublasStatus_t gemm_ref(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                        const float *alpha, const void *A, cudaDataType at, int lda, const void *B,
+                        cudaDataType bt, int ldb, const float *beta, void *C, cudaDataType ct,
+                        int ldc)
+{
+    if (m < 0 || n < 0 || k < 0 || !alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ct != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    const int arows = ta == CUBLAS_OP_N ? m : k, acols = ta == CUBLAS_OP_N ? k : m;
+    const int brows = tb == CUBLAS_OP_N ? k : n, bcols = tb == CUBLAS_OP_N ? n : k;
+    if (lda < std::max(1, arows) || ldb < std::max(1, brows) || ldc < std::max(1, m))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    const size_t ae = at == CUDA_R_32F ? 4 : 2, be = bt == CUDA_R_32F ? 4 : 2;
+    if (k > 0 && (!in_device(A, ((size_t)(acols - 1) * lda + arows) * ae) ||
+                  !in_device(B, ((size_t)(bcols - 1) * ldb + brows) * be)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (!in_device(C, ((size_t)(n - 1) * ldc + m) * 4)) return CUBLAS_STATUS_INVALID_VALUE;
+    float *c = (float *)C;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float acc = 0.0f;
+            for (int l = 0; l < k; l++) {
+                const int64_t ai = ta == CUBLAS_OP_N ? (int64_t)l * lda + i : (int64_t)i * lda + l;
+                const int64_t bi = tb == CUBLAS_OP_N ? (int64_t)j * ldb + l : (int64_t)l * ldb + j;
+                acc += load_elem(A, at, ai) * load_elem(B, bt, bi);
+            }
+            float *o = c + (int64_t)j * ldc + i;
+            *o = *beta == 0.0f ? *alpha * acc : *alpha * acc + *beta * *o;
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+}   /* namespace */
+
+extern "C" {
+
+cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                              int n, int k, const float *alpha, const float *A, int lda,
+                              const float *B, int ldb, const float *beta, float *C, int ldc)
+{
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    return gemm_ref(ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
+                    CUDA_R_32F, ldc);
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType at,
+                            int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
+                            void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo)
+{
+    (void)algo;
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const cudaDataType ok[] = {CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF};
+    if (std::find(ok, ok + 3, at) == ok + 3 || std::find(ok, ok + 3, bt) == ok + 3)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    return gemm_ref(ta, tb, m, n, k, (const float *)alpha, A, at, lda, B, bt, ldb,
+                    (const float *)beta, C, ct, ldc);
+}
+
+}   /* extern "C" */

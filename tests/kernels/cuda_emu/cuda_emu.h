@@ -1,0 +1,111 @@
+/* cuda_emu.h — lets the CUDA backend's .cu sources compile as plain host C++ (g++) so their
+ * kernels can be EXECUTED on a machine without a GPU: CUDA thread builtins, the device
+ * intrinsics the backend uses, __syncthreads / __shfl_xor_sync, and a launcher that runs every
+ * block's threads as cooperative user-level contexts (cuda_emu.cpp). cuda_emu.sh rewrites each
+ * `k<<<cfg>>>(args)` into `emu_launch(cfg)("k", k, args)` and `__shared__` into block-shared
+ * storage (a static: blocks run one at a time).
+ * A development check of the kernels' logic (indexing, layouts, barriers); it says nothing about
+ * speed, memory-model races, or the real compiler and hardware. Single host thread. */
+#ifndef CUDA_EMU_H
+#define CUDA_EMU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __launch_bounds__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+/* ---- builtins: the running context's coordinates (set by the scheduler at each switch) ---- */
+extern uint3 emu_threadIdx, emu_blockIdx;
+extern dim3 emu_blockDim, emu_gridDim;
+#define threadIdx emu_threadIdx
+#define blockIdx emu_blockIdx
+#define blockDim emu_blockDim
+#define gridDim emu_gridDim
+
+void emu_syncthreads(void);
+void emu_syncwarp_exchange(uint64_t mine, uint64_t *all32);   /* all lanes' values, in lane order */
+void *emu_dyn_smem(void);                                      /* this block's dynamic smem */
+void emu_shared_fresh(void *p, size_t n);   /* a static __shared__: fill 0xff once per block */
+void emu_misaligned(const void *p, size_t align);              /* reports and aborts */
+#define __syncthreads() emu_syncthreads()
+
+template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask)
+{
+    (void)mask;
+    static_assert(sizeof(T) <= 8, "shuffle of a wide type");
+    uint64_t mine = 0, all[32];
+    memcpy(&mine, &v, sizeof(T));
+    emu_syncwarp_exchange(mine, all);
+    T r;
+    memcpy(&r, &all[(threadIdx.x & 31) ^ (unsigned)lane_mask], sizeof(T));
+    return r;
+}
+
+/* Vector loads (float4, uint4) fault on a GPU when misaligned; so do they here. */
+template <typename T> static inline T __ldg(const T *p)
+{
+    if ((uintptr_t)p % alignof(T)) emu_misaligned(p, alignof(T));
+    return *p;
+}
+
+static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
+/* Host fp32 ops round to nearest; the build uses -ffp-contract=off so nothing fuses. */
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+using std::max;
+using std::min;
+
+/* ---- launches ---- */
+namespace cuda_emu {
+/* Checks the configuration like the runtime does (cudaErrorInvalidConfiguration, recorded for
+ * cudaGetLastError; nothing runs), then runs fn once per thread of every block, blocks one after
+ * another, each block's threads as cooperative contexts that switch only at __syncthreads and
+ * warp shuffles. Barrier misuse (a thread that returned while others wait, lanes missing from a
+ * shuffle, a deadlock) prints what happened in which kernel and block, then aborts. */
+void run_grid(const char *name, dim3 grid, dim3 block, size_t smem,
+              const std::function<void()> &fn);
+
+struct launch {
+    dim3 grid, block;
+    size_t smem;
+    template <typename... P, typename... A>
+    void operator()(const char *name, void (*k)(P...), A &&...a) const
+    {
+        std::tuple<P...> args(static_cast<P>(std::forward<A>(a))...);
+        run_grid(name, grid, block, smem, [&]() { std::apply(k, args); });
+    }
+};
+}   /* namespace cuda_emu */
+
+static inline cuda_emu::launch emu_launch(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0)
+{
+    (void)s;
+    return cuda_emu::launch{g, b, smem};
+}
+
+#endif
