@@ -187,7 +187,9 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
     if (has) p->scfg.frequency_penalty = (float)d;
     if (num_field(r, body, "repetition_penalty", 0.01, 10, 0, &d, &has)) return -1;
     if (has) p->scfg.repetition_penalty = (float)d;
-    if (num_field(r, body, "seed", -9.2e18, 1.8e19, 1, &d, &has)) return -1;
+    /* any int64 or uint64 value: [-2^63, 2^64), the top being the largest double below 2^64 */
+    if (num_field(r, body, "seed", -9223372036854775808.0, 18446744073709549568.0, 1, &d, &has))
+        return -1;
     if (has) {
         p->has_seed = 1;
         p->seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
@@ -293,9 +295,11 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
         int vocab = s->model ? s->model->cfg.vocab_size : 0;
         const cJSON *e;
         cJSON_ArrayForEach(e, lb) {
-            char *end = NULL;
-            long id = strtol(e->string ? e->string : "", &end, 10);
-            if (!e->string || !e->string[0] || *end || id < 0 || id >= vocab) {
+            /* decimal digits only: strtol alone would take " 5", "+5" and "-0" */
+            const char *k = e->string ? e->string : "";
+            size_t nd = strspn(k, "0123456789");
+            long id = nd > 0 && nd <= 9 && !k[nd] ? strtol(k, NULL, 10) : -1;
+            if (id < 0 || id >= vocab) {
                 srv_resp_bad(r, "logit_bias", "'logit_bias' key '%.32s' is not a token id in "
                              "[0, %d)", e->string ? e->string : "", vocab);
                 return -1;
@@ -410,6 +414,15 @@ static cJSON *usage_obj(srv_gen *g)
     return u;
 }
 
+/* Characters (code points) in valid UTF-8: OpenAI's text_offset counts characters, not bytes. */
+static size_t utf8_chars(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)p[i] & 0xC0) != 0x80;
+    return n;
+}
+
 /* Text of a token as valid UTF-8 (partial characters become U+FFFD) into out[cap]; its raw
  * bytes into raw[300]. */
 static void token_text(srv_server *s, int32_t prev, int32_t tok, char *out, size_t cap,
@@ -476,7 +489,7 @@ static void lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e)
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "top_logprobs"), top);
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "text_offset"),
                              cJSON_CreateNumber((double)c->text_offset));
-        c->text_offset += strlen(txt);
+        c->text_offset += utf8_chars(txt, strlen(txt));
     }
 }
 
@@ -830,7 +843,9 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         t->deadline = deadline;
         g->choices[ci].prompt_idx = pi;
         /* with echo the returned text starts with the prompt: offsets count from there */
-        g->choices[ci].text_offset = g->echo ? prompts[pi].text_len : 0;
+        g->choices[ci].text_offset =
+            g->echo ? utf8_chars(prompts[pi].text ? prompts[pi].text : "", prompts[pi].text_len)
+                    : 0;
         g->choices[ci].prev_tok = prompts[pi].n ? prompts[pi].ids[prompts[pi].n - 1] : -1;
         g->choices[ci].task_id = t->id;
     }

@@ -124,7 +124,8 @@ void srv_resp_send(srv_resp *r, int status, const char *content_type, const char
     if (r->done)
         return;
     resp_head(r, status, content_type, (long long)len, extra_headers);
-    srv_buf_append(&r->out, body, len);
+    if (!r->head_only)
+        srv_buf_append(&r->out, body, len);
     r->done = 1;
     conn_flush(r->conn);
 }
@@ -425,6 +426,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         append_bounded(q->content_type, sizeof(q->content_type), at, len);
     } else if (strcmp(f, "expect") == 0) {
         append_bounded(q->expect, sizeof(q->expect), at, len);
+    } else if (strcmp(f, "access-control-request-headers") == 0) {
+        append_bounded(q->acr_headers, sizeof(q->acr_headers), at, len);
+    } else if (strcmp(f, "transfer-encoding") == 0) {
+        /* two Transfer-Encoding fields run together and fail the check below */
+        append_bounded(q->transfer_encoding, sizeof(q->transfer_encoding), at, len);
     }
     return 0;
 }
@@ -435,6 +441,15 @@ static int on_headers_complete(llhttp_t *p)
     srv_request *q = &c->req;
     q->headers_done = 1;
     q->t_headers = uv_hrtime();
+    /* llhttp takes "gzip, chunked" as chunked and would hand us the still-encoded bytes; the
+     * only coding we decode is chunked (h2o's rule: an unknown coding is a 400). */
+    if ((p->flags & F_TRANSFER_ENCODING) && strcasecmp(q->transfer_encoding, "chunked") != 0) {
+        c->err_status = 400;
+        snprintf(c->err_msg, sizeof(c->err_msg),
+                 "unsupported Transfer-Encoding '%.40s': only chunked is accepted",
+                 q->transfer_encoding);
+        return -1;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->srv->cfg->max_body_bytes) {
         c->err_status = 413;
         snprintf(c->err_msg, sizeof(c->err_msg),
@@ -490,6 +505,27 @@ static int request_id_ok(const char *id)
     return 1;
 }
 
+/* An absolute-form target ("http://host/path", RFC 9112 3.2.2) becomes its path. */
+static void url_strip_authority(srv_request *q)
+{
+    size_t skip;
+    if (strncasecmp(q->url, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(q->url, "https://", 8) == 0)
+        skip = 8;
+    else
+        return;
+    const char *path = strchr(q->url + skip, '/');
+    if (!path) {
+        q->url[0] = '/';
+        q->url[1] = '\0';
+        q->url_len = 1;
+        return;
+    }
+    q->url_len = strlen(path);
+    memmove(q->url, path, q->url_len + 1);
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     srv_conn *c = p->data;
@@ -510,8 +546,11 @@ static int on_message_complete(llhttp_t *p)
     memcpy(r->request_id, q->request_id, sizeof(r->request_id));
     snprintf(r->origin, sizeof(r->origin), "%s", q->origin);
     r->http10 = p->http_major == 1 && p->http_minor == 0;
-    if (!q->keep_alive || p->http_major != 1 || p->http_minor < 1) {
-        /* HTTP/1.0 or Connection: close: this is the last request we read */
+    r->head_only = q->method == HTTP_HEAD;
+    url_strip_authority(q);
+    /* Connection: close, HTTP/1.0 without "Connection: keep-alive" (ab -k sends it), HTTP/0.9,
+     * or an Upgrade we do not take: this is the last request we read. */
+    if (!q->keep_alive || p->http_major != 1 || p->upgrade) {
         r->close_after = 1;
         c->input_closed = 1;
     }

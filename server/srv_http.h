@@ -25,6 +25,8 @@ typedef struct srv_request {
     char auth[512];                         /* Authorization value (truncated) */
     char origin[256];                       /* Origin value (truncated) */
     char acr_method[32];                    /* Access-Control-Request-Method (preflight) */
+    char acr_headers[512];                  /* Access-Control-Request-Headers (truncated) */
+    char transfer_encoding[64];             /* Transfer-Encoding value (truncated) */
     char content_type[128];
     char expect[32];                        /* Expect value ("100-continue") */
     srv_buf body;                           /* owned */
@@ -50,6 +52,7 @@ typedef struct srv_resp {
     int close_after;            /* close the connection once this response is sent */
     int chunked;                /* streaming: body framed as HTTP chunks */
     int http10;                 /* the request was HTTP/1.0 (no chunked coding) */
+    int head_only;              /* a HEAD request: headers as for GET, never a body */
     int status;                 /* for the access log and metrics */
     char route[48];             /* "POST /v1/completions" style, for the log */
     char request_id[SRV_MAX_REQUEST_ID + 1];

@@ -68,6 +68,8 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
                   (double)st->steps);
     rc |= counter(o, "claq_http_requests_total", "counter", "HTTP requests answered", model,
                   (double)m->requests_total);
+    rc |= srv_buf_printf(o, "# HELP claq_http_responses_total HTTP responses by status class\n"
+                            "# TYPE claq_http_responses_total counter\n");
     for (int c = 1; c < 6; c++)
         rc |= srv_buf_printf(o, "claq_http_responses_total{model_name=\"%s\",code=\"%dxx\"} %llu\n",
                              model, c, (unsigned long long)m->responses_by_class[c]);

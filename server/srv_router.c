@@ -56,6 +56,38 @@ static int auth_ok(srv_server *s, const srv_request *q)
     return key_equal(h, key);
 }
 
+/* cJSON keeps strings NUL-terminated, so a "\u0000" escape would silently cut a prompt or a
+ * stop string short: refuse it instead. An escaped backslash ("\\u0000") is plain text. */
+static int has_nul_escape(const char *p, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (p[i] != '\\')
+            continue;
+        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
+            return 1;
+        i++;   /* skip the escaped character */
+    }
+    return 0;
+}
+
+/* The preflight's Access-Control-Allow-Headers: the headers the browser asked for (the OpenAI
+ * SDKs send x-stainless-* and openai-beta), kept to token characters, or our own list. */
+static void cors_allow_headers(const char *asked, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = asked; *p && o + 1 < cap; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == ',' || ch == ' ')
+            out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    if (!strstr(out, "uthorization") && o + 1 < cap)   /* always allowed: keys travel in it */
+        snprintf(out + o, cap - o, "%sAuthorization", o ? ", " : "");
+    if (!out[0])
+        snprintf(out, cap, "Authorization, Content-Type, X-Request-Id");
+}
+
 /* Whitespace after the JSON value is fine; anything else is not. */
 static int only_space(const char *p, const char *end)
 {
@@ -86,19 +118,20 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
                        "unknown path '%.200s'", path);
         return;
     }
+    /* GET routes take HEAD too (RFC 9110 9.3.2); srv_resp_send leaves the body out */
+    const char *methods = rt->method == HTTP_GET ? "GET, HEAD" : "POST";
     char allow[80];
-    snprintf(allow, sizeof(allow), "Allow: %s, OPTIONS\r\n",
-             llhttp_method_name((llhttp_method_t)rt->method));
+    snprintf(allow, sizeof(allow), "Allow: %s, OPTIONS\r\n", methods);
     if (q->method == HTTP_OPTIONS) {
-        char hdr[512];
+        char hdr[1024], ah[600];
+        cors_allow_headers(q->acr_headers, ah, sizeof(ah));
         snprintf(hdr, sizeof(hdr), "%sAccess-Control-Allow-Methods: %s, OPTIONS\r\n"
-                 "Access-Control-Allow-Headers: Authorization, Content-Type, X-Request-Id\r\n"
-                 "Access-Control-Max-Age: 86400\r\n",
-                 allow, llhttp_method_name((llhttp_method_t)rt->method));
+                 "Access-Control-Allow-Headers: %s\r\n"
+                 "Access-Control-Max-Age: 86400\r\n", allow, methods, ah);
         srv_resp_send(r, 204, NULL, "", 0, hdr);
         return;
     }
-    if (q->method != rt->method) {
+    if (q->method != rt->method && !(q->method == HTTP_HEAD && rt->method == HTTP_GET)) {
         /* error body with the Allow header */
         char body[256];
         int len = snprintf(body, sizeof(body),
@@ -132,6 +165,11 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
         }
         if (!srv_utf8_valid(q->body.p, q->body.len)) {
             srv_resp_bad(r, NULL, "the request body is not valid UTF-8");
+            return;
+        }
+        if (has_nul_escape(q->body.p, q->body.len)) {
+            srv_resp_bad(r, NULL, "the request body holds a NUL character (\\u0000), which "
+                         "is not supported in any field");
             return;
         }
         const char *end = NULL;
