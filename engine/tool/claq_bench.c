@@ -5,6 +5,8 @@
  * byte of the packed matrix) against the machine's streaming-read bandwidth measured in the same
  * run with 4 KiB pages and with 2 MiB pages (madvise(MADV_HUGEPAGE)), and against the dense
  * FP32 / FP16 GEMV. Weights live in huge-page-backed memory, as eng__load_claq puts them.
+ * `--kernel` instead times the machine's tile kernel alone on one thread (LUT built once), on a
+ * matrix that stays in L2 and on one that streams, to tell compute-bound from bandwidth-bound.
  * Printed, not a test. Single-threaded front end; the backend's pool does the work. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <immintrin.h>
 
 #include "claq_tool.h"
+#include "cpu/kern_cpu_claq.h"
 #include "cpu/kern_cpu_impl.h"
 #include "eng_claq_file.h"
 #include "kern_half.h"
@@ -24,6 +27,15 @@ static double now_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* CPU time of the calling thread: on a shared machine it leaves out the slices another
+ * process had the core (it still counts a sibling's contention for the core's pipes). */
+static double cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
@@ -145,21 +157,99 @@ static double time_matmul(kern_backend *be, const kern_matrix *w, const float *x
     return best;
 }
 
+/* --kernel: the tile kernel alone, one thread, LUT of one token built once. rows x cols at
+ * frac4 / low bits; best wall and best thread-CPU time over reps passes over all tiles. */
+static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, double frac4, int low,
+                             int reps)
+{
+    eng_claq_packed p;
+    eng_err err = {0};
+    if (make_packed(rows, cols, frac4, low, 0, &p, &err)) {
+        fprintf(stderr, "claq bench: %s\n", err.msg);
+        return 1;
+    }
+    kern_claq v = p.view;
+    int64_t cp = v.cols_pad;
+    float *x = malloc(sizeof(float) * (size_t)cols), *xs = malloc(sizeof(float) * (size_t)cp);
+    float *lut = malloc(sizeof(float) * (size_t)cp * 16), *y = malloc(sizeof(float) * 64);
+    hbuf hb = {0};
+    int rc = 1;
+    if (!x || !xs || !lut || !y || hbuf_alloc(&hb, p.buf_size, 1)) {
+        fprintf(stderr, "claq bench: out of memory\n");
+        goto done;
+    }
+    memcpy(hb.p, p.buf, p.buf_size);
+    size_t codes_at = (size_t)((const char *)p.view.codes - (const char *)p.buf);
+    v.codes = (const uint32_t *)((const char *)hb.p + codes_at);
+    kern_claq_fns f = kern_cpu__claq_fns(kern_cpu_detect_isa());
+    for (int64_t j = 0; j < cols; j++) x[j] = (float)((int)(xr() % 2001) - 1000) * 1e-3f;
+    f.lut(&v, x, xs, lut);
+    double best = 1e30, best_cpu = 1e30;
+    for (int r = 0; r <= reps; r++) {   /* pass 0 warms up */
+        double t0 = now_s(), c0 = cpu_s();
+        for (int64_t t = 0; t < v.n_tiles; t++) f.gemv(&v, lut, t, y);
+        double t = now_s() - t0, c = cpu_s() - c0;
+        if (r && t < best) best = t;
+        if (r && c < best_cpu) best_cpu = c;
+    }
+    double codes_mib = (double)(v.rows_pad * v.words_per_row * 4) / 1048576.0;
+    double w = (double)(v.rows_pad * cp);
+    printf("| %s b %lldx%lld | %.1f MiB | %.1f | %.1f | %.1f | %.1f |\n", name, (long long)rows,
+           (long long)cols, codes_mib, best * 1e6, w / best / 1e9, w / best_cpu / 1e9,
+           (double)(v.rows_pad * v.words_per_row * 4) / best / 1e9);
+    rc = 0;
+done:
+    free(x);
+    free(xs);
+    free(lut);
+    free(y);
+    hbuf_free(&hb);
+    eng_claq_packed_free(&p);
+    return rc;
+}
+
+static int bench_kernel(int reps)
+{
+    kern_isa isa = kern_cpu_detect_isa();
+    printf("claq bench gemv --kernel: the %s tile kernel alone, 1 thread, batch 1; weights count "
+           "padding (storage columns x padded rows); synthetic weights, speed only\n",
+           kern_isa_name(isa));
+    double load[3] = {0};
+    if (getloadavg(load, 3) == 3)
+        printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+    printf("\n| matrix | codes | time us | Gweights/s (wall) | Gweights/s (thread CPU) "
+           "| code GB/s |\n|---|---|---|---|---|---|\n");
+    static const struct { const char *name; double frac4; int low; } qs[3] = {
+        {"2.1", 0.05, 2}, {"3", 0.0, 3}, {"4", 1.0, 2}};
+    for (int qi = 0; qi < 3; qi++) {
+        /* 256 x 4096: codes + LUT < 1 MiB (L2); 4096 x 11008: streams from L3 / DRAM. */
+        if (bench_kernel_case(qs[qi].name, 256, 4096, qs[qi].frac4, qs[qi].low, reps * 20) ||
+            bench_kernel_case(qs[qi].name, 4096, 11008, qs[qi].frac4, qs[qi].low, reps))
+            return 1;
+    }
+    return 0;
+}
+
 int claq_cmd_bench(int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "gemv") != 0) {
-        fprintf(stderr, "usage: claq bench gemv [--reps N] [--bw-mib N]\n");
+        fprintf(stderr, "usage: claq bench gemv [--reps N] [--bw-mib N] [--quant Q] [--no-dense] "
+                        "[--kernel]\n");
         return 2;
     }
     claq_arg spec[] = {
         {"--reps", 1, NULL, "timed repetitions per case, best is reported (default 30)"},
         {"--bw-mib", 1, NULL, "size of the bandwidth buffers in MiB (default 1024)"},
+        {"--quant", 1, NULL, "only this packed case: 2.1, 2.1+1%OR, 3 or 4 (default all)"},
+        {"--no-dense", 0, NULL, "skip the dense FP32 / FP16 rows"},
+        {"--kernel", 0, NULL, "time the tile kernel alone (L2-resident vs streaming), then stop"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
     if (claq_args_parse("bench gemv", spec, ns, argc - 1, argv + 1)) return 2;
     if (claq_arg_get(spec, ns, "--help")) {
-        claq_args_usage("bench gemv", "[--reps N] [--bw-mib N]", spec, ns);
+        claq_args_usage("bench gemv", "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel]",
+                        spec, ns);
         return 0;
     }
     long long reps = 30, mib = 1024;
@@ -168,6 +258,15 @@ int claq_cmd_bench(int argc, char **argv)
     if ((v = claq_arg_get(spec, ns, "--bw-mib")) &&
         claq_parse_int("--bw-mib", v, 64, 16384, &mib))
         return 2;
+    if (claq_arg_get(spec, ns, "--kernel")) return bench_kernel((int)reps);
+    const char *only = claq_arg_get(spec, ns, "--quant");
+    if (only && strcmp(only, "2.1") && strcmp(only, "2.1+1%OR") && strcmp(only, "3") &&
+        strcmp(only, "4")) {
+        fprintf(stderr, "claq bench gemv: --quant must be 2.1, 2.1+1%%OR, 3 or 4, not '%s'\n",
+                only);
+        return 2;
+    }
+    int dense = claq_arg_get(spec, ns, "--no-dense") == NULL;
 
     printf("claq bench gemv — synthetic random weights: numbers speak to speed only, never quality\n");
     double load[3] = {0};
@@ -204,6 +303,7 @@ int claq_cmd_bench(int argc, char **argv)
         float *x = malloc(sizeof(float) * (size_t)cols), *y = malloc(sizeof(float) * (size_t)rows);
         for (int64_t j = 0; j < cols; j++) x[j] = (float)((int)(xr() % 2001) - 1000) * 1e-3f;
         for (int qi = 0; qi < 4; qi++) {
+            if (only && strcmp(only, qs[qi].name) != 0) continue;
             eng_claq_packed p;
             eng_err err = {0};
             if (make_packed(rows, cols, qs[qi].frac4, qs[qi].low, qs[qi].out_pct, &p, &err)) {
@@ -239,7 +339,7 @@ int claq_cmd_bench(int argc, char **argv)
             hbuf_free(&hb);
             eng_claq_packed_free(&p);
         }
-        for (int dt = 0; dt < 2; dt++) {
+        for (int dt = 0; dt < 2 * dense; dt++) {
             kern_dtype d = dt ? KERN_F16 : KERN_F32;
             size_t nb = (size_t)(rows * cols) * kern_dtype_size(d);
             hbuf hb = {0};
