@@ -31,6 +31,9 @@ static int one_prompt(srv_server *s, srv_resp *r, const cJSON *v, srv_gen_prompt
         }
         memcpy(pr->text, v->valuestring, len + 1);
         pr->text_len = len;
+        /* the BOS the encoder added is not part of the echoed text (nor of its logprobs) */
+        int bos = eng_tokenizer_bos(s->tok);
+        pr->echo_from = pr->n > 0 && bos >= 0 && pr->ids[0] == bos ? 1 : 0;
         return 0;
     }
     if (cJSON_IsArray(v) && is_int_array(v)) {

@@ -49,8 +49,9 @@ int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *pa
     int i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble ||
-            e->valuedouble < 0 || e->valuedouble >= vocab) {
+        /* range first: converting 1e300 or inf to an integer type is undefined behaviour */
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < vocab) ||
+            e->valuedouble != (double)(int32_t)e->valuedouble) {
             free(v);
             srv_resp_bad(r, param, "'%s' must hold integer token ids in [0, %d)", param, vocab);
             return -1;

@@ -20,6 +20,7 @@ typedef struct srv_choice {
     int completion_tokens;
     cJSON *lp;                  /* non-stream logprobs being built; owned */
     size_t text_offset;         /* completions logprobs: offset of the next token's text */
+    size_t prompt_offset;       /* echo + logprobs: offset of the next prompt token's text */
     int32_t prev_tok;           /* for token text (leading-space rule) */
     uint64_t t_last;            /* uv_hrtime of the last token (inter-token latency) */
     char msg[256];              /* error text when finish is ERROR/TIMEOUT */
@@ -507,6 +508,35 @@ static cJSON *lp_new(srv_gen *g)
     return o;
 }
 
+/* Echo + logprobs (non-streaming completions): one prompt token's entry, ahead of the
+ * completion's. e NULL gives the first token of a prompt with nothing before it: null logprob
+ * and null top_logprobs, as OpenAI reports it. */
+static void lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
+                          const srv_event *e)
+{
+    char txt[1024];
+    unsigned char raw[300];
+    size_t n_raw;
+    token_text(g->srv, prev, tok, txt, sizeof(txt), raw, &n_raw);
+    cJSON *lp = c->lp;
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "tokens"), cJSON_CreateString(txt));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs"),
+                         e ? cJSON_CreateNumber(e->lp.logprob) : cJSON_CreateNull());
+    cJSON *top = e ? cJSON_CreateObject() : cJSON_CreateNull();
+    for (int i = 0; e && i < e->lp.n_top; i++) {
+        char tt[1024];
+        unsigned char tr[300];
+        size_t ntr;
+        token_text(g->srv, prev, e->lp.top_ids[i], tt, sizeof(tt), tr, &ntr);
+        if (!cJSON_GetObjectItemCaseSensitive(top, tt))
+            cJSON_AddNumberToObject(top, tt, e->lp.top_logprobs[i]);
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs"), top);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "text_offset"),
+                         cJSON_CreateNumber((double)c->prompt_offset));
+    c->prompt_offset += utf8_chars(txt, strlen(txt));
+}
+
 /* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason. */
 static void stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,
                          const char *finish)
@@ -661,6 +691,11 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     if (e->kind == SRV_EV_KEEPALIVE) {
         if (g->stream)
             srv_resp_stream_write(g->resp, ": keep-alive\n\n", 14);
+        return;
+    }
+    if (e->kind == SRV_EV_PROMPT_LP) {
+        if (c->lp && !g->stream)
+            lp_add_prompt(g, c, e->prev_token, e->token, e);
         return;
     }
     if (e->kind == SRV_EV_TOKEN) {
@@ -847,6 +882,20 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             g->echo ? utf8_chars(prompts[pi].text ? prompts[pi].text : "", prompts[pi].text_len)
                     : 0;
         g->choices[ci].prev_tok = prompts[pi].n ? prompts[pi].ids[prompts[pi].n - 1] : -1;
+        if (g->echo && g->logprobs && !g->stream && prompts[pi].n > 0) {
+            /* echo + logprobs scores the prompt too (lm-eval-harness asks for this with
+             * max_tokens 0); streams echo the text only */
+            int from = prompts[pi].echo_from;
+            t->prompt_lp_from = from > 1 ? from : 1;
+            t->n_top_prompt = p->top_logprobs;
+            g->choices[ci].lp = lp_new(g);
+            if (!g->choices[ci].lp) {
+                fail = 1;
+                break;
+            }
+            if (from == 0)
+                lp_add_prompt(g, &g->choices[ci], -1, prompts[pi].ids[0], NULL);
+        }
         g->choices[ci].task_id = t->id;
     }
     for (int ci = 0; ci < n_choices && !fail; ci++)

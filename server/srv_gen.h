@@ -33,6 +33,7 @@ typedef struct srv_gen_prompt {
     int n;
     char *text;                     /* owned: the prompt as text (echo), or NULL */
     size_t text_len;
+    int echo_from;                  /* first id the echoed text shows (1 after an added BOS) */
 } srv_gen_prompt;
 
 /* Parses and validates the fields common to both endpoints. 0, or -1 with a 400 sent. */

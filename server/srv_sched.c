@@ -6,6 +6,7 @@
  * thread, except the srv_sched_* entry points, which take the mutex. No sockets, no JSON. */
 #include "srv_sched.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,44 @@ static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob
         task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
 }
 
+/* Log-probability of prompt token pos of t under the raw model distribution (logits [vocab]
+ * from position pos - 1, no penalties, bias or temperature: prompt scoring, as vLLM reports
+ * it), plus the n_top_prompt most likely tokens. */
+static void task_prompt_logprob(srv_sched *s, srv_task *t, const float *lg, int pos, ev_list *ev)
+{
+    int vocab = s->model->cfg.vocab_size;
+    float mx = lg[0];
+    for (int v = 1; v < vocab; v++)
+        mx = lg[v] > mx ? lg[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < vocab; v++)
+        sum += exp((double)(lg[v] - mx));
+    float lse = mx + (float)log(sum);
+    srv_event *e = ev_push(ev, SRV_EV_PROMPT_LP, t->id);
+    if (!e)
+        return;
+    e->token = t->prompt[pos];
+    e->prev_token = t->prompt[pos - 1];
+    e->has_lp = 1;
+    e->lp.token = e->token;
+    e->lp.logprob = lg[e->token] - lse;
+    /* top k by repeated selection: k <= ENG_MAX_TOP_LOGPROBS, lowest id first on ties */
+    int k = t->n_top_prompt < vocab ? t->n_top_prompt : vocab;
+    for (int i = 0; i < k; i++) {
+        int best = -1;
+        for (int v = 0; v < vocab; v++) {
+            int taken = 0;
+            for (int j = 0; j < i && !taken; j++)
+                taken = e->lp.top_ids[j] == v;
+            if (!taken && (best < 0 || lg[v] > lg[best]))
+                best = v;
+        }
+        e->lp.top_ids[i] = best;
+        e->lp.top_logprobs[i] = lg[best] - lse;
+    }
+    e->lp.n_top = k;
+}
+
 static void sched_publish(srv_sched *s)
 {
     uv_mutex_lock(&s->mu);
@@ -262,7 +301,7 @@ static void sched_step(srv_sched *s, ev_list *ev)
     int n_running = list_len(s->running);
     while (s->waiting && n_running < cfg->max_batch) {
         t = s->waiting;
-        if (t->max_tokens == 0) {
+        if (t->max_tokens == 0 && !t->prompt_lp_from) {
             task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
             continue;
         }
@@ -306,7 +345,9 @@ static void sched_step(srv_sched *s, ev_list *ev)
             it->token = t->prompt[p];
             it->pos = p;
             it->seq = &t->seq;
-            it->want_logits = (p == t->n_prompt - 1);
+            /* the logits at p score prompt token p + 1 when its logprob is asked for */
+            it->want_logits = p == t->n_prompt - 1 ||
+                              (t->prompt_lp_from && p + 1 >= t->prompt_lp_from);
             s->item_task[n++] = t;
         }
         t->n_fed += k;
@@ -337,6 +378,14 @@ static void sched_step(srv_sched *s, ev_list *ev)
                     continue;
                 srv_task *bt = s->item_task[i];
                 float *lg = s->logits + (size_t)row++ * (size_t)vocab;
+                if (s->items[i].pos < bt->n_prompt - 1) {
+                    task_prompt_logprob(s, bt, lg, s->items[i].pos + 1, ev);
+                    continue;
+                }
+                if (bt->max_tokens == 0) {   /* prompt scoring only (echo + logprobs) */
+                    task_finish(s, bt, SRV_FINISH_LENGTH, NULL, ev);
+                    continue;
+                }
                 eng_logprob lp;
                 int32_t tok = eng_sampler_sample(&bt->sampler, lg, bt->want_logprobs ? &lp : NULL);
                 if (tok < 0) {

@@ -40,6 +40,9 @@ typedef struct srv_task {
     eng_sampler_cfg scfg;           /* scfg.bias points at bias below */
     eng_logit_bias *bias;           /* [n_bias]; owned (malloc) or NULL */
     int want_logprobs;              /* send eng_logprob with each token */
+    int prompt_lp_from;             /* >= 1: send SRV_EV_PROMPT_LP for prompt tokens
+                                       [prompt_lp_from, n_prompt) (echo + logprobs); 0 = off */
+    int n_top_prompt;               /* alternatives per prompt token (0..ENG_MAX_TOP_LOGPROBS) */
     eng_stop stop;                  /* initialised by the loop (validated there) */
     int32_t stop_ids[SRV_MAX_STOP_IDS]; /* token ids that end the sequence (EOS, <|im_end|>) */
     int n_stop_ids;
@@ -61,6 +64,7 @@ typedef enum srv_event_kind {
     SRV_EV_TOKEN = 1,       /* one generated token (+ the text it made safe to emit) */
     SRV_EV_DONE,            /* the task ended: finish, final text, token counts */
     SRV_EV_KEEPALIVE,       /* nothing produced yet, still alive (SSE comment) */
+    SRV_EV_PROMPT_LP,       /* log-probability of one prompt token (token, prev_token, lp) */
     SRV_EV_READY,           /* model loaded (task_id 0) */
     SRV_EV_LOAD_FAILED,     /* model failed to load (msg) */
 } srv_event_kind;
@@ -71,6 +75,7 @@ typedef struct srv_event {
     char *text;                     /* owned (malloc) or NULL */
     size_t text_len;
     int32_t token;
+    int32_t prev_token;             /* SRV_EV_PROMPT_LP: the prompt token before token */
     int has_lp;
     eng_logprob lp;
     srv_finish finish;

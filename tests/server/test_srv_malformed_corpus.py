@@ -114,6 +114,24 @@ case_json("logit_bias not object", P, {"prompt": "a", "logit_bias": [1]}, 400)
 case_json("logit_bias bad key", P, {"prompt": "a", "logit_bias": {"abc": 1}}, 400)
 case_json("logit_bias key out of range", P, {"prompt": "a", "logit_bias": {"70000": 1}}, 400)
 case_json("logit_bias value huge", P, {"prompt": "a", "logit_bias": {"5": 500}}, 400)
+case_json("logit_bias key with a space", P, {"prompt": "a", "logit_bias": {" 5": 1}}, 400)
+case_json("logit_bias key with a plus", P, {"prompt": "a", "logit_bias": {"+5": 1}}, 400)
+case_json("logit_bias key hex", P, {"prompt": "a", "logit_bias": {"0x5": 1}}, 400)
+case_json("logit_bias key 1e1", P, {"prompt": "a", "logit_bias": {"1e1": 1}}, 400)
+case_json("NUL escape in prompt (would cut it short)", P, '{"prompt": "a\\u0000b"}', 400)
+case_json("NUL escape in stop", P, '{"prompt": "a", "stop": "\\u0000"}', 400)
+case_json("NUL escape in a chat message", CH,
+          '{"messages": [{"role": "user", "content": "x\\u0000"}]}', 400)
+case_json("lone surrogate escape", P, '{"prompt": "a\\ud800"}', 400)
+case_json("prompt token id 1e309", P, '{"prompt": [1, 1e309]}', 400)
+case_json("prompt token id -1e309", P, '{"prompt": [1, -1e309]}', 400)
+case_json("max_tokens 1e309", P, '{"prompt": "a", "max_tokens": 1e309}', 400)
+case_json("max_tokens 2^63", P, '{"prompt": "a", "max_tokens": 9223372036854775808}', 400)
+case_json("n 2^63", P, '{"prompt": "a", "n": 9223372036854775808}', 400)
+case_json("seed 2^64", P, '{"prompt": "a", "seed": 18446744073709551616}', 400)
+case_json("top_p above 1", P, {"prompt": "a", "top_p": 1.5}, 400)
+case_json("temperature -0.5", P, {"prompt": "a", "temperature": -0.5}, 400)
+case_json("top_k -2", P, {"prompt": "a", "top_k": -2}, 400)
 case_json("logprobs too many", P, {"prompt": "a", "logprobs": 100}, 400)
 case_json("logprobs bool on completions", P, {"prompt": "a", "logprobs": True}, 400)
 case_json("suffix", P, {"prompt": "a", "suffix": "z"}, 400)
@@ -142,6 +160,15 @@ case_json("chat unknown model", CH, {"messages": [{"role": "user", "content": "a
 case_json("tokenize without prompt", "/tokenize", {"x": 1}, 400)
 case_json("detokenize tokens not list", "/detokenize", {"tokens": "abc"}, 400)
 
+# ---- edges that are valid ----
+for name, extra in [("seed -2^63", '"seed": -9223372036854775808'),
+                    ("seed 2^63", '"seed": 9223372036854775808'),
+                    ("max_tokens -0", '"max_tokens": -0'),
+                    ("escaped backslash before u0000", '"stop": "\\\\u0000"')]:
+    # cJSON takes a key's first occurrence, so extra's max_tokens wins over the default 2
+    st, _, data = srv.request("POST", P, '{"prompt": "Zoo", %s, "max_tokens": 2}' % extra)
+    C.check(st == 200, "%s accepted: %d %s" % (name, st, data[:200]))
+
 # ---- routing ----
 st, hd, data = srv.request("GET", "/nope")
 C.check(st == 404 and oai_error(data), "unknown path 404")
@@ -160,6 +187,13 @@ case_raw("Content-Length and chunked", b"POST /v1/completions HTTP/1.1\r\n" + H 
          b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [400])
 case_raw("bad chunk size", b"POST /v1/completions HTTP/1.1\r\n" + H +
          b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", [400])
+case_raw("Transfer-Encoding gzip, chunked (we decode chunked only)",
+         b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", [400])
+case_raw("Content-Length 2^64", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Content-Length: 18446744073709551616\r\n\r\n", [400])
+case_raw("Content-Length negative", b"POST /v1/completions HTTP/1.1\r\n" + H +
+         b"Content-Length: -1\r\n\r\n", [400])
 case_raw("header without colon", b"GET /health HTTP/1.1\r\n" + H + b"BadHeader\r\n\r\n", [400])
 t0 = time.time()
 case_raw("oversize body by Content-Length (decided before reading)",

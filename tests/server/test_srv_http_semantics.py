@@ -1,0 +1,143 @@
+"""test_srv_http_semantics.py — HTTP and API details that clients outside the repo rely on and
+that an audit against issue 4 found missing: HEAD on GET routes (headers, no body, and the next
+pipelined response still parses), HTTP/1.0 keep-alive (ab -k), absolute-form request targets,
+an Upgrade we do not take announced as Connection: close, the CORS preflight allowing the headers
+the browser asks for (the OpenAI SDKs send x-stainless-*), and prompt scoring with echo +
+logprobs (lm-eval-harness sends max_tokens 0): one entry per prompt token, null for a first token
+with no context, values equal to the next-token logprobs of a shorter prompt, text_offset in
+characters."""
+import json
+import os
+import re
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srv_harness import Checker, Server, require, statuses  # noqa: E402
+
+require("stories260K.bin")
+C = Checker()
+srv = Server("stories260K.bin", "tok512.bin")
+H = b"Host: x\r\n"
+
+
+def recv_for(s, seconds):
+    """Everything the socket gives within `seconds` (or until EOF)."""
+    s.settimeout(0.2)
+    out, t0 = b"", time.time()
+    while time.time() - t0 < seconds:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+try:
+    # ---- HEAD: same head as GET, Content-Length of the GET body, no body bytes ----
+    get = srv.raw(b"GET /v1/models HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+    clen = re.search(rb"Content-Length: (\d+)", get).group(1)
+    out = srv.raw(b"HEAD /v1/models HTTP/1.1\r\n" + H + b"\r\n" +
+                  b"GET /health HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+    head, _, rest = out.partition(b"\r\n\r\n")
+    C.check(statuses(out) == [200, 200], "HEAD then GET pipelined: %r" % out[:300])
+    C.check(b"Content-Length: " + clen in head, "HEAD keeps GET's Content-Length")
+    C.check(rest.startswith(b"HTTP/1.1 200"), "HEAD sent no body bytes: %r" % rest[:60])
+    out = srv.raw(b"HEAD /v1/completions HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+    C.check(statuses(out) == [405] and out.endswith(b"\r\n\r\n") and
+            b"Allow: POST, OPTIONS" in out, "HEAD on a POST route: 405, no body: %r" % out[-80:])
+    st, hd, _ = srv.request("DELETE", "/health")
+    C.check(st == 405 and hd.get("allow") == "GET, HEAD, OPTIONS", "Allow lists HEAD: %s" % hd)
+
+    # ---- HTTP/1.0 keep-alive: two requests on one connection ----
+    s = socket.create_connection((srv.host, srv.port), timeout=5)
+    s.sendall(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    first = recv_for(s, 0.5)
+    s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+    second = recv_for(s, 2)
+    s.close()
+    C.check(statuses(first) == [200] and b"Connection: keep-alive" in first,
+            "HTTP/1.0 keep-alive kept: %r" % first[-120:])
+    C.check(statuses(second) == [200] and b"Connection: close" in second,
+            "HTTP/1.0 without keep-alive closes: %r" % second[-120:])
+    # a stream on HTTP/1.0 has no chunked coding and ends with the connection
+    body = b'{"prompt": "Zoo", "max_tokens": 3, "temperature": 0, "stream": true}'
+    out = srv.raw(b"POST /v1/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body) +
+                  body)
+    C.check(b"Transfer-Encoding" not in out and out.rstrip().endswith(b"data: [DONE]"),
+            "HTTP/1.0 stream: plain body up to [DONE]: %r" % out[-120:])
+
+    # ---- absolute-form target ----
+    out = srv.raw(b"GET http://localhost:1/health?x=1 HTTP/1.1\r\n" + H +
+                  b"Connection: close\r\n\r\n")
+    C.check(statuses(out) == [200] and out.endswith(b'{"status":"ok"}'),
+            "absolute-form target routed by its path: %r" % out[-80:])
+
+    # ---- Upgrade not taken: answered, then closed, and the head says so ----
+    out = srv.raw(b"GET /health HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\n"
+                  b"Upgrade: websocket\r\n\r\n", timeout=3)
+    C.check(statuses(out) == [200] and b"Connection: close" in out,
+            "Upgrade ignored, Connection: close: %r" % out[-120:])
+
+    # ---- CORS preflight echoes the requested headers (sanitised), Authorization always ----
+    st, hd, _ = srv.request("OPTIONS", "/v1/chat/completions", headers={
+        "Origin": "http://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-stainless-os, openai-beta, \"<b>;"})
+    ah = hd.get("access-control-allow-headers", "")
+    C.check(st == 204 and "x-stainless-os" in ah and "openai-beta" in ah and
+            "Authorization" in ah and "<" not in ah and ";" not in ah, "preflight allows asked headers: %r" % ah)
+    st, hd, _ = srv.request("OPTIONS", "/v1/models", headers={"Origin": "http://a"})
+    C.check(st == 204 and "Authorization" in hd.get("access-control-allow-headers", "") and
+            "GET, HEAD" in hd.get("access-control-allow-methods", ""), "preflight defaults")
+
+    # ---- echo + logprobs scores the prompt ----
+    st, _, j = srv.post("/v1/completions", {"prompt": [1, 410, 469, 347], "echo": True,
+                                            "logprobs": 2, "max_tokens": 0})
+    ch = j["choices"][0]
+    lp = ch["logprobs"]
+    C.check(st == 200 and ch["text"] == "Zoo" and ch["finish_reason"] == "length" and
+            j["usage"] == {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4},
+            "max_tokens 0 with echo + logprobs answers: %s" % json.dumps(j)[:300])
+    C.check(len(lp["tokens"]) == 4 and lp["token_logprobs"][0] is None and
+            lp["top_logprobs"][0] is None and all(x < 0 for x in lp["token_logprobs"][1:]) and
+            all(len(t) == 2 for t in lp["top_logprobs"][1:]),
+            "one entry per prompt token, the first null: %s" % json.dumps(lp))
+    C.check("".join(lp["tokens"]) == ch["text"], "prompt tokens spell the echoed text")
+    # the alternatives at token 469 are the next-token logprobs after [1, 410]
+    st, _, j2 = srv.post("/v1/completions", {"prompt": [1, 410], "logprobs": 2, "max_tokens": 1,
+                                             "temperature": 0})
+    top = j2["choices"][0]["logprobs"]["top_logprobs"][0]
+    C.check(set(top) == set(lp["top_logprobs"][2]) and
+            all(abs(top[k] - lp["top_logprobs"][2][k]) < 1e-4 for k in top),
+            "prompt alternatives == next-token alternatives: %s vs %s" %
+            (lp["top_logprobs"][2], top))
+    C.check(all(lp["token_logprobs"][i] <= max(lp["top_logprobs"][i].values()) + 1e-6
+                for i in range(1, 4)), "a prompt token is no likelier than the top one")
+    # a string prompt: the BOS we add is not echoed, so every entry has a value
+    st, _, j = srv.post("/v1/completions", {"prompt": "Zoo was", "echo": True, "logprobs": 1,
+                                            "max_tokens": 2, "temperature": 0, "n": 2})
+    for c in j["choices"]:
+        lp = c["logprobs"]
+        C.check(st == 200 and len(lp["tokens"]) == 4 + 2 and
+                all(x is not None for x in lp["token_logprobs"]) and
+                "".join(lp["tokens"]) == c["text"] and
+                lp["text_offset"] == sorted(lp["text_offset"]),
+                "string prompt scored, then the completion: %s" % json.dumps(c)[:400])
+    # text_offset counts characters: "é" is one character, two bytes
+    st, _, j = srv.post("/v1/completions", {"prompt": "\u00e9", "echo": True, "logprobs": 0,
+                                            "max_tokens": 1, "temperature": 0})
+    lp = j["choices"][0]["logprobs"]
+    C.check(st == 200 and lp["text_offset"][-1] == 1, "text_offset in characters: %s" % lp)
+    # streams echo the text, and score only the completion
+    st, ev, _ = srv.sse("/v1/completions", {"prompt": "Zoo", "echo": True, "logprobs": 1,
+                                            "max_tokens": 2, "stream": True})
+    C.check(st == 200 and ev[0]["choices"][0]["text"] == "Zoo" and ev[-1] == "[DONE]",
+            "stream with echo + logprobs")
+finally:
+    rc = srv.stop()
+C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
+C.done(srv)
