@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "srv_limits.h"
 
@@ -119,12 +120,32 @@ void srv_config_usage(FILE *out)
                  "Every flag also reads the environment variable shown; flags win.\n\n");
     for (size_t i = 0; i < N_FLAGS; i++) {
         const cfg_flag *f = &srv__flags[i];
-        const char *arg = f->type == CFG_STR ? " S" : f->type == CFG_DBL ? " SEC" : " N";
+        const char *arg = f->type == CFG_STR ? " S" : f->type == CFG_DBL ? " SEC"
+                          : f->type == CFG_BOOL ? " 0|1" : " N";
         char left[64];
         snprintf(left, sizeof(left), "--%s%s", f->name, arg);
-        fprintf(out, "  %-26s %s\n  %-26s [env %s]\n", left, f->help, "", f->env);
+        /* the help text wrapped at word boundaries to keep lines under 100 columns */
+        const char *h = f->help;
+        int first = 1;
+        while (*h) {
+            size_t n = strlen(h);
+            if (n > 70) {
+                n = 70;
+                while (n > 0 && h[n] != ' ')
+                    n--;
+                if (n == 0)
+                    n = 70;
+            }
+            fprintf(out, "  %-26s %.*s\n", first ? left : "", (int)n, h);
+            first = 0;
+            h += n;
+            while (*h == ' ')
+                h++;
+        }
+        fprintf(out, "  %-26s [env %s]\n", "", f->env);
     }
-    fprintf(out, "  %-26s %s\n", "--help", "print this and exit");
+    fprintf(out, "  %-26s %s\n", "--version", "print the version and exit");
+    fprintf(out, "  %-26s %s\n", "--help, -h", "print this and exit");
 }
 
 static int cfg_set(srv_config *c, const cfg_flag *f, const char *val, const char *from, char *err,
@@ -139,6 +160,15 @@ static int cfg_set(srv_config *c, const cfg_flag *f, const char *val, const char
         }
         memcpy(base, val, n + 1);
         return 0;
+    }
+    if (f->type == CFG_BOOL) {   /* docker/compose users write true/false */
+        static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+        for (int k = 0; k < 3; k++) {
+            if (strcasecmp(val, yes[k]) == 0 || strcasecmp(val, no[k]) == 0) {
+                *(int *)base = strcasecmp(val, yes[k]) == 0;
+                return 0;
+            }
+        }
     }
     errno = 0;
     char *end = NULL;
@@ -187,6 +217,10 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, char *err,
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             srv_config_usage(out);
+            return 1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            fprintf(out, "claq-server %s\n", SRV_VERSION);
             return 1;
         }
         if (strncmp(a, "--", 2) != 0) {

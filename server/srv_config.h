@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #define SRV_CFG_STR 1024
+#define SRV_VERSION "0.1.0"             /* --version; the API is OpenAI v1 */
 
 typedef struct srv_config {
     char model[SRV_CFG_STR];        /* --model: file or directory */

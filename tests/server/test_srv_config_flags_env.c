@@ -87,6 +87,20 @@ int main(void)
     CHECK(parse(&c, err, 2, b9) == -1, "stray argument");
     char *h[] = {"x", "--help"};
     CHECK(parse(&c, err, 2, h) == 1, "--help returns 1");
+    char *v[] = {"x", "--version"};
+    CHECK(parse(&c, err, 2, v) == 1, "--version returns 1");
+
+    /* booleans take true/false/yes/no/on/off too, as compose files write them */
+    setenv("CLAQ_REUSEPORT", "true", 1);
+    setenv("CLAQ_ACCESS_LOG", "OFF", 1);
+    CHECK(parse(&c, err, 3, a1) == 0 && c.reuseport == 1 && c.access_log == 0,
+          "bool words from env: %s", err);
+    char *bw[] = {"x", "--model", "m", "--reuseport", "no"};
+    CHECK(parse(&c, err, 5, bw) == 0 && c.reuseport == 0, "bool word as a flag value: %s", err);
+    setenv("CLAQ_REUSEPORT", "maybe", 1);
+    CHECK(parse(&c, err, 3, a1) == -1 && strstr(err, "CLAQ_REUSEPORT"), "bad bool: %s", err);
+    unsetenv("CLAQ_REUSEPORT");
+    unsetenv("CLAQ_ACCESS_LOG");
     printf("%s (%d failures)\n", fails ? "FAILED" : "ok", fails);
     return fails ? 1 : 0;
 }

@@ -42,8 +42,12 @@ for f in ["model", "tokenizer", "host", "port", "api-key", "served-model-name", 
           "max-batch", "max-queue", "threads", "chat-template", "request-timeout",
           "max-body-bytes"]:
     C.check(f in flags, "--help documents --%s" % f)
-C.check(len(envs) == len(flags) - 1, "every flag has an env var (%d flags, %d env)" %
-        (len(flags), len(envs)))
+settable = [f for f in flags if f not in ("help", "version")]
+C.check(len(envs) == len(settable) and len(set(envs)) == len(envs),
+        "every flag has its own env var (%d flags, %d env)" % (len(settable), len(envs)))
+C.check(all(len(ln) < 100 for ln in out.stdout.splitlines()), "--help lines under 100 columns")
+out = subprocess.run([BIN, "--version"], capture_output=True, text=True)
+C.check(out.returncode == 0 and out.stdout.startswith("claq-server "), "--version")
 out = subprocess.run([BIN, "--model", "x", "--bogus"], capture_output=True, text=True)
 C.check(out.returncode == 2 and "--bogus" in out.stderr, "unknown flag: exit 2 with a message")
 out = subprocess.run([BIN, "--model", "x", "--max-batch", "0"], capture_output=True, text=True)
