@@ -73,6 +73,12 @@ int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out
         }
         b->bytes = want;
     }
+#ifdef CLAQ_CUDA_EMU
+    /* Emulator builds (tests/kernels/cuda_emu): a slot is scratch, so fill it with NaN bytes on
+     * every use; a kernel that reads part of it nobody wrote in this op then fails its test
+     * instead of passing on stale results of an earlier op. */
+    KERN_CUDA_CHECK(c, cudaMemsetAsync(b->ptr, 0xff, bytes, c->stream));
+#endif
     *out = b->ptr;
     return KERN_OK;
 }

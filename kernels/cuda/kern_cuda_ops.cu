@@ -26,6 +26,7 @@
 
 #define OPS_THREADS 256
 #define ATTN_THREADS 128
+#define ATTN_SMEM_MAX (48 * 1024 - 32 * sizeof(float))   /* dynamic smem bytes for q */
 
 /* Block-wide sum / max over blockDim.x (a multiple of 32, at most 1024) threads; every thread
  * gets the result. red must hold 32 floats; it is reused, so callers sync between uses (done
@@ -298,7 +299,9 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
     const int n = a->n, bt = a->block_tokens;
     const int kv_dim = a->n_kv_heads * a->head_dim;
     if (a->block_stride < (int64_t)bt * kv_dim) return KERN_E_INVAL;
-    if ((size_t)a->head_dim * sizeof(float) > c->smem_optin / 2) return KERN_E_UNSUPPORTED;
+    /* q lives in dynamic shared memory, launched without the opt-in attribute: 48 KiB per block
+     * in all, red[32] included (head_dim above ~12k: unsupported, not a failed launch). */
+    if ((size_t)a->head_dim * sizeof(float) > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
     const int max_blocks = (a->max_pos + bt - 1) / bt;
     for (int t = 0; t < n; t++) {
         if (a->pos[t] < 0 || a->pos[t] >= a->max_pos || !a->block_table[t]) return KERN_E_INVAL;

@@ -253,6 +253,9 @@ int main(void)
             for (int mix = 0; mix < 4; mix++) claq_case(&cu, &cpu, qrows[a], qcols[b], mix);
     claq_case(&cu, &cpu, 1000, 2100, 3);   /* many K slices, several row groups, short tile */
     claq_case(&cu, &cpu, 600, 4096, 1);
+    /* Tall: 16 row groups make K slices of several blocks (bps > 1 at 80..132 SMs) with a short
+     * last slice; every shape above gets bps = 1. */
+    claq_case(&cu, &cpu, 4096, 1100, 3);
 
     real_models(&cu, &cpu);
 

@@ -224,7 +224,7 @@ void emu_syncthreads(void)
     yield_to_sched();
 }
 
-void emu_syncwarp_exchange(uint64_t mine, uint64_t *all32)
+uint64_t emu_shfl(uint64_t mine, int src_lane)
 {
     if (emu.cur < 0) emu_fatal("warp shuffle outside a kernel");
     const int wi = emu.cur / 32, lane = emu.cur % 32;
@@ -240,7 +240,7 @@ void emu_syncwarp_exchange(uint64_t mine, uint64_t *all32)
         emu.threads[emu.cur].state = TH_WARP;
         yield_to_sched();
     }
-    memcpy(all32, w->snapshot, sizeof w->snapshot);
+    return w->snapshot[src_lane & 31];   /* a lane past a partial warp reads 0xff.. */
 }
 
 void emu_shared_fresh(void *p, size_t n)

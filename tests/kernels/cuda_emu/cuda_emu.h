@@ -44,21 +44,22 @@ extern dim3 emu_blockDim, emu_gridDim;
 #define gridDim emu_gridDim
 
 void emu_syncthreads(void);
-void emu_syncwarp_exchange(uint64_t mine, uint64_t *all32);   /* all lanes' values, in lane order */
+uint64_t emu_shfl(uint64_t mine, int src_lane);   /* all lanes post, each gets src_lane's */
 void *emu_dyn_smem(void);                                      /* this block's dynamic smem */
 void emu_shared_fresh(void *p, size_t n);   /* a static __shared__: fill 0xff once per block */
 void emu_misaligned(const void *p, size_t align);              /* reports and aborts */
 #define __syncthreads() emu_syncthreads()
 
+/* Lanes are threadIdx.x & 31: the backend's blocks are 1-D with a multiple of 32 threads. */
 template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask)
 {
     (void)mask;
     static_assert(sizeof(T) <= 8, "shuffle of a wide type");
-    uint64_t mine = 0, all[32];
+    uint64_t mine = 0;
     memcpy(&mine, &v, sizeof(T));
-    emu_syncwarp_exchange(mine, all);
+    const uint64_t got = emu_shfl(mine, (int)((threadIdx.x & 31) ^ (unsigned)lane_mask));
     T r;
-    memcpy(&r, &all[(threadIdx.x & 31) ^ (unsigned)lane_mask], sizeof(T));
+    memcpy(&r, &got, sizeof(T));
     return r;
 }
 
