@@ -775,6 +775,13 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
                      n_choices, SRV_MAX_CHOICES);
         return;
     }
+    /* a request the queue could never take is the client's to fix: 400, not a 429 to retry */
+    int capacity = s->cfg->max_queue + s->cfg->max_batch;
+    if (n_choices > capacity) {
+        srv_resp_bad(r, "n", "%d prompts x n=%d is %d sequences; this server queues at most %d "
+                     "(--max-queue + --max-batch)", n_prompts, p->n, n_choices, capacity);
+        return;
+    }
     /* lengths */
     int max_tokens[SRV_MAX_PROMPTS];
     for (int i = 0; i < n_prompts; i++) {

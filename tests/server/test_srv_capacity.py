@@ -96,6 +96,10 @@ try:
             "all capacity back after the clients left")
     st, _, j = srv.post("/v1/completions", {"prompt": "Zoo", "max_tokens": 4, "temperature": 0})
     C.check(st == 200 and j["choices"][0]["text"] == " was a little g", "serving afterwards")
+    # more sequences than the queue can ever hold (2 + 2) is the client's to fix: 400, not 429
+    st, hd, j = srv.post("/v1/completions", {"prompt": "Zoo", "max_tokens": 2, "n": 5})
+    C.check(st == 400 and j["error"]["param"] == "n" and "retry-after" not in hd,
+            "n over queue + batch: 400: %s %s" % (st, j))
 finally:
     rc = srv.stop()
 C.check(rc == 0, "exit 0")
