@@ -618,6 +618,8 @@ static void conn_parse(srv_conn *c, const char *data, size_t len)
     char msg[256];
     if (c->err_status)
         snprintf(msg, sizeof(msg), "%s", c->err_msg);
+    else if (e == HPE_PAUSED_H2_UPGRADE)   /* curl --http2-prior-knowledge */
+        snprintf(msg, sizeof(msg), "HTTP/2 is not supported: use HTTP/1.1");
     else
         snprintf(msg, sizeof(msg), "malformed HTTP request: %s (%s)",
                  llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : "",

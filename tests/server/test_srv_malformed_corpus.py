@@ -194,6 +194,8 @@ case_raw("Content-Length 2^64", b"POST /v1/completions HTTP/1.1\r\n" + H +
          b"Content-Length: 18446744073709551616\r\n\r\n", [400])
 case_raw("Content-Length negative", b"POST /v1/completions HTTP/1.1\r\n" + H +
          b"Content-Length: -1\r\n\r\n", [400])
+out = case_raw("HTTP/2 prior knowledge", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [400])
+C.check(b"HTTP/2 is not supported" in out, "HTTP/2 preface gets a clear 400: %r" % out[-120:])
 case_raw("header without colon", b"GET /health HTTP/1.1\r\n" + H + b"BadHeader\r\n\r\n", [400])
 t0 = time.time()
 case_raw("oversize body by Content-Length (decided before reading)",
