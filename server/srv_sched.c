@@ -240,20 +240,21 @@ static void task_prompt_logprob(srv_sched *s, srv_task *t, const float *lg, int 
     e->has_lp = 1;
     e->lp.token = e->token;
     e->lp.logprob = lg[e->token] - lse;
-    /* top k by repeated selection: k <= ENG_MAX_TOP_LOGPROBS, lowest id first on ties */
-    int k = t->n_top_prompt < vocab ? t->n_top_prompt : vocab;
-    for (int i = 0; i < k; i++) {
-        int best = -1;
-        for (int v = 0; v < vocab; v++) {
-            int taken = 0;
-            for (int j = 0; j < i && !taken; j++)
-                taken = e->lp.top_ids[j] == v;
-            if (!taken && (best < 0 || lg[v] > lg[best]))
-                best = v;
+    /* top k in one pass, kept sorted by insertion (k <= ENG_MAX_TOP_LOGPROBS): O(vocab) for
+     * typical logits. Strictly greater to enter, so ties keep the lowest id. */
+    int k = t->n_top_prompt < vocab ? t->n_top_prompt : vocab, n = 0;
+    for (int v = 0; v < vocab && k > 0; v++) {
+        if (n == k && lg[v] <= lg[e->lp.top_ids[k - 1]])
+            continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && lg[v] > lg[e->lp.top_ids[j - 1]]) {
+            e->lp.top_ids[j] = e->lp.top_ids[j - 1];
+            j--;
         }
-        e->lp.top_ids[i] = best;
-        e->lp.top_logprobs[i] = lg[best] - lse;
+        e->lp.top_ids[j] = v;
     }
+    for (int i = 0; i < k; i++)
+        e->lp.top_logprobs[i] = lg[e->lp.top_ids[i]] - lse;
     e->lp.n_top = k;
 }
 
