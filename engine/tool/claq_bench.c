@@ -157,8 +157,9 @@ static double time_matmul(kern_backend *be, const kern_matrix *w, const float *x
     return best;
 }
 
-/* --kernel: the tile kernel alone, one thread, LUT of one token built once. rows x cols at
- * frac4 / low bits; best wall and best thread-CPU time over reps passes over all tiles. */
+/* --kernel: the GEMV kernel alone, one thread, LUT of one token built once, tiles in ranges of
+ * KERN_CPU_CLAQ_GEMV_TILES as the dispatcher passes them. rows x cols at frac4 / low bits; best
+ * wall and best thread-CPU time over reps passes over all tiles. */
 static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, double frac4, int low,
                              int reps)
 {
@@ -171,7 +172,8 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
     kern_claq v = p.view;
     int64_t cp = v.cols_pad;
     float *x = malloc(sizeof(float) * (size_t)cols), *xs = malloc(sizeof(float) * (size_t)cp);
-    float *lut = malloc(sizeof(float) * (size_t)cp * 16), *y = malloc(sizeof(float) * 64);
+    float *lut = malloc(sizeof(float) * (size_t)cp * 16);
+    float *y = malloc(sizeof(float) * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE);
     hbuf hb = {0};
     int rc = 1;
     if (!x || !xs || !lut || !y || hbuf_alloc(&hb, p.buf_size, 1)) {
@@ -187,7 +189,9 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
     double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r <= reps; r++) {   /* pass 0 warms up */
         double t0 = now_s(), c0 = cpu_s();
-        for (int64_t t = 0; t < v.n_tiles; t++) f.gemv(&v, lut, t, y);
+        for (int64_t t = 0; t < v.n_tiles; t += KERN_CPU_CLAQ_GEMV_TILES)
+            f.gemv(&v, lut, 1, t, t + KERN_CPU_CLAQ_GEMV_TILES < v.n_tiles ?
+                   t + KERN_CPU_CLAQ_GEMV_TILES : v.n_tiles, y);
         double t = now_s() - t0, c = cpu_s() - c0;
         if (r && t < best) best = t;
         if (r && c < best_cpu) best_cpu = c;

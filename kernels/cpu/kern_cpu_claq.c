@@ -14,12 +14,12 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
 {
     /* Only AVX-512 has a dequantize-GEMM worth having; elsewhere batches run the GEMV per token
      * (same bits either way). The reference GEMM stays for the tests. */
-    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_tile_ref, NULL};
+    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_ref, NULL};
     if (isa == KERN_ISA_AVX2) {
-        f.gemv = kern_cpu__claq_gemv_tile_avx2;
+        f.gemv = kern_cpu__claq_gemv_avx2;
     } else if (isa == KERN_ISA_AVX512) {
         f.lut = kern_cpu__claq_lut_avx512;
-        f.gemv = kern_cpu__claq_gemv_tile_avx512;
+        f.gemv = kern_cpu__claq_gemv_avx512;
         f.gemm = kern_cpu__claq_gemm_tile_avx512;
     }
     return f;
@@ -44,7 +44,11 @@ int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
 
 int64_t kern_cpu__claq_priv_floats(int n)
 {
-    return (int64_t)n * KERN_CLAQ_ROW_TILE + KERN_CPU_CLAQ_GEMM_WORK + KERN_CLAQ_ROW_TILE;
+    /* Tile outputs: GEMM [n][64]; GEMV [min(n, 8)][KERN_CPU_CLAQ_GEMV_TILES * 64]. */
+    int64_t gemm = (int64_t)n * KERN_CLAQ_ROW_TILE;
+    int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
+    int64_t gemv = m * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE;
+    return (gemm > gemv ? gemm : gemv) + KERN_CPU_CLAQ_GEMM_WORK + KERN_CLAQ_ROW_TILE;
 }
 
 typedef struct claq_job {
@@ -108,21 +112,21 @@ static void claq_task(void *arg, int64_t task, int worker)
     int64_t t0 = task * j->tiles_per_task;
     int64_t t1 = t0 + j->tiles_per_task < k->n_tiles ? t0 + j->tiles_per_task : k->n_tiles;
     float *tmp = j->priv[worker];
-    for (int64_t t = t0; t < t1; t++) {
-        int64_t r0 = t * KERN_CLAQ_ROW_TILE;
-        int64_t nvalid = k->rows - r0 < KERN_CLAQ_ROW_TILE ? k->rows - r0 : KERN_CLAQ_ROW_TILE;
-        if (nvalid <= 0) break;
-        if (j->gemm) {
-            j->f.gemm(k, j->cbf, j->xs, j->n, t, tmp, tmp + (int64_t)j->n * KERN_CLAQ_ROW_TILE);
-            for (int tok = 0; tok < j->n; tok++)
-                memcpy(j->y + (int64_t)tok * k->rows + r0, tmp + (int64_t)tok * KERN_CLAQ_ROW_TILE,
-                       (size_t)nvalid * sizeof(float));
-        } else {
-            for (int tok = 0; tok < j->n; tok++) {
-                j->f.gemv(k, j->lut + (int64_t)tok * k->cols_pad * 16, t, tmp);
-                memcpy(j->y + (int64_t)tok * k->rows + r0, tmp, (size_t)nvalid * sizeof(float));
-            }
-        }
+    /* GEMM: one tile at a time; GEMV: up to KERN_CPU_CLAQ_GEMV_TILES tiles per kernel call. */
+    int64_t step = j->gemm ? 1 : KERN_CPU_CLAQ_GEMV_TILES;
+    for (int64_t ta = t0; ta < t1; ta += step) {
+        int64_t tb = ta + step < t1 ? ta + step : t1;
+        int64_t r0 = ta * KERN_CLAQ_ROW_TILE;
+        int64_t rend = tb * KERN_CLAQ_ROW_TILE < k->rows ? tb * KERN_CLAQ_ROW_TILE : k->rows;
+        if (rend <= r0) break;
+        int64_t ystride = (tb - ta) * KERN_CLAQ_ROW_TILE;
+        if (j->gemm)
+            j->f.gemm(k, j->cbf, j->xs, j->n, ta, tmp, tmp + (int64_t)j->n * KERN_CLAQ_ROW_TILE);
+        else
+            j->f.gemv(k, j->lut, j->n, ta, tb, tmp);
+        for (int tok = 0; tok < j->n; tok++)
+            memcpy(j->y + (int64_t)tok * k->rows + r0, tmp + tok * ystride,
+                   (size_t)(rend - r0) * sizeof(float));
     }
     /* Outliers of this task's rows, ascending storage column per row (fixed order). */
     int64_t ra = t0 * KERN_CLAQ_ROW_TILE;

@@ -25,11 +25,24 @@ void kern_cpu__claq_lut_ref(const kern_claq *k, const float *x, float *xs, float
 void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, float *lut);
 
 /* Dense LUT pass of tile t for one token: y[r - t*64] for the tile's rt rows (y has room for
- * KERN_CLAQ_ROW_TILE floats; padding rows are computed too). */
-typedef void (*kern_claq_gemv_fn)(const kern_claq *k, const float *lut, int64_t t, float *y);
+ * KERN_CLAQ_ROW_TILE floats; padding rows are computed too). The per-tile kernels. */
 void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *lut, int64_t t, float *y);
 void kern_cpu__claq_gemv_tile_avx2(const kern_claq *k, const float *lut, int64_t t, float *y);
-void kern_cpu__claq_gemv_tile_avx512(const kern_claq *k, const float *lut, int64_t t, float *y);
+
+/* Dense LUT pass of tiles [t0, t1) for n tokens, what the dispatcher calls: lut [n][cols_pad *
+ * 16]; y [n][(t1 - t0) * KERN_CLAQ_ROW_TILE], token-major, rows relative to tile t0's first row
+ * (padding rows are computed too). t1 - t0 <= KERN_CPU_CLAQ_GEMV_TILES, n <=
+ * KERN_CPU_CLAQ_GEMM_MIN_N. A range lets a kernel walk a few blocks' columns over all its tiles
+ * while their LUT slice is in L1 (the per-tile LUT is cols_pad * 64 bytes, far past L1). */
+#define KERN_CPU_CLAQ_GEMV_TILES 16
+typedef void (*kern_claq_gemv_fn)(const kern_claq *k, const float *lut, int n, int64_t t0,
+                                  int64_t t1, float *y);
+void kern_cpu__claq_gemv_ref(const kern_claq *k, const float *lut, int n, int64_t t0, int64_t t1,
+                             float *y);
+void kern_cpu__claq_gemv_avx2(const kern_claq *k, const float *lut, int n, int64_t t0, int64_t t1,
+                              float *y);
+void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *lut, int n, int64_t t0,
+                                int64_t t1, float *y);
 
 /* Dense dequantize-and-multiply pass of tile t for n tokens: cbf is the LUT of an all-ones
  * input (the fp32 codebooks, periodic as above), xs [n][cols_pad] the gathered inputs, y

@@ -72,3 +72,13 @@ void kern_cpu__claq_gemv_tile_avx2(const kern_claq *k, const float *lut, int64_t
         _mm256_storeu_ps(y + 16 * v + 8, acc[1]);
     }
 }
+
+void kern_cpu__claq_gemv_avx2(const kern_claq *k, const float *lut, int n, int64_t t0, int64_t t1,
+                              float *y)
+{
+    int64_t ystride = (t1 - t0) * KERN_CLAQ_ROW_TILE;
+    for (int64_t t = t0; t < t1; t++)
+        for (int tok = 0; tok < n; tok++)
+            kern_cpu__claq_gemv_tile_avx2(k, lut + (int64_t)tok * k->cols_pad * 16, t,
+                                          y + tok * ystride + (t - t0) * KERN_CLAQ_ROW_TILE);
+}

@@ -29,6 +29,16 @@ void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *lut, int64_t 
     }
 }
 
+void kern_cpu__claq_gemv_ref(const kern_claq *k, const float *lut, int n, int64_t t0, int64_t t1,
+                             float *y)
+{
+    int64_t ystride = (t1 - t0) * KERN_CLAQ_ROW_TILE;
+    for (int tok = 0; tok < n; tok++)
+        for (int64_t t = t0; t < t1; t++)
+            kern_cpu__claq_gemv_tile_ref(k, lut + (int64_t)tok * k->cols_pad * 16, t,
+                                         y + tok * ystride + (t - t0) * KERN_CLAQ_ROW_TILE);
+}
+
 void kern_cpu__claq_gemm_tile_ref(const kern_claq *k, const float *cbf, const float *xs, int n,
                                   int64_t t, float *y, float *work)
 {

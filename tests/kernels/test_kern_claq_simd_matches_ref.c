@@ -1,8 +1,9 @@
 /* test_kern_claq_simd_matches_ref.c — the packed CLAQ matmul: every ISA path (AVX2 / AVX-512
  * LUT GEMV, AVX-512 dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
  * (rows 1..100, cols 1..130, mixed 2/3/4-bit columns, outliers); batch invariance (token t's
- * result is identical for n = 1, 5, 64 and for 1 vs 2 pool threads); and the GEMV agrees with a
- * dense fp32 matmul of the unpacked matrix within the fp32 summation bound
+ * result is identical for n = 1, 5, 64 and for 1 vs 2 pool threads); every ISA's GEMV over any
+ * range of tiles equals the per-tile reference; and the GEMV agrees with a dense fp32 matmul of
+ * the unpacked matrix within the fp32 summation bound
  *   |y - y_dense| <= 2 * (cols_pad + nnz) * FLT_EPSILON * sum_j |W[r][j] * x[j]|   (per row).
  * Bit-exactness is the contract (kern_cpu_claq.h), not a tolerance. Matrices are random (sorted
  * heavy-tailed fp16 codebooks, ~2 % outliers, fixed seed); any single differing bit fails. */
@@ -164,6 +165,29 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                           (long long)tile, t, (long long)at);
             }
         }
+        /* Range level: each ISA's GEMV over tile ranges [t0, t1) (every start, every length up
+         * to KERN_CPU_CLAQ_GEMV_TILES) for nt tokens equals the reference tile by tile. */
+        float *gr = malloc(sizeof(float) * nt * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE);
+        for (int isa = KERN_ISA_SCALAR; isa <= KERN_ISA_AVX512; isa++) {
+            if (!have_isa((kern_isa)isa)) continue;
+            kern_claq_gemv_fn gemv = kern_cpu__claq_fns((kern_isa)isa).gemv;
+            for (int64_t t0 = 0; t0 < k->n_tiles; t0++)
+                for (int64_t t1 = t0 + 1; t1 <= k->n_tiles && t1 - t0 <= KERN_CPU_CLAQ_GEMV_TILES;
+                     t1++) {
+                    int64_t ys = (t1 - t0) * KERN_CLAQ_ROW_TILE, at = 0;
+                    gemv(k, lut, nt, t0, t1, gr);
+                    for (int64_t tile = t0; tile < t1; tile++)
+                        for (int t = 0; t < nt; t++) {
+                            kern_cpu__claq_gemv_tile_ref(k, lut + t * cp * 16, tile, ga);
+                            CHECK(same_bits(ga, gr + t * ys + (tile - t0) * KERN_CLAQ_ROW_TILE,
+                                            kern_claq_tile_rows(k, tile), &at),
+                                  "%s gemv tiles [%lld, %lld) tile %lld token %d row %lld",
+                                  kern_isa_name((kern_isa)isa), (long long)t0, (long long)t1,
+                                  (long long)tile, t, (long long)at);
+                        }
+                }
+        }
+        free(gr);
         free(xs); free(lut); free(cbf); free(dummy); free(ones); free(ga); free(gb);
     }
     free(x); free(yref); free(y); free(w);
@@ -181,6 +205,7 @@ int main(void)
         for (unsigned b = 0; b < sizeof cols / sizeof cols[0]; b++)
             for (int mix = 0; mix < 4; mix++) run_shape(rows[a], cols[b], mix, pool2);
     run_shape(257, 300, 3, pool2);   /* several tiles, a short last tile, every group */
+    run_shape(100, 1500, 3, pool2);  /* several column chunks of every width per GEMV range */
     kern_pool_destroy(pool2);
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
