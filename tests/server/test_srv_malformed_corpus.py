@@ -287,7 +287,8 @@ for i in range(3):
 c.close()
 
 # no 5xx anywhere in the access log
-bad = [a for a in srv.access_lines() if a["status"] >= 500]
+# (the harness polls /health while the model loads: those 503s are the documented answer)
+bad = [a for a in srv.access_lines() if a["status"] >= 500 and a["route"] != "GET /health"]
 C.check(not bad, "no 5xx responses: %s" % bad[:3])
 rc = srv.stop()
 C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
