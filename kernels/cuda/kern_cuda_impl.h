@@ -122,12 +122,21 @@ int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int6
                       float *out);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
 
-/* Grid-size helper: blocks of `threads` covering `items`, capped for 1-D grids. */
+/* Most blocks a grid-stride kernel is launched with (every kernel sized by kern_cuda__blocks
+ * loops over its items). Emulator builds (tests/kernels/cuda_emu) use a tiny cap so that the
+ * tests' small shapes run the stride loops too. */
+#ifndef CLAQ_CUDA_EMU
+#define KERN_CUDA_GRID_CAP (65535LL * 1024)
+#else
+#define KERN_CUDA_GRID_CAP 7LL
+#endif
+
+/* Grid-size helper for grid-stride kernels: blocks of `threads` covering `items`, capped. */
 static inline unsigned kern_cuda__blocks(int64_t items, int threads)
 {
     int64_t b = (items + threads - 1) / threads;
     if (b < 1) b = 1;
-    if (b > 65535LL * 1024) b = 65535LL * 1024;
+    if (b > KERN_CUDA_GRID_CAP) b = KERN_CUDA_GRID_CAP;
     return (unsigned)b;
 }
 

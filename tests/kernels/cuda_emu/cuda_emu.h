@@ -44,10 +44,10 @@ extern dim3 emu_blockDim, emu_gridDim;
 #define gridDim emu_gridDim
 
 void emu_syncthreads(void);
-uint64_t emu_shfl(uint64_t mine, int src_lane);   /* all lanes post, each gets src_lane's */
-void *emu_dyn_smem(void);                                      /* this block's dynamic smem */
-void emu_shared_fresh(void *p, size_t n);   /* a static __shared__: fill 0xff once per block */
-void emu_misaligned(const void *p, size_t align);              /* reports and aborts */
+uint64_t emu_shfl(uint64_t mine, int src_lane);    /* every lane posts; each gets src_lane's */
+void *emu_dyn_smem(void);                          /* this block's dynamic shared memory */
+void emu_shared_fresh(void *p, size_t n);          /* static __shared__: 0xff once per block */
+void emu_misaligned(const void *p, size_t align);  /* reports and aborts */
 #define __syncthreads() emu_syncthreads()
 
 /* Lanes are threadIdx.x & 31: the backend's blocks are 1-D with a multiple of 32 threads. */
