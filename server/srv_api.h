@@ -49,6 +49,10 @@ int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int par
 int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,
                     int32_t **ids, int *n);
 
+/* 0 when len bytes of prompt text may be tokenized (n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN, or
+ * at least floor bytes); else -1 with a 400 context_length_exceeded naming param sent. */
+int srv_prompt_bytes_ok(srv_server *s, srv_resp *r, size_t len, size_t floor, const char *param);
+
 /* Checks the optional "model" field: 0, or -1 with a 404/400 already sent. */
 int srv_api_check_model(srv_server *s, srv_resp *r, const cJSON *body);
 

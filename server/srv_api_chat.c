@@ -152,6 +152,10 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t *
         ptxt += 3;
         plen -= 3;
     }
+    if (srv_prompt_bytes_ok(s, r, plen, 0, "messages") != 0) {
+        srv_buf_free(&prompt);
+        goto out;
+    }
     if (srv_encode(s, ptxt, plen, 1, 1, ids, n) != 0) {
         srv_buf_free(&prompt);
         srv_resp_bad(r, "messages", "the rendered prompt could not be tokenized");

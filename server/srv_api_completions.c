@@ -20,6 +20,8 @@ static int one_prompt(srv_server *s, srv_resp *r, const cJSON *v, srv_gen_prompt
 {
     if (cJSON_IsString(v)) {
         size_t len = strlen(v->valuestring);
+        if (srv_prompt_bytes_ok(s, r, len, 0, "prompt") != 0)
+            return -1;
         if (srv_encode(s, v->valuestring, len, 1, 0, &pr->ids, &pr->n) != 0) {
             srv_resp_bad(r, "prompt", "the prompt could not be tokenized");
             return -1;

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "srv_api.h"
+#include "srv_limits.h"
 
 int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int parse_special,
                int32_t **ids, int *n)
@@ -32,6 +33,25 @@ int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int par
         cap = got;
     }
     return ENG_E_RANGE;
+}
+
+int srv_prompt_bytes_ok(srv_server *s, srv_resp *r, size_t len, size_t floor, const char *param)
+{
+    size_t cap = (size_t)s->n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN;
+    if (cap < floor)
+        cap = floor;
+    if (len <= cap)
+        return 0;
+    if (cap == floor)
+        srv_resp_error(r, 400, "invalid_request_error", param, "context_length_exceeded",
+                       "The text is %zu bytes; this endpoint tokenizes at most %zu bytes.", len,
+                       cap);
+    else
+        srv_resp_error(r, 400, "invalid_request_error", param, "context_length_exceeded",
+                       "The prompt is %zu bytes of text; this server tokenizes at most %zu bytes "
+                       "(%d bytes per token of the %d-token context). Please reduce the prompt.",
+                       len, cap, SRV_MAX_PROMPT_BYTES_PER_TOKEN, s->n_ctx);
+    return -1;
 }
 
 int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,
@@ -181,8 +201,10 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
             srv_resp_bad(r, "prompt", "'prompt' (a string) or 'messages' is required");
             return;
         }
-        int rc = srv_encode(s, txt->valuestring, strlen(txt->valuestring), add_special, 0, &ids,
-                            &n);
+        size_t len = strlen(txt->valuestring);
+        if (srv_prompt_bytes_ok(s, r, len, SRV_MAX_TOKENIZE_BYTES, "prompt") != 0)
+            return;
+        int rc = srv_encode(s, txt->valuestring, len, add_special, 0, &ids, &n);
         if (rc != 0) {
             srv_resp_bad(r, "prompt", "could not tokenize: %s", eng_strerror(rc));
             return;

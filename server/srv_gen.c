@@ -789,8 +789,10 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         if (mt < 0)
             mt = kind == SRV_GEN_CHAT ? s->n_ctx - prompts[i].n : 16;
         if (prompts[i].n + (mt > 0 ? mt : 0) > s->n_ctx || prompts[i].n >= s->n_ctx) {
+            /* name what the client should shrink: the prompt when it alone is too long */
+            const char *what = kind == SRV_GEN_CHAT ? "messages" : "prompt";
             srv_resp_error(r, 400, "invalid_request_error",
-                           p->max_tokens >= 0 ? "max_tokens" : "messages",
+                           prompts[i].n < s->n_ctx && p->max_tokens >= 0 ? "max_tokens" : what,
                            "context_length_exceeded",
                            "This model's maximum context length is %d tokens. However, you "
                            "requested %d tokens (%d in the prompt, %d for the completion). "

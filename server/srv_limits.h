@@ -48,6 +48,14 @@
 #define SRV_MAX_LOGIT_BIAS 1024
 /* Rendered chat prompt text, in bytes (the body limit bounds it as well). */
 #define SRV_MAX_PROMPT_BYTES (8 * 1024 * 1024)
+/* Text bytes per context token a prompt may have: a longer string prompt (or rendered chat) is
+ * refused as context_length_exceeded before tokenizing, since real text runs 2-6 bytes a token
+ * and tokenizing runs on the loop thread (a 4 MiB prompt took over 4 s there, stalling every
+ * stream). Bounds the loop's tokenizing to about n_ctx * 32 bytes per prompt. */
+#define SRV_MAX_PROMPT_BYTES_PER_TOKEN 32
+/* Text bytes /tokenize takes (or n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN when larger), for the
+ * same reason. */
+#define SRV_MAX_TOKENIZE_BYTES (256 * 1024)
 /* A stream that has produced nothing yet gets an SSE comment this often (queue, long prefill). */
 #define SRV_KEEPALIVE_MS 2000
 /* A generation running longer than this is ended (408 before any output, in-band error after). */

@@ -94,6 +94,18 @@ try:
     C.check(st == 204 and "Authorization" in hd.get("access-control-allow-headers", "") and
             "GET, HEAD" in hd.get("access-control-allow-methods", ""), "preflight defaults")
 
+    # ---- text too long to tokenize on the event loop: refused by its byte count ----
+    t0 = time.time()
+    st, _, j = srv.post("/v1/completions", {"prompt": "the cat sat on the mat. " * 160000,
+                                            "max_tokens": 1})
+    C.check(st == 400 and j["error"]["code"] == "context_length_exceeded" and
+            j["error"]["param"] == "prompt", "3.8 MB prompt: 400 by size: %s" % j)
+    st, _, j = srv.post("/tokenize", {"prompt": "ab " * 100000})
+    C.check(st == 400 and j["error"]["code"] == "context_length_exceeded", "/tokenize 300 KB")
+    st, _, j = srv.post("/tokenize", {"prompt": "ab " * 80000})
+    C.check(st == 200 and j["count"] > 512, "/tokenize 240 KB counts past the context")
+    C.check(time.time() - t0 < 5, "answered quickly (%.2f s)" % (time.time() - t0))
+
     # ---- echo + logprobs scores the prompt ----
     st, _, j = srv.post("/v1/completions", {"prompt": [1, 410, 469, 347], "echo": True,
                                             "logprobs": 2, "max_tokens": 0})

@@ -90,6 +90,17 @@ case_json("max_tokens over context", P, {"prompt": "a", "max_tokens": 100000}, 4
           "context_length_exceeded")
 case_json("prompt over context", P, {"prompt": "once upon a time " * 400, "max_tokens": 1},
           400, "context_length_exceeded")
+# prompts whose text cannot fit are refused before tokenizing (which runs on the event loop)
+t0 = time.time()
+# (this server's body limit is 64 KiB; the context of 512 tokens takes 16 KiB of text)
+case_json("prompt of 60 KB text", P, {"prompt": "the cat sat on the mat. " * 2500,
+                                      "max_tokens": 1}, 400, "context_length_exceeded")
+case_json("chat of 60 KB text", CH, {"messages": [{"role": "user", "content": "ab " * 20000}]},
+          400, "context_length_exceeded")
+C.check(time.time() - t0 < 3, "long prompts refused quickly (%.2f s)" % (time.time() - t0))
+st, _, j = srv.post(P, {"prompt": "once upon a time " * 400, "max_tokens": 1})
+C.check(st == 400 and j["error"]["param"] == "prompt", "an over-long prompt names 'prompt': %s" %
+        j)
 case_json("temperature string", P, {"prompt": "a", "temperature": "hot"}, 400)
 case_json("temperature huge", P, {"prompt": "a", "temperature": 1e308}, 400)
 case_json("temperature negative", P, {"prompt": "a", "temperature": -1}, 400)
