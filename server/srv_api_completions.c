@@ -45,6 +45,8 @@ static int one_prompt(srv_server *s, srv_resp *r, const cJSON *v, srv_gen_prompt
         }
         if (srv_token_array(s, r, v, "prompt", &pr->ids, &pr->n) != 0)
             return -1;
+        if (pr->n >= s->n_ctx)
+            return 0;   /* srv_gen_start refuses it: decoding it for echo would be wasted */
         char probe[1];
         size_t need = eng_tokenizer_decode(s->tok, pr->ids, (size_t)pr->n, 1, probe, 1);
         char *raw = malloc(need + 1);
