@@ -16,6 +16,10 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *req);
 /* srv_errors.c: {"error":{"message","type","param","code"}}; param/code may be NULL (null). */
 void srv_resp_error(srv_resp *r, int status, const char *type, const char *param,
                     const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The same with extra header lines ("Name: v\r\n...", e.g. Retry-After). */
+void srv_resp_error_h(srv_resp *r, int status, const char *extra_headers, const char *type,
+                      const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 /* 400 invalid_request_error naming param. */
 void srv_resp_bad(srv_resp *r, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -21,8 +21,8 @@ void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_
     free(txt);
 }
 
-static void resp_verror(srv_resp *r, int status, const char *type, const char *param,
-                        const char *code, const char *fmt, va_list ap)
+static void resp_verror(srv_resp *r, int status, const char *extra, const char *type,
+                        const char *param, const char *code, const char *fmt, va_list ap)
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -42,7 +42,7 @@ static void resp_verror(srv_resp *r, int status, const char *type, const char *p
     else
         srv_buf_puts(&b, "null");
     srv_buf_puts(&b, "}}");
-    srv_resp_send(r, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2, NULL);
+    srv_resp_send(r, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2, extra);
     srv_buf_free(&b);
 }
 
@@ -51,7 +51,16 @@ void srv_resp_error(srv_resp *r, int status, const char *type, const char *param
 {
     va_list ap;
     va_start(ap, fmt);
-    resp_verror(r, status, type, param, code, fmt, ap);
+    resp_verror(r, status, NULL, type, param, code, fmt, ap);
+    va_end(ap);
+}
+
+void srv_resp_error_h(srv_resp *r, int status, const char *extra_headers, const char *type,
+                      const char *param, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    resp_verror(r, status, extra_headers, type, param, code, fmt, ap);
     va_end(ap);
 }
 
@@ -59,6 +68,6 @@ void srv_resp_bad(srv_resp *r, const char *param, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    resp_verror(r, 400, "invalid_request_error", param, "invalid_request_error", fmt, ap);
+    resp_verror(r, 400, NULL, "invalid_request_error", param, "invalid_request_error", fmt, ap);
     va_end(ap);
 }

@@ -143,8 +143,9 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
         return;
     }
     if (!rt->is_public && !auth_ok(s, q)) {
-        srv_resp_error(r, 401, "invalid_request_error", NULL, "invalid_api_key",
-                       "missing or invalid API key (send 'Authorization: Bearer <key>')");
+        srv_resp_error_h(r, 401, "WWW-Authenticate: Bearer\r\n", "invalid_request_error", NULL,
+                         "invalid_api_key",
+                         "missing or invalid API key (send 'Authorization: Bearer <key>')");
         return;
     }
     if (rt->needs_model && s->draining) {
@@ -153,7 +154,8 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
         return;
     }
     if (rt->needs_model && !s->ready) {
-        srv_resp_error(r, 503, "server_error", NULL, "model_loading",
+        srv_resp_error_h(r, 503, s->load_failed ? NULL : "Retry-After: 1\r\n", "server_error",
+                         NULL, "model_loading",
                        s->load_failed ? "the model failed to load" : "the model is loading");
         return;
     }

@@ -274,9 +274,9 @@ if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinyst
     try:
         st, _, _ = curl(srv, "GET", "/health")
         C.check(st == 200, "/health public with an API key")
-        st, _, body = curl(srv, "GET", "/v1/models")
-        C.check(st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key",
-                "401 without key")
+        st, hd, body = curl(srv, "GET", "/v1/models")
+        C.check(st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key" and
+                hd.get("www-authenticate") == "Bearer", "401 without key, WWW-Authenticate")
         st, _, body = curl(srv, "GET", "/v1/models", headers=["Authorization: Bearer wrong"])
         C.check(st == 401, "401 with a wrong key")
         auth = ["Authorization: Bearer sekret"]
