@@ -162,7 +162,8 @@ static int cfg_set(srv_config *c, const cfg_flag *f, const char *val, const char
         return 0;
     }
     if (f->type == CFG_BOOL) {   /* docker/compose users write true/false */
-        static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+        static const char *const yes[] = {"true", "yes", "on"};
+        static const char *const no[] = {"false", "no", "off"};
         for (int k = 0; k < 3; k++) {
             if (strcasecmp(val, yes[k]) == 0 || strcasecmp(val, no[k]) == 0) {
                 *(int *)base = strcasecmp(val, yes[k]) == 0;

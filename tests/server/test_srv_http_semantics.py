@@ -89,7 +89,8 @@ try:
         "Access-Control-Request-Headers": "content-type, x-stainless-os, openai-beta, \"<b>;"})
     ah = hd.get("access-control-allow-headers", "")
     C.check(st == 204 and "x-stainless-os" in ah and "openai-beta" in ah and
-            "Authorization" in ah and "<" not in ah and ";" not in ah, "preflight allows asked headers: %r" % ah)
+            "Authorization" in ah and "<" not in ah and ";" not in ah,
+            "preflight allows asked headers: %r" % ah)
     st, hd, _ = srv.request("OPTIONS", "/v1/models", headers={"Origin": "http://a"})
     C.check(st == 204 and "Authorization" in hd.get("access-control-allow-headers", "") and
             "GET, HEAD" in hd.get("access-control-allow-methods", ""), "preflight defaults")
