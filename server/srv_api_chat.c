@@ -170,9 +170,49 @@ out:
     return rc;
 }
 
+/* Features a client relies on for the shape of the answer (function calls, JSON output) are
+ * refused by name rather than ignored; their empty or default forms, which SDKs send
+ * routinely, are accepted. 0, or -1 with a 400 sent. */
+static int chat_unsupported(srv_resp *r, const cJSON *body)
+{
+    static const char *const lists[] = {"tools", "functions"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, lists[i]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0)) {
+            srv_resp_bad(r, lists[i], "'%s' (function calling) is not supported by this server",
+                         lists[i]);
+            return -1;
+        }
+    }
+    static const char *const choices[] = {"tool_choice", "function_call"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, choices[i]);
+        int harmless = cJSON_IsNull(v) || (cJSON_IsString(v) &&
+                                           (strcmp(v->valuestring, "none") == 0 ||
+                                            strcmp(v->valuestring, "auto") == 0));
+        if (v && !harmless) {
+            srv_resp_bad(r, choices[i], "'%s' is not supported by this server (no tools)",
+                         choices[i]);
+            return -1;
+        }
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(body, "response_format");
+    if (rf && !cJSON_IsNull(rf)) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rf, "type");
+        if (!cJSON_IsObject(rf) || !cJSON_IsString(ty) || strcmp(ty->valuestring, "text") != 0) {
+            srv_resp_bad(r, "response_format", "only {\"type\": \"text\"} is supported as "
+                         "'response_format' (no JSON mode or schemas)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
 {
     if (srv_api_check_model(s, r, body))
+        return;
+    if (chat_unsupported(r, body))
         return;
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!msgs) {

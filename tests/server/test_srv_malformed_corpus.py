@@ -166,6 +166,20 @@ case_json("chat top_logprobs without logprobs", CH,
           {"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2}, 400)
 case_json("chat top_logprobs huge", CH, {"messages": [{"role": "user", "content": "a"}],
                                          "logprobs": True, "top_logprobs": 50}, 400)
+M1 = [{"role": "user", "content": "a"}]
+case_json("chat tools", CH, {"messages": M1, "tools": [{"type": "function", "function": {
+    "name": "f", "parameters": {}}}]}, 400)
+case_json("chat tool_choice required", CH, {"messages": M1, "tool_choice": "required"}, 400)
+case_json("chat functions", CH, {"messages": M1, "functions": [{"name": "f"}]}, 400)
+case_json("chat response_format json_object", CH, {"messages": M1, "response_format": {
+    "type": "json_object"}}, 400)
+case_json("chat response_format not object", CH, {"messages": M1, "response_format": "json"},
+          400)
+for extra in [{"tools": []}, {"tool_choice": "none"}, {"tool_choice": "auto"}, {"tools": None},
+              {"response_format": {"type": "text"}}, {"functions": []}]:
+    body = dict({"messages": M1, "max_tokens": 2}, **extra)
+    st, _, data = srv.request("POST", CH, body)
+    C.check(st == 200, "chat with harmless %s accepted: %d %s" % (extra, st, data[:200]))
 case_json("chat unknown model", CH, {"messages": [{"role": "user", "content": "a"}],
                                      "model": "x"}, 404, "model_not_found")
 case_json("tokenize without prompt", "/tokenize", {"x": 1}, 400)
