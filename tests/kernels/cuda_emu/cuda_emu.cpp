@@ -11,7 +11,8 @@
  * kernel that reads memory nobody wrote sees NaN / 0xffffffff; dynamic shared memory is refilled
  * the same way before every block. Every cudaMemcpy must lie inside one live allocation (else
  * cudaErrorInvalidValue, like a real runtime on a bad device pointer). Allocations stop at
- * CLAQ_CUDA_EMU_MEM_MB (default 4096) in total: cudaErrorMemoryAllocation past that.
+ * CLAQ_CUDA_EMU_MEM_MB (default 4096) in total: cudaErrorMemoryAllocation past that. The device
+ * reports H100-like properties (132 SMs unless CLAQ_CUDA_EMU_SMS says otherwise).
  *
  * Contexts: on x86-64 a hand-written switch (callee-saved registers + stack pointer, no signal
  * mask syscall); elsewhere ucontext. Each context has a 64 KiB stack with a guard page below it.
@@ -499,7 +500,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int d)
     prop->maxGridSize[0] = 0x7fffffff;
     prop->maxGridSize[1] = 65535;
     prop->maxGridSize[2] = 65535;
-    prop->multiProcessorCount = 132;
+    /* CLAQ_CUDA_EMU_SMS: another SM count, which changes the CLAQ split-K shape (1 gives the
+     * largest K slices: 16 blocks, exactly 48 KiB of shared memory at 8 tokens). */
+    const char *sms = getenv("CLAQ_CUDA_EMU_SMS");
+    const long n_sm = sms && *sms ? strtol(sms, nullptr, 10) : 132;
+    prop->multiProcessorCount = n_sm > 0 && n_sm < 100000 ? (int)n_sm : 132;
     prop->maxThreadsPerMultiProcessor = 2048;
     prop->l2CacheSize = 50 << 20;
     prop->major = 9;
