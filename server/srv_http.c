@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "srv_api.h"
 #include "srv_gen.h"
@@ -96,6 +97,12 @@ static void resp_head(srv_resp *r, int status, const char *ctype, long long clen
         r->close_after = 1;
     srv_buf *b = &r->out;
     srv_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, srv_http_reason(status));
+    /* RFC 9110 6.6.1: a server with a clock sends Date (the C locale spells the names) */
+    time_t now = time(NULL);
+    struct tm tm;
+    char date[64];
+    if (gmtime_r(&now, &tm) && strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))
+        srv_buf_printf(b, "Date: %s\r\n", date);
     if (ctype)
         srv_buf_printf(b, "Content-Type: %s\r\n", ctype);
     if (clen >= 0)

@@ -46,6 +46,8 @@ try:
     head, _, rest = out.partition(b"\r\n\r\n")
     C.check(statuses(out) == [200, 200], "HEAD then GET pipelined: %r" % out[:300])
     C.check(b"Content-Length: " + clen in head, "HEAD keeps GET's Content-Length")
+    C.check(re.search(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n", head),
+            "Date header (RFC 9110): %r" % head)
     C.check(rest.startswith(b"HTTP/1.1 200"), "HEAD sent no body bytes: %r" % rest[:60])
     out = srv.raw(b"HEAD /v1/completions HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
     C.check(statuses(out) == [405] and out.endswith(b"\r\n\r\n") and
