@@ -420,8 +420,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     q->in_value = 1;
     const char *f = q->field;
     if (strcmp(f, "x-request-id") == 0) {
-        if (first)
+        if (first) {
             q->request_id[0] = '\0';
+            q->request_id_long = 0;
+        }
+        if (strlen(q->request_id) + len > SRV_MAX_REQUEST_ID)
+            q->request_id_long = 1;   /* replaced, not cut: a cut id would match nothing */
         append_bounded(q->request_id, sizeof(q->request_id), at, len);
     } else if (strcmp(f, "authorization") == 0) {
         append_bounded(q->auth, sizeof(q->auth), at, len);
@@ -541,7 +545,7 @@ static int on_message_complete(llhttp_t *p)
     c->in_message = 0;
     q->method = llhttp_get_method(p);
     q->keep_alive = llhttp_should_keep_alive(p);
-    if (!request_id_ok(q->request_id))
+    if (q->request_id_long || !request_id_ok(q->request_id))
         srv_server_make_id(s, "req", q->request_id, sizeof(q->request_id));
     srv_resp *r = conn_push_resp(c);
     if (!r) {

@@ -22,6 +22,7 @@ typedef struct srv_request {
     size_t url_len;
     int url_overflow;                       /* the URL was longer than the buffer */
     char request_id[SRV_MAX_REQUEST_ID + 1];/* from X-Request-Id, or generated */
+    int request_id_long;                    /* X-Request-Id was longer than SRV_MAX_REQUEST_ID */
     char auth[512];                         /* Authorization value (truncated) */
     char origin[256];                       /* Origin value (truncated) */
     char acr_method[32];                    /* Access-Control-Request-Method (preflight) */

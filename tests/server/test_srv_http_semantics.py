@@ -55,6 +55,12 @@ try:
     st, hd, _ = srv.request("DELETE", "/health")
     C.check(st == 405 and hd.get("allow") == "GET, HEAD, OPTIONS", "Allow lists HEAD: %s" % hd)
 
+    # ---- X-Request-Id: up to 128 printable bytes echoed, longer ones replaced, not cut ----
+    st, hd, _ = srv.request("GET", "/health", headers={"X-Request-Id": "i" * 128})
+    C.check(hd.get("x-request-id") == "i" * 128, "128-byte request id echoed")
+    st, hd, _ = srv.request("GET", "/health", headers={"X-Request-Id": "i" * 129})
+    C.check(hd.get("x-request-id", "").startswith("req-"), "129-byte id replaced: %s" % hd)
+
     # ---- HTTP/1.0 keep-alive: two requests on one connection ----
     s = socket.create_connection((srv.host, srv.port), timeout=5)
     s.sendall(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
