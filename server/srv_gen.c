@@ -21,6 +21,8 @@ typedef struct srv_choice {
     cJSON *lp;                  /* non-stream logprobs being built; owned */
     size_t text_offset;         /* completions logprobs: offset of the next token's text */
     size_t prompt_offset;       /* echo + logprobs: offset of the next prompt token's text */
+    int echo_pending;           /* stream + echo + logprobs: the echo chunk waits for the
+                                   prompt's logprobs, sent before the first token */
     int32_t prev_tok;           /* for token text (leading-space rule) */
     uint64_t t_last;            /* uv_hrtime of the last token (inter-token latency) */
     char msg[256];              /* error text when finish is ERROR/TIMEOUT */
@@ -684,6 +686,30 @@ static void gen_complete(srv_server *s, srv_gen *g)
     srv_server_check_drained(s);
 }
 
+/* Stream + echo + logprobs: the echoed prompt as one chunk carrying the prompt's logprobs
+ * (collected in c->lp from SRV_EV_PROMPT_LP), once they are all in. */
+static void echo_flush(srv_gen *g, int ci)
+{
+    srv_choice *c = &g->choices[ci];
+    c->echo_pending = 0;
+    cJSON *o = chunk_base(g);
+    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", ci);
+    cJSON_AddStringToObject(ch, "text", g->echo_text[c->prompt_idx]);
+    if (c->lp)
+        cJSON_AddItemToObject(ch, "logprobs", c->lp);
+    else
+        cJSON_AddNullToObject(ch, "logprobs");
+    c->lp = NULL;
+    cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(arr, ch);
+    if (g->include_usage)
+        cJSON_AddNullToObject(o, "usage");
+    sse_send(g, o);
+    cJSON_Delete(o);
+}
+
 static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
 {
     srv_choice *c = &g->choices[ci];
@@ -694,10 +720,12 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
         return;
     }
     if (e->kind == SRV_EV_PROMPT_LP) {
-        if (c->lp && !g->stream)
+        if (c->lp)
             lp_add_prompt(g, c, e->prev_token, e->token, e);
         return;
     }
+    if (c->echo_pending && (e->kind == SRV_EV_TOKEN || e->kind == SRV_EV_DONE))
+        echo_flush(g, ci);
     if (e->kind == SRV_EV_TOKEN) {
         if (!g->got_first) {
             g->got_first = 1;
@@ -891,9 +919,10 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             g->echo ? utf8_chars(prompts[pi].text ? prompts[pi].text : "", prompts[pi].text_len)
                     : 0;
         g->choices[ci].prev_tok = prompts[pi].n ? prompts[pi].ids[prompts[pi].n - 1] : -1;
-        if (g->echo && g->logprobs && !g->stream && prompts[pi].n > 0) {
+        if (g->echo && g->logprobs && prompts[pi].n > 0) {
             /* echo + logprobs scores the prompt too (lm-eval-harness asks for this with
-             * max_tokens 0); streams echo the text only */
+             * max_tokens 0); a stream sends the echo with them, before the first token */
+            g->choices[ci].echo_pending = g->stream;
             int from = prompts[pi].echo_from;
             t->prompt_lp_from = from > 1 ? from : 1;
             t->n_top_prompt = p->top_logprobs;
@@ -962,7 +991,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         } else if (g->echo) {
             for (int ci = 0; ci < n_choices; ci++) {
                 int pi = g->choices[ci].prompt_idx;
-                if (g->echo_len[pi])
+                if (g->echo_len[pi] && !g->choices[ci].echo_pending)
                     stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, NULL);
             }
         }

@@ -153,11 +153,17 @@ try:
                                             "max_tokens": 1, "temperature": 0})
     lp = j["choices"][0]["logprobs"]
     C.check(st == 200 and lp["text_offset"][-1] == 1, "text_offset in characters: %s" % lp)
-    # streams echo the text, and score only the completion
-    st, ev, _ = srv.sse("/v1/completions", {"prompt": "Zoo", "echo": True, "logprobs": 1,
-                                            "max_tokens": 2, "stream": True})
-    C.check(st == 200 and ev[0]["choices"][0]["text"] == "Zoo" and ev[-1] == "[DONE]",
-            "stream with echo + logprobs")
+    # a stream sends the echo with the prompt's logprobs first, then the completion's
+    st, ev, _ = srv.sse("/v1/completions", {"prompt": [1, 410, 469, 347], "echo": True,
+                                            "logprobs": 1, "max_tokens": 2, "stream": True,
+                                            "temperature": 0})
+    first = ev[0]["choices"][0]
+    C.check(st == 200 and first["text"] == "Zoo" and len(first["logprobs"]["tokens"]) == 4 and
+            first["logprobs"]["token_logprobs"][0] is None and ev[-1] == "[DONE]",
+            "stream with echo + logprobs: %s" % json.dumps(ev[0])[:300])
+    toks = [e["choices"][0]["logprobs"]["tokens"] for e in ev[1:-1]
+            if e["choices"] and e["choices"][0]["logprobs"]]
+    C.check(sum(len(t) for t in toks) == 2, "then one entry per generated token: %s" % toks)
 finally:
     rc = srv.stop()
 C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
