@@ -113,7 +113,8 @@ int eng_sampler_init(eng_sampler *s, const eng_sampler_cfg *cfg, int vocab, eng_
     s->probs = malloc((size_t)vocab * sizeof *s->probs);
     s->idx = malloc((size_t)vocab * sizeof *s->idx);
     s->counts = calloc((size_t)vocab, sizeof *s->counts);
-    if (!s->probs || !s->idx || !s->counts) {
+    s->in_prompt = calloc((size_t)vocab, 1);
+    if (!s->probs || !s->idx || !s->counts || !s->in_prompt) {
         eng_sampler_free(s);
         return eng_err_set(err, ENG_E_NOMEM, "sampler: out of memory for vocab %d", vocab);
     }
@@ -130,9 +131,11 @@ void eng_sampler_free(eng_sampler *s)
     free(s->probs);
     free(s->idx);
     free(s->counts);
+    free(s->in_prompt);
     s->probs = NULL;
     s->idx = NULL;
     s->counts = NULL;
+    s->in_prompt = NULL;
     s->vocab = 0;
 }
 
@@ -142,6 +145,12 @@ void eng_sampler_accept(eng_sampler *s, int32_t token)
         return;
     if (s->counts[token] != UINT32_MAX)
         s->counts[token]++;
+}
+
+void eng_sampler_accept_prompt(eng_sampler *s, int32_t token)
+{
+    if (s->in_prompt && token >= 0 && token < s->vocab)
+        s->in_prompt[token] = 1;
 }
 
 /* ---- ordering helpers --------------------------------------------------------------------
@@ -276,11 +285,12 @@ static int adjust_logits(eng_sampler *s, float *x, int32_t *amax)
     int32_t best = -1;
     for (int i = 0; i < V; i++) {
         float v = x[i];
-        if (pen && s->counts[i] > 0 && !isnan(v)) {
+        if (pen && (s->counts[i] > 0 || s->in_prompt[i]) && !isnan(v)) {
             float p = c->repetition_penalty;
             if (p != 1.0f)
                 v = v > 0.0f ? v / p : v * p;
-            v -= c->presence_penalty + c->frequency_penalty * (float)s->counts[i];
+            if (s->counts[i] > 0)
+                v -= c->presence_penalty + c->frequency_penalty * (float)s->counts[i];
         }
         if (isnan(v))
             v = -INFINITY;

@@ -22,9 +22,10 @@ typedef struct eng_sampler_cfg {
     int top_k;                  /* <= 0: off */
     float top_p;                /* >= 1: off */
     float min_p;                /* <= 0: off; keep tokens with p >= min_p * p_max */
-    float repetition_penalty;   /* 1: off; CTRL-style, divides positive / multiplies negative */
-    float presence_penalty;     /* 0: off; OpenAI: minus once per token seen */
-    float frequency_penalty;    /* 0: off; OpenAI: minus per occurrence */
+    float repetition_penalty;   /* 1: off; CTRL-style, divides positive / multiplies negative;
+                                   tokens of the prompt and of the output (as vLLM/HF) */
+    float presence_penalty;     /* 0: off; OpenAI: minus once per token of the output */
+    float frequency_penalty;    /* 0: off; OpenAI: minus per occurrence in the output */
     uint64_t seed;              /* RNG seed */
     int n_top_logprobs;         /* 0..ENG_MAX_TOP_LOGPROBS */
     const eng_logit_bias *bias; /* borrowed for the sampler's life; may be NULL */
@@ -48,14 +49,18 @@ typedef struct eng_sampler {
     uint64_t rng[4];            /* xoshiro256** state */
     float *probs;               /* [vocab] scratch; owned */
     int32_t *idx;               /* [vocab] scratch; owned */
-    uint32_t *counts;           /* [vocab] occurrence counts for penalties; owned */
+    uint32_t *counts;           /* [vocab] occurrences in the output, for penalties; owned */
+    uint8_t *in_prompt;         /* [vocab] 1: in the prompt (repetition penalty only); owned */
 } eng_sampler;
 
 int eng_sampler_init(eng_sampler *s, const eng_sampler_cfg *cfg, int vocab, eng_err *err);
 void eng_sampler_free(eng_sampler *s);  /* safe on zeroed struct, idempotent */
 
-/* Records a token as seen (prompt or generated) for the penalties. */
+/* Records a generated token for the penalties (all three). */
 void eng_sampler_accept(eng_sampler *s, int32_t token);
+/* Records a prompt token: only the repetition penalty looks at the prompt (presence and frequency
+ * count the output, as OpenAI's and vLLM's do). */
+void eng_sampler_accept_prompt(eng_sampler *s, int32_t token);
 
 /* Picks the next token from logits [vocab] (modified in place). lp may be NULL. Returns the
  * token id (>= 0) or a negative ENG_E_* code. */

@@ -179,6 +179,7 @@ static int task_admit(srv_sched *s, srv_task *t, eng_err *err)
         eng_kv_release(&s->kv, &t->seq);
         return rc;
     }
+    for (int i = 0; i < t->n_prompt; i++) eng_sampler_accept_prompt(&t->sampler, t->prompt[i]);
     eng_detok_init(&t->detok, s->tok, 0);
     /* The first generated token's text depends on the last prompt token (llama2.c drops the
      * leading space after BOS). */

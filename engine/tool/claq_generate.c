@@ -105,7 +105,7 @@ int claq_cmd_generate(int argc, char **argv)
     sc.seed = (uint64_t)seed;
     if (eng_sampler_init(&smp, &sc, vocab, &err)) goto fail;
     if (eng_stop_init(&stop, stop_s ? &stop_s : NULL, stop_s ? 1 : 0, &err)) goto fail;
-    for (size_t i = 0; i < n_prompt; i++) eng_sampler_accept(&smp, toks[i]);
+    for (size_t i = 0; i < n_prompt; i++) eng_sampler_accept_prompt(&smp, toks[i]);
     logits = malloc((size_t)vocab * sizeof(float));
     text = malloc(1024 + ENG_MAX_STOP_LEN);
     if (!logits || !text) goto oom;

@@ -97,6 +97,33 @@ static void check_penalties(void)
               (double)w[7]);
         eng_sampler_free(&s);
     }
+    /* prompt tokens: the repetition penalty sees them, presence/frequency count the output only
+     * (vLLM's and OpenAI's semantics); a token in both gets all three */
+    {
+        eng_sampler_cfg cfg;
+        eng_sampler_cfg_default(&cfg);
+        cfg.temperature = 0.0f;
+        cfg.repetition_penalty = 2.0f;
+        cfg.presence_penalty = 1.0f;
+        cfg.frequency_penalty = 0.5f;
+        eng_sampler s;
+        CHECK(eng_sampler_init(&s, &cfg, V, NULL) == 0, "init");
+        eng_sampler_accept_prompt(&s, 7);
+        eng_sampler_accept_prompt(&s, 7);   /* repeats in the prompt do not add up */
+        eng_sampler_accept_prompt(&s, 8);
+        eng_sampler_accept(&s, 8);
+        eng_sampler_accept_prompt(&s, V);   /* out of range: ignored */
+        memcpy(w, x, sizeof w);
+        w[7] = 3.0f;
+        w[8] = -3.0f;
+        w[9] = 3.0f;
+        eng_sampler_sample(&s, w, NULL);
+        CHECK(fabsf(w[7] - 1.5f) < 1e-6f, "prompt-only token: got %g, expected 3/2", (double)w[7]);
+        CHECK(fabsf(w[8] - (-7.5f)) < 1e-6f, "prompt+output token: got %g, expected -3*2-1-0.5",
+              (double)w[8]);
+        CHECK(w[9] == 3.0f, "unseen token changed to %g", (double)w[9]);
+        eng_sampler_free(&s);
+    }
     /* +100 bias forces a token under sampling too */
     {
         eng_sampler_cfg cfg;
