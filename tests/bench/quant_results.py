@@ -492,7 +492,6 @@ def analysis(results, meta, w):
     if parts:
         w("Summed over the GPTQ and CLAQ runs of each model, the tool's per-layer progress lines "
           "give: %s. " % "; ".join(parts) + TIME_WHY.strip())
-    w("")
     else:
         w(TIME_WHY.strip())
     w("")
