@@ -5,22 +5,30 @@
 #include "kern_cpu_impl.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct kern_pool {
     int n;                         /* workers including the caller */
     pthread_t *threads;            /* [n-1]; owned */
     pthread_mutex_t mu;
     pthread_cond_t wake;           /* a new job or shutdown */
-    pthread_cond_t done;           /* all helpers finished the job */
-    uint64_t generation;           /* bumps per job */
-    int active;                    /* helpers still in the current job */
-    int quit;
-    kern_task_fn fn;               /* current job */
-    void *arg;
-    int64_t n_tasks;
-    atomic_llong next;             /* next task index to hand out */
+    pthread_cond_t done;           /* the last task of the job finished */
+    uint64_t generation;           /* bumps per job; under mu */
+    int quit;                      /* under mu */
+    int caller_waits;              /* the caller sleeps on done; under mu */
+    /* The current job. Tasks are claimed through next = (generation << 32 | index), so a helper
+     * that wakes late, after the caller finished the job alone and moved on, claims nothing:
+     * the caller never waits for a helper to wake up (in a VM that wake-up costs ~100 us, more
+     * than a small matmul). The fields are atomics because such a late helper may read them
+     * while the caller writes the next job; a read that races is never used (its claim fails). */
+    _Atomic(kern_task_fn) fn;
+    _Atomic(void *) arg;
+    atomic_llong n_tasks;
+    atomic_ullong next;
+    atomic_llong completed;        /* tasks of the current job finished */
 };
 
 typedef struct pool_worker_arg {
@@ -28,13 +36,78 @@ typedef struct pool_worker_arg {
     int id;
 } pool_worker_arg;
 
-static void run_tasks(kern_pool *p, int worker)
+/* Claims the next task of job gen; 0 when that job has no task left or is no longer current. */
+static int claim(kern_pool *p, uint32_t gen, int64_t *task)
 {
+    unsigned long long cur = atomic_load(&p->next);
     for (;;) {
-        int64_t t = atomic_fetch_add(&p->next, 1);
-        if (t >= p->n_tasks) break;
-        p->fn(p->arg, t, worker);
+        if ((uint32_t)(cur >> 32) != gen) return 0;
+        int64_t idx = (int64_t)(cur & 0xffffffffull);
+        if (idx >= atomic_load(&p->n_tasks)) return 0;
+        if (atomic_compare_exchange_weak(&p->next, &cur, cur + 1)) {
+            *task = idx;
+            return 1;
+        }
     }
+}
+
+static void run_tasks(kern_pool *p, uint32_t gen, int worker)
+{
+    int64_t t;
+    while (claim(p, gen, &t)) {
+        /* A claimed task keeps its job current (the caller waits for it), so these are job gen's. */
+        atomic_load(&p->fn)(atomic_load(&p->arg), t, worker);
+        if (atomic_fetch_add(&p->completed, 1) + 1 == atomic_load(&p->n_tasks)) {
+            pthread_mutex_lock(&p->mu);
+            if (p->caller_waits) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+/* Bounded spin: up to POOL_SPIN_NS of pause-loop polling before a thread sleeps. Decode issues
+ * jobs tens of microseconds apart and a sleeping thread takes ~100 us to wake in a VM; spinning
+ * that briefly removes the wake-up from most jobs, and the bound caps what a spinner can take
+ * from another process on a busy machine (unbounded spinning made llama.cpp thousands of times
+ * slower here). sched_yield every round lets a runnable thread on the same core go first. */
+#define POOL_SPIN_NS 50000
+
+static uint64_t pool_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void pool_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Polls until cond(p, v) holds or the spin bound passes; returns whether it held. */
+static int spin_until(const kern_pool *p, int (*cond)(const kern_pool *, uint64_t), uint64_t v)
+{
+    uint64_t t0 = pool_now_ns();
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (cond(p, v)) return 1;
+            pool_pause();
+        }
+        if (pool_now_ns() - t0 > POOL_SPIN_NS) return cond(p, v);
+        sched_yield();
+    }
+}
+
+static int job_posted(const kern_pool *p, uint64_t seen)
+{
+    return (atomic_load(&p->next) >> 32) != (uint32_t)seen;
+}
+
+static int job_done(const kern_pool *p, uint64_t n_tasks)
+{
+    return (uint64_t)atomic_load(&p->completed) >= n_tasks;
 }
 
 static void *worker_main(void *v)
@@ -45,13 +118,17 @@ static void *worker_main(void *v)
     uint64_t seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
+        if (!p->quit && p->generation == seen) {
+            pthread_mutex_unlock(&p->mu);
+            spin_until(p, job_posted, seen);   /* then take the lock either way */
+            pthread_mutex_lock(&p->mu);
+        }
         while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
         if (p->quit) break;
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        run_tasks(p, a.id);
+        run_tasks(p, (uint32_t)seen, a.id);
         pthread_mutex_lock(&p->mu);
-        if (--p->active == 0) pthread_cond_signal(&p->done);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -106,22 +183,27 @@ int kern_pool_threads(const kern_pool *p) { return p->n; }
 int kern_pool_run(kern_pool *p, int64_t n_tasks, kern_task_fn fn, void *arg)
 {
     if (n_tasks <= 0) return KERN_OK;
-    p->fn = fn;
-    p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
+    if (n_tasks > 0xffffffffll) return KERN_E_INVAL;
     if (p->n == 1 || n_tasks == 1) {
-        run_tasks(p, 0);
+        for (int64_t t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return KERN_OK;
     }
     pthread_mutex_lock(&p->mu);
-    p->active = p->n - 1;
-    p->generation++;
+    uint32_t gen = (uint32_t)++p->generation;
+    atomic_store(&p->fn, fn);
+    atomic_store(&p->arg, arg);
+    atomic_store(&p->n_tasks, n_tasks);
+    atomic_store(&p->completed, 0);
+    atomic_store(&p->next, (unsigned long long)gen << 32);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    run_tasks(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    run_tasks(p, gen, 0);
+    if (!spin_until(p, job_done, (uint64_t)n_tasks)) {
+        pthread_mutex_lock(&p->mu);
+        p->caller_waits = 1;
+        while (atomic_load(&p->completed) < n_tasks) pthread_cond_wait(&p->done, &p->mu);
+        p->caller_waits = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
     return KERN_OK;
 }

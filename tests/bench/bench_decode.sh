@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench_decode.sh — FP32 decode speed and peak memory of the real models, 1 and 2 threads (a
-# benchmark that prints figures, not a test). Usage: tests/bench/bench_decode.sh [build-dir]
+# benchmark that prints figures, not a test), and the same decode from packed 4- and 3-bit
+# (RTN: no calibration needed for a speed figure) copies of small-lm-5m.
+# Usage: tests/bench/bench_decode.sh [build-dir]
 set -euo pipefail
 B="${1:-build}"
 M="${CLAQ_SHARED:-$(dirname "$0")/../../../shared}/models"
@@ -19,3 +21,11 @@ run() { # label model-args...
 run stories260K --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin"
 run tinystories-656k --model "$M/tinystories-656k"
 run small-lm-5m --model "$M/small-lm-5m"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for b in 4 3; do
+    "$B/claq" quantize --model "$M/small-lm-5m" --method rtn --bits $b --out "$tmp/slm-$b.claq" \
+        >/dev/null 2>&1
+    run "small-lm-5m packed ${b}b" --model "$tmp/slm-$b.claq"
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
