@@ -448,6 +448,30 @@ static cJSON *bytes_arr(const unsigned char *raw, size_t n)
     return a;
 }
 
+/* One entry of the completions logprobs format: appends to the four parallel arrays of obj the
+ * token's text, its logprob and its top alternatives (at most n_top; lp NULL gives null for
+ * both: a first prompt token with no context), and the text offset, which *offset advances. */
+static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *txt,
+                         const eng_logprob *lp, int n_top, size_t *offset)
+{
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "tokens"), cJSON_CreateString(txt));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "token_logprobs"),
+                         lp ? cJSON_CreateNumber(lp->logprob) : cJSON_CreateNull());
+    cJSON *top = lp ? cJSON_CreateObject() : cJSON_CreateNull();
+    for (int i = 0; lp && i < lp->n_top && i < n_top; i++) {
+        char tt[1024];
+        unsigned char tr[300];
+        size_t ntr;
+        token_text(s, prev, lp->top_ids[i], tt, sizeof(tt), tr, &ntr);
+        if (!cJSON_GetObjectItemCaseSensitive(top, tt))
+            cJSON_AddNumberToObject(top, tt, lp->top_logprobs[i]);
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "top_logprobs"), top);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "text_offset"),
+                         cJSON_CreateNumber((double)*offset));
+    *offset += utf8_chars(txt, strlen(txt));
+}
+
 /* Logprobs of one token: chat format appends to arr ({"content":[...]} entries); completions
  * format appends to the four parallel arrays of obj. */
 static void lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e)
@@ -476,23 +500,7 @@ static void lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e)
         }
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "content"), ent);
     } else {
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "tokens"),
-                             cJSON_CreateString(txt));
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "token_logprobs"),
-                             cJSON_CreateNumber(e->lp.logprob));
-        cJSON *top = cJSON_CreateObject();
-        for (int i = 0; i < e->lp.n_top && i < g->top_logprobs; i++) {
-            char tt[1024];
-            unsigned char tr[300];
-            size_t ntr;
-            token_text(s, c->prev_tok, e->lp.top_ids[i], tt, sizeof(tt), tr, &ntr);
-            if (!cJSON_GetObjectItemCaseSensitive(top, tt))
-                cJSON_AddNumberToObject(top, tt, e->lp.top_logprobs[i]);
-        }
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "top_logprobs"), top);
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "text_offset"),
-                             cJSON_CreateNumber((double)c->text_offset));
-        c->text_offset += utf8_chars(txt, strlen(txt));
+        lp_add_entry(s, target, c->prev_tok, txt, &e->lp, g->top_logprobs, &c->text_offset);
     }
 }
 
@@ -520,23 +528,8 @@ static void lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
     unsigned char raw[300];
     size_t n_raw;
     token_text(g->srv, prev, tok, txt, sizeof(txt), raw, &n_raw);
-    cJSON *lp = c->lp;
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "tokens"), cJSON_CreateString(txt));
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs"),
-                         e ? cJSON_CreateNumber(e->lp.logprob) : cJSON_CreateNull());
-    cJSON *top = e ? cJSON_CreateObject() : cJSON_CreateNull();
-    for (int i = 0; e && i < e->lp.n_top; i++) {
-        char tt[1024];
-        unsigned char tr[300];
-        size_t ntr;
-        token_text(g->srv, prev, e->lp.top_ids[i], tt, sizeof(tt), tr, &ntr);
-        if (!cJSON_GetObjectItemCaseSensitive(top, tt))
-            cJSON_AddNumberToObject(top, tt, e->lp.top_logprobs[i]);
-    }
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs"), top);
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "text_offset"),
-                         cJSON_CreateNumber((double)c->prompt_offset));
-    c->prompt_offset += utf8_chars(txt, strlen(txt));
+    lp_add_entry(g->srv, c->lp, prev, txt, e ? &e->lp : NULL, ENG_MAX_TOP_LOGPROBS,
+                 &c->prompt_offset);
 }
 
 /* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason. */
