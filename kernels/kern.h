@@ -100,6 +100,10 @@ typedef struct kern_backend {
  * condition variable when idle; they never spin. ISA chosen once from CPUID + XGETBV, or forced
  * by the environment variable CLAQ_ISA=scalar|avx2|avx512 (tests use this). */
 int kern_cpu_backend_create(kern_backend *out, int n_threads);
+/* Offline mode (on = 1): dense matmuls of 16 or more tokens run as one BLAS sgemm. Several
+ * times faster for calibration, but results then depend on the batch size: never for serving,
+ * where batch invariance is promised. KERN_E_INVAL for a non-CPU backend. */
+int kern_cpu_backend_set_offline(kern_backend *b, int on);
 /* Name of the ISA path the CPU backend picked ("scalar", "avx2", "avx512"). */
 const char *kern_cpu_isa_name(const kern_backend *b);
 

@@ -160,6 +160,7 @@ int claq_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "claq quantize: cannot start the CPU backend\n");
         goto done;
     }
+    kern_cpu_backend_set_offline(&be, 1);   /* calibration passes: BLAS GEMMs, no invariance needed */
     if (eng_quant_model(m, &be, windows, (int)nsamples, (int)seqlen, &cfg, &res, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;

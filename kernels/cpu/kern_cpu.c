@@ -67,6 +67,7 @@ static int cpu_matmul(void *ctx, const kern_matrix *w, const float *x, int n, fl
 {
     kern_cpu_ctx *c = ctx;
     if (w->dtype == KERN_CLAQ) return kern_cpu__matmul_claq(c, w, x, n, y);
+    if (c->offline && n >= KERN_CPU_BLAS_MIN_N) return kern_cpu__matmul_blas(c, w, x, n, y);
     matmul_job j = {w, x, y, n, kern_cpu__dot_fn(c->isa, w->dtype)};
     if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t tasks = (w->rows + KERN_CPU_ROWS_PER_TASK - 1) / KERN_CPU_ROWS_PER_TASK;
@@ -218,6 +219,7 @@ static void cpu_destroy(void *ctx)
     if (c->scratch)
         for (int i = 0; i < c->n_threads; i++) free(c->scratch[i]);
     free(c->scratch);
+    free(c->wide);
     free(c);
 }
 
@@ -252,6 +254,13 @@ int kern_cpu_backend_create(kern_backend *out, int n_threads)
     if (!c->scratch) { cpu_destroy(c); return KERN_E_NOMEM; }
     out->ops = &cpu_ops;
     out->ctx = c;
+    return KERN_OK;
+}
+
+int kern_cpu_backend_set_offline(kern_backend *b, int on)
+{
+    if (!b || b->ops != &cpu_ops) return KERN_E_INVAL;
+    ((kern_cpu_ctx *)b->ctx)->offline = on != 0;
     return KERN_OK;
 }
 

@@ -30,7 +30,14 @@ typedef struct kern_cpu_ctx {
     int n_threads;
     float **scratch;        /* [n_threads] per-worker scratch; owned */
     int64_t scratch_floats; /* size of each scratch buffer */
+    int offline;            /* 1: dense matmuls of >= KERN_CPU_BLAS_MIN_N tokens use BLAS */
+    float *wide;            /* fp32 copy of an F16/BF16 weight for BLAS; grow-only; owned */
+    int64_t wide_floats;
 } kern_cpu_ctx;
+
+/* kern_cpu_blas.c: y = x W^T through cblas_sgemm (not batch invariant: see the file). */
+#define KERN_CPU_BLAS_MIN_N 16
+int kern_cpu__matmul_blas(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y);
 
 /* Grows every worker's scratch to at least n floats (called before kern_pool_run). */
 int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n);
