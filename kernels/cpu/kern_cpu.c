@@ -46,6 +46,7 @@ typedef struct matmul_job {
     float *y;
     int n;
     kern_dot_fn dot;
+    kern_dot4_fn dot4;     /* may be NULL */
 } matmul_job;
 
 static void matmul_task(void *arg, int64_t task, int worker)
@@ -59,7 +60,14 @@ static void matmul_task(void *arg, int64_t task, int worker)
     const char *base = j->w->data;
     for (int64_t r = r0; r < r1; r++) {
         const void *wr = base + (size_t)r * (size_t)cols * esz;
-        for (int t = 0; t < j->n; t++) j->y[(int64_t)t * rows + r] = j->dot(wr, j->x + (int64_t)t * cols, cols);
+        int t = 0;
+        if (j->dot4)
+            for (; t + 4 <= j->n; t += 4) {
+                float o[4];
+                j->dot4(wr, j->x + (int64_t)t * cols, cols, cols, o);
+                for (int k = 0; k < 4; k++) j->y[(int64_t)(t + k) * rows + r] = o[k];
+            }
+        for (; t < j->n; t++) j->y[(int64_t)t * rows + r] = j->dot(wr, j->x + (int64_t)t * cols, cols);
     }
 }
 
@@ -68,7 +76,7 @@ static int cpu_matmul(void *ctx, const kern_matrix *w, const float *x, int n, fl
     kern_cpu_ctx *c = ctx;
     if (w->dtype == KERN_CLAQ) return kern_cpu__matmul_claq(c, w, x, n, y);
     if (c->offline && n >= KERN_CPU_BLAS_MIN_N) return kern_cpu__matmul_blas(c, w, x, n, y);
-    matmul_job j = {w, x, y, n, kern_cpu__dot_fn(c->isa, w->dtype)};
+    matmul_job j = {w, x, y, n, kern_cpu__dot_fn(c->isa, w->dtype), kern_cpu__dot4_fn(c->isa, w->dtype)};
     if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t tasks = (w->rows + KERN_CPU_ROWS_PER_TASK - 1) / KERN_CPU_ROWS_PER_TASK;
     return run_tasks(c, tasks, w->rows * w->cols * n, matmul_task, &j);

@@ -1,5 +1,6 @@
 /* kern_cpu_dot_avx512.c — AVX-512 dot products: 4 accumulators of 16 lanes over 64-element steps,
- * a masked final partial vector, fixed reduction order. Same order for every call with the same n. */
+ * a masked final partial vector, fixed reduction order. Same order for every call with the same n,
+ * and the four-token form gives each token that same order. */
 #include "kern_cpu_impl.h"
 #include "kern_half.h"
 
@@ -44,6 +45,61 @@ static inline __m512 load_f32_mask(const float *p, __mmask16 m) { return _mm512_
         a1 = _mm512_fmadd_ps(LOADM(w + i, m), _mm512_maskz_loadu_ps(m, x + i), a1);           \
     }                                                                                         \
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+
+/* Four tokens against one weight row: each token keeps exactly DOT_BODY's accumulators, operand
+ * order and final reduction, so out[j] is bit-identical to dot(w, x_j, n) (batch invariance);
+ * the row is loaded once per 64-element step instead of once per token. */
+#define DOT4_BODY(LOAD, LOADM)                                                               \
+    const float *xs[4] = {x, x + xstride, x + 2 * xstride, x + 3 * xstride};                  \
+    __m512 a[4][4];                                                                           \
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                                               \
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) a[j][k] = _mm512_setzero_ps();                            \
+    int64_t i = 0;                                                                            \
+    for (; i + 64 <= n; i += 64) {                                                            \
+        __m512 w0 = LOAD(w + i), w1 = LOAD(w + i + 16), w2 = LOAD(w + i + 32),               \
+               w3 = LOAD(w + i + 48);                                                         \
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                                                         \
+            a[j][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xs[j] + i), a[j][0]);               \
+            a[j][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xs[j] + i + 16), a[j][1]);          \
+            a[j][2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xs[j] + i + 32), a[j][2]);          \
+            a[j][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xs[j] + i + 48), a[j][3]);          \
+        }                                                                                     \
+    }                                                                                         \
+    for (; i + 16 <= n; i += 16) {                                                            \
+        __m512 w0 = LOAD(w + i);                                                              \
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                                           \
+            a[j][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xs[j] + i), a[j][0]);               \
+    }                                                                                         \
+    if (i < n) {                                                                              \
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);                                       \
+        __m512 w0 = LOADM(w + i, m);                                                          \
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                                           \
+            a[j][1] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, xs[j] + i), a[j][1]);      \
+    }                                                                                         \
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                                               \
+        out[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[j][0], a[j][1]),          \
+                                                    _mm512_add_ps(a[j][2], a[j][3])));
+
+void kern_cpu__dot4_f32_avx512(const void *wv, const float *x, int64_t xstride, int64_t n,
+                               float *out)
+{
+    const float *w = wv;
+    DOT4_BODY(_mm512_loadu_ps, load_f32_mask)
+}
+
+void kern_cpu__dot4_f16_avx512(const void *wv, const float *x, int64_t xstride, int64_t n,
+                               float *out)
+{
+    const uint16_t *w = wv;
+    DOT4_BODY(load_f16, load_f16_mask)
+}
+
+void kern_cpu__dot4_bf16_avx512(const void *wv, const float *x, int64_t xstride, int64_t n,
+                                float *out)
+{
+    const uint16_t *w = wv;
+    DOT4_BODY(load_bf16, load_bf16_mask)
+}
 
 float kern_cpu__dot_f32_avx512(const void *wv, const float *x, int64_t n)
 {

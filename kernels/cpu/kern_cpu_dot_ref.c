@@ -27,6 +27,19 @@ float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n)
     return s;
 }
 
+kern_dot4_fn kern_cpu__dot4_fn(kern_isa isa, kern_dtype dt)
+{
+#if defined(__x86_64__)
+    static const kern_dot4_fn avx512[3] = {kern_cpu__dot4_f32_avx512, kern_cpu__dot4_f16_avx512,
+                                           kern_cpu__dot4_bf16_avx512};
+    if (isa == KERN_ISA_AVX512 && (int)dt >= 0 && dt <= KERN_BF16) return avx512[dt];
+#else
+    (void)isa;
+    (void)dt;
+#endif
+    return NULL;
+}
+
 kern_dot_fn kern_cpu__dot_fn(kern_isa isa, kern_dtype dt)
 {
     static const kern_dot_fn table[3][3] = {

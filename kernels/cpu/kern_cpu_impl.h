@@ -46,6 +46,13 @@ int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n);
  * One fixed summation order per ISA, independent of anything but n. */
 typedef float (*kern_dot_fn)(const void *w, const float *x, int64_t n);
 kern_dot_fn kern_cpu__dot_fn(kern_isa isa, kern_dtype dt);
+/* out[j] = dot(w, x + j*xstride, n) for j < 4, each bit-identical to the ISA's kern_dot_fn.
+ * NULL where the ISA has none (the caller then uses kern_dot_fn per token). */
+typedef void (*kern_dot4_fn)(const void *w, const float *x, int64_t xstride, int64_t n, float *out);
+kern_dot4_fn kern_cpu__dot4_fn(kern_isa isa, kern_dtype dt);
+void kern_cpu__dot4_f32_avx512(const void *w, const float *x, int64_t xstride, int64_t n, float *out);
+void kern_cpu__dot4_f16_avx512(const void *w, const float *x, int64_t xstride, int64_t n, float *out);
+void kern_cpu__dot4_bf16_avx512(const void *w, const float *x, int64_t xstride, int64_t n, float *out);
 float kern_cpu__dot_f32_ref(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_f16_ref(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n);
