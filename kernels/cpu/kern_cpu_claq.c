@@ -1,5 +1,7 @@
-/* kern_cpu_claq.c — packed CLAQ matmul on the CPU: picks the ISA's tile kernels, builds the
- * per-token lookup tables once per call (shared, read-only), splits row tiles over the pool, and
+/* kern_cpu_claq.c — packed CLAQ matmul on the CPU: picks the ISA's tile kernels, splits row
+ * tiles over the pool, has each worker build the per-token lookup tables in its own scratch on
+ * its first task of the call (a table built by another core had to cross the caches: two
+ * threads gained only 1.1-1.5x on 4096-row matrices), and
  * adds the outliers (row-CSR) after each tile range's dense pass. Below KERN_CPU_CLAQ_GEMM_MIN_N
  * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX-512, it
  * dequantizes a tile block once and multiplies every token by it (same fp32 operations,
@@ -32,23 +34,29 @@ static int use_gemm(kern_isa isa, int n)
 
 int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
 {
-    /* GEMV: xs + LUTs for at most KERN_CPU_CLAQ_GEMM_MIN_N tokens at a time (bigger batches are
-     * chunked); GEMM: xs of every token, fp32 codebooks, a dummy xs and an all-ones x. The larger
-     * of the two for n, so the answer does not depend on the ISA. */
+    /* GEMM only (GEMV tables are per worker): xs of every token, fp32 codebooks, a dummy xs and
+     * an all-ones x. Sized whenever n allows the GEMM, so the answer does not depend on the ISA;
+     * at least one float so the buffer always exists. */
     int64_t cp = k->cols_pad;
-    int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
-    int64_t gemv = m * cp * 17;
     int64_t gemm = (int64_t)n * cp + cp * 16 + cp + k->cols;
-    return n >= KERN_CPU_CLAQ_GEMM_MIN_N && gemm > gemv ? gemm : gemv;
+    return n >= KERN_CPU_CLAQ_GEMM_MIN_N ? gemm : 1;
 }
 
-int64_t kern_cpu__claq_priv_floats(int n)
+/* Floats of a worker's GEMV tables: xs [m][cols_pad] then LUTs [m][cols_pad * 16]. */
+static int64_t gemv_tables_floats(const kern_claq *k, int n)
 {
-    /* Tile outputs: GEMM [n][64]; GEMV [min(n, 8)][KERN_CPU_CLAQ_GEMV_TILES * 64]. */
+    int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
+    return m * k->cols_pad * 17;
+}
+
+int64_t kern_cpu__claq_priv_floats(const kern_claq *k, int n)
+{
+    /* GEMV tables, then tile outputs: GEMM [n][64]; GEMV [min(n, 8)][GEMV_TILES * 64]. */
     int64_t gemm = (int64_t)n * KERN_CLAQ_ROW_TILE;
     int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
     int64_t gemv = m * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE;
-    return (gemm > gemv ? gemm : gemv) + KERN_CPU_CLAQ_GEMM_WORK + KERN_CLAQ_ROW_TILE;
+    return gemv_tables_floats(k, n) + (gemm > gemv ? gemm : gemv) + KERN_CPU_CLAQ_GEMM_WORK +
+           KERN_CLAQ_ROW_TILE;
 }
 
 typedef struct claq_job {
@@ -56,11 +64,13 @@ typedef struct claq_job {
     kern_claq_fns f;
     int n;
     int gemm;
-    const float *xs;        /* [n][cols_pad] gathered inputs */
-    const float *lut;       /* GEMV: [n][cols_pad * 16] */
+    const float *x;         /* [n][cols] the inputs */
+    const float *xs;        /* GEMM: [n][cols_pad] gathered inputs */
     const float *cbf;       /* GEMM: [cols_pad * 16] fp32 codebooks */
     float *y;               /* [n][rows] */
-    float *const *priv;     /* [workers] */
+    float *const *priv;     /* [workers]: GEMV tables (gemv_tables_floats), then tile outputs */
+    int *built;             /* [workers]: this worker's GEMV tables are built for this call */
+    int64_t tables;         /* gemv_tables_floats */
     int64_t tiles_per_task;
 } claq_job;
 
@@ -111,7 +121,21 @@ static void claq_task(void *arg, int64_t task, int worker)
     const kern_claq *k = j->k;
     int64_t t0 = task * j->tiles_per_task;
     int64_t t1 = t0 + j->tiles_per_task < k->n_tiles ? t0 + j->tiles_per_task : k->n_tiles;
-    float *tmp = j->priv[worker];
+    float *tmp = j->priv[worker] + j->tables;
+    const float *xs = j->xs, *lut = NULL;
+    if (!j->gemm) {
+        /* GEMV: this worker's own copy of the tables, built on its first task of the call */
+        int64_t cp = k->cols_pad;
+        float *wxs = j->priv[worker], *wlut = wxs + (int64_t)j->n * cp;
+        if (!j->built[worker]) {
+            for (int tok = 0; tok < j->n; tok++)
+                j->f.lut(k, j->x + (int64_t)tok * k->cols, wxs + (int64_t)tok * cp,
+                         wlut + (int64_t)tok * cp * 16);
+            j->built[worker] = 1;
+        }
+        xs = wxs;
+        lut = wlut;
+    }
     /* GEMM: one tile at a time; GEMV: up to KERN_CPU_CLAQ_GEMV_TILES tiles per kernel call. */
     int64_t step = j->gemm ? 1 : KERN_CPU_CLAQ_GEMV_TILES;
     for (int64_t ta = t0; ta < t1; ta += step) {
@@ -123,7 +147,7 @@ static void claq_task(void *arg, int64_t task, int worker)
         if (j->gemm)
             j->f.gemm(k, j->cbf, j->xs, j->n, ta, tmp, tmp + (int64_t)j->n * KERN_CLAQ_ROW_TILE);
         else
-            j->f.gemv(k, j->lut, j->n, ta, tb, tmp);
+            j->f.gemv(k, lut, j->n, ta, tb, tmp);
         for (int tok = 0; tok < j->n; tok++)
             memcpy(j->y + (int64_t)tok * k->rows + r0, tmp + tok * ystride,
                    (size_t)(rend - r0) * sizeof(float));
@@ -133,7 +157,7 @@ static void claq_task(void *arg, int64_t task, int worker)
     int64_t rb = t1 * KERN_CLAQ_ROW_TILE < k->rows ? t1 * KERN_CLAQ_ROW_TILE : k->rows;
     if (k->nnz == 0 || ra >= rb) return;
     for (int tok = 0; tok < j->n; tok++)
-        add_outliers(k, j->xs + (int64_t)tok * k->cols_pad, ra, rb, j->y + (int64_t)tok * k->rows);
+        add_outliers(k, xs + (int64_t)tok * k->cols_pad, ra, rb, j->y + (int64_t)tok * k->rows);
 }
 
 int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, float *shared,
@@ -155,12 +179,14 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
         }
         return KERN_OK;
     }
-    claq_job j = {.k = k, .f = kern_cpu__claq_fns(isa), .n = n, .gemm = use_gemm(isa, n), .y = y,
-                  .priv = priv};
+    if (n_workers > KERN_CPU_CLAQ_MAX_WORKERS) return KERN_E_INVAL;
+    int built[KERN_CPU_CLAQ_MAX_WORKERS] = {0};
+    claq_job j = {.k = k, .f = kern_cpu__claq_fns(isa), .n = n, .gemm = use_gemm(isa, n), .x = x,
+                  .y = y, .priv = priv, .built = built, .tables = gemv_tables_floats(k, n)};
     int64_t cp = k->cols_pad;
     float *xs = shared;
-    j.xs = xs;
     if (j.gemm) {
+        j.xs = xs;
         float *cbf = xs + (int64_t)n * cp, *dummy = cbf + cp * 16, *ones = dummy + cp;
         for (int64_t c = 0; c < k->cols; c++) ones[c] = 1.0f;
         j.f.lut(k, ones, dummy, cbf);
@@ -171,11 +197,6 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
                 st[s] = k->colmap[s] == KERN_CLAQ_PAD ? 0.0f : xt[k->colmap[s]];
         }
         j.cbf = cbf;
-    } else {
-        float *lut = xs + (int64_t)n * cp;
-        for (int tok = 0; tok < n; tok++)
-            j.f.lut(k, x + (int64_t)tok * k->cols, xs + (int64_t)tok * cp, lut + (int64_t)tok * cp * 16);
-        j.lut = lut;
     }
     /* A few tasks per worker so the dynamic scheduler can balance uneven cores. */
     int64_t want = (int64_t)n_workers * 4;
@@ -198,7 +219,7 @@ int kern_cpu__claq_matmul_isa(kern_isa isa, kern_pool *pool, const kern_claq *k,
     float **priv = calloc((size_t)workers, sizeof *priv);
     int rc = shared && priv ? KERN_OK : KERN_E_NOMEM;
     for (int i = 0; i < workers && rc == KERN_OK; i++) {
-        priv[i] = malloc((size_t)kern_cpu__claq_priv_floats(n) * sizeof(float));
+        priv[i] = malloc((size_t)kern_cpu__claq_priv_floats(k, n) * sizeof(float));
         if (!priv[i]) rc = KERN_E_NOMEM;
     }
     if (rc == KERN_OK) rc = kern_cpu__claq_matmul_run(isa, pool, workers, shared, priv, k, x, n, y);
@@ -212,7 +233,7 @@ int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x,
 {
     const kern_claq *k = w->claq;
     if (!k || k->rows != w->rows || k->cols != w->cols) return KERN_E_INVAL;
-    int64_t sh = kern_cpu__claq_shared_floats(k, n), pr = kern_cpu__claq_priv_floats(n);
+    int64_t sh = kern_cpu__claq_shared_floats(k, n), pr = kern_cpu__claq_priv_floats(k, n);
     int rc = kern_cpu__scratch_reserve(c, sh + pr);
     if (rc) return rc;
     float *priv_stack[64];

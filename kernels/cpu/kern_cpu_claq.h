@@ -68,10 +68,12 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa);
 /* Batch size from which the dispatcher switches from the LUT GEMV to dequantize-GEMM. */
 #define KERN_CPU_CLAQ_GEMM_MIN_N 8
 
-/* Scratch the matmul needs: `shared` floats written once per call before the split (gathered
- * inputs and LUTs, read-only afterwards) and `priv` floats per worker. */
+/* Scratch the matmul needs: `shared` floats written once per call before the split (the GEMM's
+ * gathered inputs and fp32 codebooks, read-only afterwards) and `priv` floats per worker (its
+ * own GEMV lookup tables, then its tile outputs). */
 int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n);
-int64_t kern_cpu__claq_priv_floats(int n);
+int64_t kern_cpu__claq_priv_floats(const kern_claq *k, int n);
+#define KERN_CPU_CLAQ_MAX_WORKERS 256   /* the pool's limit */
 
 /* The whole matmul with an explicit ISA and pool (pool NULL: everything on the calling thread,
  * n_workers must then be 1). shared: kern_cpu__claq_shared_floats; priv[n_workers]: each
