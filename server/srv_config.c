@@ -38,7 +38,9 @@ static const cfg_flag srv__flags[] = {
     {"served-model-name", "CLAQ_SERVED_MODEL_NAME", CFG_STR, F(served_name), 0, 0,
      "model id in the API (default: the model's file or directory base name)"},
     {"kv-cache-tokens", "CLAQ_KV_CACHE_TOKENS", CFG_I64, F(kv_cache_tokens), 0, 1e9,
-     "positions in the shared paged KV cache (default: 2 GiB worth, at most context x batch)"},
+     "positions in the shared paged KV cache; sequences take blocks as they grow, the newest "
+     "is preempted (and later recomputed) when none is free (default: 2 GiB worth, at most "
+     "context x batch)"},
     {"max-batch", "CLAQ_MAX_BATCH", CFG_INT, F(max_batch), 1, 1024,
      "sequences decoded together per step (default 32)"},
     {"max-queue", "CLAQ_MAX_QUEUE", CFG_INT, F(max_queue), 0, 1000000,

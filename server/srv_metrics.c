@@ -83,6 +83,9 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
                   "sequences cancelled (client gone, shutdown)", model, (double)st->cancelled);
     rc |= counter(o, "claq_requests_timeout_total", "counter",
                   "sequences ended by the request timeout", model, (double)st->timeouts);
+    rc |= counter(o, "claq_preemptions_total", "counter",
+                  "running sequences sent back to wait when KV blocks ran out (recomputed later)",
+                  model, (double)st->preemptions);
     rc |= srv_buf_printf(o, "# HELP claq_request_success_total finished sequences by reason\n"
                             "# TYPE claq_request_success_total counter\n"
                             "claq_request_success_total{model_name=\"%s\",finished_reason=\"stop\"} %llu\n"

@@ -1,9 +1,11 @@
 /* srv_sched.c — the scheduler thread: loads the model, then runs continuous batching. Each step
- * ends cancelled and timed-out sequences, admits waiting ones while the batch and the KV pool
- * have room (prompt + max_tokens reserved up front, so a running sequence never fails for lack
- * of blocks), decodes one token for every running sequence and prefills up to prefill_chunk
- * prompt tokens shared by the prefilling ones, in one eng_forward call. Runs only on its own
- * thread, except the srv_sched_* entry points, which take the mutex. No sockets, no JSON. */
+ * ends cancelled and timed-out sequences, admits waiting ones in arrival order while the batch
+ * and the KV pool have room (the prompt's blocks, one spare block per running sequence), gives
+ * every decoding sequence the block its next position needs (taking back the blocks of the
+ * newest requests when the pool is empty: they wait again, then recompute their K/V),
+ * then decodes one token for every running sequence and prefills up to prefill_chunk tokens
+ * shared by the prefilling ones, in one eng_forward call. Runs only on its own thread, except
+ * the srv_sched_* entry points, which take the mutex. No sockets, no JSON. */
 #include "srv_sched.h"
 
 #include <math.h>
@@ -35,6 +37,7 @@ void srv_task_free(srv_task *t)
     if (!t)
         return;
     eng_sampler_free(&t->sampler);
+    free(t->gen);
     free(t->prompt);
     free(t->bias);
     free(t);
@@ -123,6 +126,24 @@ static void list_remove(srv_task **head, srv_task *t)
     }
 }
 
+/* Keeps a list in request order (ids grow with arrival): a preempted sequence waits ahead of
+ * newer requests, regains its place when readmitted, and the newest running request is always
+ * the first to be preempted. */
+static void list_insert_by_id(srv_task **head, srv_task *t)
+{
+    while (*head && (*head)->id < t->id)
+        head = &(*head)->next;
+    t->next = *head;
+    *head = t;
+}
+
+static srv_task *list_last(srv_task *t)
+{
+    while (t && t->next)
+        t = t->next;
+    return t;
+}
+
 static int list_len(const srv_task *t)
 {
     int n = 0;
@@ -169,12 +190,32 @@ static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *m
     srv_task_free(t);
 }
 
-static int task_admit(srv_sched *s, srv_task *t, eng_err *err)
+/* Positions t knows the token of: its prompt, then what it generated. The K/V of the first
+ * n_fed are cached; the last one's logits give the next token. */
+static int task_known(const srv_task *t)
 {
-    if (eng_kv_reserve(&s->kv, &t->seq, t->n_prompt + t->max_tokens) != 0)
+    return t->n_prompt + t->n_gen;
+}
+
+static int32_t task_tok_at(const srv_task *t, int pos)
+{
+    return pos < t->n_prompt ? t->prompt[pos] : t->gen[pos - t->n_prompt];
+}
+
+/* Takes the blocks for t's known positions, keeping `spare` blocks free for the running
+ * sequences' next positions; sets up its sampler and detokenizer on the first admission. */
+static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
+{
+    int need = eng_kv_blocks_for(&s->kv, task_known(t)) - t->seq.n_blocks;
+    if (need > 0 && s->kv.n_free - need < spare)
         return ENG_E_FULL;
+    int rc = eng_kv_reserve(&s->kv, &t->seq, task_known(t));
+    if (rc != 0)
+        return rc;
+    if (t->admitted)
+        return 0;   /* readmitted after a preemption: sampler, detokenizer, stop state kept */
     t->scfg.bias = t->bias;
-    int rc = eng_sampler_init(&t->sampler, &t->scfg, s->model->cfg.vocab_size, err);
+    rc = eng_sampler_init(&t->sampler, &t->scfg, s->model->cfg.vocab_size, err);
     if (rc != 0) {
         eng_kv_release(&s->kv, &t->seq);
         return rc;
@@ -188,12 +229,60 @@ static int task_admit(srv_sched *s, srv_task *t, eng_err *err)
     return 0;
 }
 
+/* Takes t's KV blocks back and returns it to the waiting list in request order. It keeps
+ * everything else (tokens, sampler, detokenizer, stop matcher) and recomputes its K/V when
+ * readmitted. Prompt log-probabilities already sent are not sent again. */
+static void task_preempt(srv_sched *s, srv_task *t)
+{
+    if (t->prompt_lp_from > 0 && t->prompt_lp_from < t->n_fed + 1)
+        t->prompt_lp_from = t->n_fed + 1;
+    eng_kv_release(&s->kv, &t->seq);
+    t->n_fed = 0;
+    t->preemptions++;
+    s->counts.preemptions++;
+    list_remove(&s->running, t);
+    list_insert_by_id(&s->waiting, t);
+}
+
+/* Gives every running sequence that decodes this step the block for its next position,
+ * preempting the newest requests (possibly the one asking) while the pool has none. A sequence
+ * alone always fits: requests longer than the pool are refused at submit. */
+static void sched_grow(srv_sched *s, ev_list *ev)
+{
+    srv_task *t, *nx;
+    for (t = s->running; t; t = nx) {
+        nx = t->next;
+        if (t->n_fed != task_known(t) - 1)
+            continue;   /* prefilling: its blocks were taken at admission */
+        int rc;
+        while ((rc = eng_kv_reserve(&s->kv, &t->seq, t->n_fed + 1)) == ENG_E_FULL) {
+            srv_task *v = list_last(s->running);
+            if (v == nx)
+                nx = NULL;   /* v is last: nothing follows it */
+            task_preempt(s, v);
+            if (v == t)
+                break;
+        }
+        if (rc != 0 && rc != ENG_E_FULL)
+            task_finish(s, t, SRV_FINISH_ERROR, "out of memory for the KV block table", ev);
+    }
+}
+
 /* Handles one sampled token of t; may finish t. */
 static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob *lp,
                        ev_list *ev)
 {
-    t->n_gen++;
-    t->last = tok;
+    if (t->n_gen == t->cap_gen) {
+        int cap = t->cap_gen ? t->cap_gen * 2 : 64;
+        int32_t *g = realloc(t->gen, (size_t)cap * sizeof(*g));
+        if (!g) {
+            task_finish(s, t, SRV_FINISH_ERROR, "out of memory for generated tokens", ev);
+            return;
+        }
+        t->gen = g;
+        t->cap_gen = cap;
+    }
+    t->gen[t->n_gen++] = tok;
     eng_sampler_accept(&t->sampler, tok);
     for (int i = 0; i < t->n_stop_ids; i++) {
         if (tok == t->stop_ids[i]) {
@@ -274,6 +363,7 @@ static void sched_publish(srv_sched *s)
     s->stats.cancelled = s->counts.cancelled;
     s->stats.timeouts = s->counts.timeouts;
     s->stats.errors = s->counts.errors;
+    s->stats.preemptions = s->counts.preemptions;
     uv_mutex_unlock(&s->mu);
 }
 
@@ -299,7 +389,9 @@ static void sched_step(srv_sched *s, ev_list *ev)
             task_finish(s, t, SRV_FINISH_TIMEOUT, "request timeout", ev);
     }
 
-    /* Admission in arrival order; the head waits for blocks rather than being overtaken. */
+    /* Admission in arrival order (preempted sequences first); the head waits for blocks rather
+     * than being overtaken. One block stays free per running sequence, so admitting does not
+     * force a preemption at the next block boundary. */
     int n_running = list_len(s->running);
     while (s->waiting && n_running < cfg->max_batch) {
         t = s->waiting;
@@ -308,7 +400,7 @@ static void sched_step(srv_sched *s, ev_list *ev)
             continue;
         }
         eng_err err = {0};
-        int rc = task_admit(s, t, &err);
+        int rc = task_admit(s, t, n_running, &err);
         if (rc == ENG_E_FULL)
             break;
         if (rc != 0) {
@@ -316,27 +408,30 @@ static void sched_step(srv_sched *s, ev_list *ev)
             continue;
         }
         list_remove(&s->waiting, t);
-        list_append(&s->running, t);
+        list_insert_by_id(&s->running, t);
         n_running++;
     }
 
-    /* Batch: one decode token per generating sequence, then shared prefill chunks. */
+    sched_grow(s, ev);
+
+    /* Batch: one decode token per sequence with one position left to feed, then shared
+     * prefill chunks (prompts, and the recomputation of preempted sequences). */
     int n = 0;
     for (t = s->running; t && n < s->batch_cap; t = t->next) {
-        if (t->n_fed < t->n_prompt)
+        if (t->n_fed != task_known(t) - 1)
             continue;
         eng_batch_item *it = &s->items[n];
-        it->token = t->last;
-        it->pos = t->n_prompt + t->n_gen - 1;
+        it->pos = t->n_fed++;
+        it->token = task_tok_at(t, it->pos);
         it->seq = &t->seq;
         it->want_logits = 1;
         s->item_task[n++] = t;
     }
     int budget = cfg->prefill_chunk;
     for (t = s->running; t && budget > 0 && n < s->batch_cap; t = t->next) {
-        if (t->n_fed >= t->n_prompt)
+        if (t->n_fed >= task_known(t) - 1)
             continue;
-        int k = t->n_prompt - t->n_fed;
+        int k = task_known(t) - t->n_fed;
         if (k > budget)
             k = budget;
         if (k > s->batch_cap - n)
@@ -344,12 +439,13 @@ static void sched_step(srv_sched *s, ev_list *ev)
         for (int j = 0; j < k; j++) {
             eng_batch_item *it = &s->items[n];
             int p = t->n_fed + j;
-            it->token = t->prompt[p];
+            it->token = task_tok_at(t, p);
             it->pos = p;
             it->seq = &t->seq;
             /* the logits at p score prompt token p + 1 when its logprob is asked for */
-            it->want_logits = p == t->n_prompt - 1 ||
-                              (t->prompt_lp_from && p + 1 >= t->prompt_lp_from);
+            it->want_logits = p == task_known(t) - 1 ||
+                              (t->prompt_lp_from && p + 1 >= t->prompt_lp_from &&
+                               p < t->n_prompt - 1);
             s->item_task[n++] = t;
         }
         t->n_fed += k;
@@ -399,12 +495,13 @@ static void sched_step(srv_sched *s, ev_list *ev)
         }
     }
 
-    /* SSE keep-alives for sequences that have produced nothing yet. */
+    /* SSE keep-alives for sequences that have sent nothing for a while (waiting, prefilling, or
+     * preempted mid-stream). */
     now = now_s();
     srv_task *lists[2] = {s->running, s->waiting};
     for (int l = 0; l < 2; l++) {
         for (t = lists[l]; t; t = t->next) {
-            if (t->n_gen == 0 && now - t->last_emit >= cfg->keepalive_s) {
+            if (now - t->last_emit >= cfg->keepalive_s) {
                 ev_push(ev, SRV_EV_KEEPALIVE, t->id);
                 t->last_emit = now;
             }

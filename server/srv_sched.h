@@ -52,10 +52,14 @@ typedef struct srv_task {
     eng_seq seq;                    /* KV blocks; owned */
     eng_sampler sampler;            /* owned */
     eng_detok detok;
-    int n_fed;                      /* prompt tokens prefilled so far */
+    int32_t *gen;                   /* [cap_gen] tokens generated so far, in order (a preempted
+                                       task recomputes their K/V); owned (malloc) */
+    int cap_gen;
     int n_gen;                      /* tokens generated */
-    int32_t last;                   /* last sampled token (the next decode input) */
-    int admitted;
+    int n_fed;                      /* positions whose K/V are in the cache: the prompt first,
+                                       then generated tokens; 0 again after a preemption */
+    int admitted;                   /* sampler and detokenizer set up (stays 1 when preempted) */
+    int preemptions;                /* times its KV blocks were taken back */
     int cancelled;
     double last_emit;               /* time of the last event sent (keep-alives) */
 } srv_task;
@@ -94,6 +98,8 @@ typedef struct srv_sched_stats {
     uint64_t cancelled;             /* client gone or shutdown */
     uint64_t timeouts;              /* request deadline passed */
     uint64_t errors;                /* engine failures */
+    uint64_t preemptions;           /* running sequences whose KV blocks were taken back (they
+                                       wait again, then recompute their K/V) */
 } srv_sched_stats;
 
 typedef struct srv_sched {
