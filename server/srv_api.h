@@ -38,16 +38,18 @@ void srv_api_completions(srv_server *s, srv_resp *r, const cJSON *body);
 void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body);
 /* Chooses the chat template at model load (from --chat-template or tokenizer_config.json). */
 void srv_chat_setup(srv_server *s);
-/* Validates messages (param "messages"), renders them with the chat template and tokenizes the
- * result. 0 with *ids (caller frees) and *text (caller frees), or -1 with r answered. */
-int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t **ids, int *n,
-                    char **text, size_t *text_len);
+/* Validates messages (param "messages") and renders them with the chat template. 0 with *text
+ * (caller frees) and *enc_from, the offset where the text to tokenize begins (past a "<s>" the
+ * template wrote: the encoder adds the real BOS id), or -1 with r answered. */
+int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
+                    size_t *text_len, size_t *enc_from);
 /* Token ids that end a chat turn for the chosen template (besides EOS); returns the count. */
 int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap);
 
-/* srv_api_misc.c: tokenizes text (malloc'd *ids, caller frees). 0 or a negative ENG_E_*. */
-int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int parse_special,
-               int32_t **ids, int *n);
+/* srv_api_misc.c: tokenizes text (malloc'd *ids, caller frees). 0 or a negative ENG_E_*. Any
+ * thread (the tokenizer is read-only once loaded). */
+int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
+               int parse_special, int32_t **ids, int *n);
 /* Reads a JSON array of token ids in [0, vocab) into *ids (caller frees); 0, or -1 with r
  * answered (param names the field). */
 int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,

@@ -45,13 +45,12 @@ typedef struct chat_msg {
     srv_buf content;            /* owned: the text parts joined */
 } chat_msg;
 
-int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t **ids, int *n,
-                    char **text, size_t *text_len)
+int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
+                    size_t *text_len, size_t *enc_from)
 {
-    *ids = NULL;
-    *n = 0;
     *text = NULL;
     *text_len = 0;
+    *enc_from = 0;
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
         srv_resp_bad(r, "messages", "'messages' must be a non-empty list");
         return -1;
@@ -146,19 +145,9 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, int32_t *
     }
     /* The template writes BOS as the text "<s>"; a llama2.c tokenizer spells BOS differently,
      * so take it off and let the encoder add the real BOS id. */
-    const char *ptxt = prompt.p;
-    size_t plen = prompt.len;
-    if (plen >= 3 && memcmp(ptxt, "<s>", 3) == 0) {
-        ptxt += 3;
-        plen -= 3;
-    }
-    if (srv_prompt_bytes_ok(s, r, plen, 0, "messages") != 0) {
+    *enc_from = prompt.len >= 3 && memcmp(prompt.p, "<s>", 3) == 0 ? 3 : 0;
+    if (srv_prompt_bytes_ok(s, r, prompt.len - *enc_from, 0, "messages") != 0) {
         srv_buf_free(&prompt);
-        goto out;
-    }
-    if (srv_encode(s, ptxt, plen, 1, 1, ids, n) != 0) {
-        srv_buf_free(&prompt);
-        srv_resp_bad(r, "messages", "the rendered prompt could not be tokenized");
         goto out;
     }
     *text = srv_buf_take(&prompt, text_len);
@@ -224,19 +213,23 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
         srv_gen_params_free(&p);
         return;
     }
-    srv_gen_prompt pr = {0};
-    if (srv_chat_prompt(s, r, msgs, &pr.ids, &pr.n, &pr.text, &pr.text_len) != 0) {
+    srv_gen_prompt *pr = calloc(1, sizeof(*pr));
+    if (!pr) {
+        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         srv_gen_params_free(&p);
         return;
     }
+    if (srv_chat_prompt(s, r, msgs, &pr->text, &pr->text_len, &pr->enc_from) != 0) {
+        free(pr);
+        srv_gen_params_free(&p);
+        return;
+    }
+    pr->enc_special = 1;   /* the template's markers (<|im_start|>) are special tokens */
     int32_t stop_ids[SRV_MAX_STOP_IDS];
     int n_stop = srv_chat_stop_ids(s, stop_ids, SRV_MAX_STOP_IDS);
     /* the template's end-of-turn text also ends the answer when written as plain text */
     const char *turn_end = eng_chat_turn_end((eng_chat_template)s->chat_tmpl);
     if (turn_end && p.n_stops < ENG_MAX_STOPS)
         p.stops[p.n_stops++] = turn_end;
-    srv_gen_start(s, r, SRV_GEN_CHAT, &p, &pr, 1, stop_ids, n_stop);
-    free(pr.ids);
-    free(pr.text);
-    srv_gen_params_free(&p);
+    srv_gen_submit(s, r, SRV_GEN_CHAT, &p, pr, 1, stop_ids, n_stop);
 }

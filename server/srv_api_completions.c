@@ -1,6 +1,6 @@
 /* srv_api_completions.c — POST /v1/completions: the prompt in its four shapes (a string, a list
  * of strings, a list of token ids, a list of token-id lists), echo, and the rejection of suffix;
- * then srv_gen does the rest. Loop thread only. */
+ * then srv_tokjob tokenizes the text prompts and srv_gen does the rest. Loop thread only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,20 +22,13 @@ static int one_prompt(srv_server *s, srv_resp *r, const cJSON *v, srv_gen_prompt
         size_t len = strlen(v->valuestring);
         if (srv_prompt_bytes_ok(s, r, len, 0, "prompt") != 0)
             return -1;
-        if (srv_encode(s, v->valuestring, len, 1, 0, &pr->ids, &pr->n) != 0) {
-            srv_resp_bad(r, "prompt", "the prompt could not be tokenized");
-            return -1;
-        }
         pr->text = malloc(len + 1);
         if (!pr->text) {
             srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
             return -1;
         }
         memcpy(pr->text, v->valuestring, len + 1);
-        pr->text_len = len;
-        /* the BOS the encoder added is not part of the echoed text (nor of its logprobs) */
-        int bos = eng_tokenizer_bos(s->tok);
-        pr->echo_from = pr->n > 0 && bos >= 0 && pr->ids[0] == bos ? 1 : 0;
+        pr->text_len = len;   /* ids stay NULL: srv_gen_submit tokenizes the text */
         return 0;
     }
     if (cJSON_IsArray(v) && is_int_array(v)) {
@@ -112,8 +105,10 @@ void srv_api_completions(srv_server *s, srv_resp *r, const cJSON *body)
     } else {
         failed = one_prompt(s, r, pv, &pr[0]) != 0;
     }
-    if (!failed)
-        srv_gen_start(s, r, SRV_GEN_COMPLETION, &p, pr, n_prompts, NULL, 0);
-    srv_gen_prompts_free(pr, n_prompts);
-    srv_gen_params_free(&p);
+    if (failed) {
+        srv_gen_prompts_free(pr, n_prompts);
+        srv_gen_params_free(&p);
+        return;
+    }
+    srv_gen_submit(s, r, SRV_GEN_COMPLETION, &p, pr, n_prompts, NULL, 0);
 }

@@ -8,8 +8,8 @@
 #include "srv_api.h"
 #include "srv_limits.h"
 
-int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int parse_special,
-               int32_t **ids, int *n)
+int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
+               int parse_special, int32_t **ids, int *n)
 {
     size_t cap = len + 8, got = 0;
     *ids = NULL;
@@ -18,7 +18,7 @@ int srv_encode(srv_server *s, const char *text, size_t len, int add_bos, int par
         int32_t *buf = malloc(cap * sizeof(int32_t));
         if (!buf)
             return ENG_E_NOMEM;
-        int rc = eng_tokenizer_encode(s->tok, text, len, add_bos, parse_special, buf, cap, &got,
+        int rc = eng_tokenizer_encode(tok, text, len, add_bos, parse_special, buf, cap, &got,
                                       NULL);
         if (rc != 0) {
             free(buf);
@@ -192,10 +192,15 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
     int n = 0;
     if (msgs && !cJSON_IsNull(msgs)) {
         char *text = NULL;
-        size_t tl = 0;
-        if (srv_chat_prompt(s, r, msgs, &ids, &n, &text, &tl) != 0)
+        size_t tl = 0, from = 0;
+        if (srv_chat_prompt(s, r, msgs, &text, &tl, &from) != 0)
             return;
+        int rc = srv_encode(s->tok, text + from, tl - from, 1, 1, &ids, &n);
         free(text);
+        if (rc != 0) {
+            srv_resp_bad(r, "messages", "could not tokenize: %s", eng_strerror(rc));
+            return;
+        }
     } else {
         if (!txt || !cJSON_IsString(txt)) {
             srv_resp_bad(r, "prompt", "'prompt' (a string) or 'messages' is required");
@@ -204,7 +209,7 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
         size_t len = strlen(txt->valuestring);
         if (srv_prompt_bytes_ok(s, r, len, SRV_MAX_TOKENIZE_BYTES, "prompt") != 0)
             return;
-        int rc = srv_encode(s, txt->valuestring, len, add_special, 0, &ids, &n);
+        int rc = srv_encode(s->tok, txt->valuestring, len, add_special, 0, &ids, &n);
         if (rc != 0) {
             srv_resp_bad(r, "prompt", "could not tokenize: %s", eng_strerror(rc));
             return;

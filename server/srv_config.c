@@ -63,6 +63,9 @@ static const cfg_flag srv__flags[] = {
      "seconds an idle keep-alive connection stays open (default 60)"},
     {"prefill-chunk", "CLAQ_PREFILL_CHUNK", CFG_INT, F(prefill_chunk), 1, 65536,
      "prompt tokens prefilled per engine step, shared (default 256)"},
+    {"tokenize-inline-bytes", "CLAQ_TOKENIZE_INLINE_BYTES", CFG_INT, F(tokenize_inline_bytes),
+     0, 1 << 30, "prompt text a request may have tokenized on the event loop; a request with "
+     "more is tokenized on a worker thread so other streams never stall (default 16384)"},
     {"drain-timeout", "CLAQ_DRAIN_TIMEOUT", CFG_DBL, F(drain_timeout_s), 0, 1e6,
      "seconds in-flight requests get to finish after SIGTERM/SIGINT (default 30)"},
     {"sse-keepalive", "CLAQ_SSE_KEEPALIVE", CFG_DBL, F(keepalive_s), 0.01, 1e6,
@@ -104,6 +107,7 @@ void srv_config_defaults(srv_config *c)
     c->body_timeout_s = SRV_BODY_TIMEOUT_MS / 1000.0;
     c->idle_timeout_s = SRV_IDLE_TIMEOUT_MS / 1000.0;
     c->prefill_chunk = SRV_PREFILL_CHUNK;
+    c->tokenize_inline_bytes = SRV_TOKENIZE_INLINE_BYTES;
     c->drain_timeout_s = SRV_DRAIN_TIMEOUT_S;
     c->keepalive_s = SRV_KEEPALIVE_MS / 1000.0;
     c->max_conns = SRV_MAX_CONNS;

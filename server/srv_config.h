@@ -30,6 +30,7 @@ typedef struct srv_config {
     double body_timeout_s;          /* --body-timeout */
     double idle_timeout_s;          /* --idle-timeout */
     int prefill_chunk;              /* --prefill-chunk: prompt tokens per step */
+    int tokenize_inline_bytes;      /* --tokenize-inline-bytes: more goes to the threadpool */
     double drain_timeout_s;         /* --drain-timeout */
     double keepalive_s;             /* --sse-keepalive: SSE comment interval while waiting */
     int max_conns;                  /* --max-connections */

@@ -29,10 +29,12 @@ typedef struct srv_gen_params {
 } srv_gen_params;
 
 typedef struct srv_gen_prompt {
-    int32_t *ids;                   /* owned (malloc) */
+    int32_t *ids;                   /* owned (malloc); NULL: tokenize text (srv_gen_submit) */
     int n;
     char *text;                     /* owned: the prompt as text (echo), or NULL */
     size_t text_len;
+    size_t enc_from;                /* ids == NULL: tokenize text from this offset, BOS added */
+    int enc_special;                /* ... with special-token text (<|im_start|>) as its ids */
     int echo_from;                  /* first id the echoed text shows (1 after an added BOS) */
 } srv_gen_prompt;
 
@@ -48,6 +50,17 @@ void srv_gen_prompts_free(srv_gen_prompt *pr, int n);
 void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
                    const srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
                    int n_stop_ids);
+
+typedef struct srv_tokjob srv_tokjob;
+/* The response slot of a queued job is going away: the job frees itself when its work ends. */
+void srv_tokjob_orphan(srv_tokjob *j);
+/* srv_tokjob.c: tokenizes the prompts whose ids are NULL (off the loop thread when they are
+ * large, see --tokenize-inline-bytes), then calls srv_gen_start with r. Takes p's allocations
+ * and the malloc'd prompts array over and frees them in every case; the stop strings p borrows
+ * are copied first, so the request JSON may go. */
+void srv_gen_submit(srv_server *s, srv_resp *r, srv_gen_kind kind, srv_gen_params *p,
+                    srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
+                    int n_stop_ids);
 
 /* Routes scheduler events to their generations; events for unknown ids are dropped. */
 void srv_gen_on_events(srv_server *s, srv_event *ev, int n);

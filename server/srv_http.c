@@ -78,6 +78,8 @@ static srv_resp *conn_push_resp(srv_conn *c)
 
 static void resp_free(srv_server *s, srv_resp *r)
 {
+    srv_tokjob_orphan(r->job);
+    r->job = NULL;
     if (r->gen) {
         struct srv_gen *g = r->gen;
         r->gen = NULL;

@@ -62,6 +62,8 @@ typedef struct srv_resp {
     double ttft_s;              /* time to first token, -1 when none */
     int prompt_tokens, completion_tokens;
     struct srv_gen *gen;        /* owned: the generation writing this response, or NULL */
+    struct srv_tokjob *job;     /* borrowed: tokenization under way for it, or NULL (the job
+                                   owns itself; srv_tokjob_orphan when this slot goes) */
 } srv_resp;
 
 struct srv_conn {

@@ -53,6 +53,10 @@
  * and tokenizing runs on the loop thread (a 4 MiB prompt took over 4 s there, stalling every
  * stream). Bounds the loop's tokenizing to about n_ctx * 32 bytes per prompt. */
 #define SRV_MAX_PROMPT_BYTES_PER_TOKEN 32
+/* Default of --tokenize-inline-bytes: prompt text a generation request may have tokenized on
+ * the loop thread (a few ms of BPE); a request with more goes to the libuv threadpool, so it
+ * never stalls other streams. */
+#define SRV_TOKENIZE_INLINE_BYTES (16 * 1024)
 /* Text bytes /tokenize takes (or n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN when larger), for the
  * same reason. */
 #define SRV_MAX_TOKENIZE_BYTES (256 * 1024)

@@ -60,6 +60,9 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
                   model, st->running);
     rc |= counter(o, "claq_num_requests_waiting", "gauge", "sequences waiting for admission",
                   model, st->waiting);
+    rc |= counter(o, "claq_tokenize_jobs", "gauge",
+                  "requests whose prompts are being tokenized on a worker thread", model,
+                  m->tokenize_jobs);
     rc |= counter(o, "claq_kv_cache_usage_ratio", "gauge", "fraction of KV cache blocks in use",
                   model, kv_ratio);
     rc |= counter(o, "claq_kv_cache_tokens", "gauge", "positions the KV cache holds", model,

@@ -21,6 +21,8 @@ typedef struct srv_metrics {
     uint64_t requests_total;        /* HTTP requests answered */
     uint64_t responses_by_class[6]; /* [status / 100] */
     uint64_t rejections;            /* 429s from the bounded queue */
+    int tokenize_jobs;              /* tokenization jobs on the threadpool (srv_tokjob.c); the
+                                       shutdown waits for 0, as they read the tokenizer */
     srv_hist ttft, itl, e2e;        /* seconds */
 } srv_metrics;
 

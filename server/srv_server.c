@@ -104,8 +104,9 @@ void srv_server_check_drained(srv_server *s)
     for (srv_conn *c = s->conns; c; c = c->next) {
         if (c->closing)
             continue;
-        if (c->rq_head || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
-            return;
+        if (c->rq_head || c->in_message ||
+            uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+            return;   /* a request still arriving gets its answer (503) too */
     }
     srv_log("info", "drained: every request answered");
     final_shutdown(s);
@@ -117,19 +118,10 @@ static void close_if(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
-/* Stop accepting, close every connection (cancelling their tasks), join the scheduler, close
- * every handle; uv_run then returns. */
-static void final_shutdown(srv_server *s)
+/* Joins the scheduler (which frees the model and tokenizer) and closes every handle; uv_run
+ * then returns. Runs once no tokenization job can still read the tokenizer. */
+static void shutdown_engine(srv_server *s)
 {
-    if (s->stopping)
-        return;
-    s->stopping = 1;
-    if (s->listener_open) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listener_open = 0;
-    }
-    while (s->conns)
-        srv_conn_close(s->conns);
     srv_sched_stop(&s->sched);
     s->model = NULL;
     s->tok = NULL;
@@ -146,6 +138,31 @@ static void final_shutdown(srv_server *s)
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
     }
+}
+
+/* Stop accepting, close every connection (cancelling their tasks), then shutdown_engine, at
+ * once or when the last tokenization job returns. */
+static void final_shutdown(srv_server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    if (s->listener_open) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listener_open = 0;
+    }
+    while (s->conns)
+        srv_conn_close(s->conns);
+    if (s->metrics.tokenize_jobs == 0)
+        shutdown_engine(s);
+    else
+        srv_log("info", "waiting for %d tokenization job(s) to return", s->metrics.tokenize_jobs);
+}
+
+void srv_server_job_done(srv_server *s)
+{
+    if (--s->metrics.tokenize_jobs == 0 && s->stopping)
+        shutdown_engine(s);
 }
 
 static void model_id_from_path(const char *path, char *out, size_t cap)

@@ -64,6 +64,9 @@ void srv_server_drain(srv_server *s);
 /* Called when a response slot or a generation finishes: ends the drain when nothing is left. */
 void srv_server_check_drained(srv_server *s);
 
+/* A tokenization job returned (srv_tokjob.c): a shutdown waiting for it goes on. */
+void srv_server_job_done(srv_server *s);
+
 /* A fresh printable id ("prefix-<hex>") in out. */
 void srv_server_make_id(srv_server *s, const char *prefix, char *out, size_t cap);
 
