@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "cuda/kern_cuda.h"
+
 int eng_backend_open(kern_backend *be, const char *device, int threads, eng_err *err)
 {
     memset(be, 0, sizeof *be);
@@ -13,11 +15,12 @@ int eng_backend_open(kern_backend *be, const char *device, int threads, eng_err 
     if (want_cuda || is_auto) {
         int rc = kern_cuda_backend_create(be, 0);
         if (rc == 0) return 0;
-        if (want_cuda)
-            return eng_err_set(err, ENG_E_DEVICE, "--device cuda: %s",
-                               rc == KERN_E_UNSUPPORTED ? "this build has no CUDA backend or no GPU "
-                                                          "is visible"
-                                                        : kern_strerror(rc));
+        if (want_cuda) {
+            char why[512] = "";
+            if (rc == KERN_E_UNSUPPORTED && kern_cuda_device_count(why, sizeof why) == 0)
+                return eng_err_set(err, ENG_E_DEVICE, "--device cuda: no usable GPU (%s)", why);
+            return eng_err_set(err, ENG_E_DEVICE, "--device cuda: %s", kern_strerror(rc));
+        }
     }
     int rc = kern_cpu_backend_create(be, threads);
     if (rc) return eng_err_set(err, ENG_E_NOMEM, "cpu backend: %s", kern_strerror(rc));

@@ -107,7 +107,9 @@ int kern_cpu_backend_set_offline(kern_backend *b, int on);
 /* Name of the ISA path the CPU backend picked ("scalar", "avx2", "avx512"). */
 const char *kern_cpu_isa_name(const kern_backend *b);
 
-/* CUDA backend on device `device`; KERN_E_UNSUPPORTED when built without CUDA or no GPU. */
+/* CUDA backend on device `device`; KERN_E_UNSUPPORTED when built without CUDA, when
+ * libclaq_cuda.so or the CUDA runtime cannot be loaded, or with no GPU (kern_cuda_device_count in
+ * cuda/kern_cuda.h says which). Loads the CUDA libraries only when called. */
 int kern_cuda_backend_create(kern_backend *out, int device);
 
 void kern_backend_destroy(kern_backend *b);   /* safe on a zeroed struct; idempotent */

@@ -111,11 +111,3 @@ void kern_release(kern_backend *b, kern_matrix *w)
     if (b && b->ops && b->ops->release) b->ops->release(b->ctx, w);
 }
 
-#ifndef CLAQ_HAVE_CUDA
-int kern_cuda_backend_create(kern_backend *out, int device)
-{
-    (void)device;
-    memset(out, 0, sizeof *out);
-    return KERN_E_UNSUPPORTED;
-}
-#endif

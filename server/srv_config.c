@@ -87,7 +87,8 @@ static const cfg_flag srv__flags[] = {
      "Access-Control-Allow-Origin value; empty disables CORS headers (default *)"},
     {"access-log", "CLAQ_ACCESS_LOG", CFG_BOOL, F(access_log), 0, 1,
      "one JSON line per request on stderr (default 1)"},
-    {"device", "CLAQ_DEVICE", CFG_STR, F(device), 0, 0, "cpu | cuda (default cpu)"},
+    {"device", "CLAQ_DEVICE", CFG_STR, F(device), 0, 0,
+     "cpu | cuda | auto (cuda when a GPU is usable, else cpu) (default cpu)"},
     {"step-delay-ms", "CLAQ_STEP_DELAY_MS", CFG_INT, F(step_delay_ms), 0, 10000,
      "testing aid: sleep this long after each engine step, as a slow model would (default 0)"},
 };
@@ -266,8 +267,9 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, char *err,
                  c->chat_template);
         return -1;
     }
-    if (strcmp(c->device, "cpu") != 0 && strcmp(c->device, "cuda") != 0) {
-        snprintf(err, cap, "--device: '%s' is not cpu or cuda", c->device);
+    if (strcmp(c->device, "cpu") != 0 && strcmp(c->device, "cuda") != 0 &&
+        strcmp(c->device, "auto") != 0) {
+        snprintf(err, cap, "--device: '%s' is not cpu, cuda or auto", c->device);
         return -1;
     }
     return 0;

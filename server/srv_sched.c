@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eng_backend.h"
 #include "srv_limits.h"
 
 const char *srv_finish_name(srv_finish f)
@@ -525,13 +526,10 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         snprintf(msg, cap, "tokenizer: %s", err.msg[0] ? err.msg : eng_strerror(rc));
         return rc;
     }
-    if (strcmp(cfg->device, "cuda") == 0)
-        rc = kern_cuda_backend_create(&s->be, 0);
-    else
-        rc = kern_cpu_backend_create(&s->be, cfg->threads);
+    rc = eng_backend_open(&s->be, cfg->device, cfg->threads, &err);
     if (rc != 0) {
-        snprintf(msg, cap, "backend %s: %s", cfg->device, kern_strerror(rc));
-        return -1;
+        snprintf(msg, cap, "%s", err.msg[0] ? err.msg : eng_strerror(rc));
+        return rc;
     }
     const eng_config *mc = &s->model->cfg;
     int64_t per_tok = 2LL * mc->n_layers * mc->n_kv_heads * mc->head_dim * (int64_t)sizeof(float);

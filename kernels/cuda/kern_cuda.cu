@@ -354,9 +354,9 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .supports  = */ cuda_supports,
 };
 
-/* ---- public entry points ------------------------------------------------------------------- */
+/* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */
 
-extern "C" int kern_cuda_device_count(char *why, size_t why_len)
+extern "C" int kern_cuda_impl_device_count(char *why, size_t why_len)
 {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -369,25 +369,25 @@ extern "C" int kern_cuda_device_count(char *why, size_t why_len)
     return n;
 }
 
-extern "C" const char *kern_cuda_last_error(const kern_backend *b)
+extern "C" const char *kern_cuda_impl_last_error(const kern_backend *b)
 {
     if (!b || b->ops != &kern_cuda_ops || !b->ctx) return "";
     return ((const kern_cuda_ctx *)b->ctx)->err;
 }
 
-extern "C" int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
+extern "C" int kern_cuda_impl_set_prefill_min_n(kern_backend *b, int min_n)
 {
     if (!b || b->ops != &kern_cuda_ops || !b->ctx || min_n < 0) return KERN_E_INVAL;
     ((kern_cuda_ctx *)b->ctx)->prefill_min_n = min_n;
     return KERN_OK;
 }
 
-extern "C" int kern_cuda_backend_create(kern_backend *out, int device)
+extern "C" int kern_cuda_impl_backend_create(kern_backend *out, int device)
 {
     if (!out) return KERN_E_INVAL;
     out->ops = NULL;
     out->ctx = NULL;
-    int count = kern_cuda_device_count(NULL, 0);
+    int count = kern_cuda_impl_device_count(NULL, 0);
     if (device < 0 || device >= count) return KERN_E_UNSUPPORTED;
 
     kern_cuda_ctx *c = (kern_cuda_ctx *)calloc(1, sizeof *c);

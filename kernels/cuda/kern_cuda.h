@@ -1,6 +1,7 @@
 /* kern_cuda.h — C-callable extras of the CUDA backend beyond kern.h: device discovery, the text of
- * the last device error, and the prefill-path switch. Only exists in builds with CLAQ_HAVE_CUDA
- * (callers guard their #include). Same thread contract as the backend (one driving thread). */
+ * the last device error, and the prefill-path switch. kernels/kern_cuda_loader.c implements them
+ * (and kern_cuda_backend_create) in every build: it loads libclaq_cuda.so, which exports the
+ * kern_cuda_impl_* functions below, on first use. Same thread contract as the backend. */
 #ifndef KERN_CUDA_H
 #define KERN_CUDA_H
 
@@ -13,8 +14,9 @@ extern "C" {   /* kern.h has no guards of its own: give its declarations C linka
 
 #include "kern.h"
 
-/* Number of CUDA devices (>= 0). When the runtime cannot answer (no driver, no device node) it
- * returns 0 and writes the runtime's reason into why[why_len] (may be NULL). */
+/* Number of CUDA devices (>= 0). When there is none to use (a build without CUDA, the backend
+ * library or the CUDA runtime not loadable, no driver, no device node) it returns 0 and writes
+ * the reason into why[why_len] (may be NULL). */
 int kern_cuda_device_count(char *why, size_t why_len);
 
 /* Text of the last device failure recorded by a CUDA backend ("" if none, or if b is not a CUDA
@@ -26,6 +28,13 @@ const char *kern_cuda_last_error(const kern_backend *b);
  * and rounds x to fp16, so it is off by default (min_n = 0); the environment variable
  * CLAQ_CUDA_PREFILL_MIN_N sets it at creation. KERN_E_INVAL if b is not a CUDA backend. */
 int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n);
+
+/* What libclaq_cuda.so exports (kern_cuda.cu), found by kern_cuda_loader.c with dlsym; the
+ * emulator build links them in directly. Nobody else calls these. */
+int kern_cuda_impl_device_count(char *why, size_t why_len);
+const char *kern_cuda_impl_last_error(const kern_backend *b);
+int kern_cuda_impl_set_prefill_min_n(kern_backend *b, int min_n);
+int kern_cuda_impl_backend_create(kern_backend *out, int device);
 
 #ifdef __cplusplus
 }

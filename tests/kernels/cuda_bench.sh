@@ -12,7 +12,8 @@
 # Example session: bash tests/kernels/cuda_bench.sh pack   (here), then device run with
 #   command "bash tests/kernels/cuda_bench.sh tests && bash tests/kernels/cuda_bench.sh sanitize"
 #   and carry [".gpu-carry"], then another call for "bash tests/kernels/cuda_bench.sh bench".
-# Binaries depend only on libc and CUDA 13's libcudart/libcublas (present on the GPU image).
+# Binaries depend only on libc, CUDA 13's libcudart/libcublas (present on the GPU image) and
+# libclaq_cuda.so, which travels beside them in .gpu-carry/bin.
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -34,10 +35,11 @@ pack)
     "$NVCC" -O3 -std=c++17 -Werror=all-warnings -lineinfo \
         -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
         -I"$SRC/kernels" -I"$SRC/kernels/cuda" -I"$SRC/engine" "$SRC/tests/kernels/cuda_bench.cu" \
-        -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_cuda.a" \
-        -lcublas -lcudart -lm -lpthread
+        -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_cuda.so" \
+        -Xlinker -rpath='$ORIGIN' -lcublas -lcudart -lm -lpthread -ldl
     for t in "${tests[@]}"; do cp "$BUILD/$t" "$CARRY/bin/"; done
-    cp "$BUILD/libclaq_cuda.a" "$CARRY/bin/"
+    # the backend library the engine dlopens, found beside the programs
+    cp "$BUILD/libclaq_cuda.so" "$CARRY/bin/"
     sh="${CLAQ_SHARED:-$SRC/../shared}"
     cp -r "$sh/models/stories260K.bin" "$sh/models/tinystories-656k" "$sh/models/small-lm-5m" \
         "$CARRY/shared/models/"
@@ -76,8 +78,8 @@ bench)
     ;;
 sass)
     OBJ="$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)"
-    lib="$BUILD/libclaq_cuda.a"
-    [ -f "$lib" ] || lib="$CARRY/bin/libclaq_cuda.a"
+    lib="$BUILD/libclaq_cuda.so"
+    [ -f "$lib" ] || lib="$CARRY/bin/libclaq_cuda.so"
     "$OBJ" -lelf "$lib" | grep -o 'sm_[0-9]*' | sort | uniq -c
     "$OBJ" -sass -arch sm_90 "$lib" | awk '
         /Function :/ { f = $3 }
