@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kern_half.h"
+
 struct eng_ctx {
     const eng_model *m;                /* borrowed */
     kern_backend *be;                  /* borrowed */
@@ -123,6 +125,17 @@ int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, 
     return rc ? kern_fail(err, rc, "embedding", -1) : 0;
 }
 
+/* Writes one position's K or V (kv_dim floats) into the cache in its entry type. */
+static void kv_store(char *dst, kern_dtype dt, const float *src, int n)
+{
+    if (dt == KERN_F16) {
+        uint16_t *h = (uint16_t *)(void *)dst;
+        for (int i = 0; i < n; i++) h[i] = kern_f32_to_f16(src[i]);
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
 static void add_inplace(float *x, const float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
@@ -156,18 +169,18 @@ int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items
         goto kfail;
     if ((rc = kern_rope(c->be, c->k, c->pos, n, cf->n_kv_heads, hd, cf->rope_theta, cf->rope_style)))
         goto kfail;
-    float *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
+    char *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
     for (int i = 0; i < n; i++) {
         int p = items[i].pos;
         int64_t off = eng_kv_slot_offset(kv, items[i].seq->blocks[p / kv->block_tokens],
-                                         p % kv->block_tokens);
-        memcpy(kl + off, c->k + (int64_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
-        memcpy(vl + off, c->v + (int64_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
+                                         p % kv->block_tokens) * (int64_t)kv->elem;
+        kv_store(kl + off, kv->dtype, c->k + (int64_t)i * kv_dim, kv_dim);
+        kv_store(vl + off, kv->dtype, c->v + (int64_t)i * kv_dim, kv_dim);
         if (p + 1 > items[i].seq->n_pos) items[i].seq->n_pos = p + 1;
     }
     kern_attn_args a = {
         .n = n, .n_heads = cf->n_heads, .n_kv_heads = cf->n_kv_heads, .head_dim = hd,
-        .q = c->q, .out = c->att, .pos = c->pos, .block_table = c->bt,
+        .q = c->q, .out = c->att, .pos = c->pos, .block_table = c->bt, .kv_dtype = kv->dtype,
         .k_base = kl, .v_base = vl, .block_stride = (int64_t)kv->n_layers * kv->block_stride,
         .block_tokens = kv->block_tokens, .max_pos = max_pos,
     };

@@ -7,8 +7,26 @@
 
 int eng_kv_init(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, eng_err *err)
 {
+    return eng_kv_init_dtype(kv, cfg, total_tokens, KERN_F32, err);
+}
+
+int eng_kv_dtype_parse(const char *s, kern_dtype *out)
+{
+    if (s && strcmp(s, "f32") == 0) *out = KERN_F32;
+    else if (s && strcmp(s, "f16") == 0) *out = KERN_F16;
+    else return -1;
+    return 0;
+}
+
+int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
+                      eng_err *err)
+{
     memset(kv, 0, sizeof *kv);
     if (total_tokens <= 0) return eng_err_set(err, ENG_E_INVAL, "kv cache: size must be positive");
+    if (dtype != KERN_F32 && dtype != KERN_F16)
+        return eng_err_set(err, ENG_E_INVAL, "kv cache: entries must be f32 or f16");
+    kv->dtype = dtype;
+    kv->elem = kern_dtype_size(dtype);
     kv->block_tokens = ENG_KV_BLOCK_TOKENS;
     int64_t nb = (total_tokens + kv->block_tokens - 1) / kv->block_tokens;
     if (nb > (1 << 30)) return eng_err_set(err, ENG_E_INVAL, "kv cache: %lld tokens is too many",
@@ -17,14 +35,15 @@ int eng_kv_init(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, eng_err
     kv->n_layers = cfg->n_layers;
     kv->kv_dim = cfg->n_kv_heads * cfg->head_dim;
     kv->block_stride = (int64_t)kv->block_tokens * kv->kv_dim;
-    size_t floats = (size_t)nb * (size_t)kv->n_layers * (size_t)kv->block_stride;
-    kv->k = calloc(floats, sizeof(float));
-    kv->v = calloc(floats, sizeof(float));
+    size_t entries = (size_t)nb * (size_t)kv->n_layers * (size_t)kv->block_stride;
+    kv->k = calloc(entries, kv->elem);
+    kv->v = calloc(entries, kv->elem);
     kv->free_ids = malloc((size_t)nb * sizeof(int32_t));
     if (!kv->k || !kv->v || !kv->free_ids) {
+        double mib = 2.0 * (double)entries * (double)kv->elem / (1 << 20);
         eng_kv_free(kv);
         return eng_err_set(err, ENG_E_NOMEM, "kv cache: cannot allocate %.1f MiB for %lld tokens",
-                           2.0 * (double)floats * 4 / (1 << 20), (long long)total_tokens);
+                           mib, (long long)total_tokens);
     }
     /* stack: lowest ids popped first */
     for (int i = 0; i < kv->n_blocks; i++) kv->free_ids[i] = kv->n_blocks - 1 - i;
@@ -73,8 +92,14 @@ void eng_kv_release(eng_kv *kv, eng_seq *seq)
     memset(seq, 0, sizeof *seq);
 }
 
-float *eng_kv_k_layer(eng_kv *kv, int layer) { return kv->k + (int64_t)layer * kv->block_stride; }
-float *eng_kv_v_layer(eng_kv *kv, int layer) { return kv->v + (int64_t)layer * kv->block_stride; }
+void *eng_kv_k_layer(eng_kv *kv, int layer)
+{
+    return (char *)kv->k + (int64_t)layer * kv->block_stride * (int64_t)kv->elem;
+}
+void *eng_kv_v_layer(eng_kv *kv, int layer)
+{
+    return (char *)kv->v + (int64_t)layer * kv->block_stride * (int64_t)kv->elem;
+}
 
 int64_t eng_kv_slot_offset(const eng_kv *kv, int32_t block, int slot)
 {

@@ -1,7 +1,8 @@
 /* eng_kv.h — the paged KV cache: one pool of fixed-size blocks shared by every sequence, and a
  * per-sequence block table. A sequence gets exactly the blocks its positions need, so one long
- * request can use what short ones leave (no fixed split per slot). Owned by whoever drives the
- * engine (the CLI, or the server's scheduler thread); not thread-safe. */
+ * request can use what short ones leave (no fixed split per slot). Entries are fp32, or fp16 for
+ * half the memory (rounded when written; attention reads them back as fp32). Owned by whoever
+ * drives the engine (the CLI, or the server's scheduler thread); not thread-safe. */
 #ifndef ENG_KV_H
 #define ENG_KV_H
 
@@ -16,8 +17,10 @@ typedef struct eng_kv {
     int block_tokens;        /* positions per block */
     int n_blocks;            /* blocks in the pool */
     int n_layers, kv_dim;    /* kv_dim = n_kv_heads * head_dim */
-    int64_t block_stride;    /* floats per (block, layer) slab = block_tokens * kv_dim */
-    float *k, *v;            /* [n_blocks][n_layers][block_tokens][kv_dim]; owned */
+    int64_t block_stride;    /* entries per (block, layer) slab = block_tokens * kv_dim */
+    kern_dtype dtype;        /* KERN_F32 or KERN_F16 */
+    size_t elem;             /* bytes per entry */
+    void *k, *v;             /* [n_blocks][n_layers][block_tokens][kv_dim] entries; owned */
     int32_t *free_ids;       /* stack of free block ids; owned */
     int n_free;
 } eng_kv;
@@ -28,8 +31,13 @@ typedef struct eng_seq {
     int n_pos;               /* positions written so far (the next position to fill) */
 } eng_seq;
 
-/* Pool sized for total_tokens positions (rounded up to whole blocks). */
+/* Pool sized for total_tokens positions (rounded up to whole blocks), fp32 entries. */
 int eng_kv_init(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, eng_err *err);
+/* The same with entries of dtype (KERN_F32 or KERN_F16; ENG_E_INVAL otherwise). */
+int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
+                      eng_err *err);
+/* "f32" / "f16" -> dtype; -1 for anything else. */
+int eng_kv_dtype_parse(const char *s, kern_dtype *out);
 void eng_kv_free(eng_kv *kv);   /* safe on zeroed, idempotent */
 int eng_kv_free_tokens(const eng_kv *kv);   /* positions that free blocks can still hold */
 /* Blocks needed to hold n_pos positions. */
@@ -39,9 +47,9 @@ int eng_kv_reserve(eng_kv *kv, eng_seq *seq, int n_pos);
 /* Returns all of seq's blocks to the pool and frees its table; seq is zeroed. */
 void eng_kv_release(eng_kv *kv, eng_seq *seq);
 /* Base pointers for layer l (what kern_attn_args wants). */
-float *eng_kv_k_layer(eng_kv *kv, int layer);
-float *eng_kv_v_layer(eng_kv *kv, int layer);
-/* Float offset from a layer base to (block, slot). */
+void *eng_kv_k_layer(eng_kv *kv, int layer);
+void *eng_kv_v_layer(eng_kv *kv, int layer);
+/* Offset in entries from a layer base to (block, slot). */
 int64_t eng_kv_slot_offset(const eng_kv *kv, int32_t block, int slot);
 
 #endif

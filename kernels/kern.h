@@ -61,8 +61,9 @@ typedef struct kern_attn_args {
     float *out;                         /* [n][n_heads * head_dim] */
     const int32_t *pos;                 /* [n] */
     const int32_t *const *block_table;  /* [n] -> that token's sequence block ids */
-    const float *k_base, *v_base;       /* this layer's view of the KV pool */
-    int64_t block_stride;               /* floats from one block to the next */
+    kern_dtype kv_dtype;                /* entries of the pool: KERN_F32 or KERN_F16 */
+    const void *k_base, *v_base;        /* this layer's view of the KV pool */
+    int64_t block_stride;               /* entries from one block to the next */
     int block_tokens;                   /* positions per block */
     int max_pos;                        /* upper bound of pos[] + 1 (scratch sizing) */
 } kern_attn_args;

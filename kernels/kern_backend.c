@@ -94,7 +94,8 @@ int kern_attention(kern_backend *b, const kern_attn_args *a)
 {
     if (!b->ops || !b->ops->attention) return KERN_E_UNSUPPORTED;
     if (!a || a->n <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 ||
-        a->n_heads % a->n_kv_heads || a->block_tokens <= 0 || a->max_pos <= 0)
+        a->n_heads % a->n_kv_heads || a->block_tokens <= 0 || a->max_pos <= 0 ||
+        (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16))
         return KERN_E_INVAL;
     return b->ops->attention(b->ctx, a);
 }

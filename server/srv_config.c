@@ -87,6 +87,9 @@ static const cfg_flag srv__flags[] = {
      "Access-Control-Allow-Origin value; empty disables CORS headers (default *)"},
     {"access-log", "CLAQ_ACCESS_LOG", CFG_BOOL, F(access_log), 0, 1,
      "one JSON line per request on stderr (default 1)"},
+    {"kv-dtype", "CLAQ_KV_DTYPE", CFG_STR, F(kv_dtype), 0, 0,
+     "KV cache entries: f32, f16 (half the memory, so twice the positions per byte), or auto: "
+     "f16 on the CPU backend, f32 on CUDA (default auto)"},
     {"device", "CLAQ_DEVICE", CFG_STR, F(device), 0, 0,
      "cpu | cuda | auto (cuda when a GPU is usable, else cpu) (default cpu)"},
     {"step-delay-ms", "CLAQ_STEP_DELAY_MS", CFG_INT, F(step_delay_ms), 0, 10000,
@@ -118,6 +121,7 @@ void srv_config_defaults(srv_config *c)
     snprintf(c->cors_origin, sizeof(c->cors_origin), "*");
     c->access_log = 1;
     snprintf(c->device, sizeof(c->device), "cpu");
+    snprintf(c->kv_dtype, sizeof(c->kv_dtype), "auto");
 }
 
 void srv_config_usage(FILE *out)
@@ -270,6 +274,11 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, char *err,
     if (strcmp(c->device, "cpu") != 0 && strcmp(c->device, "cuda") != 0 &&
         strcmp(c->device, "auto") != 0) {
         snprintf(err, cap, "--device: '%s' is not cpu, cuda or auto", c->device);
+        return -1;
+    }
+    if (strcmp(c->kv_dtype, "auto") != 0 && strcmp(c->kv_dtype, "f32") != 0 &&
+        strcmp(c->kv_dtype, "f16") != 0) {
+        snprintf(err, cap, "--kv-dtype: '%s' is not auto, f32 or f16", c->kv_dtype);
         return -1;
     }
     return 0;

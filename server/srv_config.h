@@ -41,7 +41,8 @@ typedef struct srv_config {
     int sndbuf;                     /* --socket-sndbuf: SO_SNDBUF per client (0 = kernel) */
     char cors_origin[256];          /* --cors-origin ("*" by default; "" = no CORS headers) */
     int access_log;                 /* --access-log 0|1 */
-    char device[16];                /* --device: cpu|cuda */
+    char device[16];                /* --device: cpu|cuda|auto */
+    char kv_dtype[8];               /* --kv-dtype: auto|f32|f16 */
     int step_delay_ms;              /* --step-delay-ms: testing aid, sleep after each step */
 } srv_config;
 

@@ -532,7 +532,19 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         return rc;
     }
     const eng_config *mc = &s->model->cfg;
-    int64_t per_tok = 2LL * mc->n_layers * mc->n_kv_heads * mc->head_dim * (int64_t)sizeof(float);
+    /* fp16 entries halve the cache; the CUDA attention reads fp32 only (for now) */
+    int on_cpu = strcmp(s->be.ops->name, "cpu") == 0;
+    kern_dtype kvd = on_cpu ? KERN_F16 : KERN_F32;
+    if (strcmp(cfg->kv_dtype, "auto") != 0 && eng_kv_dtype_parse(cfg->kv_dtype, &kvd) != 0)
+        kvd = KERN_F32;
+    if (kvd == KERN_F16 && !on_cpu) {
+        snprintf(msg, cap, "--kv-dtype f16: the %s backend reads an fp32 KV cache only; use f32 "
+                 "or auto", s->be.ops->name);
+        return ENG_E_UNSUPPORTED;
+    }
+    s->kv_dtype = kvd;
+    int64_t per_tok = 2LL * mc->n_layers * mc->n_kv_heads * mc->head_dim *
+                      (int64_t)kern_dtype_size(kvd);
     int64_t kvt = cfg->kv_cache_tokens;
     if (kvt <= 0) {
         kvt = per_tok > 0 ? SRV_DEFAULT_KV_BYTES / per_tok : mc->seq_len;
@@ -544,7 +556,7 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     }
     s->kv_tokens = kvt;
     s->n_ctx = mc->seq_len < kvt ? mc->seq_len : (int)kvt;
-    rc = eng_kv_init(&s->kv, mc, kvt, &err);
+    rc = eng_kv_init_dtype(&s->kv, mc, kvt, kvd, &err);
     if (rc != 0) {
         snprintf(msg, cap, "kv cache (%lld tokens): %s", (long long)kvt,
                  err.msg[0] ? err.msg : eng_strerror(rc));

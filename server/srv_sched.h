@@ -122,6 +122,7 @@ typedef struct srv_sched {
     eng_tokenizer *tok;             /* owned */
     int n_ctx;                      /* longest prompt + max_tokens a request may ask for */
     int64_t kv_tokens;              /* positions in the KV pool */
+    kern_dtype kv_dtype;            /* its entries: KERN_F32 or KERN_F16 */
     /* scheduler thread only: */
     kern_backend be;                /* owned */
     eng_ctx *ctx;                   /* owned */

@@ -41,9 +41,10 @@ static void on_wake(uv_async_t *a)
             s->ready = 1;
             srv_chat_setup(s);
             srv_log("info", "model loaded: %s (%s, %d layers, dim %d, vocab %d); context %d, "
-                    "KV cache %lld tokens, max batch %d", s->model->path, s->model->quant_desc,
-                    s->model->cfg.n_layers, s->model->cfg.dim, s->model->cfg.vocab_size, s->n_ctx,
-                    (long long)s->sched.kv_tokens, s->cfg->max_batch);
+                    "KV cache %lld tokens (%s), max batch %d", s->model->path,
+                    s->model->quant_desc, s->model->cfg.n_layers, s->model->cfg.dim,
+                    s->model->cfg.vocab_size, s->n_ctx, (long long)s->sched.kv_tokens,
+                    kern_dtype_name(s->sched.kv_dtype), s->cfg->max_batch);
         } else if (ev[i].kind == SRV_EV_LOAD_FAILED) {
             s->load_failed = 1;
             s->exit_code = 1;

@@ -33,6 +33,7 @@ int claq_cmd_generate(int argc, char **argv)
         {"--seed", 1, NULL, "RNG seed (default: time)"},
         {"--stop", 1, NULL, "stop when this text is generated"},
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
+        {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory; CPU)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
         {"--help", 0, NULL, "this text"},
     };
@@ -46,6 +47,11 @@ int claq_cmd_generate(int argc, char **argv)
     long long max_tokens = 128, top_k = 0, threads = 0, seed = (long long)time(NULL);
     double temp = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
     const char *v;
+    kern_dtype kv_dtype = KERN_F32;
+    if ((v = claq_arg_get(spec, ns, "--kv-dtype")) && eng_kv_dtype_parse(v, &kv_dtype)) {
+        fprintf(stderr, "claq generate: --kv-dtype must be f32 or f16, not '%s'\n", v);
+        return 2;
+    }
     if ((v = claq_arg_get(spec, ns, "--max-tokens")) && claq_parse_int("--max-tokens", v, 0, 1 << 24, &max_tokens)) return 2;
     if ((v = claq_arg_get(spec, ns, "--top-k")) && claq_parse_int("--top-k", v, 0, 1 << 24, &top_k)) return 2;
     if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
@@ -94,7 +100,7 @@ int claq_cmd_generate(int argc, char **argv)
             goto out;
         }
     }
-    if (eng_kv_init(&s.kv, cfg, total, &err)) goto fail;
+    if (eng_kv_init_dtype(&s.kv, cfg, total, kv_dtype, &err)) goto fail;
     eng_sampler_cfg sc;
     eng_sampler_cfg_default(&sc);
     sc.temperature = (float)temp;

@@ -50,6 +50,7 @@ int claq_cmd_perplexity(int argc, char **argv)
         {"--ctx", 1, NULL, "window length in tokens (default: the model's context)"},
         {"--max-windows", 1, NULL, "score at most this many windows (default: all)"},
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
+        {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory; CPU)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
         {"--help", 0, NULL, "this text"},
     };
@@ -62,6 +63,11 @@ int claq_cmd_perplexity(int argc, char **argv)
     }
     long long ctx = 0, threads = 0, max_windows = 0;
     const char *v;
+    kern_dtype kv_dtype = KERN_F32;
+    if ((v = claq_arg_get(spec, ns, "--kv-dtype")) && eng_kv_dtype_parse(v, &kv_dtype)) {
+        fprintf(stderr, "claq perplexity: --kv-dtype must be f32 or f16, not '%s'\n", v);
+        return 2;
+    }
     if ((v = claq_arg_get(spec, ns, "--ctx")) && claq_parse_int("--ctx", v, 2, 1 << 22, &ctx)) return 2;
     if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
     if ((v = claq_arg_get(spec, ns, "--max-windows")) && claq_parse_int("--max-windows", v, 1, 1 << 30, &max_windows)) return 2;
@@ -99,7 +105,7 @@ int claq_cmd_perplexity(int argc, char **argv)
                 n_tok, ctx);
         goto out;
     }
-    if (eng_kv_init(&s.kv, &s.model->cfg, ctx, &err)) goto fail;
+    if (eng_kv_init_dtype(&s.kv, &s.model->cfg, ctx, kv_dtype, &err)) goto fail;
     logits = malloc((size_t)ctx * (size_t)vocab * sizeof(float));
     if (!logits) { eng_err_set(&err, ENG_E_NOMEM, "out of memory for logits"); goto fail; }
     fprintf(stderr, "%s: %zu tokens, %lld windows of %lld\n", file, n_tok, windows, ctx);

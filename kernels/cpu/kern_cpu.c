@@ -160,7 +160,8 @@ static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t cou
 typedef struct attn_job {
     const kern_attn_args *a;
     kern_cpu_ctx *c;
-    kern_dot_fn dot;
+    kern_dot_fn dot;                /* q . k for the pool's entry type */
+    kern_axpy_f16_fn axpy_f16;      /* out += w * v for fp16 entries */
 } attn_job;
 
 static void attn_task(void *arg, int64_t task, int worker)
@@ -176,11 +177,13 @@ static void attn_task(void *arg, int64_t task, int worker)
     int len = a->pos[t] + 1;
     const int32_t *bt = a->block_table[t];
     float scale = 1.0f / sqrtf((float)hd);
+    size_t esz = a->kv_dtype == KERN_F16 ? 2 : 4;
+    const char *kb = a->k_base, *vb = a->v_base;
     float mx = -INFINITY;
     for (int p = 0; p < len; p++) {
         int64_t off = (int64_t)bt[p / a->block_tokens] * a->block_stride +
                       (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd;
-        float s = j->dot(a->k_base + off, q, hd) * scale;
+        float s = j->dot(kb + off * (int64_t)esz, q, hd) * scale;
         att[p] = s;
         if (s > mx) mx = s;
     }
@@ -194,9 +197,13 @@ static void attn_task(void *arg, int64_t task, int worker)
     for (int p = 0; p < len; p++) {
         int64_t off = (int64_t)bt[p / a->block_tokens] * a->block_stride +
                       (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd;
-        const float *v = a->v_base + off;
         float w = att[p];
-        for (int d = 0; d < hd; d++) out[d] += w * v[d];
+        if (a->kv_dtype == KERN_F16) {
+            j->axpy_f16(out, w, (const uint16_t *)(const void *)(vb + off * 2), hd);
+        } else {
+            const float *v = (const float *)(const void *)vb + off;
+            for (int d = 0; d < hd; d++) out[d] += w * v[d];
+        }
     }
 }
 
@@ -207,7 +214,8 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
         if (a->pos[t] < 0 || a->pos[t] >= a->max_pos) return KERN_E_INVAL;
     int rc = kern_cpu__scratch_reserve(c, a->max_pos);
     if (rc) return rc;
-    attn_job j = {a, c, kern_cpu__dot_fn(c->isa, KERN_F32)};
+    attn_job j = {a, c, kern_cpu__dot_fn(c->isa, a->kv_dtype), kern_cpu__axpy_f16_fn(c->isa)};
+    if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t work = 0;
     for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;
     return run_tasks(c, (int64_t)a->n * a->n_heads, work, attn_task, &j);

@@ -27,6 +27,24 @@ float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n)
     return s;
 }
 
+void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float p = a * kern_f16_to_f32(x[i]);
+        y[i] += p;
+    }
+}
+
+kern_axpy_f16_fn kern_cpu__axpy_f16_fn(kern_isa isa)
+{
+#if defined(__x86_64__)
+    if (isa == KERN_ISA_AVX2 || isa == KERN_ISA_AVX512) return kern_cpu__axpy_f16_avx2;
+#else
+    (void)isa;
+#endif
+    return kern_cpu__axpy_f16_ref;
+}
+
 kern_dot4_fn kern_cpu__dot4_fn(kern_isa isa, kern_dtype dt)
 {
 #if defined(__x86_64__)

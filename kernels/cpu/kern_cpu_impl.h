@@ -62,6 +62,12 @@ float kern_cpu__dot_bf16_avx2(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_f32_avx512(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_f16_avx512(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_bf16_avx512(const void *w, const float *x, int64_t n);
+/* y[i] += a * x[i] for fp16 x (attention over an fp16 KV cache): a product then a sum per
+ * element, no fused multiply-add, so every ISA gives the same bits. */
+typedef void (*kern_axpy_f16_fn)(float *y, float a, const uint16_t *x, int64_t n);
+kern_axpy_f16_fn kern_cpu__axpy_f16_fn(kern_isa isa);
+void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n);
+void kern_cpu__axpy_f16_avx2(float *y, float a, const uint16_t *x, int64_t n);
 
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
  * including batch invariance (y[t] bit-identical for any n and thread count). */

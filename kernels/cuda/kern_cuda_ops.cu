@@ -296,6 +296,7 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
         !a->k_base || !a->v_base || a->block_tokens <= 0 || a->max_pos <= 0 || a->n > 65535 ||
         a->n_heads > 65535)
         return KERN_E_INVAL;
+    if (a->kv_dtype != KERN_F32) return KERN_E_UNSUPPORTED;   /* fp16 KV: CPU only for now */
     const int n = a->n, bt = a->block_tokens;
     const int kv_dim = a->n_kv_heads * a->head_dim;
     if (a->block_stride < (int64_t)bt * kv_dim) return KERN_E_INVAL;
@@ -360,10 +361,12 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
     for (int i = 0; i < nu; i++) {
         const size_t off = (size_t)uniq[i] * (size_t)a->block_stride;
         const size_t len = (size_t)need[i] * kv_dim * sizeof(float);
-        KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_k + (size_t)i * blk_floats, a->k_base + off,
-                                           len, cudaMemcpyHostToDevice, c->stream));
-        KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_v + (size_t)i * blk_floats, a->v_base + off,
-                                           len, cudaMemcpyHostToDevice, c->stream));
+        KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_k + (size_t)i * blk_floats,
+                                           (const float *)a->k_base + off, len,
+                                           cudaMemcpyHostToDevice, c->stream));
+        KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_v + (size_t)i * blk_floats,
+                                           (const float *)a->v_base + off, len,
+                                           cudaMemcpyHostToDevice, c->stream));
     }
     dim3 grid((unsigned)a->n_heads, (unsigned)n);
     kern_cuda_attn_k<<<grid, ATTN_THREADS, (size_t)a->head_dim * sizeof(float), c->stream>>>(

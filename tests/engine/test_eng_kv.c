@@ -40,7 +40,8 @@ int main(void)
     int64_t total = (int64_t)kv.n_blocks * kv.n_layers * kv.block_stride;
     for (int l = 0; l < kv.n_layers; l++)
         for (int blk = 0; blk < kv.n_blocks; blk++) {
-            int64_t off = (eng_kv_k_layer(&kv, l) - kv.k) + eng_kv_slot_offset(&kv, blk, kv.block_tokens - 1);
+            int64_t off = ((char *)eng_kv_k_layer(&kv, l) - (char *)kv.k) / (int64_t)kv.elem +
+                          eng_kv_slot_offset(&kv, blk, kv.block_tokens - 1);
             CHECK(off + kv.kv_dim <= total, "offset past the pool");
         }
     eng_kv_release(&kv, &c);

@@ -216,8 +216,8 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
     float *q = malloc(qn * sizeof(float)), *ref = malloc(qn * sizeof(float));
     float *got = malloc(qn * sizeof(float)), *one = malloc((size_t)nh * hd * sizeof(float));
     for (size_t i = 0; i < qn; i++) q[i] = ct_frnd();
-    kern_attn_args a = {n, nh, nkv, hd, q, ref, pos, (const int32_t *const *)bt_tok, kp, vp,
-                        stride, bt, max_pos};
+    kern_attn_args a = {n, nh, nkv, hd, q, ref, pos, (const int32_t *const *)bt_tok, KERN_F32,
+                        kp, vp, stride, bt, max_pos};
     CT_CHECK(kern_attention(cpu, &a) == 0, "cpu attention");
     ct_poison(got, qn);
     a.out = got;

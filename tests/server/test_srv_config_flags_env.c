@@ -78,6 +78,13 @@ int main(void)
     CHECK(parse(&c, err, 5, b6) == -1, "overflow: %s", err);
     char *b7[] = {"x", "--model", "m", "--chat-template", "jinja"};
     CHECK(parse(&c, err, 5, b7) == -1 && strstr(err, "chat-template"), "template: %s", err);
+    char *b10[] = {"x", "--model", "m", "--kv-dtype", "f8"};
+    CHECK(parse(&c, err, 5, b10) == -1 && strstr(err, "kv-dtype"), "kv dtype: %s", err);
+    char *b11[] = {"x", "--model", "m", "--kv-dtype", "f32", "--device", "gpu"};
+    CHECK(parse(&c, err, 7, b11) == -1 && strstr(err, "--device"), "device: %s", err);
+    char *a4[] = {"x", "--model", "m", "--kv-dtype", "f16", "--device", "auto"};
+    CHECK(parse(&c, err, 7, a4) == 0 && strcmp(c.kv_dtype, "f16") == 0 &&
+          strcmp(c.device, "auto") == 0, "kv dtype and device: %s", err);
     char longv[2000];
     memset(longv, 'a', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = 0;
