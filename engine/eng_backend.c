@@ -12,7 +12,8 @@ int eng_backend_open(kern_backend *be, const char *device, int threads, eng_err 
     int want_cuda = strcmp(device, "cuda") == 0, is_auto = strcmp(device, "auto") == 0;
     if (!want_cuda && !is_auto && strcmp(device, "cpu") != 0)
         return eng_err_set(err, ENG_E_INVAL, "unknown device '%s' (cpu, cuda or auto)", device);
-    if (want_cuda || is_auto) {
+    /* auto on a machine without an NVIDIA driver: do not load the CUDA libraries to find out */
+    if (want_cuda || (is_auto && kern_cuda_driver_present())) {
         int rc = kern_cuda_backend_create(be, 0);
         if (rc == 0) return 0;
         if (want_cuda) {

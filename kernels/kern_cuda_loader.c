@@ -11,12 +11,18 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+int kern_cuda_driver_present(void)
+{
+    /* the NVIDIA driver's control node (Linux), or WSL's GPU paravirtualisation device */
+    return access("/dev/nvidiactl", F_OK) == 0 || access("/dev/dxg", F_OK) == 0;
+}
 
 #if defined(CLAQ_HAVE_CUDA) && !defined(CLAQ_CUDA_EMU)
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #define CUDA_LIB_NAME "libclaq_cuda.so"
 
@@ -47,14 +53,15 @@ static void *cuda_lib(int only_if_loaded, char *why, size_t why_len)
             snprintf(path, sizeof path, "%s%s/" CUDA_LIB_NAME, exe, rel[i]);
             if (access(path, F_OK) != 0) continue;
             void *h = dlopen(path, flags);
-            /* the file is there but does not load (a missing libcudart, say): that is the news */
-            if (!h && !only_if_loaded) why_set(why, why_len, path, dlerror());
+            /* the file is there but does not load (a missing libcudart, say): that is the news;
+             * dlerror() names the file itself */
+            if (!h && !only_if_loaded) why_set(why, why_len, dlerror(), NULL);
             return h;
         }
     }
     void *h = dlopen(CUDA_LIB_NAME, flags);
-    if (!h) why_set(why, why_len, CUDA_LIB_NAME " not found beside the executable or on the "
-                    "library path", NULL);
+    if (!h) why_set(why, why_len, CUDA_LIB_NAME " is not beside the executable; the library "
+                    "path gives", dlerror());
     return h;
 }
 
@@ -65,6 +72,11 @@ static void *cuda_sym(int only_if_loaded, const char *name, char *why, size_t wh
     void *f = dlsym(h, name);
     if (!f) why_set(why, why_len, name, dlerror());
     return f;
+}
+
+int kern_cuda_library_loadable(char *why, size_t why_len)
+{
+    return cuda_lib(0, why, why_len) != NULL;
 }
 
 int kern_cuda_device_count(char *why, size_t why_len)
@@ -99,6 +111,13 @@ int kern_cuda_backend_create(kern_backend *out, int device)
 
 #elif defined(CLAQ_HAVE_CUDA)   /* the emulator build: the backend is linked in */
 
+int kern_cuda_library_loadable(char *why, size_t why_len)
+{
+    (void)why;
+    (void)why_len;
+    return 1;
+}
+
 int kern_cuda_device_count(char *why, size_t why_len)
 {
     return kern_cuda_impl_device_count(why, why_len);
@@ -114,6 +133,12 @@ int kern_cuda_backend_create(kern_backend *out, int device)
 }
 
 #else   /* built without CUDA */
+
+int kern_cuda_library_loadable(char *why, size_t why_len)
+{
+    if (why && why_len) snprintf(why, why_len, "this build has no CUDA backend");
+    return 0;
+}
 
 int kern_cuda_device_count(char *why, size_t why_len)
 {

@@ -806,6 +806,12 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
     /* lengths */
     int max_tokens[SRV_MAX_PROMPTS];
     for (int i = 0; i < n_prompts; i++) {
+        if (prompts[i].n == 0) {   /* an empty text with a tokenizer that has no BOS */
+            srv_resp_bad(r, kind == SRV_GEN_CHAT ? "messages" : "prompt",
+                         "the prompt is empty after tokenization (this tokenizer has no BOS "
+                         "token to start from)");
+            return;
+        }
         int mt = p->max_tokens;
         if (mt < 0)
             mt = kind == SRV_GEN_CHAT ? s->n_ctx - prompts[i].n : 16;

@@ -57,6 +57,8 @@
  * the loop thread (a few ms of BPE); a request with more goes to the libuv threadpool, so it
  * never stalls other streams. */
 #define SRV_TOKENIZE_INLINE_BYTES (16 * 1024)
+/* Tokenization jobs queued or running at once; more get 429 (each holds its prompt text). */
+#define SRV_MAX_TOKENIZE_JOBS 64
 /* Text bytes /tokenize takes (or n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN when larger), for the
  * same reason. */
 #define SRV_MAX_TOKENIZE_BYTES (256 * 1024)

@@ -207,10 +207,14 @@ static int32_t task_tok_at(const srv_task *t, int pos)
  * sequences' next positions; sets up its sampler and detokenizer on the first admission. */
 static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
 {
+    if (task_known(t) == 0)
+        return eng_err_set(err, ENG_E_INVAL, "empty prompt");   /* refused at submit already */
     int need = eng_kv_blocks_for(&s->kv, task_known(t)) - t->seq.n_blocks;
     if (need > 0 && s->kv.n_free - need < spare)
         return ENG_E_FULL;
     int rc = eng_kv_reserve(&s->kv, &t->seq, task_known(t));
+    if (rc == ENG_E_NOMEM)
+        return eng_err_set(err, rc, "out of memory for the KV block table");
     if (rc != 0)
         return rc;
     if (t->admitted)

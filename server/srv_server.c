@@ -105,7 +105,7 @@ void srv_server_check_drained(srv_server *s)
     for (srv_conn *c = s->conns; c; c = c->next) {
         if (c->closing)
             continue;
-        if (c->rq_head || c->in_message ||
+        if (c->rq_head || (c->in_message && !c->input_closed) ||
             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
             return;   /* a request still arriving gets its answer (503) too */
     }

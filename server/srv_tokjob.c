@@ -6,6 +6,7 @@
  * the job then frees itself when the work returns. The server counts the jobs (the
  * claq_tokenize_jobs gauge) and waits for none before it frees the tokenizer. Loop thread,
  * except job_work. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,8 +93,11 @@ static void job_after(uv_work_t *w, int status)
 
 void srv_tokjob_orphan(srv_tokjob *j)
 {
-    if (j)
-        j->resp = NULL;
+    if (!j)
+        return;
+    j->resp = NULL;
+    /* not started yet: dropped (job_after still runs, with UV_ECANCELED); running: finishes */
+    (void)uv_cancel((uv_req_t *)&j->work);
 }
 
 void srv_gen_submit(srv_server *s, srv_resp *r, srv_gen_kind kind, srv_gen_params *p,
@@ -129,6 +133,16 @@ void srv_gen_submit(srv_server *s, srv_resp *r, srv_gen_kind kind, srv_gen_param
         if (!prompts[i].ids)
             bytes += prompts[i].text_len;
     if (j->rc == 0 && bytes > (size_t)s->cfg->tokenize_inline_bytes) {
+        if (s->metrics.tokenize_jobs >= SRV_MAX_TOKENIZE_JOBS) {
+            char hdr[64];
+            snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", SRV_RETRY_AFTER_S);
+            s->metrics.rejections++;
+            srv_resp_error_h(r, 429, hdr, "rate_limit_error", NULL, "queue_full",
+                             "%d requests are being tokenized already; retry later",
+                             SRV_MAX_TOKENIZE_JOBS);
+            job_free(j);
+            return;
+        }
         j->work.data = j;
         if (uv_queue_work(s->loop, &j->work, job_work, job_after) == 0) {
             r->job = j;

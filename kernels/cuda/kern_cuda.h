@@ -19,6 +19,15 @@ extern "C" {   /* kern.h has no guards of its own: give its declarations C linka
  * the reason into why[why_len] (may be NULL). */
 int kern_cuda_device_count(char *why, size_t why_len);
 
+/* 1 when this build's CUDA backend library loads (always 1 in the emulator build, 0 without
+ * CUDA); else 0 with the loader's reason in why. Loads it. Tests tell "broken build" from "no
+ * GPU" with this. */
+int kern_cuda_library_loadable(char *why, size_t why_len);
+
+/* 1 when the machine shows an NVIDIA driver (/dev/nvidiactl, or WSL's /dev/dxg): a cheap test
+ * that loads nothing, for --device auto on machines without a GPU. */
+int kern_cuda_driver_present(void);
+
 /* Text of the last device failure recorded by a CUDA backend ("" if none, or if b is not a CUDA
  * backend): "<statement>: <driver text> at <file>:<line>". Valid until the next call on b. */
 const char *kern_cuda_last_error(const kern_backend *b);

@@ -78,7 +78,12 @@ static inline void ct_open_cuda_or_skip(kern_backend *cu)
     printf("skip: no CUDA device (this build has no CUDA backend: CLAQ_CUDA off or no nvcc)\n");
     exit(77);
 #else
-    char why[256] = "";
+    char why[512] = "";
+    /* a CUDA build whose backend library does not load is broken, not GPU-less: fail */
+    if (!kern_cuda_library_loadable(why, sizeof why)) {
+        fprintf(stderr, "FAIL: this CUDA build's backend library does not load: %s\n", why);
+        exit(1);
+    }
     int n = kern_cuda_device_count(why, sizeof why);
     if (n <= 0) {
         printf("skip: no CUDA device (%s)\n", why);
