@@ -9,14 +9,25 @@
  * the one handle. */
 #include "cuda/kern_cuda.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 int kern_cuda_driver_present(void)
 {
-    /* the NVIDIA driver's control node (Linux), or WSL's GPU paravirtualisation device */
-    return access("/dev/nvidiactl", F_OK) == 0 || access("/dev/dxg", F_OK) == 0;
+    /* WSL's GPU paravirtualisation device, or a per-GPU node /dev/nvidiaN of the NVIDIA driver
+     * (a container sees only the nodes of the GPUs it was given; /dev/nvidiactl alone means a
+     * driver without a GPU here) */
+    if (access("/dev/dxg", F_OK) == 0) return 1;
+    DIR *d = opendir("/dev");
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strncmp(e->d_name, "nvidia", 6) == 0 && e->d_name[6] >= '0' && e->d_name[6] <= '9';
+    closedir(d);
+    return found;
 }
 
 #if defined(CLAQ_HAVE_CUDA) && !defined(CLAQ_CUDA_EMU)

@@ -24,7 +24,7 @@ int kern_cuda_device_count(char *why, size_t why_len);
  * GPU" with this. */
 int kern_cuda_library_loadable(char *why, size_t why_len);
 
-/* 1 when the machine shows an NVIDIA driver (/dev/nvidiactl, or WSL's /dev/dxg): a cheap test
+/* 1 when the machine shows an NVIDIA GPU node (/dev/nvidiaN, or WSL's /dev/dxg): a cheap test
  * that loads nothing, for --device auto on machines without a GPU. */
 int kern_cuda_driver_present(void);
 
