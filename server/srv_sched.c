@@ -417,6 +417,14 @@ static void sched_step(srv_sched *s, ev_list *ev)
         n_running++;
     }
 
+    /* Prompt scoring only (echo + logprobs, max_tokens 0): once every position but the last
+     * is in the cache, every logprob has been sent (the last position's logits score nothing),
+     * so the task ends without feeding it, or growing, or being preempted for it. */
+    for (t = s->running; t; t = nx) {
+        nx = t->next;
+        if (t->max_tokens == 0 && t->n_fed >= task_known(t) - 1)
+            task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
+    }
     sched_grow(s, ev);
 
     /* Batch: one decode token per sequence with one position left to feed, then shared
@@ -436,7 +444,8 @@ static void sched_step(srv_sched *s, ev_list *ev)
     for (t = s->running; t && budget > 0 && n < s->batch_cap; t = t->next) {
         if (t->n_fed >= task_known(t) - 1)
             continue;
-        int k = task_known(t) - t->n_fed;
+        /* a scoring-only task stops before its last position (see above) */
+        int k = task_known(t) - (t->max_tokens == 0 ? 1 : 0) - t->n_fed;
         if (k > budget)
             k = budget;
         if (k > s->batch_cap - n)
