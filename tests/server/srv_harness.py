@@ -178,6 +178,10 @@ class Server:
     def stop(self, sig=signal.SIGTERM, timeout=60):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+        else:   # it died on its own: say how, with what it wrote (a sanitizer report, say)
+            self.reader.join(5)
+            print("server exited by itself with status %r; log tail:\n%s"
+                  % (self.proc.returncode, "\n".join(self.log_text().splitlines()[-80:])))
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
