@@ -190,6 +190,13 @@ int kern_pool_run(kern_pool *p, int64_t n_tasks, kern_task_fn fn, void *arg)
     }
     pthread_mutex_lock(&p->mu);
     uint32_t gen = (uint32_t)++p->generation;
+    /* Close the claim word first: a helper that read the previous job's exhausted `next` and
+     * then this job's larger n_tasks would otherwise win its compare-and-swap on the old word
+     * and run a task of this job twice, its extra count ending the job early (seen as rare
+     * wrong results on an oversubscribed machine). The closed word has this generation and an
+     * index no job reaches, so the stale compare-and-swap fails and nobody claims until the
+     * job is in place. */
+    atomic_store(&p->next, ((unsigned long long)gen << 32) | 0xffffffffull);
     atomic_store(&p->fn, fn);
     atomic_store(&p->arg, arg);
     atomic_store(&p->n_tasks, n_tasks);
