@@ -164,6 +164,14 @@ typedef struct attn_job {
     kern_axpy_f16_fn axpy_f16;      /* out += w * v for fp16 entries */
 } attn_job;
 
+/* Entry index of (position p, kv head kvh) in this layer's view of the pool. */
+static inline int64_t kv_entry(const kern_attn_args *a, const int32_t *bt, int p, int kv_dim,
+                               int kvh)
+{
+    return (int64_t)bt[p / a->block_tokens] * a->block_stride +
+           (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * a->head_dim;
+}
+
 static void attn_task(void *arg, int64_t task, int worker)
 {
     const attn_job *j = arg;
@@ -177,13 +185,11 @@ static void attn_task(void *arg, int64_t task, int worker)
     int len = a->pos[t] + 1;
     const int32_t *bt = a->block_table[t];
     float scale = 1.0f / sqrtf((float)hd);
-    size_t esz = a->kv_dtype == KERN_F16 ? 2 : 4;
+    int64_t esz = (int64_t)kern_dtype_size(a->kv_dtype);
     const char *kb = a->k_base, *vb = a->v_base;
     float mx = -INFINITY;
     for (int p = 0; p < len; p++) {
-        int64_t off = (int64_t)bt[p / a->block_tokens] * a->block_stride +
-                      (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd;
-        float s = j->dot(kb + off * (int64_t)esz, q, hd) * scale;
+        float s = j->dot(kb + kv_entry(a, bt, p, kv_dim, kvh) * esz, q, hd) * scale;
         att[p] = s;
         if (s > mx) mx = s;
     }
@@ -195,14 +201,13 @@ static void attn_task(void *arg, int64_t task, int worker)
     for (int p = 0; p < len; p++) att[p] /= sum;
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int p = 0; p < len; p++) {
-        int64_t off = (int64_t)bt[p / a->block_tokens] * a->block_stride +
-                      (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd;
+        const char *v = vb + kv_entry(a, bt, p, kv_dim, kvh) * esz;
         float w = att[p];
         if (a->kv_dtype == KERN_F16) {
-            j->axpy_f16(out, w, (const uint16_t *)(const void *)(vb + off * 2), hd);
+            j->axpy_f16(out, w, (const uint16_t *)(const void *)v, hd);
         } else {
-            const float *v = (const float *)(const void *)vb + off;
-            for (int d = 0; d < hd; d++) out[d] += w * v[d];
+            const float *vf = (const float *)(const void *)v;
+            for (int d = 0; d < hd; d++) out[d] += w * vf[d];
         }
     }
 }
