@@ -389,6 +389,16 @@ static void sse_send(srv_gen *g, cJSON *obj)
     free(txt);
 }
 
+/* Sends a choices chunk (usage: null on it when include_usage asks for usage on the final
+ * chunk only) and frees it. */
+static void chunk_send(srv_gen *g, cJSON *o)
+{
+    if (g->include_usage)
+        cJSON_AddNullToObject(o, "usage");
+    sse_send(g, o);
+    cJSON_Delete(o);
+}
+
 static cJSON *chunk_base(srv_gen *g)
 {
     cJSON *o = cJSON_CreateObject();
@@ -562,11 +572,8 @@ static void stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const
     else
         cJSON_AddNullToObject(ch, "finish_reason");
     cJSON_AddItemToArray(arr, ch);
-    if (g->include_usage)
-        cJSON_AddNullToObject(o, "usage");
     srv_buf_free(&t);
-    sse_send(g, o);
-    cJSON_Delete(o);
+    chunk_send(g, o);
 }
 
 static void stream_error(srv_gen *g, const char *type, const char *code, const char *msg)
@@ -697,10 +704,7 @@ static void echo_flush(srv_gen *g, int ci)
     c->lp = NULL;
     cJSON_AddNullToObject(ch, "finish_reason");
     cJSON_AddItemToArray(arr, ch);
-    if (g->include_usage)
-        cJSON_AddNullToObject(o, "usage");
-    sse_send(g, o);
-    cJSON_Delete(o);
+    chunk_send(g, o);
 }
 
 static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
@@ -982,10 +986,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
                 cJSON_AddNullToObject(ch, "logprobs");
                 cJSON_AddNullToObject(ch, "finish_reason");
                 cJSON_AddItemToArray(arr, ch);
-                if (g->include_usage)
-                    cJSON_AddNullToObject(o, "usage");
-                sse_send(g, o);
-                cJSON_Delete(o);
+                chunk_send(g, o);
             }
         } else if (g->echo) {
             for (int ci = 0; ci < n_choices; ci++) {
