@@ -211,7 +211,7 @@ int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int6
 /* ---- attention ----------------------------------------------------------------------------- */
 
 /* meta = [pos[n]][table[n][max_blocks]] (compact block indices). K, V [nb][block_tokens][kv_dim].
- * scores [n][n_heads][max_pos] scratch. Dynamic shared memory: head_dim floats for q. */
+ * scores [n][n_heads][max_pos] scratch. Dynamic shared memory: q, head_dim rounded up to 4. */
 __global__ void __launch_bounds__(ATTN_THREADS)
 kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
                  const int32_t *__restrict__ meta, int n, int max_blocks, int nb,
@@ -231,7 +231,11 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
     const int64_t qo = ((int64_t)t * n_heads + h) * head_dim;
     float *S = scores + ((int64_t)t * n_heads + h) * max_pos;
 
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) q_s[d] = q[qo + d];
+    /* q_s holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges the
+     * q.k loop's remainder loads into one 12-byte shared load that can run past head_dim
+     * (compute-sanitizer memcheck flagged it at head_dim 1 on an H200, 2026-12-04). */
+    const int hd_pad = (head_dim + 3) & ~3;
+    for (int d = threadIdx.x; d < hd_pad; d += blockDim.x) q_s[d] = d < head_dim ? q[qo + d] : 0.0f;
     __syncthreads();
 
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -302,7 +306,8 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
     if (a->block_stride < (int64_t)bt * kv_dim) return KERN_E_INVAL;
     /* q lives in dynamic shared memory, launched without the opt-in attribute: 48 KiB per block
      * in all, red[32] included (head_dim above ~12k: unsupported, not a failed launch). */
-    if ((size_t)a->head_dim * sizeof(float) > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
+    const size_t q_smem = (size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) * sizeof(float);
+    if (q_smem > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
     const int max_blocks = (a->max_pos + bt - 1) / bt;
     for (int t = 0; t < n; t++) {
         if (a->pos[t] < 0 || a->pos[t] >= a->max_pos || !a->block_table[t]) return KERN_E_INVAL;
@@ -369,7 +374,7 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
                                            cudaMemcpyHostToDevice, c->stream));
     }
     dim3 grid((unsigned)a->n_heads, (unsigned)n);
-    kern_cuda_attn_k<<<grid, ATTN_THREADS, (size_t)a->head_dim * sizeof(float), c->stream>>>(
+    kern_cuda_attn_k<<<grid, ATTN_THREADS, q_smem, c->stream>>>(
         (const float *)d_q, (float *)d_o, (const int32_t *)d_meta, n, max_blocks, nu,
         (const float *)d_k, (const float *)d_v, a->n_heads, a->n_kv_heads, a->head_dim, bt,
         a->max_pos, (float *)d_s);
