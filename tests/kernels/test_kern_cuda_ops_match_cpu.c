@@ -265,6 +265,14 @@ static void test_attention(kern_backend *cu, kern_backend *cpu)
 static void test_failure_is_reported(kern_backend *cu)
 {
     if (ct_standin) return;
+    /* Under compute-sanitizer (cuda_bench.sh sanitize sets CLAQ_CUDA_TEST_QUICK=1) the planted
+     * 4 TiB cudaMalloc would count as memcheck's two errors (the failed call and the error it
+     * leaves for cudaGetLastError), hiding whether any kernel erred. */
+    const char *qe = getenv("CLAQ_CUDA_TEST_QUICK");
+    if (qe && qe[0] == '1') {
+        printf("note: CLAQ_CUDA_TEST_QUICK=1, planted upload failure skipped\n");
+        return;
+    }
     static const float dummy[1] = {0};
     kern_matrix huge = {KERN_F32, 1 << 20, 1 << 20, dummy, NULL, NULL};   /* 4 TiB */
     int rc = kern_upload(cu, &huge);
