@@ -7,26 +7,31 @@
  * last tile rt = 16..64 rows) are [block][word w < b][row in tile], so with one thread per row,
  * a warp's load of word w of a block is 128 contiguous bytes (32 rows x 4 B). A block is 32
  * storage columns of one width b in {4, 3, 2}; a row's 32 codes form a little-endian 32*b-bit
- * string over its b words (3-bit codes 10 and 21 straddle words). Outlier columns are widened to
- * uint32 and the fp32 deltas (val - cb[code]) are taken from the view or derived here.
+ * string over its b words (3-bit codes 10 and 21 straddle words). Outliers are keyed by their
+ * original columns (uint32) and the fp32 deltas (val - cb[code]) are taken from the view or
+ * derived here.
  *
- * GEMV (version 1): grid = (rows_pad / 256 row groups, ksplit K slices, token chunks of NT <= 8).
+ * GEMV (version 2, the first measured on a GPU: H200, 2026-12-04, docs/benchmarks.md):
+ * grid = (rows_pad / 256 row groups, ksplit K slices, token chunks of NT <= 8).
  *  1. The CTA stages its K slice (bps blocks = 32*bps storage columns, at most 512) in shared
- *     memory: for NT == 1 the folded table L_s[k] = x_s * cb_s[k] (16 floats per column, entries
- *     past 2^b repeat periodically); for NT > 1 the fp32 codebooks plus the gathered x of each
- *     token (x_s = x[colmap[s]], 0 for padding columns). At most 48 KiB.
- *  2. Each thread owns one row: per block it loads the b words, unpacks the 32 codes with
- *     compile-time shifts, and adds L_s[code] (NT == 1) or cb_s[code] * x_s (NT > 1) — one
- *     rounded fp32 product and one add either way, so both give the same bits. All lanes of a
- *     warp read the same 16-entry row at a given s: broadcast, no bank conflicts.
+ *     memory, a thread per column: for NT == 1 the folded table L_s[k] = x_s * cb_s[k] (16 floats
+ *     per column, entries past 2^b repeat periodically); for NT > 1 the fp32 codebooks plus the
+ *     gathered x of each token (x_s = x[colmap[s]], 0 for padding columns). At most 48 KiB.
+ *  2. Each thread owns one row: per block it has the b words (the next block's already
+ *     requested), unpacks the 32 codes with compile-time shifts, and adds L_s[code] (NT == 1) or
+ *     cb_s[code] * x_s (NT > 1) — one rounded fp32 product and one add either way, so both give
+ *     the same bits. All lanes of a warp read the same 16-entry row at a given s: no bank
+ *     conflicts.
  *  3. Partial sums go to part[split][token][rows_pad] (no atomics).
- * Reduce + outliers: one thread per (token, row) adds the ksplit partials in split order, then
- * the row's outliers in ascending storage column (x_s * delta, product then add), like the CPU.
+ * Reduce + outliers: a warp per (token, row); lanes take the K-slice partials and the row's
+ * outliers (x_j * delta, product then add) in strides of 32, then two fixed-order warp sums.
+ * Version 1 did this with a thread per output walking its outliers one dependent load after
+ * another: on the H200 that kernel, not the GEMV, took most of the 28-69 us per LLaMA-7B matrix.
  * Batch invariance: ksplit/bps depend on the shape and SM count only, and a token's arithmetic
  * never depends on NT, n or its chunk, so y[t] is bit-identical for any n. It is NOT bit-identical
  * to the CPU (the CPU sums all columns in one sequence; here K slices are summed at the end).
- * Next versions: 16-byte code loads (several blocks per load), pair tables for 2-bit, cp.async
- * double buffering, the outliers in the GEMV CTA itself, an mma path for 8 < n <= 64.
+ * Next versions: 16-byte code loads (several blocks per load), pair tables for 2-bit, the
+ * outliers in the GEMV CTA itself (one launch, no partials), an mma path for 8 < n <= 64.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -109,17 +114,22 @@ __device__ __forceinline__ unsigned claq_code(const kern_cuda_claq_args &k, int 
     return v & ((1u << b) - 1);
 }
 
-/* One 32-column block of width B for one row: p points at the row's word 0 of the block, words
- * are rt apart. tab: [32][16] (LUT when NT == 1, codebooks otherwise); xs: [NT][xs_stride]. */
+/* Loads the b <= 4 words of one row's block (p: word 0, words rt apart); words past b are 0. The
+ * loads are predicated, not branched, so the next block's can be issued before this one's math. */
+__device__ __forceinline__ void claq_load_words(const uint32_t *__restrict__ p, int rt, int b,
+                                                uint32_t (&u)[4])
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++) u[i] = i < b ? __ldg(p + (int64_t)i * rt) : 0u;
+}
+
+/* One 32-column block of width B for one row, from its words u. tab: [32][16] (LUT when NT == 1,
+ * codebooks otherwise); xs: [NT][xs_stride]. */
 template <int B, int NT>
-__device__ __forceinline__ void claq_block(const uint32_t *__restrict__ p, int rt,
-                                           const float *__restrict__ tab,
+__device__ __forceinline__ void claq_block(const uint32_t (&u)[4], const float *__restrict__ tab,
                                            const float *__restrict__ xs, int xs_stride,
                                            float (&a0)[NT], float (&a1)[NT])
 {
-    uint32_t u[B];
-#pragma unroll
-    for (int i = 0; i < B; i++) u[i] = __ldg(p + (int64_t)i * rt);
 #pragma unroll
     for (int c = 0; c < 32; c++) {
         const int bit = c * B, w = bit >> 5, sh = bit & 31;
@@ -157,23 +167,26 @@ kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_
     float *tab = sm;                   /* [ncol][16] */
     float *xs = sm + ncol * 16;        /* [NT][ncol], NT > 1 only */
 
-    for (int i = threadIdx.x; i < ncol * 16; i += blockDim.x) {
-        const int s = s0 + (i >> 4), e = i & 15;
+    /* A thread per column: its 2^b codebook entries (independent loads), x of each token. */
+    for (int cl = threadIdx.x; cl < ncol; cl += blockDim.x) {
+        const int s = s0 + cl;
         const int b = claq_bits(k, s >> 5);
-        const float cv = claq_f16(k.cb[claq_cb_offset(k, s) + (e & ((1 << b) - 1))]);
+        const uint16_t *cbs = k.cb + claq_cb_offset(k, s);
+        const uint32_t j = __ldg(k.colmap + s);
+        float cv[16];
+#pragma unroll
+        for (int e = 0; e < 16; e++) cv[e] = claq_f16(__ldg(cbs + (e & ((1 << b) - 1))));
         if (NT == 1) {
-            const uint32_t j = k.colmap[s];
-            const float xv = j == KERN_CLAQ_PAD ? 0.0f : x[(int64_t)t0 * k.cols + j];
-            tab[i] = __fmul_rn(xv, cv);
+            const float xv = j == KERN_CLAQ_PAD ? 0.0f : __ldg(x + (int64_t)t0 * k.cols + j);
+#pragma unroll
+            for (int e = 0; e < 16; e++) tab[cl * 16 + e] = __fmul_rn(xv, cv[e]);
         } else {
-            tab[i] = cv;
-        }
-    }
-    if (NT > 1) {
-        for (int i = threadIdx.x; i < NT * ncol; i += blockDim.x) {
-            const int t = i / ncol, s = s0 + i % ncol;
-            const uint32_t j = k.colmap[s];
-            xs[i] = j == KERN_CLAQ_PAD ? 0.0f : x[(int64_t)(t0 + t) * k.cols + j];
+#pragma unroll
+            for (int e = 0; e < 16; e++) tab[cl * 16 + e] = cv[e];
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                xs[t * ncol + cl] =
+                    j == KERN_CLAQ_PAD ? 0.0f : __ldg(x + (int64_t)(t0 + t) * k.cols + j);
         }
     }
     __syncthreads();
@@ -186,16 +199,24 @@ kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_
     float a0[NT], a1[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = 0.0f;
+    /* Two blocks in flight: block bl + 1's words are requested before block bl is summed. */
+    uint32_t u[4], un[4];
+    int b = claq_bits(k, blk0);
+    claq_load_words(base + (int64_t)rt * claq_block_words(k, blk0), rt, b, u);
     for (int bl = 0; bl < nbl; bl++) {
         const int blk = blk0 + bl;
-        const uint32_t *p = base + (int64_t)rt * claq_block_words(k, blk);
+        const int bn = bl + 1 < nbl ? claq_bits(k, blk + 1) : 0;
+        claq_load_words(base + (int64_t)rt * claq_block_words(k, blk + 1), rt, bn, un);
         const float *tb = tab + bl * 32 * 16;
         const float *xb = xs + bl * 32;
-        switch (claq_bits(k, blk)) {
-        case 4: claq_block<4, NT>(p, rt, tb, xb, ncol, a0, a1); break;
-        case 3: claq_block<3, NT>(p, rt, tb, xb, ncol, a0, a1); break;
-        default: claq_block<2, NT>(p, rt, tb, xb, ncol, a0, a1); break;
+        switch (b) {
+        case 4: claq_block<4, NT>(u, tb, xb, ncol, a0, a1); break;
+        case 3: claq_block<3, NT>(u, tb, xb, ncol, a0, a1); break;
+        default: claq_block<2, NT>(u, tb, xb, ncol, a0, a1); break;
         }
+#pragma unroll
+        for (int i = 0; i < 4; i++) u[i] = un[i];
+        b = bn;
     }
 #pragma unroll
     for (int t = 0; t < NT; t++)
@@ -203,25 +224,38 @@ kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_
             __fadd_rn(a0[t], a1[t]);
 }
 
-/* y[t][r] = sum over splits (in order) + outliers of row r (ascending storage column). */
+/* Sum of v over a warp, in a fixed butterfly order: every lane gets the same bits. */
+__device__ __forceinline__ float claq_warp_sum(float v)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+/* y[t][r] = (K-slice partials) + (outliers of row r, x[j] * delta). A warp per (t, r): lane l
+ * sums slices l, l + 32, ... and outliers rowptr[r] + l, + 32, ... in order, then each sum is
+ * reduced over the warp in a fixed order, so y[t][r] depends on the row only, never on n. */
 __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__restrict__ x, int n,
                                         int ksplit, const float *__restrict__ part,
                                         float *__restrict__ y)
 {
     const int64_t total = (int64_t)n * k.rows;
     const int64_t split_stride = (int64_t)n * k.rows_pad;
-    for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < total;
-         g += (int64_t)gridDim.x * blockDim.x) {
+    const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+    for (int64_t g = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); g < total;
+         g += (int64_t)gridDim.x * wpb) {   /* g is uniform across the warp */
         const int t = (int)(g / k.rows), r = (int)(g % k.rows);
         const float *pp = part + (int64_t)t * k.rows_pad + r;
-        float s = pp[0];
-        for (int sp = 1; sp < ksplit; sp++) s = __fadd_rn(s, pp[sp * split_stride]);
+        float s = 0.0f;
+        for (int sp = lane; sp < ksplit; sp += 32) s = __fadd_rn(s, __ldg(pp + sp * split_stride));
         const float *xt = x + (int64_t)t * k.cols;
-        for (uint32_t i = k.rowptr[r]; i < k.rowptr[r + 1]; i++) {
-            const uint32_t j = k.colmap[k.ocol[i]];
-            if (j < (uint32_t)k.cols) s = __fadd_rn(s, __fmul_rn(xt[j], k.odelta[i]));
-        }
-        y[(int64_t)t * k.rows + r] = s;
+        float o = 0.0f;
+        const uint32_t end = __ldg(k.rowptr + r + 1);
+        for (uint32_t i = __ldg(k.rowptr + r) + lane; i < end; i += 32)
+            o = __fadd_rn(o, __fmul_rn(__ldg(xt + __ldg(k.ocol + i)), __ldg(k.odelta + i)));
+        s = claq_warp_sum(s);
+        o = claq_warp_sum(o);
+        if (lane == 0) y[(int64_t)t * k.rows + r] = __fadd_rn(s, o);
     }
 }
 
@@ -244,10 +278,8 @@ __global__ void kern_cuda_claq_patch_k(kern_cuda_claq_args k, int r0, int nr,
 {
     for (int rl = blockIdx.x * blockDim.x + threadIdx.x; rl < nr; rl += gridDim.x * blockDim.x) {
         const int r = r0 + rl;
-        for (uint32_t i = k.rowptr[r]; i < k.rowptr[r + 1]; i++) {
-            const uint32_t j = k.colmap[k.ocol[i]];
-            if (j < (uint32_t)k.cols) panel[(int64_t)rl * k.cols + j] = k.oval[i];
-        }
+        for (uint32_t i = k.rowptr[r]; i < k.rowptr[r + 1]; i++)
+            panel[(int64_t)rl * k.cols + k.ocol[i]] = k.oval[i];
     }
 }
 
@@ -322,11 +354,12 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
             rc = KERN_E_NOMEM;
             goto done;
         }
-        for (int64_t i = 0; i < nnz; i++) h_ocol[i] = kern_claq_out_col(k, i);
+        /* the device keeps each outlier's ORIGINAL column (claq_validate: never padding) */
+        for (int64_t i = 0; i < nnz; i++) h_ocol[i] = k->colmap[kern_claq_out_col(k, i)];
         if (h_delta) {
             for (int64_t r = 0; r < k->rows; r++)
                 for (uint32_t i = k->out_rowptr[r]; i < k->out_rowptr[r + 1]; i++) {
-                    const int64_t s = h_ocol[i];
+                    const int64_t s = kern_claq_out_col(k, i);
                     const float cbv =
                         kern_f16_to_f32(k->cb[kern_claq_cb_offset(k, s) + kern_claq_code(k, r, s)]);
                     h_delta[i] = kern_f16_to_f32(k->out_val[i]) - cbv;
@@ -460,9 +493,8 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
         }
         if (rc) return rc;
     }
-    const int64_t outs = (int64_t)n * a.rows;
-    unsigned blocks = kern_cuda__blocks(outs, 256);
-    if (blocks > 8192) blocks = 8192;
+    const int64_t outs = (int64_t)n * a.rows;   /* a warp each */
+    const unsigned blocks = kern_cuda__blocks(outs, 256 / 32);
     kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, q->ksplit, part, d_y);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
     return KERN_OK;

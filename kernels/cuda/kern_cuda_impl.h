@@ -42,9 +42,9 @@ typedef struct kern_cuda_buf {
 
 /* Device copy of a packed CLAQ matrix: the kern_claq.h layout uploaded as is (codes stay
  * [tile][block][word][row in tile], which is already coalesced for a thread-per-row GEMV), with
- * outlier columns widened to uint32 and the fp32 deltas derived on the host when the view has
- * none. Pointers are views into `blob`. Split-K shape chosen at upload (shape + SM count only,
- * never n, so results are batch invariant). */
+ * outliers keyed by their original column (uint32) and the fp32 deltas derived on the host when
+ * the view has none. Pointers are views into `blob`. Split-K shape chosen at upload (shape + SM
+ * count only, never n, so results are batch invariant). */
 typedef struct kern_cuda_claqw {
     void *blob;               /* one cudaMalloc holding every array below; owned */
     size_t blob_bytes;
@@ -52,7 +52,7 @@ typedef struct kern_cuda_claqw {
     const uint32_t *colmap;   /* [cols_pad]; view */
     const uint16_t *cb;       /* fp16 codebooks, storage order; view */
     const uint32_t *rowptr;   /* [rows + 1] outlier row-CSR; view */
-    const uint32_t *ocol;     /* [nnz] storage column; view */
+    const uint32_t *ocol;     /* [nnz] ORIGINAL column (colmap of the storage column); view */
     const uint16_t *oval;     /* [nnz] fp16 retained value; view */
     const float *odelta;      /* [nnz] fp32 val - cb[code]; view */
     int64_t rows_pad, cols_pad, n_tiles, words_per_row, nnz;
