@@ -68,6 +68,15 @@ typedef struct kern_attn_args {
     int max_pos;                        /* upper bound of pos[] + 1 (scratch sizing) */
 } kern_attn_args;
 
+/* Bytes a backend has copied between host and device memory since it was created. Host
+ * backends copy nothing: all zero. */
+typedef struct kern_xfer_stats {
+    uint64_t h2d_bytes;          /* host -> device, everything (weights included) */
+    uint64_t d2h_bytes;          /* device -> host */
+    uint64_t weight_h2d_bytes;   /* the part of h2d_bytes that was weights: uploads at load and
+                                    matrices staged for one call because they were not resident */
+} kern_xfer_stats;
+
 typedef struct kern_backend_ops {
     const char *name;
     void (*destroy)(void *ctx);
@@ -90,6 +99,8 @@ typedef struct kern_backend_ops {
     void (*release)(void *ctx, kern_matrix *w);
     /* Optional: reports whether matmul handles this dtype. NULL means "all". */
     int (*supports)(void *ctx, kern_dtype t);
+    /* Optional: host <-> device byte counts so far. NULL: nothing is ever copied (host memory). */
+    void (*xfer_stats)(void *ctx, kern_xfer_stats *out);
 } kern_backend_ops;
 
 typedef struct kern_backend {
@@ -125,5 +136,7 @@ int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t cou
 int kern_attention(kern_backend *b, const kern_attn_args *a);
 int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);
+/* Fills *out (all zero for backends without the op). */
+void kern_get_xfer_stats(kern_backend *b, kern_xfer_stats *out);
 
 #endif

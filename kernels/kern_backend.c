@@ -112,3 +112,9 @@ void kern_release(kern_backend *b, kern_matrix *w)
     if (b && b->ops && b->ops->release) b->ops->release(b->ctx, w);
 }
 
+
+void kern_get_xfer_stats(kern_backend *b, kern_xfer_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (b && b->ops && b->ops->xfer_stats) b->ops->xfer_stats(b->ctx, out);
+}

@@ -256,6 +256,7 @@ static const kern_backend_ops cpu_ops = {
     .upload = NULL,
     .release = NULL,
     .supports = cpu_supports,
+    .xfer_stats = NULL,
 };
 
 int kern_cpu_backend_create(kern_backend *out, int n_threads)

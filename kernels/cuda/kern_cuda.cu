@@ -89,6 +89,7 @@ int kern_cuda__upload_to_slot(kern_cuda_ctx *c, kern_cuda_slot s, const void *ho
     int rc = kern_cuda__slot(c, s, bytes, out);
     if (rc) return rc;
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(*out, host, bytes, cudaMemcpyHostToDevice, c->stream));
+    c->xfer.h2d_bytes += bytes;
     return KERN_OK;
 }
 
@@ -96,6 +97,7 @@ int kern_cuda__download(kern_cuda_ctx *c, void *host, const void *dev, size_t by
 {
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, c->stream));
     KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+    c->xfer.d2h_bytes += bytes;
     return KERN_OK;
 }
 
@@ -153,6 +155,8 @@ static int cuda_weight_build(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_w
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(w->data, m->data, bytes, cudaMemcpyHostToDevice,
                                        c->stream));
     KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+    c->xfer.h2d_bytes += bytes;
+    c->xfer.weight_h2d_bytes += bytes;
     return KERN_OK;
 }
 
@@ -221,6 +225,7 @@ static int cuda_weight_for_call(kern_cuda_ctx *c, const kern_matrix *m, kern_cud
     void *d = NULL;
     int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_W, m->data, bytes, &d);
     if (rc) return rc;
+    c->xfer.weight_h2d_bytes += bytes;   /* h2d_bytes counted by upload_to_slot */
     tmp->data = d;   /* borrowed from SLOT_W: a dense temporary is never passed to weight_free */
     *out = tmp;
     return KERN_OK;
@@ -326,6 +331,11 @@ static int cuda_attention(void *ctx, const kern_attn_args *a)
     return kern_cuda__attention(c, a);
 }
 
+static void cuda_xfer_stats(void *ctx, kern_xfer_stats *out)
+{
+    *out = ((const kern_cuda_ctx *)ctx)->xfer;
+}
+
 static void cuda_destroy(void *ctx)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
@@ -352,6 +362,7 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .upload    = */ cuda_upload,
     /* .release   = */ cuda_release,
     /* .supports  = */ cuda_supports,
+    /* .xfer_stats = */ cuda_xfer_stats,
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */

@@ -426,6 +426,8 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
             if (!sizes[i]) continue;
             KERN_CUDA_TRY(c, cudaMemcpyAsync(d + off[i], src[i], sizes[i], cudaMemcpyHostToDevice,
                                              c->stream), rc, done);
+            c->xfer.h2d_bytes += sizes[i];
+            c->xfer.weight_h2d_bytes += sizes[i];
         }
         KERN_CUDA_TRY(c, cudaStreamSynchronize(c->stream), rc, done);
     }

@@ -79,6 +79,7 @@ typedef struct kern_cuda_ctx {
     kern_cuda_buf slot[KERN_CUDA_SLOT_COUNT]; /* device staging; owned */
     void *host_scratch;       /* host staging (attention block lists); owned, malloc */
     size_t host_scratch_bytes;
+    kern_xfer_stats xfer;     /* bytes copied each way so far (kern.h) */
     char err[KERN_CUDA_ERR_LEN]; /* last recorded failure, "" if none */
 } kern_cuda_ctx;
 

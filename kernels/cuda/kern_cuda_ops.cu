@@ -372,6 +372,7 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
         KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_v + (size_t)i * blk_floats,
                                            (const float *)a->v_base + off, len,
                                            cudaMemcpyHostToDevice, c->stream));
+        c->xfer.h2d_bytes += 2 * len;
     }
     dim3 grid((unsigned)a->n_heads, (unsigned)n);
     kern_cuda_attn_k<<<grid, ATTN_THREADS, q_smem, c->stream>>>(
