@@ -13,7 +13,9 @@ struct eng_ctx {
     const eng_model *m;                /* borrowed */
     kern_backend *be;                  /* borrowed */
     int max_batch;
-    const eng_layer_weights **lw;      /* [n_layers] weights in use (model's or an override) */
+    const eng_resident *res;           /* borrowed, or NULL: the model's own weights */
+    const kern_matrix *embed, *output; /* the resident set's, or the model's */
+    const eng_layer_weights **lw;      /* [n_layers] weights in use (see above, or an override) */
     eng_capture_fn capture;
     void *capture_ud;
     float *x;                          /* [max_batch][dim] residual stream of eng_forward; owned */
@@ -57,6 +59,8 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
         return eng_err_set(err, ENG_E_NOMEM, "out of memory for a batch of %d", max_batch);
     }
     for (int l = 0; l < c->n_layers; l++) x->lw[l] = &m->w.layers[l];
+    x->embed = &m->w.tok_embed;
+    x->output = &m->w.output;
     *out = x;
     return 0;
 }
@@ -87,10 +91,25 @@ void eng_ctx_set_capture(eng_ctx *c, eng_capture_fn fn, void *ud)
     c->capture_ud = ud;
 }
 
+static const eng_layer_weights *own_layer(const eng_ctx *c, int layer)
+{
+    return c->res ? eng_resident_layer(c->res, layer) : &c->m->w.layers[layer];
+}
+
 void eng_ctx_set_layer_weights(eng_ctx *c, int layer, const eng_layer_weights *lw)
 {
     if (layer < 0 || layer >= c->m->cfg.n_layers) return;
-    c->lw[layer] = lw ? lw : &c->m->w.layers[layer];
+    c->lw[layer] = lw ? lw : own_layer(c, layer);
+}
+
+int eng_ctx_use_resident(eng_ctx *c, const eng_resident *r)
+{
+    if (r && eng_resident_model(r) != c->m) return ENG_E_INVAL;
+    c->res = r;
+    c->embed = r ? eng_resident_embed(r) : &c->m->w.tok_embed;
+    c->output = r ? eng_resident_output(r) : &c->m->w.output;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) c->lw[l] = own_layer(c, l);
+    return 0;
 }
 
 static int kern_fail(eng_err *err, int rc, const char *what, int layer)
@@ -121,7 +140,7 @@ int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, 
     int rc = check_items(c, NULL, items, n, err);
     if (rc) return rc;
     for (int i = 0; i < n; i++) c->ids[i] = items[i].token;
-    rc = kern_embed(c->be, &c->m->w.tok_embed, c->ids, n, x);
+    rc = kern_embed(c->be, c->embed, c->ids, n, x);
     return rc ? kern_fail(err, rc, "embedding", -1) : 0;
 }
 
@@ -215,7 +234,7 @@ int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float
     }
     if (n_want == 0) return 0;
     int rc = kern_rmsnorm(c->be, c->xb, c->m->w.final_norm, n_want, dim, cf->norm_eps, c->xb);
-    if (!rc) rc = kern_matmul(c->be, &c->m->w.output, c->xb, n_want, logits);
+    if (!rc) rc = kern_matmul(c->be, c->output, c->xb, n_want, logits);
     return rc ? kern_fail(err, rc, "output head", cf->n_layers) : 0;
 }
 

@@ -11,6 +11,7 @@
 #include "eng_err.h"
 #include "eng_kv.h"
 #include "eng_model.h"
+#include "eng_resident.h"
 #include "kern.h"
 
 typedef struct eng_batch_item {
@@ -34,8 +35,13 @@ void eng_ctx_destroy(eng_ctx *c);   /* NULL-safe */
 int eng_ctx_max_batch(const eng_ctx *c);
 void eng_ctx_set_capture(eng_ctx *c, eng_capture_fn fn, void *ud);
 /* Replace the weights used for layer l (the quantizer swaps in fake-quantized copies).
- * NULL restores the model's own. Borrowed until replaced or the ctx is destroyed. */
+ * NULL restores the ctx's own (the resident set's, else the model's). Borrowed until replaced or
+ * the ctx is destroyed. */
 void eng_ctx_set_layer_weights(eng_ctx *c, int layer, const eng_layer_weights *lw);
+/* Runs on r's device copies (every layer, the embedding and the head) instead of the model's
+ * host weights; NULL goes back to the model's. r must be of this ctx's model and outlive its use
+ * here. ENG_E_INVAL for another model's set. */
+int eng_ctx_use_resident(eng_ctx *c, const eng_resident *r);
 
 /* Runs the whole model on n items (n <= max batch, larger batches are split by the caller).
  * logits gets [count of items with want_logits][vocab] in item order. */

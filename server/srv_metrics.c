@@ -89,6 +89,14 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
     rc |= counter(o, "claq_preemptions_total", "counter",
                   "running sequences sent back to wait when KV blocks ran out (recomputed later)",
                   model, (double)st->preemptions);
+    const char *dirs[3] = {"h2d", "d2h", "h2d_weights"};
+    const uint64_t bytes[3] = {st->xfer.h2d_bytes, st->xfer.d2h_bytes, st->xfer.weight_h2d_bytes};
+    rc |= srv_buf_printf(o, "# HELP claq_device_copy_bytes_total bytes the compute backend copied "
+                            "between host and device (0 on the CPU backend)\n"
+                            "# TYPE claq_device_copy_bytes_total counter\n");
+    for (int i = 0; i < 3; i++)
+        rc |= srv_buf_printf(o, "claq_device_copy_bytes_total{model_name=\"%s\",direction=\"%s\"} "
+                                "%llu\n", model, dirs[i], (unsigned long long)bytes[i]);
     rc |= srv_buf_printf(o, "# HELP claq_request_success_total finished sequences by reason\n"
                             "# TYPE claq_request_success_total counter\n"
                             "claq_request_success_total{model_name=\"%s\",finished_reason=\"stop\"} %llu\n"

@@ -369,6 +369,7 @@ static void sched_publish(srv_sched *s)
     s->stats.timeouts = s->counts.timeouts;
     s->stats.errors = s->counts.errors;
     s->stats.preemptions = s->counts.preemptions;
+    kern_get_xfer_stats(&s->be, &s->stats.xfer);
     uv_mutex_unlock(&s->mu);
 }
 
@@ -544,6 +545,11 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         snprintf(msg, cap, "%s", err.msg[0] ? err.msg : eng_strerror(rc));
         return rc;
     }
+    rc = eng_resident_create(&s->res, s->model, &s->be, &err);
+    if (rc != 0) {
+        snprintf(msg, cap, "%s", err.msg[0] ? err.msg : eng_strerror(rc));
+        return rc;
+    }
     const eng_config *mc = &s->model->cfg;
     /* fp16 entries halve the cache; the CUDA attention reads fp32 only (for now) */
     int on_cpu = strcmp(s->be.ops->name, "cpu") == 0;
@@ -577,6 +583,7 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     }
     s->batch_cap = cfg->max_batch + cfg->prefill_chunk;
     rc = eng_ctx_create(&s->ctx, s->model, &s->be, s->batch_cap, &err);
+    if (rc == 0) rc = eng_ctx_use_resident(s->ctx, s->res);
     if (rc != 0) {
         snprintf(msg, cap, "engine context: %s", err.msg[0] ? err.msg : eng_strerror(rc));
         return rc;
@@ -732,6 +739,8 @@ void srv_sched_stop(srv_sched *s)
     eng_ctx_destroy(s->ctx);
     s->ctx = NULL;
     eng_kv_free(&s->kv);
+    eng_resident_destroy(s->res);
+    s->res = NULL;
     kern_backend_destroy(&s->be);
     eng_tokenizer_close(s->tok);
     s->tok = NULL;

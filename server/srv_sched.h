@@ -100,6 +100,7 @@ typedef struct srv_sched_stats {
     uint64_t errors;                /* engine failures */
     uint64_t preemptions;           /* running sequences whose KV blocks were taken back (they
                                        wait again, then recompute their K/V) */
+    kern_xfer_stats xfer;           /* backend's host <-> device bytes (all 0 on the CPU) */
 } srv_sched_stats;
 
 typedef struct srv_sched {
@@ -125,7 +126,8 @@ typedef struct srv_sched {
     kern_dtype kv_dtype;            /* its entries: KERN_F32 or KERN_F16 */
     /* scheduler thread only: */
     kern_backend be;                /* owned */
-    eng_ctx *ctx;                   /* owned */
+    eng_resident *res;              /* owned: the model's weights on be, uploaded once at load */
+    eng_ctx *ctx;                   /* owned; runs on res */
     eng_kv kv;                      /* owned */
     float *logits;                  /* [batch cap][vocab]; owned */
     eng_batch_item *items;          /* [batch cap]; owned */

@@ -118,15 +118,18 @@ int claq_cmd_generate(int argc, char **argv)
 
     fputs(prompt, stdout);
     fflush(stdout);
+    kern_xfer_stats x0, x1, x2;
+    kern_get_xfer_stats(&s.be, &x0);
     double t0 = now_s();
     if (claq_session_prefill(&s, &seq, toks, (int)n_prompt, 0, 0, logits, &err)) goto fail;
     double t1 = now_s();
+    kern_get_xfer_stats(&s.be, &x1);
     eng_detok dt;
     eng_detok_init(&dt, s.tok, 0);
     dt.prev = toks[n_prompt - 1];
     dt.emitted_any = n_prompt > 1;
     int eos = eng_tokenizer_eos(s.tok);
-    long long generated = 0;
+    long long generated = 0, steps = 0;   /* steps: decode forwards after the prompt */
     int pos = (int)n_prompt;
     while (generated < max_tokens && pos < total) {
         int32_t next = eng_sampler_sample(&smp, logits, NULL);
@@ -144,6 +147,7 @@ int claq_cmd_generate(int argc, char **argv)
         if (eng_kv_reserve(&s.kv, &seq, pos + 1)) { eng_err_set(&err, ENG_E_FULL, "kv cache full"); goto fail; }
         eng_batch_item it = {next, pos, &seq, 1};
         if (eng_forward(s.ctx, &s.kv, &it, 1, logits, &err)) goto fail;
+        steps++;
         pos++;
     }
     if (!stop.hit) {
@@ -156,6 +160,7 @@ int claq_cmd_generate(int argc, char **argv)
     fputc('\n', stdout);
     fflush(stdout);
     double t2 = now_s();
+    kern_get_xfer_stats(&s.be, &x2);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s "
@@ -163,6 +168,17 @@ int claq_cmd_generate(int argc, char **argv)
             n_prompt, t1 - t0, (double)n_prompt / (t1 - t0 + 1e-9), generated, t2 - t1,
             (double)generated / (t2 - t1 + 1e-9), s.be.ops->name, kern_cpu_isa_name(&s.be),
             threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all", (double)ru.ru_maxrss / 1024.0);
+    if (x2.h2d_bytes) {   /* a device backend: what crossed the bus, and where */
+        const double per = steps > 0 ? (double)steps : 1.0;
+        fprintf(stderr, "device copies: weights %.1f MiB at load; prompt %.1f KiB host->device; "
+                        "per decode step %.1f KiB host->device (of which weights %.1f KiB), "
+                        "%.1f KiB device->host\n",
+                (double)eng_resident_uploaded_bytes(s.res) / 1048576.0,
+                (double)(x1.h2d_bytes - x0.h2d_bytes) / 1024.0,
+                (double)(x2.h2d_bytes - x1.h2d_bytes) / 1024.0 / per,
+                (double)(x2.weight_h2d_bytes - x1.weight_h2d_bytes) / 1024.0 / per,
+                (double)(x2.d2h_bytes - x1.d2h_bytes) / 1024.0 / per);
+    }
     ret = 0;
     goto out;
 oom:

@@ -24,7 +24,9 @@ int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
         goto fail;
     }
     if ((rc = eng_backend_open(&s->be, device, threads, &err))) goto fail;
+    if ((rc = eng_resident_create(&s->res, s->model, &s->be, &err))) goto fail;
     if ((rc = eng_ctx_create(&s->ctx, s->model, &s->be, max_batch, &err))) goto fail;
+    if ((rc = eng_ctx_use_resident(s->ctx, s->res))) goto fail;
     if (kv_tokens > 0 && (rc = eng_kv_init(&s->kv, &s->model->cfg, kv_tokens, &err))) goto fail;
     return 0;
 fail:
@@ -37,6 +39,7 @@ void claq_session_close(claq_session *s)
 {
     eng_kv_free(&s->kv);
     eng_ctx_destroy(s->ctx);
+    eng_resident_destroy(s->res);
     kern_backend_destroy(&s->be);
     eng_tokenizer_close(s->tok);
     eng_model_close(s->model);

@@ -1,18 +1,21 @@
-/* claq_session.h — what the model-running subcommands share: model + tokenizer + CPU backend +
- * forward ctx + KV cache opened together from the common flags, and freed in reverse order. */
+/* claq_session.h — what the model-running subcommands share: model + tokenizer + backend + the
+ * weights made resident on it + forward ctx + KV cache, opened together from the common flags and
+ * freed in reverse order. */
 #ifndef CLAQ_SESSION_H
 #define CLAQ_SESSION_H
 
 #include "eng_forward.h"
 #include "eng_kv.h"
 #include "eng_model.h"
+#include "eng_resident.h"
 #include "eng_tokenizer.h"
 
 typedef struct claq_session {
     eng_model *model;        /* owned */
     eng_tokenizer *tok;      /* owned; NULL when not requested */
     kern_backend be;         /* owned */
-    eng_ctx *ctx;            /* owned */
+    eng_resident *res;       /* owned: the model's weights on be, uploaded once at open */
+    eng_ctx *ctx;            /* owned; runs on res */
     eng_kv kv;               /* owned */
 } claq_session;
 

@@ -7,13 +7,16 @@
  * must pick the same argmax at every step, except where the CPU's top-2 logit gap is below 1e-3
  * (those are counted and printed, not failed). Logits must also agree within
  * 1e-3 * (1 + max |logit|). Then CUDA batch invariance at the engine level: two sequences decoded
- * in one batch give the same logit bits as each alone. Weights are uploaded to the device once.
+ * in one batch give the same logit bits as each alone. Weights are made resident once
+ * (eng_resident): a decode step must then copy no weight bytes (kern_xfer_stats), while the same
+ * step on the model's host weights does. Host <-> device bytes per decode step are printed.
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
 #include "cuda_test_common.h"
 #include "eng_claq_file.h"
 #include "eng_forward.h"
 #include "eng_kv.h"
 #include "eng_model.h"
+#include "eng_resident.h"
 #include "kern_half.h"
 
 #define STEPS 24
@@ -38,8 +41,10 @@ static float top2_gap(const float *v, int n)
 
 /* Runs prompt + decode on one backend. toks [np + STEPS]: the prompt, then (greedy = 1) filled
  * with argmax picks, or (greedy = 0) read as the tokens to feed. logits [STEPS][vocab]. */
-static int run(eng_model *m, kern_backend *be, const eng_layer_weights *lws, int32_t *toks, int np,
-               int greedy, float *logits)
+static kern_xfer_stats g_step;   /* bytes of the last run's decode steps (CUDA runs) */
+
+static int run(eng_model *m, kern_backend *be, const eng_resident *res,
+               const eng_layer_weights *lws, int32_t *toks, int np, int greedy, float *logits)
 {
     eng_err err = {0};
     eng_ctx *ctx = NULL;
@@ -54,6 +59,10 @@ static int run(eng_model *m, kern_backend *be, const eng_layer_weights *lws, int
         CT_CHECK(0, "engine setup: %s", err.msg);
         goto done;
     }
+    if (res && eng_ctx_use_resident(ctx, res)) {
+        CT_CHECK(0, "resident weights refused");
+        goto done;
+    }
     if (lws)
         for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
     eng_batch_item items[MAXP];
@@ -62,6 +71,8 @@ static int run(eng_model *m, kern_backend *be, const eng_layer_weights *lws, int
         CT_CHECK(0, "prefill: %s", err.msg);
         goto done;
     }
+    kern_xfer_stats x0, x1;
+    kern_get_xfer_stats(be, &x0);
     for (int s = 1; s < STEPS; s++) {
         if (greedy) toks[np + s - 1] = argmax(logits + (size_t)(s - 1) * vocab, vocab);
         items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1};
@@ -70,6 +81,10 @@ static int run(eng_model *m, kern_backend *be, const eng_layer_weights *lws, int
             goto done;
         }
     }
+    kern_get_xfer_stats(be, &x1);
+    g_step.h2d_bytes = (x1.h2d_bytes - x0.h2d_bytes) / (STEPS - 1);
+    g_step.d2h_bytes = (x1.d2h_bytes - x0.d2h_bytes) / (STEPS - 1);
+    g_step.weight_h2d_bytes = x1.weight_h2d_bytes - x0.weight_h2d_bytes;   /* total, not mean */
     if (greedy) toks[np + STEPS - 1] = argmax(logits + (size_t)(STEPS - 1) * vocab, vocab);
     rc = 0;
 done:
@@ -80,8 +95,9 @@ done:
 }
 
 /* Two sequences in one batch vs each alone, on be: same logit bits. */
-static void batch_invariance(eng_model *m, kern_backend *be, const eng_layer_weights *lws,
-                             const int32_t *toks, int np, const char *name)
+static void batch_invariance(eng_model *m, kern_backend *be, const eng_resident *res,
+                             const eng_layer_weights *lws, const int32_t *toks, int np,
+                             const char *name)
 {
     eng_err err = {0};
     const int vocab = m->cfg.vocab_size;
@@ -99,6 +115,7 @@ static void batch_invariance(eng_model *m, kern_backend *be, const eng_layer_wei
             eng_kv_free(&kv);
             break;
         }
+        if (res) eng_ctx_use_resident(ctx, res);
         if (lws)
             for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
         /* seq 0: the prompt; seq 1: two tokens of it reversed. Then one decode token each. */
@@ -183,23 +200,10 @@ static float *to_f32(const kern_matrix *m)
     return f;
 }
 
-static void upload_model(kern_backend *cu, eng_model *m, int up)
-{
-    kern_matrix *top[] = {&m->w.tok_embed, &m->w.output};
-    for (int i = 0; i < 2; i++) {
-        if (up) CT_CHECK(kern_upload(cu, top[i]) == 0, "upload: %s", ct_cuda_err(cu));
-        else kern_release(cu, top[i]);
-    }
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int i = 0; i < ENG_LIN_COUNT; i++) {
-            if (up) CT_CHECK(kern_upload(cu, &m->w.layers[l].lin[i]) == 0, "upload: %s", ct_cuda_err(cu));
-            else kern_release(cu, &m->w.layers[l].lin[i]);
-        }
-}
-
 static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
-                            const eng_layer_weights *lw_cpu, const eng_layer_weights *lw_cu,
-                            const int32_t *prompt, int np, const char *name)
+                            const eng_resident *res, const eng_layer_weights *lw_cpu,
+                            const eng_layer_weights *lw_cu, const int32_t *prompt, int np,
+                            const char *name)
 {
     const int vocab = m->cfg.vocab_size;
     int32_t toks[MAXP + STEPS];
@@ -207,7 +211,7 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
     float *lc = malloc(sizeof(float) * (size_t)STEPS * vocab);
     float *lg = malloc(sizeof(float) * (size_t)STEPS * vocab);
     ct_poison(lg, (size_t)STEPS * vocab);
-    if (run(m, cpu, lw_cpu, toks, np, 1, lc) || run(m, cu, lw_cu, toks, np, 0, lg)) {
+    if (run(m, cpu, NULL, lw_cpu, toks, np, 1, lc) || run(m, cu, res, lw_cu, toks, np, 0, lg)) {
         CT_CHECK(0, "%s: run failed (%s)", name, ct_cuda_err(cu));
         free(lc); free(lg);
         return;
@@ -233,9 +237,15 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
         }
     }
     CT_CHECK(maxd <= 1e-3 * (1 + maxl), "%s: max |logit diff| %g (max |logit| %g)", name, maxd, maxl);
+    const kern_xfer_stats st = g_step;
+    CT_CHECK(st.weight_h2d_bytes == 0, "%s: %llu weight bytes copied during %d decode steps of "
+             "a resident model", name, (unsigned long long)st.weight_h2d_bytes, STEPS - 1);
+    CT_CHECK(ct_standin || (st.h2d_bytes > 0 && st.d2h_bytes > 0),
+             "%s: the CUDA backend counted no host <-> device bytes", name);
     printf("%-40s %d steps: %d argmax mismatches, %d close calls (cpu top-2 gap < 1e-3), "
-           "max |dlogit| %.3g\n", name, STEPS, mism, close_calls, maxd);
-    batch_invariance(m, cu, lw_cu, toks, np, name);
+           "max |dlogit| %.3g; per decode step %.1f KiB h2d, %.1f KiB d2h, 0 B of weights\n",
+           name, STEPS, mism, close_calls, maxd, st.h2d_bytes / 1024.0, st.d2h_bytes / 1024.0);
+    batch_invariance(m, cu, res, lw_cu, toks, np, name);
     free(lc);
     free(lg);
 }
@@ -252,10 +262,25 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
     int32_t prompt[MAXP] = {1, 410, 469, 347, 5, 99, 1000, 7};   /* stories260K's "Zoo" + more */
     const int np = 6;
     for (int i = 0; i < MAXP; i++) prompt[i] %= vocab;
-    upload_model(cu, m, 1);
+    /* The counter sees weights staged per call: decode on the model's host weights copies them. */
+    if (!ct_standin) {
+        int32_t t2[MAXP + STEPS];
+        memcpy(t2, prompt, sizeof(int32_t) * (size_t)np);
+        float *lt = malloc(sizeof(float) * (size_t)STEPS * vocab);
+        CT_CHECK(run(m, cu, NULL, NULL, t2, np, 1, lt) == 0 && g_step.weight_h2d_bytes > 0,
+                 "%s: decode on host weights copied %llu weight bytes", label,
+                 (unsigned long long)g_step.weight_h2d_bytes);
+        free(lt);
+    }
+    eng_resident *res = NULL;
+    if (eng_resident_create(&res, m, cu, &err)) {
+        CT_CHECK(0, "%s: resident weights: %s", label, err.msg);
+        eng_model_close(m);
+        return;
+    }
     char name[128];
     snprintf(name, sizeof name, "%s fp", label);
-    compare_variant(m, cu, cpu, NULL, NULL, prompt, np, name);
+    compare_variant(m, cu, cpu, res, NULL, NULL, prompt, np, name);
 
     const int variants[] = {21, 3, 4};
     for (unsigned v = 0; v < 3; v++) {
@@ -282,7 +307,7 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
         if (ok) {
             snprintf(name, sizeof name, "%s claq %s bits", label,
                      variants[v] == 21 ? "2.1" : variants[v] == 3 ? "3" : "4");
-            compare_variant(m, cu, cpu, lc, lg, prompt, np, name);
+            compare_variant(m, cu, cpu, res, lc, lg, prompt, np, name);
         }
         for (int l = 0; l < L; l++)
             for (int i = 0; i < ENG_LIN_COUNT; i++) {
@@ -291,7 +316,7 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
             }
         free(pk); free(lc); free(lg);
     }
-    upload_model(cu, m, 0);
+    eng_resident_destroy(res);
     eng_model_close(m);
 }
 
