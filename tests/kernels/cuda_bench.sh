@@ -7,6 +7,7 @@
 #   tests     (on the GPU machine) run the three test_kern_cuda_* programs against .gpu-carry/.
 #   sanitize  (GPU) the kernel tests under compute-sanitizer memcheck, racecheck and synccheck.
 #   bench     (GPU) the benchmark tables (cuda_bench.cu); also written to $OUT/bench.md.
+#   generate  (GPU) claq generate on two real models, --device cuda then cpu: speed and copies.
 #   sass      (anywhere with cuobjdump) which architectures the library holds and the
 #             instruction mix of the GEMV kernels.
 # Example session: bash tests/kernels/cuda_bench.sh pack   (here), then device run with
@@ -34,26 +35,27 @@ kernel_tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu)
 case "$step" in
 pack)
     cmake -S "$SRC" -B "$BUILD" -DCLAQ_CUDA=ON -DCLAQ_BUILD_SERVER=OFF >/dev/null
-    cmake --build "$BUILD" -j2 --target "${tests[@]}"
+    cmake --build "$BUILD" -j2 --target "${tests[@]}" claq
     mkdir -p "$CARRY/bin" "$CARRY/shared/models"
     "$NVCC" -O3 -std=c++17 -Werror=all-warnings -lineinfo \
         -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
         -I"$SRC/kernels" -I"$SRC/kernels/cuda" -I"$SRC/engine" "$SRC/tests/kernels/cuda_bench.cu" \
         -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_cuda.so" \
         -Xlinker -rpath='$ORIGIN' -lcublas -lcudart -lm -lpthread -ldl
-    for t in "${tests[@]}"; do cp "$BUILD/$t" "$CARRY/bin/"; done
+    for t in "${tests[@]}" claq; do cp "$BUILD/$t" "$CARRY/bin/"; done
     # the backend library the engine dlopens, found beside the programs
     cp "$BUILD/libclaq_cuda.so" "$CARRY/bin/"
     # the test programs' other shared libraries (cJSON, OpenBLAS and what it needs) are not on
     # the GPU machine's image: carry them (libc, libm, libstdc++ and CUDA's own stay behind)
     mkdir -p "$CARRY/lib"
-    for t in "${tests[@]}"; do ldd "$BUILD/$t"; done | awk '$3 ~ /^\// { print $3 }' | sort -u |
+    for t in "${tests[@]}" claq; do ldd "$BUILD/$t"; done | awk '$3 ~ /^\// { print $3 }' | sort -u |
         grep -E 'libcjson|libopenblas|libgfortran|libquadmath|liblapacke' |
         while read -r l; do cp -L "$l" "$CARRY/lib/"; done
     # compressed, so that the carry stays well under the 64 MiB a call may send (OpenBLAS: 36 MiB)
     tar -C "$CARRY" -cJf "$CARRY/lib.tar.xz" lib && rm -rf "$CARRY/lib"
     sh="${CLAQ_SHARED:-$SRC/../shared}"
-    cp -r "$sh/models/stories260K.bin" "$sh/models/tinystories-656k" "$sh/models/small-lm-5m" \
+    cp -r "$sh/models/stories260K.bin" "$sh/models/tok512.bin" "$sh/models/tinystories-656k" \
+        "$sh/models/small-lm-5m" \
         "$CARRY/shared/models/"
     excl="$(git -C "$SRC" rev-parse --git-path info/exclude)"
     case "$excl" in /*) ;; *) excl="$SRC/$excl" ;; esac
@@ -97,6 +99,18 @@ bench)
     date -u +"%Y-%m-%d %H:%M UTC"
     "$CARRY/bin/cuda_bench" "${2:-200}" | tee "$OUTDIR/bench.md"
     ;;
+generate)
+    # claq generate end to end on the GPU and on the CPU of the same machine (the CUDA backend
+    # still stages activations and KV blocks per op: see the "device copies" line)
+    for m in tinystories-656k small-lm-5m; do
+        for dev in cuda cpu; do
+            echo "== $m --device $dev"
+            "$CARRY/bin/claq" generate --model "$CARRY/shared/models/$m" --device "$dev" \
+                --prompt "Once upon a time" --max-tokens 64 --temperature 0 2>&1 >/dev/null ||
+                echo "(exit $?)"
+        done
+    done
+    ;;
 sass)
     OBJ="$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)"
     lib="$BUILD/libclaq_cuda.so"
@@ -110,7 +124,7 @@ sass)
         END { for (k in n) print k, n[k] }' | sort
     ;;
 *)
-    echo "usage: $0 pack | tests | sanitize | bench [iters] | sass" >&2
+    echo "usage: $0 pack | tests | sanitize | bench [iters] | generate | sass" >&2
     exit 2
     ;;
 esac
