@@ -88,8 +88,8 @@ static const cfg_flag srv__flags[] = {
     {"access-log", "CLAQ_ACCESS_LOG", CFG_BOOL, F(access_log), 0, 1,
      "one JSON line per request on stderr (default 1)"},
     {"kv-dtype", "CLAQ_KV_DTYPE", CFG_STR, F(kv_dtype), 0, 0,
-     "KV cache entries: f32, f16 (half the memory, so twice the positions per byte), or auto: "
-     "f16 on the CPU backend, f32 on CUDA (default auto)"},
+     "KV cache entries: f32, f16 (half the memory, so twice the positions per byte), or auto "
+     "(= f16) (default auto)"},
     {"device", "CLAQ_DEVICE", CFG_STR, F(device), 0, 0,
      "cpu | cuda | auto (cuda when a GPU is usable, else cpu) (default cpu)"},
     {"step-delay-ms", "CLAQ_STEP_DELAY_MS", CFG_INT, F(step_delay_ms), 0, 10000,

@@ -551,16 +551,10 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         return rc;
     }
     const eng_config *mc = &s->model->cfg;
-    /* fp16 entries halve the cache; the CUDA attention reads fp32 only (for now) */
-    int on_cpu = strcmp(s->be.ops->name, "cpu") == 0;
-    kern_dtype kvd = on_cpu ? KERN_F16 : KERN_F32;
+    /* fp16 entries halve the cache; both backends' attention reads them */
+    kern_dtype kvd = KERN_F16;
     if (strcmp(cfg->kv_dtype, "auto") != 0 && eng_kv_dtype_parse(cfg->kv_dtype, &kvd) != 0)
         kvd = KERN_F32;
-    if (kvd == KERN_F16 && !on_cpu) {
-        snprintf(msg, cap, "--kv-dtype f16: the %s backend reads an fp32 KV cache only; use f32 "
-                 "or auto", s->be.ops->name);
-        return ENG_E_UNSUPPORTED;
-    }
     s->kv_dtype = kvd;
     int64_t per_tok = 2LL * mc->n_layers * mc->n_kv_heads * mc->head_dim *
                       (int64_t)kern_dtype_size(kvd);

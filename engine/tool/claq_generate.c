@@ -33,7 +33,7 @@ int claq_cmd_generate(int argc, char **argv)
         {"--seed", 1, NULL, "RNG seed (default: time)"},
         {"--stop", 1, NULL, "stop when this text is generated"},
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
-        {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory; CPU)"},
+        {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
         {"--help", 0, NULL, "this text"},
     };

@@ -50,7 +50,7 @@ int claq_cmd_perplexity(int argc, char **argv)
         {"--ctx", 1, NULL, "window length in tokens (default: the model's context)"},
         {"--max-windows", 1, NULL, "score at most this many windows (default: all)"},
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
-        {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory; CPU)"},
+        {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
         {"--help", 0, NULL, "this text"},
     };

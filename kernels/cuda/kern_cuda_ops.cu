@@ -210,12 +210,18 @@ int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int6
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-/* meta = [pos[n]][table[n][max_blocks]] (compact block indices). K, V [nb][block_tokens][kv_dim].
- * scores [n][n_heads][max_pos] scratch. Dynamic shared memory: q, head_dim rounded up to 4. */
+/* A K/V entry as fp32 (the pool holds fp32 or fp16 entries). */
+__device__ __forceinline__ float attn_kv(const float *p, int i) { return p[i]; }
+__device__ __forceinline__ float attn_kv(const __half *p, int i) { return __half2float(p[i]); }
+
+/* meta = [pos[n]][table[n][max_blocks]] (compact block indices). K, V [nb][block_tokens][kv_dim]
+ * of T (float or __half). scores [n][n_heads][max_pos] scratch. Dynamic shared memory: q,
+ * head_dim rounded up to 4. */
+template <typename T>
 __global__ void __launch_bounds__(ATTN_THREADS)
 kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
                  const int32_t *__restrict__ meta, int n, int max_blocks, int nb,
-                 const float *__restrict__ K, const float *__restrict__ V, int n_heads,
+                 const T *__restrict__ K, const T *__restrict__ V, int n_heads,
                  int n_kv_heads, int head_dim, int block_tokens, int max_pos,
                  float *__restrict__ scores)
 {
@@ -243,10 +249,10 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
     for (int p = threadIdx.x; p <= P; p += blockDim.x) {
         const int blk = tab[p / block_tokens];
         if (blk < 0 || blk >= nb) continue;   /* host built the table; defensive */
-        const float *k = K + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
-                         (int64_t)kvh * head_dim;
+        const T *k = K + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
+                     (int64_t)kvh * head_dim;
         float dot = 0.0f;
-        for (int d = 0; d < head_dim; d++) dot = fmaf(q_s[d], k[d], dot);
+        for (int d = 0; d < head_dim; d++) dot = fmaf(q_s[d], attn_kv(k, d), dot);
         const float s = dot * scale;
         S[p] = s;
         lmax = fmaxf(lmax, s);
@@ -266,9 +272,9 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
         for (int p = 0; p <= P; p++) {
             const int blk = tab[p / block_tokens];
             if (blk < 0 || blk >= nb) continue;
-            const float *v = V + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
-                             (int64_t)kvh * head_dim;
-            acc = __fadd_rn(acc, __fmul_rn(S[p], v[d]));   /* the CPU's order and rounding */
+            const T *v = V + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
+                         (int64_t)kvh * head_dim;
+            acc = __fadd_rn(acc, __fmul_rn(S[p], attn_kv(v, d)));   /* the CPU's order, rounding */
         }
         out[qo + d] = acc;
     }
@@ -300,7 +306,8 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
         !a->k_base || !a->v_base || a->block_tokens <= 0 || a->max_pos <= 0 || a->n > 65535 ||
         a->n_heads > 65535)
         return KERN_E_INVAL;
-    if (a->kv_dtype != KERN_F32) return KERN_E_UNSUPPORTED;   /* fp16 KV: CPU only for now */
+    if (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16) return KERN_E_UNSUPPORTED;
+    const size_t esz = a->kv_dtype == KERN_F16 ? 2 : 4;   /* bytes per K/V entry */
     const int n = a->n, bt = a->block_tokens;
     const int kv_dim = a->n_kv_heads * a->head_dim;
     if (a->block_stride < (int64_t)bt * kv_dim) return KERN_E_INVAL;
@@ -349,36 +356,39 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
         }
     }
 
-    const size_t blk_floats = (size_t)bt * kv_dim;
+    const size_t blk_entries = (size_t)bt * kv_dim;
     const size_t qbytes = (size_t)n * a->n_heads * a->head_dim * sizeof(float);
     void *d_q = NULL, *d_o = NULL, *d_meta = NULL, *d_k = NULL, *d_v = NULL, *d_s = NULL;
     rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, a->q, qbytes, &d_q);
     if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, qbytes, &d_o);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_K, (size_t)nu * blk_floats * sizeof(float),
-                                  &d_k);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_V, (size_t)nu * blk_floats * sizeof(float),
-                                  &d_v);
+    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_K, (size_t)nu * blk_entries * esz, &d_k);
+    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_V, (size_t)nu * blk_entries * esz, &d_v);
     if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
                                   (size_t)n * a->n_heads * a->max_pos * sizeof(float), &d_s);
     if (!rc) rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, meta,
                                             ((size_t)n + cells) * sizeof(int32_t), &d_meta);
     if (rc) return rc;
-    for (int i = 0; i < nu; i++) {
-        const size_t off = (size_t)uniq[i] * (size_t)a->block_stride;
-        const size_t len = (size_t)need[i] * kv_dim * sizeof(float);
-        KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_k + (size_t)i * blk_floats,
-                                           (const float *)a->k_base + off, len,
+    for (int i = 0; i < nu; i++) {   /* byte offsets: entries of esz bytes */
+        const size_t off = (size_t)uniq[i] * (size_t)a->block_stride * esz;
+        const size_t len = (size_t)need[i] * kv_dim * esz;
+        const size_t dst = (size_t)i * blk_entries * esz;
+        KERN_CUDA_CHECK(c, cudaMemcpyAsync((char *)d_k + dst, (const char *)a->k_base + off, len,
                                            cudaMemcpyHostToDevice, c->stream));
-        KERN_CUDA_CHECK(c, cudaMemcpyAsync((float *)d_v + (size_t)i * blk_floats,
-                                           (const float *)a->v_base + off, len,
+        KERN_CUDA_CHECK(c, cudaMemcpyAsync((char *)d_v + dst, (const char *)a->v_base + off, len,
                                            cudaMemcpyHostToDevice, c->stream));
         c->xfer.h2d_bytes += 2 * len;
     }
     dim3 grid((unsigned)a->n_heads, (unsigned)n);
-    kern_cuda_attn_k<<<grid, ATTN_THREADS, q_smem, c->stream>>>(
-        (const float *)d_q, (float *)d_o, (const int32_t *)d_meta, n, max_blocks, nu,
-        (const float *)d_k, (const float *)d_v, a->n_heads, a->n_kv_heads, a->head_dim, bt,
-        a->max_pos, (float *)d_s);
+    if (a->kv_dtype == KERN_F16)
+        kern_cuda_attn_k<__half><<<grid, ATTN_THREADS, q_smem, c->stream>>>(
+            (const float *)d_q, (float *)d_o, (const int32_t *)d_meta, n, max_blocks, nu,
+            (const __half *)d_k, (const __half *)d_v, a->n_heads, a->n_kv_heads, a->head_dim, bt,
+            a->max_pos, (float *)d_s);
+    else
+        kern_cuda_attn_k<float><<<grid, ATTN_THREADS, q_smem, c->stream>>>(
+            (const float *)d_q, (float *)d_o, (const int32_t *)d_meta, n, max_blocks, nu,
+            (const float *)d_k, (const float *)d_v, a->n_heads, a->n_kv_heads, a->head_dim, bt,
+            a->max_pos, (float *)d_s);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_attn_k");
     return kern_cuda__download(c, a->out, d_o, qbytes);
 }

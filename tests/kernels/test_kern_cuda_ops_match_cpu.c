@@ -8,7 +8,7 @@
  *             libms moves the angle by up to pos * 6e-8 rad);
  *   swiglu    |d| <= 16 * FLT_EPSILON * |ref|             (expf ulps);
  *   attention GQA and MHA shapes, paged blocks in shuffled order, a stride larger than one block,
- *             several sequences mixed with prefill runs: |d| <= 4e-5 (outputs are convex
+ *             several sequences mixed with prefill runs, fp32 and fp16 pools: |d| <= 4e-5 (outputs are convex
  *             combinations of values in [-1, 1]; scores differ in summation order); and each
  *             token alone gives the same bits as inside the batch;
  *   failures  an impossible upload returns KERN_E_NOMEM / KERN_E_DEVICE with a recorded reason
@@ -174,7 +174,7 @@ static void test_swiglu(kern_backend *cu, kern_backend *cpu)
 /* One attention case: nseq sequences with random lengths; the batch holds, per sequence, either
  * its last position (decode) or its last `run` positions (prefill-style). */
 static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int hd, int bt,
-                      int max_pos, int nseq)
+                      int max_pos, int nseq, kern_dtype kvdt)
 {
     const int kv_dim = nkv * hd;
     const int bps = (max_pos + bt - 1) / bt;              /* blocks per sequence */
@@ -185,6 +185,16 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
     for (int64_t i = 0; i < nblocks * stride; i++) {
         kp[i] = ct_frnd();
         vp[i] = ct_frnd();
+    }
+    /* fp16 pool: the same values rounded to half, as the engine's f16 cache stores them */
+    uint16_t *kh = NULL, *vh = NULL;
+    if (kvdt == KERN_F16) {
+        kh = malloc(sizeof(uint16_t) * (size_t)(nblocks * stride));
+        vh = malloc(sizeof(uint16_t) * (size_t)(nblocks * stride));
+        for (int64_t i = 0; i < nblocks * stride; i++) {
+            kh[i] = kern_f32_to_f16(kp[i]);
+            vh[i] = kern_f32_to_f16(vp[i]);
+        }
     }
     /* shuffled block ids */
     int32_t *perm = malloc(sizeof(int32_t) * (size_t)nblocks);
@@ -216,8 +226,9 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
     float *q = malloc(qn * sizeof(float)), *ref = malloc(qn * sizeof(float));
     float *got = malloc(qn * sizeof(float)), *one = malloc((size_t)nh * hd * sizeof(float));
     for (size_t i = 0; i < qn; i++) q[i] = ct_frnd();
-    kern_attn_args a = {n, nh, nkv, hd, q, ref, pos, (const int32_t *const *)bt_tok, KERN_F32,
-                        kp, vp, stride, bt, max_pos};
+    kern_attn_args a = {n, nh, nkv, hd, q, ref, pos, (const int32_t *const *)bt_tok, kvdt,
+                        kh ? (const void *)kh : kp, vh ? (const void *)vh : vp, stride, bt,
+                        max_pos};
     CT_CHECK(kern_attention(cpu, &a) == 0, "cpu attention");
     ct_poison(got, qn);
     a.out = got;
@@ -225,9 +236,9 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
     CT_CHECK(rc == 0, "attention rc %d %s", rc, ct_cuda_err(cu));
     for (size_t i = 0; i < qn; i++)
         if (!ct_close(got[i], ref[i], 4e-5)) {
-            CT_CHECK(0, "attention nh=%d nkv=%d hd=%d bt=%d max_pos=%d n=%d at %zu (token %zu): "
-                     "%.9g vs %.9g", nh, nkv, hd, bt, max_pos, n, i, i / ((size_t)nh * hd), got[i],
-                     ref[i]);
+            CT_CHECK(0, "attention %s nh=%d nkv=%d hd=%d bt=%d max_pos=%d n=%d at %zu (token "
+                     "%zu): %.9g vs %.9g", kern_dtype_name(kvdt), nh, nkv, hd, bt, max_pos, n, i,
+                     i / ((size_t)nh * hd), got[i], ref[i]);
             break;
         }
     /* each token alone: same bits as inside the batch */
@@ -244,7 +255,7 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
                  ct_same_bits(one, got + (size_t)t * nh * hd, (size_t)nh * hd, &at),
                  "attention token %d alone differs at %zu", t, at);
     }
-    free(kp); free(vp); free(perm); free(tables); free(len); free(pos); free(bt_tok);
+    free(kp); free(vp); free(kh); free(vh); free(perm); free(tables); free(len); free(pos); free(bt_tok);
     free(q); free(ref); free(got); free(one);
 }
 
@@ -253,11 +264,15 @@ static void test_attention(kern_backend *cu, kern_backend *cpu)
     const int shapes[][3] = {{1, 1, 1}, {4, 2, 8}, {8, 8, 64}, {6, 2, 48}, {32, 8, 128}};
     const int bts[] = {1, 5, 16};
     const int maxp[] = {1, 37, 300};
-    for (unsigned s = 0; s < 5; s++)
-        for (unsigned b = 0; b < 3; b++)
-            for (unsigned m = 0; m < 3; m++)
-                attn_case(cu, cpu, shapes[s][0], shapes[s][1], shapes[s][2], bts[b], maxp[m], 5);
-    attn_case(cu, cpu, 32, 32, 128, 16, 2048, 2);   /* long context, LLaMA-7B head shape */
+    const kern_dtype kvd[2] = {KERN_F32, KERN_F16};   /* the two KV pool entry types */
+    for (unsigned d = 0; d < 2; d++) {
+        for (unsigned s = 0; s < 5; s++)
+            for (unsigned b = 0; b < 3; b++)
+                for (unsigned m = 0; m < 3; m++)
+                    attn_case(cu, cpu, shapes[s][0], shapes[s][1], shapes[s][2], bts[b], maxp[m],
+                              5, kvd[d]);
+        attn_case(cu, cpu, 32, 32, 128, 16, 2048, 2, kvd[d]);   /* long context, 7B heads */
+    }
 }
 
 /* Device failures come back as codes with a recorded reason, never as an abort, and the backend
@@ -303,6 +318,6 @@ int main(void)
         fprintf(stderr, "%d failures\n", ct_failures);
         return 1;
     }
-    printf("ok: CUDA embed, rmsnorm, rope, swiglu and paged attention match the CPU reference\n");
+    printf("ok: CUDA embed, rmsnorm, rope, swiglu and paged attention (fp32 and fp16 KV) match the CPU reference\n");
     return 0;
 }
