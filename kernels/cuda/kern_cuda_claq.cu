@@ -110,6 +110,18 @@ __device__ __forceinline__ void claq_load_words(const uint32_t *__restrict__ p, 
     for (int i = 0; i < 4; i++) u[i] = i < b ? __ldg(p + (int64_t)i * rt) : 0u;
 }
 
+/* Code c (0..31) of a row's block of width B, from the block's words u (a little-endian
+ * 32*B-bit string; 3-bit codes 10 and 21 straddle two words). c is a compile-time constant in
+ * the unrolled callers, so the shifts are too. */
+template <int B>
+__device__ __forceinline__ unsigned claq_code_at(const uint32_t (&u)[4], int c)
+{
+    const int bit = c * B, w = bit >> 5, sh = bit & 31;
+    uint32_t code = u[w] >> sh;
+    if (sh + B > 32) code |= u[w + 1] << (32 - sh);
+    return code & ((1u << B) - 1);
+}
+
 /* One 32-column block of width B for one row, from its words u. tab: [32][16] (LUT when NT == 1,
  * codebooks otherwise); xs: [NT][xs_stride]. */
 template <int B, int NT>
@@ -119,11 +131,7 @@ __device__ __forceinline__ void claq_block(const uint32_t (&u)[4], const float *
 {
 #pragma unroll
     for (int c = 0; c < 32; c++) {
-        const int bit = c * B, w = bit >> 5, sh = bit & 31;
-        uint32_t code = u[w] >> sh;
-        if (sh + B > 32) code |= u[w + 1] << (32 - sh);
-        code &= (1u << B) - 1;
-        const float v = tab[c * 16 + code];
+        const float v = tab[c * 16 + claq_code_at<B>(u, c)];
         if (NT == 1) {
             if (c & 1) a1[0] = __fadd_rn(a1[0], v);
             else a0[0] = __fadd_rn(a0[0], v);
@@ -263,13 +271,7 @@ __device__ __forceinline__ void claq_dq_block(const uint32_t (&u)[4],
                                               uint16_t *__restrict__ out)
 {
 #pragma unroll
-    for (int c = 0; c < 32; c++) {
-        const int bit = c * B, w = bit >> 5, sh = bit & 31;
-        uint32_t code = u[w] >> sh;
-        if (sh + B > 32) code |= u[w + 1] << (32 - sh);
-        code &= (1u << B) - 1;
-        out[c] = cbs[c * 16 + code];
-    }
+    for (int c = 0; c < 32; c++) out[c] = cbs[c * 16 + claq_code_at<B>(u, c)];
 }
 
 __global__ void __launch_bounds__(DQ_BLOCKS * 32)
