@@ -221,6 +221,14 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     cJSON_AddNumberToObject(cj, "rope_theta", c->rope_theta);
     cJSON_AddNumberToObject(cj, "norm_eps", c->norm_eps);
     cJSON_AddStringToObject(cj, "rope_style", c->rope_style == KERN_ROPE_HALF ? "half" : "interleaved");
+    if (c->rope_scaling.type != ENG_ROPE_DEFAULT) {   /* absent means default */
+        cJSON *rsj = cJSON_AddObjectToObject(cj, "rope_scaling");
+        cJSON_AddStringToObject(rsj, "type", eng_rope_type_name(c->rope_scaling.type));
+        cJSON_AddNumberToObject(rsj, "factor", c->rope_scaling.factor);
+        cJSON_AddNumberToObject(rsj, "low_freq_factor", c->rope_scaling.low_freq_factor);
+        cJSON_AddNumberToObject(rsj, "high_freq_factor", c->rope_scaling.high_freq_factor);
+        cJSON_AddNumberToObject(rsj, "orig_max_pos", c->rope_scaling.orig_max_pos);
+    }
     cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings != 0);
     cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
     cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
@@ -670,6 +678,27 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     c->rope_style = cJSON_IsString(rs) && !strcmp(rs->valuestring, "half") ? KERN_ROPE_HALF
                                                                            : KERN_ROPE_INTERLEAVED;
     c->tie_embeddings = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings"));
+    const cJSON *rsj = cJSON_GetObjectItemCaseSensitive(cj, "rope_scaling");
+    if (rsj) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rsj, "type");
+        const char *t = cJSON_IsString(ty) && ty->valuestring ? ty->valuestring : "";
+        eng_rope_scaling *s = &c->rope_scaling;
+        s->type = !strcmp(t, "linear") ? ENG_ROPE_LINEAR : !strcmp(t, "dynamic") ? ENG_ROPE_DYNAMIC
+                  : !strcmp(t, "llama3") ? ENG_ROPE_LLAMA3 : (eng_rope_type)-1;
+        double f = 0, lo = 0, hi = 0;
+        int64_t om = 0;
+        rc = (int)s->type < 0 ? eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling type "
+                                            "\"%.40s\" unknown", path, t)
+                              : j_num(&x, rsj, "factor", "config.rope_scaling", &f);
+        if (!rc) rc = j_num(&x, rsj, "low_freq_factor", "config.rope_scaling", &lo);
+        if (!rc) rc = j_num(&x, rsj, "high_freq_factor", "config.rope_scaling", &hi);
+        if (!rc) rc = j_i64(&x, rsj, "orig_max_pos", "config.rope_scaling", 0, 1 << 24, &om);
+        if (rc) goto fail;
+        s->factor = (float)f;
+        s->low_freq_factor = (float)lo;
+        s->high_freq_factor = (float)hi;
+        s->orig_max_pos = (int)om;
+    }
     if ((rc = eng_config_validate(c, path, err))) goto fail;
 
     /* Quantization metadata (informational; absent fields read as empty/zero). */

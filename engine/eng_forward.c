@@ -24,6 +24,8 @@ struct eng_ctx {
     float *k, *v;                      /* [max_batch][kv_dim]; owned */
     float *hb, *hb2;                   /* [max_batch][hidden]; owned */
     int32_t *ids, *pos;                /* [max_batch]; owned */
+    float *rope_freq;                  /* [head_dim / 2] scaled RoPE frequencies, or NULL for the
+                                          default rope (kernels derive it from theta); owned */
     const int32_t **bt;                /* [max_batch] block tables; owned array of borrowed ptrs */
 };
 
@@ -58,6 +60,14 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
         eng_ctx_destroy(x);
         return eng_err_set(err, ENG_E_NOMEM, "out of memory for a batch of %d", max_batch);
     }
+    if (c->rope_scaling.type != ENG_ROPE_DEFAULT) {
+        x->rope_freq = malloc((size_t)(c->head_dim / 2) * sizeof(float));
+        if (!x->rope_freq) {
+            eng_ctx_destroy(x);
+            return eng_err_set(err, ENG_E_NOMEM, "out of memory");
+        }
+        eng_rope_freq(c, x->rope_freq);
+    }
     for (int l = 0; l < c->n_layers; l++) x->lw[l] = &m->w.layers[l];
     x->embed = &m->w.tok_embed;
     x->output = &m->w.output;
@@ -80,6 +90,7 @@ void eng_ctx_destroy(eng_ctx *x)
     free(x->ids);
     free(x->pos);
     free(x->bt);
+    free(x->rope_freq);
     free(x);
 }
 
@@ -184,9 +195,11 @@ int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_Q], c->xb, n, c->q))) goto kfail;
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_K], c->xb, n, c->k))) goto kfail;
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_V], c->xb, n, c->v))) goto kfail;
-    if ((rc = kern_rope(c->be, c->q, c->pos, n, cf->n_heads, hd, cf->rope_theta, cf->rope_style)))
+    if ((rc = kern_rope(c->be, c->q, c->pos, n, cf->n_heads, hd, cf->rope_theta, c->rope_freq,
+                        cf->rope_style)))
         goto kfail;
-    if ((rc = kern_rope(c->be, c->k, c->pos, n, cf->n_kv_heads, hd, cf->rope_theta, cf->rope_style)))
+    if ((rc = kern_rope(c->be, c->k, c->pos, n, cf->n_kv_heads, hd, cf->rope_theta, c->rope_freq,
+                        cf->rope_style)))
         goto kfail;
     char *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
     for (int i = 0; i < n; i++) {

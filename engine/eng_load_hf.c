@@ -1,8 +1,10 @@
 /* eng_load_hf.c — loads a Hugging Face LLaMA / Yi directory: config.json, model.safetensors (or
  * shards via the index), the tokenizer path and tokenizer_config.json. F32/F16/BF16 matrices are
  * views into the mappings (copied only when a tensor is misaligned for its dtype); norm vectors
- * become owned fp32. Does not parse the tokenizer (eng_tokenizer) and does not support
- * rope_scaling, biases or other activations yet. Any thread. */
+ * become owned fp32; rope_scaling (linear, dynamic, llama3) goes into the config. Does not parse
+ * the tokenizer (eng_tokenizer) and does not support biases or other activations yet. Any
+ * thread. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +37,8 @@ static int hf_int(const cJSON *root, const char *path, const char *name, int req
         return 0;
     }
     double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != (double)(long long)d || d < (double)lo || d > (double)hi)
+    /* range first: casting 1e300 to an integer is undefined behaviour */
+    if (!cJSON_IsNumber(v) || !(d >= (double)lo && d <= (double)hi) || d != floor(d))
         return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" must be an integer in %lld..%lld",
                            path, name, lo, hi);
     *out = (int)d;
@@ -55,6 +58,51 @@ static int hf_float(const cJSON *root, const char *path, const char *name, doubl
                            name, lo, hi);
     *out = (float)v->valuedouble;
     return 0;
+}
+
+/* rope_scaling: null/absent, or {"rope_type" (or "type"): "default" | "linear" | "dynamic" |
+ * "llama3", "factor", and for llama3 "low_freq_factor", "high_freq_factor",
+ * "original_max_position_embeddings"}. c->seq_len must be parsed (dynamic's default original
+ * length). Anything else is refused with the field named. */
+static int hf_rope_scaling(const cJSON *root, const char *path, eng_config *c, eng_err *err)
+{
+    eng_rope_scaling *s = &c->rope_scaling;
+    memset(s, 0, sizeof *s);
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs)) return 0;
+    if (!cJSON_IsObject(rs))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: rope_scaling must be an object or null", path);
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!cJSON_IsString(ty) || !ty->valuestring)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: rope_scaling.rope_type missing", path);
+    const char *t = ty->valuestring;
+    char rpath[ENG_PATH_MAX + 32];   /* errors below name the field as "<path> rope_scaling" */
+    snprintf(rpath, sizeof rpath, "%s rope_scaling", path);
+    path = rpath;
+    if (!strcmp(t, "default")) return 0;
+    if (!strcmp(t, "linear")) s->type = ENG_ROPE_LINEAR;
+    else if (!strcmp(t, "dynamic")) s->type = ENG_ROPE_DYNAMIC;
+    else if (!strcmp(t, "llama3")) s->type = ENG_ROPE_LLAMA3;
+    else
+        return eng_err_set(err, ENG_E_UNSUPPORTED, "%s: rope_type \"%.40s\" is not supported "
+                           "(default, linear, dynamic, llama3)", path, t);
+    int rc = hf_float(rs, path, "factor", 0.0, 0.0, 1e6, &s->factor, err);
+    if (!rc && !(s->factor > 0))
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: \"factor\" missing", path);
+    if (!rc && s->type == ENG_ROPE_LLAMA3) {
+        if ((rc = hf_float(rs, path, "low_freq_factor", 1.0, 0.0, 1e6, &s->low_freq_factor,
+                           err)) ||
+            (rc = hf_float(rs, path, "high_freq_factor", 4.0, 0.0, 1e6, &s->high_freq_factor,
+                           err)) ||
+            (rc = hf_int(rs, path, "original_max_position_embeddings", 1, 0, 1, HF_MAX_POS,
+                         &s->orig_max_pos, err)))
+            return rc;
+    } else if (!rc && s->type == ENG_ROPE_DYNAMIC) {
+        rc = hf_int(rs, path, "original_max_position_embeddings", 0, c->seq_len, 1, HF_MAX_POS,
+                    &s->orig_max_pos, err);
+    }
+    return rc;
 }
 
 /* bos/eos: an integer, a list (take the first) or null/absent (-1). */
@@ -125,11 +173,6 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
                          cJSON_IsString(mt) && mt->valuestring ? mt->valuestring : "?");
         goto out;
     }
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) {
-        rc = eng_err_set(err, ENG_E_UNSUPPORTED, "%s: rope_scaling is not supported yet", path);
-        goto out;
-    }
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && !(cJSON_IsString(act) && act->valuestring && strcmp(act->valuestring, "silu") == 0)) {
         rc = eng_err_set(err, ENG_E_UNSUPPORTED, "%s: hidden_act must be \"silu\"", path);
@@ -184,6 +227,7 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
         goto out;
     }
     if ((rc = hf_float(root, path, "rope_theta", 10000.0, 0.0, 1e12, &c->rope_theta, err)) ||
+        (rc = hf_rope_scaling(root, path, c, err)) ||
         (rc = hf_float(root, path, "rms_norm_eps", 1e-6, 0.0, 1.0, &c->norm_eps, err)) ||
         (rc = hf_bool(root, path, "tie_word_embeddings", 0, &c->tie_embeddings, err)) ||
         (rc = hf_token_id(root, path, "bos_token_id", &c->bos_id, err)) ||

@@ -133,6 +133,23 @@ int eng_config_validate(const eng_config *c, const char *path, eng_err *err)
                            path, c->seq_len);
     if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
         return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_theta must be positive", path);
+    const eng_rope_scaling *rs = &c->rope_scaling;
+    if (rs->type != ENG_ROPE_DEFAULT) {
+        if ((int)rs->type < 0 || rs->type > ENG_ROPE_LLAMA3)
+            return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling type unknown", path);
+        if (!(rs->factor > 0) || !isfinite(rs->factor))
+            return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling factor must be positive",
+                               path);
+        if (rs->type == ENG_ROPE_DYNAMIC && c->head_dim <= 2)
+            return eng_err_set(err, ENG_E_FORMAT, "%s: dynamic rope_scaling needs head_dim > 2",
+                               path);
+        if (rs->type == ENG_ROPE_LLAMA3 &&
+            (!(rs->low_freq_factor > 0) || !(rs->high_freq_factor > rs->low_freq_factor) ||
+             !isfinite(rs->high_freq_factor) || rs->orig_max_pos <= 0))
+            return eng_err_set(err, ENG_E_FORMAT, "%s: llama3 rope_scaling needs 0 < "
+                               "low_freq_factor < high_freq_factor and "
+                               "original_max_position_embeddings > 0", path);
+    }
     if (!(c->norm_eps > 0) || !(c->norm_eps < 1))
         return eng_err_set(err, ENG_E_FORMAT, "%s: config rms_norm_eps must be in (0, 1)", path);
     if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)

@@ -28,6 +28,24 @@ typedef enum eng_model_format {
     ENG_FMT_CLAQ = 2,      /* our packed format (docs/format.md) */
 } eng_model_format;
 
+/* RoPE frequency scaling (config.json rope_scaling; eng_rope.c computes the table). */
+typedef enum eng_rope_type {
+    ENG_ROPE_DEFAULT = 0,   /* freq_i = theta^(-2i/d) */
+    ENG_ROPE_LINEAR = 1,    /* freq_i / factor (position interpolation) */
+    ENG_ROPE_DYNAMIC = 2,   /* NTK: theta raised for the scaled context, fixed at load */
+    ENG_ROPE_LLAMA3 = 3,    /* LLaMA-3.1/3.2: low frequencies / factor, high kept, smooth between */
+} eng_rope_type;
+
+typedef struct eng_rope_scaling {
+    eng_rope_type type;
+    float factor;           /* linear, dynamic, llama3 */
+    float low_freq_factor;  /* llama3 */
+    float high_freq_factor; /* llama3 */
+    int orig_max_pos;       /* llama3, dynamic: original_max_position_embeddings */
+} eng_rope_scaling;
+
+const char *eng_rope_type_name(eng_rope_type t);   /* "default", "linear", "dynamic", "llama3" */
+
 typedef struct eng_config {
     char arch[32];          /* "llama" or "yi" */
     int dim;                /* hidden size */
@@ -39,6 +57,7 @@ typedef struct eng_config {
     int vocab_size;
     int seq_len;            /* max positions (max_position_embeddings) */
     float rope_theta;
+    eng_rope_scaling rope_scaling;
     float norm_eps;
     kern_rope_style rope_style;
     int tie_embeddings;     /* output head shares tok_embed */
@@ -94,6 +113,11 @@ int eng_model_open_tokenizer(const eng_model *m, const char *override_path,
 
 /* Checks the config for sane, mutually consistent values; err names the field. */
 int eng_config_validate(const eng_config *c, const char *path, eng_err *err);
+
+/* RoPE inverse frequencies freq[head_dim / 2] of c (eng_rope.c). Returns 1 and fills freq when
+ * c->rope_scaling asks for a table, 0 (freq untouched) for the default rope, which kernels
+ * compute from rope_theta themselves. */
+int eng_rope_freq(const eng_config *c, float *freq);
 
 /* ---- for loaders (engine-internal) ---- */
 /* Registers buf as owned by m (freed on close). Returns 0, or ENG_E_NOMEM (buf is then freed). */

@@ -87,9 +87,11 @@ typedef struct kern_backend_ops {
     int (*embed)(void *ctx, const kern_matrix *table, const int32_t *ids, int n, float *out);
     /* out[t] = x[t] / rms(x[t]) * w, per row of dim; out may alias x. */
     int (*rmsnorm)(void *ctx, const float *x, const float *w, int n, int dim, float eps, float *out);
-    /* Rotates x [n][n_heads * head_dim] in place at positions pos[t]. */
+    /* Rotates x [n][n_heads * head_dim] in place at positions pos[t]. Pair i turns by
+     * pos * freq[i], freq [head_dim / 2] (a scaled RoPE: LLaMA-3.1, linear, NTK); freq NULL:
+     * freq[i] = theta^(-2i / head_dim), computed as llama2.c does. */
     int (*rope)(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
-                float theta, kern_rope_style style);
+                float theta, const float *freq, kern_rope_style style);
     /* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
     int (*swiglu)(void *ctx, const float *gate, const float *up, int64_t count, float *out);
     int (*attention)(void *ctx, const kern_attn_args *a);
@@ -131,7 +133,7 @@ int kern_matmul(kern_backend *b, const kern_matrix *w, const float *x, int n, fl
 int kern_embed(kern_backend *b, const kern_matrix *t, const int32_t *ids, int n, float *out);
 int kern_rmsnorm(kern_backend *b, const float *x, const float *w, int n, int dim, float eps, float *out);
 int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
-              float theta, kern_rope_style style);
+              float theta, const float *freq, kern_rope_style style);
 int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out);
 int kern_attention(kern_backend *b, const kern_attn_args *a);
 int kern_upload(kern_backend *b, kern_matrix *w);

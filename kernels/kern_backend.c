@@ -76,11 +76,11 @@ int kern_rmsnorm(kern_backend *b, const float *x, const float *w, int n, int dim
 }
 
 int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
-              float theta, kern_rope_style style)
+              float theta, const float *freq, kern_rope_style style)
 {
     if (!b->ops || !b->ops->rope) return KERN_E_UNSUPPORTED;
     if (!x || !pos || n <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1)) return KERN_E_INVAL;
-    return b->ops->rope(b->ctx, x, pos, n, n_heads, head_dim, theta, style);
+    return b->ops->rope(b->ctx, x, pos, n, n_heads, head_dim, theta, freq, style);
 }
 
 int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out)

@@ -52,6 +52,11 @@ int claq_cmd_inspect(int argc, char **argv)
            c->head_dim, c->vocab_size, c->seq_len, c->rope_theta, c->norm_eps,
            c->rope_style == KERN_ROPE_HALF ? "half" : "interleaved", c->tie_embeddings, c->bos_id,
            c->eos_id);
+    const eng_rope_scaling *rs = &c->rope_scaling;
+    if (rs->type != ENG_ROPE_DEFAULT)
+        printf("rope_scaling: type=%s factor=%g low_freq_factor=%g high_freq_factor=%g "
+               "original_max_position_embeddings=%d\n", eng_rope_type_name(rs->type), rs->factor,
+               rs->low_freq_factor, rs->high_freq_factor, rs->orig_max_pos);
     if (m->tokenizer_path[0]) printf("tokenizer: %s (beside the model)\n", m->tokenizer_path);
     else if (m->tokenizer_blob)
         printf("tokenizer: %s embedded, %zu bytes%s\n", m->tokenizer_blob_name,

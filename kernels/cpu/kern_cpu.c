@@ -118,7 +118,7 @@ static int cpu_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim
 }
 
 static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
-                    float theta, kern_rope_style style)
+                    float theta, const float *freq_tab, kern_rope_style style)
 {
     (void)ctx;
     int half = head_dim / 2;
@@ -127,7 +127,8 @@ static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads,
     for (int t = 0; t < n; t++) {
         for (int i = 0; i < half; i++) {
             /* the llama2.c formula, so its reference text reproduces exactly */
-            float freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
+            float freq = freq_tab ? freq_tab[i]
+                                  : 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
             float val = (float)pos[t] * freq;
             cs[i] = cosf(val);
             sn[i] = sinf(val);

@@ -303,7 +303,7 @@ static int cuda_rmsnorm(void *ctx, const float *x, const float *w, int n, int di
 }
 
 static int cuda_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
-                     float theta, kern_rope_style style)
+                     float theta, const float *freq, kern_rope_style style)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!x || !pos || n <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1)) return KERN_E_INVAL;
@@ -311,7 +311,7 @@ static int cuda_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads
     for (int i = 0; i < n; i++)
         if (pos[i] < 0) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
-    return kern_cuda__rope(c, x, pos, n, n_heads, head_dim, theta, style);
+    return kern_cuda__rope(c, x, pos, n, n_heads, head_dim, theta, freq, style);
 }
 
 static int cuda_swiglu(void *ctx, const float *gate, const float *up, int64_t count, float *out)

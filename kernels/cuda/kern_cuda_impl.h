@@ -118,7 +118,7 @@ int kern_cuda__embed(kern_cuda_ctx *c, const kern_cuda_weight *t, const int32_t 
 int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, int dim,
                        float eps, float *out);
 int kern_cuda__rope(kern_cuda_ctx *c, float *x, const int32_t *pos, int n, int n_heads,
-                    int head_dim, float theta, kern_rope_style style);
+                    int head_dim, float theta, const float *freq, kern_rope_style style);
 int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int64_t count,
                       float *out);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);

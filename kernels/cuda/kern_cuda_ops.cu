@@ -141,7 +141,8 @@ int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, 
  * cos and sin evaluated in fp64 and rounded once, which is what a correctly rounded libm gives;
  * so CPU and GPU angles agree bit for bit and the rotated values to an ulp or two. */
 __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restrict__ pos, int n,
-                                 int n_heads, int head_dim, float theta, int half_style)
+                                 int n_heads, int head_dim, float theta,
+                                 const float *__restrict__ freq_tab, int half_style)
 {
     const int half = head_dim / 2;
     const int64_t total = (int64_t)n * n_heads * half;
@@ -152,7 +153,8 @@ __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restric
         const int t = (int)(th / n_heads);
         float *v = x + th * head_dim;
         const float ex = __fdiv_rn((float)(2 * i), (float)head_dim);
-        const float freq = __fdiv_rn(1.0f, (float)pow((double)theta, (double)ex));
+        const float freq =
+            freq_tab ? freq_tab[i] : __fdiv_rn(1.0f, (float)pow((double)theta, (double)ex));
         const float ang = __fmul_rn((float)pos[t], freq);
         double s, co;
         sincos((double)ang, &s, &co);
@@ -165,18 +167,22 @@ __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restric
 }
 
 int kern_cuda__rope(kern_cuda_ctx *c, float *x, const int32_t *pos, int n, int n_heads,
-                    int head_dim, float theta, kern_rope_style style)
+                    int head_dim, float theta, const float *freq, kern_rope_style style)
 {
-    if (!(theta > 0.0f)) return KERN_E_INVAL;
+    if (!(theta > 0.0f) && !freq) return KERN_E_INVAL;
     const size_t bytes = (size_t)n * (size_t)n_heads * (size_t)head_dim * sizeof(float);
-    void *d_x = NULL, *d_pos = NULL;
+    void *d_x = NULL, *d_pos = NULL, *d_f = NULL;
     int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, x, bytes, &d_x);
     if (!rc) rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, pos, (size_t)n * sizeof(int32_t),
                                             &d_pos);
+    if (!rc && freq)
+        rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_B, freq,
+                                       (size_t)(head_dim / 2) * sizeof(float), &d_f);
     if (rc) return rc;
     const int64_t pairs = (int64_t)n * n_heads * (head_dim / 2);
     kern_cuda_rope_k<<<kern_cuda__blocks(pairs, OPS_THREADS), OPS_THREADS, 0, c->stream>>>(
-        (float *)d_x, (const int32_t *)d_pos, n, n_heads, head_dim, theta, style == KERN_ROPE_HALF);
+        (float *)d_x, (const int32_t *)d_pos, n, n_heads, head_dim, theta, (const float *)d_f,
+        style == KERN_ROPE_HALF);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_rope_k");
     return kern_cuda__download(c, x, d_x, bytes);
 }

@@ -60,6 +60,34 @@ def write_safetensors(path, tensors, dtype):
         for b in blobs:
             f.write(b)
 
+def rope_inv_freq(cfg, hd):
+    """RoPE inverse frequencies with config.json's rope_scaling, after transformers'
+    modeling_rope_utils (default, linear, llama3); dynamic NTK at the scaled length
+    factor x original_max_position_embeddings, fixed (what vLLM does and claq documents)."""
+    theta = cfg.get("rope_theta", 10000.0)
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    base = theta
+    if kind == "dynamic":
+        f = rs["factor"]
+        orig = rs.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+        seq_len = orig * f
+        base = theta * ((f * seq_len / orig) - (f - 1)) ** (hd / (hd - 2))
+    inv = 1.0 / base ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    if kind == "linear":
+        inv = inv / rs["factor"]
+    elif kind == "llama3":
+        f, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        orig = rs["original_max_position_embeddings"]
+        low_wl, high_wl = orig / lo, orig / hi
+        wl = 2 * np.pi / inv
+        scaled = np.where(wl > low_wl, inv / f, inv)
+        smooth = (orig / wl - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / f + smooth * scaled
+        medium = ~(wl < high_wl) & ~(wl > low_wl)
+        inv = np.where(medium, smoothed, scaled)
+    return inv
+
 def reference_logits(model_dir, W, ids):
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     D, L = cfg["hidden_size"], cfg["num_hidden_layers"]
@@ -73,7 +101,7 @@ def reference_logits(model_dir, W, ids):
     x = emb[np.array(ids)]
     def rms(v, w):
         return v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + eps) * w
-    inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    inv = rope_inv_freq(cfg, hd)
     ang = np.arange(n)[:, None] * inv[None, :]
     cos = np.concatenate([np.cos(ang), np.cos(ang)], -1)
     sin = np.concatenate([np.sin(ang), np.sin(ang)], -1)
@@ -177,6 +205,55 @@ def main():
             wmap.update({k: fn for k in part})
         json.dump({"metadata": {}, "weight_map": wmap}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
         compare("tinystories-656k 2-shard index", our_logits(d, ids, 2048), reference_logits(src, W32, ids), 1e-4)
+
+        # RoPE scaling (LLaMA-3.1-style llama3 bands, linear, dynamic NTK) on tinystories-656k's
+        # weights: head_dim 16 at theta 5e5 puts one frequency in each llama3 band at original
+        # length 64. Each must match the reference and differ from the unscaled logits.
+        ids2 = ids + [int(t) for t in rng.integers(3, 2048, 60)]
+        base_logits = our_logits(src, ids2, 2048)
+        scalings = {
+            "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                       "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+            "linear": {"type": "linear", "factor": 2.0},
+            "dynamic": {"type": "dynamic", "factor": 2.0},
+        }
+        for kind, rs in scalings.items():
+            d = os.path.join(tmp, "rope-" + kind)
+            shutil.copytree(src, d)
+            cfg = json.load(open(os.path.join(d, "config.json")))
+            cfg["rope_scaling"] = rs
+            if kind == "llama3":
+                cfg["rope_theta"] = 500000.0
+            json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+            ours = our_logits(d, ids2, 2048)
+            compare(f"tinystories-656k rope_scaling {kind}", ours, reference_logits(d, W32, ids2), 1e-4)
+            moved = np.max(np.abs(ours - base_logits)) / np.max(np.abs(base_logits))
+            ok = moved > 1e-3
+            print(f"{'ok  ' if ok else 'FAIL'} rope_scaling {kind} moves the logits: {moved:.2e}")
+            if not ok:
+                FAIL.append(f"rope_scaling {kind} has no effect")
+        # the packed format keeps rope_scaling: `claq inspect` reads the same line back from a
+        # 4-bit pack of the llama3 copy as from the directory, and the pack's logits differ from
+        # a pack of the unscaled model (same weights, same quantizer)
+        def inspect_rope(path):
+            r = subprocess.run([CLAQ, "inspect", path], capture_output=True, text=True)
+            return [l for l in r.stdout.splitlines() if l.startswith("rope_scaling:")]
+        packs = {}
+        for kind, d in [("llama3", os.path.join(tmp, "rope-llama3")), ("none", src)]:
+            out = os.path.join(tmp, f"pack-{kind}.claq")
+            r = subprocess.run([CLAQ, "synth", "--pack", "--model", d, "--bits", "4", "--out", out],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"claq synth --pack failed: {r.stderr.strip()}")
+            packs[kind] = our_logits(out, ids2, 2048)
+        want = inspect_rope(os.path.join(tmp, "rope-llama3"))
+        got = inspect_rope(os.path.join(tmp, "pack-llama3.claq"))
+        far = np.max(np.abs(packs["llama3"] - packs["none"])) / np.max(np.abs(packs["none"]))
+        ok = len(want) == 1 and "type=llama3" in want[0] and got == want and far > 1e-3
+        print(f"{'ok  ' if ok else 'FAIL'} packed file keeps rope_scaling: {got} "
+              f"(directory {want}); its logits move {far:.2e} from the unscaled pack")
+        if not ok:
+            FAIL.append("packed file lost rope_scaling")
     finally:
         shutil.rmtree(tmp)
     print(f"{len(FAIL)} failed")

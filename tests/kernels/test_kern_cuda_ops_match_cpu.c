@@ -3,7 +3,7 @@
  *   embed     fp32/fp16/bf16 tables: bit-identical (a conversion, no arithmetic); bad id rejected;
  *   rmsnorm   |d| <= (dim + 4) * FLT_EPSILON * |ref|     (sum of squares in another order);
  *             also in place (out == x);
- *   rope      both styles, positions up to 4095, theta 1e4 and 5e5:
+ *   rope      both styles, positions up to 4095, theta 1e4 and 5e5, and a frequency table:
  *             |d| <= (8 * FLT_EPSILON + pos * 1.2e-7) * (|x0| + |x1|)  (an ulp of freq between
  *             libms moves the angle by up to pos * 6e-8 rad);
  *   swiglu    |d| <= 16 * FLT_EPSILON * |ref|             (expf ulps);
@@ -100,12 +100,16 @@ static void test_rope(kern_backend *cu, kern_backend *cpu)
 {
     const int heads[] = {1, 3, 8};
     const int hds[] = {2, 6, 64, 128};
-    const float thetas[] = {10000.0f, 500000.0f};
+    const float thetas[] = {10000.0f, 500000.0f, 500000.0f};   /* the last with a table */
+    float tab[64];   /* a scaled rope's frequencies (kern.h): theta's, some divided by 1..3 */
     for (int style = 0; style < 2; style++)
         for (unsigned a = 0; a < 3; a++)
             for (unsigned b = 0; b < 4; b++)
-                for (unsigned c = 0; c < 2; c++) {
+                for (unsigned c = 0; c < 3; c++) {
                     const int n = 5, nh = heads[a], hd = hds[b];
+                    for (int i = 0; i < hd / 2; i++)
+                        tab[i] = powf(thetas[c], -2.0f * (float)i / (float)hd) / (float)(1 + i % 3);
+                    const float *ft = c == 2 ? tab : NULL;
                     const size_t cnt = (size_t)n * nh * hd;
                     int32_t pos[5] = {0, 1, 17, (int32_t)(ct_rnd() % 4096), 4095};
                     float *x = malloc(cnt * sizeof(float)), *ref = malloc(cnt * sizeof(float));
@@ -113,9 +117,9 @@ static void test_rope(kern_backend *cu, kern_backend *cpu)
                     for (size_t i = 0; i < cnt; i++) x[i] = ct_frnd() * 2.0f;
                     memcpy(ref, x, cnt * sizeof(float));
                     memcpy(got, x, cnt * sizeof(float));
-                    CT_CHECK(kern_rope(cpu, ref, pos, n, nh, hd, thetas[c], (kern_rope_style)style) == 0,
-                             "cpu rope");
-                    int rc = kern_rope(cu, got, pos, n, nh, hd, thetas[c], (kern_rope_style)style);
+                    CT_CHECK(kern_rope(cpu, ref, pos, n, nh, hd, thetas[c], ft,
+                                       (kern_rope_style)style) == 0, "cpu rope");
+                    int rc = kern_rope(cu, got, pos, n, nh, hd, thetas[c], ft, (kern_rope_style)style);
                     CT_CHECK(rc == 0, "rope rc %d %s", rc, ct_cuda_err(cu));
                     int bad = 0;
                     for (int t = 0; t < n && !bad; t++)
