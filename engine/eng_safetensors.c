@@ -252,7 +252,8 @@ int eng_st_parse(eng_st_set *s, const char *path, const void *addr, size_t size,
     s->n_files++;
 
     /* Sort by name and reject duplicates (within the file or against earlier files). */
-    qsort(s->tensors, (size_t)s->n_tensors, sizeof *s->tensors, st_cmp_name);
+    if (s->n_tensors > 1)   /* qsort(NULL, 0, ...) is undefined behaviour */
+        qsort(s->tensors, (size_t)s->n_tensors, sizeof *s->tensors, st_cmp_name);
     for (int i = 1; i < s->n_tensors; i++) {
         if (strcmp(s->tensors[i].name, s->tensors[i - 1].name) == 0) {
             const eng_st_tensor *a = &s->tensors[i - 1], *b = &s->tensors[i];

@@ -107,7 +107,7 @@ static void resp_head(srv_resp *r, int status, const char *ctype, long long clen
         srv_buf_printf(b, "Date: %s\r\n", date);
     if (ctype)
         srv_buf_printf(b, "Content-Type: %s\r\n", ctype);
-    if (clen >= 0)
+    if (clen >= 0 && status != 204 && status != 304)   /* RFC 9110 8.6: never on 204 / 304 */
         srv_buf_printf(b, "Content-Length: %lld\r\n", clen);
     else if (r->chunked)
         srv_buf_puts(b, "Transfer-Encoding: chunked\r\n");

@@ -102,6 +102,8 @@ try:
     st, hd, _ = srv.request("OPTIONS", "/v1/models", headers={"Origin": "http://a"})
     C.check(st == 204 and "Authorization" in hd.get("access-control-allow-headers", "") and
             "GET, HEAD" in hd.get("access-control-allow-methods", ""), "preflight defaults")
+    # RFC 9110 8.6: no Content-Length in a 204
+    C.check("content-length" not in hd, "204 without Content-Length: %s" % hd)
 
     # ---- text too long to tokenize on the event loop: refused by its byte count ----
     t0 = time.time()
