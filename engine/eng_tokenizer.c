@@ -202,7 +202,7 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
         int b = parse_byte_piece(t->text + t->off[id], t->len[id]);
         if (b < 0) continue;
         if (t->kind != ENG__TOK_SPM && t->type[id] == ENG__PT_NORMAL) t->type[id] = ENG__PT_BYTE;
-        if (t->type[id] == ENG__PT_BYTE && t->byte_id[b] < 0) t->byte_id[b] = (int16_t)id;
+        if (t->type[id] == ENG__PT_BYTE && t->byte_id[b] < 0) t->byte_id[b] = id;
     }
     for (int id = 0; id < t->n_vocab; id++)   /* SPM: BYTE-typed pieces must parse */
         if (t->type[id] == ENG__PT_BYTE && parse_byte_piece(t->text + t->off[id], t->len[id]) < 0)

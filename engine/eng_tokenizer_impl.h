@@ -45,7 +45,8 @@ struct eng_tokenizer {
     uint8_t *type;            /* owned [n_vocab]: ENG__PT_*, 0 = id not set yet (loader) */
     int32_t *htab;            /* owned [hmask + 1]: open addressing, piece text -> id + 1 */
     uint32_t hmask;
-    int16_t byte_id[256];     /* id of piece <0xHH>, -1 when absent */
+    int32_t byte_id[256];     /* id of piece <0xHH>, -1 when absent (any id: vocabularies put
+                                 byte pieces past 32767 too) */
     int unk_id, bos_id, eos_id;   /* -1 when none */
 
     /* normalization (SPM semantics; BIN uses dummy prefix " " only; HF sets the same flags) */

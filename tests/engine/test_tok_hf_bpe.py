@@ -150,6 +150,27 @@ with tempfile.TemporaryDirectory() as d:
             t[:60], got[:30], sp.encode(t)[:30]))
 print("scored-vocab tokenizer.json == sentencepiece on %d inputs" % len(stexts))
 
+# The same with 33,000 unused pieces in front, so that every id, the <0xHH> byte pieces
+# included, sits past 32767 (byte-fallback ids were once kept in 16 bits).
+SHIFT = 33000
+shifted = dict(scored)
+shifted["added_tokens"] = [dict(a, id=a["id"] + SHIFT) for a in scored["added_tokens"]]
+shifted["model"] = dict(scored["model"], vocab=[["<unused%d>" % i, -1e9] for i in range(SHIFT)] +
+                        scored["model"]["vocab"])
+with tempfile.TemporaryDirectory() as d:
+    jpath = os.path.join(d, "tokenizer.json")
+    with open(jpath, "w", encoding="utf-8") as f:
+        json.dump(shifted, f)
+    n_bytes = 0
+    for t, got in zip(stexts, tc.encode_batch(jpath, stexts)):
+        want = [i + SHIFT for i in sp.encode(t)]
+        n_bytes += sum(1 for i in want if SHIFT + 3 <= i < SHIFT + 259)
+        rep.check(got == want, "ids past 32767 %r:\n   ours %s\n   want %s" % (
+            t[:60], got[:30], want[:30]))
+    rep.check(n_bytes > 0, "no byte-fallback ids in the shifted test")
+print("tokenizer.json with ids past 32767 (%d byte-fallback ids) == sentencepiece + %d" % (
+    n_bytes, SHIFT))
+
 
 # The same vocab behind a Metaspace pre-tokenizer (prepend_scheme always, split): BPE runs per
 # word, each word starting at a U+2581.
