@@ -166,4 +166,10 @@ p = subprocess.run([BIN, "--model", os.path.join(shared, "models", "README.md"),
                    capture_output=True, text=True, timeout=30)
 C.check(p.returncode == 1 and "could not load the model" in p.stderr and
         "listening on" in p.stderr, "load failure: listened first, then exit 1 with a reason")
+# a tokenizer bigger than the model's vocabulary (Llama 2's 32000 pieces on a 2048-token model)
+p = subprocess.run([BIN, "--model", os.path.join(shared, "models", "tinystories-656k"),
+                    "--tokenizer", os.path.join(shared, "models", "tokenizer.model"), "--port", "0"],
+                   capture_output=True, text=True, timeout=30)
+C.check(p.returncode == 1 and "32000 pieces" in p.stderr and "2048" in p.stderr,
+        "mismatched tokenizer refused at load: %s" % p.stderr[-300:])
 C.done()
