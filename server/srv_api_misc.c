@@ -235,6 +235,13 @@ void srv_api_detokenize(srv_server *s, srv_resp *r, const cJSON *body)
         srv_resp_bad(r, "tokens", "'tokens' must be a list of token ids");
         return;
     }
+    const int cnt = cJSON_GetArraySize(t);
+    const int cap = s->n_ctx > SRV_MAX_DETOKENIZE_TOKENS ? s->n_ctx : SRV_MAX_DETOKENIZE_TOKENS;
+    if (cnt > cap) {
+        srv_resp_error(r, 400, "invalid_request_error", "tokens", "context_length_exceeded",
+                       "'tokens' holds %d ids; this endpoint decodes at most %d.", cnt, cap);
+        return;
+    }
     int32_t *ids;
     int n;
     if (srv_token_array(s, r, t, "tokens", &ids, &n) != 0)

@@ -62,6 +62,10 @@
 /* Text bytes /tokenize takes (or n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN when larger), for the
  * same reason. */
 #define SRV_MAX_TOKENIZE_BYTES (256 * 1024)
+/* Token ids /detokenize takes (or n_ctx when larger): it decodes on the loop thread, and ids of
+ * long pieces (up to 256 bytes each) make megabytes of text; 800,000 of them stalled every
+ * stream for seconds. 8192 of the longest piece decode in a few ms. */
+#define SRV_MAX_DETOKENIZE_TOKENS 8192
 /* A stream that has produced nothing yet gets an SSE comment this often (queue, long prefill). */
 #define SRV_KEEPALIVE_MS 2000
 /* A generation running longer than this is ended (408 before any output, in-band error after). */

@@ -233,6 +233,12 @@ try:
     C.check(st == 200 and json.loads(body)["count"] >= 2, "tokenize messages (chat template)")
     st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [99999]})
     C.check(st == 400, "detokenize out-of-range id 400")
+    # decoding runs on the event loop: at most max(n_ctx, 8192) ids
+    st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [410] * 8192})
+    C.check(st == 200 and len(json.loads(body)["prompt"]) >= 8000,
+            "detokenize 8192 ids: %d" % st)
+    st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [410] * 8193})
+    C.check(st == 400 and "8192" in body and "tokens" in body, "detokenize 8193 ids: %s" % body[:200])
 
     # ---- request id, CORS ----
     st, hd, _ = curl(srv, "GET", "/health", headers=["X-Request-Id: my-trace-42"])
