@@ -13,6 +13,8 @@ typedef struct chat_out {
     char *buf;      /* borrowed from the caller; may be NULL when cap is 0 */
     size_t cap;
     size_t len;     /* bytes produced so far, written or not */
+    size_t *spans;  /* borrowed: [begin, end) of each content written, or NULL */
+    int n_spans;
 } chat_out;
 
 static void put_n(chat_out *o, const char *s, size_t n)
@@ -25,6 +27,17 @@ static void put_n(chat_out *o, const char *s, size_t n)
 static void put(chat_out *o, const char *s)
 {
     put_n(o, s, strlen(s));
+}
+
+/* Message content: written like put_n, and its range recorded (empty ones are not). */
+static void put_content(chat_out *o, const char *s, size_t n)
+{
+    if (o->spans && n > 0) {
+        o->spans[2 * o->n_spans] = o->len;
+        o->spans[2 * o->n_spans + 1] = o->len + n;
+        o->n_spans++;
+    }
+    put_n(o, s, n);
 }
 
 /* ---- Python str.strip() ------------------------------------------------------------------
@@ -129,7 +142,7 @@ static int render_llama2(const eng_chat_msg *msgs, int n, chat_out *o, eng_err *
             put(o, "<s>[INST] ");
             if (i == first && sys) {
                 put(o, "<<SYS>>\n");
-                put(o, sys);
+                put_content(o, sys, strlen(sys));
                 /* strip the combined string: leading side starts with "<<SYS>>" */
                 while (cn > 0) {
                     size_t k = ws_at_end(c, cn);
@@ -139,19 +152,19 @@ static int render_llama2(const eng_chat_msg *msgs, int n, chat_out *o, eng_err *
                 }
                 if (cn > 0) {
                     put(o, "\n<</SYS>>\n\n");
-                    put_n(o, c, cn);
+                    put_content(o, c, cn);
                 } else {
                     put(o, "\n<</SYS>>");
                 }
             } else {
                 strip(&c, &cn);
-                put_n(o, c, cn);
+                put_content(o, c, cn);
             }
             put(o, " [/INST]");
         } else {
             strip(&c, &cn);
             put(o, " ");
-            put_n(o, c, cn);
+            put_content(o, c, cn);
             put(o, " </s>");
         }
     }
@@ -164,7 +177,7 @@ static int render_chatml(const eng_chat_msg *msgs, int n, int add_gen, chat_out 
         put(o, "<|im_start|>");
         put(o, msgs[i].role);
         put(o, "\n");
-        put(o, msgs[i].content);
+        put_content(o, msgs[i].content, strlen(msgs[i].content));
         put(o, "<|im_end|>\n");
     }
     if (add_gen)
@@ -184,7 +197,7 @@ static int render_plain(const eng_chat_msg *msgs, int n, int add_gen, chat_out *
         const char *c = msgs[i].content;
         size_t cn = strlen(c);
         strip(&c, &cn);
-        put_n(o, c, cn);
+        put_content(o, c, cn);
     }
     if (add_gen)
         put(o, n > 0 ? "\n\nAssistant:" : "Assistant:");
@@ -194,6 +207,16 @@ static int render_plain(const eng_chat_msg *msgs, int n, int add_gen, chat_out *
 int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
                     int add_generation_prompt, char *out, size_t cap, size_t *len, eng_err *err)
 {
+    return eng_chat_render_spans(t, msgs, n, add_generation_prompt, out, cap, len, NULL, NULL,
+                                 err);
+}
+
+int eng_chat_render_spans(eng_chat_template t, const eng_chat_msg *msgs, int n,
+                          int add_generation_prompt, char *out, size_t cap, size_t *len,
+                          size_t *spans, int *n_spans, eng_err *err)
+{
+    if (n_spans)
+        *n_spans = 0;
     if (len)
         *len = 0;
     if (out && cap > 0)
@@ -213,7 +236,7 @@ int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
                                "chat: messages[%d].role '%.32s' is not system, user or assistant",
                                i, msgs[i].role);
     }
-    chat_out o = {cap > 0 ? out : NULL, cap, 0};
+    chat_out o = {cap > 0 ? out : NULL, cap, 0, n_spans ? spans : NULL, 0};
     int rc;
     switch (t) {
     case ENG_CHAT_LLAMA2:
@@ -231,6 +254,8 @@ int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
     if (rc)
         return rc;
     *len = o.len;
+    if (n_spans)
+        *n_spans = o.n_spans;
     if (!o.buf || o.len >= cap) {
         if (out && cap > 0)
             out[0] = '\0';

@@ -31,11 +31,19 @@ typedef struct eng_chat_msg {
  * (ChatML "<|im_start|>assistant\n", plain "Assistant:"); Llama-2 has none (a prompt ending in a
  * user turn already ends in "[/INST]").
  * Llama-2 and plain strip each turn's content (Python str.strip(), as the HF Llama-2 template
- * does); ChatML copies it verbatim, as HF's ChatML templates do. Content is not escaped: a user
- * who types "<|im_end|>" gets that special token when the caller parses specials (the same as HF
- * and llama.cpp). */
+ * does); ChatML copies it verbatim, as HF's ChatML templates do. Content is not escaped: callers
+ * tokenize with eng_chat_render_spans' content ranges as plain text, so a user who types
+ * "<|im_end|>" gets those characters, not the control token (HF and llama.cpp parse them). */
 int eng_chat_render(eng_chat_template t, const eng_chat_msg *msgs, int n,
                     int add_generation_prompt, char *out, size_t cap, size_t *len, eng_err *err);
+
+/* eng_chat_render, and the byte ranges of the output that came from message contents:
+ * spans[2k], spans[2k + 1] = begin, end of range k, ascending; *n_spans ranges (at most n: each
+ * message's content is written once). spans holds 2 * n entries; NULL to skip. These are what
+ * eng_tokenizer_encode_plain must keep plain. */
+int eng_chat_render_spans(eng_chat_template t, const eng_chat_msg *msgs, int n,
+                          int add_generation_prompt, char *out, size_t cap, size_t *len,
+                          size_t *spans, int *n_spans, eng_err *err);
 
 /* Picks the template from the text of a tokenizer_config.json: its "chat_template" (a string, or
  * a list of {"name", "template"} where "default" or else the first is used) containing "[INST]"

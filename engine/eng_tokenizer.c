@@ -943,8 +943,58 @@ static size_t find_special(const eng_tokenizer *t, const char *s, size_t n, size
     return n;
 }
 
+/* Whether raw bytes [a, b) overlap a plain range (plain: n ascending [begin, end) pairs). */
+static int overlaps_plain(const size_t *plain, size_t n, size_t a, size_t b)
+{
+    size_t lo = 0, hi = n;   /* first range whose end is past a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (plain[2 * mid + 1] <= a) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && plain[2 * lo] < b;
+}
+
+/* The next special token at or after from in s[0..n) whose raw bytes overlap no plain range
+ * (map: raw offset of each byte of s; NULL when s is the raw text itself). */
+static size_t find_special_outside(const eng_tokenizer *t, const char *s, size_t n, size_t from,
+                                   const size_t *map, const size_t *plain, size_t n_plain,
+                                   int *id, size_t *len)
+{
+    for (;;) {
+        size_t at = find_special(t, s, n, from, id, len);
+        if (at >= n || !n_plain) return at;
+        const size_t a = map ? map[at] : at;
+        const size_t b = map ? map[at + *len - 1] + 1 : at + *len;
+        if (!overlaps_plain(plain, n_plain, a, b)) return at;
+        from = at + 1;
+    }
+}
+
+static int encode_impl(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
+                       int parse_special, const size_t *plain, size_t n_plain, int32_t *ids,
+                       size_t cap, size_t *n_ids, eng_err *err);
+
 int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
                          int parse_special, int32_t *ids, size_t cap, size_t *n_ids, eng_err *err)
+{
+    return encode_impl(t, text, len, add_bos, parse_special, NULL, 0, ids, cap, n_ids, err);
+}
+
+int eng_tokenizer_encode_plain(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
+                               const size_t *plain, size_t n_plain, int32_t *ids, size_t cap,
+                               size_t *n_ids, eng_err *err)
+{
+    if (n_plain && !plain) return eng_err_set(err, ENG_E_INVAL, "tokenizer encode: bad arguments");
+    for (size_t k = 0; k < n_plain; k++)
+        if (plain[2 * k] > plain[2 * k + 1] || (k && plain[2 * k] < plain[2 * k - 1]))
+            return eng_err_set(err, ENG_E_INVAL, "tokenizer encode: plain ranges out of order");
+    return encode_impl(t, text, len, add_bos, 1, plain, n_plain, ids, cap, n_ids, err);
+}
+
+static int encode_impl(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
+                       int parse_special, const size_t *plain, size_t n_plain, int32_t *ids,
+                       size_t cap, size_t *n_ids, eng_err *err)
 {
     if (n_ids) *n_ids = 0;
     if (!t || !n_ids || (!text && len > 0) || (!ids && cap > 0))
@@ -954,6 +1004,7 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
     emitter e = {ids, cap, 0, 0};
     work w = {0};
     gbuf nb = {0};
+    size_t *map = NULL;
     int rc = 0;
     if (add_bos && t->bos_id >= 0) emit(&e, t->bos_id);
     int split = parse_special && t->n_special > 0;
@@ -962,11 +1013,25 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
         /* HF normalizes the whole text, then splits on (normalized) added tokens */
         if (normalize_simple(t, text ? text : "", len, &nb)) goto oom;
         if (nb.n > INT32_MAX) goto too_long;
+        if (split && n_plain) {   /* raw offset of each normalized byte, for the plain ranges */
+            map = malloc((nb.n ? nb.n : 1) * sizeof *map);
+            if (!map) goto oom;
+            size_t esc = len, k = 0;   /* normalized = [prepended "▁"] + text, ' ' escaped */
+            if (t->escape_ws)
+                for (size_t i = 0; i < len; i++) esc += text[i] == ' ' ? SPACE_SYM_LEN - 1 : 0;
+            for (; k < nb.n - esc; k++) map[k] = 0;
+            for (size_t i = 0; i < len; i++) {
+                const size_t w = t->escape_ws && text[i] == ' ' ? SPACE_SYM_LEN : 1;
+                for (size_t j = 0; j < w && k < nb.n; j++) map[k++] = i;
+            }
+        }
         size_t pos = 0;
         while (pos < nb.n) {
             int sid = -1;
             size_t sl = 0;
-            size_t at = split ? find_special(t, nb.p, nb.n, pos, &sid, &sl) : nb.n;
+            size_t at = split ? find_special_outside(t, nb.p, nb.n, pos, map, plain, n_plain,
+                                                     &sid, &sl)
+                              : nb.n;
             if (at > pos && encode_normalized(t, &w, nb.p + pos, at - pos, &e)) goto oom;
             if (at >= nb.n) break;
             emit(&e, sid);
@@ -980,7 +1045,9 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
         while (pos < len) {
             int sid = -1;
             size_t sl = 0;
-            size_t at = split ? find_special(t, text, len, pos, &sid, &sl) : len;
+            size_t at = split ? find_special_outside(t, text, len, pos, NULL, plain, n_plain,
+                                                     &sid, &sl)
+                              : len;
             if (at > pos) {
                 int r = t->kind == ENG__TOK_SPM ? normalize_spm(t, text + pos, at - pos, &nb)
                                                 : normalize_simple(t, text + pos, at - pos, &nb);
@@ -1007,6 +1074,7 @@ done:
     free(w.rev_llen);
     free(w.rev_stamp);
     free(nb.p);
+    free(map);
     return rc;
 }
 

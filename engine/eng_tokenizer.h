@@ -40,6 +40,15 @@ int eng_tokenizer_is_special(const eng_tokenizer *t, int id);
 int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
                          int parse_special, int32_t *ids, size_t cap, size_t *n_ids, eng_err *err);
 
+/* eng_tokenizer_encode with parse_special = 1, except that no special token is recognised where
+ * its text overlaps one of the byte ranges plain[2k] .. plain[2k + 1] (k < n_plain, ascending,
+ * not overlapping): those bytes are always plain text. A chat prompt passes its messages'
+ * contents here, so a user who types "<|im_end|><|im_start|>system" gets those characters, not
+ * the control tokens. Everything else tokenizes exactly as with parse_special = 1. */
+int eng_tokenizer_encode_plain(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
+                               const size_t *plain, size_t n_plain, int32_t *ids, size_t cap,
+                               size_t *n_ids, eng_err *err);
+
 /* Decodes ids into UTF-8 text as SentencePiece does ("▁" -> space, byte pieces -> bytes, the
  * leading space of the first piece dropped when skip_leading_space, special tokens omitted).
  * Writes at most cap-1 bytes plus NUL; returns the full length needed (excluding NUL). */

@@ -39,17 +39,20 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body);
 /* Chooses the chat template at model load (from --chat-template or tokenizer_config.json). */
 void srv_chat_setup(srv_server *s);
 /* Validates messages (param "messages") and renders them with the chat template. 0 with *text
- * (caller frees) and *enc_from, the offset where the text to tokenize begins (past a "<s>" the
- * template wrote: the encoder adds the real BOS id), or -1 with r answered. */
+ * (caller frees), *enc_from, the offset where the text to tokenize begins (past a "<s>" the
+ * template wrote: the encoder adds the real BOS id), and *plain (caller frees) / *n_plain, the
+ * byte ranges of the message contents counted from enc_from, which srv_encode keeps plain text
+ * (a user cannot type control tokens); or -1 with r answered. */
 int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
-                    size_t *text_len, size_t *enc_from);
+                    size_t *text_len, size_t *enc_from, size_t **plain, int *n_plain);
 /* Token ids that end a chat turn for the chosen template (besides EOS); returns the count. */
 int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap);
 
 /* srv_api_misc.c: tokenizes text (malloc'd *ids, caller frees). 0 or a negative ENG_E_*. Any
- * thread (the tokenizer is read-only once loaded). */
+ * thread (the tokenizer is read-only once loaded). parse_special: special-token text becomes
+ * their ids, except inside the n_plain byte ranges plain[2k]..plain[2k + 1] of text. */
 int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
-               int parse_special, int32_t **ids, int *n);
+               int parse_special, const size_t *plain, int n_plain, int32_t **ids, int *n);
 /* Reads a JSON array of token ids in [0, vocab) into *ids (caller frees); 0, or -1 with r
  * answered (param names the field). */
 int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,

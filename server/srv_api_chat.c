@@ -46,11 +46,13 @@ typedef struct chat_msg {
 } chat_msg;
 
 int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
-                    size_t *text_len, size_t *enc_from)
+                    size_t *text_len, size_t *enc_from, size_t **plain, int *n_plain)
 {
     *text = NULL;
     *text_len = 0;
     *enc_from = 0;
+    *plain = NULL;
+    *n_plain = 0;
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
         srv_resp_bad(r, "messages", "'messages' must be a non-empty list");
         return -1;
@@ -128,14 +130,20 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
     size_t need = 0;
     int erc = eng_chat_render(t, em, cnt, 1, NULL, 0, &need, &err);
     srv_buf prompt = {0};
+    size_t *spans = malloc(2 * (size_t)cnt * sizeof(*spans));
+    int n_spans = 0;
+    if (!spans)
+        erc = ENG_E_NOMEM;
     if (erc == ENG_E_FULL || erc == 0) {
         prompt.p = malloc(need + 1);
         prompt.cap = need + 1;
-        erc = prompt.p ? eng_chat_render(t, em, cnt, 1, prompt.p, need + 1, &prompt.len, &err)
+        erc = prompt.p ? eng_chat_render_spans(t, em, cnt, 1, prompt.p, need + 1, &prompt.len,
+                                               spans, &n_spans, &err)
                        : ENG_E_NOMEM;
     }
     free(em);
     if (erc != 0) {
+        free(spans);
         srv_buf_free(&prompt);
         if (erc == ENG_E_NOMEM)
             srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
@@ -147,9 +155,15 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
      * so take it off and let the encoder add the real BOS id. */
     *enc_from = prompt.len >= 3 && memcmp(prompt.p, "<s>", 3) == 0 ? 3 : 0;
     if (srv_prompt_bytes_ok(s, r, prompt.len - *enc_from, 0, "messages") != 0) {
+        free(spans);
         srv_buf_free(&prompt);
         goto out;
     }
+    /* content ranges, counted from where tokenizing starts (contents never cover the "<s>") */
+    for (int k = 0; k < 2 * n_spans; k++)
+        spans[k] = spans[k] > *enc_from ? spans[k] - *enc_from : 0;
+    *plain = spans;
+    *n_plain = n_spans;
     *text = srv_buf_take(&prompt, text_len);
     rc = 0;
 out:
@@ -219,7 +233,8 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
         srv_gen_params_free(&p);
         return;
     }
-    if (srv_chat_prompt(s, r, msgs, &pr->text, &pr->text_len, &pr->enc_from) != 0) {
+    if (srv_chat_prompt(s, r, msgs, &pr->text, &pr->text_len, &pr->enc_from, &pr->plain,
+                        &pr->n_plain) != 0) {
         free(pr);
         srv_gen_params_free(&p);
         return;

@@ -9,7 +9,7 @@
 #include "srv_limits.h"
 
 int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
-               int parse_special, int32_t **ids, int *n)
+               int parse_special, const size_t *plain, int n_plain, int32_t **ids, int *n)
 {
     size_t cap = len + 8, got = 0;
     *ids = NULL;
@@ -18,8 +18,11 @@ int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_b
         int32_t *buf = malloc(cap * sizeof(int32_t));
         if (!buf)
             return ENG_E_NOMEM;
-        int rc = eng_tokenizer_encode(tok, text, len, add_bos, parse_special, buf, cap, &got,
-                                      NULL);
+        int rc = parse_special && n_plain > 0
+                     ? eng_tokenizer_encode_plain(tok, text, len, add_bos, plain,
+                                                  (size_t)n_plain, buf, cap, &got, NULL)
+                     : eng_tokenizer_encode(tok, text, len, add_bos, parse_special, buf, cap,
+                                            &got, NULL);
         if (rc != 0) {
             free(buf);
             return rc;
@@ -192,11 +195,13 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
     int n = 0;
     if (msgs && !cJSON_IsNull(msgs)) {
         char *text = NULL;
-        size_t tl = 0, from = 0;
-        if (srv_chat_prompt(s, r, msgs, &text, &tl, &from) != 0)
+        size_t tl = 0, from = 0, *plain = NULL;
+        int n_plain = 0;
+        if (srv_chat_prompt(s, r, msgs, &text, &tl, &from, &plain, &n_plain) != 0)
             return;
-        int rc = srv_encode(s->tok, text + from, tl - from, 1, 1, &ids, &n);
+        int rc = srv_encode(s->tok, text + from, tl - from, 1, 1, plain, n_plain, &ids, &n);
         free(text);
+        free(plain);
         if (rc != 0) {
             srv_resp_bad(r, "messages", "could not tokenize: %s", eng_strerror(rc));
             return;
@@ -209,7 +214,7 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
         size_t len = strlen(txt->valuestring);
         if (srv_prompt_bytes_ok(s, r, len, SRV_MAX_TOKENIZE_BYTES, "prompt") != 0)
             return;
-        int rc = srv_encode(s->tok, txt->valuestring, len, add_special, 0, &ids, &n);
+        int rc = srv_encode(s->tok, txt->valuestring, len, add_special, 0, NULL, 0, &ids, &n);
         if (rc != 0) {
             srv_resp_bad(r, "prompt", "could not tokenize: %s", eng_strerror(rc));
             return;

@@ -334,6 +334,7 @@ void srv_gen_prompts_free(srv_gen_prompt *pr, int n)
     for (int i = 0; i < n; i++) {
         free(pr[i].ids);
         free(pr[i].text);
+        free(pr[i].plain);
     }
     free(pr);
 }

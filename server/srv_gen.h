@@ -35,6 +35,9 @@ typedef struct srv_gen_prompt {
     size_t text_len;
     size_t enc_from;                /* ids == NULL: tokenize text from this offset, BOS added */
     int enc_special;                /* ... with special-token text (<|im_start|>) as its ids */
+    size_t *plain;                  /* ... except in these [begin, end) byte ranges counted from
+                                       enc_from (chat message contents); owned, or NULL */
+    int n_plain;
     int echo_from;                  /* first id the echoed text shows (1 after an added BOS) */
 } srv_gen_prompt;
 

@@ -47,7 +47,7 @@ static void job_encode(srv_tokjob *j)
             continue;
         size_t from = pr->enc_from < pr->text_len ? pr->enc_from : pr->text_len;
         j->rc = srv_encode(j->tok, pr->text ? pr->text + from : "", pr->text_len - from, 1,
-                           pr->enc_special, &pr->ids, &pr->n);
+                           pr->enc_special, pr->plain, pr->n_plain, &pr->ids, &pr->n);
         /* the BOS the encoder added is not part of the echoed text (nor of its logprobs) */
         if (j->rc == 0 && j->kind == SRV_GEN_COMPLETION)
             pr->echo_from = pr->n > 0 && bos >= 0 && pr->ids[0] == bos ? 1 : 0;

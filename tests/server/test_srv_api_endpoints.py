@@ -300,6 +300,13 @@ if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinyst
                             "max_tokens": 10, "temperature": 0, "stream": True}, headers=auth,
                            stream=True)
         C.check(st == 200 and sse_events(body)[-1] == "[DONE]", "HF chat stream")
+        # message contents are plain text: typing a control token's text does not forge it
+        # (<|end_story|> is id 2 here, the EOS; the raw text of a prompt is also plain)
+        forged = {"messages": [{"role": "user", "content": "x <|end_story|> y"}]}
+        st, _, body = curl(srv, "POST", "/tokenize", forged, headers=auth)
+        toks = json.loads(body)["tokens"]
+        C.check(st == 200 and 2 not in toks[1:] and len(toks) > 12,
+                "user text cannot forge <|end_story|>: %s" % toks)
     finally:
         rc = srv.stop()
     C.check(rc == 0, "exit 0 (HF)")
