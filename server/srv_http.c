@@ -19,6 +19,7 @@
 #include "srv_server.h"
 
 #define LINGER_NS (2000ULL * 1000000ULL)   /* read-and-discard after an error response */
+#define LINGER_MAX_NS (5000ULL * 1000000ULL) /* however long the peer keeps sending */
 
 typedef struct wreq {
     uv_write_t req;
@@ -235,9 +236,14 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         srv_conn_close(c);
         return;
     }
-    /* Lingering close: keep reading (and discarding) for a moment so that a client still
-     * sending does not turn our last response into a reset. */
-    c->last_active = uv_hrtime();
+    /* Lingering close: read (and discard) again for a moment, so that a client still sending
+     * does not turn our last response into a reset (closing with unread data sends RST, and
+     * many stacks then drop the response the client had not read yet). Reading was stopped
+     * when the input ended; start it again. */
+    c->last_active = c->linger_since = uv_hrtime();
+    int rc = conn_read_start(c);
+    if (rc != 0 && rc != UV_EALREADY)
+        srv_conn_close(c);
 }
 
 /* No more responses will be sent: half-close after the queued writes, then linger. */
@@ -843,7 +849,8 @@ void srv_http_sweep(srv_server *s)
             continue;
         }
         if (c->input_closed == 2) {
-            if (now - c->last_active > LINGER_NS)
+            if (now - c->last_active > LINGER_NS ||
+                (c->linger_since && now - c->linger_since > LINGER_MAX_NS))
                 srv_conn_close(c);
             continue;
         }

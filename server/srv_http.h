@@ -85,6 +85,7 @@ struct srv_conn {
     int closing;                /* uv_close called */
     int doomed;                 /* close at the next sweep: 1 write failure, 2 hard limit */
     uint64_t last_active;       /* uv_hrtime of the last read or write completion */
+    uint64_t linger_since;      /* uv_hrtime the lingering close began (input_closed == 2) */
     uint64_t write_soft_since;  /* when the write queue first passed the soft limit, 0 = below */
     char rbuf[16384];           /* read buffer; llhttp slices point into it */
 };

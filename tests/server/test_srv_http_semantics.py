@@ -166,6 +166,26 @@ try:
     toks = [e["choices"][0]["logprobs"]["tokens"] for e in ev[1:-1]
             if e["choices"] and e["choices"][0]["logprobs"]]
     C.check(sum(len(t) for t in toks) == 2, "then one entry per generated token: %s" % toks)
+
+    # ---- lingering close reads and discards: after refusing a body the server keeps reading
+    # (and dropping) what the client still sends, so that closing does not meet unread data and
+    # reset the connection under the error response. Without reading, the client's sends stall
+    # once the socket buffers fill (a few MiB); reading, they run on for the linger period. ----
+    s = socket.create_connection((srv.host, srv.port), timeout=5)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\n"
+              b"Content-Length: 8000000000\r\n\r\n")
+    got = recv_for(s, 0.5)
+    s.settimeout(0.5)
+    sent, t0, chunk = 0, time.time(), b"x" * 262144
+    try:
+        while time.time() - t0 < 1.5:
+            sent += s.send(chunk)
+    except OSError:
+        pass
+    s.close()
+    C.check(statuses(got) == [413] and sent > 64 * 1048576,
+            "lingering close: 413, then %.1f MiB of body taken and discarded in 1.5 s"
+            % (sent / 1048576))
 finally:
     rc = srv.stop()
 C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
