@@ -18,8 +18,8 @@
 #include "srv_log.h"
 #include "srv_server.h"
 
-#define LINGER_NS (2000ULL * 1000000ULL)   /* read-and-discard after an error response */
-#define LINGER_MAX_NS (5000ULL * 1000000ULL) /* however long the peer keeps sending */
+#define LINGER_NS (2000ULL * 1000000ULL)   /* read-and-discard after an error response: a fixed
+                                              window, however long the peer keeps sending */
 
 typedef struct wreq {
     uv_write_t req;
@@ -849,8 +849,8 @@ void srv_http_sweep(srv_server *s)
             continue;
         }
         if (c->input_closed == 2) {
-            if (now - c->last_active > LINGER_NS ||
-                (c->linger_since && now - c->linger_since > LINGER_MAX_NS))
+            /* the window runs from the half-close; before it, from the last write */
+            if (now - (c->linger_since ? c->linger_since : c->last_active) > LINGER_NS)
                 srv_conn_close(c);
             continue;
         }
