@@ -262,6 +262,9 @@ static void conn_finish(srv_conn *c)
 static void conn_flush(srv_conn *c)
 {
     srv_server *s = c->srv;
+    /* what the client has not taken of earlier writes: a slow reader. A large response queued
+     * just now is not one (one 12 MB answer for a fast client used to trip the hard limit). */
+    const size_t backlog = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     while (c->rq_head && !c->closing) {
         srv_resp *r = c->rq_head;
         if (r->out.len) {
@@ -317,8 +320,8 @@ static void conn_flush(srv_conn *c)
         conn_finish(c);
     else if (!c->in_execute)
         conn_maybe_resume(c);
-    /* backpressure: a hard limit acts at once (the soft one in the sweep) */
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > (size_t)s->cfg->write_hard_bytes)
+    /* backpressure: a hard limit acts at once on the backlog (the sweep watches the rest) */
+    if (backlog > (size_t)s->cfg->write_hard_bytes)
         c->doomed = 2;   /* the sweep closes it: never close under a caller */
 }
 
@@ -855,7 +858,13 @@ void srv_http_sweep(srv_server *s)
             continue;
         }
         size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-        if (wq > (size_t)cfg->write_hard_bytes) {
+        /* over the hard limit at two sweeps in a row (100 ms apart) with nothing taken in
+         * between: a stalled reader. One still taking a large response keeps going (the soft
+         * limit below bounds how long). */
+        const size_t prev = c->wq_prev;
+        c->wq_prev = wq;
+        if (wq > (size_t)cfg->write_hard_bytes && prev > (size_t)cfg->write_hard_bytes &&
+            wq >= prev) {
             srv_log("warn", "closing a connection: %zu bytes unsent (slow reader)", wq);
             srv_conn_close(c);
             continue;

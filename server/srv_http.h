@@ -87,6 +87,7 @@ struct srv_conn {
     uint64_t last_active;       /* uv_hrtime of the last read or write completion */
     uint64_t linger_since;      /* uv_hrtime the lingering close began (input_closed == 2) */
     uint64_t write_soft_since;  /* when the write queue first passed the soft limit, 0 = below */
+    size_t wq_prev;             /* write queue bytes at the previous sweep */
     char rbuf[16384];           /* read buffer; llhttp slices point into it */
 };
 

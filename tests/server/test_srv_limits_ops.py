@@ -119,6 +119,18 @@ try:
     s.close()
     st, _, _ = srv.request("GET", "/health")
     C.check(st == 200, "still serving")
+    # a fast reader gets a response larger than --write-hard-bytes whole: only bytes it has not
+    # taken count against the limit, not one big answer queued at once
+    text = "Once upon a time, the cat sat on the mat. " * 6000   # 252 KB
+    try:
+        st, _, j = srv.post("/tokenize", {"prompt": text})
+    except Exception as e:   # the old server cut the answer off: IncompleteRead
+        st, j = repr(e)[:120], {}
+    n = j.get("count", 0) if isinstance(j, dict) else 0
+    size = len(json.dumps(j)) if isinstance(j, dict) else 0
+    C.check(st == 200 and n == len(j.get("tokens", [])) and size > 262144,
+            "fast reader: a %d-byte answer over the 262144-byte hard limit arrives whole "
+            "(status %s)" % (size, st))
 finally:
     C.check(srv.stop() == 0, "exit 0")
 
