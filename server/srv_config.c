@@ -77,7 +77,8 @@ static const cfg_flag srv__flags[] = {
     {"write-soft-seconds", "CLAQ_WRITE_SOFT_SECONDS", CFG_DBL, F(write_soft_s), 0.01, 1e6,
      "how long a client may stay over --write-soft-bytes (default 10)"},
     {"write-hard-bytes", "CLAQ_WRITE_HARD_BYTES", CFG_I64, F(write_hard_bytes), 1024, 1LL << 36,
-     "a client this many bytes behind is cut off at once (default 16 MiB)"},
+     "a client this many bytes behind that takes nothing for 100 ms is cut off (one larger "
+     "answer alone is not: default 16 MiB)"},
     {"socket-sndbuf", "CLAQ_SOCKET_SNDBUF", CFG_INT, F(sndbuf), 0, 1 << 30,
      "SO_SNDBUF of client sockets; small values make slow readers show up sooner in the "
      "write queue limits (default 0: kernel autotuning)"},
