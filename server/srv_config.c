@@ -53,6 +53,10 @@ static const cfg_flag srv__flags[] = {
      "seconds a generation may run before it is ended (default 600)"},
     {"max-body-bytes", "CLAQ_MAX_BODY_BYTES", CFG_I64, F(max_body_bytes), 1, 1LL << 34,
      "largest request body; larger gets 413 (default 4 MiB)"},
+    {"max-inflight-body-bytes", "CLAQ_MAX_INFLIGHT_BODY_BYTES", CFG_I64,
+     F(max_inflight_body_bytes), 1024, 1LL << 40,
+     "request body bytes buffered over all connections; a body past it gets 503 with "
+     "Retry-After (default 64 MiB)"},
     {"max-header-bytes", "CLAQ_MAX_HEADER_BYTES", CFG_I64, F(max_header_bytes), 256, 1 << 24,
      "request line + headers; larger gets 431 (default 16 KiB)"},
     {"header-timeout", "CLAQ_HEADER_TIMEOUT", CFG_DBL, F(header_timeout_s), 0.001, 1e6,
@@ -107,6 +111,7 @@ void srv_config_defaults(srv_config *c)
     c->max_queue = SRV_MAX_QUEUE;
     c->request_timeout_s = SRV_REQUEST_TIMEOUT_S;
     c->max_body_bytes = SRV_MAX_BODY_BYTES;
+    c->max_inflight_body_bytes = SRV_MAX_INFLIGHT_BODY_BYTES;
     c->max_header_bytes = SRV_MAX_HEADER_BYTES;
     c->header_timeout_s = SRV_HEADER_TIMEOUT_MS / 1000.0;
     c->body_timeout_s = SRV_BODY_TIMEOUT_MS / 1000.0;

@@ -25,6 +25,7 @@ typedef struct srv_config {
     char chat_template[32];         /* --chat-template: llama2|chatml|plain ("" = detect) */
     double request_timeout_s;       /* --request-timeout */
     int64_t max_body_bytes;         /* --max-body-bytes */
+    int64_t max_inflight_body_bytes; /* --max-inflight-body-bytes */
     int64_t max_header_bytes;       /* --max-header-bytes */
     double header_timeout_s;        /* --header-timeout */
     double body_timeout_s;          /* --body-timeout */

@@ -58,6 +58,14 @@ static void conn_maybe_resume(srv_conn *c);
 static void conn_end_input(srv_conn *c);
 static int conn_read_start(srv_conn *c);
 
+/* Frees the request's body and gives its bytes back to the server-wide budget. */
+static void req_body_free(srv_conn *c)
+{
+    c->srv->body_inflight -= (int64_t)c->req.body_counted;
+    c->req.body_counted = 0;
+    srv_buf_free(&c->req.body);
+}
+
 /* ---- response slots ---- */
 
 static srv_resp *conn_push_resp(srv_conn *c)
@@ -210,7 +218,7 @@ void srv_conn_close(srv_conn *c)
     c->n_resp = 0;
     free(c->pending);
     c->pending = NULL;
-    srv_buf_free(&c->req.body);
+    req_body_free(c);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -339,6 +347,11 @@ static void conn_protocol_error(srv_conn *c, int status, const char *msg)
     snprintf(r->route, sizeof(r->route), "-");
     r->t_start = c->in_message && c->req.t_start ? c->req.t_start : uv_hrtime();
     srv_server_make_id(c->srv, "req", r->request_id, sizeof(r->request_id));
+    if (status == 503) {   /* the server-wide body budget: try again shortly */
+        srv_resp_error_h(r, 503, "Retry-After: 1\r\n", "server_error", NULL, "server_busy",
+                         "%s", msg);
+        return;
+    }
     const char *code = status == 413 ? "request_too_large"
                        : status == 431 ? "headers_too_large"
                        : status == 408 ? "request_timeout" : "bad_request";
@@ -351,7 +364,7 @@ static int on_message_begin(llhttp_t *p)
 {
     srv_conn *c = p->data;
     srv_request *q = &c->req;
-    srv_buf_free(&q->body);
+    req_body_free(c);
     memset(q, 0, sizeof(*q));
     q->t_start = uv_hrtime();
     c->in_message = 1;
@@ -479,6 +492,15 @@ static int on_headers_complete(llhttp_t *p)
                  (unsigned long long)p->content_length, (long long)c->srv->cfg->max_body_bytes);
         return -1;
     }
+    const srv_config *cfg = c->srv->cfg;
+    if ((p->flags & F_CONTENT_LENGTH) &&
+        c->srv->body_inflight + (int64_t)p->content_length > cfg->max_inflight_body_bytes) {
+        c->err_status = 503;
+        snprintf(c->err_msg, sizeof(c->err_msg), "the server holds %lld bytes of request bodies "
+                 "(at most %lld); retry shortly", (long long)c->srv->body_inflight,
+                 (long long)cfg->max_inflight_body_bytes);
+        return -1;
+    }
     /* curl sends "Expect: 100-continue" for larger bodies and waits a second for this line.
      * Only when nothing is queued before it: an interim line must not overtake a response. */
     if (strcasecmp(q->expect, "100-continue") == 0 && !c->rq_head) {
@@ -508,11 +530,21 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
                  (long long)c->srv->cfg->max_body_bytes);
         return -1;
     }
+    srv_server *s = c->srv;
+    if (s->body_inflight + (int64_t)len > s->cfg->max_inflight_body_bytes) {   /* chunked */
+        c->err_status = 503;
+        snprintf(c->err_msg, sizeof(c->err_msg), "the server holds %lld bytes of request bodies "
+                 "(at most %lld); retry shortly", (long long)s->body_inflight,
+                 (long long)s->cfg->max_inflight_body_bytes);
+        return -1;
+    }
     if (srv_buf_append(&q->body, at, len) != 0) {
         c->err_status = 413;
         snprintf(c->err_msg, sizeof(c->err_msg), "request body could not be stored");
         return -1;
     }
+    q->body_counted += len;
+    s->body_inflight += (int64_t)len;
     return 0;
 }
 
@@ -577,7 +609,7 @@ static int on_message_complete(llhttp_t *p)
         c->input_closed = 1;
     }
     srv_route(s, r, q);
-    srv_buf_free(&q->body);
+    req_body_free(c);
     if (c->input_closed || c->closing)
         return HPE_PAUSED;   /* read nothing more */
     if (c->n_resp >= SRV_MAX_PIPELINE)

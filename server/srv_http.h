@@ -31,6 +31,7 @@ typedef struct srv_request {
     char content_type[128];
     char expect[32];                        /* Expect value ("100-continue") */
     srv_buf body;                           /* owned */
+    size_t body_counted;                    /* of it, counted in srv_server.body_inflight */
     int keep_alive;                         /* llhttp_should_keep_alive at the end */
     uint64_t t_start;                       /* uv_hrtime at the first byte */
     /* header parsing state */

@@ -34,6 +34,7 @@ typedef struct srv_server {
     int handles_open;           /* wake/signals/timers initialised */
     srv_sched sched;
     srv_metrics metrics;
+    int64_t body_inflight;      /* request body bytes buffered over all connections (loop) */
     srv_conn *conns;            /* open connections (list); each owned by itself */
     int n_conns;
     char host[256];             /* bound address, for the log */

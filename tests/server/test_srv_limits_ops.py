@@ -134,6 +134,34 @@ try:
 finally:
     C.check(srv.stop() == 0, "exit 0")
 
+# ---- a server-wide budget for buffered request bodies: 503 + Retry-After past it ----
+srv = Server("stories260K.bin", "tok512.bin",
+             args=["--max-body-bytes", "65536", "--max-inflight-body-bytes", "100000"])
+try:
+    body = json.dumps({"prompt": "x" * (60000 - 14)}).encode()
+    assert len(body) == 60000, len(body)
+    head = (b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    a = socket.create_connection((srv.host, srv.port), timeout=10)
+    a.sendall(head + body[:50000])             # 50,000 bytes held, the rest still to come
+    time.sleep(0.3)
+    got = srv.raw(head + body, timeout=5)      # would take the total to 110,000
+    C.check(statuses(got) == [503] and b"Retry-After: 1" in got and b"server_busy" in got,
+            "body past the server-wide budget: 503 + Retry-After: %r" % got[:200])
+    a.sendall(body[50000:])
+    out = b""
+    while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
+        chunk = a.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    a.close()
+    C.check(statuses(out) == [200], "the body that was in first completes: %r" % out[:80])
+    got = srv.raw(head + body, timeout=5)
+    C.check(statuses(got) == [200], "budget given back: the same body now accepted")
+finally:
+    C.check(srv.stop() == 0, "exit 0")
+
 # ---- --reuseport: two servers on one port ----
 probe = socket.socket()
 probe.bind(("127.0.0.1", 0))
