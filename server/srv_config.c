@@ -34,7 +34,10 @@ static const cfg_flag srv__flags[] = {
     {"host", "CLAQ_HOST", CFG_STR, F(host), 0, 0, "address to listen on (default 127.0.0.1)"},
     {"port", "CLAQ_PORT", CFG_INT, F(port), 0, 65535, "TCP port; 0 picks a free one (default 8080)"},
     {"api-key", "CLAQ_API_KEY", CFG_STR, F(api_key), 0, 0,
-     "require 'Authorization: Bearer KEY' (except /health and CORS preflight)"},
+     "require 'Authorization: Bearer KEY' (except /health, CORS preflight, and /metrics with "
+     "--metrics-public)"},
+    {"metrics-public", "CLAQ_METRICS_PUBLIC", CFG_BOOL, F(metrics_public), 0, 1,
+     "serve /metrics without the API key (default 0: behind it when one is set)"},
     {"served-model-name", "CLAQ_SERVED_MODEL_NAME", CFG_STR, F(served_name), 0, 0,
      "model id in the API (default: the model's file or directory base name)"},
     {"kv-cache-tokens", "CLAQ_KV_CACHE_TOKENS", CFG_I64, F(kv_cache_tokens), 0, 1e9,

@@ -42,6 +42,7 @@ typedef struct srv_config {
     int sndbuf;                     /* --socket-sndbuf: SO_SNDBUF per client (0 = kernel) */
     char cors_origin[256];          /* --cors-origin ("*" by default; "" = no CORS headers) */
     int access_log;                 /* --access-log 0|1 */
+    int metrics_public;             /* --metrics-public 0|1: /metrics without the API key */
     char device[16];                /* --device: cpu|cuda|auto */
     char kv_dtype[8];               /* --kv-dtype: auto|f32|f16 */
     int step_delay_ms;              /* --step-delay-ms: testing aid, sleep after each step */

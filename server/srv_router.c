@@ -23,7 +23,7 @@ typedef struct route {
 
 static const route srv__routes[] = {
     {"/health", R_HEALTH, HTTP_GET, 1, 0, 0},
-    {"/metrics", R_METRICS, HTTP_GET, 1, 0, 0},
+    {"/metrics", R_METRICS, HTTP_GET, 1, 0, 0},   /* public only with --metrics-public */
     {"/v1/models", R_MODELS, HTTP_GET, 0, 0, 0},
     {"/v1/completions", R_COMPLETIONS, HTTP_POST, 0, 1, 1},
     {"/v1/chat/completions", R_CHAT, HTTP_POST, 0, 1, 1},
@@ -142,7 +142,10 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
         srv_resp_send(r, 405, "application/json", body, (size_t)len, allow);
         return;
     }
-    if (!rt->is_public && !auth_ok(s, q)) {
+    /* /metrics (request counts, model name, load) sits behind the key like the API, unless
+     * --metrics-public says a scraper without it may read them */
+    const int is_public = rt->is_public && !(rt->id == R_METRICS && !s->cfg->metrics_public);
+    if (!is_public && !auth_ok(s, q)) {
         srv_resp_error_h(r, 401, "WWW-Authenticate: Bearer\r\n", "invalid_request_error", NULL,
                          "invalid_api_key",
                          "missing or invalid API key (send 'Authorization: Bearer <key>')");

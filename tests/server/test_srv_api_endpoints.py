@@ -280,6 +280,10 @@ if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinyst
     try:
         st, _, _ = curl(srv, "GET", "/health")
         C.check(st == 200, "/health public with an API key")
+        st, _, _ = curl(srv, "GET", "/metrics")
+        C.check(st == 401, "/metrics behind the key unless --metrics-public")
+        st, _, body = curl(srv, "GET", "/metrics", headers=["Authorization: Bearer sekret"])
+        C.check(st == 200 and "claq_ready" in body, "/metrics with the key")
         st, hd, body = curl(srv, "GET", "/v1/models")
         C.check(st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key" and
                 hd.get("www-authenticate") == "Bearer", "401 without key, WWW-Authenticate")
