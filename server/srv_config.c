@@ -92,7 +92,8 @@ static const cfg_flag srv__flags[] = {
     {"reuseport", "CLAQ_REUSEPORT", CFG_BOOL, F(reuseport), 0, 1,
      "set SO_REUSEPORT on the listening socket (default 0)"},
     {"cors-origin", "CLAQ_CORS_ORIGIN", CFG_STR, F(cors_origin), 0, 0,
-     "Access-Control-Allow-Origin value; empty disables CORS headers (default *)"},
+     "Access-Control-Allow-Origin value, e.g. * or https://app.example (default: empty, CORS "
+     "off: browsers on other origins cannot call the API)"},
     {"access-log", "CLAQ_ACCESS_LOG", CFG_BOOL, F(access_log), 0, 1,
      "one JSON line per request on stderr (default 1)"},
     {"kv-dtype", "CLAQ_KV_DTYPE", CFG_STR, F(kv_dtype), 0, 0,
@@ -127,7 +128,7 @@ void srv_config_defaults(srv_config *c)
     c->write_soft_bytes = SRV_WRITE_SOFT_BYTES;
     c->write_soft_s = SRV_WRITE_SOFT_SECONDS;
     c->write_hard_bytes = SRV_WRITE_HARD_BYTES;
-    snprintf(c->cors_origin, sizeof(c->cors_origin), "*");
+    c->cors_origin[0] = '\0';   /* CORS off unless asked for: a laptop server is not an open API */
     c->access_log = 1;
     snprintf(c->device, sizeof(c->device), "cpu");
     snprintf(c->kv_dtype, sizeof(c->kv_dtype), "auto");

@@ -40,7 +40,7 @@ typedef struct srv_config {
     int64_t write_hard_bytes;       /* --write-hard-bytes: unsent bytes that close at once */
     int reuseport;                  /* --reuseport: set SO_REUSEPORT on the listener */
     int sndbuf;                     /* --socket-sndbuf: SO_SNDBUF per client (0 = kernel) */
-    char cors_origin[256];          /* --cors-origin ("*" by default; "" = no CORS headers) */
+    char cors_origin[256];          /* --cors-origin ("" by default = no CORS headers) */
     int access_log;                 /* --access-log 0|1 */
     int metrics_public;             /* --metrics-public 0|1: /metrics without the API key */
     char device[16];                /* --device: cpu|cuda|auto */

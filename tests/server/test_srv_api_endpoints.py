@@ -47,7 +47,7 @@ def sse_events(text):
     return ev
 
 
-srv = Server("stories260K.bin", "tok512.bin")
+srv = Server("stories260K.bin", "tok512.bin", args=["--cors-origin", "*"])
 try:
     # ---- health, models ----
     st, hd, body = curl(srv, "GET", "/health")
@@ -282,6 +282,11 @@ if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinyst
         C.check(st == 200, "/health public with an API key")
         st, _, _ = curl(srv, "GET", "/metrics")
         C.check(st == 401, "/metrics behind the key unless --metrics-public")
+        st, hd, _ = curl(srv, "OPTIONS", "/v1/chat/completions",
+                         headers=["Origin: http://evil.example",
+                                  "Access-Control-Request-Method: POST"])
+        C.check("access-control-allow-origin" not in hd,
+                "CORS off by default (no --cors-origin): %s" % hd)
         st, _, body = curl(srv, "GET", "/metrics", headers=["Authorization: Bearer sekret"])
         C.check(st == 200 and "claq_ready" in body, "/metrics with the key")
         st, hd, body = curl(srv, "GET", "/v1/models")
