@@ -4,6 +4,7 @@
  * format results (the srv_api_* handlers do). */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "srv_api.h"
 #include "srv_log.h"
@@ -31,6 +32,19 @@ static const route srv__routes[] = {
     {"/detokenize", R_DETOKENIZE, HTTP_POST, 0, 1, 1},
 };
 static const route srv__model_one = {"/v1/models/", R_MODEL_ONE, HTTP_GET, 0, 0, 0};
+
+/* "application/json", any case, optionally followed by parameters ("; charset=utf-8"). */
+static int json_content_type(const char *ct)
+{
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, "application/json", 16) != 0)
+        return 0;
+    ct += 16;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
 
 /* Constant-time comparison, so the key cannot be guessed byte by byte from timings. */
 static int key_equal(const char *a, const char *b)
@@ -164,6 +178,14 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
     }
     cJSON *body = NULL;
     if (rt->json_body) {
+        /* JSON only: this also keeps out the "simple" cross-site POSTs (text/plain, forms) a
+         * browser sends without asking the server first */
+        if (!json_content_type(q->content_type)) {
+            srv_resp_error(r, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                           "the request body must be sent as 'Content-Type: application/json' "
+                           "(got '%.60s')", q->content_type[0] ? q->content_type : "none");
+            return;
+        }
         if (q->body.len == 0) {
             srv_resp_bad(r, NULL, "the request body must be a JSON object");
             return;

@@ -115,6 +115,8 @@ class Server:
             h.setdefault("Content-Type", "application/json")
         if isinstance(body, str):
             body = body.encode()
+        if body is not None and method == "POST":   # the server takes JSON bodies only (415)
+            h.setdefault("Content-Type", "application/json")
         c.request(method, path, body=body, headers=h)
         r = c.getresponse()
         data = r.read()

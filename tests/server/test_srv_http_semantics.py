@@ -19,7 +19,7 @@ from srv_harness import Checker, Server, require, statuses  # noqa: E402
 require("stories260K.bin")
 C = Checker()
 srv = Server("stories260K.bin", "tok512.bin")
-H = b"Host: x\r\n"
+H = b"Host: x\r\nContent-Type: application/json\r\n"   # POST bodies must be JSON (else 415)
 
 
 def recv_for(s, seconds):
@@ -74,7 +74,8 @@ try:
             "HTTP/1.0 without keep-alive closes: %r" % second[-120:])
     # a stream on HTTP/1.0 has no chunked coding and ends with the connection
     body = b'{"prompt": "Zoo", "max_tokens": 3, "temperature": 0, "stream": true}'
-    out = srv.raw(b"POST /v1/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body) +
+    out = srv.raw(b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) +
                   body)
     C.check(b"Transfer-Encoding" not in out and out.rstrip().endswith(b"data: [DONE]"),
             "HTTP/1.0 stream: plain body up to [DONE]: %r" % out[-120:])
@@ -90,6 +91,14 @@ try:
                   b"Upgrade: websocket\r\n\r\n", timeout=3)
     C.check(statuses(out) == [200] and b"Connection: close" in out,
             "Upgrade ignored, Connection: close: %r" % out[-120:])
+
+    # ---- POST bodies must be JSON: a form or text/plain (what a cross-site page can send
+    # without a preflight) gets 415; parameters after the media type are fine ----
+    for ct, want in [("text/plain", 415), ("application/x-www-form-urlencoded", 415),
+                     ("application/json; charset=utf-8", 200), ("Application/JSON", 200)]:
+        st, _, j = srv.post("/tokenize", {"prompt": "Zoo"}, headers={"Content-Type": ct})
+        C.check(st == want and (want == 200 or j["error"]["code"] == "unsupported_media_type"),
+                "Content-Type %s: %s %s" % (ct, st, j))
 
     # ---- CORS preflight echoes the requested headers (sanitised), Authorization always ----
     st, hd, _ = srv.request("OPTIONS", "/v1/chat/completions", headers={

@@ -73,7 +73,8 @@ try:
     # ---- Expect: 100-continue ----
     body = json.dumps({"prompt": "Zoo", "max_tokens": 2}).encode()
     s = socket.create_connection((srv.host, srv.port), timeout=5)
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Expect: 100-continue\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body))
     t0 = time.time()
     first = s.recv(100)
@@ -107,7 +108,8 @@ try:
     s.connect((srv.host, srv.port))
     body = json.dumps({"prompt": "Zoo", "max_tokens": 500, "n": 16, "stream": True,
                        "logprobs": 5}).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" %
               len(body) + body)
     t0 = time.time()
     v = wait_metric(srv, "claq_requests_cancelled_total", lambda v: v == 16, timeout=15)
@@ -187,7 +189,8 @@ srv = Server("stories260K.bin", "tok512.bin", args=["--step-delay-ms", "10"])
 s = socket.create_connection((srv.host, srv.port), timeout=10)
 hc = socket.create_connection((srv.host, srv.port), timeout=10)   # kept alive, opened before
 body = json.dumps({"prompt": "Zoo", "max_tokens": 300, "stream": True}).encode()
-s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" %
           len(body) + body)
 s.recv(100)
 srv.proc.send_signal(signal.SIGTERM)
@@ -208,7 +211,8 @@ C.check(p.returncode == 1 and "could not load the model" in p.stderr and
         "listening on" in p.stderr, "load failure: listened first, then exit 1 with a reason")
 # a tokenizer bigger than the model's vocabulary (Llama 2's 32000 pieces on a 2048-token model)
 p = subprocess.run([BIN, "--model", os.path.join(shared, "models", "tinystories-656k"),
-                    "--tokenizer", os.path.join(shared, "models", "tokenizer.model"), "--port", "0"],
+                    "--tokenizer", os.path.join(shared, "models", "tokenizer.model"),
+                    "--port", "0"],
                    capture_output=True, text=True, timeout=30)
 C.check(p.returncode == 1 and "32000 pieces" in p.stderr and "2048" in p.stderr,
         "mismatched tokenizer refused at load: %s" % p.stderr[-300:])

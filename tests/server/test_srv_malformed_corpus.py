@@ -203,7 +203,7 @@ st, hd, data = srv.request("DELETE", "/health")
 C.check(st == 405 and "GET" in hd.get("allow", ""), "DELETE /health 405")
 
 # ---- HTTP level, raw sockets ----
-H = b"Host: x\r\n"
+H = b"Host: x\r\nContent-Type: application/json\r\n"   # POST bodies must be JSON (else 415)
 case_raw("not HTTP at all", b"HELLO THERE\r\n\r\n", [400])
 case_raw("bad HTTP version", b"GET /health HTTP/9.9\r\n" + H + b"\r\n", [400])
 case_raw("bad Content-Length", b"POST /v1/completions HTTP/1.1\r\n" + H +
