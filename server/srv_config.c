@@ -35,7 +35,7 @@ static const cfg_flag srv__flags[] = {
     {"port", "CLAQ_PORT", CFG_INT, F(port), 0, 65535, "TCP port; 0 picks a free one (default 8080)"},
     {"api-key", "CLAQ_API_KEY", CFG_STR, F(api_key), 0, 0,
      "require 'Authorization: Bearer KEY' (except /health, CORS preflight, and /metrics with "
-     "--metrics-public)"},
+     "--metrics-public); without a key, a loopback --host answers only Host: localhost names"},
     {"metrics-public", "CLAQ_METRICS_PUBLIC", CFG_BOOL, F(metrics_public), 0, 1,
      "serve /metrics without the API key (default 0: behind it when one is set)"},
     {"served-model-name", "CLAQ_SERVED_MODEL_NAME", CFG_STR, F(served_name), 0, 0,

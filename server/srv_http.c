@@ -37,6 +37,7 @@ const char *srv_http_reason(int status)
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -457,6 +458,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         append_bounded(q->origin, sizeof(q->origin), at, len);
     } else if (strcmp(f, "access-control-request-method") == 0) {
         append_bounded(q->acr_method, sizeof(q->acr_method), at, len);
+    } else if (strcmp(f, "host") == 0) {
+        append_bounded(q->host, sizeof(q->host), at, len);
     } else if (strcmp(f, "content-type") == 0) {
         append_bounded(q->content_type, sizeof(q->content_type), at, len);
     } else if (strcmp(f, "expect") == 0) {

@@ -29,6 +29,7 @@ typedef struct srv_request {
     char acr_headers[512];                  /* Access-Control-Request-Headers (truncated) */
     char transfer_encoding[64];             /* Transfer-Encoding value (truncated) */
     char content_type[128];
+    char host[256];                         /* Host value (truncated) */
     char expect[32];                        /* Expect value ("100-continue") */
     srv_buf body;                           /* owned */
     size_t body_counted;                    /* of it, counted in srv_server.body_inflight */

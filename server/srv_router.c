@@ -33,6 +33,36 @@ static const route srv__routes[] = {
 };
 static const route srv__model_one = {"/v1/models/", R_MODEL_ONE, HTTP_GET, 0, 0, 0};
 
+/* Whether a host name or address (as in --host, or a Host header without its port) is this
+ * machine's loopback: localhost (or a name under .localhost), 127.x.y.z, ::1. */
+static int loopback_name(const char *h, size_t n)
+{
+    if (n > 0 && h[n - 1] == '.')   /* "localhost." */
+        n--;
+    if ((n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
+        (n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0))
+        return 1;
+    if (n == 3 && memcmp(h, "::1", 3) == 0)
+        return 1;
+    if (n < 4 || memcmp(h, "127.", 4) != 0)
+        return 0;
+    for (size_t i = 4; i < n; i++)   /* the rest: digits and dots only */
+        if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.'))
+            return 0;
+    return 1;
+}
+
+/* A Host header value ("name", "name:port", "[v6]:port") names the loopback. */
+static int loopback_host_header(const char *v)
+{
+    if (v[0] == '[') {
+        const char *e = strchr(v, ']');
+        return e && loopback_name(v + 1, (size_t)(e - v - 1));
+    }
+    const char *colon = strchr(v, ':');
+    return loopback_name(v, colon ? (size_t)(colon - v) : strlen(v));
+}
+
 /* "application/json", any case, optionally followed by parameters ("; charset=utf-8"). */
 static int json_content_type(const char *ct)
 {
@@ -154,6 +184,17 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
                            "\"code\":\"method_not_allowed\"}}",
                            mname, rt->path, llhttp_method_name((llhttp_method_t)rt->method));
         srv_resp_send(r, 405, "application/json", body, (size_t)len, allow);
+        return;
+    }
+    /* DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reaches a
+     * server on loopback with "Host: evil.example". With no API key to stop it, such a server
+     * answers only requests addressed to a loopback name. (No Host: not a browser.) */
+    if (!s->cfg->api_key[0] && q->host[0] && !loopback_host_header(q->host) &&
+        loopback_name(s->cfg->host, strlen(s->cfg->host))) {
+        srv_resp_error(r, 403, "invalid_request_error", NULL, "forbidden_host",
+                       "this server is bound to loopback without an API key and answers only "
+                       "requests for localhost, not '%.80s' (set --api-key to serve other names)",
+                       q->host);
         return;
     }
     /* /metrics (request counts, model name, load) sits behind the key like the API, unless

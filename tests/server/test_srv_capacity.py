@@ -24,7 +24,7 @@ def open_stream(srv, max_tokens, path="/v1/completions"):
     body = json.dumps({"prompt": "Zoo", "max_tokens": max_tokens, "temperature": 0,
                        "stream": True}).encode()
     s = socket.create_connection((srv.host, srv.port), timeout=30)
-    s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" %
               (path.encode(), len(body)) + body)
     return s

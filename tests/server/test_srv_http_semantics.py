@@ -19,7 +19,7 @@ from srv_harness import Checker, Server, require, statuses  # noqa: E402
 require("stories260K.bin")
 C = Checker()
 srv = Server("stories260K.bin", "tok512.bin")
-H = b"Host: x\r\nContent-Type: application/json\r\n"   # POST bodies must be JSON (else 415)
+H = b"Host: localhost\r\nContent-Type: application/json\r\n"   # POST bodies must be JSON (else 415)
 
 
 def recv_for(s, seconds):
@@ -91,6 +91,16 @@ try:
                   b"Upgrade: websocket\r\n\r\n", timeout=3)
     C.check(statuses(out) == [200] and b"Connection: close" in out,
             "Upgrade ignored, Connection: close: %r" % out[-120:])
+
+    # ---- DNS rebinding: bound to loopback with no API key, only loopback names are served ----
+    for host, want in [("evil.example", 403), ("127.0.0.1.evil.example", 403),
+                       ("localhost.evil.example:80", 403), ("localhost", 200),
+                       ("localhost:8080", 200), ("127.0.0.1", 200), ("[::1]:80", 200),
+                       ("app.localhost", 200)]:
+        out = srv.raw(b"GET /v1/models HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                      % host.encode(), timeout=5)
+        C.check(statuses(out) == [want] and (want == 200 or b"forbidden_host" in out),
+                "Host %s: %s" % (host, statuses(out)))
 
     # ---- POST bodies must be JSON: a form or text/plain (what a cross-site page can send
     # without a preflight) gets 415; parameters after the media type are fine ----

@@ -62,7 +62,7 @@ try:
     # ---- --max-connections (3 from the environment) ----
     held = [socket.create_connection((srv.host, srv.port)) for _ in range(3)]
     time.sleep(0.2)
-    got = srv.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    got = srv.raw(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=5)
     C.check(statuses(got) == [503] and b"too_many_connections" in got,
             "connection over the limit gets 503: %r" % got[:120])
     for h in held:
@@ -73,7 +73,7 @@ try:
     # ---- Expect: 100-continue ----
     body = json.dumps({"prompt": "Zoo", "max_tokens": 2}).encode()
     s = socket.create_connection((srv.host, srv.port), timeout=5)
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
               b"Expect: 100-continue\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body))
     t0 = time.time()
@@ -92,7 +92,7 @@ try:
     # ---- HTTP/1.0 and Connection: close end the connection ----
     got = srv.raw(b"GET /health HTTP/1.0\r\n\r\nGET /health HTTP/1.0\r\n\r\n", timeout=5)
     C.check(statuses(got) == [200] and b"Connection: close" in got, "HTTP/1.0: one, then close")
-    got = srv.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
+    got = srv.raw(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", timeout=5)
     C.check(statuses(got) == [200] and b"Connection: close" in got, "Connection: close honoured")
 finally:
     C.check(srv.stop() == 0, "exit 0")
@@ -108,7 +108,7 @@ try:
     s.connect((srv.host, srv.port))
     body = json.dumps({"prompt": "Zoo", "max_tokens": 500, "n": 16, "stream": True,
                        "logprobs": 5}).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" %
               len(body) + body)
     t0 = time.time()
@@ -142,7 +142,7 @@ srv = Server("stories260K.bin", "tok512.bin",
 try:
     body = json.dumps({"prompt": "x" * (60000 - 14)}).encode()
     assert len(body) == 60000, len(body)
-    head = (b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (b"POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body))
     a = socket.create_connection((srv.host, srv.port), timeout=10)
     a.sendall(head + body[:50000])             # 50,000 bytes held, the rest still to come
@@ -189,13 +189,13 @@ srv = Server("stories260K.bin", "tok512.bin", args=["--step-delay-ms", "10"])
 s = socket.create_connection((srv.host, srv.port), timeout=10)
 hc = socket.create_connection((srv.host, srv.port), timeout=10)   # kept alive, opened before
 body = json.dumps({"prompt": "Zoo", "max_tokens": 300, "stream": True}).encode()
-s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" %
           len(body) + body)
 s.recv(100)
 srv.proc.send_signal(signal.SIGTERM)
 time.sleep(0.2)
-hc.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+hc.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
 got = hc.recv(4096)
 C.check(statuses(got) == [503] and b"server_shutting_down" in got and
         b"Connection: close" in got, "/health 503 while draining: %r" % got[:100])

@@ -203,7 +203,7 @@ st, hd, data = srv.request("DELETE", "/health")
 C.check(st == 405 and "GET" in hd.get("allow", ""), "DELETE /health 405")
 
 # ---- HTTP level, raw sockets ----
-H = b"Host: x\r\nContent-Type: application/json\r\n"   # POST bodies must be JSON (else 415)
+H = b"Host: localhost\r\nContent-Type: application/json\r\n"   # POST bodies must be JSON (else 415)
 case_raw("not HTTP at all", b"HELLO THERE\r\n\r\n", [400])
 case_raw("bad HTTP version", b"GET /health HTTP/9.9\r\n" + H + b"\r\n", [400])
 case_raw("bad Content-Length", b"POST /v1/completions HTTP/1.1\r\n" + H +
@@ -240,7 +240,7 @@ case_raw("URL too long", b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\n" + H + b"\r\n"
 body = b'{"prompt": "Zoo", "max_tokens": 3, "temperature": 0}'
 out = case_raw("truncated body then EOF", b"POST /v1/completions HTTP/1.1\r\n" + H +
                b"Content-Length: %d\r\n\r\n" % len(body) + body[:10], [400], shut=True)
-case_raw("truncated headers then EOF", b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: b", [400],
+case_raw("truncated headers then EOF", b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: b", [400],
          shut=True)
 case_raw("pipelined valid then garbage",
          b"GET /health HTTP/1.1\r\n" + H + b"\r\n" + b"\x00\x01GARBAGE\r\n\r\n", [200, 400])
@@ -270,7 +270,7 @@ C.check(ids == ["r%d" % i for i in range(6)], "pipelined answered in order: %s" 
 # slowloris: headers dribbled one byte at a time never beat the total header deadline
 s = socket.create_connection((srv.host, srv.port), timeout=10)
 t0 = time.time()
-req = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+req = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100
 got = b""
 try:
     for b in req:

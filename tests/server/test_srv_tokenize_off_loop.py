@@ -136,7 +136,7 @@ C.check(rc == 0, "clean exit")
 
 # ---- (3) shutdown while tokenization jobs run ----
 payload = json.dumps(big).encode()
-raw_req = (b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+raw_req = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(payload)) + payload
 
 
