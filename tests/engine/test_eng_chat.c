@@ -14,17 +14,7 @@
 
 #include "eng_chat.h"
 
-static int g_fail;  /* failed CHECKs in this test process */
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, "\n");                                              \
-            g_fail++;                                                           \
-        }                                                                       \
-    } while (0)
+#include "test_check.h"
 
 /* The conversation: whitespace at the ends of turns on purpose (Llama-2 strips it), text from
  * the TinyStories sample in $CLAQ_SHARED/data. */

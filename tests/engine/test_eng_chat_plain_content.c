@@ -16,17 +16,7 @@
 #include "eng_chat.h"
 #include "eng_tokenizer.h"
 
-static int g_fail;
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, "\n");                                              \
-            g_fail++;                                                           \
-        }                                                                       \
-    } while (0)
+#include "test_check.h"
 
 #define NMSG 4
 #define CAP 4096

@@ -15,17 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_fail;  /* failed CHECKs in this test process */
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, "\n");                                              \
-            g_fail++;                                                           \
-        }                                                                       \
-    } while (0)
+#include "test_check.h"
 
 static inline void td_path(char *buf, size_t cap, const char *rel)
 {

@@ -17,17 +17,7 @@
 
 #include "eng_tokenizer.h"
 
-static int g_fail;
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-            g_fail++;                                                           \
-        }                                                                       \
-    } while (0)
+#include "test_check.h"
 
 static char g_shared[2048];
 
