@@ -217,12 +217,24 @@ int eng_model_open_tokenizer(const eng_model *m, const char *override_path,
                              struct eng_tokenizer **out, eng_err *err)
 {
     *out = NULL;
-    int vocab = m->cfg.vocab_size;
-    if (override_path && *override_path) return eng_tokenizer_open(out, override_path, vocab, err);
-    if (m->tokenizer_path[0]) return eng_tokenizer_open(out, m->tokenizer_path, vocab, err);
-    if (m->tokenizer_blob)
-        return eng_tokenizer_open_buffer(out, m->tokenizer_blob_name, m->tokenizer_blob,
-                                         m->tokenizer_blob_len, vocab, err);
-    return eng_err_set(err, ENG_E_INVAL,
-                       "%s: the model carries no tokenizer; pass one with --tokenizer PATH", m->path);
+    int vocab = m->cfg.vocab_size, rc;
+    if (override_path && *override_path) rc = eng_tokenizer_open(out, override_path, vocab, err);
+    else if (m->tokenizer_path[0]) rc = eng_tokenizer_open(out, m->tokenizer_path, vocab, err);
+    else if (m->tokenizer_blob)
+        rc = eng_tokenizer_open_buffer(out, m->tokenizer_blob_name, m->tokenizer_blob,
+                                       m->tokenizer_blob_len, vocab, err);
+    else
+        return eng_err_set(err, ENG_E_INVAL,
+                           "%s: the model carries no tokenizer; pass one with --tokenizer PATH",
+                           m->path);
+    /* More pieces than the model has embedding rows: ids the model cannot embed would fail
+     * later, in the middle of a batch. Refuse the pair here, for every caller. */
+    if (rc == 0 && eng_tokenizer_vocab_size(*out) > vocab) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: tokenizer has %d pieces, but the model's "
+                         "vocabulary has %d: they do not belong together", m->path,
+                         eng_tokenizer_vocab_size(*out), vocab);
+        eng_tokenizer_close(*out);
+        *out = NULL;
+    }
+    return rc;
 }

@@ -45,6 +45,8 @@ typedef struct eng_rope_scaling {
 } eng_rope_scaling;
 
 const char *eng_rope_type_name(eng_rope_type t);   /* "default", "linear", "dynamic", "llama3" */
+/* The inverse; -1 for any other name. */
+int eng_rope_type_from_name(const char *name);
 
 typedef struct eng_config {
     char arch[32];          /* "llama" or "yi" */
@@ -106,7 +108,8 @@ int eng_model_open(eng_model **out, const char *path, eng_err *err);
 void eng_model_close(eng_model *m);   /* NULL-safe */
 
 /* Opens the model's tokenizer: override_path when given, else the one found beside the model,
- * else the one embedded in it. ENG_E_INVAL with a clear message when there is none. */
+ * else the one embedded in it. ENG_E_INVAL with a clear message when there is none; ENG_E_FORMAT
+ * when it has more pieces than the model's vocabulary. */
 struct eng_tokenizer;
 int eng_model_open_tokenizer(const eng_model *m, const char *override_path,
                              struct eng_tokenizer **out, eng_err *err);

@@ -540,13 +540,6 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         snprintf(msg, cap, "tokenizer: %s", err.msg[0] ? err.msg : eng_strerror(rc));
         return rc;
     }
-    /* A tokenizer with more pieces than the model has embedding rows would hand the engine ids
-     * it cannot embed, failing whole batches later: refuse the pair now. */
-    if (eng_tokenizer_vocab_size(s->tok) > s->model->cfg.vocab_size) {
-        snprintf(msg, cap, "tokenizer: %d pieces, but the model's vocabulary has %d: they do not "
-                 "belong together", eng_tokenizer_vocab_size(s->tok), s->model->cfg.vocab_size);
-        return ENG_E_FORMAT;
-    }
     rc = eng_backend_open(&s->be, cfg->device, cfg->threads, &err);
     if (rc != 0) {
         snprintf(msg, cap, "%s", err.msg[0] ? err.msg : eng_strerror(rc));

@@ -18,11 +18,6 @@ int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
     if (rc) goto fail;
     if (want_tokenizer && (rc = eng_model_open_tokenizer(s->model, tokenizer_path, &s->tok, &err)))
         goto fail;
-    if (s->tok && eng_tokenizer_vocab_size(s->tok) > s->model->cfg.vocab_size) {
-        rc = eng_err_set(&err, ENG_E_FORMAT, "tokenizer has %d pieces but the model only %d",
-                         eng_tokenizer_vocab_size(s->tok), s->model->cfg.vocab_size);
-        goto fail;
-    }
     if ((rc = eng_backend_open(&s->be, device, threads, &err))) goto fail;
     if ((rc = eng_resident_create(&s->res, s->model, &s->be, &err))) goto fail;
     if ((rc = eng_ctx_create(&s->ctx, s->model, &s->be, max_batch, &err))) goto fail;
