@@ -683,13 +683,14 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
         const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rsj, "type");
         const char *t = cJSON_IsString(ty) && ty->valuestring ? ty->valuestring : "";
         eng_rope_scaling *s = &c->rope_scaling;
-        s->type = !strcmp(t, "linear") ? ENG_ROPE_LINEAR : !strcmp(t, "dynamic") ? ENG_ROPE_DYNAMIC
-                  : !strcmp(t, "llama3") ? ENG_ROPE_LLAMA3 : (eng_rope_type)-1;
+        const int type = eng_rope_type_from_name(t);
         double f = 0, lo = 0, hi = 0;
         int64_t om = 0;
-        rc = (int)s->type < 0 ? eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling type "
-                                            "\"%.40s\" unknown", path, t)
-                              : j_num(&x, rsj, "factor", "config.rope_scaling", &f);
+        rc = type <= ENG_ROPE_DEFAULT   /* the writer never stores "default" */
+                 ? eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling type \"%.40s\" "
+                               "unknown", path, t)
+                 : j_num(&x, rsj, "factor", "config.rope_scaling", &f);
+        s->type = type > 0 ? (eng_rope_type)type : ENG_ROPE_DEFAULT;
         if (!rc) rc = j_num(&x, rsj, "low_freq_factor", "config.rope_scaling", &lo);
         if (!rc) rc = j_num(&x, rsj, "high_freq_factor", "config.rope_scaling", &hi);
         if (!rc) rc = j_i64(&x, rsj, "orig_max_pos", "config.rope_scaling", 0, 1 << 24, &om);

@@ -80,13 +80,12 @@ static int hf_rope_scaling(const cJSON *root, const char *path, eng_config *c, e
     char rpath[ENG_PATH_MAX + 32];   /* errors below name the field as "<path> rope_scaling" */
     snprintf(rpath, sizeof rpath, "%s rope_scaling", path);
     path = rpath;
-    if (!strcmp(t, "default")) return 0;
-    if (!strcmp(t, "linear")) s->type = ENG_ROPE_LINEAR;
-    else if (!strcmp(t, "dynamic")) s->type = ENG_ROPE_DYNAMIC;
-    else if (!strcmp(t, "llama3")) s->type = ENG_ROPE_LLAMA3;
-    else
+    const int type = eng_rope_type_from_name(t);
+    if (type < 0)
         return eng_err_set(err, ENG_E_UNSUPPORTED, "%s: rope_type \"%.40s\" is not supported "
                            "(default, linear, dynamic, llama3)", path, t);
+    s->type = (eng_rope_type)type;
+    if (s->type == ENG_ROPE_DEFAULT) return 0;
     int rc = hf_float(rs, path, "factor", 0.0, 0.0, 1e6, &s->factor, err);
     if (!rc && !(s->factor > 0))
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: \"factor\" missing", path);

@@ -10,6 +10,7 @@
  *            with s = (orig / w_i - low_freq_factor) / (high_freq_factor - low_freq_factor)
  * Computed in double, stored as float. Pure functions; any thread. */
 #include <math.h>
+#include <string.h>
 
 #include "eng_model.h"
 
@@ -21,6 +22,13 @@ const char *eng_rope_type_name(eng_rope_type t)
     case ENG_ROPE_LLAMA3: return "llama3";
     default: return "default";
     }
+}
+
+int eng_rope_type_from_name(const char *name)
+{
+    for (int t = ENG_ROPE_DEFAULT; t <= ENG_ROPE_LLAMA3; t++)
+        if (strcmp(name, eng_rope_type_name((eng_rope_type)t)) == 0) return t;
+    return -1;
 }
 
 int eng_rope_freq(const eng_config *c, float *freq)
