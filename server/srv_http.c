@@ -59,6 +59,20 @@ static void conn_maybe_resume(srv_conn *c);
 static void conn_end_input(srv_conn *c);
 static int conn_read_start(srv_conn *c);
 
+/* Whether `more` body bytes fit the server-wide budget; if not, sets the 503 the parser stops
+ * with. */
+static int body_budget_ok(srv_conn *c, int64_t more)
+{
+    const srv_server *s = c->srv;
+    if (s->body_inflight + more <= s->cfg->max_inflight_body_bytes)
+        return 1;
+    c->err_status = 503;
+    snprintf(c->err_msg, sizeof(c->err_msg), "the server holds %lld bytes of request bodies "
+             "(at most %lld); retry shortly", (long long)s->body_inflight,
+             (long long)s->cfg->max_inflight_body_bytes);
+    return 0;
+}
+
 /* Frees the request's body and gives its bytes back to the server-wide budget. */
 static void req_body_free(srv_conn *c)
 {
@@ -495,15 +509,8 @@ static int on_headers_complete(llhttp_t *p)
                  (unsigned long long)p->content_length, (long long)c->srv->cfg->max_body_bytes);
         return -1;
     }
-    const srv_config *cfg = c->srv->cfg;
-    if ((p->flags & F_CONTENT_LENGTH) &&
-        c->srv->body_inflight + (int64_t)p->content_length > cfg->max_inflight_body_bytes) {
-        c->err_status = 503;
-        snprintf(c->err_msg, sizeof(c->err_msg), "the server holds %lld bytes of request bodies "
-                 "(at most %lld); retry shortly", (long long)c->srv->body_inflight,
-                 (long long)cfg->max_inflight_body_bytes);
+    if ((p->flags & F_CONTENT_LENGTH) && !body_budget_ok(c, (int64_t)p->content_length))
         return -1;
-    }
     /* curl sends "Expect: 100-continue" for larger bodies and waits a second for this line.
      * Only when nothing is queued before it: an interim line must not overtake a response. */
     if (strcasecmp(q->expect, "100-continue") == 0 && !c->rq_head) {
@@ -533,21 +540,15 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
                  (long long)c->srv->cfg->max_body_bytes);
         return -1;
     }
-    srv_server *s = c->srv;
-    if (s->body_inflight + (int64_t)len > s->cfg->max_inflight_body_bytes) {   /* chunked */
-        c->err_status = 503;
-        snprintf(c->err_msg, sizeof(c->err_msg), "the server holds %lld bytes of request bodies "
-                 "(at most %lld); retry shortly", (long long)s->body_inflight,
-                 (long long)s->cfg->max_inflight_body_bytes);
+    if (!body_budget_ok(c, (int64_t)len))   /* chunked bodies, or a lying Content-Length */
         return -1;
-    }
     if (srv_buf_append(&q->body, at, len) != 0) {
         c->err_status = 413;
         snprintf(c->err_msg, sizeof(c->err_msg), "request body could not be stored");
         return -1;
     }
     q->body_counted += len;
-    s->body_inflight += (int64_t)len;
+    c->srv->body_inflight += (int64_t)len;
     return 0;
 }
 
