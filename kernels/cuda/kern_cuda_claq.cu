@@ -219,14 +219,6 @@ kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_
             __fadd_rn(a0[t], a1[t]);
 }
 
-/* Sum of v over a warp, in a fixed butterfly order: every lane gets the same bits. */
-__device__ __forceinline__ float claq_warp_sum(float v)
-{
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, off));
-    return v;
-}
-
 /* y[t][r] = (K-slice partials) + (outliers of row r, x[j] * delta). A warp per (t, r): lane l
  * sums slices l, l + 32, ... and outliers rowptr[r] + l, + 32, ... in order, then each sum is
  * reduced over the warp in a fixed order, so y[t][r] depends on the row only, never on n. */
@@ -248,8 +240,8 @@ __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__re
         const uint32_t end = __ldg(k.rowptr + r + 1);
         for (uint32_t i = __ldg(k.rowptr + r) + lane; i < end; i += 32)
             o = __fadd_rn(o, __fmul_rn(__ldg(xt + __ldg(k.ocol + i)), __ldg(k.odelta + i)));
-        s = claq_warp_sum(s);
-        o = claq_warp_sum(o);
+        s = kern_cuda_warp_sum(s);
+        o = kern_cuda_warp_sum(o);
         if (lane == 0) y[(int64_t)t * k.rows + r] = __fadd_rn(s, o);
     }
 }

@@ -121,9 +121,7 @@ kern_cuda_gemv_dense_k(const void *__restrict__ w, const float *__restrict__ x, 
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) {
-        float s = __fadd_rn(acc0[t], acc1[t]);
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, off));
+        const float s = kern_cuda_warp_sum(__fadd_rn(acc0[t], acc1[t]));
         if (lane == 0) y[(int64_t)(t0 + t) * rows + row] = s;
     }
 }

@@ -123,6 +123,15 @@ int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int6
                       float *out);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
 
+/* Sum of v over the 32 lanes of a warp, in a fixed butterfly order, so every lane gets the same
+ * bits (the dense and CLAQ GEMV reductions). Explicit __fadd_rn: no contraction into an FMA.
+ * All lanes must call it. */
+static __device__ __forceinline__ float kern_cuda_warp_sum(float v)
+{
+    for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
 /* Most blocks a grid-stride kernel is launched with (every kernel sized by kern_cuda__blocks
  * loops over its items). Emulator builds (tests/kernels/cuda_emu) use a tiny cap so that the
  * tests' small shapes run the stride loops too. */
