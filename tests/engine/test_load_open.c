@@ -16,17 +16,7 @@
 #include "eng_safetensors.h"
 #include "kern_half.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                           \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
+#include "test_check.h"
 
 /* ---- tool mode ---------------------------------------------------------------------------- */
 
@@ -538,8 +528,8 @@ int main(int argc, char **argv)
     test_st_parser_rejects_hostile_headers();
     test_st_parser_survives_mutated_real_header(shared);
     test_load_fuzz_config_and_llama2c_header(shared);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
+    if (g_fail) {
+        fprintf(stderr, "%d check(s) failed\n", g_fail);
         return 1;
     }
     printf("all loader checks passed\n");
