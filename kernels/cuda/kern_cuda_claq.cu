@@ -7,22 +7,28 @@
  * last tile rt = 16..64 rows) are [block][word w < b][row in tile], so with one thread per row,
  * a warp's load of word w of a block is 128 contiguous bytes (32 rows x 4 B). A block is 32
  * storage columns of one width b in {4, 3, 2}; a row's 32 codes form a little-endian 32*b-bit
- * string over its b words (3-bit codes 10 and 21 straddle words). Outliers are keyed by their
- * original columns (uint32) and the fp32 deltas (val - cb[code]) are taken from the view or
- * derived here.
+ * string over its b words (3-bit codes 10 and 21 straddle words). Outliers are kept with their
+ * original column (the GEMV's reduction reads x there) and their storage column (the prefill
+ * panel's), both uint32, and the fp32 deltas (val - cb[code]) are taken from the view or derived
+ * here.
  *
- * GEMV (version 2, the first measured on a GPU: H200, 2026-12-04, docs/benchmarks.md):
+ * GEMV (version 4; v2 was the first measured on a GPU: H200, 2026-12-04, docs/benchmarks.md):
  * grid = (rows_pad / 256 row groups, ksplit K slices, token chunks of NT <= 8).
- *  1. The CTA stages its K slice (bps blocks = 32*bps storage columns, at most 512) in shared
- *     memory, a thread per column: for NT == 1 the folded table L_s[k] = x_s * cb_s[k] (16 floats
- *     per column, entries past 2^b repeat periodically); for NT > 1 the fp32 codebooks plus the
- *     gathered x of each token (x_s = x[colmap[s]], 0 for padding columns). At most 48 KiB.
- *  2. Each thread owns one row: per block it has the b words (the next block's already
- *     requested), unpacks the 32 codes with compile-time shifts, and adds L_s[code] (NT == 1) or
- *     cb_s[code] * x_s (NT > 1) — one rounded fp32 product and one add either way, so both give
- *     the same bits. All lanes of a warp read the same 16-entry row at a given s: no bank
- *     conflicts.
+ *  1. Each thread owns one row and requests its first block's code words, then the CTA builds
+ *     its K slice's tables in shared memory (claq_build_tables, at most 48 KiB). NT == 1: the
+ *     products x_s * cb_s[k] of 4-bit columns, and for 3-bit and 2-bit columns PAIR tables, the
+ *     sums x_a * cb_a[i] + x_b * cb_b[j] of adjacent columns indexed by the pair's 2b code bits
+ *     (64 or 16 entries), so one lookup covers two weights. NT > 1: fp32 codebooks plus the
+ *     gathered x of each token (x_s = x[colmap[s]], 0 for padding columns).
+ *  2. Per block the thread has the b words (the next block's already requested) and adds, with
+ *     compile-time shifts, L[code] per 4-bit column or P[pair code] per 2/3-bit pair (NT == 1:
+ *     shift, mask, add, one shared load and one fadd per lookup), or computes the same products
+ *     and pair sums from the codebooks (NT > 1): the same rounded operations in the same order
+ *     either way, so both give the same bits. All lanes of a warp read the same table at a given
+ *     column: no bank conflicts for 16-entry tables, at most 2-way for 64-entry ones.
  *  3. Partial sums go to part[split][token][rows_pad] (no atomics).
+ * Version 2 used one 16-entry table per column for every width (about 7 instructions per weight
+ * in the PTX, against 2.5 now for 2/3-bit columns) and built the tables before asking for codes.
  * Reduce + outliers: a warp per (token, row); lanes take the K-slice partials and the row's
  * outliers (x_j * delta, product then add) in strides of 32, then two fixed-order warp sums.
  * Version 1 did this with a thread per output walking its outliers one dependent load after
@@ -30,8 +36,8 @@
  * Batch invariance: ksplit/bps depend on the shape and SM count only, and a token's arithmetic
  * never depends on NT, n or its chunk, so y[t] is bit-identical for any n. It is NOT bit-identical
  * to the CPU (the CPU sums all columns in one sequence; here K slices are summed at the end).
- * Next versions: 16-byte code loads (several blocks per load), pair tables for 2-bit, the
- * outliers in the GEMV CTA itself (one launch, no partials), an mma path for 8 < n <= 64.
+ * Next versions: 16-byte code loads (several blocks per load), the outliers in the GEMV CTA
+ * itself (one launch, no partials), an mma path for 8 < n <= 64.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +49,12 @@
 #include "kern_half.h"
 
 #define CLAQ_THREADS 256      /* rows per CTA */
-#define CLAQ_MAX_BPS 16       /* blocks per K slice: 512 columns, 48 KiB of tables at NT = 8 */
+#define CLAQ_MAX_BPS 12       /* blocks per K slice: 384 columns, <= 48 KiB of tables (NT = 1:
+                                 4 KiB per 3-bit block; NT = 8: 2.5 KiB per block) */
 
 /* Everything a kernel needs about the matrix, passed by value. */
 struct kern_cuda_claq_args {
-    const uint32_t *codes, *colmap, *rowptr, *ocol;
+    const uint32_t *codes, *colmap, *rowptr, *ocol, *oscol;
     const uint16_t *cb, *oval;
     const float *odelta;
     int rows, cols, rows_pad, cols_pad, wpr, nb4, nb3, nb2;
@@ -61,6 +68,7 @@ static kern_cuda_claq_args claq_args(const kern_cuda_weight *w)
     a.colmap = q->colmap;
     a.rowptr = q->rowptr;
     a.ocol = q->ocol;
+    a.oscol = q->oscol;
     a.cb = q->cb;
     a.oval = q->oval;
     a.odelta = q->odelta;
@@ -122,26 +130,128 @@ __device__ __forceinline__ unsigned claq_code_at(const uint32_t (&u)[4], int c)
     return code & ((1u << B) - 1);
 }
 
-/* One 32-column block of width B for one row, from its words u. tab: [32][16] (LUT when NT == 1,
- * codebooks otherwise); xs: [NT][xs_stride]. */
+/* NB bits at bit offset BIT of u, times 4: the byte offset of that entry in a float table. With
+ * constant arguments this is a shift (a funnel shift when the field straddles words) and a mask. */
+__device__ __forceinline__ uint32_t claq_off4(const uint32_t (&u)[4], int bit, int nb)
+{
+    const int w = bit >> 5, sh = bit & 31;
+    const uint32_t mask = ((1u << nb) - 1) << 2;
+    uint32_t v;
+    if (sh + nb > 32) v = (u[w] >> sh | u[w + 1] << (32 - sh)) << 2;
+    else if (sh >= 2) v = u[w] >> (sh - 2);
+    else v = u[w] << (2 - sh);
+    return v & mask;
+}
+
+__device__ __forceinline__ float claq_lds(const float *tab, uint32_t byte_off)
+{
+    return *(const float *)((const char *)tab + byte_off);
+}
+
+/* One 32-column block of width B for one row, from its words u. The arithmetic, identical for
+ * every NT so that a token's bits never depend on the batch:
+ *   B = 4:     acc[c & 1] += x_c * cb_c[code_c]                                  (c = 0..31)
+ *   B = 3, 2:  acc[p & 1] += x_2p * cb_2p[code_2p] + x_2p+1 * cb_2p+1[code_2p+1]  (p = 0..15)
+ * NT == 1 reads the products (B = 4) or the pair sums (B < 4, indexed by the 2B bits of the
+ * pair) from tables the CTA built; NT > 1 computes them from fp32 codebooks tab [32][16] and the
+ * gathered x, xs [NT][xs_stride]. */
 template <int B, int NT>
 __device__ __forceinline__ void claq_block(const uint32_t (&u)[4], const float *__restrict__ tab,
                                            const float *__restrict__ xs, int xs_stride,
                                            float (&a0)[NT], float (&a1)[NT])
 {
+    if (B == 4) {
 #pragma unroll
-    for (int c = 0; c < 32; c++) {
-        const float v = tab[c * 16 + claq_code_at<B>(u, c)];
-        if (NT == 1) {
-            if (c & 1) a1[0] = __fadd_rn(a1[0], v);
-            else a0[0] = __fadd_rn(a0[0], v);
-        } else {
+        for (int c = 0; c < 32; c++) {
+            if (NT == 1) {
+                const float v = claq_lds(tab + c * 16, claq_off4(u, 4 * c, 4));
+                if (c & 1) a1[0] = __fadd_rn(a1[0], v);
+                else a0[0] = __fadd_rn(a0[0], v);
+            } else {
+                const float v = tab[c * 16 + claq_code_at<4>(u, c)];
 #pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const float prod = __fmul_rn(v, xs[t * xs_stride + c]);
-                if (c & 1) a1[t] = __fadd_rn(a1[t], prod);
-                else a0[t] = __fadd_rn(a0[t], prod);
+                for (int t = 0; t < NT; t++) {
+                    const float prod = __fmul_rn(v, xs[t * xs_stride + c]);
+                    if (c & 1) a1[t] = __fadd_rn(a1[t], prod);
+                    else a0[t] = __fadd_rn(a0[t], prod);
+                }
             }
+        }
+    } else {
+#pragma unroll
+        for (int p = 0; p < 16; p++) {
+            if (NT == 1) {
+                const float v = claq_lds(tab + p * (1 << (2 * B)), claq_off4(u, 2 * B * p, 2 * B));
+                if (p & 1) a1[0] = __fadd_rn(a1[0], v);
+                else a0[0] = __fadd_rn(a0[0], v);
+            } else {
+                const float va = tab[(2 * p) * 16 + claq_code_at<B>(u, 2 * p)];
+                const float vb = tab[(2 * p + 1) * 16 + claq_code_at<B>(u, 2 * p + 1)];
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    const float pair = __fadd_rn(__fmul_rn(va, xs[t * xs_stride + 2 * p]),
+                                                 __fmul_rn(vb, xs[t * xs_stride + 2 * p + 1]));
+                    if (p & 1) a1[t] = __fadd_rn(a1[t], pair);
+                    else a0[t] = __fadd_rn(a0[t], pair);
+                }
+            }
+        }
+    }
+}
+
+/* Blocks of each width in the K slice [blk0, blk0 + nbl) (blocks are ordered 4, 3, 2). */
+__device__ __forceinline__ void claq_slice_widths(const kern_cuda_claq_args &k, int blk0, int nbl,
+                                                  int &n4, int &n3)
+{
+    n4 = max(0, min(k.nb4, blk0 + nbl) - blk0);
+    n3 = max(0, min(k.nb4 + k.nb3, blk0 + nbl) - max(blk0, k.nb4));
+}
+
+/* x_s for storage column s of token row xt (0 for padding). */
+__device__ __forceinline__ float claq_x(const kern_cuda_claq_args &k, const float *__restrict__ xt,
+                                        int s)
+{
+    const uint32_t j = __ldg(k.colmap + s);
+    return j == KERN_CLAQ_PAD ? 0.0f : __ldg(xt + j);
+}
+
+/* The NT == 1 tables of a K slice: 4-bit blocks first, 512 floats each ([column][16] products
+ * x * cb, entries past 2^b unused), then 3-bit blocks, 1024 floats ([pair][64] pair sums indexed
+ * code_2p | code_2p+1 << 3), then 2-bit blocks, 256 floats ([pair][16]). A task writes 16, 8 or
+ * 4 consecutive entries (16-byte stores, a warp's run contiguous). */
+__device__ void claq_build_tables(const kern_cuda_claq_args &k, const float *__restrict__ xt,
+                                  int blk0, int n4, int n3, int n2, float *__restrict__ tab)
+{
+    const int t4 = n4 * 32, t3 = n3 * 16 * 8, t2 = n2 * 16 * 4;   /* tasks of each kind */
+    for (int task = threadIdx.x; task < t4 + t3 + t2; task += blockDim.x) {
+        if (task < t4) {   /* column: 16 products */
+            const int s = blk0 * 32 + task;
+            const float xv = claq_x(k, xt, s);
+            const uint16_t *cbs = k.cb + claq_cb_offset(k, s);
+            float *o = tab + task * 16;
+#pragma unroll
+            for (int e = 0; e < 16; e += 4)
+                *(float4 *)(o + e) =
+                    make_float4(__fmul_rn(xv, claq_f16(__ldg(cbs + e))),
+                                __fmul_rn(xv, claq_f16(__ldg(cbs + e + 1))),
+                                __fmul_rn(xv, claq_f16(__ldg(cbs + e + 2))),
+                                __fmul_rn(xv, claq_f16(__ldg(cbs + e + 3))));
+        } else {           /* (pair, j): entries i + (j << B) for i < 2^B */
+            const int B = task < t4 + t3 ? 3 : 2, nc = 1 << B;
+            const int rel = task < t4 + t3 ? task - t4 : task - t4 - t3;
+            const int pair = rel >> B, j = rel & (nc - 1);
+            const int blk = blk0 + n4 + (B == 3 ? 0 : n3) + (pair >> 4);
+            const int sa = blk * 32 + 2 * (pair & 15);
+            const float xa = claq_x(k, xt, sa), xb = claq_x(k, xt, sa + 1);
+            const uint16_t *ca = k.cb + claq_cb_offset(k, sa);
+            const float bv = __fmul_rn(xb, claq_f16(__ldg(ca + nc + j)));   /* column sa + 1 */
+            float *o = tab + t4 * 16 + (B == 3 ? pair * 64 : n3 * 1024 + pair * 16) + (j << B);
+            for (int i = 0; i < nc; i += 4)
+                *(float4 *)(o + i) =
+                    make_float4(__fadd_rn(__fmul_rn(xa, claq_f16(__ldg(ca + i))), bv),
+                                __fadd_rn(__fmul_rn(xa, claq_f16(__ldg(ca + i + 1))), bv),
+                                __fadd_rn(__fmul_rn(xa, claq_f16(__ldg(ca + i + 2))), bv),
+                                __fadd_rn(__fmul_rn(xa, claq_f16(__ldg(ca + i + 3))), bv));
         }
     }
 }
@@ -159,55 +269,63 @@ kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_
     if (t0 + NT > n_tok || blk0 >= nblocks) return;   /* uniform per CTA */
     const int nbl = min(bps, nblocks - blk0);
     const int ncol = nbl * 32, s0 = blk0 * 32;
-    float *tab = sm;                   /* [ncol][16] */
+    int n4, n3;
+    claq_slice_widths(k, blk0, nbl, n4, n3);
+    float *tab = sm;                   /* NT == 1: claq_build_tables; else [ncol][16] codebooks */
     float *xs = sm + ncol * 16;        /* [NT][ncol], NT > 1 only */
 
-    /* A thread per column: its 2^b codebook entries (independent loads), x of each token. */
-    for (int cl = threadIdx.x; cl < ncol; cl += blockDim.x) {
-        const int s = s0 + cl;
-        const int b = claq_bits(k, s >> 5);
-        const uint16_t *cbs = k.cb + claq_cb_offset(k, s);
-        const uint32_t j = __ldg(k.colmap + s);
-        float cv[16];
+    /* This row's first block of codes is requested before the tables are built. */
+    const int r = blockIdx.x * CLAQ_THREADS + threadIdx.x;
+    const bool live = r < k.rows_pad;
+    const int tile = r >> 6, rr = r & 63;
+    const int rt = live ? min(64, k.rows_pad - tile * 64) : 0;
+    const uint32_t *base = live ? k.codes + (int64_t)tile * 64 * k.wpr + rr : k.codes;
+    uint32_t u[4], un[4];
+    int b = claq_bits(k, blk0);
+    claq_load_words(base + (int64_t)rt * claq_block_words(k, blk0), rt, live ? b : 0, u);
+
+    if (NT == 1) {
+        claq_build_tables(k, x + (int64_t)t0 * k.cols, blk0, n4, n3, nbl - n4 - n3, tab);
+    } else {
+        /* A thread per column: its 2^b codebook entries (independent loads), x of each token. */
+        for (int cl = threadIdx.x; cl < ncol; cl += blockDim.x) {
+            const int s = s0 + cl;
+            const int bb = claq_bits(k, s >> 5);
+            const uint16_t *cbs = k.cb + claq_cb_offset(k, s);
 #pragma unroll
-        for (int e = 0; e < 16; e++) cv[e] = claq_f16(__ldg(cbs + (e & ((1 << b) - 1))));
-        if (NT == 1) {
-            const float xv = j == KERN_CLAQ_PAD ? 0.0f : __ldg(x + (int64_t)t0 * k.cols + j);
+            for (int e = 0; e < 16; e++) tab[cl * 16 + e] = claq_f16(__ldg(cbs + (e & ((1 << bb) - 1))));
 #pragma unroll
-            for (int e = 0; e < 16; e++) tab[cl * 16 + e] = __fmul_rn(xv, cv[e]);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 16; e++) tab[cl * 16 + e] = cv[e];
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-                xs[t * ncol + cl] =
-                    j == KERN_CLAQ_PAD ? 0.0f : __ldg(x + (int64_t)(t0 + t) * k.cols + j);
+            for (int t = 0; t < NT; t++) xs[t * ncol + cl] = claq_x(k, x + (int64_t)(t0 + t) * k.cols, s);
         }
     }
     __syncthreads();
+    if (!live) return;   /* after the only barrier */
 
-    const int r = blockIdx.x * CLAQ_THREADS + threadIdx.x;
-    if (r >= k.rows_pad) return;   /* after the only barrier */
-    const int tile = r >> 6, rr = r & 63;
-    const int rt = min(64, k.rows_pad - tile * 64);
-    const uint32_t *base = k.codes + (int64_t)tile * 64 * k.wpr + rr;
     float a0[NT], a1[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = 0.0f;
     /* Two blocks in flight: block bl + 1's words are requested before block bl is summed. */
-    uint32_t u[4], un[4];
-    int b = claq_bits(k, blk0);
-    claq_load_words(base + (int64_t)rt * claq_block_words(k, blk0), rt, b, u);
     for (int bl = 0; bl < nbl; bl++) {
         const int blk = blk0 + bl;
         const int bn = bl + 1 < nbl ? claq_bits(k, blk + 1) : 0;
         claq_load_words(base + (int64_t)rt * claq_block_words(k, blk + 1), rt, bn, un);
-        const float *tb = tab + bl * 32 * 16;
         const float *xb = xs + bl * 32;
-        switch (b) {
-        case 4: claq_block<4, NT>(u, tb, xb, ncol, a0, a1); break;
-        case 3: claq_block<3, NT>(u, tb, xb, ncol, a0, a1); break;
-        default: claq_block<2, NT>(u, tb, xb, ncol, a0, a1); break;
+        if (NT == 1) {
+            const float *tb = b == 4 ? tab + bl * 512
+                              : b == 3 ? tab + n4 * 512 + (bl - n4) * 1024
+                                       : tab + n4 * 512 + n3 * 1024 + (bl - n4 - n3) * 256;
+            switch (b) {
+            case 4: claq_block<4, NT>(u, tb, xb, ncol, a0, a1); break;
+            case 3: claq_block<3, NT>(u, tb, xb, ncol, a0, a1); break;
+            default: claq_block<2, NT>(u, tb, xb, ncol, a0, a1); break;
+            }
+        } else {
+            const float *tb = tab + bl * 32 * 16;
+            switch (b) {
+            case 4: claq_block<4, NT>(u, tb, xb, ncol, a0, a1); break;
+            case 3: claq_block<3, NT>(u, tb, xb, ncol, a0, a1); break;
+            default: claq_block<2, NT>(u, tb, xb, ncol, a0, a1); break;
+            }
         }
 #pragma unroll
         for (int i = 0; i < 4; i++) u[i] = un[i];
@@ -246,16 +364,19 @@ __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__re
     }
 }
 
-/* panel[rl][j] (fp16 bits, [nr][cols]) = W[r0 + rl][j] from the codebooks (outliers are patched
- * in after). A CTA is DQ_ROWS rows x DQ_BLOCKS 32-column blocks: its codebooks are staged in shared
- * memory; warp w unpacks block w, a lane per row (consecutive rows: coalesced code words), into a
- * shared [row][storage column] tile; then each warp writes whole rows of the tile, a lane per
- * storage column, so stores to the panel follow colmap (ascending within a width group) instead
- * of striding a row apart. Version 1 computed each element's code from scratch (64-bit index
- * math per element): 5.2-5.9x slower than fp16 cuBLAS at n = 512 on the H200. */
+/* panel[rl][s] (fp16 bits, [nr][cols_pad]) = W[r0 + rl][colmap[s]] for storage column s, from the
+ * codebooks; outliers are patched in after, padding columns come out 0 (their codebooks are 0).
+ * The prefill GEMM multiplies this panel by x gathered into storage order (x_s = x[colmap[s]], 0
+ * for padding: kern_cuda__claq_gather_f16), so no store ever follows colmap: every panel row is
+ * written as whole 16-byte runs. A CTA is DQ_ROWS rows x DQ_BLOCKS 32-column blocks: codebooks
+ * staged in shared memory; warp w unpacks block w, a lane per row (consecutive rows: coalesced
+ * code words), into a shared [row][storage column] tile, 16 bytes per store; then each warp
+ * copies whole tile rows out, 16 bytes per lane. Version 2 wrote the panel in original column
+ * order through colmap (2-byte scattered stores): 2.6x the fp16 cuBLAS time at n = 512 on the
+ * H200; version 1 computed each element's code from scratch: 5.5x. */
 #define DQ_ROWS 32
 #define DQ_BLOCKS 8
-#define DQ_LD (DQ_BLOCKS * 32 + 2)   /* tile row stride in halves: the pad spreads the banks */
+#define DQ_LD (DQ_BLOCKS * 32 + 8)   /* tile row stride in halves: 16-byte rows, banks spread */
 
 template <int B>
 __device__ __forceinline__ void claq_dq_block(const uint32_t (&u)[4],
@@ -263,14 +384,24 @@ __device__ __forceinline__ void claq_dq_block(const uint32_t (&u)[4],
                                               uint16_t *__restrict__ out)
 {
 #pragma unroll
-    for (int c = 0; c < 32; c++) out[c] = cbs[c * 16 + claq_code_at<B>(u, c)];
+    for (int q = 0; q < 4; q++) {   /* 8 codes -> 8 halves -> one 16-byte store */
+        uint32_t h[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int c = q * 8 + 2 * i;
+            h[i] = (uint32_t)cbs[c * 16 + claq_code_at<B>(u, c)] |
+                   (uint32_t)cbs[(c + 1) * 16 + claq_code_at<B>(u, c + 1)] << 16;
+        }
+        *(uint4 *)(out + q * 8) = make_uint4(h[0], h[1], h[2], h[3]);
+    }
 }
 
 __global__ void __launch_bounds__(DQ_BLOCKS * 32)
 kern_cuda_claq_dequant_k(kern_cuda_claq_args k, int r0, int nr, uint16_t *__restrict__ panel)
 {
     __shared__ uint16_t cb_s[DQ_BLOCKS * 32 * 16];   /* [column][16], entries repeat past 2^b */
-    __shared__ uint16_t tile[DQ_ROWS * DQ_LD];
+    __shared__ uint4 tile16[DQ_ROWS * DQ_LD / 8];     /* uint4: 16-byte aligned rows */
+    uint16_t *tile = (uint16_t *)tile16;
     const int nblocks = k.nb4 + k.nb3 + k.nb2;
     const int blk0 = blockIdx.y * DQ_BLOCKS, rl0 = blockIdx.x * DQ_ROWS;
     const int s0 = blk0 * 32;
@@ -299,22 +430,33 @@ kern_cuda_claq_dequant_k(kern_cuda_claq_args k, int r0, int nr, uint16_t *__rest
         }
     }
     __syncthreads();
-    for (int i = w; i < DQ_ROWS && rl0 + i < nr; i += DQ_BLOCKS) {
-        uint16_t *prow = panel + (int64_t)(rl0 + i) * k.cols;
-        for (int cl = lane; cl < ncol; cl += 32) {
-            const uint32_t j = __ldg(k.colmap + s0 + cl);
-            if (j != KERN_CLAQ_PAD) prow[j] = tile[i * DQ_LD + cl];
-        }
-    }
+    for (int i = w; i < DQ_ROWS && rl0 + i < nr; i += DQ_BLOCKS)
+        if (lane * 8 < ncol)
+            *(uint4 *)(panel + (int64_t)(rl0 + i) * k.cols_pad + s0 + lane * 8) =
+                *(const uint4 *)(tile + i * DQ_LD + lane * 8);
 }
 
+/* Outliers of rows [r0, r0 + nr) into the storage-order panel. */
 __global__ void kern_cuda_claq_patch_k(kern_cuda_claq_args k, int r0, int nr,
                                        uint16_t *__restrict__ panel)
 {
     for (int rl = blockIdx.x * blockDim.x + threadIdx.x; rl < nr; rl += gridDim.x * blockDim.x) {
         const int r = r0 + rl;
         for (uint32_t i = k.rowptr[r]; i < k.rowptr[r + 1]; i++)
-            panel[(int64_t)rl * k.cols + k.ocol[i]] = k.oval[i];
+            panel[(int64_t)rl * k.cols_pad + k.oscol[i]] = k.oval[i];
+    }
+}
+
+/* xs[t][s] = fp16(x[t][colmap[s]]), 0 for padding columns: x in the panel's column order. */
+__global__ void kern_cuda_claq_gather_f16_k(kern_cuda_claq_args k, const float *__restrict__ x,
+                                            int n, __half *__restrict__ xs)
+{
+    const int64_t count = (int64_t)n * k.cols_pad;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / k.cols_pad;
+        const uint32_t j = __ldg(k.colmap + (i - t * k.cols_pad));
+        xs[i] = j == KERN_CLAQ_PAD ? __float2half_rn(0.0f) : __float2half_rn(x[t * k.cols + j]);
     }
 }
 
@@ -368,15 +510,15 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
     const size_t b_cb = (size_t)kern_claq_cb_entries(k) * 2;
     const size_t b_rowptr = (size_t)(k->rows + 1) * 4;
     const size_t b_ocol = (size_t)nnz * 4, b_oval = (size_t)nnz * 2, b_odelta = (size_t)nnz * 4;
-    size_t off[7], total = 0;
-    const size_t sizes[7] = { b_codes, b_colmap, b_cb, b_rowptr, b_ocol, b_oval, b_odelta };
-    for (int i = 0; i < 7; i++) {
+    size_t off[8], total = 0;
+    const size_t sizes[8] = { b_codes, b_colmap, b_cb, b_rowptr, b_ocol, b_oval, b_odelta, b_ocol };
+    for (int i = 0; i < 8; i++) {
         off[i] = total;
         total += claq_align(sizes[i] ? sizes[i] : 4);
     }
 
     /* Host-side arrays the view may not have in the device's form. */
-    uint32_t *h_rowptr = NULL, *h_ocol = NULL;
+    uint32_t *h_rowptr = NULL, *h_ocol = NULL, *h_oscol = NULL;
     float *h_delta = NULL;
     char *d = NULL;
     if (nnz == 0) {
@@ -384,13 +526,17 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
         if (!h_rowptr) return KERN_E_NOMEM;
     } else {
         h_ocol = (uint32_t *)malloc(b_ocol);
+        h_oscol = (uint32_t *)malloc(b_ocol);
         if (!k->out_delta) h_delta = (float *)malloc(b_odelta);
-        if (!h_ocol || (!k->out_delta && !h_delta)) {
+        if (!h_ocol || !h_oscol || (!k->out_delta && !h_delta)) {
             rc = KERN_E_NOMEM;
             goto done;
         }
         /* the device keeps each outlier's ORIGINAL column (claq_validate: never padding) */
-        for (int64_t i = 0; i < nnz; i++) h_ocol[i] = k->colmap[kern_claq_out_col(k, i)];
+        for (int64_t i = 0; i < nnz; i++) {
+            h_oscol[i] = kern_claq_out_col(k, i);
+            h_ocol[i] = k->colmap[h_oscol[i]];
+        }
         if (h_delta) {
             for (int64_t r = 0; r < k->rows; r++)
                 for (uint32_t i = k->out_rowptr[r]; i < k->out_rowptr[r + 1]; i++) {
@@ -414,9 +560,9 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
         }
     }
     {
-        const void *src[7] = { k->codes, k->colmap, k->cb, h_rowptr ? h_rowptr : k->out_rowptr,
-                               h_ocol, k->out_val, h_delta ? h_delta : k->out_delta };
-        for (int i = 0; i < 7; i++) {
+        const void *src[8] = { k->codes, k->colmap, k->cb, h_rowptr ? h_rowptr : k->out_rowptr,
+                               h_ocol, k->out_val, h_delta ? h_delta : k->out_delta, h_oscol };
+        for (int i = 0; i < 8; i++) {
             if (!sizes[i]) continue;
             KERN_CUDA_TRY(c, cudaMemcpyAsync(d + off[i], src[i], sizes[i], cudaMemcpyHostToDevice,
                                              c->stream), rc, done);
@@ -435,6 +581,7 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
     q->ocol = (const uint32_t *)((char *)q->blob + off[4]);
     q->oval = (const uint16_t *)((char *)q->blob + off[5]);
     q->odelta = (const float *)((char *)q->blob + off[6]);
+    q->oscol = (const uint32_t *)((char *)q->blob + off[7]);
     q->rows_pad = k->rows_pad;
     q->cols_pad = k->cols_pad;
     q->n_tiles = k->n_tiles;
@@ -465,6 +612,7 @@ done:
     if (d) (void)cudaFree(d);
     free(h_rowptr);
     free(h_ocol);
+    free(h_oscol);
     free(h_delta);
     if (rc) kern_cuda__claq_release(w);
     return rc;
@@ -484,8 +632,20 @@ static int claq_launch(kern_cuda_ctx *c, const kern_cuda_claq_args &a, const ker
     if (n_tok % NT || n_tok / NT > 65535) return KERN_E_INVAL;
     const int nblocks = (int)(q->nblk[2] + q->nblk[3] + q->nblk[4]);
     const int ncol = q->bps * 32;
-    const size_t smem = (size_t)ncol * 16 * sizeof(float) +
-                        (NT > 1 ? (size_t)NT * ncol * sizeof(float) : 0);
+    size_t smem = (size_t)ncol * 16 * sizeof(float) + (size_t)NT * ncol * sizeof(float);
+    if (NT == 1) {   /* claq_build_tables: the largest slice's tables */
+        smem = 0;
+        for (int blk0 = 0; blk0 < nblocks; blk0 += q->bps) {
+            const int nbl = nblocks - blk0 < q->bps ? nblocks - blk0 : q->bps;
+            const int e4 = (int)q->nblk[4], e3 = e4 + (int)q->nblk[3];
+            const int n4 = blk0 + nbl < e4 ? nbl : (e4 > blk0 ? e4 - blk0 : 0);
+            const int lo3 = blk0 > e4 ? blk0 : e4, hi3 = blk0 + nbl < e3 ? blk0 + nbl : e3;
+            const int n3 = hi3 > lo3 ? hi3 - lo3 : 0;
+            const size_t t = ((size_t)n4 * 512 + (size_t)n3 * 1024 + (size_t)(nbl - n4 - n3) * 256) *
+                             sizeof(float);
+            if (t > smem) smem = t;
+        }
+    }
     if (smem > 48 * 1024) return KERN_E_INVAL;   /* CLAQ_MAX_BPS keeps it at or under 48 KiB */
     dim3 grid((unsigned)((a.rows_pad + CLAQ_THREADS - 1) / CLAQ_THREADS), (unsigned)q->ksplit,
               (unsigned)(n_tok / NT));
@@ -546,11 +706,25 @@ int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int
     const int64_t nblocks = q->nblk[2] + q->nblk[3] + q->nblk[4];
     const dim3 grid((unsigned)((nr + DQ_ROWS - 1) / DQ_ROWS),
                     (unsigned)((nblocks + DQ_BLOCKS - 1) / DQ_BLOCKS));
-    if (grid.y > 65535) return KERN_E_UNSUPPORTED;
+    if (grid.y > 65535 || grid.x > 65535u * 1024) return KERN_E_UNSUPPORTED;
     kern_cuda_claq_dequant_k<<<grid, DQ_BLOCKS * 32, 0, c->stream>>>(a, (int)r0, (int)nr, d_panel);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_dequant_k");
-    kern_cuda_claq_patch_k<<<kern_cuda__blocks(nr, 128), 128, 0, c->stream>>>(a, (int)r0, (int)nr,
-                                                                               d_panel);
-    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_patch_k");
+    if (q->nnz) {
+        kern_cuda_claq_patch_k<<<kern_cuda__blocks(nr, 128), 128, 0, c->stream>>>(a, (int)r0,
+                                                                                   (int)nr, d_panel);
+        KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_patch_k");
+    }
+    return KERN_OK;
+}
+
+int kern_cuda__claq_gather_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                               uint16_t *d_xs)
+{
+    const kern_cuda_claqw *q = &w->claq;
+    if (!q->blob || n <= 0) return KERN_E_INVAL;
+    const kern_cuda_claq_args a = claq_args(w);
+    kern_cuda_claq_gather_f16_k<<<kern_cuda__blocks((int64_t)n * q->cols_pad, 256), 256, 0,
+                                  c->stream>>>(a, d_x, n, (__half *)d_xs);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_gather_f16_k");
     return KERN_OK;
 }

@@ -1,7 +1,8 @@
 /* kern_cuda_gemm.cu — the prefill matmul: y[n][rows] = x[n][cols] W^T through cuBLAS, for large n.
  * fp32 W: cublasSgemm (fp32 throughout). fp16 / bf16 W: x rounded to the same 16-bit type, then
  * cublasGemmEx with fp32 accumulation and fp32 output. CLAQ W: row panels are dequantized to fp16
- * (outliers patched in, so the panel is exactly the CLAQ weight) into a staging slot, then GemmEx.
+ * (outliers patched in, so the panel is exactly the CLAQ weight) into a staging slot, columns in
+ * the packed storage order, and multiplied by x gathered into that order (kern_cuda_claq.cu).
  * Not batch invariant (cuBLAS picks algorithms by shape) and x is rounded to 16 bits, hence off by
  * default (kern_cuda.h). Does not stage host memory (kern_cuda.cu does). Driving thread only.
  *
@@ -70,12 +71,12 @@ int kern_cuda__gemm_prefill(kern_cuda_ctx *c, const kern_cuda_weight *w, const f
     }
     if (w->dtype != KERN_F16 && w->dtype != KERN_CLAQ) return KERN_E_UNSUPPORTED;
 
-    rc = kern_cuda__slot(c, KERN_CUDA_SLOT_H, (size_t)xcount * 2, &d_h);
-    if (rc) return rc;
-    kern_cuda_f32_to_f16_k<<<gemm_grid(xcount), 256, 0, c->stream>>>(d_x, xcount, (__half *)d_h);
-    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_f32_to_f16_k");
-
     if (w->dtype == KERN_F16) {
+        rc = kern_cuda__slot(c, KERN_CUDA_SLOT_H, (size_t)xcount * 2, &d_h);
+        if (rc) return rc;
+        kern_cuda_f32_to_f16_k<<<gemm_grid(xcount), 256, 0, c->stream>>>(d_x, xcount,
+                                                                          (__half *)d_h);
+        KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_f32_to_f16_k");
         KERN_CUBLAS_CHECK(c, cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one,
                                           w->data, CUDA_R_16F, cols, d_h, CUDA_R_16F, cols, &zero,
                                           d_y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
@@ -83,20 +84,26 @@ int kern_cuda__gemm_prefill(kern_cuda_ctx *c, const kern_cuda_weight *w, const f
         return KERN_OK;
     }
 
-    /* CLAQ: panels of whole rows, a multiple of 128 rows unless the matrix is smaller. */
-    int64_t panel = GEMM_PANEL_ELEMS / cols;
+    /* CLAQ: panels of whole rows (a multiple of 128 rows unless the matrix is smaller) in storage
+     * column order, times x gathered into that order: the inner dimension is cols_pad. */
+    const int kp = (int)w->claq.cols_pad;
+    rc = kern_cuda__slot(c, KERN_CUDA_SLOT_H, (size_t)n * kp * 2, &d_h);
+    if (rc) return rc;
+    rc = kern_cuda__claq_gather_f16(c, w, d_x, n, (uint16_t *)d_h);
+    if (rc) return rc;
+    int64_t panel = GEMM_PANEL_ELEMS / kp;
     if (panel >= 128) panel -= panel % 128;
     if (panel < 1) panel = 1;
     if (panel > rows) panel = rows;
     void *d_p = NULL;
-    rc = kern_cuda__slot(c, KERN_CUDA_SLOT_P, (size_t)panel * cols * 2, &d_p);
+    rc = kern_cuda__slot(c, KERN_CUDA_SLOT_P, (size_t)panel * kp * 2, &d_p);
     if (rc) return rc;
     for (int64_t r0 = 0; r0 < rows; r0 += panel) {
         const int nr = (int)(rows - r0 < panel ? rows - r0 : panel);
         rc = kern_cuda__claq_dequant_f16(c, w, r0, nr, (uint16_t *)d_p);
         if (rc) return rc;
-        KERN_CUBLAS_CHECK(c, cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, nr, n, cols, &one,
-                                          d_p, CUDA_R_16F, cols, d_h, CUDA_R_16F, cols, &zero,
+        KERN_CUBLAS_CHECK(c, cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, nr, n, kp, &one,
+                                          d_p, CUDA_R_16F, kp, d_h, CUDA_R_16F, kp, &zero,
                                           d_y + r0, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
                                           CUBLAS_GEMM_DEFAULT));
     }

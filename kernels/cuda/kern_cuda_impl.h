@@ -42,7 +42,7 @@ typedef struct kern_cuda_buf {
 
 /* Device copy of a packed CLAQ matrix: the kern_claq.h layout uploaded as is (codes stay
  * [tile][block][word][row in tile], which is already coalesced for a thread-per-row GEMV), with
- * outliers keyed by their original column (uint32) and the fp32 deltas derived on the host when
+ * outliers keyed by original and storage column (uint32) and the fp32 deltas derived on the host when
  * the view has none. Pointers are views into `blob`. Split-K shape chosen at upload (shape + SM
  * count only, never n, so results are batch invariant). */
 typedef struct kern_cuda_claqw {
@@ -55,6 +55,7 @@ typedef struct kern_cuda_claqw {
     const uint32_t *ocol;     /* [nnz] ORIGINAL column (colmap of the storage column); view */
     const uint16_t *oval;     /* [nnz] fp16 retained value; view */
     const float *odelta;      /* [nnz] fp32 val - cb[code]; view */
+    const uint32_t *oscol;    /* [nnz] storage column (the prefill panel's order); view */
     int64_t rows_pad, cols_pad, n_tiles, words_per_row, nnz;
     int64_t nblk[5];          /* [b], b = 2..4: 32-column blocks of width b */
     int ksplit;               /* K slices of the GEMV grid */
@@ -104,9 +105,13 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
 void kern_cuda__claq_release(kern_cuda_weight *w);
 int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                          float *d_y);
-/* Writes W rows [r0, r0 + nr) as fp16 (outliers patched in) into d_panel [nr][cols]. */
+/* Writes W rows [r0, r0 + nr) as fp16 (outliers patched in) into d_panel [nr][cols_pad], columns
+ * in STORAGE order (kern_claq.h; padding columns 0): multiply by kern_cuda__claq_gather_f16's x. */
 int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int64_t r0,
                                 int64_t nr, uint16_t *d_panel);
+/* d_xs [n][cols_pad] = fp16 of d_x [n][cols] in storage column order (0 for padding columns). */
+int kern_cuda__claq_gather_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                               uint16_t *d_xs);
 
 /* ---- kern_cuda_gemm.cu: prefill through cuBLAS (fp16 inputs, fp32 accumulation) ---- */
 int kern_cuda__gemm_prefill(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,

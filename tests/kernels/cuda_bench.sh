@@ -8,6 +8,7 @@
 #   sanitize  (GPU) the kernel tests under compute-sanitizer memcheck, racecheck and synccheck.
 #   bench     (GPU) the benchmark tables (cuda_bench.cu); also written to $OUT/bench.md.
 #   generate  (GPU) claq generate on two real models, --device cuda then cpu: speed and copies.
+#   ncu       (GPU, Nsight Compute) profile of the CLAQ GEMV, reduction and dequantization.
 #   sass      (anywhere with cuobjdump) which architectures the library holds and the
 #             instruction mix of the GEMV kernels.
 # Example session: bash tests/kernels/cuda_bench.sh pack   (here), then device run with
@@ -111,6 +112,17 @@ generate)
         done
     done
     ;;
+ncu)
+    # Nsight Compute on the CLAQ kernels of a short bench run: duration, DRAM and SM throughput,
+    # occupancy and warp stalls of one GEMV, its split-K reduction and one dequantization
+    mkdir -p "$OUTDIR"
+    NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)"
+    "$NCU" --clock-control none -k regex:'claq_(gemv|reduce|dequant)' --launch-skip 8 --launch-count 3 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats \
+        "$CARRY/bin/cuda_bench" 3 > "$OUTDIR/ncu.txt" 2>&1 || echo "(ncu exit $?)"
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Stall|claq_" \
+        "$OUTDIR/ncu.txt" | head -40
+    ;;
 sass)
     OBJ="$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)"
     lib="$BUILD/libclaq_cuda.so"
@@ -124,7 +136,7 @@ sass)
         END { for (k in n) print k, n[k] }' | sort
     ;;
 *)
-    echo "usage: $0 pack | tests | sanitize | bench [iters] | generate | sass" >&2
+    echo "usage: $0 pack | tests | sanitize | bench [iters] | generate | ncu | sass" >&2
     exit 2
     ;;
 esac
