@@ -3,8 +3,6 @@
 
 #include <string.h>
 
-#include "cuda/kern_cuda.h"
-
 int eng_backend_open(kern_backend *be, const char *device, int threads, eng_err *err)
 {
     memset(be, 0, sizeof *be);

@@ -7,7 +7,7 @@
  * unloaded: backends point into it. The emulator build links the backend in and calls it
  * directly; a build without CUDA answers that it has none. No state of its own: dlopen keeps
  * the one handle. */
-#include "cuda/kern_cuda.h"
+#include "kern_cuda.h"
 
 #include <dirent.h>
 #include <stdio.h>

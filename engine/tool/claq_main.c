@@ -16,7 +16,6 @@ static const struct {
     {"inspect", claq_cmd_inspect, "describe what a model file holds"},
     {"quantize", claq_cmd_quantize, "quantize a model with RTN, GPTQ or CLAQ"},
     {"synth", claq_cmd_synth, "write a synthetic model of a real architecture's shapes"},
-    {"bench", claq_cmd_bench, "kernel and decode benchmarks"},
 };
 
 static void usage(void)

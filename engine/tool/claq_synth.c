@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "claq_tool.h"
-#include "cpu/kern_cpu_impl.h"
+#include "kern_pool.h"
 #include "eng_claq_file.h"
 #include "eng_kmeans.h"
 #include "eng_model.h"

@@ -13,7 +13,6 @@ int claq_cmd_logits(int argc, char **argv);
 int claq_cmd_inspect(int argc, char **argv);
 int claq_cmd_quantize(int argc, char **argv);
 int claq_cmd_synth(int argc, char **argv);
-int claq_cmd_bench(int argc, char **argv);
 
 /* Flag parsing: argv holds "--name value" pairs and bare "--flag"s after the subcommand.
  * A spec lists the accepted flags; claq_args_parse rejects unknown ones, missing values and

@@ -6,17 +6,7 @@
 #include <stdint.h>
 
 #include "kern.h"
-
-/* ---- worker pool (kern_cpu_pool.c) ----
- * n workers including the calling thread. kern_pool_run splits [0, n_tasks) among them: each task
- * index runs exactly once, on some worker; it returns when all are done. Idle workers block on a
- * condition variable (never spin). Tasks must not call kern_pool_run. */
-typedef struct kern_pool kern_pool;
-typedef void (*kern_task_fn)(void *arg, int64_t task, int worker);
-int kern_pool_create(kern_pool **out, int n_threads);
-void kern_pool_destroy(kern_pool *p);
-int kern_pool_run(kern_pool *p, int64_t n_tasks, kern_task_fn fn, void *arg);
-int kern_pool_threads(const kern_pool *p);
+#include "kern_pool.h"   /* the worker pool (kern_cpu_pool.c) */
 
 /* ---- instruction set (kern_cpu_features.c) ---- */
 typedef enum kern_isa { KERN_ISA_SCALAR = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 = 2 } kern_isa;

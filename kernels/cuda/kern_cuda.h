@@ -1,7 +1,9 @@
-/* kern_cuda.h — C-callable extras of the CUDA backend beyond kern.h: device discovery, the text of
- * the last device error, and the prefill-path switch. kernels/kern_cuda_loader.c implements them
- * (and kern_cuda_backend_create) in every build: it loads libclaq_cuda.so, which exports the
- * kern_cuda_impl_* functions below, on first use. Same thread contract as the backend. */
+/* kern_cuda.h — the CUDA backend's private C API beyond kern.h (whose kern_cuda_backend_create,
+ * kern_cuda_device_count and kern_cuda_driver_present are all the engine sees): the text of the
+ * last device error and the prefill-path switch, for the kernel tests and benchmarks, and the
+ * kern_cuda_impl_* exports of libclaq_cuda.so. kernels/kern_cuda_loader.c implements the
+ * public ones in every build: it loads libclaq_cuda.so on first use. Not on the engine's include
+ * path. Same thread contract as the backend. */
 #ifndef KERN_CUDA_H
 #define KERN_CUDA_H
 
@@ -14,19 +16,10 @@ extern "C" {   /* kern.h has no guards of its own: give its declarations C linka
 
 #include "kern.h"
 
-/* Number of CUDA devices (>= 0). When there is none to use (a build without CUDA, the backend
- * library or the CUDA runtime not loadable, no driver, no device node) it returns 0 and writes
- * the reason into why[why_len] (may be NULL). */
-int kern_cuda_device_count(char *why, size_t why_len);
-
 /* 1 when this build's CUDA backend library loads (always 1 in the emulator build, 0 without
  * CUDA); else 0 with the loader's reason in why. Loads it. Tests tell "broken build" from "no
  * GPU" with this. */
 int kern_cuda_library_loadable(char *why, size_t why_len);
-
-/* 1 when the machine shows an NVIDIA GPU node (/dev/nvidiaN, or WSL's /dev/dxg): a cheap test
- * that loads nothing, for --device auto on machines without a GPU. */
-int kern_cuda_driver_present(void);
 
 /* Text of the last device failure recorded by a CUDA backend ("" if none, or if b is not a CUDA
  * backend): "<statement>: <driver text> at <file>:<line>". Valid until the next call on b. */

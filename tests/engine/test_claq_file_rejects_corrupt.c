@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "eng_claq_file.h"
-#include "cpu/kern_cpu_claq.h"
+#include "kern_cpu_claq.h"
 #include "kern_half.h"
 
 static int failures;

@@ -40,8 +40,9 @@ pack)
     mkdir -p "$CARRY/bin" "$CARRY/shared/models"
     "$NVCC" -O3 -std=c++17 -Werror=all-warnings -lineinfo \
         -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
-        -I"$SRC/kernels" -I"$SRC/kernels/cuda" -I"$SRC/engine" "$SRC/tests/kernels/cuda_bench.cu" \
-        -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_cuda.so" \
+        -I"$SRC/kernels/include" -I"$SRC/kernels/cuda" -I"$SRC/engine" "$SRC/tests/kernels/cuda_bench.cu" \
+        -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_kernels.a" \
+        "$BUILD/libclaq_cuda.so" \
         -Xlinker -rpath='$ORIGIN' -lcublas -lcudart -lm -lpthread -ldl
     for t in "${tests[@]}" claq; do cp "$BUILD/$t" "$CARRY/bin/"; done
     # the backend library the engine dlopens, found beside the programs

@@ -13,7 +13,7 @@
 
 #include "kern.h"
 #ifdef CLAQ_HAVE_CUDA
-#include "cuda/kern_cuda.h"
+#include "kern_cuda.h"
 #endif
 
 static uint64_t ct_rng = 0x2545f4914f6cdd1dull;

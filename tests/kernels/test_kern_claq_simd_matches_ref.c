@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "eng_claq_file.h"
-#include "cpu/kern_cpu_claq.h"
+#include "kern_cpu_claq.h"
 #include "kern_half.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu/kern_cpu_impl.h"
+#include "kern_cpu_impl.h"
 
 #define MAX_TASKS 64
 

@@ -122,9 +122,16 @@ int kern_cpu_backend_set_offline(kern_backend *b, int on);
 const char *kern_cpu_isa_name(const kern_backend *b);
 
 /* CUDA backend on device `device`; KERN_E_UNSUPPORTED when built without CUDA, when
- * libclaq_cuda.so or the CUDA runtime cannot be loaded, or with no GPU (kern_cuda_device_count in
- * cuda/kern_cuda.h says which). Loads the CUDA libraries only when called. */
+ * libclaq_cuda.so or the CUDA runtime cannot be loaded, or with no GPU (kern_cuda_device_count
+ * says which). Loads the CUDA libraries only when called (kernels/kern_cuda_loader.c). */
 int kern_cuda_backend_create(kern_backend *out, int device);
+/* Number of CUDA devices (>= 0). When there is none to use (a build without CUDA, the backend
+ * library or the CUDA runtime not loadable, no driver, no device node) it returns 0 and writes
+ * the reason into why[why_len] (may be NULL). */
+int kern_cuda_device_count(char *why, size_t why_len);
+/* 1 when the machine shows an NVIDIA GPU node (/dev/nvidiaN, or WSL's /dev/dxg): a cheap test
+ * that loads nothing, for --device auto on machines without a GPU. */
+int kern_cuda_driver_present(void);
 
 void kern_backend_destroy(kern_backend *b);   /* safe on a zeroed struct; idempotent */
 

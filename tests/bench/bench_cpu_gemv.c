@@ -1,4 +1,6 @@
-/* claq_bench.c — `claq bench gemv`: the issue #3 GEMV benchmark. Packed CLAQ matrices of
+/* bench_cpu_gemv.c — `bench_cpu_gemv` (was `bench_cpu_gemv`): the issue #3 GEMV benchmark of the
+ * CPU backend. A benchmark, not a ctest, so it may reach the CPU backend's internals
+ * (kernels/cpu), which the engine and its tools may not. Packed CLAQ matrices of
  * LLaMA-7B shapes (4096x4096, 11008x4096, 4096x11008) at 2.1 (AP: 5 % of columns at 4 bits,
  * the rest at 2), 3 and 4 bits with random codes and codebooks (speed only), run through the CPU
  * backend's kern_matmul at batch 1 on 1 and 2 threads; achieved GB/s of weight bytes (every
@@ -15,9 +17,9 @@
 #include <time.h>
 #include <immintrin.h>
 
-#include "claq_tool.h"
-#include "cpu/kern_cpu_claq.h"
-#include "cpu/kern_cpu_impl.h"
+#include "claq_tool.h"        /* the claq tool's argument parser (engine/tool/claq_args.c) */
+#include "kern_cpu_claq.h"
+#include "kern_cpu_impl.h"
 #include "eng_claq_file.h"
 #include "kern_half.h"
 
@@ -166,7 +168,7 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
     eng_claq_packed p;
     eng_err err = {0};
     if (make_packed(rows, cols, frac4, low, 0, &p, &err)) {
-        fprintf(stderr, "claq bench: %s\n", err.msg);
+        fprintf(stderr, "bench_cpu_gemv: %s\n", err.msg);
         return 1;
     }
     kern_claq v = p.view;
@@ -177,7 +179,7 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
     hbuf hb = {0};
     int rc = 1;
     if (!x || !xs || !lut || !y || hbuf_alloc(&hb, p.buf_size, 1)) {
-        fprintf(stderr, "claq bench: out of memory\n");
+        fprintf(stderr, "bench_cpu_gemv: out of memory\n");
         goto done;
     }
     memcpy(hb.p, p.buf, p.buf_size);
@@ -215,7 +217,7 @@ done:
 static int bench_kernel(int reps)
 {
     kern_isa isa = kern_cpu_detect_isa();
-    printf("claq bench gemv --kernel: the %s tile kernel alone, 1 thread, batch 1; weights count "
+    printf("bench_cpu_gemv --kernel: the %s tile kernel alone, 1 thread, batch 1; weights count "
            "padding (storage columns x padded rows); synthetic weights, speed only\n",
            kern_isa_name(isa));
     double load[3] = {0};
@@ -236,13 +238,8 @@ static int bench_kernel(int reps)
     return 0;
 }
 
-int claq_cmd_bench(int argc, char **argv)
+int main(int argc, char **argv)
 {
-    if (argc < 1 || strcmp(argv[0], "gemv") != 0) {
-        fprintf(stderr, "usage: claq bench gemv [--reps N] [--bw-mib N] [--quant Q] [--no-dense] "
-                        "[--kernel]\n");
-        return 2;
-    }
     claq_arg spec[] = {
         {"--reps", 1, NULL, "timed repetitions per case, best is reported (default 30)"},
         {"--bw-mib", 1, NULL, "size of the bandwidth buffers in MiB (default 1024)"},
@@ -252,9 +249,9 @@ int claq_cmd_bench(int argc, char **argv)
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
-    if (claq_args_parse("bench gemv", spec, ns, argc - 1, argv + 1)) return 2;
+    if (claq_args_parse("bench_cpu_gemv", spec, ns, argc - 1, argv + 1)) return 2;
     if (claq_arg_get(spec, ns, "--help")) {
-        claq_args_usage("bench gemv", "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel]",
+        claq_args_usage("bench_cpu_gemv", "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel]",
                         spec, ns);
         return 0;
     }
@@ -268,13 +265,13 @@ int claq_cmd_bench(int argc, char **argv)
     const char *only = claq_arg_get(spec, ns, "--quant");
     if (only && strcmp(only, "2.1") && strcmp(only, "2.1+1%OR") && strcmp(only, "3") &&
         strcmp(only, "4")) {
-        fprintf(stderr, "claq bench gemv: --quant must be 2.1, 2.1+1%%OR, 3 or 4, not '%s'\n",
+        fprintf(stderr, "bench_cpu_gemv: --quant must be 2.1, 2.1+1%%OR, 3 or 4, not '%s'\n",
                 only);
         return 2;
     }
     int dense = claq_arg_get(spec, ns, "--no-dense") == NULL;
 
-    printf("claq bench gemv — synthetic random weights: numbers speak to speed only, never quality\n");
+    printf("bench_cpu_gemv — synthetic random weights: numbers speak to speed only, never quality\n");
     double load[3] = {0};
     if (getloadavg(load, 3) == 3)
         printf("load average at start: %.2f %.2f %.2f (other processes share these cores)\n", load[0],
@@ -282,7 +279,7 @@ int claq_cmd_bench(int argc, char **argv)
     size_t bwn = (size_t)mib << 20;
     hbuf b4k = {0}, bhp = {0};
     if (hbuf_alloc(&b4k, bwn, 0) || hbuf_alloc(&bhp, bwn, 1)) {
-        fprintf(stderr, "claq bench: cannot allocate 2 x %lld MiB\n", mib);
+        fprintf(stderr, "bench_cpu_gemv: cannot allocate 2 x %lld MiB\n", mib);
         return 1;
     }
     double ceil4k[3] = {0}, ceilhp[3] = {0};
@@ -313,7 +310,7 @@ int claq_cmd_bench(int argc, char **argv)
             eng_claq_packed p;
             eng_err err = {0};
             if (make_packed(rows, cols, qs[qi].frac4, qs[qi].low, qs[qi].out_pct, &p, &err)) {
-                fprintf(stderr, "claq bench: %s\n", err.msg);
+                fprintf(stderr, "bench_cpu_gemv: %s\n", err.msg);
                 return 1;
             }
             hbuf hb = {0};
