@@ -23,7 +23,7 @@ $SUDO apt-get update -qq
 
 # 2. bookworm packages: toolchain, libraries, reference-test tools, load generator.
 $SUDO apt-get install -y -qq --no-install-recommends \
-    build-essential cmake pkg-config git ca-certificates curl \
+    build-essential cmake pkg-config git ca-certificates curl clang libclang-rt-14-dev \
     libuv1-dev libcjson-dev libopenblas-dev liblapacke-dev \
     python3 python3-numpy python3-sentencepiece python3-sklearn python3-jinja2 \
     wrk >/dev/null

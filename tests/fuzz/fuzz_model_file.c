@@ -1,0 +1,26 @@
+/* fuzz_model_file.c — libFuzzer target: eng_model_open on a file holding arbitrary bytes, which
+ * dispatches on content like the server does: "CLAQ" magic -> the packed CLAQ reader (header,
+ * section table, every matrix's codes, codebooks and outliers validated), else the llama2.c
+ * checkpoint reader. The input is written to one temporary file per process. Seeds in
+ * tests/fuzz/corpus/model_file are small files claq itself writes (run.sh makes them).
+ * Single-threaded. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "eng_model.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static char path[64];
+    if (!path[0]) snprintf(path, sizeof path, "/tmp/claq-fuzz-model-%d.bin", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    if (size && fwrite(data, 1, size, f) != size) abort();
+    if (fclose(f)) abort();
+    eng_model *m = NULL;
+    eng_err err = {0};
+    if (eng_model_open(&m, path, &err) == 0) eng_model_close(m);
+    return 0;
+}

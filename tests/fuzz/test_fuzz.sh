@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# test_fuzz.sh — the suite's fuzz pass: tests/fuzz/run.sh for 60 s in all (15 s per target, after
+# a clang build in build-fuzz/), failing on any crash, sanitizer report, leak or timeout.
+# Longer campaigns: bash tests/fuzz/run.sh SECONDS. Skips (77) without clang.
+# ctest-label: slow
+exec bash "$(dirname "${BASH_SOURCE[0]}")/run.sh" 60
