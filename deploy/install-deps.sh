@@ -47,5 +47,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ ! -d "$here/tests/server/node_modules/openai" ] && [ -f "$here/tests/server/package.json" ]; then
     (cd "$here/tests/server" && npm install --no-audit --no-fund --silent)
 fi
+# 5. Reference implementations for the engine's tests (HF tokenizers.js, LLaMA-3's vocabulary,
+#    pinned by tests/engine/package-lock.json; fixtures are built from them at test time).
+if [ -f "$here/tests/engine/package.json" ]; then
+    (cd "$here/tests/engine" && npm ci --no-audit --no-fund --silent)
+fi
 
 echo "claq dependencies installed"

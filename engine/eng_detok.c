@@ -31,6 +31,9 @@ size_t eng_detok_push(eng_detok *d, int id, char *out, size_t cap)
     int b = eng__tok_byte_value(t, id);
     if (!d->skip_leading_space) {
         nr = eng_tokenizer_token_bytes(t, prev, id, raw, sizeof raw);
+    } else if (t->byte_level) {   /* HF ByteLevel decoder: bytes as they are, no strip */
+        if (!eng_tokenizer_is_special(t, id))
+            nr = eng__tok_piece_text(t, id, 0, NULL, raw, sizeof raw);
     } else if (t->kind == ENG__TOK_HF) {
         /* HF's Strip decoder: the first byte of the whole text when it is a space */
         hf_strip = !d->emitted_any;
@@ -51,11 +54,11 @@ size_t eng_detok_push(eng_detok *d, int id, char *out, size_t cap)
 
     /* a byte run ends at a non-byte piece: SentencePiece validates each run on its own */
     size_t w = 0;
-    if (b < 0 && d->n_pending > 0)
-        w = eng__utf8_feed(d->pending, &d->n_pending, NULL, 0, 1, out, cap);
+    if (b < 0 && d->n_pending > 0 && !t->byte_level)
+        w = eng__utf8_feed(d->pending, &d->n_pending, NULL, 0, 1, 0, out, cap);
     if (w > cap) w = cap;
     size_t m = eng__utf8_feed(d->pending, &d->n_pending, (const unsigned char *)raw, nr, 0,
-                              out ? out + w : NULL, out ? cap - w : 0);
+                              t->byte_level, out ? out + w : NULL, out ? cap - w : 0);
     if (m > cap - w) m = cap - w;
     if (hf_strip && w + m > 0) {
         if (out && out[0] == ' ') {
@@ -73,10 +76,12 @@ size_t eng_detok_flush(eng_detok *d, char *out, size_t cap)
         if (d) d->n_pending = 0;
         return 0;
     }
-    size_t w = eng__utf8_feed(d->pending, &d->n_pending, NULL, 0, 1, out, cap);
+    size_t w = eng__utf8_feed(d->pending, &d->n_pending, NULL, 0, 1,
+                              d->tok ? d->tok->byte_level : 0, out, cap);
     d->n_pending = 0;
     if (w > cap) w = cap;
-    if (d->skip_leading_space && d->tok && d->tok->kind == ENG__TOK_HF && !d->emitted_any) {
+    if (d->skip_leading_space && d->tok && d->tok->kind == ENG__TOK_HF && !d->tok->byte_level &&
+        !d->emitted_any) {
         if (w > 0 && out && out[0] == ' ') memmove(out, out + 1, --w);
         d->emitted_any = 1;
     }

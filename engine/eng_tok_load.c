@@ -368,18 +368,54 @@ static int hf_normalizer(eng_tokenizer *t, const cJSON *nz, eng_err *err)
                        type);
 }
 
-static int hf_pretokenizer(eng_tokenizer *t, const cJSON *pt, eng_err *err)
+/* One pre-tokenizer of tokenizer.json; *seen_bl tells a Split whether ByteLevel came first. */
+static int hf_pretok_one(eng_tokenizer *t, const cJSON *pt, int *seen_bl, eng_err *err)
 {
-    if (!pt || cJSON_IsNull(pt)) return 0;
     const char *type = json_str(pt, "type");
-    if (type && !strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
-        if (cJSON_IsArray(list) && cJSON_GetArraySize(list) == 1)
-            return hf_pretokenizer(t, cJSON_GetArrayItem(list, 0), err);
+    if (type && !strcmp(type, "ByteLevel")) {
+        if (*seen_bl)
+            return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: two ByteLevel "
+                               "pre_tokenizers");
+        *seen_bl = 1;
+        t->byte_level = 1;
+        t->bl_prefix_space = json_bool(pt, "add_prefix_space", 0);
+        if (json_bool(pt, "use_regex", 1)) {
+            if (t->split_kind != ENG__SPLIT_NONE)
+                return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: ByteLevel with "
+                                   "use_regex after a Split is not supported");
+            t->split_kind = ENG__SPLIT_GPT2;
+        } else if (t->split_kind != ENG__SPLIT_NONE && t->bl_prefix_space) {
+            return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: ByteLevel "
+                               "add_prefix_space after a Split is not supported");
+        }
+        return 0;
+    }
+    if (type && !strcmp(type, "Split")) {
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(pt, "pattern");
+        const char *re = pat ? json_str(pat, "Regex") : NULL;
+        const char *beh = json_str(pt, "behavior");
+        int digits = 0, kind = re ? eng__pretok_pattern(re, &digits) : -1;
+        if (!re)
+            return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: Split pre_tokenizer "
+                               "without a Regex pattern is not supported");
+        if (kind < 0)
+            return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: Split pattern \"%.120s\" "
+                               "is not supported (known: LLaMA-3, Qwen2, GPT-2)", re);
+        if ((beh && strcmp(beh, "Isolated")) || json_bool(pt, "invert", 0))
+            return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: Split behavior %.32s%s "
+                               "is not supported (only Isolated)", beh ? beh : "?",
+                               json_bool(pt, "invert", 0) ? " inverted" : "");
+        if (*seen_bl || t->split_kind != ENG__SPLIT_NONE)
+            return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: only one Split, before "
+                               "ByteLevel, is supported");
+        t->split_kind = kind;
+        t->split_digits = digits;
+        return 0;
     }
     if (!type || strcmp(type, "Metaspace"))
         return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: pre_tokenizer %.64s not "
-                           "supported (only Metaspace)", type ? type : "?");
+                           "supported (Metaspace, ByteLevel, Split + ByteLevel)",
+                           type ? type : "?");
     const char *rep = json_str(pt, "replacement");
     if (rep && strcmp(rep, HF_SPACE))
         return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: Metaspace replacement must "
@@ -389,6 +425,32 @@ static int hf_pretokenizer(eng_tokenizer *t, const cJSON *pt, eng_err *err)
     const char *scheme = json_str(pt, "prepend_scheme");
     int prepend = scheme ? strcmp(scheme, "never") != 0 : json_bool(pt, "add_prefix_space", 1);
     if (prepend && t->hf_prepend == ENG__PREPEND_NEVER) t->hf_prepend = ENG__PREPEND_FIRST;
+    return 0;
+}
+
+/* The pre_tokenizer: Metaspace (SentencePiece-style vocabularies), ByteLevel, or a Sequence of
+ * one Split with a known pattern and ByteLevel (LLaMA-3, Qwen2). */
+static int hf_pretokenizer(eng_tokenizer *t, const cJSON *pt, eng_err *err)
+{
+    if (!pt || cJSON_IsNull(pt)) return 0;
+    int seen_bl = 0, rc;
+    const char *type = json_str(pt, "type");
+    if (type && !strcmp(type, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers"), *it;
+        if (!cJSON_IsArray(list))
+            return eng_err_set(err, ENG_E_FORMAT, "tokenizer.json: Sequence without a list");
+        cJSON_ArrayForEach(it, list) {
+            if ((rc = hf_pretok_one(t, it, &seen_bl, err))) return rc;
+        }
+    } else if ((rc = hf_pretok_one(t, pt, &seen_bl, err))) {
+        return rc;
+    }
+    if (t->split_kind != ENG__SPLIT_NONE && !t->byte_level)
+        return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: a Split pre_tokenizer "
+                           "without ByteLevel is not supported");
+    if (t->byte_level && t->escape_ws)
+        return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: ByteLevel together with "
+                           "Metaspace is not supported");
     return 0;
 }
 
@@ -427,6 +489,35 @@ static void hf_bos_eos(eng_tokenizer *t, const cJSON *root, const cJSON *cfg)
     if (t->eos_id < 0 && t->n_vocab > 2 && t->type[2] == ENG__PT_CONTROL) t->eos_id = 2;
 }
 
+/* A vocab piece; byte-level vocabularies store the bytes a piece stands for ("Ġthe" is " the";
+ * a piece with a character outside the mapping keeps its text, as HF's decoder does). */
+static int hf_set_piece(eng_tokenizer *t, int id, const char *s, float score, eng_err *err)
+{
+    size_t n = strlen(s);
+    char raw[ENG_TOK_MAX_PIECE];
+    if (t->byte_level) {
+        size_t r = eng__bytelevel_unmap(s, n, raw, sizeof raw);
+        if (r != (size_t)-1) return eng__tok_set(t, id, raw, r, score, ENG__PT_NORMAL, err);
+    }
+    return eng__tok_set(t, id, s, n, score, ENG__PT_NORMAL, err);
+}
+
+/* The id of merge side s[0..n) (unmapped first in a byte-level vocabulary); -1 when absent. */
+static int hf_merge_side(const eng_tokenizer *t, const char *s, size_t n, char *raw, size_t *rn)
+{
+    if (t->byte_level) {
+        size_t r = eng__bytelevel_unmap(s, n, raw, ENG_TOK_MAX_PIECE);
+        if (r != (size_t)-1) {
+            *rn = r;
+            return eng__tok_lookup(t, raw, r);
+        }
+    }
+    if (n > ENG_TOK_MAX_PIECE) return -1;
+    memcpy(raw, s, n);
+    *rn = n;
+    return eng__tok_lookup(t, s, n);
+}
+
 static int hf_merges(eng_tokenizer *t, const cJSON *merges, eng_err *err)
 {
     int n = cJSON_GetArraySize(merges), rank = 0, rc;
@@ -454,10 +545,10 @@ static int hf_merges(eng_tokenizer *t, const cJSON *merges, eng_err *err)
         }
         if (!a || la > ENG_TOK_MAX_PIECE || lb > ENG_TOK_MAX_PIECE)
             return eng_err_set(err, ENG_E_FORMAT, "tokenizer.json: merge %d is malformed", rank);
-        memcpy(buf, a, la);
-        memcpy(buf + la, b, lb);
-        int ia = eng__tok_lookup(t, a, la), ib = eng__tok_lookup(t, b, lb);
-        int im = eng__tok_lookup(t, buf, la + lb);
+        size_t ra = 0, rb = 0;
+        int ia = hf_merge_side(t, a, la, buf, &ra);
+        int ib = hf_merge_side(t, b, lb, buf + ra, &rb);
+        int im = eng__tok_lookup(t, buf, ra + rb);
         if (ia < 0 || ib < 0 || im < 0)
             return eng_err_set(err, ENG_E_FORMAT,
                                "tokenizer.json: merge %d (%.40s) uses a piece not in the vocab",
@@ -512,6 +603,11 @@ static int hf_build(eng_tokenizer **out, const cJSON *root, const cJSON *cfg, en
     int rc = eng__tok_new(&t, ENG__TOK_HF, n, err);
     if (rc) return rc;
     t->escape_ws = 0;
+    /* normalizer and pre_tokenizer first: ByteLevel decides how vocab pieces are stored */
+    if ((rc = hf_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err)))
+        goto fail;
+    if ((rc = hf_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err)))
+        goto fail;
     if (scored) {
         id = 0;
         cJSON_ArrayForEach(it, vocab) {
@@ -521,8 +617,7 @@ static int hf_build(eng_tokenizer **out, const cJSON *root, const cJSON *cfg, en
                                  "[piece, score]", id);
                 goto fail;
             }
-            rc = eng__tok_set(t, id, p->valuestring, strlen(p->valuestring),
-                              (float)s->valuedouble, ENG__PT_NORMAL, err);
+            rc = hf_set_piece(t, id, p->valuestring, (float)s->valuedouble, err);
             if (rc) goto fail;
             id++;
         }
@@ -530,7 +625,7 @@ static int hf_build(eng_tokenizer **out, const cJSON *root, const cJSON *cfg, en
         cJSON_ArrayForEach(it, vocab) {
             id = 0;
             json_id(it, &id);
-            rc = eng__tok_set(t, id, it->string, strlen(it->string), 0.0f, ENG__PT_NORMAL, err);
+            rc = hf_set_piece(t, id, it->string, 0.0f, err);
             if (rc) goto fail;
         }
     }
@@ -545,10 +640,6 @@ static int hf_build(eng_tokenizer **out, const cJSON *root, const cJSON *cfg, en
             if (rc) goto fail;
         }
     }
-    if ((rc = hf_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err)))
-        goto fail;
-    if ((rc = hf_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err)))
-        goto fail;
     if ((rc = eng__tok_finish(t, err))) goto fail;   /* builds the hash the rest needs */
 
     const char *unk = json_str(model, "unk_token");

@@ -204,6 +204,11 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
         if (t->kind != ENG__TOK_SPM && t->type[id] == ENG__PT_NORMAL) t->type[id] = ENG__PT_BYTE;
         if (t->type[id] == ENG__PT_BYTE && t->byte_id[b] < 0) t->byte_id[b] = id;
     }
+    if (t->byte_level)   /* every byte is a piece of its own (stored raw) */
+        for (int b = 0; b < 256; b++) {
+            char c = (char)b;
+            t->byte_id[b] = eng__tok_lookup(t, &c, 1);
+        }
     for (int id = 0; id < t->n_vocab; id++)   /* SPM: BYTE-typed pieces must parse */
         if (t->type[id] == ENG__PT_BYTE && parse_byte_piece(t->text + t->off[id], t->len[id]) < 0)
             return eng_err_set(err, ENG_E_FORMAT, "tokenizer: byte piece %d is not <0xHH>", id);
@@ -254,6 +259,8 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
     for (int b = 128; b < 256; b++) t->barrier[b] = 0;
     /* HF ignore_merges looks whole words up: chunks must then be whole words */
     if (t->kind == ENG__TOK_HF && t->hf_ignore_merges) memset(t->barrier, 0, sizeof t->barrier);
+    /* byte-level text is cut by its pre-tokenizer instead */
+    if (t->byte_level) memset(t->barrier, 0, sizeof t->barrier);
     /* SentencePiece's resegmentation of UNUSED pieces remembers the last pair queued for a
      * piece across the whole text, in heap order: only whole-text merging reproduces it */
     t->has_unused = 0;
@@ -395,6 +402,42 @@ static int utf8_at(const unsigned char *p, size_t avail, size_t *len)
     return 1;
 }
 
+/* The same under WHATWG's decoder: the second byte's range depends on the first (which rules
+ * out overlongs, surrogates and > U+10FFFF as early as possible) and an invalid sequence
+ * consumes its longest valid prefix (*len = 1 .. 3). */
+static int utf8_at_whatwg(const unsigned char *p, size_t avail, size_t *len)
+{
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    size_t need;
+    *len = 1;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    for (size_t k = 1; k < need; k++) {
+        if (k >= avail) {
+            *len = avail;   /* at the end of the text the whole valid prefix is one U+FFFD */
+            return -1;
+        }
+        unsigned b = p[k];
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) {
+            *len = k;
+            return 0;
+        }
+    }
+    *len = need;
+    return 1;
+}
+
 typedef struct obuf {
     char *p;        /* borrowed: caller's buffer, may be NULL */
     size_t cap;     /* bytes p can take */
@@ -413,8 +456,9 @@ static void ob_put(obuf *o, const void *s, size_t n)
 static const char k_fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
 
 size_t eng__utf8_feed(unsigned char *pending, int *n_pending, const unsigned char *in, size_t n,
-                      int final, char *out, size_t cap)
+                      int final, int whatwg, char *out, size_t cap)
 {
+    int (*at)(const unsigned char *, size_t, size_t *) = whatwg ? utf8_at_whatwg : utf8_at;
     obuf o = {out, cap, 0};
     size_t np = (size_t)*n_pending, j = 0, len;
     if (np > 0) {
@@ -425,28 +469,28 @@ size_t eng__utf8_feed(unsigned char *pending, int *n_pending, const unsigned cha
         if (take) memcpy(tmp + np, in, take);
         size_t tl = np + take, pos = 0;
         while (pos < np) {
-            int r = utf8_at(tmp + pos, tl - pos, &len);
+            int r = at(tmp + pos, tl - pos, &len);
             if (r < 0 && !final) {      /* still incomplete: everything is pending now */
                 *n_pending = (int)(tl - pos);
                 memmove(pending, tmp + pos, tl - pos);
                 return o.n;
             }
             if (r > 0) ob_put(&o, tmp + pos, len);
-            else ob_put(&o, k_fffd, 3), len = 1;
+            else ob_put(&o, k_fffd, 3);
             pos += len;
         }
         j = pos - np;
         *n_pending = 0;
     }
     while (j < n) {
-        int r = utf8_at(in + j, n - j, &len);
+        int r = at(in + j, n - j, &len);
         if (r < 0 && !final) {
             memcpy(pending, in + j, n - j);
             *n_pending = (int)(n - j);
             return o.n;
         }
         if (r > 0) ob_put(&o, in + j, len);
-        else ob_put(&o, k_fffd, 3), len = 1;
+        else ob_put(&o, k_fffd, 3);
         j += len;
     }
     return o.n;
@@ -843,6 +887,12 @@ static int encode_chunk(const eng_tokenizer *t, work *w, const char *c, size_t n
             i += l;
             continue;
         }
+        if (t->byte_level) {   /* HF byte-level: every byte is a symbol */
+            int id = t->byte_id[(unsigned char)c[i]];
+            if (sym_push(w, (int32_t)i, 1, id, id < 0)) return -1;
+            i++;
+            continue;
+        }
         /* HF: one character (an invalid byte counts as one) */
         if (utf8_at((const unsigned char *)c + i, n - i, &l) <= 0) l = 1;
         int id = eng__tok_lookup(t, c + i, l);
@@ -898,11 +948,34 @@ static int encode_chunk(const eng_tokenizer *t, work *w, const char *c, size_t n
     return 0;
 }
 
+/* Byte-level text: the Split pre-tokenizer's pre-tokens, each merged on its own. */
+static int encode_pretokens(const eng_tokenizer *t, work *w, const char *s, size_t n, emitter *e)
+{
+    for (size_t i = 0; i < n;) {
+        size_t l = eng__pretok_next(t->split_kind, t->split_digits, s + i, n - i);
+        if (encode_chunk(t, w, s + i, l, e)) return -1;
+        i += l;
+    }
+    return 0;
+}
+
 /* Encodes normalized text in chunks cut at barrier bytes (and before U+2581 for HF Metaspace
  * splitting); each barrier byte is a chunk of its own. */
 static int encode_normalized(const eng_tokenizer *t, work *w, const char *s, size_t n,
                              emitter *e)
 {
+    if (t->byte_level) {
+        if (t->bl_prefix_space && n > 0 && s[0] != ' ') {   /* ByteLevel add_prefix_space */
+            char *p = malloc(n + 1);
+            if (!p) return -1;
+            p[0] = ' ';
+            memcpy(p + 1, s, n);
+            int rc = encode_pretokens(t, w, p, n + 1, e);
+            free(p);
+            return rc;
+        }
+        return encode_pretokens(t, w, s, n, e);
+    }
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -1117,7 +1190,7 @@ size_t eng_tokenizer_token_bytes(const eng_tokenizer *t, int prev, int id, char 
         if (out && cap > 0) out[0] = (char)b;
         return 1;
     }
-    int strip = t->bos_id >= 0 && prev == t->bos_id;
+    int strip = t->bos_id >= 0 && prev == t->bos_id && !t->byte_level;
     return eng__tok_piece_text(t, id, strip, NULL, out, cap);
 }
 
@@ -1130,7 +1203,8 @@ size_t eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n
     unsigned char pend[8];
     int np = 0;
     char piece[ENG_TOK_MAX_PIECE * 3 + 16], asm_out[ENG_TOK_MAX_PIECE * 3 + 32];
-    int hf_strip = skip_leading_space && t->kind == ENG__TOK_HF;
+    int hf_strip = skip_leading_space && t->kind == ENG__TOK_HF && !t->byte_level;
+    const int bl = t->byte_level;   /* bytes join across all pieces; WHATWG repair */
     int spm_strip = skip_leading_space && t->kind != ENG__TOK_HF &&
                     (t->add_dummy_prefix || t->remove_extra_ws);
     int is_bos_ws = 1, bos_ws_seen = 0;
@@ -1144,7 +1218,9 @@ size_t eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n
             pl = 1;
         } else {
             /* SentencePiece validates each run of byte pieces on its own */
-            size_t m = eng__utf8_feed(pend, &np, NULL, 0, 1, asm_out, sizeof asm_out);
+            size_t m = bl && !final ? 0
+                                    : eng__utf8_feed(pend, &np, NULL, 0, 1, bl, asm_out,
+                                                     sizeof asm_out);
             if (hf_strip && m > 0 && o.n == 0 && asm_out[0] == ' ') ob_put(&o, asm_out + 1, m - 1);
             else ob_put(&o, asm_out, m);
             if (m > 0) hf_strip = 0;
@@ -1159,7 +1235,7 @@ size_t eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n
                                      sizeof piece);
             bos_ws_seen = stripped && !t->remove_extra_ws;
         }
-        size_t m = eng__utf8_feed(pend, &np, (const unsigned char *)piece, pl, 0, asm_out,
+        size_t m = eng__utf8_feed(pend, &np, (const unsigned char *)piece, pl, 0, bl, asm_out,
                                   sizeof asm_out);
         size_t skip = 0;
         if (hf_strip && m > 0) {

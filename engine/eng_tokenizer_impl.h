@@ -73,6 +73,15 @@ struct eng_tokenizer {
     int hf_prepend;           /* ENG__PREPEND_* (normalizer Prepend / Metaspace) */
     int hf_scored;            /* vocab came as [piece, score] pairs: merge by score */
 
+    /* HF byte-level BPE (GPT-2, LLaMA-3, Qwen2): pieces are stored as the raw bytes they stand
+     * for (the loader undoes the byte <-> Unicode mapping), byte_id[b] is the piece of the single
+     * byte b, text is cut into pre-tokens by the Split pattern before BPE, and decoding
+     * concatenates bytes and repairs invalid UTF-8 as WHATWG / Rust's from_utf8_lossy do */
+    int byte_level;
+    int split_kind;           /* ENG__SPLIT_*: the pre-tokenizer's regex */
+    int split_digits;         /* ENG__SPLIT_CL100K: longest digit run (3 LLaMA-3, 1 Qwen2) */
+    int bl_prefix_space;      /* ByteLevel add_prefix_space: a segment gets a leading ' ' */
+
     /* tokens matched literally when parse_special (control, unknown, added, user-defined) */
     int32_t *special;         /* owned [n_special], longest first */
     int n_special;
@@ -98,6 +107,19 @@ int eng__tok_merges_reserve(eng_tokenizer *t, int n, eng_err *err);
 /* Looks len bytes up; -1 when absent. */
 int eng__tok_lookup(const eng_tokenizer *t, const char *s, size_t len);
 
+/* ---- byte-level BPE (eng_tok_pretok.c) ---- */
+enum { ENG__SPLIT_NONE = 0, ENG__SPLIT_CL100K = 1, ENG__SPLIT_GPT2 = 2 };
+/* The ENG__SPLIT_* kind of a Split regex (exact text of a known pattern), -1 when unknown;
+ * *max_digits gets the pattern's digit-run limit. */
+int eng__pretok_pattern(const char *regex, int *max_digits);
+/* Length in bytes of the pre-token that starts at s[0] (n > 0; always >= 1). */
+size_t eng__pretok_next(int kind, int max_digits, const char *s, size_t n);
+/* The GPT-2 mapped form of byte b (1 or 2 bytes of UTF-8) into out; returns its length. */
+size_t eng__bytelevel_map(unsigned char b, char out[2]);
+/* Undoes the mapping of s[0..n) into out (at most cap bytes): returns the byte count, or
+ * (size_t)-1 when s holds a character that is not one of the 256 mapped ones. */
+size_t eng__bytelevel_unmap(const char *s, size_t n, char *out, size_t cap);
+
 /* ---- loaders (eng_tok_load.c) ---- */
 int eng__tok_load_bin(eng_tokenizer **out, const unsigned char *d, size_t n, int vocab_hint,
                       eng_err *err);
@@ -115,12 +137,14 @@ int eng__tok_byte_value(const eng_tokenizer *t, int id);
 size_t eng__tok_piece_text(const eng_tokenizer *t, int id, int strip_space, int *stripped,
                            char *out, size_t cap);
 
-/* UTF-8 assembly with SentencePiece's rules (DecodeUTF8: overlong, surrogates and > U+10FFFF
- * are invalid; an invalid byte becomes U+FFFD and consumes one byte). Consumes in[0..n): complete
- * characters are written to out (at most cap bytes; returns bytes written, or what they would
- * need when out is NULL); an incomplete tail that may still become valid is left in
- * pending and n_pending (at most 3 bytes) unless final. pending holds bytes carried in. */
+/* UTF-8 assembly. SentencePiece's rules (DecodeUTF8: overlong, surrogates and > U+10FFFF are
+ * invalid; an invalid byte becomes U+FFFD and consumes one byte), or with whatwg the WHATWG /
+ * Unicode "maximal subpart" rule of HF's ByteLevel decoder (Rust's from_utf8_lossy): a truncated
+ * but so far valid sequence becomes one U+FFFD. Consumes in[0..n): complete characters are
+ * written to out (at most cap bytes; returns bytes written, or what they would need when out is
+ * NULL); an incomplete tail that may still become valid is left in pending and n_pending (at
+ * most 3 bytes) unless final. pending holds bytes carried in. */
 size_t eng__utf8_feed(unsigned char *pending, int *n_pending, const unsigned char *in, size_t n,
-                      int final, char *out, size_t cap);
+                      int final, int whatwg, char *out, size_t cap);
 
 #endif
