@@ -232,6 +232,11 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings != 0);
     cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
     cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
+    if (c->n_eos > 1) {   /* optional (format.md): every id that ends generation */
+        cJSON *ej = cJSON_AddArrayToObject(cj, "eos_ids");
+        for (int i = 0; ej && i < c->n_eos; i++)
+            cJSON_AddItemToArray(ej, cJSON_CreateNumber(c->eos_ids[i]));
+    }
     cJSON *qj = cJSON_AddObjectToObject(root, "quant");
     eng_claq_meta mt = {0};
     if (meta) mt = *meta;
@@ -672,6 +677,22 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     c->dim = (int)v[0]; c->hidden_dim = (int)v[1]; c->n_layers = (int)v[2]; c->n_heads = (int)v[3];
     c->n_kv_heads = (int)v[4]; c->head_dim = (int)v[5]; c->vocab_size = (int)v[6];
     c->seq_len = (int)v[7]; c->bos_id = (int)v[8]; c->eos_id = (int)eos;
+    c->n_eos = 0;
+    eng_config_add_eos(c, c->eos_id);
+    const cJSON *eids = cJSON_GetObjectItemCaseSensitive(cj, "eos_ids"), *eit;
+    if (eids && (!cJSON_IsArray(eids) || cJSON_GetArraySize(eids) > ENG_MAX_EOS)) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: config eos_ids is not a list of at most %d ids",
+                         path, ENG_MAX_EOS);
+        goto fail;
+    }
+    cJSON_ArrayForEach(eit, eids) {
+        if (!cJSON_IsNumber(eit) || eit->valuedouble < 0 || eit->valuedouble >= (1 << 24) ||
+            eit->valuedouble != (double)(int)eit->valuedouble) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: config eos_ids holds a bad id", path);
+            goto fail;
+        }
+        eng_config_add_eos(c, (int)eit->valuedouble);
+    }
     c->rope_theta = (float)th;
     c->norm_eps = (float)eps;
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cj, "rope_style");

@@ -121,6 +121,31 @@ static int hf_token_id(const cJSON *root, const char *path, const char *name, in
     return 0;
 }
 
+/* name (an id or a list of ids: LLaMA-3.1 lists <|end_of_text|>, <|eom_id|>, <|eot_id|>) into
+ * c's end-of-sequence ids. */
+static int hf_eos_ids(const cJSON *root, const char *path, const char *name, eng_config *c,
+                      eng_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name), *it;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsArray(v)) {
+        int id;
+        int rc = hf_token_id(root, path, name, &id, err);
+        if (!rc) eng_config_add_eos(c, id);
+        return rc;
+    }
+    if (cJSON_GetArraySize(v) > ENG_MAX_EOS)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" lists more than %d ids", path, name,
+                           ENG_MAX_EOS);
+    cJSON_ArrayForEach(it, v) {
+        double d = it->valuedouble;
+        if (!cJSON_IsNumber(it) || d != (double)(long long)d || d < 0 || d > HF_MAX_VOCAB)
+            return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" must be token ids", path, name);
+        eng_config_add_eos(c, (int)d);
+    }
+    return 0;
+}
+
 static int hf_bool(const cJSON *root, const char *path, const char *name, int def, int *out,
                    eng_err *err)
 {
@@ -135,7 +160,8 @@ static int hf_arch_ok(const cJSON *root, char *arch, size_t arch_len)
 {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (cJSON_IsString(mt) && mt->valuestring &&
-        (strcmp(mt->valuestring, "llama") == 0 || strcmp(mt->valuestring, "yi") == 0)) {
+        (strcmp(mt->valuestring, "llama") == 0 || strcmp(mt->valuestring, "yi") == 0 ||
+         strcmp(mt->valuestring, "mistral") == 0)) {
         snprintf(arch, arch_len, "%s", mt->valuestring);
         return 1;
     }
@@ -149,6 +175,10 @@ static int hf_arch_ok(const cJSON *root, char *arch, size_t arch_len)
         }
         if (strcmp(a->valuestring, "YiForCausalLM") == 0) {
             snprintf(arch, arch_len, "yi");
+            return 1;
+        }
+        if (strcmp(a->valuestring, "MistralForCausalLM") == 0) {
+            snprintf(arch, arch_len, "mistral");
             return 1;
         }
     }
@@ -168,7 +198,7 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
     if (!hf_arch_ok(root, c->arch, sizeof c->arch)) {
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
         rc = eng_err_set(err, ENG_E_UNSUPPORTED, "%s: model_type \"%s\" is not supported "
-                         "(llama or yi)", path,
+                         "(llama, yi or mistral)", path,
                          cJSON_IsString(mt) && mt->valuestring ? mt->valuestring : "?");
         goto out;
     }
@@ -230,8 +260,21 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
         (rc = hf_float(root, path, "rms_norm_eps", 1e-6, 0.0, 1.0, &c->norm_eps, err)) ||
         (rc = hf_bool(root, path, "tie_word_embeddings", 0, &c->tie_embeddings, err)) ||
         (rc = hf_token_id(root, path, "bos_token_id", &c->bos_id, err)) ||
-        (rc = hf_token_id(root, path, "eos_token_id", &c->eos_id, err)))
+        (rc = hf_eos_ids(root, path, "eos_token_id", c, err)))
         goto out;
+    if (c->n_eos == 0) c->eos_id = -1;
+    /* Mistral's sliding_window: within the window full attention is the same computation, so
+     * the context is capped at the window (exact) rather than refused */
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (sw && !cJSON_IsNull(sw)) {
+        if (!cJSON_IsNumber(sw) || sw->valuedouble < 1 || sw->valuedouble > HF_MAX_POS ||
+            sw->valuedouble != (double)(int)sw->valuedouble) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: \"sliding_window\" must be a positive "
+                             "integer or null", path);
+            goto out;
+        }
+        if ((int)sw->valuedouble < c->seq_len) c->seq_len = (int)sw->valuedouble;
+    }
     c->rope_style = KERN_ROPE_HALF;
 out:
     cJSON_Delete(root);
@@ -406,6 +449,22 @@ int eng__load_hf(eng_model *m, const char *dir, eng_err *err)
     free(text);
     text = NULL;
     if (rc) return rc;
+    /* generation_config.json (optional): the end-of-turn ids HF's generate() stops on */
+    if (snprintf(path, sizeof path, "%s/generation_config.json", dir) < (int)sizeof path &&
+        hf_exists(path)) {
+        if ((rc = eng_st_read_text(path, HF_MAX_CONFIG, &text, &len, err))) return rc;
+        cJSON *g = cJSON_ParseWithLength(text, len);
+        free(text);
+        text = NULL;
+        if (!cJSON_IsObject(g)) {
+            cJSON_Delete(g);
+            return eng_err_set(err, ENG_E_FORMAT, "%s: not a JSON object", path);
+        }
+        rc = hf_eos_ids(g, path, "eos_token_id", &m->cfg, err);
+        cJSON_Delete(g);
+        if (rc) return rc;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
     if ((rc = eng_config_validate(&m->cfg, path, err))) return rc;
 
     if ((rc = eng_st_open_dir(&st, m, dir, err))) goto out;

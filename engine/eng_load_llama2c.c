@@ -157,6 +157,8 @@ int eng__load_llama2c(eng_model *m, const char *path, eng_err *err)
     c->tie_embeddings = shared;
     c->bos_id = 1;
     c->eos_id = 2;
+    c->eos_ids[0] = 2;
+    c->n_eos = 1;
 
     /* Exact size the header implies, in 64 bits (each term is bounded by the caps above). */
     const uint64_t L = (uint64_t)c->n_layers, D = (uint64_t)c->dim, H = (uint64_t)c->hidden_dim;

@@ -154,7 +154,23 @@ int eng_config_validate(const eng_config *c, const char *path, eng_err *err)
         return eng_err_set(err, ENG_E_FORMAT, "%s: config rms_norm_eps must be in (0, 1)", path);
     if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
         return eng_err_set(err, ENG_E_FORMAT, "%s: config bos/eos id outside the vocabulary", path);
+    if (c->n_eos < 0 || c->n_eos > ENG_MAX_EOS)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config lists %d eos ids", path, c->n_eos);
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab_size)
+            return eng_err_set(err, ENG_E_FORMAT, "%s: config eos id %d outside the vocabulary",
+                               path, c->eos_ids[i]);
     return 0;
+}
+
+void eng_config_add_eos(eng_config *c, int id)
+{
+    if (id < 0) return;
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id) return;
+    if (c->n_eos >= ENG_MAX_EOS) return;
+    c->eos_ids[c->n_eos++] = id;
+    if (c->n_eos == 1) c->eos_id = id;
 }
 
 static int is_dir(const char *p)
@@ -221,8 +237,11 @@ int eng_model_open_tokenizer(const eng_model *m, const char *override_path,
     if (override_path && *override_path) rc = eng_tokenizer_open(out, override_path, vocab, err);
     else if (m->tokenizer_path[0]) rc = eng_tokenizer_open(out, m->tokenizer_path, vocab, err);
     else if (m->tokenizer_blob)
-        rc = eng_tokenizer_open_buffer(out, m->tokenizer_blob_name, m->tokenizer_blob,
-                                       m->tokenizer_blob_len, vocab, err);
+        rc = eng_tokenizer_open_buffer_config(out, m->tokenizer_blob_name, m->tokenizer_blob,
+                                              m->tokenizer_blob_len, m->tokenizer_config_json,
+                                              m->tokenizer_config_json
+                                                  ? strlen(m->tokenizer_config_json) : 0,
+                                              vocab, err);
     else
         return eng_err_set(err, ENG_E_INVAL,
                            "%s: the model carries no tokenizer; pass one with --tokenizer PATH",

@@ -48,6 +48,8 @@ const char *eng_rope_type_name(eng_rope_type t);   /* "default", "linear", "dyna
 /* The inverse; -1 for any other name. */
 int eng_rope_type_from_name(const char *name);
 
+#define ENG_MAX_EOS 8   /* end-of-sequence ids a config may list */
+
 typedef struct eng_config {
     char arch[32];          /* "llama" or "yi" */
     int dim;                /* hidden size */
@@ -63,8 +65,16 @@ typedef struct eng_config {
     float norm_eps;
     kern_rope_style rope_style;
     int tie_embeddings;     /* output head shares tok_embed */
-    int bos_id, eos_id;     /* -1 when unknown */
+    int bos_id, eos_id;     /* -1 when unknown; eos_id is eos_ids[0] */
+    int eos_ids[ENG_MAX_EOS];   /* every id that ends generation: config.json's eos_token_id
+                                   (an id or a list, LLaMA-3.1 has three) and
+                                   generation_config.json's, first seen first */
+    int n_eos;
 } eng_config;
+
+/* Adds id (>= 0) to c's end-of-sequence ids unless it is there or the list is full; the first
+ * one becomes eos_id. */
+void eng_config_add_eos(eng_config *c, int id);
 
 typedef struct eng_layer_weights {
     const float *attn_norm;          /* [dim]; fp32, owned by the model */

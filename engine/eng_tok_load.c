@@ -717,14 +717,22 @@ static int open_mem(eng_tokenizer **out, const char *name, const unsigned char *
     }
 }
 
-int eng_tokenizer_open_buffer(eng_tokenizer **out, const char *name_hint, const void *data,
-                              size_t len, int vocab_hint, eng_err *err)
+int eng_tokenizer_open_buffer_config(eng_tokenizer **out, const char *name_hint, const void *data,
+                                     size_t len, const char *config_json, size_t config_len,
+                                     int vocab_hint, eng_err *err)
 {
     if (!out) return eng_err_set(err, ENG_E_INVAL, "tokenizer: out is NULL");
     *out = NULL;
     if (!data && len > 0) return eng_err_set(err, ENG_E_INVAL, "tokenizer: data is NULL");
     /* loaders copy what they keep, so the caller's buffer may go after this call */
-    return open_mem(out, name_hint, data ? data : "", len, vocab_hint, NULL, 0, err);
+    return open_mem(out, name_hint, data ? data : "", len, vocab_hint,
+                    config_json, config_json ? config_len : 0, err);
+}
+
+int eng_tokenizer_open_buffer(eng_tokenizer **out, const char *name_hint, const void *data,
+                              size_t len, int vocab_hint, eng_err *err)
+{
+    return eng_tokenizer_open_buffer_config(out, name_hint, data, len, NULL, 0, vocab_hint, err);
 }
 
 /* Reads a whole file (at most ENG_TOK_MAX_FILE bytes) into a new buffer (caller frees). */

@@ -20,6 +20,11 @@ int eng_tokenizer_open(eng_tokenizer **out, const char *path, int vocab_hint, en
  * the file name it would have ("tokenizer.json", "tokenizer.model", "tokenizer.bin"). */
 int eng_tokenizer_open_buffer(eng_tokenizer **out, const char *name_hint, const void *data,
                               size_t len, int vocab_hint, eng_err *err);
+/* The same with the text of the tokenizer_config.json that came with it (bos/eos token names;
+ * NULL when none), as a packed model file carries both. */
+int eng_tokenizer_open_buffer_config(eng_tokenizer **out, const char *name_hint, const void *data,
+                                     size_t len, const char *config_json, size_t config_len,
+                                     int vocab_hint, eng_err *err);
 void eng_tokenizer_close(eng_tokenizer *t);   /* NULL-safe */
 
 int eng_tokenizer_vocab_size(const eng_tokenizer *t);

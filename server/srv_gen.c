@@ -914,8 +914,17 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
         if (eos >= 0)
             t->stop_ids[t->n_stop_ids++] = eos;
-        for (int k = 0; k < n_stop_ids && t->n_stop_ids < SRV_MAX_STOP_IDS; k++)
-            t->stop_ids[t->n_stop_ids++] = stop_ids[k];
+        /* every end-of-sequence id of the model (LLaMA-3.1: <|end_of_text|>, <|eom_id|>,
+         * <|eot_id|>), then the chat template's end of turn */
+        const int n_cfg = s->model ? s->model->cfg.n_eos : 0;
+        for (int k = 0; k < n_cfg + n_stop_ids; k++) {
+            int32_t id = k < n_cfg ? s->model->cfg.eos_ids[k] : stop_ids[k - n_cfg];
+            int dup = 0;
+            for (int j = 0; j < t->n_stop_ids; j++)
+                dup |= t->stop_ids[j] == id;
+            if (!dup && t->n_stop_ids < SRV_MAX_STOP_IDS)
+                t->stop_ids[t->n_stop_ids++] = id;
+        }
         t->deadline = deadline;
         g->choices[ci].prompt_idx = pi;
         /* with echo the returned text starts with the prompt: offsets count from there */

@@ -16,7 +16,7 @@
 #include "eng_tokenizer.h"
 #include "srv_config.h"
 
-#define SRV_MAX_STOP_IDS 4
+#define SRV_MAX_STOP_IDS 12   /* tokenizer EOS, the config's eos ids (<= 8), turn end */
 
 typedef enum srv_finish {
     SRV_FINISH_NONE = 0,

@@ -135,7 +135,10 @@ int claq_cmd_generate(int argc, char **argv)
         int32_t next = eng_sampler_sample(&smp, logits, NULL);
         if (next < 0) { eng_err_set(&err, next, "sampling failed (non-finite logits?)"); goto fail; }
         generated++;
-        if (next == eos || (next == bos && bos >= 0)) break;
+        int end = next == eos || (next == bos && bos >= 0);
+        for (int k = 0; k < cfg->n_eos; k++)   /* LLaMA-3.1 lists three */
+            end |= next == cfg->eos_ids[k];
+        if (end) break;
         eng_sampler_accept(&smp, next);
         char piece[300];
         size_t np = eng_detok_push(&dt, next, piece, sizeof piece);

@@ -52,6 +52,11 @@ int claq_cmd_inspect(int argc, char **argv)
            c->head_dim, c->vocab_size, c->seq_len, c->rope_theta, c->norm_eps,
            c->rope_style == KERN_ROPE_HALF ? "half" : "interleaved", c->tie_embeddings, c->bos_id,
            c->eos_id);
+    if (c->n_eos > 1) {
+        printf("eos_ids:");
+        for (int i = 0; i < c->n_eos; i++) printf(" %d", c->eos_ids[i]);
+        printf("\n");
+    }
     const eng_rope_scaling *rs = &c->rope_scaling;
     if (rs->type != ENG_ROPE_DEFAULT)
         printf("rope_scaling: type=%s factor=%g low_freq_factor=%g high_freq_factor=%g "

@@ -1,8 +1,11 @@
 /* claq_synth.c — `claq synth`: synthetic models of real architectures' shapes for speed and
  * memory work (numbers from them speak to speed only, never quality).
- *   claq synth --shape llama-7b|tinyllama-1.1b|yi-6b|small --out DIR --tokenizer PATH
+ *   claq synth --shape llama-7b|tinyllama-1.1b|yi-6b|llama3.2-1b|llama3-8b|mistral-7b|small|
+ *              llama3-tiny --out DIR --tokenizer PATH
  *              [--layers N] [--seed S] [--threads T]
- *     writes an HF directory: config.json, model.safetensors (F16) and a copy of the tokenizer.
+ *     writes an HF directory: config.json (generation_config.json when the shape lists several
+ *     eos ids), model.safetensors (F16) and a copy of the tokenizer (and of the
+ *     tokenizer_config.json beside it).
  *     Weights are Student-t (nu = 5, a scale mixture of normals) with std ~0.02, and ~0.5 % of the
  *     input columns of every matrix carry 8x larger weights (LLaMA's outlier-heavy channels).
  *   claq synth --pack --model PATH --bits B --out FILE [--threads T] [--seed S]
@@ -29,13 +32,36 @@ typedef struct synth_shape {
     const char *name;
     int dim, hidden, layers, heads, kv_heads, vocab, seq;
     double theta, eps;
+    const char *model_type;   /* config.json model_type / architectures[0] */
+    const char *arch;
+    int tie;                  /* tie_word_embeddings: no lm_head tensor */
+    int bos;
+    const char *eos;          /* eos_token_id as JSON: an id or a list */
+    const char *rope_scaling; /* JSON object, or NULL */
 } synth_shape;
 
+#define L3_ROPE(f) "{\"rope_type\": \"llama3\", \"factor\": " #f ", \"low_freq_factor\": 1.0, " \
+                   "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}"
+#define L3_EOS "[128001, 128008, 128009]"
+/* The real models' config.json numbers (LLaMA-3.x: Meta's HF releases; Mistral v0.3). */
 static const synth_shape shapes[] = {
-    {"llama-7b", 4096, 11008, 32, 32, 32, 32000, 2048, 10000.0, 1e-6},
-    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, 1e-5},
-    {"yi-6b", 4096, 11008, 32, 32, 4, 64000, 4096, 5000000.0, 1e-5},
-    {"small", 512, 1376, 4, 8, 4, 32000, 1024, 10000.0, 1e-5},
+    {"llama-7b", 4096, 11008, 32, 32, 32, 32000, 2048, 10000.0, 1e-6, "llama", "LlamaForCausalLM",
+     0, 1, "2", NULL},
+    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, 1e-5, "llama",
+     "LlamaForCausalLM", 0, 1, "2", NULL},
+    {"yi-6b", 4096, 11008, 32, 32, 4, 64000, 4096, 5000000.0, 1e-5, "llama", "LlamaForCausalLM",
+     0, 1, "2", NULL},
+    {"llama3.2-1b", 2048, 8192, 16, 32, 8, 128256, 131072, 500000.0, 1e-5, "llama",
+     "LlamaForCausalLM", 1, 128000, L3_EOS, L3_ROPE(32.0)},
+    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 131072, 500000.0, 1e-5, "llama",
+     "LlamaForCausalLM", 0, 128000, L3_EOS, L3_ROPE(8.0)},
+    {"mistral-7b", 4096, 14336, 32, 32, 8, 32768, 32768, 1000000.0, 1e-5, "mistral",
+     "MistralForCausalLM", 0, 1, "2", NULL},
+    {"small", 512, 1376, 4, 8, 4, 32000, 1024, 10000.0, 1e-5, "llama", "LlamaForCausalLM", 0, 1,
+     "2", NULL},
+    /* LLaMA-3.2's layout (vocabulary, GQA, tied head, llama3 RoPE) at test size */
+    {"llama3-tiny", 64, 192, 2, 4, 2, 128256, 8192, 500000.0, 1e-5, "llama", "LlamaForCausalLM", 1,
+     128000, L3_EOS, L3_ROPE(32.0)},
 };
 
 static double now_s(void)
@@ -113,15 +139,25 @@ static int write_json_config(const char *dir, const synth_shape *s, int layers)
     snprintf(p, sizeof p, "%s/config.json", dir);
     FILE *f = fopen(p, "w");
     if (!f) return -1;
-    fprintf(f, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+    fprintf(f, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
                "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"vocab_size\": %d,\n"
                "  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %g,\n  \"rope_theta\": %.1f,\n"
-               "  \"tie_word_embeddings\": false,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
+               "  \"tie_word_embeddings\": %s,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %s,\n"
+               "  \"rope_scaling\": %s,\n"
                "  \"hidden_act\": \"silu\",\n  \"torch_dtype\": \"float16\",\n"
                "  \"claq_synthetic\": \"%s: random weights, for speed measurements only\"\n}\n",
-            s->dim, s->hidden, layers, s->heads, s->kv_heads, s->vocab, s->seq, s->eps, s->theta,
-            s->name);
+            s->arch, s->model_type, s->dim, s->hidden, layers, s->heads, s->kv_heads, s->vocab,
+            s->seq, s->eps, s->theta, s->tie ? "true" : "false", s->bos, s->eos,
+            s->rope_scaling ? s->rope_scaling : "null", s->name);
+    if (fclose(f)) return -1;
+    if (s->eos[0] != '[') return 0;
+    /* a list of end ids lives in generation_config.json too, as Meta ships it */
+    snprintf(p, sizeof p, "%s/generation_config.json", dir);
+    f = fopen(p, "w");
+    if (!f) return -1;
+    fprintf(f, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %s,\n  \"do_sample\": true,\n"
+               "  \"temperature\": 0.6,\n  \"top_p\": 0.9\n}\n", s->bos, s->eos);
     return fclose(f);
 }
 
@@ -159,12 +195,27 @@ static int synth_hf(const synth_shape *s, int layers, const char *dir, const cha
         fprintf(stderr, "claq synth: cannot copy tokenizer %s to %s\n", tok, p);
         return 1;
     }
-    int64_t nt = 3 + (int64_t)layers * 9, k = 0;
+    /* tokenizer_config.json beside the tokenizer (bos/eos names, chat template) comes along */
+    char from[4200];
+    snprintf(from, sizeof from, "%.*stokenizer_config.json", base ? (int)(base - tok + 1) : 0,
+             tok);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    FILE *probe = fopen(from, "rb");
+    if (probe) {
+        fclose(probe);
+        if (copy_file(from, p)) {
+            fprintf(stderr, "claq synth: cannot copy %s to %s\n", from, p);
+            return 1;
+        }
+    }
+    int64_t nt = 3 - (s->tie != 0) + (int64_t)layers * 9, k = 0;
     tdesc *td = calloc((size_t)nt, sizeof *td);
     if (!td) return 1;
     int64_t q = (int64_t)s->heads * (s->dim / s->heads), kv = (int64_t)s->kv_heads * (s->dim / s->heads);
     snprintf(td[k].name, 96, "model.embed_tokens.weight"); td[k].rows = s->vocab; td[k++].cols = s->dim;
-    snprintf(td[k].name, 96, "lm_head.weight"); td[k].rows = s->vocab; td[k++].cols = s->dim;
+    if (!s->tie) {
+        snprintf(td[k].name, 96, "lm_head.weight"); td[k].rows = s->vocab; td[k++].cols = s->dim;
+    }
     snprintf(td[k].name, 96, "model.norm.weight"); td[k].rows = s->dim; td[k].cols = 1; td[k++].norm = 1;
     for (int l = 0; l < layers; l++) {
         static const char *const nm[9] = {"input_layernorm", "post_attention_layernorm",
@@ -382,7 +433,8 @@ static int synth_pack(const char *model, double bits, const char *out, uint64_t 
 int claq_cmd_synth(int argc, char **argv)
 {
     claq_arg spec[] = {
-        {"--shape", 1, NULL, "llama-7b | tinyllama-1.1b | yi-6b | small"},
+        {"--shape", 1, NULL, "llama-7b | tinyllama-1.1b | yi-6b | llama3.2-1b | llama3-8b | "
+                             "mistral-7b | small | llama3-tiny"},
         {"--out", 1, NULL, "output directory (HF) or file (--pack)"},
         {"--tokenizer", 1, NULL, "tokenizer file to copy into the directory (required)"},
         {"--layers", 1, NULL, "number of decoder layers (default: the architecture's)"},
@@ -421,7 +473,7 @@ int claq_cmd_synth(int argc, char **argv)
         if (!strcmp(shapes[i].name, sn)) s = &shapes[i];
     if (!s) {
         fprintf(stderr, "claq synth: unknown --shape '%s' (llama-7b, tinyllama-1.1b, yi-6b, "
-                        "small)\n", sn);
+                        "llama3.2-1b, llama3-8b, mistral-7b, small, llama3-tiny)\n", sn);
         return 2;
     }
     layers = s->layers;
