@@ -63,84 +63,6 @@ def ref_decode(d, id_lists):
     return [json.loads(l) for l in out[:len(id_lists)]]
 
 
-# ---- the strings ------------------------------------------------------------------------------
-
-SPACES = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", "\r", " \n", "\n ", "\t\n", " \t ",
-          "\u00a0", "\u3000", "\u2028", "\u2029", "\u0085", "\u200b", "\ufeff", "\u2009", "\x0b",
-          "\x0c", "\u1680", "\u202f", "    \n\n   "]
-PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + ["...", "--", "!!", "?!", "«»", "“”", "—",
-                                                     "、。", "¿¡", "→", "€", "£", "©", "°"]
-WORDS = ("the quick brown fox jumps over lazy dog Hello World it's don't I'M we'LL they'Re "
-         "you'VE she'D it'S Straße naïve café résumé über Ångström façade ſtraße 'ſ 'S 'T 'M "
-         "'D 'LL 'RE 'VE 'll 're 've 'x ' ''s").split(" ")
-SCRIPTS = ["日本語の文章です", "中文测试句子", "한국어 문장", "مرحبا بالعالم", "שלום עולם",
-           "नमस्ते दुनिया", "Привет мир", "Γειά σου Κόσμε", "สวัสดีชาวโลก", "ሰላም ዓለም",
-           "e\u0301 a\u0308 n\u0303", "ﬁ ﬂ", "ｆｕｌｌ ＡＢＣ １２３", "Ⅻ ① ② ½ ¾ ²³", "٣٤٥ ४५६ ๓๔๕",
-           "\U0001d49c\U0001d4b7", "𝟘𝟙𝟚", "ǅ ǈ ǋ", "ʰʲʷ", "〇〡〢"]
-EMOJI = ["😀", "🦙", "👍🏽", "👨‍👩‍👧", "🇫🇷", "🏳️‍🌈", "❤️", "✅", "🤖💬", "🧬", "☕"]
-CODE = ["def f(x):\n    return x**2\n", "int main(void) { return 0; }", "for (i = 0; i < n; i++)",
-        "if x != None and y >= 3:", "{\"key\": [1, 2.5e-3, null]}", "<div class=\"a\">hi</div>",
-        "SELECT * FROM t WHERE id=42;", "   indented\n\tcode\r\n", "a=>b; c->d; e::f",
-        "https://example.com/path?q=1&r=2#frag", "0x1F 0b1010 1_000_000 3.14159 -2e10"]
-SPECIAL = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
-           "<|reserved_special_token_7|>", "<|eot_id", "|>", "<|", "<|end_of_text|>"]
-
-
-def rand_cp(rng):
-    while True:
-        plane = rng.random()
-        if plane < 0.5:
-            cp = rng.randrange(0x20, 0x3000)
-        elif plane < 0.8:
-            cp = rng.randrange(0x3000, 0x10000)
-        elif plane < 0.97:
-            cp = rng.randrange(0x10000, 0x30000)
-        else:
-            cp = rng.randrange(0x30000, 0x110000)
-        if not (0xD800 <= cp < 0xE000):
-            return chr(cp)
-
-
-def rand_digits(rng):
-    return "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 12)))
-
-
-def rand_string(rng):
-    parts = []
-    for _ in range(rng.randint(1, 12)):
-        k = rng.random()
-        if k < 0.30:
-            parts.append(rng.choice(WORDS))
-        elif k < 0.45:
-            parts.append(rng.choice(SPACES))
-        elif k < 0.55:
-            parts.append(rng.choice(PUNCT))
-        elif k < 0.63:
-            parts.append(rand_digits(rng))
-        elif k < 0.71:
-            parts.append(rng.choice(SCRIPTS))
-        elif k < 0.77:
-            parts.append(rng.choice(EMOJI))
-        elif k < 0.83:
-            parts.append(rng.choice(CODE))
-        elif k < 0.88:
-            parts.append(rng.choice(SPECIAL))
-        else:
-            parts.append("".join(rand_cp(rng) for _ in range(rng.randint(1, 6))))
-    sep = rng.choice(["", " ", "", "\n", " "])
-    return sep.join(parts)
-
-
-def strings(n, seed):
-    rng = random.Random(seed)
-    real = tc.read_lines("data/tinystories/tinystories-train-head.txt", n // 4)
-    out = list(real) + [e for e in tc.EDGE_CASES]
-    out += [" ".join(real[i:i + 3]) for i in range(0, min(len(real), 600), 3)]
-    while len(out) < n:
-        out.append(rand_string(rng))
-    return out[:n]
-
-
 def compare(tok, d, texts, bos, special=True):
     ours = tc.encode_batch(tok, texts, bos=bos, special=special)
     ref = ref_encode(d, texts, bos)
@@ -160,13 +82,13 @@ def main():
             node(["fixture", dirs[kind], kind], "")
         l3 = os.path.join(dirs["llama3"], "tokenizer.json")
 
-        texts = strings(20000, 1234)
+        texts = tc.varied_strings(20000, 1234)
         nbad, ours = compare(l3, dirs["llama3"], texts, bos=True)
         print("llama3: %d strings encoded, %d mismatches" % (len(texts), nbad))
         fails += nbad
 
         for kind, seed in (("qwen2", 7), ("gpt2", 8)):
-            t2 = strings(4000, seed)
+            t2 = tc.varied_strings(4000, seed)
             if kind == "gpt2":
                 # tokenizers.js runs ByteLevel's built-in GPT-2 regex as a plain JS RegExp, whose
                 # \s takes U+FEFF and misses U+0085; HF's Rust (Oniguruma: \s = White_Space) and

@@ -2,7 +2,8 @@
 exactly as the `sentencepiece` library does, for Llama 2's tokenizer.model (identity normalizer,
 byte fallback) and small-lm-5m's (nmt_nfkc charsmap, remove_extra_whitespaces), on >= 2,000 real
 lines of wikitext, PTB and TinyStories plus hand-made edge cases, invalid UTF-8 and random id
-sequences; plus two variants of Llama 2's model re-serialized here (UNUSED pieces, which
+sequences, and 20,000 varied strings (scripts, emoji, code, white space, random code points)
+through Llama 2's vocabulary (the SentencePiece layout Mistral and Yi use); plus two variants of Llama 2's model re-serialized here (UNUSED pieces, which
 SentencePiece resegments, and no byte fallback, where unknown runs become one <unk>). The C side runs through $CLAQ_BIN/test_tok_cli in one batch per check."""
 import os
 import sys
@@ -162,6 +163,27 @@ rep.check(n1 >= 2000 and n2 >= 2000, "too few real lines (%d, %d)" % (n1, n2))
 
 llama = os.path.join(tc.SHARED, "models/tokenizer.model")
 base = spm.SentencePieceProcessor(model_file=llama)
+
+# 20,000 varied strings (tok_common.varied_strings: scripts, emoji, code, white space runs, random
+# code points of every plane) through Llama 2's vocabulary, the layout Mistral and Yi share
+varied = tc.varied_strings(20000, 4321)
+bad = 0
+for t, got in zip(varied, tc.encode_batch(llama, varied)):
+    if got != base.encode(t):
+        bad += 1
+        if bad <= 5:
+            print("varied encode %r:\n   ours %s\n   spm  %s" % (t[:80], got[:30],
+                                                              base.encode(t)[:30]))
+rep.check(bad == 0, "varied strings: %d of %d encode differently" % (bad, len(varied)))
+vids = [base.encode(t) for t in varied[::4]]
+for streaming in (False, True):
+    dec = tc.decode_batch(llama, vids, streaming)
+    dbad = sum(1 for ids, got in zip(vids, dec) if got != base.decode(ids).encode("utf-8"))
+    rep.check(dbad == 0, "varied strings: %d of %d %s differently" %
+              (dbad, len(vids), "detok" if streaming else "decode"))
+print("models/tokenizer.model: %d varied strings, %d mismatches; %d decoded both ways" %
+      (len(varied), bad, len(vids)))
+
 some = tc.read_lines("data/wikitext-2-raw/wiki.test.raw", 300) + tc.EDGE_CASES
 unused = {i: 5 for i in range(300, 12000, 3) if len(base.id_to_piece(i)) > 1}
 run_variant("llama+unused", variant(llama, unused, False, {}), some, rep)
