@@ -41,11 +41,11 @@ for t in "${targets[@]}"; do
     r=$?
     set -e
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
-    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
     printf '%-22s %3d s  %9s executions  %s  exit %d\n' "$t" "$per" "$execs" "$cov" "$r"
     if [ "$r" -ne 0 ]; then
         rc=1
-        grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" | head -8
+        grep -E 'ERROR|SUMMARY|runtime error|Test unit written|fuzz_' "$log" | head -8 || true
     fi
 done
 exit $rc
