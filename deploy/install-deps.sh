@@ -47,5 +47,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ ! -d "$here/tests/server/node_modules/openai" ] && [ -f "$here/tests/server/package.json" ]; then
     (cd "$here/tests/server" && npm install --no-audit --no-fund --silent)
 fi
+# @huggingface/jinja, the second reference of test_eng_jinja_matches_reference.sh
+if [ ! -d "$here/tests/engine/node_modules/@huggingface/jinja" ] && [ -f "$here/tests/engine/package.json" ]; then
+    (cd "$here/tests/engine" && npm install --no-audit --no-fund --silent)
+fi
 
 echo "claq dependencies installed"
