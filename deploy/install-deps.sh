@@ -48,7 +48,8 @@ if [ ! -d "$here/tests/server/node_modules/openai" ] && [ -f "$here/tests/server
     (cd "$here/tests/server" && npm install --no-audit --no-fund --silent)
 fi
 # 5. Reference implementations for the engine's tests (HF tokenizers.js, LLaMA-3's vocabulary,
-#    pinned by tests/engine/package-lock.json; fixtures are built from them at test time).
+#    @huggingface/jinja), pinned by tests/engine/package-lock.json; fixtures are built from them at
+#    test time, nothing is committed.
 if [ -f "$here/tests/engine/package.json" ]; then
     (cd "$here/tests/engine" && npm ci --no-audit --no-fund --silent)
 fi

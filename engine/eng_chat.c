@@ -1,11 +1,15 @@
-/* eng_chat.c — chat templates (eng_chat.h): renders message lists as Llama-2 chat, ChatML or
- * plain text, and detects the template from tokenizer_config.json. Produces text only; does not
- * tokenize and does not run Jinja (the three layouts are written out by hand, matching HF's
- * templates byte for byte). No state; any thread. */
+/* eng_chat.c — chat templates (eng_chat.h): renders message lists with the model's Jinja
+ * template (through eng_jinja) or, for models without one, as Llama-2 chat, ChatML or plain
+ * text (written out by hand, matching HF's templates byte for byte); reads chat_template and
+ * special tokens from tokenizer_config.json. Produces text only; does not tokenize. No state;
+ * any thread. */
 #include "eng_chat.h"
 
 #include <cJSON.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "eng_jinja.h"
 
 /* Output cursor over the caller's buffer: counts every byte, writes only what fits with room
  * for the NUL, so one pass both renders and measures. */
@@ -342,4 +346,126 @@ const char *eng_chat_turn_end(eng_chat_template t)
     case ENG_CHAT_PLAIN: return "\n\nUser:";
     default: return NULL;
     }
+}
+
+/* ---- Jinja templates ---------------------------------------------------------------------- */
+
+int eng_chat_tmpl_compile(const char *src, size_t len, eng_chat_tmpl **out, eng_err *err)
+{
+    eng_err e = {0};
+    int rc = eng_jinja_compile(src, len, out, &e);
+    if (rc)
+        return eng_err_set(err, rc, "chat template: %s", e.msg);
+    return 0;
+}
+
+void eng_chat_tmpl_free(eng_chat_tmpl *t)
+{
+    eng_jinja_free(t);
+}
+
+int eng_chat_tmpl_has(const eng_chat_tmpl *t, const char *s)
+{
+    return eng_jinja_source_has(t, s);
+}
+
+int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n,
+                         const eng_chat_tmpl_args *a, char **out, size_t *len, size_t **spans,
+                         int *n_spans, eng_err *err)
+{
+    *out = NULL;
+    *len = 0;
+    *spans = NULL;
+    *n_spans = 0;
+    if (!t || (n > 0 && !msgs) || n < 0)
+        return eng_err_set(err, ENG_E_INVAL, "chat template: no template or messages");
+    for (int i = 0; i < n; i++)
+        if (!msgs[i].role || !msgs[i].content)
+            return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d].%s is missing", i,
+                               msgs[i].role ? "content" : "role");
+    cJSON *vars = cJSON_CreateObject(), *list = cJSON_CreateArray();
+    int ok = vars && list;
+    if (ok)
+        cJSON_AddItemToObject(vars, "messages", list);
+    else
+        cJSON_Delete(list);
+    for (int i = 0; ok && i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        ok = m && cJSON_AddStringToObject(m, "role", msgs[i].role) &&
+             cJSON_AddStringToObject(m, "content", msgs[i].content);
+        if (m)
+            cJSON_AddItemToArray(list, m);
+    }
+    ok = ok && cJSON_AddNullToObject(vars, "tools") && cJSON_AddNullToObject(vars, "documents") &&
+         cJSON_AddBoolToObject(vars, "add_generation_prompt", a && a->add_generation_prompt);
+    if (ok && a && a->bos_token)
+        ok = cJSON_AddStringToObject(vars, "bos_token", a->bos_token) != NULL;
+    if (ok && a && a->eos_token)
+        ok = cJSON_AddStringToObject(vars, "eos_token", a->eos_token) != NULL;
+    if (!ok) {
+        cJSON_Delete(vars);
+        return eng_err_set(err, ENG_E_NOMEM, "chat template: out of memory");
+    }
+    eng_jinja_opts o = {.tainted_var = "messages", .now = a ? a->now : 0};
+    eng_err e = {0};
+    int rc = eng_jinja_render(t, vars, &o, out, len, spans, n_spans, &e);
+    cJSON_Delete(vars);
+    if (rc)
+        return eng_err_set(err, rc, "chat template: %s", e.msg);
+    return 0;
+}
+
+static const cJSON *chosen_template(const cJSON *root)
+{
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsString(ct))
+        return ct;
+    if (!cJSON_IsArray(ct))
+        return NULL;
+    /* [{"name": "default", "template": "..."}, {"name": "tool_use", ...}] */
+    const cJSON *chosen = NULL, *item;
+    cJSON_ArrayForEach(item, ct) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+        const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(item, "template");
+        if (!cJSON_IsString(tmpl))
+            continue;
+        if (!chosen)
+            chosen = tmpl;
+        if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0)
+            return tmpl;
+    }
+    return chosen;
+}
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+    if (d)
+        memcpy(d, s, n + 1);
+    return d;
+}
+
+char *eng_chat_template_source(const char *tokenizer_config_json)
+{
+    if (!tokenizer_config_json)
+        return NULL;
+    cJSON *root = cJSON_Parse(tokenizer_config_json);
+    const cJSON *t = root ? chosen_template(root) : NULL;
+    char *out = t ? dup_str(t->valuestring) : NULL;
+    cJSON_Delete(root);
+    return out;
+}
+
+char *eng_chat_config_token(const char *tokenizer_config_json, const char *key)
+{
+    if (!tokenizer_config_json || !key)
+        return NULL;
+    cJSON *root = cJSON_Parse(tokenizer_config_json);
+    const cJSON *v = root ? cJSON_GetObjectItemCaseSensitive(root, key) : NULL;
+    if (cJSON_IsObject(v))
+        v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    char *out = cJSON_IsString(v) ? dup_str(v->valuestring) : NULL;
+    cJSON_Delete(root);
+    return out;
 }

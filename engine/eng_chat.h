@@ -1,12 +1,15 @@
 /* eng_chat.h — chat templates: turns an OpenAI-style message list into the prompt text a chat
- * model was trained on (Llama-2 chat, ChatML as used by Yi chat models, and a plain
- * "User: / Assistant:" layout for base models), and picks one from tokenizer_config.json.
- * Text only: special tokens appear literally ("<s>", "<|im_start|>") and the caller encodes the
- * result with parse_special = 1. Pure functions, no state; any thread. */
+ * model was trained on. The model's own Jinja chat_template (from tokenizer_config.json, or a
+ * file) is compiled and rendered by eng_jinja; three hand-written layouts (Llama-2 chat, ChatML
+ * as used by Yi chat models, and a plain "User: / Assistant:" layout for base models) remain
+ * for models without one. Text only: special tokens appear literally ("<s>", "<|im_start|>") and
+ * the caller encodes the result with parse_special = 1, keeping the returned content ranges
+ * plain. No state; any thread (a compiled template is immutable). */
 #ifndef ENG_CHAT_H
 #define ENG_CHAT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "eng_err.h"
 
@@ -61,5 +64,48 @@ const char *eng_chat_template_name(eng_chat_template t);
  * rather than as its EOS token: "<|im_end|>" (ChatML), "\n\nUser:" (plain), NULL for Llama-2
  * (its turns end with the EOS token </s>). Servers add it to the request's stop strings. */
 const char *eng_chat_turn_end(eng_chat_template t);
+
+/* ---- Jinja chat templates (eng_jinja) ---------------------------------------------------- */
+
+typedef struct eng_jinja eng_chat_tmpl;
+
+/* Compiles a Jinja chat template from src[0..len). 0 with *out (free with eng_chat_tmpl_free),
+ * or ENG_E_FORMAT / ENG_E_RANGE / ENG_E_NOMEM with err naming the problem and its line. */
+int eng_chat_tmpl_compile(const char *src, size_t len, eng_chat_tmpl **out, eng_err *err);
+
+/* Safe on NULL. */
+void eng_chat_tmpl_free(eng_chat_tmpl *t);
+
+typedef struct eng_chat_tmpl_args {
+    int add_generation_prompt;
+    const char *bos_token;      /* the template's bos_token / eos_token variables (as HF passes */
+    const char *eos_token;      /* special_tokens_map); NULL leaves them undefined */
+    int64_t now;                /* strftime_now's clock, Unix seconds; 0 = now */
+} eng_chat_tmpl_args;
+
+/* Renders msgs[0..n) as transformers' apply_chat_template does (messages, tools = none,
+ * documents = none, add_generation_prompt, bos_token, eos_token). 0 with *out (malloc'd,
+ * NUL-terminated, caller frees), *len, and *spans (malloc'd, caller frees, NULL when none):
+ * *n_spans ascending [begin, end) byte ranges of the output that came from message contents,
+ * which the caller must tokenize as plain text. A content string changed by the template other
+ * than by slicing, stripping, splitting or concatenation counts whole. Roles are not checked
+ * here: the template decides (raise_exception). On error (ENG_E_INVAL for a template error,
+ * including raise_exception, whose message is quoted; ENG_E_RANGE for a render limit) err
+ * says "chat template: ..." with the problem and the template line. */
+int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n,
+                         const eng_chat_tmpl_args *a, char **out, size_t *len, size_t **spans,
+                         int *n_spans, eng_err *err);
+
+/* Whether the template's text contains s (e.g. "<|im_end|>": its end-of-turn markup). */
+int eng_chat_tmpl_has(const eng_chat_tmpl *t, const char *s);
+
+/* The chat_template of a tokenizer_config.json text: the string, or from a list of
+ * {"name", "template"} the one named "default", else the first. malloc'd (caller frees), or
+ * NULL when there is none or the JSON does not parse. */
+char *eng_chat_template_source(const char *tokenizer_config_json);
+
+/* A special token's text from tokenizer_config.json (key "bos_token", "eos_token", ...): a
+ * string or an {"content": ...} object. malloc'd (caller frees), or NULL. */
+char *eng_chat_config_token(const char *tokenizer_config_json, const char *key);
 
 #endif

@@ -36,8 +36,14 @@ void srv_api_detokenize(srv_server *s, srv_resp *r, const cJSON *body);
 /* srv_api_completions.c / srv_api_chat.c */
 void srv_api_completions(srv_server *s, srv_resp *r, const cJSON *body);
 void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body);
-/* Chooses the chat template at model load (from --chat-template or tokenizer_config.json). */
+/* Compiles --chat-template FILE when the flag names a file (at start, before the model loads).
+ * 0, or -1 with err naming the file and the problem (a startup error). */
+int srv_chat_load_file(srv_server *s, char *err, size_t cap);
+/* Chooses the chat template at model load: --chat-template, else the model's Jinja
+ * chat_template from tokenizer_config.json, else a hand-written layout detected from it. */
 void srv_chat_setup(srv_server *s);
+/* Frees what srv_chat_load_file / srv_chat_setup made; safe twice. */
+void srv_chat_free(srv_server *s);
 /* Validates messages (param "messages") and renders them with the chat template. 0 with *text
  * (caller frees), *enc_from, the offset where the text to tokenize begins (past a "<s>" the
  * template wrote: the encoder adds the real BOS id), and *plain (caller frees) / *n_plain, the
@@ -45,6 +51,9 @@ void srv_chat_setup(srv_server *s);
  * (a user cannot type control tokens); or -1 with r answered. */
 int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
                     size_t *text_len, size_t *enc_from, size_t **plain, int *n_plain);
+/* The text that ends an assistant turn in the chosen template ("<|im_end|>", "<|eot_id|>"),
+ * added to the stop strings; NULL when none. Static or template-owned text. */
+const char *srv_chat_turn_end(srv_server *s);
 /* Token ids that end a chat turn for the chosen template (besides EOS); returns the count. */
 int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap);
 

@@ -1,7 +1,10 @@
 /* srv_api_chat.c — POST /v1/chat/completions: validates messages (system/user/assistant, content
  * as a string or a list of {type:"text"} parts), renders them with the chat template chosen at
- * load (eng_chat: --chat-template, else detected from tokenizer_config.json), tokenizes, and
- * hands over to srv_gen. Loop thread only. Does not implement templates (eng_chat does). */
+ * load (eng_chat: --chat-template name or Jinja FILE, else the model's own Jinja chat_template
+ * from tokenizer_config.json, else a layout detected from it), tokenizes with message contents
+ * kept plain, and hands over to srv_gen. A template error (raise_exception included) is a 400.
+ * Loop thread only. Does not implement templates (eng_chat / eng_jinja do). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,28 +12,138 @@
 #include "srv_log.h"
 
 #include "eng_chat.h"
+#include "eng_jinja.h"
+
+static int is_layout_name(const char *v)
+{
+    return eng_chat_template_from_name(v) != ENG_CHAT_UNKNOWN;
+}
+
+int srv_chat_load_file(srv_server *s, char *err, size_t cap)
+{
+    const char *path = s->cfg->chat_template;
+    if (!path[0] || is_layout_name(path))
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, cap, "--chat-template %.900s: cannot open the file", path);
+        return -1;
+    }
+    size_t cap_src = (size_t)ENG_JINJA_MAX_SOURCE + 1, n = 0;
+    char *src = malloc(cap_src);
+    if (src)
+        n = fread(src, 1, cap_src, f);
+    int rd_err = ferror(f);
+    fclose(f);
+    if (!src || rd_err) {
+        free(src);
+        snprintf(err, cap, "--chat-template %.900s: %s", path, src ? "read error" : "out of memory");
+        return -1;
+    }
+    eng_err e = {0};
+    eng_chat_tmpl *t = NULL;
+    int rc = eng_chat_tmpl_compile(src, n, &t, &e);
+    free(src);
+    if (rc) {
+        snprintf(err, cap, "--chat-template %.500s: %s", path, e.msg);
+        return -1;
+    }
+    s->chat_jinja = t;
+    s->chat_from_file = 1;
+    return 0;
+}
+
+void srv_chat_free(srv_server *s)
+{
+    eng_chat_tmpl_free(s->chat_jinja);
+    s->chat_jinja = NULL;
+    free(s->chat_bos);
+    free(s->chat_eos);
+    s->chat_bos = s->chat_eos = NULL;
+}
+
+/* bos_token / eos_token for a Jinja template: tokenizer_config.json's (as HF's
+ * special_tokens_map), else the tokenizer's own pieces. */
+static char *special_text(srv_server *s, const char *key, int id)
+{
+    char *v = eng_chat_config_token(s->model ? s->model->tokenizer_config_json : NULL, key);
+    if (v || id < 0 || !s->tok)
+        return v;
+    const char *p = eng_tokenizer_piece(s->tok, id);
+    if (!p)
+        return NULL;
+    size_t n = strlen(p);
+    v = malloc(n + 1);
+    if (v)
+        memcpy(v, p, n + 1);
+    return v;
+}
 
 void srv_chat_setup(srv_server *s)
 {
-    eng_chat_template t;
-    const char *how;
-    if (s->cfg->chat_template[0]) {
-        t = eng_chat_template_from_name(s->cfg->chat_template);
-        if (t == ENG_CHAT_UNKNOWN)
-            t = ENG_CHAT_PLAIN;   /* srv_config_parse already rejected other names */
-        how = "--chat-template";
-    } else {
-        t = eng_chat_detect(s->model ? s->model->tokenizer_config_json : NULL);
-        how = s->model && s->model->tokenizer_config_json ? "tokenizer_config.json"
-                                                           : "no tokenizer_config.json";
+    const char *cfg = s->cfg->chat_template;
+    const char *tc = s->model ? s->model->tokenizer_config_json : NULL;
+    eng_chat_template t = ENG_CHAT_PLAIN;
+    char how[160];
+    if (!s->chat_from_file && cfg[0]) {
+        t = eng_chat_template_from_name(cfg);
+        snprintf(how, sizeof(how), "--chat-template");
+    } else if (!s->chat_from_file) {
+        char *src = eng_chat_template_source(tc);
+        if (src) {
+            eng_err e = {0};
+            if (eng_chat_tmpl_compile(src, strlen(src), &s->chat_jinja, &e) != 0)
+                srv_log("warn", "the model's chat_template does not compile (%s); falling back "
+                        "to a hand-written layout", e.msg);
+            free(src);
+        }
+        if (!s->chat_jinja)
+            t = eng_chat_detect(tc);
+        snprintf(how, sizeof(how), "%s", tc ? "tokenizer_config.json" : "no tokenizer_config.json");
     }
     s->chat_tmpl = (int)t;
+    if (s->chat_jinja) {
+        free(s->chat_bos);
+        free(s->chat_eos);
+        s->chat_bos = special_text(s, "bos_token", s->tok ? eng_tokenizer_bos(s->tok) : -1);
+        s->chat_eos = special_text(s, "eos_token", s->tok ? eng_tokenizer_eos(s->tok) : -1);
+        srv_log("info", "chat template: jinja (%s; bos_token '%.40s', eos_token '%.40s')",
+                s->chat_from_file ? cfg : "the model's chat_template in tokenizer_config.json",
+                s->chat_bos ? s->chat_bos : "", s->chat_eos ? s->chat_eos : "");
+        return;
+    }
     srv_log("info", "chat template: %s (%s)", eng_chat_template_name(t), how);
+}
+
+/* End-of-turn markup a Jinja template writes, most specific first; the token text also ends
+ * an answer written as plain text. */
+static const char *const k_turn_ends[] = {"<|im_end|>", "<|eot_id|>", "<|end|>",
+                                          "<end_of_turn>"};
+
+const char *srv_chat_turn_end(srv_server *s)
+{
+    if (!s->chat_jinja)
+        return eng_chat_turn_end((eng_chat_template)s->chat_tmpl);
+    for (size_t i = 0; i < sizeof(k_turn_ends) / sizeof(k_turn_ends[0]); i++)
+        if (eng_chat_tmpl_has(s->chat_jinja, k_turn_ends[i]))
+            return k_turn_ends[i];
+    return NULL;
 }
 
 int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap)
 {
     int n = 0;
+    if (s->chat_jinja) {
+        /* every end-of-turn token the template writes and the tokenizer knows */
+        for (size_t i = 0; i < sizeof(k_turn_ends) / sizeof(k_turn_ends[0]) && n < cap; i++) {
+            if (!eng_chat_tmpl_has(s->chat_jinja, k_turn_ends[i]))
+                continue;
+            int id = eng_tokenizer_find(s->tok, k_turn_ends[i]);
+            if (id >= 0)
+                out[n++] = id;
+        }
+        return n;
+    }
     const char *end = eng_chat_turn_end((eng_chat_template)s->chat_tmpl);
     if (end && cap > n) {
         int id = eng_tokenizer_find(s->tok, end);   /* "<|im_end|>" is one token in Yi/ChatML */
@@ -125,21 +238,30 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
         em[k].role = m[k].role;
         em[k].content = m[k].content.p ? m[k].content.p : "";
     }
-    eng_chat_template t = (eng_chat_template)s->chat_tmpl;
     eng_err err = {0};
-    size_t need = 0;
-    int erc = eng_chat_render(t, em, cnt, 1, NULL, 0, &need, &err);
     srv_buf prompt = {0};
-    size_t *spans = malloc(2 * (size_t)cnt * sizeof(*spans));
-    int n_spans = 0;
-    if (!spans)
-        erc = ENG_E_NOMEM;
-    if (erc == ENG_E_FULL || erc == 0) {
-        prompt.p = malloc(need + 1);
-        prompt.cap = need + 1;
-        erc = prompt.p ? eng_chat_render_spans(t, em, cnt, 1, prompt.p, need + 1, &prompt.len,
-                                               spans, &n_spans, &err)
-                       : ENG_E_NOMEM;
+    size_t *spans = NULL;
+    int n_spans = 0, erc;
+    if (s->chat_jinja) {
+        eng_chat_tmpl_args ta = {.add_generation_prompt = 1, .bos_token = s->chat_bos,
+                                 .eos_token = s->chat_eos};
+        erc = eng_chat_tmpl_render(s->chat_jinja, em, cnt, &ta, &prompt.p, &prompt.len, &spans,
+                                   &n_spans, &err);
+        prompt.cap = prompt.p ? prompt.len + 1 : 0;
+    } else {
+        eng_chat_template t = (eng_chat_template)s->chat_tmpl;
+        size_t need = 0;
+        erc = eng_chat_render(t, em, cnt, 1, NULL, 0, &need, &err);
+        spans = malloc(2 * (size_t)cnt * sizeof(*spans));
+        if (!spans)
+            erc = ENG_E_NOMEM;
+        if (erc == ENG_E_FULL || erc == 0) {
+            prompt.p = malloc(need + 1);
+            prompt.cap = need + 1;
+            erc = prompt.p ? eng_chat_render_spans(t, em, cnt, 1, prompt.p, need + 1,
+                                                   &prompt.len, spans, &n_spans, &err)
+                           : ENG_E_NOMEM;
+        }
     }
     free(em);
     if (erc != 0) {
@@ -151,15 +273,17 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
             srv_resp_bad(r, "messages", "%s", err.msg[0] ? err.msg : eng_strerror(erc));
         goto out;
     }
-    /* The template writes BOS as the text "<s>"; a llama2.c tokenizer spells BOS differently,
-     * so take it off and let the encoder add the real BOS id. */
-    *enc_from = prompt.len >= 3 && memcmp(prompt.p, "<s>", 3) == 0 ? 3 : 0;
+    /* The template writes BOS as text ("<s>", "<|begin_of_text|>"); a llama2.c tokenizer
+     * spells BOS differently, so take it off and let the encoder add the real BOS id. */
+    const char *bos = s->chat_jinja ? s->chat_bos : "<s>";
+    size_t bl = bos ? strlen(bos) : 0;
+    *enc_from = bl > 0 && prompt.len >= bl && memcmp(prompt.p, bos, bl) == 0 ? bl : 0;
     if (srv_prompt_bytes_ok(s, r, prompt.len - *enc_from, 0, "messages") != 0) {
         free(spans);
         srv_buf_free(&prompt);
         goto out;
     }
-    /* content ranges, counted from where tokenizing starts (contents never cover the "<s>") */
+    /* content ranges, counted from where tokenizing starts (clipped at it) */
     for (int k = 0; k < 2 * n_spans; k++)
         spans[k] = spans[k] > *enc_from ? spans[k] - *enc_from : 0;
     *plain = spans;
@@ -172,7 +296,6 @@ out:
     free(m);
     return rc;
 }
-
 /* Features a client relies on for the shape of the answer (function calls, JSON output) are
  * refused by name rather than ignored; their empty or default forms, which SDKs send
  * routinely, are accepted. 0, or -1 with a 400 sent. */
@@ -243,7 +366,7 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
     int32_t stop_ids[SRV_MAX_STOP_IDS];
     int n_stop = srv_chat_stop_ids(s, stop_ids, SRV_MAX_STOP_IDS);
     /* the template's end-of-turn text also ends the answer when written as plain text */
-    const char *turn_end = eng_chat_turn_end((eng_chat_template)s->chat_tmpl);
+    const char *turn_end = srv_chat_turn_end(s);
     if (turn_end && p.n_stops < ENG_MAX_STOPS)
         p.stops[p.n_stops++] = turn_end;
     srv_gen_submit(s, r, SRV_GEN_CHAT, &p, pr, 1, stop_ids, n_stop);

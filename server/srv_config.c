@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "srv_limits.h"
 
@@ -51,7 +52,9 @@ static const cfg_flag srv__flags[] = {
     {"threads", "CLAQ_THREADS", CFG_INT, F(threads), 0, 1024,
      "CPU worker threads; 0 = one per core (default 0)"},
     {"chat-template", "CLAQ_CHAT_TEMPLATE", CFG_STR, F(chat_template), 0, 0,
-     "llama2 | chatml | plain (default: detected from tokenizer_config.json, else plain)"},
+     "llama2 | chatml | plain | FILE holding a Jinja chat template (default: the model's own "
+     "chat_template from tokenizer_config.json; without one, a layout detected from it, else "
+     "plain)"},
     {"request-timeout", "CLAQ_REQUEST_TIMEOUT", CFG_DBL, F(request_timeout_s), 0.001, 1e7,
      "seconds a generation may run before it is ended (default 600)"},
     {"max-body-bytes", "CLAQ_MAX_BODY_BYTES", CFG_I64, F(max_body_bytes), 1, 1LL << 34,
@@ -276,9 +279,10 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, char *err,
         return -1;
     }
     if (c->chat_template[0] && strcmp(c->chat_template, "llama2") != 0 &&
-        strcmp(c->chat_template, "chatml") != 0 && strcmp(c->chat_template, "plain") != 0) {
-        snprintf(err, cap, "--chat-template: '%s' is not llama2, chatml or plain",
-                 c->chat_template);
+        strcmp(c->chat_template, "chatml") != 0 && strcmp(c->chat_template, "plain") != 0 &&
+        access(c->chat_template, R_OK) != 0) {
+        snprintf(err, cap, "--chat-template: '%.900s' is not llama2, chatml, plain or a "
+                 "readable template file", c->chat_template);
         return -1;
     }
     if (strcmp(c->device, "cpu") != 0 && strcmp(c->device, "cuda") != 0 &&

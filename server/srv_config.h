@@ -22,7 +22,8 @@ typedef struct srv_config {
     int max_batch;                  /* --max-batch: sequences per decode step */
     int max_queue;                  /* --max-queue: waiting sequences before 429 */
     int threads;                    /* --threads: CPU backend workers (0 = all cores) */
-    char chat_template[32];         /* --chat-template: llama2|chatml|plain ("" = detect) */
+    char chat_template[SRV_CFG_STR]; /* --chat-template: llama2|chatml|plain or a Jinja file
+                                       ("" = the model's chat_template, else detected) */
     double request_timeout_s;       /* --request-timeout */
     int64_t max_body_bytes;         /* --max-body-bytes */
     int64_t max_inflight_body_bytes; /* --max-inflight-body-bytes */

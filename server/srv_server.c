@@ -200,6 +200,8 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
     uv_timer_init(loop, &s->drain);
     s->sweep.data = s->drain.data = s;
     s->handles_open = 1;
+    if (srv_chat_load_file(s, err, cap) != 0)
+        return -1;
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
@@ -218,6 +220,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
 void srv_server_free(srv_server *s)
 {
     final_shutdown(s);
+    srv_chat_free(s);
     free(s->tasks);
     s->tasks = NULL;
     s->tasks_cap = s->tasks_n = 0;

@@ -42,7 +42,11 @@ typedef struct srv_server {
     char model_id[256];         /* served model name */
     int ready;                  /* model loaded */
     int load_failed;
-    int chat_tmpl;              /* eng_chat_template chosen at load */
+    int chat_tmpl;              /* eng_chat_template chosen at load (used when chat_jinja is NULL) */
+    struct eng_jinja *chat_jinja; /* owned: the compiled Jinja chat template (--chat-template FILE
+                                   at start, else the model's at load), or NULL */
+    char *chat_bos, *chat_eos;  /* owned: bos_token / eos_token text for chat_jinja, or NULL */
+    int chat_from_file;         /* chat_jinja came from --chat-template FILE */
     int n_ctx;                  /* copied from the scheduler at ready */
     const eng_model *model;     /* borrowed from the scheduler after ready */
     const eng_tokenizer *tok;   /* borrowed from the scheduler after ready */
