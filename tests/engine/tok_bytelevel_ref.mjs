@@ -2,7 +2,8 @@
 //   node tok_bytelevel_ref.mjs fixture DIR KIND   writes DIR/tokenizer.json + tokenizer_config.json
 //       built at test time from llama3-tokenizer-js's LLaMA-3 vocabulary and merges (nothing is
 //       committed): KIND llama3 = the real LLaMA-3 layout (Split with the LLaMA-3 regex + ByteLevel,
-//       ignore_merges, TemplateProcessing adding <|begin_of_text|>, 256 special tokens); qwen2 = the
+//       ignore_merges, TemplateProcessing adding <|begin_of_text|>, 256 special tokens, and
+//       Llama-3.1-Instruct's chat template from templates/ in tokenizer_config.json); qwen2 = the
 //       same vocabulary behind Qwen2's single-digit regex, merges as [a, b] pairs, no BOS;
 //       gpt2 = ByteLevel alone (GPT-2 regex, add_prefix_space) without ignore_merges.
 //   node tok_bytelevel_ref.mjs encode DIR BOS     stdin: JSON strings, one per line; stdout: ids
@@ -49,9 +50,11 @@ async function fixture() {
                  ignore_merges: kind !== 'gpt2', vocab,
                  merges: kind === 'qwen2' ? pairs : pairs.map(p => p.join(' ')) },
     };
+    const here = new URL('.', import.meta.url).pathname;
     const cfg = kind === 'llama3'
         ? { bos_token: bos, eos_token: '<|eot_id|>', clean_up_tokenization_spaces: true,
-            model_max_length: 131072, tokenizer_class: 'PreTrainedTokenizerFast' }
+            model_max_length: 131072, tokenizer_class: 'PreTrainedTokenizerFast',
+            chat_template: fs.readFileSync(here + 'templates/llama-3.1-instruct.jinja', 'utf8') }
         : { bos_token: null, eos_token: '<|end_of_text|>', clean_up_tokenization_spaces: false,
             tokenizer_class: 'PreTrainedTokenizerFast' };
     fs.mkdirSync(dir, { recursive: true });

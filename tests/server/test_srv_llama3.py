@@ -8,7 +8,11 @@ tests/engine/tok_bytelevel_ref.mjs). Checks that:
   * each of the three end ids, forced with logit_bias, ends the completion (finish_reason
     "stop"), while another special token (<|reserved_special_token_0|>) does not;
   * streamed and whole greedy completions agree and stream valid UTF-8 text;
-  * the same holds after `claq quantize` packs the model (tokenizer and eos list embedded).
+  * the OpenAI JS SDK chats through the Llama-3.1-Instruct template the model ships
+    (openai_llama3_chat.mjs): prompt_tokens match /tokenize, user text that spells <|eot_id|>
+    and an assistant header stays plain, <|eot_id|> ends the reply, streamed == whole;
+  * the same holds after `claq quantize` packs the model (tokenizer, its config with the chat
+    template, and the eos list embedded).
 Skips (77) without node's reference packages (tests/engine/node_modules)."""
 import os
 import subprocess
@@ -34,9 +38,25 @@ C = Checker()
 END_IDS = (128001, 128008, 128009)
 
 
+def sdk_chat(srv, label):
+    here = os.path.join(SRC, "tests", "server")
+    if not os.path.isfile(os.path.join(here, "node_modules", "openai", "package.json")):
+        if subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+                          cwd=here).returncode != 0:
+            print("NOTE: the openai SDK is not installed: SDK chat checks skipped")
+            return
+    env = dict(os.environ, CLAQ_SERVER_URL="http://%s:%d" % (srv.host, srv.port))
+    r = subprocess.run(["node", os.path.join(here, "openai_llama3_chat.mjs")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    print(r.stdout.strip())
+    C.check(r.returncode == 0, "%s: OpenAI SDK chat through the LLaMA-3.1 template: %s" %
+            (label, r.stderr[-2000:]))
+
+
 def check_model(path, label):
     srv = Server(path)
     try:
+        sdk_chat(srv, label)
         text = "Hi<|eot_id|> there <|begin_of_text|>é😀\n\n  code: x=1;"
         st, _, tk = srv.post("/tokenize", {"prompt": text})
         C.check(st == 200, "%s: /tokenize status %d" % (label, st))
