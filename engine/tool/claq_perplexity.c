@@ -1,7 +1,11 @@
 /* claq_perplexity.c — `claq perplexity` with the GPTQ protocol: tokenize the whole file once with
  * BOS at its start, cut the stream into consecutive non-overlapping windows of --ctx tokens (no
  * extra BOS), score every next-token prediction inside each window, print exp(mean NLL). The last
- * stdout line is `perplexity: <value>`. */
+ * stdout line is `perplexity: <value>`.
+ * With --reference MODEL (llama.cpp's --kl-divergence convention) the reference model runs the
+ * same windows and, token by token, the KL divergence KL(P_ref || P_model) and whether the two
+ * argmaxes agree are measured: mean, median, 99th percentile and maximum KL, top-1 agreement, and
+ * the reference's own perplexity, printed before the perplexity line. Main thread only. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,37 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* log of the softmax normaliser of logits, in double */
+static double log_z(const float *logits, int vocab)
+{
+    double mx = logits[0];
+    for (int i = 1; i < vocab; i++) if (logits[i] > mx) mx = logits[i];
+    double s = 0;
+    for (int i = 0; i < vocab; i++) s += exp((double)logits[i] - mx);
+    return log(s) + mx;
+}
+
+/* KL(P || Q) of the softmaxes of p and q (nats), and whether their argmaxes agree. */
+static double kl_div(const float *p, const float *q, int vocab, int *same_top)
+{
+    double lzp = log_z(p, vocab), lzq = log_z(q, vocab), kl = 0;
+    int ap = 0, aq = 0;
+    for (int i = 0; i < vocab; i++) {
+        double lp = (double)p[i] - lzp, lq = (double)q[i] - lzq;
+        kl += exp(lp) * (lp - lq);
+        if (p[i] > p[ap]) ap = i;
+        if (q[i] > q[aq]) aq = i;
+    }
+    *same_top = ap == aq;
+    return kl > 0 ? kl : 0;   /* rounding can leave a tiny negative for equal distributions */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* log-sum-exp NLL of target under logits, in double */
 static double nll(const float *logits, int vocab, int target)
 {
@@ -52,6 +87,8 @@ int claq_cmd_perplexity(int argc, char **argv)
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
+        {"--reference", 1, NULL, "also measure KL divergence and top-1 agreement against this "
+                                 "model (e.g. the FP original; same vocabulary)"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
@@ -86,8 +123,24 @@ int claq_cmd_perplexity(int argc, char **argv)
     }
     int ret = 1, vocab = s.model->cfg.vocab_size;
     eng_err err = {0};
-    float *logits = NULL;
-    int32_t *toks = malloc((len + 8) * sizeof *toks);
+    float *logits = NULL, *ref_logits = NULL;
+    double *kls = NULL;
+    int32_t *toks = NULL;
+    const char *ref_path = claq_arg_get(spec, ns, "--reference");
+    claq_session r = {0};
+    int have_ref = 0;
+    if (ref_path) {
+        if (claq_session_open(&r, "perplexity --reference", ref_path, NULL, 0,
+                              claq_arg_get(spec, ns, "--device"), (int)threads, 128, 0))
+            goto out;
+        have_ref = 1;
+        if (r.model->cfg.vocab_size != vocab) {
+            fprintf(stderr, "claq perplexity: --reference has a vocabulary of %d, the model %d\n",
+                    r.model->cfg.vocab_size, vocab);
+            goto out;
+        }
+    }
+    toks = malloc((len + 8) * sizeof *toks);
     size_t n_tok = 0;
     if (!toks) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
     int bos = eng_tokenizer_bos(s.tok);
@@ -108,6 +161,19 @@ int claq_cmd_perplexity(int argc, char **argv)
     if (eng_kv_init_dtype(&s.kv, &s.model->cfg, ctx, kv_dtype, &err)) goto fail;
     logits = malloc((size_t)ctx * (size_t)vocab * sizeof(float));
     if (!logits) { eng_err_set(&err, ENG_E_NOMEM, "out of memory for logits"); goto fail; }
+    if (have_ref) {
+        if (ctx > r.model->cfg.seq_len) {
+            fprintf(stderr, "claq perplexity: --ctx %lld exceeds the reference's context %d\n",
+                    ctx, r.model->cfg.seq_len);
+            goto out;
+        }
+        if (eng_kv_init_dtype(&r.kv, &r.model->cfg, ctx, kv_dtype, &err)) goto fail;
+        ref_logits = malloc((size_t)ctx * (size_t)vocab * sizeof(float));
+        kls = malloc((size_t)windows * (size_t)ctx * sizeof *kls);
+        if (!ref_logits || !kls) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
+    }
+    double ref_sum = 0, kl_sum = 0;
+    long long same_top = 0;
     fprintf(stderr, "%s: %zu tokens, %lld windows of %lld\n", file, n_tok, windows, ctx);
     double sum = 0;
     long long count = 0;
@@ -119,8 +185,22 @@ int claq_cmd_perplexity(int argc, char **argv)
         int rc = claq_session_prefill(&s, &seq, win, (int)ctx, 0, 1, logits, &err);
         eng_kv_release(&s.kv, &seq);
         if (rc) goto fail;
+        if (have_ref) {
+            eng_seq rseq = {0};
+            rc = claq_session_prefill(&r, &rseq, win, (int)ctx, 0, 1, ref_logits, &err);
+            eng_kv_release(&r.kv, &rseq);
+            if (rc) goto fail;
+        }
         for (long long i = 0; i + 1 < ctx; i++) {
             sum += nll(logits + i * vocab, vocab, win[i + 1]);
+            if (have_ref) {
+                int same;
+                double kl = kl_div(ref_logits + i * vocab, logits + i * vocab, vocab, &same);
+                kls[count] = kl;
+                kl_sum += kl;
+                same_top += same;
+                ref_sum += nll(ref_logits + i * vocab, vocab, win[i + 1]);
+            }
             count++;
         }
         if ((w + 1) % 10 == 0 || w + 1 == windows)
@@ -131,6 +211,15 @@ int claq_cmd_perplexity(int argc, char **argv)
     fprintf(stderr, "scored %lld tokens in %.2f s (%.0f tok/s)\n", count, dt, (double)windows * ctx / dt);
     printf("tokens: %zu\nwindows: %lld\nctx: %lld\nscored: %lld\nnll: %.6f\n", n_tok, windows, ctx,
            count, sum / count);
+    if (have_ref) {
+        qsort(kls, (size_t)count, sizeof *kls, cmp_double);
+        long long p99 = (long long)ceil(0.99 * (double)count) - 1;
+        printf("reference perplexity: %.4f\nppl ratio: %.5f\n", exp(ref_sum / count),
+               exp((sum - ref_sum) / count));
+        printf("kl mean: %.6f\nkl median: %.6f\nkl p99: %.6f\nkl max: %.6f\n", kl_sum / count,
+               kls[count / 2], kls[p99 < 0 ? 0 : p99], kls[count - 1]);
+        printf("top-1 agreement: %.4f\n", (double)same_top / (double)count);
+    }
     printf("perplexity: %.4f\n", exp(sum / count));
     ret = 0;
     goto out;
@@ -138,8 +227,11 @@ fail:
     fprintf(stderr, "claq perplexity: %s\n", err.msg);
 out:
     free(logits);
+    free(ref_logits);
+    free(kls);
     free(toks);
     free(text);
+    if (have_ref) claq_session_close(&r);
     claq_session_close(&s);
     return ret;
 }
