@@ -374,6 +374,68 @@ static void sched_publish(srv_sched *s)
 }
 
 /* One engine step over everything running. */
+/* Hands the logits of a finished forward to the tasks of its items (items[0..n), task[i] the
+ * task of item i): prompt logprobs, the end of a scoring-only task, or the next token. */
+static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task *const *task,
+                             int n, ev_list *ev)
+{
+    int vocab = s->model->cfg.vocab_size, row = 0;
+    for (int i = 0; i < n; i++) {
+        if (!items[i].want_logits)
+            continue;
+        srv_task *bt = task[i];
+        float *lg = s->logits + (size_t)row++ * (size_t)vocab;
+        if (items[i].pos < bt->n_prompt - 1) {
+            task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
+            continue;
+        }
+        if (bt->max_tokens == 0) {   /* prompt scoring only (echo + logprobs) */
+            task_finish(s, bt, SRV_FINISH_LENGTH, NULL, ev);
+            continue;
+        }
+        eng_logprob lp;
+        int32_t tok = eng_sampler_sample(&bt->sampler, lg, bt->want_logprobs ? &lp : NULL);
+        if (tok < 0) {
+            task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
+            continue;
+        }
+        task_token(s, bt, tok, bt->want_logprobs ? &lp : NULL, ev);
+    }
+}
+
+/* The batch of s->items[0..n) failed in the engine. A per-request cause (a token outside the
+ * vocabulary, a position without a KV block) must fail that request alone, so each task's items
+ * run again as a batch of their own (the forward checks its inputs before it computes, and KV
+ * writes of a position are idempotent; batch invariance makes the results those of the shared
+ * batch): a task whose own batch fails ends with that error, the others carry on. A failure of
+ * the whole engine (device, memory) fails every task this way too, one forward each. */
+static void sched_forward_isolated(srv_sched *s, int n, ev_list *ev)
+{
+    for (int i = 0; i < n; i++) {
+        srv_task *bt = s->item_task[i];
+        if (!bt)
+            continue;
+        int k = 0;
+        for (int j = i; j < n; j++) {
+            if (s->item_task[j] != bt)
+                continue;
+            s->iso_items[k] = s->items[j];
+            s->iso_task[k++] = bt;
+            s->item_task[j] = NULL;
+        }
+        eng_err err = {0};
+        int rc = eng_forward(s->ctx, &s->kv, s->iso_items, k, s->logits, &err);
+        s->counts.steps++;
+        if (rc == 0) {
+            sched_use_logits(s, s->iso_items, s->iso_task, k, ev);
+            continue;
+        }
+        char msg[ENG_ERR_MSG + 32];
+        snprintf(msg, sizeof(msg), "engine: %s", err.msg[0] ? err.msg : eng_strerror(rc));
+        task_finish(s, bt, SRV_FINISH_ERROR, msg, ev);
+    }
+}
+
 static void sched_step(srv_sched *s, ev_list *ev)
 {
     double now = now_s();
@@ -471,43 +533,10 @@ static void sched_step(srv_sched *s, ev_list *ev)
         eng_err err = {0};
         int rc = eng_forward(s->ctx, &s->kv, s->items, n, s->logits, &err);
         s->counts.steps++;
-        if (rc != 0) {
-            char msg[ENG_ERR_MSG + 32];
-            snprintf(msg, sizeof(msg), "engine: %s", err.msg[0] ? err.msg : eng_strerror(rc));
-            /* Every task in this batch is now in an unknown state: end them all. */
-            for (int i = 0; i < n; i++) {
-                srv_task *bt = s->item_task[i];
-                if (!bt)
-                    continue;
-                for (int j = i + 1; j < n; j++)
-                    if (s->item_task[j] == bt)
-                        s->item_task[j] = NULL;
-                task_finish(s, bt, SRV_FINISH_ERROR, msg, ev);
-            }
-        } else {
-            int vocab = s->model->cfg.vocab_size, row = 0;
-            for (int i = 0; i < n; i++) {
-                if (!s->items[i].want_logits)
-                    continue;
-                srv_task *bt = s->item_task[i];
-                float *lg = s->logits + (size_t)row++ * (size_t)vocab;
-                if (s->items[i].pos < bt->n_prompt - 1) {
-                    task_prompt_logprob(s, bt, lg, s->items[i].pos + 1, ev);
-                    continue;
-                }
-                if (bt->max_tokens == 0) {   /* prompt scoring only (echo + logprobs) */
-                    task_finish(s, bt, SRV_FINISH_LENGTH, NULL, ev);
-                    continue;
-                }
-                eng_logprob lp;
-                int32_t tok = eng_sampler_sample(&bt->sampler, lg, bt->want_logprobs ? &lp : NULL);
-                if (tok < 0) {
-                    task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
-                    continue;
-                }
-                task_token(s, bt, tok, bt->want_logprobs ? &lp : NULL, ev);
-            }
-        }
+        if (rc == 0)
+            sched_use_logits(s, s->items, s->item_task, n, ev);
+        else
+            sched_forward_isolated(s, n, ev);
     }
 
     /* SSE keep-alives for sequences that have sent nothing for a while (waiting, prefilling, or
@@ -585,7 +614,9 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->logits = malloc((size_t)s->batch_cap * (size_t)mc->vocab_size * sizeof(float));
     s->items = calloc((size_t)s->batch_cap, sizeof(*s->items));
     s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
-    if (!s->logits || !s->items || !s->item_task) {
+    s->iso_items = calloc((size_t)s->batch_cap, sizeof(*s->iso_items));
+    s->iso_task = calloc((size_t)s->batch_cap, sizeof(*s->iso_task));
+    if (!s->logits || !s->items || !s->item_task || !s->iso_items || !s->iso_task) {
         snprintf(msg, cap, "out of memory for batch buffers");
         return ENG_E_NOMEM;
     }
@@ -727,9 +758,13 @@ void srv_sched_stop(srv_sched *s)
     free(s->logits);
     free(s->items);
     free(s->item_task);
+    free(s->iso_items);
+    free(s->iso_task);
     s->logits = NULL;
     s->items = NULL;
     s->item_task = NULL;
+    s->iso_items = NULL;
+    s->iso_task = NULL;
     eng_ctx_destroy(s->ctx);
     s->ctx = NULL;
     eng_kv_free(&s->kv);

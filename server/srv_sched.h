@@ -132,6 +132,8 @@ typedef struct srv_sched {
     float *logits;                  /* [batch cap][vocab]; owned */
     eng_batch_item *items;          /* [batch cap]; owned */
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */
+    eng_batch_item *iso_items;      /* [batch cap]; owned: one task's items when a batch failed */
+    srv_task **iso_task;            /* [batch cap]; borrowed */
     int batch_cap;
     srv_task *waiting, *running;    /* lists; owned */
     srv_sched_stats counts;         /* the counters above, copied into stats at publish */
