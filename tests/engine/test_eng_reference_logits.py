@@ -173,6 +173,23 @@ def main():
             ours = our_logits(d, ids, vocab, extra)
             compare(f"{name} case {ci} ({len(ids)} tokens)", ours, reference_logits(d, W, ids), 1e-4)
 
+    # a LLaMA-3.2-shaped synthetic model (claq synth --shape llama3-tiny: 128,256-token
+    # vocabulary, GQA 4/2, tied head, rope_theta 5e5, llama3 rope_scaling factor 32, F16): the
+    # reference runs on the same F16 weights in float64
+    l3 = tempfile.mkdtemp(prefix="claq-llama3-")
+    try:
+        r = subprocess.run([CLAQ, "synth", "--shape", "llama3-tiny", "--tokenizer",
+                            os.path.join(SHARED, "models", "tinystories-656k", "tokenizer.json"),
+                            "--out", l3], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"claq synth failed: {r.stderr.strip()}")
+        W3 = read_safetensors(os.path.join(l3, "model.safetensors"))
+        ids3 = [128000] + [int(t) for t in rng.integers(0, 128000, 80)]
+        compare("synthetic llama3-tiny (llama3 rope_scaling, GQA, tied, F16)",
+                our_logits(l3, ids3, 128256), reference_logits(l3, W3, ids3), 1e-4)
+    finally:
+        shutil.rmtree(l3)
+
     # dtype conversions and a 2-shard index of tinystories-656k
     src = os.path.join(SHARED, "models", "tinystories-656k")
     W32 = read_safetensors(os.path.join(src, "model.safetensors"))
