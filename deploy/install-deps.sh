@@ -33,6 +33,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 if ! command -v dockerd >/dev/null 2>&1; then
     $SUDO apt-get install -y -qq --no-install-recommends docker.io >/dev/null
 fi
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi
 
 # Node.js + npm for the OpenAI SDK test: a machine may already carry a vendor build of nodejs that
 # bundles npm (and conflicts with Debian's npm package), so only install what is missing.

@@ -127,3 +127,17 @@ grep -q 'draining' <<<"$logs" && grep -q 'drained: every request answered' <<<"$
     { tail -n 10 <<<"$logs" >&2; fail "the server did not log its drain"; }
 [ "$exit_code" = 0 ] || fail "the container exited $exit_code after docker stop"
 echo "docker stop drained: ok"
+
+# ---- compose: the file parses and its lb profile mounts deploy/nginx.conf (not run here) ----
+compose=""
+if docker compose version >/dev/null 2>&1; then compose="docker compose"
+elif command -v docker-compose >/dev/null; then compose="docker-compose"; fi
+if [ -n "$compose" ]; then
+    cfg=$($compose -f "$SRC/deploy/docker-compose.yml" --profile lb config) || fail "compose config"
+    grep -q "$SRC/deploy/nginx.conf:/etc/claq/nginx.conf:ro" <<<"$cfg" ||
+        fail "the compose lb profile does not mount deploy/nginx.conf"
+    [ "$(grep -c 'network_mode: host' <<<"$cfg")" -eq 5 ] || fail "compose: not every service uses host networking"
+    echo "compose file ($compose): ok"
+else
+    echo "note: no docker compose / docker-compose here: the compose file was not checked"
+fi
