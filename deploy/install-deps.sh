@@ -26,7 +26,16 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config git ca-certificates curl clang libclang-rt-14-dev \
     libuv1-dev libcjson-dev libopenblas-dev liblapacke-dev \
     python3 python3-numpy python3-sentencepiece python3-sklearn python3-jinja2 \
-    wrk >/dev/null
+    wrk nginx debootstrap >/dev/null
+
+# Docker for tests/deploy (Debian's engine; a machine that already has a Docker engine, e.g. a
+# vendor docker-ce whose packages conflict with docker.io, keeps it). Installing does not start it.
+if ! command -v dockerd >/dev/null 2>&1; then
+    $SUDO apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+fi
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi
 
 # Node.js + npm for the OpenAI SDK test: a machine may already carry a vendor build of nodejs that
 # bundles npm (and conflicts with Debian's npm package), so only install what is missing.
@@ -52,6 +61,12 @@ fi
 #    test time, nothing is committed.
 if [ -f "$here/tests/engine/package.json" ]; then
     (cd "$here/tests/engine" && npm ci --no-audit --no-fund --silent)
+fi
+
+# 6. Offline Kubernetes manifest validation (kubernetes-models + @kubernetes-models/validate),
+#    pinned by tests/deploy/package-lock.json.
+if [ -f "$here/tests/deploy/package.json" ]; then
+    (cd "$here/tests/deploy" && npm ci --no-audit --no-fund --silent)
 fi
 
 echo "claq dependencies installed"
