@@ -139,6 +139,12 @@ void eng_sampler_free(eng_sampler *s)
     s->vocab = 0;
 }
 
+void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow)
+{
+    if (s)
+        s->allow = allow;
+}
+
 void eng_sampler_accept(eng_sampler *s, int32_t token)
 {
     if (!s->counts || token < 0 || token >= s->vocab)
@@ -283,7 +289,12 @@ static int adjust_logits(eng_sampler *s, float *x, int32_t *amax)
               c->frequency_penalty != 0.0f;
     int n_finite = 0;
     int32_t best = -1;
+    const uint32_t *allow = s->allow;
     for (int i = 0; i < V; i++) {
+        if (allow && !(allow[i >> 5] >> (i & 31) & 1)) {
+            x[i] = -INFINITY;   /* after the bias: logit_bias cannot lift a grammar's ban */
+            continue;
+        }
         float v = x[i];
         if (pen && (s->counts[i] > 0 || s->in_prompt[i]) && !isnan(v)) {
             float p = c->repetition_penalty;
@@ -349,6 +360,7 @@ int32_t eng_sampler_sample(eng_sampler *s, float *logits, eng_logprob *lp)
 
     int32_t amax;
     int n = adjust_logits(s, x, &amax);
+    s->allow = NULL;
     if (n == 0)
         return ENG_E_RANGE;
     float m = x[amax];

@@ -51,6 +51,9 @@ typedef struct eng_sampler {
     int32_t *idx;               /* [vocab] scratch; owned */
     uint32_t *counts;           /* [vocab] occurrences in the output, for penalties; owned */
     uint8_t *in_prompt;         /* [vocab] 1: in the prompt (repetition penalty only); owned */
+    const uint32_t *allow;      /* [(vocab + 31) / 32] bitset of the tokens the next sample may
+                                   pick (constrained decoding), or NULL; borrowed for one
+                                   eng_sampler_sample call, which clears it */
 } eng_sampler;
 
 int eng_sampler_init(eng_sampler *s, const eng_sampler_cfg *cfg, int vocab, eng_err *err);
@@ -61,6 +64,11 @@ void eng_sampler_accept(eng_sampler *s, int32_t token);
 /* Records a prompt token: only the repetition penalty looks at the prompt (presence and frequency
  * count the output, as OpenAI's and vLLM's do). */
 void eng_sampler_accept_prompt(eng_sampler *s, int32_t token);
+
+/* Restricts the next eng_sampler_sample to the tokens whose bit is set in allow (bit t of word
+ * t / 32); the others get -inf after bias and penalties, so logprobs describe the constrained
+ * distribution. allow must stay valid until that call; NULL lifts the restriction. */
+void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow);
 
 /* Picks the next token from logits [vocab] (modified in place). lp may be NULL. Returns the
  * token id (>= 0) or a negative ENG_E_* code. */

@@ -1,0 +1,88 @@
+/* eng_grammar.h — constrained decoding: a JSON grammar (any JSON object for OpenAI's json_object
+ * mode, or an automaton compiled from a JSON Schema subset), a per-tokenizer index of token bytes
+ * (eng_gvocab), and a matcher that advances the grammar token by token and gives the set of
+ * tokens allowed next as a bitset, cached per automaton state. A compiled grammar and a vocab
+ * index are immutable after creation (any thread may read them); a matcher belongs to one
+ * sequence and one thread at a time (the scheduler thread in the server). */
+#ifndef ENG_GRAMMAR_H
+#define ENG_GRAMMAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng_err.h"
+#include "eng_tokenizer.h"
+
+typedef struct eng_grammar eng_grammar;
+typedef struct eng_gvocab eng_gvocab;
+typedef struct eng_gmatch eng_gmatch;
+
+/* Limits of the schema subset (each checked at compile; the message names the one exceeded). */
+#define ENG_GRAMMAR_MAX_NODES 2048      /* compiled schema nodes */
+#define ENG_GRAMMAR_MAX_PROPS 64        /* properties of one object */
+#define ENG_GRAMMAR_MAX_ENUM 64         /* values of one enum (keys count the same way) */
+#define ENG_GRAMMAR_MAX_DEPTH 24        /* nesting of objects and arrays in the output */
+#define ENG_GRAMMAR_MAX_WS 12           /* consecutive whitespace bytes between tokens of JSON */
+#define ENG_GRAMMAR_MAX_DIGITS 15       /* digits of an integer part / a fraction / an exponent */
+#define ENG_GRAMMAR_MAX_SCHEMA 65536    /* bytes of schema text */
+
+/* Any JSON object (values of any type, nesting up to ENG_GRAMMAR_MAX_DEPTH). *out: free with
+ * eng_grammar_free. */
+int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err);
+
+/* Compiles a JSON Schema given as JSON text [0..len). The subset: "type" (object, array, string,
+ * number, integer, boolean, null, or a list of them), "properties", "required",
+ * "additionalProperties" (only declared properties are ever generated), "items", "enum",
+ * "const", "anyOf", "$defs" / "definitions" with "$ref" ("#", "#/$defs/x",
+ * "#/definitions/x"), and the annotations title / description / default / examples / $schema /
+ * $id / $comment / strict, which are ignored. Any other keyword (pattern, format, minLength,
+ * oneOf, allOf, ...) is ENG_E_UNSUPPORTED with err naming it and where it is
+ * ("unsupported JSON Schema keyword \"pattern\" at #/properties/x"); a malformed schema is
+ * ENG_E_INVAL with the same kind of message. Enum and const values match their compact JSON
+ * serialization (cJSON's) exactly. */
+int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err);
+
+/* The same from a parsed cJSON node (borrowed for the call). */
+struct cJSON;
+int eng_grammar_compile_cjson(eng_grammar **out, const struct cJSON *schema, eng_err *err);
+
+void eng_grammar_free(eng_grammar *g);   /* NULL-safe */
+
+/* Token bytes of every id (eng_tokenizer_token_bytes with no previous token), a byte trie over
+ * them, and the tokens' behaviour inside a JSON string, precomputed once per tokenizer.
+ * Special tokens and tokens with no bytes are never allowed by a grammar; eos (the tokenizer's
+ * unless eos_override >= 0) is allowed exactly where the grammar may end. */
+int eng_gvocab_build(eng_gvocab **out, const eng_tokenizer *t, int vocab, int eos_override,
+                     eng_err *err);
+void eng_gvocab_free(eng_gvocab *v);     /* NULL-safe */
+int eng_gvocab_eos(const eng_gvocab *v);
+
+/* A matcher: the grammar's current state for one sequence and its mask cache. g and v are
+ * borrowed for the matcher's life. */
+int eng_gmatch_new(eng_gmatch **out, const eng_grammar *g, const eng_gvocab *v, eng_err *err);
+void eng_gmatch_free(eng_gmatch *m);     /* NULL-safe */
+
+/* The tokens allowed next: a bitset of (vocab + 31) / 32 words, bit t of word t / 32 set when
+ * token t is allowed. Valid until the next call on m. NULL only on out-of-memory. When the
+ * grammar has no way forward (a schema that cannot be satisfied within the limits) only EOS is
+ * allowed, so a sequence always ends. */
+const uint32_t *eng_gmatch_mask(eng_gmatch *m);
+
+/* Advances by token id: 0, or ENG_E_INVAL when the token is not allowed (m unchanged). EOS is
+ * accepted where the mask offers it and leaves the state as it was. */
+int eng_gmatch_accept(eng_gmatch *m, int token);
+
+/* Advances by raw bytes (tests, tool prefixes): 0, or ENG_E_INVAL at the first byte the grammar
+ * rejects (m unchanged). */
+int eng_gmatch_accept_bytes(eng_gmatch *m, const char *bytes, size_t n);
+
+/* Back to the grammar's start (the mask cache is kept). */
+void eng_gmatch_reset(eng_gmatch *m);
+
+/* 1 when what was accepted so far is a complete value (EOS would be allowed). */
+int eng_gmatch_can_end(const eng_gmatch *m);
+
+/* Counters for benchmarks: masks computed (cache misses) and served from the cache. */
+void eng_gmatch_stats(const eng_gmatch *m, uint64_t *computed, uint64_t *cached);
+
+#endif

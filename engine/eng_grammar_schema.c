@@ -1,0 +1,511 @@
+/* eng_grammar_schema.c — compiles a JSON Schema subset (or "any JSON object") into the node
+ * graph eng_grammar_step.c walks, rejecting unsupported keywords by name with their location.
+ * Does not run the automaton. Any thread; the result is immutable. */
+#include "eng_grammar_impl.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct compiler {
+    eng_grammar *g;
+    const cJSON *root;      /* borrowed: the schema being compiled */
+    const cJSON *defs[2];   /* root's $defs and definitions, or NULL */
+    /* $ref targets compiled so far: the JSON node and its grammar node */
+    const cJSON *ref_json[256];
+    int ref_node[256];
+    int n_refs;
+    eng_err *err;
+} compiler;
+
+void eng_grammar_free(eng_grammar *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        eng_gnode *n = &g->nodes[i];
+        if (n->lits) {
+            for (int j = 0; j < n->n; j++)
+                free(n->lits[j]);
+        }
+        free(n->lits);
+        free(n->lit_len);
+        free(n->sub);
+    }
+    free(g->nodes);
+    free(g);
+}
+
+static int new_node(compiler *c, eng_gnode_kind kind)
+{
+    eng_grammar *g = c->g;
+    if (g->n_nodes >= ENG_GRAMMAR_MAX_NODES)
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema too large: more than %d nodes",
+                           ENG_GRAMMAR_MAX_NODES);
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? g->cap_nodes * 2 : 16;
+        eng_gnode *v = realloc(g->nodes, (size_t)cap * sizeof *v);
+        if (!v)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        g->nodes = v;
+        g->cap_nodes = cap;
+    }
+    eng_gnode *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->target = -1;
+    return g->n_nodes++;
+}
+
+/* Gives node i room for k literals / subnodes. */
+static int node_alloc(compiler *c, int i, int k, int lits, int subs)
+{
+    eng_gnode *n = &c->g->nodes[i];
+    n->n = 0;
+    if (lits) {
+        n->lits = calloc((size_t)(k ? k : 1), sizeof *n->lits);
+        n->lit_len = calloc((size_t)(k ? k : 1), sizeof *n->lit_len);
+        if (!n->lits || !n->lit_len)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    }
+    if (subs) {
+        n->sub = calloc((size_t)(k ? k : 1), sizeof *n->sub);
+        if (!n->sub)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    }
+    return 0;
+}
+
+/* Adds a literal (taking text over) to node i. */
+static int add_lit(compiler *c, int i, char *text)
+{
+    eng_gnode *n = &c->g->nodes[i];
+    if (!text)
+        return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    n->lits[n->n] = text;
+    n->lit_len[n->n] = strlen(text);
+    n->n++;
+    return 0;
+}
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+/* The compact JSON text of a string (with quotes and escapes, as cJSON writes it). */
+static char *json_quote(const char *s)
+{
+    cJSON *v = cJSON_CreateString(s);
+    char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(v);
+    char *d = t ? dup_str(t) : NULL;
+    free(t);
+    return d;
+}
+
+static char *json_print(const cJSON *v)
+{
+    char *t = cJSON_PrintUnformatted(v);
+    char *d = t ? dup_str(t) : NULL;
+    free(t);
+    return d;
+}
+
+static int compile(compiler *c, const cJSON *s, const char *where, int into);
+
+static const char *const k_known[] = {
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+    "anyOf", "$defs", "definitions", "$ref", "title", "description", "default", "examples",
+    "$schema", "$id", "$comment", "strict", NULL,
+};
+
+static int known_keyword(const char *k)
+{
+    for (int i = 0; k_known[i]; i++) {
+        if (strcmp(k_known[i], k) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int type_kind(const char *t)
+{
+    static const struct { const char *name; int kind; } k[] = {
+        {"object", GN_OBJECT}, {"array", GN_ARRAY}, {"string", GN_STRING},
+        {"number", GN_NUMBER}, {"integer", GN_INTEGER}, {"boolean", 100}, {"null", 101},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        if (strcmp(k[i].name, t) == 0)
+            return k[i].kind;
+    }
+    return -1;
+}
+
+/* A literal-set node of the given values (enum, const, boolean, null). */
+static int compile_lits(compiler *c, int into, const cJSON *vals, int nvals, const char *where,
+                        const char *kw)
+{
+    if (nvals < 1)
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s has no values", kw,
+                           where);
+    if (nvals > ENG_GRAMMAR_MAX_ENUM)
+        return eng_err_set(c->err, ENG_E_INVAL,
+                           "JSON Schema: \"%s\" at %s has %d values (at most %d)", kw, where,
+                           nvals, ENG_GRAMMAR_MAX_ENUM);
+    c->g->nodes[into].kind = GN_LITS;
+    int rc = node_alloc(c, into, nvals, 1, 0);
+    if (rc)
+        return rc;
+    if (cJSON_IsArray(vals)) {
+        const cJSON *v;
+        cJSON_ArrayForEach(v, vals) {
+            if ((rc = add_lit(c, into, json_print(v))) != 0)
+                return rc;
+        }
+    } else if ((rc = add_lit(c, into, json_print(vals))) != 0) {
+        return rc;
+    }
+    return into;
+}
+
+static int compile_object(compiler *c, const cJSON *s, const char *where, int into)
+{
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+    const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+    if (props && !cJSON_IsObject(props))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"properties\" at %s is not an "
+                           "object", where);
+    if (addl && !cJSON_IsBool(addl) && !cJSON_IsObject(addl))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"additionalProperties\" at %s "
+                           "is not a boolean or a schema", where);
+    int np = props ? cJSON_GetArraySize(props) : 0;
+    if (np > ENG_GRAMMAR_MAX_PROPS)
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: %d properties at %s (at most %d)",
+                           np, where, ENG_GRAMMAR_MAX_PROPS);
+    /* no declared properties and not closed: any object, as a plain {"type":"object"} means */
+    if (np == 0 && !(addl && cJSON_IsFalse(addl))) {
+        if (req && cJSON_GetArraySize(req) > 0)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s names "
+                               "properties that \"properties\" does not declare", where);
+        c->g->nodes[into].kind = GN_ANY_OBJECT;
+        return into;
+    }
+    c->g->nodes[into].kind = GN_OBJECT;
+    int rc = node_alloc(c, into, np, 1, 1);
+    if (rc)
+        return rc;
+    const cJSON *p;
+    int i = 0;
+    cJSON_ArrayForEach(p, props) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s/properties/%s", where, p->string);
+        if ((rc = add_lit(c, into, json_quote(p->string))) != 0)
+            return rc;
+        int k = compile(c, p, sub, -1);
+        if (k < 0)
+            return k;
+        c->g->nodes[into].sub[i++] = k;
+    }
+    if (req) {
+        if (!cJSON_IsArray(req))
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s is not an "
+                               "array", where);
+        const cJSON *r;
+        cJSON_ArrayForEach(r, req) {
+            if (!cJSON_IsString(r))
+                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s holds "
+                                   "a non-string", where);
+            int found = -1, j = 0;
+            cJSON_ArrayForEach(p, props) {
+                if (strcmp(p->string, r->valuestring) == 0)
+                    found = j;
+                j++;
+            }
+            if (found < 0)
+                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s names "
+                                   "\"%.64s\", which \"properties\" does not declare", where,
+                                   r->valuestring);
+            c->g->nodes[into].required |= (uint64_t)1 << found;
+        }
+    }
+    return into;
+}
+
+/* Resolves a $ref to its grammar node (compiling the target on first use, so that recursive
+ * schemas become cycles in the graph). */
+static int compile_ref(compiler *c, const cJSON *ref, const char *where, int into)
+{
+    if (!cJSON_IsString(ref))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"$ref\" at %s is not a string",
+                           where);
+    const char *r = ref->valuestring;
+    const cJSON *t = NULL;
+    if (strcmp(r, "#") == 0) {
+        t = c->root;
+    } else if (strncmp(r, "#/$defs/", 8) == 0 && c->defs[0]) {
+        t = cJSON_GetObjectItemCaseSensitive(c->defs[0], r + 8);
+    } else if (strncmp(r, "#/definitions/", 14) == 0 && c->defs[1]) {
+        t = cJSON_GetObjectItemCaseSensitive(c->defs[1], r + 14);
+    }
+    if (!t)
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"$ref\" \"%.128s\" at %s does "
+                           "not name a definition of this schema (\"#/$defs/...\")", r, where);
+    c->g->nodes[into].kind = GN_REF;
+    for (int i = 0; i < c->n_refs; i++) {
+        if (c->ref_json[i] == t) {
+            c->g->nodes[into].target = c->ref_node[i];
+            return into;
+        }
+    }
+    if (c->n_refs == (int)(sizeof c->ref_json / sizeof c->ref_json[0]))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: too many $ref targets");
+    int k = new_node(c, GN_ANY);
+    if (k < 0)
+        return k;
+    c->ref_json[c->n_refs] = t;
+    c->ref_node[c->n_refs] = k;
+    c->n_refs++;
+    c->g->nodes[into].target = k;
+    k = compile(c, t, r, k);
+    return k < 0 ? k : into;
+}
+
+/* Compiles schema s into node `into` (or a new node when into < 0); returns the node. */
+static int compile(compiler *c, const cJSON *s, const char *where, int into)
+{
+    if (into < 0 && (into = new_node(c, GN_ANY)) < 0)
+        return into;
+    if (cJSON_IsTrue(s))
+        return into;    /* true: anything */
+    if (!cJSON_IsObject(s))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: the schema at %s is not an object",
+                           where);
+    const cJSON *k;
+    cJSON_ArrayForEach(k, s) {
+        if (!known_keyword(k->string))
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED,
+                               "unsupported JSON Schema keyword \"%.64s\" at %s", k->string,
+                               where);
+    }
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (ref)
+        return compile_ref(c, ref, where, into);
+    const cJSON *cst = cJSON_GetObjectItemCaseSensitive(s, "const");
+    if (cst)
+        return compile_lits(c, into, cst, 1, where, "const");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
+    if (en) {
+        if (!cJSON_IsArray(en))
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"enum\" at %s is not an "
+                               "array", where);
+        return compile_lits(c, into, en, cJSON_GetArraySize(en), where, "enum");
+    }
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
+    if (any) {
+        int na = cJSON_IsArray(any) ? cJSON_GetArraySize(any) : 0;
+        if (na < 1 || na > ENG_GRAMMAR_MAX_ENUM)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"anyOf\" at %s must be an "
+                               "array of 1..%d schemas", where, ENG_GRAMMAR_MAX_ENUM);
+        if (type)
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"anyOf\" beside "
+                               "\"type\" at %s is not supported (put the type in each branch)",
+                               where);
+        c->g->nodes[into].kind = GN_ANYOF;
+        int rc = node_alloc(c, into, na, 0, 1);
+        if (rc)
+            return rc;
+        const cJSON *a;
+        int i = 0;
+        cJSON_ArrayForEach(a, any) {
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s/anyOf/%d", where, i);
+            int kk = compile(c, a, sub, -1);
+            if (kk < 0)
+                return kk;
+            c->g->nodes[into].sub[i++] = kk;
+            c->g->nodes[into].n = i;
+        }
+        return into;
+    }
+    if (!type) {
+        if (cJSON_GetObjectItemCaseSensitive(s, "properties"))
+            return compile_object(c, s, where, into);
+        if (cJSON_GetObjectItemCaseSensitive(s, "items")) {
+            type = NULL;
+        } else {
+            return into;    /* no constraint: any value */
+        }
+    }
+    if (type && cJSON_IsArray(type)) {
+        /* a list of types: an anyOf of the same schema with each type */
+        int nt = cJSON_GetArraySize(type);
+        if (nt < 1 || nt > 7)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"type\" at %s must list 1..7 "
+                               "types", where);
+        c->g->nodes[into].kind = GN_ANYOF;
+        int rc = node_alloc(c, into, nt, 0, 1);
+        if (rc)
+            return rc;
+        cJSON *copy = cJSON_Duplicate(s, 1);
+        if (!copy)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        const cJSON *t;
+        int i = 0;
+        cJSON_ArrayForEach(t, type) {
+            if (!cJSON_IsString(t)) {
+                cJSON_Delete(copy);
+                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"type\" at %s holds a "
+                                   "non-string", where);
+            }
+            cJSON_ReplaceItemInObjectCaseSensitive(copy, "type", cJSON_CreateString(t->valuestring));
+            int kk = compile(c, copy, where, -1);
+            if (kk < 0) {
+                cJSON_Delete(copy);
+                return kk;
+            }
+            c->g->nodes[into].sub[i++] = kk;
+            c->g->nodes[into].n = i;
+        }
+        cJSON_Delete(copy);
+        return into;
+    }
+    int kind = GN_ARRAY;
+    if (type) {
+        if (!cJSON_IsString(type) || (kind = type_kind(type->valuestring)) < 0)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: unknown \"type\" at %s (one of "
+                               "object, array, string, number, integer, boolean, null)", where);
+    }
+    switch (kind) {
+    case GN_OBJECT:
+        return compile_object(c, s, where, into);
+    case GN_ARRAY: {
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+        int it;
+        if (items) {
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s/items", where);
+            it = compile(c, items, sub, -1);
+            if (it < 0)
+                return it;
+        } else {
+            it = c->g->any;
+        }
+        c->g->nodes[into].kind = GN_ARRAY;
+        c->g->nodes[into].target = it;
+        return into;
+    }
+    case 100: {
+        cJSON *tf = cJSON_Parse("[true,false]");
+        int rc = compile_lits(c, into, tf, 2, where, "type");
+        cJSON_Delete(tf);
+        return rc;
+    }
+    case 101: {
+        cJSON *nl = cJSON_Parse("[null]");
+        int rc = compile_lits(c, into, nl, 1, where, "type");
+        cJSON_Delete(nl);
+        return rc;
+    }
+    default:
+        c->g->nodes[into].kind = (eng_gnode_kind)kind;
+        return into;
+    }
+}
+
+/* The nodes every grammar has: GN_ANY and what it needs. */
+static int builtins(compiler *c)
+{
+    int rc;
+    if ((rc = new_node(c, GN_ANY)) < 0) return rc;
+    c->g->any = rc;
+    if ((rc = new_node(c, GN_ANY_OBJECT)) < 0) return rc;
+    c->g->any_obj = rc;
+    if ((rc = new_node(c, GN_ARRAY)) < 0) return rc;
+    c->g->any_arr = rc;
+    c->g->nodes[rc].target = c->g->any;
+    if ((rc = new_node(c, GN_LITS)) < 0) return rc;
+    c->g->lit_tfn = rc;
+    cJSON *v = cJSON_Parse("[true,false,null]");
+    if (!v)
+        return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    rc = compile_lits(c, c->g->lit_tfn, v, 3, "#", "type");
+    cJSON_Delete(v);
+    return rc < 0 ? rc : 0;
+}
+
+static int start(compiler *c, eng_grammar **out, eng_err *err)
+{
+    memset(c, 0, sizeof *c);
+    c->err = err;
+    *out = NULL;
+    c->g = calloc(1, sizeof *c->g);
+    if (!c->g)
+        return eng_err_set(err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    int rc = builtins(c);
+    if (rc) {
+        eng_grammar_free(c->g);
+        c->g = NULL;
+    }
+    return rc;
+}
+
+int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err)
+{
+    compiler c;
+    int rc = start(&c, out, err);
+    if (rc)
+        return rc;
+    c.g->root = c.g->any_obj;
+    *out = c.g;
+    return 0;
+}
+
+int eng_grammar_compile_cjson(eng_grammar **out, const cJSON *schema, eng_err *err)
+{
+    compiler c;
+    int rc = start(&c, out, err);
+    if (rc)
+        return rc;
+    c.root = schema;
+    if (cJSON_IsObject(schema)) {
+        c.defs[0] = cJSON_GetObjectItemCaseSensitive(schema, "$defs");
+        c.defs[1] = cJSON_GetObjectItemCaseSensitive(schema, "definitions");
+        for (int i = 0; i < 2; i++) {
+            if (c.defs[i] && !cJSON_IsObject(c.defs[i])) {
+                eng_grammar_free(c.g);
+                return eng_err_set(err, ENG_E_INVAL, "JSON Schema: \"%s\" is not an object",
+                                   i ? "definitions" : "$defs");
+            }
+        }
+    }
+    int root = compile(&c, schema, "#", -1);
+    if (root < 0) {
+        eng_grammar_free(c.g);
+        return root;
+    }
+    c.g->root = root;
+    *out = c.g;
+    return 0;
+}
+
+int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err)
+{
+    *out = NULL;
+    if (len > ENG_GRAMMAR_MAX_SCHEMA)
+        return eng_err_set(err, ENG_E_INVAL, "JSON Schema: %zu bytes (at most %d)", len,
+                           ENG_GRAMMAR_MAX_SCHEMA);
+    cJSON *s = cJSON_ParseWithLength(schema, len);
+    if (!s)
+        return eng_err_set(err, ENG_E_INVAL, "JSON Schema: not valid JSON");
+    int rc = eng_grammar_compile_cjson(out, s, err);
+    cJSON_Delete(s);
+    return rc;
+}

@@ -1,0 +1,190 @@
+/* test_eng_grammar_automaton — the JSON grammar byte by byte (accepts valid documents of a
+ * schema, rejects invalid ones at the right byte, ends only where a value is complete), schema
+ * keywords outside the subset rejected by name, and on small-lm-5m's 4096-token vocabulary the
+ * cached trie-walk mask (and on the LLaMA-2 tokenizer.model's 32000) equals a token-by-token check of every token, with special tokens never
+ * allowed and EOS only where the grammar may end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_grammar.h"
+#include "eng_model.h"
+#include "test_check.h"
+
+static const eng_gvocab *g_dummy;
+
+/* 1 when doc is accepted whole and the grammar may end there. */
+static int accepts(const eng_grammar *g, const eng_gvocab *v, const char *doc)
+{
+    eng_gmatch *m = NULL;
+    if (eng_gmatch_new(&m, g, v, NULL)) return -1;
+    int ok = eng_gmatch_accept_bytes(m, doc, strlen(doc)) == 0 && eng_gmatch_can_end(m);
+    eng_gmatch_free(m);
+    return ok;
+}
+
+static eng_grammar *schema(const char *s)
+{
+    eng_grammar *g = NULL;
+    eng_err err = {0};
+    if (eng_grammar_compile_schema(&g, s, strlen(s), &err))
+        fprintf(stderr, "compile failed: %s\n", err.msg);
+    return g;
+}
+
+static void bytes_cases(const eng_gvocab *v)
+{
+    eng_grammar *g = schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+                            "\"b\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"yz\",1]}},"
+                            "\"c\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"},"
+                            "{\"$ref\":\"#/$defs/p\"}]}},\"required\":[\"a\"],"
+                            "\"additionalProperties\":false,\"$defs\":{\"p\":{\"type\":\"object\","
+                            "\"properties\":{\"q\":{\"type\":\"boolean\"}},\"required\":[\"q\"]}}}");
+    CHECK(g, "schema compiles");
+    if (!g) return;
+    static const char *const good[] = {
+        "{\"a\":1}", " {\"a\" : -12 , \"b\":[\"x\",1,\"yz\"]}\n", "{\"b\":[],\"a\":0}",
+        "{\"a\":3,\"c\":null}", "{\"a\":3,\"c\":\"h\\u00e9\\n\xc3\xa9\"}",
+        "{\"a\":3,\"c\":{\"q\":true}}",
+    };
+    static const char *const bad[] = {
+        "{}", "{\"a\":1.5}", "{\"a\":01}", "{\"a\":1,\"a\":2}", "{\"a\":1,\"d\":2}",
+        "{\"a\":1,\"b\":[\"xy\"]}", "{\"a\":1,\"c\":{}}", "{\"a\":1,}", "{\"a\":1", "[1]",
+        "{\"a\":1,\"c\":\"\x01\"}", "{\"a\":1,\"c\":\"\\x\"}", "{\"a\":1}x",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK(accepts(g, v, good[i]) == 1, "accepts %s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(accepts(g, v, bad[i]) == 0, "rejects %s", bad[i]);
+    eng_grammar_free(g);
+
+    eng_grammar *o = NULL;
+    CHECK(eng_grammar_compile_json_object(&o, NULL) == 0, "json_object compiles");
+    CHECK(accepts(o, v, "{\"k\":[1,{\"z\":null},true,\"s\",-0.5e+3],\"x\":{}}") == 1, "any object");
+    CHECK(accepts(o, v, "[1]") == 0 && accepts(o, v, "\"s\"") == 0, "json_object wants an object");
+    CHECK(accepts(o, v, "{\"a\":tru}") == 0 && accepts(o, v, "{\"a\":nul}") == 0, "bad literal");
+    eng_grammar_free(o);
+
+    eng_grammar *n = schema("{\"type\":\"number\"}");
+    CHECK(n && accepts(n, v, "12.5") == 1 && accepts(n, v, "-0") == 1 && accepts(n, v, "1.") == 0,
+          "numbers end at the root");
+    eng_grammar_free(n);
+}
+
+static void rejects_keywords(void)
+{
+    static const struct { const char *schema, *word; } cases[] = {
+        {"{\"type\":\"string\",\"pattern\":\"^a\"}", "\"pattern\""},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"string\",\"format\":\"date\"}}}",
+         "\"format\" at #/properties/x"},
+        {"{\"oneOf\":[{\"type\":\"string\"}]}", "\"oneOf\""},
+        {"{\"type\":\"array\",\"minItems\":1}", "\"minItems\""},
+        {"{\"type\":\"strin\"}", "unknown \"type\""},
+        {"{\"$ref\":\"#/$defs/nope\"}", "$ref"},
+        {"{\"type\":\"object\",\"properties\":{},\"required\":[\"z\"]}", "required"},
+        {"{\"enum\":[]}", "no values"},
+        {"[1]", "not an object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eng_grammar *g = NULL;
+        eng_err err = {0};
+        int rc = eng_grammar_compile_schema(&g, cases[i].schema, strlen(cases[i].schema), &err);
+        CHECK(rc != 0 && !g && strstr(err.msg, cases[i].word), "%s -> rc %d \"%s\"",
+              cases[i].schema, rc, err.msg);
+        eng_grammar_free(g);
+    }
+}
+
+/* The cached mask equals the per-token check, step after step along a document. */
+static void mask_matches_brute_force(const eng_gvocab *v, const eng_tokenizer *tok, int vocab)
+{
+    eng_grammar *g = schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+                            "\"n\":{\"type\":\"number\"},\"e\":{\"enum\":[\"on\",\"off\"]},"
+                            "\"l\":{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"integer\"},"
+                            "{\"type\":\"boolean\"}]}}},\"required\":[\"name\",\"n\"]}");
+    CHECK(g, "schema compiles");
+    if (!g) return;
+    const char *doc = "{\"name\": \"Bob\\\"s \xc3\xa9\", \"l\": [1, true], \"n\": 2.5e3, \"e\": \"on\"}";
+    eng_gmatch *m = NULL;
+    CHECK(eng_gmatch_new(&m, g, v, NULL) == 0, "matcher");
+    eng_gmatch *c = NULL;
+    CHECK(eng_gmatch_new(&c, g, v, NULL) == 0, "matcher");
+    int eos = eng_gvocab_eos(v), bad = 0, checked = 0;
+    size_t len = strlen(doc);
+    for (size_t pos = 0; pos <= len && m && c; pos++) {
+        if (pos % 4 == 0 || pos == len) {   /* not every position: the check is slow */
+            const uint32_t *mask = eng_gmatch_mask(m);
+            for (int t = 0; t < vocab; t++) {
+                int in = mask[t >> 5] >> (t & 31) & 1, want;
+                if (t == eos) {
+                    want = eng_gmatch_can_end(m);
+                } else if (eng_tokenizer_is_special(tok, t)) {
+                    want = 0;
+                } else {
+                    char b[300];
+                    size_t n = eng_tokenizer_token_bytes(tok, -1, t, b, sizeof b);
+                    eng_gmatch_reset(c);
+                    eng_gmatch_accept_bytes(c, doc, pos);
+                    want = n > 0 && eng_gmatch_accept_bytes(c, b, n) == 0;
+                }
+                if (in != want && bad++ < 5)
+                    fprintf(stderr, "FAIL at byte %zu token %d (%s): mask %d, check %d\n", pos,
+                            t, eng_tokenizer_piece(tok, t), in, want);
+                checked++;
+            }
+        }
+        if (pos < len)
+            CHECK(eng_gmatch_accept_bytes(m, doc + pos, 1) == 0, "byte %zu accepted", pos);
+    }
+    CHECK(eng_gmatch_can_end(m), "document complete");
+    eng_gmatch_free(c);
+    CHECK(bad == 0, "%d of %d mask bits differ", bad, checked);
+    printf("mask check: %d token x position pairs (vocab %d), %d differ\n", checked, vocab, bad);
+    eng_gmatch_free(m);
+    eng_grammar_free(g);
+}
+
+int main(void)
+{
+    (void)g_dummy;
+    const char *shared = getenv("CLAQ_SHARED");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/small-lm-5m", shared ? shared : "/work/shared");
+    eng_model *mdl = NULL;
+    eng_tokenizer *tok = NULL;
+    eng_gvocab *v = NULL;
+    eng_err err = {0};
+    if (eng_model_open(&mdl, dir, &err) || eng_model_open_tokenizer(mdl, NULL, &tok, &err)) {
+        fprintf(stderr, "skip: %s\n", err.msg);
+        eng_model_close(mdl);
+        return 77;
+    }
+    int vocab = mdl->cfg.vocab_size;
+    CHECK(eng_gvocab_build(&v, tok, vocab, -1, &err) == 0, "gvocab: %s", err.msg);
+    if (v) {
+        bytes_cases(v);
+        rejects_keywords();
+        mask_matches_brute_force(v, tok, vocab);
+    }
+    /* the LLaMA-2 SentencePiece vocabulary (32000 pieces, byte fallback) */
+    char tpath[1100];
+    snprintf(tpath, sizeof tpath, "%s/models/tokenizer.model", shared ? shared : "/work/shared");
+    eng_tokenizer *t32 = NULL;
+    eng_gvocab *v32 = NULL;
+    if (eng_tokenizer_open(&t32, tpath, 0, &err) == 0) {
+        int n32 = eng_tokenizer_vocab_size(t32);
+        CHECK(eng_gvocab_build(&v32, t32, n32, -1, &err) == 0, "gvocab 32k: %s", err.msg);
+        if (v32)
+            mask_matches_brute_force(v32, t32, n32);
+    } else {
+        printf("no %s: 32k check skipped\n", tpath);
+    }
+    eng_gvocab_free(v32);
+    eng_tokenizer_close(t32);
+    eng_gvocab_free(v);
+    eng_tokenizer_close(tok);
+    eng_model_close(mdl);
+    if (g_fail) fprintf(stderr, "%d failures\n", g_fail);
+    else printf("ok\n");
+    return g_fail ? 1 : 0;
+}
