@@ -76,6 +76,10 @@ int eng_gmatch_accept(eng_gmatch *m, int token);
  * rejects (m unchanged). */
 int eng_gmatch_accept_bytes(eng_gmatch *m, const char *bytes, size_t n);
 
+/* Whether the current mask offers EOS: the grammar may end here, or has no way forward. Servers
+ * allow their other end-of-sequence ids (<|im_end|>, <|eot_id|>) exactly then. */
+int eng_gmatch_end_allowed(eng_gmatch *m);
+
 /* Back to the grammar's start (the mask cache is kept). */
 void eng_gmatch_reset(eng_gmatch *m);
 

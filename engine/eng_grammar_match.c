@@ -18,6 +18,7 @@ typedef struct slot {
     unsigned char *key;         /* owned; NULL = empty slot */
     size_t key_len;
     uint32_t *mask;             /* [words]; owned */
+    int end_ok;                 /* the state may end here (or has no way forward) */
 } slot;
 
 struct eng_gmatch {
@@ -31,6 +32,7 @@ struct eng_gmatch {
     slot *slots;                /* [CACHE_SLOTS]; owned */
     int n_cached;
     uint64_t computed, hits;
+    int end_ok;                 /* of the mask handed out last */
     unsigned char key[KEY_MAX];
 };
 
@@ -126,7 +128,7 @@ static void walk(eng_gmatch *m, int32_t node, int depth, uint32_t *mask)
     }
 }
 
-static void compute(eng_gmatch *m, uint32_t *mask)
+static int compute(eng_gmatch *m, uint32_t *mask)
 {
     const eng_gvocab *v = m->v;
     const eng_gstate *st = &m->cur;
@@ -147,9 +149,11 @@ static void compute(eng_gmatch *m, uint32_t *mask)
     int any = 0;
     for (int i = 0; i < v->words && !any; i++)
         any = mask[i] != 0;
-    if (v->eos >= 0 && v->eos < v->vocab && (!any || eng__gstate_can_end(m->g, st)))
+    int end_ok = !any || eng__gstate_can_end(m->g, st);
+    if (v->eos >= 0 && v->eos < v->vocab && end_ok)
         set_bit(mask, v->eos);   /* where it may end, or (no way forward) to end at all */
     m->computed++;
+    return end_ok;
 }
 
 const uint32_t *eng_gmatch_mask(eng_gmatch *m)
@@ -163,6 +167,7 @@ const uint32_t *eng_gmatch_mask(eng_gmatch *m)
             break;
         if (s->hash == h && s->key_len == klen && memcmp(s->key, m->key, klen) == 0) {
             m->hits++;
+            m->end_ok = s->end_ok;
             return m->mask = s->mask;
         }
         i = (i + 1) & (CACHE_SLOTS - 1);
@@ -179,14 +184,14 @@ const uint32_t *eng_gmatch_mask(eng_gmatch *m)
         free(s->mask);
         s->key = NULL;
         s->mask = NULL;
-        compute(m, m->own_mask);
+        m->end_ok = compute(m, m->own_mask);
         return m->mask = m->own_mask;
     }
     memcpy(s->key, m->key, klen);
     s->key_len = klen;
     s->hash = h;
     m->n_cached++;
-    compute(m, s->mask);
+    m->end_ok = s->end_ok = compute(m, s->mask);
     return m->mask = s->mask;
 }
 
@@ -220,6 +225,11 @@ int eng_gmatch_accept(eng_gmatch *m, int token)
     if (lo == hi)
         return ENG_E_INVAL;
     return eng_gmatch_accept_bytes(m, (const char *)v->bytes + lo, hi - lo);
+}
+
+int eng_gmatch_end_allowed(eng_gmatch *m)
+{
+    return eng_gmatch_mask(m) ? m->end_ok : 1;
 }
 
 void eng_gmatch_reset(eng_gmatch *m)

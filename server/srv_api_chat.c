@@ -322,15 +322,6 @@ static int chat_unsupported(srv_resp *r, const cJSON *body)
             return -1;
         }
     }
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(body, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(ty) || strcmp(ty->valuestring, "text") != 0) {
-            srv_resp_bad(r, "response_format", "only {\"type\": \"text\"} is supported as "
-                         "'response_format' (no JSON mode or schemas)");
-            return -1;
-        }
-    }
     return 0;
 }
 

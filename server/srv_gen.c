@@ -199,6 +199,7 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
     }
     if (num_field(r, body, "best_of", 1, 1, 1, &d, &has)) return -1;
 
+    if (srv_gen_parse_format(r, body, p)) return -1;
     if (bool_field(r, body, "stream", &p->stream)) return -1;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
     if (so && !cJSON_IsNull(so)) {
@@ -322,6 +323,8 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
 
 void srv_gen_params_free(srv_gen_params *p)
 {
+    free(p->schema);
+    p->schema = NULL;
     free(p->bias);
     p->bias = NULL;
     p->n_bias = 0;
@@ -910,6 +913,10 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         }
         t->scfg.bias = t->bias;
         t->scfg.n_bias = p->n_bias;
+        if (srv_gen_grammar(p, &t->grammar) != 0) {
+            fail = 1;   /* it compiled at parse time: only memory can fail here */
+            break;
+        }
         t->want_logprobs = p->logprobs;
         eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
         if (eos >= 0)

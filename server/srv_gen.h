@@ -26,7 +26,21 @@ typedef struct srv_gen_params {
     int top_logprobs;               /* 0..ENG_MAX_TOP_LOGPROBS */
     const char *stops[ENG_MAX_STOPS]; /* borrowed from the request JSON */
     int n_stops;
+    int json_mode;                  /* SRV_JSON_*: constrained decoding of the answer */
+    char *schema;                   /* SRV_JSON_SCHEMA: the JSON Schema as compact JSON text;
+                                       owned until srv_gen_params_free */
 } srv_gen_params;
+
+enum { SRV_JSON_NONE = 0, SRV_JSON_OBJECT = 1, SRV_JSON_SCHEMA = 2 };
+
+/* srv_api_format.c: response_format ({"type": "text" | "json_object" | "json_schema",
+ * "json_schema": {"name", "schema", "strict", "description"}}) into p->json_mode / p->schema,
+ * compiling the schema once to answer a 400 that names an unsupported keyword. 0, or -1 with a
+ * 400 sent. */
+int srv_gen_parse_format(srv_resp *r, const cJSON *body, srv_gen_params *p);
+/* The grammar a task of p decodes under (NULL with 0 when p has none). */
+struct eng_grammar;
+int srv_gen_grammar(const srv_gen_params *p, struct eng_grammar **out);
 
 typedef struct srv_gen_prompt {
     int32_t *ids;                   /* owned (malloc); NULL: tokenize text (srv_gen_submit) */

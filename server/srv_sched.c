@@ -38,6 +38,9 @@ void srv_task_free(srv_task *t)
     if (!t)
         return;
     eng_sampler_free(&t->sampler);
+    eng_gmatch_free(t->gm);
+    eng_grammar_free(t->grammar);
+    free(t->mask);
     free(t->gen);
     free(t->prompt);
     free(t->bias);
@@ -225,6 +228,18 @@ static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
         eng_kv_release(&s->kv, &t->seq);
         return rc;
     }
+    if (t->grammar) {
+        int vocab = s->model->cfg.vocab_size;
+        if (!s->gvocab && (rc = eng_gvocab_build(&s->gvocab, s->tok, vocab, -1, err)) != 0)
+            goto grammar_fail;
+        t->mask = malloc((size_t)(vocab + 31) / 32 * sizeof(uint32_t));
+        if (!t->mask) {
+            rc = eng_err_set(err, ENG_E_NOMEM, "out of memory for a grammar mask");
+            goto grammar_fail;
+        }
+        if ((rc = eng_gmatch_new(&t->gm, t->grammar, s->gvocab, err)) != 0)
+            goto grammar_fail;
+    }
     for (int i = 0; i < t->n_prompt; i++) eng_sampler_accept_prompt(&t->sampler, t->prompt[i]);
     eng_detok_init(&t->detok, s->tok, 0);
     /* The first generated token's text depends on the last prompt token (llama2.c drops the
@@ -232,6 +247,10 @@ static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
     t->detok.prev = t->n_prompt > 0 ? t->prompt[t->n_prompt - 1] : -1;
     t->admitted = 1;
     return 0;
+grammar_fail:
+    eng_sampler_free(&t->sampler);
+    eng_kv_release(&s->kv, &t->seq);
+    return rc;
 }
 
 /* Takes t's KV blocks back and returns it to the waiting list in request order. It keeps
@@ -373,6 +392,39 @@ static void sched_publish(srv_sched *s)
     uv_mutex_unlock(&s->mu);
 }
 
+static int is_stop_id(const srv_task *t, int32_t tok)
+{
+    for (int i = 0; i < t->n_stop_ids; i++) {
+        if (t->stop_ids[i] == tok)
+            return 1;
+    }
+    return 0;
+}
+
+/* The grammar's mask for t's next token into t->mask, with every stop id of the task (EOS,
+ * <|im_end|>, ...) allowed exactly where the grammar allows its EOS, then handed to the
+ * sampler. */
+static int task_mask(srv_task *t)
+{
+    const uint32_t *m = eng_gmatch_mask(t->gm);
+    if (!m)
+        return ENG_E_NOMEM;
+    int words = (t->sampler.vocab + 31) / 32;
+    memcpy(t->mask, m, (size_t)words * sizeof(uint32_t));
+    int end_ok = eng_gmatch_end_allowed(t->gm);
+    for (int i = 0; i < t->n_stop_ids; i++) {
+        int32_t id = t->stop_ids[i];
+        if (id < 0 || id >= t->sampler.vocab)
+            continue;
+        if (end_ok)
+            t->mask[id >> 5] |= 1u << (id & 31);
+        else
+            t->mask[id >> 5] &= ~(1u << (id & 31));
+    }
+    eng_sampler_set_allow(&t->sampler, t->mask);
+    return 0;
+}
+
 /* One engine step over everything running. */
 /* Hands the logits of a finished forward to the tasks of its items (items[0..n), task[i] the
  * task of item i): prompt logprobs, the end of a scoring-only task, or the next token. */
@@ -394,9 +446,17 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             continue;
         }
         eng_logprob lp;
+        if (bt->gm && task_mask(bt) != 0) {
+            task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
+            continue;
+        }
         int32_t tok = eng_sampler_sample(&bt->sampler, lg, bt->want_logprobs ? &lp : NULL);
         if (tok < 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
+            continue;
+        }
+        if (bt->gm && !is_stop_id(bt, tok) && eng_gmatch_accept(bt->gm, tok) != 0) {
+            task_finish(s, bt, SRV_FINISH_ERROR, "grammar rejected the sampled token", ev);
             continue;
         }
         task_token(s, bt, tok, bt->want_logprobs ? &lp : NULL, ev);
@@ -773,6 +833,8 @@ void srv_sched_stop(srv_sched *s)
     kern_backend_destroy(&s->be);
     eng_tokenizer_close(s->tok);
     s->tok = NULL;
+    eng_gvocab_free(s->gvocab);
+    s->gvocab = NULL;
     eng_model_close(s->model);
     s->model = NULL;
     uv_cond_destroy(&s->cv);

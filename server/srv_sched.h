@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "eng_forward.h"
+#include "eng_grammar.h"
 #include "eng_kv.h"
 #include "eng_model.h"
 #include "eng_sampler.h"
@@ -47,7 +48,11 @@ typedef struct srv_task {
     int32_t stop_ids[SRV_MAX_STOP_IDS]; /* token ids that end the sequence (EOS, <|im_end|>) */
     int n_stop_ids;
     double deadline;                /* uv_hrtime seconds after which the task times out */
+    eng_grammar *grammar;           /* response_format / tools: the answer's grammar, or NULL;
+                                       owned */
     /* scheduler part (zero at submit) */
+    eng_gmatch *gm;                 /* grammar state and mask cache; owned */
+    uint32_t *mask;                 /* [(vocab + 31) / 32] this step's allowed tokens; owned */
     struct srv_task *next;          /* list link; owned by whichever list holds the task */
     eng_seq seq;                    /* KV blocks; owned */
     eng_sampler sampler;            /* owned */
@@ -136,6 +141,8 @@ typedef struct srv_sched {
     srv_task **iso_task;            /* [batch cap]; borrowed */
     int batch_cap;
     srv_task *waiting, *running;    /* lists; owned */
+    eng_gvocab *gvocab;             /* token bytes for grammars, built at the first constrained
+                                       task; owned */
     srv_sched_stats counts;         /* the counters above, copied into stats at publish */
 } srv_sched;
 

@@ -171,8 +171,13 @@ case_json("chat tools", CH, {"messages": M1, "tools": [{"type": "function", "fun
     "name": "f", "parameters": {}}}]}, 400)
 case_json("chat tool_choice required", CH, {"messages": M1, "tool_choice": "required"}, 400)
 case_json("chat functions", CH, {"messages": M1, "functions": [{"name": "f"}]}, 400)
-case_json("chat response_format json_object", CH, {"messages": M1, "response_format": {
-    "type": "json_object"}}, 400)
+case_json("chat response_format unknown type", CH, {"messages": M1, "response_format": {
+    "type": "json_xml"}}, 400)
+case_json("chat response_format schema keyword unsupported", CH, {"messages": M1,
+          "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+              "type": "string", "pattern": "a+"}}}}, 400)
+case_json("chat response_format json_schema not object", CH, {"messages": M1,
+          "response_format": {"type": "json_schema", "json_schema": 3}}, 400)
 case_json("chat response_format not object", CH, {"messages": M1, "response_format": "json"},
           400)
 for extra in [{"tools": []}, {"tool_choice": "none"}, {"tool_choice": "auto"}, {"tools": None},

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# test_openai_structured.sh — structured output through the OpenAI JavaScript SDK (openai@4 pinned in
+# package.json) against a live claq-server serving small-lm-5m: openai_structured_check.mjs asks for
+# response_format json_schema and json_object, whole and streamed, and JSON.parses and validates
+# every answer. Skips (77) only when the SDK is not installed and npm cannot install it.
+set -uo pipefail
+src="${CLAQ_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+bin="${CLAQ_BIN:-$src/build}"
+shared="${CLAQ_SHARED:-$src/../shared}"
+model="$shared/models/small-lm-5m"
+here="$src/tests/server"
+if [ ! -x "$bin/claq-server" ]; then echo "SKIP: $bin/claq-server is not built"; exit 77; fi
+if ! command -v node >/dev/null 2>&1; then
+    echo "FAIL: node is not installed (deploy/install-deps.sh installs it)"; exit 1
+fi
+if [ ! -d "$model" ]; then echo "FAIL: $model missing (CLAQ_SHARED)"; exit 1; fi
+if [ ! -f "$here/node_modules/openai/package.json" ]; then
+    echo "node_modules/openai missing: trying npm ci (the lock file pins the version)"
+    if ! (cd "$here" && timeout 300 npm ci --no-audit --no-fund --silent); then
+        echo "SKIP: the openai SDK is not installed and npm could not install it (no network?)"
+        exit 77
+    fi
+fi
+sdk_version="$(node -p "require('$here/node_modules/openai/package.json').version")"
+echo "openai SDK $sdk_version, node $(node --version)"
+. "$src/clients/bench/server_ctl.sh"
+trap 'claq_server_stop >/dev/null 2>&1; rm -f "$CLAQ_SERVER_LOG"' EXIT
+
+key="sdk-test-key-$$"
+claq_server_start "$bin/claq-server" "$model" --api-key "$key" || { echo "FAIL: server start"; exit 1; }
+echo "server at $CLAQ_SERVER_URL"
+CLAQ_SERVER_URL="$CLAQ_SERVER_URL" CLAQ_API_KEY="$key" timeout 120 node "$here/openai_structured_check.mjs"
+rc=$?
+claq_server_stop; stop_rc=$?
+if [ "$stop_rc" != 0 ]; then echo "FAIL: claq-server exit status after SIGTERM: $stop_rc"; rc=1; fi
+if [ "$rc" != 0 ]; then claq_server_log_tail 30; exit 1; fi
+echo "ok: the OpenAI JS SDK gets JSON that parses and validates, whole and streamed"

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""test_srv_structured_output — response_format on a live claq-server (small-lm-5m, a story
+model whose free output is never JSON): json_object and json_schema on /v1/chat/completions and
+/v1/completions, whole and streamed, at temperature 0 and 1, n=2: every answer that ended
+("stop") parses and validates against its schema (the subset validator of
+tests/engine/test_eng_grammar_validates.py), and streamed deltas concatenate to a valid answer;
+unsupported schema keywords, a bad type and a missing name are 400s that name the problem."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
+from srv_harness import Server, require  # noqa: E402
+from test_eng_grammar_validates import validate  # noqa: E402
+
+require("small-lm-5m")
+fails = 0
+
+
+def check(cond, what):
+    global fails
+    if not cond:
+        fails += 1
+        print("FAIL:", what)
+
+
+PERSON = {"type": "object", "properties": {
+    "name": {"type": "string"}, "age": {"type": "integer"},
+    "pet": {"anyOf": [{"enum": ["cat", "dog"]}, {"type": "null"}]},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "home": {"$ref": "#/$defs/place"}},
+    "required": ["name", "age", "pet", "home"], "additionalProperties": False,
+    "$defs": {"place": {"type": "object", "properties": {"city": {"type": "string"},
+                                                       "zip": {"type": "number"}},
+                        "required": ["city"], "additionalProperties": False}}}
+ANY_OBJECT = {"type": "object"}
+
+
+def fmt(schema):
+    if schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "t", "schema": schema, "strict": True}}
+
+
+srv = Server("small-lm-5m")
+try:
+    ended = 0
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        for schema in (PERSON, None):
+            for temp in (0, 1):
+                body = {"max_tokens": 200, "temperature": temp, "seed": 7, "n": 2,
+                        "response_format": fmt(schema)}
+                if path.endswith("chat/completions"):
+                    body["messages"] = [{"role": "user", "content": "Describe a person as JSON."}]
+                else:
+                    body["prompt"] = "A person as JSON:"
+                st, _, r = srv.post(path, body)
+                check(st == 200, f"{path} {st} {r}")
+                if st != 200:
+                    continue
+                for c in r["choices"]:
+                    text = c["message"]["content"] if "message" in c else c["text"]
+                    if c["finish_reason"] != "stop":
+                        check(c["finish_reason"] == "length", f"finish {c['finish_reason']}")
+                        continue
+                    ended += 1
+                    try:
+                        v = json.loads(text)
+                    except ValueError:
+                        check(False, f"{path} not JSON: {text!r}")
+                        continue
+                    check(validate(v, schema or ANY_OBJECT, schema or ANY_OBJECT),
+                          f"{path} does not validate: {text!r}")
+                # streamed: the deltas concatenate to a valid answer
+                body["stream"] = True
+                body["n"] = 1
+                st, events, _ = srv.sse(path, body)
+                check(st == 200 and events and events[-1] == "[DONE]", f"{path} stream {st}")
+                parts, finish = [], None
+                for e in events[:-1]:
+                    for c in e.get("choices", []):
+                        d = c.get("delta", {}).get("content") if "delta" in c else c.get("text")
+                        parts.append(d or "")
+                        finish = c.get("finish_reason") or finish
+                if finish == "stop":
+                    text = "".join(parts)
+                    try:
+                        v = json.loads(text)
+                        check(validate(v, schema or ANY_OBJECT, schema or ANY_OBJECT),
+                              f"streamed answer does not validate: {text!r}")
+                    except ValueError:
+                        check(False, f"streamed answer is not JSON: {text!r}")
+    check(ended >= 4, f"only {ended} answers ended")
+    print(f"{ended} whole answers ended on EOS, all valid")
+
+    bad = [
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"a": {"type": "string", "pattern": "^a"}}}}},
+         "pattern"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"oneOf": []}}}, "oneOf"),
+        ({"type": "json_schema", "json_schema": {"schema": {"type": "string"}}}, "name"),
+        ({"type": "xml"}, "json_schema"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "date"}}},
+         "type"),
+    ]
+    for rf, word in bad:
+        for path, extra in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+                            ("/v1/completions", {"prompt": "hi"})):
+            st, _, r = srv.post(path, dict(extra, response_format=rf, max_tokens=4))
+            msg = (r or {}).get("error", {}).get("message", "")
+            check(st == 400 and word in msg and r["error"].get("param") == "response_format",
+                  f"{path} {rf}: {st} {msg}")
+    st, _, r = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                                 "response_format": {"type": "text"},
+                                                 "max_tokens": 3})
+    check(st == 200, f"type text still works: {st}")
+finally:
+    rc = srv.stop()
+check(rc == 0, f"server exit status {rc}")
+print("FAIL" if fails else "ok", fails)
+sys.exit(1 if fails else 0)
