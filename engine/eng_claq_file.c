@@ -144,6 +144,28 @@ static cJSON *dense_json(const char *name, const char *dtype, int64_t d0, int64_
     return t;
 }
 
+/* The directory entry of a packed matrix whose sections start at *pos (advanced past them). */
+static cJSON *claq_json(const char *name, const kern_claq *k, uint64_t *pos)
+{
+    size_t len[ENG_CLAQ_NSEC];
+    eng_claq_sec_lengths(k, len);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "name", name);
+    cJSON_AddStringToObject(t, "dtype", "claq");
+    cJSON_AddNumberToObject(t, "rows", (double)k->rows);
+    cJSON_AddNumberToObject(t, "cols", (double)k->cols);
+    cJSON_AddNumberToObject(t, "cols4", (double)k->ncols_bits[4]);
+    cJSON_AddNumberToObject(t, "cols3", (double)k->ncols_bits[3]);
+    cJSON_AddNumberToObject(t, "cols2", (double)k->ncols_bits[2]);
+    cJSON_AddNumberToObject(t, "nnz", (double)k->nnz);
+    cJSON *sj = cJSON_AddObjectToObject(t, "sections");
+    for (int s = 0; s < ENG_CLAQ_NSEC; s++) {
+        cJSON_AddItemToObject(sj, eng_claq_sec_names[s], sec_json(*pos, len[s]));
+        *pos = al64(*pos + len[s]);
+    }
+    return t;
+}
+
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
                    const eng_claq_meta *meta, eng_err *err)
 {
@@ -206,6 +228,24 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
             if ((rc = eng_claq_shape_fill(k, path, nm, err))) goto done;
         }
 
+    /* The output head, when packed too. */
+    const eng_qmatrix *hq = meta ? meta->head : NULL;
+    kern_claq head_shape = {0};
+    if (hq) {
+        if (hq->rows != c->vocab_size || hq->cols != c->dim) {
+            rc = eng_err_set(err, ENG_E_INVAL, "%s: output: quantized shape %lld x %lld, config "
+                             "wants %d x %d", path, (long long)hq->rows, (long long)hq->cols,
+                             c->vocab_size, c->dim);
+            goto done;
+        }
+        head_shape.rows = hq->rows;
+        head_shape.cols = hq->cols;
+        head_shape.nnz = hq->n_outliers;
+        for (int64_t j = 0; j < hq->cols; j++)
+            if (hq->bits[j] >= 2 && hq->bits[j] <= 4) head_shape.ncols_bits[hq->bits[j]]++;
+        if ((rc = eng_claq_shape_fill(&head_shape, path, "output", err))) goto done;
+    }
+
     /* Directory JSON, with offsets relative to the start of the data area. */
     root = cJSON_CreateObject();
     cJSON *cj = cJSON_AddObjectToObject(root, "config");
@@ -229,7 +269,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         cJSON_AddNumberToObject(rsj, "high_freq_factor", c->rope_scaling.high_freq_factor);
         cJSON_AddNumberToObject(rsj, "orig_max_pos", c->rope_scaling.orig_max_pos);
     }
-    cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings != 0);
+    cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings && !hq);
     cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
     cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
     if (c->n_eos > 1) {   /* optional (format.md): every id that ends generation */
@@ -271,7 +311,9 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     pos = al64(pos + emb_len);
     const kern_matrix *outm = &src->w.output;
     uint64_t out_len = 0;
-    if (!c->tie_embeddings) {
+    if (hq) {
+        cJSON_AddItemToArray(tj, claq_json("output", &head_shape, &pos));
+    } else if (!c->tie_embeddings) {
         if (outm->dtype == KERN_CLAQ || outm->rows != c->vocab_size || outm->cols != c->dim) {
             rc = eng_err_set(err, ENG_E_INVAL, "%s: source output head is not a dense %d x %d",
                              path, c->vocab_size, c->dim);
@@ -294,25 +336,8 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, pos, norm_len));
         pos = al64(pos + norm_len);
         for (int i = 0; i < ENG_LIN_COUNT; i++) {
-            const kern_claq *k = &shapes[(int64_t)l * ENG_LIN_COUNT + i];
-            size_t len[ENG_CLAQ_NSEC];
-            eng_claq_sec_lengths(k, len);
-            cJSON *t = cJSON_CreateObject();
             snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
-            cJSON_AddStringToObject(t, "name", nm);
-            cJSON_AddStringToObject(t, "dtype", "claq");
-            cJSON_AddNumberToObject(t, "rows", (double)k->rows);
-            cJSON_AddNumberToObject(t, "cols", (double)k->cols);
-            cJSON_AddNumberToObject(t, "cols4", (double)k->ncols_bits[4]);
-            cJSON_AddNumberToObject(t, "cols3", (double)k->ncols_bits[3]);
-            cJSON_AddNumberToObject(t, "cols2", (double)k->ncols_bits[2]);
-            cJSON_AddNumberToObject(t, "nnz", (double)k->nnz);
-            cJSON *sj = cJSON_AddObjectToObject(t, "sections");
-            for (int s = 0; s < ENG_CLAQ_NSEC; s++) {
-                cJSON_AddItemToObject(sj, eng_claq_sec_names[s], sec_json(pos, len[s]));
-                pos = al64(pos + len[s]);
-            }
-            cJSON_AddItemToArray(tj, t);
+            cJSON_AddItemToArray(tj, claq_json(nm, &shapes[(int64_t)l * ENG_LIN_COUNT + i], &pos));
         }
     }
     if (tok_bytes) {
@@ -360,7 +385,14 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
                           uint64_t target = data_off + al64(dpos); fpos = data_off + dpos; \
                           io = io || write_pad_to(f, &fpos, target); dpos = al64(dpos); } while (0)
     EMIT(emb->data, emb_len);
-    if (!c->tie_embeddings) EMIT(outm->data, out_len);
+    if (hq) {
+        if ((rc = eng_claq_pack(hq, "output", &pk, err))) goto done;
+        for (int s = 0; s < ENG_CLAQ_NSEC; s++)
+            EMIT((const char *)pk.buf + pk.sec_off[s], pk.sec_len[s]);
+        eng_claq_packed_free(&pk);
+    } else if (!c->tie_embeddings) {
+        EMIT(outm->data, out_len);
+    }
     EMIT(src->w.final_norm, norm_len);
     for (int l = 0; l < L && !io; l++) {
         EMIT(src->w.layers[l].attn_norm, norm_len);
@@ -753,8 +785,22 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
     snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
     if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) goto fail;
+    const cJSON *ot = find_tensor(arr, "output");
+    const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;
     if (c->tie_embeddings) {
         m->w.output = m->w.tok_embed;
+    } else if (cJSON_IsString(ods) && !strcmp(ods->valuestring, "claq")) {
+        /* a packed output head (format.md): its view lives as long as the model */
+        kern_claq *hk = calloc(1, sizeof *hk);
+        int64_t stored = 0;
+        if (eng__model_own(m, hk)) {   /* frees hk on failure */
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+        if ((rc = load_claq_matrix(&x, arr, "output", c->vocab_size, c->dim, m, hk, &stored)))
+            goto fail;
+        m->w.output = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size, .cols = c->dim,
+                                    .claq = hk};
     } else {
         if ((rc = load_dense(&x, arr, "output", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
         m->w.output = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};

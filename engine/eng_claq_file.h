@@ -30,6 +30,10 @@ typedef struct eng_claq_meta {
     char calib[256];          /* calibration file name ("" when none) */
     char source[256];         /* source model path */
     double quant_seconds;     /* wall time of the quantization */
+    const eng_qmatrix *head;  /* the output head quantized ([vocab][dim]; borrowed), or NULL to
+                                 keep it dense in its source dtype. A tied model's head is then
+                                 written as its own tensor (tie_embeddings false in the file) and
+                                 the token embedding stays dense, since it is only gathered. */
 } eng_claq_meta;
 
 /* Writes a packed model to path (atomically: path.tmp then rename).

@@ -355,7 +355,8 @@ static void assign_bits(const kern_matrix *w, double bits, uint8_t *out)
     free(cnt);
 }
 
-static int synth_pack(const char *model, double bits, const char *out, uint64_t seed, int threads)
+static int synth_pack(const char *model, double bits, double head_bits, const char *out,
+                      uint64_t seed, int threads)
 {
     eng_model *m = NULL;
     eng_err err = {0};
@@ -366,7 +367,8 @@ static int synth_pack(const char *model, double bits, const char *out, uint64_t 
     }
     int L = m->cfg.n_layers, rc = 0;
     int64_t nm = (int64_t)L * ENG_LIN_COUNT;
-    eng_qmatrix *qs = calloc((size_t)nm, sizeof *qs);
+    /* one more matrix at the end: the output head, with --head-bits */
+    eng_qmatrix *qs = calloc((size_t)nm + 1, sizeof *qs);
     eng_qmatrix **qp = calloc((size_t)nm, sizeof *qp);
     kern_pool *pool = NULL;
     if (!qs || !qp || kern_pool_create(&pool, threads)) rc = 1;
@@ -376,6 +378,7 @@ static int synth_pack(const char *model, double bits, const char *out, uint64_t 
     int64_t maxr = m->cfg.dim > m->cfg.hidden_dim ? m->cfg.dim : m->cfg.hidden_dim;
     int64_t qdim = (int64_t)m->cfg.n_heads * m->cfg.head_dim;
     maxr = maxr > qdim ? maxr : qdim;
+    if (head_bits > 0 && m->cfg.vocab_size > maxr) maxr = m->cfg.vocab_size;
     for (int i = 0; i < nw && !rc; i++) {
         scr[i] = malloc(sizeof(double) * 3 * (size_t)maxr);
         col[i] = malloc(sizeof(float) * (size_t)maxr);
@@ -402,9 +405,27 @@ static int synth_pack(const char *model, double bits, const char *out, uint64_t 
             fprintf(stderr, "\rlayer %lld/%d quantized (%.1f s)", (long long)(i / ENG_LIN_COUNT) + 1,
                     L, now_s() - t0);
     }
+    if (!rc && head_bits > 0) {   /* the output head: the same per-column K-Means */
+        const kern_matrix *w = &m->w.output;
+        if (w->dtype == KERN_CLAQ || eng_qmatrix_alloc(&qs[nm], w->rows, w->cols, &err)) {
+            fprintf(stderr, "claq synth --pack: output head: %s\n",
+                    w->dtype == KERN_CLAQ ? "already packed" : err.msg);
+            rc = 1;
+        } else {
+            assign_bits(w, head_bits, qs[nm].bits);
+            km_job j = {.w = w, .q = &qs[nm], .seed = seed ^ 0x4eadull, .scratch = scr,
+                        .col = col};
+            kern_pool_run(pool, w->cols, km_task, &j);
+            if (j.failed) {
+                fprintf(stderr, "claq synth --pack: K-Means failed on the output head\n");
+                rc = 1;
+            }
+        }
+    }
     fprintf(stderr, "\n");
     if (!rc) {
-        eng_claq_meta meta = {.bits = bits, .or_budget = 0, .seed = seed};
+        eng_claq_meta meta = {.bits = bits, .or_budget = 0, .seed = seed,
+                              .head = head_bits > 0 ? &qs[nm] : NULL};
         snprintf(meta.method, sizeof meta.method, "synth-kmeans");
         snprintf(meta.source, sizeof meta.source, "%s", model);
         meta.quant_seconds = now_s() - t0;
@@ -423,7 +444,7 @@ static int synth_pack(const char *model, double bits, const char *out, uint64_t 
     free(scr);
     free(col);
     kern_pool_destroy(pool);
-    for (int64_t i = 0; qs && i < nm; i++) eng_qmatrix_free(&qs[i]);
+    for (int64_t i = 0; qs && i <= nm; i++) eng_qmatrix_free(&qs[i]);
     free(qs);
     free(qp);
     eng_model_close(m);
@@ -443,6 +464,8 @@ int claq_cmd_synth(int argc, char **argv)
         {"--pack", 0, NULL, "fast path: K-Means-only pack of --model into --out"},
         {"--model", 1, NULL, "with --pack: the FP model to pack"},
         {"--bits", 1, NULL, "with --pack: average code bits, 2..4 (fractional: 4-bit columns)"},
+        {"--head-bits", 1, NULL, "with --pack: also pack the output head at these bits (2..4; "
+                                 "default: keep it dense)"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
@@ -465,7 +488,12 @@ int claq_cmd_synth(int argc, char **argv)
     if (pack) {
         double bits = 0;
         if (claq_parse_float("--bits", claq_arg_get(spec, ns, "--bits"), 2.0, 4.0, &bits)) return 2;
-        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, out, (uint64_t)seed, (int)threads);
+        double head_bits = 0;
+        if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
+            claq_parse_float("--head-bits", v, 2.0, 4.0, &head_bits))
+            return 2;
+        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits, out,
+                          (uint64_t)seed, (int)threads);
     }
     const char *sn = claq_arg_get(spec, ns, "--shape");
     const synth_shape *s = NULL;
