@@ -11,7 +11,7 @@
 
 #include "claq_tool.h"
 #include "eng_claq_file.h"
-#include "eng_quant.h"
+#include "quant.h"
 
 static const char *base_name(const char *p)
 {

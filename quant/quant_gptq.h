@@ -1,11 +1,11 @@
-/* eng_gptq.h — the GPTQ core used by every calibrated method (claq-algorithm.md §2): Hessian
+/* quant_gptq.h — the GPTQ core used by every calibrated method (claq-algorithm.md §2): Hessian
  * preparation (dead inputs, act-order, dampening, inverse Cholesky factor with retry) and the
  * blocked column loop with error feedback, parameterised by a per-column quantizer callback
  * (uniform grid for the GPTQ baseline, K-Means for CLAQ). Does not pick bit-widths or outliers
- * (eng_claq_alloc.h) and does not run the model (eng_quant.h). Pure computation on caller
+ * (quant_alloc.h) and does not run the model (quant.h). Pure computation on caller
  * buffers: any thread, one call per thread. */
-#ifndef ENG_GPTQ_H
-#define ENG_GPTQ_H
+#ifndef QUANT_GPTQ_H
+#define QUANT_GPTQ_H
 
 #include <stdint.h>
 

@@ -1,8 +1,8 @@
-/* eng_gptq.c — GPTQ preparation (LAPACKE dpotrf/dpotri/dpotrf in double, with retry) and the
+/* quant_gptq.c — GPTQ preparation (LAPACKE dpotrf/dpotri/dpotrf in double, with retry) and the
  * blocked column loop with error feedback (W kept transposed so columns are contiguous; the
  * trailing update of each block is one sgemm). Does not choose codebooks (the caller's callback
  * does). Any thread; no state outside the caller's structs. */
-#include "eng_gptq.h"
+#include "quant_gptq.h"
 
 #include <cblas.h>
 #include <lapacke.h>

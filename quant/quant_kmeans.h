@@ -1,9 +1,9 @@
-/* eng_kmeans.h — 1-D K-Means for one weight column (CLAQ's per-column codebook): sorted data,
+/* quant_kmeans.h — 1-D K-Means for one weight column (CLAQ's per-column codebook): sorted data,
  * prefix sums, Lloyd iterations by midpoint boundaries (claq-algorithm.md §3.2). Deterministic for
  * a given seed. Pure functions; thread-safe (the caller passes scratch; the default init also
  * mallocs its small DP tables). */
-#ifndef ENG_KMEANS_H
-#define ENG_KMEANS_H
+#ifndef QUANT_KMEANS_H
+#define QUANT_KMEANS_H
 
 #include <stdint.h>
 

@@ -1,10 +1,10 @@
-/* eng_quant.c — the layer-by-layer quantization pipeline (claq-algorithm.md §1.2): embeds every
+/* quant_pipeline.c — the layer-by-layer quantization pipeline (claq-algorithm.md §1.2): embeds every
  * calibration window, then per decoder layer runs the current layer over all windows once per
  * group {o}, {up,gate}, {down} to accumulate that group's Hessian through the engine's capture
- * hook ({k,v,q} only need attn_norm of the stored inputs), quantizes the group's linears (eng_quant_matrix.c), swaps in their fake-quantized
+ * hook ({k,v,q} only need attn_norm of the stored inputs), quantizes the group's linears (quant_matrix.c), swaps in their fake-quantized
  * fp32 copies, and finally runs the fully quantized layer to produce the next layer's inputs.
  * Does not write files. One thread drives it (BLAS and the backend may use their own). */
-#include "eng_quant.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <errno.h>

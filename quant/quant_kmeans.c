@@ -1,10 +1,10 @@
-/* eng_kmeans.c — 1-D K-Means for one weight column (claq-algorithm.md §3.2): radix-sort the
+/* quant_kmeans.c — 1-D K-Means for one weight column (claq-algorithm.md §3.2): radix-sort the
  * column, prefix sums, the optimal partition by dynamic programming (default) or greedy
  * k-means++ (option), then Lloyd iterations where each cluster is a contiguous range of the
  * sorted data found by binary search at the midpoints (O(k log n) per iteration). Does not decide
- * bit-widths or outliers (eng_claq_alloc.c) and does not run GPTQ (eng_gptq.c). Any thread; all
+ * bit-widths or outliers (quant_alloc.c) and does not run GPTQ (quant_gptq.c). Any thread; all
  * state lives in the caller's scratch. */
-#include "eng_kmeans.h"
+#include "quant_kmeans.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,18 +1,18 @@
-/* eng_quant.h — the quantizer: one matrix at a time (RTN, GPTQ with a uniform grid, CLAQ K-Means
- * with Adaptive Precision and/or Outlier Reservation; eng_quant_matrix.c), and the layer-by-layer
+/* quant.h — the quantizer: one matrix at a time (RTN, GPTQ with a uniform grid, CLAQ K-Means
+ * with Adaptive Precision and/or Outlier Reservation; quant_matrix.c), and the layer-by-layer
  * pipeline over a model (calibration windows, Hessians captured through the engine's own forward
- * pass, fake-quantized weights swapped in, quantized outputs fed forward; eng_quant.c,
- * eng_calib.c). Does not write files (the packed-format writer does). One thread drives a run;
+ * pass, fake-quantized weights swapped in, quantized outputs fed forward; quant_pipeline.c,
+ * quant_calib.c). Does not write files (the packed-format writer does). One thread drives a run;
  * BLAS may use its own threads inside. */
-#ifndef ENG_QUANT_H
-#define ENG_QUANT_H
+#ifndef QUANT_H
+#define QUANT_H
 
 #include <stdint.h>
 #include <stdio.h>
 
 #include "eng_err.h"
-#include "eng_gptq.h"
-#include "eng_kmeans.h"
+#include "quant_gptq.h"
+#include "quant_kmeans.h"
 #include "eng_model.h"
 #include "eng_qmatrix.h"
 #include "kern.h"
@@ -62,7 +62,7 @@ int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H
                      const eng_quant_cfg *cfg, eng_qmatrix *out, float *fake,
                      eng_quant_mstats *st, eng_err *err);
 
-/* ---- calibration (eng_calib.c) ---- */
+/* ---- calibration (quant_calib.c) ---- */
 
 /* Draws nsamples windows of seqlen tokens from toks[0..n_toks) with the seed into
  * out [nsamples][seqlen]. With n_toks >= nsamples*seqlen the windows are disjoint and randomly
@@ -77,7 +77,7 @@ int eng_calib_load(const eng_model *m, const char *tok_override, const char *pat
                    int seqlen, uint64_t seed, int32_t **out, int64_t *n_text_toks, int *overlap,
                    eng_err *err);
 
-/* ---- the model pipeline (eng_quant.c) ---- */
+/* ---- the model pipeline (quant_pipeline.c) ---- */
 
 typedef struct eng_quant_result {
     int n_layers;

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "eng_claq_alloc.h"
-#include "eng_gptq.h"
-#include "eng_kmeans.h"
-#include "eng_quant.h"
+#include "quant_alloc.h"
+#include "quant_gptq.h"
+#include "quant_kmeans.h"
+#include "quant.h"
 #include "kern_half.h"
 
 static int g_fail;

@@ -1,15 +1,15 @@
-/* eng_quant_matrix.c — quantizes one weight matrix given its calibration Hessian: RTN, GPTQ with
+/* quant_matrix.c — quantizes one weight matrix given its calibration Hessian: RTN, GPTQ with
  * a per-column uniform grid, or CLAQ (K-Means codebook fitted on each error-updated column,
  * Adaptive Precision bits, Outlier Reservation), producing an eng_qmatrix in original column
- * order. Does not run the model or capture Hessians (eng_quant.c). Any thread; no state. */
-#include "eng_quant.h"
+ * order. Does not run the model or capture Hessians (quant_pipeline.c). Any thread; no state. */
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "eng_claq_alloc.h"
+#include "quant_alloc.h"
 #include "kern_half.h"
 
 const char *eng_quant_method_name(eng_quant_method m)
