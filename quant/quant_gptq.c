@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kern_half.h"
+#include "quant_mem.h"
 
 #define GPTQ_ROW_CHUNK 512   /* rows per task of the column loop */
 #define GPTQ_REL_EXACT 4e9    /* multiply-adds up to which the relative error is exact */
@@ -109,7 +110,7 @@ static int gptq_prepare(eng_gptq_prep *p, const double *Hd, const float *Hf, int
     p->cols = cols;
     p->perm = malloc((size_t)cols * sizeof *p->perm);
     p->dead = calloc((size_t)cols, 1);
-    p->U = malloc(nn * sizeof *p->U);
+    p->U = eng_quant_big_alloc(nn * sizeof *p->U);
     gptq_sortkey *keys = malloc((size_t)cols * sizeof *keys);
     int rc = 0;
     if (!p->perm || !p->dead || !p->U || !keys) {
@@ -280,7 +281,7 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
      * chunk, then over chunks in order) is the same number with 1 or N threads. */
     int64_t chunk = GPTQ_ROW_CHUNK;
     int64_t n_chunks = (rows + chunk - 1) / chunk;
-    float *Wt = malloc((size_t)C * (size_t)rows * sizeof *Wt);      /* [C][rows], processing order */
+    float *Wt = eng_quant_big_alloc((size_t)C * (size_t)rows * sizeof *Wt);      /* [C][rows], processing order */
     float *Err = malloc((size_t)bs_max * (size_t)rows * sizeof *Err);
     float *Ub = malloc((size_t)bs_max * (size_t)C * sizeof *Ub);   /* U[i1:i2, i2:C] as float */
     float *q = malloc((size_t)rows * sizeof *q);

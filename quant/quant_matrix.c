@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "quant_alloc.h"
+#include "quant_mem.h"
 #include "kern_half.h"
 
 const char *eng_quant_method_name(eng_quant_method m)
@@ -210,8 +211,8 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
     for (int64_t j = 0; j < cols; j++) stats.n_dead += pp->dead[j];
 
     /* The dead-zeroed original W: what the grid (GPTQ) and the metric (AP/OR) look at. */
-    Wz = malloc((size_t)rows * (size_t)cols * sizeof *Wz);
-    Q = malloc((size_t)rows * (size_t)cols * sizeof *Q);
+    Wz = eng_quant_big_alloc((size_t)rows * (size_t)cols * sizeof *Wz);
+    Q = eng_quant_big_alloc((size_t)rows * (size_t)cols * sizeof *Q);
     if (!Wz || !Q) goto nomem;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < cols; j++)
@@ -245,7 +246,7 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
             c.frac = frac;
         }
     }
-    c.codes_t = malloc((size_t)rows * (size_t)cols);
+    c.codes_t = eng_quant_big_alloc((size_t)rows * (size_t)cols);
     if (!c.codes_t) goto nomem;
     double tl = qm_now();
     rc = eng_gptq_run_pool(pp, Wz, rows, cfg->gptq.blocksize, qm_column, &c, Q, &stats.loss,
@@ -271,7 +272,7 @@ finish:
     stats.n_outliers = out->n_outliers;
     if (fake || H) {
         float *F = fake;
-        if (!F && !(F = Fown = malloc((size_t)rows * (size_t)cols * sizeof *F))) goto nomem;
+        if (!F && !(F = Fown = eng_quant_big_alloc((size_t)rows * (size_t)cols * sizeof *F))) goto nomem;
         eng_qmatrix_dequant(out, F);
         /* Invariant: what the GPTQ loop fed back is exactly what the qmatrix stores. */
         if (Q && memcmp(F, Q, (size_t)rows * (size_t)cols * sizeof *F) != 0) {

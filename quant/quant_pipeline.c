@@ -19,6 +19,7 @@
 #include "eng_forward.h"
 #include "eng_kv.h"
 #include "kern_half.h"
+#include "quant_mem.h"
 
 #define QP_MAX_BATCH 512   /* tokens per forward call (longer windows run in chunks) */
 
@@ -56,7 +57,7 @@ static int qp_acts_init(qp_acts *a, int n, int64_t per, size_t budget, eng_err *
     a->n = n;
     size_t bytes = (size_t)n * (size_t)per * sizeof(float);
     if (bytes <= budget) {
-        a->mem = malloc(bytes);
+        a->mem = eng_quant_big_alloc(bytes);
         if (a->mem) return 0;
     }
     const char *dir = getenv("TMPDIR");
@@ -143,7 +144,7 @@ static int qp_weight_f32(const kern_matrix *w, float **out, eng_err *err)
         return eng_err_set(err, ENG_E_UNSUPPORTED, "the source model is already "
                            "quantized (%s); start from an fp32/fp16/bf16 checkpoint",
                            kern_dtype_name(w->dtype));
-    float *f = malloc(n * sizeof *f);
+    float *f = eng_quant_big_alloc(n * sizeof *f);
     if (!f) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     if (w->dtype == KERN_F32) {
         memcpy(f, w->data, n * sizeof *f);
@@ -265,7 +266,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
     int widths[4] = {cf->dim, q_dim, cf->dim, cf->hidden_dim};
     int maxw = cf->dim > cf->hidden_dim ? cf->dim : cf->hidden_dim;
     if (widths[1] > maxw) maxw = widths[1];
-    float *H = malloc(sizeof(float) * (size_t)maxw * (size_t)maxw);
+    float *H = eng_quant_big_alloc(sizeof(float) * (size_t)maxw * (size_t)maxw);
     qp_acts kept = {.fd = -1};           /* att, then act, of every window */
     eng_gptq_prep prep = {0};
     double t_fwd = 0, t_q = 0, tl = qp_now();
@@ -376,7 +377,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
             }
             float *W;
             if ((rc = qp_weight_f32(w, &W, err))) goto done;
-            fake[li] = malloc(sizeof(float) * (size_t)w->rows * (size_t)w->cols);
+            fake[li] = eng_quant_big_alloc(sizeof(float) * (size_t)w->rows * (size_t)w->cols);
             eng_quant_mstats *st = &res->stats[l * ENG_LIN_COUNT + li];
             eng_qmatrix *q = &res->mats[l * ENG_LIN_COUNT + li];
             rc = fake[li] ? eng_quant_matrix_f32(W, w->rows, w->cols, H, &prep, p->cfg, q,
