@@ -235,12 +235,11 @@ static void gptq_rows_task(void *arg, int64_t task, int worker)
     }
     L->lpart[task] = l;
     if (L->next_n > 0) {
-        float *wn = L->Wt + (a + 1) * rows;
-        for (int64_t t = 0; t < L->next_n; t++) {
-            const float *et = L->Err + t * rows;
-            float u = L->uc[t];
-            for (int64_t r = r0; r < r1; r++) wn[r] -= u * et[r];
-        }
+        /* saxpy, as the eager loop this replaces did: the same fused multiply-adds in the same
+         * t order, so each element gets exactly the value the eager update gave it */
+        float *wn = L->Wt + (a + 1) * rows + r0;
+        for (int64_t t = 0; t < L->next_n; t++)
+            cblas_saxpy((int)(r1 - r0), -L->uc[t], L->Err + t * rows + r0, 1, wn, 1);
     }
 }
 
