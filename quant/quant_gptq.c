@@ -1,5 +1,5 @@
-/* quant_gptq.c — GPTQ preparation (the inverse's upper Cholesky factor from one dpotrf and one
- * dtrtri in double, with retry) and the blocked column loop with lazy error feedback (W kept
+/* quant_gptq.c — GPTQ preparation (the inverse's upper Cholesky factor in double, with retry: as
+ * GPTQ computes it, or from one dpotrf and one dtrtri) and the blocked column loop with lazy error feedback (W kept
  * transposed so columns are contiguous; rows split among a kern_pool's workers; the trailing
  * update of each block is one sgemm). Does not choose codebooks (the caller's callback does).
  * Any thread, one call per thread (a pool passed in is driven by the calling thread). */
@@ -24,6 +24,7 @@ void eng_gptq_cfg_default(eng_gptq_cfg *c)
     c->blocksize = 128;
     c->act_order = 1;
     c->max_retries = 8;
+    c->fast_inverse = 0;
 }
 
 void eng_gptq_prep_free(eng_gptq_prep *p)
@@ -64,6 +65,26 @@ static void gptq_transpose_inplace(double *A, int64_t n)
                     A[j * n + i] = t;
                 }
         }
+}
+
+/* The upper Cholesky factor U of the inverse of the damped, permuted Hessian as GPTQ computes
+ * it: H = L L^T, H^-1 from L (potri), H^-1 = U^T U (potrf). On entry A holds H (symmetric); on
+ * success it holds U row-major with a zero lower triangle. Column-major LAPACK on a symmetric
+ * matrix: the row-major view is the transpose. Returns the LAPACK info. */
+static int gptq_inv_chol_ref(double *A, int64_t n)
+{
+    lapack_int N = (lapack_int)n;
+    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', N, A, N);      /* H = L L^T */
+    if (info != 0) return info;
+    info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', N, A, N);          /* Hinv, lower part */
+    if (info != 0) return info;
+    for (int64_t j = 0; j < n; j++)                                  /* mirror lower -> upper */
+        for (int64_t i = j + 1; i < n; i++) A[i * n + j] = A[j * n + i];
+    info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', N, A, N);          /* Hinv = U^T U */
+    if (info != 0) return info;
+    gptq_transpose_inplace(A, n);            /* column-major upper -> row-major upper */
+    for (int64_t a = 0; a < n; a++) memset(A + a * n, 0, (size_t)a * sizeof *A);   /* lower */
+    return 0;
 }
 
 /* The upper Cholesky factor U of the inverse of the damped, permuted Hessian, by one Cholesky
@@ -141,13 +162,14 @@ static int gptq_prepare(eng_gptq_prep *p, const double *Hd, const float *Hf, int
     if (damp <= 0) damp = 1e-8;   /* an all-zero H cannot be factored without some damping */
     for (int attempt = 0;; attempt++) {
         p->damp = damp * (attempt + 1);
-        /* U = J Hp J + damp I, Hp the permuted H: U[a][b] = Hp[C-1-a][C-1-b]. Rebuilt on each
-         * attempt instead of keeping a second n x n copy. */
+        /* U = Hp + damp I (reference), or J Hp J + damp I (fast: U[a][b] = Hp[C-1-a][C-1-b]),
+         * Hp the permuted H. Rebuilt on each attempt instead of keeping a second n x n copy. */
+        int fast = cfg->fast_inverse;
         for (int64_t a = 0; a < cols; a++) {
-            int64_t ja = p->perm[cols - 1 - a];
+            int64_t ja = p->perm[fast ? cols - 1 - a : a];
             double *row = p->U + a * cols;
             for (int64_t b = 0; b < cols; b++) {
-                int64_t jb = p->perm[cols - 1 - b];
+                int64_t jb = p->perm[fast ? cols - 1 - b : b];
                 double v = (p->dead[ja] || p->dead[jb]) ? 0.0 : gptq_h(Hd, Hf, cols, ja, jb);
                 if (!isfinite(v)) {
                     rc = eng_err_set(err, ENG_E_RANGE, "gptq: Hessian entry (%lld,%lld) is %g",
@@ -159,7 +181,7 @@ static int gptq_prepare(eng_gptq_prep *p, const double *Hd, const float *Hf, int
             if (p->dead[ja]) row[a] = 1.0;
             row[a] += p->damp;
         }
-        int info = gptq_inv_chol(p->U, cols);
+        int info = fast ? gptq_inv_chol(p->U, cols) : gptq_inv_chol_ref(p->U, cols);
         if (info == 0) { p->retries = attempt; break; }
         if (attempt >= cfg->max_retries) {
             rc = eng_err_set(err, ENG_E_RANGE,

@@ -17,9 +17,13 @@ typedef struct eng_gptq_cfg {
     int blocksize;        /* columns per error-feedback block; GPTQ's 128 */
     int act_order;        /* 1: process columns by diag(H) descending (stable) */
     int max_retries;      /* extra dampening rounds after a failed Cholesky step */
+    int fast_inverse;     /* 0: U as GPTQ computes it (potrf, potri, potrf: 4/3 n^3 flops);
+                             1: U = J chol(J H J)^-1 J (potrf, trtri: 2/3 n^3), the same
+                             factor in exact arithmetic but rounded differently */
 } eng_gptq_cfg;
 
-void eng_gptq_cfg_default(eng_gptq_cfg *c);   /* 0.01, 128, act-order on, 8 retries */
+void eng_gptq_cfg_default(eng_gptq_cfg *c);   /* 0.01, 128, act-order on, 8 retries, GPTQ's
+                                                  inverse */
 
 /* What the column loop needs from H, in processing order. */
 typedef struct eng_gptq_prep {

@@ -52,6 +52,8 @@ int claq_cmd_quantize(int argc, char **argv)
         {"--or-compat-index", 0, NULL, "the reference code's block-local OR budget index"},
         {"--kmeans-init", 1, NULL, "optimal (default: binned DP + Lloyd) | exact (DP over every "
                                    "point, slower) | lloyd (quantile init) | plusplus (seeded)"},
+        {"--fast-inverse", 0, NULL, "GPTQ's inverse factor by 1 Cholesky + 1 triangular inverse "
+                                    "(half the flops; rounds differently from GPTQ's)"},
         {"--nsamples", 1, NULL, "calibration windows (default 128)"},
         {"--seqlen", 1, NULL, "tokens per window (default 2048, clipped to the context)"},
         {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
@@ -113,6 +115,7 @@ int claq_cmd_quantize(int argc, char **argv)
         return 2;
     }
     cfg.outliers = claq_arg_get(spec, ns, "--outliers") != NULL;
+    cfg.gptq.fast_inverse = claq_arg_get(spec, ns, "--fast-inverse") != NULL;
     cfg.or_compat_index = claq_arg_get(spec, ns, "--or-compat-index") != NULL;
     cfg.seed = (uint64_t)seed;
     cfg.act_budget = (size_t)budget_mb << 20;
