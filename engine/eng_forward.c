@@ -171,12 +171,14 @@ static void add_inplace(float *x, const float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n, float *x,
-                      eng_err *err)
+/* The attention half of layer l: attn_norm(x) -> q/k/v -> RoPE -> K/V into the cache ->
+ * attention, leaving the result (before o_proj) in c->att [n][q_dim]. x is not modified. */
+static int layer_attn(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n,
+                      const float *x, eng_err *err)
 {
     const eng_config *cf = &c->m->cfg;
     const eng_layer_weights *w = c->lw[l];
-    int dim = cf->dim, hd = cf->head_dim, hidden = cf->hidden_dim;
+    int dim = cf->dim, hd = cf->head_dim;
     int q_dim = cf->n_heads * hd, kv_dim = cf->n_kv_heads * hd;
     int rc = check_items(c, kv, items, n, err);
     if (rc) return rc;
@@ -189,7 +191,6 @@ int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items
         if (items[i].pos + 1 > max_pos) max_pos = items[i].pos + 1;
     }
 
-    /* attention block */
     if ((rc = kern_rmsnorm(c->be, x, w->attn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 0, c->xb, n, dim);
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_Q], c->xb, n, c->q))) goto kfail;
@@ -218,6 +219,29 @@ int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items
     };
     if ((rc = kern_attention(c->be, &a))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 1, c->att, n, q_dim);
+    return 0;
+kfail:
+    return kern_fail(err, rc, "forward", l);
+}
+
+int eng_forward_attn(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n,
+                     const float *x, float *att, eng_err *err)
+{
+    int rc = layer_attn(c, kv, l, items, n, x, err);
+    if (rc) return rc;
+    const eng_config *cf = &c->m->cfg;
+    memcpy(att, c->att, sizeof(float) * (size_t)n * (size_t)(cf->n_heads * cf->head_dim));
+    return 0;
+}
+
+int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n, float *x,
+                      eng_err *err)
+{
+    const eng_config *cf = &c->m->cfg;
+    const eng_layer_weights *w = c->lw[l];
+    int dim = cf->dim, hidden = cf->hidden_dim;
+    int rc = layer_attn(c, kv, l, items, n, x, err);
+    if (rc) return rc;
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_O], c->att, n, c->xb))) goto kfail;
     add_inplace(x, c->xb, (int64_t)n * dim);
 

@@ -53,6 +53,11 @@ int eng_forward(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, floa
 int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, eng_err *err);
 int eng_forward_layer(eng_ctx *c, eng_kv *kv, int layer, const eng_batch_item *items, int n,
                       float *x, eng_err *err);
+/* The attention half of decoder layer l alone (attn_norm, q/k/v, RoPE, K/V into the cache,
+ * attention): att gets [n][n_heads*head_dim], the input of o_proj; x is not modified. The
+ * quantizer's staged calibration passes compute the rest from it with kern_* calls. */
+int eng_forward_attn(eng_ctx *c, eng_kv *kv, int layer, const eng_batch_item *items, int n,
+                     const float *x, float *att, eng_err *err);
 int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float *x,
                      float *logits, eng_err *err);
 

@@ -1,17 +1,18 @@
 /* claq_quantize.c — `claq quantize`: FP checkpoint + calibration text -> packed CLAQ model.
  * Parses the flags, draws the calibration windows (eng_calib_load), runs the layer-by-layer
  * pipeline (eng_quant_model; progress on stderr) and hands the quantized linears to the packed
- * format writer (eng_claq_write). Single-threaded front end; the CPU backend and BLAS use their
- * own threads. */
+ * format writer (eng_claq_write). Single-threaded front end; the CPU backend, BLAS and the
+ * quantizer's kern_pool (created here) use their own threads. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "claq_tool.h"
 #include "eng_claq_file.h"
-#include "eng_quant.h"
+#include "quant.h"
 
 static const char *base_name(const char *p)
 {
@@ -49,11 +50,15 @@ int claq_cmd_quantize(int argc, char **argv)
         {"--outliers", 0, NULL, "Outlier Reservation (claq only)"},
         {"--or-budget", 1, NULL, "scale of the OR fractions 0.014/0.004 (default 1)"},
         {"--or-compat-index", 0, NULL, "the reference code's block-local OR budget index"},
-        {"--kmeans-init", 1, NULL, "optimal (default, deterministic) | plusplus (seeded)"},
+        {"--kmeans-init", 1, NULL, "optimal (default: binned DP + Lloyd) | exact (DP over every "
+                                   "point, slower) | lloyd (quantile init) | plusplus (seeded)"},
+        {"--fast-inverse", 0, NULL, "GPTQ's inverse factor by 1 Cholesky + 1 triangular inverse "
+                                    "(half the flops; rounds differently from GPTQ's)"},
         {"--nsamples", 1, NULL, "calibration windows (default 128)"},
         {"--seqlen", 1, NULL, "tokens per window (default 2048, clipped to the context)"},
         {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
-        {"--threads", 1, NULL, "forward-pass threads (default: one per core)"},
+        {"--threads", 1, NULL, "threads for the forward passes and the GPTQ loop (default: one "
+                               "per core; results do not depend on it)"},
         {"--act-budget-mb", 1, NULL, "activations kept in RAM before a temp file (default 2048)"},
         {"--out", 1, NULL, "packed output file (required)"},
         {"--help", 0, NULL, "this text"},
@@ -104,15 +109,13 @@ int claq_cmd_quantize(int argc, char **argv)
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
     if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
         claq_parse_float("--or-budget", v, 1e-6, 30, &cfg.or_budget)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--kmeans-init"))) {
-        if (strcmp(v, "optimal") == 0) cfg.kinit = ENG_KMEANS_QUANTILE;
-        else if (strcmp(v, "plusplus") == 0) cfg.kinit = ENG_KMEANS_PLUSPLUS;
-        else {
-            fprintf(stderr, "claq quantize: --kmeans-init must be optimal or plusplus\n");
-            return 2;
-        }
+    if ((v = claq_arg_get(spec, ns, "--kmeans-init")) && eng_kmeans_init_parse(v, &cfg.kinit)) {
+        fprintf(stderr, "claq quantize: --kmeans-init must be optimal, exact, lloyd or "
+                "plusplus\n");
+        return 2;
     }
     cfg.outliers = claq_arg_get(spec, ns, "--outliers") != NULL;
+    cfg.gptq.fast_inverse = claq_arg_get(spec, ns, "--fast-inverse") != NULL;
     cfg.or_compat_index = claq_arg_get(spec, ns, "--or-compat-index") != NULL;
     cfg.seed = (uint64_t)seed;
     cfg.act_budget = (size_t)budget_mb << 20;
@@ -132,6 +135,7 @@ int claq_cmd_quantize(int argc, char **argv)
     int32_t *windows = NULL;
     eng_qmatrix **qp = NULL;
     eng_quant_result res = {0};
+    kern_pool *pool = NULL;
     if (eng_model_open(&m, model_path, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
@@ -161,6 +165,15 @@ int claq_cmd_quantize(int argc, char **argv)
         goto done;
     }
     kern_cpu_backend_set_offline(&be, 1);   /* calibration passes: BLAS GEMMs, no invariance needed */
+    if (cfg.method != ENG_QUANT_RTN) {
+        long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+        int nt = threads > 0 ? (int)threads : (nproc > 0 ? (int)nproc : 1);
+        if (nt > 1 && kern_pool_create(&pool, nt)) {
+            fprintf(stderr, "claq quantize: cannot start %d threads\n", nt);
+            goto done;
+        }
+        cfg.pool = pool;   /* the GPTQ loop's row work; driven by this thread */
+    }
     if (eng_quant_model(m, &be, windows, (int)nsamples, (int)seqlen, &cfg, &res, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
@@ -202,6 +215,7 @@ done:
     eng_quant_result_free(&res);
     free(windows);
     kern_backend_destroy(&be);
+    kern_pool_destroy(pool);
     eng_model_close(m);
     return ret;
 }

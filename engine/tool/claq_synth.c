@@ -24,7 +24,7 @@
 #include "claq_tool.h"
 #include "kern_pool.h"
 #include "eng_claq_file.h"
-#include "eng_kmeans.h"
+#include "quant_kmeans.h"
 #include "eng_model.h"
 #include "kern_half.h"
 

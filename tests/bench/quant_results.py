@@ -17,7 +17,7 @@ import tempfile
 import time
 
 NSAMPLES, SEQLEN, SEED, CTX = 128, 256, 0, 256
-SYN_NSAMPLES, SYN_SEQLEN = 8, 128
+SYN_NSAMPLES, SYN_SEQLEN = 128, 256   # issue 13: 128 x 256 tokens, the acceptance setting
 
 # (row id, method column, label, claq quantize arguments or None for FP32)
 ROWS = [
@@ -172,7 +172,7 @@ def do_synth(claq, shared, wdir, log):
         _, res["synth_wall"] = run(cmd, log)
         res["commands"].append(cmd)
         res["synth_bytes"] = sum(os.path.getsize(os.path.join(mdir, f)) for f in os.listdir(mdir))
-        calib = os.path.join(shared, "data", "tinystories", "tinystories-train-head.txt")
+        calib = os.path.join(shared, "data", "wikitext-2-raw", "wiki.test.raw")   # >= 32768 tokens
         for method in ("claq", "gptq"):
             out_file = os.path.join(tmp, method + "3.claq")
             cmd = timev + [claq, "quantize", "--model", mdir, "--calib", calib, "--method", method,
@@ -348,7 +348,7 @@ def render(results, syn, meta, out_path):
         w("(dim 4096, FFN 11008, 32 heads, Llama-2 vocabulary of 32000) and random heavy-tailed")
         w("weights (%.2f GB on disk, written in %.0f s, deleted afterwards). It was quantized with %d" % (
             syn["synth_bytes"] / 1e9, syn["synth_wall"], SYN_NSAMPLES))
-        w("windows x %d tokens of `tinystories-train-head.txt` (seed %d). Synthetic weights: these" % (
+        w("windows x %d tokens of `wikitext-2-raw/wiki.test.raw` (seed %d). Synthetic weights: these" % (
             SYN_SEQLEN, SEED))
         w("figures speak to speed and memory only, never quality. Peak RSS is from `/usr/bin/time -v`")
         w("and covers the whole process (the 32000 x 4096 FP16 embedding and output matrices are")
@@ -564,18 +564,20 @@ would make the baselines cheaper than CLAQ on matrices this small.
 
 TIME_WHY = """
 On these models nearly all of `quant_seconds` is the calibration forward passes (128 windows x
-256 tokens through each layer, run once per sequential group {o}, {up, gate}, {down} and once more
-to feed the next layer); GPTQ and k-means on matrices of this size take well under a second each. RTN needs
+256 tokens through each layer, in staged passes that run each linear once per window and keep
+the attention and SwiGLU outputs the next group's Hessian needs); GPTQ and k-means on matrices of
+this size take well under a second each. RTN needs
 no forward pass. The per-layer cost at a realistic size is in the next section.
 """
 
 SYNTH_NOTE = """
-With this small calibration set (1024 tokens) the matrix work dominates: the Hessian inversion and
-GPTQ's column sweep over 4096- and 11008-wide Hessians, and for CLAQ a k-means per column. Those
-costs do not grow with the calibration set; the forward passes and the Hessian accumulation grow
-linearly with it, so the paper's 128 x 2048 tokens (256 times more) would add mostly forward-pass
-time; for the same reason fewer calibration samples would not make this run much shorter. The
-run shared the 2 cores with other work (load average above), so the wall seconds are
+With 128 x 256 calibration tokens the forward passes and the Hessian accumulation dominate: one
+pass of the layer's linears over 32768 tokens is 1.3e13 flops, the Hessians (ssyrk) 5.6e12 (4.0e12
+of it down_proj's 11008-wide one), against about 1.1e12 for GPTQ's column sweeps and 0.9e12
+(double) for the inverse factors. The pipeline runs the linears once per window (staged passes,
+quant_pipeline.c), so this is close to the floor for fp32 arithmetic; it scales linearly with the
+calibration tokens. docs/benchmarks.md ("Quantizer") has the breakdown and the before/after
+figures. The run shared the 2 cores with other work (load average above), so the wall seconds are
 pessimistic; the CPU user seconds are the less contended figure.
 """
 

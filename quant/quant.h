@@ -1,18 +1,18 @@
-/* eng_quant.h — the quantizer: one matrix at a time (RTN, GPTQ with a uniform grid, CLAQ K-Means
- * with Adaptive Precision and/or Outlier Reservation; eng_quant_matrix.c), and the layer-by-layer
+/* quant.h — the quantizer: one matrix at a time (RTN, GPTQ with a uniform grid, CLAQ K-Means
+ * with Adaptive Precision and/or Outlier Reservation; quant_matrix.c), and the layer-by-layer
  * pipeline over a model (calibration windows, Hessians captured through the engine's own forward
- * pass, fake-quantized weights swapped in, quantized outputs fed forward; eng_quant.c,
- * eng_calib.c). Does not write files (the packed-format writer does). One thread drives a run;
- * BLAS may use its own threads inside. */
-#ifndef ENG_QUANT_H
-#define ENG_QUANT_H
+ * pass, fake-quantized weights swapped in, quantized outputs fed forward; quant_pipeline.c,
+ * quant_calib.c). Does not write files (the packed-format writer does). One thread drives a run;
+ * BLAS, the backend and cfg->pool use their own threads inside. */
+#ifndef QUANT_H
+#define QUANT_H
 
 #include <stdint.h>
 #include <stdio.h>
 
 #include "eng_err.h"
-#include "eng_gptq.h"
-#include "eng_kmeans.h"
+#include "quant_gptq.h"
+#include "quant_kmeans.h"
 #include "eng_model.h"
 #include "eng_qmatrix.h"
 #include "kern.h"
@@ -38,6 +38,9 @@ typedef struct eng_quant_cfg {
     eng_gptq_cfg gptq;       /* dampening, block size, act-order */
     size_t act_budget;       /* bytes of layer activations held in RAM (see eng_quant_model) */
     FILE *log;               /* progress lines; NULL = silent; borrowed */
+    kern_pool *pool;         /* workers for the row work of the GPTQ loop and the Hessians;
+                                NULL = the calling thread only; borrowed, driven by the thread
+                                that calls the quantizer. Results do not depend on it. */
 } eng_quant_cfg;
 
 void eng_quant_cfg_default(eng_quant_cfg *c);   /* claq, 4 bits, no OR, seed 0 */
@@ -52,6 +55,9 @@ typedef struct eng_quant_mstats {
     int64_t n_dead;          /* dead input columns */
     int retries;             /* extra dampening rounds */
     double seconds;
+    double t_prep;           /* seconds in the Hessian preparation (0 when it was shared) */
+    double t_loop;           /* seconds in the GPTQ column loop, K-Means included */
+    double t_kmeans;         /* seconds fitting codebooks (inside t_loop) */
 } eng_quant_mstats;
 
 /* Quantizes W [rows][cols] (fp32, original order). H [cols][cols] double (the calibration
@@ -62,7 +68,15 @@ int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H
                      const eng_quant_cfg *cfg, eng_qmatrix *out, float *fake,
                      eng_quant_mstats *st, eng_err *err);
 
-/* ---- calibration (eng_calib.c) ---- */
+/* The same with a float H [cols][cols] (both triangles filled) and, optionally, its GPTQ
+ * preparation already done (prep may be NULL; it is the same for every matrix that shares an
+ * input, e.g. k/v/q and up/gate, so the pipeline factors it once per group). rel_err is
+ * estimated on a row sample for large matrices (eng_gptq_rel_error_f32). */
+int eng_quant_matrix_f32(const float *W, int64_t rows, int64_t cols, const float *H,
+                         const eng_gptq_prep *prep, const eng_quant_cfg *cfg, eng_qmatrix *out,
+                         float *fake, eng_quant_mstats *st, eng_err *err);
+
+/* ---- calibration (quant_calib.c) ---- */
 
 /* Draws nsamples windows of seqlen tokens from toks[0..n_toks) with the seed into
  * out [nsamples][seqlen]. With n_toks >= nsamples*seqlen the windows are disjoint and randomly
@@ -77,7 +91,7 @@ int eng_calib_load(const eng_model *m, const char *tok_override, const char *pat
                    int seqlen, uint64_t seed, int32_t **out, int64_t *n_text_toks, int *overlap,
                    eng_err *err);
 
-/* ---- the model pipeline (eng_quant.c) ---- */
+/* ---- the model pipeline (quant_pipeline.c) ---- */
 
 typedef struct eng_quant_result {
     int n_layers;
@@ -92,9 +106,11 @@ void eng_quant_result_free(eng_quant_result *r);   /* safe on zeroed, idempotent
 /* Quantizes every linear of every decoder layer of m (embedding, norms and head stay as they
  * are). tokens: [nsamples][seqlen] calibration windows (unused, may be NULL, for RTN). be: the
  * backend that runs the forward pass (borrowed). Peak memory: nsamples*seqlen*dim floats of
- * activations (held in RAM up to cfg->act_budget, else in an unlinked temp file under TMPDIR),
- * plus one layer's fp32 weights, Hessians of the widest group (hidden^2 doubles) and GPTQ
- * scratch for the largest matrix. */
+ * activations plus, while the FFN is quantized, nsamples*seqlen*hidden floats of kept SwiGLU
+ * outputs (each store held in RAM up to cfg->act_budget, else in an unlinked temp file under
+ * TMPDIR), one layer's fake-quantized fp32 weights, the widest group's Hessian (hidden^2 floats)
+ * and its inverse factor (hidden^2 doubles), and GPTQ scratch for the largest matrix. Every
+ * layer's eng_qmatrix (a byte per weight) stays in res until the caller writes the file. */
 int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens, int nsamples,
                     int seqlen, const eng_quant_cfg *cfg, eng_quant_result *res, eng_err *err);
 

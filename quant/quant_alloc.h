@@ -1,10 +1,10 @@
-/* eng_claq_alloc.h — CLAQ's two column-level allocations (claq-algorithm.md §4, §5, §11):
+/* quant_alloc.h — CLAQ's two column-level allocations (claq-algorithm.md §4, §5, §11):
  * Adaptive Precision (which columns get 4 bits, from the outlier-order metric) and Outlier
  * Reservation (each column's tail fraction, and which entries of an error-updated column are
- * kept as exact values). Does not fit codebooks (eng_kmeans.h) or run GPTQ (eng_gptq.h). Pure
+ * kept as exact values). Does not fit codebooks (quant_kmeans.h) or run GPTQ (quant_gptq.h). Pure
  * functions on caller buffers; any thread. */
-#ifndef ENG_CLAQ_ALLOC_H
-#define ENG_CLAQ_ALLOC_H
+#ifndef QUANT_ALLOC_H
+#define QUANT_ALLOC_H
 
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
-/* eng_claq_alloc.c — Adaptive Precision bit allocation and Outlier Reservation budgets and
+/* quant_alloc.c — Adaptive Precision bit allocation and Outlier Reservation budgets and
  * selection. Does not touch codebooks or the GPTQ loop. Any thread; no state. */
-#include "eng_claq_alloc.h"
+#include "quant_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,10 +1,10 @@
-/* eng_kmeans.c — 1-D K-Means for one weight column (claq-algorithm.md §3.2): radix-sort the
+/* quant_kmeans.c — 1-D K-Means for one weight column (claq-algorithm.md §3.2): radix-sort the
  * column, prefix sums, the optimal partition by dynamic programming (default) or greedy
  * k-means++ (option), then Lloyd iterations where each cluster is a contiguous range of the
  * sorted data found by binary search at the midpoints (O(k log n) per iteration). Does not decide
- * bit-widths or outliers (eng_claq_alloc.c) and does not run GPTQ (eng_gptq.c). Any thread; all
+ * bit-widths or outliers (quant_alloc.c) and does not run GPTQ (quant_gptq.c). Any thread; all
  * state lives in the caller's scratch. */
-#include "eng_kmeans.h"
+#include "quant_kmeans.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -199,7 +199,7 @@ typedef struct km_dp {
     const double *Pu, *Qu, *Nu;
     const double *prev;      /* D_{c-1}[0..U] */
     double *cur;             /* D_c[0..U] */
-    int16_t *arg;            /* this layer's argmin row */
+    int32_t *arg;            /* this layer's argmin row */
 } km_dp;
 
 static inline double km_usse(const km_dp *d, int64_t a, int64_t b)
@@ -220,7 +220,7 @@ static void km_dp_solve(km_dp *d, int64_t lo, int64_t hi, int64_t alo, int64_t a
             if (v < best) { best = v; best_a = a; }
         }
         d->cur[m] = best;
-        d->arg[m] = (int16_t)best_a;
+        d->arg[m] = (int32_t)best_a;
         km_dp_solve(d, lo, m - 1, alo, best_a);
         lo = m + 1;   /* the right half iteratively */
         alo = best_a;
@@ -233,7 +233,7 @@ static int km_exact(const double *P, const double *Q, int64_t n, int64_t U, int 
 {
     size_t u1 = (size_t)U + 1;
     double *buf = malloc(sizeof(double) * 5 * u1);
-    int16_t *arg = malloc(sizeof(int16_t) * (size_t)k * u1);
+    int32_t *arg = malloc(sizeof(int32_t) * (size_t)k * u1);
     if (!buf || !arg) {
         free(buf);
         free(arg);
@@ -255,13 +255,13 @@ static int km_exact(const double *P, const double *Q, int64_t n, int64_t U, int 
     km_dp d = {Pu, Qu, Nu, NULL, NULL, NULL};
     for (int64_t m = 0; m <= U; m++) rows[m] = km_usse(&d, 0, m);
     for (int cl = 1; cl < k; cl++) {
-        int16_t *a = arg + (size_t)cl * u1;
+        int32_t *a = arg + (size_t)cl * u1;
         d.prev = rows + (size_t)((cl - 1) & 1) * u1;
         d.cur = rows + (size_t)(cl & 1) * u1;
         d.arg = a;
         for (int64_t m = 0; m <= cl && m <= U; m++) {
             d.cur[m] = 0;
-            a[m] = (int16_t)(m > 0 ? m - 1 : 0);
+            a[m] = (int32_t)(m > 0 ? m - 1 : 0);
         }
         if (cl + 1 <= U) km_dp_solve(&d, cl + 1, U, cl, U - 1);
     }
@@ -289,7 +289,9 @@ int eng_kmeans_1d(const float *x, int64_t n, int k, eng_kmeans_init init, uint64
                   double *scratch, uint16_t *cb_f16)
 {
     if (!x || !scratch || !cb_f16 || n <= 0 || k < 1 || k > KM_MAX_K) return ENG_E_INVAL;
-    if (init != ENG_KMEANS_QUANTILE && init != ENG_KMEANS_PLUSPLUS) return ENG_E_INVAL;
+    if (init != ENG_KMEANS_QUANTILE && init != ENG_KMEANS_PLUSPLUS && init != ENG_KMEANS_EXACT &&
+        init != ENG_KMEANS_LLOYD)
+        return ENG_E_INVAL;
     double *s = scratch, *P = scratch + n, *Q = scratch + 2 * n;
     /* Sort: keys live in the P/Q area (2n uint32 fit in n doubles), then expand into s. */
     uint32_t *keys = (uint32_t *)P, *tmp = keys + n;
@@ -327,6 +329,15 @@ int eng_kmeans_1d(const float *x, int64_t n, int k, eng_kmeans_init init, uint64
 
     if (init == ENG_KMEANS_PLUSPLUS) {
         km_lloyd(s, P, n, c, k, tol);
+    } else if (init == ENG_KMEANS_EXACT) {
+        /* The optimum over every point is already a Lloyd fixed point. */
+        if (km_exact(P, Q, n, n, k, c)) return ENG_E_NOMEM;
+    } else if (init == ENG_KMEANS_LLOYD) {
+        for (int i = 0; i < k; i++) {   /* means of k equal-count slices of the sorted data */
+            int64_t a = (int64_t)i * n / k, b = (int64_t)(i + 1) * n / k;
+            c[i] = km_psum(P, a, b) / (double)(b - a);
+        }
+        km_lloyd(s, P, n, c, k, tol);
     } else {
         /* Deterministic: the optimal partition by dynamic programming (exact up to
          * KM_DP_MAX_N rows, over KM_DP_BINS units beyond), then Lloyd to the nearest-centre
@@ -339,6 +350,28 @@ int eng_kmeans_1d(const float *x, int64_t n, int k, eng_kmeans_init init, uint64
     }
     km_write_cb(c, k, cb_f16);
     return 0;
+}
+
+int eng_kmeans_init_parse(const char *s, eng_kmeans_init *out)
+{
+    static const char *names[] = {"optimal", "plusplus", "exact", "lloyd"};
+    for (int i = 0; i < 4; i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *out = (eng_kmeans_init)i;
+            return 0;
+        }
+    return ENG_E_INVAL;
+}
+
+const char *eng_kmeans_init_name(eng_kmeans_init i)
+{
+    switch (i) {
+    case ENG_KMEANS_QUANTILE: return "optimal";
+    case ENG_KMEANS_PLUSPLUS: return "plusplus";
+    case ENG_KMEANS_EXACT: return "exact";
+    case ENG_KMEANS_LLOYD: return "lloyd";
+    }
+    return "?";
 }
 
 int eng_kmeans_nearest(const uint16_t *cb_f16, int k, float v)

@@ -1,12 +1,12 @@
-/* eng_calib.c — calibration windows for the quantizer: reads a text file, tokenizes it once with
+/* quant_calib.c — calibration windows for the quantizer: reads a text file, tokenizes it once with
  * the model's tokenizer, and draws N windows of L tokens with a seed (GPTQ's protocol draws random
  * windows from random documents; here the file is one stream). Does not run the model
- * (eng_quant.c does). Any thread; no state. */
+ * (quant_pipeline.c does). Any thread; no state. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "eng_quant.h"
+#include "quant.h"
 #include "eng_tokenizer.h"
 
 #define CALIB_MAX_FILE ((size_t)1 << 31)   /* calibration text larger than 2 GiB is refused */

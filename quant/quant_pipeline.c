@@ -1,10 +1,12 @@
-/* eng_quant.c — the layer-by-layer quantization pipeline (claq-algorithm.md §1.2): embeds every
- * calibration window, then per decoder layer runs the current layer over all windows once per
- * group {o}, {up,gate}, {down} to accumulate that group's Hessian through the engine's capture
- * hook ({k,v,q} only need attn_norm of the stored inputs), quantizes the group's linears (eng_quant_matrix.c), swaps in their fake-quantized
- * fp32 copies, and finally runs the fully quantized layer to produce the next layer's inputs.
- * Does not write files. One thread drives it (BLAS and the backend may use their own). */
-#include "eng_quant.h"
+/* quant_pipeline.c — the layer-by-layer quantization pipeline (claq-algorithm.md §1.2): embeds
+ * every calibration window, then per decoder layer runs staged passes over all windows (see
+ * qp_layer: each group's Hessian from what the already-quantized groups produce, intermediate
+ * results kept so the layer's linears run once per window), accumulates the Hessians with
+ * ssyrk, quantizes each group's linears with one shared GPTQ preparation (quant_matrix.c), swaps
+ * in their fake-quantized fp32 copies, and feeds the quantized layer's outputs to the next layer.
+ * Prints a progress line per matrix and per layer (elapsed, ETA). Does not write files. One
+ * thread drives it; BLAS, the backend and cfg->pool run their own workers. */
+#include "quant.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include "eng_forward.h"
 #include "eng_kv.h"
 #include "kern_half.h"
+#include "quant_mem.h"
 
 #define QP_MAX_BATCH 512   /* tokens per forward call (longer windows run in chunks) */
 
@@ -54,7 +57,7 @@ static int qp_acts_init(qp_acts *a, int n, int64_t per, size_t budget, eng_err *
     a->n = n;
     size_t bytes = (size_t)n * (size_t)per * sizeof(float);
     if (bytes <= budget) {
-        a->mem = malloc(bytes);
+        a->mem = eng_quant_big_alloc(bytes);
         if (a->mem) return 0;
     }
     const char *dir = getenv("TMPDIR");
@@ -129,26 +132,8 @@ typedef struct qp {
     const int32_t *tokens;       /* [nsamples][seqlen]; borrowed */
     int nsamples, seqlen;
     double t0;
+    double t_setup;              /* seconds before layer 0 (embedding the windows) */
 } qp;
-
-/* Runs decoder layer l in place on x [seqlen][dim] for window s: one sequence, prefilled in
- * chunks of max_batch consecutive tokens. */
-static int qp_run_layer(qp *p, int l, int s, float *x, eng_err *err)
-{
-    eng_seq seq = {0};
-    int rc = eng_kv_reserve(&p->kv, &seq, p->seqlen);
-    if (rc) return eng_err_set(err, rc, "KV cache cannot hold a window of %d", p->seqlen);
-    const int32_t *tok = p->tokens + (size_t)s * (size_t)p->seqlen;
-    int dim = p->m->cfg.dim;
-    for (int start = 0; start < p->seqlen && !rc; start += p->max_batch) {
-        int n = p->seqlen - start < p->max_batch ? p->seqlen - start : p->max_batch;
-        for (int i = 0; i < n; i++)
-            p->items[i] = (eng_batch_item){tok[start + i], start + i, &seq, 0};
-        rc = eng_forward_layer(p->ctx, &p->kv, l, p->items, n, x + (size_t)start * (size_t)dim, err);
-    }
-    eng_kv_release(&p->kv, &seq);
-    return rc;
-}
 
 /* fp32 copy of a dense weight (any dtype the loaders produce). */
 static int qp_weight_f32(const kern_matrix *w, float **out, eng_err *err)
@@ -159,7 +144,7 @@ static int qp_weight_f32(const kern_matrix *w, float **out, eng_err *err)
         return eng_err_set(err, ENG_E_UNSUPPORTED, "the source model is already "
                            "quantized (%s); start from an fp32/fp16/bf16 checkpoint",
                            kern_dtype_name(w->dtype));
-    float *f = malloc(n * sizeof *f);
+    float *f = eng_quant_big_alloc(n * sizeof *f);
     if (!f) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     if (w->dtype == KERN_F32) {
         memcpy(f, w->data, n * sizeof *f);
@@ -183,11 +168,13 @@ static void qp_log_matrix(const qp *p, int l, eng_linear lin, const eng_qmatrix 
     FILE *f = p->cfg->log;
     if (!f) return;
     fprintf(f, "layer %d/%d %-9s [%lldx%lld] %.3f bits, %lld cols at 4b, %lld outliers (%.2f%%), "
-            "gptq-loss %.4g, rel-err %.3e, %.2fs (elapsed %.1fs)\n",
+            "gptq-loss %.4g, rel-err %.3e, %.2fs (prep %.2fs, loop %.2fs, k-means %.2fs; "
+            "elapsed %.1fs)\n",
             l + 1, p->m->cfg.n_layers, eng_linear_name(lin), (long long)q->rows,
             (long long)q->cols, eng_qmatrix_nominal_bits(q), (long long)st->n4,
             (long long)st->n_outliers, 100.0 * (double)st->n_outliers / ((double)q->rows * (double)q->cols),
-            st->loss, st->rel_err, st->seconds, qp_now() - p->t0);
+            st->loss, st->rel_err, st->seconds, st->t_prep, st->t_loop, st->t_kmeans,
+            qp_now() - p->t0);
     fflush(f);
 }
 
@@ -215,51 +202,146 @@ static const int qp_groups[4][3] = {
     {ENG_LIN_DOWN, -1, -1},
 };
 
-static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res, eng_err *err)
+/* Scratch of one window for the staged passes; all [seqlen][width]. */
+typedef struct qp_scratch {
+    float *x;        /* [seqlen][dim] residual stream; borrowed from the caller */
+    float *att;      /* [seqlen][q_dim] attention output (o_proj input) */
+    float *xn;       /* [seqlen][dim] a normed copy of x */
+    float *y;        /* [seqlen][dim] a linear's output */
+    float *hb, *hb2; /* [seqlen][hidden] gate and up outputs; hb becomes the SwiGLU */
+} qp_scratch;
+
+static int qp_kfail(eng_err *err, int rc, const char *what, int l)
+{
+    return eng_err_set(err, rc == KERN_E_NOMEM ? ENG_E_NOMEM : ENG_E_INVAL, "layer %d %s: %s", l,
+                       what, kern_strerror(rc));
+}
+
+/* y[t] = x[t] . W^T over the window, in the forward pass's chunks of max_batch tokens (so the
+ * BLAS calls, and their rounding, are the ones eng_forward_layer would make). */
+static int qp_matmul(qp *p, const kern_matrix *w, const float *x, float *y)
+{
+    int64_t in = w->cols, out = w->rows;
+    for (int start = 0; start < p->seqlen; start += p->max_batch) {
+        int n = p->seqlen - start < p->max_batch ? p->seqlen - start : p->max_batch;
+        int rc = kern_matmul(p->be, w, x + (size_t)start * (size_t)in, n,
+                             y + (size_t)start * (size_t)out);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void qp_add(float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static void qp_fmt_dur(char *buf, size_t n, double s)
+{
+    if (s < 0 || !isfinite(s)) snprintf(buf, n, "?");
+    else if (s < 90) snprintf(buf, n, "%.0fs", s);
+    else if (s < 5400) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+/* One decoder layer in staged passes: each pass computes only what the next group's Hessian
+ * needs from what the previous groups' quantized weights produced, and keeps it (the attention
+ * output for o_proj, the SwiGLU output for down_proj), so the layer's linears run once per
+ * window in all instead of once per group (4x) as a whole-layer pass would. Every value is
+ * the one eng_forward_layer computes with the fake-quantized weights swapped in: the same
+ * kernels, in the same chunks.
+ *   {k,v,q}: attn_norm(x)                      -> H_qkv; quantize k, v, q (one preparation)
+ *   {o}:     att = attention(x)   (kept)       -> H_o;   quantize o
+ *   {up,gate}: h = x + o(att) (replaces x), ffn_norm(h) -> H_ffn; quantize up, gate
+ *   {down}:  act = swiglu(gate(.), up(.)) (kept) -> H_down; quantize down
+ *   output:  x = h + down(act). */
+static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_result *res,
+                    eng_err *err)
 {
     const eng_config *cf = &p->m->cfg;
     const eng_layer_weights *orig = &p->m->w.layers[l];
     eng_layer_weights lw = *orig;        /* what the ctx runs: members swapped as they finish */
     float *fake[ENG_LIN_COUNT] = {0};    /* fake-quantized fp32 weights; owned */
-    int widths[4] = {cf->dim, cf->n_heads * cf->head_dim, cf->dim, cf->hidden_dim};
+    int q_dim = cf->n_heads * cf->head_dim;
+    int widths[4] = {cf->dim, q_dim, cf->dim, cf->hidden_dim};
     int maxw = cf->dim > cf->hidden_dim ? cf->dim : cf->hidden_dim;
     if (widths[1] > maxw) maxw = widths[1];
-    float *Hf = malloc(sizeof(float) * (size_t)maxw * (size_t)maxw);
-    float *xn = malloc(sizeof(float) * (size_t)p->seqlen * (size_t)cf->dim);   /* normed x */
-    double *H = malloc(sizeof(double) * (size_t)maxw * (size_t)maxw);
-    qp_capture cap = {.layer = -1, .group = -1};
+    float *H = eng_quant_big_alloc(sizeof(float) * (size_t)maxw * (size_t)maxw);
+    qp_acts kept = {.fd = -1};           /* att, then act, of every window */
+    eng_gptq_prep prep = {0};
     double t_fwd = 0, t_q = 0, tl = qp_now();
+    int64_t per = (int64_t)p->seqlen;
     int rc = 0;
-    if (!Hf || !H || !xn) {
+    if (!H) {
         rc = eng_err_set(err, ENG_E_NOMEM, "out of memory for a %d-wide Hessian", maxw);
         goto done;
     }
     eng_ctx_set_layer_weights(p->ctx, l, &lw);
-    eng_ctx_set_capture(p->ctx, qp_capture_fn, &cap);
     for (int g = 0; g < 4; g++) {
         int wd = widths[g];
         double t1 = qp_now();
-        memset(Hf, 0, sizeof(float) * (size_t)wd * (size_t)wd);
-        cap = (qp_capture){.layer = l, .group = g, .width = wd, .H = Hf, .tokens = 0};
+        memset(H, 0, sizeof(float) * (size_t)wd * (size_t)wd);
+        qp_capture cap = {.layer = l, .group = g, .width = wd, .H = H, .tokens = 0};
+        if (g == 1 || g == 3) {
+            qp_acts_free(&kept);
+            if ((rc = qp_acts_init(&kept, p->nsamples, per * wd, p->cfg->act_budget, err)))
+                goto done;
+        }
         for (int s = 0; s < p->nsamples && !rc; s++) {
-            if ((rc = qp_acts_io(acts, s, x, 0, err))) break;
+            if ((rc = qp_acts_io(acts, s, sc->x, 0, err))) break;
+            const float *hx = NULL;     /* what this group's Hessian is built from */
+            int krc = 0;
             if (g == 0) {
-                /* {k,v,q} see attn_norm(x): the same kernel the forward pass would run, without
-                 * the rest of the layer (saves one of the five passes) */
-                int krc = kern_rmsnorm(p->be, x, orig->attn_norm, p->seqlen, cf->dim,
-                                       cf->norm_eps, xn);
-                if (krc) {
-                    rc = eng_err_set(err, ENG_E_INVAL, "rmsnorm: %s",
-                                     kern_strerror(krc));
+                krc = kern_rmsnorm(p->be, sc->x, orig->attn_norm, p->seqlen, cf->dim,
+                                   cf->norm_eps, sc->xn);
+                hx = sc->xn;
+            } else if (g == 1) {
+                eng_seq seq = {0};
+                if ((rc = eng_kv_reserve(&p->kv, &seq, p->seqlen))) {
+                    rc = eng_err_set(err, rc, "KV cache cannot hold a window of %d", p->seqlen);
                     break;
                 }
-                qp_capture_fn(&cap, l, 0, xn, p->seqlen, cf->dim);
+                const int32_t *tok = p->tokens + (size_t)s * (size_t)p->seqlen;
+                for (int start = 0; start < p->seqlen && !rc; start += p->max_batch) {
+                    int n = p->seqlen - start < p->max_batch ? p->seqlen - start : p->max_batch;
+                    for (int i = 0; i < n; i++)
+                        p->items[i] = (eng_batch_item){tok[start + i], start + i, &seq, 0};
+                    rc = eng_forward_attn(p->ctx, &p->kv, l, p->items, n,
+                                          sc->x + (size_t)start * (size_t)cf->dim,
+                                          sc->att + (size_t)start * (size_t)q_dim, err);
+                }
+                eng_kv_release(&p->kv, &seq);
+                if (rc) break;
+                hx = sc->att;
+                rc = qp_acts_io(&kept, s, sc->att, 1, err);
+            } else if (g == 2) {
+                if ((rc = qp_acts_io(&kept, s, sc->att, 0, err))) break;
+                krc = qp_matmul(p, &lw.lin[ENG_LIN_O], sc->att, sc->y);
+                if (!krc) {
+                    qp_add(sc->x, sc->y, per * cf->dim);
+                    rc = qp_acts_io(acts, s, sc->x, 1, err);   /* x becomes h */
+                    krc = kern_rmsnorm(p->be, sc->x, orig->ffn_norm, p->seqlen, cf->dim,
+                                       cf->norm_eps, sc->xn);
+                }
+                hx = sc->xn;
             } else {
-                rc = qp_run_layer(p, l, s, x, err);
+                krc = kern_rmsnorm(p->be, sc->x, orig->ffn_norm, p->seqlen, cf->dim,
+                                   cf->norm_eps, sc->xn);
+                if (!krc) krc = qp_matmul(p, &lw.lin[ENG_LIN_GATE], sc->xn, sc->hb);
+                if (!krc) krc = qp_matmul(p, &lw.lin[ENG_LIN_UP], sc->xn, sc->hb2);
+                if (!krc) krc = kern_swiglu(p->be, sc->hb, sc->hb2, per * cf->hidden_dim, sc->hb);
+                hx = sc->hb;
+                if (!krc) rc = qp_acts_io(&kept, s, sc->hb, 1, err);
+            }
+            if (krc) rc = qp_kfail(err, krc, "calibration pass", l);
+            if (rc) break;
+            for (int start = 0; start < p->seqlen; start += p->max_batch) {
+                int n = p->seqlen - start < p->max_batch ? p->seqlen - start : p->max_batch;
+                qp_capture_fn(&cap, l, g, hx + (size_t)start * (size_t)wd, n, wd);
             }
         }
-        cap.layer = -1;
         if (rc) goto done;
+        if (g == 2) qp_acts_free(&kept);   /* the attention outputs are consumed */
         if (cap.tokens != (int64_t)p->nsamples * p->seqlen) {
             rc = eng_err_set(err, ENG_E_INVAL, "layer %d group %d captured %lld tokens, "
                              "expected %lld", l, g, (long long)cap.tokens,
@@ -267,12 +349,23 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
             goto done;
         }
         /* H = 2/S sum x x^T over S windows (the reference's scale), mirrored to full */
-        double scale = 2.0 / p->nsamples;
-        for (int i = 0; i < wd; i++)
-            for (int j = i; j < wd; j++)
-                H[(size_t)i * wd + j] = H[(size_t)j * wd + i] = scale * Hf[(size_t)i * wd + j];
+        float scale = (float)(2.0 / p->nsamples);
+        for (int i = 0; i < wd; i++) {
+            float *row = H + (size_t)i * wd;
+            for (int j = i; j < wd; j++) row[j] *= scale;
+            for (int j = 0; j < i; j++) row[j] = H[(size_t)j * wd + i];
+        }
         t_fwd += qp_now() - t1;
         t1 = qp_now();
+        /* The members share their input, hence H and its preparation. */
+        double tp = qp_now();
+        if ((rc = eng_gptq_prepare_f32(&prep, H, wd, &p->cfg->gptq, err))) {
+            char msg[ENG_ERR_MSG];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            rc = eng_err_set(err, rc, "layer %d group %d: %s", l, g, msg);
+            goto done;
+        }
+        tp = qp_now() - tp;
         for (int mi = 0; mi < 3 && qp_groups[g][mi] >= 0; mi++) {
             int li = qp_groups[g][mi];
             const kern_matrix *w = &orig->lin[li];
@@ -284,10 +377,11 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
             }
             float *W;
             if ((rc = qp_weight_f32(w, &W, err))) goto done;
-            fake[li] = malloc(sizeof(float) * (size_t)w->rows * (size_t)w->cols);
+            fake[li] = eng_quant_big_alloc(sizeof(float) * (size_t)w->rows * (size_t)w->cols);
             eng_quant_mstats *st = &res->stats[l * ENG_LIN_COUNT + li];
             eng_qmatrix *q = &res->mats[l * ENG_LIN_COUNT + li];
-            rc = fake[li] ? eng_quant_matrix(W, w->rows, w->cols, H, p->cfg, q, fake[li], st, err)
+            rc = fake[li] ? eng_quant_matrix_f32(W, w->rows, w->cols, H, &prep, p->cfg, q,
+                                                 fake[li], st, err)
                           : eng_err_set(err, ENG_E_NOMEM, "out of memory");
             free(W);
             if (rc) {
@@ -298,33 +392,46 @@ static int qp_layer(qp *p, int l, qp_acts *acts, float *x, eng_quant_result *res
                 }
                 goto done;
             }
+            if (mi == 0) st->t_prep = tp;   /* the shared preparation, charged to the first */
             lw.lin[li] = (kern_matrix){.dtype = KERN_F32, .rows = w->rows, .cols = w->cols,
                                        .data = fake[li]};
             qp_log_matrix(p, l, (eng_linear)li, q, st);
         }
+        eng_gptq_prep_free(&prep);
         t_q += qp_now() - t1;
     }
-    /* The quantized layer's outputs are the next layer's inputs. */
+    /* The quantized layer's outputs are the next layer's inputs: x = h + down(act). */
     double t1 = qp_now();
     for (int s = 0; s < p->nsamples && !rc; s++) {
-        if ((rc = qp_acts_io(acts, s, x, 0, err))) break;
-        if ((rc = qp_run_layer(p, l, s, x, err))) break;
-        rc = qp_acts_io(acts, s, x, 1, err);
+        if ((rc = qp_acts_io(acts, s, sc->x, 0, err))) break;
+        if ((rc = qp_acts_io(&kept, s, sc->hb, 0, err))) break;
+        int krc = qp_matmul(p, &lw.lin[ENG_LIN_DOWN], sc->hb, sc->y);
+        if (krc) {
+            rc = qp_kfail(err, krc, "output pass", l);
+            break;
+        }
+        qp_add(sc->x, sc->y, per * cf->dim);
+        rc = qp_acts_io(acts, s, sc->x, 1, err);
     }
     t_fwd += qp_now() - t1;
     if (!rc && p->cfg->log) {
-        fprintf(p->cfg->log, "layer %d/%d done in %.2fs (forward passes %.2fs, quantization "
-                "%.2fs; elapsed %.1fs)\n", l + 1, cf->n_layers, qp_now() - tl, t_fwd, t_q,
-                qp_now() - p->t0);
+        double el = qp_now() - p->t0, layer_s = qp_now() - tl;
+        int left = cf->n_layers - (l + 1);
+        char eta[32], ela[32];
+        qp_fmt_dur(eta, sizeof eta, left * (el - p->t_setup) / (l + 1));
+        qp_fmt_dur(ela, sizeof ela, el);
+        fprintf(p->cfg->log, "layer %d/%d done in %.2fs (forward passes and Hessians %.2fs, "
+                "quantization %.2fs); elapsed %s, ETA %s for %d more layer%s\n", l + 1,
+                cf->n_layers, layer_s, t_fwd, t_q, ela, left ? eta : "0s", left,
+                left == 1 ? "" : "s");
         fflush(p->cfg->log);
     }
 done:
-    eng_ctx_set_capture(p->ctx, NULL, NULL);
     eng_ctx_set_layer_weights(p->ctx, l, NULL);   /* outputs are computed: restore the original */
     for (int i = 0; i < ENG_LIN_COUNT; i++) free(fake[i]);
-    free(Hf);
+    eng_gptq_prep_free(&prep);
+    qp_acts_free(&kept);
     free(H);
-    free(xn);
     return rc;
 }
 
@@ -339,6 +446,7 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
             .t0 = qp_now()};
     qp_acts acts = {.fd = -1};
     float *x = NULL;
+    qp_scratch scratch_own = {0};
     res->n_layers = cf->n_layers;
     res->mats = calloc((size_t)cf->n_layers * ENG_LIN_COUNT, sizeof *res->mats);
     res->stats = calloc((size_t)cf->n_layers * ENG_LIN_COUNT, sizeof *res->stats);
@@ -368,7 +476,15 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
     p.items = malloc(sizeof *p.items * (size_t)p.max_batch);
     int64_t per = (int64_t)seqlen * cf->dim;
     x = malloc(sizeof(float) * (size_t)per);
-    if (!p.items || !x) {
+    size_t sl = (size_t)seqlen;
+    qp_scratch sc = {.x = x};
+    sc.att = malloc(sizeof(float) * sl * (size_t)(cf->n_heads * cf->head_dim));
+    sc.xn = malloc(sizeof(float) * sl * (size_t)cf->dim);
+    sc.y = malloc(sizeof(float) * sl * (size_t)cf->dim);
+    sc.hb = malloc(sizeof(float) * sl * (size_t)cf->hidden_dim);
+    sc.hb2 = malloc(sizeof(float) * sl * (size_t)cf->hidden_dim);
+    scratch_own = sc;
+    if (!p.items || !x || !sc.att || !sc.xn || !sc.y || !sc.hb || !sc.hb2) {
         rc = eng_err_set(err, ENG_E_NOMEM, "out of memory");
         goto done;
     }
@@ -391,11 +507,17 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
         }
         if (!rc) rc = qp_acts_io(&acts, s, x, 1, err);
     }
-    for (int l = 0; l < cf->n_layers && !rc; l++) rc = qp_layer(&p, l, &acts, x, res, err);
+    p.t_setup = qp_now() - p.t0;
+    for (int l = 0; l < cf->n_layers && !rc; l++) rc = qp_layer(&p, l, &acts, &sc, res, err);
 done:
     res->seconds = qp_now() - p.t0;
     qp_acts_free(&acts);
     free(x);
+    free(scratch_own.att);
+    free(scratch_own.xn);
+    free(scratch_own.y);
+    free(scratch_own.hb);
+    free(scratch_own.hb2);
     free(p.items);
     eng_kv_free(&p.kv);
     eng_ctx_destroy(p.ctx);

@@ -1,15 +1,17 @@
-/* eng_quant_matrix.c — quantizes one weight matrix given its calibration Hessian: RTN, GPTQ with
+/* quant_matrix.c — quantizes one weight matrix given its calibration Hessian: RTN, GPTQ with
  * a per-column uniform grid, or CLAQ (K-Means codebook fitted on each error-updated column,
  * Adaptive Precision bits, Outlier Reservation), producing an eng_qmatrix in original column
- * order. Does not run the model or capture Hessians (eng_quant.c). Any thread; no state. */
-#include "eng_quant.h"
+ * order. Does not run the model or capture Hessians (quant_pipeline.c). Any thread, no state;
+ * the calling thread drives cfg->pool (the GPTQ loop's row work) when one is given. */
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "eng_claq_alloc.h"
+#include "quant_alloc.h"
+#include "quant_mem.h"
 #include "kern_half.h"
 
 const char *eng_quant_method_name(eng_quant_method m)
@@ -52,6 +54,13 @@ int eng_quant_cfg_check(const eng_quant_cfg *c, eng_err *err)
     return 0;
 }
 
+static double qm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 typedef struct qm_outlier {
     uint32_t col, row;
     uint16_t val;
@@ -66,6 +75,10 @@ typedef struct qm_ctx {
     uint8_t *keep;                  /* [rows] */
     qm_outlier *outl;               /* collected outliers; owned by the caller (realloc'ed) */
     int64_t n_outl, cap_outl;
+    uint8_t *codes_t;               /* [cols][rows] codes column by column (contiguous writes),
+                                       transposed into qm->codes at the end; NULL = write
+                                       qm->codes directly; owned by the caller */
+    double t_kmeans;                /* seconds in eng_kmeans_1d */
 } qm_ctx;
 
 static int qm_push_outlier(qm_ctx *c, uint32_t col, uint32_t row, uint16_t val)
@@ -81,16 +94,26 @@ static int qm_push_outlier(qm_ctx *c, uint32_t col, uint32_t row, uint16_t val)
     return 0;
 }
 
-/* Assigns w to the column's codebook (already in qm), writes codes and q. */
-static void qm_assign(eng_qmatrix *qm, int64_t col, const float *w, int64_t rows, float *q)
+/* Assigns w to the column's codebook (already in qm), writes codes (to dst with stride, one
+ * per row) and q. Nearest by counting the midpoints strictly below v (in double, where the
+ * midpoint of two fp16 values is exact): the same index as eng_kmeans_nearest, ties to the
+ * lower centroid, but branch-free so the compiler vectorises it. */
+static void qm_assign(eng_qmatrix *qm, int64_t col, const float *w, int64_t rows, float *q,
+                      uint8_t *dst, int64_t stride)
 {
     int k = 1 << qm->bits[col];
     uint16_t *cb = qm->codebook + col * ENG_QM_CB;
     for (int i = k; i < ENG_QM_CB; i++) cb[i] = cb[k - 1];
+    double mid[ENG_QM_CB];
+    float val[ENG_QM_CB];
+    for (int i = 0; i < k; i++) val[i] = kern_f16_to_f32(cb[i]);
+    for (int i = 0; i + 1 < k; i++) mid[i] = 0.5 * ((double)val[i] + (double)val[i + 1]);
     for (int64_t r = 0; r < rows; r++) {
-        int code = eng_kmeans_nearest(cb, k, w[r]);
-        qm->codes[r * qm->cols + col] = (uint8_t)code;
-        q[r] = kern_f16_to_f32(cb[code]);
+        double v = w[r];
+        int code = 0;
+        for (int i = 0; i + 1 < k; i++) code += v > mid[i];
+        dst[r * stride] = (uint8_t)code;
+        q[r] = val[code];
     }
 }
 
@@ -101,11 +124,14 @@ static int qm_column(void *ud, int64_t pos, int64_t col, const float *w, int64_t
     eng_qmatrix *qm = c->qm;
     if (c->cfg->method == ENG_QUANT_CLAQ) {
         uint64_t seed = c->cfg->seed ^ ((uint64_t)(col + 1) * 0x9e3779b97f4a7c15ull);
+        double t0 = qm_now();
         int rc = eng_kmeans_1d(w, rows, 1 << qm->bits[col], c->cfg->kinit, seed, c->km_scratch,
                                qm->codebook + col * ENG_QM_CB);
+        c->t_kmeans += qm_now() - t0;
         if (rc) return rc;
     }   /* GPTQ: the grid was fixed on the original column before the loop */
-    qm_assign(qm, col, w, rows, q);
+    if (c->codes_t) qm_assign(qm, col, w, rows, q, c->codes_t + col * rows, 1);
+    else qm_assign(qm, col, w, rows, q, qm->codes + col, qm->cols);
     if (c->frac) {
         /* §11.1: the reference reads the budget with the block-local index */
         int64_t idx = c->cfg->or_compat_index ? pos % c->cfg->gptq.blocksize : pos;
@@ -130,17 +156,13 @@ static int qm_cmp_outlier(const void *a, const void *b)
     return (x->row > y->row) - (x->row < y->row);
 }
 
-static double qm_now(void)
+/* The one implementation: H given as double (Hd) or float (Hf), at most one non-NULL (neither
+ * for RTN); prep_in (may be NULL) already prepared from that H. */
+static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double *Hd,
+                       const float *Hf, const eng_gptq_prep *prep_in, const eng_quant_cfg *cfg,
+                       eng_qmatrix *out, float *fake, eng_quant_mstats *st, eng_err *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H,
-                     const eng_quant_cfg *cfg, eng_qmatrix *out, float *fake,
-                     eng_quant_mstats *st, eng_err *err)
-{
+    const void *H = Hd ? (const void *)Hd : (const void *)Hf;
     double t0 = qm_now();
     eng_quant_mstats stats = {0};
     stats.rel_err = NAN;
@@ -167,23 +189,34 @@ int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H
         for (int64_t j = 0; j < cols; j++) {
             for (int64_t r = 0; r < rows; r++) col[r] = W[r * cols + j];
             eng_gptq_uniform_grid(col, rows, (int)cfg->bits, out->codebook + j * ENG_QM_CB);
-            qm_assign(out, j, col, rows, qcol);
+            qm_assign(out, j, col, rows, qcol, out->codes + j, cols);
         }
         goto finish;
     }
 
-    rc = eng_gptq_prepare(&prep, H, cols, &cfg->gptq, err);
-    if (rc) goto fail;
-    stats.retries = prep.retries;
-    for (int64_t j = 0; j < cols; j++) stats.n_dead += prep.dead[j];
+    double tp = qm_now();
+    if (!prep_in) {
+        rc = Hd ? eng_gptq_prepare(&prep, Hd, cols, &cfg->gptq, err)
+                : eng_gptq_prepare_f32(&prep, Hf, cols, &cfg->gptq, err);
+        if (rc) goto fail;
+        prep_in = &prep;
+        stats.t_prep = qm_now() - tp;
+    } else if (prep_in->cols != cols) {
+        rc = eng_err_set(err, ENG_E_INVAL, "a %lld-column preparation for %lld columns",
+                         (long long)prep_in->cols, (long long)cols);
+        goto fail;
+    }
+    const eng_gptq_prep *pp = prep_in;
+    stats.retries = pp->retries;
+    for (int64_t j = 0; j < cols; j++) stats.n_dead += pp->dead[j];
 
     /* The dead-zeroed original W: what the grid (GPTQ) and the metric (AP/OR) look at. */
-    Wz = malloc((size_t)rows * (size_t)cols * sizeof *Wz);
-    Q = malloc((size_t)rows * (size_t)cols * sizeof *Q);
+    Wz = eng_quant_big_alloc((size_t)rows * (size_t)cols * sizeof *Wz);
+    Q = eng_quant_big_alloc((size_t)rows * (size_t)cols * sizeof *Q);
     if (!Wz || !Q) goto nomem;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < cols; j++)
-            Wz[r * cols + j] = prep.dead[j] ? 0.0f : W[r * cols + j];
+            Wz[r * cols + j] = pp->dead[j] ? 0.0f : W[r * cols + j];
 
     if (cfg->method == ENG_QUANT_GPTQ) {
         memset(out->bits, (int)cfg->bits, (size_t)cols);
@@ -197,11 +230,11 @@ int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H
         bits_pos = malloc((size_t)cols);
         c.km_scratch = malloc((size_t)rows * 3 * sizeof *c.km_scratch);
         if (!count || !count_pos || !bits_pos || !c.km_scratch) goto nomem;
-        eng_claq_outlier_counts(Wz, rows, cols, prep.dead, ENG_CLAQ_T, count);
-        for (int64_t a = 0; a < cols; a++) count_pos[a] = count[prep.perm[a]];
+        eng_claq_outlier_counts(Wz, rows, cols, pp->dead, ENG_CLAQ_T, count);
+        for (int64_t a = 0; a < cols; a++) count_pos[a] = count[pp->perm[a]];
         rc = eng_claq_ap_bits(count_pos, cols, cfg->bits, bits_pos);
         if (rc) goto fail;
-        for (int64_t a = 0; a < cols; a++) out->bits[prep.perm[a]] = bits_pos[a];
+        for (int64_t a = 0; a < cols; a++) out->bits[pp->perm[a]] = bits_pos[a];
         if (cfg->outliers) {
             frac = malloc((size_t)cols * sizeof *frac);
             c.or_scratch = malloc((size_t)rows * sizeof *c.or_scratch);
@@ -213,8 +246,20 @@ int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H
             c.frac = frac;
         }
     }
-    rc = eng_gptq_run(&prep, Wz, rows, cfg->gptq.blocksize, qm_column, &c, Q, &stats.loss, err);
+    c.codes_t = eng_quant_big_alloc((size_t)rows * (size_t)cols);
+    if (!c.codes_t) goto nomem;
+    double tl = qm_now();
+    rc = eng_gptq_run_pool(pp, Wz, rows, cfg->gptq.blocksize, qm_column, &c, Q, &stats.loss,
+                           cfg->pool, err);
     if (rc) goto fail;
+    stats.t_loop = qm_now() - tl;
+    stats.t_kmeans = c.t_kmeans;
+    for (int64_t r0 = 0; r0 < rows; r0 += 64)   /* codes [cols][rows] -> [rows][cols], tiled */
+        for (int64_t j0 = 0; j0 < cols; j0 += 64) {
+            int64_t r1 = r0 + 64 < rows ? r0 + 64 : rows, j1 = j0 + 64 < cols ? j0 + 64 : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t j = j0; j < j1; j++) out->codes[r * cols + j] = c.codes_t[j * rows + r];
+        }
     if (c.n_outl > 0) {
         qsort(c.outl, (size_t)c.n_outl, sizeof *c.outl, qm_cmp_outlier);
         for (int64_t i = 0; i < c.n_outl; i++)
@@ -227,7 +272,7 @@ finish:
     stats.n_outliers = out->n_outliers;
     if (fake || H) {
         float *F = fake;
-        if (!F && !(F = Fown = malloc((size_t)rows * (size_t)cols * sizeof *F))) goto nomem;
+        if (!F && !(F = Fown = eng_quant_big_alloc((size_t)rows * (size_t)cols * sizeof *F))) goto nomem;
         eng_qmatrix_dequant(out, F);
         /* Invariant: what the GPTQ loop fed back is exactly what the qmatrix stores. */
         if (Q && memcmp(F, Q, (size_t)rows * (size_t)cols * sizeof *F) != 0) {
@@ -235,7 +280,8 @@ finish:
                              "from the one GPTQ quantized");
             goto fail;
         }
-        if (H) stats.rel_err = eng_gptq_rel_error(H, W, F, rows, cols);
+        if (Hd) stats.rel_err = eng_gptq_rel_error(Hd, W, F, rows, cols);
+        else if (Hf) stats.rel_err = eng_gptq_rel_error_f32(Hf, W, F, rows, cols);
     }
     stats.seconds = qm_now() - t0;
     if (st) *st = stats;
@@ -252,6 +298,7 @@ done:
     free(c.or_scratch);
     free(c.keep);
     free(c.outl);
+    free(c.codes_t);
     free(Wz);
     free(Q);
     free(Fown);
@@ -262,4 +309,18 @@ done:
     free(col);
     free(qcol);
     return rc;
+}
+
+int eng_quant_matrix(const float *W, int64_t rows, int64_t cols, const double *H,
+                     const eng_quant_cfg *cfg, eng_qmatrix *out, float *fake,
+                     eng_quant_mstats *st, eng_err *err)
+{
+    return qm_quantize(W, rows, cols, H, NULL, NULL, cfg, out, fake, st, err);
+}
+
+int eng_quant_matrix_f32(const float *W, int64_t rows, int64_t cols, const float *H,
+                         const eng_gptq_prep *prep, const eng_quant_cfg *cfg, eng_qmatrix *out,
+                         float *fake, eng_quant_mstats *st, eng_err *err)
+{
+    return qm_quantize(W, rows, cols, NULL, H, prep, cfg, out, fake, st, err);
 }

@@ -14,7 +14,7 @@
 #include "eng_claq_file.h"
 #include "eng_forward.h"
 #include "eng_kv.h"
-#include "eng_quant.h"
+#include "quant.h"
 
 #define NPROMPT 4
 #define PLEN 12

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "eng_claq_alloc.h"
-#include "eng_gptq.h"
-#include "eng_kmeans.h"
-#include "eng_quant.h"
+#include "quant_alloc.h"
+#include "quant_gptq.h"
+#include "quant_kmeans.h"
+#include "quant.h"
 #include "kern_half.h"
 
 static int g_fail;
@@ -388,6 +388,27 @@ static void test_gptq_vs_reference(void)
     CHECK(fabs(loss - ref_loss) <= 1e-2 * ref_loss, "grid: loss %g vs %g", loss, ref_loss);
     eng_gptq_prep_free(&prep);
     eng_gptq_prep_free(&prep);   /* idempotent */
+
+    /* the one-Cholesky inverse factor (--fast-inverse) is the same U up to rounding */
+    {
+        eng_gptq_cfg fcfg = cfg;
+        eng_gptq_prep fp;
+        fcfg.fast_inverse = 1;
+        CHECK(eng_gptq_prepare(&prep, H, COLS, &cfg, &err) == 0, "prepare again");
+        CHECK(eng_gptq_prepare(&fp, H, COLS, &fcfg, &err) == 0, "prepare fast: %s", err.msg);
+        double md = 0, mu = 0;
+        for (int i = 0; i < COLS * COLS; i++) {
+            md = fmax(md, fabs(prep.U[i] - fp.U[i]));
+            mu = fmax(mu, fabs(prep.U[i]));
+        }
+        int lower_zero = 1;
+        for (int a = 0; a < COLS; a++)
+            for (int b = 0; b < a; b++) lower_zero &= fp.U[a * COLS + b] == 0;
+        printf("fast inverse factor vs GPTQ's: max |dU| %.3g (max |U| %.3g)\n", md, mu);
+        CHECK(md <= 1e-9 * mu && lower_zero, "fast inverse differs by %g", md);
+        eng_gptq_prep_free(&fp);
+        eng_gptq_prep_free(&prep);
+    }
 
     /* without act-order the identity permutation is used */
     cfg.act_order = 0;
