@@ -57,6 +57,8 @@ int claq_cmd_quantize(int argc, char **argv)
         {"--nsamples", 1, NULL, "calibration windows (default 128)"},
         {"--seqlen", 1, NULL, "tokens per window (default 2048, clipped to the context)"},
         {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
+        {"--head-bits", 1, NULL, "also pack the output head by per-column K-Means at these "
+                                 "bits (2, 3 or 4; default: keep it dense)"},
         {"--threads", 1, NULL, "threads for the forward passes and the GPTQ loop (default: one "
                                "per core; results do not depend on it)"},
         {"--act-budget-mb", 1, NULL, "activations kept in RAM before a temp file (default 2048)"},
@@ -105,6 +107,9 @@ int claq_cmd_quantize(int argc, char **argv)
         claq_parse_int("--seed", v, 0, (1LL << 62), &seed)) return 2;
     if ((v = claq_arg_get(spec, ns, "--threads")) &&
         claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
+    long long head_bits = 0;
+    if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
+        claq_parse_int("--head-bits", v, 2, 4, &head_bits)) return 2;
     if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
     if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
@@ -134,6 +139,7 @@ int claq_cmd_quantize(int argc, char **argv)
     kern_backend be = {0};
     int32_t *windows = NULL;
     eng_qmatrix **qp = NULL;
+    eng_qmatrix head = {0};   /* the packed output head with --head-bits */
     eng_quant_result res = {0};
     kern_pool *pool = NULL;
     if (eng_model_open(&m, model_path, &err)) {
@@ -201,6 +207,14 @@ int claq_cmd_quantize(int argc, char **argv)
     snprintf(meta.calib, sizeof meta.calib, "%s",
              cfg.method == ENG_QUANT_RTN || !calib ? "" : base_name(calib));
     snprintf(meta.source, sizeof meta.source, "%s", model_path);
+    if (head_bits) {
+        if (eng_quant_head(&m->w.output, (int)head_bits, cfg.seed, pool, &head, &err)) {
+            fprintf(stderr, "claq quantize: %s\n", err.msg);
+            goto done;
+        }
+        meta.head = &head;
+        fprintf(stderr, "output head: per-column K-Means at %lld bits\n", head_bits);
+    }
     if (eng_claq_write(out, m, (eng_qmatrix *const *)qp, &meta, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
@@ -211,6 +225,7 @@ int claq_cmd_quantize(int argc, char **argv)
     printf("quant_seconds: %.3f\n", res.seconds);
     ret = 0;
 done:
+    eng_qmatrix_free(&head);
     free(qp);
     eng_quant_result_free(&res);
     free(windows);
