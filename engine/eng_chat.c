@@ -283,6 +283,30 @@ static eng_chat_template classify(const char *tmpl)
     return ENG_CHAT_PLAIN;
 }
 
+/* The template a tokenizer_config.json names: its "chat_template" string, or from a list of
+ * {"name", "template"} the one named "default", else the first; NULL when none. */
+static const cJSON *chosen_template(const cJSON *root)
+{
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsString(ct))
+        return ct;
+    if (!cJSON_IsArray(ct))
+        return NULL;
+    /* [{"name": "default", "template": "..."}, {"name": "tool_use", ...}] */
+    const cJSON *chosen = NULL, *item;
+    cJSON_ArrayForEach(item, ct) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+        const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(item, "template");
+        if (!cJSON_IsString(tmpl))
+            continue;
+        if (!chosen)
+            chosen = tmpl;
+        if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0)
+            return tmpl;
+    }
+    return chosen;
+}
+
 eng_chat_template eng_chat_detect(const char *tokenizer_config_json)
 {
     if (!tokenizer_config_json)
@@ -290,28 +314,8 @@ eng_chat_template eng_chat_detect(const char *tokenizer_config_json)
     cJSON *root = cJSON_Parse(tokenizer_config_json);
     if (!root)
         return ENG_CHAT_PLAIN;
-    eng_chat_template t = ENG_CHAT_PLAIN;
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-    if (cJSON_IsString(ct)) {
-        t = classify(ct->valuestring);
-    } else if (cJSON_IsArray(ct)) {
-        /* [{"name": "default", "template": "..."}, {"name": "tool_use", ...}] */
-        const char *chosen = NULL;
-        const cJSON *item;
-        cJSON_ArrayForEach(item, ct) {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-            const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(item, "template");
-            if (!cJSON_IsString(tmpl))
-                continue;
-            if (!chosen)
-                chosen = tmpl->valuestring;
-            if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0) {
-                chosen = tmpl->valuestring;
-                break;
-            }
-        }
-        t = classify(chosen);
-    }
+    const cJSON *ct = chosen_template(root);
+    eng_chat_template t = classify(ct ? ct->valuestring : NULL);
     cJSON_Delete(root);
     return t;
 }
@@ -413,28 +417,6 @@ int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n
     if (rc)
         return eng_err_set(err, rc, "chat template: %s", e.msg);
     return 0;
-}
-
-static const cJSON *chosen_template(const cJSON *root)
-{
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-    if (cJSON_IsString(ct))
-        return ct;
-    if (!cJSON_IsArray(ct))
-        return NULL;
-    /* [{"name": "default", "template": "..."}, {"name": "tool_use", ...}] */
-    const cJSON *chosen = NULL, *item;
-    cJSON_ArrayForEach(item, ct) {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-        const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(item, "template");
-        if (!cJSON_IsString(tmpl))
-            continue;
-        if (!chosen)
-            chosen = tmpl;
-        if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0)
-            return tmpl;
-    }
-    return chosen;
 }
 
 static char *dup_str(const char *s)
