@@ -45,10 +45,12 @@ static double log_z(const float *logits, int vocab)
     return log(s) + mx;
 }
 
-/* KL(P || Q) of the softmaxes of p and q (nats), and whether their argmaxes agree. */
-static double kl_div(const float *p, const float *q, int vocab, int *same_top)
+/* KL(P || Q) of the softmaxes of p and q (nats), given their normalisers lzp and lzq, and
+ * whether their argmaxes agree. */
+static double kl_div(const float *p, double lzp, const float *q, double lzq, int vocab,
+                     int *same_top)
 {
-    double lzp = log_z(p, vocab), lzq = log_z(q, vocab), kl = 0;
+    double kl = 0;
     int ap = 0, aq = 0;
     for (int i = 0; i < vocab; i++) {
         double lp = (double)p[i] - lzp, lq = (double)q[i] - lzq;
@@ -66,15 +68,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* log-sum-exp NLL of target under logits, in double */
-static double nll(const float *logits, int vocab, int target)
-{
-    double mx = logits[0];
-    for (int i = 1; i < vocab; i++) if (logits[i] > mx) mx = logits[i];
-    double s = 0;
-    for (int i = 0; i < vocab; i++) s += exp((double)logits[i] - mx);
-    return log(s) + mx - (double)logits[target];
-}
 
 int claq_cmd_perplexity(int argc, char **argv)
 {
@@ -192,14 +185,19 @@ int claq_cmd_perplexity(int argc, char **argv)
             if (rc) goto fail;
         }
         for (long long i = 0; i + 1 < ctx; i++) {
-            sum += nll(logits + i * vocab, vocab, win[i + 1]);
+            /* NLL = log Z - logit of the target; each normaliser computed once */
+            const float *lq = logits + i * vocab;
+            double lzq = log_z(lq, vocab);
+            sum += lzq - (double)lq[win[i + 1]];
             if (have_ref) {
+                const float *lp = ref_logits + i * vocab;
+                double lzp = log_z(lp, vocab);
                 int same;
-                double kl = kl_div(ref_logits + i * vocab, logits + i * vocab, vocab, &same);
+                double kl = kl_div(lp, lzp, lq, lzq, vocab, &same);
                 kls[count] = kl;
                 kl_sum += kl;
                 same_top += same;
-                ref_sum += nll(ref_logits + i * vocab, vocab, win[i + 1]);
+                ref_sum += lzp - (double)lp[win[i + 1]];
             }
             count++;
         }
