@@ -105,6 +105,15 @@ static int hf_rope_scaling(const cJSON *root, const char *path, eng_config *c, e
 }
 
 /* bos/eos: an integer, a list (take the first) or null/absent (-1). */
+/* Whether v is a token id: an integral number in [0, HF_MAX_VOCAB], range checked before any
+ * conversion (casting 1e300 to an integer is undefined). */
+static int hf_is_id(const cJSON *v)
+{
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    return d >= 0 && d <= HF_MAX_VOCAB && d == (double)(int)d;
+}
+
 static int hf_token_id(const cJSON *root, const char *path, const char *name, int *out,
                        eng_err *err)
 {
@@ -114,10 +123,9 @@ static int hf_token_id(const cJSON *root, const char *path, const char *name, in
         *out = -1;
         return 0;
     }
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != (double)(long long)d || d < 0 || d > HF_MAX_VOCAB)
+    if (!hf_is_id(v))
         return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" must be a token id", path, name);
-    *out = (int)d;
+    *out = (int)v->valuedouble;
     return 0;
 }
 
@@ -138,10 +146,9 @@ static int hf_eos_ids(const cJSON *root, const char *path, const char *name, eng
         return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" lists more than %d ids", path, name,
                            ENG_MAX_EOS);
     cJSON_ArrayForEach(it, v) {
-        double d = it->valuedouble;
-        if (!cJSON_IsNumber(it) || d != (double)(long long)d || d < 0 || d > HF_MAX_VOCAB)
+        if (!hf_is_id(it))
             return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" must be token ids", path, name);
-        eng_config_add_eos(c, (int)d);
+        eng_config_add_eos(c, (int)it->valuedouble);
     }
     return 0;
 }
