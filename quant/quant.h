@@ -103,12 +103,13 @@ typedef struct eng_quant_result {
 
 void eng_quant_result_free(eng_quant_result *r);   /* safe on zeroed, idempotent */
 
-/* quant_head.c: the output head w ([vocab][dim], dense) by per-column K-Means at a uniform
- * width of bits (2..4) into q (allocated here; freed on failure). Columns run on pool when given
- * (NULL: this thread); the result does not depend on the thread count. */
+/* quant_kmeans_matrix.c: per-column K-Means of the dense matrix w into q, allocated by the
+ * caller to w's shape with q->bits (2..4 per column) set; fills the codebooks and codes. Column
+ * j is seeded seed + j; columns run on pool when given (NULL: this thread), so the result does
+ * not depend on the thread count. No calibration, no GPTQ. */
 struct kern_pool;
-int eng_quant_head(const kern_matrix *w, int bits, uint64_t seed, struct kern_pool *pool,
-                   eng_qmatrix *q, eng_err *err);
+int eng_quant_kmeans_matrix(const kern_matrix *w, uint64_t seed, struct kern_pool *pool,
+                            eng_qmatrix *q, eng_err *err);
 
 /* Quantizes every linear of every decoder layer of m (embedding, norms and head stay as they
  * are). tokens: [nsamples][seqlen] calibration windows (unused, may be NULL, for RTN). be: the

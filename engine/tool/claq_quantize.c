@@ -208,7 +208,16 @@ int claq_cmd_quantize(int argc, char **argv)
              cfg.method == ENG_QUANT_RTN || !calib ? "" : base_name(calib));
     snprintf(meta.source, sizeof meta.source, "%s", model_path);
     if (head_bits) {
-        if (eng_quant_head(&m->w.output, (int)head_bits, cfg.seed, pool, &head, &err)) {
+        /* the head by per-column K-Means (the pipeline does not collect its inputs) */
+        const kern_matrix *hw = &m->w.output;
+        int hrc = hw->dtype == KERN_CLAQ
+                      ? eng_err_set(&err, ENG_E_INVAL, "output head: already packed")
+                      : eng_qmatrix_alloc(&head, hw->rows, hw->cols, &err);
+        if (!hrc) {
+            memset(head.bits, (int)head_bits, (size_t)hw->cols);
+            hrc = eng_quant_kmeans_matrix(hw, cfg.seed ^ 0x4eadull, pool, &head, &err);
+        }
+        if (hrc) {
             fprintf(stderr, "claq quantize: %s\n", err.msg);
             goto done;
         }

@@ -9,7 +9,7 @@
  *     Weights are Student-t (nu = 5, a scale mixture of normals) with std ~0.02, and ~0.5 % of the
  *     input columns of every matrix carry 8x larger weights (LLaMA's outlier-heavy channels).
  *   claq synth --pack --model PATH --bits B --out FILE [--threads T] [--seed S]
- *     the fast path: per-column K-Means only (eng_kmeans_1d, no calibration, no GPTQ, no
+ *     the fast path: per-column K-Means only (eng_quant_kmeans_matrix, no calibration, no GPTQ, no
  *     outliers), fractional B gives the top-outlier-count columns 4 bits (AP-style), the packed
  *     file is written with eng_claq_write. Columns are quantized in parallel.
  * Front end on the main thread; generation and K-Means run on a kern_pool. Deterministic for a
@@ -24,7 +24,7 @@
 #include "claq_tool.h"
 #include "kern_pool.h"
 #include "eng_claq_file.h"
-#include "quant_kmeans.h"
+#include "quant.h"
 #include "eng_model.h"
 #include "kern_half.h"
 
@@ -294,40 +294,12 @@ static int synth_hf(const synth_shape *s, int layers, const char *dir, const cha
 }
 
 /* ---- --pack: per-column K-Means ---- */
-typedef struct km_job {
-    const kern_matrix *w;
-    eng_qmatrix *q;
-    uint64_t seed;
-    double **scratch;     /* [workers] 3 * rows doubles */
-    float **col;          /* [workers] rows floats */
-    int failed;
-} km_job;
-
 static float wval(const kern_matrix *w, int64_t r, int64_t c)
 {
     int64_t i = r * w->cols + c;
     if (w->dtype == KERN_F32) return ((const float *)w->data)[i];
     uint16_t h = ((const uint16_t *)w->data)[i];
     return w->dtype == KERN_F16 ? kern_f16_to_f32(h) : kern_bf16_to_f32(h);
-}
-
-static void km_task(void *arg, int64_t j, int worker)
-{
-    km_job *k = arg;
-    const kern_matrix *w = k->w;
-    eng_qmatrix *q = k->q;
-    float *x = k->col[worker];
-    for (int64_t r = 0; r < w->rows; r++) x[r] = wval(w, r, j);
-    int K = 1 << q->bits[j];
-    uint16_t cb[16];
-    if (eng_kmeans_1d(x, w->rows, K, ENG_KMEANS_QUANTILE, k->seed + (uint64_t)j,
-                      k->scratch[worker], cb)) {
-        k->failed = 1;
-        return;
-    }
-    for (int e = 0; e < ENG_QM_CB; e++) q->codebook[j * ENG_QM_CB + e] = cb[e < K ? e : K - 1];
-    for (int64_t r = 0; r < w->rows; r++)
-        q->codes[r * w->cols + j] = (uint8_t)eng_kmeans_nearest(cb, K, x[r]);
 }
 
 /* AP-style bits: the columns with the most |w| >= 13 * mean|W| get 4 bits, the rest `low`. */
@@ -372,18 +344,6 @@ static int synth_pack(const char *model, double bits, double head_bits, const ch
     eng_qmatrix **qp = calloc((size_t)nm, sizeof *qp);
     kern_pool *pool = NULL;
     if (!qs || !qp || kern_pool_create(&pool, threads)) rc = 1;
-    int nw = pool ? kern_pool_threads(pool) : 0;
-    double **scr = calloc((size_t)(nw > 0 ? nw : 1), sizeof *scr);
-    float **col = calloc((size_t)(nw > 0 ? nw : 1), sizeof *col);
-    int64_t maxr = m->cfg.dim > m->cfg.hidden_dim ? m->cfg.dim : m->cfg.hidden_dim;
-    int64_t qdim = (int64_t)m->cfg.n_heads * m->cfg.head_dim;
-    maxr = maxr > qdim ? maxr : qdim;
-    if (head_bits > 0 && m->cfg.vocab_size > maxr) maxr = m->cfg.vocab_size;
-    for (int i = 0; i < nw && !rc; i++) {
-        scr[i] = malloc(sizeof(double) * 3 * (size_t)maxr);
-        col[i] = malloc(sizeof(float) * (size_t)maxr);
-        if (!scr[i] || !col[i]) rc = 1;
-    }
     for (int64_t i = 0; i < nm && !rc; i++) {
         const kern_matrix *w = &m->w.layers[i / ENG_LIN_COUNT].lin[i % ENG_LIN_COUNT];
         qp[i] = &qs[i];
@@ -394,11 +354,10 @@ static int synth_pack(const char *model, double bits, double head_bits, const ch
             break;
         }
         assign_bits(w, bits, qs[i].bits);
-        km_job j = {.w = w, .q = &qs[i], .seed = seed ^ (uint64_t)i, .scratch = scr, .col = col};
-        kern_pool_run(pool, w->cols, km_task, &j);
-        if (j.failed) {
-            fprintf(stderr, "claq synth --pack: K-Means failed on layers.%lld.%s (non-finite weight?)\n",
-                    (long long)(i / ENG_LIN_COUNT), eng_linear_name((eng_linear)(i % ENG_LIN_COUNT)));
+        if (eng_quant_kmeans_matrix(w, seed ^ (uint64_t)i, pool, &qs[i], &err)) {
+            fprintf(stderr, "claq synth --pack: layers.%lld.%s: %s\n",
+                    (long long)(i / ENG_LIN_COUNT), eng_linear_name((eng_linear)(i % ENG_LIN_COUNT)),
+                    err.msg);
             rc = 1;
         }
         if ((i + 1) % ENG_LIN_COUNT == 0)
@@ -413,11 +372,8 @@ static int synth_pack(const char *model, double bits, double head_bits, const ch
             rc = 1;
         } else {
             assign_bits(w, head_bits, qs[nm].bits);
-            km_job j = {.w = w, .q = &qs[nm], .seed = seed ^ 0x4eadull, .scratch = scr,
-                        .col = col};
-            kern_pool_run(pool, w->cols, km_task, &j);
-            if (j.failed) {
-                fprintf(stderr, "claq synth --pack: K-Means failed on the output head\n");
+            if (eng_quant_kmeans_matrix(w, seed ^ 0x4eadull, pool, &qs[nm], &err)) {
+                fprintf(stderr, "claq synth --pack: output head: %s\n", err.msg);
                 rc = 1;
             }
         }
@@ -437,12 +393,6 @@ static int synth_pack(const char *model, double bits, double head_bits, const ch
     if (!rc)
         printf("wrote %s: per-column K-Means %.2f bits, %d layers in %.1f s (no calibration: "
                "speed only, never quality)\n", out, bits, L, now_s() - t0);
-    for (int i = 0; i < nw; i++) {
-        free(scr[i]);
-        free(col[i]);
-    }
-    free(scr);
-    free(col);
     kern_pool_destroy(pool);
     for (int64_t i = 0; qs && i <= nm; i++) eng_qmatrix_free(&qs[i]);
     free(qs);
