@@ -1,33 +1,65 @@
 /* eng_forward.c — the LLaMA/Yi decoder forward pass over a batch of (token, position, sequence)
  * items: RMSNorm, q/k/v projections, RoPE, K/V written to the paged cache, grouped-query attention,
- * output projection, SwiGLU FFN, final norm and head. All math goes through kern.h. The ctx owns
+ * output projection, SwiGLU FFN, final norm and head, and on request the greedy pick. All math
+ * goes through kern.h, on the backend's memory: on a device backend the residual stream, the
+ * scratch, the KV pool and the logits stay on the device, and a step copies only its token ids,
+ * positions, cache slots and block tables in, and the logits or picked ids out. The ctx owns that
  * scratch for max_batch tokens; one thread drives a ctx at a time. */
 #include "eng_forward.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "kern_half.h"
-
 struct eng_ctx {
     const eng_model *m;                /* borrowed */
     kern_backend *be;                  /* borrowed */
+    int host;                          /* be's memory is host memory (kern_backend_host_memory) */
     int max_batch;
     const eng_resident *res;           /* borrowed, or NULL: the model's own weights */
     const kern_matrix *embed, *output; /* the resident set's, or the model's */
+    const float *final_norm;           /* likewise (backend memory) */
     const eng_layer_weights **lw;      /* [n_layers] weights in use (see above, or an override) */
     eng_capture_fn capture;
     void *capture_ud;
-    float *x;                          /* [max_batch][dim] residual stream of eng_forward; owned */
-    float *xb;                         /* [max_batch][max(dim, q_dim)]; owned */
-    float *q, *att;                    /* [max_batch][q_dim]; owned */
-    float *k, *v;                      /* [max_batch][kv_dim]; owned */
-    float *hb, *hb2;                   /* [max_batch][hidden]; owned */
-    int32_t *ids, *pos;                /* [max_batch]; owned */
+    /* Backend memory, [max_batch] rows each; owned. The float / int32 pointers are their
+     * addresses (what ops take). */
+    kern_buf *b_x, *b_xb, *b_q, *b_att, *b_k, *b_v, *b_hb, *b_hb2;
+    kern_buf *b_ids, *b_pos, *b_slot, *b_rows, *b_btrow, *b_amax, *b_freq;
+    kern_buf *b_bt;                    /* [bt_cap] block tables, grown on demand */
+    kern_buf *b_logits;                /* [max_batch][vocab], made on first need */
+    float *x;                          /* [max_batch][dim] residual stream of eng_forward */
+    float *xb;                         /* [max_batch][max(dim, q_dim)] */
+    float *q, *att;                    /* [max_batch][q_dim] */
+    float *k, *v;                      /* [max_batch][kv_dim] */
+    float *hb, *hb2;                   /* [max_batch][hidden] */
+    int32_t *ids, *pos, *slot, *rows, *btrow, *amax;   /* [max_batch] */
+    int32_t *bt;                       /* [bt_cap] */
+    float *logits;                     /* b_logits' address */
     float *rope_freq;                  /* [head_dim / 2] scaled RoPE frequencies, or NULL for the
-                                          default rope (kernels derive it from theta); owned */
-    const int32_t **bt;                /* [max_batch] block tables; owned array of borrowed ptrs */
+                                          default rope (kernels derive it from theta) */
+    /* Host mirrors of the step's small tables (what kern_buf_write sends); owned. */
+    int32_t *h_ids, *h_pos, *h_slot, *h_rows, *h_btrow;
+    int32_t *h_bt;                     /* [bt_cap] */
+    size_t bt_cap;                     /* int32 entries of b_bt and h_bt */
+    /* The step prepared by step_prepare. */
+    int bt_stride, max_pos, n_want;
 };
+
+static int kern_fail(eng_err *err, int rc, const char *what, int layer)
+{
+    return eng_err_set(err, rc == KERN_E_NOMEM ? ENG_E_NOMEM : rc == KERN_E_DEVICE ? ENG_E_DEVICE
+                                                                                    : ENG_E_INVAL,
+                       "%s (layer %d): %s", what, layer, kern_strerror(rc));
+}
+
+/* Allocates *b of `bytes` on the ctx's backend; *addr = its address. */
+static int ctx_buf(eng_ctx *c, kern_buf **b, size_t bytes, void *addr)
+{
+    int rc = kern_buf_alloc(c->be, bytes, b);
+    if (rc) return rc;
+    *(void **)addr = kern_buf_addr(*b);
+    return 0;
+}
 
 int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_batch, eng_err *err)
 {
@@ -39,38 +71,59 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
     if (!x) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     x->m = m;
     x->be = be;
+    x->host = kern_backend_host_memory(be);
     x->max_batch = max_batch;
-    size_t B = (size_t)max_batch;
+    size_t B = (size_t)max_batch, F = sizeof(float), I = sizeof(int32_t);
     size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     size_t wide = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
+    x->bt_cap = B * 8;
     x->lw = calloc((size_t)c->n_layers, sizeof *x->lw);
-    x->x = malloc(B * (size_t)c->dim * sizeof(float));
-    x->xb = malloc(B * wide * sizeof(float));
-    x->q = malloc(B * q_dim * sizeof(float));
-    x->att = malloc(B * q_dim * sizeof(float));
-    x->k = malloc(B * kv_dim * sizeof(float));
-    x->v = malloc(B * kv_dim * sizeof(float));
-    x->hb = malloc(B * (size_t)c->hidden_dim * sizeof(float));
-    x->hb2 = malloc(B * (size_t)c->hidden_dim * sizeof(float));
-    x->ids = malloc(B * sizeof(int32_t));
-    x->pos = malloc(B * sizeof(int32_t));
-    x->bt = malloc(B * sizeof *x->bt);
-    if (!x->lw || !x->x || !x->xb || !x->q || !x->att || !x->k || !x->v || !x->hb || !x->hb2 || !x->ids ||
-        !x->pos || !x->bt) {
-        eng_ctx_destroy(x);
-        return eng_err_set(err, ENG_E_NOMEM, "out of memory for a batch of %d", max_batch);
-    }
-    if (c->rope_scaling.type != ENG_ROPE_DEFAULT) {
-        x->rope_freq = malloc((size_t)(c->head_dim / 2) * sizeof(float));
-        if (!x->rope_freq) {
-            eng_ctx_destroy(x);
-            return eng_err_set(err, ENG_E_NOMEM, "out of memory");
+    x->h_ids = malloc(B * I);
+    x->h_pos = malloc(B * I);
+    x->h_slot = malloc(B * I);
+    x->h_rows = malloc(B * I);
+    x->h_btrow = malloc(B * I);
+    x->h_bt = malloc(x->bt_cap * I);
+    int rc = !x->lw || !x->h_ids || !x->h_pos || !x->h_slot || !x->h_rows || !x->h_btrow ||
+                     !x->h_bt
+                 ? KERN_E_NOMEM
+                 : 0;
+    if (!rc) rc = ctx_buf(x, &x->b_x, B * (size_t)c->dim * F, &x->x);
+    if (!rc) rc = ctx_buf(x, &x->b_xb, B * wide * F, &x->xb);
+    if (!rc) rc = ctx_buf(x, &x->b_q, B * q_dim * F, &x->q);
+    if (!rc) rc = ctx_buf(x, &x->b_att, B * q_dim * F, &x->att);
+    if (!rc) rc = ctx_buf(x, &x->b_k, B * kv_dim * F, &x->k);
+    if (!rc) rc = ctx_buf(x, &x->b_v, B * kv_dim * F, &x->v);
+    if (!rc) rc = ctx_buf(x, &x->b_hb, B * (size_t)c->hidden_dim * F, &x->hb);
+    if (!rc) rc = ctx_buf(x, &x->b_hb2, B * (size_t)c->hidden_dim * F, &x->hb2);
+    if (!rc) rc = ctx_buf(x, &x->b_ids, B * I, &x->ids);
+    if (!rc) rc = ctx_buf(x, &x->b_pos, B * I, &x->pos);
+    if (!rc) rc = ctx_buf(x, &x->b_slot, B * I, &x->slot);
+    if (!rc) rc = ctx_buf(x, &x->b_rows, B * I, &x->rows);
+    if (!rc) rc = ctx_buf(x, &x->b_btrow, B * I, &x->btrow);
+    if (!rc) rc = ctx_buf(x, &x->b_amax, B * I, &x->amax);
+    if (!rc) rc = ctx_buf(x, &x->b_bt, x->bt_cap * I, &x->bt);
+    if (!rc && c->rope_scaling.type != ENG_ROPE_DEFAULT) {
+        size_t half = (size_t)(c->head_dim / 2);
+        float *f = malloc(half * F);
+        rc = f ? 0 : KERN_E_NOMEM;
+        if (!rc) {
+            eng_rope_freq(c, f);
+            rc = ctx_buf(x, &x->b_freq, half * F, &x->rope_freq);
+            if (!rc) rc = kern_buf_write(be, x->b_freq, 0, f, half * F);
         }
-        eng_rope_freq(c, x->rope_freq);
+        free(f);
+    }
+    if (rc) {
+        eng_ctx_destroy(x);
+        return eng_err_set(err, rc == KERN_E_NOMEM ? ENG_E_NOMEM : ENG_E_DEVICE,
+                           "scratch for a batch of %d tokens on the %s backend: %s", max_batch,
+                           be->ops && be->ops->name ? be->ops->name : "?", kern_strerror(rc));
     }
     for (int l = 0; l < c->n_layers; l++) x->lw[l] = &m->w.layers[l];
     x->embed = &m->w.tok_embed;
     x->output = &m->w.output;
+    x->final_norm = m->w.final_norm;
     *out = x;
     return 0;
 }
@@ -78,19 +131,17 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
 void eng_ctx_destroy(eng_ctx *x)
 {
     if (!x) return;
+    kern_buf *bufs[] = {x->b_x,   x->b_xb,  x->b_q,    x->b_att,  x->b_k,     x->b_v,
+                        x->b_hb,  x->b_hb2, x->b_ids,  x->b_pos,  x->b_slot,  x->b_rows,
+                        x->b_btrow, x->b_amax, x->b_freq, x->b_bt, x->b_logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(x->be, bufs[i]);
     free(x->lw);
-    free(x->x);
-    free(x->xb);
-    free(x->q);
-    free(x->att);
-    free(x->k);
-    free(x->v);
-    free(x->hb);
-    free(x->hb2);
-    free(x->ids);
-    free(x->pos);
-    free(x->bt);
-    free(x->rope_freq);
+    free(x->h_ids);
+    free(x->h_pos);
+    free(x->h_slot);
+    free(x->h_rows);
+    free(x->h_btrow);
+    free(x->h_bt);
     free(x);
 }
 
@@ -119,15 +170,27 @@ int eng_ctx_use_resident(eng_ctx *c, const eng_resident *r)
     c->res = r;
     c->embed = r ? eng_resident_embed(r) : &c->m->w.tok_embed;
     c->output = r ? eng_resident_output(r) : &c->m->w.output;
+    c->final_norm = r ? eng_resident_final_norm(r) : c->m->w.final_norm;
     for (int l = 0; l < c->m->cfg.n_layers; l++) c->lw[l] = own_layer(c, l);
     return 0;
 }
 
-static int kern_fail(eng_err *err, int rc, const char *what, int layer)
+/* What the device path needs beyond the items: the model's norm weights in the backend's
+ * memory (a resident set), the pool on this backend, and a host backend for the hooks that read
+ * activations. */
+static int check_backend(const eng_ctx *c, const eng_kv *kv, eng_err *err)
 {
-    return eng_err_set(err, rc == KERN_E_NOMEM ? ENG_E_NOMEM : rc == KERN_E_DEVICE ? ENG_E_DEVICE
-                                                                                    : ENG_E_INVAL,
-                       "%s (layer %d): %s", what, layer, kern_strerror(rc));
+    if (c->host) return 0;
+    if (!c->res)
+        return eng_err_set(err, ENG_E_INVAL, "the %s backend runs only on resident weights "
+                           "(eng_resident_create, eng_ctx_use_resident)",
+                           c->be->ops && c->be->ops->name ? c->be->ops->name : "device");
+    if (kv && kv->be != c->be)
+        return eng_err_set(err, ENG_E_INVAL, "the KV cache is not in the backend's memory "
+                           "(eng_kv_init_on with the ctx's backend)");
+    if (c->capture)
+        return eng_err_set(err, ENG_E_INVAL, "activation capture needs a host backend");
+    return 0;
 }
 
 static int check_items(const eng_ctx *c, const eng_kv *kv, const eng_batch_item *it, int n,
@@ -143,54 +206,90 @@ static int check_items(const eng_ctx *c, const eng_kv *kv, const eng_batch_item 
             (kv && it[i].pos >= (int64_t)it[i].seq->n_blocks * kv->block_tokens))
             return eng_err_set(err, ENG_E_RANGE, "position %d has no KV block reserved", it[i].pos);
     }
+    return check_backend(c, kv, err);
+}
+
+/* Grows the block-table buffers to `need` int32 entries. */
+static int bt_reserve(eng_ctx *c, size_t need)
+{
+    if (need <= c->bt_cap) return 0;
+    size_t cap = c->bt_cap * 2 > need ? c->bt_cap * 2 : need;
+    int32_t *h = realloc(c->h_bt, cap * sizeof(int32_t));
+    if (!h) return KERN_E_NOMEM;
+    c->h_bt = h;
+    kern_buf *nb = NULL;
+    int rc = kern_buf_alloc(c->be, cap * sizeof(int32_t), &nb);
+    if (rc) return rc;
+    kern_buf_free(c->be, c->b_bt);
+    c->b_bt = nb;
+    c->bt = kern_buf_addr(nb);
+    c->bt_cap = cap;
     return 0;
 }
 
-int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, eng_err *err)
+/* Builds the step's small tables on the host and sends them to the backend, once per forward:
+ * token ids, positions, each token's cache slot (block * block_tokens + slot), one block-table
+ * row per sequence (consecutive items of one sequence share it), and the rows the head reads.
+ * Advances each sequence's n_pos. kv may be NULL (embedding only). */
+static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, eng_err *err)
 {
-    int rc = check_items(c, NULL, items, n, err);
+    int rc = check_items(c, kv, items, n, err);
     if (rc) return rc;
-    for (int i = 0; i < n; i++) c->ids[i] = items[i].token;
-    rc = kern_embed(c->be, c->embed, c->ids, n, x);
-    return rc ? kern_fail(err, rc, "embedding", -1) : 0;
-}
-
-/* Writes one position's K or V (kv_dim floats) into the cache in its entry type. */
-static void kv_store(char *dst, kern_dtype dt, const float *src, int n)
-{
-    if (dt == KERN_F16) {
-        uint16_t *h = (uint16_t *)(void *)dst;
-        for (int i = 0; i < n; i++) h[i] = kern_f32_to_f16(src[i]);
-    } else {
-        memcpy(dst, src, (size_t)n * sizeof(float));
+    c->max_pos = 0;
+    c->n_want = 0;
+    for (int i = 0; i < n; i++) {
+        c->h_ids[i] = items[i].token;
+        c->h_pos[i] = items[i].pos;
+        if (items[i].pos + 1 > c->max_pos) c->max_pos = items[i].pos + 1;
+        if (items[i].want_logits) c->h_rows[c->n_want++] = i;
     }
+    size_t I = sizeof(int32_t);
+    rc = kern_buf_write(c->be, c->b_ids, 0, c->h_ids, (size_t)n * I);
+    if (!rc && kv) {
+        int bt = kv->block_tokens;
+        c->bt_stride = (c->max_pos + bt - 1) / bt;
+        int rows = 0;
+        for (int i = 0; i < n; i++) {
+            const eng_seq *s = items[i].seq;
+            int p = items[i].pos;
+            c->h_slot[i] = s->blocks[p / bt] * bt + p % bt;
+            if (i == 0 || s != items[i - 1].seq) {
+                rc = bt_reserve(c, (size_t)(rows + 1) * (size_t)c->bt_stride);
+                if (rc) break;
+                int32_t *row = c->h_bt + (size_t)rows * (size_t)c->bt_stride;
+                int have = s->n_blocks < c->bt_stride ? s->n_blocks : c->bt_stride;
+                memcpy(row, s->blocks, (size_t)have * I);
+                for (int b = have; b < c->bt_stride; b++) row[b] = -1;
+                rows++;
+            }
+            c->h_btrow[i] = rows - 1;
+        }
+        if (!rc) rc = kern_buf_write(c->be, c->b_pos, 0, c->h_pos, (size_t)n * I);
+        if (!rc) rc = kern_buf_write(c->be, c->b_slot, 0, c->h_slot, (size_t)n * I);
+        if (!rc) rc = kern_buf_write(c->be, c->b_btrow, 0, c->h_btrow, (size_t)n * I);
+        if (!rc)
+            rc = kern_buf_write(c->be, c->b_bt, 0, c->h_bt,
+                                (size_t)rows * (size_t)c->bt_stride * I);
+        if (!rc && c->n_want)
+            rc = kern_buf_write(c->be, c->b_rows, 0, c->h_rows, (size_t)c->n_want * I);
+        for (int i = 0; !rc && i < n; i++)
+            if (items[i].pos + 1 > items[i].seq->n_pos) items[i].seq->n_pos = items[i].pos + 1;
+    }
+    return rc ? kern_fail(err, rc, "sending the step's tables", -1) : 0;
 }
 
-static void add_inplace(float *x, const float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
-
-/* The attention half of layer l: attn_norm(x) -> q/k/v -> RoPE -> K/V into the cache ->
- * attention, leaving the result (before o_proj) in c->att [n][q_dim]. x is not modified. */
-static int layer_attn(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n,
-                      const float *x, eng_err *err)
+/* The attention half of layer l on x (backend memory): attn_norm(x) -> q/k/v -> RoPE -> K/V
+ * into the cache -> attention, leaving the result (before o_proj) in c->att [n][q_dim]. x is not
+ * modified. Needs step_prepare. */
+static int layer_attn(eng_ctx *c, eng_kv *kv, int l, int n, const float *x, eng_err *err)
 {
     const eng_config *cf = &c->m->cfg;
     const eng_layer_weights *w = c->lw[l];
     int dim = cf->dim, hd = cf->head_dim;
     int q_dim = cf->n_heads * hd, kv_dim = cf->n_kv_heads * hd;
-    int rc = check_items(c, kv, items, n, err);
-    if (rc) return rc;
     if (kv->kv_dim != kv_dim || kv->n_layers != cf->n_layers)
         return eng_err_set(err, ENG_E_INVAL, "kv cache shape does not match the model");
-    int max_pos = 0;
-    for (int i = 0; i < n; i++) {
-        c->pos[i] = items[i].pos;
-        c->bt[i] = items[i].seq->blocks;
-        if (items[i].pos + 1 > max_pos) max_pos = items[i].pos + 1;
-    }
-
+    int rc;
     if ((rc = kern_rmsnorm(c->be, x, w->attn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 0, c->xb, n, dim);
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_Q], c->xb, n, c->q))) goto kfail;
@@ -202,20 +301,18 @@ static int layer_attn(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items
     if ((rc = kern_rope(c->be, c->k, c->pos, n, cf->n_kv_heads, hd, cf->rope_theta, c->rope_freq,
                         cf->rope_style)))
         goto kfail;
-    char *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
-    for (int i = 0; i < n; i++) {
-        int p = items[i].pos;
-        int64_t off = eng_kv_slot_offset(kv, items[i].seq->blocks[p / kv->block_tokens],
-                                         p % kv->block_tokens) * (int64_t)kv->elem;
-        kv_store(kl + off, kv->dtype, c->k + (int64_t)i * kv_dim, kv_dim);
-        kv_store(vl + off, kv->dtype, c->v + (int64_t)i * kv_dim, kv_dim);
-        if (p + 1 > items[i].seq->n_pos) items[i].seq->n_pos = p + 1;
-    }
+    void *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
+    int64_t block_stride = (int64_t)kv->n_layers * kv->block_stride;
+    kern_kv_write_args wa = {
+        .n = n, .kv_dim = kv_dim, .k = c->k, .v = c->v, .slot = c->slot, .kv_dtype = kv->dtype,
+        .k_base = kl, .v_base = vl, .block_stride = block_stride, .block_tokens = kv->block_tokens,
+    };
+    if ((rc = kern_kv_write(c->be, &wa))) goto kfail;
     kern_attn_args a = {
         .n = n, .n_heads = cf->n_heads, .n_kv_heads = cf->n_kv_heads, .head_dim = hd,
-        .q = c->q, .out = c->att, .pos = c->pos, .block_table = c->bt, .kv_dtype = kv->dtype,
-        .k_base = kl, .v_base = vl, .block_stride = (int64_t)kv->n_layers * kv->block_stride,
-        .block_tokens = kv->block_tokens, .max_pos = max_pos,
+        .q = c->q, .out = c->att, .pos = c->pos, .bt = c->bt, .bt_row = c->btrow,
+        .bt_stride = c->bt_stride, .kv_dtype = kv->dtype, .k_base = kl, .v_base = vl,
+        .block_stride = block_stride, .block_tokens = kv->block_tokens, .max_pos = c->max_pos,
     };
     if ((rc = kern_attention(c->be, &a))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 1, c->att, n, q_dim);
@@ -224,26 +321,16 @@ kfail:
     return kern_fail(err, rc, "forward", l);
 }
 
-int eng_forward_attn(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n,
-                     const float *x, float *att, eng_err *err)
-{
-    int rc = layer_attn(c, kv, l, items, n, x, err);
-    if (rc) return rc;
-    const eng_config *cf = &c->m->cfg;
-    memcpy(att, c->att, sizeof(float) * (size_t)n * (size_t)(cf->n_heads * cf->head_dim));
-    return 0;
-}
-
-int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n, float *x,
-                      eng_err *err)
+/* Decoder layer l in place on x (backend memory). Needs step_prepare. */
+static int layer(eng_ctx *c, eng_kv *kv, int l, int n, float *x, eng_err *err)
 {
     const eng_config *cf = &c->m->cfg;
     const eng_layer_weights *w = c->lw[l];
     int dim = cf->dim, hidden = cf->hidden_dim;
-    int rc = layer_attn(c, kv, l, items, n, x, err);
+    int rc = layer_attn(c, kv, l, n, x, err);
     if (rc) return rc;
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_O], c->att, n, c->xb))) goto kfail;
-    add_inplace(x, c->xb, (int64_t)n * dim);
+    if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;
 
     /* feed-forward block */
     if ((rc = kern_rmsnorm(c->be, x, w->ffn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
@@ -253,37 +340,106 @@ int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items
     if ((rc = kern_swiglu(c->be, c->hb, c->hb2, (int64_t)n * hidden, c->hb))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 3, c->hb, n, hidden);
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_DOWN], c->hb, n, c->xb))) goto kfail;
-    add_inplace(x, c->xb, (int64_t)n * dim);
+    if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;
     return 0;
 kfail:
     return kern_fail(err, rc, "forward", l);
 }
 
+/* Final norm + head for the prepared step's wanted rows of x into out [n_want][vocab] (backend
+ * memory). */
+static int head(eng_ctx *c, const float *x, float *out, eng_err *err)
+{
+    const eng_config *cf = &c->m->cfg;
+    int dim = cf->dim, nw = c->n_want;
+    int rc = kern_copy_rows(c->be, x, c->rows, nw, dim, c->xb);
+    if (!rc) rc = kern_rmsnorm(c->be, c->xb, c->final_norm, nw, dim, cf->norm_eps, c->xb);
+    if (!rc) rc = kern_matmul(c->be, c->output, c->xb, nw, out);
+    return rc ? kern_fail(err, rc, "output head", cf->n_layers) : 0;
+}
+
+/* The pieces below take the caller's host arrays, which only a host backend's ops accept. */
+static int need_host(const eng_ctx *c, const char *what, eng_err *err)
+{
+    return c->host ? 0 : eng_err_set(err, ENG_E_INVAL, "%s needs a host backend", what);
+}
+
+int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, eng_err *err)
+{
+    int rc = need_host(c, "eng_forward_embed", err);
+    if (!rc) rc = step_prepare(c, NULL, items, n, err);
+    if (rc) return rc;
+    rc = kern_embed(c->be, c->embed, c->ids, n, x);
+    return rc ? kern_fail(err, rc, "embedding", -1) : 0;
+}
+
+int eng_forward_layer(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n, float *x,
+                      eng_err *err)
+{
+    int rc = need_host(c, "eng_forward_layer", err);
+    if (!rc) rc = step_prepare(c, kv, items, n, err);
+    return rc ? rc : layer(c, kv, l, n, x, err);
+}
+
+int eng_forward_attn(eng_ctx *c, eng_kv *kv, int l, const eng_batch_item *items, int n,
+                     const float *x, float *att, eng_err *err)
+{
+    int rc = need_host(c, "eng_forward_attn", err);
+    if (!rc) rc = step_prepare(c, kv, items, n, err);
+    if (!rc) rc = layer_attn(c, kv, l, n, x, err);
+    if (rc) return rc;
+    const eng_config *cf = &c->m->cfg;
+    memcpy(att, c->att, sizeof(float) * (size_t)n * (size_t)(cf->n_heads * cf->head_dim));
+    return 0;
+}
+
 int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float *x, float *logits,
                      eng_err *err)
 {
-    const eng_config *cf = &c->m->cfg;
-    int dim = cf->dim, n_want = 0;
-    for (int i = 0; i < n; i++) {
-        if (!items[i].want_logits) continue;
-        memcpy(c->xb + (int64_t)n_want * dim, x + (int64_t)i * dim, (size_t)dim * sizeof(float));
-        n_want++;
+    int rc = need_host(c, "eng_forward_head", err);
+    if (!rc) rc = step_prepare(c, NULL, items, n, err);
+    if (rc || c->n_want == 0) return rc;
+    /* step_prepare without a pool sends only the ids: the rows too, here */
+    rc = kern_buf_write(c->be, c->b_rows, 0, c->h_rows, (size_t)c->n_want * sizeof(int32_t));
+    return rc ? kern_fail(err, rc, "output head", c->m->cfg.n_layers) : head(c, x, logits, err);
+}
+
+int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
+                   const eng_forward_out *out, eng_err *err)
+{
+    int rc = step_prepare(c, kv, items, n, err);
+    if (rc) return rc;
+    rc = kern_embed(c->be, c->embed, c->ids, n, c->x);
+    if (rc) return kern_fail(err, rc, "embedding", -1);
+    for (int l = 0; rc == 0 && l < c->m->cfg.n_layers; l++) rc = layer(c, kv, l, n, c->x, err);
+    if (rc || c->n_want == 0 || !out || (!out->logits && !out->argmax)) return rc;
+
+    const int vocab = c->m->cfg.vocab_size;
+    const size_t lbytes = (size_t)c->n_want * (size_t)vocab * sizeof(float);
+    float *lg = c->host ? out->logits : NULL;   /* a host backend writes the caller's array */
+    if (!lg) {
+        if (!c->b_logits) {
+            rc = ctx_buf(c, &c->b_logits, (size_t)c->max_batch * (size_t)vocab * sizeof(float),
+                         &c->logits);
+            if (rc) return kern_fail(err, rc, "logits buffer", c->m->cfg.n_layers);
+        }
+        lg = c->logits;
     }
-    if (n_want == 0) return 0;
-    int rc = kern_rmsnorm(c->be, c->xb, c->m->w.final_norm, n_want, dim, cf->norm_eps, c->xb);
-    if (!rc) rc = kern_matmul(c->be, c->output, c->xb, n_want, logits);
-    return rc ? kern_fail(err, rc, "output head", cf->n_layers) : 0;
+    rc = head(c, c->x, lg, err);
+    if (rc) return rc;
+    if (out->logits && lg != out->logits) rc = kern_buf_read(c->be, c->b_logits, 0, out->logits, lbytes);
+    if (!rc && out->argmax) {
+        rc = kern_argmax(c->be, lg, c->n_want, vocab, c->amax);
+        if (!rc)
+            rc = kern_buf_read(c->be, c->b_amax, 0, out->argmax,
+                               (size_t)c->n_want * sizeof(int32_t));
+    }
+    return rc ? kern_fail(err, rc, "reading the step's results", c->m->cfg.n_layers) : 0;
 }
 
 int eng_forward(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, float *logits,
                 eng_err *err)
 {
-    int rc = check_items(c, kv, items, n, err);
-    if (rc) return rc;
-    float *x = c->x;
-    rc = eng_forward_embed(c, items, n, x, err);
-    for (int l = 0; rc == 0 && l < c->m->cfg.n_layers; l++)
-        rc = eng_forward_layer(c, kv, l, items, n, x, err);
-    if (rc == 0) rc = eng_forward_head(c, items, n, x, logits, err);
-    return rc;
+    eng_forward_out out = {logits, NULL};
+    return eng_forward_ex(c, kv, items, n, &out, err);
 }

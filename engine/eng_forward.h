@@ -43,13 +43,28 @@ void eng_ctx_set_layer_weights(eng_ctx *c, int layer, const eng_layer_weights *l
  * here. ENG_E_INVAL for another model's set. */
 int eng_ctx_use_resident(eng_ctx *c, const eng_resident *r);
 
+/* What a forward pass hands back to the host, for the items with want_logits, in item order.
+ * Either may be NULL; on a device backend only what is asked for crosses to the host. */
+typedef struct eng_forward_out {
+    float *logits;          /* [n_want][vocab] */
+    int32_t *argmax;        /* [n_want] the greedy pick (eng_sampler's at temperature 0 without
+                               bias, penalties or a grammar: lowest id on ties), or -1 for a row
+                               without a finite logit; chosen on the backend */
+} eng_forward_out;
+
 /* Runs the whole model on n items (n <= max batch, larger batches are split by the caller).
- * logits gets [count of items with want_logits][vocab] in item order. */
+ * On a device backend the ctx must use resident weights (eng_ctx_use_resident) and kv must live
+ * on the same backend (eng_kv_init_on); then only the step's ids, positions, slots and block
+ * tables go to the device and only `out` comes back. */
+int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
+                   const eng_forward_out *out, eng_err *err);
+/* eng_forward_ex with logits only: logits gets [count of items with want_logits][vocab]. */
 int eng_forward(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, float *logits,
                 eng_err *err);
 
 /* Pieces of eng_forward, for the quantizer: embedding into x [n][dim]; one decoder layer
- * in place on x; final norm + head. */
+ * in place on x; final norm + head. They take the caller's host arrays, so they run on host
+ * backends only (ENG_E_INVAL elsewhere); so does the capture hook. */
 int eng_forward_embed(eng_ctx *c, const eng_batch_item *items, int n, float *x, eng_err *err);
 int eng_forward_layer(eng_ctx *c, eng_kv *kv, int layer, const eng_batch_item *items, int n,
                       float *x, eng_err *err);

@@ -21,6 +21,23 @@ int eng_kv_dtype_parse(const char *s, kern_dtype *out)
 int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
                       eng_err *err)
 {
+    return eng_kv_init_on(kv, cfg, total_tokens, dtype, NULL, err);
+}
+
+/* The pool's two arrays in the backend's memory (device backends; contents undefined until
+ * written, which is all attention reads). */
+static int kv_alloc_on(eng_kv *kv, kern_backend *be, size_t bytes)
+{
+    if (kern_buf_alloc(be, bytes, &kv->k_buf) || kern_buf_alloc(be, bytes, &kv->v_buf)) return -1;
+    kv->be = be;
+    kv->k = kern_buf_addr(kv->k_buf);
+    kv->v = kern_buf_addr(kv->v_buf);
+    return 0;
+}
+
+int eng_kv_init_on(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
+                   kern_backend *be, eng_err *err)
+{
     memset(kv, 0, sizeof *kv);
     if (total_tokens <= 0) return eng_err_set(err, ENG_E_INVAL, "kv cache: size must be positive");
     if (dtype != KERN_F32 && dtype != KERN_F16)
@@ -36,8 +53,15 @@ int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, k
     kv->kv_dim = cfg->n_kv_heads * cfg->head_dim;
     kv->block_stride = (int64_t)kv->block_tokens * kv->kv_dim;
     size_t entries = (size_t)nb * (size_t)kv->n_layers * (size_t)kv->block_stride;
-    kv->k = calloc(entries, kv->elem);
-    kv->v = calloc(entries, kv->elem);
+    if (be && !kern_backend_host_memory(be)) {
+        if (kv_alloc_on(kv, be, entries * kv->elem)) {
+            kv->k = kv->v = NULL;
+            kv->be = be;   /* so eng_kv_free hands back a half-made pair */
+        }
+    } else {
+        kv->k = calloc(entries, kv->elem);
+        kv->v = calloc(entries, kv->elem);
+    }
     kv->free_ids = malloc((size_t)nb * sizeof(int32_t));
     if (!kv->k || !kv->v || !kv->free_ids) {
         double mib = 2.0 * (double)entries * (double)kv->elem / (1 << 20);
@@ -54,8 +78,13 @@ int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, k
 void eng_kv_free(eng_kv *kv)
 {
     if (!kv) return;
-    free(kv->k);
-    free(kv->v);
+    if (kv->be) {
+        kern_buf_free(kv->be, kv->k_buf);
+        kern_buf_free(kv->be, kv->v_buf);
+    } else {
+        free(kv->k);
+        free(kv->v);
+    }
     free(kv->free_ids);
     memset(kv, 0, sizeof *kv);
 }

@@ -20,7 +20,10 @@ typedef struct eng_kv {
     int64_t block_stride;    /* entries per (block, layer) slab = block_tokens * kv_dim */
     kern_dtype dtype;        /* KERN_F32 or KERN_F16 */
     size_t elem;             /* bytes per entry */
-    void *k, *v;             /* [n_blocks][n_layers][block_tokens][kv_dim] entries; owned */
+    void *k, *v;             /* [n_blocks][n_layers][block_tokens][kv_dim] entries: host
+                                memory (owned, calloc) or backend memory of be (k_buf, v_buf) */
+    kern_backend *be;        /* borrowed, or NULL: host memory */
+    kern_buf *k_buf, *v_buf; /* owned when be is set */
     int32_t *free_ids;       /* stack of free block ids; owned */
     int n_free;
 } eng_kv;
@@ -36,6 +39,11 @@ int eng_kv_init(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, eng_err
 /* The same with entries of dtype (KERN_F32 or KERN_F16; ENG_E_INVAL otherwise). */
 int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
                       eng_err *err);
+/* The same in the memory of backend be (device memory on CUDA; be outlives the pool). be NULL or
+ * a host backend: host memory, as eng_kv_init_dtype. eng_forward on a device backend needs the
+ * pool on that backend. */
+int eng_kv_init_on(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
+                   kern_backend *be, eng_err *err);
 /* "f32" / "f16" -> dtype; -1 for anything else. */
 int eng_kv_dtype_parse(const char *s, kern_dtype *out);
 void eng_kv_free(eng_kv *kv);   /* safe on zeroed, idempotent */
@@ -46,7 +54,7 @@ int eng_kv_blocks_for(const eng_kv *kv, int64_t n_pos);
 int eng_kv_reserve(eng_kv *kv, eng_seq *seq, int n_pos);
 /* Returns all of seq's blocks to the pool and frees its table; seq is zeroed. */
 void eng_kv_release(eng_kv *kv, eng_seq *seq);
-/* Base pointers for layer l (what kern_attn_args wants). */
+/* Base addresses for layer l (what kern_attn_args wants; backend memory when be is set). */
 void *eng_kv_k_layer(eng_kv *kv, int layer);
 void *eng_kv_v_layer(eng_kv *kv, int layer);
 /* Offset in entries from a layer base to (block, slot). */

@@ -12,7 +12,41 @@ struct eng_resident {
     int output_shares_embed;         /* tied head: output.dev is embed.dev, released once */
     eng_layer_weights *layers;       /* [n_layers]; owned; lin[].dev owned here */
     uint64_t uploaded;               /* weight bytes copied at creation */
+    kern_buf *norms;                 /* device backends: every RMSNorm weight, [2 n_layers + 1]
+                                        [dim] (attn, ffn per layer, then final); owned */
+    const float *final_norm;         /* in norms, or the model's */
 };
+
+/* On a device backend the norm weights are op arguments in its memory too: one buffer for all
+ * of them, and the layer copies point into it. */
+static int upload_norms(eng_resident *r, eng_err *err)
+{
+    const eng_model *m = r->m;
+    r->final_norm = m->w.final_norm;
+    if (kern_backend_host_memory(r->be)) return 0;
+    size_t dim = (size_t)m->cfg.dim, count = 2 * (size_t)m->cfg.n_layers + 1;
+    int rc = kern_buf_alloc(r->be, count * dim * sizeof(float), &r->norms);
+    for (int l = 0; !rc && l < m->cfg.n_layers; l++) {
+        rc = kern_buf_write(r->be, r->norms, (2 * (size_t)l) * dim * sizeof(float),
+                            m->w.layers[l].attn_norm, dim * sizeof(float));
+        if (!rc)
+            rc = kern_buf_write(r->be, r->norms, (2 * (size_t)l + 1) * dim * sizeof(float),
+                                m->w.layers[l].ffn_norm, dim * sizeof(float));
+    }
+    if (!rc)
+        rc = kern_buf_write(r->be, r->norms, (count - 1) * dim * sizeof(float), m->w.final_norm,
+                            dim * sizeof(float));
+    if (rc)
+        return eng_err_set(err, rc == KERN_E_NOMEM ? ENG_E_NOMEM : ENG_E_DEVICE,
+                           "uploading the norm weights of %s: %s", m->path, kern_strerror(rc));
+    const float *base = kern_buf_addr(r->norms);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        r->layers[l].attn_norm = base + (2 * (size_t)l) * dim;
+        r->layers[l].ffn_norm = base + (2 * (size_t)l + 1) * dim;
+    }
+    r->final_norm = base + (count - 1) * dim;
+    return 0;
+}
 
 static int upload_one(eng_resident *r, kern_matrix *w, const char *what, int layer, eng_err *err)
 {
@@ -64,6 +98,7 @@ int eng_resident_create(eng_resident **out, const eng_model *m, kern_backend *be
         for (int i = 0; !rc && i < ENG_LIN_COUNT; i++)
             rc = upload_one(r, &r->layers[l].lin[i], eng_linear_name((eng_linear)i), l, err);
     }
+    if (!rc) rc = upload_norms(r, err);
     if (rc) {
         eng_resident_destroy(r);
         return rc;
@@ -83,6 +118,7 @@ void eng_resident_destroy(eng_resident *r)
     if (r->output_shares_embed) r->output.dev = NULL;
     else kern_release(r->be, &r->output);
     kern_release(r->be, &r->embed);
+    kern_buf_free(r->be, r->norms);
     free(r->layers);
     free(r);
 }
@@ -94,4 +130,5 @@ const eng_layer_weights *eng_resident_layer(const eng_resident *r, int layer)
 {
     return layer >= 0 && layer < r->m->cfg.n_layers ? &r->layers[layer] : NULL;
 }
+const float *eng_resident_final_norm(const eng_resident *r) { return r->final_norm; }
 uint64_t eng_resident_uploaded_bytes(const eng_resident *r) { return r->uploaded; }

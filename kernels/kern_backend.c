@@ -1,8 +1,16 @@
 /* kern_backend.c — the kern_* wrappers every caller goes through: argument checks, NULL-op
- * checks, and the CUDA constructor stub for builds without CUDA. Backend-neutral; no state. */
+ * checks, and backend memory (kern_buf: host memory unless the backend brings its own). The
+ * wrappers never read an op's arguments behind its pointers (they may be device memory).
+ * Backend-neutral; no state. Same thread contract as the backend a call names. */
 #include "kern.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+struct kern_buf {
+    void *addr;      /* backend memory; owned (freed through the backend that made it) */
+    size_t bytes;
+};
 
 const char *kern_strerror(int status)
 {
@@ -61,10 +69,9 @@ int kern_matmul(kern_backend *b, const kern_matrix *w, const float *x, int n, fl
 
 int kern_embed(kern_backend *b, const kern_matrix *t, const int32_t *ids, int n, float *out)
 {
+    /* ids are backend memory: each backend checks their range where it can read them */
     if (!b->ops || !b->ops->embed) return KERN_E_UNSUPPORTED;
     if (!matrix_ok(t) || !ids || !out || n <= 0) return KERN_E_INVAL;
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= t->rows) return KERN_E_INVAL;
     return b->ops->embed(b->ctx, t, ids, n, out);
 }
 
@@ -95,9 +102,110 @@ int kern_attention(kern_backend *b, const kern_attn_args *a)
     if (!b->ops || !b->ops->attention) return KERN_E_UNSUPPORTED;
     if (!a || a->n <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 ||
         a->n_heads % a->n_kv_heads || a->block_tokens <= 0 || a->max_pos <= 0 ||
-        (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16))
+        (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16) || !a->q || !a->out || !a->pos ||
+        !a->bt || !a->k_base || !a->v_base ||
+        a->bt_stride < (a->max_pos + a->block_tokens - 1) / a->block_tokens ||
+        a->block_stride < (int64_t)a->block_tokens * a->n_kv_heads * a->head_dim)
         return KERN_E_INVAL;
     return b->ops->attention(b->ctx, a);
+}
+
+int kern_add(kern_backend *b, float *x, const float *y, int64_t count)
+{
+    if (!b->ops || !b->ops->add) return KERN_E_UNSUPPORTED;
+    if (!x || !y || count <= 0) return KERN_E_INVAL;
+    return b->ops->add(b->ctx, x, y, count);
+}
+
+int kern_kv_write(kern_backend *b, const kern_kv_write_args *a)
+{
+    if (!b->ops || !b->ops->kv_write) return KERN_E_UNSUPPORTED;
+    if (!a || a->n <= 0 || a->kv_dim <= 0 || !a->k || !a->v || !a->slot || !a->k_base ||
+        !a->v_base || a->block_tokens <= 0 ||
+        a->block_stride < (int64_t)a->block_tokens * a->kv_dim ||
+        (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16))
+        return KERN_E_INVAL;
+    return b->ops->kv_write(b->ctx, a);
+}
+
+int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n, int dim,
+                   float *dst)
+{
+    if (!b->ops || !b->ops->copy_rows) return KERN_E_UNSUPPORTED;
+    if (!src || !rows || !dst || n <= 0 || dim <= 0) return KERN_E_INVAL;
+    return b->ops->copy_rows(b->ctx, src, rows, n, dim, dst);
+}
+
+int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out)
+{
+    if (!b->ops || !b->ops->argmax) return KERN_E_UNSUPPORTED;
+    if (!x || !out || n <= 0 || cols <= 0) return KERN_E_INVAL;
+    return b->ops->argmax(b->ctx, x, n, cols, out);
+}
+
+/* ---- backend memory ------------------------------------------------------------------------ */
+
+int kern_backend_host_memory(const kern_backend *b)
+{
+    return b && b->ops && !b->ops->buf_alloc;
+}
+
+int kern_buf_alloc(kern_backend *b, size_t bytes, kern_buf **out)
+{
+    *out = NULL;
+    if (!b || !b->ops) return KERN_E_UNSUPPORTED;
+    if (bytes == 0) bytes = 1;
+    if (bytes > SIZE_MAX - 64) return KERN_E_NOMEM;
+    kern_buf *k = calloc(1, sizeof *k);
+    if (!k) return KERN_E_NOMEM;
+    k->bytes = bytes;
+    if (b->ops->buf_alloc) {
+        int rc = b->ops->buf_alloc(b->ctx, bytes, &k->addr);
+        if (rc) {
+            free(k);
+            return rc;
+        }
+    } else {
+        /* 64-byte aligned (AVX-512 rows); aligned_alloc wants a multiple of the alignment */
+        k->addr = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!k->addr) {
+            free(k);
+            return KERN_E_NOMEM;
+        }
+    }
+    *out = k;
+    return KERN_OK;
+}
+
+void kern_buf_free(kern_backend *b, kern_buf *k)
+{
+    if (!k) return;
+    if (b && b->ops && b->ops->buf_free) b->ops->buf_free(b->ctx, k->addr);
+    else if (!b || !b->ops || !b->ops->buf_alloc) free(k->addr);
+    free(k);
+}
+
+void *kern_buf_addr(const kern_buf *k) { return k ? k->addr : NULL; }
+size_t kern_buf_size(const kern_buf *k) { return k ? k->bytes : 0; }
+
+int kern_buf_write(kern_backend *b, kern_buf *dst, size_t off, const void *src, size_t bytes)
+{
+    if (!b || !b->ops || !dst || (!src && bytes) || off > dst->bytes || bytes > dst->bytes - off)
+        return KERN_E_INVAL;
+    if (bytes == 0) return KERN_OK;
+    if (b->ops->buf_write) return b->ops->buf_write(b->ctx, (char *)dst->addr + off, src, bytes);
+    memcpy((char *)dst->addr + off, src, bytes);
+    return KERN_OK;
+}
+
+int kern_buf_read(kern_backend *b, const kern_buf *src, size_t off, void *dst, size_t bytes)
+{
+    if (!b || !b->ops || !src || (!dst && bytes) || off > src->bytes || bytes > src->bytes - off)
+        return KERN_E_INVAL;
+    if (bytes == 0) return KERN_OK;
+    if (b->ops->buf_read) return b->ops->buf_read(b->ctx, dst, (const char *)src->addr + off, bytes);
+    memcpy(dst, (const char *)src->addr + off, bytes);
+    return KERN_OK;
 }
 
 int kern_upload(kern_backend *b, kern_matrix *w)

@@ -658,7 +658,7 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     }
     s->kv_tokens = kvt;
     s->n_ctx = mc->seq_len < kvt ? mc->seq_len : (int)kvt;
-    rc = eng_kv_init_dtype(&s->kv, mc, kvt, kvd, &err);
+    rc = eng_kv_init_on(&s->kv, mc, kvt, kvd, &s->be, &err);
     if (rc != 0) {
         snprintf(msg, cap, "kv cache (%lld tokens): %s", (long long)kvt,
                  err.msg[0] ? err.msg : eng_strerror(rc));

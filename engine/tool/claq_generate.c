@@ -100,7 +100,7 @@ int claq_cmd_generate(int argc, char **argv)
             goto out;
         }
     }
-    if (eng_kv_init_dtype(&s.kv, cfg, total, kv_dtype, &err)) goto fail;
+    if (eng_kv_init_on(&s.kv, cfg, total, kv_dtype, &s.be, &err)) goto fail;
     eng_sampler_cfg sc;
     eng_sampler_cfg_default(&sc);
     sc.temperature = (float)temp;
@@ -131,9 +131,13 @@ int claq_cmd_generate(int argc, char **argv)
     int eos = eng_tokenizer_eos(s.tok);
     long long generated = 0, steps = 0;   /* steps: decode forwards after the prompt */
     int pos = (int)n_prompt;
+    /* Plain greedy needs no logits on the host: the backend picks (eng_sampler's greedy rule), so
+     * on a device only the id crosses back. */
+    const int backend_picks = sc.temperature <= 0.0f && sc.repetition_penalty == 1.0f;
+    int32_t picked = -1;   /* the backend's pick for the step just run, or -1: sample logits */
     while (generated < max_tokens && pos < total) {
-        int32_t next = eng_sampler_sample(&smp, logits, NULL);
-        if (next < 0) { eng_err_set(&err, next, "sampling failed (non-finite logits?)"); goto fail; }
+        int32_t next = picked >= 0 ? picked : eng_sampler_sample(&smp, logits, NULL);
+        if (next < 0) { eng_err_set(&err, ENG_E_RANGE, "sampling failed (non-finite logits?)"); goto fail; }
         generated++;
         int end = next == eos || (next == bos && bos >= 0);
         for (int k = 0; k < cfg->n_eos; k++)   /* LLaMA-3.1 lists three */
@@ -149,7 +153,10 @@ int claq_cmd_generate(int argc, char **argv)
         if (pos + 1 >= total || generated >= max_tokens) break;
         if (eng_kv_reserve(&s.kv, &seq, pos + 1)) { eng_err_set(&err, ENG_E_FULL, "kv cache full"); goto fail; }
         eng_batch_item it = {next, pos, &seq, 1};
-        if (eng_forward(s.ctx, &s.kv, &it, 1, logits, &err)) goto fail;
+        eng_forward_out fo = {backend_picks ? NULL : logits, backend_picks ? &picked : NULL};
+        picked = -1;
+        if (eng_forward_ex(s.ctx, &s.kv, &it, 1, &fo, &err)) goto fail;
+        if (backend_picks && picked < 0) { eng_err_set(&err, ENG_E_RANGE, "sampling failed (non-finite logits?)"); goto fail; }
         steps++;
         pos++;
     }

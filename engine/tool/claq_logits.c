@@ -61,7 +61,7 @@ int claq_cmd_logits(int argc, char **argv)
         n = (int)nn;
     }
     if (n == 0) { fprintf(stderr, "claq logits: no tokens\n"); goto out; }
-    if (eng_kv_init(&s.kv, &s.model->cfg, n, &err)) goto fail;
+    if (eng_kv_init_on(&s.kv, &s.model->cfg, n, KERN_F32, &s.be, &err)) goto fail;
     lg = malloc((size_t)n * (size_t)vocab * sizeof(float));
     if (!lg) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
     eng_seq seq = {0};

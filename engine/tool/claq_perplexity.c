@@ -151,7 +151,7 @@ int claq_cmd_perplexity(int argc, char **argv)
                 n_tok, ctx);
         goto out;
     }
-    if (eng_kv_init_dtype(&s.kv, &s.model->cfg, ctx, kv_dtype, &err)) goto fail;
+    if (eng_kv_init_on(&s.kv, &s.model->cfg, ctx, kv_dtype, &s.be, &err)) goto fail;
     logits = malloc((size_t)ctx * (size_t)vocab * sizeof(float));
     if (!logits) { eng_err_set(&err, ENG_E_NOMEM, "out of memory for logits"); goto fail; }
     if (have_ref) {
@@ -160,7 +160,7 @@ int claq_cmd_perplexity(int argc, char **argv)
                     ctx, r.model->cfg.seq_len);
             goto out;
         }
-        if (eng_kv_init_dtype(&r.kv, &r.model->cfg, ctx, kv_dtype, &err)) goto fail;
+        if (eng_kv_init_on(&r.kv, &r.model->cfg, ctx, kv_dtype, &r.be, &err)) goto fail;
         ref_logits = malloc((size_t)ctx * (size_t)vocab * sizeof(float));
         kls = malloc((size_t)windows * (size_t)ctx * sizeof *kls);
         if (!ref_logits || !kls) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }

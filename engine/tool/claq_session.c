@@ -22,7 +22,7 @@ int claq_session_open(claq_session *s, const char *cmd, const char *model_path,
     if ((rc = eng_resident_create(&s->res, s->model, &s->be, &err))) goto fail;
     if ((rc = eng_ctx_create(&s->ctx, s->model, &s->be, max_batch, &err))) goto fail;
     if ((rc = eng_ctx_use_resident(s->ctx, s->res))) goto fail;
-    if (kv_tokens > 0 && (rc = eng_kv_init(&s->kv, &s->model->cfg, kv_tokens, &err))) goto fail;
+    if (kv_tokens > 0 && (rc = eng_kv_init_on(&s->kv, &s->model->cfg, kv_tokens, KERN_F32, &s->be, &err))) goto fail;
     return 0;
 fail:
     fprintf(stderr, "claq %s: %s\n", cmd, err.msg[0] ? err.msg : eng_strerror(rc));

@@ -86,6 +86,8 @@ static int cpu_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n,
 {
     (void)ctx;
     int64_t cols = t->cols;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= t->rows) return KERN_E_INVAL;
     for (int i = 0; i < n; i++) {
         float *o = out + (int64_t)i * cols;
         if (t->dtype == KERN_F32) {
@@ -184,7 +186,7 @@ static void attn_task(void *arg, int64_t task, int worker)
     float *out = a->out + ((int64_t)t * a->n_heads + h) * hd;
     float *att = j->c->scratch[worker];
     int len = a->pos[t] + 1;
-    const int32_t *bt = a->block_table[t];
+    const int32_t *bt = a->bt + (int64_t)(a->bt_row ? a->bt_row[t] : t) * a->bt_stride;
     float scale = 1.0f / sqrtf((float)hd);
     int64_t esz = (int64_t)kern_dtype_size(a->kv_dtype);
     const char *kb = a->k_base, *vb = a->v_base;
@@ -227,6 +229,70 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     return run_tasks(c, (int64_t)a->n * a->n_heads, work, attn_task, &j);
 }
 
+static int cpu_add(void *ctx, float *x, const float *y, int64_t count)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < count; i++) x[i] += y[i];
+    return KERN_OK;
+}
+
+static int cpu_kv_write(void *ctx, const kern_kv_write_args *a)
+{
+    (void)ctx;
+    size_t esz = kern_dtype_size(a->kv_dtype);
+    for (int t = 0; t < a->n; t++)
+        if (a->slot[t] < 0) return KERN_E_INVAL;
+    for (int t = 0; t < a->n; t++) {
+        int64_t off = ((int64_t)(a->slot[t] / a->block_tokens) * a->block_stride +
+                       (int64_t)(a->slot[t] % a->block_tokens) * a->kv_dim) * (int64_t)esz;
+        const float *k = a->k + (int64_t)t * a->kv_dim, *v = a->v + (int64_t)t * a->kv_dim;
+        char *kd = (char *)a->k_base + off, *vd = (char *)a->v_base + off;
+        if (a->kv_dtype == KERN_F16) {
+            uint16_t *kh = (uint16_t *)(void *)kd, *vh = (uint16_t *)(void *)vd;
+            for (int i = 0; i < a->kv_dim; i++) {
+                kh[i] = kern_f32_to_f16(k[i]);
+                vh[i] = kern_f32_to_f16(v[i]);
+            }
+        } else {
+            memcpy(kd, k, (size_t)a->kv_dim * sizeof(float));
+            memcpy(vd, v, (size_t)a->kv_dim * sizeof(float));
+        }
+    }
+    return KERN_OK;
+}
+
+static int cpu_copy_rows(void *ctx, const float *src, const int32_t *rows, int n, int dim,
+                         float *dst)
+{
+    (void)ctx;
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0) return KERN_E_INVAL;
+        memmove(dst + (int64_t)i * dim, src + (int64_t)rows[i] * dim, (size_t)dim * sizeof(float));
+    }
+    return KERN_OK;
+}
+
+static int cpu_argmax(void *ctx, const float *x, int n, int cols, int32_t *out)
+{
+    (void)ctx;
+    for (int t = 0; t < n; t++) {
+        const float *r = x + (int64_t)t * cols;
+        int32_t best = -1;
+        float bv = 0.0f;
+        for (int i = 0; i < cols; i++) {
+            float v = r[i];
+            if (isnan(v) || v == -INFINITY) continue;
+            if (v == INFINITY) v = 3.0e38f;
+            if (best < 0 || v > bv) {
+                best = i;
+                bv = v;
+            }
+        }
+        out[t] = best;
+    }
+    return KERN_OK;
+}
+
 static int cpu_supports(void *ctx, kern_dtype t)
 {
     (void)ctx;
@@ -254,6 +320,10 @@ static const kern_backend_ops cpu_ops = {
     .rope = cpu_rope,
     .swiglu = cpu_swiglu,
     .attention = cpu_attention,
+    .add = cpu_add,
+    .kv_write = cpu_kv_write,
+    .copy_rows = cpu_copy_rows,
+    .argmax = cpu_argmax,
     .upload = NULL,
     .release = NULL,
     .supports = cpu_supports,

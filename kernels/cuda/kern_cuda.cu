@@ -1,27 +1,22 @@
 /* kern_cuda.cu — the CUDA backend object: its ops table, the context (device, stream, cuBLAS
- * handle, staging slots), weight upload/release and the matmul path choice. It does not hold any
- * kernel (kern_cuda_gemv.cu, kern_cuda_claq.cu, kern_cuda_gemm.cu, kern_cuda_ops.cu do).
+ * handle, scratch slots), backend memory (kern_buf: cudaMalloc, counted copies), weight
+ * upload/release and the matmul path choice. It does not hold any kernel (kern_cuda_gemv.cu,
+ * kern_cuda_claq.cu, kern_cuda_gemm.cu, kern_cuda_ops.cu do).
  * Thread contract: one host thread drives a backend at a time (kern.h); no global mutable state.
  *
- * Today's interface passes HOST pointers for activations (x, y, q, out, the KV pool), so every op
- * stages: copy inputs to device slots, launch, copy results back, wait. That is correct and slow
- * (PCIe round trips dominate decode). Weights are resident: upload() copies them once.
+ * Every op takes device addresses (kern.h: activations, norm weights, ids, positions, block
+ * tables and the KV pool live in kern_bufs), queues its kernels on the context's stream and
+ * returns without waiting; only kern_buf_write / kern_buf_read copy between host and device
+ * (kern_buf_read waits for the stream), and both are counted (kern_xfer_stats). Weights are
+ * resident: upload() copies them once; a matrix never uploaded is staged per call (counted as
+ * weight bytes, so tests can tell).
  *
- * What the "whole step on the GPU" redesign needs from kern.h (additive; nothing here yet):
- *  1. Device-resident activations: an op-level buffer type (kern_buf: backend-owned memory with
- *     alloc/free ops and explicit host<->device copies) accepted by every op instead of float*,
- *     so x, the residual stream, q/k/v and logits stay on the device between ops.
- *  2. The KV cache pool allocated by the backend (kern_kv_pool_create: blocks of block_tokens x
- *     kv_dim per layer on the device) plus a device copy of the block tables, updated by the
- *     engine with a small per-step delta instead of re-sending blocks every call; a
- *     "write k/v of this batch into their slots" op (fused with RoPE) goes with it.
- *  3. A step boundary (begin_step / end_step, or submit(list of ops)) so the backend can capture a
- *     decode step in a CUDA graph once per (batch size, shape) and replay it; the only per-step
- *     host traffic is then the token ids, positions, block-table delta and the sampled ids.
- *  4. Fused ops the graph wants: rmsnorm+matmul input, QKV in one matmul, gate/up with a SwiGLU
- *     epilogue, down-projection with the residual add, and an on-device sample/argmax op (or a
- *     compact top-k logits copy) so logits never cross PCIe.
- *  5. A way to report which op failed asynchronously (errors surface at the step's sync point).
+ * Still to come for the "whole step on the GPU" design (issue 10): a step boundary (begin/end
+ * step, or a list of ops) so a decode step can be captured in a CUDA graph per batch-size bucket
+ * and replayed; fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
+ * SwiGLU epilogue, the residual add in the down projection's epilogue, RoPE in the K/V write);
+ * sampling beyond greedy on the device; block tables kept on the device and updated by deltas;
+ * and a way to report which op failed asynchronously (errors surface at the next read).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +37,7 @@ int kern_cuda__fail(struct kern_cuda_ctx *ctx, const char *what, const char *why
     return KERN_E_DEVICE;
 }
 
-/* ---- staging ------------------------------------------------------------------------------- */
+/* ---- scratch ------------------------------------------------------------------------------- */
 
 int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out)
 {
@@ -62,13 +57,13 @@ int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out
         if (e == cudaErrorMemoryAllocation) {
             (void)cudaGetLastError();   /* clear the non-sticky error */
             b->ptr = NULL;
-            kern_cuda__fail(c, "cudaMalloc(staging slot)", cudaGetErrorString(e), __FILE__,
+            kern_cuda__fail(c, "cudaMalloc(scratch slot)", cudaGetErrorString(e), __FILE__,
                             __LINE__);
             return KERN_E_NOMEM;
         }
         if (e != cudaSuccess) {
             b->ptr = NULL;
-            return kern_cuda__fail(c, "cudaMalloc(staging slot)", cudaGetErrorString(e),
+            return kern_cuda__fail(c, "cudaMalloc(scratch slot)", cudaGetErrorString(e),
                                    __FILE__, __LINE__);
         }
         b->bytes = want;
@@ -83,33 +78,76 @@ int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out
     return KERN_OK;
 }
 
-int kern_cuda__upload_to_slot(kern_cuda_ctx *c, kern_cuda_slot s, const void *host, size_t bytes,
-                              void **out)
+int kern_cuda__dev(kern_cuda_ctx *c, const void *p, const char *what)
 {
-    int rc = kern_cuda__slot(c, s, bytes, out);
+    if (!c->check_ptrs) return 1;
+    cudaPointerAttributes a;
+    cudaError_t e = cudaPointerGetAttributes(&a, p);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        kern_cuda__fail(c, what, cudaGetErrorString(e), __FILE__, __LINE__);
+        return 0;
+    }
+    if (a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged) return 1;
+    snprintf(c->err, sizeof c->err, "%s: %p is not device memory (ops take kern_buf addresses)",
+             what, p);
+    return 0;
+}
+
+/* Copies a host weight into SLOT_W for one call (a matrix that was never uploaded). */
+static int stage_weight(kern_cuda_ctx *c, const void *host, size_t bytes, void **out)
+{
+    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_W, bytes, out);
     if (rc) return rc;
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(*out, host, bytes, cudaMemcpyHostToDevice, c->stream));
+    c->xfer.h2d_bytes += bytes;
+    c->xfer.weight_h2d_bytes += bytes;
+    return KERN_OK;
+}
+
+/* ---- backend memory (kern_buf) ------------------------------------------------------------- */
+
+static int cuda_buf_alloc(void *ctx, size_t bytes, void **addr)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    *addr = NULL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    cudaError_t e = cudaMalloc(addr, bytes);
+    if (e != cudaSuccess) {
+        *addr = NULL;
+        (void)cudaGetLastError();   /* an allocation failure is not sticky */
+        kern_cuda__fail(c, "cudaMalloc(buffer)", cudaGetErrorString(e), __FILE__, __LINE__);
+        return e == cudaErrorMemoryAllocation ? KERN_E_NOMEM : KERN_E_DEVICE;
+    }
+    return KERN_OK;
+}
+
+static void cuda_buf_free(void *ctx, void *addr)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!addr) return;
+    /* queued ops may still read it */
+    if (cudaSetDevice(c->device) == cudaSuccess) (void)cudaStreamSynchronize(c->stream);
+    (void)cudaFree(addr);
+}
+
+static int cuda_buf_write(void *ctx, void *addr, const void *src, size_t bytes)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    /* from pageable memory the copy has left src when the call returns: src is free to reuse */
+    KERN_CUDA_CHECK(c, cudaMemcpyAsync(addr, src, bytes, cudaMemcpyHostToDevice, c->stream));
     c->xfer.h2d_bytes += bytes;
     return KERN_OK;
 }
 
-int kern_cuda__download(kern_cuda_ctx *c, void *host, const void *dev, size_t bytes)
+static int cuda_buf_read(void *ctx, void *dst, const void *addr, size_t bytes)
 {
-    KERN_CUDA_CHECK(c, cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, c->stream));
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    KERN_CUDA_CHECK(c, cudaMemcpyAsync(dst, addr, bytes, cudaMemcpyDeviceToHost, c->stream));
     KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
     c->xfer.d2h_bytes += bytes;
-    return KERN_OK;
-}
-
-int kern_cuda__host_scratch(kern_cuda_ctx *c, size_t bytes, void **out)
-{
-    if (c->host_scratch_bytes < bytes) {
-        void *p = realloc(c->host_scratch, bytes);
-        if (!p) return KERN_E_NOMEM;
-        c->host_scratch = p;
-        c->host_scratch_bytes = bytes;
-    }
-    *out = c->host_scratch;
     return KERN_OK;
 }
 
@@ -223,9 +261,8 @@ static int cuda_weight_for_call(kern_cuda_ctx *c, const kern_matrix *m, kern_cud
     if (!cuda_dense_ok(m->dtype)) return KERN_E_UNSUPPORTED;
     size_t bytes = (size_t)m->rows * (size_t)m->cols * cuda_dtype_size(m->dtype);
     void *d = NULL;
-    int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_W, m->data, bytes, &d);
+    int rc = stage_weight(c, m->data, bytes, &d);
     if (rc) return rc;
-    c->xfer.weight_h2d_bytes += bytes;   /* h2d_bytes counted by upload_to_slot */
     tmp->data = d;   /* borrowed from SLOT_W: a dense temporary is never passed to weight_free */
     *out = tmp;
     return KERN_OK;
@@ -241,12 +278,17 @@ static int cuda_supports(void *ctx, kern_dtype t)
     return 0;
 }
 
+/* Device-pointer checks of an op's arguments (kern_cuda__dev); KERN_E_INVAL names the first
+ * that is not. */
+#define DEV(p) (kern_cuda__dev(c, (p), #p))
+
 static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, float *y)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     int rc = cuda_check_matrix(m);
     if (rc) return rc;
     if (!x || !y || n <= 0) return KERN_E_INVAL;
+    if (!DEV(x) || !DEV(y)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
 
     kern_cuda_weight tmp;
@@ -254,21 +296,12 @@ static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, f
     rc = cuda_weight_for_call(c, m, &tmp, &w);
     if (rc) return rc;
     int temp_claq = (w == &tmp && m->dtype == KERN_CLAQ);
-
-    void *d_x = NULL, *d_y = NULL;
-    rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, x,
-                                   (size_t)n * (size_t)m->cols * sizeof(float), &d_x);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, (size_t)n * (size_t)m->rows * sizeof(float),
-                                  &d_y);
-    if (!rc) {
-        if (c->prefill_min_n > 0 && n >= c->prefill_min_n)
-            rc = kern_cuda__gemm_prefill(c, w, (const float *)d_x, n, (float *)d_y);
-        else if (m->dtype == KERN_CLAQ)
-            rc = kern_cuda__gemv_claq(c, w, (const float *)d_x, n, (float *)d_y);
-        else
-            rc = kern_cuda__gemv_dense(c, w, (const float *)d_x, n, (float *)d_y);
-    }
-    if (!rc) rc = kern_cuda__download(c, y, d_y, (size_t)n * (size_t)m->rows * sizeof(float));
+    if (c->prefill_min_n > 0 && n >= c->prefill_min_n)
+        rc = kern_cuda__gemm_prefill(c, w, x, n, y);
+    else if (m->dtype == KERN_CLAQ)
+        rc = kern_cuda__gemv_claq(c, w, x, n, y);
+    else
+        rc = kern_cuda__gemv_dense(c, w, x, n, y);
     if (temp_claq) {
         (void)cudaStreamSynchronize(c->stream);
         kern_cuda__claq_release(&tmp);
@@ -283,8 +316,7 @@ static int cuda_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n
     if (rc) return rc;
     if (!ids || !out || n <= 0) return KERN_E_INVAL;
     if (!cuda_dense_ok(t->dtype)) return KERN_E_UNSUPPORTED;
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= t->rows) return KERN_E_INVAL;
+    if (!DEV(ids) || !DEV(out)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     kern_cuda_weight tmp;
     const kern_cuda_weight *w = NULL;
@@ -298,6 +330,7 @@ static int cuda_rmsnorm(void *ctx, const float *x, const float *w, int n, int di
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!x || !w || !out || n <= 0 || dim <= 0) return KERN_E_INVAL;
+    if (!DEV(x) || !DEV(w) || !DEV(out)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     return kern_cuda__rmsnorm(c, x, w, n, dim, eps, out);
 }
@@ -308,8 +341,7 @@ static int cuda_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!x || !pos || n <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1)) return KERN_E_INVAL;
     if (style != KERN_ROPE_INTERLEAVED && style != KERN_ROPE_HALF) return KERN_E_INVAL;
-    for (int i = 0; i < n; i++)
-        if (pos[i] < 0) return KERN_E_INVAL;
+    if (!DEV(x) || !DEV(pos) || (freq && !DEV(freq))) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     return kern_cuda__rope(c, x, pos, n, n_heads, head_dim, theta, freq, style);
 }
@@ -319,6 +351,7 @@ static int cuda_swiglu(void *ctx, const float *gate, const float *up, int64_t co
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!gate || !up || !out || count < 0) return KERN_E_INVAL;
     if (count == 0) return KERN_OK;
+    if (!DEV(gate) || !DEV(up) || !DEV(out)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     return kern_cuda__swiglu(c, gate, up, count, out);
 }
@@ -327,8 +360,45 @@ static int cuda_attention(void *ctx, const kern_attn_args *a)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!a) return KERN_E_INVAL;
+    if (!DEV(a->q) || !DEV(a->out) || !DEV(a->pos) || !DEV(a->bt) ||
+        (a->bt_row && !DEV(a->bt_row)) || !DEV(a->k_base) || !DEV(a->v_base))
+        return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     return kern_cuda__attention(c, a);
+}
+
+static int cuda_add(void *ctx, float *x, const float *y, int64_t count)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!DEV(x) || !DEV(y)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__add(c, x, y, count);
+}
+
+static int cuda_kv_write(void *ctx, const kern_kv_write_args *a)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!DEV(a->k) || !DEV(a->v) || !DEV(a->slot) || !DEV(a->k_base) || !DEV(a->v_base))
+        return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__kv_write(c, a);
+}
+
+static int cuda_copy_rows(void *ctx, const float *src, const int32_t *rows, int n, int dim,
+                          float *dst)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!DEV(src) || !DEV(rows) || !DEV(dst)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__copy_rows(c, src, rows, n, dim, dst);
+}
+
+static int cuda_argmax(void *ctx, const float *x, int n, int cols, int32_t *out)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!DEV(x) || !DEV(out)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__argmax(c, x, n, cols, out);
 }
 
 static void cuda_xfer_stats(void *ctx, kern_xfer_stats *out)
@@ -346,22 +416,29 @@ static void cuda_destroy(void *ctx)
         if (c->slot[i].ptr) (void)cudaFree(c->slot[i].ptr);
     if (c->cublas) (void)cublasDestroy(c->cublas);
     if (c->stream) (void)cudaStreamDestroy(c->stream);
-    free(c->host_scratch);
     free(c);
 }
 
 static const kern_backend_ops kern_cuda_ops = {
-    /* .name      = */ "cuda",
-    /* .destroy   = */ cuda_destroy,
-    /* .matmul    = */ cuda_matmul,
-    /* .embed     = */ cuda_embed,
-    /* .rmsnorm   = */ cuda_rmsnorm,
-    /* .rope      = */ cuda_rope,
-    /* .swiglu    = */ cuda_swiglu,
-    /* .attention = */ cuda_attention,
-    /* .upload    = */ cuda_upload,
-    /* .release   = */ cuda_release,
-    /* .supports  = */ cuda_supports,
+    /* .name       = */ "cuda",
+    /* .destroy    = */ cuda_destroy,
+    /* .matmul     = */ cuda_matmul,
+    /* .embed      = */ cuda_embed,
+    /* .rmsnorm    = */ cuda_rmsnorm,
+    /* .rope       = */ cuda_rope,
+    /* .swiglu     = */ cuda_swiglu,
+    /* .attention  = */ cuda_attention,
+    /* .add        = */ cuda_add,
+    /* .kv_write   = */ cuda_kv_write,
+    /* .copy_rows  = */ cuda_copy_rows,
+    /* .argmax     = */ cuda_argmax,
+    /* .buf_alloc  = */ cuda_buf_alloc,
+    /* .buf_free   = */ cuda_buf_free,
+    /* .buf_write  = */ cuda_buf_write,
+    /* .buf_read   = */ cuda_buf_read,
+    /* .upload     = */ cuda_upload,
+    /* .release    = */ cuda_release,
+    /* .supports   = */ cuda_supports,
     /* .xfer_stats = */ cuda_xfer_stats,
 };
 
@@ -414,6 +491,12 @@ extern "C" int kern_cuda_impl_backend_create(kern_backend *out, int device)
     KERN_CUBLAS_TRY(c, cublasCreate(&c->cublas), rc, fail);
     KERN_CUBLAS_TRY(c, cublasSetStream(c->cublas, c->stream), rc, fail);
     {
+#ifdef CLAQ_CUDA_EMU
+        c->check_ptrs = 1;
+#else
+        const char *chk = getenv("CLAQ_CUDA_CHECK_PTRS");
+        c->check_ptrs = chk && strcmp(chk, "1") == 0;
+#endif
         const char *env = getenv("CLAQ_CUDA_PREFILL_MIN_N");
         if (env && *env) {
             char *end = NULL;

@@ -1,10 +1,10 @@
 /* kern_cuda_gemm.cu — the prefill matmul: y[n][rows] = x[n][cols] W^T through cuBLAS, for large n.
  * fp32 W: cublasSgemm (fp32 throughout). fp16 / bf16 W: x rounded to the same 16-bit type, then
  * cublasGemmEx with fp32 accumulation and fp32 output. CLAQ W: row panels are dequantized to fp16
- * (outliers patched in, so the panel is exactly the CLAQ weight) into a staging slot, columns in
+ * (outliers patched in, so the panel is exactly the CLAQ weight) into a scratch slot, columns in
  * the packed storage order, and multiplied by x gathered into that order (kern_cuda_claq.cu).
  * Not batch invariant (cuBLAS picks algorithms by shape) and x is rounded to 16 bits, hence off by
- * default (kern_cuda.h). Does not stage host memory (kern_cuda.cu does). Driving thread only.
+ * default (kern_cuda.h). Device pointers in and out (kern.h). Driving thread only.
  *
  * cuBLAS is column-major; a row-major [rows][cols] W is a column-major cols x rows matrix with
  * ld = cols, so y^T (rows x n, ld = rows) = op_T(W) (rows x cols) * x^T (cols x n, ld = cols).

@@ -1,5 +1,5 @@
 /* kern_cuda_gemv.cu — dense matmul y[n][rows] = x[n][cols] W^T on the device for any n, with W in
- * fp32, fp16 or bf16 and fp32 accumulation. Device pointers in and out (kern_cuda.cu stages).
+ * fp32, fp16 or bf16 and fp32 accumulation. Device pointers in and out (kern.h).
  * Does not do CLAQ weights (kern_cuda_claq.cu) or the cuBLAS prefill path (kern_cuda_gemm.cu).
  * Called from the backend's driving thread; kernels run on the context's stream.
  *

@@ -1,5 +1,5 @@
 /* kern_cuda_impl.h — internals shared by the CUDA backend's .cu files: the backend context (stream,
- * cuBLAS handle, grow-only device staging slots), the device copy of a weight, and the per-file
+ * cuBLAS handle, grow-only device scratch slots), the device copy of a weight, and the per-file
  * entry points. Not for the engine (kern.h / kern_cuda.h are). C++ (nvcc) only.
  * Thread contract: a context is driven by one host thread at a time, like every backend. */
 #ifndef KERN_CUDA_IMPL_H
@@ -17,18 +17,13 @@
 #define KERN_CUDA_ERR_LEN 320   /* bytes of the recorded last-error text */
 #define KERN_CUDA_MAX_TOK 8     /* tokens one GEMV launch handles (batch 1..8 in registers) */
 
-/* Device staging slots. Every op copies its host inputs into slots, runs, and copies results
- * back; a slot only grows (to the largest request seen) and lives until the context dies. Two
- * ops never run at once (one driving thread, one stream), so slots are reused freely, but one op
- * must not use the same slot for two live buffers. */
+/* Device scratch slots: internal temporaries of one op (split-K partial sums, prefill panels, a
+ * weight that was never uploaded). Activations are never staged: ops take device addresses
+ * (kern.h). A slot only grows (to the largest request seen) and lives until the context dies.
+ * Two ops never run at once (one driving thread, one stream), so slots are reused freely, but
+ * one op must not use the same slot for two live buffers. */
 typedef enum kern_cuda_slot {
-    KERN_CUDA_SLOT_X = 0,     /* activation input */
-    KERN_CUDA_SLOT_Y,         /* activation output */
-    KERN_CUDA_SLOT_A,         /* second input / small side tables (ids, pos, weights) */
-    KERN_CUDA_SLOT_B,         /* third input / block tables */
-    KERN_CUDA_SLOT_K,         /* gathered key blocks */
-    KERN_CUDA_SLOT_V,         /* gathered value blocks */
-    KERN_CUDA_SLOT_S,         /* attention scores, split-K partial sums */
+    KERN_CUDA_SLOT_S = 0,     /* attention scores, split-K partial sums */
     KERN_CUDA_SLOT_W,         /* a weight staged for one call (matrix never uploaded) */
     KERN_CUDA_SLOT_H,         /* fp16 / bf16 copy of the activations (prefill) */
     KERN_CUDA_SLOT_P,         /* dequantized fp16 weight panels (prefill) */
@@ -77,23 +72,19 @@ typedef struct kern_cuda_ctx {
     int sm_count;             /* multiprocessors (split-K sizing) */
     size_t smem_optin;        /* max dynamic shared memory per block after opt-in */
     int prefill_min_n;        /* n >= this takes the cuBLAS path; 0 = never (kern_cuda.h) */
-    kern_cuda_buf slot[KERN_CUDA_SLOT_COUNT]; /* device staging; owned */
-    void *host_scratch;       /* host staging (attention block lists); owned, malloc */
-    size_t host_scratch_bytes;
+    kern_cuda_buf slot[KERN_CUDA_SLOT_COUNT]; /* device scratch; owned */
+    int check_ptrs;           /* 1: ops refuse pointers that are not device memory (always in
+                                 the emulator; CLAQ_CUDA_CHECK_PTRS=1 on a GPU: a driver call per
+                                 pointer) */
     kern_xfer_stats xfer;     /* bytes copied each way so far (kern.h) */
     char err[KERN_CUDA_ERR_LEN]; /* last recorded failure, "" if none */
 } kern_cuda_ctx;
 
-/* ---- kern_cuda.cu: staging helpers ---- */
+/* ---- kern_cuda.cu: scratch and pointer checks ---- */
 /* Makes slot hold at least `bytes` (grows, never shrinks); *out = its device pointer. */
 int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out);
-/* Reserves a slot and queues a host -> device copy of `bytes` from `host` into it. */
-int kern_cuda__upload_to_slot(kern_cuda_ctx *c, kern_cuda_slot s, const void *host, size_t bytes,
-                              void **out);
-/* Queues a device -> host copy and waits for the stream (the op's results are then on the host). */
-int kern_cuda__download(kern_cuda_ctx *c, void *host, const void *dev, size_t bytes);
-/* Grows the host scratch to `bytes`; *out = it. */
-int kern_cuda__host_scratch(kern_cuda_ctx *c, size_t bytes, void **out);
+/* 1 when p is device memory (or c does not check pointers); else records why in c->err. */
+int kern_cuda__dev(kern_cuda_ctx *c, const void *p, const char *what);
 
 /* ---- kern_cuda_gemv.cu: y[n][rows] = x[n][cols] W^T with device x, y (batch invariant) ---- */
 int kern_cuda__gemv_dense(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
@@ -117,15 +108,20 @@ int kern_cuda__claq_gather_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, cons
 int kern_cuda__gemm_prefill(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                             float *d_y);
 
-/* ---- kern_cuda_ops.cu: the rest of the layer, host pointers in and out ---- */
-int kern_cuda__embed(kern_cuda_ctx *c, const kern_cuda_weight *t, const int32_t *ids, int n,
-                     float *out);
+/* ---- kern_cuda_ops.cu: the rest of the layer, device pointers in and out ---- */
+int kern_cuda__embed(kern_cuda_ctx *c, const kern_cuda_weight *t, const int32_t *d_ids, int n,
+                     float *d_out);
 int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, int dim,
                        float eps, float *out);
 int kern_cuda__rope(kern_cuda_ctx *c, float *x, const int32_t *pos, int n, int n_heads,
                     int head_dim, float theta, const float *freq, kern_rope_style style);
 int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int64_t count,
                       float *out);
+int kern_cuda__add(kern_cuda_ctx *c, float *x, const float *y, int64_t count);
+int kern_cuda__kv_write(kern_cuda_ctx *c, const kern_kv_write_args *a);
+int kern_cuda__copy_rows(kern_cuda_ctx *c, const float *src, const int32_t *rows, int n, int dim,
+                         float *dst);
+int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t *out);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
 
 /* Sum of v over the 32 lanes of a warp, in a fixed butterfly order, so every lane gets the same

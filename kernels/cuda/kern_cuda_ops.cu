@@ -1,7 +1,8 @@
-/* kern_cuda_ops.cu — the non-matmul ops of a layer on the device: embedding, RMSNorm, RoPE,
- * SwiGLU and attention over the paged KV cache. Each takes the HOST pointers of kern.h, stages
- * them through the context's slots, runs one kernel and copies the result back (slow, correct).
- * Does not do matmuls (kern_cuda_gemv.cu / kern_cuda_claq.cu / kern_cuda_gemm.cu). Driving thread.
+/* kern_cuda_ops.cu — the non-matmul ops of a step on the device: embedding, RMSNorm, RoPE,
+ * SwiGLU, residual add, K/V cache writes, row gather, greedy argmax and attention over the paged
+ * KV cache. Every pointer is device memory (kern.h); each op queues its kernel on the context's
+ * stream and returns. Does not do matmuls (kern_cuda_gemv.cu / kern_cuda_claq.cu /
+ * kern_cuda_gemm.cu). Driving thread.
  *
  * Numerics: fp32 throughout; reductions are per-thread strided partial sums followed by a fixed
  * shuffle/shared-memory tree, so results are deterministic and independent of n (each token or
@@ -9,12 +10,11 @@
  * expression, the same fp32 operations are written out with __f*_rn so nvcc cannot contract them
  * into FMAs: only reduction orders and libm ulps differ from the CPU.
  *
- * Attention (version 1, one block per (token, head), two passes over the keys):
- *   the host gathers the KV blocks the batch needs (only slots up to the furthest position a token
- *   reads) into compact device arrays K, V [block][slot][kv_dim], rewrites every token's block table
- *   to compact indices, and the kernel computes scores into a scratch row [max_pos], softmax (max,
- *   exp, sum, divide), then out = sum_p a_p V_p in position order, like the CPU. A flash-decoding split over positions with a
- *   log-sum-exp merge is the next version (long contexts leave SMs idle here).
+ * Attention (version 2, one block per (token, head), two passes over the keys): the kernel reads
+ * the pool in place through the token's block-table row (bt[bt_row[t]]), computes scores into a
+ * scratch row [max_pos], softmax (max, exp, sum, divide), then out = sum_p a_p V_p in position
+ * order, like the CPU. A flash-decoding split over positions with a log-sum-exp merge is the next
+ * version (long contexts leave SMs idle here).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -23,6 +23,14 @@
 #include <cuda_fp16.h>
 
 #include "kern_cuda_impl.h"
+
+/* A K/V entry from fp32: as is, or fp16 rounded to nearest even. */
+template <typename T> __device__ __forceinline__ T kv_from_f32(float f);
+template <> __device__ __forceinline__ float kv_from_f32<float>(float f) { return f; }
+template <> __device__ __forceinline__ __half kv_from_f32<__half>(float f)
+{
+    return __float2half_rn(f);
+}
 
 #define OPS_THREADS 256
 #define ATTN_THREADS 128
@@ -67,7 +75,10 @@ __global__ void kern_cuda_embed_k(const void *__restrict__ table, int dtype, int
     const int t = blockIdx.x;
     if (t >= n) return;
     const int64_t id = ids[t];
-    if (id < 0 || id >= rows) return;   /* host checked; never read out of bounds regardless */
+    if (id < 0 || id >= rows) {   /* the engine checked; never read out of bounds regardless */
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) out[(int64_t)t * cols + c] = 0.0f;
+        return;
+    }
     const int64_t base = id * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         float v;
@@ -82,27 +93,22 @@ __global__ void kern_cuda_embed_k(const void *__restrict__ table, int dtype, int
     }
 }
 
-int kern_cuda__embed(kern_cuda_ctx *c, const kern_cuda_weight *t, const int32_t *ids, int n,
-                     float *out)
+int kern_cuda__embed(kern_cuda_ctx *c, const kern_cuda_weight *t, const int32_t *d_ids, int n,
+                     float *d_out)
 {
     if (n > 65535 * 1024) return KERN_E_INVAL;
-    void *d_ids = NULL, *d_out = NULL;
-    int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, ids, (size_t)n * sizeof(int32_t),
-                                       &d_ids);
-    if (rc) return rc;
-    const size_t obytes = (size_t)n * (size_t)t->cols * sizeof(float);
-    rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, obytes, &d_out);
-    if (rc) return rc;
     kern_cuda_embed_k<<<(unsigned)n, OPS_THREADS, 0, c->stream>>>(
-        t->data, (int)t->dtype, t->rows, (int)t->cols, (const int32_t *)d_ids, n, (float *)d_out);
+        t->data, (int)t->dtype, t->rows, (int)t->cols, d_ids, n, d_out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_embed_k");
-    return kern_cuda__download(c, out, d_out, obytes);
+    return KERN_OK;
 }
 
 /* ---- RMSNorm ------------------------------------------------------------------------------- */
 
-__global__ void kern_cuda_rmsnorm_k(const float *__restrict__ x, const float *__restrict__ w,
-                                    int n, int dim, float eps, float *__restrict__ out)
+/* out may alias x: each block reads its row whole (the sum) before any thread writes it back,
+ * and each element is read and written by the same thread. */
+__global__ void kern_cuda_rmsnorm_k(const float *x, const float *__restrict__ w, int n, int dim,
+                                    float eps, float *out)
 {
     __shared__ float red[32];
     const int t = blockIdx.x;
@@ -120,18 +126,10 @@ __global__ void kern_cuda_rmsnorm_k(const float *__restrict__ x, const float *__
 int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, int dim, float eps,
                        float *out)
 {
-    const size_t bytes = (size_t)n * (size_t)dim * sizeof(float);
-    void *d_x = NULL, *d_w = NULL, *d_out = NULL;
-    int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, x, bytes, &d_x);
-    if (!rc) rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, w, (size_t)dim * sizeof(float),
-                                            &d_w);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, bytes, &d_out);
-    if (rc) return rc;
     if (n > 65535 * 1024) return KERN_E_INVAL;
-    kern_cuda_rmsnorm_k<<<(unsigned)n, OPS_THREADS, 0, c->stream>>>(
-        (const float *)d_x, (const float *)d_w, n, dim, eps, (float *)d_out);
+    kern_cuda_rmsnorm_k<<<(unsigned)n, OPS_THREADS, 0, c->stream>>>(x, w, n, dim, eps, out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_rmsnorm_k");
-    return kern_cuda__download(c, out, d_out, bytes);
+    return KERN_OK;
 }
 
 /* ---- RoPE ---------------------------------------------------------------------------------- */
@@ -155,7 +153,7 @@ __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restric
         const float ex = __fdiv_rn((float)(2 * i), (float)head_dim);
         const float freq =
             freq_tab ? freq_tab[i] : __fdiv_rn(1.0f, (float)pow((double)theta, (double)ex));
-        const float ang = __fmul_rn((float)pos[t], freq);
+        const float ang = __fmul_rn((float)(pos[t] > 0 ? pos[t] : 0), freq);   /* engine-checked */
         double s, co;
         sincos((double)ang, &s, &co);
         const float sn = (float)s, cs = (float)co;
@@ -170,21 +168,11 @@ int kern_cuda__rope(kern_cuda_ctx *c, float *x, const int32_t *pos, int n, int n
                     int head_dim, float theta, const float *freq, kern_rope_style style)
 {
     if (!(theta > 0.0f) && !freq) return KERN_E_INVAL;
-    const size_t bytes = (size_t)n * (size_t)n_heads * (size_t)head_dim * sizeof(float);
-    void *d_x = NULL, *d_pos = NULL, *d_f = NULL;
-    int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, x, bytes, &d_x);
-    if (!rc) rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, pos, (size_t)n * sizeof(int32_t),
-                                            &d_pos);
-    if (!rc && freq)
-        rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_B, freq,
-                                       (size_t)(head_dim / 2) * sizeof(float), &d_f);
-    if (rc) return rc;
     const int64_t pairs = (int64_t)n * n_heads * (head_dim / 2);
     kern_cuda_rope_k<<<kern_cuda__blocks(pairs, OPS_THREADS), OPS_THREADS, 0, c->stream>>>(
-        (float *)d_x, (const int32_t *)d_pos, n, n_heads, head_dim, theta, (const float *)d_f,
-        style == KERN_ROPE_HALF);
+        x, pos, n, n_heads, head_dim, theta, freq, style == KERN_ROPE_HALF);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_rope_k");
-    return kern_cuda__download(c, x, d_x, bytes);
+    return KERN_OK;
 }
 
 /* ---- SwiGLU -------------------------------------------------------------------------------- */
@@ -202,16 +190,145 @@ __global__ void kern_cuda_swiglu_k(const float *__restrict__ gate, const float *
 int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int64_t count,
                       float *out)
 {
-    const size_t bytes = (size_t)count * sizeof(float);
-    void *d_g = NULL, *d_u = NULL, *d_o = NULL;
-    int rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, gate, bytes, &d_g);
-    if (!rc) rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, up, bytes, &d_u);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, bytes, &d_o);
-    if (rc) return rc;
     kern_cuda_swiglu_k<<<kern_cuda__blocks(count, OPS_THREADS), OPS_THREADS, 0, c->stream>>>(
-        (const float *)d_g, (const float *)d_u, count, (float *)d_o);
+        gate, up, count, out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_swiglu_k");
-    return kern_cuda__download(c, out, d_o, bytes);
+    return KERN_OK;
+}
+
+/* ---- residual add, K/V writes, row gather -------------------------------------------------- */
+
+__global__ void kern_cuda_add_k(float *__restrict__ x, const float *__restrict__ y, int64_t count)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = __fadd_rn(x[i], y[i]);
+}
+
+int kern_cuda__add(kern_cuda_ctx *c, float *x, const float *y, int64_t count)
+{
+    kern_cuda_add_k<<<kern_cuda__blocks(count, OPS_THREADS), OPS_THREADS, 0, c->stream>>>(x, y,
+                                                                                        count);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_add_k");
+    return KERN_OK;
+}
+
+/* One thread per (token, entry): K and V of token t to entry slot[t] of the layer's view. fp16
+ * entries round to nearest even, as kern_f32_to_f16 does on the CPU. */
+template <typename T>
+__global__ void kern_cuda_kv_write_k(const float *__restrict__ k, const float *__restrict__ v,
+                                     const int32_t *__restrict__ slot, int n, int kv_dim,
+                                     T *__restrict__ kb, T *__restrict__ vb, int64_t block_stride,
+                                     int block_tokens)
+{
+    const int64_t total = (int64_t)n * kv_dim;
+    for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < total;
+         g += (int64_t)gridDim.x * blockDim.x) {
+        const int t = (int)(g / kv_dim), i = (int)(g % kv_dim);
+        const int32_t s = slot[t];
+        if (s < 0) continue;   /* the engine built the slots; never write out of bounds */
+        const int64_t off = (int64_t)(s / block_tokens) * block_stride +
+                            (int64_t)(s % block_tokens) * kv_dim + i;
+        kb[off] = kv_from_f32<T>(k[g]);
+        vb[off] = kv_from_f32<T>(v[g]);
+    }
+}
+
+int kern_cuda__kv_write(kern_cuda_ctx *c, const kern_kv_write_args *a)
+{
+    const int64_t total = (int64_t)a->n * a->kv_dim;
+    const unsigned blocks = kern_cuda__blocks(total, OPS_THREADS);
+    if (a->kv_dtype == KERN_F16)
+        kern_cuda_kv_write_k<__half><<<blocks, OPS_THREADS, 0, c->stream>>>(
+            a->k, a->v, a->slot, a->n, a->kv_dim, (__half *)a->k_base, (__half *)a->v_base,
+            a->block_stride, a->block_tokens);
+    else
+        kern_cuda_kv_write_k<float><<<blocks, OPS_THREADS, 0, c->stream>>>(
+            a->k, a->v, a->slot, a->n, a->kv_dim, (float *)a->k_base, (float *)a->v_base,
+            a->block_stride, a->block_tokens);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_kv_write_k");
+    return KERN_OK;
+}
+
+__global__ void kern_cuda_copy_rows_k(const float *__restrict__ src,
+                                      const int32_t *__restrict__ rows, int n, int dim,
+                                      float *__restrict__ dst)
+{
+    const int i = blockIdx.x;
+    if (i >= n) return;
+    const int32_t r = rows[i];
+    for (int d = threadIdx.x; d < dim; d += blockDim.x)
+        dst[(int64_t)i * dim + d] = r >= 0 ? src[(int64_t)r * dim + d] : 0.0f;
+}
+
+int kern_cuda__copy_rows(kern_cuda_ctx *c, const float *src, const int32_t *rows, int n, int dim,
+                         float *dst)
+{
+    if (n > 65535 * 1024) return KERN_E_INVAL;
+    kern_cuda_copy_rows_k<<<(unsigned)n, OPS_THREADS, 0, c->stream>>>(src, rows, n, dim, dst);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_copy_rows_k");
+    return KERN_OK;
+}
+
+/* ---- greedy argmax ------------------------------------------------------------------------- */
+
+/* (value, index) pairs: the larger value wins, equal values the lower index; index -1 (nothing
+ * yet) loses to everything. Associative and commutative, so the tree's order cannot matter. */
+__device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2)
+{
+    if (i2 < 0) return;
+    if (i < 0 || v2 > v || (v2 == v && i2 < i)) {
+        v = v2;
+        i = i2;
+    }
+}
+
+/* One block per row. NaN and -inf are skipped, +inf counts as 3e38 (eng_sampler's greedy). */
+__global__ void kern_cuda_argmax_k(const float *__restrict__ x, int n, int cols,
+                                   int32_t *__restrict__ out)
+{
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int t = blockIdx.x;
+    if (t >= n) return;
+    const float *r = x + (int64_t)t * cols;
+    float bv = 0.0f;
+    int bi = -1;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float v = r[i];
+        if (isnan(v) || v == -INFINITY) continue;
+        if (v == INFINITY) v = 3.0e38f;
+        amax_merge(bv, bi, v, i);
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+        amax_merge(bv, bi, ov, oi);
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) {
+        sv[warp] = bv;
+        si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < nw ? sv[lane] : 0.0f;
+        bi = lane < nw ? si[lane] : -1;
+        for (int off = 16; off > 0; off >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+            amax_merge(bv, bi, ov, oi);
+        }
+        if (lane == 0) out[t] = bi;
+    }
+}
+
+int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t *out)
+{
+    if (n > 65535 * 1024) return KERN_E_INVAL;
+    kern_cuda_argmax_k<<<(unsigned)n, OPS_THREADS, 0, c->stream>>>(x, n, cols, out);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_argmax_k");
+    return KERN_OK;
 }
 
 /* ---- attention ----------------------------------------------------------------------------- */
@@ -220,27 +337,31 @@ int kern_cuda__swiglu(kern_cuda_ctx *c, const float *gate, const float *up, int6
 __device__ __forceinline__ float attn_kv(const float *p, int i) { return p[i]; }
 __device__ __forceinline__ float attn_kv(const __half *p, int i) { return __half2float(p[i]); }
 
-/* meta = [pos[n]][table[n][max_blocks]] (compact block indices). K, V [nb][block_tokens][kv_dim]
- * of T (float or __half). scores [n][n_heads][max_pos] scratch. Dynamic shared memory: q,
- * head_dim rounded up to 4. */
+/* K, V: this layer's view of the pool, entries of T (float or __half); block b, slot s of a
+ * position: K + b * block_stride + s * kv_dim. Token t's block ids: bt[bt_row[t] * bt_stride ..].
+ * scores [n][n_heads][max_pos] scratch. Dynamic shared memory: q, head_dim rounded up to 4. */
 template <typename T>
 __global__ void __launch_bounds__(ATTN_THREADS)
 kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
-                 const int32_t *__restrict__ meta, int n, int max_blocks, int nb,
-                 const T *__restrict__ K, const T *__restrict__ V, int n_heads,
-                 int n_kv_heads, int head_dim, int block_tokens, int max_pos,
+                 const int32_t *__restrict__ pos, const int32_t *__restrict__ bt,
+                 const int32_t *__restrict__ bt_row, int bt_stride, int n,
+                 const T *__restrict__ K, const T *__restrict__ V, int64_t block_stride,
+                 int n_heads, int n_kv_heads, int head_dim, int block_tokens, int max_pos,
                  float *__restrict__ scores)
 {
     extern __shared__ float q_s[];
     __shared__ float red[32];
     const int h = blockIdx.x, t = blockIdx.y;
     if (h >= n_heads || t >= n) return;   /* uniform per block */
-    const int P = meta[t];
-    if (P < 0 || P >= max_pos) return;    /* host checked */
-    const int32_t *tab = meta + n + (int64_t)t * max_blocks;
     const int kvh = h / (n_heads / n_kv_heads);
     const int kv_dim = n_kv_heads * head_dim;
     const int64_t qo = ((int64_t)t * n_heads + h) * head_dim;
+    const int P = pos[t];
+    if (P < 0 || P >= max_pos) {          /* the engine checked; leave no garbage regardless */
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[qo + d] = 0.0f;
+        return;
+    }
+    const int32_t *tab = bt + (int64_t)(bt_row ? bt_row[t] : t) * bt_stride;
     float *S = scores + ((int64_t)t * n_heads + h) * max_pos;
 
     /* q_s holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges the
@@ -254,12 +375,14 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
     float lmax = -INFINITY;
     for (int p = threadIdx.x; p <= P; p += blockDim.x) {
         const int blk = tab[p / block_tokens];
-        if (blk < 0 || blk >= nb) continue;   /* host built the table; defensive */
-        const T *k = K + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
-                     (int64_t)kvh * head_dim;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; d++) dot = fmaf(q_s[d], attn_kv(k, d), dot);
-        const float s = dot * scale;
+        float s = -INFINITY;
+        if (blk >= 0) {   /* the engine built the table; defensive */
+            const T *k = K + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
+                         (int64_t)kvh * head_dim;
+            float dot = 0.0f;
+            for (int d = 0; d < head_dim; d++) dot = fmaf(q_s[d], attn_kv(k, d), dot);
+            s = dot * scale;
+        }
         S[p] = s;
         lmax = fmaxf(lmax, s);
     }
@@ -277,8 +400,8 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
         float acc = 0.0f;
         for (int p = 0; p <= P; p++) {
             const int blk = tab[p / block_tokens];
-            if (blk < 0 || blk >= nb) continue;
-            const T *v = V + ((int64_t)blk * block_tokens + p % block_tokens) * kv_dim +
+            if (blk < 0) continue;
+            const T *v = V + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
                          (int64_t)kvh * head_dim;
             acc = __fadd_rn(acc, __fmul_rn(S[p], attn_kv(v, d)));   /* the CPU's order, rounding */
         }
@@ -286,115 +409,37 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
     }
 }
 
-static int attn_cmp_i32(const void *a, const void *b)
-{
-    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Index of id in the sorted unique list u[nu], or -1. */
-static int attn_find(const int32_t *u, int nu, int32_t id)
-{
-    int lo = 0, hi = nu - 1;
-    while (lo <= hi) {
-        const int mid = lo + (hi - lo) / 2;
-        if (u[mid] == id) return mid;
-        if (u[mid] < id) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
-
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
 {
     if (a->n <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 ||
-        a->n_heads % a->n_kv_heads || !a->q || !a->out || !a->pos || !a->block_table ||
-        !a->k_base || !a->v_base || a->block_tokens <= 0 || a->max_pos <= 0 || a->n > 65535 ||
+        a->n_heads % a->n_kv_heads || !a->q || !a->out || !a->pos || !a->bt || !a->k_base ||
+        !a->v_base || a->block_tokens <= 0 || a->max_pos <= 0 || a->n > 65535 ||
         a->n_heads > 65535)
         return KERN_E_INVAL;
     if (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16) return KERN_E_UNSUPPORTED;
-    const size_t esz = a->kv_dtype == KERN_F16 ? 2 : 4;   /* bytes per K/V entry */
-    const int n = a->n, bt = a->block_tokens;
     const int kv_dim = a->n_kv_heads * a->head_dim;
-    if (a->block_stride < (int64_t)bt * kv_dim) return KERN_E_INVAL;
+    if (a->block_stride < (int64_t)a->block_tokens * kv_dim ||
+        a->bt_stride < (a->max_pos + a->block_tokens - 1) / a->block_tokens)
+        return KERN_E_INVAL;
     /* q lives in dynamic shared memory, launched without the opt-in attribute: 48 KiB per block
      * in all, red[32] included (head_dim above ~12k: unsupported, not a failed launch). */
     const size_t q_smem = (size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) * sizeof(float);
     if (q_smem > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
-    const int max_blocks = (a->max_pos + bt - 1) / bt;
-    for (int t = 0; t < n; t++) {
-        if (a->pos[t] < 0 || a->pos[t] >= a->max_pos || !a->block_table[t]) return KERN_E_INVAL;
-        for (int b = 0; b <= a->pos[t] / bt; b++)
-            if (a->block_table[t][b] < 0) return KERN_E_INVAL;
-    }
-
-    /* Host staging: meta [n + n * max_blocks] int32, ids [n * max_blocks], need [n * max_blocks]
-     * (furthest slot needed per unique block). */
-    const size_t cells = (size_t)n * (size_t)max_blocks;
-    void *hs = NULL;
-    int rc = kern_cuda__host_scratch(c, ((size_t)n + 3 * cells) * sizeof(int32_t), &hs);
+    void *d_s = NULL;
+    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
+                             (size_t)a->n * a->n_heads * a->max_pos * sizeof(float), &d_s);
     if (rc) return rc;
-    int32_t *meta = (int32_t *)hs;
-    int32_t *uniq = meta + n + cells;
-    int32_t *need = uniq + cells;
-    int nu = 0;
-    for (int t = 0; t < n; t++)
-        for (int b = 0; b <= a->pos[t] / bt; b++) uniq[nu++] = a->block_table[t][b];
-    qsort(uniq, (size_t)nu, sizeof(int32_t), attn_cmp_i32);
-    int w = 0;
-    for (int i = 0; i < nu; i++)
-        if (w == 0 || uniq[w - 1] != uniq[i]) uniq[w++] = uniq[i];
-    nu = w;
-    for (int i = 0; i < nu; i++) need[i] = 0;
-    for (int t = 0; t < n; t++) {
-        meta[t] = a->pos[t];
-        int32_t *row = meta + n + (size_t)t * max_blocks;
-        const int last = a->pos[t] / bt;
-        for (int b = 0; b < max_blocks; b++) {
-            if (b > last) {
-                row[b] = -1;
-                continue;
-            }
-            const int k = attn_find(uniq, nu, a->block_table[t][b]);
-            row[b] = k;
-            const int slots = b < last ? bt : a->pos[t] % bt + 1;
-            if (slots > need[k]) need[k] = slots;
-        }
-    }
-
-    const size_t blk_entries = (size_t)bt * kv_dim;
-    const size_t qbytes = (size_t)n * a->n_heads * a->head_dim * sizeof(float);
-    void *d_q = NULL, *d_o = NULL, *d_meta = NULL, *d_k = NULL, *d_v = NULL, *d_s = NULL;
-    rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_X, a->q, qbytes, &d_q);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_Y, qbytes, &d_o);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_K, (size_t)nu * blk_entries * esz, &d_k);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_V, (size_t)nu * blk_entries * esz, &d_v);
-    if (!rc) rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
-                                  (size_t)n * a->n_heads * a->max_pos * sizeof(float), &d_s);
-    if (!rc) rc = kern_cuda__upload_to_slot(c, KERN_CUDA_SLOT_A, meta,
-                                            ((size_t)n + cells) * sizeof(int32_t), &d_meta);
-    if (rc) return rc;
-    for (int i = 0; i < nu; i++) {   /* byte offsets: entries of esz bytes */
-        const size_t off = (size_t)uniq[i] * (size_t)a->block_stride * esz;
-        const size_t len = (size_t)need[i] * kv_dim * esz;
-        const size_t dst = (size_t)i * blk_entries * esz;
-        KERN_CUDA_CHECK(c, cudaMemcpyAsync((char *)d_k + dst, (const char *)a->k_base + off, len,
-                                           cudaMemcpyHostToDevice, c->stream));
-        KERN_CUDA_CHECK(c, cudaMemcpyAsync((char *)d_v + dst, (const char *)a->v_base + off, len,
-                                           cudaMemcpyHostToDevice, c->stream));
-        c->xfer.h2d_bytes += 2 * len;
-    }
-    dim3 grid((unsigned)a->n_heads, (unsigned)n);
+    dim3 grid((unsigned)a->n_heads, (unsigned)a->n);
     if (a->kv_dtype == KERN_F16)
         kern_cuda_attn_k<__half><<<grid, ATTN_THREADS, q_smem, c->stream>>>(
-            (const float *)d_q, (float *)d_o, (const int32_t *)d_meta, n, max_blocks, nu,
-            (const __half *)d_k, (const __half *)d_v, a->n_heads, a->n_kv_heads, a->head_dim, bt,
-            a->max_pos, (float *)d_s);
+            a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
+            (const __half *)a->k_base, (const __half *)a->v_base, a->block_stride, a->n_heads,
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, (float *)d_s);
     else
         kern_cuda_attn_k<float><<<grid, ATTN_THREADS, q_smem, c->stream>>>(
-            (const float *)d_q, (float *)d_o, (const int32_t *)d_meta, n, max_blocks, nu,
-            (const float *)d_k, (const float *)d_v, a->n_heads, a->n_kv_heads, a->head_dim, bt,
-            a->max_pos, (float *)d_s);
+            a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
+            (const float *)a->k_base, (const float *)a->v_base, a->block_stride, a->n_heads,
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, (float *)d_s);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_attn_k");
-    return kern_cuda__download(c, a->out, d_o, qbytes);
+    return KERN_OK;
 }

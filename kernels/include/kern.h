@@ -2,7 +2,16 @@
  * backends implement it. A backend is { ops table, private context }; the kern_* wrappers check
  * for NULL entries so the engine never calls a missing op and never includes a backend header.
  * Thread contract: one backend object is driven by one thread at a time (the engine's step
- * thread); a backend may use worker threads of its own inside a call. */
+ * thread); a backend may use worker threads of its own inside a call.
+ *
+ * Memory: every pointer an op takes for activations, norm weights, token ids, positions, block
+ * tables and the KV pool is an address in the BACKEND's memory: kern_buf_addr(buf) + offset of a
+ * kern_buf the backend allocated. On a host backend (kern_backend_host_memory: the CPU) that is
+ * plain host memory and any host pointer will do; on a device backend (CUDA) it is device memory,
+ * ops never copy to or from the host, and a host pointer is refused (KERN_E_INVAL) where the
+ * backend can tell. Only kern_buf_write / kern_buf_read cross between host and device. Ops run in
+ * order; a device backend may run them asynchronously, and kern_buf_read waits for them. Weights
+ * (kern_matrix) are host views that kern_upload copies once. */
 #ifndef KERN_H
 #define KERN_H
 
@@ -51,22 +60,43 @@ typedef enum kern_rope_style {
 
 /* Attention over a paged KV cache for a batch of tokens that may belong to different sequences.
  * Token t attends to positions 0..pos[t] of its own sequence, whose keys/values live in blocks
- * block_table[t][p / block_tokens], slot p % block_tokens. The caller has already written the
- * keys/values of every token in the batch for this layer. Layout of one block for this layer:
- * k_base + block * block_stride + slot * kv_dim (likewise v). */
+ * bt[row][p / block_tokens], slot p % block_tokens, where row = bt_row[t] (t when bt_row is NULL):
+ * one table row per sequence, so a prefill of many tokens of one sequence sends its table once.
+ * The caller has already written the keys/values of every token in the batch for this layer
+ * (kern_kv_write). Layout of one block for this layer: k_base + block * block_stride +
+ * slot * kv_dim (likewise v). All pointers are backend memory. */
 typedef struct kern_attn_args {
     int n;                              /* tokens in the batch */
     int n_heads, n_kv_heads, head_dim;  /* GQA: n_heads % n_kv_heads == 0 */
     const float *q;                     /* [n][n_heads * head_dim] */
     float *out;                         /* [n][n_heads * head_dim] */
     const int32_t *pos;                 /* [n] */
-    const int32_t *const *block_table;  /* [n] -> that token's sequence block ids */
+    const int32_t *bt;                  /* [rows][bt_stride] block ids, row per sequence */
+    const int32_t *bt_row;              /* [n] row of bt for token t, or NULL: row t */
+    int bt_stride;                      /* int32 entries per row (>= max_pos / block_tokens) */
     kern_dtype kv_dtype;                /* entries of the pool: KERN_F32 or KERN_F16 */
     const void *k_base, *v_base;        /* this layer's view of the KV pool */
     int64_t block_stride;               /* entries from one block to the next */
     int block_tokens;                   /* positions per block */
     int max_pos;                        /* upper bound of pos[] + 1 (scratch sizing) */
 } kern_attn_args;
+
+/* Writes this step's keys and values into their cache slots: for t < n, k[t] and v[t] (kv_dim
+ * fp32 each) go to entry slot[t] of this layer's view, i.e. block slot[t] / block_tokens, slot
+ * slot[t] % block_tokens (offset block * block_stride + slot * kv_dim), rounded to kv_dtype. */
+typedef struct kern_kv_write_args {
+    int n, kv_dim;
+    const float *k, *v;                 /* [n][kv_dim] */
+    const int32_t *slot;                /* [n] block * block_tokens + slot in block */
+    kern_dtype kv_dtype;                /* KERN_F32 or KERN_F16 */
+    void *k_base, *v_base;              /* this layer's view of the pool */
+    int64_t block_stride;
+    int block_tokens;
+} kern_kv_write_args;
+
+/* Backend memory: what ops read and write. Opaque; allocated and freed through the backend that
+ * owns it (a buffer outlives no backend). Contents start undefined. */
+typedef struct kern_buf kern_buf;
 
 /* Bytes a backend has copied between host and device memory since it was created. Host
  * backends copy nothing: all zero. */
@@ -95,6 +125,23 @@ typedef struct kern_backend_ops {
     /* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
     int (*swiglu)(void *ctx, const float *gate, const float *up, int64_t count, float *out);
     int (*attention)(void *ctx, const kern_attn_args *a);
+    /* x[i] += y[i] for i < count (the residual adds). */
+    int (*add)(void *ctx, float *x, const float *y, int64_t count);
+    int (*kv_write)(void *ctx, const kern_kv_write_args *a);
+    /* dst[i] = src[rows[i]] for i < n, rows of dim floats (the rows the head needs). */
+    int (*copy_rows)(void *ctx, const float *src, const int32_t *rows, int n, int dim, float *dst);
+    /* out[t] = index of the largest of x[t][0..cols): eng_sampler's greedy choice, on the
+     * backend. NaN and -inf never win, +inf counts as 3e38 (so ties keep the lowest id, as
+     * there); -1 when the row has nothing else. */
+    int (*argmax)(void *ctx, const float *x, int n, int cols, int32_t *out);
+    /* Backend memory. All optional: NULL means host memory (malloc, memcpy), the host backends'.
+     * buf_alloc sets *addr; buf_write / buf_read copy `bytes` between host memory and addr (an
+     * address inside a buffer) and are counted in xfer_stats; buf_read waits for the ops queued
+     * before it. */
+    int (*buf_alloc)(void *ctx, size_t bytes, void **addr);
+    void (*buf_free)(void *ctx, void *addr);
+    int (*buf_write)(void *ctx, void *addr, const void *src, size_t bytes);
+    int (*buf_read)(void *ctx, void *dst, const void *addr, size_t bytes);
     /* Optional: copy a weight to the device once (sets w->dev); NULL on host backends. */
     int (*upload)(void *ctx, kern_matrix *w);
     /* Optional: free what upload made. */
@@ -134,6 +181,21 @@ int kern_cuda_device_count(char *why, size_t why_len);
 int kern_cuda_driver_present(void);
 
 void kern_backend_destroy(kern_backend *b);   /* safe on a zeroed struct; idempotent */
+/* 1 when b's memory is host memory (no buffer ops: the CPU backend): ops then take any host
+ * pointer, and the engine may read activations directly. */
+int kern_backend_host_memory(const kern_backend *b);
+
+/* Backend memory (see the top of this file). kern_buf_alloc: KERN_E_NOMEM when the backend has
+ * no room, contents undefined. kern_buf_free: NULL-safe, before the backend is destroyed.
+ * kern_buf_addr: the address ops take (host memory on host backends, device memory on CUDA).
+ * kern_buf_write / kern_buf_read copy bytes at byte offset off (KERN_E_INVAL past the end);
+ * kern_buf_read returns once the copied bytes are final (earlier ops done). */
+int kern_buf_alloc(kern_backend *b, size_t bytes, kern_buf **out);
+void kern_buf_free(kern_backend *b, kern_buf *buf);
+void *kern_buf_addr(const kern_buf *buf);
+size_t kern_buf_size(const kern_buf *buf);
+int kern_buf_write(kern_backend *b, kern_buf *dst, size_t off, const void *src, size_t bytes);
+int kern_buf_read(kern_backend *b, const kern_buf *src, size_t off, void *dst, size_t bytes);
 
 /* Wrappers: check the op exists and the arguments are sane, then call it. */
 int kern_matmul(kern_backend *b, const kern_matrix *w, const float *x, int n, float *y);
@@ -143,6 +205,11 @@ int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads,
               float theta, const float *freq, kern_rope_style style);
 int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out);
 int kern_attention(kern_backend *b, const kern_attn_args *a);
+int kern_add(kern_backend *b, float *x, const float *y, int64_t count);
+int kern_kv_write(kern_backend *b, const kern_kv_write_args *a);
+int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n, int dim,
+                   float *dst);
+int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out);
 int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);
 /* Fills *out (all zero for backends without the op). */

@@ -89,6 +89,8 @@ static inline void ct_open_cuda_or_skip(kern_backend *cu)
         printf("skip: no CUDA device (%s)\n", why);
         exit(77);
     }
+    /* ops refuse host pointers (checked per pointer; always on in the emulator) */
+    setenv("CLAQ_CUDA_CHECK_PTRS", "1", 0);
     int rc = kern_cuda_backend_create(cu, 0);
     if (rc) {
         fprintf(stderr, "FAIL: %d CUDA device(s) but kern_cuda_backend_create: %s\n", n,
@@ -119,6 +121,43 @@ static inline int ct_set_prefill_min_n(kern_backend *cu, int n)
     return KERN_E_UNSUPPORTED;
 #endif
 }
+
+/* Backend memory for the tests: ct_buf copies host[bytes] into a new buffer of be (NULL host:
+ * poisoned with NaN bytes instead); ct_get copies it back. Failures count and return NULL / -1.
+ * Ops take kern_buf_addr(buf) (device addresses on CUDA). */
+static inline kern_buf *ct_buf(kern_backend *be, const void *host, size_t bytes)
+{
+    kern_buf *b = NULL;
+    int rc = kern_buf_alloc(be, bytes, &b);
+    if (!rc) {
+        if (host) {
+            rc = kern_buf_write(be, b, 0, host, bytes);
+        } else {
+            void *nan = malloc(bytes ? bytes : 1);
+            if (!nan) rc = KERN_E_NOMEM;
+            else {
+                memset(nan, 0xff, bytes);
+                rc = kern_buf_write(be, b, 0, nan, bytes);
+                free(nan);
+            }
+        }
+    }
+    CT_CHECK(rc == 0, "ct_buf(%zu bytes): %s", bytes, kern_strerror(rc));
+    if (rc) {
+        kern_buf_free(be, b);
+        return NULL;
+    }
+    return b;
+}
+
+static inline int ct_get(kern_backend *be, const kern_buf *b, void *host, size_t bytes)
+{
+    int rc = kern_buf_read(be, b, 0, host, bytes);
+    CT_CHECK(rc == 0, "ct_get(%zu bytes): %s", bytes, kern_strerror(rc));
+    return rc ? -1 : 0;
+}
+
+#define CT_ADDR(b) kern_buf_addr(b)
 
 /* The oracle: the CPU backend forced to its scalar reference path, one thread. */
 static inline void ct_open_cpu_ref(kern_backend *cpu)

@@ -8,8 +8,11 @@
  * (those are counted and printed, not failed). Logits must also agree within
  * 1e-3 * (1 + max |logit|). Then CUDA batch invariance at the engine level: two sequences decoded
  * in one batch give the same logit bits as each alone. Weights are made resident once
- * (eng_resident): a decode step must then copy no weight bytes (kern_xfer_stats), while the same
- * step on the model's host weights does. Host <-> device bytes per decode step are printed.
+ * (eng_resident) and the KV pool lives on the device (eng_kv_init_on): a decode step must then
+ * copy no weight bytes (kern_xfer_stats), while the same step with linears never uploaded does.
+ * Then the device-resident step: greedy decoding with the pick made on the device
+ * (eng_forward_ex argmax, no logits copied back) gives the CPU's tokens and copies under 64 KiB
+ * per decode step in all. Host <-> device bytes per decode step are printed.
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
 #include "cuda_test_common.h"
 #include "eng_claq_file.h"
@@ -40,11 +43,13 @@ static float top2_gap(const float *v, int n)
 }
 
 /* Runs prompt + decode on one backend. toks [np + STEPS]: the prompt, then (greedy = 1) filled
- * with argmax picks, or (greedy = 0) read as the tokens to feed. logits [STEPS][vocab]. */
+ * with argmax picks, or (greedy = 0) read as the tokens to feed. logits [STEPS][vocab]. picks
+ * (may be NULL) [STEPS]: the backend's own argmax of each step's logits (eng_forward_out). */
 static kern_xfer_stats g_step;   /* bytes of the last run's decode steps (CUDA runs) */
 
 static int run(eng_model *m, kern_backend *be, const eng_resident *res,
-               const eng_layer_weights *lws, int32_t *toks, int np, int greedy, float *logits)
+               const eng_layer_weights *lws, int32_t *toks, int np, int greedy, float *logits,
+               int32_t *picks)
 {
     eng_err err = {0};
     eng_ctx *ctx = NULL;
@@ -54,7 +59,8 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     memset(&seq, 0, sizeof seq);
     const int vocab = m->cfg.vocab_size;
     int rc = 1;
-    if (eng_ctx_create(&ctx, m, be, 64, &err) || eng_kv_init(&kv, &m->cfg, np + STEPS + 16, &err) ||
+    if (eng_ctx_create(&ctx, m, be, 64, &err) ||
+        eng_kv_init_on(&kv, &m->cfg, np + STEPS + 16, KERN_F32, be, &err) ||
         eng_kv_reserve(&kv, &seq, np + STEPS)) {
         CT_CHECK(0, "engine setup: %s", err.msg);
         goto done;
@@ -67,7 +73,8 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
         for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
     eng_batch_item items[MAXP];
     for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
-    if (eng_forward(ctx, &kv, items, np, logits, &err)) {
+    eng_forward_out out = {logits, picks};
+    if (eng_forward_ex(ctx, &kv, items, np, &out, &err)) {
         CT_CHECK(0, "prefill: %s", err.msg);
         goto done;
     }
@@ -76,7 +83,9 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     for (int s = 1; s < STEPS; s++) {
         if (greedy) toks[np + s - 1] = argmax(logits + (size_t)(s - 1) * vocab, vocab);
         items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1};
-        if (eng_forward(ctx, &kv, items, 1, logits + (size_t)s * vocab, &err)) {
+        out.logits = logits + (size_t)s * vocab;
+        out.argmax = picks ? picks + s : NULL;
+        if (eng_forward_ex(ctx, &kv, items, 1, &out, &err)) {
             CT_CHECK(0, "decode step %d: %s", s, err.msg);
             goto done;
         }
@@ -86,6 +95,65 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     g_step.d2h_bytes = (x1.d2h_bytes - x0.d2h_bytes) / (STEPS - 1);
     g_step.weight_h2d_bytes = x1.weight_h2d_bytes - x0.weight_h2d_bytes;   /* total, not mean */
     if (greedy) toks[np + STEPS - 1] = argmax(logits + (size_t)(STEPS - 1) * vocab, vocab);
+    rc = 0;
+done:
+    eng_kv_release(&kv, &seq);
+    eng_kv_free(&kv);
+    eng_ctx_destroy(ctx);
+    return rc;
+}
+
+/* The device-resident step: prompt, then STEPS - 1 decode steps whose token the backend picks
+ * (eng_forward_ex with argmax only: no logits leave the device), KV pool on the device, fp16
+ * entries when kvt says so. toks gets the picks after the prompt. Per decode step bytes into
+ * *step (weight bytes: the total). */
+static int run_device_greedy(eng_model *m, kern_backend *be, const eng_resident *res,
+                             const eng_layer_weights *lws, kern_dtype kvt, int32_t *toks, int np,
+                             kern_xfer_stats *step)
+{
+    eng_err err = {0};
+    eng_ctx *ctx = NULL;
+    eng_kv kv;
+    eng_seq seq;
+    memset(&kv, 0, sizeof kv);
+    memset(&seq, 0, sizeof seq);
+    int rc = 1;
+    if (eng_ctx_create(&ctx, m, be, 64, &err) ||
+        eng_kv_init_on(&kv, &m->cfg, np + STEPS + 16, kvt, be, &err) ||
+        eng_kv_reserve(&kv, &seq, np + STEPS) || (res && eng_ctx_use_resident(ctx, res))) {
+        CT_CHECK(0, "device greedy setup: %s", err.msg);
+        goto done;
+    }
+    if (lws)
+        for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
+    eng_batch_item items[MAXP];
+    for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
+    int32_t pick = -1;
+    eng_forward_out out = {NULL, &pick};
+    if (eng_forward_ex(ctx, &kv, items, np, &out, &err)) {
+        CT_CHECK(0, "device greedy prefill: %s", err.msg);
+        goto done;
+    }
+    toks[np] = pick;
+    kern_xfer_stats x0, x1;
+    kern_get_xfer_stats(be, &x0);
+    for (int s = 1; s < STEPS; s++) {
+        if (pick < 0) {
+            CT_CHECK(0, "device greedy: no pick at step %d", s);
+            goto done;
+        }
+        items[0] = (eng_batch_item){pick, np + s - 1, &seq, 1};
+        pick = -1;
+        if (eng_forward_ex(ctx, &kv, items, 1, &out, &err)) {
+            CT_CHECK(0, "device greedy step %d: %s", s, err.msg);
+            goto done;
+        }
+        toks[np + s] = pick;
+    }
+    kern_get_xfer_stats(be, &x1);
+    step->h2d_bytes = (x1.h2d_bytes - x0.h2d_bytes) / (STEPS - 1);
+    step->d2h_bytes = (x1.d2h_bytes - x0.d2h_bytes) / (STEPS - 1);
+    step->weight_h2d_bytes = x1.weight_h2d_bytes - x0.weight_h2d_bytes;
     rc = 0;
 done:
     eng_kv_release(&kv, &seq);
@@ -108,7 +176,8 @@ static void batch_invariance(eng_model *m, kern_backend *be, const eng_resident 
         eng_seq sq[2];
         memset(&kv, 0, sizeof kv);
         memset(sq, 0, sizeof sq);
-        if (eng_ctx_create(&ctx, m, be, 64, &err) || eng_kv_init(&kv, &m->cfg, 64, &err) ||
+        if (eng_ctx_create(&ctx, m, be, 64, &err) ||
+            eng_kv_init_on(&kv, &m->cfg, 64, KERN_F32, be, &err) ||
             eng_kv_reserve(&kv, &sq[0], np + 1) || eng_kv_reserve(&kv, &sq[1], 3)) {
             CT_CHECK(0, "%s: batch setup: %s", name, err.msg);
             eng_ctx_destroy(ctx);
@@ -211,7 +280,10 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
     float *lc = malloc(sizeof(float) * (size_t)STEPS * vocab);
     float *lg = malloc(sizeof(float) * (size_t)STEPS * vocab);
     ct_poison(lg, (size_t)STEPS * vocab);
-    if (run(m, cpu, NULL, lw_cpu, toks, np, 1, lc) || run(m, cu, res, lw_cu, toks, np, 0, lg)) {
+    int32_t picks[STEPS];
+    memset(picks, 0x7f, sizeof picks);
+    if (run(m, cpu, NULL, lw_cpu, toks, np, 1, lc, NULL) ||
+        run(m, cu, res, lw_cu, toks, np, 0, lg, picks)) {
         CT_CHECK(0, "%s: run failed (%s)", name, ct_cuda_err(cu));
         free(lc); free(lg);
         return;
@@ -226,6 +298,8 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
             if (fabs(a[i]) > maxl) maxl = fabs(a[i]);
         }
         const int ta = argmax(a, vocab), tb = argmax(b, vocab);
+        CT_CHECK(picks[s] == tb, "%s step %d: the backend's argmax %d, of its own logits %d",
+                 name, s, picks[s], tb);
         if (top2_gap(a, vocab) < 1e-3f) {
             close_calls++;
             continue;
@@ -246,6 +320,46 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
            "max |dlogit| %.3g; per decode step %.1f KiB h2d, %.1f KiB d2h, 0 B of weights\n",
            name, STEPS, mism, close_calls, maxd, st.h2d_bytes / 1024.0, st.d2h_bytes / 1024.0);
     batch_invariance(m, cu, res, lw_cu, toks, np, name);
+
+    /* The device-resident step (the model as stored; the packed variants' picks are checked
+     * above): the device's picks are the CPU's greedy tokens (toks), except after a close call,
+     * where the CPU's own pick could have gone either way and the sequences may part. fp32 and
+     * fp16 (the server's default) pools. */
+    for (int f16 = 0; !lw_cu && f16 < 2; f16++) {
+        int32_t dt[MAXP + STEPS];
+        memcpy(dt, toks, sizeof(int32_t) * (size_t)np);
+        kern_xfer_stats ds = {0};
+        if (run_device_greedy(m, cu, res, lw_cu, f16 ? KERN_F16 : KERN_F32, dt, np, &ds)) {
+            CT_CHECK(0, "%s: device greedy run failed (%s)", name, ct_cuda_err(cu));
+            continue;
+        }
+        int agree = 0;
+        for (int s = 0; s < STEPS; s++) {
+            if (dt[np + s] != toks[np + s]) break;
+            agree++;
+        }
+        int first_close = STEPS;
+        for (int s = 0; s < STEPS; s++)
+            if (top2_gap(lc + (size_t)s * vocab, vocab) < (f16 ? 2e-2f : 1e-3f)) {
+                first_close = s;
+                break;
+            }
+        CT_CHECK(agree >= first_close, "%s %s pool: device greedy parts from the CPU at step %d "
+                 "(%d vs %d), before any close call (first at %d)", name, f16 ? "f16" : "f32",
+                 agree, agree < STEPS ? dt[np + agree] : -1, agree < STEPS ? toks[np + agree] : -1,
+                 first_close);
+        CT_CHECK(ds.weight_h2d_bytes == 0, "%s: device greedy copied %llu weight bytes", name,
+                 (unsigned long long)ds.weight_h2d_bytes);
+        CT_CHECK(ds.h2d_bytes + ds.d2h_bytes < 64 * 1024, "%s: a device-resident decode step "
+                 "copied %llu + %llu bytes (limit 64 KiB)", name,
+                 (unsigned long long)ds.h2d_bytes, (unsigned long long)ds.d2h_bytes);
+        CT_CHECK(ct_standin || (ds.h2d_bytes > 0 && ds.d2h_bytes > 0),
+                 "%s: device greedy counted no host <-> device bytes", name);
+        printf("%-40s device greedy, %s pool: %d/%d tokens as the CPU's (first close call at %d); "
+               "per decode step %llu B h2d, %llu B d2h, 0 B of weights\n", name,
+               f16 ? "f16" : "f32", agree, STEPS, first_close,
+               (unsigned long long)ds.h2d_bytes, (unsigned long long)ds.d2h_bytes);
+    }
     free(lc);
     free(lg);
 }
@@ -262,21 +376,28 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
     int32_t prompt[MAXP] = {1, 410, 469, 347, 5, 99, 1000, 7};   /* stories260K's "Zoo" + more */
     const int np = 6;
     for (int i = 0; i < MAXP; i++) prompt[i] %= vocab;
-    /* The counter sees weights staged per call: decode on the model's host weights copies them. */
-    if (!ct_standin) {
-        int32_t t2[MAXP + STEPS];
-        memcpy(t2, prompt, sizeof(int32_t) * (size_t)np);
-        float *lt = malloc(sizeof(float) * (size_t)STEPS * vocab);
-        CT_CHECK(run(m, cu, NULL, NULL, t2, np, 1, lt) == 0 && g_step.weight_h2d_bytes > 0,
-                 "%s: decode on host weights copied %llu weight bytes", label,
-                 (unsigned long long)g_step.weight_h2d_bytes);
-        free(lt);
-    }
     eng_resident *res = NULL;
     if (eng_resident_create(&res, m, cu, &err)) {
         CT_CHECK(0, "%s: resident weights: %s", label, err.msg);
         eng_model_close(m);
         return;
+    }
+    /* The counter sees weights staged per call: decode with linears that were never uploaded
+     * (the resident norms, the model's host matrices) copies them. */
+    if (!ct_standin) {
+        int32_t t2[MAXP + STEPS];
+        memcpy(t2, prompt, sizeof(int32_t) * (size_t)np);
+        float *lt = malloc(sizeof(float) * (size_t)STEPS * vocab);
+        eng_layer_weights *hw = calloc((size_t)L, sizeof *hw);
+        for (int l = 0; l < L; l++) {
+            hw[l] = *eng_resident_layer(res, l);
+            for (int i = 0; i < ENG_LIN_COUNT; i++) hw[l].lin[i].dev = NULL;
+        }
+        CT_CHECK(run(m, cu, res, hw, t2, np, 1, lt, NULL) == 0 && g_step.weight_h2d_bytes > 0,
+                 "%s: decode on host weights copied %llu weight bytes", label,
+                 (unsigned long long)g_step.weight_h2d_bytes);
+        free(hw);
+        free(lt);
     }
     char name[128];
     snprintf(name, sizeof name, "%s fp", label);
@@ -297,7 +418,9 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
                 free(wf);
                 lc[l].lin[i] = (kern_matrix){KERN_CLAQ, src->rows, src->cols, NULL, &p->view, NULL};
             }
-            lg[l] = lc[l];
+            /* the CUDA copy: the resident norms (device memory), these linears uploaded */
+            lg[l] = *eng_resident_layer(res, l);
+            memcpy(lg[l].lin, lc[l].lin, sizeof lg[l].lin);
             for (int i = 0; i < ENG_LIN_COUNT && ok; i++) {
                 lg[l].lin[i].dev = NULL;
                 CT_CHECK(kern_upload(cu, &lg[l].lin[i]) == 0, "upload claq: %s", ct_cuda_err(cu));

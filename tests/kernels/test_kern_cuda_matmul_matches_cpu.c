@@ -41,6 +41,20 @@ static void compare(const char *what, const float *yc, const float *yr, const do
         }
 }
 
+/* kern_matmul on the CUDA backend from and to host arrays: x copied into a buffer of the
+ * backend, y into a NaN-poisoned one and read back (ops take backend memory, kern.h). */
+static int cu_matmul(kern_backend *cu, const kern_matrix *m, const float *x, int n, float *y)
+{
+    const size_t xb = sizeof(float) * (size_t)n * (size_t)m->cols;
+    const size_t yb = sizeof(float) * (size_t)n * (size_t)m->rows;
+    kern_buf *d_x = ct_buf(cu, x, xb), *d_y = ct_buf(cu, NULL, yb);
+    int rc = d_x && d_y ? kern_matmul(cu, m, CT_ADDR(d_x), n, CT_ADDR(d_y)) : KERN_E_NOMEM;
+    if (!rc) rc = kern_buf_read(cu, d_y, 0, y, yb);
+    kern_buf_free(cu, d_x);
+    kern_buf_free(cu, d_y);
+    return rc;
+}
+
 /* Everything one matrix must pass. w_f32 [rows][cols] is W as fp32 (for the magnitudes). */
 static void check_matrix(kern_backend *cu, kern_backend *cpu, kern_matrix *m, const float *w_f32,
                          double terms, const char *name)
@@ -69,7 +83,7 @@ static void check_matrix(kern_backend *cu, kern_backend *cpu, kern_matrix *m, co
     /* Staged (never uploaded) first, then resident: same bits. */
     float *staged = malloc(sizeof(float) * (size_t)(NMAX * rows));
     ct_poison(staged, (size_t)(NMAX * rows));
-    int rc = kern_matmul(cu, m, x, NMAX, staged);
+    int rc = cu_matmul(cu, m, x, NMAX, staged);
     CT_CHECK(rc == 0, "%s: staged matmul: %s %s", name, kern_strerror(rc), ct_cuda_err(cu));
     rc = kern_upload(cu, m);
     CT_CHECK(rc == 0 && (m->dev || ct_standin), "%s: upload: %s %s", name, kern_strerror(rc),
@@ -78,7 +92,7 @@ static void check_matrix(kern_backend *cu, kern_backend *cpu, kern_matrix *m, co
     for (unsigned k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         const int n = ns[k];
         ct_poison(yc, (size_t)(n * rows));
-        rc = kern_matmul(cu, m, x, n, yc);
+        rc = cu_matmul(cu, m, x, n, yc);
         CT_CHECK(rc == 0, "%s n=%d: %s %s", name, n, kern_strerror(rc), ct_cuda_err(cu));
         snprintf(what, sizeof what, "%s n=%d", name, n);
         compare(what, yc, yr, mag, n, rows, terms, 0.0);
@@ -89,7 +103,7 @@ static void check_matrix(kern_backend *cu, kern_backend *cpu, kern_matrix *m, co
              "%s: staged vs resident differ at %zu: %.9g vs %.9g", name, at, staged[at], yc[at]);
     for (int t = 0; t < NMAX; t += 3) {
         ct_poison(y1, (size_t)rows);
-        CT_CHECK(kern_matmul(cu, m, x + t * cols, 1, y1) == 0, "%s: n=1", name);
+        CT_CHECK(cu_matmul(cu, m, x + t * cols, 1, y1) == 0, "%s: n=1", name);
         CT_CHECK(ct_same_bits(y1, yc + (size_t)t * rows, (size_t)rows, &at),
                  "%s: token %d alone differs from inside the batch at row %zu: %.9g vs %.9g",
                  name, t, at, y1[at], yc[(size_t)t * rows + at]);
@@ -98,7 +112,7 @@ static void check_matrix(kern_backend *cu, kern_backend *cpu, kern_matrix *m, co
     if (ct_set_prefill_min_n(cu, 1) == 0) {
         const double xr = m->dtype == KERN_F32 ? 0.0 : m->dtype == KERN_BF16 ? 1.0 / 256 : 1.0 / 2048;
         ct_poison(yc, (size_t)(NMAX * rows));
-        rc = kern_matmul(cu, m, x, NMAX, yc);
+        rc = cu_matmul(cu, m, x, NMAX, yc);
         CT_CHECK(rc == 0, "%s prefill: %s %s", name, kern_strerror(rc), ct_cuda_err(cu));
         snprintf(what, sizeof what, "%s prefill path", name);
         compare(what, yc, yr, mag, NMAX, rows, terms, xr);

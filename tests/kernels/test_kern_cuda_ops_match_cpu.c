@@ -11,6 +11,12 @@
  *             several sequences mixed with prefill runs, fp32 and fp16 pools: |d| <= 4e-5 (outputs are convex
  *             combinations of values in [-1, 1]; scores differ in summation order); and each
  *             token alone gives the same bits as inside the batch;
+ *   add, copy_rows, kv_write (fp32 and fp16 entries): bit-identical (a sum of two floats, copies,
+ *             one rounding to half); kv_write leaves every other slot of the pool as it was;
+ *   argmax    random rows, ties (lowest id wins), NaN, -inf and +inf entries, an all-NaN row (-1):
+ *             the same ids as the CPU;
+ *   memory    every input is a kern_buf of the backend (device memory on CUDA); a host pointer
+ *             given to a CUDA op is refused (KERN_E_INVAL, reason recorded);
  *   failures  an impossible upload returns KERN_E_NOMEM / KERN_E_DEVICE with a recorded reason
  *             (no abort) and the backend still works.
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
@@ -45,18 +51,30 @@ static void test_embed(kern_backend *cu, kern_backend *cpu)
                 float *ref = malloc(sizeof(float) * (size_t)(n * C));
                 float *got = malloc(sizeof(float) * (size_t)(n * C));
                 CT_CHECK(kern_embed(cpu, &m, ids, n, ref) == 0, "cpu embed");
+                const size_t ob = sizeof(float) * (size_t)(n * C);
+                kern_buf *d_ids = ct_buf(cu, ids, sizeof ids), *d_out = ct_buf(cu, NULL, ob);
                 for (int up = 0; up < 2; up++) {
                     if (up) CT_CHECK(kern_upload(cu, &m) == 0, "upload table: %s", ct_cuda_err(cu));
                     ct_poison(got, (size_t)(n * C));
-                    int rc = kern_embed(cu, &m, ids, n, got);
+                    int rc = kern_embed(cu, &m, CT_ADDR(d_ids), n, CT_ADDR(d_out));
+                    if (!rc) ct_get(cu, d_out, got, ob);
                     size_t at = 0;
                     CT_CHECK(rc == 0 && ct_same_bits(got, ref, (size_t)(n * C), &at),
                              "embed %s %lldx%lld uploaded=%d: rc %d, differs at %zu (%g vs %g) %s",
                              kern_dtype_name(dts[d]), (long long)R, (long long)C, up, rc, at,
                              got[at], ref[at], ct_cuda_err(cu));
                 }
+                /* an id out of range: refused where the backend reads ids on the host, a zero row
+                 * where it cannot (device ids); never a read outside the table */
                 int32_t bad = (int32_t)R;
-                CT_CHECK(kern_embed(cu, &m, &bad, 1, got) == KERN_E_INVAL, "embed: id == rows accepted");
+                CT_CHECK(kern_embed(cpu, &m, &bad, 1, got) == KERN_E_INVAL, "cpu: id == rows accepted");
+                kern_buf_write(cu, d_ids, 0, &bad, sizeof bad);
+                int brc = kern_embed(cu, &m, CT_ADDR(d_ids), 1, CT_ADDR(d_out));
+                int zero = brc == 0 && ct_get(cu, d_out, got, sizeof(float) * (size_t)C) == 0;
+                for (int64_t i = 0; zero && i < C; i++) zero = got[i] == 0.0f;
+                CT_CHECK(brc == KERN_E_INVAL || zero, "embed: id == rows gave rc %d and no zero row", brc);
+                kern_buf_free(cu, d_ids);
+                kern_buf_free(cu, d_out);
                 kern_release(cu, &m);
                 free(tab); free(ref); free(got);
             }
@@ -75,16 +93,17 @@ static void test_rmsnorm(kern_backend *cu, kern_backend *cpu)
             for (int i = 0; i < dim; i++) w[i] = 0.5f + ct_frnd();
             const float eps = 1e-5f;
             CT_CHECK(kern_rmsnorm(cpu, x, w, n, dim, eps, ref) == 0, "cpu rmsnorm");
+            kern_buf *d_x = ct_buf(cu, x, cnt * sizeof(float));
+            kern_buf *d_w = ct_buf(cu, w, (size_t)dim * sizeof(float));
+            kern_buf *d_o = ct_buf(cu, NULL, cnt * sizeof(float));
             for (int inplace = 0; inplace < 2; inplace++) {
-                float *out = got;
-                if (inplace) {
-                    memcpy(got, x, cnt * sizeof(float));   /* x's copy, normalized in place */
-                    out = got;
-                } else {
-                    ct_poison(got, cnt);
-                }
-                int rc = kern_rmsnorm(cu, inplace ? got : x, w, n, dim, eps, out);
+                /* in place: the output buffer holds x's copy and is normalized where it is */
+                if (inplace) kern_buf_write(cu, d_o, 0, x, cnt * sizeof(float));
+                ct_poison(got, cnt);
+                int rc = kern_rmsnorm(cu, CT_ADDR(inplace ? d_o : d_x), CT_ADDR(d_w), n, dim, eps,
+                                      CT_ADDR(d_o));
                 CT_CHECK(rc == 0, "rmsnorm rc %d %s", rc, ct_cuda_err(cu));
+                ct_get(cu, d_o, got, cnt * sizeof(float));
                 for (size_t i = 0; i < cnt; i++)
                     if (!ct_close(got[i], ref[i], (dim + 4) * FLT_EPSILON * fabs(ref[i]) + 1e-30)) {
                         CT_CHECK(0, "rmsnorm n=%d dim=%d inplace=%d at %zu: %.9g vs %.9g", n, dim,
@@ -92,6 +111,7 @@ static void test_rmsnorm(kern_backend *cu, kern_backend *cpu)
                         break;
                     }
             }
+            kern_buf_free(cu, d_x); kern_buf_free(cu, d_w); kern_buf_free(cu, d_o);
             free(x); free(w); free(ref); free(got);
         }
 }
@@ -119,8 +139,15 @@ static void test_rope(kern_backend *cu, kern_backend *cpu)
                     memcpy(got, x, cnt * sizeof(float));
                     CT_CHECK(kern_rope(cpu, ref, pos, n, nh, hd, thetas[c], ft,
                                        (kern_rope_style)style) == 0, "cpu rope");
-                    int rc = kern_rope(cu, got, pos, n, nh, hd, thetas[c], ft, (kern_rope_style)style);
+                    kern_buf *d_x = ct_buf(cu, x, cnt * sizeof(float));
+                    kern_buf *d_p = ct_buf(cu, pos, sizeof pos);
+                    kern_buf *d_f = ft ? ct_buf(cu, ft, sizeof(float) * (size_t)(hd / 2)) : NULL;
+                    int rc = kern_rope(cu, CT_ADDR(d_x), CT_ADDR(d_p), n, nh, hd, thetas[c],
+                                       ft ? CT_ADDR(d_f) : NULL, (kern_rope_style)style);
                     CT_CHECK(rc == 0, "rope rc %d %s", rc, ct_cuda_err(cu));
+                    ct_poison(got, cnt);
+                    ct_get(cu, d_x, got, cnt * sizeof(float));
+                    kern_buf_free(cu, d_x); kern_buf_free(cu, d_p); kern_buf_free(cu, d_f);
                     int bad = 0;
                     for (int t = 0; t < n && !bad; t++)
                         for (int h = 0; h < nh && !bad; h++)
@@ -153,9 +180,12 @@ static void test_swiglu(kern_backend *cu, kern_backend *cpu)
             u[i] = ct_frnd() * 3.0f;
         }
         CT_CHECK(kern_swiglu(cpu, g, u, n, ref) == 0, "cpu swiglu");
+        const size_t nb = (size_t)n * sizeof(float);
+        kern_buf *d_g = ct_buf(cu, g, nb), *d_u = ct_buf(cu, u, nb), *d_o = ct_buf(cu, NULL, nb);
         ct_poison(got, (size_t)n);
-        int rc = kern_swiglu(cu, g, u, n, got);
+        int rc = kern_swiglu(cu, CT_ADDR(d_g), CT_ADDR(d_u), n, CT_ADDR(d_o));
         CT_CHECK(rc == 0, "swiglu rc %d %s", rc, ct_cuda_err(cu));
+        ct_get(cu, d_o, got, nb);
         for (int64_t i = 0; i < n; i++)
             if (!ct_close(got[i], ref[i], 16 * FLT_EPSILON * fabs(ref[i]) + 1e-37)) {
                 CT_CHECK(0, "swiglu count=%lld at %lld: g=%g u=%g: %.9g vs %.9g", (long long)n,
@@ -163,9 +193,11 @@ static void test_swiglu(kern_backend *cu, kern_backend *cpu)
                 break;
             }
         /* out aliasing gate */
-        float *g2 = malloc((size_t)n * sizeof(float));
-        memcpy(g2, g, (size_t)n * sizeof(float));
-        CT_CHECK(kern_swiglu(cu, g2, u, n, g2) == 0, "swiglu in place");
+        float *g2 = malloc(nb);
+        ct_poison(g2, (size_t)n);
+        CT_CHECK(kern_swiglu(cu, CT_ADDR(d_g), CT_ADDR(d_u), n, CT_ADDR(d_g)) == 0, "swiglu in place");
+        ct_get(cu, d_g, g2, nb);
+        kern_buf_free(cu, d_g); kern_buf_free(cu, d_u); kern_buf_free(cu, d_o);
         for (int64_t i = 0; i < n; i++)
             if (!ct_close(g2[i], ref[i], 16 * FLT_EPSILON * fabs(ref[i]) + 1e-37)) {
                 CT_CHECK(0, "swiglu in place at %lld", (long long)i);
@@ -207,22 +239,19 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
         int j = (int)(ct_rnd() % (uint32_t)(i + 1));
         int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
-    int32_t **tables = malloc(sizeof(int32_t *) * (size_t)nseq);
+    /* the block tables: sequence s's row is perm[s * bps ..] (bt_stride = bps) */
     int *len = malloc(sizeof(int) * (size_t)nseq);
-    for (int s = 0; s < nseq; s++) {
-        tables[s] = perm + (size_t)s * bps;
-        len[s] = 1 + (int)(ct_rnd() % (uint32_t)max_pos);
-    }
+    for (int s = 0; s < nseq; s++) len[s] = 1 + (int)(ct_rnd() % (uint32_t)max_pos);
     int cap = 0;
     for (int s = 0; s < nseq; s++) cap += len[s] < 4 ? len[s] : 4;
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)cap);
-    const int32_t **bt_tok = malloc(sizeof(int32_t *) * (size_t)cap);
+    int32_t *row = malloc(sizeof(int32_t) * (size_t)cap);
     int n = 0;
     for (int s = 0; s < nseq; s++) {
         int run = (s % 2) ? (len[s] < 4 ? len[s] : 4) : 1;
         for (int r = run; r >= 1; r--) {
             pos[n] = len[s] - r;
-            bt_tok[n] = tables[s];
+            row[n] = s;
             n++;
         }
     }
@@ -230,14 +259,31 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
     float *q = malloc(qn * sizeof(float)), *ref = malloc(qn * sizeof(float));
     float *got = malloc(qn * sizeof(float)), *one = malloc((size_t)nh * hd * sizeof(float));
     for (size_t i = 0; i < qn; i++) q[i] = ct_frnd();
-    kern_attn_args a = {n, nh, nkv, hd, q, ref, pos, (const int32_t *const *)bt_tok, kvdt,
-                        kh ? (const void *)kh : kp, vh ? (const void *)vh : vp, stride, bt,
-                        max_pos};
+    const size_t esz = kern_dtype_size(kvdt), pool = (size_t)(nblocks * stride) * esz;
+    kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .q = q,
+                        .out = ref, .pos = pos, .bt = perm, .bt_row = row, .bt_stride = bps,
+                        .kv_dtype = kvdt, .k_base = kh ? (const void *)kh : kp,
+                        .v_base = vh ? (const void *)vh : vp, .block_stride = stride,
+                        .block_tokens = bt, .max_pos = max_pos};
     CT_CHECK(kern_attention(cpu, &a) == 0, "cpu attention");
+    kern_buf *d_q = ct_buf(cu, q, qn * sizeof(float)), *d_o = ct_buf(cu, NULL, qn * sizeof(float));
+    kern_buf *d_one = ct_buf(cu, NULL, (size_t)nh * hd * sizeof(float));
+    kern_buf *d_pos = ct_buf(cu, pos, sizeof(int32_t) * (size_t)n);
+    kern_buf *d_row = ct_buf(cu, row, sizeof(int32_t) * (size_t)n);
+    kern_buf *d_bt = ct_buf(cu, perm, sizeof(int32_t) * (size_t)nblocks);
+    kern_buf *d_k = ct_buf(cu, a.k_base, pool), *d_v = ct_buf(cu, a.v_base, pool);
+    kern_attn_args da = a;
+    da.q = CT_ADDR(d_q);
+    da.out = CT_ADDR(d_o);
+    da.pos = CT_ADDR(d_pos);
+    da.bt = CT_ADDR(d_bt);
+    da.bt_row = CT_ADDR(d_row);
+    da.k_base = CT_ADDR(d_k);
+    da.v_base = CT_ADDR(d_v);
     ct_poison(got, qn);
-    a.out = got;
-    int rc = kern_attention(cu, &a);
+    int rc = kern_attention(cu, &da);
     CT_CHECK(rc == 0, "attention rc %d %s", rc, ct_cuda_err(cu));
+    ct_get(cu, d_o, got, qn * sizeof(float));
     for (size_t i = 0; i < qn; i++)
         if (!ct_close(got[i], ref[i], 4e-5)) {
             CT_CHECK(0, "attention %s nh=%d nkv=%d hd=%d bt=%d max_pos=%d n=%d at %zu (token "
@@ -247,19 +293,22 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
         }
     /* each token alone: same bits as inside the batch */
     for (int t = 0; t < n; t += 2) {
-        kern_attn_args b = a;
+        kern_attn_args b = da;
         b.n = 1;
-        b.q = q + (size_t)t * nh * hd;
-        b.out = one;
-        b.pos = pos + t;
-        b.block_table = (const int32_t *const *)bt_tok + t;
+        b.q = (const float *)CT_ADDR(d_q) + (size_t)t * nh * hd;
+        b.out = CT_ADDR(d_one);
+        b.pos = (const int32_t *)CT_ADDR(d_pos) + t;
+        b.bt_row = (const int32_t *)CT_ADDR(d_row) + t;
         ct_poison(one, (size_t)nh * hd);
         size_t at = 0;
         CT_CHECK(kern_attention(cu, &b) == 0 &&
+                 ct_get(cu, d_one, one, (size_t)nh * hd * sizeof(float)) == 0 &&
                  ct_same_bits(one, got + (size_t)t * nh * hd, (size_t)nh * hd, &at),
                  "attention token %d alone differs at %zu", t, at);
     }
-    free(kp); free(vp); free(kh); free(vh); free(perm); free(tables); free(len); free(pos); free(bt_tok);
+    kern_buf *bufs[] = {d_q, d_o, d_one, d_pos, d_row, d_bt, d_k, d_v};
+    for (unsigned i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(cu, bufs[i]);
+    free(kp); free(vp); free(kh); free(vh); free(perm); free(len); free(pos); free(row);
     free(q); free(ref); free(got); free(one);
 }
 
@@ -277,6 +326,158 @@ static void test_attention(kern_backend *cu, kern_backend *cpu)
                               5, kvd[d]);
         attn_case(cu, cpu, 32, 32, 128, 16, 2048, 2, kvd[d]);   /* long context, 7B heads */
     }
+}
+
+/* add, copy_rows: bit-identical to the CPU (one rounding per element, or none). */
+static void test_add_copy_rows(kern_backend *cu, kern_backend *cpu)
+{
+    const int64_t counts[] = {1, 33, 70001};
+    for (unsigned a = 0; a < 3; a++) {
+        const int64_t n = counts[a];
+        const size_t nb = (size_t)n * sizeof(float);
+        float *x = malloc(nb), *y = malloc(nb), *got = malloc(nb);
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = ct_frnd() * 100.0f;
+            y[i] = ct_frnd() * 1e-3f;
+        }
+        kern_buf *d_x = ct_buf(cu, x, nb), *d_y = ct_buf(cu, y, nb);
+        int rc = kern_add(cu, CT_ADDR(d_x), CT_ADDR(d_y), n);
+        CT_CHECK(rc == 0 && kern_add(cpu, x, y, n) == 0, "add rc %d %s", rc, ct_cuda_err(cu));
+        ct_poison(got, (size_t)n);
+        ct_get(cu, d_x, got, nb);
+        size_t at = 0;
+        CT_CHECK(ct_same_bits(got, x, (size_t)n, &at), "add count=%lld differs at %zu",
+                 (long long)n, at);
+        kern_buf_free(cu, d_x); kern_buf_free(cu, d_y);
+        free(x); free(y); free(got);
+    }
+    const int dims[] = {1, 65, 4096};
+    for (unsigned a = 0; a < 3; a++) {
+        const int dim = dims[a], R = 9, n = 4;
+        int32_t rows[4] = {8, 0, 3, 8};
+        float *src = malloc(sizeof(float) * (size_t)R * dim);
+        float *ref = malloc(sizeof(float) * (size_t)n * dim), *got = malloc(sizeof(float) * (size_t)n * dim);
+        for (int64_t i = 0; i < (int64_t)R * dim; i++) src[i] = ct_frnd();
+        CT_CHECK(kern_copy_rows(cpu, src, rows, n, dim, ref) == 0, "cpu copy_rows");
+        kern_buf *d_s = ct_buf(cu, src, sizeof(float) * (size_t)R * dim);
+        kern_buf *d_r = ct_buf(cu, rows, sizeof rows);
+        kern_buf *d_o = ct_buf(cu, NULL, sizeof(float) * (size_t)n * dim);
+        int rc = kern_copy_rows(cu, CT_ADDR(d_s), CT_ADDR(d_r), n, dim, CT_ADDR(d_o));
+        ct_poison(got, (size_t)n * dim);
+        ct_get(cu, d_o, got, sizeof(float) * (size_t)n * dim);
+        size_t at = 0;
+        CT_CHECK(rc == 0 && ct_same_bits(got, ref, (size_t)n * dim, &at),
+                 "copy_rows dim=%d: rc %d, differs at %zu", dim, rc, at);
+        kern_buf_free(cu, d_s); kern_buf_free(cu, d_r); kern_buf_free(cu, d_o);
+        free(src); free(ref); free(got);
+    }
+}
+
+/* kv_write into a pool laid out as the engine's (blocks of two layers' slabs plus slack): the
+ * written slots equal the CPU's bit for bit and every other entry is untouched. */
+static void test_kv_write(kern_backend *cu, kern_backend *cpu)
+{
+    const kern_dtype dts[2] = {KERN_F32, KERN_F16};
+    const int kvdims[] = {1, 24, 256};
+    for (unsigned d = 0; d < 2; d++)
+        for (unsigned a = 0; a < 3; a++) {
+            const int kv_dim = kvdims[a], bt = 5, nblocks = 7, n = 6;
+            const int64_t stride = (int64_t)bt * kv_dim * 2 + 1;
+            const size_t esz = kern_dtype_size(dts[d]);
+            const size_t pool = (size_t)(nblocks * stride) * esz;
+            uint8_t *kp = malloc(pool), *vp = malloc(pool), *got = malloc(pool);
+            for (size_t i = 0; i < pool; i++) {
+                kp[i] = (uint8_t)ct_rnd();
+                vp[i] = (uint8_t)ct_rnd();
+            }
+            float *k = malloc(sizeof(float) * (size_t)n * kv_dim), *v = malloc(sizeof(float) * (size_t)n * kv_dim);
+            for (int64_t i = 0; i < (int64_t)n * kv_dim; i++) {
+                k[i] = ct_frnd() * 7.0f;
+                v[i] = ct_frnd() * 1e-3f;   /* small: fp16 subnormals */
+            }
+            int32_t slot[6] = {0, 4, 5, 17, 34, 31};   /* blocks 0..6, first and last slots */
+            kern_buf *d_k = ct_buf(cu, kp, pool), *d_v = ct_buf(cu, vp, pool);
+            kern_buf *d_kk = ct_buf(cu, k, sizeof(float) * (size_t)n * kv_dim);
+            kern_buf *d_vv = ct_buf(cu, v, sizeof(float) * (size_t)n * kv_dim);
+            kern_buf *d_sl = ct_buf(cu, slot, sizeof slot);
+            kern_kv_write_args w = {.n = n, .kv_dim = kv_dim, .k = k, .v = v, .slot = slot,
+                                    .kv_dtype = dts[d], .k_base = kp, .v_base = vp,
+                                    .block_stride = stride, .block_tokens = bt};
+            CT_CHECK(kern_kv_write(cpu, &w) == 0, "cpu kv_write");
+            kern_kv_write_args dw = w;
+            dw.k = CT_ADDR(d_kk);
+            dw.v = CT_ADDR(d_vv);
+            dw.slot = CT_ADDR(d_sl);
+            dw.k_base = CT_ADDR(d_k);
+            dw.v_base = CT_ADDR(d_v);
+            int rc = kern_kv_write(cu, &dw);
+            CT_CHECK(rc == 0, "kv_write rc %d %s", rc, ct_cuda_err(cu));
+            for (int kv = 0; kv < 2; kv++) {
+                memset(got, 0xa5, pool);
+                ct_get(cu, kv ? d_v : d_k, got, pool);
+                const uint8_t *want = kv ? vp : kp;
+                size_t at = 0;
+                for (at = 0; at < pool && got[at] == want[at]; at++) {}
+                CT_CHECK(at == pool, "kv_write %s kv_dim=%d %s: pool byte %zu differs",
+                         kern_dtype_name(dts[d]), kv_dim, kv ? "V" : "K", at);
+            }
+            kern_buf *bufs[] = {d_k, d_v, d_kk, d_vv, d_sl};
+            for (unsigned i = 0; i < 5; i++) kern_buf_free(cu, bufs[i]);
+            free(kp); free(vp); free(got); free(k); free(v);
+        }
+}
+
+/* argmax: the CPU's picks on random rows, ties, and the special values. */
+static void test_argmax(kern_backend *cu, kern_backend *cpu)
+{
+    const int cols_list[] = {1, 31, 4096, 32000};
+    for (unsigned a = 0; a < 4; a++) {
+        const int cols = cols_list[a], n = 7;
+        float *x = malloc(sizeof(float) * (size_t)n * cols);
+        for (int64_t i = 0; i < (int64_t)n * cols; i++) x[i] = ct_frnd() * 10.0f;
+        float *r;
+        r = x + 1 * (size_t)cols;   /* ties: the max twice, the lower id must win */
+        r[cols / 2] = 50.0f;
+        r[cols - 1] = 50.0f;
+        r = x + 2 * (size_t)cols;   /* NaN and -inf never win */
+        for (int i = 0; i < cols; i += 3) r[i] = NAN;
+        r[cols - 1] = -INFINITY;
+        r = x + 3 * (size_t)cols;   /* all NaN: -1 */
+        for (int i = 0; i < cols; i++) r[i] = NAN;
+        r = x + 4 * (size_t)cols;   /* +inf twice: the first */
+        r[cols - 1] = INFINITY;
+        r[cols / 3] = INFINITY;
+        r = x + 5 * (size_t)cols;   /* all -inf: -1 */
+        for (int i = 0; i < cols; i++) r[i] = -INFINITY;
+        int32_t ref[7], got[7];
+        CT_CHECK(kern_argmax(cpu, x, n, cols, ref) == 0, "cpu argmax");
+        CT_CHECK(ref[3] == -1 && ref[5] == -1 && (cols < 3 || ref[4] == cols / 3) &&
+                 (cols < 2 || ref[1] == cols / 2), "cpu argmax specials: %d %d %d %d", ref[1],
+                 ref[3], ref[4], ref[5]);
+        kern_buf *d_x = ct_buf(cu, x, sizeof(float) * (size_t)n * cols);
+        kern_buf *d_o = ct_buf(cu, NULL, sizeof got);
+        int rc = kern_argmax(cu, CT_ADDR(d_x), n, cols, CT_ADDR(d_o));
+        memset(got, 0x7f, sizeof got);
+        ct_get(cu, d_o, got, sizeof got);
+        for (int t = 0; t < n; t++)
+            CT_CHECK(rc == 0 && got[t] == ref[t], "argmax cols=%d row %d: %d vs cpu %d (rc %d)",
+                     cols, t, got[t], ref[t], rc);
+        kern_buf_free(cu, d_x); kern_buf_free(cu, d_o);
+        free(x);
+    }
+}
+
+/* A CUDA op refuses a host pointer with a reason (ops take device addresses). */
+static void test_host_pointer_refused(kern_backend *cu)
+{
+    if (ct_standin) return;
+    float g[3] = {1.0f, 2.0f, 3.0f};
+    kern_buf *d = ct_buf(cu, g, sizeof g);
+    int rc = kern_swiglu(cu, g, CT_ADDR(d), 3, CT_ADDR(d));
+    CT_CHECK(rc == KERN_E_INVAL, "swiglu with a host gate pointer returned %d", rc);
+    CT_CHECK(strstr(ct_cuda_err(cu), "not device memory") != NULL, "no reason recorded: '%s'",
+             ct_cuda_err(cu));
+    kern_buf_free(cu, d);
 }
 
 /* Device failures come back as codes with a recorded reason, never as an abort, and the backend
@@ -301,8 +502,12 @@ static void test_failure_is_reported(kern_backend *cu)
     printf("failed upload reported as: %s (%s)\n", kern_strerror(rc), ct_cuda_err(cu));
     float g[3] = {1.0f, -2.0f, 0.5f}, u[3] = {1.0f, 1.0f, 2.0f}, o[3];
     ct_poison(o, 3);
-    CT_CHECK(kern_swiglu(cu, g, u, 3, o) == 0 && ct_close(o[0], 1.0 / (1.0 + exp(-1.0)), 1e-6),
+    kern_buf *d_g = ct_buf(cu, g, sizeof g), *d_u = ct_buf(cu, u, sizeof u);
+    CT_CHECK(kern_swiglu(cu, CT_ADDR(d_g), CT_ADDR(d_u), 3, CT_ADDR(d_g)) == 0 &&
+                 ct_get(cu, d_g, o, sizeof o) == 0 && ct_close(o[0], 1.0 / (1.0 + exp(-1.0)), 1e-6),
              "backend unusable after a failed upload: %s", ct_cuda_err(cu));
+    kern_buf_free(cu, d_g);
+    kern_buf_free(cu, d_u);
 }
 
 int main(void)
@@ -315,6 +520,10 @@ int main(void)
     test_rope(&cu, &cpu);
     test_swiglu(&cu, &cpu);
     test_attention(&cu, &cpu);
+    test_add_copy_rows(&cu, &cpu);
+    test_kv_write(&cu, &cpu);
+    test_argmax(&cu, &cpu);
+    test_host_pointer_refused(&cu);
     test_failure_is_reported(&cu);
     kern_backend_destroy(&cu);
     kern_backend_destroy(&cpu);
@@ -322,6 +531,6 @@ int main(void)
         fprintf(stderr, "%d failures\n", ct_failures);
         return 1;
     }
-    printf("ok: CUDA embed, rmsnorm, rope, swiglu and paged attention (fp32 and fp16 KV) match the CPU reference\n");
+    printf("ok: CUDA embed, rmsnorm, rope, swiglu, add, copy_rows, kv_write, argmax and paged attention (fp32 and fp16 KV) match the CPU reference, on device buffers\n");
     return 0;
 }

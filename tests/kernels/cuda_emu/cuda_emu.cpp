@@ -440,6 +440,17 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
     return copy(dst, src, n, kind);
 }
 
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p)
+{
+    if (!a) return fail(cudaErrorInvalidValue);
+    memset(a, 0, sizeof *a);
+    /* what CUDA 11+ says: device memory, or unregistered host memory (no error) */
+    a->type = p && in_device(p, 1) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+    a->device = 0;
+    a->devicePointer = a->type == cudaMemoryTypeDevice ? (void *)p : nullptr;
+    return cudaSuccess;
+}
+
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
     if (n && !in_device(p, n)) return fail(cudaErrorInvalidValue);
