@@ -425,6 +425,32 @@ static int task_mask(srv_task *t)
     return 0;
 }
 
+/* 1 when item i's next token is plain greedy: the backend's pick (eng_forward_out.argmax, the
+ * sampler's greedy rule) is the sampler's answer, and the logits need not reach the host. Not
+ * for prompt logprobs, scoring, logprobs, bias, penalties or a grammar, which read the logits. */
+static int backend_picks(const eng_batch_item *it, const srv_task *t)
+{
+    const eng_sampler_cfg *c = &t->scfg;
+    return it->pos >= t->n_prompt - 1 && t->max_tokens > 0 && !t->want_logprobs && !t->gm &&
+           !t->grammar && c->temperature <= 0.0f && c->n_bias == 0 &&
+           c->repetition_penalty == 1.0f && c->presence_penalty == 0.0f &&
+           c->frequency_penalty == 0.0f;
+}
+
+/* Runs items[0..n) and leaves what sched_use_logits needs: the picks always, the logits only
+ * when some item's task reads them (on a device backend they are most of a step's traffic). */
+static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *const *task, int n,
+                         eng_err *err)
+{
+    int need_logits = 0;
+    for (int i = 0; i < n && !need_logits; i++)
+        need_logits = items[i].want_logits && !backend_picks(&items[i], task[i]);
+    eng_forward_out out = {need_logits ? s->logits : NULL, s->picks};
+    int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
+    s->counts.steps++;
+    return rc;
+}
+
 /* One engine step over everything running. */
 /* Hands the logits of a finished forward to the tasks of its items (items[0..n), task[i] the
  * task of item i): prompt logprobs, the end of a scoring-only task, or the next token. */
@@ -436,7 +462,13 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
         if (!items[i].want_logits)
             continue;
         srv_task *bt = task[i];
+        const int32_t pick = s->picks[row];
         float *lg = s->logits + (size_t)row++ * (size_t)vocab;
+        if (backend_picks(&items[i], bt)) {
+            if (pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
+            else task_token(s, bt, pick, NULL, ev);
+            continue;
+        }
         if (items[i].pos < bt->n_prompt - 1) {
             task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
             continue;
@@ -484,8 +516,7 @@ static void sched_forward_isolated(srv_sched *s, int n, ev_list *ev)
             s->item_task[j] = NULL;
         }
         eng_err err = {0};
-        int rc = eng_forward(s->ctx, &s->kv, s->iso_items, k, s->logits, &err);
-        s->counts.steps++;
+        int rc = sched_forward(s, s->iso_items, s->iso_task, k, &err);
         if (rc == 0) {
             sched_use_logits(s, s->iso_items, s->iso_task, k, ev);
             continue;
@@ -591,8 +622,7 @@ static void sched_step(srv_sched *s, ev_list *ev)
 
     if (n > 0) {
         eng_err err = {0};
-        int rc = eng_forward(s->ctx, &s->kv, s->items, n, s->logits, &err);
-        s->counts.steps++;
+        int rc = sched_forward(s, s->items, s->item_task, n, &err);
         if (rc == 0)
             sched_use_logits(s, s->items, s->item_task, n, ev);
         else
@@ -672,11 +702,12 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         return rc;
     }
     s->logits = malloc((size_t)s->batch_cap * (size_t)mc->vocab_size * sizeof(float));
+    s->picks = malloc((size_t)s->batch_cap * sizeof(int32_t));
     s->items = calloc((size_t)s->batch_cap, sizeof(*s->items));
     s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
     s->iso_items = calloc((size_t)s->batch_cap, sizeof(*s->iso_items));
     s->iso_task = calloc((size_t)s->batch_cap, sizeof(*s->iso_task));
-    if (!s->logits || !s->items || !s->item_task || !s->iso_items || !s->iso_task) {
+    if (!s->logits || !s->picks || !s->items || !s->item_task || !s->iso_items || !s->iso_task) {
         snprintf(msg, cap, "out of memory for batch buffers");
         return ENG_E_NOMEM;
     }
@@ -816,6 +847,8 @@ void srv_sched_stop(srv_sched *s)
     free(s->cancels);
     s->cancels = NULL;
     free(s->logits);
+    free(s->picks);
+    s->picks = NULL;
     free(s->items);
     free(s->item_task);
     free(s->iso_items);

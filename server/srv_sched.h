@@ -135,6 +135,7 @@ typedef struct srv_sched {
     eng_ctx *ctx;                   /* owned; runs on res */
     eng_kv kv;                      /* owned */
     float *logits;                  /* [batch cap][vocab]; owned */
+    int32_t *picks;                 /* [batch cap] the backend's greedy picks; owned */
     eng_batch_item *items;          /* [batch cap]; owned */
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */
     eng_batch_item *iso_items;      /* [batch cap]; owned: one task's items when a batch failed */
