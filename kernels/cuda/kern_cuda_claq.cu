@@ -1,7 +1,8 @@
 /* kern_cuda_claq.cu — packed CLAQ weights on the device: upload, the LUT GEMV (any n, 8 tokens per
  * launch) with split-K and the outliers fused into the split-K reduction, and the fp16
  * dequantization the prefill path feeds to cuBLAS. Device pointers in and out (kern.h: the
- * engine keeps activations on the device). Does not pick the path (kern_cuda.cu does). Driving thread only.
+ * engine keeps activations on the device). Does not pick the path (kern_cuda.cu does). Driving
+ * thread only.
  *
  * Layout: exactly kern_claq.h's, uploaded without repacking. Codes of row tile t (64 rows, the
  * last tile rt = 16..64 rows) are [block][word w < b][row in tile], so with one thread per row,
