@@ -8,6 +8,10 @@
 #   sanitize  (GPU) the kernel tests under compute-sanitizer memcheck, racecheck and synccheck.
 #   bench     (GPU) the benchmark tables (cuda_bench.cu); also written to $OUT/bench.md.
 #   generate  (GPU) claq generate on two real models, --device cuda then cpu: speed and copies.
+#   step [L]  (GPU) the device-resident decode step end to end: a synthetic LLaMA-7B-shaped model
+#             of L decoder layers (default 4) made on the GPU machine's CPUs, packed at 2.1, 3 and
+#             4 bits, greedy-decoded with claq generate --device cuda: tok/s and the bytes a
+#             decode step copies each way (ms/token per layer x 32 estimates the whole model).
 #   ncu       (GPU, Nsight Compute) profile of the CLAQ GEMV, reduction and dequantization.
 #   sass      (anywhere with cuobjdump) which architectures the library holds and the
 #             instruction mix of the GEMV kernels.
@@ -56,8 +60,8 @@ pack)
     # compressed, so that the carry stays well under the 64 MiB a call may send (OpenBLAS: 36 MiB)
     tar -C "$CARRY" -cJf "$CARRY/lib.tar.xz" lib && rm -rf "$CARRY/lib"
     sh="${CLAQ_SHARED:-$SRC/../shared}"
-    cp -r "$sh/models/stories260K.bin" "$sh/models/tok512.bin" "$sh/models/tinystories-656k" \
-        "$sh/models/small-lm-5m" \
+    cp -r "$sh/models/stories260K.bin" "$sh/models/tok512.bin" "$sh/models/tokenizer.bin" \
+        "$sh/models/tinystories-656k" "$sh/models/small-lm-5m" \
         "$CARRY/shared/models/"
     excl="$(git -C "$SRC" rev-parse --git-path info/exclude)"
     case "$excl" in /*) ;; *) excl="$SRC/$excl" ;; esac
@@ -102,8 +106,8 @@ bench)
     "$CARRY/bin/cuda_bench" "${2:-200}" | tee "$OUTDIR/bench.md"
     ;;
 generate)
-    # claq generate end to end on the GPU and on the CPU of the same machine (the CUDA backend
-    # still stages activations and KV blocks per op: see the "device copies" line)
+    # claq generate end to end on the GPU and on the CPU of the same machine (the "device
+    # copies" line: per decode step, a few bytes since the step became device-resident)
     for m in tinystories-656k small-lm-5m; do
         for dev in cuda cpu; do
             echo "== $m --device $dev"
@@ -112,6 +116,22 @@ generate)
                 echo "(exit $?)"
         done
     done
+    ;;
+step)
+    # synth writes an HF directory (tokenizer copied in), --pack a .claq file from it
+    layers="${2:-4}"
+    tmp="${TMPDIR:-/tmp}/claq-step"
+    mkdir -p "$tmp"
+    "$CARRY/bin/claq" synth --shape llama-7b --layers "$layers" --out "$tmp/fp" \
+        --tokenizer "$CARRY/shared/models/tokenizer.bin" >/dev/null
+    for bits in 2.1 3 4; do
+        "$CARRY/bin/claq" synth --pack --model "$tmp/fp" --bits "$bits" --out "$tmp/q$bits.claq" \
+            >/dev/null
+        echo "== llama-7b shape, $layers layers, CLAQ $bits bits, --device cuda"
+        "$CARRY/bin/claq" generate --model "$tmp/q$bits.claq" --tokenizer "$tmp/fp/tokenizer.bin" \
+            --device cuda --prompt "Once" --max-tokens 128 --temperature 0 2>&1 >/dev/null | tail -2 || echo "(exit $?)"
+    done
+    rm -rf "$tmp"
     ;;
 ncu)
     # Nsight Compute on the CLAQ kernels of a short bench run: duration, DRAM and SM throughput,
