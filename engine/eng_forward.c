@@ -230,7 +230,7 @@ static int bt_reserve(eng_ctx *c, size_t need)
 /* Builds the step's small tables on the host and sends them to the backend, once per forward:
  * token ids, positions, each token's cache slot (block * block_tokens + slot), one block-table
  * row per sequence (consecutive items of one sequence share it), and the rows the head reads.
- * Advances each sequence's n_pos. kv may be NULL (embedding only). */
+ * Advances each sequence's n_pos. kv may be NULL (no pool: ids and head rows only). */
 static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, eng_err *err)
 {
     int rc = check_items(c, kv, items, n, err);
@@ -245,6 +245,8 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
     }
     size_t I = sizeof(int32_t);
     rc = kern_buf_write(c->be, c->b_ids, 0, c->h_ids, (size_t)n * I);
+    if (!rc && c->n_want)
+        rc = kern_buf_write(c->be, c->b_rows, 0, c->h_rows, (size_t)c->n_want * I);
     if (!rc && kv) {
         int bt = kv->block_tokens;
         c->bt_stride = (c->max_pos + bt - 1) / bt;
@@ -270,8 +272,6 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
         if (!rc)
             rc = kern_buf_write(c->be, c->b_bt, 0, c->h_bt,
                                 (size_t)rows * (size_t)c->bt_stride * I);
-        if (!rc && c->n_want)
-            rc = kern_buf_write(c->be, c->b_rows, 0, c->h_rows, (size_t)c->n_want * I);
         for (int i = 0; !rc && i < n; i++)
             if (items[i].pos + 1 > items[i].seq->n_pos) items[i].seq->n_pos = items[i].pos + 1;
     }
@@ -398,10 +398,7 @@ int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float
 {
     int rc = need_host(c, "eng_forward_head", err);
     if (!rc) rc = step_prepare(c, NULL, items, n, err);
-    if (rc || c->n_want == 0) return rc;
-    /* step_prepare without a pool sends only the ids: the rows too, here */
-    rc = kern_buf_write(c->be, c->b_rows, 0, c->h_rows, (size_t)c->n_want * sizeof(int32_t));
-    return rc ? kern_fail(err, rc, "output head", c->m->cfg.n_layers) : head(c, x, logits, err);
+    return rc || c->n_want == 0 ? rc : head(c, x, logits, err);
 }
 
 int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,

@@ -24,17 +24,6 @@ int eng_kv_init_dtype(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, k
     return eng_kv_init_on(kv, cfg, total_tokens, dtype, NULL, err);
 }
 
-/* The pool's two arrays in the backend's memory (device backends; contents undefined until
- * written, which is all attention reads). */
-static int kv_alloc_on(eng_kv *kv, kern_backend *be, size_t bytes)
-{
-    if (kern_buf_alloc(be, bytes, &kv->k_buf) || kern_buf_alloc(be, bytes, &kv->v_buf)) return -1;
-    kv->be = be;
-    kv->k = kern_buf_addr(kv->k_buf);
-    kv->v = kern_buf_addr(kv->v_buf);
-    return 0;
-}
-
 int eng_kv_init_on(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern_dtype dtype,
                    kern_backend *be, eng_err *err)
 {
@@ -54,9 +43,13 @@ int eng_kv_init_on(eng_kv *kv, const eng_config *cfg, int64_t total_tokens, kern
     kv->block_stride = (int64_t)kv->block_tokens * kv->kv_dim;
     size_t entries = (size_t)nb * (size_t)kv->n_layers * (size_t)kv->block_stride;
     if (be && !kern_backend_host_memory(be)) {
-        if (kv_alloc_on(kv, be, entries * kv->elem)) {
-            kv->k = kv->v = NULL;
-            kv->be = be;   /* so eng_kv_free hands back a half-made pair */
+        /* device memory, contents undefined until written (all attention reads); kv->be set
+         * first so that eng_kv_free hands back a half-made pair */
+        kv->be = be;
+        if (!kern_buf_alloc(be, entries * kv->elem, &kv->k_buf) &&
+            !kern_buf_alloc(be, entries * kv->elem, &kv->v_buf)) {
+            kv->k = kern_buf_addr(kv->k_buf);
+            kv->v = kern_buf_addr(kv->v_buf);
         }
     } else {
         kv->k = calloc(entries, kv->elem);

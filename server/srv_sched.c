@@ -431,8 +431,8 @@ static int task_mask(srv_task *t)
 static int backend_picks(const eng_batch_item *it, const srv_task *t)
 {
     const eng_sampler_cfg *c = &t->scfg;
-    return it->pos >= t->n_prompt - 1 && t->max_tokens > 0 && !t->want_logprobs && !t->gm &&
-           !t->grammar && c->temperature <= 0.0f && c->n_bias == 0 &&
+    return it->pos >= t->n_prompt - 1 && t->max_tokens > 0 && !t->want_logprobs && !t->grammar &&
+           c->temperature <= 0.0f && c->n_bias == 0 &&
            c->repetition_penalty == 1.0f && c->presence_penalty == 0.0f &&
            c->frequency_penalty == 0.0f;
 }

@@ -42,14 +42,17 @@ static float top2_gap(const float *v, int n)
     return v[b] - s;
 }
 
-/* Runs prompt + decode on one backend. toks [np + STEPS]: the prompt, then (greedy = 1) filled
- * with argmax picks, or (greedy = 0) read as the tokens to feed. logits [STEPS][vocab]. picks
- * (may be NULL) [STEPS]: the backend's own argmax of each step's logits (eng_forward_out). */
+/* Runs prompt + decode on one backend, KV pool on it with entries of kvt. toks [np + STEPS]: the
+ * prompt, then (greedy = 1) filled with the picks, or (greedy = 0) read as the tokens to feed.
+ * logits (may be NULL) [STEPS][vocab]: each step's logits, and with greedy the pick is their
+ * argmax, taken here. picks (may be NULL) [STEPS]: the backend's own argmax of each step
+ * (eng_forward_out); with greedy and no logits they are the picks, and no logits leave the
+ * device (the device-resident step). */
 static kern_xfer_stats g_step;   /* bytes of the last run's decode steps (CUDA runs) */
 
 static int run(eng_model *m, kern_backend *be, const eng_resident *res,
-               const eng_layer_weights *lws, int32_t *toks, int np, int greedy, float *logits,
-               int32_t *picks)
+               const eng_layer_weights *lws, kern_dtype kvt, int32_t *toks, int np, int greedy,
+               float *logits, int32_t *picks)
 {
     eng_err err = {0};
     eng_ctx *ctx = NULL;
@@ -60,7 +63,7 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     const int vocab = m->cfg.vocab_size;
     int rc = 1;
     if (eng_ctx_create(&ctx, m, be, 64, &err) ||
-        eng_kv_init_on(&kv, &m->cfg, np + STEPS + 16, KERN_F32, be, &err) ||
+        eng_kv_init_on(&kv, &m->cfg, np + STEPS + 16, kvt, be, &err) ||
         eng_kv_reserve(&kv, &seq, np + STEPS)) {
         CT_CHECK(0, "engine setup: %s", err.msg);
         goto done;
@@ -80,10 +83,18 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     }
     kern_xfer_stats x0, x1;
     kern_get_xfer_stats(be, &x0);
-    for (int s = 1; s < STEPS; s++) {
-        if (greedy) toks[np + s - 1] = argmax(logits + (size_t)(s - 1) * vocab, vocab);
+    for (int s = 1; s <= STEPS; s++) {
+        if (greedy) {   /* the pick of step s - 1 */
+            toks[np + s - 1] = logits ? argmax(logits + (size_t)(s - 1) * vocab, vocab)
+                                      : picks[s - 1];
+            if (toks[np + s - 1] < 0) {
+                CT_CHECK(0, "no pick at step %d", s - 1);
+                goto done;
+            }
+        }
+        if (s == STEPS) break;
         items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1};
-        out.logits = logits + (size_t)s * vocab;
+        out.logits = logits ? logits + (size_t)s * vocab : NULL;
         out.argmax = picks ? picks + s : NULL;
         if (eng_forward_ex(ctx, &kv, items, 1, &out, &err)) {
             CT_CHECK(0, "decode step %d: %s", s, err.msg);
@@ -94,66 +105,6 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     g_step.h2d_bytes = (x1.h2d_bytes - x0.h2d_bytes) / (STEPS - 1);
     g_step.d2h_bytes = (x1.d2h_bytes - x0.d2h_bytes) / (STEPS - 1);
     g_step.weight_h2d_bytes = x1.weight_h2d_bytes - x0.weight_h2d_bytes;   /* total, not mean */
-    if (greedy) toks[np + STEPS - 1] = argmax(logits + (size_t)(STEPS - 1) * vocab, vocab);
-    rc = 0;
-done:
-    eng_kv_release(&kv, &seq);
-    eng_kv_free(&kv);
-    eng_ctx_destroy(ctx);
-    return rc;
-}
-
-/* The device-resident step: prompt, then STEPS - 1 decode steps whose token the backend picks
- * (eng_forward_ex with argmax only: no logits leave the device), KV pool on the device, fp16
- * entries when kvt says so. toks gets the picks after the prompt. Per decode step bytes into
- * *step (weight bytes: the total). */
-static int run_device_greedy(eng_model *m, kern_backend *be, const eng_resident *res,
-                             const eng_layer_weights *lws, kern_dtype kvt, int32_t *toks, int np,
-                             kern_xfer_stats *step)
-{
-    eng_err err = {0};
-    eng_ctx *ctx = NULL;
-    eng_kv kv;
-    eng_seq seq;
-    memset(&kv, 0, sizeof kv);
-    memset(&seq, 0, sizeof seq);
-    int rc = 1;
-    if (eng_ctx_create(&ctx, m, be, 64, &err) ||
-        eng_kv_init_on(&kv, &m->cfg, np + STEPS + 16, kvt, be, &err) ||
-        eng_kv_reserve(&kv, &seq, np + STEPS) || (res && eng_ctx_use_resident(ctx, res))) {
-        CT_CHECK(0, "device greedy setup: %s", err.msg);
-        goto done;
-    }
-    if (lws)
-        for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
-    eng_batch_item items[MAXP];
-    for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
-    int32_t pick = -1;
-    eng_forward_out out = {NULL, &pick};
-    if (eng_forward_ex(ctx, &kv, items, np, &out, &err)) {
-        CT_CHECK(0, "device greedy prefill: %s", err.msg);
-        goto done;
-    }
-    toks[np] = pick;
-    kern_xfer_stats x0, x1;
-    kern_get_xfer_stats(be, &x0);
-    for (int s = 1; s < STEPS; s++) {
-        if (pick < 0) {
-            CT_CHECK(0, "device greedy: no pick at step %d", s);
-            goto done;
-        }
-        items[0] = (eng_batch_item){pick, np + s - 1, &seq, 1};
-        pick = -1;
-        if (eng_forward_ex(ctx, &kv, items, 1, &out, &err)) {
-            CT_CHECK(0, "device greedy step %d: %s", s, err.msg);
-            goto done;
-        }
-        toks[np + s] = pick;
-    }
-    kern_get_xfer_stats(be, &x1);
-    step->h2d_bytes = (x1.h2d_bytes - x0.h2d_bytes) / (STEPS - 1);
-    step->d2h_bytes = (x1.d2h_bytes - x0.d2h_bytes) / (STEPS - 1);
-    step->weight_h2d_bytes = x1.weight_h2d_bytes - x0.weight_h2d_bytes;
     rc = 0;
 done:
     eng_kv_release(&kv, &seq);
@@ -282,8 +233,8 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
     ct_poison(lg, (size_t)STEPS * vocab);
     int32_t picks[STEPS];
     memset(picks, 0x7f, sizeof picks);
-    if (run(m, cpu, NULL, lw_cpu, toks, np, 1, lc, NULL) ||
-        run(m, cu, res, lw_cu, toks, np, 0, lg, picks)) {
+    if (run(m, cpu, NULL, lw_cpu, KERN_F32, toks, np, 1, lc, NULL) ||
+        run(m, cu, res, lw_cu, KERN_F32, toks, np, 0, lg, picks)) {
         CT_CHECK(0, "%s: run failed (%s)", name, ct_cuda_err(cu));
         free(lc); free(lg);
         return;
@@ -328,11 +279,13 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
     for (int f16 = 0; !lw_cu && f16 < 2; f16++) {
         int32_t dt[MAXP + STEPS];
         memcpy(dt, toks, sizeof(int32_t) * (size_t)np);
-        kern_xfer_stats ds = {0};
-        if (run_device_greedy(m, cu, res, lw_cu, f16 ? KERN_F16 : KERN_F32, dt, np, &ds)) {
+        int32_t dpicks[STEPS];
+        memset(dpicks, 0x7f, sizeof dpicks);
+        if (run(m, cu, res, lw_cu, f16 ? KERN_F16 : KERN_F32, dt, np, 1, NULL, dpicks)) {
             CT_CHECK(0, "%s: device greedy run failed (%s)", name, ct_cuda_err(cu));
             continue;
         }
+        const kern_xfer_stats ds = g_step;
         int agree = 0;
         for (int s = 0; s < STEPS; s++) {
             if (dt[np + s] != toks[np + s]) break;
@@ -393,7 +346,7 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
             hw[l] = *eng_resident_layer(res, l);
             for (int i = 0; i < ENG_LIN_COUNT; i++) hw[l].lin[i].dev = NULL;
         }
-        CT_CHECK(run(m, cu, res, hw, t2, np, 1, lt, NULL) == 0 && g_step.weight_h2d_bytes > 0,
+        CT_CHECK(run(m, cu, res, hw, KERN_F32, t2, np, 1, lt, NULL) == 0 && g_step.weight_h2d_bytes > 0,
                  "%s: decode on host weights copied %llu weight bytes", label,
                  (unsigned long long)g_step.weight_h2d_bytes);
         free(hw);
