@@ -232,6 +232,9 @@ int eng_chat_render_spans(eng_chat_template t, const eng_chat_msg *msgs, int n,
     for (int i = 0; i < n; i++) {
         if (!msgs[i].role)
             return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d].role is missing", i);
+        if (msgs[i].tool_calls)
+            return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d] has tool_calls, which the "
+                               "%s layout cannot write", i, eng_chat_template_name(t));
         if (!msgs[i].content)
             return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d].content is missing", i);
         if (!role_is(&msgs[i], "system") && !role_is(&msgs[i], "user") &&
@@ -373,6 +376,39 @@ int eng_chat_tmpl_has(const eng_chat_tmpl *t, const char *s)
     return eng_jinja_source_has(t, s);
 }
 
+/* One message as the template sees it (see eng_chat_tmpl_render); NULL when out of memory. */
+static cJSON *message_json(const eng_chat_msg *msg)
+{
+    cJSON *m = cJSON_CreateObject();
+    int ok = m && cJSON_AddStringToObject(m, "role", msg->role);
+    if (ok && msg->content)
+        ok = cJSON_AddStringToObject(m, "content", msg->content) != NULL;
+    else if (ok)
+        ok = cJSON_AddNullToObject(m, "content") != NULL;
+    if (ok && msg->tool_calls) {
+        cJSON *calls = cJSON_Duplicate(msg->tool_calls, 1), *c;
+        ok = calls != NULL;
+        if (ok)
+            cJSON_AddItemToObject(m, "tool_calls", calls);
+        cJSON_ArrayForEach(c, calls) {
+            cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+            cJSON *v = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : NULL;
+            if (v)
+                cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", v);
+        }
+    }
+    if (ok && msg->tool_call_id)
+        ok = cJSON_AddStringToObject(m, "tool_call_id", msg->tool_call_id) != NULL;
+    if (ok && msg->name)
+        ok = cJSON_AddStringToObject(m, "name", msg->name) != NULL;
+    if (!ok) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    return m;
+}
+
 int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n,
                          const eng_chat_tmpl_args *a, char **out, size_t *len, size_t **spans,
                          int *n_spans, eng_err *err)
@@ -384,7 +420,7 @@ int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n
     if (!t || (n > 0 && !msgs) || n < 0)
         return eng_err_set(err, ENG_E_INVAL, "chat template: no template or messages");
     for (int i = 0; i < n; i++)
-        if (!msgs[i].role || !msgs[i].content)
+        if (!msgs[i].role || (!msgs[i].content && !msgs[i].tool_calls))
             return eng_err_set(err, ENG_E_INVAL, "chat: messages[%d].%s is missing", i,
                                msgs[i].role ? "content" : "role");
     cJSON *vars = cJSON_CreateObject(), *list = cJSON_CreateArray();
@@ -394,13 +430,18 @@ int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n
     else
         cJSON_Delete(list);
     for (int i = 0; ok && i < n; i++) {
-        cJSON *m = cJSON_CreateObject();
-        ok = m && cJSON_AddStringToObject(m, "role", msgs[i].role) &&
-             cJSON_AddStringToObject(m, "content", msgs[i].content);
+        cJSON *m = message_json(&msgs[i]);
+        ok = m != NULL;
         if (m)
             cJSON_AddItemToArray(list, m);
     }
-    ok = ok && cJSON_AddNullToObject(vars, "tools") && cJSON_AddNullToObject(vars, "documents") &&
+    cJSON *tools = a && a->tools ? cJSON_Duplicate(a->tools, 1) : cJSON_CreateNull();
+    ok = ok && tools;
+    if (ok)
+        cJSON_AddItemToObject(vars, "tools", tools);
+    else
+        cJSON_Delete(tools);
+    ok = ok && cJSON_AddNullToObject(vars, "documents") &&
          cJSON_AddBoolToObject(vars, "add_generation_prompt", a && a->add_generation_prompt);
     if (ok && a && a->bos_token)
         ok = cJSON_AddStringToObject(vars, "bos_token", a->bos_token) != NULL;
@@ -410,7 +451,8 @@ int eng_chat_tmpl_render(const eng_chat_tmpl *t, const eng_chat_msg *msgs, int n
         cJSON_Delete(vars);
         return eng_err_set(err, ENG_E_NOMEM, "chat template: out of memory");
     }
-    eng_jinja_opts o = {.tainted_var = "messages", .now = a ? a->now : 0};
+    static const char *const user_vars[] = {"messages", "tools", NULL};
+    eng_jinja_opts o = {.tainted_vars = user_vars, .now = a ? a->now : 0};
     eng_err e = {0};
     int rc = eng_jinja_render(t, vars, &o, out, len, spans, n_spans, &e);
     cJSON_Delete(vars);

@@ -20,9 +20,18 @@ typedef enum eng_chat_template {
     ENG_CHAT_CHATML = 2,    /* <|im_start|>role\ncontent<|im_end|>\n (Yi chat, many others) */
 } eng_chat_template;
 
+struct cJSON;
+
 typedef struct eng_chat_msg {
-    const char *role;       /* "system", "user" or "assistant"; borrowed for the call */
-    const char *content;    /* UTF-8, NUL-terminated; borrowed for the call */
+    const char *role;       /* "system", "user" or "assistant" (Jinja templates: also "tool");
+                               borrowed for the call */
+    const char *content;    /* UTF-8, NUL-terminated; borrowed for the call. NULL only beside
+                               tool_calls (Jinja templates see null) */
+    /* Tool calling, Jinja templates only (the hand-written layouts refuse them): */
+    const struct cJSON *tool_calls; /* assistant: OpenAI's [{id, type, function: {name,
+                                       arguments}}], or NULL; borrowed */
+    const char *tool_call_id;       /* tool: the call answered, or NULL; borrowed */
+    const char *name;               /* tool: the function's name, or NULL; borrowed */
 } eng_chat_msg;
 
 /* Renders msgs[0..n) into out (NUL-terminated) and sets *len to the text length. When cap is too
@@ -81,13 +90,19 @@ typedef struct eng_chat_tmpl_args {
     const char *bos_token;      /* the template's bos_token / eos_token variables (as HF passes */
     const char *eos_token;      /* special_tokens_map); NULL leaves them undefined */
     int64_t now;                /* strftime_now's clock, Unix seconds; 0 = now */
+    const struct cJSON *tools;  /* OpenAI's tools list ([{type: "function", function: {name,
+                                   description, parameters}}]), or NULL for none; borrowed */
 } eng_chat_tmpl_args;
 
-/* Renders msgs[0..n) as transformers' apply_chat_template does (messages, tools = none,
- * documents = none, add_generation_prompt, bos_token, eos_token). 0 with *out (malloc'd,
+/* Renders msgs[0..n) as transformers' apply_chat_template does (messages, tools, documents =
+ * none, add_generation_prompt, bos_token, eos_token). A message's tool_calls reach the template
+ * with each function.arguments that is a JSON text parsed into its value (OpenAI sends a
+ * string; HF templates such as LLaMA-3.1's write `arguments | tojson`), as vLLM does; tool
+ * messages carry tool_call_id and name when given. 0 with *out (malloc'd,
  * NUL-terminated, caller frees), *len, and *spans (malloc'd, caller frees, NULL when none):
  * *n_spans ascending [begin, end) byte ranges of the output that came from message contents,
- * which the caller must tokenize as plain text. A content string changed by the template other
+ * which the caller must tokenize as plain text (every string of messages and tools but role
+ * names). A content string changed by the template other
  * than by slicing, stripping, splitting or concatenation counts whole. Roles are not checked
  * here: the template decides (raise_exception). On error (ENG_E_INVAL for a template error,
  * including raise_exception, whose message is quoted; ENG_E_RANGE for a render limit) err

@@ -32,7 +32,8 @@ int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err);
 
 /* Compiles a JSON Schema given as JSON text [0..len). The subset: "type" (object, array, string,
  * number, integer, boolean, null, or a list of them), "properties", "required",
- * "additionalProperties" (only declared properties are ever generated), "items", "enum",
+ * "additionalProperties" (only declared properties are ever generated), "items",
+ * "minItems" / "maxItems", "enum",
  * "const", "anyOf", "$defs" / "definitions" with "$ref" ("#", "#/$defs/x",
  * "#/definitions/x"), and the annotations title / description / default / examples / $schema /
  * $id / $comment / strict, which are ignored. Any other keyword (pattern, format, minLength,
@@ -41,6 +42,14 @@ int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err);
  * ENG_E_INVAL with the same kind of message. Enum and const values match their compact JSON
  * serialization (cJSON's) exactly. */
 int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err);
+
+/* eng_grammar_compile_schema with flags: ENG_GRAMMAR_ORDERED writes the declared properties of
+ * every object in the order the schema lists them (optional ones may be skipped, required ones
+ * may not), as OpenAI's structured outputs do; tool calls use it so that "name" comes before
+ * the arguments and decides the function at once. */
+#define ENG_GRAMMAR_ORDERED 1u
+int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t len,
+                                  unsigned flags, eng_err *err);
 
 /* The same from a parsed cJSON node (borrowed for the call). */
 struct cJSON;
@@ -56,6 +65,11 @@ int eng_gvocab_build(eng_gvocab **out, const eng_tokenizer *t, int vocab, int eo
                      eng_err *err);
 void eng_gvocab_free(eng_gvocab *v);     /* NULL-safe */
 int eng_gvocab_eos(const eng_gvocab *v);
+/* The first byte of token's bytes that is not JSON whitespace (space, tab, LF, CR); -1 when all
+ * of them are, -2 when the token has no bytes here (special tokens, ids out of range). Lets a
+ * caller decide between free text and a grammar by the first byte that is not whitespace
+ * (tool_choice "auto": '{' begins a tool call). */
+int eng_gvocab_lead(const eng_gvocab *v, int token);
 
 /* A matcher: the grammar's current state for one sequence and its mask cache. g and v are
  * borrowed for the matcher's life. */

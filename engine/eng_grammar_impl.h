@@ -30,6 +30,8 @@ typedef struct eng_gnode {
     int *sub;           /* GN_OBJECT: value node of each property; GN_ANYOF: alternatives; owned */
     uint64_t required;  /* GN_OBJECT: bit i = property i is required */
     int target;         /* GN_ARRAY: items node; GN_REF: the node referred to (-1 unresolved) */
+    int min_items;      /* GN_ARRAY: minItems (0 = none) */
+    int max_items;      /* GN_ARRAY: maxItems (-1 = none) */
 } eng_gnode;
 
 struct eng_grammar {
@@ -40,6 +42,7 @@ struct eng_grammar {
     int any;            /* a GN_ANY node (values of GN_ANY_OBJECT, items of any arrays) */
     int any_obj;        /* a GN_ANY_OBJECT node (objects inside GN_ANY) */
     int any_arr;        /* a GN_ARRAY node of GN_ANY items (arrays inside GN_ANY) */
+    int ordered;        /* ENG_GRAMMAR_ORDERED: declared properties in declaration order */
 };
 
 /* Frame kinds: what the innermost value in progress is. */
@@ -60,7 +63,8 @@ typedef struct eng_gframe {
     uint8_t kind;       /* F_* */
     uint8_t phase;      /* per kind, above */
     uint32_t pos;       /* F_LIT / F_KEY: bytes matched; F_NUM: digits in the current part;
-                           F_OBJ: property whose key was read */
+                           F_OBJ: property whose key was read; F_ARR: items begun (counted
+                           only under minItems / maxItems, so plain arrays share cache states) */
     uint64_t bits;      /* F_LIT / F_KEY: candidates still matching; F_OBJ: properties seen */
 } eng_gframe;
 

@@ -55,6 +55,7 @@ static int new_node(compiler *c, eng_gnode_kind kind)
     memset(n, 0, sizeof *n);
     n->kind = kind;
     n->target = -1;
+    n->max_items = -1;
     return g->n_nodes++;
 }
 
@@ -120,7 +121,8 @@ static char *json_print(const cJSON *v)
 static int compile(compiler *c, const cJSON *s, const char *where, int into);
 
 static const char *const k_known[] = {
-    "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+    "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+    "enum", "const",
     "anyOf", "$defs", "definitions", "$ref", "title", "description", "default", "examples",
     "$schema", "$id", "$comment", "strict", NULL,
 };
@@ -398,8 +400,25 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         } else {
             it = c->g->any;
         }
+        int lim[2] = {0, -1};
+        static const char *const kw[2] = {"minItems", "maxItems"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, kw[k]);
+            if (!v)
+                continue;
+            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535 ||
+                v->valuedouble != (double)(int)v->valuedouble)
+                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s must be an "
+                                   "integer from 0 to 65535", kw[k], where);
+            lim[k] = (int)v->valuedouble;
+        }
+        if (lim[1] >= 0 && lim[0] > lim[1])
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"minItems\" at %s is above "
+                               "\"maxItems\"", where);
         c->g->nodes[into].kind = GN_ARRAY;
         c->g->nodes[into].target = it;
+        c->g->nodes[into].min_items = lim[0];
+        c->g->nodes[into].max_items = lim[1];
         return into;
     }
     case 100: {
@@ -498,6 +517,12 @@ int eng_grammar_compile_cjson(eng_grammar **out, const cJSON *schema, eng_err *e
 
 int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err)
 {
+    return eng_grammar_compile_schema_ex(out, schema, len, 0, err);
+}
+
+int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t len,
+                                  unsigned flags, eng_err *err)
+{
     *out = NULL;
     if (len > ENG_GRAMMAR_MAX_SCHEMA)
         return eng_err_set(err, ENG_E_INVAL, "JSON Schema: %zu bytes (at most %d)", len,
@@ -507,5 +532,7 @@ int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len
         return eng_err_set(err, ENG_E_INVAL, "JSON Schema: not valid JSON");
     int rc = eng_grammar_compile_cjson(out, s, err);
     cJSON_Delete(s);
+    if (rc == 0)
+        (*out)->ordered = (flags & ENG_GRAMMAR_ORDERED) != 0;
     return rc;
 }

@@ -217,6 +217,14 @@ static void key_start(const eng_grammar *g, eng_gstack *st, unsigned char c, eng
         return;
     }
     uint64_t unseen = all_bits(n->n) & ~o->bits;
+    if (g->ordered) {
+        /* after the last property written, and not past the next required one */
+        if (o->bits)
+            unseen &= ~all_bits(64 - __builtin_clzll(o->bits));
+        uint64_t req = n->required & unseen;
+        if (req)
+            unseen &= all_bits(__builtin_ctzll(req) + 1);
+    }
     if (!unseen)
         return;
     if (push(st, frame(o->node, F_KEY, 0, unseen)) == 0)
@@ -385,24 +393,20 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
                 ws_or_reject(st, c, out);
                 return;
             }
-            if (f->phase == A_OPEN && c == ']') {
+            if (c == ']' && (f->phase == A_OPEN || f->phase == A_AFTER)) {
+                if (f->pos < (uint32_t)n->min_items) return;
                 child_done(st, -1);
                 emit(out, st);
                 return;
             }
-            if (f->phase == A_OPEN) {
+            if (f->phase == A_OPEN || (f->phase == A_AFTER && c == ',')) {
+                int first = f->phase == A_OPEN;   /* c begins the first item, or is its ',' */
+                if (n->max_items >= 0 && f->pos >= (uint32_t)n->max_items) return;
+                if (n->max_items >= 0 || f->pos < (uint32_t)n->min_items) f->pos++;
                 f->phase = A_VALUE;
                 if (push(st, frame(n->target, F_VAL, 0, 0)) != 0) return;
-                continue;
-            }
-            if (f->phase == A_AFTER) {
-                if (c == ']') {
-                    child_done(st, -1);
-                    emit(out, st);
-                } else if (c == ',') {
-                    f->phase = A_VALUE;
-                    if (push(st, frame(n->target, F_VAL, 0, 0)) == 0) emit(out, st);
-                }
+                if (first) continue;
+                emit(out, st);
             }
             return;
         }

@@ -166,3 +166,15 @@ nomem:
     eng_gvocab_free(v);
     return eng_err_set(err, ENG_E_NOMEM, "grammar vocab: out of memory for %d tokens", vocab);
 }
+
+int eng_gvocab_lead(const eng_gvocab *v, int token)
+{
+    if (!v || token < 0 || token >= v->vocab || v->off[token] == v->off[token + 1])
+        return -2;
+    for (uint32_t i = v->off[token]; i < v->off[token + 1]; i++) {
+        unsigned char c = v->bytes[i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return c;
+    }
+    return -1;
+}

@@ -39,8 +39,9 @@ typedef struct eng_jinja_opts {
     size_t max_memory;          /* 0 = ENG_JINJA_MAX_MEMORY */
     long max_steps;             /* 0 = ENG_JINJA_MAX_STEPS */
     int64_t now;                /* strftime_now's clock (Unix seconds, local time); 0 = time() */
-    const char *tainted_var;    /* top-level variable whose strings are user text (every string
-                                   under it except the value of a "role" key), or NULL */
+    const char *const *tainted_vars; /* NULL-terminated names of top-level variables whose
+                                   strings are user text (every string under them except the
+                                   value of a "role" key), or NULL */
 } eng_jinja_opts;
 
 /* Renders t with the members of vars (a cJSON object, borrowed; NULL = none) as variables.

@@ -1012,7 +1012,7 @@ int eng_jinja_render(const eng_jinja *t, const cJSON *vars, const eng_jinja_opts
     r.max_output = opts && opts->max_output ? opts->max_output : ENG_JINJA_MAX_OUTPUT;
     r.max_steps = opts && opts->max_steps ? opts->max_steps : ENG_JINJA_MAX_STEPS;
     r.now = opts ? opts->now : 0;
-    const char *tainted = opts ? opts->tainted_var : NULL;
+    const char *const *tainted = opts ? opts->tainted_vars : NULL;
     jframe root = {0};
     jctx c = {.r = &r, .root = &root};
     jbuf o = {0};
@@ -1023,7 +1023,9 @@ int eng_jinja_render(const eng_jinja *t, const cJSON *vars, const eng_jinja_opts
         const cJSON *e;
         cJSON_ArrayForEach(e, vars) {
             jv v;
-            int taint = tainted && strcmp(e->string, tainted) == 0;
+            int taint = 0;
+            for (int k = 0; tainted && tainted[k] && !taint; k++)
+                taint = strcmp(e->string, tainted[k]) == 0;
             if (from_json(&r, e, taint, 0, &v) || frame_set(&r, &root, e->string, &v)) {
                 rc = -1;
                 break;

@@ -19,19 +19,19 @@
 /* The conversation: whitespace at the ends of turns on purpose (Llama-2 strips it), text from
  * the TinyStories sample in $CLAQ_SHARED/data. */
 static const eng_chat_msg k_conv[] = {
-    {"system", "You are a storyteller for small children."},
-    {"user", "  Tell me about the girl who found a needle.\n"},
-    {"assistant", "One day, a little girl named Lily found a needle in her room. "},
-    {"user", "What did she do with it?"},
+    {.role = "system", .content = "You are a storyteller for small children."},
+    {.role = "user", .content = "  Tell me about the girl who found a needle.\n"},
+    {.role = "assistant", .content = "One day, a little girl named Lily found a needle in her room. "},
+    {.role = "user", .content = "What did she do with it?"},
 };
 #define N_CONV 4
 
 static const eng_chat_msg uni[] = {
-    {"user", "\xe3\x80\x80\xc2\xa0Lily\xe2\x80\x89\xc2\x85"},
-    {"assistant", "\t\x1f sewed a button \r\n"},
+    {.role = "user", .content = "\xe3\x80\x80\xc2\xa0Lily\xe2\x80\x89\xc2\x85"},
+    {.role = "assistant", .content = "\t\x1f sewed a button \r\n"},
 };
-static const eng_chat_msg blank[] = {{"system", " sys "}, {"user", " \n "}};
-static const eng_chat_msg empty_sys[] = {{"system", ""}, {"user", "Hi"}};
+static const eng_chat_msg blank[] = {{.role = "system", .content = " sys "}, {.role = "user", .content = " \n "}};
+static const eng_chat_msg empty_sys[] = {{.role = "system", .content = ""}, {.role = "user", .content = "Hi"}};
 
 /* The conversations --dump-all prints (for test_eng_chat_matches_jinja.sh). */
 static const struct {
@@ -121,28 +121,28 @@ static void check_errors(void)
     char out[1024];
     size_t len;
     eng_err err = {0};
-    const eng_chat_msg two_users[] = {{"user", "a"}, {"user", "b"}};
+    const eng_chat_msg two_users[] = {{.role = "user", .content = "a"}, {.role = "user", .content = "b"}};
     CHECK(eng_chat_render(ENG_CHAT_LLAMA2, two_users, 2, 1, out, sizeof out, &len, &err) ==
               ENG_E_INVAL && strstr(err.msg, "messages[1]"),
           "llama2 accepted two user turns in a row (%s)", err.msg);
     /* ChatML and plain have no alternation rule */
     CHECK(eng_chat_render(ENG_CHAT_CHATML, two_users, 2, 1, out, sizeof out, &len, &err) == 0,
           "chatml rejected two user turns");
-    const eng_chat_msg asst_first[] = {{"assistant", "a"}, {"user", "b"}};
+    const eng_chat_msg asst_first[] = {{.role = "assistant", .content = "a"}, {.role = "user", .content = "b"}};
     CHECK(eng_chat_render(ENG_CHAT_LLAMA2, asst_first, 2, 1, out, sizeof out, &len, &err) ==
               ENG_E_INVAL,
           "llama2 accepted an assistant first");
-    const eng_chat_msg late_sys[] = {{"user", "a"}, {"assistant", "b"}, {"system", "c"}};
+    const eng_chat_msg late_sys[] = {{.role = "user", .content = "a"}, {.role = "assistant", .content = "b"}, {.role = "system", .content = "c"}};
     CHECK(eng_chat_render(ENG_CHAT_LLAMA2, late_sys, 3, 1, out, sizeof out, &len, &err) ==
               ENG_E_INVAL && strstr(err.msg, "messages[2]"),
           "llama2 accepted a late system message (%s)", err.msg);
-    const eng_chat_msg only_sys[] = {{"system", "a"}};
+    const eng_chat_msg only_sys[] = {{.role = "system", .content = "a"}};
     CHECK(eng_chat_render(ENG_CHAT_LLAMA2, only_sys, 1, 1, out, sizeof out, &len, &err) ==
               ENG_E_INVAL,
           "llama2 accepted a lone system message");
-    const eng_chat_msg tool[] = {{"tool", "a"}};
-    const eng_chat_msg no_role[] = {{NULL, "a"}};
-    const eng_chat_msg no_content[] = {{"user", NULL}};
+    const eng_chat_msg tool[] = {{.role = "tool", .content = "a"}};
+    const eng_chat_msg no_role[] = {{.role = NULL, .content = "a"}};
+    const eng_chat_msg no_content[] = {{.role = "user", .content = NULL}};
     for (int t = 0; t <= 2; t++) {
         CHECK(eng_chat_render(t, tool, 1, 1, out, sizeof out, &len, &err) == ENG_E_INVAL &&
                   strstr(err.msg, "role"),
@@ -154,6 +154,15 @@ static void check_errors(void)
               "template %d accepted NULL content", t);
         CHECK(eng_chat_render(t, k_conv, 0, 1, out, sizeof out, &len, &err) == ENG_E_INVAL,
               "template %d accepted zero messages", t);
+        /* tool calls have no hand-written form (servers rewrite them first) */
+        cJSON *calls = cJSON_Parse("[{\"id\":\"c1\",\"type\":\"function\",\"function\":"
+                                   "{\"name\":\"f\",\"arguments\":\"{}\"}}]");
+        const eng_chat_msg call[] = {{.role = "user", .content = "hi"},
+                                     {.role = "assistant", .content = "", .tool_calls = calls}};
+        CHECK(eng_chat_render(t, call, 2, 1, out, sizeof out, &len, &err) == ENG_E_INVAL &&
+                  strstr(err.msg, "tool_calls"),
+              "template %d accepted tool_calls (%s)", t, err.msg);
+        cJSON_Delete(calls);
     }
     CHECK(eng_chat_render((eng_chat_template)7, k_conv, N_CONV, 1, out, sizeof out, &len, &err) ==
               ENG_E_INVAL,

@@ -69,8 +69,8 @@ static void one(const char *label, const eng_tokenizer *t)
     for (int k = 0; k < 3; k++) {
         eng_chat_msg md[NMSG], mc[NMSG];
         for (int i = 0; i < NMSG; i++) {
-            md[i] = (eng_chat_msg){roles[i], dirty[i]};
-            mc[i] = (eng_chat_msg){roles[i], clean[i]};
+            md[i] = (eng_chat_msg){.role = roles[i], .content = dirty[i]};
+            mc[i] = (eng_chat_msg){.role = roles[i], .content = clean[i]};
         }
         const char *tn = eng_chat_template_name(tps[k]);
         /* clean: the template's markers are the only specials, and encode_plain changes nothing */

@@ -65,6 +65,33 @@ static void bytes_cases(const eng_gvocab *v)
     CHECK(accepts(o, v, "{\"a\":tru}") == 0 && accepts(o, v, "{\"a\":nul}") == 0, "bad literal");
     eng_grammar_free(o);
 
+    eng_grammar *a = schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},"
+                            "\"minItems\":1,\"maxItems\":3}");
+    CHECK(a, "minItems/maxItems compile");
+    if (a) {
+        CHECK(accepts(a, v, "[]") == 0 && accepts(a, v, "[ ]") == 0, "minItems 1 refuses []");
+        CHECK(accepts(a, v, "[1]") == 1 && accepts(a, v, "[1, 2,3]") == 1, "1..3 items");
+        CHECK(accepts(a, v, "[1,2,3,4]") == 0, "maxItems 3 refuses a fourth");
+    }
+    eng_grammar_free(a);
+    a = schema("{\"type\":\"array\",\"maxItems\":0}");
+    CHECK(a && accepts(a, v, "[]") == 1 && accepts(a, v, "[1]") == 0, "maxItems 0: only []");
+    eng_grammar_free(a);
+
+    static const char ord[] = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+                              "\"b\":{\"type\":\"integer\"},\"c\":{\"type\":\"integer\"}},"
+                              "\"required\":[\"a\",\"c\"]}";
+    a = NULL;
+    CHECK(eng_grammar_compile_schema_ex(&a, ord, strlen(ord), ENG_GRAMMAR_ORDERED, NULL) == 0,
+          "ordered schema compiles");
+    if (a) {
+        CHECK(accepts(a, v, "{\"a\":1,\"c\":2}") == 1 && accepts(a, v, "{\"a\":1,\"b\":2,\"c\":3}") == 1,
+              "ordered: declared order, optional b skipped or not");
+        CHECK(accepts(a, v, "{\"c\":1,\"a\":2}") == 0 && accepts(a, v, "{\"b\":1,\"a\":2,\"c\":3}") == 0 &&
+              accepts(a, v, "{\"a\":1,\"c\":2,\"b\":3}") == 0, "ordered: no other order");
+    }
+    eng_grammar_free(a);
+
     eng_grammar *n = schema("{\"type\":\"number\"}");
     CHECK(n && accepts(n, v, "12.5") == 1 && accepts(n, v, "-0") == 1 && accepts(n, v, "1.") == 0,
           "numbers end at the root");
@@ -78,7 +105,9 @@ static void rejects_keywords(void)
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"string\",\"format\":\"date\"}}}",
          "\"format\" at #/properties/x"},
         {"{\"oneOf\":[{\"type\":\"string\"}]}", "\"oneOf\""},
-        {"{\"type\":\"array\",\"minItems\":1}", "\"minItems\""},
+        {"{\"type\":\"array\",\"uniqueItems\":true}", "\"uniqueItems\""},
+        {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "above"},
+        {"{\"type\":\"array\",\"minItems\":-1}", "\"minItems\""},
         {"{\"type\":\"strin\"}", "unknown \"type\""},
         {"{\"$ref\":\"#/$defs/nope\"}", "$ref"},
         {"{\"type\":\"object\",\"properties\":{},\"required\":[\"z\"]}", "required"},

@@ -22,6 +22,8 @@
 
 #include "test_check.h"
 
+static const char *const k_user_vars[] = {"messages", NULL};
+
 /* Renders src with vars (JSON text, may be NULL); returns malloc'd output or NULL on error
  * (message in err). */
 static char *render_opts(const char *src, const char *vars_json, const eng_jinja_opts *o,
@@ -55,7 +57,7 @@ static char *render_opts(const char *src, const char *vars_json, const eng_jinja
 
 static char *render(const char *src, const char *vars, eng_err *err)
 {
-    eng_jinja_opts o = {.tainted_var = "messages", .now = 1700000000};
+    eng_jinja_opts o = {.tainted_vars = k_user_vars, .now = 1700000000};
     return render_opts(src, vars, &o, err, NULL, NULL);
 }
 
@@ -281,7 +283,7 @@ static void expect_spans(const char *src, const char *vars, const char *want_out
     eng_err e;
     size_t *sp = NULL;
     int ns = 0;
-    eng_jinja_opts o = {.tainted_var = "messages"};
+    eng_jinja_opts o = {.tainted_vars = k_user_vars};
     char *out = render_opts(src, vars, &o, &e, &sp, &ns);
     char got[512] = "";
     size_t gl = 0;
@@ -363,7 +365,7 @@ static void test_chat_api(void)
                       "{% if add_generation_prompt %}[assistant:{% endif %}{{ tools }}";
     eng_chat_tmpl *t = NULL;
     CHECK(eng_chat_tmpl_compile(src, strlen(src), &t, &e) == 0, "compile: %s", e.msg);
-    eng_chat_msg msgs[] = {{"user", "hi"}, {"assistant", "yo"}};
+    eng_chat_msg msgs[] = {{.role = "user", .content = "hi"}, {.role = "assistant", .content = "yo"}};
     eng_chat_tmpl_args a = {.add_generation_prompt = 1, .bos_token = "<s>", .eos_token = "</s>"};
     char *out = NULL;
     size_t len = 0, *sp = NULL;
@@ -374,12 +376,37 @@ static void test_chat_api(void)
           "chat render: %d %s %s", rc, out ? out : "", e.msg);
     free(out);
     free(sp);
-    eng_chat_msg bad[] = {{"tool", "x"}};
+    eng_chat_msg bad[] = {{.role = "tool", .content = "x"}};
     rc = eng_chat_tmpl_render(t, bad, 1, &a, &out, &len, &sp, &ns, &e);
     CHECK(rc == ENG_E_INVAL && !out && strstr(e.msg, "chat template: template line 1: "
                                               "raise_exception: no tools: tool"),
           "raise: %d %s", rc, e.msg);
     CHECK(eng_chat_tmpl_has(t, "bos_token") && !eng_chat_tmpl_has(t, "<|im_end|>"), "has");
+    eng_chat_tmpl_free(t);
+
+    /* tools, tool_calls (arguments parsed from their JSON text) and tool results */
+    const char *tsrc = "{% for x in tools %}<{{ x.function.name }}>{% endfor %}"
+                       "{% for m in messages %}|{{ m.role }}:{% if m.tool_calls %}"
+                       "{{ m.tool_calls[0].function.name }}({{ m.tool_calls[0].function."
+                       "arguments.city }}){{ m.content is none }}{% else %}{{ m.content }}"
+                       "{% endif %}{{ m.tool_call_id or '' }}{% endfor %}";
+    CHECK(eng_chat_tmpl_compile(tsrc, strlen(tsrc), &t, &e) == 0, "compile: %s", e.msg);
+    cJSON *tools = cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"wx\"}}]");
+    cJSON *calls = cJSON_Parse("[{\"id\":\"c1\",\"type\":\"function\",\"function\":"
+                               "{\"name\":\"wx\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}}]");
+    eng_chat_msg tm[] = {{.role = "user", .content = "weather?"},
+                         {.role = "assistant", .content = NULL, .tool_calls = calls},
+                         {.role = "tool", .content = "3C", .tool_call_id = "c1"}};
+    eng_chat_tmpl_args ta = {.tools = tools};
+    rc = eng_chat_tmpl_render(t, tm, 3, &ta, &out, &len, &sp, &ns, &e);
+    CHECK(rc == 0 && strcmp(out, "<wx>|user:weather?|assistant:wx(Oslo)True|tool:3Cc1") == 0,
+          "tools render: %d %s %s", rc, out ? out : "", e.msg);
+    /* the tool's name and the call's city came from the request: plain text */
+    CHECK(rc == 0 && ns >= 1 && sp[0] == 1 && sp[1] == 3, "tools are user text: %d spans", ns);
+    free(out);
+    free(sp);
+    cJSON_Delete(tools);
+    cJSON_Delete(calls);
     eng_chat_tmpl_free(t);
     eng_chat_tmpl_free(NULL);
     CHECK(eng_chat_tmpl_compile("{% if %}", 8, &t, &e) == ENG_E_FORMAT && !t &&
@@ -558,7 +585,7 @@ static int render_mode(void)
                 via_chat++;
                 rc = eng_chat_tmpl_render(compiled[idx], msgs, n, &a, &out, &len, &sp, &ns, &e);
             } else {
-                eng_jinja_opts o = {.tainted_var = "messages", .now = a.now};
+                eng_jinja_opts o = {.tainted_vars = k_user_vars, .now = a.now};
                 rc = eng_jinja_render(compiled[idx], vars, &o, &out, &len, &sp, &ns, &e);
             }
             free(msgs);
