@@ -25,6 +25,10 @@ typedef struct eng_gmatch eng_gmatch;
 #define ENG_GRAMMAR_MAX_WS 12           /* consecutive whitespace bytes between tokens of JSON */
 #define ENG_GRAMMAR_MAX_DIGITS 15       /* digits of an integer part / a fraction / an exponent */
 #define ENG_GRAMMAR_MAX_SCHEMA 65536    /* bytes of schema text */
+/* Readings of the output kept alive at once (anyOf alternatives that the bytes so far have not
+ * told apart); more are dropped, which stays sound but makes the dropped ones unreachable. So an
+ * anyOf whose alternatives share a long prefix should have at most this many. */
+#define ENG_GRAMMAR_MAX_READINGS 8
 
 /* Any JSON object (values of any type, nesting up to ENG_GRAMMAR_MAX_DEPTH). *out: free with
  * eng_grammar_free. */
@@ -43,11 +47,14 @@ int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err);
  * serialization (cJSON's) exactly. */
 int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err);
 
-/* eng_grammar_compile_schema with flags: ENG_GRAMMAR_ORDERED writes the declared properties of
+/* eng_grammar_compile_schema with flags (ENG_GRAMMAR_*). ENG_GRAMMAR_ORDERED writes the declared properties of
  * every object in the order the schema lists them (optional ones may be skipped, required ones
  * may not), as OpenAI's structured outputs do; tool calls use it so that "name" comes before
  * the arguments and decides the function at once. */
 #define ENG_GRAMMAR_ORDERED 1u
+/* ENG_GRAMMAR_COMPACT allows at most one blank (space, tab, LF, CR) in each place JSON allows
+ * whitespace instead of ENG_GRAMMAR_MAX_WS: small models otherwise spend their tokens on it. */
+#define ENG_GRAMMAR_COMPACT 2u
 int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t len,
                                   unsigned flags, eng_err *err);
 

@@ -43,6 +43,7 @@ struct eng_grammar {
     int any_obj;        /* a GN_ANY_OBJECT node (objects inside GN_ANY) */
     int any_arr;        /* a GN_ARRAY node of GN_ANY items (arrays inside GN_ANY) */
     int ordered;        /* ENG_GRAMMAR_ORDERED: declared properties in declaration order */
+    int compact;        /* ENG_GRAMMAR_COMPACT: at most one blank between JSON tokens */
 };
 
 /* Frame kinds: what the innermost value in progress is. */
@@ -75,7 +76,7 @@ typedef struct eng_gstack {
     eng_gframe f[ENG_GRAMMAR_MAX_DEPTH + 1];
 } eng_gstack;
 
-#define ENG_G_MAX_STACKS 8  /* readings kept alive at once; more are dropped (still sound) */
+#define ENG_G_MAX_STACKS ENG_GRAMMAR_MAX_READINGS
 
 typedef struct eng_gstate {
     int n;              /* stacks; 0 = dead */

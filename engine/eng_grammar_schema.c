@@ -532,7 +532,9 @@ int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t 
         return eng_err_set(err, ENG_E_INVAL, "JSON Schema: not valid JSON");
     int rc = eng_grammar_compile_cjson(out, s, err);
     cJSON_Delete(s);
-    if (rc == 0)
+    if (rc == 0) {
         (*out)->ordered = (flags & ENG_GRAMMAR_ORDERED) != 0;
+        (*out)->compact = (flags & ENG_GRAMMAR_COMPACT) != 0;
+    }
     return rc;
 }

@@ -180,10 +180,9 @@ static void child_done(eng_gstack *st, int which)
 }
 
 /* Whitespace in a structural position: counted, bounded. */
-static void ws_or_reject(eng_gstack *st, unsigned char c, eng_gstate *out)
+static void ws_or_reject(const eng_grammar *g, eng_gstack *st, eng_gstate *out)
 {
-    if (st->ws < ENG_GRAMMAR_MAX_WS) {
-        (void)c;
+    if (st->ws < (g->compact ? 1 : ENG_GRAMMAR_MAX_WS)) {
         st->ws++;
         emit(out, st);
     }
@@ -266,7 +265,7 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
     for (;;) {
         if (st->depth == 0) {
             if (is_ws(c))
-                ws_or_reject(st, c, out);
+                ws_or_reject(g, st, out);
             return;
         }
         eng_gframe *f = &st->f[st->depth - 1];
@@ -275,7 +274,7 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
         switch (f->kind) {
         case F_VAL:
             if (is_ws(c)) {
-                ws_or_reject(st, c, out);
+                ws_or_reject(g, st, out);
                 return;
             }
             switch (n->kind) {
@@ -350,7 +349,7 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
             continue;
         case F_OBJ:
             if (is_ws(c) && f->phase != O_KEY && f->phase != O_VALUE) {
-                ws_or_reject(st, c, out);
+                ws_or_reject(g, st, out);
                 return;
             }
             switch (f->phase) {
@@ -390,7 +389,7 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
             return;
         case F_ARR:
             if (is_ws(c) && f->phase != A_VALUE) {
-                ws_or_reject(st, c, out);
+                ws_or_reject(g, st, out);
                 return;
             }
             if (c == ']' && (f->phase == A_OPEN || f->phase == A_AFTER)) {

@@ -44,13 +44,16 @@ int srv_chat_load_file(srv_server *s, char *err, size_t cap);
 void srv_chat_setup(srv_server *s);
 /* Frees what srv_chat_load_file / srv_chat_setup made; safe twice. */
 void srv_chat_free(srv_server *s);
-/* Validates messages (param "messages") and renders them with the chat template. 0 with *text
+/* Validates messages (param "messages") and renders them with the chat template, with the
+ * request's tools (srv_gen.h; NULL = none) where the model may call them. 0 with *text
  * (caller frees), *enc_from, the offset where the text to tokenize begins (past a "<s>" the
  * template wrote: the encoder adds the real BOS id), and *plain (caller frees) / *n_plain, the
  * byte ranges of the message contents counted from enc_from, which srv_encode keeps plain text
  * (a user cannot type control tokens); or -1 with r answered. */
-int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
-                    size_t *text_len, size_t *enc_from, size_t **plain, int *n_plain);
+struct srv_tools;
+int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages,
+                    const struct srv_tools *tools, char **text, size_t *text_len,
+                    size_t *enc_from, size_t **plain, int *n_plain);
 /* The text that ends an assistant turn in the chosen template ("<|im_end|>", "<|eot_id|>"),
  * added to the stop strings; NULL when none. Static or template-owned text. */
 const char *srv_chat_turn_end(srv_server *s);

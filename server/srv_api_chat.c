@@ -1,8 +1,10 @@
-/* srv_api_chat.c — POST /v1/chat/completions: validates messages (system/user/assistant, content
- * as a string or a list of {type:"text"} parts), renders them with the chat template chosen at
+/* srv_api_chat.c — POST /v1/chat/completions: validates messages (system/user/assistant/tool,
+ * content as a string or a list of {type:"text"} parts, assistant tool_calls), renders them with the chat template chosen at
  * load (eng_chat: --chat-template name or Jinja FILE, else the model's own Jinja chat_template
  * from tokenizer_config.json, else a layout detected from it), tokenizes with message contents
- * kept plain, and hands over to srv_gen. A template error (raise_exception included) is a 400.
+ * kept plain, and hands over to srv_gen. Tool turns go to a template that has a tool format as
+ * they are, else in the generic form (srv_api_tools.c). A template error (raise_exception
+ * included) is a 400.
  * Loop thread only. Does not implement templates (eng_chat / eng_jinja do). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,18 +156,189 @@ int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap)
 }
 
 typedef struct chat_msg {
-    const char *role;           /* borrowed from the request JSON */
+    const char *role;           /* borrowed from the request JSON, or static */
     srv_buf content;            /* owned: the text parts joined */
+    int null_content;           /* an assistant turn of tool calls only: content is null */
+    const cJSON *tool_calls;    /* assistant: borrowed from the request, or NULL */
+    const char *tool_call_id;   /* tool: borrowed, or NULL */
+    int tool_result;            /* generic form: a user turn made from tool results */
 } chat_msg;
 
-int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **text,
-                    size_t *text_len, size_t *enc_from, size_t **plain, int *n_plain)
+/* messages[i].content: a string or a list of text parts, appended to out. 0, or -1 with a 400. */
+static int read_content(srv_resp *r, const cJSON *content, int i, srv_buf *out)
+{
+    if (cJSON_IsString(content)) {
+        srv_buf_puts(out, content->valuestring);
+        return 0;
+    }
+    if (!cJSON_IsArray(content)) {
+        srv_resp_bad(r, "messages", "messages[%d].content must be a string or a list of text "
+                     "parts", i);
+        return -1;
+    }
+    const cJSON *part;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *tx = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") != 0 || !cJSON_IsString(tx)) {
+            srv_resp_bad(r, "messages", "messages[%d].content parts must be "
+                         "{\"type\":\"text\",\"text\":...} (only text is supported)", i);
+            return -1;
+        }
+        srv_buf_puts(out, tx->valuestring);
+    }
+    return 0;
+}
+
+/* An assistant's tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}]. */
+static int tool_calls_ok(srv_resp *r, const cJSON *tc, int i)
+{
+    int n = cJSON_IsArray(tc) ? cJSON_GetArraySize(tc) : -1;
+    if (n < 1 || n > 64) {
+        srv_resp_bad(r, "messages", "messages[%d].tool_calls must be a list of 1 to 64 calls", i);
+        return -1;
+    }
+    const cJSON *c;
+    cJSON_ArrayForEach(c, tc) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(c, "type");
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(c, "id")) ||
+            (ty && !(cJSON_IsString(ty) && strcmp(ty->valuestring, "function") == 0)) ||
+            !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "name")) ||
+            !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "arguments"))) {
+            srv_resp_bad(r, "messages", "messages[%d].tool_calls entries must be {\"id\": "
+                         "string, \"type\": \"function\", \"function\": {\"name\": string, "
+                         "\"arguments\": string}}", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The function an earlier assistant turn called with this id, or NULL. */
+static const char *called_name(const cJSON *messages, int upto, const char *id)
+{
+    int i = 0;
+    const cJSON *e, *c;
+    cJSON_ArrayForEach(e, messages) {
+        if (i++ >= upto)
+            break;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(e, "tool_calls")) {
+            const cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            if (cJSON_IsString(cid) && strcmp(cid->valuestring, id) == 0 && cJSON_IsString(nm))
+                return nm->valuestring;
+        }
+    }
+    return NULL;
+}
+
+/* Reads messages[] into m (room for one more at the front, for a generic tool list), writing
+ * tool turns in the generic form unless the template has its own. *cnt_out messages. */
+static int read_messages(srv_resp *r, const cJSON *messages, const srv_tools *tools,
+                         chat_msg *m, int *cnt_out)
+{
+    int i = 0, n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, messages) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsObject(e) || !cJSON_IsString(role)) {
+            srv_resp_bad(r, "messages", "messages[%d] must be an object with a string 'role'", i);
+            return -1;
+        }
+        const char *rn = role->valuestring;
+        if (strcmp(rn, "developer") == 0)
+            rn = "system";
+        if (strcmp(rn, "system") != 0 && strcmp(rn, "user") != 0 &&
+            strcmp(rn, "assistant") != 0 && strcmp(rn, "tool") != 0) {
+            srv_resp_bad(r, "messages", "messages[%d].role '%.40s' is not system, user, "
+                         "assistant or tool", i, role->valuestring);
+            return -1;
+        }
+        chat_msg *cm = &m[n];
+        cm->role = rn;
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(e, "tool_calls");
+        if (strcmp(rn, "assistant") == 0 && tc && !cJSON_IsNull(tc)) {
+            if (tool_calls_ok(r, tc, i) != 0)
+                return -1;
+            cm->tool_calls = tc;
+        }
+        if (strcmp(rn, "tool") == 0) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "tool_call_id");
+            if (!cJSON_IsString(id)) {
+                srv_resp_bad(r, "messages", "messages[%d] (role tool) needs a string "
+                             "'tool_call_id'", i);
+                return -1;
+            }
+            cm->tool_call_id = id->valuestring;
+        }
+        if (cm->tool_calls && (!content || cJSON_IsNull(content)))
+            cm->null_content = 1;
+        else if (!(cJSON_IsNull(content) && strcmp(rn, "assistant") == 0) &&
+                 read_content(r, content, i, &cm->content) != 0)
+            return -1;
+        if (!tools->native && cm->tool_calls) {
+            /* generic form: the calls as the model writes them, after any text */
+            if (cm->content.len)
+                srv_buf_puts(&cm->content, "\n");
+            srv_tools_calls_text(cm->tool_calls, tools->args_key, &cm->content);
+            cm->tool_calls = NULL;
+            cm->null_content = 0;
+        }
+        if (!tools->native && cm->tool_call_id) {
+            /* generic form: results come back as a user turn (consecutive ones merged) */
+            const char *fn = called_name(messages, i, cm->tool_call_id);
+            srv_buf txt = {0};
+            srv_buf_printf(&txt, "Result of %s (call %s): ", fn ? fn : "a function",
+                           cm->tool_call_id);
+            srv_buf_append(&txt, cm->content.p ? cm->content.p : "", cm->content.len);
+            srv_buf_free(&cm->content);
+            cm->tool_call_id = NULL;
+            if (n > 0 && m[n - 1].tool_result) {
+                srv_buf_puts(&m[n - 1].content, "\n");
+                srv_buf_append(&m[n - 1].content, txt.p ? txt.p : "", txt.len);
+                srv_buf_free(&txt);
+                memset(cm, 0, sizeof(*cm));
+                i++;
+                continue;
+            }
+            cm->content = txt;
+            cm->role = "user";
+            cm->tool_result = 1;
+        }
+        i++;
+        n++;
+    }
+    /* generic form: the functions and the call format, in the system turn */
+    if (!tools->native && tools->choice != SRV_TOOL_NONE) {
+        if (n == 0 || strcmp(m[0].role, "system") != 0) {
+            memmove(m + 1, m, (size_t)n * sizeof(*m));
+            memset(&m[0], 0, sizeof(m[0]));
+            m[0].role = "system";
+            n++;
+        } else {
+            srv_buf_puts(&m[0].content, "\n\n");
+        }
+        srv_tools_system_text(tools, &m[0].content);
+    }
+    *cnt_out = n;
+    return 0;
+}
+
+int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, const srv_tools *tools,
+                    char **text, size_t *text_len, size_t *enc_from, size_t **plain,
+                    int *n_plain)
 {
     *text = NULL;
     *text_len = 0;
     *enc_from = 0;
     *plain = NULL;
     *n_plain = 0;
+    static const srv_tools no_tools = {0};
+    if (!tools)
+        tools = &no_tools;
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
         srv_resp_bad(r, "messages", "'messages' must be a non-empty list");
         return -1;
@@ -176,54 +349,17 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
                      SRV_MAX_MESSAGES);
         return -1;
     }
-    chat_msg *m = calloc((size_t)cnt, sizeof(*m));
+    chat_msg *m = calloc((size_t)cnt + 1, sizeof(*m));
     if (!m) {
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return -1;
     }
-    int rc = -1, i = 0;
+    int rc = -1, n_read = cnt + 1;
+    if (read_messages(r, messages, tools, m, &cnt) != 0)
+        goto out;
     size_t total = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, messages) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-        if (!cJSON_IsObject(e) || !cJSON_IsString(role)) {
-            srv_resp_bad(r, "messages", "messages[%d] must be an object with a string 'role'", i);
-            goto out;
-        }
-        const char *rn = role->valuestring;
-        if (strcmp(rn, "developer") == 0)
-            rn = "system";
-        if (strcmp(rn, "system") != 0 && strcmp(rn, "user") != 0 &&
-            strcmp(rn, "assistant") != 0) {
-            srv_resp_bad(r, "messages", "messages[%d].role '%.40s' is not system, user or "
-                         "assistant", i, role->valuestring);
-            goto out;
-        }
-        m[i].role = rn;
-        if (cJSON_IsString(content)) {
-            srv_buf_puts(&m[i].content, content->valuestring);
-        } else if (cJSON_IsArray(content)) {
-            const cJSON *part;
-            cJSON_ArrayForEach(part, content) {
-                const cJSON *ty = cJSON_GetObjectItemCaseSensitive(part, "type");
-                const cJSON *tx = cJSON_GetObjectItemCaseSensitive(part, "text");
-                if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") != 0 ||
-                    !cJSON_IsString(tx)) {
-                    srv_resp_bad(r, "messages", "messages[%d].content parts must be "
-                                 "{\"type\":\"text\",\"text\":...} (only text is supported)", i);
-                    goto out;
-                }
-                srv_buf_puts(&m[i].content, tx->valuestring);
-            }
-        } else if (!(cJSON_IsNull(content) && strcmp(rn, "assistant") == 0)) {
-            srv_resp_bad(r, "messages", "messages[%d].content must be a string or a list of "
-                         "text parts", i);
-            goto out;
-        }
-        total += m[i].content.len;
-        i++;
-    }
+    for (int k = 0; k < cnt; k++)
+        total += m[k].content.len;
     if (total > SRV_MAX_PROMPT_BYTES) {
         srv_resp_bad(r, "messages", "the messages hold %zu bytes; at most %d", total,
                      SRV_MAX_PROMPT_BYTES);
@@ -236,7 +372,9 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
     }
     for (int k = 0; k < cnt; k++) {
         em[k].role = m[k].role;
-        em[k].content = m[k].content.p ? m[k].content.p : "";
+        em[k].content = m[k].null_content ? NULL : m[k].content.p ? m[k].content.p : "";
+        em[k].tool_calls = m[k].tool_calls;
+        em[k].tool_call_id = m[k].tool_call_id;
     }
     eng_err err = {0};
     srv_buf prompt = {0};
@@ -244,7 +382,9 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
     int n_spans = 0, erc;
     if (s->chat_jinja) {
         eng_chat_tmpl_args ta = {.add_generation_prompt = 1, .bos_token = s->chat_bos,
-                                 .eos_token = s->chat_eos};
+                                 .eos_token = s->chat_eos,
+                                 .tools = tools->native && tools->choice != SRV_TOOL_NONE
+                                              ? tools->list : NULL};
         erc = eng_chat_tmpl_render(s->chat_jinja, em, cnt, &ta, &prompt.p, &prompt.len, &spans,
                                    &n_spans, &err);
         prompt.cap = prompt.p ? prompt.len + 1 : 0;
@@ -291,45 +431,17 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, char **te
     *text = srv_buf_take(&prompt, text_len);
     rc = 0;
 out:
-    for (int k = 0; k < cnt; k++)
+    for (int k = 0; k < n_read; k++)
         srv_buf_free(&m[k].content);
     free(m);
     return rc;
 }
-/* Features a client relies on for the shape of the answer (function calls, JSON output) are
- * refused by name rather than ignored; their empty or default forms, which SDKs send
- * routinely, are accepted. 0, or -1 with a 400 sent. */
-static int chat_unsupported(srv_resp *r, const cJSON *body)
-{
-    static const char *const lists[] = {"tools", "functions"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, lists[i]);
-        if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0)) {
-            srv_resp_bad(r, lists[i], "'%s' (function calling) is not supported by this server",
-                         lists[i]);
-            return -1;
-        }
-    }
-    static const char *const choices[] = {"tool_choice", "function_call"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, choices[i]);
-        int harmless = cJSON_IsNull(v) || (cJSON_IsString(v) &&
-                                           (strcmp(v->valuestring, "none") == 0 ||
-                                            strcmp(v->valuestring, "auto") == 0));
-        if (v && !harmless) {
-            srv_resp_bad(r, choices[i], "'%s' is not supported by this server (no tools)",
-                         choices[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
 {
     if (srv_api_check_model(s, r, body))
         return;
-    if (chat_unsupported(r, body))
+    srv_tools tools;
+    if (srv_tools_parse(s, r, body, &tools) != 0)
         return;
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!msgs) {
@@ -337,7 +449,8 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
         return;
     }
     srv_gen_params p;
-    if (srv_gen_parse_params(s, r, body, SRV_GEN_CHAT, &p) != 0) {
+    if (srv_gen_parse_params(s, r, body, SRV_GEN_CHAT, &p) != 0 ||
+        srv_tools_grammar(r, &tools, &p) != 0) {
         srv_gen_params_free(&p);
         return;
     }
@@ -347,7 +460,7 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
         srv_gen_params_free(&p);
         return;
     }
-    if (srv_chat_prompt(s, r, msgs, &pr->text, &pr->text_len, &pr->enc_from, &pr->plain,
+    if (srv_chat_prompt(s, r, msgs, &tools, &pr->text, &pr->text_len, &pr->enc_from, &pr->plain,
                         &pr->n_plain) != 0) {
         free(pr);
         srv_gen_params_free(&p);

@@ -90,6 +90,7 @@ int srv_gen_grammar(const srv_gen_params *p, eng_grammar **out)
     if (p->json_mode == SRV_JSON_OBJECT)
         return eng_grammar_compile_json_object(out, NULL);
     if (p->json_mode == SRV_JSON_SCHEMA && p->schema)
-        return eng_grammar_compile_schema(out, p->schema, strlen(p->schema), NULL);
+        return eng_grammar_compile_schema_ex(out, p->schema, strlen(p->schema), p->schema_flags,
+                                             NULL);
     return 0;
 }

@@ -197,7 +197,7 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
         char *text = NULL;
         size_t tl = 0, from = 0, *plain = NULL;
         int n_plain = 0;
-        if (srv_chat_prompt(s, r, msgs, &text, &tl, &from, &plain, &n_plain) != 0)
+        if (srv_chat_prompt(s, r, msgs, NULL, &text, &tl, &from, &plain, &n_plain) != 0)
             return;
         int rc = srv_encode(s->tok, text + from, tl - from, 1, 1, plain, n_plain, &ids, &n);
         free(text);

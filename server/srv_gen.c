@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "srv_gen_tools.h"
 #include "srv_limits.h"
 
 typedef struct srv_choice {
@@ -26,6 +27,7 @@ typedef struct srv_choice {
     int32_t prev_tok;           /* for token text (leading-space rule) */
     uint64_t t_last;            /* uv_hrtime of the last token (inter-token latency) */
     char msg[256];              /* error text when finish is ERROR/TIMEOUT */
+    srv_toolscan ts;            /* tools: text or calls, read as it comes; owned */
 } srv_choice;
 
 typedef struct srv_gen {
@@ -42,7 +44,16 @@ typedef struct srv_gen {
     char **echo_text;           /* [n_prompts] owned strings, or NULL without echo */
     size_t *echo_len;           /* [n_prompts]; owned */
     int got_first;              /* a first token has arrived (TTFT) */
+    int tools;                  /* answers may be tool calls (choice.ts in use) */
 } srv_gen;
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
 
 /* ---- task id map (open addressing, linear probing, backward-shift deletion) ---- */
 
@@ -352,6 +363,7 @@ static void gen_free(srv_server *s, srv_gen *g)
         if (g->choices[i].task_id)
             map_del(s, g->choices[i].task_id);
         srv_buf_free(&g->choices[i].text);
+        srv_toolscan_free(&g->choices[i].ts);
         cJSON_Delete(g->choices[i].lp);
     }
     if (g->echo_text)
@@ -546,9 +558,10 @@ static void lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
                  &c->prompt_offset);
 }
 
-/* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason. */
+/* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason, and
+ * (chat) tool call deltas, which it takes over (NULL: none). */
 static void stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,
-                         const char *finish)
+                         const char *finish, cJSON *tool_calls)
 {
     srv_choice *c = &g->choices[ci];
     cJSON *o = chunk_base(g);
@@ -561,6 +574,8 @@ static void stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const
         cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
         if (text)
             cJSON_AddStringToObject(delta, "content", t.p ? t.p : "");
+        if (tool_calls)
+            cJSON_AddItemToObject(delta, "tool_calls", tool_calls);
     } else {
         cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
     }
@@ -578,6 +593,97 @@ static void stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const
     cJSON_AddItemToArray(arr, ch);
     srv_buf_free(&t);
     chunk_send(g, o);
+}
+
+/* The id of call k of choice ci: "call_" and 24 hex digits, the same in a stream and whole. */
+static void call_id(const srv_gen *g, int ci, int k, char *out, size_t cap)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = g->id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    uint64_t a = mix64(h ^ ((uint64_t)ci << 20) ^ (uint64_t)k);
+    uint64_t b = mix64(a + 0x9e3779b97f4a7c15ULL);
+    snprintf(out, cap, "call_%016llx%08llx", (unsigned long long)a,
+             (unsigned long long)(b >> 32));
+}
+
+/* The tool_calls delta of what choice ci read since the last one (NULL when nothing new): a
+ * call's first entry carries its id, type and name; then argument fragments by index. The
+ * blanks at the end of unfinished arguments wait (a whole answer trims them). */
+static cJSON *tool_deltas(srv_gen *g, int ci)
+{
+    srv_choice *c = &g->choices[ci];
+    cJSON *arr = NULL;
+    for (int k = 0; k < c->ts.n_calls; k++) {
+        srv_tool_call *call = &c->ts.calls[k];
+        if (!call->name_done)
+            break;
+        size_t ready = call->args.len;
+        while (!call->args_done && ready > 0 &&
+               strchr(" \t\n\r", call->args.p[ready - 1]))
+            ready--;
+        if (call->header_sent && ready <= call->args_sent)
+            continue;
+        cJSON *it = cJSON_CreateObject();
+        cJSON_AddNumberToObject(it, "index", k);
+        if (!call->header_sent) {
+            char id[48];
+            call_id(g, ci, k, id, sizeof(id));
+            cJSON_AddStringToObject(it, "id", id);
+            cJSON_AddStringToObject(it, "type", "function");
+        }
+        cJSON *fn = cJSON_AddObjectToObject(it, "function");
+        if (!call->header_sent) {
+            srv_buf nm = {0};
+            srv_buf_append(&nm, call->name.p ? call->name.p : "", call->name.len);
+            cJSON_AddStringToObject(fn, "name", nm.p ? nm.p : "");
+            srv_buf_free(&nm);
+        }
+        srv_buf frag = {0};
+        srv_buf_append(&frag, call->args.p ? call->args.p + call->args_sent : "",
+                       ready - call->args_sent);
+        cJSON_AddStringToObject(fn, "arguments", frag.p ? frag.p : "");
+        srv_buf_free(&frag);
+        call->header_sent = 1;
+        call->args_sent = ready;
+        if (!arr)
+            arr = cJSON_CreateArray();
+        cJSON_AddItemToArray(arr, it);
+    }
+    return arr;
+}
+
+/* message.tool_calls of a whole answer (the calls are complete). */
+static cJSON *tool_calls_json(const srv_gen *g, int ci)
+{
+    const srv_choice *c = &g->choices[ci];
+    cJSON *arr = cJSON_CreateArray();
+    for (int k = 0; k < c->ts.n_calls; k++) {
+        const srv_tool_call *call = &c->ts.calls[k];
+        cJSON *it = cJSON_CreateObject();
+        char id[48];
+        call_id(g, ci, k, id, sizeof(id));
+        cJSON_AddStringToObject(it, "id", id);
+        cJSON_AddStringToObject(it, "type", "function");
+        cJSON *fn = cJSON_AddObjectToObject(it, "function");
+        srv_buf t = {0};
+        srv_buf_append(&t, call->name.p ? call->name.p : "", call->name.len);
+        cJSON_AddStringToObject(fn, "name", t.p ? t.p : "");
+        t.len = 0;
+        srv_buf_append(&t, call->args.p ? call->args.p : "", call->args.len);
+        cJSON_AddStringToObject(fn, "arguments", t.p ? t.p : "");
+        srv_buf_free(&t);
+        cJSON_AddItemToArray(arr, it);
+    }
+    return arr;
+}
+
+/* The finish reason a choice reports: "tool_calls" for an answer of complete calls. */
+static const char *finish_name(const srv_gen *g, const srv_choice *c)
+{
+    if (g->tools && c->finish == SRV_FINISH_STOP && srv_toolscan_complete(&c->ts))
+        return "tool_calls";
+    return srv_finish_name(c->finish);
 }
 
 static void stream_error(srv_gen *g, const char *type, const char *code, const char *msg)
@@ -668,7 +774,17 @@ static void gen_complete(srv_server *s, srv_gen *g)
         if (g->kind == SRV_GEN_CHAT) {
             cJSON *m = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", t.p ? t.p : "");
+            if (g->tools && srv_toolscan_complete(&c->ts) && c->finish == SRV_FINISH_STOP) {
+                cJSON_AddNullToObject(m, "content");
+                cJSON_AddItemToObject(m, "tool_calls", tool_calls_json(g, i));
+            } else {
+                if (g->tools && c->ts.mode == SRV_TS_CALLS) {
+                    /* calls that never ended (max_tokens): what was written, as text */
+                    srv_buf_append(&t, c->ts.held.p ? c->ts.held.p : "", c->ts.held.len);
+                    srv_buf_append(&t, c->ts.raw.p ? c->ts.raw.p : "", c->ts.raw.len);
+                }
+                cJSON_AddStringToObject(m, "content", t.p ? t.p : "");
+            }
         } else {
             cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
         }
@@ -679,7 +795,7 @@ static void gen_complete(srv_server *s, srv_gen *g)
         } else {
             cJSON_AddNullToObject(ch, "logprobs");
         }
-        cJSON_AddStringToObject(ch, "finish_reason", srv_finish_name(c->finish));
+        cJSON_AddStringToObject(ch, "finish_reason", finish_name(g, c));
         cJSON_AddItemToArray(arr, ch);
     }
     cJSON_AddItemToObject(o, "usage", usage_obj(g));
@@ -711,6 +827,33 @@ static void echo_flush(srv_gen *g, int ci)
     chunk_send(g, o);
 }
 
+/* A token (or, last, the end) of a choice that may call tools: free text goes on as content,
+ * calls as tool_calls deltas (stream) or are kept for the whole answer. */
+static void tool_event(srv_gen *g, int ci, const srv_event *e, int last)
+{
+    srv_choice *c = &g->choices[ci];
+    srv_buf txt = {0};
+    srv_toolscan_feed(&c->ts, e->text ? e->text : "", e->text_len, &txt);
+    if (last)
+        srv_toolscan_end(&c->ts, &txt);
+    if (!g->stream) {
+        srv_buf_append(&c->text, txt.p ? txt.p : "", txt.len);
+        if (e->has_lp) {
+            if (!c->lp)
+                c->lp = lp_new(g);
+            lp_add(g, c, c->lp, e);
+        }
+        srv_buf_free(&txt);
+        return;
+    }
+    cJSON *calls = tool_deltas(g, ci);
+    const srv_event *lpe = e->has_lp ? e : NULL;
+    if (txt.len || calls || lpe || last)
+        stream_chunk(g, ci, txt.len ? txt.p : NULL, txt.len, lpe,
+                     last ? finish_name(g, c) : NULL, calls);
+    srv_buf_free(&txt);
+}
+
 static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
 {
     srv_choice *c = &g->choices[ci];
@@ -737,10 +880,12 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
             srv_hist_observe(&s->metrics.itl, (double)(now - c->t_last) * 1e-9);
         c->t_last = now;
         c->completion_tokens++;
-        if (g->stream) {
+        if (g->tools) {
+            tool_event(g, ci, e, 0);
+        } else if (g->stream) {
             if (e->text_len > 0 || e->has_lp)
                 stream_chunk(g, ci, e->text ? e->text : "", e->text_len,
-                             e->has_lp ? e : NULL, NULL);
+                             e->has_lp ? e : NULL, NULL, NULL);
         } else {
             srv_buf_append(&c->text, e->text ? e->text : "", e->text_len);
             if (e->has_lp) {
@@ -763,10 +908,13 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     c->task_id = 0;
     g->n_done++;
     int ok = e->finish == SRV_FINISH_STOP || e->finish == SRV_FINISH_LENGTH;
-    if (g->stream) {
+    if (g->tools) {
+        if (ok)
+            tool_event(g, ci, e, 1);
+    } else if (g->stream) {
         if (ok)
             stream_chunk(g, ci, e->text_len ? e->text : NULL, e->text_len, NULL,
-                         srv_finish_name(e->finish));
+                         srv_finish_name(e->finish), NULL);
     } else if (e->text_len) {
         srv_buf_append(&c->text, e->text, e->text_len);
     }
@@ -786,13 +934,6 @@ void srv_gen_on_events(srv_server *s, srv_event *ev, int n)
 
 /* ---- start ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
 
 void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
                    const srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
@@ -866,6 +1007,10 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         g->echo_len = calloc((size_t)n_prompts, sizeof(size_t));
     }
     int fail = !g->choices || !g->prompt_tokens || (g->echo && (!g->echo_text || !g->echo_len));
+    g->tools = kind == SRV_GEN_CHAT && p->tool_choice != SRV_TOOL_NONE;
+    for (int ci = 0; ci < n_choices && g->tools && g->choices; ci++)
+        srv_toolscan_init(&g->choices[ci].ts, p->tool_args_key,
+                          p->tool_choice == SRV_TOOL_REQUIRED || p->tool_lazy == SRV_LAZY_OBJECT_ARRAY);
     for (int i = 0; i < n_prompts && !fail; i++) {
         g->prompt_tokens[i] = prompts[i].n;
         if (g->echo) {
@@ -917,6 +1062,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             fail = 1;   /* it compiled at parse time: only memory can fail here */
             break;
         }
+        t->grammar_lazy = p->tool_lazy;
         t->want_logprobs = p->logprobs;
         eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
         if (eos >= 0)
@@ -1009,7 +1155,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             for (int ci = 0; ci < n_choices; ci++) {
                 int pi = g->choices[ci].prompt_idx;
                 if (g->echo_len[pi] && !g->choices[ci].echo_pending)
-                    stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, NULL);
+                    stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, NULL, NULL);
             }
         }
     }

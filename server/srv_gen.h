@@ -29,9 +29,42 @@ typedef struct srv_gen_params {
     int json_mode;                  /* SRV_JSON_*: constrained decoding of the answer */
     char *schema;                   /* SRV_JSON_SCHEMA: the JSON Schema as compact JSON text;
                                        owned until srv_gen_params_free */
+    unsigned schema_flags;          /* ENG_GRAMMAR_* flags the schema compiles with */
+    int tool_choice;                /* SRV_TOOL_*: answers may be tool calls (chat only) */
+    int tool_lazy;                  /* tool_choice auto: 0, or which first non-blank bytes
+                                       begin a call (SRV_LAZY_*); other text is free */
+    const char *tool_args_key;      /* "arguments" or "parameters": the call's arguments
+                                       member in the model's output (static text) */
 } srv_gen_params;
 
 enum { SRV_JSON_NONE = 0, SRV_JSON_OBJECT = 1, SRV_JSON_SCHEMA = 2 };
+enum { SRV_TOOL_NONE = 0, SRV_TOOL_AUTO = 1, SRV_TOOL_REQUIRED = 2 };
+
+/* srv_api_tools.c: the request's tools, tool_choice and parallel_tool_calls, validated. */
+typedef struct srv_tools {
+    const cJSON *list;              /* the "tools" array (borrowed from the request), or NULL */
+    int choice;                     /* SRV_TOOL_* (a named function is REQUIRED, one function) */
+    const char *named;              /* tool_choice {"type":"function","function":{"name"}};
+                                       borrowed, or NULL */
+    int parallel;                   /* parallel_tool_calls (default true) */
+    int native;                     /* the Jinja template writes tools and tool turns itself;
+                                       else the generic form (docs/api.md) is used */
+    const char *args_key;           /* "parameters" when the template's own call format says so
+                                       (LLaMA-3.1), else "arguments"; static */
+} srv_tools;
+
+/* Reads tools / tool_choice / parallel_tool_calls (and refuses the deprecated functions /
+ * function_call) into *t. 0, or -1 with a 400 naming the field sent. */
+int srv_tools_parse(srv_server *s, srv_resp *r, const cJSON *body, srv_tools *t);
+/* When t lets the model call tools: the grammar of a call (each function's name with its
+ * parameters' schema; an array of calls too when parallel) into p->schema, and the tool
+ * fields of p. 0, or -1 with a 400 (a parameters schema the grammar cannot take, named). */
+int srv_tools_grammar(srv_resp *r, const srv_tools *t, srv_gen_params *p);
+/* Generic form (templates without a tool format): the system text that lists the functions
+ * and the answer format, appended to *out. */
+void srv_tools_system_text(const srv_tools *t, srv_buf *out);
+/* Generic form: an assistant turn's tool_calls written as the model would write them. */
+void srv_tools_calls_text(const cJSON *tool_calls, const char *args_key, srv_buf *out);
 
 /* srv_api_format.c: response_format ({"type": "text" | "json_object" | "json_schema",
  * "json_schema": {"name", "schema", "strict", "description"}}) into p->json_mode / p->schema,

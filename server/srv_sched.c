@@ -404,7 +404,12 @@ static int is_stop_id(const srv_task *t, int32_t tok)
 /* The grammar's mask for t's next token into t->mask, with every stop id of the task (EOS,
  * <|im_end|>, ...) allowed exactly where the grammar allows its EOS, then handed to the
  * sampler. */
-static int task_mask(srv_task *t)
+static int lazy_opens(const srv_task *t, int lead)
+{
+    return lead == '{' || (lead == '[' && t->grammar_lazy == SRV_LAZY_OBJECT_ARRAY);
+}
+
+static int task_mask(srv_sched *s, srv_task *t)
 {
     const uint32_t *m = eng_gmatch_mask(t->gm);
     if (!m)
@@ -412,6 +417,16 @@ static int task_mask(srv_task *t)
     int words = (t->sampler.vocab + 31) / 32;
     memcpy(t->mask, m, (size_t)words * sizeof(uint32_t));
     int end_ok = eng_gmatch_end_allowed(t->gm);
+    if (t->grammar_lazy) {
+        /* undecided: the grammar's tokens (blanks, or a call's start), and every token whose
+         * first non-blank byte begins free text; ending here is an empty text answer */
+        for (int id = 0; id < t->sampler.vocab; id++) {
+            int lead = eng_gvocab_lead(s->gvocab, id);
+            if (lead == -2 || (lead >= 0 && !lazy_opens(t, lead)))
+                t->mask[id >> 5] |= 1u << (id & 31);
+        }
+        end_ok = 1;
+    }
     for (int i = 0; i < t->n_stop_ids; i++) {
         int32_t id = t->stop_ids[i];
         if (id < 0 || id >= t->sampler.vocab)
@@ -431,7 +446,7 @@ static int task_mask(srv_task *t)
 static int backend_picks(const eng_batch_item *it, const srv_task *t)
 {
     const eng_sampler_cfg *c = &t->scfg;
-    return it->pos >= t->n_prompt - 1 && t->max_tokens > 0 && !t->want_logprobs && !t->grammar &&
+    return it->pos >= t->n_prompt - 1 && t->max_tokens > 0 && !t->want_logprobs && !t->gm &&
            c->temperature <= 0.0f && c->n_bias == 0 &&
            c->repetition_penalty == 1.0f && c->presence_penalty == 0.0f &&
            c->frequency_penalty == 0.0f;
@@ -478,7 +493,7 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             continue;
         }
         eng_logprob lp;
-        if (bt->gm && task_mask(bt) != 0) {
+        if (bt->gm && task_mask(s, bt) != 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
             continue;
         }
@@ -486,6 +501,17 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
         if (tok < 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             continue;
+        }
+        if (bt->gm && bt->grammar_lazy && !is_stop_id(bt, tok)) {
+            int lead = eng_gvocab_lead(s->gvocab, tok);
+            if (lead == -2 || (lead >= 0 && !lazy_opens(bt, lead))) {
+                /* free text from here on */
+                eng_gmatch_free(bt->gm);
+                bt->gm = NULL;
+                eng_sampler_set_allow(&bt->sampler, NULL);
+            } else if (lead >= 0) {
+                bt->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
+            }
         }
         if (bt->gm && !is_stop_id(bt, tok) && eng_gmatch_accept(bt->gm, tok) != 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "grammar rejected the sampled token", ev);

@@ -30,6 +30,9 @@ typedef enum srv_finish {
 
 const char *srv_finish_name(srv_finish f);   /* "stop", "length", ... */
 
+/* srv_task.grammar_lazy: which first non-blank byte of the answer puts it under the grammar */
+enum { SRV_LAZY_OFF = 0, SRV_LAZY_OBJECT = 1, SRV_LAZY_OBJECT_ARRAY = 2 };
+
 /* One sequence to generate. The loop fills the request part, submits, and never touches it
  * again: from srv_sched_submit on, the scheduler owns it and frees it when it ends. */
 typedef struct srv_task {
@@ -50,6 +53,9 @@ typedef struct srv_task {
     double deadline;                /* uv_hrtime seconds after which the task times out */
     eng_grammar *grammar;           /* response_format / tools: the answer's grammar, or NULL;
                                        owned */
+    int grammar_lazy;               /* SRV_LAZY_* (tool_choice auto): the grammar holds only if
+                                       the first non-blank byte is '{' (or '[' too); any other
+                                       first byte makes the answer free text */
     /* scheduler part (zero at submit) */
     eng_gmatch *gm;                 /* grammar state and mask cache; owned */
     uint32_t *mask;                 /* [(vocab + 31) / 32] this step's allowed tokens; owned */

@@ -91,6 +91,15 @@ static void bytes_cases(const eng_gvocab *v)
               accepts(a, v, "{\"a\":1,\"c\":2,\"b\":3}") == 0, "ordered: no other order");
     }
     eng_grammar_free(a);
+    a = NULL;
+    CHECK(eng_grammar_compile_schema_ex(&a, ord, strlen(ord), ENG_GRAMMAR_COMPACT, NULL) == 0,
+          "compact schema compiles");
+    if (a) {
+        CHECK(accepts(a, v, " { \"c\": 1,\n\"a\" :2 }") == 1, "compact: one blank per gap");
+        CHECK(accepts(a, v, "{\"a\":  1,\"c\":2}") == 0 && accepts(a, v, "  {\"a\":1,\"c\":2}") == 0,
+              "compact: not two");
+    }
+    eng_grammar_free(a);
 
     eng_grammar *n = schema("{\"type\":\"number\"}");
     CHECK(n && accepts(n, v, "12.5") == 1 && accepts(n, v, "-0") == 1 && accepts(n, v, "1.") == 0,
