@@ -181,18 +181,20 @@ int srv_tools_parse(srv_server *s, srv_resp *r, const cJSON *body, srv_tools *t)
 /* {"type":"object","properties":{"name":{"const":N},K:P},"required":["name",K],
  * "additionalProperties":false} for one function; its $defs move to the root under
  * "f<i>_<key>", with every "$ref" inside rewritten to match ("#" itself included). */
-static int rewrite_refs(cJSON *node, int i)
+static int rewrite_refs(cJSON *node, int i, int *root_refs)
 {
     if (cJSON_IsObject(node)) {
         cJSON *ref = cJSON_GetObjectItemCaseSensitive(node, "$ref");
         if (cJSON_IsString(ref)) {
             const char *v = ref->valuestring, *key = NULL;
-            if (strcmp(v, "#") == 0)
+            if (strcmp(v, "#") == 0) {
                 key = "";
-            else if (strncmp(v, "#/$defs/", 8) == 0)
+                (*root_refs)++;
+            } else if (strncmp(v, "#/$defs/", 8) == 0) {
                 key = v + 8;
-            else if (strncmp(v, "#/definitions/", 14) == 0)
+            } else if (strncmp(v, "#/definitions/", 14) == 0) {
                 key = v + 14;
+            }
             if (key) {
                 char buf[512];
                 snprintf(buf, sizeof(buf), "#/$defs/f%d_%s", i, key[0] ? key : "_root");
@@ -203,7 +205,7 @@ static int rewrite_refs(cJSON *node, int i)
     }
     cJSON *c;
     cJSON_ArrayForEach(c, node) {
-        if (rewrite_refs(c, i) != 0)
+        if (rewrite_refs(c, i, root_refs) != 0)
             return -1;
     }
     return 0;
@@ -215,7 +217,8 @@ static cJSON *call_schema(const cJSON *tool, int i, const char *args_key, cJSON 
     cJSON *ps = params && !cJSON_IsNull(params) ? cJSON_Duplicate(params, 1)
                                                  : cJSON_Parse("{\"type\":\"object\"}");
     cJSON *o = cJSON_CreateObject();
-    if (!ps || !o || rewrite_refs(ps, i) != 0)
+    int root_refs = 0;
+    if (!ps || !o || rewrite_refs(ps, i, &root_refs) != 0)
         goto fail;
     char key[600];
     static const char *const def_keys[] = {"$defs", "definitions"};
@@ -227,8 +230,10 @@ static cJSON *call_schema(const cJSON *tool, int i, const char *args_key, cJSON 
         }
         cJSON_Delete(d);
     }
-    snprintf(key, sizeof(key), "f%d__root", i);
-    cJSON_AddItemToObject(defs, key, cJSON_Duplicate(ps, 1));
+    if (root_refs) {   /* "#" inside the parameters: their own root, kept under $defs */
+        snprintf(key, sizeof(key), "f%d__root", i);
+        cJSON_AddItemToObject(defs, key, cJSON_Duplicate(ps, 1));
+    }
     cJSON_AddStringToObject(o, "type", "object");
     cJSON *props = cJSON_AddObjectToObject(o, "properties");
     cJSON *nm = cJSON_AddObjectToObject(props, "name");

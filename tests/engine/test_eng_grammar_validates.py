@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_eng_grammar_validates — constrained decoding on real models (small-lm-5m, 32000 tokens;
 tinystories-656k, 2048 tokens, scalar schemas only): for many random JSON Schemas of the supported subset (nested
-objects, enums, const, arrays, anyOf, $defs/$ref) and several seeds and temperatures, every output
+objects, enums, const, arrays with minItems/maxItems, anyOf, $defs/$ref) and several seeds and temperatures, every output
 that ended on EOS parses as JSON and validates against its schema (a small validator for the
 subset below; Debian's python3 has no jsonschema), every output cut by max_tokens is a prefix the
 grammar still accepts, and greedy constrained decoding picks the unconstrained argmax whenever the
@@ -34,7 +34,12 @@ def rand_schema(rng, depth, defs):
         return {"type": "object", "properties": props, "required": req,
                 "additionalProperties": False}
     if k == "array":
-        return {"type": "array", "items": rand_schema(rng, depth + 1, defs)}
+        a = {"type": "array", "items": rand_schema(rng, depth + 1, defs)}
+        if rng.random() < 0.4:
+            a["minItems"] = rng.randint(0, 2)
+        if rng.random() < 0.4:
+            a["maxItems"] = a.get("minItems", 0) + rng.randint(0, 2)
+        return a
     if k == "anyOf":
         return {"anyOf": [rand_schema(rng, depth + 1, defs) for _ in range(rng.randint(2, 3))]}
     if k == "enum":
@@ -91,7 +96,9 @@ def validate(v, s, root):
     if t == "null":
         return v is None
     if t == "array":
-        return isinstance(v, list) and all(validate(x, s.get("items", {}), root) for x in v)
+        return (isinstance(v, list) and len(v) >= s.get("minItems", 0) and
+                len(v) <= s.get("maxItems", len(v)) and
+                all(validate(x, s.get("items", {}), root) for x in v))
     if t == "object" or "properties" in s:
         if not isinstance(v, dict):
             return False

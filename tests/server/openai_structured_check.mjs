@@ -2,7 +2,9 @@
 // serving small-lm-5m: chat.completions.create with response_format json_schema (strict) and
 // json_object, whole and streamed; every answer that ended ("stop") must JSON.parse and validate
 // against the schema (a validator for the supported subset below), and an unsupported keyword is
-// a BadRequestError naming it. Run by test_openai_structured.sh with CLAQ_SERVER_URL set.
+// a BadRequestError naming it. Then tools: a required call whose arguments validate, the same
+// call streamed as delta.tool_calls, and the follow-up turn carrying the assistant's
+// tool_calls message and a role "tool" result. Run by test_openai_structured.sh.
 import OpenAI from 'openai';
 
 const client = new OpenAI({
@@ -101,5 +103,42 @@ try {
 } catch (e) {
     check(e instanceof OpenAI.BadRequestError && /minLength/.test(e.message), 'minLength: BadRequestError naming it', e.message);
 }
+// Tools: one small function (the model reads 256 tokens), called whole and streamed, then the
+// follow-up turn with the tool's result.
+const clock = { type: 'object', properties: { utc: { type: 'boolean' } }, required: ['utc'],
+                additionalProperties: false };
+const tools = [{ type: 'function', function: { name: 'clock', description: 'The time', parameters: clock } }];
+const ask = [{ role: 'user', content: 'What time is it?' }];
+const toolReq = { model: 'small-lm-5m', messages: ask, tools, tool_choice: 'required',
+                  parallel_tool_calls: false, max_tokens: 80, temperature: 0 };
+const whole = await client.chat.completions.create(toolReq);
+const wc = whole.choices[0];
+check(wc.finish_reason === 'tool_calls' && wc.message.content === null, 'tools: finish tool_calls, content null', wc);
+const calls = wc.message.tool_calls || [];
+check(calls.length === 1 && /^call_/.test(calls[0].id) && calls[0].type === 'function' &&
+      calls[0].function.name === 'clock', 'tools: one call to clock', calls);
+let args = null;
+try { args = JSON.parse(calls[0]?.function.arguments); } catch (e) { /* checked below */ }
+check(args !== null && validate(args, clock, clock), 'tools: arguments validate', calls[0]?.function.arguments);
+const ts = await client.chat.completions.create({ ...toolReq, stream: true });
+const acc = [];
+let tfinish = null;
+for await (const ch of ts) {
+    for (const c of ch.choices) {
+        for (const d of c.delta?.tool_calls || []) {
+            acc[d.index] ??= { id: d.id, name: d.function?.name, arguments: '' };
+            acc[d.index].arguments += d.function?.arguments || '';
+        }
+        tfinish = c.finish_reason || tfinish;
+    }
+}
+check(tfinish === 'tool_calls' && acc.length === 1 && acc[0].name === 'clock' &&
+      acc[0].arguments === calls[0]?.function.arguments, 'tools streamed: same call', acc);
+const follow = await client.chat.completions.create({
+    model: 'small-lm-5m', max_tokens: 8, temperature: 0, tools,
+    messages: [...ask, wc.message, { role: 'tool', tool_call_id: calls[0]?.id || 'x', content: '12:00' }],
+});
+check(follow.choices[0].message.role === 'assistant', 'tools: the follow-up with the result answers', follow.choices[0]);
+
 console.log(`${checks} checks, ${failures} failures, ${ended} answers ended and validated`);
 process.exit(failures ? 1 : 0);

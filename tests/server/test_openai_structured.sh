@@ -34,4 +34,4 @@ rc=$?
 claq_server_stop; stop_rc=$?
 if [ "$stop_rc" != 0 ]; then echo "FAIL: claq-server exit status after SIGTERM: $stop_rc"; rc=1; fi
 if [ "$rc" != 0 ]; then claq_server_log_tail 30; exit 1; fi
-echo "ok: the OpenAI JS SDK gets JSON that parses and validates, whole and streamed"
+echo "ok: the OpenAI JS SDK gets JSON and tool calls that parse and validate, whole and streamed"

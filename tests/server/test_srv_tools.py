@@ -44,9 +44,16 @@ FORECAST = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}
                                              "days": {"type": "integer"}},
             "required": ["city"]}
 CLOCK = {"type": "object", "properties": {"utc": {"type": "boolean"}}, "required": ["utc"]}
+# $defs and a "#" self-reference inside parameters (moved under the call grammar's root)
+ROUTE = {"type": "object", "properties": {
+    "via": {"type": "array", "items": {"$ref": "#/$defs/stop"}, "maxItems": 2},
+    "then": {"anyOf": [{"type": "null"}, {"$ref": "#"}]}},
+    "required": ["via", "then"], "additionalProperties": False,
+    "$defs": {"stop": {"enum": ["A", "B"]}}}
 TOOLS = [{"type": "function", "function": {"name": "forecast", "parameters": FORECAST}},
-         {"type": "function", "function": {"name": "clock", "parameters": CLOCK}}]
-PARAMS = {"forecast": FORECAST, "clock": CLOCK}
+         {"type": "function", "function": {"name": "clock", "parameters": CLOCK}},
+         {"type": "function", "function": {"name": "route", "parameters": ROUTE}}]
+PARAMS = {"forecast": FORECAST, "clock": CLOCK, "route": ROUTE}
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
 ID = re.compile(r"^call_[0-9a-f]{24}$")
 
@@ -120,12 +127,15 @@ def run_calls(srv, label):
                 f"{label}: stream {calls!r} != whole {whole!r}")
 
     # a named function
-    st, _, r = chat(srv, tools=TOOLS, tool_choice={"type": "function",
-                                                   "function": {"name": "clock"}})
-    C.check(st == 200 and r["choices"][0]["finish_reason"] == "tool_calls",
-            f"{label} named: {st} {r}")
-    if st == 200:
-        check_calls(r["choices"][0]["message"].get("tool_calls"), f"{label} named", "clock")
+    for name in ("clock", "route"):
+        st, _, r = chat(srv, tools=TOOLS, tool_choice={"type": "function",
+                                                       "function": {"name": name}})
+        C.check(st == 200 and r["choices"][0]["finish_reason"] in ("tool_calls", "length"),
+                f"{label} named {name}: {st} {r}")
+        if st == 200 and r["choices"][0]["finish_reason"] == "tool_calls":
+            check_calls(r["choices"][0]["message"].get("tool_calls"), f"{label} named", name)
+        elif name == "clock":
+            C.check(False, f"{label}: a call of clock did not end in 60 tokens")
 
     # parallel calls allowed, sampled: every answer that ended is calls, each valid
     st, _, r = chat(srv, tools=TOOLS, tool_choice="required", temperature=1.0, seed=11, n=4,
