@@ -90,7 +90,7 @@ int srv_tools_parse(srv_server *s, srv_resp *r, const cJSON *body, srv_tools *t)
     static const char *const legacy[] = {"functions", "function_call"};
     for (int i = 0; i < 2; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, legacy[i]);
-        if (v && !cJSON_IsNull(v)) {
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0)) {
             srv_resp_bad(r, legacy[i], "'%s' is deprecated and not supported; use 'tools' and "
                          "'tool_choice'", legacy[i]);
             return -1;

@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rl) memcpy(rest, nul + 1, rl);
     rest[rl] = '\0';
     eng_chat_msg msgs[MAX_MSGS];
+    memset(msgs, 0, sizeof(msgs));
     int n = 0;
     char *p = rest;
     while (n < MAX_MSGS && *p) {
@@ -50,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         n = 1;
     }
     for (int gen = 0; gen < 2; gen++) {
-        eng_chat_tmpl_args a = {gen, "<s>", "</s>", 1700000000};
+        eng_chat_tmpl_args a = {.add_generation_prompt = gen, .bos_token = "<s>",
+                                .eos_token = "</s>", .now = 1700000000};
         char *out = NULL;
         size_t len = 0, *spans = NULL;
         int ns = 0;

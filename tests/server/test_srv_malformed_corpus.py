@@ -167,8 +167,17 @@ case_json("chat top_logprobs without logprobs", CH,
 case_json("chat top_logprobs huge", CH, {"messages": [{"role": "user", "content": "a"}],
                                          "logprobs": True, "top_logprobs": 50}, 400)
 M1 = [{"role": "user", "content": "a"}]
-case_json("chat tools", CH, {"messages": M1, "tools": [{"type": "function", "function": {
-    "name": "f", "parameters": {}}}]}, 400)
+case_json("chat tools not a list", CH, {"messages": M1, "tools": {"type": "function"}}, 400)
+case_json("chat tools of another type", CH, {"messages": M1, "tools": [{"type": "retrieval"}]},
+          400)
+case_json("chat tool parameters not a schema", CH, {"messages": M1, "tools": [
+    {"type": "function", "function": {"name": "f", "parameters": [1]}}]}, 400)
+case_json("chat tool name with a space", CH, {"messages": M1, "tools": [
+    {"type": "function", "function": {"name": "f g"}}]}, 400)
+case_json("chat tool message without id", CH, {"messages": M1 + [
+    {"role": "tool", "content": "x"}]}, 400)
+case_json("chat tool_calls not a list", CH, {"messages": M1 + [
+    {"role": "assistant", "content": None, "tool_calls": {"id": "c"}}]}, 400)
 case_json("chat tool_choice required", CH, {"messages": M1, "tool_choice": "required"}, 400)
 case_json("chat functions", CH, {"messages": M1, "functions": [{"name": "f"}]}, 400)
 case_json("chat response_format unknown type", CH, {"messages": M1, "response_format": {
@@ -181,7 +190,10 @@ case_json("chat response_format json_schema not object", CH, {"messages": M1,
 case_json("chat response_format not object", CH, {"messages": M1, "response_format": "json"},
           400)
 for extra in [{"tools": []}, {"tool_choice": "none"}, {"tool_choice": "auto"}, {"tools": None},
-              {"response_format": {"type": "text"}}, {"functions": []}]:
+              {"response_format": {"type": "text"}}, {"functions": []},
+              {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+              {"tools": [{"type": "function", "function": {"name": "f"}}],
+               "tool_choice": "none"}]:
     body = dict({"messages": M1, "max_tokens": 2}, **extra)
     st, _, data = srv.request("POST", CH, body)
     C.check(st == 200, "chat with harmless %s accepted: %d %s" % (extra, st, data[:200]))
