@@ -365,7 +365,7 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, const srv
                      SRV_MAX_PROMPT_BYTES);
         goto out;
     }
-    eng_chat_msg *em = calloc((size_t)cnt, sizeof(*em));
+    eng_chat_msg *em = calloc((size_t)n_read, sizeof(*em));   /* cnt <= n_read */
     if (!em) {
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         goto out;
