@@ -49,13 +49,15 @@ static uint64_t get_u64(const unsigned char *p)
 
 static const char *dtype_str(kern_dtype t)
 {
-    return t == KERN_F32 ? "f32" : t == KERN_F16 ? "f16" : t == KERN_BF16 ? "bf16" : "?";
+    return t == KERN_F32 ? "f32" : t == KERN_F16 ? "f16" : t == KERN_BF16 ? "bf16"
+           : t == KERN_Q8_ROW ? "q8_row" : "?";
 }
 static int dtype_parse(const char *s, kern_dtype *t)
 {
     if (!strcmp(s, "f32")) *t = KERN_F32;
     else if (!strcmp(s, "f16")) *t = KERN_F16;
     else if (!strcmp(s, "bf16")) *t = KERN_BF16;
+    else if (!strcmp(s, "q8_row")) *t = KERN_Q8_ROW;
     else return -1;
     return 0;
 }
@@ -183,6 +185,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     char *json = NULL;
     FILE *f = NULL;
     eng_claq_packed pk = {0};
+    void *q8emb = NULL;   /* the token embedding at 8 bits (meta->embed_q8); owned */
     kern_claq *shapes = calloc((size_t)nmat, sizeof *shapes);
     if (!shapes) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
 
@@ -300,13 +303,23 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     uint64_t pos = 0;
     cJSON *tj = cJSON_AddArrayToObject(root, "tensors");
     const kern_matrix *emb = &src->w.tok_embed;
-    uint64_t emb_len = (uint64_t)emb->rows * (uint64_t)emb->cols * kern_dtype_size(emb->dtype);
-    if (emb->dtype == KERN_CLAQ || emb->rows != c->vocab_size || emb->cols != c->dim) {
-        rc = eng_err_set(err, ENG_E_INVAL, "%s: source token embedding is not a dense %d x %d", path,
-                         c->vocab_size, c->dim);
+    if (emb->dtype == KERN_CLAQ || emb->dtype == KERN_Q8_ROW || emb->rows != c->vocab_size ||
+        emb->cols != c->dim) {
+        rc = eng_err_set(err, ENG_E_INVAL, "%s: source token embedding is not a dense %d x %d "
+                         "of f32, f16 or bf16", path, c->vocab_size, c->dim);
         goto done;
     }
-    cJSON_AddItemToArray(tj, dense_json("tok_embeddings", dtype_str(emb->dtype), emb->rows,
+    if (mt.embed_q8 && c->tie_embeddings && !hq) {
+        rc = eng_err_set(err, ENG_E_INVAL, "%s: an 8-bit token embedding needs a head of its own "
+                         "(the tied head multiplies the embedding): pack the head too", path);
+        goto done;
+    }
+    if (mt.embed_q8 && (rc = eng_q8_row_pack(emb, &q8emb, err)))
+        goto done;
+    const void *emb_data = q8emb ? q8emb : emb->data;
+    kern_dtype emb_dt = q8emb ? KERN_Q8_ROW : emb->dtype;
+    uint64_t emb_len = kern_dense_bytes(emb_dt, emb->rows, emb->cols);
+    cJSON_AddItemToArray(tj, dense_json("tok_embeddings", dtype_str(emb_dt), emb->rows,
                                         emb->cols, pos, emb_len));
     pos = al64(pos + emb_len);
     const kern_matrix *outm = &src->w.output;
@@ -384,7 +397,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 #define EMIT(ptr, n) do { io = io || write_all(f, (ptr), (n)); dpos += (n); \
                           uint64_t target = data_off + al64(dpos); fpos = data_off + dpos; \
                           io = io || write_pad_to(f, &fpos, target); dpos = al64(dpos); } while (0)
-    EMIT(emb->data, emb_len);
+    EMIT(emb_data, emb_len);
     if (hq) {
         if ((rc = eng_claq_pack(hq, "output", &pk, err))) goto done;
         for (int s = 0; s < ENG_CLAQ_NSEC; s++)
@@ -424,6 +437,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     }
     rc = 0;
 done:
+    free(q8emb);
     if (f) {
         fclose(f);
         unlink(tmp);
@@ -579,7 +593,10 @@ static int load_dense(const lctx *x, const cJSON *arr, const char *name, int64_t
         return eng_err_set(x->err, ENG_E_FORMAT,
                            "%s: tensor %s: shape disagrees with the config (want %lld x %lld)",
                            x->path, name, (long long)d0, (long long)(d1 > 0 ? d1 : 1));
-    uint64_t want = (uint64_t)d0 * (uint64_t)(d1 > 0 ? d1 : 1) * kern_dtype_size(*dt);
+    if (*dt == KERN_Q8_ROW && strcmp(name, "tok_embeddings") != 0)
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: q8_row is only for the token "
+                           "embedding", x->path, name);
+    uint64_t want = kern_dense_bytes(*dt, d0, d1 > 0 ? d1 : 1);
     return j_sec(x, cJSON_GetObjectItemCaseSensitive(t, "data"), name, "data", want, data);
 }
 
@@ -784,6 +801,11 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     if ((rc = load_dense(&x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
     m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
     snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
+    if (dt == KERN_Q8_ROW && c->tie_embeddings) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: tensor tok_embeddings: a q8_row embedding cannot "
+                         "be the tied output head", path);
+        goto fail;
+    }
     if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) goto fail;
     const cJSON *ot = find_tensor(arr, "output");
     const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;

@@ -4,6 +4,7 @@
  * Does no file I/O (eng_claq_file.c does). Pure functions; any thread. */
 #include "eng_claq_file.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,4 +291,47 @@ void eng_claq_stats_of(const kern_claq *k, int64_t stored_bytes, eng_claq_stats 
     st->nominal_bits = (4.0 * (double)k->ncols_bits[4] + 3.0 * (double)k->ncols_bits[3] +
                         2.0 * (double)k->ncols_bits[2]) / (double)k->cols;
     st->true_bpw = (double)stored_bytes * 8.0 / ((double)k->rows * (double)k->cols);
+}
+
+int eng_q8_row_pack(const kern_matrix *m, void **out, eng_err *err)
+{
+    *out = NULL;
+    if (m->dtype != KERN_F32 && m->dtype != KERN_F16 && m->dtype != KERN_BF16)
+        return eng_err_set(err, ENG_E_INVAL, "q8_row: the source must be f32, f16 or bf16");
+    const int64_t rows = m->rows, cols = m->cols;
+    unsigned char *buf = malloc(kern_dense_bytes(KERN_Q8_ROW, rows, cols));
+    float *row = malloc((size_t)cols * sizeof(float));
+    if (!buf || !row) {
+        free(buf);
+        free(row);
+        return eng_err_set(err, ENG_E_NOMEM, "q8_row: out of memory for %lld x %lld",
+                           (long long)rows, (long long)cols);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float amax = 0.0f;
+        for (int64_t c = 0; c < cols; c++) {
+            int64_t i = r * cols + c;
+            float v = m->dtype == KERN_F32 ? ((const float *)m->data)[i]
+                      : m->dtype == KERN_F16 ? kern_f16_to_f32(((const uint16_t *)m->data)[i])
+                                             : kern_bf16_to_f32(((const uint16_t *)m->data)[i]);
+            if (!isfinite(v)) {
+                free(buf);
+                free(row);
+                return eng_err_set(err, ENG_E_RANGE, "q8_row: non-finite value in row %lld",
+                                   (long long)r);
+            }
+            row[c] = v;
+            amax = fmaxf(amax, fabsf(v));
+        }
+        float scale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int8_t *q = (int8_t *)buf + r * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            long v = lrintf(row[c] * inv);
+            q[c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        memcpy(buf + rows * cols + r * (int64_t)sizeof(float), &scale, sizeof(float));
+    }
+    free(row);
+    *out = buf;
+    return 0;
 }

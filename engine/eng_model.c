@@ -88,6 +88,18 @@ int eng__check_finite(const kern_matrix *w, const char *file, const char *tensor
 {
     if (w->dtype == KERN_CLAQ) return 0;
     int64_t n = w->rows * w->cols;
+    if (w->dtype == KERN_Q8_ROW) {   /* int8 codes are always finite: check the row scales */
+        const unsigned char *sc = (const unsigned char *)w->data + n;
+        for (int64_t r = 0; r < w->rows; r++) {
+            float v;
+            memcpy(&v, sc + r * 4, 4);
+            if (!(v >= 0.0f && v <= 3.4e38f))
+                return eng_err_set(err, ENG_E_RANGE, "%s: tensor %s: row %lld has scale %g "
+                                   "(must be finite and >= 0)", file, tensor, (long long)r,
+                                   (double)v);
+        }
+        return 0;
+    }
     if (w->dtype == KERN_F32) {
         const uint32_t *p = w->data;
         for (int64_t i = 0; i < n; i++)

@@ -30,8 +30,15 @@ size_t kern_dtype_size(kern_dtype t)
     case KERN_F32: return 4;
     case KERN_F16: return 2;
     case KERN_BF16: return 2;
+    case KERN_Q8_ROW: return 1;
     default: return 0;
     }
+}
+
+size_t kern_dense_bytes(kern_dtype t, int64_t rows, int64_t cols)
+{
+    size_t n = (size_t)rows * (size_t)cols * kern_dtype_size(t);
+    return t == KERN_Q8_ROW ? n + (size_t)rows * sizeof(float) : n;
 }
 
 const char *kern_dtype_name(kern_dtype t)
@@ -41,6 +48,7 @@ const char *kern_dtype_name(kern_dtype t)
     case KERN_F16: return "F16";
     case KERN_BF16: return "BF16";
     case KERN_CLAQ: return "CLAQ";
+    case KERN_Q8_ROW: return "Q8_ROW";
     default: return "?";
     }
 }

@@ -69,12 +69,13 @@ int claq_cmd_inspect(int argc, char **argv)
     else printf("tokenizer: none found\n");
 
     const kern_matrix *e = &m->w.tok_embed;
-    size_t dense_sz = kern_dtype_size(e->dtype);
+    /* norms have the dense dtype (f32 in packed files, where the embedding may be q8_row) */
+    size_t dense_sz = e->dtype == KERN_Q8_ROW ? 4 : kern_dtype_size(e->dtype);
     double params = 0, bytes = 0;
     printf("tensor tok_embeddings: %s [%lld, %lld]\n", kern_dtype_name(e->dtype), (long long)e->rows,
            (long long)e->cols);
     params += (double)e->rows * (double)e->cols;
-    bytes += (double)e->rows * (double)e->cols * (double)dense_sz;
+    bytes += (double)kern_dense_bytes(e->dtype, e->rows, e->cols);
     if (!c->tie_embeddings) {
         const kern_matrix *o = &m->w.output;
         printf("tensor output: %s [%lld, %lld]\n", kern_dtype_name(o->dtype), (long long)o->rows,

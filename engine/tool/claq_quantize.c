@@ -59,6 +59,8 @@ int claq_cmd_quantize(int argc, char **argv)
         {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
         {"--head-bits", 1, NULL, "also pack the output head by per-column K-Means at these "
                                  "bits (2, 3 or 4; default: keep it dense)"},
+        {"--embed-bits", 1, NULL, "store the token embedding at 8 bits with a scale per row (q8_row; needs "
+                                  "an untied head or --head-bits), or 16: keep its dtype (default)"},
         {"--threads", 1, NULL, "threads for the forward passes and the GPTQ loop (default: one "
                                "per core; results do not depend on it)"},
         {"--act-budget-mb", 1, NULL, "activations kept in RAM before a temp file (default 2048)"},
@@ -110,6 +112,13 @@ int claq_cmd_quantize(int argc, char **argv)
     long long head_bits = 0;
     if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
         claq_parse_int("--head-bits", v, 2, 4, &head_bits)) return 2;
+    long long embed_bits = 16;
+    if ((v = claq_arg_get(spec, ns, "--embed-bits")) &&
+        (claq_parse_int("--embed-bits", v, 8, 16, &embed_bits) ||
+         (embed_bits != 8 && embed_bits != 16))) {
+        fprintf(stderr, "claq quantize: --embed-bits must be 8 or 16\n");
+        return 2;
+    }
     if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
     if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
@@ -224,6 +233,7 @@ int claq_cmd_quantize(int argc, char **argv)
         meta.head = &head;
         fprintf(stderr, "output head: per-column K-Means at %lld bits\n", head_bits);
     }
+    meta.embed_q8 = embed_bits == 8;
     if (eng_claq_write(out, m, (eng_qmatrix *const *)qp, &meta, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;

@@ -327,8 +327,8 @@ static void assign_bits(const kern_matrix *w, double bits, uint8_t *out)
     free(cnt);
 }
 
-static int synth_pack(const char *model, double bits, double head_bits, const char *out,
-                      uint64_t seed, int threads)
+static int synth_pack(const char *model, double bits, double head_bits, int embed_q8,
+                      const char *out, uint64_t seed, int threads)
 {
     eng_model *m = NULL;
     eng_err err = {0};
@@ -381,7 +381,7 @@ static int synth_pack(const char *model, double bits, double head_bits, const ch
     fprintf(stderr, "\n");
     if (!rc) {
         eng_claq_meta meta = {.bits = bits, .or_budget = 0, .seed = seed,
-                              .head = head_bits > 0 ? &qs[nm] : NULL};
+                              .head = head_bits > 0 ? &qs[nm] : NULL, .embed_q8 = embed_q8};
         snprintf(meta.method, sizeof meta.method, "synth-kmeans");
         snprintf(meta.source, sizeof meta.source, "%s", model);
         meta.quant_seconds = now_s() - t0;
@@ -416,6 +416,9 @@ int claq_cmd_synth(int argc, char **argv)
         {"--bits", 1, NULL, "with --pack: average code bits, 2..4 (fractional: 4-bit columns)"},
         {"--head-bits", 1, NULL, "with --pack: also pack the output head at these bits (2..4; "
                                  "default: keep it dense)"},
+        {"--embed-bits", 1, NULL, "with --pack: 8 stores the token embedding at 8 bits with a "
+                                  "scale per row (q8_row; needs an untied head or --head-bits), "
+                                  "16 keeps its dtype (default)"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
@@ -442,8 +445,15 @@ int claq_cmd_synth(int argc, char **argv)
         if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
             claq_parse_float("--head-bits", v, 2.0, 4.0, &head_bits))
             return 2;
-        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits, out,
-                          (uint64_t)seed, (int)threads);
+        long long embed_bits = 16;
+        if ((v = claq_arg_get(spec, ns, "--embed-bits")) &&
+            (claq_parse_int("--embed-bits", v, 8, 16, &embed_bits) ||
+             (embed_bits != 8 && embed_bits != 16))) {
+            fprintf(stderr, "claq synth: --embed-bits must be 8 or 16\n");
+            return 2;
+        }
+        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits, embed_bits == 8,
+                          out, (uint64_t)seed, (int)threads);
     }
     const char *sn = claq_arg_get(spec, ns, "--shape");
     const synth_shape *s = NULL;

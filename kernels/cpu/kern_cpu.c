@@ -96,6 +96,12 @@ static int cpu_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n,
             const uint16_t *row = (const uint16_t *)t->data + (int64_t)ids[i] * cols;
             for (int64_t k = 0; k < cols; k++)
                 o[k] = t->dtype == KERN_F16 ? kern_f16_to_f32(row[k]) : kern_bf16_to_f32(row[k]);
+        } else if (t->dtype == KERN_Q8_ROW) {
+            const int8_t *row = (const int8_t *)t->data + (int64_t)ids[i] * cols;
+            float sc;   /* the scales follow the codes; unaligned in general */
+            memcpy(&sc, (const char *)t->data + t->rows * cols + (int64_t)ids[i] * 4, 4);
+            for (int64_t k = 0; k < cols; k++)
+                o[k] = (float)row[k] * sc;
         } else {
             return KERN_E_UNSUPPORTED;
         }

@@ -162,7 +162,20 @@ static int cuda_dense_ok(kern_dtype t)
  * into it. */
 static size_t cuda_dtype_size(kern_dtype t)
 {
-    return t == KERN_F32 ? 4 : (t == KERN_F16 || t == KERN_BF16) ? 2 : 0;
+    return t == KERN_F32 ? 4 : (t == KERN_F16 || t == KERN_BF16) ? 2 : t == KERN_Q8_ROW ? 1 : 0;
+}
+
+/* Bytes of a dense weight's data (KERN_Q8_ROW: its codes, then a float scale per row). */
+static size_t cuda_dense_bytes(const kern_matrix *m)
+{
+    size_t n = (size_t)m->rows * (size_t)m->cols * cuda_dtype_size(m->dtype);
+    return m->dtype == KERN_Q8_ROW ? n + (size_t)m->rows * sizeof(float) : n;
+}
+
+/* Dense tables the embedding gather reads (a KERN_Q8_ROW table is only ever gathered). */
+static int cuda_gather_ok(kern_dtype t)
+{
+    return cuda_dense_ok(t) || t == KERN_Q8_ROW;
 }
 
 static void cuda_weight_free(kern_cuda_weight *w)
@@ -180,9 +193,9 @@ static int cuda_weight_build(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_w
     w->rows = m->rows;
     w->cols = m->cols;
     if (m->dtype == KERN_CLAQ) return kern_cuda__claq_upload(c, m, w);
-    if (!cuda_dense_ok(m->dtype)) return KERN_E_UNSUPPORTED;
+    if (!cuda_gather_ok(m->dtype)) return KERN_E_UNSUPPORTED;
     if (!m->data) return KERN_E_INVAL;
-    size_t bytes = (size_t)m->rows * (size_t)m->cols * cuda_dtype_size(m->dtype);
+    size_t bytes = cuda_dense_bytes(m);
     cudaError_t e = cudaMalloc(&w->data, bytes);
     if (e != cudaSuccess) {
         w->data = NULL;
@@ -258,8 +271,8 @@ static int cuda_weight_for_call(kern_cuda_ctx *c, const kern_matrix *m, kern_cud
         *out = tmp;
         return KERN_OK;
     }
-    if (!cuda_dense_ok(m->dtype)) return KERN_E_UNSUPPORTED;
-    size_t bytes = (size_t)m->rows * (size_t)m->cols * cuda_dtype_size(m->dtype);
+    if (!cuda_gather_ok(m->dtype)) return KERN_E_UNSUPPORTED;
+    size_t bytes = cuda_dense_bytes(m);
     void *d = NULL;
     int rc = stage_weight(c, m->data, bytes, &d);
     if (rc) return rc;
@@ -287,6 +300,7 @@ static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, f
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     int rc = cuda_check_matrix(m);
     if (rc) return rc;
+    if (!cuda_supports(ctx, m->dtype)) return KERN_E_UNSUPPORTED;
     if (!x || !y || n <= 0) return KERN_E_INVAL;
     if (!DEV(x) || !DEV(y)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
@@ -315,7 +329,7 @@ static int cuda_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n
     int rc = cuda_check_matrix(t);
     if (rc) return rc;
     if (!ids || !out || n <= 0) return KERN_E_INVAL;
-    if (!cuda_dense_ok(t->dtype)) return KERN_E_UNSUPPORTED;
+    if (!cuda_gather_ok(t->dtype)) return KERN_E_UNSUPPORTED;
     if (!DEV(ids) || !DEV(out)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     kern_cuda_weight tmp;

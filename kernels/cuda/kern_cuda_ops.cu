@@ -84,6 +84,12 @@ __global__ void kern_cuda_embed_k(const void *__restrict__ table, int dtype, int
         float v;
         if (dtype == KERN_F32) {
             v = ((const float *)table)[base + c];
+        } else if (dtype == KERN_Q8_ROW) {
+            /* the scales follow the codes, possibly unaligned: read their bytes */
+            const unsigned char *sb = (const unsigned char *)table + rows * cols + id * 4;
+            const unsigned int bits = (unsigned int)sb[0] | (unsigned int)sb[1] << 8 |
+                                      (unsigned int)sb[2] << 16 | (unsigned int)sb[3] << 24;
+            v = (float)((const signed char *)table)[base + c] * __uint_as_float(bits);
         } else {
             unsigned short h = ((const unsigned short *)table)[base + c];
             v = dtype == KERN_F16 ? __half2float(__ushort_as_half(h))

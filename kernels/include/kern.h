@@ -33,9 +33,16 @@ typedef enum kern_dtype {
     KERN_F16 = 1,
     KERN_BF16 = 2,
     KERN_CLAQ = 3,            /* packed CLAQ matrix, see kern_claq.h */
+    KERN_Q8_ROW = 4,          /* int8 [rows][cols], then one float scale per row [rows]:
+                                 w[r][c] = q[r][c] * scale[r]. Gathered only (kern_embed): no
+                                 backend multiplies it (supports() says no) */
 } kern_dtype;
 
-size_t kern_dtype_size(kern_dtype t); /* bytes per element of a dense dtype; 0 for KERN_CLAQ */
+size_t kern_dtype_size(kern_dtype t); /* bytes per element of a dense dtype (1 for KERN_Q8_ROW,
+                                         whose scales come on top); 0 for KERN_CLAQ */
+/* Bytes of a dense matrix's data: rows * cols * element size, plus the scales of KERN_Q8_ROW;
+ * 0 for KERN_CLAQ. */
+size_t kern_dense_bytes(kern_dtype t, int64_t rows, int64_t cols);
 const char *kern_dtype_name(kern_dtype t);
 
 typedef struct kern_claq kern_claq;   /* packed CLAQ matrix view (kern_claq.h) */

@@ -6,7 +6,12 @@
  * matmul through the packed kernels equals the dense matmul of eng_qmatrix_dequant(head)
  * within fp32 summation order (1e-5 relative) on real hidden-size vectors; greedy decoding
  * through the loaded model gives finite logits; the same file written without a head keeps the
- * dense tied head. Needs CLAQ_SHARED (77 without it). */
+ * dense tied head. With the head packed, the token embedding may be stored as q8_row
+ * (eng_claq_meta.embed_q8): every weight read back is within half a step (its row's scale / 2)
+ * of the source and the scale is max |row| / 127, kern_embed gathers exactly those values,
+ * logits move by a small fraction of the dense-embedding file's, the file shrinks by 3/4 of
+ * the embedding's bytes; q8 without a head of its own is refused at write, and a NaN scale is
+ * refused at load naming the tensor. Needs CLAQ_SHARED (77 without it). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +56,102 @@ static int quantize_uniform(const kern_matrix *w, int bits, eng_qmatrix *q)
     return 0;
 }
 
+static long file_size(const char *p)
+{
+    FILE *f = fopen(p, "rb");
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (f) fclose(f);
+    return n;
+}
+
+/* The q8_row embedding of out3 against the source m (see the top comment); pm is the same file
+ * written with a dense embedding (path out), logits_dense its logits after prompt[0..4). */
+static void check_q8(const eng_model *m, const eng_model *pm, const char *out, const char *out3,
+                     kern_backend *be, const int32_t *prompt, const float *logits_dense)
+{
+    eng_err err = {0};
+    eng_model *qm = NULL;
+    CHECK(eng_model_open(&qm, out3, &err) == 0, "open q8: %s", err.msg);
+    if (!qm) return;
+    const kern_matrix *e = &qm->w.tok_embed;
+    int V = m->cfg.vocab_size, D = m->cfg.dim;
+    CHECK(e->dtype == KERN_Q8_ROW && e->rows == V && e->cols == D && !qm->cfg.tie_embeddings,
+          "loaded embedding is %s", kern_dtype_name(e->dtype));
+    const float *src = m->w.tok_embed.data;
+    const int8_t *q = e->data;
+    int bad = 0;
+    for (int64_t r = 0; r < V && e->dtype == KERN_Q8_ROW; r++) {
+        float sc, amax = 0;
+        memcpy(&sc, (const char *)e->data + (size_t)V * D + r * 4, 4);
+        for (int64_t c = 0; c < D; c++) amax = fmaxf(amax, fabsf(src[r * D + c]));
+        if (fabsf(sc - amax / 127.0f) > 1e-6f * amax && bad++ < 3)
+            fprintf(stderr, "row %lld: scale %g, max/127 %g\n", (long long)r, sc, amax / 127.0f);
+        for (int64_t c = 0; c < D; c++)
+            if (fabsf((float)q[r * D + c] * sc - src[r * D + c]) > 0.5f * sc * 1.0001f + 1e-12f &&
+                bad++ < 3)
+                fprintf(stderr, "row %lld col %lld off by more than half a step\n", (long long)r,
+                        (long long)c);
+    }
+    CHECK(bad == 0, "q8 embedding: %d rows/values off", bad);
+    int32_t ids[3] = {0, 7, V - 1};
+    float *g = malloc(sizeof(float) * 3 * (size_t)D);
+    CHECK(g && kern_embed(be, e, ids, 3, g) == 0, "kern_embed of q8_row");
+    int same = 1;
+    for (int t = 0; g && t < 3; t++) {
+        float sc;
+        memcpy(&sc, (const char *)e->data + (size_t)V * D + (size_t)ids[t] * 4, 4);
+        for (int c = 0; c < D; c++) same &= g[t * D + c] == (float)q[(int64_t)ids[t] * D + c] * sc;
+    }
+    CHECK(same, "kern_embed differs from code x scale");
+    free(g);
+
+    eng_ctx *ctx = NULL;
+    eng_kv kv = {0};
+    eng_seq sq = {0};
+    float *l = malloc(sizeof(float) * (size_t)V);
+    eng_batch_item a[4];
+    for (int i = 0; i < 4; i++) a[i] = (eng_batch_item){prompt[i], i, &sq, i == 3};
+    CHECK(l && eng_ctx_create(&ctx, qm, be, 8, &err) == 0 && eng_kv_init(&kv, &qm->cfg, 16, &err) == 0 &&
+          eng_kv_reserve(&kv, &sq, 16) == 0 && eng_forward(ctx, &kv, a, 4, l, &err) == 0,
+          "q8 forward: %s", err.msg);
+    double d = 0, mx = 0;
+    for (int i = 0; l && i < V; i++) {
+        d = fmax(d, fabs((double)l[i] - logits_dense[i]));
+        mx = fmax(mx, fabs((double)logits_dense[i]));
+    }
+    CHECK(d <= 0.05 * mx, "q8 embedding moved the logits by %.3g (max |logit| %.3g)", d, mx);
+    long s_dense = file_size(out), s_q8 = file_size(out3);
+    long saved = (long)V * D * 4 - ((long)V * D + 4L * V);
+    printf("q8_row embedding [%d x %d]: logits move by %.3g of %.3g; file %ld -> %ld bytes\n", V,
+           D, d, mx, s_dense, s_q8);
+    CHECK(s_dense - s_q8 >= saved - 128 && s_dense - s_q8 <= saved + 128,
+          "file shrank by %ld bytes, expected %ld", s_dense - s_q8, saved);
+    eng_kv_release(&kv, &sq);
+    eng_kv_free(&kv);
+    eng_ctx_destroy(ctx);
+    free(l);
+    eng_model_close(qm);
+    (void)pm;
+
+    /* a NaN scale is refused at load */
+    FILE *f = fopen(out3, "r+b");
+    unsigned char hdr[40];
+    uint64_t data_off = 0;
+    if (f && fread(hdr, 1, 40, f) == 40)
+        for (int i = 7; i >= 0; i--) data_off = data_off << 8 | hdr[32 + i];
+    float nan = NAN;
+    int wrote = f && data_off && fseek(f, (long)(data_off + (uint64_t)V * D + 4 * 5), SEEK_SET) == 0 &&
+                fwrite(&nan, 4, 1, f) == 1;
+    if (f) fclose(f);
+    CHECK(wrote, "could not corrupt %s", out3);
+    qm = NULL;
+    int rc = eng_model_open(&qm, out3, &err);
+    CHECK(rc == ENG_E_RANGE && !qm && strstr(err.msg, "tok_embeddings") && strstr(err.msg, "row 5"),
+          "NaN scale: rc %d (%s)", rc, err.msg);
+    eng_model_close(qm);
+}
+
 int main(void)
 {
     const char *sh = getenv("CLAQ_SHARED");
@@ -58,11 +159,12 @@ int main(void)
         printf("SKIP: CLAQ_SHARED not set\n");
         return 77;
     }
-    char mpath[1024], out[1024], out2[1024];
+    char mpath[1024], out[1024], out2[1024], out3[1024];
     snprintf(mpath, sizeof mpath, "%s/models/tinystories-656k", sh);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(out, sizeof out, "%s/claq-head-%d.claq", tmp, (int)getpid());
     snprintf(out2, sizeof out2, "%s/claq-nohead-%d.claq", tmp, (int)getpid());
+    snprintf(out3, sizeof out3, "%s/claq-q8emb-%d.claq", tmp, (int)getpid());
     eng_err err = {0};
     eng_model *m = NULL, *pm = NULL, *pm2 = NULL;
     CHECK(eng_model_open(&m, mpath, &err) == 0, "open %s: %s", mpath, err.msg);
@@ -82,7 +184,13 @@ int main(void)
     eng_claq_meta meta = {.bits = 4, .head = head};
     snprintf(meta.method, sizeof meta.method, "rtn");
     CHECK(eng_claq_write(out, m, qp, &meta, &err) == 0, "write with head: %s", err.msg);
+    meta.embed_q8 = 1;
+    CHECK(eng_claq_write(out3, m, qp, &meta, &err) == 0, "write with head + q8 embedding: %s",
+          err.msg);
     meta.head = NULL;
+    CHECK(eng_claq_write(out2, m, qp, &meta, &err) == ENG_E_INVAL && strstr(err.msg, "head"),
+          "q8 embedding with the tied head accepted (%s)", err.msg);
+    meta.embed_q8 = 0;
     CHECK(eng_claq_write(out2, m, qp, &meta, &err) == 0, "write without head: %s", err.msg);
     CHECK(eng_model_open(&pm, out, &err) == 0, "open packed: %s", err.msg);
     CHECK(eng_model_open(&pm2, out2, &err) == 0, "open packed (dense head): %s", err.msg);
@@ -145,6 +253,8 @@ int main(void)
     CHECK(finite && diff > 0, "logits with the packed head: finite %d, max change %.3g", finite, diff);
     printf("logits with the 3-bit head vs the dense head: max change %.3g\n", diff);
 
+    check_q8(m, pm, out, out3, &be, prompt, l1);
+
     eng_kv_release(&kv, &s1);
     eng_kv_release(&kv2, &s2);
     eng_kv_free(&kv);
@@ -160,6 +270,7 @@ int main(void)
     free(yb);
     unlink(out);
     unlink(out2);
+    unlink(out3);
     for (int i = 0; i <= nm; i++) eng_qmatrix_free(&qs[i]);
     free(qs);
     free(qp);

@@ -29,18 +29,22 @@ static void test_embed(kern_backend *cu, kern_backend *cpu)
 {
     const int64_t rows[] = {1, 37, 300};
     const int64_t cols[] = {1, 5, 64, 257};
-    const kern_dtype dts[] = {KERN_F32, KERN_F16, KERN_BF16};
-    for (unsigned d = 0; d < 3; d++)
+    const kern_dtype dts[] = {KERN_F32, KERN_F16, KERN_BF16, KERN_Q8_ROW};
+    for (unsigned d = 0; d < 4; d++)
         for (unsigned a = 0; a < 3; a++)
             for (unsigned b = 0; b < 4; b++) {
                 const int64_t R = rows[a], C = cols[b];
-                const size_t es = kern_dtype_size(dts[d]);
-                uint8_t *tab = malloc((size_t)(R * C) * es);
+                uint8_t *tab = malloc(kern_dense_bytes(dts[d], R, C));
                 for (int64_t i = 0; i < R * C; i++) {
                     float v = ct_frnd() * 4.0f;
                     if (dts[d] == KERN_F32) ((float *)tab)[i] = v;
                     else if (dts[d] == KERN_F16) ((uint16_t *)tab)[i] = kern_f32_to_f16(v);
-                    else ((uint16_t *)tab)[i] = kern_f32_to_bf16(v);
+                    else if (dts[d] == KERN_BF16) ((uint16_t *)tab)[i] = kern_f32_to_bf16(v);
+                    else tab[i] = (uint8_t)(int8_t)(ct_rnd() % 255u - 127u);
+                }
+                for (int64_t r = 0; dts[d] == KERN_Q8_ROW && r < R; r++) {
+                    float sc = 0.001f + ct_frnd() * ct_frnd();   /* unaligned when C is odd */
+                    memcpy(tab + R * C + r * 4, &sc, 4);
                 }
                 kern_matrix m = {dts[d], R, C, tab, NULL, NULL};
                 const int n = 11;
