@@ -12,6 +12,18 @@
 
 #define ENG_MAX_TOP_LOGPROBS 20
 
+/* The range a request may ask for, one definition for every front end: the server's OpenAI
+ * fields and the claq tool's flags check against these (OpenAI's ranges where OpenAI has one,
+ * vLLM's for the others). eng_sampler_init itself accepts the wider mathematical domain (any
+ * finite temperature >= 0, ...), which the engine's own tests use to flatten distributions. */
+#define ENG_TEMPERATURE_MAX 2.0         /* temperature in [0, 2]; 0 is greedy */
+#define ENG_TOP_K_MAX (1 << 24)         /* top_k in [0, 2^24]; 0 is off */
+/* top_p in (0, 1]; min_p in [0, 1] */
+#define ENG_PENALTY_MAX 2.0             /* presence / frequency penalty in [-2, 2] */
+#define ENG_REPETITION_MIN 0.01         /* repetition penalty in [0.01, 10]; 1 is off */
+#define ENG_REPETITION_MAX 10.0
+#define ENG_LOGIT_BIAS_MAX 100.0        /* each logit_bias in [-100, 100] */
+
 typedef struct eng_logit_bias {
     int32_t token;
     float bias;                 /* added to the logit; -100 effectively bans, +100 forces */

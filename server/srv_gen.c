@@ -181,7 +181,7 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
     if (has) p->max_tokens = (int)d;
     if (num_field(r, body, "n", 1, SRV_MAX_N, 1, &d, &has)) return -1;
     if (has) p->n = (int)d;
-    if (num_field(r, body, "temperature", 0, 2, 0, &d, &has)) return -1;
+    if (num_field(r, body, "temperature", 0, ENG_TEMPERATURE_MAX, 0, &d, &has)) return -1;
     if (has) p->scfg.temperature = (float)d;
     if (num_field(r, body, "top_p", 0, 1, 0, &d, &has)) return -1;
     if (has) {
@@ -191,15 +191,19 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
         }
         p->scfg.top_p = (float)d;
     }
-    if (num_field(r, body, "top_k", -1, 1e9, 1, &d, &has)) return -1;
+    if (num_field(r, body, "top_k", -1, ENG_TOP_K_MAX, 1, &d, &has)) return -1;
     if (has) p->scfg.top_k = d < 0 ? 0 : (int)d;
     if (num_field(r, body, "min_p", 0, 1, 0, &d, &has)) return -1;
     if (has) p->scfg.min_p = (float)d;
-    if (num_field(r, body, "presence_penalty", -2, 2, 0, &d, &has)) return -1;
+    if (num_field(r, body, "presence_penalty", -ENG_PENALTY_MAX, ENG_PENALTY_MAX, 0, &d, &has))
+        return -1;
     if (has) p->scfg.presence_penalty = (float)d;
-    if (num_field(r, body, "frequency_penalty", -2, 2, 0, &d, &has)) return -1;
+    if (num_field(r, body, "frequency_penalty", -ENG_PENALTY_MAX, ENG_PENALTY_MAX, 0, &d, &has))
+        return -1;
     if (has) p->scfg.frequency_penalty = (float)d;
-    if (num_field(r, body, "repetition_penalty", 0.01, 10, 0, &d, &has)) return -1;
+    if (num_field(r, body, "repetition_penalty", ENG_REPETITION_MIN, ENG_REPETITION_MAX, 0, &d,
+                  &has))
+        return -1;
     if (has) p->scfg.repetition_penalty = (float)d;
     /* any int64 or uint64 value: [-2^63, 2^64), the top being the largest double below 2^64 */
     if (num_field(r, body, "seed", -9223372036854775808.0, 18446744073709549568.0, 1, &d, &has))
@@ -319,9 +323,9 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
                              "[0, %d)", e->string ? e->string : "", vocab);
                 return -1;
             }
-            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || e->valuedouble < -100 ||
-                e->valuedouble > 100) {
-                srv_resp_bad(r, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+            if (!cJSON_IsNumber(e) || !(fabs(e->valuedouble) <= ENG_LOGIT_BIAS_MAX)) {
+                srv_resp_bad(r, "logit_bias", "'logit_bias' values must be numbers in [-%g, %g]",
+                             ENG_LOGIT_BIAS_MAX, ENG_LOGIT_BIAS_MAX);
                 return -1;
             }
             p->bias[p->n_bias].token = (int32_t)id;

@@ -53,13 +53,13 @@ int claq_cmd_generate(int argc, char **argv)
         return 2;
     }
     if ((v = claq_arg_get(spec, ns, "--max-tokens")) && claq_parse_int("--max-tokens", v, 0, 1 << 24, &max_tokens)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--top-k")) && claq_parse_int("--top-k", v, 0, 1 << 24, &top_k)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--top-k")) && claq_parse_int("--top-k", v, 0, ENG_TOP_K_MAX, &top_k)) return 2;
     if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
     if ((v = claq_arg_get(spec, ns, "--seed")) && claq_parse_int("--seed", v, 0, 0x7fffffffffffffffLL, &seed)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--temperature")) && claq_parse_float("--temperature", v, 0, 100, &temp)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--temperature")) && claq_parse_float("--temperature", v, 0, ENG_TEMPERATURE_MAX, &temp)) return 2;
     if ((v = claq_arg_get(spec, ns, "--top-p")) && claq_parse_float("--top-p", v, 1e-6, 1, &top_p)) return 2;
     if ((v = claq_arg_get(spec, ns, "--min-p")) && claq_parse_float("--min-p", v, 0, 1, &min_p)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--repetition-penalty")) && claq_parse_float("--repetition-penalty", v, 1e-3, 100, &rep)) return 2;
+    if ((v = claq_arg_get(spec, ns, "--repetition-penalty")) && claq_parse_float("--repetition-penalty", v, ENG_REPETITION_MIN, ENG_REPETITION_MAX, &rep)) return 2;
     const char *prompt = claq_arg_get(spec, ns, "--prompt");
     if (!prompt) prompt = "";
     const char *stop_s = claq_arg_get(spec, ns, "--stop");
