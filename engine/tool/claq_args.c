@@ -75,3 +75,15 @@ int claq_parse_float(const char *flag, const char *s, double lo, double hi, doub
     *out = v;
     return 0;
 }
+
+int claq_parse_embed_bits(const char *s, int *q8)
+{
+    long long b = 16;
+    *q8 = 0;
+    if (s && (claq_parse_int("--embed-bits", s, 8, 16, &b) || (b != 8 && b != 16))) {
+        fprintf(stderr, "claq: --embed-bits must be 8 or 16\n");
+        return -1;
+    }
+    *q8 = b == 8;
+    return 0;
+}

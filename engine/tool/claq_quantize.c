@@ -112,13 +112,8 @@ int claq_cmd_quantize(int argc, char **argv)
     long long head_bits = 0;
     if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
         claq_parse_int("--head-bits", v, 2, 4, &head_bits)) return 2;
-    long long embed_bits = 16;
-    if ((v = claq_arg_get(spec, ns, "--embed-bits")) &&
-        (claq_parse_int("--embed-bits", v, 8, 16, &embed_bits) ||
-         (embed_bits != 8 && embed_bits != 16))) {
-        fprintf(stderr, "claq quantize: --embed-bits must be 8 or 16\n");
-        return 2;
-    }
+    int embed_q8 = 0;
+    if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8)) return 2;
     if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
     if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
@@ -233,7 +228,7 @@ int claq_cmd_quantize(int argc, char **argv)
         meta.head = &head;
         fprintf(stderr, "output head: per-column K-Means at %lld bits\n", head_bits);
     }
-    meta.embed_q8 = embed_bits == 8;
+    meta.embed_q8 = embed_q8;
     if (eng_claq_write(out, m, (eng_qmatrix *const *)qp, &meta, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;

@@ -445,14 +445,9 @@ int claq_cmd_synth(int argc, char **argv)
         if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
             claq_parse_float("--head-bits", v, 2.0, 4.0, &head_bits))
             return 2;
-        long long embed_bits = 16;
-        if ((v = claq_arg_get(spec, ns, "--embed-bits")) &&
-            (claq_parse_int("--embed-bits", v, 8, 16, &embed_bits) ||
-             (embed_bits != 8 && embed_bits != 16))) {
-            fprintf(stderr, "claq synth: --embed-bits must be 8 or 16\n");
-            return 2;
-        }
-        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits, embed_bits == 8,
+        int embed_q8 = 0;
+        if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8)) return 2;
+        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits, embed_q8,
                           out, (uint64_t)seed, (int)threads);
     }
     const char *sn = claq_arg_get(spec, ns, "--shape");

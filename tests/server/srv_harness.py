@@ -33,6 +33,28 @@ def require(model_rel):
     return os.path.join(shared, "models")
 
 
+def llama3_tiny(tmp):
+    """`claq synth --shape llama3-tiny` (random weights, LLaMA-3.2's layout at test size) with
+    LLaMA-3's real byte-level BPE tokenizer, built from llama3-tokenizer-js into tmp; returns the
+    model directory. Exits 77 when the node packages are missing and npm cannot install them."""
+    src = os.environ.get("CLAQ_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+    engine_tests = os.path.join(src, "tests", "engine")
+    if not os.path.isfile(os.path.join(engine_tests, "node_modules", "llama3-tokenizer-js",
+                                       "package.json")):
+        if subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+                          cwd=engine_tests).returncode != 0:
+            print("SKIP: llama3-tokenizer-js is not installed and npm could not install it")
+            sys.exit(SKIP)
+    tokdir = os.path.join(tmp, "tok")
+    subprocess.run(["node", "tok_bytelevel_ref.mjs", "fixture", tokdir, "llama3"],
+                   cwd=engine_tests, check=True)
+    model = os.path.join(tmp, "llama3-tiny")
+    subprocess.run([os.path.join(os.environ.get("CLAQ_BIN", ""), "claq"), "synth", "--shape",
+                    "llama3-tiny", "--tokenizer", os.path.join(tokdir, "tokenizer.json"),
+                    "--out", model], check=True, stdout=subprocess.DEVNULL)
+    return model
+
+
 class Server:
     """One claq-server process. args are extra flags; the model is required."""
 

@@ -20,19 +20,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from srv_harness import Checker, Server, require  # noqa: E402
+from srv_harness import Checker, Server, llama3_tiny, require  # noqa: E402
 
 require("tinystories-656k")
 SRC = os.environ.get("CLAQ_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("CLAQ_BIN", "")
 SHARED = os.environ.get("CLAQ_SHARED", "")
-ENGINE_TESTS = os.path.join(SRC, "tests", "engine")
-if not os.path.isfile(os.path.join(ENGINE_TESTS, "node_modules", "llama3-tokenizer-js",
-                                   "package.json")):
-    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ENGINE_TESTS)
-    if r.returncode != 0:
-        print("SKIP: llama3-tokenizer-js is not installed and npm could not install it")
-        sys.exit(77)
 
 C = Checker()
 END_IDS = (128001, 128008, 128009)
@@ -97,13 +90,7 @@ def check_model(path, label):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        tokdir = os.path.join(tmp, "tok")
-        subprocess.run(["node", "tok_bytelevel_ref.mjs", "fixture", tokdir, "llama3"],
-                       cwd=ENGINE_TESTS, check=True)
-        model = os.path.join(tmp, "llama3-tiny")
-        subprocess.run([os.path.join(BIN, "claq"), "synth", "--shape", "llama3-tiny",
-                        "--tokenizer", os.path.join(tokdir, "tokenizer.json"), "--out", model],
-                       check=True, stdout=subprocess.DEVNULL)
+        model = llama3_tiny(tmp)
         srv = check_model(model, "fp16")
         packed = os.path.join(tmp, "llama3-tiny.claq")
         subprocess.run([os.path.join(BIN, "claq"), "quantize", "--model", model, "--calib",

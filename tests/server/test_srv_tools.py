@@ -17,26 +17,16 @@ generic form of docs/api.md); last, one call from small-lm-5m, a real trained mo
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
-from srv_harness import Checker, Server, require  # noqa: E402
+from srv_harness import Checker, Server, llama3_tiny, require  # noqa: E402
 from test_eng_grammar_validates import validate  # noqa: E402
 
 require("small-lm-5m")
 C = Checker()
-SRC = os.environ.get("CLAQ_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.environ.get("CLAQ_BIN", "")
-ENGINE_TESTS = os.path.join(SRC, "tests", "engine")
-if not os.path.isfile(os.path.join(ENGINE_TESTS, "node_modules", "llama3-tokenizer-js",
-                                   "package.json")):
-    if subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"],
-                      cwd=ENGINE_TESTS).returncode != 0:
-        print("SKIP: llama3-tokenizer-js is not installed and npm could not install it")
-        sys.exit(77)
 BRACE = -1           # the token that writes '{' alone (from /tokenize)
 
 # small: the model reads 256 tokens, and its tokenizer spends about one per two bytes of JSON
@@ -226,13 +216,7 @@ def bad_requests(srv):
 def main():
     global BRACE
     with tempfile.TemporaryDirectory() as tmp:
-        tokdir = os.path.join(tmp, "tok")
-        subprocess.run(["node", "tok_bytelevel_ref.mjs", "fixture", tokdir, "llama3"],
-                       cwd=ENGINE_TESTS, check=True)
-        model = os.path.join(tmp, "llama3-tiny")
-        subprocess.run([os.path.join(BIN, "claq"), "synth", "--shape", "llama3-tiny",
-                        "--tokenizer", os.path.join(tokdir, "tokenizer.json"), "--out", model],
-                       check=True, stdout=subprocess.DEVNULL)
+        model = llama3_tiny(tmp)
         # the Llama-3.1 template the model ships: its own tool format ("parameters")
         srv = Server(model)
         try:
