@@ -321,8 +321,7 @@ int srv_tools_grammar(srv_resp *r, const srv_tools *t, srv_gen_params *p)
     p->schema_flags = flags;
     p->json_mode = SRV_JSON_SCHEMA;
     p->tool_choice = t->choice;
-    p->tool_lazy = t->choice != SRV_TOOL_AUTO ? SRV_LAZY_OFF
-                   : t->parallel ? SRV_LAZY_OBJECT_ARRAY : SRV_LAZY_OBJECT;
+    p->tool_parallel = t->parallel;
     p->tool_args_key = t->args_key;
     return 0;
 }

@@ -622,10 +622,7 @@ static cJSON *tool_deltas(srv_gen *g, int ci)
         srv_tool_call *call = &c->ts.calls[k];
         if (!call->name_done)
             break;
-        size_t ready = call->args.len;
-        while (!call->args_done && ready > 0 &&
-               strchr(" \t\n\r", call->args.p[ready - 1]))
-            ready--;
+        size_t ready = srv_tool_call_ready(call);
         if (call->header_sent && ready <= call->args_sent)
             continue;
         cJSON *it = cJSON_CreateObject();
@@ -637,12 +634,8 @@ static cJSON *tool_deltas(srv_gen *g, int ci)
             cJSON_AddStringToObject(it, "type", "function");
         }
         cJSON *fn = cJSON_AddObjectToObject(it, "function");
-        if (!call->header_sent) {
-            srv_buf nm = {0};
-            srv_buf_append(&nm, call->name.p ? call->name.p : "", call->name.len);
-            cJSON_AddStringToObject(fn, "name", nm.p ? nm.p : "");
-            srv_buf_free(&nm);
-        }
+        if (!call->header_sent)
+            cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
         srv_buf frag = {0};
         srv_buf_append(&frag, call->args.p ? call->args.p + call->args_sent : "",
                        ready - call->args_sent);
@@ -670,13 +663,8 @@ static cJSON *tool_calls_json(const srv_gen *g, int ci)
         cJSON_AddStringToObject(it, "id", id);
         cJSON_AddStringToObject(it, "type", "function");
         cJSON *fn = cJSON_AddObjectToObject(it, "function");
-        srv_buf t = {0};
-        srv_buf_append(&t, call->name.p ? call->name.p : "", call->name.len);
-        cJSON_AddStringToObject(fn, "name", t.p ? t.p : "");
-        t.len = 0;
-        srv_buf_append(&t, call->args.p ? call->args.p : "", call->args.len);
-        cJSON_AddStringToObject(fn, "arguments", t.p ? t.p : "");
-        srv_buf_free(&t);
+        cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
+        cJSON_AddStringToObject(fn, "arguments", call->args.p ? call->args.p : "");
         cJSON_AddItemToArray(arr, it);
     }
     return arr;
@@ -1013,8 +1001,10 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
     int fail = !g->choices || !g->prompt_tokens || (g->echo && (!g->echo_text || !g->echo_len));
     g->tools = kind == SRV_GEN_CHAT && p->tool_choice != SRV_TOOL_NONE;
     for (int ci = 0; ci < n_choices && g->tools && g->choices; ci++)
-        srv_toolscan_init(&g->choices[ci].ts, p->tool_args_key,
-                          p->tool_choice == SRV_TOOL_REQUIRED || p->tool_lazy == SRV_LAZY_OBJECT_ARRAY);
+        srv_toolscan_init(&g->choices[ci].ts, p->tool_args_key, p->tool_parallel);
+    /* tool_choice auto: free text unless the first non-blank byte opens a call */
+    const int lazy = p->tool_choice != SRV_TOOL_AUTO ? SRV_LAZY_OFF
+                     : p->tool_parallel ? SRV_LAZY_OBJECT_ARRAY : SRV_LAZY_OBJECT;
     for (int i = 0; i < n_prompts && !fail; i++) {
         g->prompt_tokens[i] = prompts[i].n;
         if (g->echo) {
@@ -1066,7 +1056,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             fail = 1;   /* it compiled at parse time: only memory can fail here */
             break;
         }
-        t->grammar_lazy = p->tool_lazy;
+        t->grammar_lazy = lazy;
         t->want_logprobs = p->logprobs;
         eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
         if (eos >= 0)

@@ -31,8 +31,7 @@ typedef struct srv_gen_params {
                                        owned until srv_gen_params_free */
     unsigned schema_flags;          /* ENG_GRAMMAR_* flags the schema compiles with */
     int tool_choice;                /* SRV_TOOL_*: answers may be tool calls (chat only) */
-    int tool_lazy;                  /* tool_choice auto: 0, or which first non-blank bytes
-                                       begin a call (SRV_LAZY_*); other text is free */
+    int tool_parallel;              /* parallel_tool_calls: an array of calls may answer */
     const char *tool_args_key;      /* "arguments" or "parameters": the call's arguments
                                        member in the model's output (static text) */
 } srv_gen_params;

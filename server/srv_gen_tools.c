@@ -71,8 +71,9 @@ static void byte(srv_toolscan *ts, unsigned char c)
         if (!ts->in_str && ts->depth == ts->call_level && (c == ',' || c == '}')) {
             ts->capture = CAP_NONE;   /* the value ended; c is the call's own */
             if (call) {
-                while (call->args.len && blank((unsigned char)call->args.p[call->args.len - 1]))
-                    call->args.len--;
+                call->args.len = srv_tool_call_ready(call);
+                if (call->args.p)
+                    call->args.p[call->args.len] = '\0';   /* srv_buf keeps text terminated */
                 call->args_done = 1;
             }
         } else {
@@ -185,6 +186,14 @@ void srv_toolscan_end(srv_toolscan *ts, srv_buf *text_out)
     }
     if (ts->mode == SRV_TS_UNDECIDED)
         ts->mode = SRV_TS_TEXT;
+}
+
+size_t srv_tool_call_ready(const srv_tool_call *call)
+{
+    size_t n = call->args.len;
+    while (!call->args_done && n > 0 && blank((unsigned char)call->args.p[n - 1]))
+        n--;
+    return n;
 }
 
 int srv_toolscan_complete(const srv_toolscan *ts)

@@ -48,6 +48,9 @@ void srv_toolscan_free(srv_toolscan *ts);   /* safe on a zeroed struct, idempote
 void srv_toolscan_feed(srv_toolscan *ts, const char *p, size_t n, srv_buf *text_out);
 /* The answer ended: blanks still held are text (appended to text_out). */
 void srv_toolscan_end(srv_toolscan *ts, srv_buf *text_out);
+/* Bytes of call->args that are final: all of them once the value ended, else all but the
+ * blanks at the end (they may turn out to trail the value, which a whole answer trims). */
+size_t srv_tool_call_ready(const srv_tool_call *call);
 /* 1 when the answer is tool calls, all of them complete and the top-level value closed. */
 int srv_toolscan_complete(const srv_toolscan *ts);
 

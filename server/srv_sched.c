@@ -401,14 +401,18 @@ static int is_stop_id(const srv_task *t, int32_t tok)
     return 0;
 }
 
+/* Undecided lazy grammar (grammar_lazy set): 1 when token tok begins free text, i.e. it has
+ * no bytes here (special tokens) or its first non-blank byte is not one that opens a call. */
+static int lazy_text(const srv_sched *s, const srv_task *t, int32_t tok)
+{
+    int lead = eng_gvocab_lead(s->gvocab, tok);
+    int opens = lead == '{' || (lead == '[' && t->grammar_lazy == SRV_LAZY_OBJECT_ARRAY);
+    return lead == -2 || (lead >= 0 && !opens);
+}
+
 /* The grammar's mask for t's next token into t->mask, with every stop id of the task (EOS,
  * <|im_end|>, ...) allowed exactly where the grammar allows its EOS, then handed to the
  * sampler. */
-static int lazy_opens(const srv_task *t, int lead)
-{
-    return lead == '{' || (lead == '[' && t->grammar_lazy == SRV_LAZY_OBJECT_ARRAY);
-}
-
 static int task_mask(srv_sched *s, srv_task *t)
 {
     const uint32_t *m = eng_gmatch_mask(t->gm);
@@ -421,8 +425,7 @@ static int task_mask(srv_sched *s, srv_task *t)
         /* undecided: the grammar's tokens (blanks, or a call's start), and every token whose
          * first non-blank byte begins free text; ending here is an empty text answer */
         for (int id = 0; id < t->sampler.vocab; id++) {
-            int lead = eng_gvocab_lead(s->gvocab, id);
-            if (lead == -2 || (lead >= 0 && !lazy_opens(t, lead)))
+            if (lazy_text(s, t, id))
                 t->mask[id >> 5] |= 1u << (id & 31);
         }
         end_ok = 1;
@@ -503,13 +506,12 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             continue;
         }
         if (bt->gm && bt->grammar_lazy && !is_stop_id(bt, tok)) {
-            int lead = eng_gvocab_lead(s->gvocab, tok);
-            if (lead == -2 || (lead >= 0 && !lazy_opens(bt, lead))) {
+            if (lazy_text(s, bt, tok)) {
                 /* free text from here on */
                 eng_gmatch_free(bt->gm);
                 bt->gm = NULL;
                 eng_sampler_set_allow(&bt->sampler, NULL);
-            } else if (lead >= 0) {
+            } else if (eng_gvocab_lead(s->gvocab, tok) >= 0) {
                 bt->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
             }
         }

@@ -65,9 +65,9 @@ static long file_size(const char *p)
     return n;
 }
 
-/* The q8_row embedding of out3 against the source m (see the top comment); pm is the same file
- * written with a dense embedding (path out), logits_dense its logits after prompt[0..4). */
-static void check_q8(const eng_model *m, const eng_model *pm, const char *out, const char *out3,
+/* The q8_row embedding of out3 against the source m (see the top comment); out is the same file
+ * written with a dense embedding, logits_dense its logits after prompt[0..4). */
+static void check_q8(const eng_model *m, const char *out, const char *out3,
                      kern_backend *be, const int32_t *prompt, const float *logits_dense)
 {
     eng_err err = {0};
@@ -132,7 +132,6 @@ static void check_q8(const eng_model *m, const eng_model *pm, const char *out, c
     eng_ctx_destroy(ctx);
     free(l);
     eng_model_close(qm);
-    (void)pm;
 
     /* a NaN scale is refused at load */
     FILE *f = fopen(out3, "r+b");
@@ -253,7 +252,7 @@ int main(void)
     CHECK(finite && diff > 0, "logits with the packed head: finite %d, max change %.3g", finite, diff);
     printf("logits with the 3-bit head vs the dense head: max change %.3g\n", diff);
 
-    check_q8(m, pm, out, out3, &be, prompt, l1);
+    check_q8(m, out, out3, &be, prompt, l1);
 
     eng_kv_release(&kv, &s1);
     eng_kv_release(&kv2, &s2);
