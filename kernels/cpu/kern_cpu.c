@@ -3,6 +3,7 @@
  * kern_cpu_claq.c; dot products to kern_cpu_dot_*.c (ISA chosen once at creation). Every op computes
  * each output element with one fixed order that does not depend on the batch size or thread count
  * (batch invariance: the server's determinism rests on it). Driven by one thread at a time. */
+#include "kern_claq.h"
 #include "kern_cpu_impl.h"
 #include "kern_half.h"
 
@@ -68,6 +69,11 @@ static void matmul_task(void *arg, int64_t task, int worker)
                 for (int k = 0; k < 4; k++) j->y[(int64_t)(t + k) * rows + r] = o[k];
             }
         for (; t < j->n; t++) j->y[(int64_t)t * rows + r] = j->dot(wr, j->x + (int64_t)t * cols, cols);
+        if (j->w->dtype == KERN_Q8_ROW) {   /* the row's scale, after its sum */
+            float sc;
+            memcpy(&sc, base + (size_t)rows * (size_t)cols + (size_t)r * 4, 4);
+            for (t = 0; t < j->n; t++) j->y[(int64_t)t * rows + r] *= sc;
+        }
     }
 }
 
@@ -75,7 +81,8 @@ static int cpu_matmul(void *ctx, const kern_matrix *w, const float *x, int n, fl
 {
     kern_cpu_ctx *c = ctx;
     if (w->dtype == KERN_CLAQ) return kern_cpu__matmul_claq(c, w, x, n, y);
-    if (c->offline && n >= KERN_CPU_BLAS_MIN_N) return kern_cpu__matmul_blas(c, w, x, n, y);
+    if (c->offline && n >= KERN_CPU_BLAS_MIN_N && w->dtype != KERN_Q8_ROW)
+        return kern_cpu__matmul_blas(c, w, x, n, y);
     matmul_job j = {w, x, y, n, kern_cpu__dot_fn(c->isa, w->dtype), kern_cpu__dot4_fn(c->isa, w->dtype)};
     if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t tasks = (w->rows + KERN_CPU_ROWS_PER_TASK - 1) / KERN_CPU_ROWS_PER_TASK;
@@ -96,6 +103,18 @@ static int cpu_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n,
             const uint16_t *row = (const uint16_t *)t->data + (int64_t)ids[i] * cols;
             for (int64_t k = 0; k < cols; k++)
                 o[k] = t->dtype == KERN_F16 ? kern_f16_to_f32(row[k]) : kern_bf16_to_f32(row[k]);
+        } else if (t->dtype == KERN_CLAQ) {
+            /* a tied packed head gathered as the embedding: the row's codes through their
+             * codebooks, then its outliers (the weights eng_claq_unpack gives) */
+            const kern_claq *k = t->claq;
+            for (int64_t s = 0; s < k->cols_pad; s++) {
+                const uint32_t j = k->colmap[s];
+                if (j != KERN_CLAQ_PAD)
+                    o[j] = kern_f16_to_f32(k->cb[kern_claq_cb_offset(k, s) +
+                                                 kern_claq_code(k, ids[i], s)]);
+            }
+            for (uint32_t e = k->out_rowptr[ids[i]]; e < k->out_rowptr[ids[i] + 1]; e++)
+                o[k->colmap[kern_claq_out_col(k, e)]] = kern_f16_to_f32(k->out_val[e]);
         } else if (t->dtype == KERN_Q8_ROW) {
             const int8_t *row = (const int8_t *)t->data + (int64_t)ids[i] * cols;
             float sc;   /* the scales follow the codes; unaligned in general */
@@ -302,7 +321,7 @@ static int cpu_argmax(void *ctx, const float *x, int n, int cols, int32_t *out)
 static int cpu_supports(void *ctx, kern_dtype t)
 {
     (void)ctx;
-    return t == KERN_F32 || t == KERN_F16 || t == KERN_BF16 || t == KERN_CLAQ;
+    return t == KERN_F32 || t == KERN_F16 || t == KERN_BF16 || t == KERN_CLAQ || t == KERN_Q8_ROW;
 }
 
 static void cpu_destroy(void *ctx)

@@ -27,6 +27,20 @@ float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n)
     return s;
 }
 
+/* int8 weights (KERN_Q8_ROW codes; the caller applies the row's scale). Eight lanes, each a
+ * sequential sum over i = lane mod 8, added in a fixed tree: the same on every ISA (the compiler
+ * may vectorise the lanes, which does not change any lane's order). */
+float kern_cpu__dot_q8(const void *w, const float *x, int64_t n)
+{
+    const int8_t *a = w;
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (float)a[i + l] * x[i + l];
+    for (int l = 0; i < n; i++, l++) acc[l] += (float)a[i] * x[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -68,6 +82,7 @@ kern_dot_fn kern_cpu__dot_fn(kern_isa isa, kern_dtype dt)
                              kern_cpu__dot_bf16_avx512},
 #endif
     };
+    if (dt == KERN_Q8_ROW) return kern_cpu__dot_q8;   /* one version for every ISA */
     if ((int)dt < 0 || dt > KERN_BF16 || (int)isa < 0 || isa > KERN_ISA_AVX512) return NULL;
     kern_dot_fn f = table[isa][dt];
     return f ? f : table[KERN_ISA_SCALAR][dt];

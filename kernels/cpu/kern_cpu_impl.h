@@ -44,6 +44,7 @@ void kern_cpu__dot4_f32_avx512(const void *w, const float *x, int64_t xstride, i
 void kern_cpu__dot4_f16_avx512(const void *w, const float *x, int64_t xstride, int64_t n, float *out);
 void kern_cpu__dot4_bf16_avx512(const void *w, const float *x, int64_t xstride, int64_t n, float *out);
 float kern_cpu__dot_f32_ref(const void *w, const float *x, int64_t n);
+float kern_cpu__dot_q8(const void *w, const float *x, int64_t n);   /* codes only, no scale */
 float kern_cpu__dot_f16_ref(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_bf16_ref(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_f32_avx2(const void *w, const float *x, int64_t n);

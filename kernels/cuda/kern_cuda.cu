@@ -286,7 +286,7 @@ static int cuda_weight_for_call(kern_cuda_ctx *c, const kern_matrix *m, kern_cud
 static int cuda_supports(void *ctx, kern_dtype t)
 {
     (void)ctx;
-    if (cuda_dense_ok(t)) return 1;
+    if (cuda_dense_ok(t) || t == KERN_Q8_ROW) return 1;
     if (t == KERN_CLAQ) return kern_cuda__claq_available();
     return 0;
 }
@@ -310,7 +310,7 @@ static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, f
     rc = cuda_weight_for_call(c, m, &tmp, &w);
     if (rc) return rc;
     int temp_claq = (w == &tmp && m->dtype == KERN_CLAQ);
-    if (c->prefill_min_n > 0 && n >= c->prefill_min_n)
+    if (c->prefill_min_n > 0 && n >= c->prefill_min_n && m->dtype != KERN_Q8_ROW)
         rc = kern_cuda__gemm_prefill(c, w, x, n, y);
     else if (m->dtype == KERN_CLAQ)
         rc = kern_cuda__gemv_claq(c, w, x, n, y);
@@ -329,14 +329,15 @@ static int cuda_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n
     int rc = cuda_check_matrix(t);
     if (rc) return rc;
     if (!ids || !out || n <= 0) return KERN_E_INVAL;
-    if (!cuda_gather_ok(t->dtype)) return KERN_E_UNSUPPORTED;
+    if (!cuda_gather_ok(t->dtype) && t->dtype != KERN_CLAQ) return KERN_E_UNSUPPORTED;
     if (!DEV(ids) || !DEV(out)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     kern_cuda_weight tmp;
     const kern_cuda_weight *w = NULL;
     rc = cuda_weight_for_call(c, t, &tmp, &w);
     if (rc) return rc;
-    return kern_cuda__embed(c, w, ids, n, out);
+    return t->dtype == KERN_CLAQ ? kern_cuda__claq_embed(c, w, ids, n, out)
+                                 : kern_cuda__embed(c, w, ids, n, out);
 }
 
 static int cuda_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim, float eps,

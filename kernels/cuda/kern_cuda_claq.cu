@@ -729,3 +729,48 @@ int kern_cuda__claq_gather_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, cons
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_gather_f16_k");
     return KERN_OK;
 }
+
+/* ---- a tied packed head gathered as the token embedding ------------------------------------ */
+
+/* Block t writes token t's row: threads stride over storage columns, each decoding its code
+ * (the same bits as kern_claq_code) through its codebook into the original column; then, after
+ * a barrier, the row's outliers overwrite theirs. An id out of range gives a zero row (the engine
+ * checked; never read out of bounds regardless). */
+__global__ void kern_cuda_claq_embed_k(kern_cuda_claq_args a, const int32_t *__restrict__ ids,
+                                       int n, float *__restrict__ out)
+{
+    const int t = blockIdx.x;
+    if (t >= n) return;
+    const int64_t id = ids[t];
+    float *o = out + (int64_t)t * a.cols;
+    if (id < 0 || id >= a.rows) {
+        for (int c = threadIdx.x; c < a.cols; c += blockDim.x) o[c] = 0.0f;
+        return;
+    }
+    const int tile = (int)(id / 64), rr = (int)(id % 64);
+    const int rt = a.rows_pad - tile * 64 < 64 ? a.rows_pad - tile * 64 : 64;
+    const uint32_t *tw = a.codes + (int64_t)tile * 64 * a.wpr;
+    for (int s = threadIdx.x; s < a.cols_pad; s += blockDim.x) {
+        const uint32_t j = a.colmap[s];
+        if (j == 0xffffffffu) continue;
+        const int blk = s >> 5, b = claq_bits(a, blk), bit = (s & 31) * b;
+        const uint32_t *p = tw + (int64_t)rt * claq_block_words(a, blk);
+        const int w = bit >> 5, sh = bit & 31;
+        uint32_t code = __ldg(p + (int64_t)w * rt + rr) >> sh;
+        if (sh + b > 32) code |= __ldg(p + (int64_t)(w + 1) * rt + rr) << (32 - sh);
+        code &= (1u << b) - 1;
+        o[j] = claq_f16(a.cb[claq_cb_offset(a, s) + code]);
+    }
+    __syncthreads();
+    for (uint32_t e = a.rowptr[id] + threadIdx.x; e < a.rowptr[id + 1]; e += blockDim.x)
+        o[a.ocol[e]] = claq_f16(a.oval[e]);
+}
+
+int kern_cuda__claq_embed(kern_cuda_ctx *c, const kern_cuda_weight *w, const int32_t *d_ids,
+                          int n, float *d_out)
+{
+    if (!w->claq.blob || n <= 0 || n > 65535 * 1024) return KERN_E_INVAL;
+    kern_cuda_claq_embed_k<<<(unsigned)n, 256, 0, c->stream>>>(claq_args(w), d_ids, n, d_out);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_embed_k");
+    return KERN_OK;
+}

@@ -1,5 +1,6 @@
 /* kern_cuda_gemv.cu — dense matmul y[n][rows] = x[n][cols] W^T on the device for any n, with W in
- * fp32, fp16 or bf16 and fp32 accumulation. Device pointers in and out (kern.h).
+ * fp32, fp16, bf16 or int8 with a scale per row (KERN_Q8_ROW, a tied 8-bit head) and fp32
+ * accumulation. Device pointers in and out (kern.h).
  * Does not do CLAQ weights (kern_cuda_claq.cu) or the cuBLAS prefill path (kern_cuda_gemm.cu).
  * Called from the backend's driving thread; kernels run on the context's stream.
  *
@@ -26,6 +27,10 @@
 
 /* Element loaders: convert W's storage type to fp32. */
 struct kern_ld_f32 {
+    static __device__ __forceinline__ float finish(const void *, int64_t, int, int, float s)
+    {
+        return s;
+    }
     static __device__ __forceinline__ float one(const void *w, int64_t i)
     {
         return __ldg((const float *)w + i);
@@ -40,6 +45,10 @@ struct kern_ld_f32 {
 };
 
 struct kern_ld_f16 {
+    static __device__ __forceinline__ float finish(const void *, int64_t, int, int, float s)
+    {
+        return s;
+    }
     static __device__ __forceinline__ float one(const void *w, int64_t i)
     {
         return __half2float(__ushort_as_half(__ldg((const unsigned short *)w + i)));
@@ -57,6 +66,10 @@ struct kern_ld_f16 {
 };
 
 struct kern_ld_bf16 {
+    static __device__ __forceinline__ float finish(const void *, int64_t, int, int, float s)
+    {
+        return s;
+    }
     static __device__ __forceinline__ float one(const void *w, int64_t i)
     {
         return __uint_as_float((unsigned int)__ldg((const unsigned short *)w + i) << 16);
@@ -70,6 +83,30 @@ struct kern_ld_bf16 {
             v[2 * k] = __uint_as_float(u[k] << 16);
             v[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
         }
+    }
+};
+
+/* KERN_Q8_ROW (a tied 8-bit head): int8 codes, and the row's float scale applied to the sum. */
+struct kern_ld_q8 {
+    static __device__ __forceinline__ float finish(const void *w, int64_t rows, int cols, int row,
+                                                   float s)
+    {
+        /* the scales follow the codes, possibly unaligned: read their bytes */
+        const unsigned char *sb = (const unsigned char *)w + rows * cols + (int64_t)row * 4;
+        const unsigned int bits = (unsigned int)sb[0] | (unsigned int)sb[1] << 8 |
+                                  (unsigned int)sb[2] << 16 | (unsigned int)sb[3] << 24;
+        return __fmul_rn(s, __uint_as_float(bits));
+    }
+    static __device__ __forceinline__ float one(const void *w, int64_t i)
+    {
+        return (float)__ldg((const signed char *)w + i);
+    }
+    static __device__ __forceinline__ void eight(const void *w, int64_t i, float v[8])
+    {
+        const uint2 q = __ldg((const uint2 *)((const signed char *)w + i));
+        const unsigned int u[2] = { q.x, q.y };
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = (float)(signed char)(u[k >> 2] >> (8 * (k & 3)));
     }
 };
 
@@ -122,7 +159,7 @@ kern_cuda_gemv_dense_k(const void *__restrict__ w, const float *__restrict__ x, 
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const float s = kern_cuda_warp_sum(__fadd_rn(acc0[t], acc1[t]));
-        if (lane == 0) y[(int64_t)(t0 + t) * rows + row] = s;
+        if (lane == 0) y[(int64_t)(t0 + t) * rows + row] = LD::finish(w, rows, cols, row, s);
     }
 }
 
@@ -172,6 +209,7 @@ int kern_cuda__gemv_dense(kern_cuda_ctx *c, const kern_cuda_weight *w, const flo
     case KERN_F32: return gemv_dtype<kern_ld_f32>(c, w->data, d_x, rows, cols, n, d_y);
     case KERN_F16: return gemv_dtype<kern_ld_f16>(c, w->data, d_x, rows, cols, n, d_y);
     case KERN_BF16: return gemv_dtype<kern_ld_bf16>(c, w->data, d_x, rows, cols, n, d_y);
+    case KERN_Q8_ROW: return gemv_dtype<kern_ld_q8>(c, w->data, d_x, rows, cols, n, d_y);
     default: return KERN_E_UNSUPPORTED;
     }
 }

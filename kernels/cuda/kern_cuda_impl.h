@@ -100,6 +100,10 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
  * in STORAGE order (kern_claq.h; padding columns 0): multiply by kern_cuda__claq_gather_f16's x. */
 int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int64_t r0,
                                 int64_t nr, uint16_t *d_panel);
+/* d_out [n][cols] = rows d_ids of the packed matrix, outliers applied (eng_claq_unpack's values):
+ * a tied packed head gathered as the token embedding. */
+int kern_cuda__claq_embed(kern_cuda_ctx *c, const kern_cuda_weight *w, const int32_t *d_ids,
+                          int n, float *d_out);
 /* d_xs [n][cols_pad] = fp16 of d_x [n][cols] in storage column order (0 for padding columns). */
 int kern_cuda__claq_gather_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                                uint16_t *d_xs);

@@ -34,8 +34,8 @@ typedef enum kern_dtype {
     KERN_BF16 = 2,
     KERN_CLAQ = 3,            /* packed CLAQ matrix, see kern_claq.h */
     KERN_Q8_ROW = 4,          /* int8 [rows][cols], then one float scale per row [rows]:
-                                 w[r][c] = q[r][c] * scale[r]. Gathered only (kern_embed): no
-                                 backend multiplies it (supports() says no) */
+                                 w[r][c] = q[r][c] * scale[r]. Gathered (kern_embed) and, as a
+                                 tied head, multiplied: y[r] = scale[r] * sum_c q[r][c] x[c] */
 } kern_dtype;
 
 size_t kern_dtype_size(kern_dtype t); /* bytes per element of a dense dtype (1 for KERN_Q8_ROW,

@@ -129,10 +129,20 @@ static void dense_case(kern_backend *cu, kern_backend *cpu, kern_dtype dt, int64
                        int64_t cols)
 {
     float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
-    void *wd = malloc((size_t)(rows * cols) * kern_dtype_size(dt));
+    void *wd = malloc(kern_dense_bytes(dt, rows, cols));
+    for (int64_t r = 0; dt == KERN_Q8_ROW && r < rows; r++) {   /* scales: unaligned for odd cols */
+        const float sc = 0.001f + 0.01f * fabsf(ct_frnd());
+        memcpy((char *)wd + rows * cols + r * 4, &sc, 4);
+    }
     for (int64_t i = 0; i < rows * cols; i++) {
         float v = ct_frnd();
-        if (dt == KERN_F16) {
+        if (dt == KERN_Q8_ROW) {   /* a tied 8-bit head: int8 codes times the row's scale */
+            const int8_t q = (int8_t)(ct_rnd() % 255u - 127u);
+            float sc;
+            memcpy(&sc, (char *)wd + rows * cols + (i / cols) * 4, 4);
+            ((int8_t *)wd)[i] = q;
+            wf[i] = (float)q * sc;
+        } else if (dt == KERN_F16) {
             ((uint16_t *)wd)[i] = kern_f32_to_f16(v);
             wf[i] = kern_f16_to_f32(((uint16_t *)wd)[i]);
         } else if (dt == KERN_BF16) {
@@ -258,8 +268,8 @@ int main(void)
     const int quick = qe && qe[0] == '1';
     const int64_t rows[] = {1, 7, 33, 257, 1000};
     const int64_t cols[] = {1, 3, 8, 17, 130, 264, 1000};
-    const kern_dtype dts[] = {KERN_F32, KERN_F16, KERN_BF16};
-    for (unsigned d = 0; d < 3; d++)
+    const kern_dtype dts[] = {KERN_F32, KERN_F16, KERN_BF16, KERN_Q8_ROW};
+    for (unsigned d = 0; d < 4; d++)
         for (unsigned a = quick ? 2 : 0; a < (quick ? 3u : sizeof rows / sizeof rows[0]); a++)
             for (unsigned b = quick ? 3 : 0; b < (quick ? 5u : sizeof cols / sizeof cols[0]); b++)
                 dense_case(&cu, &cpu, dts[d], rows[a], cols[b]);
@@ -285,7 +295,7 @@ int main(void)
         fprintf(stderr, "%d failures\n", ct_failures);
         return 1;
     }
-    printf("ok: CUDA matmul (dense f32/f16/bf16, CLAQ, prefill path) matches the CPU reference; "
+    printf("ok: CUDA matmul (dense f32/f16/bf16/q8_row, CLAQ, prefill path) matches the CPU reference; "
            "batch invariant; staged == resident\n");
     return 0;
 }

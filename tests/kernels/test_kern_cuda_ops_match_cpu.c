@@ -1,6 +1,8 @@
 /* test_kern_cuda_ops_match_cpu.c — the CUDA layer ops against the scalar CPU backend on fresh
  * random inputs of odd sizes, outputs poisoned with NaN before every run (NaN never passes):
- *   embed     fp32/fp16/bf16 tables: bit-identical (a conversion, no arithmetic); bad id rejected;
+ *   embed     fp32/fp16/bf16/q8_row tables and packed CLAQ matrices (a tied head gathered: every
+ *             width, padding columns, outliers): bit-identical (a conversion, no arithmetic), and
+ *             CLAQ rows equal eng_claq_unpack's; bad id rejected;
  *   rmsnorm   |d| <= (dim + 4) * FLT_EPSILON * |ref|     (sum of squares in another order);
  *             also in place (out == x);
  *   rope      both styles, positions up to 4095, theta 1e4 and 5e5, and a frequency table:
@@ -23,6 +25,7 @@
 #include <float.h>
 
 #include "cuda_test_common.h"
+#include "eng_claq_file.h"
 #include "kern_half.h"
 
 static void test_embed(kern_backend *cu, kern_backend *cpu)
@@ -82,6 +85,73 @@ static void test_embed(kern_backend *cu, kern_backend *cpu)
                 kern_release(cu, &m);
                 free(tab); free(ref); free(got);
             }
+}
+
+/* A packed CLAQ table gathered row by row: widths 2/3/4 mixed (column counts that leave padding),
+ * random sorted codebooks, ~3 % outliers. */
+static void test_embed_claq(kern_backend *cu, kern_backend *cpu)
+{
+    const int64_t shapes[][2] = {{1, 1}, {37, 5}, {70, 100}, {300, 257}};
+    for (unsigned a = 0; a < 4; a++) {
+        const int64_t R = shapes[a][0], C = shapes[a][1];
+        eng_qmatrix q;
+        eng_claq_packed p;
+        eng_err err = {0};
+        memset(&p, 0, sizeof p);
+        if (eng_qmatrix_alloc(&q, R, C, &err)) {
+            CT_CHECK(0, "qmatrix: %s", err.msg);
+            return;
+        }
+        for (int64_t j = 0; j < C; j++) {
+            q.bits[j] = (uint8_t)(2 + ct_rnd() % 3);
+            const int K = 1 << q.bits[j];
+            float v = -1.0f;
+            for (int e = 0; e < ENG_QM_CB; e++) {
+                if (e < K) v += 0.01f + fabsf(ct_frnd());
+                q.codebook[j * ENG_QM_CB + e] = kern_f32_to_f16(v);
+            }
+            for (int64_t r = 0; r < R; r++) q.codes[r * C + j] = (uint8_t)(ct_rnd() % (uint32_t)K);
+        }
+        for (int64_t j = 0; j < C; j++)
+            for (int64_t r = 0; r < R; r++)
+                if (ct_rnd() % 32 == 0)
+                    eng_qmatrix_add_outlier(&q, (uint32_t)r, (uint32_t)j, kern_f32_to_f16(ct_frnd() * 3));
+        CT_CHECK(eng_claq_pack(&q, "embed", &p, &err) == 0, "pack: %s", err.msg);
+        float *full = malloc(sizeof(float) * (size_t)(R * C));
+        eng_claq_unpack(&p.view, full);
+        kern_matrix m = {KERN_CLAQ, R, C, NULL, &p.view, NULL};
+        const int n = 9;
+        int32_t ids[9];
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)(ct_rnd() % (uint32_t)R);
+        ids[n - 1] = (int32_t)(R - 1);
+        float *ref = malloc(sizeof(float) * (size_t)(n * C)), *got = malloc(sizeof(float) * (size_t)(n * C));
+        ct_poison(ref, (size_t)(n * C));
+        CT_CHECK(kern_embed(cpu, &m, ids, n, ref) == 0, "cpu claq embed");
+        size_t at = 0;
+        for (int i = 0; i < n; i++)
+            CT_CHECK(ct_same_bits(ref + (size_t)i * C, full + (size_t)ids[i] * C, (size_t)C, &at),
+                     "cpu claq embed %lldx%lld: row %d differs from unpack at %zu", (long long)R,
+                     (long long)C, ids[i], at);
+        const size_t ob = sizeof(float) * (size_t)(n * C);
+        kern_buf *d_ids = ct_buf(cu, ids, sizeof ids), *d_out = ct_buf(cu, NULL, ob);
+        for (int up = 0; up < 2; up++) {
+            if (up) CT_CHECK(kern_upload(cu, &m) == 0, "upload claq table: %s", ct_cuda_err(cu));
+            ct_poison(got, (size_t)(n * C));
+            int rc = kern_embed(cu, &m, CT_ADDR(d_ids), n, CT_ADDR(d_out));
+            if (!rc) ct_get(cu, d_out, got, ob);
+            CT_CHECK(rc == 0 && ct_same_bits(got, ref, (size_t)(n * C), &at),
+                     "claq embed %lldx%lld uploaded=%d: rc %d, differs at %zu (%g vs %g) %s",
+                     (long long)R, (long long)C, up, rc, at, got[at], ref[at], ct_cuda_err(cu));
+        }
+        kern_buf_free(cu, d_ids);
+        kern_buf_free(cu, d_out);
+        kern_release(cu, &m);
+        free(ref);
+        free(got);
+        free(full);
+        eng_claq_packed_free(&p);
+        eng_qmatrix_free(&q);
+    }
 }
 
 static void test_rmsnorm(kern_backend *cu, kern_backend *cpu)
@@ -520,6 +590,7 @@ int main(void)
     ct_open_cuda_or_skip(&cu);
     ct_open_cpu_ref(&cpu);
     test_embed(&cu, &cpu);
+    test_embed_claq(&cu, &cpu);
     test_rmsnorm(&cu, &cpu);
     test_rope(&cu, &cpu);
     test_swiglu(&cu, &cpu);
