@@ -147,10 +147,13 @@ static cJSON *dense_json(const char *name, const char *dtype, int64_t d0, int64_
 }
 
 /* The directory entry of a packed matrix whose sections start at *pos (advanced past them). */
-static cJSON *claq_json(const char *name, const kern_claq *k, uint64_t *pos)
+/* cb_form < 0: version 1's sections; else version 2's with that codebook form. */
+static cJSON *claq_json(const char *name, const kern_claq *k, int cb_form, uint64_t *pos)
 {
     size_t len[ENG_CLAQ_NSEC];
-    eng_claq_sec_lengths(k, len);
+    const char *const *names = cb_form < 0 ? eng_claq_sec_names : eng_claq_v2_sec_names;
+    if (cb_form < 0) eng_claq_sec_lengths(k, len);
+    else eng_claq_v2_lengths(k, cb_form, len);
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "name", name);
     cJSON_AddStringToObject(t, "dtype", "claq");
@@ -160,12 +163,21 @@ static cJSON *claq_json(const char *name, const kern_claq *k, uint64_t *pos)
     cJSON_AddNumberToObject(t, "cols3", (double)k->ncols_bits[3]);
     cJSON_AddNumberToObject(t, "cols2", (double)k->ncols_bits[2]);
     cJSON_AddNumberToObject(t, "nnz", (double)k->nnz);
+    if (cb_form >= 0)
+        cJSON_AddStringToObject(t, "cb_form", cb_form == ENG_CLAQ_CB_GRID8 ? "grid8" : "f16");
     cJSON *sj = cJSON_AddObjectToObject(t, "sections");
     for (int s = 0; s < ENG_CLAQ_NSEC; s++) {
-        cJSON_AddItemToObject(sj, eng_claq_sec_names[s], sec_json(*pos, len[s]));
+        cJSON_AddItemToObject(sj, names[s], sec_json(*pos, len[s]));
         *pos = al64(*pos + len[s]);
     }
     return t;
+}
+
+/* The codebook form a matrix is written in: -1 in version 1 (one form only). */
+static int matrix_cb_form(uint32_t ver, const eng_qmatrix *q)
+{
+    if (ver == 1) return -1;
+    return q->grid ? ENG_CLAQ_CB_GRID8 : ENG_CLAQ_CB_F16;
 }
 
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
@@ -185,6 +197,11 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     char *json = NULL;
     FILE *f = NULL;
     eng_claq_packed pk = {0};
+    eng_claq_v2 v2 = {0};
+    const uint32_t ver = meta && meta->format_version ? (uint32_t)meta->format_version
+                                                      : ENG_CLAQ_VERSION;
+    if (ver != 1 && ver != ENG_CLAQ_VERSION)
+        return eng_err_set(err, ENG_E_INVAL, "%s: cannot write format version %u", path, ver);
     void *q8emb = NULL;   /* the token embedding at 8 bits (meta->embed_q8); owned */
     kern_claq *shapes = calloc((size_t)nmat, sizeof *shapes);
     if (!shapes) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
@@ -272,7 +289,13 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         cJSON_AddNumberToObject(rsj, "high_freq_factor", c->rope_scaling.high_freq_factor);
         cJSON_AddNumberToObject(rsj, "orig_max_pos", c->rope_scaling.orig_max_pos);
     }
-    cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings && !hq);
+    const int shared = meta && meta->embed_shared;
+    if (shared && !(c->tie_embeddings && hq && !meta->embed_q8)) {
+        rc = eng_err_set(err, ENG_E_INVAL, "%s: a shared packed embedding needs a tied model, a "
+                         "packed head and no 8-bit embedding", path);
+        goto done;
+    }
+    cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings && (!hq || shared));
     cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
     cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
     if (c->n_eos > 1) {   /* optional (format.md): every id that ends generation */
@@ -309,23 +332,27 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
                          "of f32, f16 or bf16", path, c->vocab_size, c->dim);
         goto done;
     }
-    if (mt.embed_q8 && c->tie_embeddings && !hq) {
-        rc = eng_err_set(err, ENG_E_INVAL, "%s: an 8-bit token embedding needs a head of its own "
-                         "(the tied head multiplies the embedding): pack the head too", path);
-        goto done;
-    }
+    /* q8 on a tied model without a packed head: the one 8-bit matrix is gathered as the
+     * embedding and multiplied as the head (tie_embeddings stays true) */
     if (mt.embed_q8 && (rc = eng_q8_row_pack(emb, &q8emb, err)))
         goto done;
     const void *emb_data = q8emb ? q8emb : emb->data;
     kern_dtype emb_dt = q8emb ? KERN_Q8_ROW : emb->dtype;
     uint64_t emb_len = kern_dense_bytes(emb_dt, emb->rows, emb->cols);
-    cJSON_AddItemToArray(tj, dense_json("tok_embeddings", dtype_str(emb_dt), emb->rows,
-                                        emb->cols, pos, emb_len));
-    pos = al64(pos + emb_len);
+    if (shared) {
+        cJSON_AddItemToArray(tj, claq_json("tok_embeddings", &head_shape,
+                                           matrix_cb_form(ver, hq), &pos));
+    } else {
+        cJSON_AddItemToArray(tj, dense_json("tok_embeddings", dtype_str(emb_dt), emb->rows,
+                                            emb->cols, pos, emb_len));
+        pos = al64(pos + emb_len);
+    }
     const kern_matrix *outm = &src->w.output;
     uint64_t out_len = 0;
-    if (hq) {
-        cJSON_AddItemToArray(tj, claq_json("output", &head_shape, &pos));
+    if (shared) {
+        /* no "output": the head is the embedding */
+    } else if (hq) {
+        cJSON_AddItemToArray(tj, claq_json("output", &head_shape, matrix_cb_form(ver, hq), &pos));
     } else if (!c->tie_embeddings) {
         if (outm->dtype == KERN_CLAQ || outm->rows != c->vocab_size || outm->cols != c->dim) {
             rc = eng_err_set(err, ENG_E_INVAL, "%s: source output head is not a dense %d x %d",
@@ -350,7 +377,8 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         pos = al64(pos + norm_len);
         for (int i = 0; i < ENG_LIN_COUNT; i++) {
             snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
-            cJSON_AddItemToArray(tj, claq_json(nm, &shapes[(int64_t)l * ENG_LIN_COUNT + i], &pos));
+            const int64_t mi = (int64_t)l * ENG_LIN_COUNT + i;
+            cJSON_AddItemToArray(tj, claq_json(nm, &shapes[mi], matrix_cb_form(ver, q[mi]), &pos));
         }
     }
     if (tok_bytes) {
@@ -381,7 +409,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     }
     unsigned char hdr[HDR_BYTES] = {0};
     memcpy(hdr, ENG_CLAQ_MAGIC, 8);
-    put_u32(hdr + 8, ENG_CLAQ_VERSION);
+    put_u32(hdr + 8, ver);
     put_u32(hdr + 12, HDR_BYTES);
     put_u64(hdr + 16, HDR_BYTES);
     put_u64(hdr + 24, json_len);
@@ -397,12 +425,24 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 #define EMIT(ptr, n) do { io = io || write_all(f, (ptr), (n)); dpos += (n); \
                           uint64_t target = data_off + al64(dpos); fpos = data_off + dpos; \
                           io = io || write_pad_to(f, &fpos, target); dpos = al64(dpos); } while (0)
-    EMIT(emb_data, emb_len);
-    if (hq) {
-        if ((rc = eng_claq_pack(hq, "output", &pk, err))) goto done;
-        for (int s = 0; s < ENG_CLAQ_NSEC; s++)
-            EMIT((const char *)pk.buf + pk.sec_off[s], pk.sec_len[s]);
-        eng_claq_packed_free(&pk);
+    /* One packed matrix: the kernels' layout (version 1) or its version 2 forms. */
+#define EMIT_MATRIX(qm, nm) do { \
+        if ((rc = eng_claq_pack((qm), (nm), &pk, err))) goto done; \
+        if (ver == 1) { \
+            for (int s = 0; s < ENG_CLAQ_NSEC; s++) \
+                EMIT((const char *)pk.buf + pk.sec_off[s], pk.sec_len[s]); \
+        } else { \
+            if ((rc = eng_claq_v2_encode(&pk, (qm), (nm), &v2, err))) goto done; \
+            for (int s = 0; s < ENG_CLAQ_NSEC; s++) EMIT(v2.sec[s], v2.len[s]); \
+            eng_claq_v2_free(&v2); \
+        } \
+        eng_claq_packed_free(&pk); } while (0)
+    if (shared) EMIT_MATRIX(hq, "tok_embeddings");
+    else EMIT(emb_data, emb_len);
+    if (shared) {
+        /* written above */
+    } else if (hq) {
+        EMIT_MATRIX(hq, "output");
     } else if (!c->tie_embeddings) {
         EMIT(outm->data, out_len);
     }
@@ -413,14 +453,12 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         for (int i = 0; i < ENG_LIN_COUNT && !io; i++) {
             char nm[64];
             snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
-            if ((rc = eng_claq_pack(q[(int64_t)l * ENG_LIN_COUNT + i], nm, &pk, err))) goto done;
-            for (int s = 0; s < ENG_CLAQ_NSEC; s++)
-                EMIT((const char *)pk.buf + pk.sec_off[s], pk.sec_len[s]);
-            eng_claq_packed_free(&pk);
+            EMIT_MATRIX(q[(int64_t)l * ENG_LIN_COUNT + i], nm);
         }
     }
     if (tok_bytes) EMIT(tok_bytes, tok_len);
     if (tcfg_len) EMIT(src->tokenizer_config_json, tcfg_len);
+#undef EMIT_MATRIX
 #undef EMIT
     if (!io && dpos != data_len) io = 1;
     if (fclose(f) != 0) io = 1;
@@ -437,6 +475,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     }
     rc = 0;
 done:
+    eng_claq_v2_free(&v2);
     free(q8emb);
     if (f) {
         fclose(f);
@@ -458,6 +497,7 @@ static void info_free(void *p)
     eng_claq_model_info *info = p;
     if (!info) return;
     free(info->matrix_bytes);
+    free(info->sec_len);
     free(info->views);
     free(info);
 }
@@ -511,6 +551,7 @@ static int load_bytes(eng_model *m, const char *path, const void **addr, size_t 
 
 typedef struct lctx {
     const char *path;
+    uint32_t version;            /* the file's format version, 1 or 2 */
     const unsigned char *data;   /* data area */
     uint64_t data_len;
     eng_err *err;
@@ -600,8 +641,12 @@ static int load_dense(const lctx *x, const cJSON *arr, const char *name, int64_t
     return j_sec(x, cJSON_GetObjectItemCaseSensitive(t, "data"), name, "data", want, data);
 }
 
+/* A packed matrix: its sections checked against the shape, version 2's forms decoded into the
+ * kernels' arrays, the whole view validated, the outlier deltas computed. *stored gets its bytes
+ * in the file, len (may be NULL) its section lengths. */
 static int load_claq_matrix(const lctx *x, const cJSON *arr, const char *name, int64_t rows,
-                            int64_t cols, eng_model *m, kern_claq *k, int64_t *stored)
+                            int64_t cols, eng_model *m, kern_claq *k, int64_t *stored,
+                            size_t *len_out)
 {
     const cJSON *t = find_tensor(arr, name);
     if (!t) return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s missing", x->path, name);
@@ -628,24 +673,43 @@ static int load_claq_matrix(const lctx *x, const cJSON *arr, const char *name, i
         (rc = j_i64(x, t, "nnz", name, 0, r * c, &k->nnz)))
         return rc;
     if ((rc = eng_claq_shape_fill(k, x->path, name, x->err))) return rc;
+    int form = -1;   /* version 1 */
+    if (x->version >= 2) {
+        const cJSON *cf = cJSON_GetObjectItemCaseSensitive(t, "cb_form");
+        const char *fs = cJSON_IsString(cf) ? cf->valuestring : "";
+        form = !strcmp(fs, "f16") ? ENG_CLAQ_CB_F16 : !strcmp(fs, "grid8") ? ENG_CLAQ_CB_GRID8 : -1;
+        if (form < 0)
+            return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: cb_form \"%.16s\" is not "
+                               "f16 or grid8", x->path, name, fs);
+    }
     size_t len[ENG_CLAQ_NSEC];
-    eng_claq_sec_lengths(k, len);
+    if (form < 0) eng_claq_sec_lengths(k, len);
+    else eng_claq_v2_lengths(k, form, len);
+    const char *const *names = form < 0 ? eng_claq_sec_names : eng_claq_v2_sec_names;
     const cJSON *secs = cJSON_GetObjectItemCaseSensitive(t, "sections");
     const void *p[ENG_CLAQ_NSEC];
     *stored = 0;
     for (int s = 0; s < ENG_CLAQ_NSEC; s++) {
-        rc = j_sec(x, cJSON_GetObjectItemCaseSensitive(secs, eng_claq_sec_names[s]), name,
-                   eng_claq_sec_names[s], len[s], &p[s]);
+        rc = j_sec(x, cJSON_GetObjectItemCaseSensitive(secs, names[s]), name, names[s], len[s],
+                   &p[s]);
         if (rc) return rc;
         *stored += (int64_t)al64(len[s]);
+        if (len_out) len_out[s] = len[s];
     }
-    k->colmap = p[ENG_CLAQ_SEC_COLMAP];
-    k->cb = p[ENG_CLAQ_SEC_CB];
-    k->codes = p[ENG_CLAQ_SEC_CODES];
-    k->out_rowptr = p[ENG_CLAQ_SEC_ROWPTR];
-    k->out_col16 = k->cols_pad <= 65536 ? p[ENG_CLAQ_SEC_OUTCOL] : NULL;
-    k->out_col32 = k->cols_pad <= 65536 ? NULL : p[ENG_CLAQ_SEC_OUTCOL];
-    k->out_val = p[ENG_CLAQ_SEC_OUTVAL];
+    if (form >= 0) {
+        void *owned = NULL;
+        if ((rc = eng_claq_v2_decode(k, form, p, &owned, x->path, name, x->err))) return rc;
+        if (eng__model_own(m, owned))
+            return eng_err_set(x->err, ENG_E_NOMEM, "%s: tensor %s: out of memory", x->path, name);
+    } else {
+        k->colmap = p[ENG_CLAQ_SEC_COLMAP];
+        k->cb = p[ENG_CLAQ_SEC_CB];
+        k->codes = p[ENG_CLAQ_SEC_CODES];
+        k->out_rowptr = p[ENG_CLAQ_SEC_ROWPTR];
+        k->out_col16 = k->cols_pad <= 65536 ? p[ENG_CLAQ_SEC_OUTCOL] : NULL;
+        k->out_col32 = k->cols_pad <= 65536 ? NULL : p[ENG_CLAQ_SEC_OUTCOL];
+        k->out_val = p[ENG_CLAQ_SEC_OUTVAL];
+    }
     if ((rc = eng_claq_validate(k, x->path, name, x->err))) return rc;
     float *delta = malloc((size_t)(k->nnz ? k->nnz : 1) * sizeof(float));
     if (!delta || eng__model_own(m, delta))
@@ -680,9 +744,9 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
         return eng_err_set(err, ENG_E_FORMAT, "%s: not a packed CLAQ file (bad magic or too short)",
                            path);
     uint32_t ver = get_u32(b + 8), hdr = get_u32(b + 12);
-    if (ver != ENG_CLAQ_VERSION)
-        return eng_err_set(err, ENG_E_UNSUPPORTED, "%s: packed format version %u (this build reads %u)",
-                           path, ver, ENG_CLAQ_VERSION);
+    if (ver != 1 && ver != ENG_CLAQ_VERSION)
+        return eng_err_set(err, ENG_E_UNSUPPORTED, "%s: packed format version %u (this build "
+                           "reads 1 and %u)", path, ver, ENG_CLAQ_VERSION);
     uint64_t json_off = get_u64(b + 16), json_len = get_u64(b + 24), data_off = get_u64(b + 32),
              data_len = get_u64(b + 40), file_size = get_u64(b + 48);
     if (file_size != size)
@@ -698,7 +762,7 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
         cJSON_Delete(root);
         return eng_err_set(err, ENG_E_FORMAT, "%s: directory is not valid JSON", path);
     }
-    lctx x = {.path = path, .data = b + data_off, .data_len = data_len, .err = err};
+    lctx x = {.path = path, .version = ver, .data = b + data_off, .data_len = data_len, .err = err};
     eng_claq_model_info *info = calloc(1, sizeof *info);
     if (!info) {
         cJSON_Delete(root);
@@ -707,6 +771,7 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     m->ext = info;
     m->ext_free = info_free;
     info->file_bytes = (int64_t)size;
+    info->meta.format_version = (int)ver;
 
     /* Config. */
     eng_config *c = &m->cfg;
@@ -798,14 +863,34 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     }
     kern_dtype dt;
     const void *p;
+    const cJSON *et = find_tensor(arr, "tok_embeddings");
+    const cJSON *eds = et ? cJSON_GetObjectItemCaseSensitive(et, "dtype") : NULL;
+    if (cJSON_IsString(eds) && !strcmp(eds->valuestring, "claq")) {
+        /* a tied model's one packed matrix: gathered as the embedding, multiplied as the head */
+        kern_claq *ek = calloc(1, sizeof *ek);
+        int64_t stored = 0;
+        if (eng__model_own(m, ek)) {   /* frees ek on failure */
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+        if (!c->tie_embeddings) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: tensor tok_embeddings: a packed embedding "
+                             "must be the tied head (tie_embeddings is false)", path);
+            goto fail;
+        }
+        if ((rc = load_claq_matrix(&x, arr, "tok_embeddings", c->vocab_size, c->dim, m, ek,
+                                   &stored, NULL)))
+            goto fail;
+        m->w.tok_embed = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size,
+                                       .cols = c->dim, .claq = ek};
+        snprintf(info->dtype_dense, sizeof info->dtype_dense, "f32");
+        info->meta.embed_shared = 1;
+        m->w.output = m->w.tok_embed;
+        goto embedding_done;
+    }
     if ((rc = load_dense(&x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
     m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
     snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
-    if (dt == KERN_Q8_ROW && c->tie_embeddings) {
-        rc = eng_err_set(err, ENG_E_FORMAT, "%s: tensor tok_embeddings: a q8_row embedding cannot "
-                         "be the tied output head", path);
-        goto fail;
-    }
     if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) goto fail;
     const cJSON *ot = find_tensor(arr, "output");
     const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;
@@ -819,7 +904,8 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
             rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
             goto fail;
         }
-        if ((rc = load_claq_matrix(&x, arr, "output", c->vocab_size, c->dim, m, hk, &stored)))
+        if ((rc = load_claq_matrix(&x, arr, "output", c->vocab_size, c->dim, m, hk, &stored,
+                                   NULL)))
             goto fail;
         m->w.output = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size, .cols = c->dim,
                                     .claq = hk};
@@ -828,6 +914,7 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
         m->w.output = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
         if ((rc = eng__check_finite(&m->w.output, path, "output", err))) goto fail;
     }
+embedding_done:
     if ((rc = load_dense(&x, arr, "final_norm", c->dim, 0, 1, &dt, &p)) ||
         (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &m->w.final_norm, err)))
         goto fail;
@@ -835,7 +922,8 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     info->n_matrices = (int64_t)c->n_layers * ENG_LIN_COUNT;
     info->views = calloc((size_t)info->n_matrices, sizeof *info->views);
     info->matrix_bytes = calloc((size_t)info->n_matrices, sizeof *info->matrix_bytes);
-    if (!m->w.layers || !info->views || !info->matrix_bytes) {
+    info->sec_len = calloc((size_t)info->n_matrices, sizeof *info->sec_len);
+    if (!m->w.layers || !info->views || !info->matrix_bytes || !info->sec_len) {
         rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
         goto fail;
     }
@@ -855,7 +943,8 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
             lin_shape(c, i, &rows, &cols);
             snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
             kern_claq *k = &info->views[idx];
-            if ((rc = load_claq_matrix(&x, arr, nm, rows, cols, m, k, &info->matrix_bytes[idx])))
+            if ((rc = load_claq_matrix(&x, arr, nm, rows, cols, m, k, &info->matrix_bytes[idx],
+                                       info->sec_len[idx])))
                 goto fail;
             lw->lin[i] = (kern_matrix){.dtype = KERN_CLAQ, .rows = rows, .cols = cols, .claq = k};
         }

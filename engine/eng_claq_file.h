@@ -14,7 +14,7 @@
 #include "kern_claq.h"
 
 #define ENG_CLAQ_MAGIC "CLAQPACK"  /* 8 bytes at offset 0 */
-#define ENG_CLAQ_VERSION 1u
+#define ENG_CLAQ_VERSION 2u        /* what the writer writes; the loader reads 1 and 2 */
 #define ENG_CLAQ_ALIGN 64          /* every section starts on a multiple of this */
 
 /* Quantization metadata stored in the file (strings are NUL-terminated, truncated if longer). */
@@ -35,7 +35,15 @@ typedef struct eng_claq_meta {
                                  written as its own tensor (tie_embeddings false in the file) and
                                  the token embedding stays dense, since it is only gathered. */
     int embed_q8;             /* 1: store the token embedding as q8_row (int8, a scale per row;
-                                 format.md); needs an untied or packed head */
+                                 format.md); on a tied model without a packed head it is the
+                                 head too */
+    int embed_shared;         /* 1: a tied model keeps one matrix: the packed head (head, above)
+                                 is also the token embedding, gathered from its codes
+                                 ("tok_embeddings" of dtype claq, tie_embeddings true, no
+                                 "output"); needs a tied source and head */
+    int format_version;       /* 0: the current (ENG_CLAQ_VERSION); 1: version 1's layout (the
+                                 tests write it to prove old files still load); set by the
+                                 loader to the file's version */
 } eng_claq_meta;
 
 /* Writes a packed model to path (atomically: path.tmp then rename).
@@ -91,29 +99,67 @@ void eng_claq_packed_free(eng_claq_packed *p);  /* safe on zeroed, idempotent */
  * outliers applied. Equals eng_qmatrix_dequant of the source bit for bit. */
 void eng_claq_unpack(const kern_claq *k, float *w);
 
+/* ---- version 2 storage forms (eng_claq_compact.c) ---- */
+
+/* A packed matrix in a version 2 file: the same six sections by index, under these names:
+ * widths (2 bits per column, none when all columns share a width), cb (real columns only: fp16,
+ * or on an 8-bit grid), codes (as version 1), rowcnt (outliers per row, none when nnz = 0),
+ * outcol, outval (as version 1). */
+extern const char *const eng_claq_v2_sec_names[ENG_CLAQ_NSEC];
+enum { ENG_CLAQ_CB_F16 = 0, ENG_CLAQ_CB_GRID8 = 1 };   /* the tensor's "cb_form" */
+
+/* Exact byte lengths of a version 2 matrix's sections (k's counts filled). */
+void eng_claq_v2_lengths(const kern_claq *k, int cb_form, size_t len[ENG_CLAQ_NSEC]);
+
+typedef struct eng_claq_v2 {
+    int cb_form;                      /* ENG_CLAQ_CB_* */
+    const void *sec[ENG_CLAQ_NSEC];   /* each section's bytes: into buf or the packed matrix */
+    size_t len[ENG_CLAQ_NSEC];
+    void *buf;                        /* owned: widths, cb, rowcnt */
+} eng_claq_v2;
+
+/* Encodes pk (packed from q) in version 2's forms: grid8 codebooks when q has a grid (every
+ * entry checked to decode to the packed one: ENG_E_INVAL otherwise), fp16 otherwise. out
+ * borrows pk's codes and outliers: free it before pk. */
+int eng_claq_v2_encode(const eng_claq_packed *pk, const eng_qmatrix *q, const char *name,
+                       eng_claq_v2 *out, eng_err *err);
+void eng_claq_v2_free(eng_claq_v2 *v);   /* safe on zeroed, idempotent */
+
+/* Rebuilds the kernels' arrays of k (counts filled by eng_claq_shape_fill) from version 2
+ * sections sec[] of the lengths eng_claq_v2_lengths gives: colmap, cb and rowptr go to one
+ * buffer (*owned, caller frees); codes, outcol and outval stay views into sec. ENG_E_FORMAT
+ * naming file and name for widths that disagree with the counts, a negative or non-finite grid
+ * step, grid indices out of order or row counts that do not sum to nnz. The caller then runs
+ * eng_claq_validate and computes the deltas. */
+int eng_claq_v2_decode(kern_claq *k, int cb_form, const void *const sec[ENG_CLAQ_NSEC],
+                       void **owned, const char *file, const char *name, eng_err *err);
+
 /* Checks a view's internal consistency (sizes, codes < 2^bits, outlier indices, permutation);
  * used by the loader on untrusted files. err names `file` and `name`. */
 int eng_claq_validate(const kern_claq *k, const char *file, const char *name, eng_err *err);
 
-/* Byte accounting of one packed matrix (claq inspect). */
+/* Byte accounting of one packed matrix (claq inspect): len = its section lengths as stored
+ * (either version), stored_bytes = everything it occupies in the file. */
 typedef struct eng_claq_stats {
     int64_t cols_by_bits[5];  /* index 2..4: original columns at that width */
     int64_t n_outliers;
     int64_t codebook_bytes;   /* fp16 codebooks */
     int64_t code_bytes;       /* packed codes incl. row/column padding */
-    int64_t outlier_bytes;    /* colptr + row indices + values */
-    int64_t other_bytes;      /* colmap, per-matrix header, alignment padding */
+    int64_t outlier_bytes;    /* row pointers or counts + columns + values */
+    int64_t other_bytes;      /* colmap or widths, alignment padding */
     int64_t total_bytes;      /* everything stored for this matrix */
     double nominal_bits;      /* mean code bits per column (the paper's label, no outliers) */
     double true_bpw;          /* total_bytes * 8 / (rows * cols) */
 } eng_claq_stats;
-void eng_claq_stats_of(const kern_claq *k, int64_t stored_bytes, eng_claq_stats *st);
+void eng_claq_stats_of(const kern_claq *k, const size_t len[ENG_CLAQ_NSEC],
+                       int64_t stored_bytes, eng_claq_stats *st);
 
 /* Packed-model extras hung on eng_model.ext by eng__load_claq (claq inspect reads them). */
 typedef struct eng_claq_model_info {
     eng_claq_meta meta;
     int64_t n_matrices;              /* n_layers * ENG_LIN_COUNT */
     int64_t *matrix_bytes;           /* [n_matrices] bytes stored per packed matrix; owned */
+    size_t (*sec_len)[ENG_CLAQ_NSEC];  /* [n_matrices] their section lengths; owned */
     kern_claq *views;                /* [n_matrices] views into the mapping; owned array */
     int64_t file_bytes;
     char dtype_dense[8];             /* dtype of the non-quantized tensors: "f32", "f16", "bf16" */

@@ -275,11 +275,10 @@ int eng_claq_validate(const kern_claq *k, const char *file, const char *name, en
     return 0;
 }
 
-void eng_claq_stats_of(const kern_claq *k, int64_t stored_bytes, eng_claq_stats *st)
+void eng_claq_stats_of(const kern_claq *k, const size_t len[ENG_CLAQ_NSEC],
+                       int64_t stored_bytes, eng_claq_stats *st)
 {
     memset(st, 0, sizeof *st);
-    size_t len[ENG_CLAQ_NSEC];
-    eng_claq_sec_lengths(k, len);
     for (int b = 2; b <= 4; b++) st->cols_by_bits[b] = k->ncols_bits[b];
     st->n_outliers = k->nnz;
     st->codebook_bytes = (int64_t)len[ENG_CLAQ_SEC_CB];

@@ -1,6 +1,8 @@
-/* eng_qmatrix.c — allocation, outlier list and fake-quant expansion of eng_qmatrix. */
+/* eng_qmatrix.c — allocation, outlier list, fake-quant expansion and the 8-bit codebook grid of
+ * eng_qmatrix. Pure functions; any thread. */
 #include "eng_qmatrix.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,8 @@ void eng_qmatrix_free(eng_qmatrix *q)
     free(q->out_row);
     free(q->out_col);
     free(q->out_val);
+    free(q->grid);
+    free(q->grid_idx);
     memset(q, 0, sizeof *q);
 }
 
@@ -73,4 +77,78 @@ double eng_qmatrix_nominal_bits(const eng_qmatrix *q)
     double s = 0;
     for (int64_t j = 0; j < q->cols; j++) s += q->bits[j];
     return q->cols ? s / (double)q->cols : 0;
+}
+
+int eng_qmatrix_grid_alloc(eng_qmatrix *q, eng_err *err)
+{
+    free(q->grid);
+    free(q->grid_idx);
+    q->grid = calloc((size_t)q->cols * 2, sizeof *q->grid);
+    q->grid_idx = calloc((size_t)q->cols * ENG_QM_CB, 1);
+    if (q->grid && q->grid_idx) return 0;
+    free(q->grid);
+    free(q->grid_idx);
+    q->grid = NULL;
+    q->grid_idx = NULL;
+    return eng_err_set(err, ENG_E_NOMEM, "qmatrix: out of memory for the codebook grid");
+}
+
+uint16_t eng_cb_grid_value(uint16_t lo, uint16_t step, unsigned idx)
+{
+    return kern_f32_to_f16(kern_f16_to_f32(lo) + (float)idx * kern_f16_to_f32(step));
+}
+
+int eng_cb_grid_fit(uint16_t *cb, int k, uint16_t lostep[2], uint8_t *idx)
+{
+    const int top = ENG_CB_GRID_LEVELS - 1;
+    float lo = kern_f16_to_f32(cb[0]), hi = kern_f16_to_f32(cb[k - 1]);
+    if (!isfinite(lo) || !isfinite(hi) || hi < lo) return ENG_E_RANGE;
+    uint16_t step = kern_f32_to_f16((hi - lo) / (float)top);
+    if (step & 0x8000) step = 0;   /* -0 */
+    /* the smallest step whose top index reaches hi (fp16 bits of positive values are ordered) */
+    while (step < 0x7bff && kern_f16_to_f32(eng_cb_grid_value(cb[0], step, (unsigned)top)) < hi)
+        step++;
+    while (step > 0 && kern_f16_to_f32(eng_cb_grid_value(cb[0], (uint16_t)(step - 1),
+                                                         (unsigned)top)) >= hi)
+        step--;
+    if ((eng_cb_grid_value(cb[0], step, (unsigned)top) & 0x7c00) == 0x7c00) return ENG_E_RANGE;
+    lostep[0] = cb[0];
+    lostep[1] = step;
+    float st = kern_f16_to_f32(step);
+    int prev = 0;
+    for (int i = 0; i < k; i++) {
+        float v = kern_f16_to_f32(cb[i]);
+        if (!isfinite(v) || (i > 0 && v < kern_f16_to_f32(cb[i - 1]))) return ENG_E_RANGE;
+        long g = st > 0 ? lrintf((v - lo) / st) : 0;
+        int best = -1;
+        float bd = INFINITY;
+        for (long t = g - 1; t <= g + 1; t++) {   /* nearest decoded value, ties to the lower */
+            if (t < prev || t > top) continue;
+            float d = fabsf(kern_f16_to_f32(eng_cb_grid_value(cb[0], step, (unsigned)t)) - v);
+            if (d < bd) {
+                bd = d;
+                best = (int)t;
+            }
+        }
+        if (best < 0) best = prev;   /* cannot happen for ascending input; stay monotone */
+        idx[i] = (uint8_t)best;
+        prev = best;
+    }
+    for (int i = 0; i < k; i++) cb[i] = eng_cb_grid_value(lostep[0], step, idx[i]);
+    return 0;
+}
+
+int eng_qmatrix_grid_fit_col(eng_qmatrix *q, int64_t j)
+{
+    if (!q->grid) return 0;
+    int k = 1 << q->bits[j];
+    uint16_t *cb = q->codebook + j * ENG_QM_CB;
+    uint8_t *idx = q->grid_idx + j * ENG_QM_CB;
+    int rc = eng_cb_grid_fit(cb, k, q->grid + 2 * j, idx);
+    if (rc) return rc;
+    for (int e = k; e < ENG_QM_CB; e++) {
+        cb[e] = cb[k - 1];
+        idx[e] = idx[k - 1];
+    }
+    return 0;
 }

@@ -24,7 +24,27 @@ typedef struct eng_qmatrix {
     uint32_t *out_row;      /* [n_outliers] sorted by (col, row); owned */
     uint32_t *out_col;      /* [n_outliers]; owned */
     uint16_t *out_val;      /* [n_outliers] fp16 bits of the retained value; owned */
+    uint16_t *grid;         /* [cols][2] lo, step (fp16 bits) of each column's 8-bit codebook
+                               grid, or NULL: codebooks are free fp16 values; owned */
+    uint8_t *grid_idx;      /* [cols][ENG_QM_CB] grid index of each codebook entry: entry k of
+                               column j is eng_cb_grid_value(lo, step, idx); owned */
 } eng_qmatrix;
+
+/* Codebooks on an 8-bit grid (docs/format.md, "cb" in grid8 form): a column stores lo and step
+ * (fp16) and one byte per entry, 4 + 2^b bytes instead of 2 * 2^b. Entry = fp16(lo + idx * step)
+ * computed in fp32: the one definition, used by the quantizer and the loader. */
+#define ENG_CB_GRID_LEVELS 256
+uint16_t eng_cb_grid_value(uint16_t lo, uint16_t step, unsigned idx);
+/* Projects the k ascending fp16 entries cb[0..k) onto their column's grid (lo = cb[0], step the
+ * smallest fp16 whose 255 steps reach cb[k-1]): writes lostep[2], idx[0..k) (ascending) and
+ * replaces cb[0..k) by the values they decode to. ENG_E_RANGE when the entries are not finite
+ * or not ascending. */
+int eng_cb_grid_fit(uint16_t *cb, int k, uint16_t lostep[2], uint8_t *idx);
+/* Allocates q->grid and q->grid_idx (zeroed): the quantizer then fits every column. */
+int eng_qmatrix_grid_alloc(eng_qmatrix *q, eng_err *err);
+/* Fits column j's codebook (2^bits[j] entries, already set) onto its grid and repeats the last
+ * entry past them; a no-op returning 0 when q has no grid. */
+int eng_qmatrix_grid_fit_col(eng_qmatrix *q, int64_t j);
 
 int eng_qmatrix_alloc(eng_qmatrix *q, int64_t rows, int64_t cols, eng_err *err);
 void eng_qmatrix_free(eng_qmatrix *q);   /* safe on zeroed, idempotent */

@@ -30,10 +30,18 @@ const char *eng_quant_method_name(eng_quant_method m);   /* "rtn", "gptq", "claq
 typedef struct eng_quant_cfg {
     eng_quant_method method;
     double bits;             /* 2..4; fractional = Adaptive Precision (CLAQ only) */
+    double target_bpw;       /* > 0: each matrix's columns get 2/3/4 bits to fit this many stored
+                                bits per weight (quant_rd.h; CLAQ only), instead of bits */
     int outliers;            /* 1: Outlier Reservation (CLAQ only) */
     int or_compat_index;     /* 1: the reference's block-local budget index (§11.1) */
     double or_budget;        /* scales the OR fractions 0.014 / 0.004 (1.0 = the paper's) */
+    double head_bits;        /* > 0: the output head too, by GPTQ + CLAQ at these bits (2..4)
+                                with its Hessian from the final norm's outputs (res->head) */
     eng_kmeans_init kinit;   /* K-Means initialisation */
+    int cb_bits;             /* codebook entries: 8 = on a per-column 8-bit grid (format.md,
+                                grid8; fitted before the codes are assigned, so GPTQ's error
+                                feedback sees what is stored), 16 = free fp16 values (the
+                                paper's) */
     uint64_t seed;           /* calibration windows and k-means++ */
     eng_gptq_cfg gptq;       /* dampening, block size, act-order */
     size_t act_budget;       /* bytes of layer activations held in RAM (see eng_quant_model) */
@@ -58,6 +66,7 @@ typedef struct eng_quant_mstats {
     double t_prep;           /* seconds in the Hessian preparation (0 when it was shared) */
     double t_loop;           /* seconds in the GPTQ column loop, K-Means included */
     double t_kmeans;         /* seconds fitting codebooks (inside t_loop) */
+    double planned_bpw;      /* --target-bpw: the stored bits per weight the allocation planned */
 } eng_quant_mstats;
 
 /* Quantizes W [rows][cols] (fp32, original order). H [cols][cols] double (the calibration
@@ -97,6 +106,8 @@ typedef struct eng_quant_result {
     int n_layers;
     eng_qmatrix *mats;          /* [n_layers * ENG_LIN_COUNT], index layer*7 + linear; owned */
     eng_quant_mstats *stats;    /* same indexing; owned */
+    eng_qmatrix head;           /* the output head when cfg->head_bits > 0 (else zeroed); owned */
+    eng_quant_mstats head_stats;
     double seconds;             /* wall time of the whole run */
     int act_on_disk;            /* 1 when activations were streamed through a temp file */
 } eng_quant_result;
@@ -111,8 +122,8 @@ struct kern_pool;
 int eng_quant_kmeans_matrix(const kern_matrix *w, uint64_t seed, struct kern_pool *pool,
                             eng_qmatrix *q, eng_err *err);
 
-/* Quantizes every linear of every decoder layer of m (embedding, norms and head stay as they
- * are). tokens: [nsamples][seqlen] calibration windows (unused, may be NULL, for RTN). be: the
+/* Quantizes every linear of every decoder layer of m (embedding and norms stay as they are; the
+ * head too unless cfg->head_bits is set). tokens: [nsamples][seqlen] calibration windows (unused, may be NULL, for RTN). be: the
  * backend that runs the forward pass (borrowed). Peak memory: nsamples*seqlen*dim floats of
  * activations plus, while the FFN is quantized, nsamples*seqlen*hidden floats of kept SwiGLU
  * outputs (each store held in RAM up to cfg->act_budget, else in an unlinked temp file under

@@ -39,9 +39,14 @@ static void cols_task(void *arg, int64_t j, int worker)
         h->failed = 1;
         return;
     }
-    for (int e = 0; e < ENG_QM_CB; e++) h->q->codebook[j * ENG_QM_CB + e] = cb[e < K ? e : K - 1];
+    uint16_t *qcb = h->q->codebook + j * ENG_QM_CB;
+    for (int e = 0; e < ENG_QM_CB; e++) qcb[e] = cb[e < K ? e : K - 1];
+    if (eng_qmatrix_grid_fit_col(h->q, j)) {   /* the stored codebook, when q has a grid */
+        h->failed = 1;
+        return;
+    }
     for (int64_t r = 0; r < w->rows; r++)
-        h->q->codes[r * w->cols + j] = (uint8_t)eng_kmeans_nearest(cb, K, x[r]);
+        h->q->codes[r * w->cols + j] = (uint8_t)eng_kmeans_nearest(qcb, K, x[r]);
 }
 
 int eng_quant_kmeans_matrix(const kern_matrix *w, uint64_t seed, struct kern_pool *pool,

@@ -12,6 +12,7 @@
 
 #include "quant_alloc.h"
 #include "quant_mem.h"
+#include "quant_rd.h"
 #include "kern_half.h"
 
 const char *eng_quant_method_name(eng_quant_method m)
@@ -31,6 +32,7 @@ void eng_quant_cfg_default(eng_quant_cfg *c)
     c->bits = 4;
     c->or_budget = 1.0;
     c->kinit = ENG_KMEANS_QUANTILE;
+    c->cb_bits = 16;
     eng_gptq_cfg_default(&c->gptq);
     c->act_budget = ENG_QUANT_ACT_BUDGET;
 }
@@ -45,6 +47,14 @@ int eng_quant_cfg_check(const eng_quant_cfg *c, eng_err *err)
     if (!integral && c->method != ENG_QUANT_CLAQ)
         return eng_err_set(err, ENG_E_INVAL, "fractional --bits %g (Adaptive Precision) "
                            "needs --method claq", c->bits);
+    if (c->target_bpw != 0 && (c->method != ENG_QUANT_CLAQ || !(c->target_bpw >= 2 &&
+                                                                c->target_bpw <= 8)))
+        return eng_err_set(err, ENG_E_INVAL, "--target-bpw needs --method claq and a value in "
+                           "[2, 8], got %g", c->target_bpw);
+    if (c->head_bits != 0 && !(c->head_bits >= 2 && c->head_bits <= 4))
+        return eng_err_set(err, ENG_E_INVAL, "--head-bits must be in [2, 4], got %g", c->head_bits);
+    if (c->cb_bits != 0 && c->cb_bits != 8 && c->cb_bits != 16)
+        return eng_err_set(err, ENG_E_INVAL, "--cb-bits must be 8 or 16, got %d", c->cb_bits);
     if (c->outliers && c->method != ENG_QUANT_CLAQ)
         return eng_err_set(err, ENG_E_INVAL, "--outliers needs --method claq");
     if (c->outliers && !(c->or_budget > 0 && c->or_budget * ENG_CLAQ_OR_F_HI < 0.5))
@@ -128,7 +138,7 @@ static int qm_column(void *ud, int64_t pos, int64_t col, const float *w, int64_t
         int rc = eng_kmeans_1d(w, rows, 1 << qm->bits[col], c->cfg->kinit, seed, c->km_scratch,
                                qm->codebook + col * ENG_QM_CB);
         c->t_kmeans += qm_now() - t0;
-        if (rc) return rc;
+        if (rc || (rc = eng_qmatrix_grid_fit_col(qm, col))) return rc;
     }   /* GPTQ: the grid was fixed on the original column before the loop */
     if (c->codes_t) qm_assign(qm, col, w, rows, q, c->codes_t + col * rows, 1);
     else qm_assign(qm, col, w, rows, q, qm->codes + col, qm->cols);
@@ -173,7 +183,11 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
         return eng_err_set(err, ENG_E_INVAL, "%s needs a Hessian",
                            eng_quant_method_name(cfg->method));
     rc = eng_qmatrix_alloc(out, rows, cols, err);
-    if (rc) return rc;
+    if (!rc && cfg->cb_bits == 8) rc = eng_qmatrix_grid_alloc(out, err);
+    if (rc) {
+        eng_qmatrix_free(out);
+        return rc;
+    }
 
     eng_gptq_prep prep = {0};
     qm_ctx c = {.cfg = cfg, .qm = out};
@@ -189,6 +203,7 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
         for (int64_t j = 0; j < cols; j++) {
             for (int64_t r = 0; r < rows; r++) col[r] = W[r * cols + j];
             eng_gptq_uniform_grid(col, rows, (int)cfg->bits, out->codebook + j * ENG_QM_CB);
+            if ((rc = eng_qmatrix_grid_fit_col(out, j))) goto grid_fail;
             qm_assign(out, j, col, rows, qcol, out->codes + j, cols);
         }
         goto finish;
@@ -223,6 +238,7 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
         for (int64_t j = 0; j < cols; j++) {
             for (int64_t r = 0; r < rows; r++) col[r] = Wz[r * cols + j];
             eng_gptq_uniform_grid(col, rows, (int)cfg->bits, out->codebook + j * ENG_QM_CB);
+            if ((rc = eng_qmatrix_grid_fit_col(out, j))) goto grid_fail;
         }
     } else {
         count = malloc((size_t)cols * sizeof *count);
@@ -232,9 +248,7 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
         if (!count || !count_pos || !bits_pos || !c.km_scratch) goto nomem;
         eng_claq_outlier_counts(Wz, rows, cols, pp->dead, ENG_CLAQ_T, count);
         for (int64_t a = 0; a < cols; a++) count_pos[a] = count[pp->perm[a]];
-        rc = eng_claq_ap_bits(count_pos, cols, cfg->bits, bits_pos);
-        if (rc) goto fail;
-        for (int64_t a = 0; a < cols; a++) out->bits[pp->perm[a]] = bits_pos[a];
+        int64_t outlier_bytes = 0;   /* what the planned outliers will store (--target-bpw) */
         if (cfg->outliers) {
             frac = malloc((size_t)cols * sizeof *frac);
             c.or_scratch = malloc((size_t)rows * sizeof *c.or_scratch);
@@ -244,6 +258,32 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
                                    ENG_CLAQ_OR_F_LO * cfg->or_budget, frac);
             if (rc) goto fail;
             c.frac = frac;
+            /* each column keeps about round(rows f) values of each tail (eng_claq_or_select):
+             * a u16/u32 column index and an fp16 value each, plus a row count per row */
+            for (int64_t a = 0; a < cols; a++)
+                outlier_bytes += 2 * (eng_claq_round_half_even((double)rows * frac[a]) + 1) *
+                                 (cols <= 65504 ? 4 : 6);
+            outlier_bytes += rows * (cols < 65536 ? 2 : 4);
+        }
+        if (cfg->target_bpw > 0) {
+            /* GPTQ's own weight of a column's error: its loss is sum (w - q)^2 / U_aa^2 at
+             * processing position a */
+            double *wgt = malloc((size_t)cols * sizeof *wgt);
+            if (!wgt) goto nomem;
+            for (int64_t a = 0; a < cols; a++) {
+                const double u = pp->U[a * cols + a];
+                wgt[pp->perm[a]] = pp->dead[pp->perm[a]] || !(u > 0) ? 0.0 : 1.0 / (u * u);
+            }
+            eng_rd_plan plan = {.target_bpw = cfg->target_bpw, .cb_bits = cfg->cb_bits ? cfg->cb_bits : 16,
+                                .outlier_bytes = outlier_bytes};
+            rc = eng_rd_bits(Wz, rows, cols, wgt, &plan, cfg->pool, out->bits,
+                             &stats.planned_bpw, err);
+            free(wgt);
+            if (rc) goto fail;
+        } else {
+            rc = eng_claq_ap_bits(count_pos, cols, cfg->bits, bits_pos);
+            if (rc) goto fail;
+            for (int64_t a = 0; a < cols; a++) out->bits[pp->perm[a]] = bits_pos[a];
         }
     }
     c.codes_t = eng_quant_big_alloc((size_t)rows * (size_t)cols);
@@ -287,6 +327,9 @@ finish:
     if (st) *st = stats;
     rc = 0;
     goto done;
+grid_fail:
+    rc = eng_err_set(err, rc, "a codebook could not be put on its 8-bit grid");
+    goto fail;
 nomem:
     rc = eng_err_set(err, ENG_E_NOMEM, "out of memory for a %lld x %lld matrix",
                      (long long)rows, (long long)cols);

@@ -28,6 +28,7 @@ void eng_quant_result_free(eng_quant_result *r)
     if (!r) return;
     if (r->mats)
         for (int i = 0; i < r->n_layers * ENG_LIN_COUNT; i++) eng_qmatrix_free(&r->mats[i]);
+    eng_qmatrix_free(&r->head);
     free(r->mats);
     free(r->stats);
     memset(r, 0, sizeof *r);
@@ -167,12 +168,17 @@ static void qp_log_matrix(const qp *p, int l, eng_linear lin, const eng_qmatrix 
 {
     FILE *f = p->cfg->log;
     if (!f) return;
-    fprintf(f, "layer %d/%d %-9s [%lldx%lld] %.3f bits, %lld cols at 4b, %lld outliers (%.2f%%), "
+    int64_t n3 = 0;
+    for (int64_t j = 0; j < q->cols; j++) n3 += q->bits[j] == 3;
+    char planned[48] = "";
+    if (st->planned_bpw > 0) snprintf(planned, sizeof planned, " (planned %.3f bpw stored)",
+                                      st->planned_bpw);
+    fprintf(f, "layer %d/%d %-9s [%lldx%lld] %.3f bits%s, %lld/%lld cols at 4b/3b, %lld outliers (%.2f%%), "
             "gptq-loss %.4g, rel-err %.3e, %.2fs (prep %.2fs, loop %.2fs, k-means %.2fs; "
             "elapsed %.1fs)\n",
             l + 1, p->m->cfg.n_layers, eng_linear_name(lin), (long long)q->rows,
-            (long long)q->cols, eng_qmatrix_nominal_bits(q), (long long)st->n4,
-            (long long)st->n_outliers, 100.0 * (double)st->n_outliers / ((double)q->rows * (double)q->cols),
+            (long long)q->cols, eng_qmatrix_nominal_bits(q), planned, (long long)st->n4,
+            (long long)n3, (long long)st->n_outliers, 100.0 * (double)st->n_outliers / ((double)q->rows * (double)q->cols),
             st->loss, st->rel_err, st->seconds, st->t_prep, st->t_loop, st->t_kmeans,
             qp_now() - p->t0);
     fflush(f);
@@ -435,6 +441,61 @@ done:
     return rc;
 }
 
+/* The output head by GPTQ + CLAQ like a linear (cfg->head_bits): its Hessian from the final
+ * norm of the last layer's outputs (what the head multiplies), then CLAQ at head_bits (no AP,
+ * no OR, no budget) into res->head. */
+static int qp_head(qp *p, qp_acts *acts, qp_scratch *sc, eng_quant_result *res, eng_err *err)
+{
+    const eng_config *cf = &p->m->cfg;
+    const int wd = cf->dim;
+    const kern_matrix *w = &p->m->w.output;
+    float *H = eng_quant_big_alloc(sizeof(float) * (size_t)wd * (size_t)wd), *W = NULL;
+    double t0 = qp_now();
+    int rc = H ? 0 : eng_err_set(err, ENG_E_NOMEM, "out of memory for the head's Hessian");
+    if (!rc) memset(H, 0, sizeof(float) * (size_t)wd * (size_t)wd);
+    qp_capture cap = {.layer = -2, .group = 0, .width = wd, .H = H, .tokens = 0};
+    for (int s = 0; s < p->nsamples && !rc; s++) {
+        if ((rc = qp_acts_io(acts, s, sc->x, 0, err))) break;
+        int krc = kern_rmsnorm(p->be, sc->x, p->m->w.final_norm, p->seqlen, wd, cf->norm_eps,
+                               sc->xn);
+        if (krc) {
+            rc = qp_kfail(err, krc, "head calibration pass", cf->n_layers - 1);
+            break;
+        }
+        qp_capture_fn(&cap, -2, 0, sc->xn, p->seqlen, wd);
+    }
+    if (!rc) {
+        float scale = (float)(2.0 / p->nsamples);
+        for (int i = 0; i < wd; i++) {
+            float *row = H + (size_t)i * wd;
+            for (int j = i; j < wd; j++) row[j] *= scale;
+            for (int j = 0; j < i; j++) row[j] = H[(size_t)j * wd + i];
+        }
+        rc = qp_weight_f32(w, &W, err);
+    }
+    if (!rc) {
+        eng_quant_cfg hc = *p->cfg;
+        hc.method = ENG_QUANT_CLAQ;
+        hc.bits = p->cfg->head_bits;
+        hc.target_bpw = 0;
+        hc.outliers = 0;
+        rc = eng_quant_matrix_f32(W, w->rows, w->cols, H, NULL, &hc, &res->head, NULL,
+                                  &res->head_stats, err);
+        if (rc && err) {
+            char msg[ENG_ERR_MSG];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            eng_err_set(err, rc, "output head: %s", msg);
+        }
+    }
+    if (!rc && p->cfg->log)
+        fprintf(p->cfg->log, "output head [%lldx%lld] CLAQ %.0f bits, gptq-loss %.4g, rel-err "
+                "%.3e, %.2fs\n", (long long)w->rows, (long long)w->cols, p->cfg->head_bits,
+                res->head_stats.loss, res->head_stats.rel_err, qp_now() - t0);
+    free(H);
+    free(W);
+    return rc;
+}
+
 int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens, int nsamples,
                     int seqlen, const eng_quant_cfg *cfg, eng_quant_result *res, eng_err *err)
 {
@@ -509,6 +570,7 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
     }
     p.t_setup = qp_now() - p.t0;
     for (int l = 0; l < cf->n_layers && !rc; l++) rc = qp_layer(&p, l, &acts, &sc, res, err);
+    if (!rc && cfg->head_bits > 0) rc = qp_head(&p, &acts, &sc, res, err);
 done:
     res->seconds = qp_now() - p.t0;
     qp_acts_free(&acts);

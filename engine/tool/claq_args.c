@@ -76,14 +76,27 @@ int claq_parse_float(const char *flag, const char *s, double lo, double hi, doub
     return 0;
 }
 
-int claq_parse_embed_bits(const char *s, int *q8)
+int claq_parse_8_or_16(const char *flag, const char *s, int dflt, int *bits)
 {
-    long long b = 16;
-    *q8 = 0;
-    if (s && (claq_parse_int("--embed-bits", s, 8, 16, &b) || (b != 8 && b != 16))) {
-        fprintf(stderr, "claq: --embed-bits must be 8 or 16\n");
+    long long b = dflt;
+    *bits = dflt;
+    if (s && (claq_parse_int(flag, s, 8, 16, &b) || (b != 8 && b != 16))) {
+        fprintf(stderr, "claq: %s must be 8 or 16\n", flag);
         return -1;
     }
-    *q8 = b == 8;
+    *bits = (int)b;
+    return 0;
+}
+
+int claq_parse_embed_bits(const char *s, int *q8, int *shared)
+{
+    int bits = 16;
+    *q8 = *shared = 0;
+    if (s && !strcmp(s, "shared")) {
+        *shared = 1;
+        return 0;
+    }
+    if (claq_parse_8_or_16("--embed-bits", s, 16, &bits)) return -1;
+    *q8 = bits == 8;
     return 0;
 }

@@ -45,7 +45,10 @@ int claq_cmd_inspect(int argc, char **argv)
         return 1;
     }
     const eng_config *c = &m->cfg;
-    printf("path: %s\nformat: %s\nquant: %s\n", m->path, fmt_name(m->format), m->quant_desc);
+    const eng_claq_model_info *pinfo = m->format == ENG_FMT_CLAQ ? m->ext : NULL;
+    printf("path: %s\nformat: %s", m->path, fmt_name(m->format));
+    if (pinfo) printf(", version %d", pinfo->meta.format_version);
+    printf("\nquant: %s\n", m->quant_desc);
     printf("config: arch=%s dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d head_dim=%d "
            "vocab_size=%d seq_len=%d rope_theta=%g norm_eps=%g rope=%s tie_embeddings=%d bos=%d "
            "eos=%d\n", c->arch, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
@@ -106,7 +109,8 @@ int claq_cmd_inspect(int argc, char **argv)
                 continue;
             }
             eng_claq_stats st;
-            eng_claq_stats_of(w->claq, info->matrix_bytes[(int64_t)l * ENG_LIN_COUNT + i], &st);
+            const int64_t mi = (int64_t)l * ENG_LIN_COUNT + i;
+            eng_claq_stats_of(w->claq, info->sec_len[mi], info->matrix_bytes[mi], &st);
             lin_bytes += (double)st.total_bytes;
             lin_nominal += st.nominal_bits * np;
             for (int b = 2; b <= 4; b++) hist[b] += st.cols_by_bits[b];

@@ -47,20 +47,29 @@ int claq_cmd_quantize(int argc, char **argv)
         {"--calib", 1, NULL, "calibration text file (required unless --method rtn)"},
         {"--method", 1, NULL, "rtn | gptq | claq (required)"},
         {"--bits", 1, NULL, "2..4; fractional (2.1, 3.05) = Adaptive Precision, claq only"},
+        {"--target-bpw", 1, NULL, "instead of --bits: give each matrix's columns 2, 3 or 4 bits "
+                                  "to fit this many stored bits per weight (codes, codebooks, "
+                                  "padding and outliers counted; claq only)"},
         {"--outliers", 0, NULL, "Outlier Reservation (claq only)"},
         {"--or-budget", 1, NULL, "scale of the OR fractions 0.014/0.004 (default 1)"},
         {"--or-compat-index", 0, NULL, "the reference code's block-local OR budget index"},
         {"--kmeans-init", 1, NULL, "optimal (default: binned DP + Lloyd) | exact (DP over every "
                                    "point, slower) | lloyd (quantile init) | plusplus (seeded)"},
+        {"--cb-bits", 1, NULL, "codebook entries: 8 = on a per-column 8-bit grid (4 + 2^b bytes "
+                               "a column; default) | 16 = free fp16 values (2 * 2^b bytes, the "
+                               "paper's)"},
         {"--fast-inverse", 0, NULL, "GPTQ's inverse factor by 1 Cholesky + 1 triangular inverse "
                                     "(half the flops; rounds differently from GPTQ's)"},
         {"--nsamples", 1, NULL, "calibration windows (default 128)"},
         {"--seqlen", 1, NULL, "tokens per window (default 2048, clipped to the context)"},
         {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
-        {"--head-bits", 1, NULL, "also pack the output head by per-column K-Means at these "
-                                 "bits (2, 3 or 4; default: keep it dense)"},
+        {"--head-bits", 1, NULL, "also pack the output head at these bits (2, 3 or 4; default: "
+                                 "keep it dense): GPTQ + CLAQ on the final norm's outputs, or "
+                                 "per-column K-Means with --method rtn"},
         {"--embed-bits", 1, NULL, "store the token embedding at 8 bits with a scale per row (q8_row; needs "
-                                  "an untied head or --head-bits), or 16: keep its dtype (default)"},
+                                  "an untied head or --head-bits), 16: keep its dtype (default), "
+                                  "or shared: a tied model's packed head (--head-bits) is its "
+                                  "embedding too, one matrix for both"},
         {"--threads", 1, NULL, "threads for the forward passes and the GPTQ loop (default: one "
                                "per core; results do not depend on it)"},
         {"--act-budget-mb", 1, NULL, "activations kept in RAM before a temp file (default 2048)"},
@@ -69,7 +78,7 @@ int claq_cmd_quantize(int argc, char **argv)
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
     const char *synopsis = "--model PATH [--tokenizer PATH] --calib TEXT --method rtn|gptq|claq "
-                           "--bits B [--outliers] [--nsamples N] [--seqlen L] [--seed S] --out PATH";
+                           "--bits B|--target-bpw X [--outliers] [--nsamples N] [--seqlen L] [--seed S] --out PATH";
     if (claq_args_parse("quantize", spec, ns, argc, argv)) return 2;
     const char *model_path = claq_arg_get(spec, ns, "--model");
     const char *method = claq_arg_get(spec, ns, "--method");
@@ -80,7 +89,12 @@ int claq_cmd_quantize(int argc, char **argv)
         claq_args_usage("quantize", synopsis, spec, ns);
         return 0;
     }
-    if (!model_path || !method || !out || !claq_arg_get(spec, ns, "--bits")) {
+    const char *target = claq_arg_get(spec, ns, "--target-bpw");
+    if (target && claq_arg_get(spec, ns, "--bits")) {
+        fprintf(stderr, "claq quantize: give --bits or --target-bpw, not both\n");
+        return 2;
+    }
+    if (!model_path || !method || !out || (!claq_arg_get(spec, ns, "--bits") && !target)) {
         claq_args_usage("quantize", synopsis, spec, ns);
         return 2;
     }
@@ -100,7 +114,12 @@ int claq_cmd_quantize(int argc, char **argv)
     }
     long long nsamples = 128, seqlen = 2048, seed = 0, threads = 0, budget_mb = 2048;
     const char *v;
-    if (claq_parse_float("--bits", claq_arg_get(spec, ns, "--bits"), 2, 4, &cfg.bits)) return 2;
+    if (target) {
+        if (claq_parse_float("--target-bpw", target, 2, 8, &cfg.target_bpw)) return 2;
+        cfg.bits = 2;   /* unused: the allocation decides */
+    } else if (claq_parse_float("--bits", claq_arg_get(spec, ns, "--bits"), 2, 4, &cfg.bits)) {
+        return 2;
+    }
     if ((v = claq_arg_get(spec, ns, "--nsamples")) &&
         claq_parse_int("--nsamples", v, 1, 1 << 20, &nsamples)) return 2;
     if ((v = claq_arg_get(spec, ns, "--seqlen")) &&
@@ -112,8 +131,11 @@ int claq_cmd_quantize(int argc, char **argv)
     long long head_bits = 0;
     if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
         claq_parse_int("--head-bits", v, 2, 4, &head_bits)) return 2;
-    int embed_q8 = 0;
-    if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8)) return 2;
+    if (claq_parse_8_or_16("--cb-bits", claq_arg_get(spec, ns, "--cb-bits"), 8, &cfg.cb_bits))
+        return 2;
+    int embed_q8, embed_shared;
+    if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8, &embed_shared))
+        return 2;
     if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
     if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
@@ -124,6 +146,7 @@ int claq_cmd_quantize(int argc, char **argv)
         return 2;
     }
     cfg.outliers = claq_arg_get(spec, ns, "--outliers") != NULL;
+    if (cfg.method != ENG_QUANT_RTN) cfg.head_bits = (double)head_bits;
     cfg.gptq.fast_inverse = claq_arg_get(spec, ns, "--fast-inverse") != NULL;
     cfg.or_compat_index = claq_arg_get(spec, ns, "--or-compat-index") != NULL;
     cfg.seed = (uint64_t)seed;
@@ -202,7 +225,7 @@ int claq_cmd_quantize(int argc, char **argv)
         weights += n;
         outl += (double)res.mats[i].n_outliers;
     }
-    eng_claq_meta meta = {.bits = cfg.bits, .outliers = cfg.outliers, .or_budget = cfg.or_budget,
+    eng_claq_meta meta = {.bits = target ? cfg.target_bpw : cfg.bits, .outliers = cfg.outliers, .or_budget = cfg.or_budget,
                           .or_compat_index = cfg.or_compat_index,
                           .nsamples = cfg.method == ENG_QUANT_RTN ? 0 : (int)nsamples,
                           .seqlen = cfg.method == ENG_QUANT_RTN ? 0 : (int)seqlen,
@@ -211,12 +234,15 @@ int claq_cmd_quantize(int argc, char **argv)
     snprintf(meta.calib, sizeof meta.calib, "%s",
              cfg.method == ENG_QUANT_RTN || !calib ? "" : base_name(calib));
     snprintf(meta.source, sizeof meta.source, "%s", model_path);
-    if (head_bits) {
-        /* the head by per-column K-Means (the pipeline does not collect its inputs) */
+    if (res.head.rows) {
+        meta.head = &res.head;   /* calibrated: GPTQ + CLAQ in the pipeline */
+    } else if (head_bits) {
+        /* RTN: the head by per-column K-Means, as the other matrices get no calibration */
         const kern_matrix *hw = &m->w.output;
         int hrc = hw->dtype == KERN_CLAQ
                       ? eng_err_set(&err, ENG_E_INVAL, "output head: already packed")
                       : eng_qmatrix_alloc(&head, hw->rows, hw->cols, &err);
+        if (!hrc && cfg.cb_bits == 8) hrc = eng_qmatrix_grid_alloc(&head, &err);
         if (!hrc) {
             memset(head.bits, (int)head_bits, (size_t)hw->cols);
             hrc = eng_quant_kmeans_matrix(hw, cfg.seed ^ 0x4eadull, pool, &head, &err);
@@ -229,6 +255,7 @@ int claq_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "output head: per-column K-Means at %lld bits\n", head_bits);
     }
     meta.embed_q8 = embed_q8;
+    meta.embed_shared = embed_shared;
     if (eng_claq_write(out, m, (eng_qmatrix *const *)qp, &meta, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;

@@ -327,8 +327,9 @@ static void assign_bits(const kern_matrix *w, double bits, uint8_t *out)
     free(cnt);
 }
 
-static int synth_pack(const char *model, double bits, double head_bits, int embed_q8,
-                      const char *out, uint64_t seed, int threads)
+/* embed: bit 0 = q8_row token embedding, bit 1 = the tied packed head shared as embedding */
+static int synth_pack(const char *model, double bits, double head_bits, int embed,
+                      int cb_bits, const char *out, uint64_t seed, int threads)
 {
     eng_model *m = NULL;
     eng_err err = {0};
@@ -347,7 +348,8 @@ static int synth_pack(const char *model, double bits, double head_bits, int embe
     for (int64_t i = 0; i < nm && !rc; i++) {
         const kern_matrix *w = &m->w.layers[i / ENG_LIN_COUNT].lin[i % ENG_LIN_COUNT];
         qp[i] = &qs[i];
-        if (w->dtype == KERN_CLAQ || eng_qmatrix_alloc(&qs[i], w->rows, w->cols, &err)) {
+        if (w->dtype == KERN_CLAQ || eng_qmatrix_alloc(&qs[i], w->rows, w->cols, &err) ||
+            (cb_bits == 8 && eng_qmatrix_grid_alloc(&qs[i], &err))) {
             fprintf(stderr, "claq synth --pack: matrix %lld: %s\n", (long long)i,
                     w->dtype == KERN_CLAQ ? "already packed" : err.msg);
             rc = 1;
@@ -366,7 +368,8 @@ static int synth_pack(const char *model, double bits, double head_bits, int embe
     }
     if (!rc && head_bits > 0) {   /* the output head: the same per-column K-Means */
         const kern_matrix *w = &m->w.output;
-        if (w->dtype == KERN_CLAQ || eng_qmatrix_alloc(&qs[nm], w->rows, w->cols, &err)) {
+        if (w->dtype == KERN_CLAQ || eng_qmatrix_alloc(&qs[nm], w->rows, w->cols, &err) ||
+            (cb_bits == 8 && eng_qmatrix_grid_alloc(&qs[nm], &err))) {
             fprintf(stderr, "claq synth --pack: output head: %s\n",
                     w->dtype == KERN_CLAQ ? "already packed" : err.msg);
             rc = 1;
@@ -381,7 +384,8 @@ static int synth_pack(const char *model, double bits, double head_bits, int embe
     fprintf(stderr, "\n");
     if (!rc) {
         eng_claq_meta meta = {.bits = bits, .or_budget = 0, .seed = seed,
-                              .head = head_bits > 0 ? &qs[nm] : NULL, .embed_q8 = embed_q8};
+                              .head = head_bits > 0 ? &qs[nm] : NULL, .embed_q8 = embed & 1,
+                              .embed_shared = (embed >> 1) & 1};
         snprintf(meta.method, sizeof meta.method, "synth-kmeans");
         snprintf(meta.source, sizeof meta.source, "%s", model);
         meta.quant_seconds = now_s() - t0;
@@ -418,7 +422,10 @@ int claq_cmd_synth(int argc, char **argv)
                                  "default: keep it dense)"},
         {"--embed-bits", 1, NULL, "with --pack: 8 stores the token embedding at 8 bits with a "
                                   "scale per row (q8_row; needs an untied head or --head-bits), "
-                                  "16 keeps its dtype (default)"},
+                                  "16 keeps its dtype (default), shared: a tied model's packed "
+                                  "head is its embedding too"},
+        {"--cb-bits", 1, NULL, "with --pack: codebook entries on an 8-bit grid per column (8, "
+                               "default) or free fp16 values (16); see claq quantize"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
@@ -445,10 +452,14 @@ int claq_cmd_synth(int argc, char **argv)
         if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
             claq_parse_float("--head-bits", v, 2.0, 4.0, &head_bits))
             return 2;
-        int embed_q8 = 0;
-        if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8)) return 2;
-        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits, embed_q8,
-                          out, (uint64_t)seed, (int)threads);
+        int embed_q8, embed_shared, cb_bits;
+        if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8,
+                                  &embed_shared) ||
+            claq_parse_8_or_16("--cb-bits", claq_arg_get(spec, ns, "--cb-bits"), 8, &cb_bits))
+            return 2;
+        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits,
+                          embed_q8 | embed_shared << 1, cb_bits, out, (uint64_t)seed,
+                          (int)threads);
     }
     const char *sn = claq_arg_get(spec, ns, "--shape");
     const synth_shape *s = NULL;

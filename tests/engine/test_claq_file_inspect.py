@@ -3,13 +3,14 @@
 
 1. `claq synth` writes a 1-layer model of the `small` shape (F16, random Student-t weights) and
    `claq synth --pack --bits 3.05` packs it (per-column K-Means, AP-style 4-bit columns, the
-   rest 3-bit, whose codes 10 and 21 straddle two words).
-2. This script parses the packed file with numpy following ONLY docs/format.md (header, JSON
-   directory, 64-byte alignment, column grouping, tiled [word][row] bit strings with straddling
-   3-bit codes, row-CSR outliers) and checks, for every linear of layer 0, that each weight's
-   code selects the centroid nearest to the original F16 weight read from model.safetensors
-   (K-Means assignment), that the 4-bit columns are the AP count, and that colmap is a
-   permutation.
+   rest 3-bit, whose codes 10 and 21 straddle two words), once with each codebook form
+   (--cb-bits 16: fp16 entries; 8: lo/step/index bytes on an 8-bit grid).
+2. This script parses the packed file with numpy following ONLY docs/format.md, version 2
+   (header, JSON directory, 64-byte alignment, the column map derived from 2-bit widths, both
+   codebook forms with the grid decoded as fp16(lo + idx * step) in fp32, tiled [word][row] bit
+   strings with straddling 3-bit codes, per-row outlier counts) and checks, for every linear of
+   layer 0, that each weight's code selects the centroid nearest to the original F16 weight read
+   from model.safetensors (K-Means assignment) and that the 4-bit columns are the AP count.
 3. `claq inspect` must print per-matrix histograms equal to the directory's counts, and its last
    line `true_bpw:` must equal 8 * (file bytes - tokenizer bytes) / parameters computed here.
 Skips (77) without the shared folder (it needs a tokenizer file to embed).
@@ -79,14 +80,53 @@ def main():
         sys.exit(77)
     with tempfile.TemporaryDirectory() as d:
         hf = os.path.join(d, "hf")
-        out = os.path.join(d, "m.claq")
         run("synth", "--shape", "small", "--layers", "1", "--out", hf, "--tokenizer", TOK, "--seed", "7")
-        run("synth", "--pack", "--model", hf, "--bits", "3.05", "--out", out)
+        for cb_bits, form in (("16", "f16"), ("8", "grid8")):
+            out = os.path.join(d, "m%s.claq" % cb_bits)
+            run("synth", "--pack", "--model", hf, "--bits", "3.05", "--cb-bits", cb_bits, "--out", out)
+            check_file(hf, out, form)
+
+
+def decode_codebooks(sec, form, blocks, colmap):
+    """Per storage column its 2^b centroids (float32), padding columns zero (format.md)."""
+    widths = [blocks[s // 32] for s in range(len(colmap))]
+    real = [s for s in range(len(colmap)) if colmap[s] != 0xFFFFFFFF]
+    books = {}
+    raw = sec["cb"]
+    if form == "f16":
+        cb = np.frombuffer(raw, dtype=np.float16)
+        if len(cb) != sum(1 << widths[s] for s in real):
+            fail("f16 codebook length")
+        off = 0
+        for s in real:
+            books[s] = cb[off:off + (1 << widths[s])].astype(np.float32)
+            off += 1 << widths[s]
+        return books
+    if form != "grid8":
+        fail("cb_form %r" % form)
+    ls = np.frombuffer(raw[:4 * len(real)], dtype=np.float16).reshape(-1, 2)
+    idx = np.frombuffer(raw[4 * len(real):], dtype=np.uint8)
+    if len(idx) != sum(1 << widths[s] for s in real):
+        fail("grid8 index length")
+    off = 0
+    for i, s in enumerate(real):
+        k = 1 << widths[s]
+        g = idx[off:off + k].astype(np.float32)
+        off += k
+        lo, step = np.float32(ls[i, 0]), np.float32(ls[i, 1])
+        if step < 0 or np.any(np.diff(g) < 0):
+            fail("grid step or indices")
+        books[s] = (lo + g * step).astype(np.float32).astype(np.float16).astype(np.float32)
+    return books
+
+
+def check_file(hf, out, form):
+    if True:
         raw = open(out, "rb").read()
         if raw[:8] != b"CLAQPACK":
             fail("magic")
         ver, hsz, joff, jlen, doff, dlen, fsz = struct.unpack("<IIQQQQQ", raw[8:56])
-        if (ver, hsz, joff) != (1, 64, 64) or doff % 64 or fsz != len(raw) or doff + dlen != fsz:
+        if (ver, hsz, joff) != (2, 64, 64) or doff % 64 or fsz != len(raw) or doff + dlen != fsz:
             fail("header fields %r" % ((ver, hsz, joff, jlen, doff, dlen, fsz),))
         dj = json.loads(raw[joff:joff + jlen])
         data = raw[doff:]
@@ -115,27 +155,30 @@ def main():
             cols_pad = 32 * len(blocks)
             rows_pad = (rows + 15) // 16 * 16
             wpr = sum(blocks)
-            colmap = np.frombuffer(sec["colmap"], dtype=np.uint32)
-            cb = np.frombuffer(sec["cb"], dtype=np.float16)
+            if t.get("cb_form") != form:
+                fail("%s: cb_form %r, expected %r" % (sn, t.get("cb_form"), form))
+            # widths: 2 bits per column (bits - 2), 4 columns a byte, present when mixed
+            wb = np.frombuffer(sec["widths"], dtype=np.uint8)
+            if len(wb) != (cols + 3) // 4:
+                fail("%s: widths length %d" % (sn, len(wb)))
+            colw = [2 + ((int(wb[j // 4]) >> (2 * (j % 4))) & 3) for j in range(cols)]
+            colmap = []
+            for bw, nb in ((4, n4), (3, n3), (2, n2)):
+                group = [j for j in range(cols) if colw[j] == bw]
+                if len(group) != nb:
+                    fail("%s: widths give %d %d-bit columns, directory %d" % (sn, len(group), bw, nb))
+                colmap += group + [0xFFFFFFFF] * ((-len(group)) % 32)
             words = np.frombuffer(sec["codes"], dtype=np.uint32)
             if len(colmap) != cols_pad or len(words) != rows_pad * wpr:
                 fail("%s: section sizes" % sn)
-            real = colmap[colmap != 0xFFFFFFFF]
-            if sorted(real.tolist()) != list(range(cols)):
-                fail("%s: colmap is not a permutation" % sn)
+            books = decode_codebooks(sec, form, blocks, colmap)
             W = st["model.layers.0.%s.weight" % hfname].astype(np.float32)
-            cb_off = 0
             rng = np.random.default_rng(1)
             for s in range(cols_pad):
-                b = blocks[s // 32]
-                K = 1 << b
                 j = int(colmap[s])
-                book = cb[cb_off:cb_off + K].astype(np.float32)
-                cb_off += K
                 if j == 0xFFFFFFFF:
-                    if np.any(book != 0):
-                        fail("padding codebook not zero")
                     continue
+                book = books[s]
                 if np.any(np.diff(book) < 0):
                     fail("%s col %d: codebook not ascending" % (sn, j))
                 for r in rng.choice(rows, size=min(rows, 24), replace=False):
@@ -146,9 +189,8 @@ def main():
                         fail("%s (%d,%d): code %d -> %g, nearest centroid is %g away from %g"
                              % (sn, r, j, code, book[code], best, w))
                     checked += 1
-            rowptr = np.frombuffer(sec["rowptr"], dtype=np.uint32)
-            if rowptr[0] != 0 or rowptr[-1] != t["nnz"] or np.any(np.diff(rowptr.astype(np.int64)) < 0):
-                fail("%s: rowptr" % sn)
+            if t["nnz"] != 0 or len(sec["rowcnt"]) != 0:
+                fail("%s: synth --pack keeps no outliers, so no row counts" % sn)
         # claq inspect: per-matrix histograms and the true bpw of the whole model.
         txt = run("inspect", out)
         lines = txt.strip().splitlines()
@@ -169,8 +211,8 @@ def main():
             hist = "cols 4b/3b/2b %d/%d/%d" % (t["cols4"], t["cols3"], t["cols2"])
             if not any(l.startswith("layers.0." + sn) and hist in l for l in lines):
                 fail("inspect line for %s lacks %r" % (sn, hist))
-        print("ok: %d codes decoded per docs/format.md match K-Means assignments; true_bpw %.4f"
-              % (checked, got))
+        print("ok (%s): %d codes decoded per docs/format.md match K-Means assignments; "
+              "true_bpw %.4f" % (form, checked, got))
 
 
 if __name__ == "__main__":

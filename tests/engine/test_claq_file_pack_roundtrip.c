@@ -77,7 +77,7 @@ static void roundtrip(int64_t rows, int64_t cols, int out_every)
     eng_claq_stats st;
     int64_t stored = 0;
     for (int s = 0; s < ENG_CLAQ_NSEC; s++) stored += (int64_t)((p.sec_len[s] + 63) / 64 * 64);
-    eng_claq_stats_of(k, stored, &st);
+    eng_claq_stats_of(k, p.sec_len, stored, &st);
     CHECK(st.cols_by_bits[2] + st.cols_by_bits[3] + st.cols_by_bits[4] == cols, "histogram");
     CHECK(st.other_bytes >= 0 && st.true_bpw > st.nominal_bits, "accounting");
     free(a);

@@ -10,8 +10,12 @@
  * (eng_claq_meta.embed_q8): every weight read back is within half a step (its row's scale / 2)
  * of the source and the scale is max |row| / 127, kern_embed gathers exactly those values,
  * logits move by a small fraction of the dense-embedding file's, the file shrinks by 3/4 of
- * the embedding's bytes; q8 without a head of its own is refused at write, and a NaN scale is
- * refused at load naming the tensor. Needs CLAQ_SHARED (77 without it). */
+ * the embedding's bytes; a NaN scale is refused at load naming the tensor. A tied model may keep
+ * one matrix for both roles: q8_row without a packed head (its matmul is scale x the int8 sum,
+ * checked against the dense product of its dequantized weights), or the packed head shared as
+ * the embedding (eng_claq_meta.embed_shared: kern_embed gathers exactly the rows of
+ * eng_qmatrix_dequant(head), and the file is smaller than the one with a dense embedding).
+ * Needs CLAQ_SHARED (77 without it). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +58,18 @@ static int quantize_uniform(const kern_matrix *w, int bits, eng_qmatrix *q)
         }
     }
     return 0;
+}
+
+/* Largest |a - b| over count values; *maxv gets the largest |b|. */
+static double max_diff(const float *a, const float *b, int64_t count, double *maxv)
+{
+    double d = 0;
+    *maxv = 0;
+    for (int64_t i = 0; i < count; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        *maxv = fmax(*maxv, fabs((double)b[i]));
+    }
+    return d;
 }
 
 static long file_size(const char *p)
@@ -151,6 +167,79 @@ static void check_q8(const eng_model *m, const char *out, const char *out3,
     eng_model_close(qm);
 }
 
+/* The tied forms: one q8_row matrix, or the packed head shared as the embedding. */
+static void check_tied_forms(eng_model *m, eng_qmatrix **qp, const eng_qmatrix *head,
+                             const char *out_head, const char *tmp, kern_backend *be)
+{
+    char q8t[1100], shared[1100];
+    snprintf(q8t, sizeof q8t, "%s/claq-q8tied-%d.claq", tmp, (int)getpid());
+    snprintf(shared, sizeof shared, "%s/claq-shared-%d.claq", tmp, (int)getpid());
+    eng_err err = {0};
+    const int V = m->cfg.vocab_size, D = m->cfg.dim, n = 3;
+    eng_claq_meta meta = {.bits = 4, .embed_q8 = 1};
+    snprintf(meta.method, sizeof meta.method, "rtn");
+    CHECK(eng_claq_write(q8t, m, qp, &meta, &err) == 0, "write tied q8: %s", err.msg);
+    meta.embed_q8 = 0;
+    meta.head = head;
+    meta.embed_shared = 1;
+    CHECK(eng_claq_write(shared, m, qp, &meta, &err) == 0, "write shared head: %s", err.msg);
+    meta.embed_q8 = 1;
+    CHECK(eng_claq_write(shared, m, qp, &meta, &err) == ENG_E_INVAL,
+          "shared head with a q8 embedding accepted");
+    eng_model *a = NULL, *b = NULL;
+    CHECK(eng_model_open(&a, q8t, &err) == 0, "open tied q8: %s", err.msg);
+    CHECK(eng_model_open(&b, shared, &err) == 0, "open shared: %s", err.msg);
+    float *x = malloc(sizeof(float) * (size_t)n * D), *ya = malloc(sizeof(float) * (size_t)n * V);
+    float *yb = malloc(sizeof(float) * (size_t)n * V), *wd = malloc(sizeof(float) * (size_t)V * D);
+    if (a && b && x && ya && yb && wd) {
+        CHECK(a->cfg.tie_embeddings && a->w.tok_embed.dtype == KERN_Q8_ROW &&
+              a->w.output.data == a->w.tok_embed.data && a->w.output.dtype == KERN_Q8_ROW,
+              "tied q8: one matrix for both roles");
+        /* its dequantized weights, by the format's definition */
+        const int8_t *q = a->w.tok_embed.data;
+        for (int r = 0; r < V; r++) {
+            float sc;
+            memcpy(&sc, (const char *)a->w.tok_embed.data + (size_t)V * D + 4 * (size_t)r, 4);
+            for (int c = 0; c < D; c++) wd[(size_t)r * D + c] = (float)q[(size_t)r * D + c] * sc;
+        }
+        const float *emb = m->w.tok_embed.data;
+        for (int t = 0; t < n; t++)
+            memcpy(x + t * D, emb + (size_t)(50 + 91 * t) * D, sizeof(float) * D);
+        kern_matrix dense = {.dtype = KERN_F32, .rows = V, .cols = D, .data = wd};
+        CHECK(kern_matmul(be, &a->w.output, x, n, ya) == 0 && kern_matmul(be, &dense, x, n, yb) == 0,
+              "q8 head matmul");
+        double maxv, maxd = max_diff(ya, yb, (int64_t)n * V, &maxv);
+        CHECK(maxd <= 1e-5 * maxv, "q8 head differs from its dequantized weights: %.3g of %.3g",
+              maxd, maxv);
+        printf("tied q8_row head [%d x %d]: max |q8 - dense| %.3g (max |y| %.3g)\n", V, D, maxd,
+               maxv);
+
+        CHECK(b->cfg.tie_embeddings && b->w.tok_embed.dtype == KERN_CLAQ &&
+              b->w.output.claq == b->w.tok_embed.claq, "shared: the packed head is the embedding");
+        eng_qmatrix_dequant(head, wd);
+        int32_t ids[4] = {0, 7, V / 2, V - 1};
+        float *rows = malloc(sizeof(float) * 4 * (size_t)D);
+        CHECK(rows && kern_embed(be, &b->w.tok_embed, ids, 4, rows) == 0, "gather from the head");
+        int same = rows != NULL;
+        for (int i = 0; same && i < 4; i++)
+            same = !memcmp(rows + (size_t)i * D, wd + (size_t)ids[i] * D, sizeof(float) * D);
+        CHECK(same, "gathered rows differ from the head's dequantized rows");
+        free(rows);
+        CHECK(file_size(shared) < file_size(out_head), "shared file %ld bytes, head + dense "
+              "embedding %ld", file_size(shared), file_size(out_head));
+        printf("shared packed head: %ld bytes, with a dense embedding %ld\n", file_size(shared),
+               file_size(out_head));
+    }
+    free(x);
+    free(ya);
+    free(yb);
+    free(wd);
+    eng_model_close(a);
+    eng_model_close(b);
+    unlink(q8t);
+    unlink(shared);
+}
+
 int main(void)
 {
     const char *sh = getenv("CLAQ_SHARED");
@@ -187,8 +276,6 @@ int main(void)
     CHECK(eng_claq_write(out3, m, qp, &meta, &err) == 0, "write with head + q8 embedding: %s",
           err.msg);
     meta.head = NULL;
-    CHECK(eng_claq_write(out2, m, qp, &meta, &err) == ENG_E_INVAL && strstr(err.msg, "head"),
-          "q8 embedding with the tied head accepted (%s)", err.msg);
     meta.embed_q8 = 0;
     CHECK(eng_claq_write(out2, m, qp, &meta, &err) == 0, "write without head: %s", err.msg);
     CHECK(eng_model_open(&pm, out, &err) == 0, "open packed: %s", err.msg);
@@ -217,11 +304,7 @@ int main(void)
     kern_matrix dense = {.dtype = KERN_F32, .rows = V, .cols = D, .data = wd};
     CHECK(kern_matmul(&be, ho, x, n, ya) == 0, "packed head matmul");
     CHECK(kern_matmul(&be, &dense, x, n, yb) == 0, "dense head matmul");
-    double maxd = 0, maxv = 0;
-    for (int64_t i = 0; i < (int64_t)n * V; i++) {
-        maxd = fmax(maxd, fabs((double)ya[i] - yb[i]));
-        maxv = fmax(maxv, fabs((double)yb[i]));
-    }
+    double maxv, maxd = max_diff(ya, yb, (int64_t)n * V, &maxv);
     CHECK(maxd <= 1e-5 * maxv, "packed head differs from its dequantized weights: %.3g of %.3g",
           maxd, maxv);
     printf("packed head [%d x %d]: max |packed - dense| %.3g (max |y| %.3g)\n", V, D, maxd, maxv);
@@ -253,6 +336,7 @@ int main(void)
     printf("logits with the 3-bit head vs the dense head: max change %.3g\n", diff);
 
     check_q8(m, out, out3, &be, prompt, l1);
+    check_tied_forms(m, qp, head, out, tmp, &be);
 
     eng_kv_release(&kv, &s1);
     eng_kv_release(&kv2, &s2);

@@ -50,7 +50,7 @@ static int spill(const char *path, const unsigned char *b, size_t n)
 static int quantize(const kern_matrix *w, eng_qmatrix *q)
 {
     int64_t R = w->rows, C = w->cols;
-    if (eng_qmatrix_alloc(q, R, C, NULL)) return -1;
+    if (eng_qmatrix_alloc(q, R, C, NULL) || eng_qmatrix_grid_alloc(q, NULL)) return -1;
     for (int64_t j = 0; j < C; j++) {
         float lo = INFINITY, hi = -INFINITY, big = 0;
         int64_t at = 0;
@@ -66,6 +66,7 @@ static int quantize(const kern_matrix *w, eng_qmatrix *q)
             int ee = e < K ? e : K - 1;
             q->codebook[j * ENG_QM_CB + e] = kern_f32_to_f16(lo + (hi - lo) * (float)ee / (float)(K - 1));
         }
+        if (eng_qmatrix_grid_fit_col(q, j)) return -1;   /* version 2 stores it as grid8 */
         for (int64_t r = 0; r < R; r++) {
             float v = ((const float *)w->data)[r * C + j];
             int best = 0;
@@ -148,39 +149,15 @@ static int json_edit(unsigned char *b, const char *from, const char *to)
     return -1;
 }
 
-int main(void)
+/* Writes the quantized model in format version ver, reopens and checks it, then damages it. */
+static void run_version(int ver, eng_model *src, eng_qmatrix *qs, eng_qmatrix **qp, int nm,
+                        const char *tokp, const char *out, const char *tmp)
 {
-    const char *shared = getenv("CLAQ_SHARED");
-    char model[4096], tokp[4096], dir[] = "/tmp/claq_corruptXXXXXX", out[4200], tmp[4200];
-    if (!shared) shared = "../shared";
-    snprintf(model, sizeof model, "%s/models/stories260K.bin", shared);
-    snprintf(tokp, sizeof tokp, "%s/models/tok512.bin", shared);
-    if (access(model, R_OK) || access(tokp, R_OK)) {
-        printf("skip: %s not found\n", model);
-        return 77;
-    }
-    if (!mkdtemp(dir)) return 1;
-    snprintf(out, sizeof out, "%s/s260k.claq", dir);
-    snprintf(tmp, sizeof tmp, "%s/damaged.claq", dir);
-
-    eng_err err = {0};
-    eng_model *src = NULL;
-    if (eng_model_open(&src, model, &err)) {
-        fprintf(stderr, "open %s: %s\n", model, err.msg);
-        return 1;
-    }
-    snprintf(src->tokenizer_path, sizeof src->tokenizer_path, "%s", tokp);
-    int L = src->cfg.n_layers, nm = L * ENG_LIN_COUNT;
-    eng_qmatrix *qs = calloc((size_t)nm, sizeof *qs);
-    eng_qmatrix **qp = calloc((size_t)nm, sizeof *qp);
-    for (int i = 0; i < nm; i++) {
-        qp[i] = &qs[i];
-        const kern_matrix *w = &src->w.layers[i / ENG_LIN_COUNT].lin[i % ENG_LIN_COUNT];
-        CHECK(w->dtype == KERN_F32 && quantize(w, &qs[i]) == 0, "quantize %d", i);
-    }
+    const int L = src->cfg.n_layers;
     eng_claq_meta meta = {.method = "rtn", .bits = 3.0, .outliers = 1, .or_budget = 1.0,
                           .nsamples = 0, .seqlen = 0, .seed = 42, .calib = "",
-                          .source = "stories260K.bin"};
+                          .source = "stories260K.bin", .format_version = ver};
+    eng_err err = {0};
     int rc = eng_claq_write(out, src, qp, &meta, &err);
     CHECK(rc == 0, "write: %s", err.msg);
 
@@ -197,6 +174,9 @@ int main(void)
               a->tie_embeddings == b->tie_embeddings && a->bos_id == b->bos_id &&
               a->eos_id == b->eos_id && !strcmp(a->arch, b->arch), "config differs");
         CHECK(pm->format == ENG_FMT_CLAQ, "format");
+        const eng_claq_model_info *info = pm->ext;
+        CHECK(info && info->meta.format_version == ver, "version %d read as %d", ver,
+              info ? info->meta.format_version : -1);
         size_t eb = (size_t)a->vocab_size * (size_t)a->dim * kern_dtype_size(src->w.tok_embed.dtype);
         CHECK(pm->w.tok_embed.dtype == src->w.tok_embed.dtype &&
               !memcmp(pm->w.tok_embed.data, src->w.tok_embed.data, eb), "embedding differs");
@@ -264,23 +244,47 @@ int main(void)
         memcpy(b, orig, n);
         CHECK(json_edit(b, "\"tensors\"", "\"tensorz\"") == 0, "edit4");
         expect_reject(tmp, b, n, NULL, "no directory");
-        size_t at = sec_at(orig, "layers.0.q_proj", "colmap");
-        memcpy(b, orig, n); b[at] = 0xf0; b[at + 1] = b[at + 2] = b[at + 3] = 0xff;
-        expect_reject(tmp, b, n, "layers.0.q_proj", "colmap out of range");
-        memcpy(b, orig, n); memcpy(b + at, b + at + 4, 4);
-        expect_reject(tmp, b, n, "layers.0.q_proj", "colmap duplicate");
-        at = sec_at(orig, "layers.2.v_proj", "rowptr");
-        memcpy(b, orig, n); b[at + 7] = 0x7f;
-        expect_reject(tmp, b, n, "layers.2.v_proj", "row pointer");
+        size_t at;
+        if (ver == 1) {
+            at = sec_at(orig, "layers.0.q_proj", "colmap");
+            memcpy(b, orig, n); b[at] = 0xf0; b[at + 1] = b[at + 2] = b[at + 3] = 0xff;
+            expect_reject(tmp, b, n, "layers.0.q_proj", "colmap out of range");
+            memcpy(b, orig, n); memcpy(b + at, b + at + 4, 4);
+            expect_reject(tmp, b, n, "layers.0.q_proj", "colmap duplicate");
+            at = sec_at(orig, "layers.2.v_proj", "rowptr");
+            memcpy(b, orig, n); b[at + 7] = 0x7f;
+            expect_reject(tmp, b, n, "layers.2.v_proj", "row pointer");
+            at = sec_at(orig, "layers.4.gate_proj", "cb");
+            memcpy(b, orig, n); b[at] = 0x00; b[at + 1] = 0x7c;
+            expect_reject(tmp, b, n, "layers.4.gate_proj", "codebook inf");
+        } else {
+            at = sec_at(orig, "layers.0.q_proj", "widths");   /* code 3 = 5 bits */
+            memcpy(b, orig, n); b[at] |= 3;
+            expect_reject(tmp, b, n, "layers.0.q_proj", "width code");
+            memcpy(b, orig, n); b[at] ^= 1;   /* a column changes width: counts disagree */
+            expect_reject(tmp, b, n, "layers.0.q_proj", "widths vs counts");
+            at = sec_at(orig, "layers.2.v_proj", "rowcnt");
+            memcpy(b, orig, n); b[at + 1] = 0x7f;
+            expect_reject(tmp, b, n, "layers.2.v_proj", "outlier count");
+            memcpy(b, orig, n); b[at] ^= 1;
+            expect_reject(tmp, b, n, "layers.2.v_proj", "outlier counts sum");
+            at = sec_at(orig, "layers.4.gate_proj", "cb");   /* lo, step of the first column */
+            memcpy(b, orig, n); b[at + 2] = 0x00; b[at + 3] = 0x7c;
+            expect_reject(tmp, b, n, "layers.4.gate_proj", "grid step inf");
+            memcpy(b, orig, n); b[at + 3] |= 0x80;
+            expect_reject(tmp, b, n, "layers.4.gate_proj", "grid step negative");
+            memcpy(b, orig, n); b[at + 0] = 0x00; b[at + 1] = 0x7c;
+            expect_reject(tmp, b, n, "layers.4.gate_proj", "grid lo inf");
+            memcpy(b, orig, n);
+            CHECK(json_edit(b, "\"cb_form\":\"grid8\"", "\"cb_form\":\"grid9\"") == 0, "edit6");
+            expect_reject(tmp, b, n, "cb_form", "unknown codebook form");
+        }
         at = sec_at(orig, "layers.3.down_proj", "outcol");
         memcpy(b, orig, n); b[at] = 0xff; b[at + 1] = 0xff;
         expect_reject(tmp, b, n, "layers.3.down_proj", "outlier column");
         at = sec_at(orig, "layers.4.o_proj", "outval");
         memcpy(b, orig, n); b[at] = 0x00; b[at + 1] = 0x7e;
         expect_reject(tmp, b, n, "layers.4.o_proj", "outlier NaN");
-        at = sec_at(orig, "layers.4.gate_proj", "cb");
-        memcpy(b, orig, n); b[at] = 0x00; b[at + 1] = 0x7c;
-        expect_reject(tmp, b, n, "layers.4.gate_proj", "codebook inf");
         at = sec_at(orig, "tok_embeddings", NULL);
         memcpy(b, orig, n); b[at + 3] = 0x7f; b[at + 2] = 0xc0;
         expect_reject(tmp, b, n, "tok_embeddings", "embedding NaN");
@@ -297,6 +301,39 @@ int main(void)
     free(orig);
     free(b);
     unlink(tmp);
+}
+
+int main(void)
+{
+    const char *shared = getenv("CLAQ_SHARED");
+    char model[4096], tokp[4096], dir[] = "/tmp/claq_corruptXXXXXX", out[4200], tmp[4200];
+    if (!shared) shared = "../shared";
+    snprintf(model, sizeof model, "%s/models/stories260K.bin", shared);
+    snprintf(tokp, sizeof tokp, "%s/models/tok512.bin", shared);
+    if (access(model, R_OK) || access(tokp, R_OK)) {
+        printf("skip: %s not found\n", model);
+        return 77;
+    }
+    if (!mkdtemp(dir)) return 1;
+    snprintf(out, sizeof out, "%s/s260k.claq", dir);
+    snprintf(tmp, sizeof tmp, "%s/damaged.claq", dir);
+
+    eng_err err = {0};
+    eng_model *src = NULL;
+    if (eng_model_open(&src, model, &err)) {
+        fprintf(stderr, "open %s: %s\n", model, err.msg);
+        return 1;
+    }
+    snprintf(src->tokenizer_path, sizeof src->tokenizer_path, "%s", tokp);
+    int L = src->cfg.n_layers, nm = L * ENG_LIN_COUNT;
+    eng_qmatrix *qs = calloc((size_t)nm, sizeof *qs);
+    eng_qmatrix **qp = calloc((size_t)nm, sizeof *qp);
+    for (int i = 0; i < nm; i++) {
+        qp[i] = &qs[i];
+        const kern_matrix *w = &src->w.layers[i / ENG_LIN_COUNT].lin[i % ENG_LIN_COUNT];
+        CHECK(w->dtype == KERN_F32 && quantize(w, &qs[i]) == 0, "quantize %d", i);
+    }
+    for (int ver = 1; ver <= 2; ver++) run_version(ver, src, qs, qp, nm, tokp, out, tmp);
     unlink(out);
     rmdir(dir);
     for (int i = 0; i < nm; i++) eng_qmatrix_free(&qs[i]);

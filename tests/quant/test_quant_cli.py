@@ -10,9 +10,15 @@
    from the recorded quant_seconds.
 3. Adaptive Precision 2.1: the 4-bit column count of every matrix is round(0.05 * columns), the
    spec's rule, recomputed here from the matrix shapes; Outlier Reservation keeps outliers.
-4. Bad input gets a clear message and a non-zero exit, and leaves no output file: out-of-range
+4. Budgets in stored bits (--target-bpw): every matrix's true bits per weight as `claq inspect`
+   counts them stays within the target (or the matrix is all 2-bit, when even that costs more),
+   its 4- and 3-bit groups fill whole 32-column blocks
+   unless they hold every remaining column, and more bits give a lower perplexity; 8-bit grid
+   codebooks (the default) take fewer bytes than --cb-bits 16 at the same code bits.
+5. Bad input gets a clear message and a non-zero exit, and leaves no output file: out-of-range
    bits, fractional bits without claq, a missing or too short calibration file, a truncated model,
-   an already packed source, an output directory that does not exist.
+   an already packed source, an output directory that does not exist, --bits with --target-bpw,
+   a target out of range or without claq, a --cb-bits other than 8 or 16.
 """
 import json
 import os
@@ -83,6 +89,15 @@ def inspect_lines(path):
     return r.returncode, [l for l in r.stdout.splitlines() if not l.startswith(("quantization:", "path:"))]
 
 
+def matrices(lines):
+    """(name, cols, n4, n3, n2, outliers, true bpw) of each linear in `claq inspect` lines."""
+    for l in lines:
+        m = re.match(r"layers\.\d+\.(\w+)\s+\[\s*\d+,\s*(\d+)\] cols 4b/3b/2b (\d+)/(\d+)/(\d+)"
+                     r"\s+outliers (\d+).*true ([0-9.]+) bpw", l)
+        if m:
+            yield (l.split()[0], *map(int, m.groups()[1:6]), float(m.group(7)))
+
+
 def main():
     if not os.path.isdir(MODEL) or not os.path.exists(TEXT):
         print("skip: no shared models/data at", SHARED)
@@ -133,21 +148,43 @@ def main():
           "claq 2.1 + outliers quantize")
     rc, lines = inspect_lines(ap)
     mats = 0
-    for l in lines:
-        m = re.match(r"layers\.\d+\.(\w+)\s+\[\s*(\d+),\s*(\d+)\] cols 4b/3b/2b (\d+)/(\d+)/(\d+)"
-                     r"\s+outliers (\d+)", l)
-        if not m:
-            continue
+    for name, cols, n4, n3, n2, nout, _ in matrices(lines):
         mats += 1
-        cols, n4, n3, n2, nout = int(m.group(3)), *map(int, m.groups()[3:])
         want = int(0.05 * cols + 0.5)
         if n4 != want or n3 != 0 or n4 + n2 != cols or nout == 0:
             check(False, "%s: 4b/3b/2b %d/%d/%d outliers %d, want %d 4-bit columns of %d and "
-                  "outliers" % (l.split()[0], n4, n3, n2, nout, want, cols))
+                  "outliers" % (name, n4, n3, n2, nout, want, cols))
     check(rc == 0 and mats == 14, "AP 2.1: %d matrices, each with round(0.05*C) 4-bit columns "
           "and reserved outliers" % mats)
 
-    # 4. bad input
+    # 4. budgets in stored bits
+    lo, hi, c16 = (os.path.join(tmp, n + ".claq") for n in ("t26", "t33", "c3cb16"))
+    for out, tb in ((lo, 2.6), (hi, 3.3)):
+        check(quantize(out, "--method", "claq", "--target-bpw", tb).returncode == 0,
+              "claq --target-bpw %g quantize" % tb)
+        rc, lines = inspect_lines(out)
+        worst, blocks_ok, mats, floor = 0.0, True, 0, 0
+        for _, cols, n4, n3, n2, _, bpw in matrices(lines):
+            mats += 1
+            if bpw > tb and n4 == 0 and n3 == 0:
+                floor += 1   # all 2-bit already costs more: nothing cheaper exists
+            else:
+                worst = max(worst, bpw)
+            blocks_ok &= (n4 % 32 == 0 or n4 == cols) and (n3 % 32 == 0 or n3 == cols - n4)
+        check(rc == 0 and mats == 14 and worst <= tb,
+              "--target-bpw %g: the largest matrix true bpw is %.4f (%d matrices at their 2-bit "
+              "floor above it)" % (tb, worst, floor))
+        check(blocks_ok, "--target-bpw %g: 4- and 3-bit groups fill whole blocks" % tb)
+    p_lo, _ = ppl(lo)
+    p_hi, _ = ppl(hi)
+    check(p_lo is not None and p_hi is not None and p_hi < p_lo,
+          "perplexity at 3.3 stored bits %s below 2.6's %s" % (p_hi, p_lo))
+    check(quantize(c16, "--method", "claq", "--bits", 3, "--cb-bits", 16).returncode == 0,
+          "claq 3-bit with fp16 codebooks")
+    check(os.path.getsize(c3) < os.path.getsize(c16),
+          "grid8 codebooks: %d bytes, fp16: %d" % (os.path.getsize(c3), os.path.getsize(c16)))
+
+    # 5. bad input
     short = os.path.join(tmp, "short.txt")
     with open(short, "w") as f:
         f.write("Once upon a time.\n")
@@ -169,6 +206,14 @@ def main():
         (["--model", trunc, "--tokenizer", os.path.join(SHARED, "models", "tok512.bin"),
           "--method", "rtn", "--bits", 3], "trunc.bin"),
         (["--model", c3, "--method", "rtn", "--bits", 3], "quantized"),
+        (["--model", MODEL, "--method", "claq", "--bits", 3, "--target-bpw", 3, "--calib", TEXT],
+         "not both"),
+        (["--model", MODEL, "--method", "claq", "--target-bpw", 1.5, "--calib", TEXT],
+         "--target-bpw"),
+        (["--model", MODEL, "--method", "gptq", "--target-bpw", 3, "--calib", TEXT],
+         "--target-bpw"),
+        (["--model", MODEL, "--method", "claq", "--bits", 3, "--cb-bits", 12, "--calib", TEXT],
+         "--cb-bits"),
     ]
     for args, word in cases:
         r = claq("quantize", *args, "--out", out)

@@ -1,8 +1,8 @@
 /* test_quant_core.c — the quantizer's numerical core against independent references: 1-D
  * K-Means (exact DP optimum on small columns, invariants), the GPTQ loop against a plain double
  * OBQ-style reference (explicit inverse, sequential rank-1 downdates), Adaptive Precision and
- * Outlier Reservation counts (the spec's figures, short 32/64-row columns), and whole-matrix
- * RTN / GPTQ / CLAQ runs. With no arguments it runs its own checks; `--kmeans FILE N K [pp]`
+ * Outlier Reservation counts (the spec's figures, short 32/64-row columns), the 8-bit codebook
+ * grid, the stored-bits allocation (--target-bpw), and whole-matrix RTN / GPTQ / CLAQ runs. With no arguments it runs its own checks; `--kmeans FILE N K [pp]`
  * prints the MSE of each N-float column of FILE for test_quant_kmeans_sklearn.py. Single thread. */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "quant_alloc.h"
 #include "quant_gptq.h"
 #include "quant_kmeans.h"
+#include "quant_rd.h"
 #include "quant.h"
 #include "kern_half.h"
 
@@ -587,6 +588,92 @@ static void check_qmatrix(const eng_qmatrix *q, const char *what)
               "%s: outliers not in (col,row) order at %lld", what, (long long)i);
 }
 
+
+/* The 8-bit codebook grid: every entry decodes from (lo, step, idx) by the one formula, indices
+ * ascend, the top index reaches the last centroid, and each entry moves by at most half a step. */
+static void test_cb_grid(void)
+{
+    rng r = {5};
+    for (int t = 0; t < 2000; t++) {
+        const int k = 1 << (2 + t % 3);
+        float c[16];
+        double scale = pow(10.0, -4.0 + 4.0 * rng_unif(&r));
+        for (int i = 0; i < k; i++) c[i] = (float)((rng_unif(&r) - 0.5) * scale);
+        for (int i = 1; i < k; i++)   /* insertion sort: ascending centroids */
+            for (int j = i; j > 0 && c[j] < c[j - 1]; j--) {
+                float x = c[j]; c[j] = c[j - 1]; c[j - 1] = x;
+            }
+        if (t % 97 == 0) for (int i = 0; i < k; i++) c[i] = c[0];   /* degenerate column */
+        uint16_t cb[16], orig[16], ls[2];
+        uint8_t idx[16];
+        for (int i = 0; i < k; i++) cb[i] = orig[i] = kern_f32_to_f16(c[i]);
+        CHECK(eng_cb_grid_fit(cb, k, ls, idx) == 0, "grid fit %d", t);
+        const float step = kern_f16_to_f32(ls[1]);
+        CHECK(ls[0] == orig[0] && step >= 0, "lo is the first entry, step non-negative");
+        CHECK(kern_f16_to_f32(eng_cb_grid_value(ls[0], ls[1], 255)) >= kern_f16_to_f32(orig[k - 1]),
+              "255 steps reach the last entry (%d)", t);
+        for (int i = 0; i < k; i++) {
+            CHECK(cb[i] == eng_cb_grid_value(ls[0], ls[1], idx[i]), "entry %d decodes", i);
+            CHECK(i == 0 || idx[i] >= idx[i - 1], "indices ascend");
+            const float e = fabsf(kern_f16_to_f32(cb[i]) - kern_f16_to_f32(orig[i]));
+            /* half a step, plus one fp16 rounding of the decoded value */
+            CHECK(e <= 0.5f * step + fabsf(kern_f16_to_f32(cb[i])) * 0x1p-10f + 1e-7f,
+                  "entry %d moved by %g with step %g", i, e, step);
+        }
+    }
+    uint16_t bad[4] = {kern_f32_to_f16(1.0f), kern_f32_to_f16(0.5f), 0, 0};
+    uint16_t ls[2];
+    uint8_t idx[4];
+    CHECK(eng_cb_grid_fit(bad, 2, ls, idx) == ENG_E_RANGE, "descending entries refused");
+}
+
+/* --target-bpw's allocation: the planned bytes are the packed file's (format v2), they stay
+ * within the budget, 4/3-bit groups are whole blocks, more budget gives less estimated error
+ * and more bits, and the heavily weighted columns get the bits. */
+static void test_rd_alloc(void)
+{
+    rng r = {11};
+    enum { ROWS = 256, COLS = 256 };
+    float *W = malloc(sizeof(float) * ROWS * COLS);
+    double wgt[COLS];
+    for (int64_t i = 0; i < ROWS * COLS; i++) W[i] = (float)(rng_unif(&r) - 0.5);
+    for (int j = 0; j < COLS; j++) wgt[j] = j < 64 ? 100.0 : 1.0;   /* 64 sensitive columns */
+    uint8_t bits[COLS];
+    eng_err err = {0};
+    double prev_bpw = 0, prev_sum = 0;
+    const double targets[] = {2.2, 2.6, 3.0, 3.4, 3.9, 5.0};
+    for (int t = 0; t < 6; t++) {
+        eng_rd_plan plan = {.target_bpw = targets[t], .cb_bits = 8};
+        double bpw = 0;
+        CHECK(eng_rd_bits(W, ROWS, COLS, wgt, &plan, NULL, bits, &bpw, &err) == 0, "rd: %s",
+              err.msg);
+        int64_t n[5] = {0};
+        double sum_hot = 0, sum_cold = 0;
+        for (int j = 0; j < COLS; j++) {
+            n[bits[j]]++;
+            *(j < 64 ? &sum_hot : &sum_cold) += bits[j];
+        }
+        const int64_t bytes = eng_rd_matrix_bytes(ROWS, COLS, n, 8);
+        CHECK(fabs(bpw - 8.0 * (double)bytes / (ROWS * COLS)) < 1e-12, "planned bpw is the bytes");
+        CHECK(bpw <= targets[t] || (n[3] == 0 && n[4] == 0), "target %g: planned %g",
+              targets[t], bpw);
+        CHECK(n[4] % 32 == 0 && n[3] % 32 == 0, "whole blocks (%lld, %lld)", (long long)n[4],
+              (long long)n[3]);
+        CHECK(bpw >= prev_bpw && sum_hot + sum_cold >= prev_sum, "more budget, more bits");
+        CHECK(sum_hot / 64 >= sum_cold / 192, "target %g: sensitive columns %g bits, others %g",
+              targets[t], sum_hot / 64, sum_cold / 192);
+        if (targets[t] >= 3.0 && targets[t] < 4.6)   /* 4.625 is all 4-bit */
+            CHECK(bpw > targets[t] - 0.16, "target %g: budget used (planned %g)", targets[t], bpw);
+        prev_bpw = bpw;
+        prev_sum = sum_hot + sum_cold;
+    }
+    eng_rd_plan plan = {.target_bpw = 1.5, .cb_bits = 8};
+    double bpw;
+    CHECK(eng_rd_bits(W, ROWS, COLS, wgt, &plan, NULL, bits, &bpw, &err) == ENG_E_INVAL,
+          "target 1.5 refused");
+    free(W);
+}
+
 static void test_quant_matrix(void)
 {
     rng r = {77};
@@ -744,6 +831,8 @@ int main(int argc, char **argv)
     test_gptq_retry();
     test_ap_counts();
     test_or_counts();
+    test_cb_grid();
+    test_rd_alloc();
     test_quant_matrix();
     if (g_fail) {
         fprintf(stderr, "%d check(s) failed\n", g_fail);
