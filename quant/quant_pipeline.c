@@ -120,6 +120,17 @@ static void qp_capture_fn(void *ud, int layer, int group, const float *x, int n,
     c->tokens += n;
 }
 
+/* H = 2/S sum x x^T over S windows (the reference's scale), upper triangle mirrored to full. */
+static void qp_hessian_finish(float *H, int wd, int nsamples)
+{
+    const float scale = (float)(2.0 / nsamples);
+    for (int i = 0; i < wd; i++) {
+        float *row = H + (size_t)i * wd;
+        for (int j = i; j < wd; j++) row[j] *= scale;
+        for (int j = 0; j < i; j++) row[j] = H[(size_t)j * wd + i];
+    }
+}
+
 /* ---- the pipeline ---- */
 
 typedef struct qp {
@@ -354,13 +365,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
                              (long long)p->nsamples * p->seqlen);
             goto done;
         }
-        /* H = 2/S sum x x^T over S windows (the reference's scale), mirrored to full */
-        float scale = (float)(2.0 / p->nsamples);
-        for (int i = 0; i < wd; i++) {
-            float *row = H + (size_t)i * wd;
-            for (int j = i; j < wd; j++) row[j] *= scale;
-            for (int j = 0; j < i; j++) row[j] = H[(size_t)j * wd + i];
-        }
+        qp_hessian_finish(H, wd, p->nsamples);
         t_fwd += qp_now() - t1;
         t1 = qp_now();
         /* The members share their input, hence H and its preparation. */
@@ -465,12 +470,7 @@ static int qp_head(qp *p, qp_acts *acts, qp_scratch *sc, eng_quant_result *res, 
         qp_capture_fn(&cap, -2, 0, sc->xn, p->seqlen, wd);
     }
     if (!rc) {
-        float scale = (float)(2.0 / p->nsamples);
-        for (int i = 0; i < wd; i++) {
-            float *row = H + (size_t)i * wd;
-            for (int j = i; j < wd; j++) row[j] *= scale;
-            for (int j = 0; j < i; j++) row[j] = H[(size_t)j * wd + i];
-        }
+        qp_hessian_finish(H, wd, p->nsamples);
         rc = qp_weight_f32(w, &W, err);
     }
     if (!rc) {
