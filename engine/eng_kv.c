@@ -1,6 +1,7 @@
 /* eng_kv.c — the paged KV cache pool and per-sequence block tables (see eng_kv.h). Owned by one
  * thread (the CLI or the server's scheduler); no locking. */
 #include "eng_kv.h"
+#include "eng_kv_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -79,37 +80,48 @@ void eng_kv_free(eng_kv *kv)
         free(kv->v);
     }
     free(kv->free_ids);
+    eng_kv__prefix_free(kv);
     memset(kv, 0, sizeof *kv);
 }
 
-int eng_kv_free_tokens(const eng_kv *kv) { return kv->n_free * kv->block_tokens; }
+int eng_kv_free_tokens(const eng_kv *kv) { return eng_kv_available(kv) * kv->block_tokens; }
+
+int eng_kv_available(const eng_kv *kv)
+{
+    return kv->n_free + (kv->prefix ? kv->prefix->n_idle : 0);
+}
 
 int eng_kv_blocks_for(const eng_kv *kv, int64_t n_pos)
 {
     return (int)((n_pos + kv->block_tokens - 1) / kv->block_tokens);
 }
 
+int eng_kv__seq_cap(eng_seq *seq, int need)
+{
+    if (need <= seq->cap_blocks) return 0;
+    int cap = seq->cap_blocks ? seq->cap_blocks : 4;
+    while (cap < need) cap *= 2;
+    int32_t *b = realloc(seq->blocks, (size_t)cap * sizeof *b);
+    if (!b) return ENG_E_NOMEM;
+    seq->blocks = b;
+    seq->cap_blocks = cap;
+    return 0;
+}
+
 int eng_kv_reserve(eng_kv *kv, eng_seq *seq, int n_pos)
 {
     int need = eng_kv_blocks_for(kv, n_pos);
     if (need <= seq->n_blocks) return 0;
-    int more = need - seq->n_blocks;
-    if (more > kv->n_free) return ENG_E_FULL;
-    if (need > seq->cap_blocks) {
-        int cap = seq->cap_blocks ? seq->cap_blocks : 4;
-        while (cap < need) cap *= 2;
-        int32_t *b = realloc(seq->blocks, (size_t)cap * sizeof *b);
-        if (!b) return ENG_E_NOMEM;
-        seq->blocks = b;
-        seq->cap_blocks = cap;
-    }
-    while (seq->n_blocks < need) seq->blocks[seq->n_blocks++] = kv->free_ids[--kv->n_free];
+    if (need - seq->n_blocks > eng_kv_available(kv)) return ENG_E_FULL;
+    if (eng_kv__seq_cap(seq, need)) return ENG_E_NOMEM;
+    while (seq->n_blocks < need) seq->blocks[seq->n_blocks++] = eng_kv__take_block(kv);
     return 0;
 }
 
 void eng_kv_release(eng_kv *kv, eng_seq *seq)
 {
-    for (int i = seq->n_blocks - 1; i >= 0; i--) kv->free_ids[kv->n_free++] = seq->blocks[i];
+    /* last block first: with prefix caching the tail of a prefix is the first evicted */
+    for (int i = seq->n_blocks - 1; i >= 0; i--) eng_kv__drop_block(kv, seq->blocks[i]);
     free(seq->blocks);
     memset(seq, 0, sizeof *seq);
 }

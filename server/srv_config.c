@@ -102,6 +102,10 @@ static const cfg_flag srv__flags[] = {
     {"kv-dtype", "CLAQ_KV_DTYPE", CFG_STR, F(kv_dtype), 0, 0,
      "KV cache entries: f32, f16 (half the memory, so twice the positions per byte), or auto "
      "(= f16) (default auto)"},
+    {"prefix-cache", "CLAQ_PREFIX_CACHE", CFG_BOOL, F(prefix_cache), 0, 1,
+     "keep the KV blocks of prompt prefixes and reuse them for later requests that start with "
+     "the same tokens (exact: same tokens and logprobs as without); --no-prefix-cache = 0 "
+     "(default 1)"},
     {"device", "CLAQ_DEVICE", CFG_STR, F(device), 0, 0,
      "cpu | cuda | auto (cuda when a GPU is usable, else cpu) (default cpu)"},
     {"step-delay-ms", "CLAQ_STEP_DELAY_MS", CFG_INT, F(step_delay_ms), 0, 10000,
@@ -133,6 +137,7 @@ void srv_config_defaults(srv_config *c)
     c->write_hard_bytes = SRV_WRITE_HARD_BYTES;
     c->cors_origin[0] = '\0';   /* CORS off unless asked for: a laptop server is not an open API */
     c->access_log = 1;
+    c->prefix_cache = 1;
     snprintf(c->device, sizeof(c->device), "cpu");
     snprintf(c->kv_dtype, sizeof(c->kv_dtype), "auto");
 }
@@ -141,7 +146,8 @@ void srv_config_usage(FILE *out)
 {
     fprintf(out, "usage: claq-server --model PATH [options]\n\n"
                  "OpenAI-compatible HTTP server for LLaMA-family models (FP and packed CLAQ).\n"
-                 "Every flag also reads the environment variable shown; flags win.\n\n");
+                 "Every flag also reads the environment variable shown; flags win. A 0|1 flag\n"
+                 "alone means 1, and --no-NAME means --NAME 0.\n\n");
     for (size_t i = 0; i < N_FLAGS; i++) {
         const cfg_flag *f = &srv__flags[i];
         const char *arg = f->type == CFG_STR ? " S" : f->type == CFG_DBL ? " SEC"
@@ -255,12 +261,21 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, char *err,
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         const cfg_flag *f = cfg_find(name, nlen);
+        int negated = 0;   /* --no-NAME for a 0|1 flag NAME: 0 */
+        if (!f && !eq && nlen > 3 && strncmp(name, "no-", 3) == 0) {
+            f = cfg_find(name + 3, nlen - 3);
+            negated = f && f->type == CFG_BOOL;
+            if (!negated)
+                f = NULL;
+        }
         if (!f) {
             snprintf(err, cap, "unknown flag '%.*s' (see --help)", (int)nlen + 2, a);
             return -1;
         }
         const char *val;
-        if (eq) {
+        if (negated) {
+            val = "0";
+        } else if (eq) {
             val = eq + 1;
         } else if (f->type == CFG_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
             val = "1";

@@ -19,6 +19,7 @@ typedef struct srv_choice {
     int done;
     srv_finish finish;
     int completion_tokens;
+    int cached_tokens;          /* of its prompt, served from the prefix cache */
     cJSON *lp;                  /* non-stream logprobs being built; owned */
     size_t text_offset;         /* completions logprobs: offset of the next token's text */
     size_t prompt_offset;       /* echo + logprobs: offset of the next prompt token's text */
@@ -442,6 +443,19 @@ static cJSON *usage_obj(srv_gen *g)
     cJSON_AddNumberToObject(u, "prompt_tokens", pt);
     cJSON_AddNumberToObject(u, "completion_tokens", ct);
     cJSON_AddNumberToObject(u, "total_tokens", pt + ct);
+    /* OpenAI's prompt caching field: per prompt, what its first choice found cached */
+    int cached = 0;
+    for (int i = 0; i < g->n_prompts; i++) {
+        for (int c = 0; c < g->n_choices; c++) {
+            if (g->choices[c].prompt_idx == i) {
+                cached += g->choices[c].cached_tokens;
+                break;
+            }
+        }
+    }
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    if (d)
+        cJSON_AddNumberToObject(d, "cached_tokens", cached);
     g->resp->prompt_tokens = pt;
     g->resp->completion_tokens = ct;
     return u;
@@ -895,6 +909,7 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     c->done = 1;
     c->finish = e->finish;
     c->completion_tokens = e->completion_tokens;
+    c->cached_tokens = e->cached_tokens;
     snprintf(c->msg, sizeof(c->msg), "%s", e->msg);
     map_del(s, c->task_id);
     c->task_id = 0;

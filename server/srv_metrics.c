@@ -89,6 +89,15 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
     rc |= counter(o, "claq_preemptions_total", "counter",
                   "running sequences sent back to wait when KV blocks ran out (recomputed later)",
                   model, (double)st->preemptions);
+    rc |= counter(o, "claq_prefix_cache_queries_total", "counter",
+                  "positions looked up in the prefix cache at admission (0 when it is off)",
+                  model, (double)st->prefix_queries);
+    rc |= counter(o, "claq_prefix_cache_hits_total", "counter",
+                  "of those, positions whose K/V were found cached and reused", model,
+                  (double)st->prefix_hits);
+    rc |= counter(o, "claq_prefix_cache_blocks", "gauge",
+                  "KV blocks in the prefix cache's index (in use or idle)", model,
+                  st->prefix_blocks);
     const char *dirs[3] = {"h2d", "d2h", "h2d_weights"};
     const uint64_t bytes[3] = {st->xfer.h2d_bytes, st->xfer.d2h_bytes, st->xfer.weight_h2d_bytes};
     rc |= srv_buf_printf(o, "# HELP claq_device_copy_bytes_total bytes the compute backend copied "

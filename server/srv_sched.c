@@ -4,7 +4,9 @@
  * every decoding sequence the block its next position needs (taking back the blocks of the
  * newest requests when the pool is empty: they wait again, then recompute their K/V),
  * then decodes one token for every running sequence and prefills up to prefill_chunk tokens
- * shared by the prefilling ones, in one eng_forward call. Runs only on its own thread, except
+ * shared by the prefilling ones, in one eng_forward call. With the prefix cache on, admission
+ * starts a sequence after the longest cached prefix of its tokens, and full blocks are offered
+ * to the cache once their K/V are written. Runs only on its own thread, except
  * the srv_sched_* entry points, which take the mutex. No sockets, no JSON. */
 #include "srv_sched.h"
 
@@ -156,6 +158,15 @@ static int list_len(const srv_task *t)
     return n;
 }
 
+static int32_t task_tok_at(const srv_task *t, int pos);
+
+/* Offers t's full blocks among the positions it has fed (all written: called between steps or
+ * after a forward that succeeded) to the prefix cache. */
+static void task_commit(srv_sched *s, srv_task *t)
+{
+    eng_kv_prefix_commit(&s->kv, &t->seq, t->prompt, t->n_prompt, t->gen, t->n_fed);
+}
+
 /* Ends t: emits the text still held (detokenizer, stop matcher) and a DONE event, returns its KV
  * blocks, unlinks and frees it. */
 static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *msg, ev_list *ev)
@@ -175,6 +186,7 @@ static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *m
         e->finish = why;
         e->prompt_tokens = t->n_prompt;
         e->completion_tokens = t->n_gen;
+        e->cached_tokens = t->cached_tokens;
         if (msg)
             snprintf(e->msg, sizeof(e->msg), "%s", msg);
     }
@@ -188,6 +200,8 @@ static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *m
     case SRV_FINISH_TIMEOUT: k->timeouts++; break;
     default: k->errors++; break;
     }
+    if (why != SRV_FINISH_ERROR)
+        task_commit(s, t);   /* an error may have left this step's positions unwritten */
     eng_kv_release(&s->kv, &t->seq);
     list_remove(&s->running, t);
     list_remove(&s->waiting, t);
@@ -206,20 +220,45 @@ static int32_t task_tok_at(const srv_task *t, int pos)
     return pos < t->n_prompt ? t->prompt[pos] : t->gen[pos - t->n_prompt];
 }
 
+/* With the prefix cache on, gives a sequence without blocks the cached blocks of its longest
+ * cached prefix and starts feeding after them; returns the positions reused. At least the last
+ * known position is always fed (its logits give the next token), and a sequence that reports
+ * prompt logprobs reuses nothing past the first position whose logits it needs. */
+static int task_reuse(srv_sched *s, srv_task *t)
+{
+    if (!s->kv.prefix || t->seq.n_blocks != 0)
+        return 0;
+    int max_pos = task_known(t) - 1;
+    if (t->prompt_lp_from > 0 && t->prompt_lp_from - 1 < max_pos)
+        max_pos = t->prompt_lp_from - 1;
+    int hit = eng_kv_prefix_match(&s->kv, &t->seq, t->prompt, t->n_prompt, t->gen, max_pos);
+    t->n_fed = hit;
+    return hit;
+}
+
 /* Takes the blocks for t's known positions, keeping `spare` blocks free for the running
  * sequences' next positions; sets up its sampler and detokenizer on the first admission. */
 static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
 {
     if (task_known(t) == 0)
         return eng_err_set(err, ENG_E_INVAL, "empty prompt");   /* refused at submit already */
+    int hit = task_reuse(s, t);
     int need = eng_kv_blocks_for(&s->kv, task_known(t)) - t->seq.n_blocks;
-    if (need > 0 && s->kv.n_free - need < spare)
-        return ENG_E_FULL;
-    int rc = eng_kv_reserve(&s->kv, &t->seq, task_known(t));
-    if (rc == ENG_E_NOMEM)
-        return eng_err_set(err, rc, "out of memory for the KV block table");
-    if (rc != 0)
-        return rc;
+    int rc = need > 0 && eng_kv_available(&s->kv) - need < spare ? ENG_E_FULL : 0;
+    if (rc == 0)
+        rc = eng_kv_reserve(&s->kv, &t->seq, task_known(t));
+    if (rc != 0) {
+        eng_kv_release(&s->kv, &t->seq);   /* the shared blocks go back to the cache */
+        t->n_fed = 0;
+        return rc == ENG_E_NOMEM ? eng_err_set(err, rc, "out of memory for the KV block table")
+                                 : rc;
+    }
+    if (s->kv.prefix) {
+        s->counts.prefix_queries += (uint64_t)task_known(t);
+        s->counts.prefix_hits += (uint64_t)hit;
+    }
+    if (!t->admitted)
+        t->cached_tokens = hit;
     if (t->admitted)
         return 0;   /* readmitted after a preemption: sampler, detokenizer, stop state kept */
     t->scfg.bias = t->bias;
@@ -260,6 +299,7 @@ static void task_preempt(srv_sched *s, srv_task *t)
 {
     if (t->prompt_lp_from > 0 && t->prompt_lp_from < t->n_fed + 1)
         t->prompt_lp_from = t->n_fed + 1;
+    task_commit(s, t);   /* readmitted, it may find its own blocks still cached */
     eng_kv_release(&s->kv, &t->seq);
     t->n_fed = 0;
     t->preemptions++;
@@ -378,7 +418,7 @@ static void sched_publish(srv_sched *s)
     s->stats.running = list_len(s->running);
     s->stats.waiting = list_len(s->waiting) + s->n_inbox;
     s->stats.kv_total_tokens = s->kv.n_blocks * s->kv.block_tokens;
-    s->stats.kv_used_tokens = (s->kv.n_blocks - s->kv.n_free) * s->kv.block_tokens;
+    s->stats.kv_used_tokens = (s->kv.n_blocks - eng_kv_available(&s->kv)) * s->kv.block_tokens;
     s->stats.steps = s->counts.steps;
     s->stats.prompt_tokens = s->counts.prompt_tokens;
     s->stats.generation_tokens = s->counts.generation_tokens;
@@ -388,6 +428,10 @@ static void sched_publish(srv_sched *s)
     s->stats.timeouts = s->counts.timeouts;
     s->stats.errors = s->counts.errors;
     s->stats.preemptions = s->counts.preemptions;
+    s->stats.prefix_queries = s->counts.prefix_queries;
+    s->stats.prefix_hits = s->counts.prefix_hits;
+    s->stats.prefix_blocks = eng_kv_prefix_blocks(&s->kv);
+    s->stats.prefix_cache = s->kv.prefix != NULL;
     kern_get_xfer_stats(&s->be, &s->stats.xfer);
     uv_mutex_unlock(&s->mu);
 }
@@ -655,6 +699,8 @@ static void sched_step(srv_sched *s, ev_list *ev)
             sched_use_logits(s, s->items, s->item_task, n, ev);
         else
             sched_forward_isolated(s, n, ev);
+        for (t = s->running; t; t = t->next)
+            task_commit(s, t);   /* those whose forward failed have ended */
     }
 
     /* SSE keep-alives for sequences that have sent nothing for a while (waiting, prefilling, or
@@ -717,6 +763,8 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->kv_tokens = kvt;
     s->n_ctx = mc->seq_len < kvt ? mc->seq_len : (int)kvt;
     rc = eng_kv_init_on(&s->kv, mc, kvt, kvd, &s->be, &err);
+    if (rc == 0 && cfg->prefix_cache)
+        rc = eng_kv_prefix_enable(&s->kv, &err);
     if (rc != 0) {
         snprintf(msg, cap, "kv cache (%lld tokens): %s", (long long)kvt,
                  err.msg[0] ? err.msg : eng_strerror(rc));

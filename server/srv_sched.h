@@ -71,6 +71,8 @@ typedef struct srv_task {
                                        then generated tokens; 0 again after a preemption */
     int admitted;                   /* sampler and detokenizer set up (stays 1 when preempted) */
     int preemptions;                /* times its KV blocks were taken back */
+    int cached_tokens;              /* prompt positions its first admission found in the prefix
+                                       cache (their K/V reused, not computed) */
     int cancelled;
     double last_emit;               /* time of the last event sent (keep-alives) */
 } srv_task;
@@ -95,6 +97,7 @@ typedef struct srv_event {
     eng_logprob lp;
     srv_finish finish;
     int prompt_tokens, completion_tokens;
+    int cached_tokens;              /* SRV_EV_DONE: prompt tokens served from the prefix cache */
     char msg[256];
 } srv_event;
 
@@ -112,6 +115,12 @@ typedef struct srv_sched_stats {
     uint64_t preemptions;           /* running sequences whose KV blocks were taken back (they
                                        wait again, then recompute their K/V) */
     kern_xfer_stats xfer;           /* backend's host <-> device bytes (all 0 on the CPU) */
+    /* prefix cache (0 when --no-prefix-cache): counted at each admission, readmissions after a
+       preemption included */
+    uint64_t prefix_queries;        /* positions looked up (the tokens a sequence knows) */
+    uint64_t prefix_hits;           /* of those, found cached */
+    int prefix_blocks;              /* blocks in the cache's index */
+    int prefix_cache;               /* 1 when on */
 } srv_sched_stats;
 
 typedef struct srv_sched {

@@ -142,7 +142,8 @@ try:
     ch = j["choices"][0]
     lp = ch["logprobs"]
     C.check(st == 200 and ch["text"] == "Zoo" and ch["finish_reason"] == "length" and
-            j["usage"] == {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4},
+            j["usage"] == {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4,
+                           "prompt_tokens_details": {"cached_tokens": 0}},
             "max_tokens 0 with echo + logprobs answers: %s" % json.dumps(j)[:300])
     C.check(len(lp["tokens"]) == 4 and lp["token_logprobs"][0] is None and
             lp["top_logprobs"][0] is None and all(x < 0 for x in lp["token_logprobs"][1:]) and
