@@ -57,7 +57,7 @@ static const synth_shape shapes[] = {
      "LlamaForCausalLM", 0, 128000, L3_EOS, L3_ROPE(8.0)},
     {"mistral-7b", 4096, 14336, 32, 32, 8, 32768, 32768, 1000000.0, 1e-5, "mistral",
      "MistralForCausalLM", 0, 1, "2", NULL},
-    {"small", 512, 1376, 4, 8, 4, 32000, 1024, 10000.0, 1e-5, "llama", "LlamaForCausalLM", 0, 1,
+    {"small", 512, 1376, 4, 8, 4, 32000, 2048, 10000.0, 1e-5, "llama", "LlamaForCausalLM", 0, 1,
      "2", NULL},
     /* LLaMA-3.2's layout (vocabulary, GQA, tied head, llama3 RoPE) at test size */
     {"llama3-tiny", 64, 192, 2, 4, 2, 128256, 8192, 500000.0, 1e-5, "llama", "LlamaForCausalLM", 1,
