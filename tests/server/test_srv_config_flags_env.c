@@ -64,6 +64,16 @@ int main(void)
     CHECK(c.request_timeout_s == 2.5 && c.reuseport == 1 &&
           strcmp(c.chat_template, "chatml") == 0 && strcmp(c.api_key, "k") == 0, "values");
 
+    /* --no-NAME turns a 0|1 flag off; not a value flag's, and not with "=" */
+    CHECK(c.prefix_cache == 1 && c.access_log == 1, "prefix cache and access log on by default");
+    char *a5[] = {"x", "--model", "m", "--no-prefix-cache", "--no-access-log"};
+    CHECK(parse(&c, err, 5, a5) == 0 && c.prefix_cache == 0 && c.access_log == 0,
+          "--no-prefix-cache --no-access-log: %s", err);
+    char *b12[] = {"x", "--model", "m", "--no-port"};
+    CHECK(parse(&c, err, 4, b12) == -1 && strstr(err, "no-port"), "--no-port refused: %s", err);
+    char *b13[] = {"x", "--model", "m", "--no-prefix-cache=1"};
+    CHECK(parse(&c, err, 4, b13) == -1, "--no-NAME=V refused: %s", err);
+
     char *b1[] = {"x"};
     CHECK(parse(&c, err, 1, b1) == -1 && strstr(err, "--model"), "model required: %s", err);
     char *b2[] = {"x", "--model", "m", "--nope"};
