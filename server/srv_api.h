@@ -1,30 +1,19 @@
-/* srv_api.h — the handlers behind each route and the helpers they share (OpenAI error bodies,
- * JSON responses), plus the generation glue between handlers and the scheduler (srv_gen.c).
- * Loop thread only. */
+/* srv_api.h — the handlers behind each route and the helpers they share (chat templates, token
+ * arrays, prompt limits). Above the generations (srv_gen.h) and HTTP (srv_http.h, error bodies
+ * in srv_errors.h). Loop thread only. */
 #ifndef SRV_API_H
 #define SRV_API_H
 
 #include <cjson/cJSON.h>
 
+#include "srv_errors.h"
+#include "srv_gen.h"
 #include "srv_http.h"
 #include "srv_sched.h"
 #include "srv_server.h"
 
 /* srv_router.c: picks the handler for req (auth, CORS preflight, 404/405, JSON parsing). */
 void srv_route(srv_server *s, srv_resp *r, const srv_request *req);
-
-/* srv_errors.c: {"error":{"message","type","param","code"}}; param/code may be NULL (null). */
-void srv_resp_error(srv_resp *r, int status, const char *type, const char *param,
-                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* The same with extra header lines ("Name: v\r\n...", e.g. Retry-After). */
-void srv_resp_error_h(srv_resp *r, int status, const char *extra_headers, const char *type,
-                      const char *param, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-/* 400 invalid_request_error naming param. */
-void srv_resp_bad(srv_resp *r, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Serialises obj (borrowed) as the whole response. */
-void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_headers);
 
 /* srv_api_misc.c */
 void srv_api_models(srv_server *s, srv_resp *r, const srv_request *req);
@@ -60,11 +49,6 @@ const char *srv_chat_turn_end(srv_server *s);
 /* Token ids that end a chat turn for the chosen template (besides EOS); returns the count. */
 int srv_chat_stop_ids(srv_server *s, int32_t *out, int cap);
 
-/* srv_api_misc.c: tokenizes text (malloc'd *ids, caller frees). 0 or a negative ENG_E_*. Any
- * thread (the tokenizer is read-only once loaded). parse_special: special-token text becomes
- * their ids, except inside the n_plain byte ranges plain[2k]..plain[2k + 1] of text. */
-int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
-               int parse_special, const size_t *plain, int n_plain, int32_t **ids, int *n);
 /* Reads a JSON array of token ids in [0, vocab) into *ids (caller frees); 0, or -1 with r
  * answered (param names the field). */
 int srv_token_array(srv_server *s, srv_resp *r, const cJSON *arr, const char *param,

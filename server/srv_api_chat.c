@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv_gen.h"
+#include "srv_api.h"
 #include "srv_log.h"
 
 #include "eng_chat.h"

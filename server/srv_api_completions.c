@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv_gen.h"
+#include "srv_api.h"
 
 static int is_int_array(const cJSON *a)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv_gen.h"
+#include "srv_api.h"
 
 #include "eng_grammar.h"
 

@@ -8,36 +8,6 @@
 #include "srv_api.h"
 #include "srv_limits.h"
 
-int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
-               int parse_special, const size_t *plain, int n_plain, int32_t **ids, int *n)
-{
-    size_t cap = len + 8, got = 0;
-    *ids = NULL;
-    *n = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int32_t *buf = malloc(cap * sizeof(int32_t));
-        if (!buf)
-            return ENG_E_NOMEM;
-        int rc = parse_special && n_plain > 0
-                     ? eng_tokenizer_encode_plain(tok, text, len, add_bos, plain,
-                                                  (size_t)n_plain, buf, cap, &got, NULL)
-                     : eng_tokenizer_encode(tok, text, len, add_bos, parse_special, buf, cap,
-                                            &got, NULL);
-        if (rc != 0) {
-            free(buf);
-            return rc;
-        }
-        if (got <= cap) {
-            *ids = buf;
-            *n = (int)got;
-            return 0;
-        }
-        free(buf);
-        cap = got;
-    }
-    return ENG_E_RANGE;
-}
-
 int srv_prompt_bytes_ok(srv_server *s, srv_resp *r, size_t len, size_t floor, const char *param)
 {
     size_t cap = (size_t)s->n_ctx * SRV_MAX_PROMPT_BYTES_PER_TOKEN;

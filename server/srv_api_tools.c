@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv_gen.h"
+#include "srv_api.h"
 
 #include "eng_chat.h"
 #include "eng_grammar.h"

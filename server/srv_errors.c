@@ -1,12 +1,13 @@
 /* srv_errors.c — OpenAI-shaped error responses ({"error":{"message","type","param","code"}},
- * string codes) and plain JSON responses. Loop thread only. Decides no status itself: callers
+ * string codes) and plain JSON responses (srv_errors.h), for the HTTP layer's protocol errors
+ * and the API's alike. Loop thread only. Decides no status itself: callers
  * pick it (4xx for anything the client can fix, never 500 for bad input). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv_api.h"
+#include "srv_errors.h"
 
 void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_headers)
 {

@@ -382,10 +382,13 @@ static void gen_free(srv_server *s, srv_gen *g)
     s->n_gens--;
 }
 
-void srv_gen_release(srv_server *s, srv_gen *g)
+/* The response is going away (client gone, connection closed): cancels the tasks still
+ * running, frees g (srv_resp_release_fn). */
+static void gen_release(srv_resp *r, void *owner)
 {
-    if (!g)
-        return;
+    (void)r;
+    srv_gen *g = owner;
+    srv_server *s = g->srv;
     uint64_t ids[SRV_MAX_CHOICES];
     int n = 0;
     for (int i = 0; i < g->n_choices; i++)
@@ -747,7 +750,7 @@ static void gen_complete(srv_server *s, srv_gen *g)
             cJSON_Delete(usage_obj(g));   /* fills the log's token counts */
         }
         srv_resp_stream_write(r, "data: [DONE]\n\n", 14);
-        r->gen = NULL;
+        srv_resp_set_owner(r, NULL, NULL);
         gen_free(s, g);
         srv_resp_stream_end(r);
         srv_server_check_drained(s);
@@ -755,7 +758,7 @@ static void gen_complete(srv_server *s, srv_gen *g)
     }
     if (bad) {
         cJSON_Delete(usage_obj(g));
-        r->gen = NULL;
+        srv_resp_set_owner(r, NULL, NULL);
         gen_free(s, g);
         srv_resp_error(r, estatus, etype, NULL, ecode, "%s", emsg);
         srv_server_check_drained(s);
@@ -805,7 +808,7 @@ static void gen_complete(srv_server *s, srv_gen *g)
         cJSON_AddItemToArray(arr, ch);
     }
     cJSON_AddItemToObject(o, "usage", usage_obj(g));
-    r->gen = NULL;
+    srv_resp_set_owner(r, NULL, NULL);
     gen_free(s, g);
     srv_resp_json(r, 200, o, NULL);
     cJSON_Delete(o);
@@ -1003,7 +1006,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
     g->echo = p->echo && kind == SRV_GEN_COMPLETION;
     g->logprobs = p->logprobs;
     g->top_logprobs = p->top_logprobs;
-    srv_server_make_id(s, kind == SRV_GEN_CHAT ? "chatcmpl" : "cmpl", g->id, sizeof(g->id));
+    srv_http_make_id(&s->http, kind == SRV_GEN_CHAT ? "chatcmpl" : "cmpl", g->id, sizeof(g->id));
     g->created = (long long)time(NULL);
     g->n_choices = n_choices;
     g->n_prompts = n_prompts;
@@ -1033,7 +1036,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             g->echo_len[i] = prompts[i].text_len;
         }
     }
-    uint64_t base_seed = p->has_seed ? p->seed : mix64(uv_hrtime() ^ (s->id_counter << 17));
+    uint64_t base_seed = p->has_seed ? p->seed : mix64(uv_hrtime() ^ (s->http.id_counter << 17));
     double deadline = (double)uv_hrtime() * 1e-9 + s->cfg->request_timeout_s;
     int eos = s->tok ? eng_tokenizer_eos(s->tok) : -1;
     if (eos < 0 && s->model)
@@ -1142,7 +1145,7 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         return;
     }
     free(tasks);
-    r->gen = g;
+    srv_resp_set_owner(r, g, gen_release);
     if (g->stream) {
         srv_resp_stream_begin(r);
         if (kind == SRV_GEN_CHAT) {

@@ -9,7 +9,10 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-#include "srv_api.h"
+#include "srv_errors.h"
+#include "srv_http.h"
+#include "srv_sched.h"
+#include "srv_server.h"
 
 typedef enum srv_gen_kind { SRV_GEN_COMPLETION = 0, SRV_GEN_CHAT = 1 } srv_gen_kind;
 
@@ -100,9 +103,13 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
                    const srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
                    int n_stop_ids);
 
+/* srv_tokjob.c: tokenizes text (malloc'd *ids, caller frees). 0 or a negative ENG_E_*. Any
+ * thread (the tokenizer is read-only once loaded). parse_special: special-token text becomes
+ * their ids, except inside the n_plain byte ranges plain[2k]..plain[2k + 1] of text. */
+int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
+               int parse_special, const size_t *plain, int n_plain, int32_t **ids, int *n);
+
 typedef struct srv_tokjob srv_tokjob;
-/* The response slot of a queued job is going away: the job frees itself when its work ends. */
-void srv_tokjob_orphan(srv_tokjob *j);
 /* srv_tokjob.c: tokenizes the prompts whose ids are NULL (off the loop thread when they are
  * large, see --tokenize-inline-bytes), then calls srv_gen_start with r. Takes p's allocations
  * and the malloc'd prompts array over and frees them in every case; the stop strings p borrows
@@ -113,7 +120,5 @@ void srv_gen_submit(srv_server *s, srv_resp *r, srv_gen_kind kind, srv_gen_param
 
 /* Routes scheduler events to their generations; events for unknown ids are dropped. */
 void srv_gen_on_events(srv_server *s, srv_event *ev, int n);
-/* The response is going away (client gone): cancels the tasks still running, frees gen. */
-void srv_gen_release(srv_server *s, struct srv_gen *gen);
 
 #endif

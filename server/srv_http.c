@@ -1,8 +1,9 @@
 /* srv_http.c — the listener and each client connection: read buffer, llhttp state and limits
  * (header bytes 431, body bytes 413 from Content-Length before reading, header/body deadlines
  * 408), pipelined responses written in request order, keep-alive, lingering close after an
- * error, and write backpressure. Loop thread only. Does not know routes or JSON: a complete
- * request goes to srv_route, which fills a response slot. */
+ * error, and write backpressure. Loop thread only. Does not know routes: a complete request
+ * goes to the on_request hook (the server's router), which fills a response slot; protocol
+ * errors are answered here (srv_errors.h). */
 #include "srv_http.h"
 
 #include <ctype.h>
@@ -13,10 +14,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "srv_api.h"
-#include "srv_gen.h"
+#include "srv_errors.h"
 #include "srv_log.h"
-#include "srv_server.h"
 
 #define LINGER_NS (2000ULL * 1000000ULL)   /* read-and-discard after an error response: a fixed
                                               window, however long the peer keeps sending */
@@ -63,7 +62,7 @@ static int conn_read_start(srv_conn *c);
  * with. */
 static int body_budget_ok(srv_conn *c, int64_t more)
 {
-    const srv_server *s = c->srv;
+    const srv_http *s = c->http;
     if (s->body_inflight + more <= s->cfg->max_inflight_body_bytes)
         return 1;
     c->err_status = 503;
@@ -76,7 +75,7 @@ static int body_budget_ok(srv_conn *c, int64_t more)
 /* Frees the request's body and gives its bytes back to the server-wide budget. */
 static void req_body_free(srv_conn *c)
 {
-    c->srv->body_inflight -= (int64_t)c->req.body_counted;
+    c->http->body_inflight -= (int64_t)c->req.body_counted;
     c->req.body_counted = 0;
     srv_buf_free(&c->req.body);
 }
@@ -100,14 +99,19 @@ static srv_resp *conn_push_resp(srv_conn *c)
     return r;
 }
 
-static void resp_free(srv_server *s, srv_resp *r)
+void srv_resp_set_owner(srv_resp *r, void *owner, srv_resp_release_fn release)
 {
-    srv_tokjob_orphan(r->job);
-    r->job = NULL;
-    if (r->gen) {
-        struct srv_gen *g = r->gen;
-        r->gen = NULL;
-        srv_gen_release(s, g);
+    r->owner = owner;
+    r->release = owner ? release : NULL;
+}
+
+static void resp_free(srv_resp *r)
+{
+    if (r->release) {
+        srv_resp_release_fn release = r->release;
+        void *owner = r->owner;
+        srv_resp_set_owner(r, NULL, NULL);
+        release(r, owner);
     }
     srv_buf_free(&r->out);
     free(r);
@@ -117,7 +121,7 @@ static void resp_head(srv_resp *r, int status, const char *ctype, long long clen
                       const char *extra)
 {
     srv_conn *c = r->conn;
-    srv_server *s = c->srv;
+    srv_http *s = c->http;
     r->status = status;
     if (s->draining)
         r->close_after = 1;
@@ -206,16 +210,17 @@ void srv_resp_flush(srv_resp *r)
 static void on_conn_closed(uv_handle_t *h)
 {
     srv_conn *c = h->data;
-    srv_server *s = c->srv;
+    srv_http *s = c->http;
     free(c);
-    srv_server_check_drained(s);
+    if (s->hooks.on_progress)
+        s->hooks.on_progress(s->hooks.ctx);
 }
 
 void srv_conn_close(srv_conn *c)
 {
     if (c->closing)
         return;
-    srv_server *s = c->srv;
+    srv_http *s = c->http;
     c->closing = 1;
     if (c->prev)
         c->prev->next = c->next;
@@ -227,7 +232,7 @@ void srv_conn_close(srv_conn *c)
     while (c->rq_head) {
         srv_resp *r = c->rq_head;
         c->rq_head = r->next;
-        resp_free(s, r);
+        resp_free(r);
     }
     c->rq_tail = NULL;
     c->n_resp = 0;
@@ -284,7 +289,7 @@ static void conn_finish(srv_conn *c)
 
 static void conn_flush(srv_conn *c)
 {
-    srv_server *s = c->srv;
+    srv_http *s = c->http;
     /* what the client has not taken of earlier writes: a slow reader. A large response queued
      * just now is not one (one 12 MB answer for a fast client used to trip the hard limit). */
     const size_t backlog = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
@@ -309,19 +314,14 @@ static void conn_flush(srv_conn *c)
         if (!r->done)
             break;
         /* finished: account for it, then move to the next one */
-        s->metrics.requests_total++;
-        if (r->status >= 100 && r->status < 600)
-            s->metrics.responses_by_class[r->status / 100]++;
-        if (r->t_start && r->ttft_s >= 0)
-            srv_hist_observe(&s->metrics.e2e, (double)(uv_hrtime() - r->t_start) * 1e-9);
-        if (s->cfg->access_log)
-            srv_log_access(r);
+        if (s->hooks.on_response_sent)
+            s->hooks.on_response_sent(s->hooks.ctx, r);
         int close_after = r->close_after;
         c->rq_head = r->next;
         if (!c->rq_head)
             c->rq_tail = NULL;
         c->n_resp--;
-        resp_free(s, r);
+        resp_free(r);
         if (close_after) {
             c->input_closed = 1;
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -330,7 +330,7 @@ static void conn_flush(srv_conn *c)
                 srv_resp *x = c->rq_head;
                 c->rq_head = x->next;
                 c->n_resp--;
-                resp_free(s, x);
+                resp_free(x);
             }
             c->rq_tail = NULL;
             conn_finish(c);
@@ -361,7 +361,7 @@ static void conn_protocol_error(srv_conn *c, int status, const char *msg)
     r->close_after = 1;
     snprintf(r->route, sizeof(r->route), "-");
     r->t_start = c->in_message && c->req.t_start ? c->req.t_start : uv_hrtime();
-    srv_server_make_id(c->srv, "req", r->request_id, sizeof(r->request_id));
+    srv_http_make_id(c->http, "req", r->request_id, sizeof(r->request_id));
     if (status == 503) {   /* the server-wide body budget: try again shortly */
         srv_resp_error_h(r, 503, "Retry-After: 1\r\n", "server_error", NULL, "server_busy",
                          "%s", msg);
@@ -389,10 +389,10 @@ static int on_message_begin(llhttp_t *p)
 static int header_budget(srv_conn *c, size_t len)
 {
     c->req.header_bytes += len;
-    if (c->req.header_bytes > (size_t)c->srv->cfg->max_header_bytes) {
+    if (c->req.header_bytes > (size_t)c->http->cfg->max_header_bytes) {
         c->err_status = 431;
         snprintf(c->err_msg, sizeof(c->err_msg), "request headers exceed %lld bytes",
-                 (long long)c->srv->cfg->max_header_bytes);
+                 (long long)c->http->cfg->max_header_bytes);
         return -1;
     }
     return 0;
@@ -502,11 +502,11 @@ static int on_headers_complete(llhttp_t *p)
                  q->transfer_encoding);
         return -1;
     }
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->srv->cfg->max_body_bytes) {
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->http->cfg->max_body_bytes) {
         c->err_status = 413;
         snprintf(c->err_msg, sizeof(c->err_msg),
                  "request body of %llu bytes exceeds the limit of %lld bytes",
-                 (unsigned long long)p->content_length, (long long)c->srv->cfg->max_body_bytes);
+                 (unsigned long long)p->content_length, (long long)c->http->cfg->max_body_bytes);
         return -1;
     }
     if ((p->flags & F_CONTENT_LENGTH) && !body_budget_ok(c, (int64_t)p->content_length))
@@ -534,10 +534,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     srv_conn *c = p->data;
     srv_request *q = &c->req;
-    if (q->body.len + len > (size_t)c->srv->cfg->max_body_bytes) {
+    if (q->body.len + len > (size_t)c->http->cfg->max_body_bytes) {
         c->err_status = 413;
         snprintf(c->err_msg, sizeof(c->err_msg), "request body exceeds the limit of %lld bytes",
-                 (long long)c->srv->cfg->max_body_bytes);
+                 (long long)c->http->cfg->max_body_bytes);
         return -1;
     }
     if (!body_budget_ok(c, (int64_t)len))   /* chunked bodies, or a lying Content-Length */
@@ -548,7 +548,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         return -1;
     }
     q->body_counted += len;
-    c->srv->body_inflight += (int64_t)len;
+    c->http->body_inflight += (int64_t)len;
     return 0;
 }
 
@@ -587,13 +587,13 @@ static void url_strip_authority(srv_request *q)
 static int on_message_complete(llhttp_t *p)
 {
     srv_conn *c = p->data;
-    srv_server *s = c->srv;
+    srv_http *s = c->http;
     srv_request *q = &c->req;
     c->in_message = 0;
     q->method = llhttp_get_method(p);
     q->keep_alive = llhttp_should_keep_alive(p);
     if (q->request_id_long || !request_id_ok(q->request_id))
-        srv_server_make_id(s, "req", q->request_id, sizeof(q->request_id));
+        srv_http_make_id(s, "req", q->request_id, sizeof(q->request_id));
     srv_resp *r = conn_push_resp(c);
     if (!r) {
         c->err_status = 503;
@@ -612,7 +612,7 @@ static int on_message_complete(llhttp_t *p)
         r->close_after = 1;
         c->input_closed = 1;
     }
-    srv_route(s, r, q);
+    s->hooks.on_request(s->hooks.ctx, r, q);
     req_body_free(c);
     if (c->input_closed || c->closing)
         return HPE_PAUSED;   /* read nothing more */
@@ -621,7 +621,7 @@ static int on_message_complete(llhttp_t *p)
     return 0;
 }
 
-void srv_http_settings(llhttp_settings_t *st)
+static void http_settings(llhttp_settings_t *st)
 {
     llhttp_settings_init(st);
     st->on_message_begin = on_message_begin;
@@ -768,13 +768,13 @@ static int conn_read_start(srv_conn *c)
 
 static void on_connection(uv_stream_t *ls, int status)
 {
-    srv_server *s = ls->data;
+    srv_http *s = ls->data;
     if (status < 0)
         return;
     srv_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return;
-    c->srv = s;
+    c->http = s;
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->conns;
@@ -791,7 +791,7 @@ static void on_connection(uv_stream_t *ls, int status)
         int v = s->cfg->sndbuf;
         uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
     }
-    llhttp_init(&c->parser, HTTP_REQUEST, &s->http);
+    llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     c->last_active = uv_hrtime();
     if (s->n_conns > s->cfg->max_conns || s->draining) {
@@ -803,7 +803,7 @@ static void on_connection(uv_stream_t *ls, int status)
         }
         r->close_after = 1;
         snprintf(r->route, sizeof(r->route), "-");
-        srv_server_make_id(s, "req", r->request_id, sizeof(r->request_id));
+        srv_http_make_id(s, "req", r->request_id, sizeof(r->request_id));
         srv_resp_error(r, 503, "server_error", NULL, s->draining ? "server_shutting_down"
                                                                  : "too_many_connections",
                        "%s", s->draining ? "the server is shutting down"
@@ -814,8 +814,9 @@ static void on_connection(uv_stream_t *ls, int status)
         srv_conn_close(c);
 }
 
-int srv_http_listen(srv_server *s, char *err, size_t cap)
+int srv_http_listen(srv_http *s, char *err, size_t cap)
 {
+    http_settings(&s->settings);
     struct sockaddr_storage addr;
     const char *host = s->cfg->host;
     if (strcmp(host, "localhost") == 0)
@@ -866,9 +867,44 @@ int srv_http_listen(srv_server *s, char *err, size_t cap)
     return 0;
 }
 
+void srv_http_stop_listening(srv_http *s)
+{
+    if (s->listener_open) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listener_open = 0;
+    }
+}
+
+int srv_http_idle(const srv_http *s)
+{
+    for (const srv_conn *c = s->conns; c; c = c->next) {
+        if (c->closing)
+            continue;
+        if (c->rq_head || (c->in_message && !c->input_closed) ||
+            uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) > 0)
+            return 0;   /* a request still arriving gets its answer (503) too */
+    }
+    return 1;
+}
+
+void srv_http_close_all(srv_http *s)
+{
+    while (s->conns)
+        srv_conn_close(s->conns);
+}
+
+void srv_http_make_id(srv_http *s, const char *prefix, char *out, size_t cap)
+{
+    uint64_t x = ++s->id_counter * 0x9E3779B97F4A7C15ULL ^ uv_hrtime();
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 29;
+    snprintf(out, cap, "%s-%016llx", prefix, (unsigned long long)x);
+}
+
 /* ---- deadlines and backpressure ---- */
 
-void srv_http_sweep(srv_server *s)
+void srv_http_sweep(srv_http *s)
 {
     uint64_t now = uv_hrtime();
     const srv_config *cfg = s->cfg;

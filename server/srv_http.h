@@ -1,7 +1,10 @@
-/* srv_http.h — HTTP/1.1 connections on libuv + llhttp: a parsed request (bounded copies of what we
- * need from the headers, the body), and the ordered queue of responses of one connection, which
- * handlers fill (at once, or later as tokens arrive) and the connection writes in request order.
- * Loop thread only. Does not parse JSON or know routes (srv_router.c does). */
+/* srv_http.h — HTTP/1.1 connections on libuv + llhttp: the listener and its connections
+ * (srv_http), a parsed request (bounded copies of what we need from the headers, the body), and
+ * the ordered queue of responses of one connection, which handlers fill (at once, or later as
+ * tokens arrive) and the connection writes in request order. The layer above plugs in through
+ * srv_http_hooks (a complete request, a response sent, a connection gone) and may give a
+ * response an owner that is told when the response goes. Includes nothing of the API, the
+ * generations or the scheduler. Loop thread only. Does not know routes (srv_router.c does). */
 #ifndef SRV_HTTP_H
 #define SRV_HTTP_H
 
@@ -10,11 +13,12 @@
 #include <uv.h>
 
 #include "srv_buf.h"
+#include "srv_config.h"
 #include "srv_limits.h"
 
-typedef struct srv_server srv_server;
+typedef struct srv_http srv_http;
 typedef struct srv_conn srv_conn;
-struct srv_gen;
+typedef struct srv_resp srv_resp;
 
 typedef struct srv_request {
     uint8_t method;                         /* llhttp_method_t */
@@ -32,7 +36,7 @@ typedef struct srv_request {
     char host[256];                         /* Host value (truncated) */
     char expect[32];                        /* Expect value ("100-continue") */
     srv_buf body;                           /* owned */
-    size_t body_counted;                    /* of it, counted in srv_server.body_inflight */
+    size_t body_counted;                    /* of it, counted in srv_http.body_inflight */
     int keep_alive;                         /* llhttp_should_keep_alive at the end */
     uint64_t t_start;                       /* uv_hrtime at the first byte */
     /* header parsing state */
@@ -45,9 +49,13 @@ typedef struct srv_request {
     uint64_t t_headers;                     /* uv_hrtime at the end of the headers */
 } srv_request;
 
+/* Told when a response slot goes (sent, or dropped with its connection): its owner lets go of
+ * it (a generation cancels and frees itself, a tokenization job forgets it). */
+typedef void (*srv_resp_release_fn)(srv_resp *r, void *owner);
+
 /* One response slot. Handlers write into out; the connection sends the head slot's bytes as
  * they come and moves on when it is done, so pipelined responses leave in request order. */
-typedef struct srv_resp {
+struct srv_resp {
     struct srv_resp *next;      /* queue link; the connection owns the queue */
     srv_conn *conn;             /* borrowed back-pointer, valid while the slot is queued */
     srv_buf out;                /* bytes not yet handed to libuv; owned */
@@ -63,14 +71,43 @@ typedef struct srv_resp {
     uint64_t t_start;           /* uv_hrtime at the request's first byte */
     double ttft_s;              /* time to first token, -1 when none */
     int prompt_tokens, completion_tokens;
-    struct srv_gen *gen;        /* owned: the generation writing this response, or NULL */
-    struct srv_tokjob *job;     /* borrowed: tokenization under way for it, or NULL (the job
-                                   owns itself; srv_tokjob_orphan when this slot goes) */
-} srv_resp;
+    void *owner;                /* what fills this response later (a generation, a tokenization
+                                   job), or NULL; see srv_resp_set_owner */
+    srv_resp_release_fn release;
+};
+
+/* What the layer above does; every hook is called on the loop thread with ctx. */
+typedef struct srv_http_hooks {
+    void *ctx;
+    /* a complete request: answer r now or later (srv_resp_*); req is valid during the call */
+    void (*on_request)(void *ctx, srv_resp *r, const srv_request *req);
+    /* r has been sent in full, just before it is freed (metrics, access log) */
+    void (*on_response_sent)(void *ctx, const srv_resp *r);
+    /* a connection closed or a response went: a drain may be over */
+    void (*on_progress)(void *ctx);
+} srv_http_hooks;
+
+/* The listener and every open connection. Set cfg, loop and hooks, then srv_http_listen. */
+struct srv_http {
+    const srv_config *cfg;      /* borrowed: limits, timeouts, host and port */
+    uv_loop_t *loop;            /* borrowed */
+    srv_http_hooks hooks;
+    llhttp_settings_t settings; /* callbacks shared by every parser (must outlive them) */
+    uv_tcp_t listener;
+    int listener_open;
+    srv_conn *conns;            /* open connections (list); each owned by itself */
+    int n_conns;
+    int64_t body_inflight;      /* request body bytes buffered over all connections */
+    char host[256];             /* bound address, for the log */
+    int port;                   /* bound port */
+    int draining;               /* set by the owner: new connections and requests get 503
+                                   (answered by the hooks), responses close their connection */
+    uint64_t id_counter;        /* for srv_http_make_id */
+};
 
 struct srv_conn {
     uv_tcp_t tcp;               /* embedded; the conn is freed in its close callback */
-    srv_server *srv;            /* borrowed */
+    srv_http *http;             /* borrowed */
     srv_conn *prev, *next;      /* the server's list of open connections */
     llhttp_t parser;
     srv_request req;            /* the request being parsed */
@@ -93,14 +130,24 @@ struct srv_conn {
     char rbuf[16384];           /* read buffer; llhttp slices point into it */
 };
 
-/* Fills the llhttp callbacks (once, into the server). */
-void srv_http_settings(llhttp_settings_t *st);
-/* Listener and accept. */
-int srv_http_listen(srv_server *s, char *err, size_t cap);
+/* Binds and listens on cfg's host and port (fills host and port with the bound address). */
+int srv_http_listen(srv_http *h, char *err, size_t cap);
+/* Stops accepting (idempotent). */
+void srv_http_stop_listening(srv_http *h);
 /* Periodic check of every connection: header/body/idle deadlines, write backpressure. */
-void srv_http_sweep(srv_server *s);
-/* Closes a connection now: cancels its generations, frees its responses. */
+void srv_http_sweep(srv_http *h);
+/* 1 when no connection has a response to send, a request arriving, or bytes unwritten. */
+int srv_http_idle(const srv_http *h);
+/* Closes every connection now (their responses' owners are released). */
+void srv_http_close_all(srv_http *h);
+/* Closes a connection now: releases its responses' owners, frees its responses. */
 void srv_conn_close(srv_conn *c);
+/* A fresh printable id ("prefix-<hex>") in out. */
+void srv_http_make_id(srv_http *h, const char *prefix, char *out, size_t cap);
+
+/* Attaches (owner, release) to r, or detaches with (NULL, NULL); release runs once when r
+ * goes, unless detached first. */
+void srv_resp_set_owner(srv_resp *r, void *owner, srv_resp_release_fn release);
 
 /* ---- response API for handlers ---- */
 /* Complete response with Content-Length. extra_headers: "Name: v\r\n..." or NULL. */

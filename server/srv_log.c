@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "srv_http.h"
+
 static void log_ts(srv_buf *b)
 {
     struct timespec ts;

@@ -18,13 +18,29 @@
 
 static void final_shutdown(srv_server *s);
 
-void srv_server_make_id(srv_server *s, const char *prefix, char *out, size_t cap)
+/* ---- HTTP hooks ---- */
+
+static void http_on_request(void *ctx, srv_resp *r, const srv_request *req)
 {
-    uint64_t x = ++s->id_counter * 0x9E3779B97F4A7C15ULL ^ uv_hrtime();
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 29;
-    snprintf(out, cap, "%s-%016llx", prefix, (unsigned long long)x);
+    srv_route(ctx, r, req);
+}
+
+/* A response went out in full: counted, and logged (--access-log). */
+static void http_on_response_sent(void *ctx, const srv_resp *r)
+{
+    srv_server *s = ctx;
+    s->metrics.requests_total++;
+    if (r->status >= 100 && r->status < 600)
+        s->metrics.responses_by_class[r->status / 100]++;
+    if (r->t_start && r->ttft_s >= 0)
+        srv_hist_observe(&s->metrics.e2e, (double)(uv_hrtime() - r->t_start) * 1e-9);
+    if (s->cfg->access_log)
+        srv_log_access(r);
+}
+
+static void http_on_progress(void *ctx)
+{
+    srv_server_check_drained(ctx);
 }
 
 static void on_wake(uv_async_t *a)
@@ -62,7 +78,7 @@ static void on_wake(uv_async_t *a)
 static void on_sweep(uv_timer_t *t)
 {
     srv_server *s = t->data;
-    srv_http_sweep(s);
+    srv_http_sweep(&s->http);
     srv_server_check_drained(s);
 }
 
@@ -90,10 +106,8 @@ void srv_server_drain(srv_server *s)
     if (s->draining || s->stopping)
         return;
     s->draining = 1;
-    if (s->listener_open) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listener_open = 0;
-    }
+    s->http.draining = 1;
+    srv_http_stop_listening(&s->http);
     uv_timer_start(&s->drain, on_drain_deadline, (uint64_t)(s->cfg->drain_timeout_s * 1000), 0);
     srv_server_check_drained(s);
 }
@@ -102,13 +116,8 @@ void srv_server_check_drained(srv_server *s)
 {
     if (!s->draining || s->stopping || s->n_gens > 0)
         return;
-    for (srv_conn *c = s->conns; c; c = c->next) {
-        if (c->closing)
-            continue;
-        if (c->rq_head || (c->in_message && !c->input_closed) ||
-            uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
-            return;   /* a request still arriving gets its answer (503) too */
-    }
+    if (!srv_http_idle(&s->http))
+        return;   /* a request still arriving gets its answer (503) too */
     srv_log("info", "drained: every request answered");
     final_shutdown(s);
 }
@@ -148,12 +157,8 @@ static void final_shutdown(srv_server *s)
     if (s->stopping)
         return;
     s->stopping = 1;
-    if (s->listener_open) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listener_open = 0;
-    }
-    while (s->conns)
-        srv_conn_close(s->conns);
+    srv_http_stop_listening(&s->http);
+    srv_http_close_all(&s->http);
     if (s->metrics.tokenize_jobs == 0)
         shutdown_engine(s);
     else
@@ -188,7 +193,11 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
     s->cfg = cfg;
     s->loop = loop;
     srv_metrics_init(&s->metrics);
-    srv_http_settings(&s->http);
+    s->http.cfg = cfg;
+    s->http.loop = loop;
+    s->http.hooks = (srv_http_hooks){.ctx = s, .on_request = http_on_request,
+                                     .on_response_sent = http_on_response_sent,
+                                     .on_progress = http_on_progress};
     model_id_from_path(cfg->served_name[0] ? cfg->served_name : cfg->model, s->model_id,
                        sizeof(s->model_id));
     uv_async_init(loop, &s->wake, on_wake);
@@ -205,10 +214,11 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    if (srv_http_listen(s, err, cap) != 0)
+    if (srv_http_listen(&s->http, err, cap) != 0)
         return -1;
     srv_log("info", "listening on http://%s%s%s:%d (model id '%s')",
-            strchr(s->host, ':') ? "[" : "", s->host, strchr(s->host, ':') ? "]" : "", s->port,
+            strchr(s->http.host, ':') ? "[" : "", s->http.host,
+            strchr(s->http.host, ':') ? "]" : "", s->http.port,
             s->model_id);
     if (srv_sched_start(&s->sched, cfg, &s->wake) != 0) {
         snprintf(err, cap, "could not start the scheduler thread");

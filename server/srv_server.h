@@ -5,7 +5,6 @@
 #ifndef SRV_SERVER_H
 #define SRV_SERVER_H
 
-#include <llhttp.h>
 #include <uv.h>
 
 #include "srv_config.h"
@@ -24,9 +23,7 @@ typedef struct srv_task_ref {
 typedef struct srv_server {
     const srv_config *cfg;      /* borrowed from main */
     uv_loop_t *loop;            /* borrowed from main */
-    llhttp_settings_t http;     /* callbacks shared by every parser (must outlive them) */
-    uv_tcp_t listener;
-    int listener_open;
+    srv_http http;              /* the listener and every connection */
     uv_async_t wake;            /* the scheduler's outbox has events */
     uv_signal_t sig_term, sig_int;
     uv_timer_t sweep;           /* connection deadlines and backpressure */
@@ -34,11 +31,6 @@ typedef struct srv_server {
     int handles_open;           /* wake/signals/timers initialised */
     srv_sched sched;
     srv_metrics metrics;
-    int64_t body_inflight;      /* request body bytes buffered over all connections (loop) */
-    srv_conn *conns;            /* open connections (list); each owned by itself */
-    int n_conns;
-    char host[256];             /* bound address, for the log */
-    int port;                   /* bound port */
     char model_id[256];         /* served model name */
     int ready;                  /* model loaded */
     int load_failed;
@@ -53,10 +45,9 @@ typedef struct srv_server {
     srv_task_ref *tasks;        /* open-addressing map id -> generation; owned */
     int tasks_cap, tasks_n;
     int n_gens;                 /* generations alive */
-    int draining;               /* SIGTERM/SIGINT seen */
+    int draining;               /* SIGTERM/SIGINT seen (http.draining follows it) */
     int stopping;               /* handles being closed */
     int exit_code;
-    uint64_t id_counter;        /* for generated ids */
 } srv_server;
 
 /* Starts everything (listener first, then the scheduler, which loads the model). 0 or -1. */
@@ -72,7 +63,5 @@ void srv_server_check_drained(srv_server *s);
 /* A tokenization job returned (srv_tokjob.c): a shutdown waiting for it goes on. */
 void srv_server_job_done(srv_server *s);
 
-/* A fresh printable id ("prefix-<hex>") in out. */
-void srv_server_make_id(srv_server *s, const char *prefix, char *out, size_t cap);
 
 #endif

@@ -1,8 +1,8 @@
-/* srv_tokjob.c — srv_gen_submit: tokenizes a generation request's text prompts, then starts the
- * generation. Up to --tokenize-inline-bytes of text is tokenized at once on the loop thread;
+/* srv_tokjob.c — srv_encode (text to token ids, any thread) and srv_gen_submit: tokenizes a
+ * generation request's text prompts, then starts the generation. Up to --tokenize-inline-bytes of text is tokenized at once on the loop thread;
  * more (64 context-sized prompts are megabytes, seconds of BPE) goes to the libuv threadpool so
  * the loop keeps serving every other connection meanwhile. A queued job belongs to itself: its
- * response slot only points at it, and a client that leaves unhooks it (srv_tokjob_orphan);
+ * response slot only points at it, and a client that leaves unhooks it (job_orphan, the slot's release);
  * the job then frees itself when the work returns. The server counts the jobs (the
  * claq_tokenize_jobs gauge) and waits for none before it frees the tokenizer. Loop thread,
  * except job_work. */
@@ -27,6 +27,36 @@ struct srv_tokjob {
     int n_stop_ids;
     int rc;                         /* 0, or the ENG_E_* of the first prompt that failed */
 };
+
+int srv_encode(const eng_tokenizer *tok, const char *text, size_t len, int add_bos,
+               int parse_special, const size_t *plain, int n_plain, int32_t **ids, int *n)
+{
+    size_t cap = len + 8, got = 0;
+    *ids = NULL;
+    *n = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int32_t *buf = malloc(cap * sizeof(int32_t));
+        if (!buf)
+            return ENG_E_NOMEM;
+        int rc = parse_special && n_plain > 0
+                     ? eng_tokenizer_encode_plain(tok, text, len, add_bos, plain,
+                                                  (size_t)n_plain, buf, cap, &got, NULL)
+                     : eng_tokenizer_encode(tok, text, len, add_bos, parse_special, buf, cap,
+                                            &got, NULL);
+        if (rc != 0) {
+            free(buf);
+            return rc;
+        }
+        if (got <= cap) {
+            *ids = buf;
+            *n = (int)got;
+            return 0;
+        }
+        free(buf);
+        cap = got;
+    }
+    return ENG_E_RANGE;
+}
 
 static void job_free(srv_tokjob *j)
 {
@@ -60,7 +90,7 @@ static void job_finish(srv_tokjob *j)
     srv_resp *r = j->resp;
     if (!r)
         return;
-    r->job = NULL;
+    srv_resp_set_owner(r, NULL, NULL);
     j->resp = NULL;
     if (j->rc == ENG_E_NOMEM)
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
@@ -91,10 +121,12 @@ static void job_after(uv_work_t *w, int status)
     srv_server_job_done(s);
 }
 
-void srv_tokjob_orphan(srv_tokjob *j)
+/* The response slot of a queued job is going away (srv_resp_release_fn): the job frees itself
+ * when its work ends. */
+static void job_orphan(srv_resp *r, void *owner)
 {
-    if (!j)
-        return;
+    (void)r;
+    srv_tokjob *j = owner;
     j->resp = NULL;
     /* not started yet: dropped (job_after still runs, with UV_ECANCELED); running: finishes */
     (void)uv_cancel((uv_req_t *)&j->work);
@@ -145,7 +177,7 @@ void srv_gen_submit(srv_server *s, srv_resp *r, srv_gen_kind kind, srv_gen_param
         }
         j->work.data = j;
         if (uv_queue_work(s->loop, &j->work, job_work, job_after) == 0) {
-            r->job = j;
+            srv_resp_set_owner(r, j, job_orphan);
             s->metrics.tokenize_jobs++;
             return;
         }

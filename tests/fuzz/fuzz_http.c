@@ -63,7 +63,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_http: server: %s (set CLAQ_SHARED)\n", err);
         exit(1);
     }
-    g_port = g_srv->port;
+    g_port = g_srv->http.port;
     pthread_t th;
     if (pthread_create(&th, NULL, loop_main, NULL) != 0) exit(1);
     pthread_detach(th);
