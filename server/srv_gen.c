@@ -1125,6 +1125,8 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return;
     }
+    for (int i = 0; i < n_choices; i++)
+        srv_task_set_kind(tasks[i]);
     if (srv_sched_submit(&s->sched, tasks, n_choices) != 0) {
         for (int ci = 0; ci < n_choices; ci++)
             srv_task_free(tasks[ci]);

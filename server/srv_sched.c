@@ -35,6 +35,11 @@ static double now_s(void)
     return (double)uv_hrtime() * 1e-9;
 }
 
+void srv_task_set_kind(srv_task *t)
+{
+    t->kind = t->max_tokens == 0 ? SRV_TASK_SCORE : SRV_TASK_GENERATE;
+}
+
 void srv_task_free(srv_task *t)
 {
     if (!t)
@@ -493,7 +498,8 @@ static int task_mask(srv_sched *s, srv_task *t)
 static int backend_picks(const eng_batch_item *it, const srv_task *t)
 {
     const eng_sampler_cfg *c = &t->scfg;
-    return it->pos >= t->n_prompt - 1 && t->max_tokens > 0 && !t->want_logprobs && !t->gm &&
+    return it->pos >= t->n_prompt - 1 && t->kind == SRV_TASK_GENERATE && !t->want_logprobs &&
+           !t->gm &&
            c->temperature <= 0.0f && c->n_bias == 0 &&
            c->repetition_penalty == 1.0f && c->presence_penalty == 0.0f &&
            c->frequency_penalty == 0.0f;
@@ -513,7 +519,6 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
     return rc;
 }
 
-/* One engine step over everything running. */
 /* Hands the logits of a finished forward to the tasks of its items (items[0..n), task[i] the
  * task of item i): prompt logprobs, the end of a scoring-only task, or the next token. */
 static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task *const *task,
@@ -535,7 +540,7 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
             continue;
         }
-        if (bt->max_tokens == 0) {   /* prompt scoring only (echo + logprobs) */
+        if (bt->kind == SRV_TASK_SCORE) {   /* the last position's logits score nothing */
             task_finish(s, bt, SRV_FINISH_LENGTH, NULL, ev);
             continue;
         }
@@ -599,35 +604,35 @@ static void sched_forward_isolated(srv_sched *s, int n, ev_list *ev)
     }
 }
 
-static void sched_step(srv_sched *s, ev_list *ev)
+/* ---- one engine step, phase by phase ---- */
+
+/* Ends cancelled and timed-out sequences, running or waiting. */
+static void sched_expire(srv_sched *s, ev_list *ev)
 {
     double now = now_s();
-    const srv_config *cfg = s->cfg;
-    srv_task *t, *nx;
-
-    for (t = s->running; t; t = nx) {
-        nx = t->next;
-        if (t->cancelled)
-            task_finish(s, t, SRV_FINISH_CANCELLED, NULL, ev);
-        else if (now > t->deadline)
-            task_finish(s, t, SRV_FINISH_TIMEOUT, "request timeout", ev);
+    srv_task *lists[2] = {s->running, s->waiting};
+    for (int l = 0; l < 2; l++) {
+        srv_task *t, *nx;
+        for (t = lists[l]; t; t = nx) {
+            nx = t->next;
+            if (t->cancelled)
+                task_finish(s, t, SRV_FINISH_CANCELLED, NULL, ev);
+            else if (now > t->deadline)
+                task_finish(s, t, SRV_FINISH_TIMEOUT, "request timeout", ev);
+        }
     }
-    for (t = s->waiting; t; t = nx) {
-        nx = t->next;
-        if (t->cancelled)
-            task_finish(s, t, SRV_FINISH_CANCELLED, NULL, ev);
-        else if (now > t->deadline)
-            task_finish(s, t, SRV_FINISH_TIMEOUT, "request timeout", ev);
-    }
+}
 
-    /* Admission in arrival order (preempted sequences first); the head waits for blocks rather
-     * than being overtaken. One block stays free per running sequence, so admitting does not
-     * force a preemption at the next block boundary. */
+/* Admission in arrival order (preempted sequences first); the head waits for blocks rather
+ * than being overtaken. One block stays free per running sequence, so admitting does not
+ * force a preemption at the next block boundary. */
+static void sched_admit(srv_sched *s, ev_list *ev)
+{
     int n_running = list_len(s->running);
-    while (s->waiting && n_running < cfg->max_batch) {
-        t = s->waiting;
-        if (t->max_tokens == 0 && !t->prompt_lp_from) {
-            task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
+    while (s->waiting && n_running < s->cfg->max_batch) {
+        srv_task *t = s->waiting;
+        if (t->kind == SRV_TASK_SCORE && !t->prompt_lp_from) {
+            task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);   /* nothing to score */
             continue;
         }
         eng_err err = {0};
@@ -642,79 +647,116 @@ static void sched_step(srv_sched *s, ev_list *ev)
         list_insert_by_id(&s->running, t);
         n_running++;
     }
+}
 
-    /* Prompt scoring only (echo + logprobs, max_tokens 0): once every position but the last
-     * is in the cache, every logprob has been sent (the last position's logits score nothing),
-     * so the task ends without feeding it, or growing, or being preempted for it. */
+/* A scoring task is done once every position but the last is in the cache: every logprob has
+ * been sent (the last position's logits score nothing), so it ends without feeding that
+ * position, or growing, or being preempted for it. */
+static void sched_end_scoring(srv_sched *s, ev_list *ev)
+{
+    srv_task *t, *nx;
     for (t = s->running; t; t = nx) {
         nx = t->next;
-        if (t->max_tokens == 0 && t->n_fed >= task_known(t) - 1)
+        if (t->kind == SRV_TASK_SCORE && t->n_fed >= task_known(t) - 1)
             task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
     }
-    sched_grow(s, ev);
+}
 
-    /* Batch: one decode token per sequence with one position left to feed, then shared
-     * prefill chunks (prompts, and the recomputation of preempted sequences). */
+/* Appends the batch item for position pos of t. */
+static void batch_add(srv_sched *s, int *n, srv_task *t, int pos, int want_logits)
+{
+    eng_batch_item *it = &s->items[*n];
+    it->token = task_tok_at(t, pos);
+    it->pos = pos;
+    it->seq = &t->seq;
+    it->want_logits = want_logits;
+    s->item_task[(*n)++] = t;
+}
+
+/* Decode: one item per sequence with exactly one position left to feed. Returns the count. */
+static int sched_batch_decode(srv_sched *s)
+{
     int n = 0;
-    for (t = s->running; t && n < s->batch_cap; t = t->next) {
+    for (srv_task *t = s->running; t && n < s->batch_cap; t = t->next) {
         if (t->n_fed != task_known(t) - 1)
             continue;
-        eng_batch_item *it = &s->items[n];
-        it->pos = t->n_fed++;
-        it->token = task_tok_at(t, it->pos);
-        it->seq = &t->seq;
-        it->want_logits = 1;
-        s->item_task[n++] = t;
+        batch_add(s, &n, t, t->n_fed++, 1);
     }
-    int budget = cfg->prefill_chunk;
-    for (t = s->running; t && budget > 0 && n < s->batch_cap; t = t->next) {
+    return n;
+}
+
+/* Prefill: up to --prefill-chunk positions shared by the sequences still reading their prompt
+ * (or recomputing after a preemption), after the n decode items. Returns the new count. */
+static int sched_batch_prefill(srv_sched *s, int n)
+{
+    int budget = s->cfg->prefill_chunk;
+    for (srv_task *t = s->running; t && budget > 0 && n < s->batch_cap; t = t->next) {
         if (t->n_fed >= task_known(t) - 1)
             continue;
-        /* a scoring-only task stops before its last position (see above) */
-        int k = task_known(t) - (t->max_tokens == 0 ? 1 : 0) - t->n_fed;
+        /* a scoring task stops before its last position (sched_end_scoring) */
+        int k = task_known(t) - (t->kind == SRV_TASK_SCORE ? 1 : 0) - t->n_fed;
         if (k > budget)
             k = budget;
         if (k > s->batch_cap - n)
             k = s->batch_cap - n;
         for (int j = 0; j < k; j++) {
-            eng_batch_item *it = &s->items[n];
             int p = t->n_fed + j;
-            it->token = task_tok_at(t, p);
-            it->pos = p;
-            it->seq = &t->seq;
             /* the logits at p score prompt token p + 1 when its logprob is asked for */
-            it->want_logits = p == task_known(t) - 1 ||
-                              (t->prompt_lp_from && p + 1 >= t->prompt_lp_from &&
-                               p < t->n_prompt - 1);
-            s->item_task[n++] = t;
+            int want = p == task_known(t) - 1 ||
+                       (t->prompt_lp_from && p + 1 >= t->prompt_lp_from && p < t->n_prompt - 1);
+            batch_add(s, &n, t, p, want);
         }
         t->n_fed += k;
         budget -= k;
     }
+    return n;
+}
 
-    if (n > 0) {
-        eng_err err = {0};
-        int rc = sched_forward(s, s->items, s->item_task, n, &err);
-        if (rc == 0)
-            sched_use_logits(s, s->items, s->item_task, n, ev);
-        else
-            sched_forward_isolated(s, n, ev);
-        for (t = s->running; t; t = t->next)
-            task_commit(s, t);   /* those whose forward failed have ended */
-    }
+/* Runs the batch, then samples and emits (sched_use_logits), and offers the blocks it filled
+ * to the prefix cache. */
+static void sched_run(srv_sched *s, int n, ev_list *ev)
+{
+    if (n == 0)
+        return;
+    eng_err err = {0};
+    int rc = sched_forward(s, s->items, s->item_task, n, &err);
+    if (rc == 0)
+        sched_use_logits(s, s->items, s->item_task, n, ev);
+    else
+        sched_forward_isolated(s, n, ev);
+    for (srv_task *t = s->running; t; t = t->next)
+        task_commit(s, t);   /* those whose forward failed have ended */
+}
 
-    /* SSE keep-alives for sequences that have sent nothing for a while (waiting, prefilling, or
-     * preempted mid-stream). */
-    now = now_s();
+/* SSE keep-alives for sequences that have sent nothing for a while (waiting, prefilling, or
+ * preempted mid-stream). */
+static void sched_keepalive(srv_sched *s, ev_list *ev)
+{
+    double now = now_s();
     srv_task *lists[2] = {s->running, s->waiting};
     for (int l = 0; l < 2; l++) {
-        for (t = lists[l]; t; t = t->next) {
-            if (now - t->last_emit >= cfg->keepalive_s) {
+        for (srv_task *t = lists[l]; t; t = t->next) {
+            if (now - t->last_emit >= s->cfg->keepalive_s) {
                 ev_push(ev, SRV_EV_KEEPALIVE, t->id);
                 t->last_emit = now;
             }
         }
     }
+}
+
+/* One engine step over everything running: expire, admit, end finished scoring, give decoding
+ * sequences their next block (preempting when the pool is empty), then one forward of the
+ * decode tokens and the shared prefill chunks, sampling and emitting from its logits. */
+static void sched_step(srv_sched *s, ev_list *ev)
+{
+    sched_expire(s, ev);
+    sched_admit(s, ev);
+    sched_end_scoring(s, ev);
+    sched_grow(s, ev);
+    int n = sched_batch_decode(s);
+    n = sched_batch_prefill(s, n);
+    sched_run(s, n, ev);
+    sched_keepalive(s, ev);
 }
 
 static int sched_load(srv_sched *s, char *msg, size_t cap)

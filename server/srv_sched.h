@@ -33,11 +33,20 @@ const char *srv_finish_name(srv_finish f);   /* "stop", "length", ... */
 /* srv_task.grammar_lazy: which first non-blank byte of the answer puts it under the grammar */
 enum { SRV_LAZY_OFF = 0, SRV_LAZY_OBJECT = 1, SRV_LAZY_OBJECT_ARRAY = 2 };
 
-/* One sequence to generate. The loop fills the request part, submits, and never touches it
- * again: from srv_sched_submit on, the scheduler owns it and frees it when it ends. */
+/* What a task asks the engine for. */
+typedef enum srv_task_kind {
+    SRV_TASK_GENERATE = 0,          /* sample max_tokens (>= 1) tokens after the prompt */
+    SRV_TASK_SCORE,                 /* only the prompt's log-probabilities (echo + logprobs with
+                                       max_tokens 0): ends once the prompt is in the cache */
+} srv_task_kind;
+
+/* One sequence to generate or score. The loop fills the request part, submits, and never
+ * touches it again: from srv_sched_submit on, the scheduler owns it and frees it when it ends. */
 typedef struct srv_task {
     /* request part (filled by the loop) */
     uint64_t id;                    /* unique, from srv_sched_next_id */
+    srv_task_kind kind;             /* set by srv_task_set_kind from max_tokens and
+                                       prompt_lp_from */
     int32_t *prompt;                /* [n_prompt]; owned (malloc) */
     int n_prompt;
     int max_tokens;                 /* >= 0 */
@@ -175,6 +184,9 @@ void srv_sched_cancel(srv_sched *s, const uint64_t *ids, int n);
 /* Swaps the outbox out: *out gets an array (caller frees it and each text) of *n events. */
 void srv_sched_drain(srv_sched *s, srv_event **out, int *n);
 void srv_sched_get_stats(srv_sched *s, srv_sched_stats *st);
+/* Sets t->kind: SRV_TASK_SCORE for max_tokens 0 (prompt scoring), else SRV_TASK_GENERATE. Call
+ * once the request part is filled, before submitting. */
+void srv_task_set_kind(srv_task *t);
 /* Frees a task that was never submitted (or after the scheduler is done with it). */
 void srv_task_free(srv_task *t);
 
