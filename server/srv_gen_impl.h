@@ -1,0 +1,79 @@
+/* srv_gen_impl.h — private to the srv_gen*.c files: a generation and its choices, and the
+ * functions they share (the task map, the OpenAI JSON of srv_gen_json.c, the lifetime in
+ * srv_gen.c). Loop thread only. */
+#ifndef SRV_GEN_IMPL_H
+#define SRV_GEN_IMPL_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "srv_gen.h"
+#include "srv_gen_tools.h"
+
+typedef struct srv_choice {
+    uint64_t task_id;
+    int prompt_idx;
+    srv_buf text;               /* non-stream: the text so far; owned */
+    int done;
+    srv_finish finish;
+    int completion_tokens;
+    int cached_tokens;          /* of its prompt, served from the prefix cache */
+    cJSON *lp;                  /* non-stream logprobs being built; owned */
+    size_t text_offset;         /* completions logprobs: offset of the next token's text */
+    size_t prompt_offset;       /* echo + logprobs: offset of the next prompt token's text */
+    int echo_pending;           /* stream + echo + logprobs: the echo chunk waits for the
+                                   prompt's logprobs, sent before the first token */
+    int32_t prev_tok;           /* for token text (leading-space rule) */
+    uint64_t t_last;            /* uv_hrtime of the last token (inter-token latency) */
+    char msg[256];              /* error text when finish is ERROR/TIMEOUT */
+    srv_toolscan ts;            /* tools: text or calls, read as it comes; owned */
+} srv_choice;
+
+typedef struct srv_gen {
+    srv_server *srv;            /* borrowed */
+    srv_resp *resp;             /* borrowed: the slot that owns this generation */
+    srv_gen_kind kind;
+    int stream, include_usage, echo, logprobs, top_logprobs;
+    char id[64];
+    long long created;
+    int n_choices, n_done;
+    srv_choice *choices;        /* [n_choices]; owned */
+    int n_prompts;
+    int *prompt_tokens;         /* [n_prompts]; owned */
+    char **echo_text;           /* [n_prompts] owned strings, or NULL without echo */
+    size_t *echo_len;           /* [n_prompts]; owned */
+    int got_first;              /* a first token has arrived (TTFT) */
+    int tools;                  /* answers may be tool calls (choice.ts in use) */
+} srv_gen;
+
+static inline uint64_t srv_gen_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* srv_gen_map.c: task id -> (generation, choice), open addressing */
+int srv_gen_map_put(srv_server *s, uint64_t id, srv_gen *g, int choice);
+srv_task_ref *srv_gen_map_get(srv_server *s, uint64_t id);
+void srv_gen_map_del(srv_server *s, uint64_t id);
+
+/* srv_gen.c */
+void srv_gen_free(srv_server *s, srv_gen *g);
+
+/* srv_gen_json.c: the OpenAI objects and SSE chunks */
+cJSON *srv_gen_chunk_base(srv_gen *g);
+void srv_gen_chunk_send(srv_gen *g, cJSON *o);
+cJSON *srv_gen_lp_new(srv_gen *g);
+size_t srv_gen_utf8_chars(const char *p, size_t len);
+void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e);
+void srv_gen_lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
+                          const srv_event *e);
+void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,
+                         const char *finish, cJSON *tool_calls);
+void srv_gen_complete(srv_server *s, srv_gen *g);
+void srv_gen_echo_flush(srv_gen *g, int ci);
+void srv_gen_tool_event(srv_gen *g, int ci, const srv_event *e, int last);
+
+#endif

@@ -1,0 +1,475 @@
+/* srv_gen_json.c — what a generation sends: OpenAI's text_completion / chat.completion objects
+ * and their SSE chunks, logprobs (token text, bytes, alternatives, offsets), tool-call deltas,
+ * usage, in-stream errors, and the final response when every choice is done. Loop thread
+ * only. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "srv_gen_impl.h"
+#include "srv_limits.h"
+
+static void sse_send(srv_gen *g, cJSON *obj)
+{
+    char *txt = cJSON_PrintUnformatted(obj);
+    if (!txt)
+        return;
+    srv_buf b = {0};
+    srv_buf_puts(&b, "data: ");
+    srv_buf_puts(&b, txt);
+    srv_buf_puts(&b, "\n\n");
+    srv_resp_stream_write(g->resp, b.p, b.len);
+    srv_buf_free(&b);
+    free(txt);
+}
+
+/* Sends a choices chunk (usage: null on it when include_usage asks for usage on the final
+ * chunk only) and frees it. */
+void srv_gen_chunk_send(srv_gen *g, cJSON *o)
+{
+    if (g->include_usage)
+        cJSON_AddNullToObject(o, "usage");
+    sse_send(g, o);
+    cJSON_Delete(o);
+}
+
+cJSON *srv_gen_chunk_base(srv_gen *g)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", g->id);
+    cJSON_AddStringToObject(o, "object",
+                            g->kind == SRV_GEN_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)g->created);
+    cJSON_AddStringToObject(o, "model", g->srv->model_id);
+    cJSON_AddStringToObject(o, "system_fingerprint", "claq");
+    return o;
+}
+
+static cJSON *usage_obj(srv_gen *g)
+{
+    int pt = 0, ct = 0;
+    for (int i = 0; i < g->n_prompts; i++)
+        pt += g->prompt_tokens[i];
+    for (int i = 0; i < g->n_choices; i++)
+        ct += g->choices[i].completion_tokens;
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", pt);
+    cJSON_AddNumberToObject(u, "completion_tokens", ct);
+    cJSON_AddNumberToObject(u, "total_tokens", pt + ct);
+    /* OpenAI's prompt caching field: per prompt, what its first choice found cached */
+    int cached = 0;
+    for (int i = 0; i < g->n_prompts; i++) {
+        for (int c = 0; c < g->n_choices; c++) {
+            if (g->choices[c].prompt_idx == i) {
+                cached += g->choices[c].cached_tokens;
+                break;
+            }
+        }
+    }
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    if (d)
+        cJSON_AddNumberToObject(d, "cached_tokens", cached);
+    g->resp->prompt_tokens = pt;
+    g->resp->completion_tokens = ct;
+    return u;
+}
+
+/* Characters (code points) in valid UTF-8: OpenAI's text_offset counts characters, not bytes. */
+size_t srv_gen_utf8_chars(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)p[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* Text of a token as valid UTF-8 (partial characters become U+FFFD) into out[cap]; its raw
+ * bytes into raw[300]. */
+static void token_text(srv_server *s, int32_t prev, int32_t tok, char *out, size_t cap,
+                       unsigned char *raw, size_t *n_raw)
+{
+    char b[300];
+    size_t n = eng_tokenizer_token_bytes(s->tok, prev, tok, b, sizeof(b));
+    if (n > sizeof(b))
+        n = sizeof(b);
+    memcpy(raw, b, n);
+    *n_raw = n;
+    srv_utf8_repair(b, n, out, cap);
+}
+
+static cJSON *bytes_arr(const unsigned char *raw, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(raw[i]));
+    return a;
+}
+
+/* One entry of the completions logprobs format: appends to the four parallel arrays of obj the
+ * token's text, its logprob and its top alternatives (at most n_top; lp NULL gives null for
+ * both: a first prompt token with no context), and the text offset, which *offset advances. */
+static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *txt,
+                         const eng_logprob *lp, int n_top, size_t *offset)
+{
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "tokens"), cJSON_CreateString(txt));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "token_logprobs"),
+                         lp ? cJSON_CreateNumber(lp->logprob) : cJSON_CreateNull());
+    cJSON *top = lp ? cJSON_CreateObject() : cJSON_CreateNull();
+    for (int i = 0; lp && i < lp->n_top && i < n_top; i++) {
+        char tt[1024];
+        unsigned char tr[300];
+        size_t ntr;
+        token_text(s, prev, lp->top_ids[i], tt, sizeof(tt), tr, &ntr);
+        if (!cJSON_GetObjectItemCaseSensitive(top, tt))
+            cJSON_AddNumberToObject(top, tt, lp->top_logprobs[i]);
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "top_logprobs"), top);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "text_offset"),
+                         cJSON_CreateNumber((double)*offset));
+    *offset += srv_gen_utf8_chars(txt, strlen(txt));
+}
+
+/* Logprobs of one token: chat format appends to arr ({"content":[...]} entries); completions
+ * format appends to the four parallel arrays of obj. */
+void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e)
+{
+    srv_server *s = g->srv;
+    char txt[1024];
+    unsigned char raw[300];
+    size_t n_raw;
+    token_text(s, c->prev_tok, e->token, txt, sizeof(txt), raw, &n_raw);
+    if (g->kind == SRV_GEN_CHAT) {
+        cJSON *ent = cJSON_CreateObject();
+        cJSON_AddStringToObject(ent, "token", txt);
+        cJSON_AddNumberToObject(ent, "logprob", e->lp.logprob);
+        cJSON_AddItemToObject(ent, "bytes", bytes_arr(raw, n_raw));
+        cJSON *top = cJSON_AddArrayToObject(ent, "top_logprobs");
+        for (int i = 0; i < e->lp.n_top && i < g->top_logprobs; i++) {
+            char tt[1024];
+            unsigned char tr[300];
+            size_t ntr;
+            token_text(s, c->prev_tok, e->lp.top_ids[i], tt, sizeof(tt), tr, &ntr);
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "token", tt);
+            cJSON_AddNumberToObject(x, "logprob", e->lp.top_logprobs[i]);
+            cJSON_AddItemToObject(x, "bytes", bytes_arr(tr, ntr));
+            cJSON_AddItemToArray(top, x);
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "content"), ent);
+    } else {
+        lp_add_entry(s, target, c->prev_tok, txt, &e->lp, g->top_logprobs, &c->text_offset);
+    }
+}
+
+cJSON *srv_gen_lp_new(srv_gen *g)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (g->kind == SRV_GEN_CHAT) {
+        cJSON_AddArrayToObject(o, "content");
+    } else {
+        cJSON_AddArrayToObject(o, "tokens");
+        cJSON_AddArrayToObject(o, "token_logprobs");
+        cJSON_AddArrayToObject(o, "top_logprobs");
+        cJSON_AddArrayToObject(o, "text_offset");
+    }
+    return o;
+}
+
+/* Echo + logprobs (non-streaming completions): one prompt token's entry, ahead of the
+ * completion's. e NULL gives the first token of a prompt with nothing before it: null logprob
+ * and null top_logprobs, as OpenAI reports it. */
+void srv_gen_lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
+                          const srv_event *e)
+{
+    char txt[1024];
+    unsigned char raw[300];
+    size_t n_raw;
+    token_text(g->srv, prev, tok, txt, sizeof(txt), raw, &n_raw);
+    lp_add_entry(g->srv, c->lp, prev, txt, e ? &e->lp : NULL, ENG_MAX_TOP_LOGPROBS,
+                 &c->prompt_offset);
+}
+
+/* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason, and
+ * (chat) tool call deltas, which it takes over (NULL: none). */
+void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,
+                         const char *finish, cJSON *tool_calls)
+{
+    srv_choice *c = &g->choices[ci];
+    cJSON *o = srv_gen_chunk_base(g);
+    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", ci);
+    srv_buf t = {0};
+    srv_buf_append(&t, text ? text : "", len);
+    if (g->kind == SRV_GEN_CHAT) {
+        cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+        if (text)
+            cJSON_AddStringToObject(delta, "content", t.p ? t.p : "");
+        if (tool_calls)
+            cJSON_AddItemToObject(delta, "tool_calls", tool_calls);
+    } else {
+        cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
+    }
+    if (lpe) {
+        cJSON *lp = srv_gen_lp_new(g);
+        srv_gen_lp_add(g, c, lp, lpe);
+        cJSON_AddItemToObject(ch, "logprobs", lp);
+    } else {
+        cJSON_AddNullToObject(ch, "logprobs");
+    }
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(arr, ch);
+    srv_buf_free(&t);
+    srv_gen_chunk_send(g, o);
+}
+
+/* The id of call k of choice ci: "call_" and 24 hex digits, the same in a stream and whole. */
+static void call_id(const srv_gen *g, int ci, int k, char *out, size_t cap)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = g->id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    uint64_t a = srv_gen_mix64(h ^ ((uint64_t)ci << 20) ^ (uint64_t)k);
+    uint64_t b = srv_gen_mix64(a + 0x9e3779b97f4a7c15ULL);
+    snprintf(out, cap, "call_%016llx%08llx", (unsigned long long)a,
+             (unsigned long long)(b >> 32));
+}
+
+/* The tool_calls delta of what choice ci read since the last one (NULL when nothing new): a
+ * call's first entry carries its id, type and name; then argument fragments by index. The
+ * blanks at the end of unfinished arguments wait (a whole answer trims them). */
+static cJSON *tool_deltas(srv_gen *g, int ci)
+{
+    srv_choice *c = &g->choices[ci];
+    cJSON *arr = NULL;
+    for (int k = 0; k < c->ts.n_calls; k++) {
+        srv_tool_call *call = &c->ts.calls[k];
+        if (!call->name_done)
+            break;
+        size_t ready = srv_tool_call_ready(call);
+        if (call->header_sent && ready <= call->args_sent)
+            continue;
+        cJSON *it = cJSON_CreateObject();
+        cJSON_AddNumberToObject(it, "index", k);
+        if (!call->header_sent) {
+            char id[48];
+            call_id(g, ci, k, id, sizeof(id));
+            cJSON_AddStringToObject(it, "id", id);
+            cJSON_AddStringToObject(it, "type", "function");
+        }
+        cJSON *fn = cJSON_AddObjectToObject(it, "function");
+        if (!call->header_sent)
+            cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
+        srv_buf frag = {0};
+        srv_buf_append(&frag, call->args.p ? call->args.p + call->args_sent : "",
+                       ready - call->args_sent);
+        cJSON_AddStringToObject(fn, "arguments", frag.p ? frag.p : "");
+        srv_buf_free(&frag);
+        call->header_sent = 1;
+        call->args_sent = ready;
+        if (!arr)
+            arr = cJSON_CreateArray();
+        cJSON_AddItemToArray(arr, it);
+    }
+    return arr;
+}
+
+/* message.tool_calls of a whole answer (the calls are complete). */
+static cJSON *tool_calls_json(const srv_gen *g, int ci)
+{
+    const srv_choice *c = &g->choices[ci];
+    cJSON *arr = cJSON_CreateArray();
+    for (int k = 0; k < c->ts.n_calls; k++) {
+        const srv_tool_call *call = &c->ts.calls[k];
+        cJSON *it = cJSON_CreateObject();
+        char id[48];
+        call_id(g, ci, k, id, sizeof(id));
+        cJSON_AddStringToObject(it, "id", id);
+        cJSON_AddStringToObject(it, "type", "function");
+        cJSON *fn = cJSON_AddObjectToObject(it, "function");
+        cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
+        cJSON_AddStringToObject(fn, "arguments", call->args.p ? call->args.p : "");
+        cJSON_AddItemToArray(arr, it);
+    }
+    return arr;
+}
+
+/* The finish reason a choice reports: "tool_calls" for an answer of complete calls. */
+static const char *finish_name(const srv_gen *g, const srv_choice *c)
+{
+    if (g->tools && c->finish == SRV_FINISH_STOP && srv_toolscan_complete(&c->ts))
+        return "tool_calls";
+    return srv_finish_name(c->finish);
+}
+
+static void stream_error(srv_gen *g, const char *type, const char *code, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", code);
+    sse_send(g, o);
+    cJSON_Delete(o);
+}
+
+/* All choices are done: finish the response, free g. The last thing that touches g->resp. */
+void srv_gen_complete(srv_server *s, srv_gen *g)
+{
+    srv_resp *r = g->resp;
+    /* the worst outcome decides an error response */
+    const srv_choice *bad = NULL;
+    for (int i = 0; i < g->n_choices; i++) {
+        srv_finish f = g->choices[i].finish;
+        if (f == SRV_FINISH_ERROR || f == SRV_FINISH_TIMEOUT || f == SRV_FINISH_CANCELLED) {
+            if (!bad || f == SRV_FINISH_ERROR)
+                bad = &g->choices[i];
+        }
+    }
+    const char *etype = "server_error", *ecode = "internal_error";
+    int estatus = 500;
+    if (bad && bad->finish == SRV_FINISH_TIMEOUT) {
+        etype = "timeout_error";
+        ecode = "request_timeout";
+        estatus = 408;
+    } else if (bad && bad->finish == SRV_FINISH_CANCELLED) {
+        etype = "server_error";
+        ecode = "server_shutting_down";
+        estatus = 503;
+    }
+    char emsg[300];
+    if (bad)
+        snprintf(emsg, sizeof(emsg), "%s", bad->msg[0] ? bad->msg
+                                           : bad->finish == SRV_FINISH_CANCELLED
+                                               ? "the server is shutting down" : "generation failed");
+
+    if (g->stream) {
+        if (bad)
+            stream_error(g, etype, ecode, emsg);
+        if (g->include_usage) {
+            cJSON *o = srv_gen_chunk_base(g);
+            cJSON_AddArrayToObject(o, "choices");
+            cJSON_AddItemToObject(o, "usage", usage_obj(g));
+            sse_send(g, o);
+            cJSON_Delete(o);
+        } else {
+            cJSON_Delete(usage_obj(g));   /* fills the log's token counts */
+        }
+        srv_resp_stream_write(r, "data: [DONE]\n\n", 14);
+        srv_resp_set_owner(r, NULL, NULL);
+        srv_gen_free(s, g);
+        srv_resp_stream_end(r);
+        srv_server_check_drained(s);
+        return;
+    }
+    if (bad) {
+        cJSON_Delete(usage_obj(g));
+        srv_resp_set_owner(r, NULL, NULL);
+        srv_gen_free(s, g);
+        srv_resp_error(r, estatus, etype, NULL, ecode, "%s", emsg);
+        srv_server_check_drained(s);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", g->id);
+    cJSON_AddStringToObject(o, "object", g->kind == SRV_GEN_CHAT ? "chat.completion"
+                                                                 : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)g->created);
+    cJSON_AddStringToObject(o, "model", s->model_id);
+    cJSON_AddStringToObject(o, "system_fingerprint", "claq");
+    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+    for (int i = 0; i < g->n_choices; i++) {
+        srv_choice *c = &g->choices[i];
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", i);
+        srv_buf t = {0};
+        if (g->echo && g->echo_text)
+            srv_buf_append(&t, g->echo_text[c->prompt_idx], g->echo_len[c->prompt_idx]);
+        srv_buf_append(&t, c->text.p ? c->text.p : "", c->text.len);
+        if (g->kind == SRV_GEN_CHAT) {
+            cJSON *m = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            if (g->tools && srv_toolscan_complete(&c->ts) && c->finish == SRV_FINISH_STOP) {
+                cJSON_AddNullToObject(m, "content");
+                cJSON_AddItemToObject(m, "tool_calls", tool_calls_json(g, i));
+            } else {
+                if (g->tools && c->ts.mode == SRV_TS_CALLS) {
+                    /* calls that never ended (max_tokens): what was written, as text */
+                    srv_buf_append(&t, c->ts.held.p ? c->ts.held.p : "", c->ts.held.len);
+                    srv_buf_append(&t, c->ts.raw.p ? c->ts.raw.p : "", c->ts.raw.len);
+                }
+                cJSON_AddStringToObject(m, "content", t.p ? t.p : "");
+            }
+        } else {
+            cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
+        }
+        srv_buf_free(&t);
+        if (c->lp) {
+            cJSON_AddItemToObject(ch, "logprobs", c->lp);
+            c->lp = NULL;
+        } else {
+            cJSON_AddNullToObject(ch, "logprobs");
+        }
+        cJSON_AddStringToObject(ch, "finish_reason", finish_name(g, c));
+        cJSON_AddItemToArray(arr, ch);
+    }
+    cJSON_AddItemToObject(o, "usage", usage_obj(g));
+    srv_resp_set_owner(r, NULL, NULL);
+    srv_gen_free(s, g);
+    srv_resp_json(r, 200, o, NULL);
+    cJSON_Delete(o);
+    srv_server_check_drained(s);
+}
+
+/* Stream + echo + logprobs: the echoed prompt as one chunk carrying the prompt's logprobs
+ * (collected in c->lp from SRV_EV_PROMPT_LP), once they are all in. */
+void srv_gen_echo_flush(srv_gen *g, int ci)
+{
+    srv_choice *c = &g->choices[ci];
+    c->echo_pending = 0;
+    cJSON *o = srv_gen_chunk_base(g);
+    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", ci);
+    cJSON_AddStringToObject(ch, "text", g->echo_text[c->prompt_idx]);
+    if (c->lp)
+        cJSON_AddItemToObject(ch, "logprobs", c->lp);
+    else
+        cJSON_AddNullToObject(ch, "logprobs");
+    c->lp = NULL;
+    cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(arr, ch);
+    srv_gen_chunk_send(g, o);
+}
+
+/* A token (or, last, the end) of a choice that may call tools: free text goes on as content,
+ * calls as tool_calls deltas (stream) or are kept for the whole answer. */
+void srv_gen_tool_event(srv_gen *g, int ci, const srv_event *e, int last)
+{
+    srv_choice *c = &g->choices[ci];
+    srv_buf txt = {0};
+    srv_toolscan_feed(&c->ts, e->text ? e->text : "", e->text_len, &txt);
+    if (last)
+        srv_toolscan_end(&c->ts, &txt);
+    if (!g->stream) {
+        srv_buf_append(&c->text, txt.p ? txt.p : "", txt.len);
+        if (e->has_lp) {
+            if (!c->lp)
+                c->lp = srv_gen_lp_new(g);
+            srv_gen_lp_add(g, c, c->lp, e);
+        }
+        srv_buf_free(&txt);
+        return;
+    }
+    cJSON *calls = tool_deltas(g, ci);
+    const srv_event *lpe = e->has_lp ? e : NULL;
+    if (txt.len || calls || lpe || last)
+        srv_gen_stream_chunk(g, ci, txt.len ? txt.p : NULL, txt.len, lpe,
+                     last ? finish_name(g, c) : NULL, calls);
+    srv_buf_free(&txt);
+}
