@@ -22,27 +22,33 @@ void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_
     free(txt);
 }
 
+void srv_error_body(srv_buf *b, const char *type, const char *param, const char *code,
+                    const char *msg)
+{
+    srv_buf_puts(b, "{\"error\":{\"message\":");
+    srv_buf_json_str(b, msg, strlen(msg));
+    srv_buf_puts(b, ",\"type\":");
+    srv_buf_json_str(b, type, strlen(type));
+    srv_buf_puts(b, ",\"param\":");
+    if (param)
+        srv_buf_json_str(b, param, strlen(param));
+    else
+        srv_buf_puts(b, "null");
+    srv_buf_puts(b, ",\"code\":");
+    if (code)
+        srv_buf_json_str(b, code, strlen(code));
+    else
+        srv_buf_puts(b, "null");
+    srv_buf_puts(b, "}}");
+}
+
 static void resp_verror(srv_resp *r, int status, const char *extra, const char *type,
                         const char *param, const char *code, const char *fmt, va_list ap)
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     srv_buf b = {0};
-    srv_buf_puts(&b, "{\"error\":{\"message\":");
-    srv_buf_json_str(&b, msg, strlen(msg));
-    srv_buf_puts(&b, ",\"type\":");
-    srv_buf_json_str(&b, type, strlen(type));
-    srv_buf_puts(&b, ",\"param\":");
-    if (param)
-        srv_buf_json_str(&b, param, strlen(param));
-    else
-        srv_buf_puts(&b, "null");
-    srv_buf_puts(&b, ",\"code\":");
-    if (code)
-        srv_buf_json_str(&b, code, strlen(code));
-    else
-        srv_buf_puts(&b, "null");
-    srv_buf_puts(&b, "}}");
+    srv_error_body(&b, type, param, code, msg);
     srv_resp_send(r, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2, extra);
     srv_buf_free(&b);
 }

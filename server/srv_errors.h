@@ -8,6 +8,10 @@
 
 #include "srv_http.h"
 
+/* The body alone, appended to b (an SSE error event carries it too); param/code may be NULL
+ * (null). */
+void srv_error_body(srv_buf *b, const char *type, const char *param, const char *code,
+                    const char *msg);
 /* param/code may be NULL (null). */
 void srv_resp_error(srv_resp *r, int status, const char *type, const char *param,
                     const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));

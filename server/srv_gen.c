@@ -20,7 +20,8 @@ void srv_gen_free(srv_server *s, srv_gen *g)
 {
     if (!g)
         return;
-    for (int i = 0; i < g->n_choices; i++) {
+    /* choices may be missing: gen_new ran out of memory */
+    for (int i = 0; g->choices && i < g->n_choices; i++) {
         if (g->choices[i].task_id)
             srv_gen_map_del(s, g->choices[i].task_id);
         srv_buf_free(&g->choices[i].text);
@@ -138,38 +139,37 @@ void srv_gen_on_events(srv_server *s, srv_event *ev, int n)
 /* ---- start ---- */
 
 
-void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
-                   const srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
-                   int n_stop_ids)
+/* Answers r and returns -1 when the request cannot run: too many choices for the server, an
+ * empty prompt, or a prompt + max_tokens over the context. Else fills max_tokens[n_prompts]
+ * (the endpoint's default where the request set none). */
+static int gen_check(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
+                     const srv_gen_prompt *prompts, int n_prompts, int *max_tokens)
 {
     int n_choices = n_prompts * p->n;
     if (n_choices > SRV_MAX_CHOICES) {
         srv_resp_bad(r, "n", "%d prompts x n=%d is %d choices; at most %d", n_prompts, p->n,
                      n_choices, SRV_MAX_CHOICES);
-        return;
+        return -1;
     }
     /* a request the queue could never take is the client's to fix: 400, not a 429 to retry */
     int capacity = s->cfg->max_queue + s->cfg->max_batch;
     if (n_choices > capacity) {
         srv_resp_bad(r, "n", "%d prompts x n=%d is %d sequences; this server queues at most %d "
                      "(--max-queue + --max-batch)", n_prompts, p->n, n_choices, capacity);
-        return;
+        return -1;
     }
-    /* lengths */
-    int max_tokens[SRV_MAX_PROMPTS];
+    const char *what = kind == SRV_GEN_CHAT ? "messages" : "prompt";
     for (int i = 0; i < n_prompts; i++) {
         if (prompts[i].n == 0) {   /* an empty text with a tokenizer that has no BOS */
-            srv_resp_bad(r, kind == SRV_GEN_CHAT ? "messages" : "prompt",
-                         "the prompt is empty after tokenization (this tokenizer has no BOS "
-                         "token to start from)");
-            return;
+            srv_resp_bad(r, what, "the prompt is empty after tokenization (this tokenizer has "
+                         "no BOS token to start from)");
+            return -1;
         }
         int mt = p->max_tokens;
         if (mt < 0)
             mt = kind == SRV_GEN_CHAT ? s->n_ctx - prompts[i].n : 16;
         if (prompts[i].n + (mt > 0 ? mt : 0) > s->n_ctx || prompts[i].n >= s->n_ctx) {
             /* name what the client should shrink: the prompt when it alone is too long */
-            const char *what = kind == SRV_GEN_CHAT ? "messages" : "prompt";
             srv_resp_error(r, 400, "invalid_request_error",
                            prompts[i].n < s->n_ctx && p->max_tokens >= 0 ? "max_tokens" : what,
                            "context_length_exceeded",
@@ -177,19 +177,21 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
                            "requested %d tokens (%d in the prompt, %d for the completion). "
                            "Please reduce the prompt or the completion length.",
                            s->n_ctx, prompts[i].n + mt, prompts[i].n, mt);
-            return;
+            return -1;
         }
         max_tokens[i] = mt;
     }
+    return 0;
+}
 
+/* A generation for the request, with its choices (tool scanners set up) and echo texts; NULL
+ * when memory runs out (what was made is freed). Counted in s->n_gens. */
+static srv_gen *gen_new(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
+                        const srv_gen_prompt *prompts, int n_prompts)
+{
     srv_gen *g = calloc(1, sizeof(*g));
-    srv_task **tasks = calloc((size_t)n_choices, sizeof(*tasks));
-    if (!g || !tasks) {
-        free(g);
-        free(tasks);
-        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
-        return;
-    }
+    if (!g)
+        return NULL;
     s->n_gens++;
     g->srv = s;
     g->resp = r;
@@ -201,9 +203,9 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
     g->top_logprobs = p->top_logprobs;
     srv_http_make_id(&s->http, kind == SRV_GEN_CHAT ? "chatcmpl" : "cmpl", g->id, sizeof(g->id));
     g->created = (long long)time(NULL);
-    g->n_choices = n_choices;
+    g->n_choices = n_prompts * p->n;
     g->n_prompts = n_prompts;
-    g->choices = calloc((size_t)n_choices, sizeof(*g->choices));
+    g->choices = calloc((size_t)g->n_choices, sizeof(*g->choices));
     g->prompt_tokens = calloc((size_t)n_prompts, sizeof(int));
     if (g->echo) {
         g->echo_text = calloc((size_t)n_prompts, sizeof(char *));
@@ -211,11 +213,8 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
     }
     int fail = !g->choices || !g->prompt_tokens || (g->echo && (!g->echo_text || !g->echo_len));
     g->tools = kind == SRV_GEN_CHAT && p->tool_choice != SRV_TOOL_NONE;
-    for (int ci = 0; ci < n_choices && g->tools && g->choices; ci++)
+    for (int ci = 0; ci < g->n_choices && g->tools && g->choices; ci++)
         srv_toolscan_init(&g->choices[ci].ts, p->tool_args_key, p->tool_parallel);
-    /* tool_choice auto: free text unless the first non-blank byte opens a call */
-    const int lazy = p->tool_choice != SRV_TOOL_AUTO ? SRV_LAZY_OFF
-                     : p->tool_parallel ? SRV_LAZY_OBJECT_ARRAY : SRV_LAZY_OBJECT;
     for (int i = 0; i < n_prompts && !fail; i++) {
         g->prompt_tokens[i] = prompts[i].n;
         if (g->echo) {
@@ -229,141 +228,161 @@ void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_
             g->echo_len[i] = prompts[i].text_len;
         }
     }
-    uint64_t base_seed = p->has_seed ? p->seed : srv_gen_mix64(uv_hrtime() ^ (s->http.id_counter << 17));
-    double deadline = (double)uv_hrtime() * 1e-9 + s->cfg->request_timeout_s;
+    if (fail) {
+        srv_gen_free(s, g);
+        return NULL;
+    }
+    return g;
+}
+
+/* t's stop ids: the tokenizer's EOS, every end-of-sequence id of the model (LLaMA-3.1:
+ * <|end_of_text|>, <|eom_id|>, <|eot_id|>), then extra[] (a chat template's end of turn),
+ * without repeats. */
+static void task_stop_ids(const srv_server *s, srv_task *t, const int32_t *extra, int n_extra)
+{
     int eos = s->tok ? eng_tokenizer_eos(s->tok) : -1;
     if (eos < 0 && s->model)
         eos = s->model->cfg.eos_id;
+    if (eos >= 0)
+        t->stop_ids[t->n_stop_ids++] = eos;
+    const int n_cfg = s->model ? s->model->cfg.n_eos : 0;
+    for (int k = 0; k < n_cfg + n_extra; k++) {
+        int32_t id = k < n_cfg ? s->model->cfg.eos_ids[k] : extra[k - n_cfg];
+        int dup = 0;
+        for (int j = 0; j < t->n_stop_ids; j++)
+            dup |= t->stop_ids[j] == id;
+        if (!dup && t->n_stop_ids < SRV_MAX_STOP_IDS)
+            t->stop_ids[t->n_stop_ids++] = id;
+    }
+}
+
+/* The task of choice ci (prompt pr) into *out, and the choice's state for it; -1 when memory
+ * runs out (*out, if made, is the caller's to free). */
+static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
+                    const srv_gen_prompt *pr, int max_tokens, uint64_t seed, double deadline,
+                    const int32_t *stop_ids, int n_stop_ids, srv_task **out)
+{
+    srv_task *t = calloc(1, sizeof(*t));
+    if (!(*out = t))
+        return -1;
+    t->id = srv_sched_next_id(&s->sched);
+    t->prompt = malloc((size_t)pr->n * sizeof(int32_t));
+    if (!t->prompt)
+        return -1;
+    memcpy(t->prompt, pr->ids, (size_t)pr->n * sizeof(int32_t));
+    t->n_prompt = pr->n;
+    t->max_tokens = max_tokens;
+    t->scfg = p->scfg;
+    t->scfg.seed = seed;
+    if (p->n_bias) {
+        t->bias = malloc((size_t)p->n_bias * sizeof(*t->bias));
+        if (!t->bias)
+            return -1;
+        memcpy(t->bias, p->bias, (size_t)p->n_bias * sizeof(*t->bias));
+    }
+    t->scfg.bias = t->bias;
+    t->scfg.n_bias = p->n_bias;
+    if (srv_gen_grammar(p, &t->grammar) != 0)
+        return -1;   /* it compiled at parse time: only memory can fail here */
+    /* tool_choice auto: free text unless the first non-blank byte opens a call */
+    t->grammar_lazy = p->tool_choice != SRV_TOOL_AUTO ? SRV_LAZY_OFF
+                      : p->tool_parallel ? SRV_LAZY_OBJECT_ARRAY : SRV_LAZY_OBJECT;
+    t->want_logprobs = p->logprobs;
+    eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
+    task_stop_ids(s, t, stop_ids, n_stop_ids);
+    t->deadline = deadline;
+    srv_choice *c = &g->choices[ci];
+    c->prompt_idx = ci / p->n;
+    /* with echo the returned text starts with the prompt: offsets count from there */
+    c->text_offset = g->echo ? srv_gen_utf8_chars(pr->text ? pr->text : "", pr->text_len) : 0;
+    c->prev_tok = pr->n ? pr->ids[pr->n - 1] : -1;
+    if (g->echo && g->logprobs && pr->n > 0) {
+        /* echo + logprobs scores the prompt too (lm-eval-harness asks for this with
+         * max_tokens 0); a stream sends the echo with them, before the first token */
+        c->echo_pending = g->stream;
+        int from = pr->echo_from;
+        t->prompt_lp_from = from > 1 ? from : 1;
+        t->n_top_prompt = p->top_logprobs;
+        c->lp = srv_gen_lp_new(g);
+        if (!c->lp)
+            return -1;
+        if (from == 0)
+            srv_gen_lp_add_prompt(g, c, -1, pr->ids[0], NULL);
+    }
+    c->task_id = t->id;
+    srv_task_set_kind(t);
+    return 0;
+}
+
+/* A stream's opening chunks: chat sends the role first, in its own chunk per choice (as
+ * OpenAI does); completions with echo send the prompt text (unless it waits for its
+ * logprobs). */
+static void gen_stream_begin(srv_gen *g)
+{
+    srv_resp_stream_begin(g->resp);
+    for (int ci = 0; ci < g->n_choices; ci++) {
+        if (g->kind == SRV_GEN_CHAT) {
+            cJSON *o = srv_gen_chunk_base(g);
+            cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+            cJSON *ch = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ch, "index", ci);
+            cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+            cJSON_AddStringToObject(d, "role", "assistant");
+            cJSON_AddStringToObject(d, "content", "");
+            cJSON_AddNullToObject(ch, "logprobs");
+            cJSON_AddNullToObject(ch, "finish_reason");
+            cJSON_AddItemToArray(arr, ch);
+            srv_gen_chunk_send(g, o);
+        } else if (g->echo) {
+            int pi = g->choices[ci].prompt_idx;
+            if (g->echo_len[pi] && !g->choices[ci].echo_pending)
+                srv_gen_stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, NULL,
+                                     NULL);
+        }
+    }
+}
+
+void srv_gen_start(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_gen_params *p,
+                   const srv_gen_prompt *prompts, int n_prompts, const int32_t *stop_ids,
+                   int n_stop_ids)
+{
+    int max_tokens[SRV_MAX_PROMPTS];
+    if (gen_check(s, r, kind, p, prompts, n_prompts, max_tokens) != 0)
+        return;
+    int n_choices = n_prompts * p->n;
+    srv_task **tasks = calloc((size_t)n_choices, sizeof(*tasks));
+    srv_gen *g = tasks ? gen_new(s, r, kind, p, prompts, n_prompts) : NULL;
+    int fail = !g;
+    uint64_t base_seed = p->has_seed ? p->seed
+                                     : srv_gen_mix64(uv_hrtime() ^ (s->http.id_counter << 17));
+    double deadline = (double)uv_hrtime() * 1e-9 + s->cfg->request_timeout_s;
     for (int ci = 0; ci < n_choices && !fail; ci++) {
         int pi = ci / p->n;
-        srv_task *t = calloc(1, sizeof(*t));
-        if (!t) {
-            fail = 1;
-            break;
-        }
-        tasks[ci] = t;
-        t->id = srv_sched_next_id(&s->sched);
-        t->prompt = malloc((size_t)prompts[pi].n * sizeof(int32_t));
-        if (!t->prompt) {
-            fail = 1;
-            break;
-        }
-        memcpy(t->prompt, prompts[pi].ids, (size_t)prompts[pi].n * sizeof(int32_t));
-        t->n_prompt = prompts[pi].n;
-        t->max_tokens = max_tokens[pi];
-        t->scfg = p->scfg;
-        t->scfg.seed = base_seed + (uint64_t)ci;
-        if (p->n_bias) {
-            t->bias = malloc((size_t)p->n_bias * sizeof(*t->bias));
-            if (!t->bias) {
-                fail = 1;
-                break;
-            }
-            memcpy(t->bias, p->bias, (size_t)p->n_bias * sizeof(*t->bias));
-        }
-        t->scfg.bias = t->bias;
-        t->scfg.n_bias = p->n_bias;
-        if (srv_gen_grammar(p, &t->grammar) != 0) {
-            fail = 1;   /* it compiled at parse time: only memory can fail here */
-            break;
-        }
-        t->grammar_lazy = lazy;
-        t->want_logprobs = p->logprobs;
-        eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
-        if (eos >= 0)
-            t->stop_ids[t->n_stop_ids++] = eos;
-        /* every end-of-sequence id of the model (LLaMA-3.1: <|end_of_text|>, <|eom_id|>,
-         * <|eot_id|>), then the chat template's end of turn */
-        const int n_cfg = s->model ? s->model->cfg.n_eos : 0;
-        for (int k = 0; k < n_cfg + n_stop_ids; k++) {
-            int32_t id = k < n_cfg ? s->model->cfg.eos_ids[k] : stop_ids[k - n_cfg];
-            int dup = 0;
-            for (int j = 0; j < t->n_stop_ids; j++)
-                dup |= t->stop_ids[j] == id;
-            if (!dup && t->n_stop_ids < SRV_MAX_STOP_IDS)
-                t->stop_ids[t->n_stop_ids++] = id;
-        }
-        t->deadline = deadline;
-        g->choices[ci].prompt_idx = pi;
-        /* with echo the returned text starts with the prompt: offsets count from there */
-        g->choices[ci].text_offset =
-            g->echo ? srv_gen_utf8_chars(prompts[pi].text ? prompts[pi].text : "", prompts[pi].text_len)
-                    : 0;
-        g->choices[ci].prev_tok = prompts[pi].n ? prompts[pi].ids[prompts[pi].n - 1] : -1;
-        if (g->echo && g->logprobs && prompts[pi].n > 0) {
-            /* echo + logprobs scores the prompt too (lm-eval-harness asks for this with
-             * max_tokens 0); a stream sends the echo with them, before the first token */
-            g->choices[ci].echo_pending = g->stream;
-            int from = prompts[pi].echo_from;
-            t->prompt_lp_from = from > 1 ? from : 1;
-            t->n_top_prompt = p->top_logprobs;
-            g->choices[ci].lp = srv_gen_lp_new(g);
-            if (!g->choices[ci].lp) {
-                fail = 1;
-                break;
-            }
-            if (from == 0)
-                srv_gen_lp_add_prompt(g, &g->choices[ci], -1, prompts[pi].ids[0], NULL);
-        }
-        g->choices[ci].task_id = t->id;
+        fail = task_new(s, g, ci, p, &prompts[pi], max_tokens[pi], base_seed + (uint64_t)ci,
+                        deadline, stop_ids, n_stop_ids, &tasks[ci]) != 0;
     }
     for (int ci = 0; ci < n_choices && !fail; ci++)
-        if (srv_gen_map_put(s, g->choices[ci].task_id, g, ci) != 0)
-            fail = 1;
-    if (fail) {
-        for (int ci = 0; ci < n_choices; ci++)
+        fail = srv_gen_map_put(s, g->choices[ci].task_id, g, ci) != 0;
+    int queued = !fail && srv_sched_submit(&s->sched, tasks, n_choices) == 0;
+    if (!queued) {
+        for (int ci = 0; tasks && ci < n_choices; ci++)
             srv_task_free(tasks[ci]);
         free(tasks);
-        srv_gen_free(s, g);
-        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
-        return;
-    }
-    for (int i = 0; i < n_choices; i++)
-        srv_task_set_kind(tasks[i]);
-    if (srv_sched_submit(&s->sched, tasks, n_choices) != 0) {
-        for (int ci = 0; ci < n_choices; ci++)
-            srv_task_free(tasks[ci]);
-        free(tasks);
-        srv_gen_free(s, g);
+        if (g)
+            srv_gen_free(s, g);
+        if (fail) {
+            srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+            return;
+        }
         s->metrics.rejections++;
         char hdr[64];
         snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", SRV_RETRY_AFTER_S);
-        cJSON *o = cJSON_CreateObject();
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "message", "the server is at capacity (wait queue full); "
-                                              "retry later");
-        cJSON_AddStringToObject(e, "type", "rate_limit_error");
-        cJSON_AddNullToObject(e, "param");
-        cJSON_AddStringToObject(e, "code", "queue_full");
-        srv_resp_json(r, 429, o, hdr);
-        cJSON_Delete(o);
+        srv_resp_error_h(r, 429, hdr, "rate_limit_error", NULL, "queue_full",
+                         "the server is at capacity (wait queue full); retry later");
         return;
     }
     free(tasks);
     srv_resp_set_owner(r, g, gen_release);
-    if (g->stream) {
-        srv_resp_stream_begin(r);
-        if (kind == SRV_GEN_CHAT) {
-            /* OpenAI sends the role first, in its own chunk per choice. */
-            for (int ci = 0; ci < n_choices; ci++) {
-                cJSON *o = srv_gen_chunk_base(g);
-                cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-                cJSON *ch = cJSON_CreateObject();
-                cJSON_AddNumberToObject(ch, "index", ci);
-                cJSON *d = cJSON_AddObjectToObject(ch, "delta");
-                cJSON_AddStringToObject(d, "role", "assistant");
-                cJSON_AddStringToObject(d, "content", "");
-                cJSON_AddNullToObject(ch, "logprobs");
-                cJSON_AddNullToObject(ch, "finish_reason");
-                cJSON_AddItemToArray(arr, ch);
-                srv_gen_chunk_send(g, o);
-            }
-        } else if (g->echo) {
-            for (int ci = 0; ci < n_choices; ci++) {
-                int pi = g->choices[ci].prompt_idx;
-                if (g->echo_len[pi] && !g->choices[ci].echo_pending)
-                    srv_gen_stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, NULL, NULL);
-            }
-        }
-    }
+    if (g->stream)
+        gen_stream_begin(g);
 }

@@ -308,14 +308,13 @@ static const char *finish_name(const srv_gen *g, const srv_choice *c)
 
 static void stream_error(srv_gen *g, const char *type, const char *code, const char *msg)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    cJSON_AddStringToObject(e, "code", code);
-    sse_send(g, o);
-    cJSON_Delete(o);
+    srv_buf b = {0};
+    srv_buf_puts(&b, "data: ");
+    srv_error_body(&b, type, NULL, code, msg);
+    srv_buf_puts(&b, "\n\n");
+    if (b.p)
+        srv_resp_stream_write(g->resp, b.p, b.len);
+    srv_buf_free(&b);
 }
 
 /* All choices are done: finish the response, free g. The last thing that touches g->resp. */
@@ -344,9 +343,10 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
     }
     char emsg[300];
     if (bad)
-        snprintf(emsg, sizeof(emsg), "%s", bad->msg[0] ? bad->msg
-                                           : bad->finish == SRV_FINISH_CANCELLED
-                                               ? "the server is shutting down" : "generation failed");
+        snprintf(emsg, sizeof(emsg), "%s",
+                 bad->msg[0] ? bad->msg
+                 : bad->finish == SRV_FINISH_CANCELLED ? "the server is shutting down"
+                                                       : "generation failed");
 
     if (g->stream) {
         if (bad)

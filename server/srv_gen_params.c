@@ -46,13 +46,9 @@ static int bool_field(srv_resp *r, const cJSON *obj, const char *name, int *out)
     return 0;
 }
 
-int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_kind kind,
-                         srv_gen_params *p)
+/* Lengths, choices and the sampler's settings, each checked against its range (eng_sampler.h). */
+static int parse_sampling(srv_resp *r, const cJSON *body, srv_gen_params *p)
 {
-    memset(p, 0, sizeof(*p));
-    eng_sampler_cfg_default(&p->scfg);
-    p->max_tokens = -1;
-    p->n = 1;
     double d;
     int has;
 
@@ -94,7 +90,14 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
         p->seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
     }
     if (num_field(r, body, "best_of", 1, 1, 1, &d, &has)) return -1;
+    return 0;
+}
 
+/* What the answer carries: response_format, streaming and its options, logprobs, echo. */
+static int parse_output(srv_resp *r, const cJSON *body, srv_gen_kind kind, srv_gen_params *p)
+{
+    double d;
+    int has;
     if (srv_gen_parse_format(r, body, p)) return -1;
     if (bool_field(r, body, "stream", &p->stream)) return -1;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
@@ -142,8 +145,12 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
         }
     }
     p->scfg.n_top_logprobs = p->top_logprobs;
+    return 0;
+}
 
-    /* stop: a string or a list of strings */
+/* stop: a string or a list of strings (borrowed from body), checked by eng_stop_init. */
+static int parse_stop(srv_resp *r, const cJSON *body, srv_gen_params *p)
+{
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(body, "stop");
     if (st && !cJSON_IsNull(st)) {
         if (cJSON_IsString(st)) {
@@ -173,8 +180,12 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
             return -1;
         }
     }
+    return 0;
+}
 
-    /* logit_bias: {"token id": bias} */
+/* logit_bias: {"token id": bias}, ids in the vocabulary, biases in range. */
+static int parse_logit_bias(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_params *p)
+{
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(body, "logit_bias");
     if (lb && !cJSON_IsNull(lb)) {
         if (!cJSON_IsObject(lb)) {
@@ -214,6 +225,19 @@ int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_
             p->n_bias++;
         }
     }
+    return 0;
+}
+
+int srv_gen_parse_params(srv_server *s, srv_resp *r, const cJSON *body, srv_gen_kind kind,
+                         srv_gen_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    eng_sampler_cfg_default(&p->scfg);
+    p->max_tokens = -1;
+    p->n = 1;
+    if (parse_sampling(r, body, p) || parse_output(r, body, kind, p) || parse_stop(r, body, p) ||
+        parse_logit_bias(s, r, body, p))
+        return -1;
     return 0;
 }
 

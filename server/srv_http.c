@@ -502,7 +502,8 @@ static int on_headers_complete(llhttp_t *p)
                  q->transfer_encoding);
         return -1;
     }
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->http->cfg->max_body_bytes) {
+    if ((p->flags & F_CONTENT_LENGTH) &&
+        p->content_length > (uint64_t)c->http->cfg->max_body_bytes) {
         c->err_status = 413;
         snprintf(c->err_msg, sizeof(c->err_msg),
                  "request body of %llu bytes exceeds the limit of %lld bytes",

@@ -3,8 +3,9 @@
 # in one run: for each model, two claq-servers (--no-prefix-cache and the default) get the same
 # streamed chat requests alternately (prefix_bench.py): a shared system prompt with a different
 # question each, and multi-turn chats. Models: small-lm-5m (its 256-token context holds a
-# 220-token shared system prompt, or a 120-token one and four chat turns) and `claq synth --shape small` (random weights, 4 layers of 512,
-# Llama-2 vocabulary, 2048-token context) with a 1,000-token system prompt. Prints the tables
+# 220-token shared system prompt, or a 120-token one and four chat turns) and `claq synth
+# --shape small` (random weights, 4 layers of 512, Llama-2 vocabulary, 2048-token context) with
+# a 1,000-token system prompt. Prints the tables
 # docs/benchmarks.md records. A benchmark: nothing here asserts speed.
 #
 # usage: clients/bench/prefix_bench.sh [--bin DIR] [--work DIR]
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --bin) bin="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "prefix_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -56,7 +56,8 @@ int main(void)
     CHECK(eng_kv_prefix_match(&kv, &sa, a, 80, NULL, 79) == 0, "empty cache matches nothing");
     CHECK(eng_kv_reserve(&kv, &sa, 50) == 0 && sa.n_blocks == 4, "A gets 4 blocks");
     eng_kv_prefix_commit(&kv, &sa, a, 80, NULL, 50);
-    CHECK(eng_kv_prefix_blocks(&kv) == 3, "3 full blocks cached, got %d", eng_kv_prefix_blocks(&kv));
+    CHECK(eng_kv_prefix_blocks(&kv) == 3, "3 full blocks cached, got %d",
+          eng_kv_prefix_blocks(&kv));
     CHECK(eng_kv_available(&kv) == 4, "held cached blocks are not available: %d",
           eng_kv_available(&kv));
 

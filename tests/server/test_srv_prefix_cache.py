@@ -202,7 +202,8 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([os.path.join(os.environ.get("CLAQ_BIN", ""), "claq"), "quantize",
                     "--model", os.path.join(mdir, "small-lm-5m"), "--calib",
                     os.path.join(shared, "data", "small-lm", "train.txt"), "--nsamples", "16",
-                    "--seqlen", "128", "--method", "claq", "--bits", "3", "--out", packed], check=True,
+                    "--seqlen", "128", "--method", "claq", "--bits", "3", "--out", packed],
+                   check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     check_model("small-lm-5m CLAQ 3-bit", packed,
                        os.path.join(mdir, "small-lm-5m", "tokenizer.model"), ptb, 256)
