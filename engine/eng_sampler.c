@@ -318,16 +318,45 @@ static int adjust_logits(eng_sampler *s, float *x, int32_t *amax)
     return n_finite;
 }
 
-/* Writes the chosen token's log-prob and the top N into lp (distribution = adjusted logits). */
+/* Writes tok's log-prob and the top n_top into lp; x is clean (no NaN or +inf), m its max. */
+static void fill_lp(const float *x, int vocab, float m, int32_t tok, int n_top, eng_logprob *lp)
+{
+    double lse = log_sum_exp(x, vocab, m);
+    lp->token = tok;
+    lp->logprob = (float)((double)x[tok] - lse);
+    lp->n_top = top_n(x, vocab, n_top, lp->top_ids);
+    for (int i = 0; i < lp->n_top; i++)
+        lp->top_logprobs[i] = (float)((double)x[lp->top_ids[i]] - lse);
+}
+
+/* The same for a sampled token (distribution = the adjusted logits). */
 static void fill_logprobs(const eng_sampler *s, const float *x, float m, int32_t tok,
                           eng_logprob *lp)
 {
-    double lse = log_sum_exp(x, s->vocab, m);
-    lp->token = tok;
-    lp->logprob = (float)((double)x[tok] - lse);
-    lp->n_top = top_n(x, s->vocab, s->cfg.n_top_logprobs, lp->top_ids);
-    for (int i = 0; i < lp->n_top; i++)
-        lp->top_logprobs[i] = (float)((double)x[lp->top_ids[i]] - lse);
+    fill_lp(x, s->vocab, m, tok, s->cfg.n_top_logprobs, lp);
+}
+
+void eng_logprob_score(float *x, int vocab, int32_t tok, int n_top, eng_logprob *lp)
+{
+    float m = -INFINITY;
+    for (int i = 0; i < vocab; i++) {
+        float v = x[i];
+        if (isnan(v))
+            v = -INFINITY;
+        else if (v == INFINITY)
+            v = 3.0e38f;   /* as adjust_logits */
+        x[i] = v;
+        m = v > m ? v : m;
+    }
+    if (n_top > ENG_MAX_TOP_LOGPROBS)
+        n_top = ENG_MAX_TOP_LOGPROBS;
+    if (m == -INFINITY) {
+        lp->token = tok;
+        lp->logprob = -INFINITY;
+        lp->n_top = 0;
+        return;
+    }
+    fill_lp(x, vocab, m, tok, n_top < 0 ? 0 : n_top, lp);
 }
 
 /* exp of a scaled, max-shifted logit; below -88 the result is subnormal or zero, which glibc's

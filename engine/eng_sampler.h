@@ -55,6 +55,13 @@ typedef struct eng_logprob {
     float top_logprobs[ENG_MAX_TOP_LOGPROBS];  /* descending */
 } eng_logprob;
 
+/* The raw distribution's log-probability of tok, and its n_top (0..ENG_MAX_TOP_LOGPROBS) best
+ * tokens, descending, lowest id first on ties (prompt scoring: no bias, penalties or
+ * temperature). x[vocab] is cleaned in place as the sampler cleans logits (NaN -> -inf,
+ * +inf -> a huge finite value): the same log-softmax and top-n as eng_sampler_sample's. All
+ * -inf: logprob -inf, no alternatives. */
+void eng_logprob_score(float *x, int vocab, int32_t tok, int n_top, eng_logprob *lp);
+
 typedef struct eng_sampler {
     eng_sampler_cfg cfg;
     int vocab;

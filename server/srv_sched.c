@@ -380,41 +380,17 @@ static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob
 
 /* Log-probability of prompt token pos of t under the raw model distribution (logits [vocab]
  * from position pos - 1, no penalties, bias or temperature: prompt scoring, as vLLM reports
- * it), plus the n_top_prompt most likely tokens. */
-static void task_prompt_logprob(srv_sched *s, srv_task *t, const float *lg, int pos, ev_list *ev)
+ * it), plus the n_top_prompt most likely tokens: eng_logprob_score, the sampler's own
+ * log-softmax and top-n. lg is this step's scratch row (cleaned in place). */
+static void task_prompt_logprob(srv_sched *s, srv_task *t, float *lg, int pos, ev_list *ev)
 {
-    int vocab = s->model->cfg.vocab_size;
-    float mx = lg[0];
-    for (int v = 1; v < vocab; v++)
-        mx = lg[v] > mx ? lg[v] : mx;
-    double sum = 0;
-    for (int v = 0; v < vocab; v++)
-        sum += exp((double)(lg[v] - mx));
-    float lse = mx + (float)log(sum);
     srv_event *e = ev_push(ev, SRV_EV_PROMPT_LP, t->id);
     if (!e)
         return;
     e->token = t->prompt[pos];
     e->prev_token = t->prompt[pos - 1];
     e->has_lp = 1;
-    e->lp.token = e->token;
-    e->lp.logprob = lg[e->token] - lse;
-    /* top k in one pass, kept sorted by insertion (k <= ENG_MAX_TOP_LOGPROBS): O(vocab) for
-     * typical logits. Strictly greater to enter, so ties keep the lowest id. */
-    int k = t->n_top_prompt < vocab ? t->n_top_prompt : vocab, n = 0;
-    for (int v = 0; v < vocab && k > 0; v++) {
-        if (n == k && lg[v] <= lg[e->lp.top_ids[k - 1]])
-            continue;
-        int j = n < k ? n++ : k - 1;
-        while (j > 0 && lg[v] > lg[e->lp.top_ids[j - 1]]) {
-            e->lp.top_ids[j] = e->lp.top_ids[j - 1];
-            j--;
-        }
-        e->lp.top_ids[j] = v;
-    }
-    for (int i = 0; i < k; i++)
-        e->lp.top_logprobs[i] = lg[e->lp.top_ids[i]] - lse;
-    e->lp.n_top = k;
+    eng_logprob_score(lg, s->model->cfg.vocab_size, e->token, t->n_top_prompt, &e->lp);
 }
 
 static void sched_publish(srv_sched *s)

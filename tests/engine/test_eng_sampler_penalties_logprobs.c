@@ -2,7 +2,9 @@
  * presence and frequency penalties change each logit by the documented formulas and in the
  * documented order; log-probs are log_softmax of the adjusted logits before temperature (the
  * exp of all of them sums to 1, the top N are the N best, descending); NaN / inf logits; every
- * invalid config field is rejected with ENG_E_INVAL and a message naming it. */
+ * invalid config field is rejected with ENG_E_INVAL and a message naming it; prompt scoring
+ * (eng_logprob_score) gives exactly what a plain sampler reports for the same logits, and the
+ * reference log-softmax, NaN and inf included. */
 #include "eng_sampler.h"
 #include "test_eng_sampler_data.h"
 
@@ -391,8 +393,48 @@ static void check_invalid_configs(void)
     CHECK(eng_sampler_init(&s, NULL, V, NULL) == ENG_E_INVAL, "NULL cfg accepted");
 }
 
+/* Prompt scoring: the raw distribution through the sampler's own log-softmax and top-n. */
+static void check_score(void)
+{
+    static float x[V], y[V];
+    td_stories_logits(469, x);
+    eng_sampler_cfg cfg;
+    eng_sampler_cfg_default(&cfg);
+    cfg.temperature = 0.0f;   /* greedy: the reported token is the argmax */
+    cfg.n_top_logprobs = 5;
+    eng_sampler s;
+    CHECK(eng_sampler_init(&s, &cfg, V, NULL) == 0, "init");
+    memcpy(y, x, sizeof x);
+    eng_logprob a, b;
+    int32_t tok = eng_sampler_sample(&s, y, &a);
+    memcpy(y, x, sizeof x);
+    eng_logprob_score(y, V, tok, 5, &b);
+    CHECK(b.token == tok && b.logprob == a.logprob && b.n_top == 5 &&
+          memcmp(b.top_ids, a.top_ids, sizeof(int32_t) * 5) == 0 &&
+          memcmp(b.top_logprobs, a.top_logprobs, sizeof(float) * 5) == 0,
+          "score = sampler's logprobs for the same logits");
+    /* any token, against the reference log-softmax */
+    memcpy(y, x, sizeof x);
+    eng_logprob_score(y, V, 7, 0, &b);
+    CHECK(fabs(b.logprob - (x[7] - ref_lse(x, V))) < 1e-5 && b.n_top == 0, "token 7: %g vs %g",
+          b.logprob, x[7] - ref_lse(x, V));
+    /* NaN counts as -inf, +inf as the certain token; all -inf: -inf, no alternatives */
+    memcpy(y, x, sizeof x);
+    y[3] = NAN;
+    y[9] = INFINITY;
+    eng_logprob_score(y, V, 3, 2, &b);
+    CHECK(b.logprob == -INFINITY && b.n_top == 2 && b.top_ids[0] == 9 &&
+          b.top_logprobs[0] == 0.0f, "NaN/inf: %g, top %d (%g)", b.logprob, b.top_ids[0], b.top_logprobs[0]);
+    for (int i = 0; i < V; i++)
+        y[i] = -INFINITY;
+    eng_logprob_score(y, V, 1, 3, &b);
+    CHECK(b.logprob == -INFINITY && b.n_top == 0, "all -inf");
+    eng_sampler_free(&s);
+}
+
 int main(void)
 {
+    check_score();
     check_penalties();
     check_logprobs();
     check_nonfinite();
