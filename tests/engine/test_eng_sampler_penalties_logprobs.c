@@ -424,7 +424,8 @@ static void check_score(void)
     y[9] = INFINITY;
     eng_logprob_score(y, V, 3, 2, &b);
     CHECK(b.logprob == -INFINITY && b.n_top == 2 && b.top_ids[0] == 9 &&
-          b.top_logprobs[0] == 0.0f, "NaN/inf: %g, top %d (%g)", b.logprob, b.top_ids[0], b.top_logprobs[0]);
+          b.top_logprobs[0] == 0.0f, "NaN/inf: %g, top %d (%g)", b.logprob, b.top_ids[0],
+          b.top_logprobs[0]);
     for (int i = 0; i < V; i++)
         y[i] = -INFINITY;
     eng_logprob_score(y, V, 1, 3, &b);
