@@ -235,27 +235,6 @@ static srv_gen *gen_new(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv
     return g;
 }
 
-/* t's stop ids: the tokenizer's EOS, every end-of-sequence id of the model (LLaMA-3.1:
- * <|end_of_text|>, <|eom_id|>, <|eot_id|>), then extra[] (a chat template's end of turn),
- * without repeats. */
-static void task_stop_ids(const srv_server *s, srv_task *t, const int32_t *extra, int n_extra)
-{
-    int eos = s->tok ? eng_tokenizer_eos(s->tok) : -1;
-    if (eos < 0 && s->model)
-        eos = s->model->cfg.eos_id;
-    if (eos >= 0)
-        t->stop_ids[t->n_stop_ids++] = eos;
-    const int n_cfg = s->model ? s->model->cfg.n_eos : 0;
-    for (int k = 0; k < n_cfg + n_extra; k++) {
-        int32_t id = k < n_cfg ? s->model->cfg.eos_ids[k] : extra[k - n_cfg];
-        int dup = 0;
-        for (int j = 0; j < t->n_stop_ids; j++)
-            dup |= t->stop_ids[j] == id;
-        if (!dup && t->n_stop_ids < SRV_MAX_STOP_IDS)
-            t->stop_ids[t->n_stop_ids++] = id;
-    }
-}
-
 /* The task of choice ci (prompt pr) into *out, and the choice's state for it; -1 when memory
  * runs out (*out, if made, is the caller's to free). */
 static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
@@ -288,8 +267,11 @@ static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
     t->grammar_lazy = p->tool_choice != SRV_TOOL_AUTO ? SRV_LAZY_OFF
                       : p->tool_parallel ? SRV_LAZY_OBJECT_ARRAY : SRV_LAZY_OBJECT;
     t->want_logprobs = p->logprobs;
-    eng_stop_init(&t->stop, p->stops, p->n_stops, NULL);
-    task_stop_ids(s, t, stop_ids, n_stop_ids);
+    /* the stop strings were validated with the parameters */
+    eng_gen_init(&t->dec, max_tokens);
+    (void)eng_gen_set_stops(&t->dec, p->stops, p->n_stops, NULL);
+    eng_gen_add_model_stop_ids(&t->dec, s->model, s->tok);
+    eng_gen_add_stop_ids(&t->dec, stop_ids, n_stop_ids);
     t->deadline = deadline;
     srv_choice *c = &g->choices[ci];
     c->prompt_idx = ci / p->n;

@@ -44,7 +44,7 @@ void srv_task_free(srv_task *t)
 {
     if (!t)
         return;
-    eng_sampler_free(&t->sampler);
+    eng_gen_free(&t->dec);
     eng_gmatch_free(t->gm);
     eng_grammar_free(t->grammar);
     free(t->mask);
@@ -176,15 +176,10 @@ static void task_commit(srv_sched *s, srv_task *t)
  * blocks, unlinks and frees it. */
 static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *msg, ev_list *ev)
 {
-    char buf[1024], out[1024 + ENG_MAX_STOP_LEN + 8];
+    char out[ENG_GEN_TEXT_CAP];
     size_t n_out = 0;
-    if (why != SRV_FINISH_CANCELLED && t->admitted) {
-        size_t n = eng_detok_flush(&t->detok, buf, sizeof(buf));
-        if (!t->stop.hit && n > 0)
-            n_out = eng_stop_feed(&t->stop, buf, n, out, sizeof(out));
-        if (!t->stop.hit)
-            n_out += eng_stop_flush(&t->stop, out + n_out, sizeof(out) - n_out);
-    }
+    if (why != SRV_FINISH_CANCELLED && t->admitted)
+        n_out = eng_gen_flush(&t->dec, out, sizeof(out));
     srv_event *e = ev_push(ev, SRV_EV_DONE, t->id);
     if (e) {
         ev_text(e, out, n_out);
@@ -267,7 +262,8 @@ static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
     if (t->admitted)
         return 0;   /* readmitted after a preemption: sampler, detokenizer, stop state kept */
     t->scfg.bias = t->bias;
-    rc = eng_sampler_init(&t->sampler, &t->scfg, s->model->cfg.vocab_size, err);
+    rc = eng_gen_start(&t->dec, &t->scfg, s->model->cfg.vocab_size, s->tok, t->prompt,
+                       t->n_prompt, err);
     if (rc != 0) {
         eng_kv_release(&s->kv, &t->seq);
         return rc;
@@ -284,15 +280,10 @@ static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
         if ((rc = eng_gmatch_new(&t->gm, t->grammar, s->gvocab, err)) != 0)
             goto grammar_fail;
     }
-    for (int i = 0; i < t->n_prompt; i++) eng_sampler_accept_prompt(&t->sampler, t->prompt[i]);
-    eng_detok_init(&t->detok, s->tok, 0);
-    /* The first generated token's text depends on the last prompt token (llama2.c drops the
-     * leading space after BOS). */
-    t->detok.prev = t->n_prompt > 0 ? t->prompt[t->n_prompt - 1] : -1;
     t->admitted = 1;
     return 0;
 grammar_fail:
-    eng_sampler_free(&t->sampler);
+    eng_gen_free(&t->dec);
     eng_kv_release(&s->kv, &t->seq);
     return rc;
 }
@@ -352,16 +343,13 @@ static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob
         t->cap_gen = cap;
     }
     t->gen[t->n_gen++] = tok;
-    eng_sampler_accept(&t->sampler, tok);
-    for (int i = 0; i < t->n_stop_ids; i++) {
-        if (tok == t->stop_ids[i]) {
-            task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
-            return;
-        }
+    char out[ENG_GEN_TEXT_CAP];
+    size_t n_out;
+    eng_gen_end end = eng_gen_push(&t->dec, tok, out, sizeof(out), &n_out);
+    if (end == ENG_GEN_END_ID) {
+        task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
+        return;
     }
-    char piece[512], out[512 + ENG_MAX_STOP_LEN + 8];
-    size_t n = eng_detok_push(&t->detok, tok, piece, sizeof(piece));
-    size_t n_out = n ? eng_stop_feed(&t->stop, piece, n, out, sizeof(out)) : 0;
     srv_event *e = ev_push(ev, SRV_EV_TOKEN, t->id);
     if (e) {
         ev_text(e, out, n_out);
@@ -372,9 +360,9 @@ static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob
         }
     }
     t->last_emit = now_s();
-    if (t->stop.hit)
+    if (end == ENG_GEN_END_STRING)
         task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
-    else if (t->n_gen >= t->max_tokens || t->n_prompt + t->n_gen >= s->n_ctx)
+    else if (end == ENG_GEN_END_LENGTH || t->n_prompt + t->n_gen >= s->n_ctx)
         task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
 }
 
@@ -417,15 +405,6 @@ static void sched_publish(srv_sched *s)
     uv_mutex_unlock(&s->mu);
 }
 
-static int is_stop_id(const srv_task *t, int32_t tok)
-{
-    for (int i = 0; i < t->n_stop_ids; i++) {
-        if (t->stop_ids[i] == tok)
-            return 1;
-    }
-    return 0;
-}
-
 /* Undecided lazy grammar (grammar_lazy set): 1 when token tok begins free text, i.e. it has
  * no bytes here (special tokens) or its first non-blank byte is not one that opens a call. */
 static int lazy_text(const srv_sched *s, const srv_task *t, int32_t tok)
@@ -443,28 +422,28 @@ static int task_mask(srv_sched *s, srv_task *t)
     const uint32_t *m = eng_gmatch_mask(t->gm);
     if (!m)
         return ENG_E_NOMEM;
-    int words = (t->sampler.vocab + 31) / 32;
+    int words = (t->dec.sampler.vocab + 31) / 32;
     memcpy(t->mask, m, (size_t)words * sizeof(uint32_t));
     int end_ok = eng_gmatch_end_allowed(t->gm);
     if (t->grammar_lazy) {
         /* undecided: the grammar's tokens (blanks, or a call's start), and every token whose
          * first non-blank byte begins free text; ending here is an empty text answer */
-        for (int id = 0; id < t->sampler.vocab; id++) {
+        for (int id = 0; id < t->dec.sampler.vocab; id++) {
             if (lazy_text(s, t, id))
                 t->mask[id >> 5] |= 1u << (id & 31);
         }
         end_ok = 1;
     }
-    for (int i = 0; i < t->n_stop_ids; i++) {
-        int32_t id = t->stop_ids[i];
-        if (id < 0 || id >= t->sampler.vocab)
+    for (int i = 0; i < t->dec.n_stop_ids; i++) {
+        int32_t id = t->dec.stop_ids[i];
+        if (id < 0 || id >= t->dec.sampler.vocab)
             continue;
         if (end_ok)
             t->mask[id >> 5] |= 1u << (id & 31);
         else
             t->mask[id >> 5] &= ~(1u << (id & 31));
     }
-    eng_sampler_set_allow(&t->sampler, t->mask);
+    eng_sampler_set_allow(&t->dec.sampler, t->mask);
     return 0;
 }
 
@@ -525,22 +504,22 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
             continue;
         }
-        int32_t tok = eng_sampler_sample(&bt->sampler, lg, bt->want_logprobs ? &lp : NULL);
+        int32_t tok = eng_sampler_sample(&bt->dec.sampler, lg, bt->want_logprobs ? &lp : NULL);
         if (tok < 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             continue;
         }
-        if (bt->gm && bt->grammar_lazy && !is_stop_id(bt, tok)) {
+        if (bt->gm && bt->grammar_lazy && !eng_gen_is_stop_id(&bt->dec, tok)) {
             if (lazy_text(s, bt, tok)) {
                 /* free text from here on */
                 eng_gmatch_free(bt->gm);
                 bt->gm = NULL;
-                eng_sampler_set_allow(&bt->sampler, NULL);
+                eng_sampler_set_allow(&bt->dec.sampler, NULL);
             } else if (eng_gvocab_lead(s->gvocab, tok) >= 0) {
                 bt->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
             }
         }
-        if (bt->gm && !is_stop_id(bt, tok) && eng_gmatch_accept(bt->gm, tok) != 0) {
+        if (bt->gm && !eng_gen_is_stop_id(&bt->dec, tok) && eng_gmatch_accept(bt->gm, tok) != 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "grammar rejected the sampled token", ev);
             continue;
         }

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "eng_forward.h"
+#include "eng_gen.h"
 #include "eng_grammar.h"
 #include "eng_kv.h"
 #include "eng_model.h"
@@ -17,7 +18,7 @@
 #include "eng_tokenizer.h"
 #include "srv_config.h"
 
-#define SRV_MAX_STOP_IDS 12   /* tokenizer EOS, the config's eos ids (<= 8), turn end */
+#define SRV_MAX_STOP_IDS 8    /* a request's extra stop ids (the chat template's ends of turn) */
 
 typedef enum srv_finish {
     SRV_FINISH_NONE = 0,
@@ -56,9 +57,9 @@ typedef struct srv_task {
     int prompt_lp_from;             /* >= 1: send SRV_EV_PROMPT_LP for prompt tokens
                                        [prompt_lp_from, n_prompt) (echo + logprobs); 0 = off */
     int n_top_prompt;               /* alternatives per prompt token (0..ENG_MAX_TOP_LOGPROBS) */
-    eng_stop stop;                  /* initialised by the loop (validated there) */
-    int32_t stop_ids[SRV_MAX_STOP_IDS]; /* token ids that end the sequence (EOS, <|im_end|>) */
-    int n_stop_ids;
+    eng_gen dec;                    /* decoding after the prompt: the loop sets its budget,
+                                       stop strings (validated there) and stop ids (EOS, BOS,
+                                       <|im_end|>, ...); started at the first admission */
     double deadline;                /* uv_hrtime seconds after which the task times out */
     eng_grammar *grammar;           /* response_format / tools: the answer's grammar, or NULL;
                                        owned */
@@ -70,8 +71,6 @@ typedef struct srv_task {
     uint32_t *mask;                 /* [(vocab + 31) / 32] this step's allowed tokens; owned */
     struct srv_task *next;          /* list link; owned by whichever list holds the task */
     eng_seq seq;                    /* KV blocks; owned */
-    eng_sampler sampler;            /* owned */
-    eng_detok detok;
     int32_t *gen;                   /* [cap_gen] tokens generated so far, in order (a preempted
                                        task recomputes their K/V); owned (malloc) */
     int cap_gen;

@@ -1,6 +1,7 @@
 /* claq_generate.c — `claq generate`: prompt in, prompt + generated text out on stdout, timings
  * (prompt and generation tokens/s) on stderr. Single sequence; prefill in one batched pass, then
  * one token per step. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "claq_session.h"
 #include "claq_tool.h"
+#include "eng_gen.h"
 #include "eng_sampler.h"
 
 static double now_s(void)
@@ -71,8 +73,8 @@ int claq_cmd_generate(int argc, char **argv)
     const eng_config *cfg = &s.model->cfg;
     int ret = 1, vocab = cfg->vocab_size;
     eng_err err = {0};
-    eng_sampler smp = {0};
-    eng_stop stop = {0};
+    eng_gen gen;
+    eng_gen_init(&gen, max_tokens > INT_MAX ? INT_MAX : (int)max_tokens);
     eng_seq seq = {0};
     int32_t *toks = NULL;
     float *logits = NULL;
@@ -109,11 +111,11 @@ int claq_cmd_generate(int argc, char **argv)
     sc.min_p = (float)min_p;
     sc.repetition_penalty = (float)rep;
     sc.seed = (uint64_t)seed;
-    if (eng_sampler_init(&smp, &sc, vocab, &err)) goto fail;
-    if (eng_stop_init(&stop, stop_s ? &stop_s : NULL, stop_s ? 1 : 0, &err)) goto fail;
-    for (size_t i = 0; i < n_prompt; i++) eng_sampler_accept_prompt(&smp, toks[i]);
+    if (eng_gen_set_stops(&gen, stop_s ? &stop_s : NULL, stop_s ? 1 : 0, &err)) goto fail;
+    eng_gen_add_model_stop_ids(&gen, s.model, s.tok);
+    if (eng_gen_start(&gen, &sc, vocab, s.tok, toks, (int)n_prompt, &err)) goto fail;
     logits = malloc((size_t)vocab * sizeof(float));
-    text = malloc(1024 + ENG_MAX_STOP_LEN);
+    text = malloc(ENG_GEN_TEXT_CAP);
     if (!logits || !text) goto oom;
 
     fputs(prompt, stdout);
@@ -124,33 +126,22 @@ int claq_cmd_generate(int argc, char **argv)
     if (claq_session_prefill(&s, &seq, toks, (int)n_prompt, 0, 0, logits, &err)) goto fail;
     double t1 = now_s();
     kern_get_xfer_stats(&s.be, &x1);
-    eng_detok dt;
-    eng_detok_init(&dt, s.tok, 0);
-    dt.prev = toks[n_prompt - 1];
-    dt.emitted_any = n_prompt > 1;
-    int eos = eng_tokenizer_eos(s.tok);
     long long generated = 0, steps = 0;   /* steps: decode forwards after the prompt */
     int pos = (int)n_prompt;
     /* Plain greedy needs no logits on the host: the backend picks (eng_sampler's greedy rule), so
      * on a device only the id crosses back. */
     const int backend_picks = sc.temperature <= 0.0f && sc.repetition_penalty == 1.0f;
     int32_t picked = -1;   /* the backend's pick for the step just run, or -1: sample logits */
+    eng_gen_end end = ENG_GEN_GOING;
     while (generated < max_tokens && pos < total) {
-        int32_t next = picked >= 0 ? picked : eng_sampler_sample(&smp, logits, NULL);
+        int32_t next = picked >= 0 ? picked : eng_sampler_sample(&gen.sampler, logits, NULL);
         if (next < 0) { eng_err_set(&err, ENG_E_RANGE, "sampling failed (non-finite logits?)"); goto fail; }
         generated++;
-        int end = next == eos || (next == bos && bos >= 0);
-        for (int k = 0; k < cfg->n_eos; k++)   /* LLaMA-3.1 lists three */
-            end |= next == cfg->eos_ids[k];
-        if (end) break;
-        eng_sampler_accept(&smp, next);
-        char piece[300];
-        size_t np = eng_detok_push(&dt, next, piece, sizeof piece);
-        size_t nt = eng_stop_feed(&stop, piece, np, text, 1024 + ENG_MAX_STOP_LEN);
+        size_t nt;
+        end = eng_gen_push(&gen, next, text, ENG_GEN_TEXT_CAP, &nt);
         fwrite(text, 1, nt, stdout);
         fflush(stdout);
-        if (stop.hit) break;
-        if (pos + 1 >= total || generated >= max_tokens) break;
+        if (end != ENG_GEN_GOING || pos + 1 >= total) break;
         if (eng_kv_reserve(&s.kv, &seq, pos + 1)) { eng_err_set(&err, ENG_E_FULL, "kv cache full"); goto fail; }
         eng_batch_item it = {next, pos, &seq, 1};
         eng_forward_out fo = {backend_picks ? NULL : logits, backend_picks ? &picked : NULL};
@@ -160,13 +151,7 @@ int claq_cmd_generate(int argc, char **argv)
         steps++;
         pos++;
     }
-    if (!stop.hit) {
-        char tail[ENG_MAX_STOP_LEN + 16];
-        size_t n = eng_detok_flush(&dt, tail, sizeof tail);
-        size_t nt = eng_stop_feed(&stop, tail, n, text, 1024 + ENG_MAX_STOP_LEN);
-        fwrite(text, 1, nt, stdout);
-        if (!stop.hit) fwrite(text, 1, eng_stop_flush(&stop, text, 1024 + ENG_MAX_STOP_LEN), stdout);
-    }
+    fwrite(text, 1, eng_gen_flush(&gen, text, ENG_GEN_TEXT_CAP), stdout);
     fputc('\n', stdout);
     fflush(stdout);
     double t2 = now_s();
@@ -200,7 +185,7 @@ out:
     free(text);
     free(logits);
     free(toks);
-    eng_sampler_free(&smp);
+    eng_gen_free(&gen);
     claq_session_close(&s);
     return ret;
 }
