@@ -180,6 +180,159 @@ static int matrix_cb_form(uint32_t ver, const eng_qmatrix *q)
     return q->grid ? ENG_CLAQ_CB_GRID8 : ENG_CLAQ_CB_F16;
 }
 
+/* Checks every packed matrix (and the head, when packed) against the config and fills the
+ * kernels' shapes: section sizes, without packing yet. */
+static int plan_shapes(const char *path, const eng_config *c, eng_qmatrix *const *q,
+                       const eng_qmatrix *hq, kern_claq *shapes, kern_claq *head_shape,
+                       eng_err *err)
+{
+    int rc;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            const eng_qmatrix *m = q[(int64_t)l * ENG_LIN_COUNT + i];
+            int64_t rows, cols;
+            lin_shape(c, i, &rows, &cols);
+            if (!m || m->rows != rows || m->cols != cols)
+                return eng_err_set(err, ENG_E_INVAL,
+                                   "%s: layers.%d.%s: quantized shape %lld x %lld, config wants "
+                                   "%lld x %lld", path, l, eng_linear_name(i),
+                                   m ? (long long)m->rows : -1LL, m ? (long long)m->cols : -1LL,
+                                   (long long)rows, (long long)cols);
+            kern_claq *k = &shapes[(int64_t)l * ENG_LIN_COUNT + i];
+            k->rows = rows;
+            k->cols = cols;
+            k->nnz = m->n_outliers;
+            for (int64_t j = 0; j < cols; j++)
+                if (m->bits[j] >= 2 && m->bits[j] <= 4) k->ncols_bits[m->bits[j]]++;
+            char nm[64];
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            if ((rc = eng_claq_shape_fill(k, path, nm, err))) return rc;
+        }
+    if (!hq) return 0;
+    if (hq->rows != c->vocab_size || hq->cols != c->dim)
+        return eng_err_set(err, ENG_E_INVAL, "%s: output: quantized shape %lld x %lld, config "
+                           "wants %d x %d", path, (long long)hq->rows, (long long)hq->cols,
+                           c->vocab_size, c->dim);
+    head_shape->rows = hq->rows;
+    head_shape->cols = hq->cols;
+    head_shape->nnz = hq->n_outliers;
+    for (int64_t j = 0; j < hq->cols; j++)
+        if (hq->bits[j] >= 2 && hq->bits[j] <= 4) head_shape->ncols_bits[hq->bits[j]]++;
+    return eng_claq_shape_fill(head_shape, path, "output", err);
+}
+
+/* The directory's "config" object. */
+static void config_json(cJSON *root, const eng_config *c, int tie)
+{
+    cJSON *cj = cJSON_AddObjectToObject(root, "config");
+    cJSON_AddStringToObject(cj, "arch", c->arch);
+    cJSON_AddNumberToObject(cj, "dim", c->dim);
+    cJSON_AddNumberToObject(cj, "hidden_dim", c->hidden_dim);
+    cJSON_AddNumberToObject(cj, "n_layers", c->n_layers);
+    cJSON_AddNumberToObject(cj, "n_heads", c->n_heads);
+    cJSON_AddNumberToObject(cj, "n_kv_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(cj, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(cj, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(cj, "seq_len", c->seq_len);
+    cJSON_AddNumberToObject(cj, "rope_theta", c->rope_theta);
+    cJSON_AddNumberToObject(cj, "norm_eps", c->norm_eps);
+    cJSON_AddStringToObject(cj, "rope_style",
+                            c->rope_style == KERN_ROPE_HALF ? "half" : "interleaved");
+    if (c->rope_scaling.type != ENG_ROPE_DEFAULT) {   /* absent means default */
+        cJSON *rsj = cJSON_AddObjectToObject(cj, "rope_scaling");
+        cJSON_AddStringToObject(rsj, "type", eng_rope_type_name(c->rope_scaling.type));
+        cJSON_AddNumberToObject(rsj, "factor", c->rope_scaling.factor);
+        cJSON_AddNumberToObject(rsj, "low_freq_factor", c->rope_scaling.low_freq_factor);
+        cJSON_AddNumberToObject(rsj, "high_freq_factor", c->rope_scaling.high_freq_factor);
+        cJSON_AddNumberToObject(rsj, "orig_max_pos", c->rope_scaling.orig_max_pos);
+    }
+    cJSON_AddBoolToObject(cj, "tie_embeddings", tie);
+    cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
+    cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
+    if (c->n_eos > 1) {   /* optional (format.md): every id that ends generation */
+        cJSON *ej = cJSON_AddArrayToObject(cj, "eos_ids");
+        for (int i = 0; ej && i < c->n_eos; i++)
+            cJSON_AddItemToArray(ej, cJSON_CreateNumber(c->eos_ids[i]));
+    }
+}
+
+/* The directory's "quant" object (how the file was made); mt's strings are terminated here. */
+static void quant_json(cJSON *root, eng_claq_meta *mt)
+{
+    mt->method[sizeof mt->method - 1] = 0;
+    mt->calib[sizeof mt->calib - 1] = 0;
+    mt->source[sizeof mt->source - 1] = 0;
+    cJSON *qj = cJSON_AddObjectToObject(root, "quant");
+    cJSON_AddStringToObject(qj, "method", mt->method);
+    cJSON_AddNumberToObject(qj, "bits", mt->bits);
+    cJSON_AddBoolToObject(qj, "outliers", mt->outliers != 0);
+    cJSON_AddNumberToObject(qj, "or_budget", mt->or_budget);
+    cJSON_AddBoolToObject(qj, "or_compat_index", mt->or_compat_index != 0);
+    cJSON_AddNumberToObject(qj, "nsamples", mt->nsamples);
+    cJSON_AddNumberToObject(qj, "seqlen", mt->seqlen);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)mt->seed);
+    cJSON_AddStringToObject(qj, "seed", seed);
+    cJSON_AddStringToObject(qj, "calib", mt->calib);
+    cJSON_AddStringToObject(qj, "source", mt->source);
+    cJSON_AddNumberToObject(qj, "quant_seconds", mt->quant_seconds);
+}
+
+/* Writes the data area in directory order, each section padded to 64 bytes. io sticks at 1
+ * after the first failed write; dpos is the offset reached inside the data area. */
+typedef struct data_writer {
+    FILE *f;
+    uint64_t data_off, dpos, fpos;
+    int io;
+    eng_claq_packed *pk;    /* scratch for one packed matrix */
+    eng_claq_v2 *v2;        /* scratch for its version 2 forms */
+    uint32_t ver;
+} data_writer;
+
+/* Header, directory JSON, padding to the data area. */
+static void write_header(data_writer *w, uint32_t ver, const char *json, uint64_t json_len,
+                         uint64_t data_len)
+{
+    unsigned char hdr[HDR_BYTES] = {0};
+    memcpy(hdr, ENG_CLAQ_MAGIC, 8);
+    put_u32(hdr + 8, ver);
+    put_u32(hdr + 12, HDR_BYTES);
+    put_u64(hdr + 16, HDR_BYTES);
+    put_u64(hdr + 24, json_len);
+    put_u64(hdr + 32, w->data_off);
+    put_u64(hdr + 40, data_len);
+    put_u64(hdr + 48, w->data_off + data_len);
+    w->io = write_all(w->f, hdr, HDR_BYTES) || write_all(w->f, json, json_len);
+    w->fpos = HDR_BYTES + json_len;
+    w->io = w->io || write_pad_to(w->f, &w->fpos, w->data_off);
+}
+
+static void emit(data_writer *w, const void *p, uint64_t n)
+{
+    w->io = w->io || write_all(w->f, p, n);
+    w->dpos += n;
+    w->fpos = w->data_off + w->dpos;
+    w->io = w->io || write_pad_to(w->f, &w->fpos, w->data_off + al64(w->dpos));
+    w->dpos = al64(w->dpos);
+}
+
+/* One packed matrix: the kernels' layout (version 1) or its version 2 forms. */
+static int emit_matrix(data_writer *w, const eng_qmatrix *qm, const char *nm, eng_err *err)
+{
+    int rc = eng_claq_pack(qm, nm, w->pk, err);
+    if (rc) return rc;
+    if (w->ver == 1) {
+        for (int s = 0; s < ENG_CLAQ_NSEC; s++)
+            emit(w, (const char *)w->pk->buf + w->pk->sec_off[s], w->pk->sec_len[s]);
+    } else {
+        if ((rc = eng_claq_v2_encode(w->pk, qm, nm, w->v2, err))) return rc;
+        for (int s = 0; s < ENG_CLAQ_NSEC; s++) emit(w, w->v2->sec[s], w->v2->len[s]);
+        eng_claq_v2_free(w->v2);
+    }
+    eng_claq_packed_free(w->pk);
+    return 0;
+}
+
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
                    const eng_claq_meta *meta, eng_err *err)
 {
@@ -223,105 +376,22 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     }
     if (tok_name && strlen(tok_name) >= 64) tok_name = "tokenizer.bin";
 
-    /* Plan: shapes and section sizes of every matrix, without packing yet. */
-    for (int l = 0; l < L; l++)
-        for (int i = 0; i < ENG_LIN_COUNT; i++) {
-            const eng_qmatrix *m = q[(int64_t)l * ENG_LIN_COUNT + i];
-            int64_t rows, cols;
-            lin_shape(c, i, &rows, &cols);
-            if (!m || m->rows != rows || m->cols != cols) {
-                rc = eng_err_set(err, ENG_E_INVAL,
-                                 "%s: layers.%d.%s: quantized shape %lld x %lld, config wants "
-                                 "%lld x %lld", path, l, eng_linear_name(i),
-                                 m ? (long long)m->rows : -1LL, m ? (long long)m->cols : -1LL,
-                                 (long long)rows, (long long)cols);
-                goto done;
-            }
-            kern_claq *k = &shapes[(int64_t)l * ENG_LIN_COUNT + i];
-            k->rows = rows;
-            k->cols = cols;
-            k->nnz = m->n_outliers;
-            for (int64_t j = 0; j < cols; j++)
-                if (m->bits[j] >= 2 && m->bits[j] <= 4) k->ncols_bits[m->bits[j]]++;
-            char nm[64];
-            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
-            if ((rc = eng_claq_shape_fill(k, path, nm, err))) goto done;
-        }
-
-    /* The output head, when packed too. */
     const eng_qmatrix *hq = meta ? meta->head : NULL;
     kern_claq head_shape = {0};
-    if (hq) {
-        if (hq->rows != c->vocab_size || hq->cols != c->dim) {
-            rc = eng_err_set(err, ENG_E_INVAL, "%s: output: quantized shape %lld x %lld, config "
-                             "wants %d x %d", path, (long long)hq->rows, (long long)hq->cols,
-                             c->vocab_size, c->dim);
-            goto done;
-        }
-        head_shape.rows = hq->rows;
-        head_shape.cols = hq->cols;
-        head_shape.nnz = hq->n_outliers;
-        for (int64_t j = 0; j < hq->cols; j++)
-            if (hq->bits[j] >= 2 && hq->bits[j] <= 4) head_shape.ncols_bits[hq->bits[j]]++;
-        if ((rc = eng_claq_shape_fill(&head_shape, path, "output", err))) goto done;
-    }
+    if ((rc = plan_shapes(path, c, q, hq, shapes, &head_shape, err))) goto done;
 
     /* Directory JSON, with offsets relative to the start of the data area. */
-    root = cJSON_CreateObject();
-    cJSON *cj = cJSON_AddObjectToObject(root, "config");
-    cJSON_AddStringToObject(cj, "arch", c->arch);
-    cJSON_AddNumberToObject(cj, "dim", c->dim);
-    cJSON_AddNumberToObject(cj, "hidden_dim", c->hidden_dim);
-    cJSON_AddNumberToObject(cj, "n_layers", c->n_layers);
-    cJSON_AddNumberToObject(cj, "n_heads", c->n_heads);
-    cJSON_AddNumberToObject(cj, "n_kv_heads", c->n_kv_heads);
-    cJSON_AddNumberToObject(cj, "head_dim", c->head_dim);
-    cJSON_AddNumberToObject(cj, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(cj, "seq_len", c->seq_len);
-    cJSON_AddNumberToObject(cj, "rope_theta", c->rope_theta);
-    cJSON_AddNumberToObject(cj, "norm_eps", c->norm_eps);
-    cJSON_AddStringToObject(cj, "rope_style", c->rope_style == KERN_ROPE_HALF ? "half" : "interleaved");
-    if (c->rope_scaling.type != ENG_ROPE_DEFAULT) {   /* absent means default */
-        cJSON *rsj = cJSON_AddObjectToObject(cj, "rope_scaling");
-        cJSON_AddStringToObject(rsj, "type", eng_rope_type_name(c->rope_scaling.type));
-        cJSON_AddNumberToObject(rsj, "factor", c->rope_scaling.factor);
-        cJSON_AddNumberToObject(rsj, "low_freq_factor", c->rope_scaling.low_freq_factor);
-        cJSON_AddNumberToObject(rsj, "high_freq_factor", c->rope_scaling.high_freq_factor);
-        cJSON_AddNumberToObject(rsj, "orig_max_pos", c->rope_scaling.orig_max_pos);
-    }
     const int shared = meta && meta->embed_shared;
     if (shared && !(c->tie_embeddings && hq && !meta->embed_q8)) {
         rc = eng_err_set(err, ENG_E_INVAL, "%s: a shared packed embedding needs a tied model, a "
                          "packed head and no 8-bit embedding", path);
         goto done;
     }
-    cJSON_AddBoolToObject(cj, "tie_embeddings", c->tie_embeddings && (!hq || shared));
-    cJSON_AddNumberToObject(cj, "bos_id", c->bos_id);
-    cJSON_AddNumberToObject(cj, "eos_id", c->eos_id);
-    if (c->n_eos > 1) {   /* optional (format.md): every id that ends generation */
-        cJSON *ej = cJSON_AddArrayToObject(cj, "eos_ids");
-        for (int i = 0; ej && i < c->n_eos; i++)
-            cJSON_AddItemToArray(ej, cJSON_CreateNumber(c->eos_ids[i]));
-    }
-    cJSON *qj = cJSON_AddObjectToObject(root, "quant");
+    root = cJSON_CreateObject();
+    config_json(root, c, c->tie_embeddings && (!hq || shared));
     eng_claq_meta mt = {0};
     if (meta) mt = *meta;
-    mt.method[sizeof mt.method - 1] = 0;
-    mt.calib[sizeof mt.calib - 1] = 0;
-    mt.source[sizeof mt.source - 1] = 0;
-    cJSON_AddStringToObject(qj, "method", mt.method);
-    cJSON_AddNumberToObject(qj, "bits", mt.bits);
-    cJSON_AddBoolToObject(qj, "outliers", mt.outliers != 0);
-    cJSON_AddNumberToObject(qj, "or_budget", mt.or_budget);
-    cJSON_AddBoolToObject(qj, "or_compat_index", mt.or_compat_index != 0);
-    cJSON_AddNumberToObject(qj, "nsamples", mt.nsamples);
-    cJSON_AddNumberToObject(qj, "seqlen", mt.seqlen);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)mt.seed);
-    cJSON_AddStringToObject(qj, "seed", seed);
-    cJSON_AddStringToObject(qj, "calib", mt.calib);
-    cJSON_AddStringToObject(qj, "source", mt.source);
-    cJSON_AddNumberToObject(qj, "quant_seconds", mt.quant_seconds);
+    quant_json(root, &mt);
 
     uint64_t pos = 0;
     cJSON *tj = cJSON_AddArrayToObject(root, "tensors");
@@ -407,36 +477,10 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         rc = eng_err_set(err, ENG_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
         goto done;
     }
-    unsigned char hdr[HDR_BYTES] = {0};
-    memcpy(hdr, ENG_CLAQ_MAGIC, 8);
-    put_u32(hdr + 8, ver);
-    put_u32(hdr + 12, HDR_BYTES);
-    put_u64(hdr + 16, HDR_BYTES);
-    put_u64(hdr + 24, json_len);
-    put_u64(hdr + 32, data_off);
-    put_u64(hdr + 40, data_len);
-    put_u64(hdr + 48, data_off + data_len);
-    uint64_t fpos = 0;
-    int io = write_all(f, hdr, HDR_BYTES) || write_all(f, json, json_len);
-    fpos = HDR_BYTES + json_len;
-    io = io || write_pad_to(f, &fpos, data_off);
-    /* Data, in directory order. dpos tracks the offset inside the data area. */
-    uint64_t dpos = 0;
-#define EMIT(ptr, n) do { io = io || write_all(f, (ptr), (n)); dpos += (n); \
-                          uint64_t target = data_off + al64(dpos); fpos = data_off + dpos; \
-                          io = io || write_pad_to(f, &fpos, target); dpos = al64(dpos); } while (0)
-    /* One packed matrix: the kernels' layout (version 1) or its version 2 forms. */
-#define EMIT_MATRIX(qm, nm) do { \
-        if ((rc = eng_claq_pack((qm), (nm), &pk, err))) goto done; \
-        if (ver == 1) { \
-            for (int s = 0; s < ENG_CLAQ_NSEC; s++) \
-                EMIT((const char *)pk.buf + pk.sec_off[s], pk.sec_len[s]); \
-        } else { \
-            if ((rc = eng_claq_v2_encode(&pk, (qm), (nm), &v2, err))) goto done; \
-            for (int s = 0; s < ENG_CLAQ_NSEC; s++) EMIT(v2.sec[s], v2.len[s]); \
-            eng_claq_v2_free(&v2); \
-        } \
-        eng_claq_packed_free(&pk); } while (0)
+    data_writer w = {.f = f, .data_off = data_off, .pk = &pk, .v2 = &v2, .ver = ver};
+    write_header(&w, ver, json, json_len, data_len);
+#define EMIT(ptr, n) emit(&w, (ptr), (n))
+#define EMIT_MATRIX(qm, nm) do { if ((rc = emit_matrix(&w, (qm), (nm), err))) goto done; } while (0)
     if (shared) EMIT_MATRIX(hq, "tok_embeddings");
     else EMIT(emb_data, emb_len);
     if (shared) {
@@ -447,10 +491,10 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         EMIT(outm->data, out_len);
     }
     EMIT(src->w.final_norm, norm_len);
-    for (int l = 0; l < L && !io; l++) {
+    for (int l = 0; l < L && !w.io; l++) {
         EMIT(src->w.layers[l].attn_norm, norm_len);
         EMIT(src->w.layers[l].ffn_norm, norm_len);
-        for (int i = 0; i < ENG_LIN_COUNT && !io; i++) {
+        for (int i = 0; i < ENG_LIN_COUNT && !w.io; i++) {
             char nm[64];
             snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
             EMIT_MATRIX(q[(int64_t)l * ENG_LIN_COUNT + i], nm);
@@ -460,7 +504,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     if (tcfg_len) EMIT(src->tokenizer_config_json, tcfg_len);
 #undef EMIT_MATRIX
 #undef EMIT
-    if (!io && dpos != data_len) io = 1;
+    int io = w.io || w.dpos != data_len;
     if (fclose(f) != 0) io = 1;
     f = NULL;
     if (io) {
@@ -733,6 +777,249 @@ static void copy_str(char *dst, size_t cap, const cJSON *o, const char *key)
     snprintf(dst, cap, "%s", cJSON_IsString(v) ? v->valuestring : "");
 }
 
+/* The directory's "config" object into c (checked by eng_config_validate). */
+static int read_config(const lctx *x, const cJSON *cj, eng_config *c)
+{
+    const char *path = x->path;
+    eng_err *err = x->err;
+    int64_t v[9];
+    const char *ik[9] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                         "vocab_size", "seq_len", "bos_id"};
+    double th = 0, eps = 0;
+    int rc = cJSON_IsObject(cj) ? 0 : eng_err_set(err, ENG_E_FORMAT, "%s: no config object", path);
+    for (int i = 0; i < 9 && !rc; i++) rc = j_i64(x, cj, ik[i], "config", -1, 1 << 24, &v[i]);
+    int64_t eos = -1;
+    if (!rc) rc = j_i64(x, cj, "eos_id", "config", -1, 1 << 24, &eos);
+    if (!rc) rc = j_num(x, cj, "rope_theta", "config", &th);
+    if (!rc) rc = j_num(x, cj, "norm_eps", "config", &eps);
+    if (rc) return rc;
+    copy_str(c->arch, sizeof c->arch, cj, "arch");
+    c->dim = (int)v[0]; c->hidden_dim = (int)v[1]; c->n_layers = (int)v[2]; c->n_heads = (int)v[3];
+    c->n_kv_heads = (int)v[4]; c->head_dim = (int)v[5]; c->vocab_size = (int)v[6];
+    c->seq_len = (int)v[7]; c->bos_id = (int)v[8]; c->eos_id = (int)eos;
+    c->n_eos = 0;
+    eng_config_add_eos(c, c->eos_id);
+    const cJSON *eids = cJSON_GetObjectItemCaseSensitive(cj, "eos_ids"), *eit;
+    if (eids && (!cJSON_IsArray(eids) || cJSON_GetArraySize(eids) > ENG_MAX_EOS)) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: config eos_ids is not a list of at most %d ids",
+                         path, ENG_MAX_EOS);
+        return rc;
+    }
+    cJSON_ArrayForEach(eit, eids) {
+        if (!cJSON_IsNumber(eit) || eit->valuedouble < 0 || eit->valuedouble >= (1 << 24) ||
+            eit->valuedouble != (double)(int)eit->valuedouble) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: config eos_ids holds a bad id", path);
+            return rc;
+        }
+        eng_config_add_eos(c, (int)eit->valuedouble);
+    }
+    c->rope_theta = (float)th;
+    c->norm_eps = (float)eps;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cj, "rope_style");
+    c->rope_style = cJSON_IsString(rs) && !strcmp(rs->valuestring, "half") ? KERN_ROPE_HALF
+                                                                           : KERN_ROPE_INTERLEAVED;
+    c->tie_embeddings = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings"));
+    const cJSON *rsj = cJSON_GetObjectItemCaseSensitive(cj, "rope_scaling");
+    if (rsj) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rsj, "type");
+        const char *t = cJSON_IsString(ty) && ty->valuestring ? ty->valuestring : "";
+        eng_rope_scaling *s = &c->rope_scaling;
+        const int type = eng_rope_type_from_name(t);
+        double f = 0, lo = 0, hi = 0;
+        int64_t om = 0;
+        rc = type <= ENG_ROPE_DEFAULT   /* the writer never stores "default" */
+                 ? eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling type \"%.40s\" "
+                               "unknown", path, t)
+                 : j_num(x, rsj, "factor", "config.rope_scaling", &f);
+        s->type = type > 0 ? (eng_rope_type)type : ENG_ROPE_DEFAULT;
+        if (!rc) rc = j_num(x, rsj, "low_freq_factor", "config.rope_scaling", &lo);
+        if (!rc) rc = j_num(x, rsj, "high_freq_factor", "config.rope_scaling", &hi);
+        if (!rc) rc = j_i64(x, rsj, "orig_max_pos", "config.rope_scaling", 0, 1 << 24, &om);
+        if (rc) return rc;
+        s->factor = (float)f;
+        s->low_freq_factor = (float)lo;
+        s->high_freq_factor = (float)hi;
+        s->orig_max_pos = (int)om;
+    }
+    return eng_config_validate(c, path, err);
+
+}
+
+/* Quantization metadata (informational; absent fields read as empty/zero). */
+static void read_meta(const cJSON *qj, eng_claq_model_info *info, eng_model *m)
+{
+    eng_claq_meta *mt = &info->meta;
+    copy_str(mt->method, sizeof mt->method, qj, "method");
+    copy_str(mt->calib, sizeof mt->calib, qj, "calib");
+    copy_str(mt->source, sizeof mt->source, qj, "source");
+    mt->bits = meta_num(qj, "bits");
+    mt->or_budget = meta_num(qj, "or_budget");
+    mt->nsamples = (int)meta_num(qj, "nsamples");
+    mt->seqlen = (int)meta_num(qj, "seqlen");
+    mt->quant_seconds = meta_num(qj, "quant_seconds");
+    const cJSON *qv = cJSON_GetObjectItemCaseSensitive(qj, "seed");
+    if (cJSON_IsString(qv)) mt->seed = strtoull(qv->valuestring, NULL, 10);
+    mt->outliers = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "outliers"));
+    mt->or_compat_index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "or_compat_index"));
+    snprintf(m->quant_desc, sizeof m->quant_desc, "%s %.2fb%s", mt->method[0] ? mt->method : "claq",
+             mt->bits, mt->outliers ? " (OR)" : "");
+
+}
+
+/* The token embedding and the output head: dense, a packed head, or one packed matrix for
+ * both (a tied model stored once). */
+static int load_embed_head(const lctx *x, const cJSON *arr, eng_model *m,
+                           eng_claq_model_info *info)
+{
+    const char *path = x->path;
+    eng_err *err = x->err;
+    eng_config *c = &m->cfg;
+    int rc;
+    kern_dtype dt;
+    const void *p;
+    const cJSON *et = find_tensor(arr, "tok_embeddings");
+    const cJSON *eds = et ? cJSON_GetObjectItemCaseSensitive(et, "dtype") : NULL;
+    if (cJSON_IsString(eds) && !strcmp(eds->valuestring, "claq")) {
+        /* a tied model's one packed matrix: gathered as the embedding, multiplied as the head */
+        kern_claq *ek = calloc(1, sizeof *ek);
+        int64_t stored = 0;
+        if (eng__model_own(m, ek)) {   /* frees ek on failure */
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+            return rc;
+        }
+        if (!c->tie_embeddings) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: tensor tok_embeddings: a packed embedding "
+                             "must be the tied head (tie_embeddings is false)", path);
+            return rc;
+        }
+        if ((rc = load_claq_matrix(x, arr, "tok_embeddings", c->vocab_size, c->dim, m, ek,
+                                   &stored, NULL)))
+            return rc;
+        m->w.tok_embed = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size,
+                                       .cols = c->dim, .claq = ek};
+        snprintf(info->dtype_dense, sizeof info->dtype_dense, "f32");
+        info->meta.embed_shared = 1;
+        m->w.output = m->w.tok_embed;
+        return 0;
+    }
+    if ((rc = load_dense(x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p))) return rc;
+    m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
+    snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
+    if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) return rc;
+    const cJSON *ot = find_tensor(arr, "output");
+    const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;
+    if (c->tie_embeddings) {
+        m->w.output = m->w.tok_embed;
+    } else if (cJSON_IsString(ods) && !strcmp(ods->valuestring, "claq")) {
+        /* a packed output head (format.md): its view lives as long as the model */
+        kern_claq *hk = calloc(1, sizeof *hk);
+        int64_t stored = 0;
+        if (eng__model_own(m, hk)) {   /* frees hk on failure */
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+            return rc;
+        }
+        if ((rc = load_claq_matrix(x, arr, "output", c->vocab_size, c->dim, m, hk, &stored,
+                                   NULL)))
+            return rc;
+        m->w.output = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size, .cols = c->dim,
+                                    .claq = hk};
+    } else {
+        if ((rc = load_dense(x, arr, "output", c->vocab_size, c->dim, 0, &dt, &p))) return rc;
+        m->w.output = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
+        if ((rc = eng__check_finite(&m->w.output, path, "output", err))) return rc;
+    }
+    return 0;
+}
+
+/* The norms and every layer's packed matrices (their views kept in info). */
+static int load_layers(const lctx *x, const cJSON *arr, eng_model *m, eng_claq_model_info *info)
+{
+    const char *path = x->path;
+    eng_err *err = x->err;
+    eng_config *c = &m->cfg;
+    kern_dtype dt;
+    const void *p;
+    int rc;
+    if ((rc = load_dense(x, arr, "final_norm", c->dim, 0, 1, &dt, &p)) ||
+        (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &m->w.final_norm, err)))
+        return rc;
+    m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
+    info->n_matrices = (int64_t)c->n_layers * ENG_LIN_COUNT;
+    info->views = calloc((size_t)info->n_matrices, sizeof *info->views);
+    info->matrix_bytes = calloc((size_t)info->n_matrices, sizeof *info->matrix_bytes);
+    info->sec_len = calloc((size_t)info->n_matrices, sizeof *info->sec_len);
+    if (!m->w.layers || !info->views || !info->matrix_bytes || !info->sec_len) {
+        rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+        return rc;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        char nm[64];
+        eng_layer_weights *lw = &m->w.layers[l];
+        snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
+        if ((rc = load_dense(x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
+            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->attn_norm, err)))
+            return rc;
+        snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
+        if ((rc = load_dense(x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
+            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->ffn_norm, err)))
+            return rc;
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            int64_t rows, cols, idx = (int64_t)l * ENG_LIN_COUNT + i;
+            lin_shape(c, i, &rows, &cols);
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            kern_claq *k = &info->views[idx];
+            if ((rc = load_claq_matrix(x, arr, nm, rows, cols, m, k, &info->matrix_bytes[idx],
+                                       info->sec_len[idx])))
+                return rc;
+            lw->lin[i] = (kern_matrix){.dtype = KERN_CLAQ, .rows = rows, .cols = cols, .claq = k};
+        }
+    }
+
+    return 0;
+}
+
+/* The embedded tokenizer file and tokenizer_config.json, when present. */
+static int load_tokenizer_blobs(const lctx *x, const cJSON *root, eng_model *m)
+{
+    const char *path = x->path;
+    eng_err *err = x->err;
+    const void *p;
+    int rc;
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(root, "tokenizer");
+    if (tk) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(tk, "data");
+        const cJSON *len = cJSON_GetArraySize(d) == 2 ? d->child->next : NULL;
+        uint64_t want = cJSON_IsNumber(len) && len->valuedouble >= 0 &&
+                                len->valuedouble <= MAX_TOKENIZER
+                            ? (uint64_t)len->valuedouble : UINT64_MAX;
+        if ((rc = j_sec(x, d, "tokenizer", "data", want, &p))) return rc;
+        copy_str(m->tokenizer_blob_name, sizeof m->tokenizer_blob_name, tk, "name");
+        if (!m->tokenizer_blob_name[0] || strchr(m->tokenizer_blob_name, '/')) {
+            rc = eng_err_set(err, ENG_E_FORMAT, "%s: tokenizer: bad name", path);
+            return rc;
+        }
+        m->tokenizer_blob = p;
+        m->tokenizer_blob_len = (size_t)want;
+    }
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "tokenizer_config");
+    if (tc) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(tc, "data");
+        const cJSON *len = cJSON_GetArraySize(d) == 2 ? d->child->next : NULL;
+        uint64_t want = cJSON_IsNumber(len) && len->valuedouble >= 0 && len->valuedouble <= MAX_JSON
+                            ? (uint64_t)len->valuedouble : UINT64_MAX;
+        if ((rc = j_sec(x, d, "tokenizer_config", "data", want, &p))) return rc;
+        char *txt = malloc((size_t)want + 1);
+        if (!txt || eng__model_own(m, txt)) {
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
+            return rc;
+        }
+        memcpy(txt, p, (size_t)want);
+        txt[want] = 0;
+        m->tokenizer_config_json = txt;
+    }
+    return 0;
+}
+
 int eng__load_claq(eng_model *m, const char *path, eng_err *err)
 {
     const void *addr;
@@ -773,215 +1060,18 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     info->file_bytes = (int64_t)size;
     info->meta.format_version = (int)ver;
 
-    /* Config. */
-    eng_config *c = &m->cfg;
+    /* Config, quantization metadata, tensors, tokenizer. */
     const cJSON *cj = cJSON_GetObjectItemCaseSensitive(root, "config");
-    int64_t v[9];
-    const char *ik[9] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                         "vocab_size", "seq_len", "bos_id"};
-    double th = 0, eps = 0;
-    rc = cJSON_IsObject(cj) ? 0 : eng_err_set(err, ENG_E_FORMAT, "%s: no config object", path);
-    for (int i = 0; i < 9 && !rc; i++) rc = j_i64(&x, cj, ik[i], "config", -1, 1 << 24, &v[i]);
-    int64_t eos = -1;
-    if (!rc) rc = j_i64(&x, cj, "eos_id", "config", -1, 1 << 24, &eos);
-    if (!rc) rc = j_num(&x, cj, "rope_theta", "config", &th);
-    if (!rc) rc = j_num(&x, cj, "norm_eps", "config", &eps);
-    if (rc) goto fail;
-    copy_str(c->arch, sizeof c->arch, cj, "arch");
-    c->dim = (int)v[0]; c->hidden_dim = (int)v[1]; c->n_layers = (int)v[2]; c->n_heads = (int)v[3];
-    c->n_kv_heads = (int)v[4]; c->head_dim = (int)v[5]; c->vocab_size = (int)v[6];
-    c->seq_len = (int)v[7]; c->bos_id = (int)v[8]; c->eos_id = (int)eos;
-    c->n_eos = 0;
-    eng_config_add_eos(c, c->eos_id);
-    const cJSON *eids = cJSON_GetObjectItemCaseSensitive(cj, "eos_ids"), *eit;
-    if (eids && (!cJSON_IsArray(eids) || cJSON_GetArraySize(eids) > ENG_MAX_EOS)) {
-        rc = eng_err_set(err, ENG_E_FORMAT, "%s: config eos_ids is not a list of at most %d ids",
-                         path, ENG_MAX_EOS);
-        goto fail;
-    }
-    cJSON_ArrayForEach(eit, eids) {
-        if (!cJSON_IsNumber(eit) || eit->valuedouble < 0 || eit->valuedouble >= (1 << 24) ||
-            eit->valuedouble != (double)(int)eit->valuedouble) {
-            rc = eng_err_set(err, ENG_E_FORMAT, "%s: config eos_ids holds a bad id", path);
-            goto fail;
-        }
-        eng_config_add_eos(c, (int)eit->valuedouble);
-    }
-    c->rope_theta = (float)th;
-    c->norm_eps = (float)eps;
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cj, "rope_style");
-    c->rope_style = cJSON_IsString(rs) && !strcmp(rs->valuestring, "half") ? KERN_ROPE_HALF
-                                                                           : KERN_ROPE_INTERLEAVED;
-    c->tie_embeddings = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings"));
-    const cJSON *rsj = cJSON_GetObjectItemCaseSensitive(cj, "rope_scaling");
-    if (rsj) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rsj, "type");
-        const char *t = cJSON_IsString(ty) && ty->valuestring ? ty->valuestring : "";
-        eng_rope_scaling *s = &c->rope_scaling;
-        const int type = eng_rope_type_from_name(t);
-        double f = 0, lo = 0, hi = 0;
-        int64_t om = 0;
-        rc = type <= ENG_ROPE_DEFAULT   /* the writer never stores "default" */
-                 ? eng_err_set(err, ENG_E_FORMAT, "%s: config rope_scaling type \"%.40s\" "
-                               "unknown", path, t)
-                 : j_num(&x, rsj, "factor", "config.rope_scaling", &f);
-        s->type = type > 0 ? (eng_rope_type)type : ENG_ROPE_DEFAULT;
-        if (!rc) rc = j_num(&x, rsj, "low_freq_factor", "config.rope_scaling", &lo);
-        if (!rc) rc = j_num(&x, rsj, "high_freq_factor", "config.rope_scaling", &hi);
-        if (!rc) rc = j_i64(&x, rsj, "orig_max_pos", "config.rope_scaling", 0, 1 << 24, &om);
-        if (rc) goto fail;
-        s->factor = (float)f;
-        s->low_freq_factor = (float)lo;
-        s->high_freq_factor = (float)hi;
-        s->orig_max_pos = (int)om;
-    }
-    if ((rc = eng_config_validate(c, path, err))) goto fail;
-
-    /* Quantization metadata (informational; absent fields read as empty/zero). */
-    const cJSON *qj = cJSON_GetObjectItemCaseSensitive(root, "quant");
-    eng_claq_meta *mt = &info->meta;
-    copy_str(mt->method, sizeof mt->method, qj, "method");
-    copy_str(mt->calib, sizeof mt->calib, qj, "calib");
-    copy_str(mt->source, sizeof mt->source, qj, "source");
-    mt->bits = meta_num(qj, "bits");
-    mt->or_budget = meta_num(qj, "or_budget");
-    mt->nsamples = (int)meta_num(qj, "nsamples");
-    mt->seqlen = (int)meta_num(qj, "seqlen");
-    mt->quant_seconds = meta_num(qj, "quant_seconds");
-    const cJSON *qv = cJSON_GetObjectItemCaseSensitive(qj, "seed");
-    if (cJSON_IsString(qv)) mt->seed = strtoull(qv->valuestring, NULL, 10);
-    mt->outliers = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "outliers"));
-    mt->or_compat_index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "or_compat_index"));
-    snprintf(m->quant_desc, sizeof m->quant_desc, "%s %.2fb%s", mt->method[0] ? mt->method : "claq",
-             mt->bits, mt->outliers ? " (OR)" : "");
-
-    /* Tensors. */
+    if ((rc = read_config(&x, cj, &m->cfg))) goto fail;
+    read_meta(cJSON_GetObjectItemCaseSensitive(root, "quant"), info, m);
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors");
     if (!cJSON_IsArray(arr)) {
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: no tensor directory", path);
         goto fail;
     }
-    kern_dtype dt;
-    const void *p;
-    const cJSON *et = find_tensor(arr, "tok_embeddings");
-    const cJSON *eds = et ? cJSON_GetObjectItemCaseSensitive(et, "dtype") : NULL;
-    if (cJSON_IsString(eds) && !strcmp(eds->valuestring, "claq")) {
-        /* a tied model's one packed matrix: gathered as the embedding, multiplied as the head */
-        kern_claq *ek = calloc(1, sizeof *ek);
-        int64_t stored = 0;
-        if (eng__model_own(m, ek)) {   /* frees ek on failure */
-            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
-            goto fail;
-        }
-        if (!c->tie_embeddings) {
-            rc = eng_err_set(err, ENG_E_FORMAT, "%s: tensor tok_embeddings: a packed embedding "
-                             "must be the tied head (tie_embeddings is false)", path);
-            goto fail;
-        }
-        if ((rc = load_claq_matrix(&x, arr, "tok_embeddings", c->vocab_size, c->dim, m, ek,
-                                   &stored, NULL)))
-            goto fail;
-        m->w.tok_embed = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size,
-                                       .cols = c->dim, .claq = ek};
-        snprintf(info->dtype_dense, sizeof info->dtype_dense, "f32");
-        info->meta.embed_shared = 1;
-        m->w.output = m->w.tok_embed;
-        goto embedding_done;
-    }
-    if ((rc = load_dense(&x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
-    m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
-    snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
-    if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) goto fail;
-    const cJSON *ot = find_tensor(arr, "output");
-    const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;
-    if (c->tie_embeddings) {
-        m->w.output = m->w.tok_embed;
-    } else if (cJSON_IsString(ods) && !strcmp(ods->valuestring, "claq")) {
-        /* a packed output head (format.md): its view lives as long as the model */
-        kern_claq *hk = calloc(1, sizeof *hk);
-        int64_t stored = 0;
-        if (eng__model_own(m, hk)) {   /* frees hk on failure */
-            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
-            goto fail;
-        }
-        if ((rc = load_claq_matrix(&x, arr, "output", c->vocab_size, c->dim, m, hk, &stored,
-                                   NULL)))
-            goto fail;
-        m->w.output = (kern_matrix){.dtype = KERN_CLAQ, .rows = c->vocab_size, .cols = c->dim,
-                                    .claq = hk};
-    } else {
-        if ((rc = load_dense(&x, arr, "output", c->vocab_size, c->dim, 0, &dt, &p))) goto fail;
-        m->w.output = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
-        if ((rc = eng__check_finite(&m->w.output, path, "output", err))) goto fail;
-    }
-embedding_done:
-    if ((rc = load_dense(&x, arr, "final_norm", c->dim, 0, 1, &dt, &p)) ||
-        (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &m->w.final_norm, err)))
+    if ((rc = load_embed_head(&x, arr, m, info)) || (rc = load_layers(&x, arr, m, info)) ||
+        (rc = load_tokenizer_blobs(&x, root, m)))
         goto fail;
-    m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
-    info->n_matrices = (int64_t)c->n_layers * ENG_LIN_COUNT;
-    info->views = calloc((size_t)info->n_matrices, sizeof *info->views);
-    info->matrix_bytes = calloc((size_t)info->n_matrices, sizeof *info->matrix_bytes);
-    info->sec_len = calloc((size_t)info->n_matrices, sizeof *info->sec_len);
-    if (!m->w.layers || !info->views || !info->matrix_bytes || !info->sec_len) {
-        rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    for (int l = 0; l < c->n_layers; l++) {
-        char nm[64];
-        eng_layer_weights *lw = &m->w.layers[l];
-        snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
-        if ((rc = load_dense(&x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
-            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->attn_norm, err)))
-            goto fail;
-        snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
-        if ((rc = load_dense(&x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
-            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->ffn_norm, err)))
-            goto fail;
-        for (int i = 0; i < ENG_LIN_COUNT; i++) {
-            int64_t rows, cols, idx = (int64_t)l * ENG_LIN_COUNT + i;
-            lin_shape(c, i, &rows, &cols);
-            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
-            kern_claq *k = &info->views[idx];
-            if ((rc = load_claq_matrix(&x, arr, nm, rows, cols, m, k, &info->matrix_bytes[idx],
-                                       info->sec_len[idx])))
-                goto fail;
-            lw->lin[i] = (kern_matrix){.dtype = KERN_CLAQ, .rows = rows, .cols = cols, .claq = k};
-        }
-    }
-
-    /* Embedded tokenizer and its config. */
-    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(root, "tokenizer");
-    if (tk) {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(tk, "data");
-        const cJSON *len = cJSON_GetArraySize(d) == 2 ? d->child->next : NULL;
-        uint64_t want = cJSON_IsNumber(len) && len->valuedouble >= 0 && len->valuedouble <= MAX_TOKENIZER
-                            ? (uint64_t)len->valuedouble : UINT64_MAX;
-        if ((rc = j_sec(&x, d, "tokenizer", "data", want, &p))) goto fail;
-        copy_str(m->tokenizer_blob_name, sizeof m->tokenizer_blob_name, tk, "name");
-        if (!m->tokenizer_blob_name[0] || strchr(m->tokenizer_blob_name, '/')) {
-            rc = eng_err_set(err, ENG_E_FORMAT, "%s: tokenizer: bad name", path);
-            goto fail;
-        }
-        m->tokenizer_blob = p;
-        m->tokenizer_blob_len = (size_t)want;
-    }
-    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "tokenizer_config");
-    if (tc) {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(tc, "data");
-        const cJSON *len = cJSON_GetArraySize(d) == 2 ? d->child->next : NULL;
-        uint64_t want = cJSON_IsNumber(len) && len->valuedouble >= 0 && len->valuedouble <= MAX_JSON
-                            ? (uint64_t)len->valuedouble : UINT64_MAX;
-        if ((rc = j_sec(&x, d, "tokenizer_config", "data", want, &p))) goto fail;
-        char *txt = malloc((size_t)want + 1);
-        if (!txt || eng__model_own(m, txt)) {
-            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
-            goto fail;
-        }
-        memcpy(txt, p, (size_t)want);
-        txt[want] = 0;
-        m->tokenizer_config_json = txt;
-    }
     cJSON_Delete(root);
     return 0;
 fail:
