@@ -333,6 +333,86 @@ static int emit_matrix(data_writer *w, const eng_qmatrix *qm, const char *nm, en
     return 0;
 }
 
+/* The tokenizer to embed: the file beside the source model (read into *owned), else the one
+ * the source embeds; none when it has neither. */
+static int pick_tokenizer(const char *path, const eng_model *src, unsigned char **owned,
+                          const unsigned char **bytes, size_t *len, const char **name,
+                          eng_err *err)
+{
+    if (src->tokenizer_path[0]) {
+        if (read_small_file(src->tokenizer_path, MAX_TOKENIZER, owned, len))
+            return eng_err_set(err, ENG_E_IO, "%s: cannot read tokenizer %s", path,
+                               src->tokenizer_path);
+        *bytes = *owned;
+        const char *slash = strrchr(src->tokenizer_path, '/');
+        *name = slash ? slash + 1 : src->tokenizer_path;
+    } else if (src->tokenizer_blob) {
+        *bytes = src->tokenizer_blob;
+        *len = src->tokenizer_blob_len;
+        *name = src->tokenizer_blob_name;
+    }
+    if (*name && strlen(*name) >= 64) *name = "tokenizer.bin";
+    return 0;
+}
+
+/* Directory entries of the final norm and every layer (norms, packed matrices), from *pos. */
+static void dir_layers(cJSON *tj, const eng_config *c, const kern_claq *shapes,
+                       eng_qmatrix *const *q, uint32_t ver, uint64_t *pos)
+{
+    const uint64_t norm_len = (uint64_t)c->dim * 4;
+    cJSON_AddItemToArray(tj, dense_json("final_norm", "f32", c->dim, 0, *pos, norm_len));
+    *pos = al64(*pos + norm_len);
+    for (int l = 0; l < c->n_layers; l++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
+        cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, *pos, norm_len));
+        *pos = al64(*pos + norm_len);
+        snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
+        cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, *pos, norm_len));
+        *pos = al64(*pos + norm_len);
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
+            const int64_t mi = (int64_t)l * ENG_LIN_COUNT + i;
+            cJSON_AddItemToArray(tj, claq_json(nm, &shapes[mi], matrix_cb_form(ver, q[mi]), pos));
+        }
+    }
+}
+
+/* Sections of the embedded tokenizer (named tok_name; none when NULL) and its config. */
+static void dir_tokenizer(cJSON *root, const char *tok_name, size_t tok_len, size_t tcfg_len,
+                          uint64_t *pos)
+{
+    if (tok_name) {
+        cJSON *t = cJSON_AddObjectToObject(root, "tokenizer");
+        cJSON_AddStringToObject(t, "name", tok_name);
+        cJSON_AddItemToObject(t, "data", sec_json(*pos, tok_len));
+        *pos = al64(*pos + tok_len);
+    }
+    if (tcfg_len) {
+        cJSON *t = cJSON_AddObjectToObject(root, "tokenizer_config");
+        cJSON_AddItemToObject(t, "data", sec_json(*pos, tcfg_len));
+        *pos = al64(*pos + tcfg_len);
+    }
+}
+
+/* The source's dense matrices that are copied as they are: the token embedding always (it is
+ * packed from dense weights too), the output head when untied and not packed (hq NULL). */
+static int check_source(const char *path, const eng_model *src, const eng_qmatrix *hq,
+                        eng_err *err)
+{
+    const eng_config *c = &src->cfg;
+    const kern_matrix *emb = &src->w.tok_embed, *outm = &src->w.output;
+    if (emb->dtype == KERN_CLAQ || emb->dtype == KERN_Q8_ROW || emb->rows != c->vocab_size ||
+        emb->cols != c->dim)
+        return eng_err_set(err, ENG_E_INVAL, "%s: source token embedding is not a dense %d x %d "
+                           "of f32, f16 or bf16", path, c->vocab_size, c->dim);
+    if (!hq && !c->tie_embeddings &&
+        (outm->dtype == KERN_CLAQ || outm->rows != c->vocab_size || outm->cols != c->dim))
+        return eng_err_set(err, ENG_E_INVAL, "%s: source output head is not a dense %d x %d",
+                           path, c->vocab_size, c->dim);
+    return 0;
+}
+
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
                    const eng_claq_meta *meta, eng_err *err)
 {
@@ -359,22 +439,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     kern_claq *shapes = calloc((size_t)nmat, sizeof *shapes);
     if (!shapes) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
 
-    /* Tokenizer: the file beside the source model, else the one it embeds. */
-    if (src->tokenizer_path[0]) {
-        if (read_small_file(src->tokenizer_path, MAX_TOKENIZER, &tok, &tok_len)) {
-            rc = eng_err_set(err, ENG_E_IO, "%s: cannot read tokenizer %s", path,
-                             src->tokenizer_path);
-            goto done;
-        }
-        tok_bytes = tok;
-        const char *slash = strrchr(src->tokenizer_path, '/');
-        tok_name = slash ? slash + 1 : src->tokenizer_path;
-    } else if (src->tokenizer_blob) {
-        tok_bytes = src->tokenizer_blob;
-        tok_len = src->tokenizer_blob_len;
-        tok_name = src->tokenizer_blob_name;
-    }
-    if (tok_name && strlen(tok_name) >= 64) tok_name = "tokenizer.bin";
+    if ((rc = pick_tokenizer(path, src, &tok, &tok_bytes, &tok_len, &tok_name, err))) goto done;
 
     const eng_qmatrix *hq = meta ? meta->head : NULL;
     kern_claq head_shape = {0};
@@ -395,13 +460,8 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 
     uint64_t pos = 0;
     cJSON *tj = cJSON_AddArrayToObject(root, "tensors");
-    const kern_matrix *emb = &src->w.tok_embed;
-    if (emb->dtype == KERN_CLAQ || emb->dtype == KERN_Q8_ROW || emb->rows != c->vocab_size ||
-        emb->cols != c->dim) {
-        rc = eng_err_set(err, ENG_E_INVAL, "%s: source token embedding is not a dense %d x %d "
-                         "of f32, f16 or bf16", path, c->vocab_size, c->dim);
-        goto done;
-    }
+    const kern_matrix *emb = &src->w.tok_embed, *outm = &src->w.output;
+    if ((rc = check_source(path, src, hq, err))) goto done;
     /* q8 on a tied model without a packed head: the one 8-bit matrix is gathered as the
      * embedding and multiplied as the head (tie_embeddings stays true) */
     if (mt.embed_q8 && (rc = eng_q8_row_pack(emb, &q8emb, err)))
@@ -417,52 +477,21 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
                                             emb->cols, pos, emb_len));
         pos = al64(pos + emb_len);
     }
-    const kern_matrix *outm = &src->w.output;
     uint64_t out_len = 0;
     if (shared) {
         /* no "output": the head is the embedding */
     } else if (hq) {
         cJSON_AddItemToArray(tj, claq_json("output", &head_shape, matrix_cb_form(ver, hq), &pos));
     } else if (!c->tie_embeddings) {
-        if (outm->dtype == KERN_CLAQ || outm->rows != c->vocab_size || outm->cols != c->dim) {
-            rc = eng_err_set(err, ENG_E_INVAL, "%s: source output head is not a dense %d x %d",
-                             path, c->vocab_size, c->dim);
-            goto done;
-        }
         out_len = (uint64_t)outm->rows * (uint64_t)outm->cols * kern_dtype_size(outm->dtype);
         cJSON_AddItemToArray(tj, dense_json("output", dtype_str(outm->dtype), outm->rows,
                                             outm->cols, pos, out_len));
         pos = al64(pos + out_len);
     }
-    uint64_t norm_len = (uint64_t)c->dim * 4;
-    cJSON_AddItemToArray(tj, dense_json("final_norm", "f32", c->dim, 0, pos, norm_len));
-    pos = al64(pos + norm_len);
-    for (int l = 0; l < L; l++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
-        cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, pos, norm_len));
-        pos = al64(pos + norm_len);
-        snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
-        cJSON_AddItemToArray(tj, dense_json(nm, "f32", c->dim, 0, pos, norm_len));
-        pos = al64(pos + norm_len);
-        for (int i = 0; i < ENG_LIN_COUNT; i++) {
-            snprintf(nm, sizeof nm, "layers.%d.%s", l, eng_linear_name(i));
-            const int64_t mi = (int64_t)l * ENG_LIN_COUNT + i;
-            cJSON_AddItemToArray(tj, claq_json(nm, &shapes[mi], matrix_cb_form(ver, q[mi]), &pos));
-        }
-    }
-    if (tok_bytes) {
-        cJSON *t = cJSON_AddObjectToObject(root, "tokenizer");
-        cJSON_AddStringToObject(t, "name", tok_name);
-        cJSON_AddItemToObject(t, "data", sec_json(pos, tok_len));
-        pos = al64(pos + tok_len);
-    }
+    const uint64_t norm_len = (uint64_t)c->dim * 4;
+    dir_layers(tj, c, shapes, q, ver, &pos);
     size_t tcfg_len = src->tokenizer_config_json ? strlen(src->tokenizer_config_json) : 0;
-    if (tcfg_len) {
-        cJSON *t = cJSON_AddObjectToObject(root, "tokenizer_config");
-        cJSON_AddItemToObject(t, "data", sec_json(pos, tcfg_len));
-        pos = al64(pos + tcfg_len);
-    }
+    dir_tokenizer(root, tok_bytes ? tok_name : NULL, tok_len, tcfg_len, &pos);
     uint64_t data_len = pos;
     json = cJSON_PrintUnformatted(root);
     if (!json) {
