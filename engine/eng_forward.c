@@ -346,15 +346,15 @@ kfail:
     return kern_fail(err, rc, "forward", l);
 }
 
-/* Final norm + head for the prepared step's wanted rows of x into out [n_want][vocab] (backend
- * memory). */
+/* Final norm of the prepared step's wanted rows of x into c->xb, then the head into out
+ * [n_want][vocab] (backend memory; NULL: the norm only). */
 static int head(eng_ctx *c, const float *x, float *out, eng_err *err)
 {
     const eng_config *cf = &c->m->cfg;
     int dim = cf->dim, nw = c->n_want;
     int rc = kern_copy_rows(c->be, x, c->rows, nw, dim, c->xb);
     if (!rc) rc = kern_rmsnorm(c->be, c->xb, c->final_norm, nw, dim, cf->norm_eps, c->xb);
-    if (!rc) rc = kern_matmul(c->be, c->output, c->xb, nw, out);
+    if (!rc && out) rc = kern_matmul(c->be, c->output, c->xb, nw, out);
     return rc ? kern_fail(err, rc, "output head", cf->n_layers) : 0;
 }
 
@@ -401,6 +401,17 @@ int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float
     return rc || c->n_want == 0 ? rc : head(c, x, logits, err);
 }
 
+/* The wanted rows' final-normed states (c->xb after head) into the caller's hidden. */
+static int read_hidden(eng_ctx *c, float *hidden)
+{
+    size_t bytes = (size_t)c->n_want * (size_t)c->m->cfg.dim * sizeof(float);
+    if (c->host) {
+        memcpy(hidden, c->xb, bytes);
+        return 0;
+    }
+    return kern_buf_read(c->be, c->b_xb, 0, hidden, bytes);
+}
+
 int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
                    const eng_forward_out *out, eng_err *err)
 {
@@ -409,7 +420,13 @@ int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
     rc = kern_embed(c->be, c->embed, c->ids, n, c->x);
     if (rc) return kern_fail(err, rc, "embedding", -1);
     for (int l = 0; rc == 0 && l < c->m->cfg.n_layers; l++) rc = layer(c, kv, l, n, c->x, err);
-    if (rc || c->n_want == 0 || !out || (!out->logits && !out->argmax)) return rc;
+    if (rc || c->n_want == 0 || !out || (!out->logits && !out->argmax && !out->hidden))
+        return rc;
+    if (!out->logits && !out->argmax) {   /* hidden states only: no head */
+        rc = head(c, c->x, NULL, err);
+        if (!rc) rc = read_hidden(c, out->hidden);
+        return rc ? kern_fail(err, rc, "reading the step's results", c->m->cfg.n_layers) : 0;
+    }
 
     const int vocab = c->m->cfg.vocab_size;
     const size_t lbytes = (size_t)c->n_want * (size_t)vocab * sizeof(float);
@@ -425,6 +442,7 @@ int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
     rc = head(c, c->x, lg, err);
     if (rc) return rc;
     if (out->logits && lg != out->logits) rc = kern_buf_read(c->be, c->b_logits, 0, out->logits, lbytes);
+    if (!rc && out->hidden) rc = read_hidden(c, out->hidden);
     if (!rc && out->argmax) {
         rc = kern_argmax(c->be, lg, c->n_want, vocab, c->amax);
         if (!rc)
@@ -437,6 +455,6 @@ int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
 int eng_forward(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, float *logits,
                 eng_err *err)
 {
-    eng_forward_out out = {logits, NULL};
+    eng_forward_out out = {.logits = logits};
     return eng_forward_ex(c, kv, items, n, &out, err);
 }

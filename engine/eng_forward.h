@@ -50,6 +50,8 @@ typedef struct eng_forward_out {
     int32_t *argmax;        /* [n_want] the greedy pick (eng_sampler's at temperature 0 without
                                bias, penalties or a grammar: lowest id on ties), or -1 for a row
                                without a finite logit; chosen on the backend */
+    float *hidden;          /* [n_want][dim] the final-normed hidden state of each wanted row
+                               (what the head multiplies: embeddings), or NULL */
 } eng_forward_out;
 
 /* Runs the whole model on n items (n <= max batch, larger batches are split by the caller).

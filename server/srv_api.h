@@ -22,6 +22,13 @@ void srv_api_metrics(srv_server *s, srv_resp *r, const srv_request *req);
 void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body);
 void srv_api_detokenize(srv_server *s, srv_resp *r, const cJSON *body);
 
+/* srv_api_completions.c: a prompt (or input) in its four shapes into *out (caller frees with
+ * srv_gen_prompts_free) and *n; 0, or -1 with r answered naming param. */
+int srv_api_prompts(srv_server *s, srv_resp *r, const cJSON *pv, const char *param,
+                    srv_gen_prompt **out, int *n);
+/* srv_api_embeddings.c: POST /v1/embeddings */
+void srv_api_embeddings(srv_server *s, srv_resp *r, const cJSON *body);
+
 /* srv_api_completions.c / srv_api_chat.c */
 void srv_api_completions(srv_server *s, srv_resp *r, const cJSON *body);
 void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body);

@@ -27,6 +27,7 @@ void srv_gen_free(srv_server *s, srv_gen *g)
         srv_buf_free(&g->choices[i].text);
         srv_toolscan_free(&g->choices[i].ts);
         cJSON_Delete(g->choices[i].lp);
+        free(g->choices[i].vec);
     }
     if (g->echo_text)
         for (int i = 0; i < g->n_prompts; i++)
@@ -69,6 +70,16 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     if (e->kind == SRV_EV_PROMPT_LP) {
         if (c->lp)
             srv_gen_lp_add_prompt(g, c, e->prev_token, e->token, e);
+        return;
+    }
+    if (e->kind == SRV_EV_EMBED) {
+        free(c->vec);
+        c->n_vec = 0;
+        c->vec = malloc((size_t)e->n_vec * sizeof(float));
+        if (c->vec && e->vec) {
+            memcpy(c->vec, e->vec, (size_t)e->n_vec * sizeof(float));
+            c->n_vec = e->n_vec;
+        }
         return;
     }
     if (c->echo_pending && (e->kind == SRV_EV_TOKEN || e->kind == SRV_EV_DONE))
@@ -158,7 +169,8 @@ static int gen_check(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_ge
                      "(--max-queue + --max-batch)", n_prompts, p->n, n_choices, capacity);
         return -1;
     }
-    const char *what = kind == SRV_GEN_CHAT ? "messages" : "prompt";
+    const char *what = kind == SRV_GEN_CHAT ? "messages" : kind == SRV_GEN_EMBED ? "input"
+                                                                               : "prompt";
     for (int i = 0; i < n_prompts; i++) {
         if (prompts[i].n == 0) {   /* an empty text with a tokenizer that has no BOS */
             srv_resp_bad(r, what, "the prompt is empty after tokenization (this tokenizer has "
@@ -201,6 +213,7 @@ static srv_gen *gen_new(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv
     g->echo = p->echo && kind == SRV_GEN_COMPLETION;
     g->logprobs = p->logprobs;
     g->top_logprobs = p->top_logprobs;
+    g->base64 = p->base64;
     srv_http_make_id(&s->http, kind == SRV_GEN_CHAT ? "chatcmpl" : "cmpl", g->id, sizeof(g->id));
     g->created = (long long)time(NULL);
     g->n_choices = n_prompts * p->n;
@@ -292,6 +305,8 @@ static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
             srv_gen_lp_add_prompt(g, c, -1, pr->ids[0], NULL);
     }
     c->task_id = t->id;
+    if (g->kind == SRV_GEN_EMBED)
+        t->kind = SRV_TASK_EMBED;
     srv_task_set_kind(t);
     return 0;
 }

@@ -14,12 +14,17 @@
 #include "srv_sched.h"
 #include "srv_server.h"
 
-typedef enum srv_gen_kind { SRV_GEN_COMPLETION = 0, SRV_GEN_CHAT = 1 } srv_gen_kind;
+typedef enum srv_gen_kind {
+    SRV_GEN_COMPLETION = 0,
+    SRV_GEN_CHAT = 1,
+    SRV_GEN_EMBED = 2,              /* /v1/embeddings: one vector per prompt, nothing sampled */
+} srv_gen_kind;
 
 typedef struct srv_gen_params {
     int max_tokens;                 /* -1 = the endpoint's default */
     int n;                          /* choices per prompt */
     int stream, include_usage, echo;
+    int base64;                     /* embeddings: encoding_format "base64" */
     eng_sampler_cfg scfg;           /* scfg.bias unset (tasks own copies) */
     int has_seed;
     uint64_t seed;

@@ -27,6 +27,8 @@ typedef struct srv_choice {
     uint64_t t_last;            /* uv_hrtime of the last token (inter-token latency) */
     char msg[256];              /* error text when finish is ERROR/TIMEOUT */
     srv_toolscan ts;            /* tools: text or calls, read as it comes; owned */
+    float *vec;                 /* embeddings: the prompt's vector [n_vec]; owned */
+    int n_vec;
 } srv_choice;
 
 typedef struct srv_gen {
@@ -44,6 +46,7 @@ typedef struct srv_gen {
     size_t *echo_len;           /* [n_prompts]; owned */
     int got_first;              /* a first token has arrived (TTFT) */
     int tools;                  /* answers may be tool calls (choice.ts in use) */
+    int base64;                 /* embeddings as base64 of little-endian float32 */
 } srv_gen;
 
 static inline uint64_t srv_gen_mix64(uint64_t x)

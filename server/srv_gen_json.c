@@ -318,6 +318,73 @@ static void stream_error(srv_gen *g, const char *type, const char *code, const c
 }
 
 /* All choices are done: finish the response, free g. The last thing that touches g->resp. */
+/* Base64 of the little-endian float32 bytes of v[n] (OpenAI's encoding_format "base64"). */
+static char *base64_floats(const float *v, int n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = (size_t)n * 4, o = 0;
+    unsigned char *b = malloc(len ? len : 1);
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (!b || !out) {
+        free(b);
+        free(out);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int k = 0; k < 4; k++)
+            b[4 * i + k] = (unsigned char)(u >> (8 * k));
+    }
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t w = (uint32_t)b[i] << 16 | (i + 1 < len ? (uint32_t)b[i + 1] << 8 : 0) |
+                     (i + 2 < len ? b[i + 2] : 0);
+        out[o++] = tab[w >> 18 & 63];
+        out[o++] = tab[w >> 12 & 63];
+        out[o++] = i + 1 < len ? tab[w >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? tab[w & 63] : '=';
+    }
+    out[o] = 0;
+    free(b);
+    return out;
+}
+
+/* /v1/embeddings: {"object":"list","data":[{"object":"embedding","index",
+ * "embedding"}],"model","usage"}, then g is freed. */
+static void embed_response(srv_server *s, srv_gen *g)
+{
+    srv_resp *r = g->resp;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *arr = cJSON_AddArrayToObject(o, "data");
+    for (int i = 0; i < g->n_choices; i++) {
+        const srv_choice *c = &g->choices[i];
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "object", "embedding");
+        cJSON_AddNumberToObject(d, "index", i);
+        if (g->base64) {
+            char *b64 = base64_floats(c->vec, c->n_vec);
+            cJSON_AddStringToObject(d, "embedding", b64 ? b64 : "");
+            free(b64);
+        } else {
+            cJSON *e = cJSON_AddArrayToObject(d, "embedding");
+            for (int j = 0; e && j < c->n_vec; j++)
+                cJSON_AddItemToArray(e, cJSON_CreateNumber((double)c->vec[j]));
+        }
+        cJSON_AddItemToArray(arr, d);
+    }
+    cJSON_AddStringToObject(o, "model", s->model_id);
+    cJSON *u = usage_obj(g);
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "completion_tokens");
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "prompt_tokens_details");
+    cJSON_AddItemToObject(o, "usage", u);
+    srv_resp_set_owner(r, NULL, NULL);
+    srv_gen_free(s, g);
+    srv_resp_json(r, 200, o, NULL);
+    cJSON_Delete(o);
+    srv_server_check_drained(s);
+}
+
 void srv_gen_complete(srv_server *s, srv_gen *g)
 {
     srv_resp *r = g->resp;
@@ -367,12 +434,24 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
         srv_server_check_drained(s);
         return;
     }
+    for (int i = 0; !bad && g->kind == SRV_GEN_EMBED && i < g->n_choices; i++) {
+        if (g->choices[i].n_vec == 0) {   /* the vector was lost (out of memory) */
+            bad = &g->choices[i];
+            snprintf(emsg, sizeof(emsg), "out of memory for an embedding");
+            estatus = 503;
+            ecode = "out_of_memory";
+        }
+    }
     if (bad) {
         cJSON_Delete(usage_obj(g));
         srv_resp_set_owner(r, NULL, NULL);
         srv_gen_free(s, g);
         srv_resp_error(r, estatus, etype, NULL, ecode, "%s", emsg);
         srv_server_check_drained(s);
+        return;
+    }
+    if (g->kind == SRV_GEN_EMBED) {
+        embed_response(s, g);
         return;
     }
     cJSON *o = cJSON_CreateObject();

@@ -10,7 +10,8 @@
 #include "srv_log.h"
 
 enum {
-    R_HEALTH, R_METRICS, R_MODELS, R_MODEL_ONE, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
+    R_HEALTH, R_METRICS, R_MODELS, R_MODEL_ONE, R_COMPLETIONS, R_CHAT, R_EMBEDDINGS, R_TOKENIZE,
+    R_DETOKENIZE,
 };
 
 typedef struct route {
@@ -28,6 +29,7 @@ static const route srv__routes[] = {
     {"/v1/models", R_MODELS, HTTP_GET, 0, 0, 0},
     {"/v1/completions", R_COMPLETIONS, HTTP_POST, 0, 1, 1},
     {"/v1/chat/completions", R_CHAT, HTTP_POST, 0, 1, 1},
+    {"/v1/embeddings", R_EMBEDDINGS, HTTP_POST, 0, 1, 1},
     {"/tokenize", R_TOKENIZE, HTTP_POST, 0, 1, 1},
     {"/detokenize", R_DETOKENIZE, HTTP_POST, 0, 1, 1},
 };
@@ -260,6 +262,7 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
     case R_MODEL_ONE: srv_api_models(s, r, q); break;
     case R_COMPLETIONS: srv_api_completions(s, r, body); break;
     case R_CHAT: srv_api_chat(s, r, body); break;
+    case R_EMBEDDINGS: srv_api_embeddings(s, r, body); break;
     case R_TOKENIZE: srv_api_tokenize(s, r, body); break;
     case R_DETOKENIZE: srv_api_detokenize(s, r, body); break;
     default: srv_resp_error(r, 404, "invalid_request_error", NULL, "not_found", "unknown path");

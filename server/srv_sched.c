@@ -37,7 +37,16 @@ static double now_s(void)
 
 void srv_task_set_kind(srv_task *t)
 {
-    t->kind = t->max_tokens == 0 ? SRV_TASK_SCORE : SRV_TASK_GENERATE;
+    if (t->kind != SRV_TASK_EMBED)
+        t->kind = t->max_tokens == 0 ? SRV_TASK_SCORE : SRV_TASK_GENERATE;
+}
+
+void srv_event_free(srv_event *e)
+{
+    free(e->text);
+    free(e->vec);
+    e->text = NULL;
+    e->vec = NULL;
 }
 
 void srv_task_free(srv_task *t)
@@ -45,6 +54,7 @@ void srv_task_free(srv_task *t)
     if (!t)
         return;
     eng_gen_free(&t->dec);
+    free(t->embed_sum);
     eng_gmatch_free(t->gm);
     eng_grammar_free(t->grammar);
     free(t->mask);
@@ -99,7 +109,7 @@ static void ev_post(srv_sched *s, ev_list *l)
     s->n_out += n;
     uv_mutex_unlock(&s->mu);
     for (int i = n; i < l->n; i++)
-        free(l->v[i].text);
+        srv_event_free(&l->v[i]);
     l->n = 0;
     uv_async_send(s->wake);
 }
@@ -226,8 +236,8 @@ static int32_t task_tok_at(const srv_task *t, int pos)
  * prompt logprobs reuses nothing past the first position whose logits it needs. */
 static int task_reuse(srv_sched *s, srv_task *t)
 {
-    if (!s->kv.prefix || t->seq.n_blocks != 0)
-        return 0;
+    if (!s->kv.prefix || t->seq.n_blocks != 0 || t->kind == SRV_TASK_EMBED)
+        return 0;   /* an embedding needs every position's hidden state */
     int max_pos = task_known(t) - 1;
     if (t->prompt_lp_from > 0 && t->prompt_lp_from - 1 < max_pos)
         max_pos = t->prompt_lp_from - 1;
@@ -261,6 +271,15 @@ static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
         t->cached_tokens = hit;
     if (t->admitted)
         return 0;   /* readmitted after a preemption: sampler, detokenizer, stop state kept */
+    if (t->kind == SRV_TASK_EMBED) {
+        t->embed_sum = calloc((size_t)s->model->cfg.dim, sizeof(double));
+        if (!t->embed_sum) {
+            eng_kv_release(&s->kv, &t->seq);
+            return eng_err_set(err, ENG_E_NOMEM, "out of memory for an embedding");
+        }
+        t->admitted = 1;
+        return 0;
+    }
     t->scfg.bias = t->bias;
     rc = eng_gen_start(&t->dec, &t->scfg, s->model->cfg.vocab_size, s->tok, t->prompt,
                        t->n_prompt, err);
@@ -296,6 +315,8 @@ static void task_preempt(srv_sched *s, srv_task *t)
     if (t->prompt_lp_from > 0 && t->prompt_lp_from < t->n_fed + 1)
         t->prompt_lp_from = t->n_fed + 1;
     task_commit(s, t);   /* readmitted, it may find its own blocks still cached */
+    if (t->embed_sum)    /* every position is computed again */
+        memset(t->embed_sum, 0, sizeof(double) * (size_t)s->model->cfg.dim);
     eng_kv_release(&s->kv, &t->seq);
     t->n_fed = 0;
     t->preemptions++;
@@ -364,6 +385,32 @@ static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob
         task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
     else if (end == ENG_GEN_END_LENGTH || t->n_prompt + t->n_gen >= s->n_ctx)
         task_finish(s, t, SRV_FINISH_LENGTH, NULL, ev);
+}
+
+/* One position's final-normed hidden state h of an embedding task, in position order; at the
+ * last one, the mean of all, L2-normalised, goes out in an SRV_EV_EMBED and the task ends. */
+static void task_embed(srv_sched *s, srv_task *t, const float *h, int pos, ev_list *ev)
+{
+    const int dim = s->model->cfg.dim;
+    for (int j = 0; j < dim; j++)
+        t->embed_sum[j] += (double)h[j];
+    if (pos < t->n_prompt - 1)
+        return;
+    double norm = 0;
+    for (int j = 0; j < dim; j++)
+        norm += t->embed_sum[j] * t->embed_sum[j];
+    norm = sqrt(norm);
+    srv_event *e = ev_push(ev, SRV_EV_EMBED, t->id);
+    float *v = e ? malloc((size_t)dim * sizeof(float)) : NULL;
+    if (!v) {
+        task_finish(s, t, SRV_FINISH_ERROR, "out of memory for an embedding", ev);
+        return;
+    }
+    for (int j = 0; j < dim; j++)
+        v[j] = norm > 0 ? (float)(t->embed_sum[j] / norm) : 0.0f;
+    e->vec = v;
+    e->n_vec = dim;
+    task_finish(s, t, SRV_FINISH_STOP, NULL, ev);
 }
 
 /* Log-probability of prompt token pos of t under the raw model distribution (logits [vocab]
@@ -465,10 +512,14 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
 static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *const *task, int n,
                          eng_err *err)
 {
-    int need_logits = 0;
-    for (int i = 0; i < n && !need_logits; i++)
-        need_logits = items[i].want_logits && !backend_picks(&items[i], task[i]);
-    eng_forward_out out = {need_logits ? s->logits : NULL, s->picks};
+    int need_logits = 0, need_hidden = 0;
+    for (int i = 0; i < n; i++) {
+        need_hidden |= items[i].want_logits && task[i]->kind == SRV_TASK_EMBED;
+        need_logits |= items[i].want_logits && task[i]->kind != SRV_TASK_EMBED &&
+                       !backend_picks(&items[i], task[i]);
+    }
+    eng_forward_out out = {.logits = need_logits ? s->logits : NULL, .argmax = s->picks,
+                           .hidden = need_hidden ? s->hidden : NULL};
     int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
     s->counts.steps++;
     return rc;
@@ -485,7 +536,12 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             continue;
         srv_task *bt = task[i];
         const int32_t pick = s->picks[row];
+        const float *hid = s->hidden + (size_t)row * (size_t)s->model->cfg.dim;
         float *lg = s->logits + (size_t)row++ * (size_t)vocab;
+        if (bt->kind == SRV_TASK_EMBED) {
+            task_embed(s, bt, hid, items[i].pos, ev);
+            continue;
+        }
         if (backend_picks(&items[i], bt)) {
             if (pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             else task_token(s, bt, pick, NULL, ev);
@@ -657,7 +713,7 @@ static int sched_batch_prefill(srv_sched *s, int n)
         for (int j = 0; j < k; j++) {
             int p = t->n_fed + j;
             /* the logits at p score prompt token p + 1 when its logprob is asked for */
-            int want = p == task_known(t) - 1 ||
+            int want = p == task_known(t) - 1 || t->kind == SRV_TASK_EMBED ||
                        (t->prompt_lp_from && p + 1 >= t->prompt_lp_from && p < t->n_prompt - 1);
             batch_add(s, &n, t, p, want);
         }
@@ -775,12 +831,14 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
         return rc;
     }
     s->logits = malloc((size_t)s->batch_cap * (size_t)mc->vocab_size * sizeof(float));
+    s->hidden = malloc((size_t)s->batch_cap * (size_t)mc->dim * sizeof(float));
     s->picks = malloc((size_t)s->batch_cap * sizeof(int32_t));
     s->items = calloc((size_t)s->batch_cap, sizeof(*s->items));
     s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
     s->iso_items = calloc((size_t)s->batch_cap, sizeof(*s->iso_items));
     s->iso_task = calloc((size_t)s->batch_cap, sizeof(*s->iso_task));
-    if (!s->logits || !s->picks || !s->items || !s->item_task || !s->iso_items || !s->iso_task) {
+    if (!s->logits || !s->hidden || !s->picks || !s->items || !s->item_task || !s->iso_items ||
+        !s->iso_task) {
         snprintf(msg, cap, "out of memory for batch buffers");
         return ENG_E_NOMEM;
     }
@@ -913,13 +971,15 @@ void srv_sched_stop(srv_sched *s)
     uv_thread_join(&s->thread);
     s->started = 0;
     for (int i = 0; i < s->n_out; i++)
-        free(s->outbox[i].text);
+        srv_event_free(&s->outbox[i]);
     free(s->outbox);
     s->outbox = NULL;
     s->n_out = s->cap_out = 0;
     free(s->cancels);
     s->cancels = NULL;
     free(s->logits);
+    free(s->hidden);
+    s->hidden = NULL;
     free(s->picks);
     s->picks = NULL;
     free(s->items);

@@ -39,6 +39,8 @@ typedef enum srv_task_kind {
     SRV_TASK_GENERATE = 0,          /* sample max_tokens (>= 1) tokens after the prompt */
     SRV_TASK_SCORE,                 /* only the prompt's log-probabilities (echo + logprobs with
                                        max_tokens 0): ends once the prompt is in the cache */
+    SRV_TASK_EMBED,                 /* the mean of the prompt's final-normed hidden states, L2
+                                       normalised (/v1/embeddings): one SRV_EV_EMBED, then DONE */
 } srv_task_kind;
 
 /* One sequence to generate or score. The loop fills the request part, submits, and never
@@ -46,8 +48,8 @@ typedef enum srv_task_kind {
 typedef struct srv_task {
     /* request part (filled by the loop) */
     uint64_t id;                    /* unique, from srv_sched_next_id */
-    srv_task_kind kind;             /* set by srv_task_set_kind from max_tokens and
-                                       prompt_lp_from */
+    srv_task_kind kind;             /* SRV_TASK_EMBED set by the loop; else srv_task_set_kind
+                                       decides from max_tokens */
     int32_t *prompt;                /* [n_prompt]; owned (malloc) */
     int n_prompt;
     int max_tokens;                 /* >= 0 */
@@ -81,6 +83,8 @@ typedef struct srv_task {
     int preemptions;                /* times its KV blocks were taken back */
     int cached_tokens;              /* prompt positions its first admission found in the prefix
                                        cache (their K/V reused, not computed) */
+    double *embed_sum;              /* SRV_TASK_EMBED: [dim] sum of the hidden states so far,
+                                       in position order; owned */
     int cancelled;
     double last_emit;               /* time of the last event sent (keep-alives) */
 } srv_task;
@@ -90,6 +94,7 @@ typedef enum srv_event_kind {
     SRV_EV_DONE,            /* the task ended: finish, final text, token counts */
     SRV_EV_KEEPALIVE,       /* nothing produced yet, still alive (SSE comment) */
     SRV_EV_PROMPT_LP,       /* log-probability of one prompt token (token, prev_token, lp) */
+    SRV_EV_EMBED,           /* an embedding task's vector (vec, n_vec), just before its DONE */
     SRV_EV_READY,           /* model loaded (task_id 0) */
     SRV_EV_LOAD_FAILED,     /* model failed to load (msg) */
 } srv_event_kind;
@@ -106,6 +111,8 @@ typedef struct srv_event {
     srv_finish finish;
     int prompt_tokens, completion_tokens;
     int cached_tokens;              /* SRV_EV_DONE: prompt tokens served from the prefix cache */
+    float *vec;                     /* SRV_EV_EMBED: [n_vec]; owned (malloc) */
+    int n_vec;
     char msg[256];
 } srv_event;
 
@@ -158,6 +165,7 @@ typedef struct srv_sched {
     eng_ctx *ctx;                   /* owned; runs on res */
     eng_kv kv;                      /* owned */
     float *logits;                  /* [batch cap][vocab]; owned */
+    float *hidden;                  /* [batch cap][dim] final-normed states (embeddings); owned */
     int32_t *picks;                 /* [batch cap] the backend's greedy picks; owned */
     eng_batch_item *items;          /* [batch cap]; owned */
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */
@@ -186,6 +194,8 @@ void srv_sched_get_stats(srv_sched *s, srv_sched_stats *st);
 /* Sets t->kind: SRV_TASK_SCORE for max_tokens 0 (prompt scoring), else SRV_TASK_GENERATE. Call
  * once the request part is filled, before submitting. */
 void srv_task_set_kind(srv_task *t);
+/* Frees what an event owns (text, vec). */
+void srv_event_free(srv_event *e);
 /* Frees a task that was never submitted (or after the scheduler is done with it). */
 void srv_task_free(srv_task *t);
 

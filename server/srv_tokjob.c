@@ -1,11 +1,11 @@
 /* srv_tokjob.c — srv_encode (text to token ids, any thread) and srv_gen_submit: tokenizes a
- * generation request's text prompts, then starts the generation. Up to --tokenize-inline-bytes of text is tokenized at once on the loop thread;
- * more (64 context-sized prompts are megabytes, seconds of BPE) goes to the libuv threadpool so
- * the loop keeps serving every other connection meanwhile. A queued job belongs to itself: its
- * response slot only points at it, and a client that leaves unhooks it (job_orphan, the slot's release);
- * the job then frees itself when the work returns. The server counts the jobs (the
- * claq_tokenize_jobs gauge) and waits for none before it frees the tokenizer. Loop thread,
- * except job_work. */
+ * generation request's text prompts, then starts the generation. Up to --tokenize-inline-bytes
+ * of text is tokenized at once on the loop thread; more (64 context-sized prompts are
+ * megabytes, seconds of BPE) goes to the libuv threadpool so the loop keeps serving every other
+ * connection meanwhile. A queued job belongs to itself: its response slot only points at it,
+ * and a client that leaves unhooks it (job_orphan, the slot's release); the job then frees
+ * itself when the work returns. The server counts the jobs (the claq_tokenize_jobs gauge) and
+ * waits for none before it frees the tokenizer. Loop thread, except job_work. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +97,9 @@ static void job_finish(srv_tokjob *j)
     else if (j->rc == ENG_E_FULL)   /* the threadpool dropped the job (never asked for today) */
         srv_resp_error(r, 503, "server_error", NULL, "server_busy", "tokenization was cancelled");
     else if (j->rc != 0)
-        srv_resp_bad(r, j->kind == SRV_GEN_CHAT ? "messages" : "prompt",
+        srv_resp_bad(r, j->kind == SRV_GEN_CHAT    ? "messages"
+                        : j->kind == SRV_GEN_EMBED ? "input"
+                                                   : "prompt",
                      "the %s could not be tokenized: %s",
                      j->kind == SRV_GEN_CHAT ? "rendered prompt" : "prompt", eng_strerror(j->rc));
     else

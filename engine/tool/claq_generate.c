@@ -144,7 +144,8 @@ int claq_cmd_generate(int argc, char **argv)
         if (end != ENG_GEN_GOING || pos + 1 >= total) break;
         if (eng_kv_reserve(&s.kv, &seq, pos + 1)) { eng_err_set(&err, ENG_E_FULL, "kv cache full"); goto fail; }
         eng_batch_item it = {next, pos, &seq, 1};
-        eng_forward_out fo = {backend_picks ? NULL : logits, backend_picks ? &picked : NULL};
+        eng_forward_out fo = {.logits = backend_picks ? NULL : logits,
+                              .argmax = backend_picks ? &picked : NULL};
         picked = -1;
         if (eng_forward_ex(s.ctx, &s.kv, &it, 1, &fo, &err)) goto fail;
         if (backend_picks && picked < 0) { eng_err_set(&err, ENG_E_RANGE, "sampling failed (non-finite logits?)"); goto fail; }

@@ -76,7 +76,7 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
         for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
     eng_batch_item items[MAXP];
     for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
-    eng_forward_out out = {logits, picks};
+    eng_forward_out out = {.logits = logits, .argmax = picks};
     if (eng_forward_ex(ctx, &kv, items, np, &out, &err)) {
         CT_CHECK(0, "prefill: %s", err.msg);
         goto done;

@@ -208,6 +208,21 @@ async function main() {
     check(again.choices?.[0]?.text === pc.text, 'after an aborted stream: same greedy answer',
           again.choices?.[0]?.text);
 
+    // embeddings: the SDK asks for base64 by default and decodes it; a float request must agree
+    const e64 = await client.embeddings.create({ model, input: ['Lily went to the park', 'Zoo'] });
+    check(e64.object === 'list' && e64.data?.length === 2, 'embeddings: list of two', e64.object);
+    const v0 = e64.data?.[0]?.embedding ?? [];
+    const norm = Math.sqrt(v0.reduce((a, x) => a + x * x, 0));
+    check(Array.isArray(v0) && v0.length > 0 && Math.abs(norm - 1) < 1e-5,
+          'embeddings: decoded vector, unit length', [v0.length, norm]);
+    check(isInt(e64.usage?.prompt_tokens) && e64.usage.total_tokens === e64.usage.prompt_tokens,
+          'embeddings: usage', e64.usage);
+    const ef = await client.embeddings.create({ model, input: 'Lily went to the park',
+                                                encoding_format: 'float' });
+    const v1 = ef.data?.[0]?.embedding ?? [];
+    check(v1.length === v0.length && v1.every((x, i) => Math.abs(x - v0[i]) < 1e-7),
+          'embeddings: float = base64 answer, one input = in a list', v1.slice(0, 3));
+
     console.log(`${checks - failures} passed, ${failures} failed`);
     process.exit(failures ? 1 : 0);
 }

@@ -20,6 +20,7 @@ SERVER_LAYER = {
     "srv_gen_map": "gen", "srv_gen_params": "gen", "srv_gen_json": "gen",
     "srv_api": "api", "srv_api_chat": "api", "srv_api_completions": "api",
     "srv_api_format": "api", "srv_api_misc": "api", "srv_api_tools": "api", "srv_router": "api",
+    "srv_api_embeddings": "api",
     "srv_server.c": "top", "srv_main": "top",
 }
 MAY = {   # layer -> server layers it may include, and whether it may include the engine
