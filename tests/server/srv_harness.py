@@ -221,6 +221,24 @@ class Server:
         self.proc.wait()
 
 
+def concurrently(fn, items):
+    """fn(*item) for every item, each on its own thread, all released at once (a barrier);
+    returns the results in item order."""
+    res = [None] * len(items)
+    barrier = threading.Barrier(len(items))
+
+    def worker(i):
+        barrier.wait()
+        res[i] = fn(*items[i])
+
+    th = [threading.Thread(target=worker, args=(i,)) for i in range(len(items))]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    return res
+
+
 def statuses(raw_bytes):
     """All HTTP status codes found in a raw response byte stream, in order."""
     return [int(m) for m in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw_bytes)]

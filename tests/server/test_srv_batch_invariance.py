@@ -9,10 +9,9 @@ and every result is still the one-by-one result."""
 import json
 import os
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from srv_harness import Checker, Server, require  # noqa: E402
+from srv_harness import Checker, Server, concurrently, require  # noqa: E402
 
 require("stories260K.bin")
 C = Checker()
@@ -75,19 +74,7 @@ def run_one(srv, path, body):
 
 
 def run_concurrent(srv, reqs):
-    results = [None] * len(reqs)
-    barrier = threading.Barrier(len(reqs))
-
-    def worker(i):
-        barrier.wait()
-        results[i] = run_one(srv, *reqs[i])
-
-    th = [threading.Thread(target=worker, args=(i,)) for i in range(len(reqs))]
-    for t in th:
-        t.start()
-    for t in th:
-        t.join()
-    return results
+    return concurrently(lambda path, body: run_one(srv, path, body), reqs)
 
 
 def compare(serial, results, what):

@@ -13,10 +13,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from srv_harness import Checker, Server, require  # noqa: E402
+from srv_harness import Checker, Server, concurrently, require  # noqa: E402
 
 mdir = require("stories260K.bin")
 C = Checker()
@@ -108,19 +107,7 @@ def run_all(srv, reqs):
 
 
 def run_concurrent(srv, reqs):
-    res = [None] * len(reqs)
-    barrier = threading.Barrier(len(reqs))
-
-    def worker(i):
-        barrier.wait()
-        res[i] = answer(srv, *reqs[i])
-
-    th = [threading.Thread(target=worker, args=(i,)) for i in range(len(reqs))]
-    for t in th:
-        t.start()
-    for t in th:
-        t.join()
-    return res
+    return concurrently(lambda path, body: answer(srv, path, body), reqs)
 
 
 def check_model(name, model, tok, words, ctx, extra=()):
