@@ -69,7 +69,7 @@ static void on_wake(uv_async_t *a)
     }
     srv_gen_on_events(s, ev, n);
     for (int i = 0; i < n; i++)
-        free(ev[i].text);
+        srv_event_free(&ev[i]);
     free(ev);
     if (s->load_failed && !s->stopping)
         final_shutdown(s);

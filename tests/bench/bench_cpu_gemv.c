@@ -246,12 +246,14 @@ int main(int argc, char **argv)
         {"--quant", 1, NULL, "only this packed case: 2.1, 2.1+1%OR, 3 or 4 (default all)"},
         {"--no-dense", 0, NULL, "skip the dense FP32 / FP16 rows"},
         {"--kernel", 0, NULL, "time the tile kernel alone (L2-resident vs streaming), then stop"},
+        {"--bw-only", 0, NULL, "print the streaming read bandwidth (1 and 2 threads), then stop"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
     if (claq_args_parse("bench_cpu_gemv", spec, ns, argc - 1, argv + 1)) return 2;
     if (claq_arg_get(spec, ns, "--help")) {
-        claq_args_usage("bench_cpu_gemv", "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel]",
+        claq_args_usage("bench_cpu_gemv",
+                        "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel] [--bw-only]",
                         spec, ns);
         return 0;
     }
@@ -294,6 +296,7 @@ int main(int argc, char **argv)
     }
     hbuf_free(&b4k);
     hbuf_free(&bhp);
+    if (claq_arg_get(spec, ns, "--bw-only")) return 0;
 
     static const int64_t shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
     static const struct { const char *name; double frac4; int low, out_pct; } qs[4] = {

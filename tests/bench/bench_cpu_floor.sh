@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# bench_cpu_floor.sh — CPU decode and prefill against the memory floor, in one run (a benchmark
+# that prints figures, not a test; issue 18): the streaming read ceiling with 4 KiB and 2 MiB
+# pages (bench_cpu_gemv --bw-only), then a synthetic TinyLlama-1.1B (`claq synth --shape
+# tinyllama-1.1b`, random weights: speed only) in FP16 and packed at 2.1, 3 and 4 bits: decode
+# tok/s (greedy, 64 tokens after a short prompt) and prefill tok/s (a ~512-token prompt) at 1
+# and 2 threads, the weight bytes each decoded token reads (every linear, the untied FP16 head;
+# the embedding is gathered, one row), GB/s achieved, its percent of the huge-page ceiling at
+# the same thread count, and peak RSS. Measure on a quiet machine: the load average is printed.
+#
+# usage: tests/bench/bench_cpu_floor.sh [build-dir] [--work DIR]   (DIR keeps the models, ~4 GB)
+set -euo pipefail
+B=build
+work=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --work) work="$2"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) B="$1"; shift ;;
+    esac
+done
+S="${CLAQ_SHARED:-$(dirname "$0")/../../../shared}"
+own=0
+if [ -z "$work" ]; then work="$(mktemp -d "${TMPDIR:-/tmp}/claq-floor.XXXXXX")"; own=1; fi
+trap 'if [ "$own" = 1 ]; then rm -rf "$work"; fi' EXIT
+mkdir -p "$work"
+
+echo "## CPU decode and prefill against the memory floor"
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); THP $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo n/a)"
+echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+bw="$("$B/bench_cpu_gemv" --bw-only --bw-mib 1024)"
+echo "$bw" | grep "read bandwidth"
+hp1=$(echo "$bw" | sed -n 's/read bandwidth, 1 thread: .* \([0-9.]*\) GB\/s with 2 MiB pages/\1/p')
+hp2=$(echo "$bw" | sed -n 's/read bandwidth, 2 threads: .* \([0-9.]*\) GB\/s with 2 MiB pages/\1/p')
+echo
+
+tl="$work/tinyllama"
+[ -f "$tl/model.safetensors" ] ||
+    "$B/claq" synth --shape tinyllama-1.1b --out "$tl" --tokenizer "$S/models/tokenizer.model" \
+        >/dev/null
+for b in 2.1 3 4; do
+    [ -f "$work/tl-$b.claq" ] ||
+        "$B/claq" synth --pack --model "$tl" --bits "$b" --out "$work/tl-$b.claq" >/dev/null
+done
+# vocab 32000 x dim 2048, FP16: the embedding table, gathered (one row a token), not streamed
+emb=$((32000 * 2048 * 2))
+prompt="$(head -c 2600 "$S/data/wikitext-2-raw/wiki.test.raw" | tr -s ' \n' ' ')"
+
+printf "| model | threads | weight MB/token | decode tok/s | GB/s | %% of 2 MiB ceiling | prefill tokens | prefill tok/s | peak RSS MiB |\n"
+printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+row() {   # label model bytes_per_token
+    local label=$1 model=$2 bytes=$3 t line dec pre npre rss gbs ceil pct
+    for t in 1 2; do
+        line=$("$B/claq" generate --model "$model" --prompt "Once upon a time" --max-tokens 64 \
+               --temperature 0 --threads "$t" 2>&1 >/dev/null | grep "generated:")
+        dec=$(echo "$line" | sed -n 's/.*generated: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p')
+        rss=$(echo "$line" | sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p')
+        line=$("$B/claq" generate --model "$model" --prompt "$prompt" --max-tokens 1 \
+               --temperature 0 --threads "$t" 2>&1 >/dev/null | grep "prompt:")
+        npre=$(echo "$line" | sed -n 's/.*prompt: \([0-9]*\) tokens.*/\1/p')
+        pre=$(echo "$line" | sed -n 's/.*prompt: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p')
+        ceil=$([ "$t" = 1 ] && echo "$hp1" || echo "$hp2")
+        gbs=$(awk -v b="$bytes" -v r="$dec" 'BEGIN { printf "%.1f", b * r / 1e9 }')
+        pct=$(awk -v g="$gbs" -v c="$ceil" 'BEGIN { printf "%.0f", c > 0 ? 100 * g / c : 0 }')
+        printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n" "$label" "$t" \
+            "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$dec" "$gbs" "$pct" "$npre" "$pre" "$rss"
+    done
+}
+fp=$(stat -c %s "$tl/model.safetensors")
+row "FP16" "$tl" $((fp - emb))
+for b in 2.1 3 4; do
+    f="$work/tl-$b.claq"
+    tokb=$("$B/claq" inspect "$f" | sed -n 's/^file: [0-9]* bytes (\([0-9]*\) of them tokenizer).*/\1/p')
+    row "CLAQ $b-bit" "$f" $(($(stat -c %s "$f") - ${tokb:-0} - emb))
+done
+echo
+echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
