@@ -405,10 +405,6 @@ int eng_forward_head(eng_ctx *c, const eng_batch_item *items, int n, const float
 static int read_hidden(eng_ctx *c, float *hidden)
 {
     size_t bytes = (size_t)c->n_want * (size_t)c->m->cfg.dim * sizeof(float);
-    if (c->host) {
-        memcpy(hidden, c->xb, bytes);
-        return 0;
-    }
     return kern_buf_read(c->be, c->b_xb, 0, hidden, bytes);
 }
 
@@ -423,8 +419,8 @@ int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
     if (rc || c->n_want == 0 || !out || (!out->logits && !out->argmax && !out->hidden))
         return rc;
     if (!out->logits && !out->argmax) {   /* hidden states only: no head */
-        rc = head(c, c->x, NULL, err);
-        if (!rc) rc = read_hidden(c, out->hidden);
+        if ((rc = head(c, c->x, NULL, err))) return rc;
+        rc = read_hidden(c, out->hidden);
         return rc ? kern_fail(err, rc, "reading the step's results", c->m->cfg.n_layers) : 0;
     }
 

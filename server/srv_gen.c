@@ -305,9 +305,9 @@ static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
             srv_gen_lp_add_prompt(g, c, -1, pr->ids[0], NULL);
     }
     c->task_id = t->id;
-    if (g->kind == SRV_GEN_EMBED)
-        t->kind = SRV_TASK_EMBED;
-    srv_task_set_kind(t);
+    t->kind = g->kind == SRV_GEN_EMBED ? SRV_TASK_EMBED
+              : max_tokens == 0       ? SRV_TASK_SCORE
+                                      : SRV_TASK_GENERATE;
     return 0;
 }
 

@@ -35,12 +35,6 @@ static double now_s(void)
     return (double)uv_hrtime() * 1e-9;
 }
 
-void srv_task_set_kind(srv_task *t)
-{
-    if (t->kind != SRV_TASK_EMBED)
-        t->kind = t->max_tokens == 0 ? SRV_TASK_SCORE : SRV_TASK_GENERATE;
-}
-
 void srv_event_free(srv_event *e)
 {
     free(e->text);
@@ -173,8 +167,6 @@ static int list_len(const srv_task *t)
     return n;
 }
 
-static int32_t task_tok_at(const srv_task *t, int pos);
-
 /* Offers t's full blocks among the positions it has fed (all written: called between steps or
  * after a forward that succeeded) to the prefix cache. */
 static void task_commit(srv_sched *s, srv_task *t)
@@ -267,10 +259,9 @@ static int task_admit(srv_sched *s, srv_task *t, int spare, eng_err *err)
         s->counts.prefix_queries += (uint64_t)task_known(t);
         s->counts.prefix_hits += (uint64_t)hit;
     }
-    if (!t->admitted)
-        t->cached_tokens = hit;
     if (t->admitted)
         return 0;   /* readmitted after a preemption: sampler, detokenizer, stop state kept */
+    t->cached_tokens = hit;
     if (t->kind == SRV_TASK_EMBED) {
         t->embed_sum = calloc((size_t)s->model->cfg.dim, sizeof(double));
         if (!t->embed_sum) {
@@ -447,7 +438,6 @@ static void sched_publish(srv_sched *s)
     s->stats.prefix_queries = s->counts.prefix_queries;
     s->stats.prefix_hits = s->counts.prefix_hits;
     s->stats.prefix_blocks = eng_kv_prefix_blocks(&s->kv);
-    s->stats.prefix_cache = s->kv.prefix != NULL;
     kern_get_xfer_stats(&s->be, &s->stats.xfer);
     uv_mutex_unlock(&s->mu);
 }
@@ -512,13 +502,19 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
 static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *const *task, int n,
                          eng_err *err)
 {
-    int need_logits = 0, need_hidden = 0;
+    int need_logits = 0, need_picks = 0, need_hidden = 0;
     for (int i = 0; i < n; i++) {
-        need_hidden |= items[i].want_logits && task[i]->kind == SRV_TASK_EMBED;
-        need_logits |= items[i].want_logits && task[i]->kind != SRV_TASK_EMBED &&
-                       !backend_picks(&items[i], task[i]);
+        if (!items[i].want_logits)
+            continue;
+        if (task[i]->kind == SRV_TASK_EMBED) {
+            need_hidden = 1;   /* no head: an embedding step skips the vocabulary matmul */
+        } else {
+            need_picks = 1;
+            need_logits |= !backend_picks(&items[i], task[i]);
+        }
     }
-    eng_forward_out out = {.logits = need_logits ? s->logits : NULL, .argmax = s->picks,
+    eng_forward_out out = {.logits = need_logits ? s->logits : NULL,
+                           .argmax = need_picks ? s->picks : NULL,
                            .hidden = need_hidden ? s->hidden : NULL};
     int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
     s->counts.steps++;
@@ -535,7 +531,7 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
         if (!items[i].want_logits)
             continue;
         srv_task *bt = task[i];
-        const int32_t pick = s->picks[row];
+        const int32_t *pick = s->picks + row;   /* read only for a task whose step made one */
         const float *hid = s->hidden + (size_t)row * (size_t)s->model->cfg.dim;
         float *lg = s->logits + (size_t)row++ * (size_t)vocab;
         if (bt->kind == SRV_TASK_EMBED) {
@@ -543,8 +539,8 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             continue;
         }
         if (backend_picks(&items[i], bt)) {
-            if (pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
-            else task_token(s, bt, pick, NULL, ev);
+            if (*pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
+            else task_token(s, bt, *pick, NULL, ev);
             continue;
         }
         if (items[i].pos < bt->n_prompt - 1) {

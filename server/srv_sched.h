@@ -48,8 +48,8 @@ typedef enum srv_task_kind {
 typedef struct srv_task {
     /* request part (filled by the loop) */
     uint64_t id;                    /* unique, from srv_sched_next_id */
-    srv_task_kind kind;             /* SRV_TASK_EMBED set by the loop; else srv_task_set_kind
-                                       decides from max_tokens */
+    srv_task_kind kind;             /* what it asks for (max_tokens 0 without an embedding:
+                                       SRV_TASK_SCORE) */
     int32_t *prompt;                /* [n_prompt]; owned (malloc) */
     int n_prompt;
     int max_tokens;                 /* >= 0 */
@@ -135,7 +135,6 @@ typedef struct srv_sched_stats {
     uint64_t prefix_queries;        /* positions looked up (the tokens a sequence knows) */
     uint64_t prefix_hits;           /* of those, found cached */
     int prefix_blocks;              /* blocks in the cache's index */
-    int prefix_cache;               /* 1 when on */
 } srv_sched_stats;
 
 typedef struct srv_sched {
@@ -191,9 +190,6 @@ void srv_sched_cancel(srv_sched *s, const uint64_t *ids, int n);
 /* Swaps the outbox out: *out gets an array (caller frees it and each text) of *n events. */
 void srv_sched_drain(srv_sched *s, srv_event **out, int *n);
 void srv_sched_get_stats(srv_sched *s, srv_sched_stats *st);
-/* Sets t->kind: SRV_TASK_SCORE for max_tokens 0 (prompt scoring), else SRV_TASK_GENERATE. Call
- * once the request part is filled, before submitting. */
-void srv_task_set_kind(srv_task *t);
 /* Frees what an event owns (text, vec). */
 void srv_event_free(srv_event *e);
 /* Frees a task that was never submitted (or after the scheduler is done with it). */
