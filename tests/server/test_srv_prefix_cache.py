@@ -78,8 +78,11 @@ def make_requests(srv, words, ctx):
             body["stream_options"] = {"include_usage": True}
         reqs.append(("/v1/completions", body))
     for i in range(3):   # long answers from short distinct prompts: they fill small pools
+        # (BOS and EOS banned, so every one runs its full length whatever the model says: two
+        # of them at once overflow the small pool below on any machine, at any speed)
         body = {"prompt": " ".join(words[ctx + 500 + 9 * i: ctx + 505 + 9 * i]),
-                "max_tokens": ctx // 2 - 8, "temperature": 0, "stream": i == 1, "logprobs": 1}
+                "max_tokens": ctx // 2 - 8, "temperature": 0, "stream": i == 1, "logprobs": 1,
+                "logit_bias": {"1": -100, "2": -100}}   # every model here: BOS 1, EOS 2
         if body["stream"]:
             body["stream_options"] = {"include_usage": True}
         reqs.append(("/v1/completions", body))
@@ -123,6 +126,10 @@ def check_model(name, model, tok, words, ctx, extra=()):
         reqs.append(second_turn(system, q1, a1, words, ctx))
         ref.append(answer(srv, *reqs[-1]))
         C.check(all(c == 0 for _, c in ref), "%s: no cached tokens without the cache" % name)
+        long_body = dict(reqs[6][1])
+        st, _, j = srv.post(reqs[6][0], long_body)
+        C.check(st == 200 and j["usage"]["completion_tokens"] == long_body["max_tokens"],
+                "%s: a long answer runs its full length (%s)" % (name, j.get("usage")))
         C.check(srv.metric("claq_prefix_cache_hits_total") == 0 and
                 srv.metric("claq_prefix_cache_blocks") == 0,
                 "%s: --no-prefix-cache caches nothing" % name)
