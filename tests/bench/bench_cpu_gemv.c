@@ -7,8 +7,11 @@
  * byte of the packed matrix) against the machine's streaming-read bandwidth measured in the same
  * run with 4 KiB pages and with 2 MiB pages (madvise(MADV_HUGEPAGE)), and against the dense
  * FP32 / FP16 GEMV. Weights live in huge-page-backed memory, as eng__load_claq puts them.
- * `--kernel` instead times the machine's tile kernel alone on one thread (LUT built once), on a
+ * `--kernel` instead times the machine's tile kernel alone on one thread (codebook table built once), on a
  * matrix that stays in L2 and on one that streams, to tell compute-bound from bandwidth-bound.
+ * `--gemm` times the whole packed matmul at batch 1 to 512 (the prompt path: dequantize-GEMM from
+ * 8 tokens on AVX-512) on TinyLlama's shapes at 3 bits, in weight-token pairs per second against
+ * the core's fp32 FMA peak measured in the same run.
  * Printed, not a test. Single-threaded front end; the backend's pool does the work. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,7 +162,7 @@ static double time_matmul(kern_backend *be, const kern_matrix *w, const float *x
     return best;
 }
 
-/* --kernel: the GEMV kernel alone, one thread, LUT of one token built once, tiles in ranges of
+/* --kernel: the GEMV kernel alone, one thread, codebook table and inputs built once, tiles in ranges of
  * KERN_CPU_CLAQ_GEMV_TILES as the dispatcher passes them. rows x cols at frac4 / low bits; best
  * wall and best thread-CPU time over reps passes over all tiles. */
 static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, double frac4, int low,
@@ -174,11 +177,11 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
     kern_claq v = p.view;
     int64_t cp = v.cols_pad;
     float *x = malloc(sizeof(float) * (size_t)cols), *xs = malloc(sizeof(float) * (size_t)cp);
-    float *lut = malloc(sizeof(float) * (size_t)cp * 16);
+    float *cbf = malloc(sizeof(float) * (size_t)cp * 16);
     float *y = malloc(sizeof(float) * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE);
     hbuf hb = {0};
     int rc = 1;
-    if (!x || !xs || !lut || !y || hbuf_alloc(&hb, p.buf_size, 1)) {
+    if (!x || !xs || !cbf || !y || hbuf_alloc(&hb, p.buf_size, 1)) {
         fprintf(stderr, "bench_cpu_gemv: out of memory\n");
         goto done;
     }
@@ -187,12 +190,13 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
     v.codes = (const uint32_t *)((const char *)hb.p + codes_at);
     kern_claq_fns f = kern_cpu__claq_fns(kern_cpu_detect_isa());
     for (int64_t j = 0; j < cols; j++) x[j] = (float)((int)(xr() % 2001) - 1000) * 1e-3f;
-    f.lut(&v, x, xs, lut);
+    f.cbf(&v, cbf);
+    kern_cpu__claq_gather(&v, x, xs);
     double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r <= reps; r++) {   /* pass 0 warms up */
         double t0 = now_s(), c0 = cpu_s();
         for (int64_t t = 0; t < v.n_tiles; t += KERN_CPU_CLAQ_GEMV_TILES)
-            f.gemv(&v, lut, 1, t, t + KERN_CPU_CLAQ_GEMV_TILES < v.n_tiles ?
+            f.gemv(&v, cbf, xs, 1, t, t + KERN_CPU_CLAQ_GEMV_TILES < v.n_tiles ?
                    t + KERN_CPU_CLAQ_GEMV_TILES : v.n_tiles, y);
         double t = now_s() - t0, c = cpu_s() - c0;
         if (r && t < best) best = t;
@@ -207,7 +211,7 @@ static int bench_kernel_case(const char *name, int64_t rows, int64_t cols, doubl
 done:
     free(x);
     free(xs);
-    free(lut);
+    free(cbf);
     free(y);
     hbuf_free(&hb);
     eng_claq_packed_free(&p);
@@ -228,12 +232,85 @@ static int bench_kernel(int reps)
     static const struct { const char *name; double frac4; int low; } qs[3] = {
         {"2.1", 0.05, 2}, {"3", 0.0, 3}, {"4", 1.0, 2}};
     for (int qi = 0; qi < 3; qi++) {
-        /* 256 x 4096: codes + LUT (256 KiB) < 1 MiB (L2); the other two stream from L3 / DRAM,
-         * 11008 x 4096 with the same LUT, 4096 x 11008 with a 688 KiB one. */
+        /* 256 x 4096: codes + codebook table (256 KiB) < 1 MiB (L2); the other two stream from L3 / DRAM,
+         * 11008 x 4096 with the same table, 4096 x 11008 with a 688 KiB one. */
         if (bench_kernel_case(qs[qi].name, 256, 4096, qs[qi].frac4, qs[qi].low, reps * 20) ||
             bench_kernel_case(qs[qi].name, 11008, 4096, qs[qi].frac4, qs[qi].low, reps) ||
             bench_kernel_case(qs[qi].name, 4096, 11008, qs[qi].frac4, qs[qi].low, reps))
             return 1;
+    }
+    return 0;
+}
+
+/* fp32 FMA peak of one core: 12 independent vfmadd chains (enough for 2 pipes x 4 cycles). */
+__attribute__((target("avx512f,fma"))) static double fma_peak_pairs(void)
+{
+    __m512 a[12], b = _mm512_set1_ps(0.9999f), c = _mm512_set1_ps(1e-4f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
+    const long n = 50000000;
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        for (long i = 0; i < n; i++)
+#pragma GCC unroll 12
+            for (int k = 0; k < 12; k++) a[k] = _mm512_fmadd_ps(a[k], b, c);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    float sum = 0;
+    for (int i = 0; i < 12; i++) sum += _mm512_reduce_add_ps(a[i]);
+    if (sum == 12345.0f) printf(" ");   /* keeps the chains alive */
+    return (double)n * 12 * 16 / best;
+}
+
+/* --gemm: the whole packed matmul (dispatcher, tables, kernels, pool) at batch n. */
+static int bench_gemm(int reps)
+{
+    kern_isa isa = kern_cpu_detect_isa();
+    double load[3] = {0};
+    if (getloadavg(load, 3) == 3)
+        printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+    double peak = isa == KERN_ISA_AVX512 ? fma_peak_pairs() : 0;
+    printf("bench_cpu_gemv --gemm: packed 3-bit matmul, %s kernels; fp32 FMA peak of one core "
+           "%.1f G pairs/s (measured now)\n\n| matrix | tokens | threads | time ms | G pairs/s "
+           "| %% of FMA peak |\n|---|---:|---:|---:|---:|---:|\n", kern_isa_name(isa), peak / 1e9);
+    static const int64_t shapes[3][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};
+    static const int toks[5] = {1, 8, 64, 256, 512};
+    for (int si = 0; si < 3; si++) {
+        eng_claq_packed p;
+        eng_err err = {0};
+        if (make_packed(shapes[si][0], shapes[si][1], 0.0, 3, 0, &p, &err)) {
+            fprintf(stderr, "bench_cpu_gemv: %s\n", err.msg);
+            return 1;
+        }
+        const int64_t rows = shapes[si][0], cols = shapes[si][1];
+        float *x = malloc(sizeof(float) * (size_t)(512 * cols));
+        float *y = malloc(sizeof(float) * (size_t)(512 * rows));
+        if (!x || !y) return 1;
+        for (int64_t i = 0; i < 512 * cols; i++) x[i] = (float)((int)(i % 2001) - 1000) * 1e-3f;
+        for (int th = 1; th <= 2; th++) {
+            kern_pool *pool = NULL;
+            if (kern_pool_create(&pool, th)) return 1;
+            for (int ti = 0; ti < 5; ti++) {
+                int n = toks[ti];
+                double best = 1e30;
+                int rr = n >= 64 ? (reps + 9) / 10 : reps;
+                for (int r = 0; r <= rr; r++) {   /* pass 0 warms up */
+                    double t0 = now_s();
+                    if (kern_cpu__claq_matmul_isa(isa, pool, &p.view, x, n, y)) return 1;
+                    double t = now_s() - t0;
+                    if (r && t < best) best = t;
+                }
+                double pairs = (double)rows * (double)cols * n / best;
+                printf("| %lldx%lld | %d | %d | %.3f | %.1f | %.0f |\n", (long long)rows,
+                       (long long)cols, n, th, best * 1e3, pairs / 1e9,
+                       peak > 0 ? 100.0 * pairs / (peak * th) : 0.0);
+            }
+            kern_pool_destroy(pool);
+        }
+        free(x);
+        free(y);
+        eng_claq_packed_free(&p);
     }
     return 0;
 }
@@ -247,13 +324,15 @@ int main(int argc, char **argv)
         {"--no-dense", 0, NULL, "skip the dense FP32 / FP16 rows"},
         {"--kernel", 0, NULL, "time the tile kernel alone (L2-resident vs streaming), then stop"},
         {"--bw-only", 0, NULL, "print the streaming read bandwidth (1 and 2 threads), then stop"},
+        {"--gemm", 0, NULL, "time the packed matmul at batch 1-512 against the FMA peak, then stop"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
     if (claq_args_parse("bench_cpu_gemv", spec, ns, argc - 1, argv + 1)) return 2;
     if (claq_arg_get(spec, ns, "--help")) {
         claq_args_usage("bench_cpu_gemv",
-                        "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel] [--bw-only]",
+                        "[--reps N] [--bw-mib N] [--quant Q] [--no-dense] [--kernel] [--bw-only] "
+                        "[--gemm]",
                         spec, ns);
         return 0;
     }
@@ -264,6 +343,7 @@ int main(int argc, char **argv)
         claq_parse_int("--bw-mib", v, 64, 16384, &mib))
         return 2;
     if (claq_arg_get(spec, ns, "--kernel")) return bench_kernel((int)reps);
+    if (claq_arg_get(spec, ns, "--gemm")) return bench_gemm((int)reps);
     const char *only = claq_arg_get(spec, ns, "--quant");
     if (only && strcmp(only, "2.1") && strcmp(only, "2.1+1%OR") && strcmp(only, "3") &&
         strcmp(only, "4")) {

@@ -1,5 +1,5 @@
 /* test_kern_claq_simd_matches_ref.c — the packed CLAQ matmul: every ISA path (AVX2 / AVX-512
- * LUT GEMV, AVX-512 dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
+ * lookup GEMV, AVX-512 dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
  * (rows 1..100, cols 1..130, mixed 2/3/4-bit columns, outliers); batch invariance (token t's
  * result is identical for n = 1, 5, 64 and for 1 vs 2 pool threads); every ISA's GEMV over any
  * range of tiles equals the per-tile reference; and the GEMV agrees with a dense fp32 matmul of
@@ -135,30 +135,37 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
     /* Tile level: the reference dequantize-GEMM (and AVX-512's) equal the reference GEMV's
      * dense pass bit for bit (the dispatcher only uses a GEMM where the ISA has a fast one). */
     {
-        const int nt = 3;
-        int64_t cp = k->cols_pad;
+        const int nt = 6;   /* the AVX-512 GEMM's four-token group and two single tokens */
+        const int64_t cp = k->cols_pad, cb = KERN_CLAQ_COL_BLOCK;
         float *xs = malloc(sizeof(float) * (size_t)(nt * cp));
-        float *lut = malloc(sizeof(float) * (size_t)(nt * cp * 16));
+        float *xb = malloc(sizeof(float) * (size_t)(nt * cp));
         float *cbf = malloc(sizeof(float) * (size_t)(cp * 16));
-        float *dummy = malloc(sizeof(float) * (size_t)cp);
-        float *ones = malloc(sizeof(float) * (size_t)cols);
+        float *cbf2 = malloc(sizeof(float) * (size_t)(cp * 16));
         float *ga = malloc(sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
         float *gb = malloc(sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
         float work[KERN_CPU_CLAQ_GEMM_WORK];
-        for (int64_t c = 0; c < cols; c++) ones[c] = 1.0f;
-        kern_cpu__claq_lut_ref(k, ones, dummy, cbf);
-        for (int t = 0; t < nt; t++)
-            kern_cpu__claq_lut_ref(k, x + t * cols, xs + t * cp, lut + t * cp * 16);
+        kern_cpu__claq_cbf_ref(k, cbf);
+        if (have_isa(KERN_ISA_AVX512)) {
+            int64_t at = 0;
+            kern_cpu__claq_cbf_avx512(k, cbf2);
+            CHECK(same_bits(cbf, cbf2, cp * 16, &at), "avx512 codebook table differs at %lld",
+                  (long long)at);
+        }
+        for (int t = 0; t < nt; t++) {
+            kern_cpu__claq_gather(k, x + t * cols, xs + t * cp);
+            for (int64_t s = 0; s < cp; s++) xb[((s / cb) * nt + t) * cb + s % cb] = xs[t * cp + s];
+        }
         for (int64_t tile = 0; tile < k->n_tiles; tile++) {
             int64_t rt = kern_claq_tile_rows(k, tile), at = 0;
             for (int t = 0; t < nt; t++)
-                kern_cpu__claq_gemv_tile_ref(k, lut + t * cp * 16, tile, ga + t * KERN_CLAQ_ROW_TILE);
-            kern_cpu__claq_gemm_tile_ref(k, cbf, xs, nt, tile, gb, work);
+                kern_cpu__claq_gemv_tile_ref(k, cbf, xs + t * cp, tile,
+                                             ga + t * KERN_CLAQ_ROW_TILE);
+            kern_cpu__claq_gemm_tile_ref(k, cbf, xb, nt, nt, tile, gb, work);
             for (int t = 0; t < nt; t++)
                 CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt, &at),
                       "ref gemm tile %lld token %d row %lld", (long long)tile, t, (long long)at);
             if (have_isa(KERN_ISA_AVX512)) {
-                kern_cpu__claq_gemm_tile_avx512(k, cbf, xs, nt, tile, gb, work);
+                kern_cpu__claq_gemm_tile_avx512(k, cbf, xb, nt, nt, tile, gb, work);
                 for (int t = 0; t < nt; t++)
                     CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt,
                                     &at), "avx512 gemm tile %lld token %d row %lld",
@@ -175,10 +182,10 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                 for (int64_t t1 = t0 + 1; t1 <= k->n_tiles && t1 - t0 <= KERN_CPU_CLAQ_GEMV_TILES;
                      t1++) {
                     int64_t ys = (t1 - t0) * KERN_CLAQ_ROW_TILE, at = 0;
-                    gemv(k, lut, nt, t0, t1, gr);
+                    gemv(k, cbf, xs, nt, t0, t1, gr);
                     for (int64_t tile = t0; tile < t1; tile++)
                         for (int t = 0; t < nt; t++) {
-                            kern_cpu__claq_gemv_tile_ref(k, lut + t * cp * 16, tile, ga);
+                            kern_cpu__claq_gemv_tile_ref(k, cbf, xs + t * cp, tile, ga);
                             CHECK(same_bits(ga, gr + t * ys + (tile - t0) * KERN_CLAQ_ROW_TILE,
                                             kern_claq_tile_rows(k, tile), &at),
                                   "%s gemv tiles [%lld, %lld) tile %lld token %d row %lld",
@@ -188,7 +195,7 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                 }
         }
         free(gr);
-        free(xs); free(lut); free(cbf); free(dummy); free(ones); free(ga); free(gb);
+        free(xs); free(xb); free(cbf); free(cbf2); free(ga); free(gb);
     }
     free(x); free(yref); free(y); free(w);
     eng_claq_packed_free(&p);
