@@ -18,6 +18,8 @@
 /* Below this many multiply-adds a job runs on the calling thread: waking workers costs more than
  * it saves (tiny models decode several times faster this way). Results do not depend on it. */
 #define KERN_CPU_INLINE_WORK (1 << 15)
+/* Most query heads one attention task serves (a KV head's group; larger groups run per head). */
+#define KERN_CPU_ATTN_MAX_GROUP 16
 
 static int run_tasks(kern_cpu_ctx *c, int64_t n_tasks, int64_t work, kern_task_fn fn, void *arg)
 {
@@ -184,12 +186,19 @@ static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t cou
     return KERN_OK;
 }
 
-/* ---- attention: one task per (token, head) ---- */
+/* ---- attention: one task per (token, group of query heads sharing a KV head) ----
+ * The heads of a group read the same K and V rows: a task walks the positions once and serves
+ * every head of its group from the row while it is in L1 (per-head tasks re-read each row once
+ * per query head: ~50 GB for a 523-token TinyLlama prompt). Per head, the operations and their
+ * order are those of one head alone, so the grouping never changes a bit; it is chosen only by
+ * how many tasks the pool needs. */
 typedef struct attn_job {
     const kern_attn_args *a;
     kern_cpu_ctx *c;
+    int group;                      /* query heads per task (1 or heads per KV head) */
     kern_dot_fn dot;                /* q . k for the pool's entry type */
     kern_axpy_f16_fn axpy_f16;      /* out += w * v for fp16 entries */
+    kern_axpy_f32_fn axpy_f32;      /* the same for fp32 entries */
 } attn_job;
 
 /* Entry index of (position p, kv head kvh) in this layer's view of the pool. */
@@ -204,38 +213,45 @@ static void attn_task(void *arg, int64_t task, int worker)
 {
     const attn_job *j = arg;
     const kern_attn_args *a = j->a;
-    int t = (int)(task / a->n_heads), h = (int)(task % a->n_heads);
-    int hd = a->head_dim, kvh = h / (a->n_heads / a->n_kv_heads);
+    int tasks_per_token = a->n_heads / j->group;
+    int t = (int)(task / tasks_per_token), h0 = (int)(task % tasks_per_token) * j->group;
+    int g = j->group, hd = a->head_dim, kvh = h0 / (a->n_heads / a->n_kv_heads);
     int kv_dim = a->n_kv_heads * hd;
-    const float *q = a->q + ((int64_t)t * a->n_heads + h) * hd;
-    float *out = a->out + ((int64_t)t * a->n_heads + h) * hd;
-    float *att = j->c->scratch[worker];
+    const float *q = a->q + ((int64_t)t * a->n_heads + h0) * hd;
+    float *out = a->out + ((int64_t)t * a->n_heads + h0) * hd;
     int len = a->pos[t] + 1;
+    float *att = j->c->scratch[worker];   /* [g][len] */
     const int32_t *bt = a->bt + (int64_t)(a->bt_row ? a->bt_row[t] : t) * a->bt_stride;
     float scale = 1.0f / sqrtf((float)hd);
     int64_t esz = (int64_t)kern_dtype_size(a->kv_dtype);
     const char *kb = a->k_base, *vb = a->v_base;
-    float mx = -INFINITY;
+    float mx[KERN_CPU_ATTN_MAX_GROUP];
+    for (int h = 0; h < g; h++) mx[h] = -INFINITY;
     for (int p = 0; p < len; p++) {
-        float s = j->dot(kb + kv_entry(a, bt, p, kv_dim, kvh) * esz, q, hd) * scale;
-        att[p] = s;
-        if (s > mx) mx = s;
+        const char *k = kb + kv_entry(a, bt, p, kv_dim, kvh) * esz;
+        for (int h = 0; h < g; h++) {
+            float s = j->dot(k, q + (int64_t)h * hd, hd) * scale;
+            att[(int64_t)h * len + p] = s;
+            if (s > mx[h]) mx[h] = s;
+        }
     }
-    float sum = 0.0f;
-    for (int p = 0; p < len; p++) {
-        att[p] = expf(att[p] - mx);
-        sum += att[p];
+    for (int h = 0; h < g; h++) {
+        float *ah = att + (int64_t)h * len, sum = 0.0f;
+        for (int p = 0; p < len; p++) {
+            ah[p] = expf(ah[p] - mx[h]);
+            sum += ah[p];
+        }
+        for (int p = 0; p < len; p++) ah[p] /= sum;
     }
-    for (int p = 0; p < len; p++) att[p] /= sum;
-    memset(out, 0, (size_t)hd * sizeof(float));
+    memset(out, 0, (size_t)g * (size_t)hd * sizeof(float));
     for (int p = 0; p < len; p++) {
         const char *v = vb + kv_entry(a, bt, p, kv_dim, kvh) * esz;
-        float w = att[p];
-        if (a->kv_dtype == KERN_F16) {
-            j->axpy_f16(out, w, (const uint16_t *)(const void *)v, hd);
-        } else {
-            const float *vf = (const float *)(const void *)v;
-            for (int d = 0; d < hd; d++) out[d] += w * vf[d];
+        for (int h = 0; h < g; h++) {
+            float w = att[(int64_t)h * len + p];
+            if (a->kv_dtype == KERN_F16)
+                j->axpy_f16(out + (int64_t)h * hd, w, (const uint16_t *)(const void *)v, hd);
+            else
+                j->axpy_f32(out + (int64_t)h * hd, w, (const float *)(const void *)v, hd);
         }
     }
 }
@@ -245,13 +261,20 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     kern_cpu_ctx *c = ctx;
     for (int t = 0; t < a->n; t++)
         if (a->pos[t] < 0 || a->pos[t] >= a->max_pos) return KERN_E_INVAL;
-    int rc = kern_cpu__scratch_reserve(c, a->max_pos);
+    if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads) return KERN_E_INVAL;
+    /* Whole groups when that still leaves a few tasks per thread (a prompt, a batch); single
+     * heads for a lone decode token on a GQA model, so every thread has work. */
+    int ratio = a->n_heads / a->n_kv_heads;
+    int group = ratio <= KERN_CPU_ATTN_MAX_GROUP &&
+                (int64_t)a->n * a->n_kv_heads >= 4 * (int64_t)c->n_threads ? ratio : 1;
+    int rc = kern_cpu__scratch_reserve(c, (int64_t)group * a->max_pos);
     if (rc) return rc;
-    attn_job j = {a, c, kern_cpu__dot_fn(c->isa, a->kv_dtype), kern_cpu__axpy_f16_fn(c->isa)};
+    attn_job j = {a, c, group, kern_cpu__dot_fn(c->isa, a->kv_dtype),
+                  kern_cpu__axpy_f16_fn(c->isa), kern_cpu__axpy_f32_fn(c->isa)};
     if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t work = 0;
     for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;
-    return run_tasks(c, (int64_t)a->n * a->n_heads, work, attn_task, &j);
+    return run_tasks(c, (int64_t)a->n * (a->n_heads / group), work, attn_task, &j);
 }
 
 static int cpu_add(void *ctx, float *x, const float *y, int64_t count)

@@ -66,6 +66,19 @@ void kern_cpu__axpy_f16_avx2(float *y, float a, const uint16_t *x, int64_t n)
     }
 }
 
+void kern_cpu__axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)   /* mul then add, as the reference (no FMA): same bits */
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
+                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++) {
+        float p = a * x[i];
+        y[i] += p;
+    }
+}
+
 float kern_cpu__dot_bf16_avx2(const void *wv, const float *x, int64_t n)
 {
     const uint16_t *w = wv;

@@ -49,6 +49,24 @@ void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
     }
 }
 
+void kern_cpu__axpy_f32_ref(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float p = a * x[i];
+        y[i] += p;
+    }
+}
+
+kern_axpy_f32_fn kern_cpu__axpy_f32_fn(kern_isa isa)
+{
+#if defined(__x86_64__)
+    if (isa == KERN_ISA_AVX2 || isa == KERN_ISA_AVX512) return kern_cpu__axpy_f32_avx2;
+#else
+    (void)isa;
+#endif
+    return kern_cpu__axpy_f32_ref;
+}
+
 kern_axpy_f16_fn kern_cpu__axpy_f16_fn(kern_isa isa)
 {
 #if defined(__x86_64__)

@@ -59,6 +59,11 @@ typedef void (*kern_axpy_f16_fn)(float *y, float a, const uint16_t *x, int64_t n
 kern_axpy_f16_fn kern_cpu__axpy_f16_fn(kern_isa isa);
 void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n);
 void kern_cpu__axpy_f16_avx2(float *y, float a, const uint16_t *x, int64_t n);
+/* The same for fp32 x (an fp32 KV cache). */
+typedef void (*kern_axpy_f32_fn)(float *y, float a, const float *x, int64_t n);
+kern_axpy_f32_fn kern_cpu__axpy_f32_fn(kern_isa isa);
+void kern_cpu__axpy_f32_ref(float *y, float a, const float *x, int64_t n);
+void kern_cpu__axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
 
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
  * including batch invariance (y[t] bit-identical for any n and thread count). */
