@@ -1,11 +1,12 @@
 /* kern_cpu_claq.c — packed CLAQ matmul on the CPU: picks the ISA's tile kernels, splits row
- * tiles over the pool, has each worker build its fp32 codebooks and gathered inputs in its own
- * scratch on its first task of the call (tables built by another core had to cross the caches:
- * two threads gained only 1.1-1.5x on 4096-row matrices), and
+ * tiles over the pool, has each worker build the per-token lookup tables in its own scratch on
+ * its first task of the call (a table built by another core had to cross the caches: two
+ * threads gained only 1.1-1.5x on 4096-row matrices), and
  * adds the outliers (row-CSR) after each tile range's dense pass. Below KERN_CPU_CLAQ_GEMM_MIN_N
- * tokens it runs the lookup GEMV (one codebook lookup + FMA per weight); from there on, on
- * AVX-512, it dequantizes a tile block once and multiplies every token by it (same fp32
- * operations, kern_cpu_claq.h); other ISAs run the GEMV in 8-token chunks.
+ * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX-512, it
+ * dequantizes a tile block once and multiplies every token by it (same fp32 operations,
+ * kern_cpu_claq.h), in chunks of KERN_CPU_CLAQ_GEMM_CHUNK tokens over inputs the pool first
+ * gathers block-major; other ISAs run the GEMV in 8-token chunks.
  * Called on the engine's step thread; the tile tasks run on the pool's workers. */
 #include "kern_cpu_claq.h"
 
@@ -16,11 +17,11 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
 {
     /* Only AVX-512 has a dequantize-GEMM worth having; elsewhere batches run the GEMV per token
      * (same bits either way). The reference GEMM stays for the tests. */
-    kern_claq_fns f = {kern_cpu__claq_cbf_ref, kern_cpu__claq_gemv_ref, NULL};
+    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_ref, NULL};
     if (isa == KERN_ISA_AVX2) {
         f.gemv = kern_cpu__claq_gemv_avx2;
     } else if (isa == KERN_ISA_AVX512) {
-        f.cbf = kern_cpu__claq_cbf_avx512;
+        f.lut = kern_cpu__claq_lut_avx512;
         f.gemv = kern_cpu__claq_gemv_avx512;
         f.gemm = kern_cpu__claq_gemm_tile_avx512;
     }
@@ -34,19 +35,19 @@ static int use_gemm(kern_isa isa, int n)
 
 int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
 {
-    /* GEMM only (GEMV tables are per worker): block-major inputs of every token and the fp32
-     * codebooks. Sized whenever n allows the GEMM, so the answer does not depend on the ISA; at
-     * least one float so the buffer always exists. */
+    /* GEMM only (GEMV tables are per worker): block-major xs of every token, fp32 codebooks, a
+     * dummy xs and an all-ones x. Sized whenever n allows the GEMM, so the answer does not
+     * depend on the ISA; at least one float so the buffer always exists. */
     int64_t cp = k->cols_pad;
-    int64_t gemm = (int64_t)n * cp + cp * 16;
+    int64_t gemm = (int64_t)n * cp + cp * 16 + cp + k->cols;
     return n >= KERN_CPU_CLAQ_GEMM_MIN_N ? gemm : 1;
 }
 
-/* Floats of a worker's GEMV tables: fp32 codebooks [cols_pad * 16], then xs [m][cols_pad]. */
+/* Floats of a worker's GEMV tables: xs [m][cols_pad] then LUTs [m][cols_pad * 16]. */
 static int64_t gemv_tables_floats(const kern_claq *k, int n)
 {
     int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
-    return (16 + m) * k->cols_pad;
+    return m * k->cols_pad * 17;
 }
 
 int64_t kern_cpu__claq_priv_floats(const kern_claq *k, int n)
@@ -129,8 +130,8 @@ static void gather_task(void *arg, int64_t task, int worker)
     (void)worker;
     const gather_job *g = arg;
     const kern_claq *k = g->k;
-    int64_t b0 = task * g->per_task, b1 = b0 + g->per_task;
-    if (b1 > k->cols_pad / KERN_CLAQ_COL_BLOCK) b1 = k->cols_pad / KERN_CLAQ_COL_BLOCK;
+    const int64_t nblk = k->cols_pad / KERN_CLAQ_COL_BLOCK;
+    int64_t b0 = task * g->per_task, b1 = b0 + g->per_task < nblk ? b0 + g->per_task : nblk;
     for (int64_t b = b0; b < b1; b++)
         for (int tok = 0; tok < g->n; tok++) {
             const float *xt = g->x + (int64_t)tok * k->cols;
@@ -141,6 +142,20 @@ static void gather_task(void *arg, int64_t task, int worker)
         }
 }
 
+static int gather_inputs(kern_pool *pool, int n_workers, const kern_claq *k, const float *x,
+                         int n, float *xb)
+{
+    gather_job g = {.k = k, .x = x, .n = n, .xb = xb};
+    int64_t nblk = k->cols_pad / KERN_CLAQ_COL_BLOCK, want = 4 * (int64_t)n_workers;
+    g.per_task = (nblk + want - 1) / want;
+    int64_t tasks = (nblk + g.per_task - 1) / g.per_task;
+    if (!pool) {
+        for (int64_t t = 0; t < tasks; t++) gather_task(&g, t, 0);
+        return KERN_OK;
+    }
+    return kern_pool_run(pool, tasks, gather_task, &g);
+}
+
 static void claq_task(void *arg, int64_t task, int worker)
 {
     const claq_job *j = arg;
@@ -148,14 +163,19 @@ static void claq_task(void *arg, int64_t task, int worker)
     int64_t t0 = task * j->tiles_per_task;
     int64_t t1 = t0 + j->tiles_per_task < k->n_tiles ? t0 + j->tiles_per_task : k->n_tiles;
     float *tmp = j->priv[worker] + j->tables;
-    const int64_t cp = k->cols_pad;
-    /* GEMV: this worker's own copy of the tables, built on its first task of the call */
-    float *cbf = j->priv[worker], *xs = cbf + cp * 16;
-    if (!j->gemm && !j->built[worker]) {
-        j->f.cbf(k, cbf);
-        for (int tok = 0; tok < j->n; tok++)
-            kern_cpu__claq_gather(k, j->x + (int64_t)tok * k->cols, xs + (int64_t)tok * cp);
-        j->built[worker] = 1;
+    const float *xs = NULL, *lut = NULL;
+    if (!j->gemm) {
+        /* GEMV: this worker's own copy of the tables, built on its first task of the call */
+        int64_t cp = k->cols_pad;
+        float *wxs = j->priv[worker], *wlut = wxs + (int64_t)j->n * cp;
+        if (!j->built[worker]) {
+            for (int tok = 0; tok < j->n; tok++)
+                j->f.lut(k, j->x + (int64_t)tok * k->cols, wxs + (int64_t)tok * cp,
+                         wlut + (int64_t)tok * cp * 16);
+            j->built[worker] = 1;
+        }
+        xs = wxs;
+        lut = wlut;
     }
     /* GEMM: one tile at a time; GEMV: up to KERN_CPU_CLAQ_GEMV_TILES tiles per kernel call. */
     int64_t step = j->gemm ? 1 : KERN_CPU_CLAQ_GEMV_TILES;
@@ -166,7 +186,7 @@ static void claq_task(void *arg, int64_t task, int worker)
         if (rend <= r0) break;
         int64_t ystride = (tb - ta) * KERN_CLAQ_ROW_TILE;
         if (!j->gemm) {
-            j->f.gemv(k, cbf, xs, j->n, ta, tb, tmp);
+            j->f.gemv(k, lut, j->n, ta, tb, tmp);
             for (int tok = 0; tok < j->n; tok++)
                 memcpy(j->y + (int64_t)tok * k->rows + r0, tmp + tok * ystride,
                        (size_t)(rend - r0) * sizeof(float));
@@ -186,10 +206,13 @@ static void claq_task(void *arg, int64_t task, int worker)
     int64_t rb = t1 * KERN_CLAQ_ROW_TILE < k->rows ? t1 * KERN_CLAQ_ROW_TILE : k->rows;
     if (k->nnz == 0 || ra >= rb) return;
     for (int tok = 0; tok < j->n; tok++) {
-        float *xt = xs + (int64_t)tok * cp;
+        const float *xt = xs ? xs + (int64_t)tok * k->cols_pad : NULL;
         if (j->gemm) {   /* the GEMV tables' room is free: gather the token's inputs there */
-            xt = xs;
-            kern_cpu__claq_gather(k, j->x + (int64_t)tok * k->cols, xt);
+            float *g = j->priv[worker];
+            for (int64_t s = 0; s < k->cols_pad; s++)
+                g[s] = k->colmap[s] == KERN_CLAQ_PAD ? 0.0f : j->x[(int64_t)tok * k->cols +
+                                                                    k->colmap[s]];
+            xt = g;
         }
         add_outliers(k, xt, ra, rb, j->y + (int64_t)tok * k->rows);
     }
@@ -218,21 +241,16 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
     int built[KERN_CPU_CLAQ_MAX_WORKERS] = {0};
     claq_job j = {.k = k, .f = kern_cpu__claq_fns(isa), .n = n, .gemm = use_gemm(isa, n), .x = x,
                   .y = y, .priv = priv, .built = built, .tables = gemv_tables_floats(k, n)};
+    int64_t cp = k->cols_pad;
     if (j.gemm) {
-        float *cbf = shared;
-        j.f.cbf(k, cbf);
+        float *xb = shared, *cbf = xb + (int64_t)n * cp, *dummy = cbf + cp * 16;
+        float *ones = dummy + cp;
+        for (int64_t c = 0; c < k->cols; c++) ones[c] = 1.0f;
+        j.f.lut(k, ones, dummy, cbf);
+        int rc = gather_inputs(pool, n_workers, k, x, n, xb);
+        if (rc) return rc;
+        j.xb = xb;
         j.cbf = cbf;
-        j.xb = cbf + k->cols_pad * 16;
-        gather_job g = {.k = k, .x = x, .n = n, .xb = cbf + k->cols_pad * 16};
-        int64_t nblk = k->cols_pad / KERN_CLAQ_COL_BLOCK;
-        g.per_task = (nblk + 4 * n_workers - 1) / (4 * n_workers);
-        int64_t gt = (nblk + g.per_task - 1) / g.per_task;
-        if (!pool) {
-            for (int64_t t = 0; t < gt; t++) gather_task(&g, t, 0);
-        } else {
-            int rc = kern_pool_run(pool, gt, gather_task, &g);
-            if (rc) return rc;
-        }
     }
     /* A few tasks per worker so the dynamic scheduler can balance uneven cores. */
     int64_t want = (int64_t)n_workers * 4;

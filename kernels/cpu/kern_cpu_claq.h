@@ -1,16 +1,17 @@
 /* kern_cpu_claq.h — internals of the CPU packed-CLAQ matmul, shared by kern_cpu_claq.c (the
- * dispatcher: codebook tables, threading, outliers) and the per-ISA tile kernels in
+ * dispatcher: LUT building, threading, outliers) and the per-ISA tile kernels in
  * kern_cpu_claq_{ref,avx2,avx512}.c. Not for the engine (kern.h is).
  *
  * Numerics (the batch-invariance and bit-identity contract): for token t and row r,
- *   y[t][r] = 0; for s = 0 .. cols_pad-1 in order: y = fma(cb_s[code(r, s)], xs[s], y)
+ *   y[t][r] = 0; for s = 0 .. cols_pad-1 in order: y += L_s[code(r, s)]
  *   then for each outlier of row r in ascending storage column: y += xs[s] * delta
- * where xs[s] = x[t][colmap[s]] (0 for padding), cb_s the column's codebook in fp32 and fma one
- * fused multiply-add (a single rounding); the outliers are a product, then a sum. Every path —
- * scalar, AVX2, AVX-512, GEMV or dequantize-GEMM — performs exactly this sequence of fp32
- * operations per row, so results are bit-identical across paths, batch sizes and thread counts.
- * (Before v4 the dense pass added precomputed products xs[s] * cb_s[k] from a per-token table;
- * the fused form does the same work in the GEMV and half the instructions in the GEMM.) */
+ * where xs[s] = x[t][colmap[s]] (0 for padding) and L_s[k] = xs[s] * cb_s[k] (one fp32 product,
+ * no FMA). Every path — scalar, AVX2, AVX-512, GEMV or dequantize-GEMM — performs exactly this
+ * sequence of fp32 operations per row, so results are bit-identical across paths, batch sizes
+ * and thread counts. (A fused multiply-add would halve the GEMM's instructions but not its time
+ * on Zen 4/5, whose two FMUL and two FADD pipes give a product and a sum per cycle at the FMA
+ * rate; and the GEMV's lookup of precomputed products, one add per weight, lost ~20 % when it
+ * became a codebook lookup plus FMA. Measured 2026-12-06, docs/benchmarks.md.) */
 #ifndef KERN_CPU_CLAQ_H
 #define KERN_CPU_CLAQ_H
 
@@ -19,43 +20,40 @@
 #include "kern_claq.h"
 #include "kern_cpu_impl.h"
 
-/* Periodic fp32 codebooks of the matrix: cbf[s*16 + k] = cb_s[k & (2^b - 1)] for k < 16
- * (entries past 2^b repeat the codebook, so a kernel may look up with any garbage in bits >= b).
- * cbf has cols_pad * 16 floats. Independent of the input: built once per call. */
-typedef void (*kern_claq_cbf_fn)(const kern_claq *k, float *cbf);
-void kern_cpu__claq_cbf_ref(const kern_claq *k, float *cbf);
-void kern_cpu__claq_cbf_avx512(const kern_claq *k, float *cbf);
+/* LUT of one token: lut[s*16 + k] = xs[s] * cb_s[k & (2^b - 1)] for k < 16 (entries past 2^b
+ * repeat the table periodically so a kernel may look up with any garbage in bits >= b).
+ * lut has cols_pad * 16 floats; xs (out) has cols_pad floats. */
+typedef void (*kern_claq_lut_fn)(const kern_claq *k, const float *x, float *xs, float *lut);
+void kern_cpu__claq_lut_ref(const kern_claq *k, const float *x, float *xs, float *lut);
+void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, float *lut);
 
-/* Gathered input of one token: xs[s] = x[colmap[s]], 0 for padding columns (cols_pad floats). */
-void kern_cpu__claq_gather(const kern_claq *k, const float *x, float *xs);
+/* Dense LUT pass of tile t for one token: y[r - t*64] for the tile's rt rows (y has room for
+ * KERN_CLAQ_ROW_TILE floats; padding rows are computed too). The per-tile kernels. */
+void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *lut, int64_t t, float *y);
+void kern_cpu__claq_gemv_tile_avx2(const kern_claq *k, const float *lut, int64_t t, float *y);
 
-/* Dense pass of tile t for one token (xs: cols_pad floats): y[r - t*64] for the tile's rt rows
- * (y has room for KERN_CLAQ_ROW_TILE floats; padding rows are computed too). */
-void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *cbf, const float *xs,
-                                  int64_t t, float *y);
-void kern_cpu__claq_gemv_tile_avx2(const kern_claq *k, const float *cbf, const float *xs,
-                                   int64_t t, float *y);
-
-/* Dense pass of tiles [t0, t1) for n tokens, what the dispatcher calls: xs [n][cols_pad]; y
- * [n][(t1 - t0) * KERN_CLAQ_ROW_TILE], token-major, rows relative to tile t0's first row
+/* Dense LUT pass of tiles [t0, t1) for n tokens, what the dispatcher calls: lut [n][cols_pad *
+ * 16]; y [n][(t1 - t0) * KERN_CLAQ_ROW_TILE], token-major, rows relative to tile t0's first row
  * (padding rows are computed too). t1 - t0 <= KERN_CPU_CLAQ_GEMV_TILES, n <=
  * KERN_CPU_CLAQ_GEMM_MIN_N. A range lets a kernel walk a few blocks' columns over all its tiles
- * while their codebook slice is in L1 (cols_pad * 64 bytes in all, far past L1). */
+ * while their LUT slice is in L1 (the per-tile LUT is cols_pad * 64 bytes, far past L1). */
 #define KERN_CPU_CLAQ_GEMV_TILES 16
-typedef void (*kern_claq_gemv_fn)(const kern_claq *k, const float *cbf, const float *xs, int n,
-                                  int64_t t0, int64_t t1, float *y);
-void kern_cpu__claq_gemv_ref(const kern_claq *k, const float *cbf, const float *xs, int n,
-                             int64_t t0, int64_t t1, float *y);
-void kern_cpu__claq_gemv_avx2(const kern_claq *k, const float *cbf, const float *xs, int n,
-                              int64_t t0, int64_t t1, float *y);
-void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *cbf, const float *xs, int n,
-                                int64_t t0, int64_t t1, float *y);
+typedef void (*kern_claq_gemv_fn)(const kern_claq *k, const float *lut, int n, int64_t t0,
+                                  int64_t t1, float *y);
+void kern_cpu__claq_gemv_ref(const kern_claq *k, const float *lut, int n, int64_t t0, int64_t t1,
+                             float *y);
+void kern_cpu__claq_gemv_avx2(const kern_claq *k, const float *lut, int n, int64_t t0, int64_t t1,
+                              float *y);
+void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *lut, int n, int64_t t0,
+                                int64_t t1, float *y);
 
-/* Dense dequantize-and-multiply pass of tile t for n tokens: xb their inputs block-major within
- * a layout of nx tokens, xb[(blk * nx + tok) * KERN_CLAQ_COL_BLOCK + c] = xs of token tok at
+/* Dense dequantize-and-multiply pass of tile t for n tokens: cbf is the LUT of an all-ones
+ * input (the fp32 codebooks, periodic as above); xb their gathered inputs block-major within a
+ * layout of nx tokens, xb[(blk * nx + tok) * KERN_CLAQ_COL_BLOCK + c] = xs of token tok at
  * storage column blk * 32 + c (one block's inputs for all tokens are contiguous; a chunk of
  * tokens passes xb at its first token and the layout's nx); y [n][KERN_CLAQ_ROW_TILE]
- * (token-major, tile-local rows, overwritten). work: at least KERN_CPU_CLAQ_GEMM_WORK floats. */
+ * (token-major, tile-local rows, overwritten). work: at least KERN_CPU_CLAQ_GEMM_WORK floats.
+ * Per row it adds xs * W in storage-column order, the same fp32 product and sum as the LUT. */
 #define KERN_CPU_CLAQ_GEMM_WORK (KERN_CLAQ_COL_BLOCK * KERN_CLAQ_ROW_TILE)
 typedef void (*kern_claq_gemm_fn)(const kern_claq *k, const float *cbf, const float *xb,
                                   int64_t nx, int n, int64_t t, float *y, float *work);
@@ -70,18 +68,18 @@ void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const
 
 /* Functions of an ISA (gemm NULL: batches of any size run the GEMV, in 8-token chunks). */
 typedef struct kern_claq_fns {
-    kern_claq_cbf_fn cbf;
+    kern_claq_lut_fn lut;
     kern_claq_gemv_fn gemv;
     kern_claq_gemm_fn gemm;
 } kern_claq_fns;
 kern_claq_fns kern_cpu__claq_fns(kern_isa isa);
 
-/* Batch size from which the dispatcher switches from the lookup GEMV to dequantize-GEMM. */
+/* Batch size from which the dispatcher switches from the LUT GEMV to dequantize-GEMM. */
 #define KERN_CPU_CLAQ_GEMM_MIN_N 8
 
 /* Scratch the matmul needs: `shared` floats written once per call before the split (the GEMM's
  * fp32 codebooks and block-major inputs, read-only afterwards) and `priv` floats per worker (its
- * own GEMV codebooks and gathered inputs, then its tile outputs). */
+ * own GEMV lookup tables, then its tile outputs). */
 int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n);
 int64_t kern_cpu__claq_priv_floats(const kern_claq *k, int n);
 #define KERN_CPU_CLAQ_MAX_WORKERS 256   /* the pool's limit */

@@ -4,9 +4,9 @@
  * one 64-byte load gives one word of 16 consecutive rows: lane i = row i. Code c of the block is
  * bits [c*b, c*b+b) of the row's bit string; a constant rotate (a shift pair and an OR with the
  * next word for the two straddling 3-bit codes) brings it to the low bits, and vpermps
- * (_mm512_permutexvar_ps) looks it up in the column's 16-entry fp32 codebook, which only reads
- * the index's low 4 bits — the table is periodic in 2^b, so the garbage above bit b needs no
- * mask. Then one vfmadd with the column's broadcast input per 16 weights.
+ * (_mm512_permutexvar_ps) looks it up in the column's 16-entry LUT, which only reads the index's
+ * low 4 bits — the LUT is periodic in 2^b, so the garbage above bit b needs no mask. Then one
+ * vaddps per 16 weights.
  * v1: 4 x 16 rows per pass (a 64-row tile), codes of a block held in registers, loops fully
  * unrolled per width; mul then add (never FMA) so results equal the scalar reference bit for bit.
  * v2: vprord instead of vpsrld for the index (Zen 5 issues it on the FMA pipes, leaving the
@@ -17,23 +17,20 @@
  * per-tile walk re-read the whole LUT (cols_pad * 64 B, 2x the 4-bit codes' bytes) from L2 or
  * worse for every tile. Streaming 4-bit, one core: ~48 -> ~59 Gweights/s. Prefetches spread one
  * per column, two items ahead (T1 hints, 1 or 4 items ahead, 8-block chunks: all slower).
- * v4: FMA numerics (kern_cpu_claq.h): the GEMV looks weights up in the fp32 codebook and fuses
- * the multiply by the input (was: a lookup in a per-token table of products, then an add; same
- * count of vector ops, no per-token table); the dequantize-GEMM multiplies four tokens at a time
- * with one vfmadd per 16 weight-token pairs (was two tokens, a vmulps and a vaddps each), reading
- * inputs stored block-major so a block's inputs for every token are contiguous.
+ * v4: the dequantize-GEMM multiplies four tokens per weight vector loaded (was two), reads the
+ * inputs block-major (a block's inputs for every token contiguous, was one strided row per
+ * token) and runs in token chunks (kern_cpu_claq.h): ~40 % -> ~75-80 % of the core's
+ * product-and-sum peak, a 523-token TinyLlama prompt 1.6x faster. (A fused multiply-add did not
+ * help: Zen 5's FMUL and FADD pipes give the same rate, and the GEMV lost 20 % with it.)
  * Worker threads; pure functions. */
 #include "kern_cpu_claq.h"
 
 #include <immintrin.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-#ifndef GEMM_TG
+/* Tokens per register group of the dequantize-GEMM and its column unroll (6 measured the same). */
 #define GEMM_TG 4
-#endif
-#ifndef GEMM_UNROLL
 #define GEMM_UNROLL 2
-#endif
 #define DO_PRAGMA(x) _Pragma(#x)
 #define UNROLL_N(n) DO_PRAGMA(GCC unroll n)
 /* An empty asm that "changes" v: keeps GCC from hoisting all 128 lookups of a block ahead of
@@ -52,12 +49,17 @@ ALWAYS_INLINE __m512 cb_periodic(const kern_claq *k, int64_t s, int b)
     return _mm512_permutexvar_ps(_mm512_and_si512(idx, _mm512_set1_epi32((1 << b) - 1)), v);
 }
 
-void kern_cpu__claq_cbf_avx512(const kern_claq *k, float *cbf)
+void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, float *lut)
 {
     int64_t s = 0;
     for (int b = 4; b >= 2; b--) {
         int64_t end = s + KERN_CLAQ_COL_BLOCK * k->nblk_bits[b];
-        for (; s < end; s++) _mm512_storeu_ps(cbf + s * 16, cb_periodic(k, s, b));
+        for (; s < end; s++) {
+            uint32_t j = k->colmap[s];
+            float xv = j == KERN_CLAQ_PAD ? 0.0f : x[j];
+            xs[s] = xv;
+            _mm512_storeu_ps(lut + s * 16, _mm512_mul_ps(_mm512_set1_ps(xv), cb_periodic(k, s, b)));
+        }
     }
 }
 
@@ -89,16 +91,14 @@ ALWAYS_INLINE __m512i code_idx(const __m512i *W, const int B, const int c)
     return _mm512_or_si512(_mm512_srli_epi32(W[w], sh), _mm512_slli_epi32(W[w + 1], 32 - sh));
 }
 
-/* nblk consecutive blocks of one width for NV 16-row vectors: acc[v] = fma(looked-up weight,
- * input, acc[v]), column by column. pf: where the codes of the next-but-one work item start (same
- * block layout); its lines are requested while this item computes (prefetches never fault, so pf
- * may run past the end). */
-ALWAYS_INLINE void gemv_blocks(const uint32_t *p, int64_t rt, int64_t nblk, const float *cbf,
-                               const float *xs, const char *pf, const int B, const int NV,
-                               __m512 *acc)
+/* nblk consecutive blocks of one width for NV 16-row vectors: acc[v] += LUT lookups, column by
+ * column. pf: where the codes of the next-but-one work item start (same block layout); its lines
+ * are requested while this item computes (prefetches never fault, so pf may run past the end). */
+ALWAYS_INLINE void gemv_blocks(const uint32_t *p, int64_t rt, int64_t nblk, const float *lut,
+                               const char *pf, const int B, const int NV, __m512 *acc)
 {
     for (int64_t blk = 0; blk < nblk; blk++, p += B * rt, pf += B * rt * 4,
-                 cbf += 16 * KERN_CLAQ_COL_BLOCK, xs += KERN_CLAQ_COL_BLOCK) {
+                 lut += 16 * KERN_CLAQ_COL_BLOCK) {
         __m512i W[4][4];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
@@ -107,14 +107,14 @@ ALWAYS_INLINE void gemv_blocks(const uint32_t *p, int64_t rt, int64_t nblk, cons
                 W[v][w] = _mm512_loadu_si512((const void *)(p + w * rt + v * 16));
 #pragma GCC unroll 32
         for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
-            __m512 L = _mm512_loadu_ps(cbf + c * 16), X = _mm512_set1_ps(xs[c]);
+            __m512 L = _mm512_loadu_ps(lut + c * 16);
             PIN(L);
             /* The pf block's B * NV lines, one per column (measured 0-10 % faster streaming
              * than issuing them all at the block's start). */
             if (c < B * NV) _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
-                acc[v] = _mm512_fmadd_ps(_mm512_permutexvar_ps(code_idx(W[v], B, c), L), X, acc[v]);
+                acc[v] = _mm512_add_ps(acc[v], _mm512_permutexvar_ps(code_idx(W[v], B, c), L));
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) PIN(acc[v]);
         }
@@ -123,25 +123,24 @@ ALWAYS_INLINE void gemv_blocks(const uint32_t *p, int64_t rt, int64_t nblk, cons
 
 /* One work item: nblk blocks of width B of one tile (NV = rt / 16 vectors) for one token;
  * y holds the tile's partial sums (first: start from zero instead). */
-ALWAYS_INLINE void gemv_item(const uint32_t *p, int64_t rt, int64_t nblk, const float *cbf,
-                             const float *xs, const char *pf, int first, float *y, const int B,
-                             const int NV)
+ALWAYS_INLINE void gemv_item(const uint32_t *p, int64_t rt, int64_t nblk, const float *lut,
+                             const char *pf, int first, float *y, const int B, const int NV)
 {
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) acc[v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + 16 * v);
-    gemv_blocks(p, rt, nblk, cbf, xs, pf, B, NV, acc);
+    gemv_blocks(p, rt, nblk, lut, pf, B, NV, acc);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + 16 * v, acc[v]);
 }
 
-typedef void (*gemv_item_fn)(const uint32_t *p, int64_t rt, int64_t nblk, const float *cbf,
-                             const float *xs, const char *pf, int first, float *y);
+typedef void (*gemv_item_fn)(const uint32_t *p, int64_t rt, int64_t nblk, const float *lut,
+                             const char *pf, int first, float *y);
 #define ITEM_FN(B, NV)                                                                             \
     static void gemv_item_##B##_##NV(const uint32_t *p, int64_t rt, int64_t nblk, const float *l,  \
-                                     const float *xs, const char *pf, int first, float *y)         \
+                                     const char *pf, int first, float *y)                          \
     {                                                                                              \
-        gemv_item(p, rt, nblk, l, xs, pf, first, y, B, NV);                                        \
+        gemv_item(p, rt, nblk, l, pf, first, y, B, NV);                                            \
     }
 ITEM_FN(4, 1) ITEM_FN(4, 2) ITEM_FN(4, 3) ITEM_FN(4, 4)
 ITEM_FN(3, 1) ITEM_FN(3, 2) ITEM_FN(3, 3) ITEM_FN(3, 4)
@@ -153,16 +152,16 @@ static const gemv_item_fn gemv_items[5][5] = {
     [2] = {NULL, gemv_item_2_1, gemv_item_2_2, gemv_item_2_3, gemv_item_2_4},
 };
 
-/* Blocks per column chunk: its codebook slice (CHUNK_BLOCKS x 2 KiB) stays in L1 while every
- * tile of the range walks the chunk. */
+/* Blocks per column chunk: its LUT slice (CHUNK_BLOCKS x 2 KiB per token) stays in L1 while
+ * every tile of the range walks the chunk. */
 #define CHUNK_BLOCKS 4
 
-/* Column chunk outer, tiles inner: each row still takes its columns in storage order (a
+/* Column chunk outer, tiles inner: each row still adds its lookups in storage-column order (a
  * tile's partial sums wait in y between chunks, exact in fp32), so the result is the one-tile-
  * at-a-time result bit for bit. Codes are read in runs of CHUNK_BLOCKS blocks per tile instead
  * of one sequential stream; the prefetch runs two items ahead. */
-void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *cbf, const float *xs, int n,
-                                int64_t t0, int64_t t1, float *y)
+void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *lut, int n, int64_t t0,
+                                int64_t t1, float *y)
 {
     const int64_t nt = t1 - t0, ystride = nt * KERN_CLAQ_ROW_TILE;
     const int64_t tile_words = KERN_CLAQ_ROW_TILE * k->words_per_row;
@@ -184,10 +183,9 @@ void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *cbf, const floa
                 const char *pf = (const char *)(k->codes + tp * tile_words +
                                                 kern_claq_tile_rows(k, tp) * pbw);
                 gemv_item_fn f = gemv_items[b][rt / 16];
-                const float *l = cbf + blk * 16 * KERN_CLAQ_COL_BLOCK;
-                const float *xb = xs + blk * KERN_CLAQ_COL_BLOCK;
+                const float *l = lut + blk * 16 * KERN_CLAQ_COL_BLOCK;
                 for (int tok = 0; tok < n; tok++)
-                    f(p, rt, cn, l, xb + (int64_t)tok * k->cols_pad, pf, blk == 0,
+                    f(p, rt, cn, l + (int64_t)tok * k->cols_pad * 16, pf, blk == 0,
                       y + tok * ystride + (t - t0) * KERN_CLAQ_ROW_TILE);
             }
         }
@@ -195,8 +193,9 @@ void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *cbf, const floa
     }
 }
 
-/* TG tokens' accumulators walk the dequantized block's 32 columns in order, acc = fma(W, x,
- * acc): TG x NV independent chains, and each weight vector loaded from L1 serves TG vfmadds.
+/* TG tokens' accumulators walk the dequantized block's 32 columns in order, acc += W * x as a
+ * product, then a sum: TG x NV independent chains, and each weight vector loaded
+ * from L1 serves TG of them.
  * xb: the block's inputs of these tokens, [TG][32]; y: their tile rows, [TG][64]. */
 ALWAYS_INLINE void gemm_group_tokens(const float *work, const float *xb, float *y, const int TG,
                                      const int NV)
@@ -215,7 +214,7 @@ ALWAYS_INLINE void gemm_group_tokens(const float *work, const float *xb, float *
         for (int v = 0; v < NV; v++) {
             __m512 w = _mm512_loadu_ps(work + c * KERN_CLAQ_ROW_TILE + v * 16);
 #pragma GCC unroll 8
-            for (int j = 0; j < TG; j++) a[j][v] = _mm512_fmadd_ps(w, b[j], a[j][v]);
+            for (int j = 0; j < TG; j++) a[j][v] = _mm512_add_ps(a[j][v], _mm512_mul_ps(w, b[j]));
         }
     }
 #pragma GCC unroll 8
@@ -237,7 +236,7 @@ ALWAYS_INLINE void gemm_tokens(const float *work, const float *xb, int n, float 
 }
 
 /* Dequantize-GEMM: one block (32 columns x rt rows) is expanded to fp32 in work [col][row] once,
- * then every token's accumulators walk its 32 columns in order: acc = fma(W, x, acc). */
+ * then every token's accumulators walk its 32 columns in order: acc += W * x (mul, then add). */
 ALWAYS_INLINE void gemm_group(const uint32_t *p, int64_t rt, int64_t nblk, const float *cbf,
                               const float *xb, int64_t nx, int n, const int B, float *y,
                               float *work)

@@ -1,5 +1,5 @@
 /* test_kern_claq_simd_matches_ref.c — the packed CLAQ matmul: every ISA path (AVX2 / AVX-512
- * lookup GEMV, AVX-512 dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
+ * LUT GEMV, AVX-512 dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
  * (rows 1..100, cols 1..130, mixed 2/3/4-bit columns, outliers); batch invariance (token t's
  * result is identical for n = 1, 5, 64 and for 1 vs 2 pool threads); every ISA's GEMV over any
  * range of tiles equals the per-tile reference; and the GEMV agrees with a dense fp32 matmul of
@@ -87,7 +87,7 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
     CHECK(rc == 0, "pack %lldx%lld: %s", (long long)rows, (long long)cols, err.msg);
     if (rc) { eng_qmatrix_free(&q); return; }
     const kern_claq *k = &p.view;
-    const int nmax = 64;
+    const int nmax = 300;   /* past two GEMM chunks (KERN_CPU_CLAQ_GEMM_CHUNK) */
     float *x = malloc(sizeof(float) * (size_t)(nmax * cols));
     float *yref = malloc(sizeof(float) * (size_t)(nmax * rows));
     float *y = malloc(sizeof(float) * (size_t)(nmax * rows));
@@ -113,7 +113,7 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                   (long long)rows, (long long)cols, (long long)r, yref[t * rows + r], d, tol);
         }
 
-    const int ns[] = {1, 5, 9, 64};
+    const int ns[] = {1, 5, 9, 64, 300};
     for (int isa = KERN_ISA_SCALAR; isa <= KERN_ISA_AVX512; isa++) {
         if (!have_isa((kern_isa)isa)) {
             printf("skip %s: not supported by this CPU\n", kern_isa_name((kern_isa)isa));
@@ -139,27 +139,23 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
         const int64_t cp = k->cols_pad, cb = KERN_CLAQ_COL_BLOCK;
         float *xs = malloc(sizeof(float) * (size_t)(nt * cp));
         float *xb = malloc(sizeof(float) * (size_t)(nt * cp));
+        float *lut = malloc(sizeof(float) * (size_t)(nt * cp * 16));
         float *cbf = malloc(sizeof(float) * (size_t)(cp * 16));
-        float *cbf2 = malloc(sizeof(float) * (size_t)(cp * 16));
+        float *dummy = malloc(sizeof(float) * (size_t)cp);
+        float *ones = malloc(sizeof(float) * (size_t)cols);
         float *ga = malloc(sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
         float *gb = malloc(sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
         float work[KERN_CPU_CLAQ_GEMM_WORK];
-        kern_cpu__claq_cbf_ref(k, cbf);
-        if (have_isa(KERN_ISA_AVX512)) {
-            int64_t at = 0;
-            kern_cpu__claq_cbf_avx512(k, cbf2);
-            CHECK(same_bits(cbf, cbf2, cp * 16, &at), "avx512 codebook table differs at %lld",
-                  (long long)at);
-        }
+        for (int64_t c = 0; c < cols; c++) ones[c] = 1.0f;
+        kern_cpu__claq_lut_ref(k, ones, dummy, cbf);
         for (int t = 0; t < nt; t++) {
-            kern_cpu__claq_gather(k, x + t * cols, xs + t * cp);
+            kern_cpu__claq_lut_ref(k, x + t * cols, xs + t * cp, lut + t * cp * 16);
             for (int64_t s = 0; s < cp; s++) xb[((s / cb) * nt + t) * cb + s % cb] = xs[t * cp + s];
         }
         for (int64_t tile = 0; tile < k->n_tiles; tile++) {
             int64_t rt = kern_claq_tile_rows(k, tile), at = 0;
             for (int t = 0; t < nt; t++)
-                kern_cpu__claq_gemv_tile_ref(k, cbf, xs + t * cp, tile,
-                                             ga + t * KERN_CLAQ_ROW_TILE);
+                kern_cpu__claq_gemv_tile_ref(k, lut + t * cp * 16, tile, ga + t * KERN_CLAQ_ROW_TILE);
             kern_cpu__claq_gemm_tile_ref(k, cbf, xb, nt, nt, tile, gb, work);
             for (int t = 0; t < nt; t++)
                 CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt, &at),
@@ -182,10 +178,10 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                 for (int64_t t1 = t0 + 1; t1 <= k->n_tiles && t1 - t0 <= KERN_CPU_CLAQ_GEMV_TILES;
                      t1++) {
                     int64_t ys = (t1 - t0) * KERN_CLAQ_ROW_TILE, at = 0;
-                    gemv(k, cbf, xs, nt, t0, t1, gr);
+                    gemv(k, lut, nt, t0, t1, gr);
                     for (int64_t tile = t0; tile < t1; tile++)
                         for (int t = 0; t < nt; t++) {
-                            kern_cpu__claq_gemv_tile_ref(k, cbf, xs + t * cp, tile, ga);
+                            kern_cpu__claq_gemv_tile_ref(k, lut + t * cp * 16, tile, ga);
                             CHECK(same_bits(ga, gr + t * ys + (tile - t0) * KERN_CLAQ_ROW_TILE,
                                             kern_claq_tile_rows(k, tile), &at),
                                   "%s gemv tiles [%lld, %lld) tile %lld token %d row %lld",
@@ -195,7 +191,7 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                 }
         }
         free(gr);
-        free(xs); free(xb); free(cbf); free(cbf2); free(ga); free(gb);
+        free(xs); free(xb); free(lut); free(cbf); free(dummy); free(ones); free(ga); free(gb);
     }
     free(x); free(yref); free(y); free(w);
     eng_claq_packed_free(&p);
