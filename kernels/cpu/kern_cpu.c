@@ -197,6 +197,7 @@ typedef struct attn_job {
     kern_cpu_ctx *c;
     int group;                      /* query heads per task (1 or heads per KV head) */
     kern_dot_fn dot;                /* q . k for the pool's entry type */
+    kern_dot4_fn dot4;              /* four heads' q . k at once, same bits; may be NULL */
     kern_axpy_f16_fn axpy_f16;      /* out += w * v for fp16 entries */
     kern_axpy_f32_fn axpy_f32;      /* the same for fp32 entries */
 } attn_job;
@@ -229,7 +230,17 @@ static void attn_task(void *arg, int64_t task, int worker)
     for (int h = 0; h < g; h++) mx[h] = -INFINITY;
     for (int p = 0; p < len; p++) {
         const char *k = kb + kv_entry(a, bt, p, kv_dim, kvh) * esz;
-        for (int h = 0; h < g; h++) {
+        float d[4];
+        int h = 0;
+        for (; j->dot4 && h + 4 <= g; h += 4) {   /* the row loaded once for four heads */
+            j->dot4(k, q + (int64_t)h * hd, hd, hd, d);
+            for (int i = 0; i < 4; i++) {
+                float s = d[i] * scale;
+                att[(int64_t)(h + i) * len + p] = s;
+                if (s > mx[h + i]) mx[h + i] = s;
+            }
+        }
+        for (; h < g; h++) {
             float s = j->dot(k, q + (int64_t)h * hd, hd) * scale;
             att[(int64_t)h * len + p] = s;
             if (s > mx[h]) mx[h] = s;
@@ -270,7 +281,8 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     int rc = kern_cpu__scratch_reserve(c, (int64_t)group * a->max_pos);
     if (rc) return rc;
     attn_job j = {a, c, group, kern_cpu__dot_fn(c->isa, a->kv_dtype),
-                  kern_cpu__axpy_f16_fn(c->isa), kern_cpu__axpy_f32_fn(c->isa)};
+                  kern_cpu__dot4_fn(c->isa, a->kv_dtype), kern_cpu__axpy_f16_fn(c->isa),
+                  kern_cpu__axpy_f32_fn(c->isa)};
     if (!j.dot) return KERN_E_UNSUPPORTED;
     int64_t work = 0;
     for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;
