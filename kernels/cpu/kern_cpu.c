@@ -191,23 +191,23 @@ static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t cou
  * every head of its group from the row while it is in L1 (per-head tasks re-read each row once
  * per query head: ~50 GB for a 523-token TinyLlama prompt). Per head, the operations and their
  * order are those of one head alone, so the grouping never changes a bit; it is chosen only by
- * how many tasks the pool needs. */
+ * how many tasks the pool needs. The block table is walked once per task into row pointers;
+ * scores go four heads per K row (dot4), and each head's weighted sum of V rows keeps its
+ * output in registers over all positions (wsum) instead of a load-add-store per position. */
 typedef struct attn_job {
     const kern_attn_args *a;
     kern_cpu_ctx *c;
     int group;                      /* query heads per task (1 or heads per KV head) */
     kern_dot_fn dot;                /* q . k for the pool's entry type */
     kern_dot4_fn dot4;              /* four heads' q . k at once, same bits; may be NULL */
-    kern_axpy_f16_fn axpy_f16;      /* out += w * v for fp16 entries */
-    kern_axpy_f32_fn axpy_f32;      /* the same for fp32 entries */
+    kern_wsum_fn wsum;              /* sum over positions of weight x value row */
 } attn_job;
 
-/* Entry index of (position p, kv head kvh) in this layer's view of the pool. */
-static inline int64_t kv_entry(const kern_attn_args *a, const int32_t *bt, int p, int kv_dim,
-                               int kvh)
+/* A worker's attention scratch, in floats: scores [group][max_pos], then the K and V row
+ * pointers of every position [2][max_pos] (two floats each, 8-byte aligned). */
+static int64_t attn_scratch_floats(int group, int max_pos)
 {
-    return (int64_t)bt[p / a->block_tokens] * a->block_stride +
-           (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * a->head_dim;
+    return ((int64_t)group * max_pos + 1) / 2 * 2 + 4 * (int64_t)max_pos;
 }
 
 static void attn_task(void *arg, int64_t task, int worker)
@@ -222,18 +222,24 @@ static void attn_task(void *arg, int64_t task, int worker)
     float *out = a->out + ((int64_t)t * a->n_heads + h0) * hd;
     int len = a->pos[t] + 1;
     float *att = j->c->scratch[worker];   /* [g][len] */
+    const void **krow = (const void **)(void *)(att + ((int64_t)g * a->max_pos + 1) / 2 * 2);
+    const void **vrow = krow + a->max_pos;
     const int32_t *bt = a->bt + (int64_t)(a->bt_row ? a->bt_row[t] : t) * a->bt_stride;
     float scale = 1.0f / sqrtf((float)hd);
     int64_t esz = (int64_t)kern_dtype_size(a->kv_dtype);
-    const char *kb = a->k_base, *vb = a->v_base;
+    for (int p = 0; p < len; p++) {   /* the block table walked once */
+        int64_t e = ((int64_t)bt[p / a->block_tokens] * a->block_stride +
+                     (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd) * esz;
+        krow[p] = (const char *)a->k_base + e;
+        vrow[p] = (const char *)a->v_base + e;
+    }
     float mx[KERN_CPU_ATTN_MAX_GROUP];
     for (int h = 0; h < g; h++) mx[h] = -INFINITY;
     for (int p = 0; p < len; p++) {
-        const char *k = kb + kv_entry(a, bt, p, kv_dim, kvh) * esz;
         float d[4];
         int h = 0;
         for (; j->dot4 && h + 4 <= g; h += 4) {   /* the row loaded once for four heads */
-            j->dot4(k, q + (int64_t)h * hd, hd, hd, d);
+            j->dot4(krow[p], q + (int64_t)h * hd, hd, hd, d);
             for (int i = 0; i < 4; i++) {
                 float s = d[i] * scale;
                 att[(int64_t)(h + i) * len + p] = s;
@@ -241,7 +247,7 @@ static void attn_task(void *arg, int64_t task, int worker)
             }
         }
         for (; h < g; h++) {
-            float s = j->dot(k, q + (int64_t)h * hd, hd) * scale;
+            float s = j->dot(krow[p], q + (int64_t)h * hd, hd) * scale;
             att[(int64_t)h * len + p] = s;
             if (s > mx[h]) mx[h] = s;
         }
@@ -253,17 +259,7 @@ static void attn_task(void *arg, int64_t task, int worker)
             sum += ah[p];
         }
         for (int p = 0; p < len; p++) ah[p] /= sum;
-    }
-    memset(out, 0, (size_t)g * (size_t)hd * sizeof(float));
-    for (int p = 0; p < len; p++) {
-        const char *v = vb + kv_entry(a, bt, p, kv_dim, kvh) * esz;
-        for (int h = 0; h < g; h++) {
-            float w = att[(int64_t)h * len + p];
-            if (a->kv_dtype == KERN_F16)
-                j->axpy_f16(out + (int64_t)h * hd, w, (const uint16_t *)(const void *)v, hd);
-            else
-                j->axpy_f32(out + (int64_t)h * hd, w, (const float *)(const void *)v, hd);
-        }
+        j->wsum(out + (int64_t)h * hd, ah, (const void *const *)vrow, len, hd);
     }
 }
 
@@ -278,12 +274,11 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     int ratio = a->n_heads / a->n_kv_heads;
     int group = ratio <= KERN_CPU_ATTN_MAX_GROUP &&
                 (int64_t)a->n * a->n_kv_heads >= 4 * (int64_t)c->n_threads ? ratio : 1;
-    int rc = kern_cpu__scratch_reserve(c, (int64_t)group * a->max_pos);
+    int rc = kern_cpu__scratch_reserve(c, attn_scratch_floats(group, a->max_pos));
     if (rc) return rc;
     attn_job j = {a, c, group, kern_cpu__dot_fn(c->isa, a->kv_dtype),
-                  kern_cpu__dot4_fn(c->isa, a->kv_dtype), kern_cpu__axpy_f16_fn(c->isa),
-                  kern_cpu__axpy_f32_fn(c->isa)};
-    if (!j.dot) return KERN_E_UNSUPPORTED;
+                  kern_cpu__dot4_fn(c->isa, a->kv_dtype), kern_cpu__wsum_fn(c->isa, a->kv_dtype)};
+    if (!j.dot || !j.wsum) return KERN_E_UNSUPPORTED;
     int64_t work = 0;
     for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;
     return run_tasks(c, (int64_t)a->n * (a->n_heads / group), work, attn_task, &j);

@@ -53,30 +53,53 @@ float kern_cpu__dot_f16_avx2(const void *wv, const float *x, int64_t n)
     DOT_BODY(load_f16, kern_f16_to_f32)
 }
 
-void kern_cpu__axpy_f16_avx2(float *y, float a, const uint16_t *x, int64_t n)
-{
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)   /* mul then add, as the reference (no FMA): same bits */
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
-                                              _mm256_mul_ps(va, load_f16(x + i))));
-    for (; i < n; i++) {
-        float p = a * kern_f16_to_f32(x[i]);
-        y[i] += p;
+static inline __m256 load_f32(const float *p) { return _mm256_loadu_ps(p); }
+
+/* Four vectors of out (32 elements) at a time over every position, then one, then scalars:
+ * per element the reference's product and sum in position order. */
+#define WSUM_BODY(T, LOAD, CONV)                                                             \
+    int64_t d = 0;                                                                            \
+    for (; d + 32 <= n; d += 32) {                                                            \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        for (int p = 0; p < len; p++) {                                                       \
+            const T *r = (const T *)rows[p] + d;                                              \
+            __m256 wp = _mm256_set1_ps(w[p]);                                                 \
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(wp, LOAD(r)));                               \
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(wp, LOAD(r + 8)));                           \
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(wp, LOAD(r + 16)));                          \
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(wp, LOAD(r + 24)));                          \
+        }                                                                                     \
+        _mm256_storeu_ps(out + d, a0);                                                        \
+        _mm256_storeu_ps(out + d + 8, a1);                                                    \
+        _mm256_storeu_ps(out + d + 16, a2);                                                   \
+        _mm256_storeu_ps(out + d + 24, a3);                                                   \
+    }                                                                                         \
+    for (; d + 8 <= n; d += 8) {                                                              \
+        __m256 a0 = _mm256_setzero_ps();                                                      \
+        for (int p = 0; p < len; p++)                                                         \
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(w[p]),                        \
+                                                 LOAD((const T *)rows[p] + d)));              \
+        _mm256_storeu_ps(out + d, a0);                                                        \
+    }                                                                                         \
+    for (; d < n; d++) {                                                                      \
+        float s = 0.0f;                                                                       \
+        for (int p = 0; p < len; p++) {                                                       \
+            float prod = w[p] * CONV(((const T *)rows[p])[d]);                                \
+            s += prod;                                                                        \
+        }                                                                                     \
+        out[d] = s;                                                                           \
     }
+
+void kern_cpu__wsum_f32_avx2(float *out, const float *w, const void *const *rows, int len,
+                             int64_t n)
+{
+    WSUM_BODY(float, load_f32, ident)
 }
 
-void kern_cpu__axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
+void kern_cpu__wsum_f16_avx2(float *out, const float *w, const void *const *rows, int len,
+                             int64_t n)
 {
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)   /* mul then add, as the reference (no FMA): same bits */
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
-                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
-    for (; i < n; i++) {
-        float p = a * x[i];
-        y[i] += p;
-    }
+    WSUM_BODY(uint16_t, load_f16, kern_f16_to_f32)
 }
 
 float kern_cpu__dot_bf16_avx2(const void *wv, const float *x, int64_t n)

@@ -118,3 +118,53 @@ float kern_cpu__dot_bf16_avx512(const void *wv, const float *x, int64_t n)
     const uint16_t *w = wv;
     DOT_BODY(load_bf16, load_bf16_mask)
 }
+
+/* Attention's weighted sum of rows (kern_cpu_impl.h): four vectors of out (64 elements, a
+ * 64-dim head whole) stay in registers over every position, then one vector, then scalars; per
+ * element the reference's product and sum in position order. */
+#define WSUM_BODY(T, LOAD, CONV)                                                             \
+    int64_t d = 0;                                                                            \
+    for (; d + 64 <= n; d += 64) {                                                            \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        for (int p = 0; p < len; p++) {                                                       \
+            const T *r = (const T *)rows[p] + d;                                              \
+            __m512 wp = _mm512_set1_ps(w[p]);                                                 \
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(wp, LOAD(r)));                               \
+            a1 = _mm512_add_ps(a1, _mm512_mul_ps(wp, LOAD(r + 16)));                          \
+            a2 = _mm512_add_ps(a2, _mm512_mul_ps(wp, LOAD(r + 32)));                          \
+            a3 = _mm512_add_ps(a3, _mm512_mul_ps(wp, LOAD(r + 48)));                          \
+        }                                                                                     \
+        _mm512_storeu_ps(out + d, a0);                                                        \
+        _mm512_storeu_ps(out + d + 16, a1);                                                   \
+        _mm512_storeu_ps(out + d + 32, a2);                                                   \
+        _mm512_storeu_ps(out + d + 48, a3);                                                   \
+    }                                                                                         \
+    for (; d + 16 <= n; d += 16) {                                                            \
+        __m512 a0 = _mm512_setzero_ps();                                                      \
+        for (int p = 0; p < len; p++)                                                         \
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(w[p]),                        \
+                                                 LOAD((const T *)rows[p] + d)));              \
+        _mm512_storeu_ps(out + d, a0);                                                        \
+    }                                                                                         \
+    for (; d < n; d++) {                                                                      \
+        float s = 0.0f;                                                                       \
+        for (int p = 0; p < len; p++) {                                                       \
+            float prod = w[p] * CONV(((const T *)rows[p])[d]);                                \
+            s += prod;                                                                        \
+        }                                                                                     \
+        out[d] = s;                                                                           \
+    }
+
+static inline float ident_f32(float v) { return v; }
+
+void kern_cpu__wsum_f32_avx512(float *out, const float *w, const void *const *rows, int len,
+                               int64_t n)
+{
+    WSUM_BODY(float, _mm512_loadu_ps, ident_f32)
+}
+
+void kern_cpu__wsum_f16_avx512(float *out, const float *w, const void *const *rows, int len,
+                               int64_t n)
+{
+    WSUM_BODY(uint16_t, load_f16, kern_f16_to_f32)
+}

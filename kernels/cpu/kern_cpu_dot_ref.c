@@ -41,40 +41,44 @@ float kern_cpu__dot_q8(const void *w, const float *x, int64_t n)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
+void kern_cpu__wsum_f32_ref(float *out, const float *w, const void *const *rows, int len,
+                            int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float p = a * kern_f16_to_f32(x[i]);
-        y[i] += p;
+    for (int64_t d = 0; d < n; d++) {
+        float s = 0.0f;
+        for (int p = 0; p < len; p++) {
+            float prod = w[p] * ((const float *)rows[p])[d];
+            s += prod;
+        }
+        out[d] = s;
     }
 }
 
-void kern_cpu__axpy_f32_ref(float *y, float a, const float *x, int64_t n)
+void kern_cpu__wsum_f16_ref(float *out, const float *w, const void *const *rows, int len,
+                            int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float p = a * x[i];
-        y[i] += p;
+    for (int64_t d = 0; d < n; d++) {
+        float s = 0.0f;
+        for (int p = 0; p < len; p++) {
+            float prod = w[p] * kern_f16_to_f32(((const uint16_t *)rows[p])[d]);
+            s += prod;
+        }
+        out[d] = s;
     }
 }
 
-kern_axpy_f32_fn kern_cpu__axpy_f32_fn(kern_isa isa)
+kern_wsum_fn kern_cpu__wsum_fn(kern_isa isa, kern_dtype dt)
 {
+    if (dt != KERN_F32 && dt != KERN_F16) return NULL;
 #if defined(__x86_64__)
-    if (isa == KERN_ISA_AVX2 || isa == KERN_ISA_AVX512) return kern_cpu__axpy_f32_avx2;
+    if (isa == KERN_ISA_AVX512) return dt == KERN_F32 ? kern_cpu__wsum_f32_avx512
+                                                     : kern_cpu__wsum_f16_avx512;
+    if (isa == KERN_ISA_AVX2) return dt == KERN_F32 ? kern_cpu__wsum_f32_avx2
+                                                   : kern_cpu__wsum_f16_avx2;
 #else
     (void)isa;
 #endif
-    return kern_cpu__axpy_f32_ref;
-}
-
-kern_axpy_f16_fn kern_cpu__axpy_f16_fn(kern_isa isa)
-{
-#if defined(__x86_64__)
-    if (isa == KERN_ISA_AVX2 || isa == KERN_ISA_AVX512) return kern_cpu__axpy_f16_avx2;
-#else
-    (void)isa;
-#endif
-    return kern_cpu__axpy_f16_ref;
+    return dt == KERN_F32 ? kern_cpu__wsum_f32_ref : kern_cpu__wsum_f16_ref;
 }
 
 kern_dot4_fn kern_cpu__dot4_fn(kern_isa isa, kern_dtype dt)

@@ -53,17 +53,25 @@ float kern_cpu__dot_bf16_avx2(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_f32_avx512(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_f16_avx512(const void *w, const float *x, int64_t n);
 float kern_cpu__dot_bf16_avx512(const void *w, const float *x, int64_t n);
-/* y[i] += a * x[i] for fp16 x (attention over an fp16 KV cache): a product then a sum per
- * element, no fused multiply-add, so every ISA gives the same bits. */
-typedef void (*kern_axpy_f16_fn)(float *y, float a, const uint16_t *x, int64_t n);
-kern_axpy_f16_fn kern_cpu__axpy_f16_fn(kern_isa isa);
-void kern_cpu__axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n);
-void kern_cpu__axpy_f16_avx2(float *y, float a, const uint16_t *x, int64_t n);
-/* The same for fp32 x (an fp32 KV cache). */
-typedef void (*kern_axpy_f32_fn)(float *y, float a, const float *x, int64_t n);
-kern_axpy_f32_fn kern_cpu__axpy_f32_fn(kern_isa isa);
-void kern_cpu__axpy_f32_ref(float *y, float a, const float *x, int64_t n);
-void kern_cpu__axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
+/* Attention's weighted sum of value rows: out[d] = sum over p = 0 .. len-1, in order, of
+ * w[p] * rows[p][d], starting from 0, a product then a sum per element (never a fused
+ * multiply-add), so every ISA gives the same bits; rows hold n entries of the dtype (f32 or
+ * f16). The SIMD forms keep a vector of out in registers across all positions. */
+typedef void (*kern_wsum_fn)(float *out, const float *w, const void *const *rows, int len,
+                             int64_t n);
+kern_wsum_fn kern_cpu__wsum_fn(kern_isa isa, kern_dtype dt);   /* NULL: dtype not supported */
+void kern_cpu__wsum_f32_ref(float *out, const float *w, const void *const *rows, int len,
+                            int64_t n);
+void kern_cpu__wsum_f16_ref(float *out, const float *w, const void *const *rows, int len,
+                            int64_t n);
+void kern_cpu__wsum_f32_avx2(float *out, const float *w, const void *const *rows, int len,
+                             int64_t n);
+void kern_cpu__wsum_f16_avx2(float *out, const float *w, const void *const *rows, int len,
+                             int64_t n);
+void kern_cpu__wsum_f32_avx512(float *out, const float *w, const void *const *rows, int len,
+                               int64_t n);
+void kern_cpu__wsum_f16_avx512(float *out, const float *w, const void *const *rows, int len,
+                               int64_t n);
 
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
  * including batch invariance (y[t] bit-identical for any n and thread count). */

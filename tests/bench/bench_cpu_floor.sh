@@ -6,16 +6,28 @@
 # tok/s (greedy, 64 tokens after a short prompt) and prefill tok/s (a ~512-token prompt) at 1
 # and 2 threads, the weight bytes each decoded token reads (every linear, the untied FP16 head;
 # the embedding is gathered, one row), GB/s achieved, its percent of the huge-page ceiling at
-# the same thread count, and peak RSS. Measure on a quiet machine: the load average is printed.
+# the same thread count, and peak RSS. With --baseline BIN (another build's claq, e.g. of an
+# older commit) its prefill of the same prompt on the same model runs right after ours, and a
+# second table prints both rates and their ratio (old and new binary in one run, alternating).
+# Measure on a quiet machine: the load average is printed.
 #
-# usage: tests/bench/bench_cpu_floor.sh [build-dir] [--work DIR]   (DIR keeps the models, ~4 GB)
+# --reps N takes the best of N runs of each figure; --only B measures one model (FP16, 2.1, 3, 4).
+#
+# usage: tests/bench/bench_cpu_floor.sh [build-dir] [--work DIR] [--baseline BIN] [--reps N]
+#        [--only B]   (DIR keeps the models, ~4 GB)
 set -euo pipefail
 B=build
 work=""
+base=""
+reps=1
+only=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --work) work="$2"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --baseline) base="$2"; shift 2 ;;
+    --reps) reps="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;   # one model row: FP16, 2.1, 3 or 4
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) B="$1"; shift ;;
     esac
 done
@@ -42,6 +54,7 @@ tl="$work/tinyllama"
     "$B/claq" synth --shape tinyllama-1.1b --out "$tl" --tokenizer "$S/models/tokenizer.model" \
         >/dev/null
 for b in 2.1 3 4; do
+    if [ -n "$only" ] && [ "$only" != "$b" ]; then continue; fi
     [ -f "$work/tl-$b.claq" ] ||
         "$B/claq" synth --pack --model "$tl" --bits "$b" --out "$work/tl-$b.claq" >/dev/null 2>&1
 done
@@ -52,17 +65,37 @@ prompt="$(head -c 1850 "$S/data/wikitext-2-raw/wiki.test.raw" | tr -s ' \n' ' ')
 
 printf "| model | threads | weight MB/token | decode tok/s | GB/s | %% of 2 MiB ceiling | prefill tokens | prefill tok/s | peak RSS MiB |\n"
 printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-row() {   # label model bytes_per_token
-    local label=$1 model=$2 bytes=$3 t line dec pre npre rss gbs ceil pct
+cmp_rows=""
+max_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 > b + 0 ? a : b) }'; }
+decode_of() {   # binary model threads -> "tok/s rss_mib"
+    "$1" generate --model "$2" --prompt "Once upon a time" --max-tokens 64 --temperature 0 \
+        --threads "$3" 2>&1 >/dev/null | grep "generated:" |
+        sed -n 's/.*generated: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*peak RSS \([0-9.]*\) MiB.*/\1 \2/p'
+}
+prefill_of() {   # binary model threads -> "tokens tok/s"
+    "$1" generate --model "$2" --prompt "$prompt" --max-tokens 1 --temperature 0 --threads "$3" \
+        2>&1 >/dev/null | grep "prompt:" |
+        sed -n 's/.*prompt: \([0-9]*\) tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1 \2/p'
+}
+row() {   # label model bytes_per_token; best of $reps runs each (ours and the baseline alternate)
+    local label=$1 model=$2 bytes=$3 t r d s n p bp dec pre npre rss bpre gbs ceil pct
     for t in 1 2; do
-        line=$("$B/claq" generate --model "$model" --prompt "Once upon a time" --max-tokens 64 \
-               --temperature 0 --threads "$t" 2>&1 >/dev/null | grep "generated:")
-        dec=$(echo "$line" | sed -n 's/.*generated: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p')
-        rss=$(echo "$line" | sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p')
-        line=$("$B/claq" generate --model "$model" --prompt "$prompt" --max-tokens 1 \
-               --temperature 0 --threads "$t" 2>&1 >/dev/null | grep "prompt:")
-        npre=$(echo "$line" | sed -n 's/.*prompt: \([0-9]*\) tokens.*/\1/p')
-        pre=$(echo "$line" | sed -n 's/.*prompt: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p')
+        dec=0 pre=0 bpre=0 rss=0 npre=0
+        for r in $(seq "$reps"); do
+            read -r d s <<<"$(decode_of "$B/claq" "$model" "$t")"
+            dec=$(max_of "$dec" "$d") rss=$(max_of "$rss" "$s")
+            read -r n p <<<"$(prefill_of "$B/claq" "$model" "$t")"
+            pre=$(max_of "$pre" "$p") npre=$n
+            if [ -n "$base" ]; then
+                read -r _ bp <<<"$(prefill_of "$base" "$model" "$t")"
+                bpre=$(max_of "$bpre" "$bp")
+            fi
+        done
+        if [ -n "$base" ]; then
+            cmp_rows="$cmp_rows| $label | $t | $npre | $bpre | $pre | $(awk -v a="$pre" \
+                -v b="$bpre" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') |
+"
+        fi
         ceil=$([ "$t" = 1 ] && echo "$hp1" || echo "$hp2")
         gbs=$(awk -v b="$bytes" -v r="$dec" 'BEGIN { printf "%.1f", b * r / 1e9 }')
         pct=$(awk -v g="$gbs" -v c="$ceil" 'BEGIN { printf "%.0f", (c > 0 ? 100 * g / c : 0) }')
@@ -71,11 +104,20 @@ row() {   # label model bytes_per_token
     done
 }
 fp=$(stat -c %s "$tl/model.safetensors")
-row "FP16" "$tl" $((fp - emb))
+if [ -z "$only" ] || [ "$only" = FP16 ]; then row "FP16" "$tl" $((fp - emb)); fi
 for b in 2.1 3 4; do
+    if [ -n "$only" ] && [ "$only" != "$b" ]; then continue; fi
     f="$work/tl-$b.claq"
     tokb=$("$B/claq" inspect "$f" | sed -n 's/^file: [0-9]* bytes (\([0-9]*\) of them tokenizer).*/\1/p')
     row "CLAQ $b-bit" "$f" $(($(stat -c %s "$f") - ${tokb:-0} - emb))
 done
 echo
+if [ -n "$base" ]; then
+    echo "Prefill against the baseline binary $base, same prompt and model, run right after ours:"
+    echo
+    printf "| model | threads | prompt tokens | baseline tok/s | this build tok/s | ratio |\n"
+    printf "|---|---:|---:|---:|---:|---:|\n"
+    printf "%s" "$cmp_rows"
+    echo
+fi
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
