@@ -11,34 +11,13 @@
 
 #include "kern_cpu_impl.h"
 #include "kern_half.h"
-
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
-static float frnd(void) { return (float)(rnd() >> 8) / 16777216.0f * 2.0f - 1.0f; } /* [-1, 1) */
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, \
-    __LINE__); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
-static int same_bits(const float *a, const float *b, int64_t n, int64_t *where)
-{
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof(float))) { *where = i; return 0; }
-    return 1;
-}
-
-static int have_isa(kern_isa isa) { return isa <= kern_cpu_detect_isa(); }
+#include "kern_test_util.h"
 
 enum { MAX_LEN = 300, MAX_N = 200, POOL_ROWS = 512 };
 
 int main(void)
 {
+    test_seed(0x2545f4914f6cdd1dull);
     /* A pool of rows, each position pointing at a random one (as block tables scatter them). */
     float *pool32 = malloc(sizeof(float) * POOL_ROWS * MAX_N);
     uint16_t *pool16 = malloc(sizeof(uint16_t) * POOL_ROWS * MAX_N);

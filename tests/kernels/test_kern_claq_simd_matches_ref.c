@@ -16,20 +16,7 @@
 #include "eng_claq_file.h"
 #include "kern_cpu_claq.h"
 #include "kern_half.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
-static float frnd(void) { return (float)(rnd() >> 8) / 16777216.0f * 2.0f - 1.0f; } /* [-1, 1) */
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, \
-    __LINE__); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "kern_test_util.h"
 
 /* Random qmatrix: bits per column from `mix` (0: all 4, 1: all 3, 2: all 2, 3: mixed), sorted
  * fp16 codebooks with heavy-ish tails, outliers at ~2 % of positions. */
@@ -58,23 +45,6 @@ static int make_q(eng_qmatrix *q, int64_t rows, int64_t cols, int mix)
                                                           kern_f32_to_f16(frnd() * 2.0f)))
                 return -1;
     return 0;
-}
-
-static int same_bits(const float *a, const float *b, int64_t n, int64_t *where)
-{
-    for (int64_t i = 0; i < n; i++)
-        if (kern_bits_from_f32(a[i]) != kern_bits_from_f32(b[i])) { *where = i; return 0; }
-    return 1;
-}
-
-static int have_isa(kern_isa isa)
-{
-    __builtin_cpu_init();
-    if (isa == KERN_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-    if (isa == KERN_ISA_AVX512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    return 1;
 }
 
 static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
