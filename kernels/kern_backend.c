@@ -1,11 +1,13 @@
 /* kern_backend.c — the kern_* wrappers every caller goes through: argument checks, NULL-op
- * checks, and backend memory (kern_buf: host memory unless the backend brings its own). The
- * wrappers never read an op's arguments behind its pointers (they may be device memory).
- * Backend-neutral; no state. Same thread contract as the backend a call names. */
+ * checks, the optional per-kind timing (kern_profile), and backend memory (kern_buf: host memory
+ * unless the backend brings its own). The wrappers never read an op's arguments behind its
+ * pointers (they may be device memory). Backend-neutral; no state of their own. Same thread
+ * contract as the backend a call names. */
 #include "kern.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct kern_buf {
     void *addr;      /* backend memory; owned (freed through the backend that made it) */
@@ -53,6 +55,35 @@ const char *kern_dtype_name(kern_dtype t)
     }
 }
 
+const char *kern_op_kind_name(kern_op_kind k)
+{
+    switch (k) {
+    case KERN_OP_MATMUL_CLAQ: return "CLAQ matmul";
+    case KERN_OP_MATMUL_DENSE: return "dense matmul";
+    case KERN_OP_ATTENTION: return "attention";
+    case KERN_OP_OTHER: return "other ops";
+    default: return "?";
+    }
+}
+
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* rc = CALL, timed into b->prof under KIND when profiling is on. */
+#define TIMED(b, kind, CALL)                                                                  \
+    do {                                                                                      \
+        if (!(b)->prof) return (CALL);                                                        \
+        double t0_ = prof_now();                                                              \
+        int rc_ = (CALL);                                                                     \
+        (b)->prof->seconds[kind] += prof_now() - t0_;                                         \
+        (b)->prof->calls[kind]++;                                                             \
+        return rc_;                                                                           \
+    } while (0)
+
 void kern_backend_destroy(kern_backend *b)
 {
     if (!b || !b->ops) return;
@@ -72,7 +103,8 @@ int kern_matmul(kern_backend *b, const kern_matrix *w, const float *x, int n, fl
     if (!b->ops || !b->ops->matmul) return KERN_E_UNSUPPORTED;
     if (!matrix_ok(w) || !x || !y || n <= 0) return KERN_E_INVAL;
     if (b->ops->supports && !b->ops->supports(b->ctx, w->dtype)) return KERN_E_UNSUPPORTED;
-    return b->ops->matmul(b->ctx, w, x, n, y);
+    TIMED(b, w->dtype == KERN_CLAQ ? KERN_OP_MATMUL_CLAQ : KERN_OP_MATMUL_DENSE,
+          b->ops->matmul(b->ctx, w, x, n, y));
 }
 
 int kern_embed(kern_backend *b, const kern_matrix *t, const int32_t *ids, int n, float *out)
@@ -80,14 +112,14 @@ int kern_embed(kern_backend *b, const kern_matrix *t, const int32_t *ids, int n,
     /* ids are backend memory: each backend checks their range where it can read them */
     if (!b->ops || !b->ops->embed) return KERN_E_UNSUPPORTED;
     if (!matrix_ok(t) || !ids || !out || n <= 0) return KERN_E_INVAL;
-    return b->ops->embed(b->ctx, t, ids, n, out);
+    TIMED(b, KERN_OP_OTHER, b->ops->embed(b->ctx, t, ids, n, out));
 }
 
 int kern_rmsnorm(kern_backend *b, const float *x, const float *w, int n, int dim, float eps, float *out)
 {
     if (!b->ops || !b->ops->rmsnorm) return KERN_E_UNSUPPORTED;
     if (!x || !w || !out || n <= 0 || dim <= 0) return KERN_E_INVAL;
-    return b->ops->rmsnorm(b->ctx, x, w, n, dim, eps, out);
+    TIMED(b, KERN_OP_OTHER, b->ops->rmsnorm(b->ctx, x, w, n, dim, eps, out));
 }
 
 int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
@@ -95,14 +127,15 @@ int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads,
 {
     if (!b->ops || !b->ops->rope) return KERN_E_UNSUPPORTED;
     if (!x || !pos || n <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1)) return KERN_E_INVAL;
-    return b->ops->rope(b->ctx, x, pos, n, n_heads, head_dim, theta, freq, style);
+    TIMED(b, KERN_OP_OTHER,
+          b->ops->rope(b->ctx, x, pos, n, n_heads, head_dim, theta, freq, style));
 }
 
 int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out)
 {
     if (!b->ops || !b->ops->swiglu) return KERN_E_UNSUPPORTED;
     if (!gate || !up || !out || count <= 0) return KERN_E_INVAL;
-    return b->ops->swiglu(b->ctx, gate, up, count, out);
+    TIMED(b, KERN_OP_OTHER, b->ops->swiglu(b->ctx, gate, up, count, out));
 }
 
 int kern_attention(kern_backend *b, const kern_attn_args *a)
@@ -115,14 +148,14 @@ int kern_attention(kern_backend *b, const kern_attn_args *a)
         a->bt_stride < (a->max_pos + a->block_tokens - 1) / a->block_tokens ||
         a->block_stride < (int64_t)a->block_tokens * a->n_kv_heads * a->head_dim)
         return KERN_E_INVAL;
-    return b->ops->attention(b->ctx, a);
+    TIMED(b, KERN_OP_ATTENTION, b->ops->attention(b->ctx, a));
 }
 
 int kern_add(kern_backend *b, float *x, const float *y, int64_t count)
 {
     if (!b->ops || !b->ops->add) return KERN_E_UNSUPPORTED;
     if (!x || !y || count <= 0) return KERN_E_INVAL;
-    return b->ops->add(b->ctx, x, y, count);
+    TIMED(b, KERN_OP_OTHER, b->ops->add(b->ctx, x, y, count));
 }
 
 int kern_kv_write(kern_backend *b, const kern_kv_write_args *a)
@@ -133,7 +166,7 @@ int kern_kv_write(kern_backend *b, const kern_kv_write_args *a)
         a->block_stride < (int64_t)a->block_tokens * a->kv_dim ||
         (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16))
         return KERN_E_INVAL;
-    return b->ops->kv_write(b->ctx, a);
+    TIMED(b, KERN_OP_OTHER, b->ops->kv_write(b->ctx, a));
 }
 
 int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n, int dim,
@@ -141,14 +174,14 @@ int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n
 {
     if (!b->ops || !b->ops->copy_rows) return KERN_E_UNSUPPORTED;
     if (!src || !rows || !dst || n <= 0 || dim <= 0) return KERN_E_INVAL;
-    return b->ops->copy_rows(b->ctx, src, rows, n, dim, dst);
+    TIMED(b, KERN_OP_OTHER, b->ops->copy_rows(b->ctx, src, rows, n, dim, dst));
 }
 
 int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out)
 {
     if (!b->ops || !b->ops->argmax) return KERN_E_UNSUPPORTED;
     if (!x || !out || n <= 0 || cols <= 0) return KERN_E_INVAL;
-    return b->ops->argmax(b->ctx, x, n, cols, out);
+    TIMED(b, KERN_OP_OTHER, b->ops->argmax(b->ctx, x, n, cols, out));
 }
 
 /* ---- backend memory ------------------------------------------------------------------------ */

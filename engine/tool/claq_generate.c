@@ -13,6 +13,23 @@
 #include "eng_gen.h"
 #include "eng_sampler.h"
 
+/* One phase's --profile line: seconds inside each kind of kernel op, and outside them all. */
+static void print_profile(const char *phase, const kern_profile *p, double wall, long long units,
+                          const char *unit)
+{
+    const double per = units > 0 ? (double)units : 1.0;
+    double in_ops = 0.0;
+    fprintf(stderr, "profile, %s (%lld %ss, %.3f s; ms per %s):", phase, units, unit, wall, unit);
+    for (int k = 0; k < KERN_OP_KINDS; k++) {
+        in_ops += p->seconds[k];
+        fprintf(stderr, " %s %.2f (%.1f %%, %llu calls);", kern_op_kind_name((kern_op_kind)k),
+                p->seconds[k] * 1e3 / per, wall > 0 ? 100.0 * p->seconds[k] / wall : 0.0,
+                (unsigned long long)p->calls[k]);
+    }
+    fprintf(stderr, " outside kernel ops %.2f (%.1f %%)\n", (wall - in_ops) * 1e3 / per,
+            wall > 0 ? 100.0 * (wall - in_ops) / wall : 0.0);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -37,6 +54,8 @@ int claq_cmd_generate(int argc, char **argv)
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
+        {"--profile", 0, NULL, "also print where prompt and decode time went, by kind of kernel "
+                               "op (host wall time; on a GPU, submission time)"},
         {"--help", 0, NULL, "this text"},
     };
     const int ns = (int)(sizeof spec / sizeof spec[0]);
@@ -121,10 +140,14 @@ int claq_cmd_generate(int argc, char **argv)
     fputs(prompt, stdout);
     fflush(stdout);
     kern_xfer_stats x0, x1, x2;
+    kern_profile prof_prompt = {{0}, {0}}, prof_decode = {{0}, {0}};
+    const int profile = claq_arg_get(spec, ns, "--profile") != NULL;
+    if (profile) s.be.prof = &prof_prompt;
     kern_get_xfer_stats(&s.be, &x0);
     double t0 = now_s();
     if (claq_session_prefill(&s, &seq, toks, (int)n_prompt, 0, 0, logits, &err)) goto fail;
     double t1 = now_s();
+    if (profile) s.be.prof = &prof_decode;
     kern_get_xfer_stats(&s.be, &x1);
     long long generated = 0, steps = 0;   /* steps: decode forwards after the prompt */
     int pos = (int)n_prompt;
@@ -156,6 +179,7 @@ int claq_cmd_generate(int argc, char **argv)
     fputc('\n', stdout);
     fflush(stdout);
     double t2 = now_s();
+    s.be.prof = NULL;
     kern_get_xfer_stats(&s.be, &x2);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -175,6 +199,10 @@ int claq_cmd_generate(int argc, char **argv)
                 (double)(x2.weight_h2d_bytes - x1.weight_h2d_bytes) / 1024.0 / per,
                 (double)(x2.d2h_bytes - x1.d2h_bytes) / 1024.0 / per);
     }
+    if (profile) {
+        print_profile("prompt", &prof_prompt, t1 - t0, (long long)n_prompt, "token");
+        print_profile("decode", &prof_decode, t2 - t1, steps, "step");
+    }
     ret = 0;
     goto out;
 oom:
@@ -182,6 +210,7 @@ oom:
 fail:
     fprintf(stderr, "claq generate: %s\n", err.msg);
 out:
+    s.be.prof = NULL;
     eng_kv_release(&s.kv, &seq);
     free(text);
     free(logits);

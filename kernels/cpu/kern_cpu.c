@@ -269,11 +269,13 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     for (int t = 0; t < a->n; t++)
         if (a->pos[t] < 0 || a->pos[t] >= a->max_pos) return KERN_E_INVAL;
     if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads) return KERN_E_INVAL;
-    /* Whole groups when that still leaves a few tasks per thread (a prompt, a batch); single
-     * heads for a lone decode token on a GQA model, so every thread has work. */
+    /* Whole groups when there is at least one per thread (a prompt, a batch, a decode token on
+     * few threads); single heads otherwise, so every thread has work (a lone decode token of a
+     * GQA model on many threads). Grouping decode on 2 threads: 5.9 -> 3.4-4.2 ms of attention
+     * per token of the 3-bit TinyLlama at ~550 positions (claq generate --profile). */
     int ratio = a->n_heads / a->n_kv_heads;
     int group = ratio <= KERN_CPU_ATTN_MAX_GROUP &&
-                (int64_t)a->n * a->n_kv_heads >= 4 * (int64_t)c->n_threads ? ratio : 1;
+                (int64_t)a->n * a->n_kv_heads >= (int64_t)c->n_threads ? ratio : 1;
     int rc = kern_cpu__scratch_reserve(c, attn_scratch_floats(group, a->max_pos));
     if (rc) return rc;
     attn_job j = {a, c, group, kern_cpu__dot_fn(c->isa, a->kv_dtype),
@@ -402,6 +404,7 @@ int kern_cpu_backend_create(kern_backend *out, int n_threads)
     if (!c->scratch) { cpu_destroy(c); return KERN_E_NOMEM; }
     out->ops = &cpu_ops;
     out->ctx = c;
+    out->prof = NULL;
     return KERN_OK;
 }
 

@@ -521,6 +521,7 @@ extern "C" int kern_cuda_impl_backend_create(kern_backend *out, int device)
     }
     out->ops = &kern_cuda_ops;
     out->ctx = c;
+    out->prof = NULL;
     return KERN_OK;
 fail:
     cuda_destroy(c);

@@ -159,9 +159,27 @@ typedef struct kern_backend_ops {
     void (*xfer_stats)(void *ctx, kern_xfer_stats *out);
 } kern_backend_ops;
 
+/* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
+ * calls, summed while a backend's prof points at one (the owner sets and clears it; NULL, the
+ * default, costs one test per call). On the CPU backend that is each op's whole time; a device
+ * backend returns once the op is queued, so its figures are submission times, not op times. */
+typedef enum kern_op_kind {
+    KERN_OP_MATMUL_CLAQ,     /* kern_matmul of a packed CLAQ matrix */
+    KERN_OP_MATMUL_DENSE,    /* kern_matmul of a dense one (the FP16 head, an FP model) */
+    KERN_OP_ATTENTION,       /* kern_attention */
+    KERN_OP_OTHER,           /* everything else: embed, norms, RoPE, SwiGLU, adds, KV writes... */
+    KERN_OP_KINDS
+} kern_op_kind;
+typedef struct kern_profile {
+    double seconds[KERN_OP_KINDS];
+    uint64_t calls[KERN_OP_KINDS];
+} kern_profile;
+const char *kern_op_kind_name(kern_op_kind k);
+
 typedef struct kern_backend {
     const kern_backend_ops *ops;
     void *ctx;
+    kern_profile *prof;   /* NULL, or where the wrappers add each call's time; owner's memory */
 } kern_backend;
 
 /* CPU backend with n_threads workers (n_threads <= 0: one per online core). Workers block on a

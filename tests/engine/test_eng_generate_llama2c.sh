@@ -2,7 +2,8 @@
 # test_eng_generate_llama2c — `claq generate` on llama2.c's stories260K + tok512, greedy, prompt
 # "Zoo", 57 new tokens (llama2.c's 60 steps = BOS + 3 prompt pieces + 56 generated... its loop
 # counts positions), must print exactly llama2.c's documented text (leading whitespace aside), and
-# the same text with 1 and 2 threads and with every kernel ISA the machine has.
+# the same text with 1 and 2 threads, with every kernel ISA the machine has, and with --profile
+# (whose per-kind call counts must fit the model).
 set -u
 CLAQ="${CLAQ_BIN:-build}/claq"
 M="${CLAQ_SHARED:-../shared}/models"
@@ -27,6 +28,29 @@ rm -f /tmp/claq-gen-err.$$
 out=$("$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --prompt "Zoo" \
       --max-tokens 5 --temperature 0 2>/dev/null)
 case "$out" in *tok/s*) echo "FAIL: timings on stdout"; fail=1;; esac
+# --profile: same text; a decode line whose counts fit the model (each step runs one attention
+# per layer and 7 matmuls per layer plus the head; no CLAQ matrix in this FP model) and whose
+# kernel time does not exceed the wall time
+got=$("$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --prompt "Zoo" \
+      --max-tokens 57 --temperature 0 --profile 2>/tmp/claq-prof.$$ |
+      sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
+[ "$got" = "$want" ] || { echo "FAIL: --profile changed the text: [$got]"; fail=1; }
+line=$(grep "^profile, decode" /tmp/claq-prof.$$)
+steps=$(echo "$line" | sed -n 's/^profile, decode (\([0-9]*\) steps.*/\1/p')
+calls() { echo "$line" | sed -n "s/.* $1 [0-9.]* ([0-9.]* %, \([0-9]*\) calls).*/\1/p"; }
+claq=$(calls "CLAQ matmul"); dense=$(calls "dense matmul"); attn=$(calls "attention")
+outside=$(echo "$line" | sed -n 's/.*outside kernel ops \(-\{0,1\}[0-9.]*\) .*/\1/p')
+if [ -z "$steps" ] || [ "$steps" -lt 1 ] || [ "$claq" != 0 ] || [ -z "$attn" ] ||
+   [ $((attn % steps)) -ne 0 ] || [ "$dense" != $((steps * (7 * (attn / steps) + 1))) ] ||
+   awk -v o="$outside" 'BEGIN { exit !(o < 0) }'; then
+  echo "FAIL: --profile decode line: [$line] (steps=$steps claq=$claq dense=$dense attn=$attn)"
+  fail=1
+else
+  echo "ok   --profile: $line"
+fi
+grep -q "^profile, prompt (4 tokens" /tmp/claq-prof.$$ ||
+  { echo "FAIL: no prompt profile line: $(cat /tmp/claq-prof.$$)"; fail=1; }
+rm -f /tmp/claq-prof.$$
 # a llama2.c checkpoint without a tokenizer is a clear error, not a crash
 "$CLAQ" generate --model "$M/stories260K.bin" --prompt "Zoo" --max-tokens 5 >/dev/null 2>/tmp/claq-e.$$
 rc=$?
