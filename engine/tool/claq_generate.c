@@ -37,7 +37,17 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int claq_cmd_generate(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct gen_opts {
+    const char *model, *tokenizer, *device, *prompt, *stop, *threads_s;
+    long long max_tokens, threads;
+    kern_dtype kv_dtype;
+    eng_sampler_cfg sc;
+    int profile;
+} gen_opts;
+
+/* Fills o; returns -1 to go on, else the exit status (0 after --help, 2 on a bad flag). */
+static int parse_opts(int argc, char **argv, gen_opts *o)
 {
     claq_arg spec[] = {
         {"--model", 1, NULL, "model: llama2.c .bin, HF directory or packed .claq file (required)"},
@@ -65,148 +75,213 @@ int claq_cmd_generate(int argc, char **argv)
                         spec, ns);
         return claq_arg_get(spec, ns, "--help") ? 0 : 2;
     }
-    long long max_tokens = 128, top_k = 0, threads = 0, seed = (long long)time(NULL);
+    long long top_k = 0, seed = (long long)time(NULL);
     double temp = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
     const char *v;
-    kern_dtype kv_dtype = KERN_F32;
-    if ((v = claq_arg_get(spec, ns, "--kv-dtype")) && eng_kv_dtype_parse(v, &kv_dtype)) {
+    o->max_tokens = 128;
+    o->threads = 0;
+    o->kv_dtype = KERN_F32;
+    if ((v = claq_arg_get(spec, ns, "--kv-dtype")) && eng_kv_dtype_parse(v, &o->kv_dtype)) {
         fprintf(stderr, "claq generate: --kv-dtype must be f32 or f16, not '%s'\n", v);
         return 2;
     }
-    if ((v = claq_arg_get(spec, ns, "--max-tokens")) && claq_parse_int("--max-tokens", v, 0, 1 << 24, &max_tokens)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--top-k")) && claq_parse_int("--top-k", v, 0, ENG_TOP_K_MAX, &top_k)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--seed")) && claq_parse_int("--seed", v, 0, 0x7fffffffffffffffLL, &seed)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--temperature")) && claq_parse_float("--temperature", v, 0, ENG_TEMPERATURE_MAX, &temp)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--top-p")) && claq_parse_float("--top-p", v, 1e-6, 1, &top_p)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--min-p")) && claq_parse_float("--min-p", v, 0, 1, &min_p)) return 2;
-    if ((v = claq_arg_get(spec, ns, "--repetition-penalty")) && claq_parse_float("--repetition-penalty", v, ENG_REPETITION_MIN, ENG_REPETITION_MAX, &rep)) return 2;
-    const char *prompt = claq_arg_get(spec, ns, "--prompt");
-    if (!prompt) prompt = "";
-    const char *stop_s = claq_arg_get(spec, ns, "--stop");
+    if ((v = claq_arg_get(spec, ns, "--max-tokens")) &&
+        claq_parse_int("--max-tokens", v, 0, 1 << 24, &o->max_tokens))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--top-k")) &&
+        claq_parse_int("--top-k", v, 0, ENG_TOP_K_MAX, &top_k))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--threads")) &&
+        claq_parse_int("--threads", v, 0, 256, &o->threads))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--seed")) &&
+        claq_parse_int("--seed", v, 0, 0x7fffffffffffffffLL, &seed))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--temperature")) &&
+        claq_parse_float("--temperature", v, 0, ENG_TEMPERATURE_MAX, &temp))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--top-p")) && claq_parse_float("--top-p", v, 1e-6, 1, &top_p))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--min-p")) && claq_parse_float("--min-p", v, 0, 1, &min_p))
+        return 2;
+    if ((v = claq_arg_get(spec, ns, "--repetition-penalty")) &&
+        claq_parse_float("--repetition-penalty", v, ENG_REPETITION_MIN, ENG_REPETITION_MAX, &rep))
+        return 2;
+    o->model = claq_arg_get(spec, ns, "--model");
+    o->tokenizer = claq_arg_get(spec, ns, "--tokenizer");
+    o->device = claq_arg_get(spec, ns, "--device");
+    o->prompt = claq_arg_get(spec, ns, "--prompt");
+    if (!o->prompt) o->prompt = "";
+    o->stop = claq_arg_get(spec, ns, "--stop");
+    o->threads_s = o->threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all";
+    o->profile = claq_arg_get(spec, ns, "--profile") != NULL;
+    eng_sampler_cfg_default(&o->sc);
+    o->sc.temperature = (float)temp;
+    o->sc.top_p = (float)top_p;
+    o->sc.top_k = (int)top_k;
+    o->sc.min_p = (float)min_p;
+    o->sc.repetition_penalty = (float)rep;
+    o->sc.seed = (uint64_t)seed;
+    return -1;
+}
 
-    claq_session s;
-    if (claq_session_open(&s, "generate", claq_arg_get(spec, ns, "--model"),
-                          claq_arg_get(spec, ns, "--tokenizer"), 1, claq_arg_get(spec, ns, "--device"), (int)threads, 64, 0))
+/* BOS + the prompt into *toks (malloc'd), and the positions the run may use (*total: prompt +
+ * max_tokens, cut to the model's context). 0, or 1 after printing why (err set: an encoder
+ * failure). */
+static int prompt_tokens(const claq_session *s, const gen_opts *o, int32_t **toks,
+                         size_t *n_prompt, int64_t *total, eng_err *err)
+{
+    const eng_config *cfg = &s->model->cfg;
+    size_t cap = strlen(o->prompt) + 8;
+    *n_prompt = 0;
+    *toks = malloc(cap * sizeof **toks);
+    if (!*toks) return eng_err_set(err, ENG_E_NOMEM, "out of memory"), 1;
+    int bos = eng_tokenizer_bos(s->tok);
+    if (eng_tokenizer_encode(s->tok, o->prompt, strlen(o->prompt), bos >= 0, 0, *toks, cap,
+                             n_prompt, err))
         return 1;
-    const eng_config *cfg = &s.model->cfg;
-    int ret = 1, vocab = cfg->vocab_size;
-    eng_err err = {0};
-    eng_gen gen;
-    eng_gen_init(&gen, max_tokens > INT_MAX ? INT_MAX : (int)max_tokens);
-    eng_seq seq = {0};
-    int32_t *toks = NULL;
-    float *logits = NULL;
-    char *text = NULL;
-
-    /* tokenize: BOS + prompt */
-    size_t n_prompt = 0, cap = strlen(prompt) + 8;
-    toks = malloc(cap * sizeof *toks);
-    if (!toks) goto oom;
-    int bos = eng_tokenizer_bos(s.tok);
-    if (eng_tokenizer_encode(s.tok, prompt, strlen(prompt), bos >= 0, 0, toks, cap, &n_prompt, &err))
-        goto fail;
-    if (n_prompt == 0) { /* no BOS in this vocabulary and an empty prompt */
+    if (*n_prompt == 0) { /* no BOS in this vocabulary and an empty prompt */
         fprintf(stderr, "claq generate: empty prompt and the tokenizer has no BOS token\n");
-        goto out;
+        return 1;
     }
-    int64_t total = (int64_t)n_prompt + max_tokens;
-    if (total > cfg->seq_len) {
+    *total = (int64_t)*n_prompt + o->max_tokens;
+    if (*total > cfg->seq_len) {
         fprintf(stderr, "claq generate: prompt (%zu tokens) + --max-tokens %lld exceeds the model's "
-                        "context of %d; generating up to the context\n", n_prompt, max_tokens, cfg->seq_len);
-        total = cfg->seq_len;
-        if ((int64_t)n_prompt > total) {
+                        "context of %d; generating up to the context\n", *n_prompt, o->max_tokens,
+                cfg->seq_len);
+        *total = cfg->seq_len;
+        if ((int64_t)*n_prompt > *total) {
             fprintf(stderr, "claq generate: the prompt alone is %zu tokens, the context is %d\n",
-                    n_prompt, cfg->seq_len);
-            goto out;
+                    *n_prompt, cfg->seq_len);
+            return 1;
         }
     }
-    if (eng_kv_init_on(&s.kv, cfg, total, kv_dtype, &s.be, &err)) goto fail;
-    eng_sampler_cfg sc;
-    eng_sampler_cfg_default(&sc);
-    sc.temperature = (float)temp;
-    sc.top_p = (float)top_p;
-    sc.top_k = (int)top_k;
-    sc.min_p = (float)min_p;
-    sc.repetition_penalty = (float)rep;
-    sc.seed = (uint64_t)seed;
-    if (eng_gen_set_stops(&gen, stop_s ? &stop_s : NULL, stop_s ? 1 : 0, &err)) goto fail;
-    eng_gen_add_model_stop_ids(&gen, s.model, s.tok);
-    if (eng_gen_start(&gen, &sc, vocab, s.tok, toks, (int)n_prompt, &err)) goto fail;
-    logits = malloc((size_t)vocab * sizeof(float));
-    text = malloc(ENG_GEN_TEXT_CAP);
-    if (!logits || !text) goto oom;
+    return 0;
+}
 
-    fputs(prompt, stdout);
-    fflush(stdout);
-    kern_xfer_stats x0, x1, x2;
-    kern_profile prof_prompt = {{0}, {0}}, prof_decode = {{0}, {0}};
-    const int profile = claq_arg_get(spec, ns, "--profile") != NULL;
-    if (profile) s.be.prof = &prof_prompt;
-    kern_get_xfer_stats(&s.be, &x0);
-    double t0 = now_s();
-    if (claq_session_prefill(&s, &seq, toks, (int)n_prompt, 0, 0, logits, &err)) goto fail;
-    double t1 = now_s();
-    if (profile) s.be.prof = &prof_decode;
-    kern_get_xfer_stats(&s.be, &x1);
-    long long generated = 0, steps = 0;   /* steps: decode forwards after the prompt */
-    int pos = (int)n_prompt;
+/* Sample, print, step: from the prompt's logits until the budget, a stop or the context ends.
+ * *steps counts the decode forwards. Returns 0 or an engine error (err set). */
+static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o, int pos,
+                  int64_t total, float *logits, char *text, long long *generated,
+                  long long *steps, eng_err *err)
+{
     /* Plain greedy needs no logits on the host: the backend picks (eng_sampler's greedy rule), so
      * on a device only the id crosses back. */
-    const int backend_picks = sc.temperature <= 0.0f && sc.repetition_penalty == 1.0f;
+    const int backend_picks = o->sc.temperature <= 0.0f && o->sc.repetition_penalty == 1.0f;
     int32_t picked = -1;   /* the backend's pick for the step just run, or -1: sample logits */
-    eng_gen_end end = ENG_GEN_GOING;
-    while (generated < max_tokens && pos < total) {
-        int32_t next = picked >= 0 ? picked : eng_sampler_sample(&gen.sampler, logits, NULL);
-        if (next < 0) { eng_err_set(&err, ENG_E_RANGE, "sampling failed (non-finite logits?)"); goto fail; }
-        generated++;
+    while (*generated < o->max_tokens && pos < total) {
+        int32_t next = picked >= 0 ? picked : eng_sampler_sample(&gen->sampler, logits, NULL);
+        if (next < 0) return eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
+        (*generated)++;
         size_t nt;
-        end = eng_gen_push(&gen, next, text, ENG_GEN_TEXT_CAP, &nt);
+        eng_gen_end end = eng_gen_push(gen, next, text, ENG_GEN_TEXT_CAP, &nt);
         fwrite(text, 1, nt, stdout);
         fflush(stdout);
         if (end != ENG_GEN_GOING || pos + 1 >= total) break;
-        if (eng_kv_reserve(&s.kv, &seq, pos + 1)) { eng_err_set(&err, ENG_E_FULL, "kv cache full"); goto fail; }
-        eng_batch_item it = {next, pos, &seq, 1};
+        if (eng_kv_reserve(&s->kv, seq, pos + 1))
+            return eng_err_set(err, ENG_E_FULL, "kv cache full");
+        eng_batch_item it = {next, pos, seq, 1};
         eng_forward_out fo = {.logits = backend_picks ? NULL : logits,
                               .argmax = backend_picks ? &picked : NULL};
         picked = -1;
-        if (eng_forward_ex(s.ctx, &s.kv, &it, 1, &fo, &err)) goto fail;
-        if (backend_picks && picked < 0) { eng_err_set(&err, ENG_E_RANGE, "sampling failed (non-finite logits?)"); goto fail; }
-        steps++;
+        int rc = eng_forward_ex(s->ctx, &s->kv, &it, 1, &fo, err);
+        if (rc) return rc;
+        if (backend_picks && picked < 0)
+            return eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
+        (*steps)++;
         pos++;
     }
-    fwrite(text, 1, eng_gen_flush(&gen, text, ENG_GEN_TEXT_CAP), stdout);
+    fwrite(text, 1, eng_gen_flush(gen, text, ENG_GEN_TEXT_CAP), stdout);
     fputc('\n', stdout);
     fflush(stdout);
-    double t2 = now_s();
-    s.be.prof = NULL;
-    kern_get_xfer_stats(&s.be, &x2);
+    return 0;
+}
+
+/* The stderr report: rates, memory, and (a device backend) bus traffic. x[0..2]: transfer
+ * counters before the prompt, after it, after decode; t[0..2] the same instants. */
+static void report(const claq_session *s, const gen_opts *o, size_t n_prompt,
+                   long long generated, long long steps, const double t[3],
+                   const kern_xfer_stats x[3])
+{
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s "
                     "(%.1f tok/s); %s backend, %s kernels, %s threads; peak RSS %.1f MiB\n",
-            n_prompt, t1 - t0, (double)n_prompt / (t1 - t0 + 1e-9), generated, t2 - t1,
-            (double)generated / (t2 - t1 + 1e-9), s.be.ops->name, kern_cpu_isa_name(&s.be),
-            threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all", (double)ru.ru_maxrss / 1024.0);
-    if (x2.h2d_bytes) {   /* a device backend: what crossed the bus, and where */
+            n_prompt, t[1] - t[0], (double)n_prompt / (t[1] - t[0] + 1e-9), generated,
+            t[2] - t[1], (double)generated / (t[2] - t[1] + 1e-9), s->be.ops->name,
+            kern_cpu_isa_name(&s->be), o->threads_s, (double)ru.ru_maxrss / 1024.0);
+    if (x[2].h2d_bytes) {   /* a device backend: what crossed the bus, and where */
         const double per = steps > 0 ? (double)steps : 1.0;
         fprintf(stderr, "device copies: weights %.1f MiB at load; prompt %.1f KiB host->device; "
                         "per decode step %.1f KiB host->device (of which weights %.1f KiB), "
                         "%.1f KiB device->host\n",
-                (double)eng_resident_uploaded_bytes(s.res) / 1048576.0,
-                (double)(x1.h2d_bytes - x0.h2d_bytes) / 1024.0,
-                (double)(x2.h2d_bytes - x1.h2d_bytes) / 1024.0 / per,
-                (double)(x2.weight_h2d_bytes - x1.weight_h2d_bytes) / 1024.0 / per,
-                (double)(x2.d2h_bytes - x1.d2h_bytes) / 1024.0 / per);
+                (double)eng_resident_uploaded_bytes(s->res) / 1048576.0,
+                (double)(x[1].h2d_bytes - x[0].h2d_bytes) / 1024.0,
+                (double)(x[2].h2d_bytes - x[1].h2d_bytes) / 1024.0 / per,
+                (double)(x[2].weight_h2d_bytes - x[1].weight_h2d_bytes) / 1024.0 / per,
+                (double)(x[2].d2h_bytes - x[1].d2h_bytes) / 1024.0 / per);
     }
-    if (profile) {
-        print_profile("prompt", &prof_prompt, t1 - t0, (long long)n_prompt, "token");
-        print_profile("decode", &prof_decode, t2 - t1, steps, "step");
+}
+
+int claq_cmd_generate(int argc, char **argv)
+{
+    gen_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0) return rc;
+    claq_session s;
+    if (claq_session_open(&s, "generate", o.model, o.tokenizer, 1, o.device, (int)o.threads, 64,
+                          0))
+        return 1;
+    int ret = 1, vocab = s.model->cfg.vocab_size;
+    eng_err err = {0};
+    eng_gen gen;
+    eng_gen_init(&gen, o.max_tokens > INT_MAX ? INT_MAX : (int)o.max_tokens);
+    eng_seq seq = {0};
+    int32_t *toks = NULL;
+    float *logits = NULL;
+    char *text = NULL;
+    size_t n_prompt = 0;
+    int64_t total = 0;
+    if (prompt_tokens(&s, &o, &toks, &n_prompt, &total, &err)) {
+        if (err.msg[0]) goto fail;
+        goto out;
+    }
+    if (eng_kv_init_on(&s.kv, &s.model->cfg, total, o.kv_dtype, &s.be, &err)) goto fail;
+    if (eng_gen_set_stops(&gen, o.stop ? &o.stop : NULL, o.stop ? 1 : 0, &err)) goto fail;
+    eng_gen_add_model_stop_ids(&gen, s.model, s.tok);
+    if (eng_gen_start(&gen, &o.sc, vocab, s.tok, toks, (int)n_prompt, &err)) goto fail;
+    logits = malloc((size_t)vocab * sizeof(float));
+    text = malloc(ENG_GEN_TEXT_CAP);
+    if (!logits || !text) {
+        eng_err_set(&err, ENG_E_NOMEM, "out of memory");
+        goto fail;
+    }
+
+    fputs(o.prompt, stdout);
+    fflush(stdout);
+    kern_xfer_stats x[3];
+    double t[3];
+    kern_profile prof_prompt = {{0}, {0}}, prof_decode = {{0}, {0}};
+    long long generated = 0, steps = 0;
+    if (o.profile) s.be.prof = &prof_prompt;
+    kern_get_xfer_stats(&s.be, &x[0]);
+    t[0] = now_s();
+    if (claq_session_prefill(&s, &seq, toks, (int)n_prompt, 0, 0, logits, &err)) goto fail;
+    t[1] = now_s();
+    if (o.profile) s.be.prof = &prof_decode;
+    kern_get_xfer_stats(&s.be, &x[1]);
+    if (decode(&s, &gen, &seq, &o, (int)n_prompt, total, logits, text, &generated, &steps, &err))
+        goto fail;
+    t[2] = now_s();
+    s.be.prof = NULL;
+    kern_get_xfer_stats(&s.be, &x[2]);
+    report(&s, &o, n_prompt, generated, steps, t, x);
+    if (o.profile) {
+        print_profile("prompt", &prof_prompt, t[1] - t[0], (long long)n_prompt, "token");
+        print_profile("decode", &prof_decode, t[2] - t[1], steps, "step");
     }
     ret = 0;
     goto out;
-oom:
-    eng_err_set(&err, ENG_E_NOMEM, "out of memory");
 fail:
     fprintf(stderr, "claq generate: %s\n", err.msg);
 out:
