@@ -71,8 +71,8 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
     const int ns = (int)(sizeof spec / sizeof spec[0]);
     if (claq_args_parse("generate", spec, ns, argc, argv)) return 2;
     if (claq_arg_get(spec, ns, "--help") || !claq_arg_get(spec, ns, "--model")) {
-        claq_args_usage("generate", "--model PATH [--tokenizer PATH] --prompt TEXT --max-tokens N ...",
-                        spec, ns);
+        claq_args_usage("generate",
+                        "--model PATH [--tokenizer PATH] --prompt TEXT --max-tokens N ...", spec, ns);
         return claq_arg_get(spec, ns, "--help") ? 0 : 2;
     }
     long long top_k = 0, seed = (long long)time(NULL);
@@ -146,9 +146,9 @@ static int prompt_tokens(const claq_session *s, const gen_opts *o, int32_t **tok
     }
     *total = (int64_t)*n_prompt + o->max_tokens;
     if (*total > cfg->seq_len) {
-        fprintf(stderr, "claq generate: prompt (%zu tokens) + --max-tokens %lld exceeds the model's "
-                        "context of %d; generating up to the context\n", *n_prompt, o->max_tokens,
-                cfg->seq_len);
+        fprintf(stderr, "claq generate: prompt (%zu tokens) + --max-tokens %lld exceeds the "
+                        "model's context of %d; generating up to the context\n", *n_prompt,
+                o->max_tokens, cfg->seq_len);
         *total = cfg->seq_len;
         if ((int64_t)*n_prompt > *total) {
             fprintf(stderr, "claq generate: the prompt alone is %zu tokens, the context is %d\n",
