@@ -72,7 +72,8 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
     if (claq_args_parse("generate", spec, ns, argc, argv)) return 2;
     if (claq_arg_get(spec, ns, "--help") || !claq_arg_get(spec, ns, "--model")) {
         claq_args_usage("generate",
-                        "--model PATH [--tokenizer PATH] --prompt TEXT --max-tokens N ...", spec, ns);
+                        "--model PATH [--tokenizer PATH] --prompt TEXT --max-tokens N ...",
+                        spec, ns);
         return claq_arg_get(spec, ns, "--help") ? 0 : 2;
     }
     long long top_k = 0, seed = (long long)time(NULL);
