@@ -192,8 +192,8 @@ static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t cou
  * per query head: ~50 GB for a 523-token TinyLlama prompt). Per head, the operations and their
  * order are those of one head alone, so the grouping never changes a bit; it is chosen only by
  * how many tasks the pool needs. The block table is walked once per task into row pointers;
- * scores go four heads per K row (dot4), and each head's weighted sum of V rows keeps its
- * output in registers over all positions (wsum) instead of a load-add-store per position. */
+ * scores go four heads per K row (dot4), and the weighted sums of V rows go four heads per V row
+ * with the outputs in registers over all positions (wsum4; wsum for a remainder). */
 typedef struct attn_job {
     const kern_attn_args *a;
     kern_cpu_ctx *c;
@@ -201,6 +201,7 @@ typedef struct attn_job {
     kern_dot_fn dot;                /* q . k for the pool's entry type */
     kern_dot4_fn dot4;              /* four heads' q . k at once, same bits; may be NULL */
     kern_wsum_fn wsum;              /* sum over positions of weight x value row */
+    kern_wsum4_fn wsum4;            /* the same for four heads, same bits; may be NULL */
 } attn_job;
 
 /* A worker's attention scratch, in floats: scores [group][max_pos], then the K and V row
@@ -259,8 +260,13 @@ static void attn_task(void *arg, int64_t task, int worker)
             sum += ah[p];
         }
         for (int p = 0; p < len; p++) ah[p] /= sum;
-        j->wsum(out + (int64_t)h * hd, ah, (const void *const *)vrow, len, hd);
     }
+    int h = 0;
+    for (; j->wsum4 && h + 4 <= g; h += 4)   /* each V row loaded once for four heads */
+        j->wsum4(out + (int64_t)h * hd, hd, att + (int64_t)h * len, len,
+                 (const void *const *)vrow, len, hd);
+    for (; h < g; h++)
+        j->wsum(out + (int64_t)h * hd, att + (int64_t)h * len, (const void *const *)vrow, len, hd);
 }
 
 static int cpu_attention(void *ctx, const kern_attn_args *a)
@@ -279,7 +285,8 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     int rc = kern_cpu__scratch_reserve(c, attn_scratch_floats(group, a->max_pos));
     if (rc) return rc;
     attn_job j = {a, c, group, kern_cpu__dot_fn(c->isa, a->kv_dtype),
-                  kern_cpu__dot4_fn(c->isa, a->kv_dtype), kern_cpu__wsum_fn(c->isa, a->kv_dtype)};
+                  kern_cpu__dot4_fn(c->isa, a->kv_dtype), kern_cpu__wsum_fn(c->isa, a->kv_dtype),
+                  kern_cpu__wsum4_fn(c->isa, a->kv_dtype)};
     if (!j.dot || !j.wsum) return KERN_E_UNSUPPORTED;
     int64_t work = 0;
     for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;

@@ -168,3 +168,57 @@ void kern_cpu__wsum_f16_avx512(float *out, const float *w, const void *const *ro
 {
     WSUM_BODY(uint16_t, load_f16, kern_f16_to_f32)
 }
+
+/* Four heads at once (kern_cpu_impl.h): per position the row's four vectors are loaded once and
+ * serve 16 accumulators (4 heads x 64 elements); each element's products and sums are wsum's. */
+#define WSUM4_BODY(T, LOAD, CONV)                                                            \
+    int64_t d = 0;                                                                            \
+    for (; d + 64 <= n; d += 64) {                                                            \
+        __m512 a[4][4];                                                                       \
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                                   \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) a[h][k] = _mm512_setzero_ps(); \
+        for (int p = 0; p < len; p++) {                                                       \
+            const T *r = (const T *)rows[p] + d;                                              \
+            __m512 v[4] = {LOAD(r), LOAD(r + 16), LOAD(r + 32), LOAD(r + 48)};                \
+            _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) {                             \
+                __m512 wp = _mm512_set1_ps(w[h * ws + p]);                                    \
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                           \
+                    a[h][k] = _mm512_add_ps(a[h][k], _mm512_mul_ps(wp, v[k]));                \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                                   \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                               \
+                _mm512_storeu_ps(out + h * os + d + 16 * k, a[h][k]);                         \
+    }                                                                                         \
+    for (; d + 16 <= n; d += 16) {                                                            \
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),         \
+                       _mm512_setzero_ps()};                                                  \
+        for (int p = 0; p < len; p++) {                                                       \
+            __m512 v = LOAD((const T *)rows[p] + d);                                          \
+            _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                               \
+                a[h] = _mm512_add_ps(a[h], _mm512_mul_ps(_mm512_set1_ps(w[h * ws + p]), v));  \
+        }                                                                                     \
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                                   \
+            _mm512_storeu_ps(out + h * os + d, a[h]);                                         \
+    }                                                                                         \
+    for (; d < n; d++)                                                                        \
+        for (int h = 0; h < 4; h++) {                                                         \
+            float s = 0.0f;                                                                   \
+            for (int p = 0; p < len; p++) {                                                   \
+                float prod = w[h * ws + p] * CONV(((const T *)rows[p])[d]);                   \
+                s += prod;                                                                    \
+            }                                                                                 \
+            out[h * os + d] = s;                                                              \
+        }
+
+void kern_cpu__wsum4_f32_avx512(float *out, int64_t os, const float *w, int64_t ws,
+                                const void *const *rows, int len, int64_t n)
+{
+    WSUM4_BODY(float, _mm512_loadu_ps, ident_f32)
+}
+
+void kern_cpu__wsum4_f16_avx512(float *out, int64_t os, const float *w, int64_t ws,
+                                const void *const *rows, int len, int64_t n)
+{
+    WSUM4_BODY(uint16_t, load_f16, kern_f16_to_f32)
+}

@@ -67,6 +67,18 @@ void kern_cpu__wsum_f16_ref(float *out, const float *w, const void *const *rows,
     }
 }
 
+kern_wsum4_fn kern_cpu__wsum4_fn(kern_isa isa, kern_dtype dt)
+{
+#if defined(__x86_64__)
+    if (isa == KERN_ISA_AVX512 && dt == KERN_F32) return kern_cpu__wsum4_f32_avx512;
+    if (isa == KERN_ISA_AVX512 && dt == KERN_F16) return kern_cpu__wsum4_f16_avx512;
+#else
+    (void)isa;
+    (void)dt;
+#endif
+    return NULL;
+}
+
 kern_wsum_fn kern_cpu__wsum_fn(kern_isa isa, kern_dtype dt)
 {
     if (dt != KERN_F32 && dt != KERN_F16) return NULL;

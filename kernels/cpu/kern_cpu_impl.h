@@ -72,6 +72,16 @@ void kern_cpu__wsum_f32_avx512(float *out, const float *w, const void *const *ro
                                int64_t n);
 void kern_cpu__wsum_f16_avx512(float *out, const float *w, const void *const *rows, int len,
                                int64_t n);
+/* Four heads over the same rows: out + h * out_stride gets wsum(w + h * w_stride) for h < 4,
+ * each bit-identical to the ISA's kern_wsum_fn; a row is loaded once for the four. NULL where
+ * the ISA has none (the caller then calls kern_wsum_fn per head). */
+typedef void (*kern_wsum4_fn)(float *out, int64_t out_stride, const float *w, int64_t w_stride,
+                              const void *const *rows, int len, int64_t n);
+kern_wsum4_fn kern_cpu__wsum4_fn(kern_isa isa, kern_dtype dt);
+void kern_cpu__wsum4_f32_avx512(float *out, int64_t out_stride, const float *w, int64_t w_stride,
+                                const void *const *rows, int len, int64_t n);
+void kern_cpu__wsum4_f16_avx512(float *out, int64_t out_stride, const float *w, int64_t w_stride,
+                                const void *const *rows, int len, int64_t n);
 
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
  * including batch invariance (y[t] bit-identical for any n and thread count). */

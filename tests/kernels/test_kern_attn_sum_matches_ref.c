@@ -1,8 +1,8 @@
 /* test_kern_attn_sum_matches_ref.c — the CPU attention's inner kernels equal their scalar
  * references BIT FOR BIT on every ISA this CPU has: the weighted sum of value rows (wsum, fp32
  * and fp16 rows; head sizes 1..200 so every vector width and scalar tail runs; 1 to 300
- * positions scattered in memory as a block table scatters them) and the four-head dot product
- * (dot4) against four single dots. The attention's grouping of query heads and its per-head
+ * positions scattered in memory as a block table scatters them), its four-head form (wsum4)
+ * against four single sums, and the four-head dot product (dot4) against four single dots. The attention's grouping of query heads and its per-head
  * order rest on these two equalities (kernels/cpu/kern_cpu.c). Random inputs, fixed seed; any
  * single differing bit fails. */
 #include <stdio.h>
@@ -65,6 +65,28 @@ int main(void)
                     CHECK(same_bits(got, ref, n, &at), "%s wsum %s len %d n %d: element %lld "
                           "%.9g vs ref %.9g", kern_isa_name((kern_isa)isa), dt ? "f16" : "f32",
                           len, n, (long long)at, got[at], ref[at]);
+                    checked++;
+                }
+                /* wsum4: four heads' weights over the same rows = four wsums, on every ISA */
+                for (int isa = KERN_ISA_SCALAR; isa <= KERN_ISA_AVX512; isa++) {
+                    if (!have_isa((kern_isa)isa)) continue;
+                    kern_wsum4_fn f4 = kern_cpu__wsum4_fn((kern_isa)isa, dtype);
+                    kern_wsum_fn f1 = kern_cpu__wsum_fn((kern_isa)isa, dtype);
+                    if (!f4 || !f1) continue;
+                    float *w4 = malloc(sizeof(float) * 4 * (size_t)len);
+                    float *o4 = malloc(sizeof(float) * 4 * MAX_N), *o1 = malloc(sizeof(float) * MAX_N);
+                    if (!w4 || !o4 || !o1) return 1;
+                    for (int i = 0; i < 4 * len; i++) w4[i] = frnd();
+                    memset(o4, 0xff, sizeof(float) * 4 * MAX_N);
+                    f4(o4, MAX_N, w4, len, rows, len, n);
+                    for (int h = 0; h < 4; h++) {
+                        int64_t at = 0;
+                        f1(o1, w4 + (int64_t)h * len, rows, len, n);
+                        CHECK(same_bits(o4 + (int64_t)h * MAX_N, o1, n, &at), "%s wsum4 %s len %d "
+                              "n %d head %d: element %lld", kern_isa_name((kern_isa)isa),
+                              dt ? "f16" : "f32", len, n, h, (long long)at);
+                    }
+                    free(w4); free(o4); free(o1);
                     checked++;
                 }
                 /* dot4 of one row against four query vectors = four dots, on every ISA */
