@@ -18,6 +18,9 @@
 /* Below this many multiply-adds a job runs on the calling thread: waking workers costs more than
  * it saves (tiny models decode several times faster this way). Results do not depend on it. */
 #define KERN_CPU_INLINE_WORK (1 << 15)
+/* Four floats as one value (GCC/Clang vector extension): lane-wise IEEE operations, so a
+ * division of four entries rounds each exactly as a scalar division would. */
+typedef float v4f __attribute__((vector_size(16)));
 /* Most query heads one attention task serves (a KV head's group; larger groups run per head). */
 #define KERN_CPU_ATTN_MAX_GROUP 16
 
@@ -228,11 +231,13 @@ static void attn_task(void *arg, int64_t task, int worker)
     const int32_t *bt = a->bt + (int64_t)(a->bt_row ? a->bt_row[t] : t) * a->bt_stride;
     float scale = 1.0f / sqrtf((float)hd);
     int64_t esz = (int64_t)kern_dtype_size(a->kv_dtype);
-    for (int p = 0; p < len; p++) {   /* the block table walked once */
-        int64_t e = ((int64_t)bt[p / a->block_tokens] * a->block_stride +
-                     (int64_t)(p % a->block_tokens) * kv_dim + (int64_t)kvh * hd) * esz;
-        krow[p] = (const char *)a->k_base + e;
-        vrow[p] = (const char *)a->v_base + e;
+    for (int p0 = 0, b = 0; p0 < len; p0 += a->block_tokens, b++) {   /* the table walked once */
+        int64_t e = ((int64_t)bt[b] * a->block_stride + (int64_t)kvh * hd) * esz;
+        int pe = p0 + a->block_tokens < len ? p0 + a->block_tokens : len;
+        for (int p = p0; p < pe; p++, e += (int64_t)kv_dim * esz) {
+            krow[p] = (const char *)a->k_base + e;
+            vrow[p] = (const char *)a->v_base + e;
+        }
     }
     float mx[KERN_CPU_ATTN_MAX_GROUP];
     for (int h = 0; h < g; h++) mx[h] = -INFINITY;
@@ -254,12 +259,19 @@ static void attn_task(void *arg, int64_t task, int worker)
         }
     }
     for (int h = 0; h < g; h++) {
+        /* exps, then their sum in position order (one loop kept the sum on the stack across
+         * each expf call), then a division per entry, four at a time: the same roundings */
         float *ah = att + (int64_t)h * len, sum = 0.0f;
-        for (int p = 0; p < len; p++) {
-            ah[p] = expf(ah[p] - mx[h]);
-            sum += ah[p];
+        for (int p = 0; p < len; p++) ah[p] = expf(ah[p] - mx[h]);
+        for (int p = 0; p < len; p++) sum += ah[p];
+        int p = 0;
+        for (; p + 4 <= len; p += 4) {
+            v4f q;
+            memcpy(&q, ah + p, sizeof q);
+            q = q / sum;
+            memcpy(ah + p, &q, sizeof q);
         }
-        for (int p = 0; p < len; p++) ah[p] /= sum;
+        for (; p < len; p++) ah[p] /= sum;
     }
     int h = 0;
     for (; j->wsum4 && h + 4 <= g; h += 4)   /* each V row loaded once for four heads */
