@@ -116,6 +116,13 @@ static void add_outliers(const kern_claq *k, const float *xs, int64_t ra, int64_
     }
 }
 
+/* xs[i] = x[colmap[s0 + i]] for i < m, 0 for padding: storage columns s0.. of one token. */
+static void gather_cols(const kern_claq *k, const float *x, int64_t s0, int64_t m, float *xs)
+{
+    const uint32_t *cm = k->colmap + s0;
+    for (int64_t i = 0; i < m; i++) xs[i] = cm[i] == KERN_CLAQ_PAD ? 0.0f : x[cm[i]];
+}
+
 /* The GEMM's block-major inputs, a range of column blocks per task (written in order). */
 typedef struct gather_job {
     const kern_claq *k;
@@ -133,13 +140,9 @@ static void gather_task(void *arg, int64_t task, int worker)
     const int64_t nblk = k->cols_pad / KERN_CLAQ_COL_BLOCK;
     int64_t b0 = task * g->per_task, b1 = b0 + g->per_task < nblk ? b0 + g->per_task : nblk;
     for (int64_t b = b0; b < b1; b++)
-        for (int tok = 0; tok < g->n; tok++) {
-            const float *xt = g->x + (int64_t)tok * k->cols;
-            const uint32_t *cm = k->colmap + b * KERN_CLAQ_COL_BLOCK;
-            float *o = g->xb + (b * g->n + tok) * KERN_CLAQ_COL_BLOCK;
-            for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++)
-                o[c] = cm[c] == KERN_CLAQ_PAD ? 0.0f : xt[cm[c]];
-        }
+        for (int tok = 0; tok < g->n; tok++)
+            gather_cols(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
+                        KERN_CLAQ_COL_BLOCK, g->xb + (b * g->n + tok) * KERN_CLAQ_COL_BLOCK);
 }
 
 static int gather_inputs(kern_pool *pool, int n_workers, const kern_claq *k, const float *x,
@@ -208,11 +211,8 @@ static void claq_task(void *arg, int64_t task, int worker)
     for (int tok = 0; tok < j->n; tok++) {
         const float *xt = xs ? xs + (int64_t)tok * k->cols_pad : NULL;
         if (j->gemm) {   /* the GEMV tables' room is free: gather the token's inputs there */
-            float *g = j->priv[worker];
-            for (int64_t s = 0; s < k->cols_pad; s++)
-                g[s] = k->colmap[s] == KERN_CLAQ_PAD ? 0.0f : j->x[(int64_t)tok * k->cols +
-                                                                    k->colmap[s]];
-            xt = g;
+            gather_cols(k, j->x + (int64_t)tok * k->cols, 0, k->cols_pad, j->priv[worker]);
+            xt = j->priv[worker];
         }
         add_outliers(k, xt, ra, rb, j->y + (int64_t)tok * k->rows);
     }
