@@ -178,14 +178,9 @@ void srv_route(srv_server *s, srv_resp *r, const srv_request *q)
         return;
     }
     if (q->method != rt->method && !(q->method == HTTP_HEAD && rt->method == HTTP_GET)) {
-        /* error body with the Allow header */
-        char body[256];
-        int len = snprintf(body, sizeof(body),
-                           "{\"error\":{\"message\":\"method %s is not allowed on %s; use %s\","
-                           "\"type\":\"invalid_request_error\",\"param\":null,"
-                           "\"code\":\"method_not_allowed\"}}",
-                           mname, rt->path, llhttp_method_name((llhttp_method_t)rt->method));
-        srv_resp_send(r, 405, "application/json", body, (size_t)len, allow);
+        srv_resp_error_h(r, 405, allow, "invalid_request_error", NULL, "method_not_allowed",
+                         "method %s is not allowed on %s; use %s", mname, rt->path,
+                         llhttp_method_name((llhttp_method_t)rt->method));
         return;
     }
     /* DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reaches a
