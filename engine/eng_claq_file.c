@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "eng_qrow.h"
 #include "kern_half.h"
 
 #define HDR_BYTES 64
@@ -435,7 +436,8 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
                                                       : ENG_CLAQ_VERSION;
     if (ver != 1 && ver != ENG_CLAQ_VERSION)
         return eng_err_set(err, ENG_E_INVAL, "%s: cannot write format version %u", path, ver);
-    void *q8emb = NULL;   /* the token embedding at 8 bits (meta->embed_q8); owned */
+    void *qemb = NULL;    /* the token embedding as KERN_Q8_ROW (meta->embed_bits); owned */
+    void *pemb = NULL;    /* ... bit-packed as q6_row / q7_row (embed_bits 6, 7); owned */
     kern_claq *shapes = calloc((size_t)nmat, sizeof *shapes);
     if (!shapes) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
 
@@ -447,9 +449,14 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 
     /* Directory JSON, with offsets relative to the start of the data area. */
     const int shared = meta && meta->embed_shared;
-    if (shared && !(c->tie_embeddings && hq && !meta->embed_q8)) {
+    if (meta && meta->embed_bits && (meta->embed_bits < 6 || meta->embed_bits > 8)) {
+        rc = eng_err_set(err, ENG_E_INVAL, "%s: a row-quantized embedding has 6, 7 or 8 bits, "
+                         "not %d", path, meta->embed_bits);
+        goto done;
+    }
+    if (shared && !(c->tie_embeddings && hq && !meta->embed_bits)) {
         rc = eng_err_set(err, ENG_E_INVAL, "%s: a shared packed embedding needs a tied model, a "
-                         "packed head and no 8-bit embedding", path);
+                         "packed head and no row-quantized embedding", path);
         goto done;
     }
     root = cJSON_CreateObject();
@@ -462,18 +469,34 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     cJSON *tj = cJSON_AddArrayToObject(root, "tensors");
     const kern_matrix *emb = &src->w.tok_embed, *outm = &src->w.output;
     if ((rc = check_source(path, src, hq, err))) goto done;
-    /* q8 on a tied model without a packed head: the one 8-bit matrix is gathered as the
-     * embedding and multiplied as the head (tie_embeddings stays true) */
-    if (mt.embed_q8 && (rc = eng_q8_row_pack(emb, &q8emb, err)))
+    /* q8/q7/q6 on a tied model without a packed head: the one row-quantized matrix is gathered
+     * as the embedding and multiplied as the head (tie_embeddings stays true) */
+    if (mt.embed_bits && (rc = eng_qrow_pack(emb, mt.embed_bits, &qemb, err)))
         goto done;
-    const void *emb_data = q8emb ? q8emb : emb->data;
-    kern_dtype emb_dt = q8emb ? KERN_Q8_ROW : emb->dtype;
-    uint64_t emb_len = kern_dense_bytes(emb_dt, emb->rows, emb->cols);
+    const void *emb_data = qemb ? qemb : emb->data;
+    const char *emb_dts = dtype_str(qemb ? KERN_Q8_ROW : emb->dtype);
+    uint64_t emb_len = kern_dense_bytes(qemb ? KERN_Q8_ROW : emb->dtype, emb->rows, emb->cols);
+    if (mt.embed_bits == 6 || mt.embed_bits == 7) {
+        emb_len = eng_qrow_packed_bytes(mt.embed_bits, emb->rows, emb->cols);
+        pemb = malloc(emb_len);
+        if (!pemb) {
+            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory for the q%d_row embedding",
+                             path, mt.embed_bits);
+            goto done;
+        }
+        if (eng_qrow_encode(qemb, mt.embed_bits, emb->rows, emb->cols, pemb)) {
+            rc = eng_err_set(err, ENG_E_INVAL, "%s: a %d-bit code out of range", path,
+                             mt.embed_bits);
+            goto done;
+        }
+        emb_data = pemb;
+        emb_dts = mt.embed_bits == 6 ? "q6_row" : "q7_row";
+    }
     if (shared) {
         cJSON_AddItemToArray(tj, claq_json("tok_embeddings", &head_shape,
                                            matrix_cb_form(ver, hq), &pos));
     } else {
-        cJSON_AddItemToArray(tj, dense_json("tok_embeddings", dtype_str(emb_dt), emb->rows,
+        cJSON_AddItemToArray(tj, dense_json("tok_embeddings", emb_dts, emb->rows,
                                             emb->cols, pos, emb_len));
         pos = al64(pos + emb_len);
     }
@@ -549,7 +572,8 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     rc = 0;
 done:
     eng_claq_v2_free(&v2);
-    free(q8emb);
+    free(qemb);
+    free(pemb);
     if (f) {
         fclose(f);
         unlink(tmp);
@@ -690,6 +714,20 @@ static const cJSON *find_tensor(const cJSON *arr, const char *name)
     return NULL;
 }
 
+/* Tensor t's "shape" is [d0] (d1 <= 0) or [d0, d1]. */
+static int check_shape(const lctx *x, const cJSON *t, const char *name, int64_t d0, int64_t d1)
+{
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
+    const cJSON *a = nd > 0 ? sh->child : NULL, *b = nd > 1 ? a->next : NULL;
+    if (nd != (d1 > 0 ? 2 : 1) || !cJSON_IsNumber(a) || a->valuedouble != (double)d0 ||
+        (d1 > 0 && (!cJSON_IsNumber(b) || b->valuedouble != (double)d1)))
+        return eng_err_set(x->err, ENG_E_FORMAT,
+                           "%s: tensor %s: shape disagrees with the config (want %lld x %lld)",
+                           x->path, name, (long long)d0, (long long)(d1 > 0 ? d1 : 1));
+    return 0;
+}
+
 /* A dense tensor: dtype allowed by f32_only, shape [d0] or [d0, d1]. */
 static int load_dense(const lctx *x, const cJSON *arr, const char *name, int64_t d0, int64_t d1,
                       int f32_only, kern_dtype *dt, const void **data)
@@ -699,19 +737,34 @@ static int load_dense(const lctx *x, const cJSON *arr, const char *name, int64_t
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(t, "dtype");
     if (!cJSON_IsString(ds) || dtype_parse(ds->valuestring, dt) || (f32_only && *dt != KERN_F32))
         return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: unsupported dtype", x->path, name);
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
-    int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
-    const cJSON *a = nd > 0 ? sh->child : NULL, *b = nd > 1 ? a->next : NULL;
-    if (nd != (d1 > 0 ? 2 : 1) || !cJSON_IsNumber(a) || a->valuedouble != (double)d0 ||
-        (d1 > 0 && (!cJSON_IsNumber(b) || b->valuedouble != (double)d1)))
-        return eng_err_set(x->err, ENG_E_FORMAT,
-                           "%s: tensor %s: shape disagrees with the config (want %lld x %lld)",
-                           x->path, name, (long long)d0, (long long)(d1 > 0 ? d1 : 1));
+    int rc = check_shape(x, t, name, d0, d1);
+    if (rc) return rc;
     if (*dt == KERN_Q8_ROW && strcmp(name, "tok_embeddings") != 0)
         return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: q8_row is only for the token "
                            "embedding", x->path, name);
     uint64_t want = kern_dense_bytes(*dt, d0, d1 > 0 ? d1 : 1);
     return j_sec(x, cJSON_GetObjectItemCaseSensitive(t, "data"), name, "data", want, data);
+}
+
+/* The token embedding t in a bit-packed row form (q6_row, q7_row: bits): its section checked
+ * and expanded into a KERN_Q8_ROW buffer the model owns (*data). */
+static int load_packed_row(const lctx *x, const cJSON *t, int bits, int64_t rows, int64_t cols,
+                           eng_model *m, const void **data)
+{
+    const char *name = "tok_embeddings";
+    const void *src;
+    int rc = check_shape(x, t, name, rows, cols);
+    if (!rc) rc = j_sec(x, cJSON_GetObjectItemCaseSensitive(t, "data"), name, "data",
+                        eng_qrow_packed_bytes(bits, rows, cols), &src);
+    if (rc) return rc;
+    void *q8 = malloc(kern_dense_bytes(KERN_Q8_ROW, rows, cols));
+    if (!q8 || eng__model_own(m, q8))   /* frees q8 on failure */
+        return eng_err_set(x->err, ENG_E_NOMEM, "%s: out of memory for %s", x->path, name);
+    eng_err e = {0};
+    if (eng_qrow_decode(src, bits, rows, cols, q8, &e))
+        return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s: %s", x->path, name, e.msg);
+    *data = q8;
+    return 0;
 }
 
 /* A packed matrix: its sections checked against the shape, version 2's forms decoded into the
@@ -931,9 +984,21 @@ static int load_embed_head(const lctx *x, const cJSON *arr, eng_model *m,
         m->w.output = m->w.tok_embed;
         return 0;
     }
-    if ((rc = load_dense(x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p))) return rc;
+    const int pbits = !cJSON_IsString(eds) ? 0 : !strcmp(eds->valuestring, "q6_row") ? 6
+                      : !strcmp(eds->valuestring, "q7_row") ? 7 : 0;
+    if (pbits) {
+        if ((rc = load_packed_row(x, et, pbits, c->vocab_size, c->dim, m, &p))) return rc;
+        dt = KERN_Q8_ROW;
+        info->meta.embed_bits = pbits;
+        snprintf(info->dtype_dense, sizeof info->dtype_dense, "f32");
+    } else {
+        rc = load_dense(x, arr, "tok_embeddings", c->vocab_size, c->dim, 0, &dt, &p);
+        if (rc) return rc;
+        if (dt == KERN_Q8_ROW) info->meta.embed_bits = 8;
+        snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s",
+                 dt == KERN_Q8_ROW ? "f32" : dtype_str(dt));   /* the norms' dtype */
+    }
     m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
-    snprintf(info->dtype_dense, sizeof info->dtype_dense, "%s", dtype_str(dt));
     if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) return rc;
     const cJSON *ot = find_tensor(arr, "output");
     const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;

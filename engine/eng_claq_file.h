@@ -34,9 +34,10 @@ typedef struct eng_claq_meta {
                                  keep it dense in its source dtype. A tied model's head is then
                                  written as its own tensor (tie_embeddings false in the file) and
                                  the token embedding stays dense, since it is only gathered. */
-    int embed_q8;             /* 1: store the token embedding as q8_row (int8, a scale per row;
-                                 format.md); on a tied model without a packed head it is the
-                                 head too */
+    int embed_bits;           /* 0: the token embedding keeps its dtype; 8, 7 or 6: stored
+                                 as q8_row / q7_row / q6_row (integer codes and a scale per
+                                 row, eng_qrow.h, format.md); on a tied model without a packed
+                                 head it is the head too */
     int embed_shared;         /* 1: a tied model keeps one matrix: the packed head (head, above)
                                  is also the token embedding, gathered from its codes
                                  ("tok_embeddings" of dtype claq, tie_embeddings true, no
@@ -57,12 +58,6 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
                    const eng_claq_meta *meta, eng_err *err);
 
 /* ---- packing (eng_claq_pack.c) ---- */
-
-/* A dense f32/f16/bf16 matrix as KERN_Q8_ROW: per row, scale = max |w| / 127 and
- * q = round(w / scale) in [-127, 127]; the codes [rows][cols] then the f32 scales [rows], in
- * one malloc'd buffer (*out, caller frees) of kern_dense_bytes(KERN_Q8_ROW, rows, cols). A
- * non-finite value is ENG_E_RANGE naming its row. */
-int eng_q8_row_pack(const kern_matrix *m, void **out, eng_err *err);
 
 /* A packed matrix that owns its buffers (the writer, tests and benchmarks use it; the loader
  * builds views into the mapping instead). view's pointers point into buf. */

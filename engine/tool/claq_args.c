@@ -88,15 +88,18 @@ int claq_parse_8_or_16(const char *flag, const char *s, int dflt, int *bits)
     return 0;
 }
 
-int claq_parse_embed_bits(const char *s, int *q8, int *shared)
+int claq_parse_embed_bits(const char *s, int *bits, int *shared)
 {
-    int bits = 16;
-    *q8 = *shared = 0;
-    if (s && !strcmp(s, "shared")) {
+    *bits = *shared = 0;
+    if (!s || !strcmp(s, "16")) return 0;
+    if (!strcmp(s, "shared")) {
         *shared = 1;
         return 0;
     }
-    if (claq_parse_8_or_16("--embed-bits", s, 16, &bits)) return -1;
-    *q8 = bits == 8;
-    return 0;
+    if (!strcmp(s, "8") || !strcmp(s, "7") || !strcmp(s, "6")) {
+        *bits = s[0] - '0';
+        return 0;
+    }
+    fprintf(stderr, "claq: --embed-bits must be 6, 7, 8, 16 or shared (got \"%s\")\n", s);
+    return -1;
 }

@@ -10,6 +10,7 @@
 #include "claq_tool.h"
 #include "eng_claq_file.h"
 #include "eng_model.h"
+#include "eng_qrow.h"
 
 static const char *fmt_name(eng_model_format f)
 {
@@ -75,10 +76,15 @@ int claq_cmd_inspect(int argc, char **argv)
     /* norms have the dense dtype (f32 in packed files, where the embedding may be q8_row) */
     size_t dense_sz = e->dtype == KERN_Q8_ROW ? 4 : kern_dtype_size(e->dtype);
     double params = 0, bytes = 0;
-    printf("tensor tok_embeddings: %s [%lld, %lld]\n", kern_dtype_name(e->dtype), (long long)e->rows,
-           (long long)e->cols);
+    const eng_claq_model_info *info = m->format == ENG_FMT_CLAQ ? m->ext : NULL;
+    /* q6_row / q7_row: stored bit-packed, int8 in memory */
+    const int pb = info && info->meta.embed_bits < 8 ? info->meta.embed_bits : 0;
+    printf("tensor tok_embeddings: %s [%lld, %lld]\n",
+           pb == 6 ? "Q6_ROW" : pb == 7 ? "Q7_ROW" : kern_dtype_name(e->dtype),
+           (long long)e->rows, (long long)e->cols);
     params += (double)e->rows * (double)e->cols;
-    bytes += (double)kern_dense_bytes(e->dtype, e->rows, e->cols);
+    bytes += pb ? (double)eng_qrow_packed_bytes(pb, e->rows, e->cols)
+                : (double)kern_dense_bytes(e->dtype, e->rows, e->cols);
     if (!c->tie_embeddings) {
         const kern_matrix *o = &m->w.output;
         printf("tensor output: %s [%lld, %lld]\n", kern_dtype_name(o->dtype), (long long)o->rows,
@@ -93,7 +99,6 @@ int claq_cmd_inspect(int argc, char **argv)
     params += norm_params;
     bytes += norm_params * (double)dense_sz;
 
-    const eng_claq_model_info *info = m->format == ENG_FMT_CLAQ ? m->ext : NULL;
     double lin_params = 0, lin_bytes = 0, lin_nominal = 0;
     int64_t hist[5] = {0}, outl = 0, cbb = 0;
     for (int l = 0; l < c->n_layers; l++)

@@ -66,8 +66,10 @@ int claq_cmd_quantize(int argc, char **argv)
         {"--head-bits", 1, NULL, "also pack the output head at these bits (2, 3 or 4; default: "
                                  "keep it dense): GPTQ + CLAQ on the final norm's outputs, or "
                                  "per-column K-Means with --method rtn"},
-        {"--embed-bits", 1, NULL, "store the token embedding at 8 bits with a scale per row (q8_row; needs "
-                                  "an untied head or --head-bits), 16: keep its dtype (default), "
+        {"--embed-bits", 1, NULL, "8, 7 or 6: store the token embedding as integers with a "
+                                  "scale per row (q8_row / q7_row / q6_row; on a tied model "
+                                  "without --head-bits it is the head too), 16: keep its dtype "
+                                  "(default), "
                                   "or shared: a tied model's packed head (--head-bits) is its "
                                   "embedding too, one matrix for both"},
         {"--threads", 1, NULL, "threads for the forward passes and the GPTQ loop (default: one "
@@ -133,8 +135,9 @@ int claq_cmd_quantize(int argc, char **argv)
         claq_parse_int("--head-bits", v, 2, 4, &head_bits)) return 2;
     if (claq_parse_8_or_16("--cb-bits", claq_arg_get(spec, ns, "--cb-bits"), 8, &cfg.cb_bits))
         return 2;
-    int embed_q8, embed_shared;
-    if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8, &embed_shared))
+    int embed_bits, embed_shared;
+    if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_bits,
+                              &embed_shared))
         return 2;
     if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
@@ -254,7 +257,7 @@ int claq_cmd_quantize(int argc, char **argv)
         meta.head = &head;
         fprintf(stderr, "output head: per-column K-Means at %lld bits\n", head_bits);
     }
-    meta.embed_q8 = embed_q8;
+    meta.embed_bits = embed_bits;
     meta.embed_shared = embed_shared;
     if (eng_claq_write(out, m, (eng_qmatrix *const *)qp, &meta, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);

@@ -327,9 +327,10 @@ static void assign_bits(const kern_matrix *w, double bits, uint8_t *out)
     free(cnt);
 }
 
-/* embed: bit 0 = q8_row token embedding, bit 1 = the tied packed head shared as embedding */
-static int synth_pack(const char *model, double bits, double head_bits, int embed,
-                      int cb_bits, const char *out, uint64_t seed, int threads)
+/* embed_bits: 0, 8, 7 or 6 (eng_claq_meta.embed_bits); embed_shared: the tied packed head is the
+ * embedding too */
+static int synth_pack(const char *model, double bits, double head_bits, int embed_bits,
+                      int embed_shared, int cb_bits, const char *out, uint64_t seed, int threads)
 {
     eng_model *m = NULL;
     eng_err err = {0};
@@ -384,8 +385,8 @@ static int synth_pack(const char *model, double bits, double head_bits, int embe
     fprintf(stderr, "\n");
     if (!rc) {
         eng_claq_meta meta = {.bits = bits, .or_budget = 0, .seed = seed,
-                              .head = head_bits > 0 ? &qs[nm] : NULL, .embed_q8 = embed & 1,
-                              .embed_shared = (embed >> 1) & 1};
+                              .head = head_bits > 0 ? &qs[nm] : NULL, .embed_bits = embed_bits,
+                              .embed_shared = embed_shared};
         snprintf(meta.method, sizeof meta.method, "synth-kmeans");
         snprintf(meta.source, sizeof meta.source, "%s", model);
         meta.quant_seconds = now_s() - t0;
@@ -420,9 +421,9 @@ int claq_cmd_synth(int argc, char **argv)
         {"--bits", 1, NULL, "with --pack: average code bits, 2..4 (fractional: 4-bit columns)"},
         {"--head-bits", 1, NULL, "with --pack: also pack the output head at these bits (2..4; "
                                  "default: keep it dense)"},
-        {"--embed-bits", 1, NULL, "with --pack: 8 stores the token embedding at 8 bits with a "
-                                  "scale per row (q8_row; needs an untied head or --head-bits), "
-                                  "16 keeps its dtype (default), shared: a tied model's packed "
+        {"--embed-bits", 1, NULL, "with --pack: 8, 7 or 6 stores the token embedding as "
+                                  "integers with a scale per row (q8_row / q7_row / q6_row), 16 "
+                                  "keeps its dtype (default), shared: a tied model's packed "
                                   "head is its embedding too"},
         {"--cb-bits", 1, NULL, "with --pack: codebook entries on an 8-bit grid per column (8, "
                                "default) or free fp16 values (16); see claq quantize"},
@@ -452,13 +453,13 @@ int claq_cmd_synth(int argc, char **argv)
         if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
             claq_parse_float("--head-bits", v, 2.0, 4.0, &head_bits))
             return 2;
-        int embed_q8, embed_shared, cb_bits;
-        if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_q8,
+        int embed_bits, embed_shared, cb_bits;
+        if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_bits,
                                   &embed_shared) ||
             claq_parse_8_or_16("--cb-bits", claq_arg_get(spec, ns, "--cb-bits"), 8, &cb_bits))
             return 2;
         return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits,
-                          embed_q8 | embed_shared << 1, cb_bits, out, (uint64_t)seed,
+                          embed_bits, embed_shared, cb_bits, out, (uint64_t)seed,
                           (int)threads);
     }
     const char *sn = claq_arg_get(spec, ns, "--shape");

@@ -30,11 +30,12 @@ const char *claq_arg_get(const claq_arg *spec, int n_spec, const char *name);
 /* Strict number parsing: whole string must parse, within [lo, hi]; message on stderr. */
 int claq_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out);
 int claq_parse_float(const char *flag, const char *s, double lo, double hi, double *out);
-/* Flags that take 8 or 16 (--embed-bits, --cb-bits): s NULL gives dflt; anything but "8" or
+/* Flags that take 8 or 16 (--cb-bits): s NULL gives dflt; anything but "8" or
  * "16" is a message on stderr naming flag and -1. */
 int claq_parse_8_or_16(const char *flag, const char *s, int dflt, int *bits);
-/* --embed-bits: NULL or 16 keeps the embedding's dtype, 8 asks for q8_row (*q8 = 1), "shared"
- * makes a tied model's packed head its embedding too (*shared = 1); else a message and -1. */
-int claq_parse_embed_bits(const char *s, int *q8, int *shared);
+/* --embed-bits: NULL or 16 keeps the embedding's dtype (*bits = 0), 8, 7 or 6 asks for q8_row /
+ * q7_row / q6_row (*bits = 8, 7 or 6), "shared" makes a tied model's packed head its embedding too
+ * (*shared = 1); else a message and -1. */
+int claq_parse_embed_bits(const char *s, int *bits, int *shared);
 
 #endif

@@ -7,7 +7,7 @@
  * within fp32 summation order (1e-5 relative) on real hidden-size vectors; greedy decoding
  * through the loaded model gives finite logits; the same file written without a head keeps the
  * dense tied head. With the head packed, the token embedding may be stored as q8_row
- * (eng_claq_meta.embed_q8): every weight read back is within half a step (its row's scale / 2)
+ * (eng_claq_meta.embed_bits): every weight read back is within half a step (its row's scale / 2)
  * of the source and the scale is max |row| / 127, kern_embed gathers exactly those values,
  * logits move by a small fraction of the dense-embedding file's, the file shrinks by 3/4 of
  * the embedding's bytes; a NaN scale is refused at load naming the tensor. A tied model may keep
@@ -176,14 +176,14 @@ static void check_tied_forms(eng_model *m, eng_qmatrix **qp, const eng_qmatrix *
     snprintf(shared, sizeof shared, "%s/claq-shared-%d.claq", tmp, (int)getpid());
     eng_err err = {0};
     const int V = m->cfg.vocab_size, D = m->cfg.dim, n = 3;
-    eng_claq_meta meta = {.bits = 4, .embed_q8 = 1};
+    eng_claq_meta meta = {.bits = 4, .embed_bits = 8};
     snprintf(meta.method, sizeof meta.method, "rtn");
     CHECK(eng_claq_write(q8t, m, qp, &meta, &err) == 0, "write tied q8: %s", err.msg);
-    meta.embed_q8 = 0;
+    meta.embed_bits = 0;
     meta.head = head;
     meta.embed_shared = 1;
     CHECK(eng_claq_write(shared, m, qp, &meta, &err) == 0, "write shared head: %s", err.msg);
-    meta.embed_q8 = 1;
+    meta.embed_bits = 8;
     CHECK(eng_claq_write(shared, m, qp, &meta, &err) == ENG_E_INVAL,
           "shared head with a q8 embedding accepted");
     eng_model *a = NULL, *b = NULL;
@@ -272,11 +272,11 @@ int main(void)
     eng_claq_meta meta = {.bits = 4, .head = head};
     snprintf(meta.method, sizeof meta.method, "rtn");
     CHECK(eng_claq_write(out, m, qp, &meta, &err) == 0, "write with head: %s", err.msg);
-    meta.embed_q8 = 1;
+    meta.embed_bits = 8;
     CHECK(eng_claq_write(out3, m, qp, &meta, &err) == 0, "write with head + q8 embedding: %s",
           err.msg);
     meta.head = NULL;
-    meta.embed_q8 = 0;
+    meta.embed_bits = 0;
     CHECK(eng_claq_write(out2, m, qp, &meta, &err) == 0, "write without head: %s", err.msg);
     CHECK(eng_model_open(&pm, out, &err) == 0, "open packed: %s", err.msg);
     CHECK(eng_model_open(&pm2, out2, &err) == 0, "open packed (dense head): %s", err.msg);
