@@ -414,6 +414,42 @@ static int check_source(const char *path, const eng_model *src, const eng_qmatri
     return 0;
 }
 
+/* The token embedding as the file stores it: its dtype as is (embed_bits 0), or row-quantized
+ * (eng_qrow.h) at 8 bits (q8_row, the in-memory layout) or bit-packed at 7 or 6 (q7_row,
+ * q6_row). The buffers are owned by the struct (the caller frees q8 and packed). */
+typedef struct emb_form {
+    void *q8, *packed;
+    const void *data;     /* what is written: the source's data, q8 or packed */
+    const char *dtype;    /* the directory's dtype string */
+    uint64_t len;         /* bytes of data */
+} emb_form;
+
+static int embed_form(const char *path, const kern_matrix *emb, int bits, emb_form *ef,
+                      eng_err *err)
+{
+    *ef = (emb_form){.data = emb->data, .dtype = dtype_str(emb->dtype),
+                     .len = kern_dense_bytes(emb->dtype, emb->rows, emb->cols)};
+    if (!bits) return 0;
+    if (bits < 6 || bits > 8)
+        return eng_err_set(err, ENG_E_INVAL, "%s: a row-quantized embedding has 6, 7 or 8 "
+                           "bits, not %d", path, bits);
+    int rc = eng_qrow_pack(emb, bits, &ef->q8, err);
+    if (rc) return rc;
+    ef->data = ef->q8;
+    ef->dtype = dtype_str(KERN_Q8_ROW);
+    ef->len = kern_dense_bytes(KERN_Q8_ROW, emb->rows, emb->cols);
+    if (bits == 8) return 0;
+    ef->len = eng_qrow_packed_bytes(bits, emb->rows, emb->cols);
+    if (!(ef->packed = malloc(ef->len)))
+        return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory for the q%d_row embedding",
+                           path, bits);
+    if (eng_qrow_encode(ef->q8, bits, emb->rows, emb->cols, ef->packed))
+        return eng_err_set(err, ENG_E_INVAL, "%s: a %d-bit code out of range", path, bits);
+    ef->data = ef->packed;
+    ef->dtype = bits == 6 ? "q6_row" : "q7_row";
+    return 0;
+}
+
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
                    const eng_claq_meta *meta, eng_err *err)
 {
@@ -436,8 +472,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
                                                       : ENG_CLAQ_VERSION;
     if (ver != 1 && ver != ENG_CLAQ_VERSION)
         return eng_err_set(err, ENG_E_INVAL, "%s: cannot write format version %u", path, ver);
-    void *qemb = NULL;    /* the token embedding as KERN_Q8_ROW (meta->embed_bits); owned */
-    void *pemb = NULL;    /* ... bit-packed as q6_row / q7_row (embed_bits 6, 7); owned */
+    emb_form ef = {0};    /* the token embedding as stored */
     kern_claq *shapes = calloc((size_t)nmat, sizeof *shapes);
     if (!shapes) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
 
@@ -449,11 +484,6 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 
     /* Directory JSON, with offsets relative to the start of the data area. */
     const int shared = meta && meta->embed_shared;
-    if (meta && meta->embed_bits && (meta->embed_bits < 6 || meta->embed_bits > 8)) {
-        rc = eng_err_set(err, ENG_E_INVAL, "%s: a row-quantized embedding has 6, 7 or 8 bits, "
-                         "not %d", path, meta->embed_bits);
-        goto done;
-    }
     if (shared && !(c->tie_embeddings && hq && !meta->embed_bits)) {
         rc = eng_err_set(err, ENG_E_INVAL, "%s: a shared packed embedding needs a tied model, a "
                          "packed head and no row-quantized embedding", path);
@@ -471,34 +501,14 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     if ((rc = check_source(path, src, hq, err))) goto done;
     /* q8/q7/q6 on a tied model without a packed head: the one row-quantized matrix is gathered
      * as the embedding and multiplied as the head (tie_embeddings stays true) */
-    if (mt.embed_bits && (rc = eng_qrow_pack(emb, mt.embed_bits, &qemb, err)))
-        goto done;
-    const void *emb_data = qemb ? qemb : emb->data;
-    const char *emb_dts = dtype_str(qemb ? KERN_Q8_ROW : emb->dtype);
-    uint64_t emb_len = kern_dense_bytes(qemb ? KERN_Q8_ROW : emb->dtype, emb->rows, emb->cols);
-    if (mt.embed_bits == 6 || mt.embed_bits == 7) {
-        emb_len = eng_qrow_packed_bytes(mt.embed_bits, emb->rows, emb->cols);
-        pemb = malloc(emb_len);
-        if (!pemb) {
-            rc = eng_err_set(err, ENG_E_NOMEM, "%s: out of memory for the q%d_row embedding",
-                             path, mt.embed_bits);
-            goto done;
-        }
-        if (eng_qrow_encode(qemb, mt.embed_bits, emb->rows, emb->cols, pemb)) {
-            rc = eng_err_set(err, ENG_E_INVAL, "%s: a %d-bit code out of range", path,
-                             mt.embed_bits);
-            goto done;
-        }
-        emb_data = pemb;
-        emb_dts = mt.embed_bits == 6 ? "q6_row" : "q7_row";
-    }
+    if ((rc = embed_form(path, emb, mt.embed_bits, &ef, err))) goto done;
     if (shared) {
         cJSON_AddItemToArray(tj, claq_json("tok_embeddings", &head_shape,
                                            matrix_cb_form(ver, hq), &pos));
     } else {
-        cJSON_AddItemToArray(tj, dense_json("tok_embeddings", emb_dts, emb->rows,
-                                            emb->cols, pos, emb_len));
-        pos = al64(pos + emb_len);
+        cJSON_AddItemToArray(tj, dense_json("tok_embeddings", ef.dtype, emb->rows, emb->cols,
+                                            pos, ef.len));
+        pos = al64(pos + ef.len);
     }
     uint64_t out_len = 0;
     if (shared) {
@@ -534,7 +544,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
 #define EMIT(ptr, n) emit(&w, (ptr), (n))
 #define EMIT_MATRIX(qm, nm) do { if ((rc = emit_matrix(&w, (qm), (nm), err))) goto done; } while (0)
     if (shared) EMIT_MATRIX(hq, "tok_embeddings");
-    else EMIT(emb_data, emb_len);
+    else EMIT(ef.data, ef.len);
     if (shared) {
         /* written above */
     } else if (hq) {
@@ -572,8 +582,8 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     rc = 0;
 done:
     eng_claq_v2_free(&v2);
-    free(qemb);
-    free(pemb);
+    free(ef.q8);
+    free(ef.packed);
     if (f) {
         fclose(f);
         unlink(tmp);
