@@ -3,8 +3,11 @@
  * load it back, and check that greedy decoding through the packed LUT kernels gives the same
  * tokens as the fake-quantized fp32 weights (the quantizer's own dequantized matrices) run through
  * the dense kernels. A divergence is accepted only where the two paths' top-2 logit gap is below
- * 1e-3 (a near tie that summation order may flip); those are counted and printed. Also: the
- * activations streamed through a temp file give bit-identical matrices to activations in RAM. */
+ * 1e-3 (a near tie that summation order may flip); those are counted and printed. The token
+ * embedding (tied head) may be written row-quantized (--embed-bits 8/7/6: q8_row, q7_row,
+ * q6_row); the fake path then uses that matrix dequantized to f32 (code x scale from
+ * eng_qrow_pack), the packed path the file's. Also: the activations streamed through a temp
+ * file give bit-identical matrices to activations in RAM. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include "eng_claq_file.h"
 #include "eng_forward.h"
 #include "eng_kv.h"
+#include "eng_qrow.h"
 #include "quant.h"
 
 #define NPROMPT 4
@@ -85,8 +89,28 @@ static int same_qmatrix(const eng_qmatrix *a, const eng_qmatrix *b)
                                !memcmp(a->out_val, b->out_val, 2 * (size_t)a->n_outliers)));
 }
 
+/* m's token embedding row-quantized at bits (eng_qrow_pack) and dequantized: a malloc'd
+ * [vocab][dim] f32 matrix (caller frees), or NULL. */
+static float *qrow_dequant(const eng_model *m, int bits, eng_err *err)
+{
+    const int64_t V = m->cfg.vocab_size, D = m->cfg.dim;
+    void *q8 = NULL;
+    float *w = malloc(sizeof(float) * (size_t)(V * D));
+    if (!w || eng_qrow_pack(&m->w.tok_embed, bits, &q8, err)) {
+        free(w);
+        return NULL;
+    }
+    for (int64_t r = 0; r < V; r++) {
+        float sc;
+        memcpy(&sc, (const char *)q8 + V * D + 4 * r, 4);
+        for (int64_t c = 0; c < D; c++) w[r * D + c] = (float)((const int8_t *)q8)[r * D + c] * sc;
+    }
+    free(q8);
+    return w;
+}
+
 static int check(const char *shared, const char *model, const char *calib, double bits,
-                 int outliers, int check_disk)
+                 int outliers, int check_disk, int embed_bits)
 {
     char mpath[1024], cpath[1024], out[1024];
     snprintf(mpath, sizeof mpath, "%s/models/%s", shared, model);
@@ -98,7 +122,7 @@ static int check(const char *shared, const char *model, const char *calib, doubl
     int32_t *win = NULL;
     eng_quant_result res = {0}, res2 = {0};
     eng_layer_weights *lw = NULL;
-    float *fake = NULL, *la = NULL, *lb = NULL;
+    float *fake = NULL, *la = NULL, *lb = NULL, *femb = NULL;
     kern_backend be = {0};
     int fails = 0, nsamples = 8, seqlen = 64, setup = 1;
     if (eng_model_open(&m, mpath, &err) || kern_cpu_backend_create(&be, 2) ||
@@ -116,9 +140,10 @@ static int check(const char *shared, const char *model, const char *calib, doubl
         nout += res.mats[i].n_outliers;
         nw += res.mats[i].rows * res.mats[i].cols;
     }
-    printf("%s claq %.3g%s: %lld columns at 4 bits, %lld outliers (%.2f%%), %.1fs\n", model, bits,
-           outliers ? "+OR" : "", (long long)n4, (long long)nout, 100.0 * (double)nout / (double)nw,
-           res.seconds);
+    printf("%s claq %.3g%s%s: %lld columns at 4 bits, %lld outliers (%.2f%%), %.1fs\n", model,
+           bits, outliers ? "+OR" : "", embed_bits == 8 ? ", q8_row embedding" : embed_bits == 7
+           ? ", q7_row embedding" : embed_bits == 6 ? ", q6_row embedding" : "", (long long)n4,
+           (long long)nout, 100.0 * (double)nout / (double)nw, res.seconds);
     if ((bits != floor(bits)) != (n4 > 0) || (outliers != 0) != (nout > 0)) {
         printf("FAIL %s: AP/OR settings not reflected in the matrices\n", model);
         fails++;
@@ -136,11 +161,24 @@ static int check(const char *shared, const char *model, const char *calib, doubl
     if (!qp) goto done;
     for (int i = 0; i < nm; i++) qp[i] = &res.mats[i];
     eng_claq_meta meta = {.bits = bits, .outliers = outliers, .or_budget = 1, .nsamples = nsamples,
-                          .seqlen = seqlen};
+                          .seqlen = seqlen, .embed_bits = embed_bits};
     snprintf(meta.method, sizeof meta.method, "claq");
     int wrc = eng_claq_write(out, m, qp, &meta, &err);
     free(qp);
     if (wrc || eng_model_open(&pm, out, &err)) goto done;
+    /* the fake path's tied matrix: the file's row quantization, dequantized */
+    eng_model fm = *m;   /* a read-only view of m with another embedding; never closed */
+    if (embed_bits) {
+        if (pm->w.tok_embed.dtype != KERN_Q8_ROW || pm->w.output.data != pm->w.tok_embed.data) {
+            snprintf(err.msg, sizeof err.msg, "the file's embedding is not one row-quantized "
+                     "tied matrix");
+            goto done;
+        }
+        if (!(femb = qrow_dequant(m, embed_bits, &err))) goto done;
+        fm.w.tok_embed = (kern_matrix){.dtype = KERN_F32, .rows = m->cfg.vocab_size,
+                                       .cols = m->cfg.dim, .data = femb};
+        fm.w.output = fm.w.tok_embed;
+    }
     /* the fake-quantized fp32 weights, one buffer for all linears */
     lw = calloc((size_t)m->cfg.n_layers, sizeof *lw);
     fake = malloc(sizeof(float) * (size_t)nw);
@@ -166,7 +204,7 @@ static int check(const char *shared, const char *model, const char *calib, doubl
         const int32_t *prompt = win + (size_t)s * (size_t)seqlen;
         int32_t ta[STEPS], tb[STEPS];
         float ga[STEPS], gb[STEPS];
-        if (greedy(m, lw, prompt, ta, ga, la) || greedy(pm, NULL, prompt, tb, gb, lb)) {
+        if (greedy(&fm, lw, prompt, ta, ga, la) || greedy(pm, NULL, prompt, tb, gb, lb)) {
             fails++;
             continue;
         }
@@ -202,6 +240,7 @@ done:
     free(la);
     free(lb);
     free(fake);
+    free(femb);
     free(lw);
     free(win);
     eng_quant_result_free(&res);
@@ -217,9 +256,11 @@ int main(void)
     const char *shared = getenv("CLAQ_SHARED");
     if (!shared) shared = "../shared";
     int fails = 0;
-    fails += check(shared, "tinystories-656k", "tinystories/tinystories-train-head.txt", 3, 0, 1);
-    fails += check(shared, "small-lm-5m", "small-lm/train.txt", 3, 0, 0);
-    fails += check(shared, "small-lm-5m", "small-lm/train.txt", 2.05, 1, 0);
+    const char *ts = "tinystories/tinystories-train-head.txt";
+    fails += check(shared, "tinystories-656k", ts, 3, 0, 1, 0);
+    fails += check(shared, "tinystories-656k", ts, 3, 0, 0, 6);
+    fails += check(shared, "small-lm-5m", "small-lm/train.txt", 3, 0, 0, 7);
+    fails += check(shared, "small-lm-5m", "small-lm/train.txt", 2.05, 1, 0, 0);
     printf("%d failed\n", fails);
     return fails ? 1 : 0;
 }
