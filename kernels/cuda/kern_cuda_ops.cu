@@ -10,11 +10,12 @@
  * expression, the same fp32 operations are written out with __f*_rn so nvcc cannot contract them
  * into FMAs: only reduction orders and libm ulps differ from the CPU.
  *
- * Attention (version 2, one block per (token, head), two passes over the keys): the kernel reads
- * the pool in place through the token's block-table row (bt[bt_row[t]]), computes scores into a
- * scratch row [max_pos], softmax (max, exp, sum, divide), then out = sum_p a_p V_p in position
- * order, like the CPU. A flash-decoding split over positions with a log-sum-exp merge is the next
- * version (long contexts leave SMs idle here).
+ * Attention (version 3, flash-decoding): a token's positions are cut into chunks of 256, a block
+ * per (head, token, chunk) reading the pool in place through the token's block-table row
+ * (bt[bt_row[t]]): scores a warp per position, the chunk's max and exp-sum, and its unnormalized
+ * sum of V in position order; tokens past one chunk are then merged by a log-sum-exp rescale
+ * (kern_cuda_attn_merge_k). Version 2 ran one block per (token, head) over the whole context,
+ * which left most SMs idle at batch 1 and long contexts (32 blocks for a 7B model's heads).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -343,9 +344,20 @@ int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t
 __device__ __forceinline__ float attn_kv(const float *p, int i) { return p[i]; }
 __device__ __forceinline__ float attn_kv(const __half *p, int i) { return __half2float(p[i]); }
 
-/* K, V: this layer's view of the pool, entries of T (float or __half); block b, slot s of a
- * position: K + b * block_stride + s * kv_dim. Token t's block ids: bt[bt_row[t] * bt_stride ..].
- * scores [n][n_heads][max_pos] scratch. Dynamic shared memory: q, head_dim rounded up to 4. */
+/* Flash-decoding split: a token's positions 0..P are cut into chunks of ATTN_CHUNK, a block per
+ * (head, token, chunk). The cut depends on P alone, never on the batch, so a token's output is
+ * the same bits in any batch (batch invariance). */
+#define ATTN_CHUNK 256
+#define ATTN_WARPS (ATTN_THREADS / 32)
+
+/* One chunk [p0, p1] of token t's positions for head h: scores by a warp per position (lanes
+ * across head_dim, coalesced), the chunk's max m and sum l of exp(s - m), and
+ * o[d] = sum_p exp(s_p - m) V_p[d] in position order (a thread per d, coalesced). A token whose
+ * positions fit one chunk writes out = o / l directly; otherwise the chunk's (o, m, l) go to the
+ * partials for kern_cuda_attn_merge_k. K, V: this layer's view of the pool, entries of T; block
+ * b, slot s of a position at K + b * block_stride + s * kv_dim; token t's block ids at
+ * bt[bt_row[t] * bt_stride ..]. part_o [n][n_heads][nchunk][head_dim], part_ml [..][nchunk][2].
+ * Dynamic shared memory: q (head_dim rounded up to 4) then the chunk's ATTN_CHUNK scores. */
 template <typename T>
 __global__ void __launch_bounds__(ATTN_THREADS)
 kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
@@ -353,65 +365,111 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
                  const int32_t *__restrict__ bt_row, int bt_stride, int n,
                  const T *__restrict__ K, const T *__restrict__ V, int64_t block_stride,
                  int n_heads, int n_kv_heads, int head_dim, int block_tokens, int max_pos,
-                 float *__restrict__ scores)
+                 int nchunk, float *__restrict__ part_o, float *__restrict__ part_ml)
 {
-    extern __shared__ float q_s[];
+    extern __shared__ float smem[];
     __shared__ float red[32];
-    const int h = blockIdx.x, t = blockIdx.y;
+    const int h = blockIdx.x, t = blockIdx.y, c = blockIdx.z;
     if (h >= n_heads || t >= n) return;   /* uniform per block */
-    const int kvh = h / (n_heads / n_kv_heads);
-    const int kv_dim = n_kv_heads * head_dim;
     const int64_t qo = ((int64_t)t * n_heads + h) * head_dim;
     const int P = pos[t];
     if (P < 0 || P >= max_pos) {          /* the engine checked; leave no garbage regardless */
-        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[qo + d] = 0.0f;
+        if (c == 0)
+            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[qo + d] = 0.0f;
         return;
     }
+    const int p0 = c * ATTN_CHUNK;
+    if (p0 > P) return;                   /* this token has fewer chunks; uniform per block */
+    const int p1 = min(P, p0 + ATTN_CHUNK - 1);
+    const int single = P < ATTN_CHUNK;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int kv_dim = n_kv_heads * head_dim;
     const int32_t *tab = bt + (int64_t)(bt_row ? bt_row[t] : t) * bt_stride;
-    float *S = scores + ((int64_t)t * n_heads + h) * max_pos;
 
-    /* q_s holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges the
-     * q.k loop's remainder loads into one 12-byte shared load that can run past head_dim
+    /* q_s holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges a
+     * remainder of q loads into one 12-byte shared load that can run past head_dim
      * (compute-sanitizer memcheck flagged it at head_dim 1 on an H200, 2026-12-04). */
     const int hd_pad = (head_dim + 3) & ~3;
+    float *q_s = smem, *S = smem + hd_pad;
     for (int d = threadIdx.x; d < hd_pad; d += blockDim.x) q_s[d] = d < head_dim ? q[qo + d] : 0.0f;
     __syncthreads();
 
     const float scale = 1.0f / sqrtf((float)head_dim);
-    float lmax = -INFINITY;
-    for (int p = threadIdx.x; p <= P; p += blockDim.x) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int p = p0 + warp; p <= p1; p += ATTN_WARPS) {   /* uniform per warp */
         const int blk = tab[p / block_tokens];
-        float s = -INFINITY;
+        float dot = 0.0f;
         if (blk >= 0) {   /* the engine built the table; defensive */
             const T *k = K + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
                          (int64_t)kvh * head_dim;
-            float dot = 0.0f;
-            for (int d = 0; d < head_dim; d++) dot = fmaf(q_s[d], attn_kv(k, d), dot);
-            s = dot * scale;
+            for (int d = lane; d < head_dim; d += 32) dot = fmaf(q_s[d], attn_kv(k, d), dot);
         }
-        S[p] = s;
-        lmax = fmaxf(lmax, s);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        if (lane == 0) S[p - p0] = blk >= 0 ? dot * scale : -INFINITY;
     }
+    __syncthreads();   /* S[] written by one lane per position, read by every thread below */
+    float lmax = -INFINITY;
+    for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) lmax = fmaxf(lmax, S[i]);
     const float m = kern_cuda_block_max(lmax, red);
     float lsum = 0.0f;
-    for (int p = threadIdx.x; p <= P; p += blockDim.x) {
-        const float e = expf(__fsub_rn(S[p], m));
-        S[p] = e;
+    for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) {
+        /* a chunk of missing blocks only (m = -inf) weighs nothing, not NaN */
+        const float e = m == -INFINITY ? 0.0f : expf(__fsub_rn(S[i], m));
+        S[i] = e;
         lsum += e;
     }
-    const float sum = kern_cuda_block_sum(lsum, red);
-    for (int p = threadIdx.x; p <= P; p += blockDim.x) S[p] = __fdiv_rn(S[p], sum);
-    __syncthreads();   /* S[] written by every thread, read by every thread below */
+    const float l = kern_cuda_block_sum(lsum, red);   /* its barriers order S[] too */
+    const int64_t pc = ((int64_t)t * n_heads + h) * nchunk + c;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float acc = 0.0f;
-        for (int p = 0; p <= P; p++) {
+        for (int p = p0; p <= p1; p++) {
             const int blk = tab[p / block_tokens];
             if (blk < 0) continue;
             const T *v = V + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
                          (int64_t)kvh * head_dim;
-            acc = __fadd_rn(acc, __fmul_rn(S[p], attn_kv(v, d)));   /* the CPU's order, rounding */
+            acc = __fadd_rn(acc, __fmul_rn(S[p - p0], attn_kv(v, d)));
         }
-        out[qo + d] = acc;
+        if (single)
+            out[qo + d] = l > 0.0f ? __fdiv_rn(acc, l) : 0.0f;
+        else
+            part_o[pc * head_dim + d] = acc;
+    }
+    if (!single && threadIdx.x == 0) {
+        part_ml[pc * 2] = m;
+        part_ml[pc * 2 + 1] = l;
+    }
+}
+
+/* Tokens with more than one chunk: M = max m_c, L = sum_c l_c e^(m_c - M), out[d] =
+ * sum_c o_c[d] e^(m_c - M) / L, chunks in order. A block per (head, token), a thread per d. */
+__global__ void __launch_bounds__(ATTN_THREADS)
+kern_cuda_attn_merge_k(float *__restrict__ out, const int32_t *__restrict__ pos, int n,
+                       int n_heads, int head_dim, int max_pos, int nchunk,
+                       const float *__restrict__ part_o, const float *__restrict__ part_ml)
+{
+    const int h = blockIdx.x, t = blockIdx.y;
+    if (h >= n_heads || t >= n) return;
+    const int P = pos[t];
+    if (P < ATTN_CHUNK || P >= max_pos) return;   /* written by kern_cuda_attn_k */
+    const int nc = P / ATTN_CHUNK + 1;
+    const int64_t base = ((int64_t)t * n_heads + h) * nchunk;
+    float M = -INFINITY;
+    for (int c = 0; c < nc; c++) M = fmaxf(M, part_ml[(base + c) * 2]);
+    float L = 0.0f;
+    for (int c = 0; c < nc; c++) {
+        const float mc = part_ml[(base + c) * 2];
+        if (mc != -INFINITY) L = __fadd_rn(L, __fmul_rn(part_ml[(base + c) * 2 + 1], expf(__fsub_rn(mc, M))));
+    }
+    const int64_t qo = ((int64_t)t * n_heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int c = 0; c < nc; c++) {
+            const float mc = part_ml[(base + c) * 2];
+            if (mc == -INFINITY) continue;
+            acc = __fadd_rn(acc, __fmul_rn(part_o[(base + c) * head_dim + d], expf(__fsub_rn(mc, M))));
+        }
+        out[qo + d] = L > 0.0f ? __fdiv_rn(acc, L) : 0.0f;
     }
 }
 
@@ -427,25 +485,42 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
     if (a->block_stride < (int64_t)a->block_tokens * kv_dim ||
         a->bt_stride < (a->max_pos + a->block_tokens - 1) / a->block_tokens)
         return KERN_E_INVAL;
-    /* q lives in dynamic shared memory, launched without the opt-in attribute: 48 KiB per block
-     * in all, red[32] included (head_dim above ~12k: unsupported, not a failed launch). */
-    const size_t q_smem = (size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) * sizeof(float);
-    if (q_smem > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
-    void *d_s = NULL;
-    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
-                             (size_t)a->n * a->n_heads * a->max_pos * sizeof(float), &d_s);
-    if (rc) return rc;
-    dim3 grid((unsigned)a->n_heads, (unsigned)a->n);
+    /* q and the chunk's scores live in dynamic shared memory, launched without the opt-in
+     * attribute: 48 KiB per block in all, red[32] included (head_dim above ~11k: unsupported,
+     * not a failed launch). */
+    const size_t smem =
+        ((size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) + ATTN_CHUNK) * sizeof(float);
+    if (smem > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
+    const int nchunk = (a->max_pos + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    if (nchunk > 65535) return KERN_E_UNSUPPORTED;
+    /* partials only where a token can span chunks: (o, m, l) per (token, head, chunk) */
+    float *part_o = NULL, *part_ml = NULL;
+    if (nchunk > 1) {
+        const size_t per = (size_t)a->n * a->n_heads * nchunk;
+        void *d_s = NULL;
+        int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S, per * ((size_t)a->head_dim + 2) * sizeof(float),
+                                 &d_s);
+        if (rc) return rc;
+        part_o = (float *)d_s;
+        part_ml = part_o + per * a->head_dim;
+    }
+    dim3 grid((unsigned)a->n_heads, (unsigned)a->n, (unsigned)nchunk);
     if (a->kv_dtype == KERN_F16)
-        kern_cuda_attn_k<__half><<<grid, ATTN_THREADS, q_smem, c->stream>>>(
+        kern_cuda_attn_k<__half><<<grid, ATTN_THREADS, smem, c->stream>>>(
             a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
             (const __half *)a->k_base, (const __half *)a->v_base, a->block_stride, a->n_heads,
-            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, (float *)d_s);
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, part_o, part_ml);
     else
-        kern_cuda_attn_k<float><<<grid, ATTN_THREADS, q_smem, c->stream>>>(
+        kern_cuda_attn_k<float><<<grid, ATTN_THREADS, smem, c->stream>>>(
             a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
             (const float *)a->k_base, (const float *)a->v_base, a->block_stride, a->n_heads,
-            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, (float *)d_s);
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, part_o, part_ml);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_attn_k");
+    if (nchunk > 1) {
+        kern_cuda_attn_merge_k<<<dim3((unsigned)a->n_heads, (unsigned)a->n), ATTN_THREADS, 0,
+                                 c->stream>>>(a->out, a->pos, a->n, a->n_heads, a->head_dim,
+                                              a->max_pos, nchunk, part_o, part_ml);
+        KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_attn_merge_k");
+    }
     return KERN_OK;
 }

@@ -9,9 +9,11 @@
  *   3. matmul-only decode of a synthetic LLaMA-7B-shaped CLAQ model (32 layers x 7 linears +
  *      fp16 lm_head 32000 x 4096) at batch 1, 8, 32: tokens/s eager and replayed as a CUDA graph,
  *      against the bandwidth floor (all weight bytes / copy bandwidth per step);
- *   4. prefill (n = 512): CLAQ dequant + cuBLAS vs cuBLAS fp16 on the 7 layer shapes.
- * Attention, norms and the rest of the step are not in these numbers (they still stage through
- * the host in this version of the backend). Single-threaded host; one device. */
+ *   4. prefill (n = 512): CLAQ dequant + cuBLAS vs cuBLAS fp16 on the 7 layer shapes;
+ *   5. decode attention over an fp16 paged pool (7B heads) at batch 1/8/32 and contexts up to
+ *      4096: us per layer and K/V bytes read against the copy bandwidth.
+ * Norms and the rest of the step are not in these numbers (`cuda_bench.sh step` times the whole
+ * device-resident step). Single-threaded host; one device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,6 +335,58 @@ static void bench_prefill(void)
     BENCH_CHECK(cudaFree(y));
 }
 
+/* Decode attention of LLaMA-7B heads (32 x 128, MHA) over an fp16 paged pool (16-token blocks,
+ * one layer's view) at batch 1/8/32 and contexts 512/2048/4096: time per call and the K/V bytes
+ * it must read against the copy bandwidth (its floor). Every sequence its own blocks. */
+static void bench_attention(double bw)
+{
+    const int nh = 32, hd = 128, bt = 16, ctxs[3] = {512, 2048, 4096}, batches[3] = {1, 8, 32};
+    const int kv_dim = nh * hd;
+    printf("\n## Decode attention, 32 heads x 128, fp16 KV, 16-token blocks (one layer)\n");
+    printf("| batch | context | us | KV GB/s | %% of copy bw |\n|---|---|---|---|---|\n");
+    for (int ci = 0; ci < 3; ci++) {
+        const int max_pos = ctxs[ci], bps = max_pos / bt;
+        for (int bi = 0; bi < 3; bi++) {
+            const int n = batches[bi], nblocks = n * bps;
+            const int64_t stride = (int64_t)bt * kv_dim;
+            __half *k = dev_random_f16((size_t)nblocks * stride);
+            __half *v = dev_random_f16((size_t)nblocks * stride);
+            float *q = dev_random((size_t)n * kv_dim), *o = NULL;
+            BENCH_CHECK(cudaMalloc(&o, sizeof(float) * (size_t)n * kv_dim));
+            int32_t *h_bt = (int32_t *)malloc(sizeof(int32_t) * (size_t)nblocks);
+            int32_t *h_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
+            for (int i = 0; i < nblocks; i++) h_bt[i] = i;
+            for (int t = 0; t < n; t++) h_pos[t] = max_pos - 1;
+            int32_t *d_bt = NULL, *d_pos = NULL;
+            BENCH_CHECK(cudaMalloc(&d_bt, sizeof(int32_t) * (size_t)nblocks));
+            BENCH_CHECK(cudaMalloc(&d_pos, sizeof(int32_t) * (size_t)n));
+            BENCH_CHECK(cudaMemcpy(d_bt, h_bt, sizeof(int32_t) * (size_t)nblocks, cudaMemcpyHostToDevice));
+            BENCH_CHECK(cudaMemcpy(d_pos, h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
+            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nh, .head_dim = hd, .q = q,
+                                .out = o, .pos = d_pos, .bt = d_bt, .bt_row = NULL,
+                                .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = k, .v_base = v,
+                                .block_stride = stride, .block_tokens = bt, .max_pos = max_pos};
+            for (int i = 0; i < 3; i++) BENCH_OK(kern_cuda__attention(C, &a), C);
+            const int it = 50;
+            BENCH_CHECK(cudaEventRecord(ev0, C->stream));
+            for (int i = 0; i < it; i++) BENCH_OK(kern_cuda__attention(C, &a), C);
+            BENCH_CHECK(cudaEventRecord(ev1, C->stream));
+            const double us = elapsed_ms() * 1e3 / it;
+            const double bytes = 2.0 * n * (double)max_pos * kv_dim * 2;   /* K and V, fp16 */
+            const double gbs = bytes / (us * 1e-6) / 1e9;
+            printf("| %d | %d | %.1f | %.0f | %.1f %% |\n", n, max_pos, us, gbs, 100.0 * gbs / bw);
+            BENCH_CHECK(cudaFree(k));
+            BENCH_CHECK(cudaFree(v));
+            BENCH_CHECK(cudaFree(q));
+            BENCH_CHECK(cudaFree(o));
+            BENCH_CHECK(cudaFree(d_bt));
+            BENCH_CHECK(cudaFree(d_pos));
+            free(h_bt);
+            free(h_pos);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 200;
@@ -355,6 +409,7 @@ int main(int argc, char **argv)
     bench_gemv(bw, (size_t)prop.l2CacheSize, iters);
     bench_decode(bw);
     bench_prefill();
+    bench_attention(bw);
     cudaEventDestroy(ev0);
     cudaEventDestroy(ev1);
     kern_backend_destroy(&B);
