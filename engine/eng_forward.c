@@ -295,17 +295,14 @@ static int layer_attn(eng_ctx *c, eng_kv *kv, int l, int n, const float *x, eng_
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_Q], c->xb, n, c->q))) goto kfail;
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_K], c->xb, n, c->k))) goto kfail;
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_V], c->xb, n, c->v))) goto kfail;
-    if ((rc = kern_rope(c->be, c->q, c->pos, n, cf->n_heads, hd, cf->rope_theta, c->rope_freq,
-                        cf->rope_style)))
-        goto kfail;
-    if ((rc = kern_rope(c->be, c->k, c->pos, n, cf->n_kv_heads, hd, cf->rope_theta, c->rope_freq,
-                        cf->rope_style)))
-        goto kfail;
     void *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
     int64_t block_stride = (int64_t)kv->n_layers * kv->block_stride;
+    /* RoPE on q and k, then k and v into their cache slots: one op */
     kern_kv_write_args wa = {
         .n = n, .kv_dim = kv_dim, .k = c->k, .v = c->v, .slot = c->slot, .kv_dtype = kv->dtype,
         .k_base = kl, .v_base = vl, .block_stride = block_stride, .block_tokens = kv->block_tokens,
+        .rope_pos = c->pos, .q = c->q, .n_heads = cf->n_heads, .head_dim = hd,
+        .theta = cf->rope_theta, .freq = c->rope_freq, .style = cf->rope_style,
     };
     if ((rc = kern_kv_write(c->be, &wa))) goto kfail;
     kern_attn_args a = {

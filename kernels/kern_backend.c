@@ -166,6 +166,11 @@ int kern_kv_write(kern_backend *b, const kern_kv_write_args *a)
         a->block_stride < (int64_t)a->block_tokens * a->kv_dim ||
         (a->kv_dtype != KERN_F32 && a->kv_dtype != KERN_F16))
         return KERN_E_INVAL;
+    if (a->rope_pos &&
+        (!a->q || a->n_heads <= 0 || a->head_dim <= 0 || (a->head_dim & 1) ||
+         a->kv_dim % a->head_dim || (!(a->theta > 0.0f) && !a->freq) ||
+         (a->style != KERN_ROPE_INTERLEAVED && a->style != KERN_ROPE_HALF)))
+        return KERN_E_INVAL;
     TIMED(b, KERN_OP_OTHER, b->ops->kv_write(b->ctx, a));
 }
 

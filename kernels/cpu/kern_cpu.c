@@ -314,10 +314,17 @@ static int cpu_add(void *ctx, float *x, const float *y, int64_t count)
 
 static int cpu_kv_write(void *ctx, const kern_kv_write_args *a)
 {
-    (void)ctx;
     size_t esz = kern_dtype_size(a->kv_dtype);
     for (int t = 0; t < a->n; t++)
         if (a->slot[t] < 0) return KERN_E_INVAL;
+    if (a->rope_pos) {   /* the step's RoPE first: the same rotation as the rope op */
+        int rc = cpu_rope(ctx, a->q, a->rope_pos, a->n, a->n_heads, a->head_dim, a->theta,
+                          a->freq, a->style);
+        if (!rc)
+            rc = cpu_rope(ctx, a->k, a->rope_pos, a->n, a->kv_dim / a->head_dim, a->head_dim,
+                          a->theta, a->freq, a->style);
+        if (rc) return rc;
+    }
     for (int t = 0; t < a->n; t++) {
         int64_t off = ((int64_t)(a->slot[t] / a->block_tokens) * a->block_stride +
                        (int64_t)(a->slot[t] % a->block_tokens) * a->kv_dim) * (int64_t)esz;

@@ -14,7 +14,8 @@
  * Still to come for the "whole step on the GPU" design (issue 10): a step boundary (begin/end
  * step, or a list of ops) so a decode step can be captured in a CUDA graph per batch-size bucket
  * and replayed; fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
- * SwiGLU epilogue, the residual add in the down projection's epilogue, RoPE in the K/V write);
+ * SwiGLU epilogue, the residual add in the down projection's epilogue; RoPE is already in the
+ * K/V write);
  * sampling beyond greedy on the device; block tables kept on the device and updated by deltas;
  * and a way to report which op failed asynchronously (errors surface at the next read).
  */
@@ -394,6 +395,8 @@ static int cuda_kv_write(void *ctx, const kern_kv_write_args *a)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!DEV(a->k) || !DEV(a->v) || !DEV(a->slot) || !DEV(a->k_base) || !DEV(a->v_base))
+        return KERN_E_INVAL;
+    if (a->rope_pos && (!DEV(a->rope_pos) || !DEV(a->q) || (a->freq && !DEV(a->freq))))
         return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     return kern_cuda__kv_write(c, a);

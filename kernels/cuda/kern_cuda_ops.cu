@@ -1,5 +1,5 @@
 /* kern_cuda_ops.cu — the non-matmul ops of a step on the device: embedding, RMSNorm, RoPE,
- * SwiGLU, residual add, K/V cache writes, row gather, greedy argmax and attention over the paged
+ * SwiGLU, residual add, K/V cache writes (RoPE fused in when asked), row gather, greedy argmax and attention over the paged
  * KV cache. Every pointer is device memory (kern.h); each op queues its kernel on the context's
  * stream and returns. Does not do matmuls (kern_cuda_gemv.cu / kern_cuda_claq.cu /
  * kern_cuda_gemm.cu). Driving thread.
@@ -145,6 +145,23 @@ int kern_cuda__rmsnorm(kern_cuda_ctx *c, const float *x, const float *w, int n, 
  * the CPU (llama2.c's: freq = 1 / theta^(2i/d), angle = (float)pos * freq), with theta^(2i/d),
  * cos and sin evaluated in fp64 and rounded once, which is what a correctly rounded libm gives;
  * so CPU and GPU angles agree bit for bit and the rotated values to an ulp or two. */
+__device__ __forceinline__ void rope_pair(float *v, int i, int half, int head_dim, int p,
+                                          float theta, const float *__restrict__ freq_tab,
+                                          int half_style)
+{
+    const float ex = __fdiv_rn((float)(2 * i), (float)head_dim);
+    const float freq =
+        freq_tab ? freq_tab[i] : __fdiv_rn(1.0f, (float)pow((double)theta, (double)ex));
+    const float ang = __fmul_rn((float)(p > 0 ? p : 0), freq);   /* engine-checked */
+    double s, co;
+    sincos((double)ang, &s, &co);
+    const float sn = (float)s, cs = (float)co;
+    const int a = half_style ? i : 2 * i, b = half_style ? i + half : 2 * i + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+    v[b] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+}
+
 __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restrict__ pos, int n,
                                  int n_heads, int head_dim, float theta,
                                  const float *__restrict__ freq_tab, int half_style)
@@ -156,18 +173,7 @@ __global__ void kern_cuda_rope_k(float *__restrict__ x, const int32_t *__restric
         const int i = (int)(g % half);
         const int64_t th = g / half;           /* token * n_heads + head */
         const int t = (int)(th / n_heads);
-        float *v = x + th * head_dim;
-        const float ex = __fdiv_rn((float)(2 * i), (float)head_dim);
-        const float freq =
-            freq_tab ? freq_tab[i] : __fdiv_rn(1.0f, (float)pow((double)theta, (double)ex));
-        const float ang = __fmul_rn((float)(pos[t] > 0 ? pos[t] : 0), freq);   /* engine-checked */
-        double s, co;
-        sincos((double)ang, &s, &co);
-        const float sn = (float)s, cs = (float)co;
-        const int a = half_style ? i : 2 * i, b = half_style ? i + half : 2 * i + 1;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
-        v[b] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+        rope_pair(x + th * head_dim, i, half, head_dim, pos[t], theta, freq_tab, half_style);
     }
 }
 
@@ -241,8 +247,72 @@ __global__ void kern_cuda_kv_write_k(const float *__restrict__ k, const float *_
     }
 }
 
+/* RoPE and the cache write in one launch (kern_kv_write_args.rope_pos): per token, one thread
+ * per q pair (rotated in place), per k pair (rotated in place, both entries written to the
+ * slot) and per V entry. The same rope_pair as kern_cuda_rope_k, so q, k and the cache hold the
+ * bits the three separate ops give. */
+template <typename T>
+__global__ void kern_cuda_rope_kv_write_k(float *__restrict__ q, float *__restrict__ k,
+                                          const float *__restrict__ v,
+                                          const int32_t *__restrict__ slot,
+                                          const int32_t *__restrict__ pos, int n, int n_heads,
+                                          int head_dim, int kv_dim, float theta,
+                                          const float *__restrict__ freq_tab, int half_style,
+                                          T *__restrict__ kb, T *__restrict__ vb,
+                                          int64_t block_stride, int block_tokens)
+{
+    const int half = head_dim / 2, n_kv = kv_dim / head_dim;
+    const int64_t qp = (int64_t)n_heads * half, kp = (int64_t)n_kv * half;
+    const int64_t per = qp + kp + kv_dim, total = (int64_t)n * per;
+    for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < total;
+         g += (int64_t)gridDim.x * blockDim.x) {
+        const int t = (int)(g / per);
+        int64_t j = g % per;
+        if (j < qp) {
+            rope_pair(q + (int64_t)t * n_heads * head_dim + (j / half) * head_dim, (int)(j % half),
+                      half, head_dim, pos[t], theta, freq_tab, half_style);
+            continue;
+        }
+        const int32_t s = slot[t];
+        const int64_t off = s < 0 ? -1 : (int64_t)(s / block_tokens) * block_stride +
+                                             (int64_t)(s % block_tokens) * kv_dim;
+        j -= qp;
+        if (j < kp) {
+            const int h = (int)(j / half), i = (int)(j % half);
+            float *kv = k + (int64_t)t * kv_dim + (int64_t)h * head_dim;
+            rope_pair(kv, i, half, head_dim, pos[t], theta, freq_tab, half_style);
+            if (off < 0) continue;   /* the engine built the slots; never write out of bounds */
+            const int a = half_style ? i : 2 * i, b = half_style ? i + half : 2 * i + 1;
+            kb[off + (int64_t)h * head_dim + a] = kv_from_f32<T>(kv[a]);
+            kb[off + (int64_t)h * head_dim + b] = kv_from_f32<T>(kv[b]);
+            continue;
+        }
+        j -= kp;
+        if (off >= 0) vb[off + j] = kv_from_f32<T>(v[(int64_t)t * kv_dim + j]);
+    }
+}
+
 int kern_cuda__kv_write(kern_cuda_ctx *c, const kern_kv_write_args *a)
 {
+    if (a->rope_pos) {
+        const int half = a->head_dim / 2;
+        const int64_t total =
+            (int64_t)a->n * ((int64_t)(a->n_heads + a->kv_dim / a->head_dim) * half + a->kv_dim);
+        const unsigned blocks = kern_cuda__blocks(total, OPS_THREADS);
+        const int hs = a->style == KERN_ROPE_HALF;
+        if (a->kv_dtype == KERN_F16)
+            kern_cuda_rope_kv_write_k<__half><<<blocks, OPS_THREADS, 0, c->stream>>>(
+                a->q, a->k, a->v, a->slot, a->rope_pos, a->n, a->n_heads, a->head_dim, a->kv_dim,
+                a->theta, a->freq, hs, (__half *)a->k_base, (__half *)a->v_base,
+                a->block_stride, a->block_tokens);
+        else
+            kern_cuda_rope_kv_write_k<float><<<blocks, OPS_THREADS, 0, c->stream>>>(
+                a->q, a->k, a->v, a->slot, a->rope_pos, a->n, a->n_heads, a->head_dim, a->kv_dim,
+                a->theta, a->freq, hs, (float *)a->k_base, (float *)a->v_base, a->block_stride,
+                a->block_tokens);
+        KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_rope_kv_write_k");
+        return KERN_OK;
+    }
     const int64_t total = (int64_t)a->n * a->kv_dim;
     const unsigned blocks = kern_cuda__blocks(total, OPS_THREADS);
     if (a->kv_dtype == KERN_F16)

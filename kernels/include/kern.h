@@ -90,15 +90,26 @@ typedef struct kern_attn_args {
 
 /* Writes this step's keys and values into their cache slots: for t < n, k[t] and v[t] (kv_dim
  * fp32 each) go to entry slot[t] of this layer's view, i.e. block slot[t] / block_tokens, slot
- * slot[t] % block_tokens (offset block * block_stride + slot * kv_dim), rounded to kv_dtype. */
+ * slot[t] % block_tokens (offset block * block_stride + slot * kv_dim), rounded to kv_dtype.
+ * With rope_pos set, the step's RoPE comes first, in the same op: q [n][n_heads * head_dim] and
+ * k (kv_dim / head_dim heads) are rotated in place at rope_pos[t] exactly as kern_rope rotates
+ * them (same bits), then k is written rotated (one op where there were three). */
 typedef struct kern_kv_write_args {
     int n, kv_dim;
-    const float *k, *v;                 /* [n][kv_dim] */
+    float *k;                           /* [n][kv_dim]; rotated in place with rope_pos */
+    const float *v;                     /* [n][kv_dim] */
     const int32_t *slot;                /* [n] block * block_tokens + slot in block */
     kern_dtype kv_dtype;                /* KERN_F32 or KERN_F16 */
     void *k_base, *v_base;              /* this layer's view of the pool */
     int64_t block_stride;
     int block_tokens;
+    /* optional RoPE (kern_rope's arguments); rope_pos NULL: none, the rest is ignored */
+    const int32_t *rope_pos;            /* [n] */
+    float *q;                           /* [n][n_heads * head_dim], rotated in place */
+    int n_heads, head_dim;              /* head_dim even, dividing kv_dim */
+    float theta;
+    const float *freq;                  /* [head_dim / 2] or NULL */
+    kern_rope_style style;
 } kern_kv_write_args;
 
 /* Backend memory: what ops read and write. Opaque; allocated and freed through the backend that

@@ -501,6 +501,115 @@ static void test_kv_write(kern_backend *cu, kern_backend *cpu)
         }
 }
 
+/* kv_write with RoPE fused in (kern_kv_write_args.rope_pos), on backend be: q, k and the pool
+ * must hold exactly the bits of rope(q), rope(k), kv_write run separately on the same backend.
+ * Returns 0 on success. */
+static int fused_rope_kv_case(kern_backend *be, int nh, int nkv, int hd, int style, int table,
+                              kern_dtype dt)
+{
+    const int n = 5, bt = 4, nblocks = 6, kv_dim = nkv * hd;
+    const int64_t stride = (int64_t)bt * kv_dim * 2 + 1;
+    const size_t esz = kern_dtype_size(dt), pool = (size_t)(nblocks * stride) * esz;
+    const size_t qn = (size_t)n * nh * hd, kn = (size_t)n * kv_dim;
+    int32_t pos[5] = {0, 1, 9, (int32_t)(ct_rnd() % 4096), 4095};
+    int32_t slot[5] = {0, 3, 4, 13, 23};
+    float tab[64];
+    for (int i = 0; i < hd / 2; i++) tab[i] = powf(500000.0f, -2.0f * (float)i / (float)hd) / (float)(1 + i % 3);
+    float *q = malloc(qn * sizeof(float)), *k = malloc(kn * sizeof(float)), *v = malloc(kn * sizeof(float));
+    uint8_t *kp = malloc(pool);
+    for (size_t i = 0; i < qn; i++) q[i] = ct_frnd() * 2.0f;
+    for (size_t i = 0; i < kn; i++) { k[i] = ct_frnd() * 2.0f; v[i] = ct_frnd(); }
+    for (size_t i = 0; i < pool; i++) kp[i] = (uint8_t)ct_rnd();
+    /* two copies of every buffer: [0] the separate ops, [1] the fused op */
+    kern_buf *bq[2], *bk[2], *bv[2], *bkp[2], *bvp[2];
+    kern_buf *bpos = ct_buf(be, pos, sizeof pos), *bsl = ct_buf(be, slot, sizeof slot);
+    kern_buf *bf = ct_buf(be, tab, sizeof tab);
+    for (int r = 0; r < 2; r++) {
+        bq[r] = ct_buf(be, q, qn * sizeof(float));
+        bk[r] = ct_buf(be, k, kn * sizeof(float));
+        bv[r] = ct_buf(be, v, kn * sizeof(float));
+        bkp[r] = ct_buf(be, kp, pool);
+        bvp[r] = ct_buf(be, kp, pool);
+    }
+    const float theta = 10000.0f, *freq = table ? (const float *)CT_ADDR(bf) : NULL;
+    const kern_rope_style st = (kern_rope_style)style;
+    kern_kv_write_args w = {.n = n, .kv_dim = kv_dim, .k = CT_ADDR(bk[0]), .v = CT_ADDR(bv[0]),
+                            .slot = CT_ADDR(bsl), .kv_dtype = dt, .k_base = CT_ADDR(bkp[0]),
+                            .v_base = CT_ADDR(bvp[0]), .block_stride = stride, .block_tokens = bt};
+    int rc = kern_rope(be, CT_ADDR(bq[0]), CT_ADDR(bpos), n, nh, hd, theta, freq, st);
+    if (!rc) rc = kern_rope(be, CT_ADDR(bk[0]), CT_ADDR(bpos), n, nkv, hd, theta, freq, st);
+    if (!rc) rc = kern_kv_write(be, &w);
+    kern_kv_write_args f = w;
+    f.k = CT_ADDR(bk[1]);
+    f.v = CT_ADDR(bv[1]);
+    f.k_base = CT_ADDR(bkp[1]);
+    f.v_base = CT_ADDR(bvp[1]);
+    f.rope_pos = CT_ADDR(bpos);
+    f.q = CT_ADDR(bq[1]);
+    f.n_heads = nh;
+    f.head_dim = hd;
+    f.theta = theta;
+    f.freq = freq;
+    f.style = st;
+    int rc2 = rc ? rc : kern_kv_write(be, &f);
+    int bad = rc || rc2;
+    CT_CHECK(!bad, "%s rope+kv_write rc %d / %d", be->ops->name, rc, rc2);
+    kern_buf *pairs[4][2] = {{bq[0], bq[1]}, {bk[0], bk[1]}, {bkp[0], bkp[1]}, {bvp[0], bvp[1]}};
+    const size_t sizes[4] = {qn * sizeof(float), kn * sizeof(float), pool, pool};
+    const char *names[4] = {"q", "k", "K pool", "V pool"};
+    uint8_t *a = malloc(pool + qn * 4 + kn * 4), *b = malloc(pool + qn * 4 + kn * 4);
+    for (int i = 0; i < 4 && !bad; i++) {
+        memset(a, 0x11, sizes[i]);
+        memset(b, 0x22, sizes[i]);
+        ct_get(be, pairs[i][0], a, sizes[i]);
+        ct_get(be, pairs[i][1], b, sizes[i]);
+        if (memcmp(a, b, sizes[i])) {
+            CT_CHECK(0, "%s fused rope+kv_write nh=%d nkv=%d hd=%d style=%d table=%d %s: %s differs "
+                     "from the separate ops", be->ops->name, nh, nkv, hd, style, table,
+                     kern_dtype_name(dt), names[i]);
+            bad = 1;
+        }
+    }
+    /* the fused op rotated something: q differs from its input */
+    if (!bad) {
+        ct_get(be, bq[1], a, qn * sizeof(float));
+        CT_CHECK(memcmp(a, q, qn * sizeof(float)) != 0, "fused op left q unrotated");
+    }
+    for (int r = 0; r < 2; r++) {
+        kern_buf_free(be, bq[r]); kern_buf_free(be, bk[r]); kern_buf_free(be, bv[r]);
+        kern_buf_free(be, bkp[r]); kern_buf_free(be, bvp[r]);
+    }
+    kern_buf_free(be, bpos); kern_buf_free(be, bsl); kern_buf_free(be, bf);
+    free(q); free(k); free(v); free(kp); free(a); free(b);
+    return bad;
+}
+
+static void test_rope_kv_write(kern_backend *cu, kern_backend *cpu)
+{
+    const int shapes[][3] = {{1, 1, 2}, {3, 3, 6}, {8, 2, 64}, {32, 8, 128}};
+    kern_backend *bes[2] = {cpu, cu};
+    for (int e = 0; e < 2; e++)
+        for (unsigned s = 0; s < 4; s++)
+            for (int style = 0; style < 2; style++)
+                for (int table = 0; table < 2; table++)
+                    fused_rope_kv_case(bes[e], shapes[s][0], shapes[s][1], shapes[s][2], style,
+                                       table, (style ^ table) ? KERN_F16 : KERN_F32);
+    /* bad RoPE arguments: refused before anything runs */
+    float x[8] = {0};
+    int32_t p[1] = {0};
+    kern_kv_write_args w = {.n = 1, .kv_dim = 6, .k = x, .v = x, .slot = p, .kv_dtype = KERN_F32,
+                            .k_base = x, .v_base = x, .block_stride = 6, .block_tokens = 1,
+                            .rope_pos = p, .q = x, .n_heads = 1, .head_dim = 4, .theta = 1e4f};
+    CT_CHECK(kern_kv_write(cpu, &w) == KERN_E_INVAL, "head_dim not dividing kv_dim accepted");
+    w.head_dim = 3;
+    w.kv_dim = 3;
+    CT_CHECK(kern_kv_write(cpu, &w) == KERN_E_INVAL, "odd head_dim accepted");
+    w.head_dim = 2;
+    w.kv_dim = 2;
+    w.q = NULL;
+    CT_CHECK(kern_kv_write(cpu, &w) == KERN_E_INVAL, "rope without q accepted");
+}
+
 /* argmax: the CPU's picks on random rows, ties, and the special values. */
 static void test_argmax(kern_backend *cu, kern_backend *cpu)
 {
@@ -593,6 +702,7 @@ int main(void)
     test_embed_claq(&cu, &cpu);
     test_rmsnorm(&cu, &cpu);
     test_rope(&cu, &cpu);
+    test_rope_kv_write(&cu, &cpu);
     test_swiglu(&cu, &cpu);
     test_attention(&cu, &cpu);
     test_add_copy_rows(&cu, &cpu);
@@ -606,6 +716,6 @@ int main(void)
         fprintf(stderr, "%d failures\n", ct_failures);
         return 1;
     }
-    printf("ok: CUDA embed, rmsnorm, rope, swiglu, add, copy_rows, kv_write, argmax and paged attention (fp32 and fp16 KV) match the CPU reference, on device buffers\n");
+    printf("ok: CUDA embed, rmsnorm, rope, swiglu, add, copy_rows, kv_write (RoPE fused in too), argmax and paged attention (fp32 and fp16 KV) match the CPU reference, on device buffers\n");
     return 0;
 }
