@@ -139,6 +139,24 @@ void eng_sampler_free(eng_sampler *s)
     s->vocab = 0;
 }
 
+double eng_sampler_peek_uniform(const eng_sampler *s)
+{
+    uint64_t st[4];
+    memcpy(st, s->rng, sizeof st);
+    return rng_uniform(st);
+}
+
+void eng_sampler_skip_uniform(eng_sampler *s)
+{
+    (void)rng_uniform(s->rng);
+}
+
+int eng_sampler_device_rules(const eng_sampler_cfg *c)
+{
+    return c->n_bias == 0 && c->repetition_penalty == 1.0f && c->presence_penalty == 0.0f &&
+           c->frequency_penalty == 0.0f && c->n_top_logprobs == 0;
+}
+
 void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow)
 {
     if (s)

@@ -89,6 +89,15 @@ void eng_sampler_accept_prompt(eng_sampler *s, int32_t token);
  * distribution. allow must stay valid until that call; NULL lifts the restriction. */
 void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow);
 
+/* The uniform draw the next temperature sample will use, without taking it (a device that
+ * samples gets it: kern_sample_params.u), and taking it once the device's pick is used, so the
+ * RNG stream is the one eng_sampler_sample would have consumed. */
+double eng_sampler_peek_uniform(const eng_sampler *s);
+void eng_sampler_skip_uniform(eng_sampler *s);
+/* 1 when c's rules are all kern_sample has (temperature, top-k, top-p, min-p): no bias,
+ * penalties or logprobs (a grammar is the caller's to rule out). */
+int eng_sampler_device_rules(const eng_sampler_cfg *c);
+
 /* Picks the next token from logits [vocab] (modified in place). lp may be NULL. Returns the
  * token id (>= 0) or a negative ENG_E_* code. */
 int32_t eng_sampler_sample(eng_sampler *s, float *logits, eng_logprob *lp);

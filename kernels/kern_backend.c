@@ -189,6 +189,19 @@ int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out)
     TIMED(b, KERN_OP_OTHER, b->ops->argmax(b->ctx, x, n, cols, out));
 }
 
+int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
+                int32_t *out)
+{
+    if (!b->ops || !b->ops->sample) return KERN_E_UNSUPPORTED;
+    if (!x || !p || !out || n <= 0 || vocab <= 0) return KERN_E_INVAL;
+    TIMED(b, KERN_OP_OTHER, b->ops->sample(b->ctx, x, n, vocab, p, out));
+}
+
+int kern_has_sample(const kern_backend *b)
+{
+    return b && b->ops && b->ops->sample;
+}
+
 /* ---- backend memory ------------------------------------------------------------------------ */
 
 int kern_backend_host_memory(const kern_backend *b)

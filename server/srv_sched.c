@@ -497,25 +497,52 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
            c->frequency_penalty == 0.0f;
 }
 
+/* 1 when item i's next token is a temperature sample with only the rules the backend has
+ * (top-k, top-p, min-p: eng_sampler_device_rules) on a backend that samples (a device; on host
+ * memory the logits already are where the sampler reads them): the backend picks from the draw
+ * the task's sampler would take next, and the logits stay on the device unless it leaves the
+ * row to us. */
+static int backend_samples(srv_sched *s, const eng_batch_item *it, const srv_task *t)
+{
+    const eng_sampler_cfg *c = &t->scfg;
+    return kern_has_sample(&s->be) && it->pos >= t->n_prompt - 1 &&
+           t->kind == SRV_TASK_GENERATE && !t->want_logprobs && !t->gm &&
+           c->temperature > 0.0f && isfinite(1.0f / c->temperature) &&
+           eng_sampler_device_rules(c);
+}
+
 /* Runs items[0..n) and leaves what sched_use_logits needs: the picks always, the logits only
  * when some item's task reads them (on a device backend they are most of a step's traffic). */
 static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *const *task, int n,
                          eng_err *err)
 {
-    int need_logits = 0, need_picks = 0, need_hidden = 0;
+    int need_logits = 0, need_picks = 0, need_hidden = 0, any_sampled = 0, row = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].want_logits)
             continue;
         if (task[i]->kind == SRV_TASK_EMBED) {
             need_hidden = 1;   /* no head: an embedding step skips the vocabulary matmul */
+            row++;
+            continue;
+        }
+        need_picks = 1;
+        kern_sample_params *p = &s->sparams[row++];
+        memset(p, 0, sizeof *p);   /* greedy, or a row whose pick goes unused */
+        if (backend_samples(s, &items[i], task[i])) {
+            const eng_sampler_cfg *c = &task[i]->scfg;
+            *p = (kern_sample_params){.temperature = c->temperature, .top_k = c->top_k,
+                                      .top_p = c->top_p, .min_p = c->min_p,
+                                      .u = eng_sampler_peek_uniform(&task[i]->dec.sampler)};
+            any_sampled = 1;
         } else {
-            need_picks = 1;
             need_logits |= !backend_picks(&items[i], task[i]);
         }
     }
     eng_forward_out out = {.logits = need_logits ? s->logits : NULL,
                            .argmax = need_picks ? s->picks : NULL,
-                           .hidden = need_hidden ? s->hidden : NULL};
+                           .hidden = need_hidden ? s->hidden : NULL,
+                           .sample = any_sampled ? s->sparams : NULL,
+                           .sample_logits = s->logits};
     int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
     s->counts.steps++;
     return rc;
@@ -543,6 +570,13 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             else task_token(s, bt, *pick, NULL, ev);
             continue;
         }
+        if (backend_samples(s, &items[i], bt) && *pick != -2) {
+            /* the backend's pick from the draw the sampler would have taken: take it too */
+            eng_sampler_skip_uniform(&bt->dec.sampler);
+            if (*pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
+            else task_token(s, bt, *pick, NULL, ev);
+            continue;
+        }   /* -2: left to us; lg holds the row, and the sampler below takes the same draw */
         if (items[i].pos < bt->n_prompt - 1) {
             task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
             continue;
@@ -829,11 +863,12 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->logits = malloc((size_t)s->batch_cap * (size_t)mc->vocab_size * sizeof(float));
     s->hidden = malloc((size_t)s->batch_cap * (size_t)mc->dim * sizeof(float));
     s->picks = malloc((size_t)s->batch_cap * sizeof(int32_t));
+    s->sparams = calloc((size_t)s->batch_cap, sizeof(*s->sparams));
     s->items = calloc((size_t)s->batch_cap, sizeof(*s->items));
     s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
     s->iso_items = calloc((size_t)s->batch_cap, sizeof(*s->iso_items));
     s->iso_task = calloc((size_t)s->batch_cap, sizeof(*s->iso_task));
-    if (!s->logits || !s->hidden || !s->picks || !s->items || !s->item_task || !s->iso_items ||
+    if (!s->logits || !s->hidden || !s->picks || !s->sparams || !s->items || !s->item_task || !s->iso_items ||
         !s->iso_task) {
         snprintf(msg, cap, "out of memory for batch buffers");
         return ENG_E_NOMEM;
@@ -978,6 +1013,8 @@ void srv_sched_stop(srv_sched *s)
     s->hidden = NULL;
     free(s->picks);
     s->picks = NULL;
+    free(s->sparams);
+    s->sparams = NULL;
     free(s->items);
     free(s->item_task);
     free(s->iso_items);

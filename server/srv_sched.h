@@ -165,7 +165,8 @@ typedef struct srv_sched {
     eng_kv kv;                      /* owned */
     float *logits;                  /* [batch cap][vocab]; owned */
     float *hidden;                  /* [batch cap][dim] final-normed states (embeddings); owned */
-    int32_t *picks;                 /* [batch cap] the backend's greedy picks; owned */
+    int32_t *picks;                 /* [batch cap] the backend's picks; owned */
+    kern_sample_params *sparams;    /* [batch cap] each row's rules for the backend's pick; owned */
     eng_batch_item *items;          /* [batch cap]; owned */
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */
     eng_batch_item *iso_items;      /* [batch cap]; owned: one task's items when a batch failed */

@@ -2,6 +2,7 @@
  * (prompt and generation tokens/s) on stderr. Single sequence; prefill in one batched pass, then
  * one token per step. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,12 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
     /* Plain greedy needs no logits on the host: the backend picks (eng_sampler's greedy rule), so
      * on a device only the id crosses back. */
     const int backend_picks = o->sc.temperature <= 0.0f && o->sc.repetition_penalty == 1.0f;
+    /* A device that samples (kern_sample) does so for temperature, top-k, top-p and min-p from
+     * the draw the sampler would take next: again only the id crosses back, unless the device
+     * leaves the row to the host (-2: its logits come back and the sampler takes that draw). */
+    const int backend_samples = !backend_picks && kern_has_sample(&s->be) &&
+                                isfinite(1.0f / o->sc.temperature) &&
+                                eng_sampler_device_rules(&o->sc);
     int32_t picked = -1;   /* the backend's pick for the step just run, or -1: sample logits */
     while (*generated < o->max_tokens && pos < total) {
         int32_t next = picked >= 0 ? picked : eng_sampler_sample(&gen->sampler, logits, NULL);
@@ -182,12 +189,24 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
         if (eng_kv_reserve(&s->kv, seq, pos + 1))
             return eng_err_set(err, ENG_E_FULL, "kv cache full");
         eng_batch_item it = {next, pos, seq, 1};
-        eng_forward_out fo = {.logits = backend_picks ? NULL : logits,
-                              .argmax = backend_picks ? &picked : NULL};
+        const int on_backend = backend_picks || backend_samples;
+        kern_sample_params sp = {0};
+        if (backend_samples)
+            sp = (kern_sample_params){.temperature = o->sc.temperature, .top_k = o->sc.top_k,
+                                      .top_p = o->sc.top_p, .min_p = o->sc.min_p,
+                                      .u = eng_sampler_peek_uniform(&gen->sampler)};
+        eng_forward_out fo = {.logits = on_backend ? NULL : logits,
+                              .argmax = on_backend ? &picked : NULL,
+                              .sample = backend_samples ? &sp : NULL,
+                              .sample_logits = logits};
         picked = -1;
         int rc = eng_forward_ex(s->ctx, &s->kv, &it, 1, &fo, err);
         if (rc) return rc;
-        if (backend_picks && picked < 0)
+        if (backend_samples && picked == -2)
+            picked = -1;   /* the host samples the row it got back, with the same draw */
+        else if (backend_samples && picked >= 0)
+            eng_sampler_skip_uniform(&gen->sampler);
+        else if (on_backend && picked < 0)
             return eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
         (*steps)++;
         pos++;

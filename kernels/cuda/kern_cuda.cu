@@ -16,7 +16,8 @@
  * and replayed; fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
  * SwiGLU epilogue, the residual add in the down projection's epilogue; RoPE is already in the
  * K/V write);
- * sampling beyond greedy on the device; block tables kept on the device and updated by deltas;
+ * sampling with penalties, bias or grammars on the device (kern_cuda_sample.cu has temperature,
+ * top-k, top-p, min-p); block tables kept on the device and updated by deltas;
  * and a way to report which op failed asynchronously (errors surface at the next read).
  */
 #include <stdio.h>
@@ -437,6 +438,15 @@ static void cuda_destroy(void *ctx)
     free(c);
 }
 
+static int cuda_sample(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
+                       int32_t *out)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!DEV(x) || !DEV(p) || !DEV(out)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__sample(c, x, n, vocab, p, out);
+}
+
 static const kern_backend_ops kern_cuda_ops = {
     /* .name       = */ "cuda",
     /* .destroy    = */ cuda_destroy,
@@ -458,6 +468,7 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .release    = */ cuda_release,
     /* .supports   = */ cuda_supports,
     /* .xfer_stats = */ cuda_xfer_stats,
+    /* .sample     = */ cuda_sample,
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */

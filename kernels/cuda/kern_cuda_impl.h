@@ -126,6 +126,8 @@ int kern_cuda__kv_write(kern_cuda_ctx *c, const kern_kv_write_args *a);
 int kern_cuda__copy_rows(kern_cuda_ctx *c, const float *src, const int32_t *rows, int n, int dim,
                          float *dst);
 int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t *out);
+int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
+                      int32_t *out);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
 
 /* Sum of v over the 32 lanes of a warp, in a fixed butterfly order, so every lane gets the same

@@ -112,6 +112,16 @@ typedef struct kern_kv_write_args {
     kern_rope_style style;
 } kern_kv_write_args;
 
+/* How one row's next token is chosen by kern_sample (eng_sampler's rules without bias,
+ * penalties, grammars or logprobs, which need the logits on the host). */
+typedef struct kern_sample_params {
+    float temperature;          /* <= 0: greedy (kern_argmax's pick) */
+    int32_t top_k;              /* <= 0: off */
+    float top_p;                /* >= 1: off */
+    float min_p;                /* <= 0: off */
+    double u;                   /* the row's uniform draw in [0, 1), from the host's RNG */
+} kern_sample_params;
+
 /* Backend memory: what ops read and write. Opaque; allocated and freed through the backend that
  * owns it (a buffer outlives no backend). Contents start undefined. */
 typedef struct kern_buf kern_buf;
@@ -168,6 +178,13 @@ typedef struct kern_backend_ops {
     int (*supports)(void *ctx, kern_dtype t);
     /* Optional: host <-> device byte counts so far. NULL: nothing is ever copied (host memory). */
     void (*xfer_stats)(void *ctx, kern_xfer_stats *out);
+    /* Optional (device backends; on host memory the engine's sampler reads the logits where
+     * they are): out[t] = the token chosen from row t of x [n][vocab] by p[t] (backend memory,
+     * [n]): the id, -1 when the row has no finite logit, or -2 when the backend leaves the row
+     * to the host (too many candidates to sort; the caller samples x[t] itself with the same
+     * draw). x is cleaned in place as the host sampler cleans it. */
+    int (*sample)(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
+                  int32_t *out);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -246,6 +263,9 @@ int kern_kv_write(kern_backend *b, const kern_kv_write_args *a);
 int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n, int dim,
                    float *dst);
 int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out);
+int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
+                int32_t *out);
+int kern_has_sample(const kern_backend *b);   /* 1 when kern_sample runs on b */
 int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);
 /* Fills *out (all zero for backends without the op). */

@@ -12,7 +12,9 @@
  * copy no weight bytes (kern_xfer_stats), while the same step with linears never uploaded does.
  * Then the device-resident step: greedy decoding with the pick made on the device
  * (eng_forward_ex argmax, no logits copied back) gives the CPU's tokens and copies under 64 KiB
- * per decode step in all. Host <-> device bytes per decode step are printed.
+ * per decode step in all; and sampling on the device (temperature with top-k, top-p, min-p from
+ * a seeded host draw) picks what the host sampler picks from the CPU's logits (device_sampling).
+ * Host <-> device bytes per decode step are printed.
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
 #include "cuda_test_common.h"
 #include "eng_claq_file.h"
@@ -20,6 +22,7 @@
 #include "eng_kv.h"
 #include "eng_model.h"
 #include "eng_resident.h"
+#include "eng_sampler.h"
 #include "kern_half.h"
 
 #define STEPS 24
@@ -52,7 +55,7 @@ static kern_xfer_stats g_step;   /* bytes of the last run's decode steps (CUDA r
 
 static int run(eng_model *m, kern_backend *be, const eng_resident *res,
                const eng_layer_weights *lws, kern_dtype kvt, int32_t *toks, int np, int greedy,
-               float *logits, int32_t *picks)
+               float *logits, int32_t *picks, const kern_sample_params *sp)
 {
     eng_err err = {0};
     eng_ctx *ctx = NULL;
@@ -62,6 +65,9 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     memset(&seq, 0, sizeof seq);
     const int vocab = m->cfg.vocab_size;
     int rc = 1;
+    /* sp [STEPS]: each step's pick by those rules on the backend; a row it leaves to the host
+     * (-2) comes back in row_back */
+    float *row_back = sp ? malloc(sizeof(float) * (size_t)vocab) : NULL;
     if (eng_ctx_create(&ctx, m, be, 64, &err) ||
         eng_kv_init_on(&kv, &m->cfg, np + STEPS + 16, kvt, be, &err) ||
         eng_kv_reserve(&kv, &seq, np + STEPS)) {
@@ -76,7 +82,8 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
         for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
     eng_batch_item items[MAXP];
     for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
-    eng_forward_out out = {.logits = logits, .argmax = picks};
+    eng_forward_out out = {.logits = logits, .argmax = picks, .sample = sp,
+                           .sample_logits = row_back};
     if (eng_forward_ex(ctx, &kv, items, np, &out, &err)) {
         CT_CHECK(0, "prefill: %s", err.msg);
         goto done;
@@ -96,6 +103,7 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
         items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1};
         out.logits = logits ? logits + (size_t)s * vocab : NULL;
         out.argmax = picks ? picks + s : NULL;
+        out.sample = sp ? sp + s : NULL;
         if (eng_forward_ex(ctx, &kv, items, 1, &out, &err)) {
             CT_CHECK(0, "decode step %d: %s", s, err.msg);
             goto done;
@@ -107,6 +115,7 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     g_step.weight_h2d_bytes = x1.weight_h2d_bytes - x0.weight_h2d_bytes;   /* total, not mean */
     rc = 0;
 done:
+    free(row_back);
     eng_kv_release(&kv, &seq);
     eng_kv_free(&kv);
     eng_ctx_destroy(ctx);
@@ -220,6 +229,100 @@ static float *to_f32(const kern_matrix *m)
     return f;
 }
 
+/* The device samples (kern_sample through eng_forward_out.sample), fed the CPU's greedy tokens,
+ * with the draws of a seeded host sampler: every step's device pick must be what the host
+ * sampler picks from the device's own logits of that step (exact but for expf ulps and
+ * summation order: none allowed here), and what it picks from the CPU's logits except where the
+ * logits' last-bit differences move a boundary past the draw (at most 2 of the draws, counted
+ * and printed). A step copies no logits (under 1 KiB back, 64 KiB in all) unless the device left
+ * the row to the host (-2, counted). */
+static int host_pick(eng_sampler *smp, const float *logits, float *row, int vocab)
+{
+    memcpy(row, logits, sizeof(float) * (size_t)vocab);
+    return eng_sampler_sample(smp, row, NULL);
+}
+
+static void device_sampling(eng_model *m, kern_backend *cu, const eng_resident *res,
+                            const int32_t *toks, int np, const float *lc, const char *name)
+{
+    const int vocab = m->cfg.vocab_size;
+    const struct { float t; int k; float p, minp; } rules[3] = {
+        {0.9f, 40, 0.95f, 0.0f}, {1.0f, 0, 0.9f, 0.0f}, {0.7f, 0, 1.0f, 0.05f}};
+    float *row = malloc(sizeof(float) * (size_t)vocab);
+    float *ld = malloc(sizeof(float) * (size_t)STEPS * vocab);
+    int mism = 0, left = 0, draws = 0;
+    for (int r = 0; r < 3; r++) {
+        eng_sampler sc, sd;   /* the same seed: the same draws, over the CPU's / device's logits */
+        eng_sampler_cfg c;
+        eng_sampler_cfg_default(&c);
+        c.temperature = rules[r].t;
+        c.top_k = rules[r].k;
+        c.top_p = rules[r].p;
+        c.min_p = rules[r].minp;
+        c.seed = 17u + (uint64_t)r;
+        eng_err err;
+        if (eng_sampler_init(&sc, &c, vocab, &err) || eng_sampler_init(&sd, &c, vocab, &err)) {
+            CT_CHECK(0, "sampler init: %s", err.msg);
+            break;
+        }
+        kern_sample_params sp[STEPS];
+        int32_t got[STEPS], dt[MAXP + STEPS];
+        /* the draws, read from sd's stream without taking them (sd and sc then take them) */
+        eng_sampler peek;
+        if (eng_sampler_init(&peek, &c, vocab, &err)) break;
+        for (int s = 0; s < STEPS; s++) {
+            sp[s] = (kern_sample_params){.temperature = c.temperature, .top_k = c.top_k,
+                                         .top_p = c.top_p, .min_p = c.min_p,
+                                         .u = eng_sampler_peek_uniform(&peek)};
+            eng_sampler_skip_uniform(&peek);
+        }
+        eng_sampler_free(&peek);
+        /* with the logits copied back too, to check each pick against the device's logits; then
+         * (first rules only) without, to count the bytes of a device-sampled step */
+        for (int with_logits = 1; with_logits >= (r == 0 ? 0 : 1); with_logits--) {
+            memcpy(dt, toks, sizeof(int32_t) * (size_t)(np + STEPS));
+            memset(got, 0x7f, sizeof got);
+            if (run(m, cu, res, NULL, KERN_F16, dt, np, 0, with_logits ? ld : NULL, got, sp)) {
+                CT_CHECK(0, "%s: device sampling run failed (%s)", name, ct_cuda_err(cu));
+                break;
+            }
+            const kern_xfer_stats ds = g_step;
+            if (!with_logits) {
+                CT_CHECK(ds.h2d_bytes + ds.d2h_bytes < 64 * 1024 && ds.d2h_bytes < 1024,
+                         "%s: a device-sampled decode step copied %llu + %llu bytes", name,
+                         (unsigned long long)ds.h2d_bytes, (unsigned long long)ds.d2h_bytes);
+                break;
+            }
+            for (int s = 0; s < STEPS; s++) {
+                const int want_cpu = host_pick(&sc, lc + (size_t)s * vocab, row, vocab);
+                const int want_dev = host_pick(&sd, ld + (size_t)s * vocab, row, vocab);
+                draws++;
+                if (got[s] == -2) {
+                    left++;
+                    continue;
+                }
+                CT_CHECK(got[s] == want_dev, "%s rules %d step %d: the device samples %d, the host "
+                         "sampler %d from the device's logits", name, r, s, got[s], want_dev);
+                if (got[s] != want_cpu) {
+                    mism++;
+                    printf("note: %s rules %d step %d: device samples %d, host %d from the CPU's "
+                           "logits (%d from the device's)\n", name, r, s, got[s], want_cpu,
+                           want_dev);
+                }
+            }
+        }
+        eng_sampler_free(&sc);
+        eng_sampler_free(&sd);
+    }
+    CT_CHECK(mism <= 2, "%s: %d of %d device-sampled picks differ from the host sampler's on the "
+             "CPU's logits", name, mism, draws);
+    printf("%-40s device sampling (top-k + top-p, top-p, min-p; f16 pool): %d/%d picks as the "
+           "host sampler's on the CPU's logits, %d left to the host\n", name,
+           draws - mism - left, draws, left);
+    free(row);
+    free(ld);
+}
+
 static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
                             const eng_resident *res, const eng_layer_weights *lw_cpu,
                             const eng_layer_weights *lw_cu, const int32_t *prompt, int np,
@@ -233,8 +336,8 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
     ct_poison(lg, (size_t)STEPS * vocab);
     int32_t picks[STEPS];
     memset(picks, 0x7f, sizeof picks);
-    if (run(m, cpu, NULL, lw_cpu, KERN_F32, toks, np, 1, lc, NULL) ||
-        run(m, cu, res, lw_cu, KERN_F32, toks, np, 0, lg, picks)) {
+    if (run(m, cpu, NULL, lw_cpu, KERN_F32, toks, np, 1, lc, NULL, NULL) ||
+        run(m, cu, res, lw_cu, KERN_F32, toks, np, 0, lg, picks, NULL)) {
         CT_CHECK(0, "%s: run failed (%s)", name, ct_cuda_err(cu));
         free(lc); free(lg);
         return;
@@ -281,7 +384,7 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
         memcpy(dt, toks, sizeof(int32_t) * (size_t)np);
         int32_t dpicks[STEPS];
         memset(dpicks, 0x7f, sizeof dpicks);
-        if (run(m, cu, res, lw_cu, f16 ? KERN_F16 : KERN_F32, dt, np, 1, NULL, dpicks)) {
+        if (run(m, cu, res, lw_cu, f16 ? KERN_F16 : KERN_F32, dt, np, 1, NULL, dpicks, NULL)) {
             CT_CHECK(0, "%s: device greedy run failed (%s)", name, ct_cuda_err(cu));
             continue;
         }
@@ -313,6 +416,7 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
                f16 ? "f16" : "f32", agree, STEPS, first_close,
                (unsigned long long)ds.h2d_bytes, (unsigned long long)ds.d2h_bytes);
     }
+    if (!lw_cu && kern_has_sample(cu)) device_sampling(m, cu, res, toks, np, lc, name);
     free(lc);
     free(lg);
 }
@@ -346,7 +450,7 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
             hw[l] = *eng_resident_layer(res, l);
             for (int i = 0; i < ENG_LIN_COUNT; i++) hw[l].lin[i].dev = NULL;
         }
-        CT_CHECK(run(m, cu, res, hw, KERN_F32, t2, np, 1, lt, NULL) == 0 && g_step.weight_h2d_bytes > 0,
+        CT_CHECK(run(m, cu, res, hw, KERN_F32, t2, np, 1, lt, NULL, NULL) == 0 && g_step.weight_h2d_bytes > 0,
                  "%s: decode on host weights copied %llu weight bytes", label,
                  (unsigned long long)g_step.weight_h2d_bytes);
         free(hw);

@@ -78,6 +78,9 @@ static inline float __fsub_rn(float a, float b) { return a - b; }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+/* Shared-memory integer atomics: threads switch only at barriers and shuffles, so a plain
+ * read-modify-write is atomic here. */
+static inline int atomicAdd(int *p, int v) { const int o = *p; *p = o + v; return o; }
 using std::max;
 using std::min;
 

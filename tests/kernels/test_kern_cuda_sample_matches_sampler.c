@@ -1,0 +1,176 @@
+/* test_kern_cuda_sample_matches_sampler.c — kern_sample on the CUDA backend against the host
+ * sampler (eng_sampler_sample) on the same logits and the same seeded draw:
+ *   rows      vocabularies of 512, 32000 and 128256 entries: peaked (Gaussian logits x 8, a few
+ *             spikes), moderate (x 2) and flat (x 0.1) distributions, repeated values (ties
+ *             broken by id), NaN / +inf / -inf entries, one row with a single finite logit and
+ *             one with none (-1);
+ *   rules     greedy, temperature 0.7 / 1 / 1.5 with top-k 1 / 40 / 1000, top-p 0.5 / 0.9 /
+ *             0.999, min-p 0.05 and their combinations, every row of a batch with its own rules;
+ *   expected  the host's token for every (row, rules, seed), or -2 exactly where the host would
+ *             sort more than 1024 candidates (top-k 2000; top-p over the flat rows), which the
+ *             engine then samples on the host; picks may differ only where the draw falls
+ *             within rounding of a boundary (device expf ulps and summation order): at most
+ *             0.2 % of the draws, counted and printed;
+ *   cleaning  the logits rows come back cleaned as the host sampler cleans them (NaN -> -inf,
+ *             +inf -> 3e38), bit for bit.
+ * Skips (77) without a CUDA device, and under CLAQ_CUDA_TEST_STANDIN (the CPU backend has no
+ * sample op: the engine samples host logits where they are). */
+#include <float.h>
+
+#include "cuda_test_common.h"
+#include "eng_sampler.h"
+
+static float gauss(void)
+{
+    float u1 = (ct_frnd() + 1.0f) * 0.5f + 1e-7f, u2 = (ct_frnd() + 1.0f) * 0.5f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+/* Row kind k of vocab entries. */
+static void fill_row(float *x, int vocab, int k)
+{
+    const float scale[] = {8.0f, 2.0f, 0.1f};
+    for (int i = 0; i < vocab; i++) x[i] = gauss() * scale[k % 3];
+    if (k % 3 == 0)
+        for (int j = 0; j < 4; j++) x[ct_rnd() % (uint32_t)vocab] = 40.0f + (float)j;
+    if (k >= 3) {   /* ties and special values */
+        for (int i = 0; i < vocab; i += 7) x[i] = roundf(x[i]);
+        x[ct_rnd() % (uint32_t)vocab] = NAN;
+        x[ct_rnd() % (uint32_t)vocab] = -INFINITY;
+        if (k == 5) x[ct_rnd() % (uint32_t)vocab] = INFINITY;
+    }
+}
+
+typedef struct rules {
+    float t;
+    int k;
+    float p, minp;
+} rules;
+
+static const rules RULES[] = {
+    {0.0f, 0, 1.0f, 0.0f},   {1.0f, 0, 1.0f, 0.0f},    {0.7f, 40, 1.0f, 0.0f},
+    {1.0f, 1, 1.0f, 0.0f},   {1.0f, 0, 0.9f, 0.0f},    {1.5f, 0, 0.5f, 0.0f},
+    {1.0f, 0, 0.999f, 0.0f}, {1.0f, 0, 1.0f, 0.05f},   {0.7f, 40, 0.9f, 0.05f},
+    {1.0f, 1000, 0.9f, 0.0f}, {1.0f, 2000, 1.0f, 0.0f}, {1.5f, 0, 0.9f, 0.05f},
+};
+#define NRULES ((int)(sizeof RULES / sizeof RULES[0]))
+
+static void clean_like_host(float *x, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (isnan(x[i])) x[i] = -INFINITY;
+        else if (x[i] == INFINITY) x[i] = 3.0e38f;
+    }
+}
+
+int main(void)
+{
+    kern_backend cu;
+    ct_open_cuda_or_skip(&cu);
+    if (!kern_has_sample(&cu)) {
+        printf("skip: the stand-in backend has no sample op\n");
+        kern_backend_destroy(&cu);
+        return 77;
+    }
+    const int vocabs[] = {512, 32000, 128256};
+    const int seeds = 6, kinds = 6;
+    long draws = 0, mismatches = 0, host_left = 0, agree_left = 0;
+    for (unsigned v = 0; v < 3; v++) {
+        const int vocab = vocabs[v];
+        /* a batch: kinds rows x NRULES rules, each row its own rules */
+        const int n = kinds * NRULES + 2;
+        float *x = malloc(sizeof(float) * (size_t)n * vocab);
+        float *host = malloc(sizeof(float) * (size_t)vocab);
+        float *back = malloc(sizeof(float) * (size_t)n * vocab);
+        kern_sample_params *p = calloc((size_t)n, sizeof *p);
+        int32_t *got = malloc(sizeof(int32_t) * (size_t)n);
+        for (int k = 0; k < kinds; k++) {
+            fill_row(x + (size_t)k * NRULES * vocab, vocab, k);
+            for (int r = 1; r < NRULES; r++)
+                memcpy(x + ((size_t)k * NRULES + r) * vocab, x + (size_t)k * NRULES * vocab,
+                       sizeof(float) * (size_t)vocab);
+        }
+        float *one = x + (size_t)(n - 2) * vocab, *none = x + (size_t)(n - 1) * vocab;
+        for (int i = 0; i < vocab; i++) one[i] = none[i] = i % 2 ? -INFINITY : NAN;
+        one[vocab / 2] = 1.0f;   /* a single finite logit: always picked */
+        for (int seed = 0; seed < seeds; seed++) {
+            eng_sampler smp[kinds * NRULES + 2];
+            for (int row = 0; row < n; row++) {
+                const rules *ru = &RULES[row < n - 2 ? row % NRULES : 1];
+                eng_sampler_cfg c;
+                eng_sampler_cfg_default(&c);
+                c.temperature = ru->t;
+                c.top_k = ru->k;
+                c.top_p = ru->p;
+                c.min_p = ru->minp;
+                c.seed = (uint64_t)seed * 1000003u + (uint64_t)row;
+                eng_err err;
+                CT_CHECK(eng_sampler_init(&smp[row], &c, vocab, &err) == 0, "sampler init");
+                p[row] = (kern_sample_params){.temperature = c.temperature, .top_k = c.top_k,
+                                              .top_p = c.top_p, .min_p = c.min_p,
+                                              .u = eng_sampler_peek_uniform(&smp[row])};
+            }
+            kern_buf *d_x = ct_buf(&cu, x, sizeof(float) * (size_t)n * vocab);
+            kern_buf *d_p = ct_buf(&cu, p, sizeof *p * (size_t)n);
+            kern_buf *d_o = ct_buf(&cu, NULL, sizeof(int32_t) * (size_t)n);
+            int rc = kern_sample(&cu, CT_ADDR(d_x), n, vocab, CT_ADDR(d_p), CT_ADDR(d_o));
+            CT_CHECK(rc == 0, "kern_sample rc %d %s", rc, ct_cuda_err(&cu));
+            memset(got, 0x7f, sizeof(int32_t) * (size_t)n);
+            ct_get(&cu, d_o, got, sizeof(int32_t) * (size_t)n);
+            if (seed == 0) {
+                ct_get(&cu, d_x, back, sizeof(float) * (size_t)n * vocab);
+                for (int row = 0; row < n; row++) {
+                    memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
+                    clean_like_host(host, vocab);
+                    CT_CHECK(memcmp(host, back + (size_t)row * vocab, sizeof(float) * (size_t)vocab) == 0,
+                             "vocab %d row %d: the cleaned logits differ from the host's", vocab, row);
+                }
+            }
+            for (int row = 0; row < n; row++) {
+                memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
+                const int32_t want = eng_sampler_sample(&smp[row], host, NULL);
+                const rules *ru = &RULES[row < n - 2 ? row % NRULES : 1];
+                draws++;
+                if (row == n - 1) {
+                    CT_CHECK(got[row] == -1 && want < 0, "no finite logit: device %d host %d",
+                             got[row], want);
+                } else if (row == n - 2) {
+                    CT_CHECK(got[row] == vocab / 2 && want == vocab / 2,
+                             "one finite logit: device %d host %d", got[row], want);
+                } else if (got[row] == -2) {
+                    host_left++;
+                    /* only where the host sorts more than 1024 candidates */
+                    CT_CHECK(ru->k > 1024 || (ru->k == 0 && ru->p < 1.0f),
+                             "vocab %d row %d (t %g k %d p %g min_p %g): left to the host", vocab,
+                             row, ru->t, ru->k, ru->p, ru->minp);
+                } else if (got[row] != want) {
+                    mismatches++;
+                    if (mismatches <= 5)
+                        printf("note: vocab %d row %d seed %d (t %g k %d p %g min_p %g): device %d, "
+                               "host %d\n", vocab, row, seed, ru->t, ru->k, ru->p, ru->minp,
+                               got[row], want);
+                } else if (ru->k > 1024 && ru->k < vocab) {
+                    agree_left++;   /* top-k above the cap must have been left to the host */
+                }
+                eng_sampler_free(&smp[row]);
+            }
+            kern_buf_free(&cu, d_x);
+            kern_buf_free(&cu, d_p);
+            kern_buf_free(&cu, d_o);
+        }
+        free(x); free(host); free(back); free(p); free(got);
+    }
+    CT_CHECK(agree_left == 0, "%ld rows with top-k above the cap were sampled on the device",
+             agree_left);
+    CT_CHECK(mismatches * 500 <= draws, "%ld of %ld device picks differ from the host's",
+             mismatches, draws);
+    CT_CHECK(host_left * 4 < draws, "%ld of %ld draws left to the host", host_left, draws);
+    kern_backend_destroy(&cu);
+    if (ct_failures) {
+        printf("%d failures\n", ct_failures);
+        return 1;
+    }
+    printf("ok: kern_sample picks the host sampler's tokens: %ld draws, %ld differ, %ld left to "
+           "the host (more than 1024 candidates)\n", draws, mismatches, host_left);
+    return 0;
+}
