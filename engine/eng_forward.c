@@ -28,6 +28,7 @@ struct eng_ctx {
     kern_buf *b_bt;                    /* [bt_cap] block tables, grown on demand */
     kern_buf *b_logits;                /* [max_batch][vocab], made on first need */
     kern_buf *b_sparams;               /* [max_batch] kern_sample_params, made on first need */
+    kern_buf *b_sadj;                  /* the step's kern_sample_adj entries, grown on need */
     float *x;                          /* [max_batch][dim] residual stream of eng_forward */
     float *xb;                         /* [max_batch][max(dim, q_dim)] */
     float *q, *att;                    /* [max_batch][q_dim] */
@@ -135,7 +136,7 @@ void eng_ctx_destroy(eng_ctx *x)
     kern_buf *bufs[] = {x->b_x,   x->b_xb,  x->b_q,    x->b_att,  x->b_k,     x->b_v,
                         x->b_hb,  x->b_hb2, x->b_ids,  x->b_pos,  x->b_slot,  x->b_rows,
                         x->b_btrow, x->b_amax, x->b_freq, x->b_bt, x->b_logits,
-                        x->b_sparams};
+                        x->b_sparams, x->b_sadj};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(x->be, bufs[i]);
     free(x->lw);
     free(x->h_ids);
@@ -407,34 +408,42 @@ static int read_hidden(eng_ctx *c, float *hidden)
     return kern_buf_read(c->be, c->b_xb, 0, hidden, bytes);
 }
 
-/* out->argmax from the logits lg on the backend: kern_argmax, or with out->sample each row by its
- * rules through kern_sample where the backend has it. A row left to the host (-2: too many
- * candidates for the device, or a backend without the op) gets its logits row copied into
+/* Grows *b (backend memory) to hold bytes. */
+static int grow_buf(eng_ctx *c, kern_buf **b, size_t bytes)
+{
+    if (*b && kern_buf_size(*b) >= bytes) return 0;
+    kern_buf_free(c->be, *b);
+    *b = NULL;
+    return kern_buf_alloc(c->be, bytes + bytes / 2, b);
+}
+
+/* out->argmax from the logits lg on the backend: kern_argmax, or with out->sample each row by
+ * its rules through kern_sample (the caller checked kern_has_sample). A row left to the host
+ * (-2: too many candidates for the device) gets its adjusted logits row copied into
  * out->sample_logits, unless out->logits already holds every row. */
 static int pick(eng_ctx *c, float *lg, const eng_forward_out *out)
 {
     const int vocab = c->m->cfg.vocab_size, nw = c->n_want;
     const size_t row_bytes = (size_t)vocab * sizeof(float);
-    int rc;
-    if (out->sample && kern_has_sample(c->be)) {
-        const size_t pb = (size_t)c->max_batch * sizeof(kern_sample_params);
-        kern_sample_params *p = NULL;
-        rc = c->b_sparams ? 0 : kern_buf_alloc(c->be, pb, &c->b_sparams);
-        if (!rc) rc = kern_buf_write(c->be, c->b_sparams, 0, out->sample,
-                                     (size_t)nw * sizeof(kern_sample_params));
-        if (!rc) p = kern_buf_addr(c->b_sparams);
-        if (!rc) rc = kern_sample(c->be, lg, nw, vocab, p, c->amax);
-    } else {
-        rc = kern_argmax(c->be, lg, nw, vocab, c->amax);
+    if (!out->sample) {
+        int rc = kern_argmax(c->be, lg, nw, vocab, c->amax);
+        return rc ? rc : kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * 4);
     }
+    if (!kern_has_sample(c->be) || !out->sample_logits) return KERN_E_INVAL;
+    const size_t pb = (size_t)c->max_batch * sizeof(kern_sample_params);
+    const size_t ab = (size_t)out->n_sample_adj * sizeof(kern_sample_adj);
+    int rc = grow_buf(c, &c->b_sparams, pb);
+    if (!rc) rc = kern_buf_write(c->be, c->b_sparams, 0, out->sample,
+                                 (size_t)nw * sizeof(kern_sample_params));
+    if (!rc && ab) rc = grow_buf(c, &c->b_sadj, ab);
+    if (!rc && ab) rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, ab);
+    if (!rc)
+        rc = kern_sample(c->be, lg, nw, vocab, kern_buf_addr(c->b_sparams),
+                         ab ? kern_buf_addr(c->b_sadj) : NULL, c->amax);
     if (!rc) rc = kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * sizeof(int32_t));
-    if (rc || !out->sample) return rc;
     for (int r = 0; r < nw && !rc; r++) {
-        if (!kern_has_sample(c->be) && out->sample[r].temperature > 0.0f && out->argmax[r] >= 0)
-            out->argmax[r] = -2;   /* the host samples: its logits row below */
         if (out->argmax[r] != -2 || (out->logits && out->logits == out->sample_logits))
             continue;
-        if (!out->sample_logits) return KERN_E_INVAL;
         float *dst = out->sample_logits + (size_t)r * (size_t)vocab;
         if (lg == out->logits) memcpy(dst, lg + (size_t)r * (size_t)vocab, row_bytes);
         else rc = kern_buf_read(c->be, c->b_logits, (size_t)r * row_bytes, dst, row_bytes);

@@ -53,13 +53,16 @@ typedef struct eng_forward_out {
     float *hidden;          /* [n_want][dim] the final-normed hidden state of each wanted row
                                (what the head multiplies: embeddings), or NULL */
     /* With argmax: each row's pick by these rules instead (temperature <= 0: greedy, as
-     * above; else eng_sampler's temperature, top-k, top-p and min-p from the draw u, which the
-     * caller peeked: eng_sampler_peek_uniform). A row the backend leaves to the host reads -2
-     * in argmax and its logits row is written to sample_logits (the caller then runs
-     * eng_sampler_sample on it, which takes the same draw). On a backend without kern_sample
-     * every sampled row is left to the host; greedy rows never are. */
+     * above, after the row's bias and penalty entries; else eng_sampler's rules from the draw
+     * u, which the caller peeked: eng_sampler_peek_uniform). A row the backend leaves to the
+     * host reads -2 in argmax and its logits row, adjusted, is written to sample_logits (the
+     * caller then runs eng_sampler_sample_adjusted on it, which takes the same draw). Use only
+     * where kern_has_sample: without it the rows are argmax picks of the raw logits. */
     const kern_sample_params *sample;   /* [n_want] or NULL */
     float *sample_logits;               /* [n_want][vocab]; may be logits */
+    const kern_sample_adj *sample_adj;  /* [n_sample_adj] the rows' bias and penalty entries
+                                           (kern_sample_params.adj_off), or NULL */
+    int n_sample_adj;
 } eng_forward_out;
 
 /* Runs the whole model on n items (n <= max batch, larger batches are split by the caller).

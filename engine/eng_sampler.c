@@ -114,7 +114,8 @@ int eng_sampler_init(eng_sampler *s, const eng_sampler_cfg *cfg, int vocab, eng_
     s->idx = malloc((size_t)vocab * sizeof *s->idx);
     s->counts = calloc((size_t)vocab, sizeof *s->counts);
     s->in_prompt = calloc((size_t)vocab, 1);
-    if (!s->probs || !s->idx || !s->counts || !s->in_prompt) {
+    s->seen = malloc((size_t)vocab * sizeof *s->seen);
+    if (!s->probs || !s->idx || !s->counts || !s->in_prompt || !s->seen) {
         eng_sampler_free(s);
         return eng_err_set(err, ENG_E_NOMEM, "sampler: out of memory for vocab %d", vocab);
     }
@@ -132,6 +133,9 @@ void eng_sampler_free(eng_sampler *s)
     free(s->idx);
     free(s->counts);
     free(s->in_prompt);
+    free(s->seen);
+    s->seen = NULL;
+    s->n_seen = 0;
     s->probs = NULL;
     s->idx = NULL;
     s->counts = NULL;
@@ -153,8 +157,41 @@ void eng_sampler_skip_uniform(eng_sampler *s)
 
 int eng_sampler_device_rules(const eng_sampler_cfg *c)
 {
-    return c->n_bias == 0 && c->repetition_penalty == 1.0f && c->presence_penalty == 0.0f &&
-           c->frequency_penalty == 0.0f && c->n_top_logprobs == 0;
+    return c->n_top_logprobs == 0;
+}
+
+static int penalties_on(const eng_sampler_cfg *c)
+{
+    return c->repetition_penalty != 1.0f || c->presence_penalty != 0.0f ||
+           c->frequency_penalty != 0.0f;
+}
+
+int eng_sampler_device_adj(const eng_sampler *s, kern_sample_adj *adj, int cap, int *n_bias,
+                           int *n_pen)
+{
+    const eng_sampler_cfg *c = &s->cfg;
+    int n = 0;
+    for (int i = 0; i < c->n_bias; i++) {
+        if (n == cap)
+            return ENG_E_FULL;
+        adj[n++] = (kern_sample_adj){.token = c->bias[i].token, .rep = 1.0f,
+                                     .val = c->bias[i].bias};
+    }
+    *n_bias = n;
+    if (penalties_on(c)) {
+        /* adjust_logits' expressions: the same float operations, so the same bits */
+        for (int i = 0; i < s->n_seen; i++) {
+            int32_t t = s->seen[i];
+            if (n == cap)
+                return ENG_E_FULL;
+            float sub = s->counts[t] > 0
+                            ? c->presence_penalty + c->frequency_penalty * (float)s->counts[t]
+                            : 0.0f;
+            adj[n++] = (kern_sample_adj){.token = t, .rep = c->repetition_penalty, .val = sub};
+        }
+    }
+    *n_pen = n - *n_bias;
+    return 0;
 }
 
 void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow)
@@ -167,14 +204,19 @@ void eng_sampler_accept(eng_sampler *s, int32_t token)
 {
     if (!s->counts || token < 0 || token >= s->vocab)
         return;
+    if (s->counts[token] == 0 && !s->in_prompt[token])
+        s->seen[s->n_seen++] = token;
     if (s->counts[token] != UINT32_MAX)
         s->counts[token]++;
 }
 
 void eng_sampler_accept_prompt(eng_sampler *s, int32_t token)
 {
-    if (s->in_prompt && token >= 0 && token < s->vocab)
+    if (s->in_prompt && token >= 0 && token < s->vocab) {
+        if (!s->in_prompt[token] && s->counts[token] == 0)
+            s->seen[s->n_seen++] = token;
         s->in_prompt[token] = 1;
+    }
 }
 
 /* ---- ordering helpers --------------------------------------------------------------------
@@ -297,14 +339,13 @@ static int top_n(const float *x, int vocab, int n_want, int32_t *ids)
 /* Applies bias, then the repetition penalty, then presence/frequency, in place; maps NaN to -inf
  * and +inf to a huge finite value (so exp(x - max) stays defined). Returns the number of finite
  * logits; *amax gets the argmax (lowest id on ties). */
-static int adjust_logits(eng_sampler *s, float *x, int32_t *amax)
+static int adjust_logits(eng_sampler *s, float *x, int32_t *amax, int adjusted)
 {
     const eng_sampler_cfg *c = &s->cfg;
     int V = s->vocab;
-    for (int i = 0; i < c->n_bias; i++)
+    for (int i = 0; i < c->n_bias && !adjusted; i++)
         x[c->bias[i].token] += c->bias[i].bias;
-    int pen = c->repetition_penalty != 1.0f || c->presence_penalty != 0.0f ||
-              c->frequency_penalty != 0.0f;
+    int pen = !adjusted && penalties_on(c);
     int n_finite = 0;
     int32_t best = -1;
     const uint32_t *allow = s->allow;
@@ -396,7 +437,20 @@ static int keep_at_least(int32_t *idx, int n, const float *x, float cut)
     return k;
 }
 
+static int32_t sample_impl(eng_sampler *s, float *logits, eng_logprob *lp, int adjusted);
+
 int32_t eng_sampler_sample(eng_sampler *s, float *logits, eng_logprob *lp)
+{
+    return sample_impl(s, logits, lp, 0);
+}
+
+int32_t eng_sampler_sample_adjusted(eng_sampler *s, float *logits, eng_logprob *lp)
+{
+    return sample_impl(s, logits, lp, 1);
+}
+
+/* adjusted: bias and penalties are already in the logits (a device applied them) */
+static int32_t sample_impl(eng_sampler *s, float *logits, eng_logprob *lp, int adjusted)
 {
     if (!s || !s->probs || !logits)
         return ENG_E_INVAL;
@@ -406,7 +460,7 @@ int32_t eng_sampler_sample(eng_sampler *s, float *logits, eng_logprob *lp)
     float *e = s->probs;    /* e[j] = exp((x[idx[j]] - max) / T), unnormalized */
 
     int32_t amax;
-    int n = adjust_logits(s, x, &amax);
+    int n = adjust_logits(s, x, &amax, adjusted);
     s->allow = NULL;
     if (n == 0)
         return ENG_E_RANGE;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "eng_err.h"
+#include "kern.h"
 
 #define ENG_MAX_TOP_LOGPROBS 20
 
@@ -70,6 +71,9 @@ typedef struct eng_sampler {
     int32_t *idx;               /* [vocab] scratch; owned */
     uint32_t *counts;           /* [vocab] occurrences in the output, for penalties; owned */
     uint8_t *in_prompt;         /* [vocab] 1: in the prompt (repetition penalty only); owned */
+    int32_t *seen;              /* [vocab] the tokens with counts > 0 or in_prompt, in the order
+                                   first seen (what a device needs for the penalties); owned */
+    int n_seen;
     const uint32_t *allow;      /* [(vocab + 31) / 32] bitset of the tokens the next sample may
                                    pick (constrained decoding), or NULL; borrowed for one
                                    eng_sampler_sample call, which clears it */
@@ -94,9 +98,17 @@ void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow);
  * RNG stream is the one eng_sampler_sample would have consumed. */
 double eng_sampler_peek_uniform(const eng_sampler *s);
 void eng_sampler_skip_uniform(eng_sampler *s);
-/* 1 when c's rules are all kern_sample has (temperature, top-k, top-p, min-p): no bias,
- * penalties or logprobs (a grammar is the caller's to rule out). */
+/* 1 when c's rules are all kern_sample has (temperature, top-k, top-p, min-p, logit bias and
+ * the three penalties): no logprobs (a grammar is the caller's to rule out). */
 int eng_sampler_device_rules(const eng_sampler_cfg *c);
+/* The bias and penalty entries of s's next sample for kern_sample (kern.h: the bias entries in
+ * the configuration's order, then one penalty entry per token the penalties touch), written to
+ * adj[0..cap); *n_bias and *n_pen get their counts. ENG_E_FULL when cap is too small. */
+int eng_sampler_device_adj(const eng_sampler *s, kern_sample_adj *adj, int cap, int *n_bias,
+                           int *n_pen);
+/* eng_sampler_sample on logits a device already adjusted and cleaned (kern_sample left the row
+ * to the host: -2): the same choice and draw, without applying bias and penalties again. */
+int32_t eng_sampler_sample_adjusted(eng_sampler *s, float *logits, eng_logprob *lp);
 
 /* Picks the next token from logits [vocab] (modified in place). lp may be NULL. Returns the
  * token id (>= 0) or a negative ENG_E_* code. */

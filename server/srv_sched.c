@@ -497,18 +497,64 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
            c->frequency_penalty == 0.0f;
 }
 
-/* 1 when item i's next token is a temperature sample with only the rules the backend has
- * (top-k, top-p, min-p: eng_sampler_device_rules) on a backend that samples (a device; on host
- * memory the logits already are where the sampler reads them): the backend picks from the draw
- * the task's sampler would take next, and the logits stay on the device unless it leaves the
- * row to us. */
+/* 1 when item i's next token can be chosen by the backend (kern_sample, a device; on host
+ * memory the logits already are where the sampler reads them): a generated token whose rules
+ * are eng_sampler_device_rules' (bias, penalties, temperature, top-k, top-p, min-p; no
+ * logprobs, no grammar). The backend picks from the draw the task's sampler would take next
+ * (sample_draws), and the logits stay on the device unless it leaves the row to us (-2). */
 static int backend_samples(srv_sched *s, const eng_batch_item *it, const srv_task *t)
 {
-    const eng_sampler_cfg *c = &t->scfg;
     return kern_has_sample(&s->be) && it->pos >= t->n_prompt - 1 &&
            t->kind == SRV_TASK_GENERATE && !t->want_logprobs && !t->gm &&
-           c->temperature > 0.0f && isfinite(1.0f / c->temperature) &&
-           eng_sampler_device_rules(c);
+           eng_sampler_device_rules(&t->scfg);
+}
+
+/* 1 when the sampler takes a draw for its next token (not greedy) */
+static int sample_draws(const eng_sampler_cfg *c)
+{
+    return c->temperature > 0.0f && isfinite(1.0f / c->temperature);
+}
+
+/* Each backend-sampled row's rules and adjustment entries (bias, penalties) into s->sparams and
+ * s->adj (grown to fit). Returns 0, or ENG_E_NOMEM. */
+static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task *const *task,
+                             int n, int *any, int *n_adj)
+{
+    size_t need = 0;
+    for (int i = 0; i < n; i++)
+        if (items[i].want_logits && task[i]->kind != SRV_TASK_EMBED &&
+            backend_samples(s, &items[i], task[i]))
+            need += (size_t)task[i]->scfg.n_bias + (size_t)task[i]->dec.sampler.n_seen;
+    if (need > s->adj_cap) {
+        kern_sample_adj *a = realloc(s->adj, need * sizeof *a);
+        if (!a)
+            return ENG_E_NOMEM;
+        s->adj = a;
+        s->adj_cap = need;
+    }
+    int row = 0, off = 0;
+    *any = 0;
+    for (int i = 0; i < n; i++) {
+        if (!items[i].want_logits)
+            continue;
+        kern_sample_params *p = &s->sparams[row++];
+        memset(p, 0, sizeof *p);   /* greedy, or a row whose pick goes unused */
+        if (task[i]->kind == SRV_TASK_EMBED || !backend_samples(s, &items[i], task[i]))
+            continue;
+        const eng_sampler *smp = &task[i]->dec.sampler;
+        const eng_sampler_cfg *c = &task[i]->scfg;
+        int nb = 0, np = 0;
+        if (eng_sampler_device_adj(smp, s->adj + off, (int)(need - (size_t)off), &nb, &np))
+            return ENG_E_NOMEM;   /* cannot happen: need counted every entry */
+        *p = (kern_sample_params){.temperature = c->temperature, .top_k = c->top_k,
+                                  .top_p = c->top_p, .min_p = c->min_p,
+                                  .u = sample_draws(c) ? eng_sampler_peek_uniform(smp) : 0.0,
+                                  .adj_off = off, .n_bias = nb, .n_pen = np};
+        off += nb + np;
+        *any = 1;
+    }
+    *n_adj = off;
+    return 0;
 }
 
 /* Runs items[0..n) and leaves what sched_use_logits needs: the picks always, the logits only
@@ -516,33 +562,27 @@ static int backend_samples(srv_sched *s, const eng_batch_item *it, const srv_tas
 static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *const *task, int n,
                          eng_err *err)
 {
-    int need_logits = 0, need_picks = 0, need_hidden = 0, any_sampled = 0, row = 0;
+    int need_logits = 0, need_picks = 0, need_hidden = 0, any_sampled = 0, n_adj = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].want_logits)
             continue;
         if (task[i]->kind == SRV_TASK_EMBED) {
             need_hidden = 1;   /* no head: an embedding step skips the vocabulary matmul */
-            row++;
-            continue;
-        }
-        need_picks = 1;
-        kern_sample_params *p = &s->sparams[row++];
-        memset(p, 0, sizeof *p);   /* greedy, or a row whose pick goes unused */
-        if (backend_samples(s, &items[i], task[i])) {
-            const eng_sampler_cfg *c = &task[i]->scfg;
-            *p = (kern_sample_params){.temperature = c->temperature, .top_k = c->top_k,
-                                      .top_p = c->top_p, .min_p = c->min_p,
-                                      .u = eng_sampler_peek_uniform(&task[i]->dec.sampler)};
-            any_sampled = 1;
         } else {
-            need_logits |= !backend_picks(&items[i], task[i]);
+            need_picks = 1;
+            need_logits |= !backend_picks(&items[i], task[i]) &&
+                           !backend_samples(s, &items[i], task[i]);
         }
     }
+    if (need_picks && sched_sample_rows(s, items, task, n, &any_sampled, &n_adj))
+        return eng_err_set(err, ENG_E_NOMEM, "out of memory for sampling rules");
     eng_forward_out out = {.logits = need_logits ? s->logits : NULL,
                            .argmax = need_picks ? s->picks : NULL,
                            .hidden = need_hidden ? s->hidden : NULL,
                            .sample = any_sampled ? s->sparams : NULL,
-                           .sample_logits = s->logits};
+                           .sample_logits = s->logits,
+                           .sample_adj = n_adj ? s->adj : NULL,
+                           .n_sample_adj = n_adj};
     int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
     s->counts.steps++;
     return rc;
@@ -570,13 +610,15 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             else task_token(s, bt, *pick, NULL, ev);
             continue;
         }
-        if (backend_samples(s, &items[i], bt) && *pick != -2) {
+        const int on_backend = backend_samples(s, &items[i], bt);
+        if (on_backend && *pick != -2) {
             /* the backend's pick from the draw the sampler would have taken: take it too */
-            eng_sampler_skip_uniform(&bt->dec.sampler);
+            if (sample_draws(&bt->scfg)) eng_sampler_skip_uniform(&bt->dec.sampler);
             if (*pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             else task_token(s, bt, *pick, NULL, ev);
             continue;
-        }   /* -2: left to us; lg holds the row, and the sampler below takes the same draw */
+        }   /* -2: left to us; lg holds the row as the backend adjusted it, and the sampler
+             * below takes the same draw */
         if (items[i].pos < bt->n_prompt - 1) {
             task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
             continue;
@@ -590,7 +632,9 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
             continue;
         }
-        int32_t tok = eng_sampler_sample(&bt->dec.sampler, lg, bt->want_logprobs ? &lp : NULL);
+        int32_t tok = on_backend ? eng_sampler_sample_adjusted(&bt->dec.sampler, lg, NULL)
+                                 : eng_sampler_sample(&bt->dec.sampler, lg,
+                                                      bt->want_logprobs ? &lp : NULL);
         if (tok < 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             continue;
@@ -1015,6 +1059,9 @@ void srv_sched_stop(srv_sched *s)
     s->picks = NULL;
     free(s->sparams);
     s->sparams = NULL;
+    free(s->adj);
+    s->adj = NULL;
+    s->adj_cap = 0;
     free(s->items);
     free(s->item_task);
     free(s->iso_items);

@@ -170,47 +170,74 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
     /* Plain greedy needs no logits on the host: the backend picks (eng_sampler's greedy rule), so
      * on a device only the id crosses back. */
     const int backend_picks = o->sc.temperature <= 0.0f && o->sc.repetition_penalty == 1.0f;
-    /* A device that samples (kern_sample) does so for temperature, top-k, top-p and min-p from
-     * the draw the sampler would take next: again only the id crosses back, unless the device
-     * leaves the row to the host (-2: its logits come back and the sampler takes that draw). */
+    /* A device that samples (kern_sample) applies the penalties and picks by temperature,
+     * top-k, top-p and min-p from the draw the sampler would take next: again only the id
+     * crosses back, unless the device leaves the row to the host (-2: its adjusted logits come
+     * back and the sampler takes that draw). */
     const int backend_samples = !backend_picks && kern_has_sample(&s->be) &&
-                                isfinite(1.0f / o->sc.temperature) &&
                                 eng_sampler_device_rules(&o->sc);
+    const int draws = o->sc.temperature > 0.0f && isfinite(1.0f / o->sc.temperature);
+    const int adj_cap = gen->sampler.vocab + o->sc.n_bias;
+    kern_sample_adj *adj = backend_samples ? malloc((size_t)adj_cap * sizeof *adj) : NULL;
+    if (backend_samples && !adj) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     int32_t picked = -1;   /* the backend's pick for the step just run, or -1: sample logits */
+    int adjusted = 0;      /* 1: logits came back adjusted by the backend (-2) */
+    int rc = 0;
     while (*generated < o->max_tokens && pos < total) {
-        int32_t next = picked >= 0 ? picked : eng_sampler_sample(&gen->sampler, logits, NULL);
-        if (next < 0) return eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
+        int32_t next = picked >= 0 ? picked
+                       : adjusted  ? eng_sampler_sample_adjusted(&gen->sampler, logits, NULL)
+                                   : eng_sampler_sample(&gen->sampler, logits, NULL);
+        if (next < 0) {
+            rc = eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
+            break;
+        }
         (*generated)++;
         size_t nt;
         eng_gen_end end = eng_gen_push(gen, next, text, ENG_GEN_TEXT_CAP, &nt);
         fwrite(text, 1, nt, stdout);
         fflush(stdout);
         if (end != ENG_GEN_GOING || pos + 1 >= total) break;
-        if (eng_kv_reserve(&s->kv, seq, pos + 1))
-            return eng_err_set(err, ENG_E_FULL, "kv cache full");
+        if (eng_kv_reserve(&s->kv, seq, pos + 1)) {
+            rc = eng_err_set(err, ENG_E_FULL, "kv cache full");
+            break;
+        }
         eng_batch_item it = {next, pos, seq, 1};
         const int on_backend = backend_picks || backend_samples;
         kern_sample_params sp = {0};
-        if (backend_samples)
+        int nb = 0, np = 0;
+        if (backend_samples) {
+            if (eng_sampler_device_adj(&gen->sampler, adj, adj_cap, &nb, &np)) {
+                rc = eng_err_set(err, ENG_E_FULL, "too many sampling adjustments");
+                break;
+            }
             sp = (kern_sample_params){.temperature = o->sc.temperature, .top_k = o->sc.top_k,
                                       .top_p = o->sc.top_p, .min_p = o->sc.min_p,
-                                      .u = eng_sampler_peek_uniform(&gen->sampler)};
+                                      .u = draws ? eng_sampler_peek_uniform(&gen->sampler) : 0.0,
+                                      .n_bias = nb, .n_pen = np};
+        }
         eng_forward_out fo = {.logits = on_backend ? NULL : logits,
                               .argmax = on_backend ? &picked : NULL,
                               .sample = backend_samples ? &sp : NULL,
-                              .sample_logits = logits};
+                              .sample_logits = logits,
+                              .sample_adj = nb + np ? adj : NULL,
+                              .n_sample_adj = nb + np};
         picked = -1;
-        int rc = eng_forward_ex(s->ctx, &s->kv, &it, 1, &fo, err);
-        if (rc) return rc;
-        if (backend_samples && picked == -2)
+        adjusted = 0;
+        if ((rc = eng_forward_ex(s->ctx, &s->kv, &it, 1, &fo, err))) break;
+        if (backend_samples && picked == -2) {
             picked = -1;   /* the host samples the row it got back, with the same draw */
-        else if (backend_samples && picked >= 0)
+            adjusted = 1;
+        } else if (backend_samples && picked >= 0 && draws) {
             eng_sampler_skip_uniform(&gen->sampler);
-        else if (on_backend && picked < 0)
-            return eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
+        } else if (on_backend && picked < 0) {
+            rc = eng_err_set(err, ENG_E_RANGE, "sampling failed (non-finite logits?)");
+            break;
+        }
         (*steps)++;
         pos++;
     }
+    free(adj);
+    if (rc) return rc;
     fwrite(text, 1, eng_gen_flush(gen, text, ENG_GEN_TEXT_CAP), stdout);
     fputc('\n', stdout);
     fflush(stdout);

@@ -1,9 +1,11 @@
 /* kern_cuda_sample.cu — the next token chosen on the device (kern.h, kern_sample): greedy, or
- * temperature with top-k, top-p and min-p, from a uniform the host drew, so that only the chosen
- * ids cross to the host. Logits bias, penalties, grammars and logprobs stay on the host sampler
- * (engine/eng_sampler.c), which the caller uses for such requests. Driving thread.
+ * temperature with top-k, top-p and min-p, after logit bias and the repetition / presence /
+ * frequency penalties, from a uniform the host drew, so that only the chosen ids cross to the
+ * host. Grammars and logprobs stay on the host sampler (engine/eng_sampler.c), which the caller
+ * uses for such requests. Driving thread.
  *
- * The rules are eng_sampler_sample's, step for step: logits cleaned (NaN -> -inf, +inf -> 3e38),
+ * The rules are eng_sampler_sample's, step for step: bias then penalties (the host's float
+ * operations, from its list of entries), logits cleaned (NaN -> -inf, +inf -> 3e38),
  * e = exp((x - max) / T) (0 below -88), candidates in id order, or sorted by (logit desc, id
  * asc) once top-k or top-p needs an order; top-k, then top-p (the shortest sorted prefix holding
  * top_p of the mass), then min-p (e >= min_p), then the first candidate whose running sum passes
@@ -24,6 +26,7 @@
 
 #define SAMPLE_THREADS 1024
 #define SAMPLE_CAP 1024
+static_assert(SAMPLE_CAP == SAMPLE_THREADS, "the id-order walk keeps a thread's last id in cand_id");
 
 /* float -> uint32 with the same order (finite values and -inf) */
 __device__ __forceinline__ uint32_t sample_key(float v)
@@ -91,7 +94,7 @@ struct sample_smem {
 /* Row t of x [n][vocab] (cleaned in place), params p[t], pick out[t]. */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_params *__restrict__ prm,
-                   int32_t *__restrict__ out)
+                   const kern_sample_adj *__restrict__ adj, int32_t *__restrict__ out)
 {
     __shared__ sample_smem sm;
     const int t = blockIdx.x, tid = threadIdx.x;
@@ -99,6 +102,26 @@ kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_param
     const kern_sample_params p = prm[t];
     const int run = (vocab + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
     const int lo = min(vocab, tid * run), hi = min(vocab, lo + run);
+
+    /* bias entries in their order (one thread: a token may be biased twice), then the penalty
+     * entries (distinct tokens, in parallel); ids outside the row are never written */
+    if (adj && (p.n_bias > 0 || p.n_pen > 0)) {
+        const kern_sample_adj *a = adj + p.adj_off;
+        if (tid == 0)
+            for (int j = 0; j < p.n_bias; j++)
+                if (a[j].token >= 0 && a[j].token < vocab)
+                    x[a[j].token] = __fadd_rn(x[a[j].token], a[j].val);
+        __syncthreads();
+        for (int j = tid; j < p.n_pen; j += SAMPLE_THREADS) {
+            const kern_sample_adj e = a[p.n_bias + j];
+            if (e.token < 0 || e.token >= vocab) continue;
+            float v = x[e.token];
+            if (isnan(v)) continue;
+            if (e.rep != 1.0f) v = v > 0.0f ? __fdiv_rn(v, e.rep) : __fmul_rn(v, e.rep);
+            x[e.token] = __fsub_rn(v, e.val);
+        }
+        __syncthreads();
+    }
 
     /* clean, count the finite logits, and the max (lowest id on ties) */
     float bm = -INFINITY;
@@ -325,10 +348,10 @@ kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_param
 }
 
 int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
-                      int32_t *out)
+                      const kern_sample_adj *adj, int32_t *out)
 {
     if (n <= 0 || n > 65535 || vocab <= 0) return KERN_E_INVAL;
-    kern_cuda_sample_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, out);
+    kern_cuda_sample_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, adj, out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_sample_k");
     return KERN_OK;
 }

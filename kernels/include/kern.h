@@ -112,15 +112,28 @@ typedef struct kern_kv_write_args {
     kern_rope_style style;
 } kern_kv_write_args;
 
-/* How one row's next token is chosen by kern_sample (eng_sampler's rules without bias,
- * penalties, grammars or logprobs, which need the logits on the host). */
+/* How one row's next token is chosen by kern_sample: eng_sampler's rules (logit bias,
+ * repetition / presence / frequency penalties, temperature, top-k, top-p, min-p; not grammars
+ * or logprobs, which need the logits on the host). */
 typedef struct kern_sample_params {
-    float temperature;          /* <= 0: greedy (kern_argmax's pick) */
+    float temperature;          /* <= 0: greedy (the largest adjusted logit, lowest id on ties) */
     int32_t top_k;              /* <= 0: off */
     float top_p;                /* >= 1: off */
     float min_p;                /* <= 0: off */
     double u;                   /* the row's uniform draw in [0, 1), from the host's RNG */
+    int32_t adj_off;            /* the row's entries in the adj array: n_bias bias entries, */
+    int32_t n_bias, n_pen;      /* then n_pen penalty entries (distinct tokens) */
+    int32_t pad_;
 } kern_sample_params;
+
+/* An adjustment of one logit, applied before anything else, in eng_sampler's order: every bias
+ * entry in turn (x[token] += val), then the penalty entries (a logit that is not NaN: divided by
+ * rep if positive, else multiplied by it, when rep != 1; then x[token] -= val). */
+typedef struct kern_sample_adj {
+    int32_t token;
+    float rep;
+    float val;
+} kern_sample_adj;
 
 /* Backend memory: what ops read and write. Opaque; allocated and freed through the backend that
  * owns it (a buffer outlives no backend). Contents start undefined. */
@@ -180,11 +193,13 @@ typedef struct kern_backend_ops {
     void (*xfer_stats)(void *ctx, kern_xfer_stats *out);
     /* Optional (device backends; on host memory the engine's sampler reads the logits where
      * they are): out[t] = the token chosen from row t of x [n][vocab] by p[t] (backend memory,
-     * [n]): the id, -1 when the row has no finite logit, or -2 when the backend leaves the row
-     * to the host (too many candidates to sort; the caller samples x[t] itself with the same
-     * draw). x is cleaned in place as the host sampler cleans it. */
+     * [n]) and adj (backend memory, the rows' adjustment entries; NULL when no row has any):
+     * the id, -1 when the row has no finite logit, or -2 when the backend leaves the row to the
+     * host (too many candidates to sort; the caller samples x[t] itself with the same draw:
+     * eng_sampler_sample_adjusted). x is adjusted and cleaned in place as the host sampler
+     * adjusts and cleans it. */
     int (*sample)(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
-                  int32_t *out);
+                  const kern_sample_adj *adj, int32_t *out);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -264,7 +279,7 @@ int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n
                    float *dst);
 int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out);
 int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
-                int32_t *out);
+                const kern_sample_adj *adj, int32_t *out);
 int kern_has_sample(const kern_backend *b);   /* 1 when kern_sample runs on b */
 int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);

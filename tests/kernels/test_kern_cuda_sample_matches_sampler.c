@@ -1,16 +1,20 @@
 /* test_kern_cuda_sample_matches_sampler.c — kern_sample on the CUDA backend against the host
  * sampler (eng_sampler_sample) on the same logits and the same seeded draw:
  *   rows      vocabularies of 512, 32000 and 128256 entries: peaked (Gaussian logits x 8, a few
- *             spikes), moderate (x 2) and flat (x 0.1) distributions, repeated values (ties
+ *             spikes), moderate (x 2; once all negative) and flat (x 0.1) distributions, repeated values (ties
  *             broken by id), NaN / +inf / -inf entries, one row with a single finite logit and
  *             one with none (-1);
  *   rules     greedy, temperature 0.7 / 1 / 1.5 with top-k 1 / 40 / 1000, top-p 0.5 / 0.9 /
- *             0.999, min-p 0.05 and their combinations, every row of a batch with its own rules;
+ *             0.999, min-p 0.05 and their combinations; with logit_bias (a token biased twice,
+ *             a ban, a boost) and repetition / presence / frequency penalties over a history
+ *             of prompt and output tokens (greedy too); every row of a batch with its own rules;
  *   expected  the host's token for every (row, rules, seed), or -2 exactly where the host would
  *             sort more than 1024 candidates (top-k 2000; top-p over the flat rows), which the
  *             engine then samples on the host; picks may differ only where the draw falls
  *             within rounding of a boundary (device expf ulps and summation order): at most
- *             0.2 % of the draws, counted and printed;
+ *             0.2 % of the draws, counted and printed; a row left to the host, sampled by
+ *             eng_sampler_sample_adjusted from the row as the device adjusted it, gives the host's
+ *             token from the raw row;
  *   cleaning  the logits rows come back cleaned as the host sampler cleans them (NaN -> -inf,
  *             +inf -> 3e38), bit for bit.
  * Skips (77) without a CUDA device, and under CLAQ_CUDA_TEST_STANDIN (the CPU backend has no
@@ -33,6 +37,8 @@ static void fill_row(float *x, int vocab, int k)
     for (int i = 0; i < vocab; i++) x[i] = gauss() * scale[k % 3];
     if (k % 3 == 0)
         for (int j = 0; j < 4; j++) x[ct_rnd() % (uint32_t)vocab] = 40.0f + (float)j;
+    if (k == 4)   /* every logit negative: the repetition penalty multiplies */
+        for (int i = 0; i < vocab; i++) x[i] -= 20.0f;
     if (k >= 3) {   /* ties and special values */
         for (int i = 0; i < vocab; i += 7) x[i] = roundf(x[i]);
         x[ct_rnd() % (uint32_t)vocab] = NAN;
@@ -45,15 +51,40 @@ typedef struct rules {
     float t;
     int k;
     float p, minp;
+    float rep, pres, freq;   /* penalties */
+    int bias;                /* 1: the logit_bias list below */
 } rules;
 
 static const rules RULES[] = {
-    {0.0f, 0, 1.0f, 0.0f},   {1.0f, 0, 1.0f, 0.0f},    {0.7f, 40, 1.0f, 0.0f},
-    {1.0f, 1, 1.0f, 0.0f},   {1.0f, 0, 0.9f, 0.0f},    {1.5f, 0, 0.5f, 0.0f},
-    {1.0f, 0, 0.999f, 0.0f}, {1.0f, 0, 1.0f, 0.05f},   {0.7f, 40, 0.9f, 0.05f},
-    {1.0f, 1000, 0.9f, 0.0f}, {1.0f, 2000, 1.0f, 0.0f}, {1.5f, 0, 0.9f, 0.05f},
+    {0.0f, 0, 1.0f, 0.0f, 1, 0, 0, 0},    {1.0f, 0, 1.0f, 0.0f, 1, 0, 0, 0},
+    {0.7f, 40, 1.0f, 0.0f, 1, 0, 0, 0},   {1.0f, 1, 1.0f, 0.0f, 1, 0, 0, 0},
+    {1.0f, 0, 0.9f, 0.0f, 1, 0, 0, 0},    {1.5f, 0, 0.5f, 0.0f, 1, 0, 0, 0},
+    {1.0f, 0, 0.999f, 0.0f, 1, 0, 0, 0},  {1.0f, 0, 1.0f, 0.05f, 1, 0, 0, 0},
+    {0.7f, 40, 0.9f, 0.05f, 1, 0, 0, 0},  {1.0f, 1000, 0.9f, 0.0f, 1, 0, 0, 0},
+    {1.0f, 2000, 1.0f, 0.0f, 1, 0, 0, 0}, {1.5f, 0, 0.9f, 0.05f, 1, 0, 0, 0},
+    {1.0f, 40, 0.9f, 0.0f, 1.3f, 0.5f, 0.3f, 1}, {0.0f, 0, 1.0f, 0.0f, 1.2f, 0, 0.5f, 1},
+    {0.8f, 0, 0.95f, 0.02f, 1, 1.0f, 0, 0},       {1.0f, 0, 1.0f, 0.0f, 0.8f, -0.5f, 0, 1},
 };
+/* a token biased twice (the host adds in order), one banned, one raised */
+static const eng_logit_bias BIAS[] = {{7, 5.0f}, {3, -100.0f}, {7, 2.5f}, {11, 3.0f}};
 #define NRULES ((int)(sizeof RULES / sizeof RULES[0]))
+
+/* ids of the 64 largest finite logits of x[n], largest first (the history's tokens) */
+static void top64(const float *x, int n, int32_t *ids)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(x[i] > -INFINITY) || isnan(x[i])) continue;
+        if (k == 64 && !(x[i] > x[ids[63]])) continue;
+        int j = k < 64 ? k++ : 63;
+        while (j > 0 && x[i] > x[ids[j - 1]]) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = i;
+    }
+    for (int j = k; j < 64; j++) ids[j] = j % n;
+}
 
 static void clean_like_host(float *x, int n)
 {
@@ -84,6 +115,8 @@ int main(void)
         float *back = malloc(sizeof(float) * (size_t)n * vocab);
         kern_sample_params *p = calloc((size_t)n, sizeof *p);
         int32_t *got = malloc(sizeof(int32_t) * (size_t)n);
+        const int adj_cap = n * (vocab + 4);
+        kern_sample_adj *adj = malloc(sizeof *adj * (size_t)adj_cap);
         for (int k = 0; k < kinds; k++) {
             fill_row(x + (size_t)k * NRULES * vocab, vocab, k);
             for (int r = 1; r < NRULES; r++)
@@ -95,6 +128,7 @@ int main(void)
         one[vocab / 2] = 1.0f;   /* a single finite logit: always picked */
         for (int seed = 0; seed < seeds; seed++) {
             eng_sampler smp[kinds * NRULES + 2];
+            int off = 0;
             for (int row = 0; row < n; row++) {
                 const rules *ru = &RULES[row < n - 2 ? row % NRULES : 1];
                 eng_sampler_cfg c;
@@ -103,23 +137,50 @@ int main(void)
                 c.top_k = ru->k;
                 c.top_p = ru->p;
                 c.min_p = ru->minp;
+                c.repetition_penalty = ru->rep;
+                c.presence_penalty = ru->pres;
+                c.frequency_penalty = ru->freq;
+                if (ru->bias) {
+                    c.bias = BIAS;
+                    c.n_bias = 4;
+                }
                 c.seed = (uint64_t)seed * 1000003u + (uint64_t)row;
                 eng_err err;
                 CT_CHECK(eng_sampler_init(&smp[row], &c, vocab, &err) == 0, "sampler init");
+                /* a history: prompt tokens, and output tokens some of them several times, drawn
+                 * from the row's 64 largest logits so that the penalties move the choice */
+                int32_t top[64];
+                top64(x + (size_t)row * vocab, vocab, top);
+                for (int j = 0; j < 24; j++)
+                    eng_sampler_accept_prompt(&smp[row], top[ct_rnd() % 64u]);
+                for (int j = 0; j < 30; j++)
+                    eng_sampler_accept(&smp[row], top[ct_rnd() % 16u]);
+                int nb = 0, np = 0;
+                CT_CHECK(eng_sampler_device_adj(&smp[row], adj + off, adj_cap - off, &nb, &np) == 0,
+                         "device adjustments");
+                const int draws = c.temperature > 0.0f;
                 p[row] = (kern_sample_params){.temperature = c.temperature, .top_k = c.top_k,
                                               .top_p = c.top_p, .min_p = c.min_p,
-                                              .u = eng_sampler_peek_uniform(&smp[row])};
+                                              .u = draws ? eng_sampler_peek_uniform(&smp[row]) : 0,
+                                              .adj_off = off, .n_bias = nb, .n_pen = np};
+                off += nb + np;
             }
             kern_buf *d_x = ct_buf(&cu, x, sizeof(float) * (size_t)n * vocab);
             kern_buf *d_p = ct_buf(&cu, p, sizeof *p * (size_t)n);
             kern_buf *d_o = ct_buf(&cu, NULL, sizeof(int32_t) * (size_t)n);
-            int rc = kern_sample(&cu, CT_ADDR(d_x), n, vocab, CT_ADDR(d_p), CT_ADDR(d_o));
+            kern_buf *d_a = ct_buf(&cu, adj, sizeof *adj * (size_t)(off ? off : 1));
+            int rc = kern_sample(&cu, CT_ADDR(d_x), n, vocab, CT_ADDR(d_p), CT_ADDR(d_a),
+                                 CT_ADDR(d_o));
             CT_CHECK(rc == 0, "kern_sample rc %d %s", rc, ct_cuda_err(&cu));
             memset(got, 0x7f, sizeof(int32_t) * (size_t)n);
             ct_get(&cu, d_o, got, sizeof(int32_t) * (size_t)n);
+            ct_get(&cu, d_x, back, sizeof(float) * (size_t)n * vocab);
             if (seed == 0) {
-                ct_get(&cu, d_x, back, sizeof(float) * (size_t)n * vocab);
                 for (int row = 0; row < n; row++) {
+                    if (RULES[row < n - 2 ? row % NRULES : 1].rep != 1.0f ||
+                        RULES[row < n - 2 ? row % NRULES : 1].bias ||
+                        RULES[row < n - 2 ? row % NRULES : 1].pres != 0.0f)
+                        continue;   /* adjusted rows: checked through the picks */
                     memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
                     clean_like_host(host, vocab);
                     CT_CHECK(memcmp(host, back + (size_t)row * vocab, sizeof(float) * (size_t)vocab) == 0,
@@ -127,8 +188,19 @@ int main(void)
                 }
             }
             for (int row = 0; row < n; row++) {
+                /* a row left to the host: the sampler on the device's adjusted row (a copy of
+                 * the sampler: same draw) must pick what it picks from the raw logits */
+                int32_t from_adjusted = -3;
+                if (got[row] == -2) {
+                    eng_sampler tmp = smp[row];   /* shares scratch only; not freed */
+                    from_adjusted = eng_sampler_sample_adjusted(&tmp, back + (size_t)row * vocab,
+                                                                NULL);
+                }
                 memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
                 const int32_t want = eng_sampler_sample(&smp[row], host, NULL);
+                CT_CHECK(got[row] != -2 || from_adjusted == want, "vocab %d row %d: the host's "
+                         "sample of the device-adjusted row %d, of the raw row %d", vocab, row,
+                         from_adjusted, want);
                 const rules *ru = &RULES[row < n - 2 ? row % NRULES : 1];
                 draws++;
                 if (row == n - 1) {
@@ -157,8 +229,9 @@ int main(void)
             kern_buf_free(&cu, d_x);
             kern_buf_free(&cu, d_p);
             kern_buf_free(&cu, d_o);
+            kern_buf_free(&cu, d_a);
         }
-        free(x); free(host); free(back); free(p); free(got);
+        free(x); free(host); free(back); free(p); free(got); free(adj);
     }
     CT_CHECK(agree_left == 0, "%ld rows with top-k above the cap were sampled on the device",
              agree_left);

@@ -101,6 +101,17 @@ class Server:
         with self.lock:
             return "\n".join(self.lines)
 
+    def wait_log(self, text, timeout=10):
+        """True once a line the server wrote contains text: its stderr is read by a thread, so
+        a line written before the server was ready may not have been read yet."""
+        deadline = time.time() + timeout
+        while True:
+            if text in self.log_text():
+                return True
+            if time.time() > deadline:
+                return False
+            time.sleep(0.02)
+
     def access_lines(self):
         out = []
         with self.lock:

@@ -46,7 +46,7 @@ try:
     # ---- (1) the model's template ----
     srv = Server(model)
     try:
-        C.check("chat template: jinja (the model's chat_template" in srv.log_text(),
+        C.check(srv.wait_log("chat template: jinja (the model's chat_template"),
                 "log names the model's Jinja template:\n" + srv.log_text()[-600:])
         msgs = [{"role": "system", "content": "Tell stories."},
                 {"role": "user", "content": "Once upon a time"}]
@@ -89,7 +89,7 @@ try:
                 "{% for b in range(100000) %}{% endfor %}{% endfor %}{% endif %}A:")
     srv = Server(model, args=["--chat-template", good])
     try:
-        C.check("chat template: jinja (%s" % good in srv.log_text(), "log names the file")
+        C.check(srv.wait_log("chat template: jinja (%s" % good), "log names the file")
         st, _, t = srv.post("/tokenize", {"messages": [{"role": "user", "content": "hi"}]})
         C.check(st == 200 and EOS not in t["tokens"], "the file's template is used: %s" % t)
         st, _, j = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content":
