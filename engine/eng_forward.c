@@ -29,6 +29,7 @@ struct eng_ctx {
     kern_buf *b_logits;                /* [max_batch][vocab], made on first need */
     kern_buf *b_sparams;               /* [max_batch] kern_sample_params, made on first need */
     kern_buf *b_sadj;                  /* the step's kern_sample_adj entries, grown on need */
+    kern_buf *b_slp;                   /* the step's kern_sample_lp results, grown on need */
     float *x;                          /* [max_batch][dim] residual stream of eng_forward */
     float *xb;                         /* [max_batch][max(dim, q_dim)] */
     float *q, *att;                    /* [max_batch][q_dim] */
@@ -136,7 +137,7 @@ void eng_ctx_destroy(eng_ctx *x)
     kern_buf *bufs[] = {x->b_x,   x->b_xb,  x->b_q,    x->b_att,  x->b_k,     x->b_v,
                         x->b_hb,  x->b_hb2, x->b_ids,  x->b_pos,  x->b_slot,  x->b_rows,
                         x->b_btrow, x->b_amax, x->b_freq, x->b_bt, x->b_logits,
-                        x->b_sparams, x->b_sadj};
+                        x->b_sparams, x->b_sadj, x->b_slp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(x->be, bufs[i]);
     free(x->lw);
     free(x->h_ids);
@@ -417,6 +418,27 @@ static int grow_buf(eng_ctx *c, kern_buf **b, size_t bytes)
     return kern_buf_alloc(c->be, bytes + bytes / 2, b);
 }
 
+/* The backend's log-probabilities of the step's picks into out->sample_lp (rows that asked). */
+static int read_logprobs(eng_ctx *c, const eng_forward_out *out, int nw)
+{
+    kern_sample_lp *h = malloc((size_t)nw * sizeof *h);
+    if (!h) return KERN_E_NOMEM;
+    int rc = kern_buf_read(c->be, c->b_slp, 0, h, (size_t)nw * sizeof *h);
+    for (int r = 0; r < nw && !rc; r++) {
+        if (out->sample[r].n_logprobs < 0 || out->argmax[r] < 0) continue;
+        eng_logprob *lp = &out->sample_lp[r];
+        lp->token = h[r].token;
+        lp->logprob = h[r].logprob;
+        lp->n_top = h[r].n_top;
+        for (int j = 0; j < h[r].n_top && j < ENG_MAX_TOP_LOGPROBS; j++) {
+            lp->top_ids[j] = h[r].top_ids[j];
+            lp->top_logprobs[j] = h[r].top_logprobs[j];
+        }
+    }
+    free(h);
+    return rc;
+}
+
 /* out->argmax from the logits lg on the backend: kern_argmax, or with out->sample each row by
  * its rules through kern_sample (the caller checked kern_has_sample). A row left to the host
  * (-2: too many candidates for the device) gets its adjusted logits row copied into
@@ -437,10 +459,16 @@ static int pick(eng_ctx *c, float *lg, const eng_forward_out *out)
                                  (size_t)nw * sizeof(kern_sample_params));
     if (!rc && ab) rc = grow_buf(c, &c->b_sadj, ab);
     if (!rc && ab) rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, ab);
+    int want_lp = 0;
+    for (int r = 0; r < nw && out->sample_lp; r++) want_lp |= out->sample[r].n_logprobs >= 0;
+    const size_t lb = (size_t)nw * sizeof(kern_sample_lp);
+    if (!rc && want_lp) rc = grow_buf(c, &c->b_slp, lb);
     if (!rc)
         rc = kern_sample(c->be, lg, nw, vocab, kern_buf_addr(c->b_sparams),
-                         ab ? kern_buf_addr(c->b_sadj) : NULL, c->amax);
+                         ab ? kern_buf_addr(c->b_sadj) : NULL, c->amax,
+                         want_lp ? kern_buf_addr(c->b_slp) : NULL);
     if (!rc) rc = kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * sizeof(int32_t));
+    if (!rc && want_lp) rc = read_logprobs(c, out, nw);
     for (int r = 0; r < nw && !rc; r++) {
         if (out->argmax[r] != -2 || (out->logits && out->logits == out->sample_logits))
             continue;

@@ -12,6 +12,7 @@
 #include "eng_kv.h"
 #include "eng_model.h"
 #include "eng_resident.h"
+#include "eng_sampler.h"
 #include "kern.h"
 
 typedef struct eng_batch_item {
@@ -63,6 +64,8 @@ typedef struct eng_forward_out {
     const kern_sample_adj *sample_adj;  /* [n_sample_adj] the rows' bias and penalty entries
                                            (kern_sample_params.adj_off), or NULL */
     int n_sample_adj;
+    eng_logprob *sample_lp;             /* [n_want] or NULL: the log-probabilities of each row
+                                           with n_logprobs >= 0 and a pick >= 0 */
 } eng_forward_out;
 
 /* Runs the whole model on n items (n <= max batch, larger batches are split by the caller).

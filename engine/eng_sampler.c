@@ -155,11 +155,6 @@ void eng_sampler_skip_uniform(eng_sampler *s)
     (void)rng_uniform(s->rng);
 }
 
-int eng_sampler_device_rules(const eng_sampler_cfg *c)
-{
-    return c->n_top_logprobs == 0;
-}
-
 static int penalties_on(const eng_sampler_cfg *c)
 {
     return c->repetition_penalty != 1.0f || c->presence_penalty != 0.0f ||

@@ -98,9 +98,6 @@ void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow);
  * RNG stream is the one eng_sampler_sample would have consumed. */
 double eng_sampler_peek_uniform(const eng_sampler *s);
 void eng_sampler_skip_uniform(eng_sampler *s);
-/* 1 when c's rules are all kern_sample has (temperature, top-k, top-p, min-p, logit bias and
- * the three penalties): no logprobs (a grammar is the caller's to rule out). */
-int eng_sampler_device_rules(const eng_sampler_cfg *c);
 /* The bias and penalty entries of s's next sample for kern_sample (kern.h: the bias entries in
  * the configuration's order, then one penalty entry per token the penalties touch), written to
  * adj[0..cap); *n_bias and *n_pen get their counts. ENG_E_FULL when cap is too small. */

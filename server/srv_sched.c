@@ -498,15 +498,14 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
 }
 
 /* 1 when item i's next token can be chosen by the backend (kern_sample, a device; on host
- * memory the logits already are where the sampler reads them): a generated token whose rules
- * are eng_sampler_device_rules' (bias, penalties, temperature, top-k, top-p, min-p; no
- * logprobs, no grammar). The backend picks from the draw the task's sampler would take next
- * (sample_draws), and the logits stay on the device unless it leaves the row to us (-2). */
+ * memory the logits already are where the sampler reads them): a generated token without a
+ * grammar (bias, penalties, temperature, top-k, top-p, min-p and logprobs all run there). The
+ * backend picks from the draw the task's sampler would take next (sample_draws), and the logits
+ * stay on the device unless it leaves the row to us (-2). */
 static int backend_samples(srv_sched *s, const eng_batch_item *it, const srv_task *t)
 {
     return kern_has_sample(&s->be) && it->pos >= t->n_prompt - 1 &&
-           t->kind == SRV_TASK_GENERATE && !t->want_logprobs && !t->gm &&
-           eng_sampler_device_rules(&t->scfg);
+           t->kind == SRV_TASK_GENERATE && !t->gm;
 }
 
 /* 1 when the sampler takes a draw for its next token (not greedy) */
@@ -518,7 +517,7 @@ static int sample_draws(const eng_sampler_cfg *c)
 /* Each backend-sampled row's rules and adjustment entries (bias, penalties) into s->sparams and
  * s->adj (grown to fit). Returns 0, or ENG_E_NOMEM. */
 static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task *const *task,
-                             int n, int *any, int *n_adj)
+                             int n, int *any, int *n_adj, int *any_lp)
 {
     size_t need = 0;
     for (int i = 0; i < n; i++)
@@ -533,12 +532,13 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
         s->adj_cap = need;
     }
     int row = 0, off = 0;
-    *any = 0;
+    *any = *any_lp = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].want_logits)
             continue;
         kern_sample_params *p = &s->sparams[row++];
         memset(p, 0, sizeof *p);   /* greedy, or a row whose pick goes unused */
+        p->n_logprobs = -1;
         if (task[i]->kind == SRV_TASK_EMBED || !backend_samples(s, &items[i], task[i]))
             continue;
         const eng_sampler *smp = &task[i]->dec.sampler;
@@ -549,9 +549,11 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
         *p = (kern_sample_params){.temperature = c->temperature, .top_k = c->top_k,
                                   .top_p = c->top_p, .min_p = c->min_p,
                                   .u = sample_draws(c) ? eng_sampler_peek_uniform(smp) : 0.0,
-                                  .adj_off = off, .n_bias = nb, .n_pen = np};
+                                  .adj_off = off, .n_bias = nb, .n_pen = np,
+                                  .n_logprobs = task[i]->want_logprobs ? c->n_top_logprobs : -1};
         off += nb + np;
         *any = 1;
+        *any_lp |= task[i]->want_logprobs;
     }
     *n_adj = off;
     return 0;
@@ -562,7 +564,7 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
 static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *const *task, int n,
                          eng_err *err)
 {
-    int need_logits = 0, need_picks = 0, need_hidden = 0, any_sampled = 0, n_adj = 0;
+    int need_logits = 0, need_picks = 0, need_hidden = 0, any_sampled = 0, n_adj = 0, any_lp = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].want_logits)
             continue;
@@ -574,7 +576,7 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
                            !backend_samples(s, &items[i], task[i]);
         }
     }
-    if (need_picks && sched_sample_rows(s, items, task, n, &any_sampled, &n_adj))
+    if (need_picks && sched_sample_rows(s, items, task, n, &any_sampled, &n_adj, &any_lp))
         return eng_err_set(err, ENG_E_NOMEM, "out of memory for sampling rules");
     eng_forward_out out = {.logits = need_logits ? s->logits : NULL,
                            .argmax = need_picks ? s->picks : NULL,
@@ -582,7 +584,8 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
                            .sample = any_sampled ? s->sparams : NULL,
                            .sample_logits = s->logits,
                            .sample_adj = n_adj ? s->adj : NULL,
-                           .n_sample_adj = n_adj};
+                           .n_sample_adj = n_adj,
+                           .sample_lp = any_lp ? s->slp : NULL};
     int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
     s->counts.steps++;
     return rc;
@@ -615,7 +618,8 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             /* the backend's pick from the draw the sampler would have taken: take it too */
             if (sample_draws(&bt->scfg)) eng_sampler_skip_uniform(&bt->dec.sampler);
             if (*pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
-            else task_token(s, bt, *pick, NULL, ev);
+            else task_token(s, bt, *pick, bt->want_logprobs ? &s->slp[pick - s->picks] : NULL,
+                            ev);
             continue;
         }   /* -2: left to us; lg holds the row as the backend adjusted it, and the sampler
              * below takes the same draw */
@@ -632,9 +636,9 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
             continue;
         }
-        int32_t tok = on_backend ? eng_sampler_sample_adjusted(&bt->dec.sampler, lg, NULL)
-                                 : eng_sampler_sample(&bt->dec.sampler, lg,
-                                                      bt->want_logprobs ? &lp : NULL);
+        eng_logprob *want_lp = bt->want_logprobs ? &lp : NULL;
+        int32_t tok = on_backend ? eng_sampler_sample_adjusted(&bt->dec.sampler, lg, want_lp)
+                                 : eng_sampler_sample(&bt->dec.sampler, lg, want_lp);
         if (tok < 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             continue;
@@ -908,11 +912,12 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->hidden = malloc((size_t)s->batch_cap * (size_t)mc->dim * sizeof(float));
     s->picks = malloc((size_t)s->batch_cap * sizeof(int32_t));
     s->sparams = calloc((size_t)s->batch_cap, sizeof(*s->sparams));
+    s->slp = calloc((size_t)s->batch_cap, sizeof(*s->slp));
     s->items = calloc((size_t)s->batch_cap, sizeof(*s->items));
     s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
     s->iso_items = calloc((size_t)s->batch_cap, sizeof(*s->iso_items));
     s->iso_task = calloc((size_t)s->batch_cap, sizeof(*s->iso_task));
-    if (!s->logits || !s->hidden || !s->picks || !s->sparams || !s->items || !s->item_task || !s->iso_items ||
+    if (!s->logits || !s->hidden || !s->picks || !s->sparams || !s->slp || !s->items || !s->item_task || !s->iso_items ||
         !s->iso_task) {
         snprintf(msg, cap, "out of memory for batch buffers");
         return ENG_E_NOMEM;
@@ -1061,6 +1066,8 @@ void srv_sched_stop(srv_sched *s)
     s->sparams = NULL;
     free(s->adj);
     s->adj = NULL;
+    free(s->slp);
+    s->slp = NULL;
     s->adj_cap = 0;
     free(s->items);
     free(s->item_task);

@@ -169,6 +169,7 @@ typedef struct srv_sched {
     kern_sample_params *sparams;    /* [batch cap] each row's rules for the backend's pick; owned */
     kern_sample_adj *adj;           /* [adj_cap] the rows' bias and penalty entries; owned */
     size_t adj_cap;
+    eng_logprob *slp;               /* [batch cap] the backend's logprobs of its picks; owned */
     eng_batch_item *items;          /* [batch cap]; owned */
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */
     eng_batch_item *iso_items;      /* [batch cap]; owned: one task's items when a batch failed */

@@ -174,8 +174,7 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
      * top-k, top-p and min-p from the draw the sampler would take next: again only the id
      * crosses back, unless the device leaves the row to the host (-2: its adjusted logits come
      * back and the sampler takes that draw). */
-    const int backend_samples = !backend_picks && kern_has_sample(&s->be) &&
-                                eng_sampler_device_rules(&o->sc);
+    const int backend_samples = !backend_picks && kern_has_sample(&s->be);
     const int draws = o->sc.temperature > 0.0f && isfinite(1.0f / o->sc.temperature);
     const int adj_cap = gen->sampler.vocab + o->sc.n_bias;
     kern_sample_adj *adj = backend_samples ? malloc((size_t)adj_cap * sizeof *adj) : NULL;
@@ -213,7 +212,7 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
             sp = (kern_sample_params){.temperature = o->sc.temperature, .top_k = o->sc.top_k,
                                       .top_p = o->sc.top_p, .min_p = o->sc.min_p,
                                       .u = draws ? eng_sampler_peek_uniform(&gen->sampler) : 0.0,
-                                      .n_bias = nb, .n_pen = np};
+                                      .n_bias = nb, .n_pen = np, .n_logprobs = -1};
         }
         eng_forward_out fo = {.logits = on_backend ? NULL : logits,
                               .argmax = on_backend ? &picked : NULL,

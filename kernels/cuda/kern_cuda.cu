@@ -16,8 +16,8 @@
  * and replayed; fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
  * SwiGLU epilogue, the residual add in the down projection's epilogue; RoPE is already in the
  * K/V write);
- * grammars and logprobs on the device (kern_cuda_sample.cu has bias, penalties, temperature,
- * top-k, top-p, min-p); block tables and penalty entries kept on the device, updated by deltas;
+ * grammar masks on the device (kern_cuda_sample.cu has bias, penalties, temperature, top-k,
+ * top-p, min-p, logprobs); block tables and penalty entries kept on the device, updated by deltas;
  * and a way to report which op failed asynchronously (errors surface at the next read).
  */
 #include <stdio.h>
@@ -439,12 +439,13 @@ static void cuda_destroy(void *ctx)
 }
 
 static int cuda_sample(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
-                       const kern_sample_adj *adj, int32_t *out)
+                       const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
-    if (!DEV(x) || !DEV(p) || !DEV(out) || (adj && !DEV(adj))) return KERN_E_INVAL;
+    if (!DEV(x) || !DEV(p) || !DEV(out) || (adj && !DEV(adj)) || (lp && !DEV(lp)))
+        return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
-    return kern_cuda__sample(c, x, n, vocab, p, adj, out);
+    return kern_cuda__sample(c, x, n, vocab, p, adj, out, lp);
 }
 
 static const kern_backend_ops kern_cuda_ops = {

@@ -127,7 +127,7 @@ int kern_cuda__copy_rows(kern_cuda_ctx *c, const float *src, const int32_t *rows
                          float *dst);
 int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t *out);
 int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
-                      const kern_sample_adj *adj, int32_t *out);
+                      const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
 
 /* Sum of v over the 32 lanes of a warp, in a fixed butterfly order, so every lane gets the same

@@ -1,8 +1,8 @@
 /* kern_cuda_sample.cu — the next token chosen on the device (kern.h, kern_sample): greedy, or
  * temperature with top-k, top-p and min-p, after logit bias and the repetition / presence /
- * frequency penalties, from a uniform the host drew, so that only the chosen ids cross to the
- * host. Grammars and logprobs stay on the host sampler (engine/eng_sampler.c), which the caller
- * uses for such requests. Driving thread.
+ * frequency penalties, from a uniform the host drew, and the picks' log-probabilities when
+ * asked, so that only the chosen ids (and logprobs) cross to the host. Grammars stay on the host
+ * sampler (engine/eng_sampler.c), which the caller uses for such requests. Driving thread.
  *
  * The rules are eng_sampler_sample's, step for step: bias then penalties (the host's float
  * operations, from its list of entries), logits cleaned (NaN -> -inf, +inf -> 3e38),
@@ -90,6 +90,101 @@ struct sample_smem {
     int hist[256];
     uint32_t sel[4];                 /* radix select: prefix, mask, rank left */
 };
+
+/* The want_k first of x[lo, hi) (this thread's run) in "before" order, over the whole block:
+ * sorted into sm->cand_id / cand_x [0, n); returns n (want_k, at most SAMPLE_CAP). A radix
+ * select of the want_k-th largest key, 8 bits at a time (candidates: the keys above it and the
+ * first `ties` keys equal to it, in id order), a gather in id order, a bitonic sort. Called by
+ * every thread of the block. */
+__device__ int sample_top(const float *x, int lo, int hi, int want_k, sample_smem *smp)
+{
+    sample_smem &sm = *smp;
+    const int tid = threadIdx.x;
+    uint32_t prefix = 0, mask = 0, want = (uint32_t)want_k;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        __syncthreads();
+        if (tid < 256) sm.hist[tid] = 0;
+        __syncthreads();
+        for (int i = lo; i < hi; i++) {
+            if (x[i] == -INFINITY) continue;
+            const uint32_t k = sample_key(x[i]);
+            if ((k & mask) == prefix) atomicAdd(&sm.hist[(k >> shift) & 255u], 1);
+        }
+        __syncthreads();
+        if (tid == 0) {
+            uint32_t acc = 0;
+            for (int b = 255; b >= 0; b--) {
+                const uint32_t h = (uint32_t)sm.hist[b];
+                if (acc + h >= want) {
+                    sm.sel[0] = prefix | ((uint32_t)b << shift);
+                    sm.sel[2] = want - acc;
+                    break;
+                }
+                acc += h;
+            }
+            sm.sel[1] = mask | (255u << shift);
+        }
+        __syncthreads();
+        prefix = sm.sel[0];
+        mask = sm.sel[1];
+        want = sm.sel[2];
+    }
+    const uint32_t thr = prefix;
+    const int ties = (int)want;
+
+    /* gather: every key > thr, and the first `ties` keys == thr in id order; then sort */
+    int ngt = 0, neq = 0;
+    for (int i = lo; i < hi; i++) {
+        if (x[i] == -INFINITY) continue;
+        const uint32_t k = sample_key(x[i]);
+        ngt += k > thr;
+        neq += k == thr;
+    }
+    int tot_gt, tot_eq;
+    const int at_gt = sample_scan<int>(ngt, sm.i, &tot_gt);
+    const int at_eq = sample_scan<int>(neq, sm.i, &tot_eq);
+    int g = at_gt, q = at_eq;
+    for (int i = lo; i < hi; i++) {
+        if (x[i] == -INFINITY) continue;
+        const uint32_t k = sample_key(x[i]);
+        int slot = -1;
+        if (k > thr) slot = g++;
+        else if (k == thr) { if (q < ties) slot = tot_gt + q; q++; }
+        if (slot >= 0 && slot < SAMPLE_CAP) {
+            sm.cand_id[slot] = i;
+            sm.cand_x[slot] = x[i];
+        }
+    }
+    const int n = min(tot_gt + min(ties, tot_eq), SAMPLE_CAP);
+    int np2 = 1;
+    while (np2 < n) np2 <<= 1;
+    __syncthreads();
+    if (tid >= n && tid < np2) {   /* padding sorts last */
+        sm.cand_id[tid] = 0x7fffffff;
+        sm.cand_x[tid] = -INFINITY;
+    }
+    for (int k = 2; k <= np2; k <<= 1) {
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            __syncthreads();
+            const int a = tid, b = tid ^ j;
+            if (a < np2 && b > a) {
+                const int first = sample_before(sm.cand_x[a], sm.cand_id[a], sm.cand_x[b],
+                                                sm.cand_id[b]);
+                const int up = (a & k) == 0;   /* this pair's run is ascending in "before" */
+                if (up ? !first : first) {
+                    const int ti = sm.cand_id[a];
+                    const float tx = sm.cand_x[a];
+                    sm.cand_id[a] = sm.cand_id[b];
+                    sm.cand_x[a] = sm.cand_x[b];
+                    sm.cand_id[b] = ti;
+                    sm.cand_x[b] = tx;
+                }
+            }
+        }
+    }
+    __syncthreads();
+    return n;
+}
 
 /* Row t of x [n][vocab] (cleaned in place), params p[t], pick out[t]. */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
@@ -217,91 +312,7 @@ kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_param
         need = (double)p.top_p * sample_sum<double>(part, sm.d);
         want_k = min(n_fin, SAMPLE_CAP);
     }
-    /* radix select of the want_k-th largest key, 8 bits at a time: candidates are the keys
-     * above it and the first `ties` keys equal to it (id order) */
-    uint32_t prefix = 0, mask = 0, want = (uint32_t)want_k;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        __syncthreads();
-        if (tid < 256) sm.hist[tid] = 0;
-        __syncthreads();
-        for (int i = lo; i < hi; i++) {
-            if (x[i] == -INFINITY) continue;
-            const uint32_t k = sample_key(x[i]);
-            if ((k & mask) == prefix) atomicAdd(&sm.hist[(k >> shift) & 255u], 1);
-        }
-        __syncthreads();
-        if (tid == 0) {
-            uint32_t acc = 0;
-            for (int b = 255; b >= 0; b--) {
-                const uint32_t h = (uint32_t)sm.hist[b];
-                if (acc + h >= want) {
-                    sm.sel[0] = prefix | ((uint32_t)b << shift);
-                    sm.sel[2] = want - acc;
-                    break;
-                }
-                acc += h;
-            }
-            sm.sel[1] = mask | (255u << shift);
-        }
-        __syncthreads();
-        prefix = sm.sel[0];
-        mask = sm.sel[1];
-        want = sm.sel[2];
-    }
-    const uint32_t thr = prefix;
-    const int ties = (int)want;
-
-    /* gather: every key > thr, and the first `ties` keys == thr in id order; then sort */
-    int ngt = 0, neq = 0;
-    for (int i = lo; i < hi; i++) {
-        if (x[i] == -INFINITY) continue;
-        const uint32_t k = sample_key(x[i]);
-        ngt += k > thr;
-        neq += k == thr;
-    }
-    int tot_gt, tot_eq;
-    const int at_gt = sample_scan<int>(ngt, sm.i, &tot_gt);
-    const int at_eq = sample_scan<int>(neq, sm.i, &tot_eq);
-    int g = at_gt, q = at_eq;
-    for (int i = lo; i < hi; i++) {
-        if (x[i] == -INFINITY) continue;
-        const uint32_t k = sample_key(x[i]);
-        int slot = -1;
-        if (k > thr) slot = g++;
-        else if (k == thr) { if (q < ties) slot = tot_gt + q; q++; }
-        if (slot >= 0 && slot < SAMPLE_CAP) {
-            sm.cand_id[slot] = i;
-            sm.cand_x[slot] = x[i];
-        }
-    }
-    const int n = min(tot_gt + min(ties, tot_eq), SAMPLE_CAP);
-    int np2 = 1;
-    while (np2 < n) np2 <<= 1;
-    __syncthreads();
-    if (tid >= n && tid < np2) {   /* padding sorts last */
-        sm.cand_id[tid] = 0x7fffffff;
-        sm.cand_x[tid] = -INFINITY;
-    }
-    for (int k = 2; k <= np2; k <<= 1) {
-        for (int j = k >> 1; j > 0; j >>= 1) {
-            __syncthreads();
-            const int a = tid, b = tid ^ j;
-            if (a < np2 && b > a) {
-                const int first = sample_before(sm.cand_x[a], sm.cand_id[a], sm.cand_x[b],
-                                                sm.cand_id[b]);
-                const int up = (a & k) == 0;   /* this pair's run is ascending in "before" */
-                if (up ? !first : first) {
-                    const int ti = sm.cand_id[a];
-                    const float tx = sm.cand_x[a];
-                    sm.cand_id[a] = sm.cand_id[b];
-                    sm.cand_x[a] = sm.cand_x[b];
-                    sm.cand_id[b] = ti;
-                    sm.cand_x[b] = tx;
-                }
-            }
-        }
-    }
-    __syncthreads();
+    const int n = sample_top(x, lo, hi, want_k, &sm);
     if (tid != 0) return;
 
     /* the host's walk over the sorted candidates */
@@ -347,11 +358,64 @@ kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_param
     out[t] = tok;
 }
 
+/* Row t's log-probabilities for its pick out[t] (rows with n_logprobs >= 0 and a pick >= 0):
+ * as eng_sampler's fill_lp on the adjusted, cleaned row the sample kernel left in x: the log of
+ * the sum of exp(x - max) over the finite logits in double (a fixed tree here, a running sum
+ * there: the last bits of a double, gone in the float results), the pick's x - lse, and the
+ * n_logprobs best tokens (sample_top). */
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+kern_cuda_sample_lp_k(const float *__restrict__ x_all, int vocab,
+                      const kern_sample_params *__restrict__ prm, const int32_t *__restrict__ out,
+                      kern_sample_lp *__restrict__ lp)
+{
+    __shared__ sample_smem sm;
+    const int t = blockIdx.x, tid = threadIdx.x;
+    const int want = prm[t].n_logprobs, tok = out[t];
+    if (want < 0 || tok < 0 || tok >= vocab) return;   /* uniform per block */
+    const float *x = x_all + (int64_t)t * vocab;
+    const int run = (vocab + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
+    const int lo = min(vocab, tid * run), hi = min(vocab, lo + run);
+    float lm = -INFINITY;
+    int nf = 0;
+    for (int i = lo; i < hi; i++) {
+        lm = fmaxf(lm, x[i]);
+        nf += x[i] != -INFINITY;
+    }
+    __syncthreads();
+    sm.f[tid] = lm;
+    __syncthreads();
+    for (int s = SAMPLE_THREADS / 2; s > 0; s >>= 1) {
+        if (tid < s) sm.f[tid] = fmaxf(sm.f[tid], sm.f[tid + s]);
+        __syncthreads();
+    }
+    const double m = (double)sm.f[0];
+    double part = 0.0;
+    for (int i = lo; i < hi; i++)
+        if (x[i] != -INFINITY) part += exp((double)x[i] - m);
+    const double lse = m + log(sample_sum<double>(part, sm.d));
+    const int n_fin = sample_sum<int>(nf, sm.i);
+    const int k = min(min(want, KERN_MAX_TOP_LOGPROBS), n_fin);
+    const int n = k > 0 ? sample_top(x, lo, hi, k, &sm) : 0;
+    if (tid != 0) return;
+    kern_sample_lp *o = lp + t;
+    o->token = tok;
+    o->logprob = (float)((double)x[tok] - lse);
+    o->n_top = n;
+    for (int j = 0; j < n; j++) {
+        o->top_ids[j] = sm.cand_id[j];
+        o->top_logprobs[j] = (float)((double)sm.cand_x[j] - lse);
+    }
+}
+
 int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
-                      const kern_sample_adj *adj, int32_t *out)
+                      const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp)
 {
     if (n <= 0 || n > 65535 || vocab <= 0) return KERN_E_INVAL;
     kern_cuda_sample_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, adj, out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_sample_k");
+    if (lp) {
+        kern_cuda_sample_lp_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, out, lp);
+        KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_sample_lp_k");
+    }
     return KERN_OK;
 }

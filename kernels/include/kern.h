@@ -123,8 +123,20 @@ typedef struct kern_sample_params {
     double u;                   /* the row's uniform draw in [0, 1), from the host's RNG */
     int32_t adj_off;            /* the row's entries in the adj array: n_bias bias entries, */
     int32_t n_bias, n_pen;      /* then n_pen penalty entries (distinct tokens) */
-    int32_t pad_;
+    int32_t n_logprobs;         /* < 0: none; 0..KERN_MAX_TOP_LOGPROBS: the chosen token's
+                                   log-probability and that many alternatives, into lp[t] */
 } kern_sample_params;
+
+/* The log-probabilities of a pick (eng_sampler's: of the adjusted logits, before temperature
+ * and truncation; alternatives descending, lowest id first on ties). */
+#define KERN_MAX_TOP_LOGPROBS 20
+typedef struct kern_sample_lp {
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    int32_t top_ids[KERN_MAX_TOP_LOGPROBS];
+    float top_logprobs[KERN_MAX_TOP_LOGPROBS];
+} kern_sample_lp;
 
 /* An adjustment of one logit, applied before anything else, in eng_sampler's order: every bias
  * entry in turn (x[token] += val), then the penalty entries (a logit that is not NaN: divided by
@@ -197,9 +209,10 @@ typedef struct kern_backend_ops {
      * the id, -1 when the row has no finite logit, or -2 when the backend leaves the row to the
      * host (too many candidates to sort; the caller samples x[t] itself with the same draw:
      * eng_sampler_sample_adjusted). x is adjusted and cleaned in place as the host sampler
-     * adjusts and cleans it. */
+     * adjusts and cleans it. lp (backend memory, [n], or NULL when no row asks): the picks'
+     * log-probabilities for rows with n_logprobs >= 0 and a pick >= 0. */
     int (*sample)(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
-                  const kern_sample_adj *adj, int32_t *out);
+                  const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -279,7 +292,7 @@ int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n
                    float *dst);
 int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out);
 int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
-                const kern_sample_adj *adj, int32_t *out);
+                const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
 int kern_has_sample(const kern_backend *b);   /* 1 when kern_sample runs on b */
 int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);

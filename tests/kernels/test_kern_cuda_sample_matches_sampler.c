@@ -15,6 +15,8 @@
  *             0.2 % of the draws, counted and printed; a row left to the host, sampled by
  *             eng_sampler_sample_adjusted from the row as the device adjusted it, gives the host's
  *             token from the raw row;
+ *   logprobs  two rows in three ask for the pick's log-probability and 0, 5 or 20 alternatives:
+ *             the same ids as the host sampler's, values within 1e-6 relative;
  *   cleaning  the logits rows come back cleaned as the host sampler cleans them (NaN -> -inf,
  *             +inf -> 3e38), bit for bit.
  * Skips (77) without a CUDA device, and under CLAQ_CUDA_TEST_STANDIN (the CPU backend has no
@@ -86,6 +88,10 @@ static void top64(const float *x, int n, int32_t *ids)
     for (int j = k; j < 64; j++) ids[j] = j % n;
 }
 
+/* rows asking for log-probabilities: two in three, with 0, 5 or 20 alternatives */
+#define LP_WANT(row) ((row) % 3 != 2)
+#define LP_N(row) ((row) % 7 == 0 ? 20 : (row) % 2 ? 5 : 0)
+
 static void clean_like_host(float *x, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -105,7 +111,7 @@ int main(void)
     }
     const int vocabs[] = {512, 32000, 128256};
     const int seeds = 6, kinds = 6;
-    long draws = 0, mismatches = 0, host_left = 0, agree_left = 0;
+    long draws = 0, mismatches = 0, host_left = 0, agree_left = 0, lp_checked = 0;
     for (unsigned v = 0; v < 3; v++) {
         const int vocab = vocabs[v];
         /* a batch: kinds rows x NRULES rules, each row its own rules */
@@ -117,6 +123,7 @@ int main(void)
         int32_t *got = malloc(sizeof(int32_t) * (size_t)n);
         const int adj_cap = n * (vocab + 4);
         kern_sample_adj *adj = malloc(sizeof *adj * (size_t)adj_cap);
+        kern_sample_lp *dlp = malloc(sizeof *dlp * (size_t)n);
         for (int k = 0; k < kinds; k++) {
             fill_row(x + (size_t)k * NRULES * vocab, vocab, k);
             for (int r = 1; r < NRULES; r++)
@@ -145,6 +152,7 @@ int main(void)
                     c.n_bias = 4;
                 }
                 c.seed = (uint64_t)seed * 1000003u + (uint64_t)row;
+                c.n_top_logprobs = LP_N(row);
                 eng_err err;
                 CT_CHECK(eng_sampler_init(&smp[row], &c, vocab, &err) == 0, "sampler init");
                 /* a history: prompt tokens, and output tokens some of them several times, drawn
@@ -162,15 +170,18 @@ int main(void)
                 p[row] = (kern_sample_params){.temperature = c.temperature, .top_k = c.top_k,
                                               .top_p = c.top_p, .min_p = c.min_p,
                                               .u = draws ? eng_sampler_peek_uniform(&smp[row]) : 0,
-                                              .adj_off = off, .n_bias = nb, .n_pen = np};
+                                              .adj_off = off, .n_bias = nb, .n_pen = np,
+                                              .n_logprobs = LP_WANT(row) ? LP_N(row) : -1};
                 off += nb + np;
             }
             kern_buf *d_x = ct_buf(&cu, x, sizeof(float) * (size_t)n * vocab);
             kern_buf *d_p = ct_buf(&cu, p, sizeof *p * (size_t)n);
             kern_buf *d_o = ct_buf(&cu, NULL, sizeof(int32_t) * (size_t)n);
             kern_buf *d_a = ct_buf(&cu, adj, sizeof *adj * (size_t)(off ? off : 1));
+            kern_buf *d_l = ct_buf(&cu, NULL, sizeof(kern_sample_lp) * (size_t)n);
             int rc = kern_sample(&cu, CT_ADDR(d_x), n, vocab, CT_ADDR(d_p), CT_ADDR(d_a),
-                                 CT_ADDR(d_o));
+                                 CT_ADDR(d_o), CT_ADDR(d_l));
+            ct_get(&cu, d_l, dlp, sizeof(kern_sample_lp) * (size_t)n);
             CT_CHECK(rc == 0, "kern_sample rc %d %s", rc, ct_cuda_err(&cu));
             memset(got, 0x7f, sizeof(int32_t) * (size_t)n);
             ct_get(&cu, d_o, got, sizeof(int32_t) * (size_t)n);
@@ -197,7 +208,23 @@ int main(void)
                                                                 NULL);
                 }
                 memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
-                const int32_t want = eng_sampler_sample(&smp[row], host, NULL);
+                eng_logprob hl;
+                const int32_t want = eng_sampler_sample(&smp[row], host, &hl);
+                if (LP_WANT(row) && got[row] >= 0 && got[row] == want) {
+                    /* the device's log-probabilities of its pick: the host's */
+                    const kern_sample_lp *d = &dlp[row];
+                    int ok = d->token == hl.token && d->n_top == hl.n_top &&
+                             fabsf(d->logprob - hl.logprob) <= 1e-6f * (1 + fabsf(hl.logprob));
+                    for (int j = 0; ok && j < hl.n_top; j++)
+                        ok = d->top_ids[j] == hl.top_ids[j] &&
+                             fabsf(d->top_logprobs[j] - hl.top_logprobs[j]) <=
+                                 1e-6f * (1 + fabsf(hl.top_logprobs[j]));
+                    lp_checked++;
+                    CT_CHECK(ok, "vocab %d row %d: device logprobs (%d, %g, %d top, first %d %g) vs "
+                             "host (%d, %g, %d top, first %d %g)", vocab, row, d->token,
+                             d->logprob, d->n_top, d->top_ids[0], d->top_logprobs[0], hl.token,
+                             hl.logprob, hl.n_top, hl.top_ids[0], hl.top_logprobs[0]);
+                }
                 CT_CHECK(got[row] != -2 || from_adjusted == want, "vocab %d row %d: the host's "
                          "sample of the device-adjusted row %d, of the raw row %d", vocab, row,
                          from_adjusted, want);
@@ -230,8 +257,9 @@ int main(void)
             kern_buf_free(&cu, d_p);
             kern_buf_free(&cu, d_o);
             kern_buf_free(&cu, d_a);
+            kern_buf_free(&cu, d_l);
         }
-        free(x); free(host); free(back); free(p); free(got); free(adj);
+        free(x); free(host); free(back); free(p); free(got); free(adj); free(dlp);
     }
     CT_CHECK(agree_left == 0, "%ld rows with top-k above the cap were sampled on the device",
              agree_left);
@@ -243,7 +271,9 @@ int main(void)
         printf("%d failures\n", ct_failures);
         return 1;
     }
+    CT_CHECK(lp_checked > draws / 3, "only %ld picks had their logprobs checked", lp_checked);
     printf("ok: kern_sample picks the host sampler's tokens: %ld draws, %ld differ, %ld left to "
-           "the host (more than 1024 candidates)\n", draws, mismatches, host_left);
+           "the host (more than 1024 candidates); logprobs equal the host's on %ld picks\n",
+           draws, mismatches, host_left, lp_checked);
     return 0;
 }
