@@ -11,9 +11,10 @@
  * into FMAs: only reduction orders and libm ulps differ from the CPU.
  *
  * Attention (version 3, flash-decoding): a token's positions are cut into chunks of 256, a block
- * per (head, token, chunk) reading the pool in place through the token's block-table row
- * (bt[bt_row[t]]): scores a warp per position, the chunk's max and exp-sum, and its unnormalized
- * sum of V in position order; tokens past one chunk are then merged by a log-sum-exp rescale
+ * per (group of query heads sharing a KV head, token, chunk) reading the pool in place through
+ * the token's block-table row (bt[bt_row[t]]), each K/V entry once for the group: scores a warp
+ * per position, each head's chunk max and exp-sum, and its unnormalized sum of V in position
+ * order; tokens past one chunk are then merged by a log-sum-exp rescale
  * (kern_cuda_attn_merge_k). Version 2 ran one block per (token, head) over the whole context,
  * which left most SMs idle at batch 1 and long contexts (32 blocks for a 7B model's heads).
  */
@@ -419,15 +420,19 @@ __device__ __forceinline__ float attn_kv(const __half *p, int i) { return __half
  * the same bits in any batch (batch invariance). */
 #define ATTN_CHUNK 256
 #define ATTN_WARPS (ATTN_THREADS / 32)
+#define ATTN_GMAX 8   /* query heads a block serves from one KV head (GQA), at most */
 
-/* One chunk [p0, p1] of token t's positions for head h: scores by a warp per position (lanes
- * across head_dim, coalesced), the chunk's max m and sum l of exp(s - m), and
- * o[d] = sum_p exp(s_p - m) V_p[d] in position order (a thread per d, coalesced). A token whose
- * positions fit one chunk writes out = o / l directly; otherwise the chunk's (o, m, l) go to the
- * partials for kern_cuda_attn_merge_k. K, V: this layer's view of the pool, entries of T; block
- * b, slot s of a position at K + b * block_stride + s * kv_dim; token t's block ids at
+/* One chunk [p0, p1] of token t's positions for the gs query heads h0 .. h0 + gs - 1, which
+ * share one KV head (GQA), so each K and V entry is read once for all of them: scores by a warp
+ * per position (lanes across head_dim, coalesced), each head's chunk max m and sum l of
+ * exp(s - m), and o[d] = sum_p exp(s_p - m) V_p[d] in position order (a thread per d,
+ * coalesced). Per head the operations and their order are those of one head alone. A token
+ * whose positions fit one chunk writes out = o / l directly; otherwise the chunk's (o, m, l) go
+ * to the partials for kern_cuda_attn_merge_k. K, V: this layer's view of the pool, entries of
+ * T; block b, slot s of a position at K + b * block_stride + s * kv_dim; token t's block ids at
  * bt[bt_row[t] * bt_stride ..]. part_o [n][n_heads][nchunk][head_dim], part_ml [..][nchunk][2].
- * Dynamic shared memory: q (head_dim rounded up to 4) then the chunk's ATTN_CHUNK scores. */
+ * Dynamic shared memory: gs rows of q (head_dim rounded up to 4), then gs rows of ATTN_CHUNK
+ * scores. */
 template <typename T>
 __global__ void __launch_bounds__(ATTN_THREADS)
 kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
@@ -435,79 +440,113 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
                  const int32_t *__restrict__ bt_row, int bt_stride, int n,
                  const T *__restrict__ K, const T *__restrict__ V, int64_t block_stride,
                  int n_heads, int n_kv_heads, int head_dim, int block_tokens, int max_pos,
-                 int nchunk, float *__restrict__ part_o, float *__restrict__ part_ml)
+                 int nchunk, int gs, float *__restrict__ part_o, float *__restrict__ part_ml)
 {
     extern __shared__ float smem[];
     __shared__ float red[32];
-    const int h = blockIdx.x, t = blockIdx.y, c = blockIdx.z;
-    if (h >= n_heads || t >= n) return;   /* uniform per block */
-    const int64_t qo = ((int64_t)t * n_heads + h) * head_dim;
+    const int h0 = blockIdx.x * gs, t = blockIdx.y, c = blockIdx.z;
+    if (h0 >= n_heads || t >= n) return;   /* uniform per block */
     const int P = pos[t];
     if (P < 0 || P >= max_pos) {          /* the engine checked; leave no garbage regardless */
         if (c == 0)
-            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[qo + d] = 0.0f;
+            for (int i = threadIdx.x; i < gs * head_dim; i += blockDim.x)
+                out[((int64_t)t * n_heads + h0) * head_dim + i] = 0.0f;
         return;
     }
     const int p0 = c * ATTN_CHUNK;
     if (p0 > P) return;                   /* this token has fewer chunks; uniform per block */
     const int p1 = min(P, p0 + ATTN_CHUNK - 1);
     const int single = P < ATTN_CHUNK;
-    const int kvh = h / (n_heads / n_kv_heads);
+    const int kvh = h0 / (n_heads / n_kv_heads);
     const int kv_dim = n_kv_heads * head_dim;
     const int32_t *tab = bt + (int64_t)(bt_row ? bt_row[t] : t) * bt_stride;
 
-    /* q_s holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges a
-     * remainder of q loads into one 12-byte shared load that can run past head_dim
+    /* each q row holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges
+     * a remainder of q loads into one 12-byte shared load that can run past head_dim
      * (compute-sanitizer memcheck flagged it at head_dim 1 on an H200, 2026-12-04). */
     const int hd_pad = (head_dim + 3) & ~3;
-    float *q_s = smem, *S = smem + hd_pad;
-    for (int d = threadIdx.x; d < hd_pad; d += blockDim.x) q_s[d] = d < head_dim ? q[qo + d] : 0.0f;
+    float *q_s = smem, *S = smem + gs * hd_pad;
+    for (int i = threadIdx.x; i < gs * hd_pad; i += blockDim.x) {
+        const int g = i / hd_pad, d = i % hd_pad;
+        q_s[i] = d < head_dim ? q[((int64_t)t * n_heads + h0 + g) * head_dim + d] : 0.0f;
+    }
     __syncthreads();
 
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int p = p0 + warp; p <= p1; p += ATTN_WARPS) {   /* uniform per warp */
         const int blk = tab[p / block_tokens];
-        float dot = 0.0f;
+        float dot[ATTN_GMAX];
+#pragma unroll
+        for (int g = 0; g < ATTN_GMAX; g++) dot[g] = 0.0f;
         if (blk >= 0) {   /* the engine built the table; defensive */
             const T *k = K + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
                          (int64_t)kvh * head_dim;
-            for (int d = lane; d < head_dim; d += 32) dot = fmaf(q_s[d], attn_kv(k, d), dot);
+            for (int d = lane; d < head_dim; d += 32) {
+                const float kd = attn_kv(k, d);
+#pragma unroll
+                for (int g = 0; g < ATTN_GMAX; g++)
+                    if (g < gs) dot[g] = fmaf(q_s[g * hd_pad + d], kd, dot[g]);
+            }
         }
 #pragma unroll
-        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        if (lane == 0) S[p - p0] = blk >= 0 ? dot * scale : -INFINITY;
+        for (int g = 0; g < ATTN_GMAX; g++) {
+            if (g >= gs) break;   /* uniform */
+            float v = dot[g];
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+            if (lane == 0) S[g * ATTN_CHUNK + p - p0] = blk >= 0 ? v * scale : -INFINITY;
+        }
     }
     __syncthreads();   /* S[] written by one lane per position, read by every thread below */
-    float lmax = -INFINITY;
-    for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) lmax = fmaxf(lmax, S[i]);
-    const float m = kern_cuda_block_max(lmax, red);
-    float lsum = 0.0f;
-    for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) {
-        /* a chunk of missing blocks only (m = -inf) weighs nothing, not NaN */
-        const float e = m == -INFINITY ? 0.0f : expf(__fsub_rn(S[i], m));
-        S[i] = e;
-        lsum += e;
+    float m[ATTN_GMAX], l[ATTN_GMAX];
+#pragma unroll
+    for (int g = 0; g < ATTN_GMAX; g++) {
+        m[g] = l[g] = 0.0f;
+        if (g >= gs) continue;   /* uniform */
+        float *Sg = S + g * ATTN_CHUNK;
+        float lmax = -INFINITY;
+        for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) lmax = fmaxf(lmax, Sg[i]);
+        m[g] = kern_cuda_block_max(lmax, red);
+        float lsum = 0.0f;
+        for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) {
+            /* a chunk of missing blocks only (m = -inf) weighs nothing, not NaN */
+            const float e = m[g] == -INFINITY ? 0.0f : expf(__fsub_rn(Sg[i], m[g]));
+            Sg[i] = e;
+            lsum += e;
+        }
+        l[g] = kern_cuda_block_sum(lsum, red);   /* its barriers order S[] too */
     }
-    const float l = kern_cuda_block_sum(lsum, red);   /* its barriers order S[] too */
-    const int64_t pc = ((int64_t)t * n_heads + h) * nchunk + c;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float acc = 0.0f;
+        float acc[ATTN_GMAX];
+#pragma unroll
+        for (int g = 0; g < ATTN_GMAX; g++) acc[g] = 0.0f;
         for (int p = p0; p <= p1; p++) {
             const int blk = tab[p / block_tokens];
             if (blk < 0) continue;
             const T *v = V + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
                          (int64_t)kvh * head_dim;
-            acc = __fadd_rn(acc, __fmul_rn(S[p - p0], attn_kv(v, d)));
+            const float vd = attn_kv(v, d);
+#pragma unroll
+            for (int g = 0; g < ATTN_GMAX; g++)
+                if (g < gs) acc[g] = __fadd_rn(acc[g], __fmul_rn(S[g * ATTN_CHUNK + p - p0], vd));
         }
-        if (single)
-            out[qo + d] = l > 0.0f ? __fdiv_rn(acc, l) : 0.0f;
-        else
-            part_o[pc * head_dim + d] = acc;
+#pragma unroll
+        for (int g = 0; g < ATTN_GMAX; g++) {
+            if (g >= gs) break;
+            const int64_t hq = (int64_t)t * n_heads + h0 + g;
+            if (single)
+                out[hq * head_dim + d] = l[g] > 0.0f ? __fdiv_rn(acc[g], l[g]) : 0.0f;
+            else
+                part_o[(hq * nchunk + c) * head_dim + d] = acc[g];
+        }
     }
     if (!single && threadIdx.x == 0) {
-        part_ml[pc * 2] = m;
-        part_ml[pc * 2 + 1] = l;
+        for (int g = 0; g < gs; g++) {
+            const int64_t pc = ((int64_t)t * n_heads + h0 + g) * nchunk + c;
+            part_ml[pc * 2] = m[g];
+            part_ml[pc * 2 + 1] = l[g];
+        }
     }
 }
 
@@ -555,11 +594,15 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
     if (a->block_stride < (int64_t)a->block_tokens * kv_dim ||
         a->bt_stride < (a->max_pos + a->block_tokens - 1) / a->block_tokens)
         return KERN_E_INVAL;
-    /* q and the chunk's scores live in dynamic shared memory, launched without the opt-in
-     * attribute: 48 KiB per block in all, red[32] included (head_dim above ~11k: unsupported,
-     * not a failed launch). */
-    const size_t smem =
-        ((size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) + ATTN_CHUNK) * sizeof(float);
+    /* A block serves gs query heads of one KV head: the largest divisor of the group size up
+     * to ATTN_GMAX whose q rows and scores fit the dynamic shared memory of a launch without the
+     * opt-in attribute (48 KiB in all, red[32] included; head_dim above ~11k: unsupported, not a
+     * failed launch). */
+    const int group = a->n_heads / a->n_kv_heads;
+    const size_t row = (size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) + ATTN_CHUNK;
+    int gs = group < ATTN_GMAX ? group : ATTN_GMAX;
+    while (gs > 1 && (group % gs || gs * row * sizeof(float) > ATTN_SMEM_MAX)) gs--;
+    const size_t smem = gs * row * sizeof(float);
     if (smem > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
     const int nchunk = (a->max_pos + ATTN_CHUNK - 1) / ATTN_CHUNK;
     if (nchunk > 65535) return KERN_E_UNSUPPORTED;
@@ -574,17 +617,17 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
         part_o = (float *)d_s;
         part_ml = part_o + per * a->head_dim;
     }
-    dim3 grid((unsigned)a->n_heads, (unsigned)a->n, (unsigned)nchunk);
+    dim3 grid((unsigned)(a->n_heads / gs), (unsigned)a->n, (unsigned)nchunk);
     if (a->kv_dtype == KERN_F16)
         kern_cuda_attn_k<__half><<<grid, ATTN_THREADS, smem, c->stream>>>(
             a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
             (const __half *)a->k_base, (const __half *)a->v_base, a->block_stride, a->n_heads,
-            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, part_o, part_ml);
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, gs, part_o, part_ml);
     else
         kern_cuda_attn_k<float><<<grid, ATTN_THREADS, smem, c->stream>>>(
             a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
             (const float *)a->k_base, (const float *)a->v_base, a->block_stride, a->n_heads,
-            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, part_o, part_ml);
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, gs, part_o, part_ml);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_attn_k");
     if (nchunk > 1) {
         kern_cuda_attn_merge_k<<<dim3((unsigned)a->n_heads, (unsigned)a->n), ATTN_THREADS, 0,

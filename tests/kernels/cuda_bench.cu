@@ -335,14 +335,22 @@ static void bench_prefill(void)
     BENCH_CHECK(cudaFree(y));
 }
 
-/* Decode attention of LLaMA-7B heads (32 x 128, MHA) over an fp16 paged pool (16-token blocks,
- * one layer's view) at batch 1/8/32 and contexts 512/2048/4096: time per call and the K/V bytes
- * it must read against the copy bandwidth (its floor). Every sequence its own blocks. */
+/* Decode attention of 32 query heads x 128 over an fp16 paged pool (16-token blocks, one layer's
+ * view): MHA (LLaMA-7B) and GQA with 8 KV heads (LLaMA-3-8B), at batch 1/8/32 and contexts
+ * 512/2048/4096: time per call and the K/V bytes it must read against the copy bandwidth (its
+ * floor). Every sequence its own blocks. */
+static void bench_attention_shape(double bw, int nkv);
 static void bench_attention(double bw)
 {
+    for (int shape = 0; shape < 2; shape++) bench_attention_shape(bw, shape ? 8 : 32);
+}
+
+static void bench_attention_shape(double bw, int nkv)
+{
     const int nh = 32, hd = 128, bt = 16, ctxs[3] = {512, 2048, 4096}, batches[3] = {1, 8, 32};
-    const int kv_dim = nh * hd;
-    printf("\n## Decode attention, 32 heads x 128, fp16 KV, 16-token blocks (one layer)\n");
+    const int kv_dim = nkv * hd;
+    printf("\n## Decode attention, 32 query heads x 128, %d KV heads, fp16 KV, 16-token blocks "
+           "(one layer)\n", nkv);
     printf("| batch | context | us | KV GB/s | %% of copy bw |\n|---|---|---|---|---|\n");
     for (int ci = 0; ci < 3; ci++) {
         const int max_pos = ctxs[ci], bps = max_pos / bt;
@@ -351,8 +359,8 @@ static void bench_attention(double bw)
             const int64_t stride = (int64_t)bt * kv_dim;
             __half *k = dev_random_f16((size_t)nblocks * stride);
             __half *v = dev_random_f16((size_t)nblocks * stride);
-            float *q = dev_random((size_t)n * kv_dim), *o = NULL;
-            BENCH_CHECK(cudaMalloc(&o, sizeof(float) * (size_t)n * kv_dim));
+            float *q = dev_random((size_t)n * nh * hd), *o = NULL;
+            BENCH_CHECK(cudaMalloc(&o, sizeof(float) * (size_t)n * nh * hd));
             int32_t *h_bt = (int32_t *)malloc(sizeof(int32_t) * (size_t)nblocks);
             int32_t *h_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
             for (int i = 0; i < nblocks; i++) h_bt[i] = i;
@@ -362,7 +370,7 @@ static void bench_attention(double bw)
             BENCH_CHECK(cudaMalloc(&d_pos, sizeof(int32_t) * (size_t)n));
             BENCH_CHECK(cudaMemcpy(d_bt, h_bt, sizeof(int32_t) * (size_t)nblocks, cudaMemcpyHostToDevice));
             BENCH_CHECK(cudaMemcpy(d_pos, h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
-            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nh, .head_dim = hd, .q = q,
+            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .q = q,
                                 .out = o, .pos = d_pos, .bt = d_bt, .bt_row = NULL,
                                 .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = k, .v_base = v,
                                 .block_stride = stride, .block_tokens = bt, .max_pos = max_pos};
