@@ -449,7 +449,8 @@ static int pick(eng_ctx *c, float *lg, const eng_forward_out *out)
     const size_t row_bytes = (size_t)vocab * sizeof(float);
     if (!out->sample) {
         int rc = kern_argmax(c->be, lg, nw, vocab, c->amax);
-        return rc ? rc : kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * 4);
+        return rc ? rc
+                  : kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * sizeof(int32_t));
     }
     if (!kern_has_sample(c->be) || !out->sample_logits) return KERN_E_INVAL;
     const size_t pb = (size_t)c->max_batch * sizeof(kern_sample_params);

@@ -161,8 +161,20 @@ static int penalties_on(const eng_sampler_cfg *c)
            c->frequency_penalty != 0.0f;
 }
 
-int eng_sampler_device_adj(const eng_sampler *s, kern_sample_adj *adj, int cap, int *n_bias,
-                           int *n_pen)
+int eng_sampler_draws(const eng_sampler *s)
+{
+    return s->cfg.temperature > 0.0f && isfinite(1.0f / s->cfg.temperature);
+}
+
+int eng_sampler_device_entries(const eng_sampler *s)
+{
+    return s->cfg.n_bias + (penalties_on(&s->cfg) ? s->n_seen : 0);
+}
+
+/* The bias entries in the configuration's order, then one penalty entry per token the
+ * penalties touch, into adj[0..cap); ENG_E_FULL when cap is too small. */
+static int device_adj(const eng_sampler *s, kern_sample_adj *adj, int cap, int *n_bias,
+                      int *n_pen)
 {
     const eng_sampler_cfg *c = &s->cfg;
     int n = 0;
@@ -187,6 +199,22 @@ int eng_sampler_device_adj(const eng_sampler *s, kern_sample_adj *adj, int cap, 
     }
     *n_pen = n - *n_bias;
     return 0;
+}
+
+int eng_sampler_device_params(const eng_sampler *s, int n_logprobs, kern_sample_adj *adj,
+                              int cap, int adj_off, kern_sample_params *p)
+{
+    int nb = 0, np = 0;
+    int rc = device_adj(s, adj, cap, &nb, &np);
+    if (rc)
+        return rc;
+    const eng_sampler_cfg *c = &s->cfg;
+    *p = (kern_sample_params){.temperature = c->temperature, .top_k = c->top_k,
+                              .top_p = c->top_p, .min_p = c->min_p,
+                              .u = eng_sampler_draws(s) ? eng_sampler_peek_uniform(s) : 0.0,
+                              .adj_off = adj_off, .n_bias = nb, .n_pen = np,
+                              .n_logprobs = n_logprobs};
+    return nb + np;
 }
 
 void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow)

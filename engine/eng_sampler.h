@@ -98,11 +98,16 @@ void eng_sampler_set_allow(eng_sampler *s, const uint32_t *allow);
  * RNG stream is the one eng_sampler_sample would have consumed. */
 double eng_sampler_peek_uniform(const eng_sampler *s);
 void eng_sampler_skip_uniform(eng_sampler *s);
-/* The bias and penalty entries of s's next sample for kern_sample (kern.h: the bias entries in
- * the configuration's order, then one penalty entry per token the penalties touch), written to
- * adj[0..cap); *n_bias and *n_pen get their counts. ENG_E_FULL when cap is too small. */
-int eng_sampler_device_adj(const eng_sampler *s, kern_sample_adj *adj, int cap, int *n_bias,
-                           int *n_pen);
+/* 1 when s's next sample takes a uniform draw (temperature sampling), 0 when it is greedy. */
+int eng_sampler_draws(const eng_sampler *s);
+/* kern_sample's rules for s's next token: *p from s's configuration, the draw it would take
+ * (0 when greedy) and n_logprobs (< 0: none); its bias and penalty entries (kern.h: the bias
+ * entries in the configuration's order, then one penalty entry per token the penalties touch)
+ * written to adj[0..cap), which the caller places at adj_off of the step's entries. Returns the
+ * number of entries (eng_sampler_device_entries), or ENG_E_FULL when cap is too small. */
+int eng_sampler_device_params(const eng_sampler *s, int n_logprobs, kern_sample_adj *adj,
+                              int cap, int adj_off, kern_sample_params *p);
+int eng_sampler_device_entries(const eng_sampler *s);
 /* eng_sampler_sample on logits a device already adjusted and cleaned (kern_sample left the row
  * to the host: -2): the same choice and draw, without applying bias and penalties again. */
 int32_t eng_sampler_sample_adjusted(eng_sampler *s, float *logits, eng_logprob *lp);

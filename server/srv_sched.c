@@ -500,18 +500,12 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
 /* 1 when item i's next token can be chosen by the backend (kern_sample, a device; on host
  * memory the logits already are where the sampler reads them): a generated token without a
  * grammar (bias, penalties, temperature, top-k, top-p, min-p and logprobs all run there). The
- * backend picks from the draw the task's sampler would take next (sample_draws), and the logits
+ * backend picks from the draw the task's sampler would take next (eng_sampler_draws), and the logits
  * stay on the device unless it leaves the row to us (-2). */
 static int backend_samples(srv_sched *s, const eng_batch_item *it, const srv_task *t)
 {
     return kern_has_sample(&s->be) && it->pos >= t->n_prompt - 1 &&
            t->kind == SRV_TASK_GENERATE && !t->gm;
-}
-
-/* 1 when the sampler takes a draw for its next token (not greedy) */
-static int sample_draws(const eng_sampler_cfg *c)
-{
-    return c->temperature > 0.0f && isfinite(1.0f / c->temperature);
 }
 
 /* Each backend-sampled row's rules and adjustment entries (bias, penalties) into s->sparams and
@@ -523,7 +517,7 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
     for (int i = 0; i < n; i++)
         if (items[i].want_logits && task[i]->kind != SRV_TASK_EMBED &&
             backend_samples(s, &items[i], task[i]))
-            need += (size_t)task[i]->scfg.n_bias + (size_t)task[i]->dec.sampler.n_seen;
+            need += (size_t)eng_sampler_device_entries(&task[i]->dec.sampler);
     if (need > s->adj_cap) {
         kern_sample_adj *a = realloc(s->adj, need * sizeof *a);
         if (!a)
@@ -541,17 +535,13 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
         p->n_logprobs = -1;
         if (task[i]->kind == SRV_TASK_EMBED || !backend_samples(s, &items[i], task[i]))
             continue;
-        const eng_sampler *smp = &task[i]->dec.sampler;
-        const eng_sampler_cfg *c = &task[i]->scfg;
-        int nb = 0, np = 0;
-        if (eng_sampler_device_adj(smp, s->adj + off, (int)(need - (size_t)off), &nb, &np))
+        int k = eng_sampler_device_params(&task[i]->dec.sampler,
+                                          task[i]->want_logprobs ? task[i]->scfg.n_top_logprobs
+                                                                 : -1,
+                                          s->adj + off, (int)(need - (size_t)off), off, p);
+        if (k < 0)
             return ENG_E_NOMEM;   /* cannot happen: need counted every entry */
-        *p = (kern_sample_params){.temperature = c->temperature, .top_k = c->top_k,
-                                  .top_p = c->top_p, .min_p = c->min_p,
-                                  .u = sample_draws(c) ? eng_sampler_peek_uniform(smp) : 0.0,
-                                  .adj_off = off, .n_bias = nb, .n_pen = np,
-                                  .n_logprobs = task[i]->want_logprobs ? c->n_top_logprobs : -1};
-        off += nb + np;
+        off += k;
         *any = 1;
         *any_lp |= task[i]->want_logprobs;
     }
@@ -616,7 +606,7 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
         const int on_backend = backend_samples(s, &items[i], bt);
         if (on_backend && *pick != -2) {
             /* the backend's pick from the draw the sampler would have taken: take it too */
-            if (sample_draws(&bt->scfg)) eng_sampler_skip_uniform(&bt->dec.sampler);
+            if (eng_sampler_draws(&bt->dec.sampler)) eng_sampler_skip_uniform(&bt->dec.sampler);
             if (*pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             else task_token(s, bt, *pick, bt->want_logprobs ? &s->slp[pick - s->picks] : NULL,
                             ev);
@@ -917,8 +907,8 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->item_task = calloc((size_t)s->batch_cap, sizeof(*s->item_task));
     s->iso_items = calloc((size_t)s->batch_cap, sizeof(*s->iso_items));
     s->iso_task = calloc((size_t)s->batch_cap, sizeof(*s->iso_task));
-    if (!s->logits || !s->hidden || !s->picks || !s->sparams || !s->slp || !s->items || !s->item_task || !s->iso_items ||
-        !s->iso_task) {
+    if (!s->logits || !s->hidden || !s->picks || !s->sparams || !s->slp || !s->items ||
+        !s->item_task || !s->iso_items || !s->iso_task) {
         snprintf(msg, cap, "out of memory for batch buffers");
         return ENG_E_NOMEM;
     }

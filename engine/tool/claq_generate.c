@@ -2,7 +2,6 @@
  * (prompt and generation tokens/s) on stderr. Single sequence; prefill in one batched pass, then
  * one token per step. */
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,8 +174,8 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
      * crosses back, unless the device leaves the row to the host (-2: its adjusted logits come
      * back and the sampler takes that draw). */
     const int backend_samples = !backend_picks && kern_has_sample(&s->be);
-    const int draws = o->sc.temperature > 0.0f && isfinite(1.0f / o->sc.temperature);
-    const int adj_cap = gen->sampler.vocab + o->sc.n_bias;
+    const int draws = eng_sampler_draws(&gen->sampler);
+    const int adj_cap = gen->sampler.vocab + o->sc.n_bias;   /* every entry there can be */
     kern_sample_adj *adj = backend_samples ? malloc((size_t)adj_cap * sizeof *adj) : NULL;
     if (backend_samples && !adj) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     int32_t picked = -1;   /* the backend's pick for the step just run, or -1: sample logits */
@@ -203,23 +202,18 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
         eng_batch_item it = {next, pos, seq, 1};
         const int on_backend = backend_picks || backend_samples;
         kern_sample_params sp = {0};
-        int nb = 0, np = 0;
-        if (backend_samples) {
-            if (eng_sampler_device_adj(&gen->sampler, adj, adj_cap, &nb, &np)) {
-                rc = eng_err_set(err, ENG_E_FULL, "too many sampling adjustments");
-                break;
-            }
-            sp = (kern_sample_params){.temperature = o->sc.temperature, .top_k = o->sc.top_k,
-                                      .top_p = o->sc.top_p, .min_p = o->sc.min_p,
-                                      .u = draws ? eng_sampler_peek_uniform(&gen->sampler) : 0.0,
-                                      .n_bias = nb, .n_pen = np, .n_logprobs = -1};
+        int n_adj = 0;
+        if (backend_samples &&
+            (n_adj = eng_sampler_device_params(&gen->sampler, -1, adj, adj_cap, 0, &sp)) < 0) {
+            rc = eng_err_set(err, ENG_E_FULL, "too many sampling adjustments");
+            break;
         }
         eng_forward_out fo = {.logits = on_backend ? NULL : logits,
                               .argmax = on_backend ? &picked : NULL,
                               .sample = backend_samples ? &sp : NULL,
                               .sample_logits = logits,
-                              .sample_adj = nb + np ? adj : NULL,
-                              .n_sample_adj = nb + np};
+                              .sample_adj = n_adj ? adj : NULL,
+                              .n_sample_adj = n_adj};
         picked = -1;
         adjusted = 0;
         if ((rc = eng_forward_ex(s->ctx, &s->kv, &it, 1, &fo, err))) break;

@@ -113,8 +113,8 @@ typedef struct kern_kv_write_args {
 } kern_kv_write_args;
 
 /* How one row's next token is chosen by kern_sample: eng_sampler's rules (logit bias,
- * repetition / presence / frequency penalties, temperature, top-k, top-p, min-p; not grammars
- * or logprobs, which need the logits on the host). */
+ * repetition / presence / frequency penalties, temperature, top-k, top-p, min-p, and the pick's
+ * logprobs; not grammars, whose masks are built on the host). */
 typedef struct kern_sample_params {
     float temperature;          /* <= 0: greedy (the largest adjusted logit, lowest id on ties) */
     int32_t top_k;              /* <= 0: off */

@@ -271,9 +271,8 @@ static void device_sampling(eng_model *m, kern_backend *cu, const eng_resident *
         eng_sampler peek;
         if (eng_sampler_init(&peek, &c, vocab, &err)) break;
         for (int s = 0; s < STEPS; s++) {
-            sp[s] = (kern_sample_params){.temperature = c.temperature, .top_k = c.top_k,
-                                         .top_p = c.top_p, .min_p = c.min_p,
-                                         .u = eng_sampler_peek_uniform(&peek)};
+            CT_CHECK(eng_sampler_device_params(&peek, -1, NULL, 0, 0, &sp[s]) == 0,
+                     "device params");
             eng_sampler_skip_uniform(&peek);
         }
         eng_sampler_free(&peek);

@@ -163,16 +163,11 @@ int main(void)
                     eng_sampler_accept_prompt(&smp[row], top[ct_rnd() % 64u]);
                 for (int j = 0; j < 30; j++)
                     eng_sampler_accept(&smp[row], top[ct_rnd() % 16u]);
-                int nb = 0, np = 0;
-                CT_CHECK(eng_sampler_device_adj(&smp[row], adj + off, adj_cap - off, &nb, &np) == 0,
-                         "device adjustments");
-                const int draws = c.temperature > 0.0f;
-                p[row] = (kern_sample_params){.temperature = c.temperature, .top_k = c.top_k,
-                                              .top_p = c.top_p, .min_p = c.min_p,
-                                              .u = draws ? eng_sampler_peek_uniform(&smp[row]) : 0,
-                                              .adj_off = off, .n_bias = nb, .n_pen = np,
-                                              .n_logprobs = LP_WANT(row) ? LP_N(row) : -1};
-                off += nb + np;
+                const int k = eng_sampler_device_params(&smp[row], LP_WANT(row) ? LP_N(row) : -1,
+                                                        adj + off, adj_cap - off, off, &p[row]);
+                CT_CHECK(k >= 0 && k == eng_sampler_device_entries(&smp[row]),
+                         "device entries: %d", k);
+                off += k > 0 ? k : 0;
             }
             kern_buf *d_x = ct_buf(&cu, x, sizeof(float) * (size_t)n * vocab);
             kern_buf *d_p = ct_buf(&cu, p, sizeof *p * (size_t)n);
