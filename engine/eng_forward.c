@@ -2,9 +2,10 @@
  * items: RMSNorm, q/k/v projections, RoPE, K/V written to the paged cache, grouped-query attention,
  * output projection, SwiGLU FFN, final norm and head, and on request the greedy pick. All math
  * goes through kern.h, on the backend's memory: on a device backend the residual stream, the
- * scratch, the KV pool and the logits stay on the device, and a step copies only its token ids,
- * positions, cache slots and block tables in, and the logits or picked ids out. The ctx owns that
- * scratch for max_batch tokens; one thread drives a ctx at a time. */
+ * scratch, the KV pool, the block tables and the logits stay on the device, and a step copies
+ * only its token ids, positions, cache slots and the block-table entries that changed in, and
+ * the logits or picked ids out. The ctx owns that scratch for max_batch tokens; one thread
+ * drives a ctx at a time. */
 #include "eng_forward.h"
 
 #include <stdlib.h>
@@ -25,7 +26,7 @@ struct eng_ctx {
      * addresses (what ops take). */
     kern_buf *b_x, *b_xb, *b_q, *b_att, *b_k, *b_v, *b_hb, *b_hb2;
     kern_buf *b_ids, *b_pos, *b_slot, *b_rows, *b_btrow, *b_amax, *b_freq;
-    kern_buf *b_bt;                    /* [bt_cap] block tables, grown on demand */
+    kern_buf *b_bt;                    /* [bt_rows][bt_stride] block tables, kept between steps */
     kern_buf *b_logits;                /* [max_batch][vocab], made on first need */
     kern_buf *b_sparams;               /* [max_batch] kern_sample_params, made on first need */
     kern_buf *b_sadj;                  /* the step's kern_sample_adj entries, grown on need */
@@ -36,16 +37,26 @@ struct eng_ctx {
     float *k, *v;                      /* [max_batch][kv_dim] */
     float *hb, *hb2;                   /* [max_batch][hidden] */
     int32_t *ids, *pos, *slot, *rows, *btrow, *amax;   /* [max_batch] */
-    int32_t *bt;                       /* [bt_cap] */
+    int32_t *bt;                       /* b_bt's address */
     float *logits;                     /* b_logits' address */
     float *rope_freq;                  /* [head_dim / 2] scaled RoPE frequencies, or NULL for the
                                           default rope (kernels derive it from theta) */
     /* Host mirrors of the step's small tables (what kern_buf_write sends); owned. */
     int32_t *h_ids, *h_pos, *h_slot, *h_rows, *h_btrow;
-    int32_t *h_bt;                     /* [bt_cap] */
-    size_t bt_cap;                     /* int32 entries of b_bt and h_bt */
+    /* Block tables live in b_bt between steps, one row per sequence seen lately, and a step
+     * sends only what changed (block_tables). h_bt mirrors b_bt exactly: row r's first
+     * row_len[r] entries are what the backend holds (the rest unknown). Rows are reused least
+     * recently used first; the content compare, not the seq pointer, decides what is sent, so
+     * a pointer reused by a new sequence, or blocks replaced, never leaves a stale entry. */
+    int32_t *h_bt;                     /* [bt_rows][bt_stride]; owned */
+    const eng_seq **row_seq;           /* [bt_rows] the sequence a row last served (compared,
+                                          never dereferenced) */
+    int32_t *row_len;                  /* [bt_rows] */
+    uint64_t *row_step;                /* [bt_rows] step that last used the row */
+    int bt_rows, bt_stride;            /* allocated rows, int32 entries per row */
+    uint64_t step_no;
     /* The step prepared by step_prepare. */
-    int bt_stride, max_pos, n_want;
+    int max_pos, n_want;
 };
 
 static int kern_fail(eng_err *err, int rc, const char *what, int layer)
@@ -79,16 +90,13 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
     size_t B = (size_t)max_batch, F = sizeof(float), I = sizeof(int32_t);
     size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     size_t wide = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
-    x->bt_cap = B * 8;
     x->lw = calloc((size_t)c->n_layers, sizeof *x->lw);
     x->h_ids = malloc(B * I);
     x->h_pos = malloc(B * I);
     x->h_slot = malloc(B * I);
     x->h_rows = malloc(B * I);
     x->h_btrow = malloc(B * I);
-    x->h_bt = malloc(x->bt_cap * I);
-    int rc = !x->lw || !x->h_ids || !x->h_pos || !x->h_slot || !x->h_rows || !x->h_btrow ||
-                     !x->h_bt
+    int rc = !x->lw || !x->h_ids || !x->h_pos || !x->h_slot || !x->h_rows || !x->h_btrow
                  ? KERN_E_NOMEM
                  : 0;
     if (!rc) rc = ctx_buf(x, &x->b_x, B * (size_t)c->dim * F, &x->x);
@@ -105,7 +113,6 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
     if (!rc) rc = ctx_buf(x, &x->b_rows, B * I, &x->rows);
     if (!rc) rc = ctx_buf(x, &x->b_btrow, B * I, &x->btrow);
     if (!rc) rc = ctx_buf(x, &x->b_amax, B * I, &x->amax);
-    if (!rc) rc = ctx_buf(x, &x->b_bt, x->bt_cap * I, &x->bt);
     if (!rc && c->rope_scaling.type != ENG_ROPE_DEFAULT) {
         size_t half = (size_t)(c->head_dim / 2);
         float *f = malloc(half * F);
@@ -146,6 +153,9 @@ void eng_ctx_destroy(eng_ctx *x)
     free(x->h_rows);
     free(x->h_btrow);
     free(x->h_bt);
+    free(x->row_seq);
+    free(x->row_len);
+    free(x->row_step);
     free(x);
 }
 
@@ -213,27 +223,119 @@ static int check_items(const eng_ctx *c, const eng_kv *kv, const eng_batch_item 
     return check_backend(c, kv, err);
 }
 
-/* Grows the block-table buffers to `need` int32 entries. */
-static int bt_reserve(eng_ctx *c, size_t need)
+/* Makes the tables hold `rows` rows of `stride` entries (never fewer than now). Growing drops
+ * what the backend held (row_len 0: each row is sent whole when next used); rows keep their
+ * sequences, so a sequence finds its row again. */
+static int bt_grow(eng_ctx *c, int rows, int stride)
 {
-    if (need <= c->bt_cap) return 0;
-    size_t cap = c->bt_cap * 2 > need ? c->bt_cap * 2 : need;
-    int32_t *h = realloc(c->h_bt, cap * sizeof(int32_t));
-    if (!h) return KERN_E_NOMEM;
-    c->h_bt = h;
+    if (rows <= c->bt_rows && stride <= c->bt_stride) return 0;
+    if (rows < c->bt_rows) rows = c->bt_rows;
+    if (stride < c->bt_stride) stride = c->bt_stride;
+    size_t entries = (size_t)rows * (size_t)stride;
+    int32_t *h = malloc(entries * sizeof(int32_t));
+    const eng_seq **rs = realloc(c->row_seq, (size_t)rows * sizeof *rs);
+    if (rs) c->row_seq = rs;
+    int32_t *rl = realloc(c->row_len, (size_t)rows * sizeof *rl);
+    if (rl) c->row_len = rl;
+    uint64_t *st = realloc(c->row_step, (size_t)rows * sizeof *st);
+    if (st) c->row_step = st;
     kern_buf *nb = NULL;
-    int rc = kern_buf_alloc(c->be, cap * sizeof(int32_t), &nb);
-    if (rc) return rc;
+    if (!h || !rs || !rl || !st || kern_buf_alloc(c->be, entries * sizeof(int32_t), &nb)) {
+        free(h);
+        return KERN_E_NOMEM;
+    }
+    for (int r = c->bt_rows; r < rows; r++) {
+        c->row_seq[r] = NULL;
+        c->row_step[r] = 0;
+    }
+    for (int r = 0; r < rows; r++) c->row_len[r] = 0;
+    free(c->h_bt);
+    c->h_bt = h;
     kern_buf_free(c->be, c->b_bt);
     c->b_bt = nb;
     c->bt = kern_buf_addr(nb);
-    c->bt_cap = cap;
+    c->bt_rows = rows;
+    c->bt_stride = stride;
     return 0;
 }
 
+/* The table row for seq in this step: the one it had, else an unused row (the least recently
+ * used), else a new one. A row used earlier in this step is never taken. */
+static int bt_row_for(eng_ctx *c, const eng_seq *s, int *row)
+{
+    int pick = -1;
+    for (int r = 0; r < c->bt_rows; r++) {
+        if (c->row_seq[r] == s) {
+            pick = r;
+            break;
+        }
+        if (c->row_step[r] != c->step_no &&
+            (pick < 0 || c->row_step[r] < c->row_step[pick]))
+            pick = r;
+    }
+    if (pick < 0) {   /* every row serves this step: one more */
+        pick = c->bt_rows;
+        int rows = c->bt_rows ? c->bt_rows * 2 : 4;
+        if (rows > c->max_batch) rows = c->max_batch;
+        if (pick >= rows) return KERN_E_INVAL;   /* more sequences than tokens: cannot be */
+        int rc = bt_grow(c, rows, c->bt_stride ? c->bt_stride : 4);
+        if (rc) return rc;
+    }
+    if (c->row_seq[pick] != s) {
+        c->row_seq[pick] = s;
+        c->row_len[pick] = 0;   /* what it holds is another sequence's: compare nothing */
+    }
+    c->row_step[pick] = c->step_no;
+    *row = pick;
+    return 0;
+}
+
+/* Brings seq's row of the backend's tables up to date: its block ids from the first one that
+ * differs from what the backend holds to the last one reserved, in one write (nothing when all
+ * agree, as in most decode steps; one id when a block was added). */
+static int bt_send(eng_ctx *c, const eng_seq *s, int row)
+{
+    int32_t *m = c->h_bt + (size_t)row * (size_t)c->bt_stride;
+    int have = c->row_len[row] < s->n_blocks ? c->row_len[row] : s->n_blocks;
+    int d = 0;
+    while (d < have && m[d] == s->blocks[d]) d++;
+    if (d == s->n_blocks) return 0;
+    size_t cnt = (size_t)(s->n_blocks - d);
+    memcpy(m + d, s->blocks + d, cnt * sizeof(int32_t));
+    c->row_len[row] = 0;   /* unknown until the write lands */
+    int rc = kern_buf_write(c->be, c->b_bt, ((size_t)row * (size_t)c->bt_stride + (size_t)d) *
+                            sizeof(int32_t), m + d, cnt * sizeof(int32_t));
+    if (!rc) c->row_len[row] = s->n_blocks;
+    return rc;
+}
+
+/* Each item's table row (h_btrow), every sequence's row brought up to date first. Rows are
+ * assigned before any is sent so that growing the tables (which drops what they held) happens
+ * before the sends. */
+static int block_tables(eng_ctx *c, const eng_batch_item *items, int n)
+{
+    c->step_no++;
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++) {
+        if (i > 0 && items[i].seq == items[i - 1].seq) {
+            c->h_btrow[i] = c->h_btrow[i - 1];
+            continue;
+        }
+        rc = bt_row_for(c, items[i].seq, &c->h_btrow[i]);
+        if (!rc && items[i].seq->n_blocks > c->bt_stride) {
+            int stride = c->bt_stride * 2 > items[i].seq->n_blocks ? c->bt_stride * 2
+                                                                    : items[i].seq->n_blocks;
+            rc = bt_grow(c, c->bt_rows, stride);
+        }
+    }
+    for (int i = 0; !rc && i < n; i++)
+        if (i == 0 || items[i].seq != items[i - 1].seq) rc = bt_send(c, items[i].seq, c->h_btrow[i]);
+    return rc;
+}
+
 /* Builds the step's small tables on the host and sends them to the backend, once per forward:
- * token ids, positions, each token's cache slot (block * block_tokens + slot), one block-table
- * row per sequence (consecutive items of one sequence share it), and the rows the head reads.
+ * token ids, positions, each token's cache slot (block * block_tokens + slot), each token's
+ * block-table row (block_tables: only changed entries are sent), and the rows the head reads.
  * Advances each sequence's n_pos. kv may be NULL (no pool: ids and head rows only). */
 static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n, eng_err *err)
 {
@@ -253,29 +355,15 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
         rc = kern_buf_write(c->be, c->b_rows, 0, c->h_rows, (size_t)c->n_want * I);
     if (!rc && kv) {
         int bt = kv->block_tokens;
-        c->bt_stride = (c->max_pos + bt - 1) / bt;
-        int rows = 0;
         for (int i = 0; i < n; i++) {
             const eng_seq *s = items[i].seq;
             int p = items[i].pos;
             c->h_slot[i] = s->blocks[p / bt] * bt + p % bt;
-            if (i == 0 || s != items[i - 1].seq) {
-                rc = bt_reserve(c, (size_t)(rows + 1) * (size_t)c->bt_stride);
-                if (rc) break;
-                int32_t *row = c->h_bt + (size_t)rows * (size_t)c->bt_stride;
-                int have = s->n_blocks < c->bt_stride ? s->n_blocks : c->bt_stride;
-                memcpy(row, s->blocks, (size_t)have * I);
-                for (int b = have; b < c->bt_stride; b++) row[b] = -1;
-                rows++;
-            }
-            c->h_btrow[i] = rows - 1;
         }
+        rc = block_tables(c, items, n);
         if (!rc) rc = kern_buf_write(c->be, c->b_pos, 0, c->h_pos, (size_t)n * I);
         if (!rc) rc = kern_buf_write(c->be, c->b_slot, 0, c->h_slot, (size_t)n * I);
         if (!rc) rc = kern_buf_write(c->be, c->b_btrow, 0, c->h_btrow, (size_t)n * I);
-        if (!rc)
-            rc = kern_buf_write(c->be, c->b_bt, 0, c->h_bt,
-                                (size_t)rows * (size_t)c->bt_stride * I);
         for (int i = 0; !rc && i < n; i++)
             if (items[i].pos + 1 > items[i].seq->n_pos) items[i].seq->n_pos = items[i].pos + 1;
     }
