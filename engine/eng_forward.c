@@ -527,42 +527,99 @@ static int read_logprobs(eng_ctx *c, const eng_forward_out *out, int nw)
     return rc;
 }
 
-/* out->argmax from the logits lg on the backend: kern_argmax, or with out->sample each row by
- * its rules through kern_sample (the caller checked kern_has_sample). A row left to the host
- * (-2: too many candidates for the device) gets its adjusted logits row copied into
- * out->sample_logits, unless out->logits already holds every row. */
-static int pick(eng_ctx *c, float *lg, const eng_forward_out *out)
+/* How the step ends: which outputs the ops make (decided, and the buffers they need made or
+ * filled, before the ops are issued, so the ops between kern_step_begin and kern_step_end copy
+ * nothing between host and device). */
+typedef struct step_plan {
+    int head;           /* 0: no head; 1: final norm only (hidden states); 2: logits */
+    float *lg;          /* where the head writes the logits (backend memory) */
+    int pick;           /* 0: none; 1: kern_argmax; 2: kern_sample */
+    size_t adj_bytes;   /* kern_sample: bytes of the rows' adjustment entries (0: none) */
+    int want_lp;        /* kern_sample: some row asked for logprobs */
+} step_plan;
+
+static int plan_step(eng_ctx *c, const eng_forward_out *out, step_plan *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    if (c->n_want == 0 || !out || (!out->logits && !out->argmax && !out->hidden)) return 0;
+    if (!out->logits && !out->argmax) {   /* hidden states only: no matmul */
+        sp->head = 1;
+        return 0;
+    }
+    const int vocab = c->m->cfg.vocab_size, nw = c->n_want;
+    sp->head = 2;
+    sp->lg = c->host ? out->logits : NULL;   /* a host backend writes the caller's array */
+    int rc = 0;
+    if (!sp->lg) {
+        if (!c->b_logits)
+            rc = ctx_buf(c, &c->b_logits, (size_t)c->max_batch * (size_t)vocab * sizeof(float),
+                         &c->logits);
+        sp->lg = c->logits;
+    }
+    if (rc || !out->argmax) return rc;
+    if (!out->sample) {
+        sp->pick = 1;
+        return 0;
+    }
+    if (!kern_has_sample(c->be) || !out->sample_logits) return KERN_E_INVAL;
+    sp->pick = 2;
+    sp->adj_bytes = (size_t)out->n_sample_adj * sizeof(kern_sample_adj);
+    for (int r = 0; r < nw && out->sample_lp; r++) sp->want_lp |= out->sample[r].n_logprobs >= 0;
+    rc = grow_buf(c, &c->b_sparams, (size_t)c->max_batch * sizeof(kern_sample_params));
+    if (!rc) rc = kern_buf_write(c->be, c->b_sparams, 0, out->sample,
+                                 (size_t)nw * sizeof(kern_sample_params));
+    if (!rc && sp->adj_bytes) rc = grow_buf(c, &c->b_sadj, sp->adj_bytes);
+    if (!rc && sp->adj_bytes)
+        rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, sp->adj_bytes);
+    if (!rc && sp->want_lp) rc = grow_buf(c, &c->b_slp, (size_t)nw * sizeof(kern_sample_lp));
+    return rc;
+}
+
+/* The pick on the backend (kern_argmax or kern_sample) into c->amax. */
+static int pick_op(eng_ctx *c, const step_plan *sp)
+{
+    const int vocab = c->m->cfg.vocab_size;
+    if (sp->pick == 1) return kern_argmax(c->be, sp->lg, c->n_want, vocab, c->amax);
+    return kern_sample(c->be, sp->lg, c->n_want, vocab, kern_buf_addr(c->b_sparams),
+                       sp->adj_bytes ? kern_buf_addr(c->b_sadj) : NULL, c->amax,
+                       sp->want_lp ? kern_buf_addr(c->b_slp) : NULL);
+}
+
+/* The step's ops, embedding to head, and the pick unless it comes later, on backend memory
+ * only. */
+static int step_ops(eng_ctx *c, eng_kv *kv, int n, const step_plan *sp, int with_pick,
+                    eng_err *err)
+{
+    int rc = kern_embed(c->be, c->embed, c->ids, n, c->x);
+    if (rc) return kern_fail(err, rc, "embedding", -1);
+    for (int l = 0; rc == 0 && l < c->m->cfg.n_layers; l++) rc = layer(c, kv, l, n, c->x, err);
+    if (!rc && sp->head) rc = head(c, c->x, sp->head == 2 ? sp->lg : NULL, err);
+    if (rc || !sp->pick || !with_pick) return rc;
+    rc = pick_op(c, sp);
+    return rc ? kern_fail(err, rc, "picking the step's tokens", c->m->cfg.n_layers) : 0;
+}
+
+/* The step's results into out: logits, hidden states, picks (made here with late_pick: after
+ * the raw logits are read, since kern_sample adjusts them in place), logprobs, and the adjusted
+ * logits of rows kern_sample left to the host (-2). */
+static int read_results(eng_ctx *c, const step_plan *sp, const eng_forward_out *out,
+                        int late_pick)
 {
     const int vocab = c->m->cfg.vocab_size, nw = c->n_want;
     const size_t row_bytes = (size_t)vocab * sizeof(float);
-    if (!out->sample) {
-        int rc = kern_argmax(c->be, lg, nw, vocab, c->amax);
-        return rc ? rc
-                  : kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * sizeof(int32_t));
-    }
-    if (!kern_has_sample(c->be) || !out->sample_logits) return KERN_E_INVAL;
-    const size_t pb = (size_t)c->max_batch * sizeof(kern_sample_params);
-    const size_t ab = (size_t)out->n_sample_adj * sizeof(kern_sample_adj);
-    int rc = grow_buf(c, &c->b_sparams, pb);
-    if (!rc) rc = kern_buf_write(c->be, c->b_sparams, 0, out->sample,
-                                 (size_t)nw * sizeof(kern_sample_params));
-    if (!rc && ab) rc = grow_buf(c, &c->b_sadj, ab);
-    if (!rc && ab) rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, ab);
-    int want_lp = 0;
-    for (int r = 0; r < nw && out->sample_lp; r++) want_lp |= out->sample[r].n_logprobs >= 0;
-    const size_t lb = (size_t)nw * sizeof(kern_sample_lp);
-    if (!rc && want_lp) rc = grow_buf(c, &c->b_slp, lb);
-    if (!rc)
-        rc = kern_sample(c->be, lg, nw, vocab, kern_buf_addr(c->b_sparams),
-                         ab ? kern_buf_addr(c->b_sadj) : NULL, c->amax,
-                         want_lp ? kern_buf_addr(c->b_slp) : NULL);
+    int rc = 0;
+    if (sp->head == 2 && out->logits && sp->lg != out->logits)
+        rc = kern_buf_read(c->be, c->b_logits, 0, out->logits, (size_t)nw * row_bytes);
+    if (!rc && out->hidden) rc = read_hidden(c, out->hidden);
+    if (rc || !sp->pick) return rc;
+    if (late_pick) rc = pick_op(c, sp);
     if (!rc) rc = kern_buf_read(c->be, c->b_amax, 0, out->argmax, (size_t)nw * sizeof(int32_t));
-    if (!rc && want_lp) rc = read_logprobs(c, out, nw);
+    if (sp->pick == 1) return rc;
+    if (!rc && sp->want_lp) rc = read_logprobs(c, out, nw);
     for (int r = 0; r < nw && !rc; r++) {
-        if (out->argmax[r] != -2 || (out->logits && out->logits == out->sample_logits))
-            continue;
+        if (out->argmax[r] != -2) continue;
         float *dst = out->sample_logits + (size_t)r * (size_t)vocab;
-        if (lg == out->logits) memcpy(dst, lg + (size_t)r * (size_t)vocab, row_bytes);
+        if (sp->lg == out->logits) memcpy(dst, sp->lg + (size_t)r * (size_t)vocab, row_bytes);
         else rc = kern_buf_read(c->be, c->b_logits, (size_t)r * row_bytes, dst, row_bytes);
     }
     return rc;
@@ -573,33 +630,23 @@ int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
 {
     int rc = step_prepare(c, kv, items, n, err);
     if (rc) return rc;
-    rc = kern_embed(c->be, c->embed, c->ids, n, c->x);
-    if (rc) return kern_fail(err, rc, "embedding", -1);
-    for (int l = 0; rc == 0 && l < c->m->cfg.n_layers; l++) rc = layer(c, kv, l, n, c->x, err);
-    if (rc || c->n_want == 0 || !out || (!out->logits && !out->argmax && !out->hidden))
-        return rc;
-    if (!out->logits && !out->argmax) {   /* hidden states only: no head */
-        if ((rc = head(c, c->x, NULL, err))) return rc;
-        rc = read_hidden(c, out->hidden);
-        return rc ? kern_fail(err, rc, "reading the step's results", c->m->cfg.n_layers) : 0;
+    step_plan sp;
+    rc = plan_step(c, out, &sp);
+    if (rc) return kern_fail(err, rc, "preparing the step's outputs", -1);
+    /* A device backend may record the ops and launch them as one graph at kern_step_end; when
+     * it does not launch them (something could not be recorded, or an op failed), none of them
+     * ran, so they are issued again as they come (which also reports a real failure). */
+    const int late_pick = sp.pick == 2 && out->logits;
+    int recording = kern_step_begin(c->be, n);
+    rc = step_ops(c, kv, n, &sp, !late_pick, err);
+    if (recording) {
+        int e = kern_step_end(c->be, rc == 0);
+        if (e == KERN_E_AGAIN || rc) rc = step_ops(c, kv, n, &sp, !late_pick, err);
+        else if (e) rc = kern_fail(err, e, "launching the step", -1);
     }
-
-    const int vocab = c->m->cfg.vocab_size;
-    const size_t lbytes = (size_t)c->n_want * (size_t)vocab * sizeof(float);
-    float *lg = c->host ? out->logits : NULL;   /* a host backend writes the caller's array */
-    if (!lg) {
-        if (!c->b_logits) {
-            rc = ctx_buf(c, &c->b_logits, (size_t)c->max_batch * (size_t)vocab * sizeof(float),
-                         &c->logits);
-            if (rc) return kern_fail(err, rc, "logits buffer", c->m->cfg.n_layers);
-        }
-        lg = c->logits;
-    }
-    rc = head(c, c->x, lg, err);
     if (rc) return rc;
-    if (out->logits && lg != out->logits) rc = kern_buf_read(c->be, c->b_logits, 0, out->logits, lbytes);
-    if (!rc && out->hidden) rc = read_hidden(c, out->hidden);
-    if (!rc && out->argmax) rc = pick(c, lg, out);
+    if (sp.head == 0) return 0;
+    rc = read_results(c, &sp, out, late_pick);
     return rc ? kern_fail(err, rc, "reading the step's results", c->m->cfg.n_layers) : 0;
 }
 

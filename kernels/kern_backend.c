@@ -22,6 +22,7 @@ const char *kern_strerror(int status)
     case KERN_E_UNSUPPORTED: return "operation not supported by this backend";
     case KERN_E_NOMEM: return "out of memory";
     case KERN_E_DEVICE: return "device error";
+    case KERN_E_AGAIN: return "cannot be recorded in a step graph";
     default: return "unknown kernel error";
     }
 }
@@ -200,6 +201,18 @@ int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_p
 int kern_has_sample(const kern_backend *b)
 {
     return b && b->ops && b->ops->sample;
+}
+
+int kern_step_begin(kern_backend *b, int n)
+{
+    if (!b || !b->ops || !b->ops->step_begin || !b->ops->step_end || n <= 0) return 0;
+    return b->ops->step_begin(b->ctx, n) == 1;
+}
+
+int kern_step_end(kern_backend *b, int ok)
+{
+    if (!b || !b->ops || !b->ops->step_end) return KERN_E_AGAIN;
+    return b->ops->step_end(b->ctx, ok);
 }
 
 /* ---- backend memory ------------------------------------------------------------------------ */

@@ -111,6 +111,21 @@ int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
     return f ? f(b, min_n) : KERN_E_INVAL;
 }
 
+int kern_cuda_set_graphs(kern_backend *b, int on)
+{
+    int (*f)(kern_backend *, int);
+    *(void **)&f = cuda_sym(1, "kern_cuda_impl_set_graphs", NULL, 0);
+    return f ? f(b, on) : KERN_E_INVAL;
+}
+
+void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out)
+{
+    void (*f)(const kern_backend *, kern_cuda_graph_stats *);
+    *(void **)&f = cuda_sym(1, "kern_cuda_impl_get_graph_stats", NULL, 0);
+    if (f) f(b, out);
+    else memset(out, 0, sizeof *out);
+}
+
 int kern_cuda_backend_create(kern_backend *out, int device)
 {
     if (!out) return KERN_E_INVAL;
@@ -138,6 +153,11 @@ int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
 {
     return kern_cuda_impl_set_prefill_min_n(b, min_n);
 }
+int kern_cuda_set_graphs(kern_backend *b, int on) { return kern_cuda_impl_set_graphs(b, on); }
+void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out)
+{
+    kern_cuda_impl_get_graph_stats(b, out);
+}
 int kern_cuda_backend_create(kern_backend *out, int device)
 {
     return kern_cuda_impl_backend_create(out, device);
@@ -164,6 +184,17 @@ int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
     (void)b;
     (void)min_n;
     return KERN_E_INVAL;
+}
+int kern_cuda_set_graphs(kern_backend *b, int on)
+{
+    (void)b;
+    (void)on;
+    return KERN_E_INVAL;
+}
+void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out)
+{
+    (void)b;
+    memset(out, 0, sizeof *out);
 }
 int kern_cuda_backend_create(kern_backend *out, int device)
 {

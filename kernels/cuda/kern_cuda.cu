@@ -1,7 +1,8 @@
 /* kern_cuda.cu — the CUDA backend object: its ops table, the context (device, stream, cuBLAS
  * handle, scratch slots), backend memory (kern_buf: cudaMalloc, counted copies), weight
  * upload/release and the matmul path choice. It does not hold any kernel (kern_cuda_gemv.cu,
- * kern_cuda_claq.cu, kern_cuda_gemm.cu, kern_cuda_ops.cu do).
+ * kern_cuda_claq.cu, kern_cuda_gemm.cu, kern_cuda_ops.cu, kern_cuda_sample.cu do), nor the step
+ * graphs (kern_cuda_graph.cu).
  * Thread contract: one host thread drives a backend at a time (kern.h); no global mutable state.
  *
  * Every op takes device addresses (kern.h: activations, norm weights, ids, positions, block
@@ -11,13 +12,13 @@
  * resident: upload() copies them once; a matrix never uploaded is staged per call (counted as
  * weight bytes, so tests can tell).
  *
- * Still to come for the "whole step on the GPU" design (issue 10): a step boundary (begin/end
- * step, or a list of ops) so a decode step can be captured in a CUDA graph per batch-size bucket
- * and replayed; fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
+ * Still to come for the "whole step on the GPU" design (issue 10; the step boundary and its CUDA
+ * graphs are in kern_cuda_graph.cu, emulated only so far): fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
  * SwiGLU epilogue, the residual add in the down projection's epilogue; RoPE is already in the
  * K/V write);
  * grammar masks on the device (kern_cuda_sample.cu has bias, penalties, temperature, top-k,
- * top-p, min-p, logprobs); block tables and penalty entries kept on the device, updated by deltas;
+ * top-p, min-p, logprobs); penalty entries kept on the device, updated by deltas (block tables
+ * already are: eng_forward.c keeps them in backend memory and sends only changed entries);
  * and a way to report which op failed asynchronously (errors surface at the next read).
  */
 #include <stdio.h>
@@ -46,6 +47,9 @@ int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out
     kern_cuda_buf *b = &c->slot[s];
     if (bytes == 0) bytes = 16;
     if (b->bytes < bytes) {
+        /* a recorded step may already use the old memory, and nothing has run: grow it when
+         * the step is issued again (kern_cuda_graph.cu) */
+        if (c->recording) return KERN_E_AGAIN;
         size_t want = bytes + bytes / 4;   /* some headroom: shapes grow in steps */
         want = (want + 255) & ~(size_t)255;
         if (b->ptr) {
@@ -99,6 +103,7 @@ int kern_cuda__dev(kern_cuda_ctx *c, const void *p, const char *what)
 /* Copies a host weight into SLOT_W for one call (a matrix that was never uploaded). */
 static int stage_weight(kern_cuda_ctx *c, const void *host, size_t bytes, void **out)
 {
+    if (c->recording) return KERN_E_AGAIN;   /* a host copy is not recorded */
     int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_W, bytes, out);
     if (rc) return rc;
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(*out, host, bytes, cudaMemcpyHostToDevice, c->stream));
@@ -136,6 +141,7 @@ static void cuda_buf_free(void *ctx, void *addr)
 static int cuda_buf_write(void *ctx, void *addr, const void *src, size_t bytes)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (c->recording) return KERN_E_INVAL;   /* copies come before step_begin or after step_end */
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     /* from pageable memory the copy has left src when the call returns: src is free to reuse */
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(addr, src, bytes, cudaMemcpyHostToDevice, c->stream));
@@ -146,6 +152,7 @@ static int cuda_buf_write(void *ctx, void *addr, const void *src, size_t bytes)
 static int cuda_buf_read(void *ctx, void *dst, const void *addr, size_t bytes)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (c->recording) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     KERN_CUDA_CHECK(c, cudaMemcpyAsync(dst, addr, bytes, cudaMemcpyDeviceToHost, c->stream));
     KERN_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
@@ -307,12 +314,14 @@ static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, f
     if (!DEV(x) || !DEV(y)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
 
+    const int prefill = c->prefill_min_n > 0 && n >= c->prefill_min_n && m->dtype != KERN_Q8_ROW;
+    if (c->recording && (!m->dev || prefill)) return KERN_E_AGAIN;   /* staged, or cuBLAS */
     kern_cuda_weight tmp;
     const kern_cuda_weight *w = NULL;
     rc = cuda_weight_for_call(c, m, &tmp, &w);
     if (rc) return rc;
     int temp_claq = (w == &tmp && m->dtype == KERN_CLAQ);
-    if (c->prefill_min_n > 0 && n >= c->prefill_min_n && m->dtype != KERN_Q8_ROW)
+    if (prefill)
         rc = kern_cuda__gemm_prefill(c, w, x, n, y);
     else if (m->dtype == KERN_CLAQ)
         rc = kern_cuda__gemv_claq(c, w, x, n, y);
@@ -333,6 +342,7 @@ static int cuda_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n
     if (!ids || !out || n <= 0) return KERN_E_INVAL;
     if (!cuda_gather_ok(t->dtype) && t->dtype != KERN_CLAQ) return KERN_E_UNSUPPORTED;
     if (!DEV(ids) || !DEV(out)) return KERN_E_INVAL;
+    if (c->recording && !t->dev) return KERN_E_AGAIN;   /* a staged table is not recorded */
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     kern_cuda_weight tmp;
     const kern_cuda_weight *w = NULL;
@@ -430,7 +440,14 @@ static void cuda_destroy(void *ctx)
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
     if (!c) return;
     (void)cudaSetDevice(c->device);
+    if (c->recording) {   /* destroyed mid-step: end the capture, launch nothing */
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(c->stream, &g) == cudaSuccess && g) (void)cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        c->recording = 0;
+    }
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    kern_cuda__graphs_free(c);
     for (int i = 0; i < KERN_CUDA_SLOT_COUNT; i++)
         if (c->slot[i].ptr) (void)cudaFree(c->slot[i].ptr);
     if (c->cublas) (void)cublasDestroy(c->cublas);
@@ -446,6 +463,16 @@ static int cuda_sample(void *ctx, float *x, int n, int vocab, const kern_sample_
         return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
     return kern_cuda__sample(c, x, n, vocab, p, adj, out, lp);
+}
+
+static int cuda_step_begin(void *ctx, int n)
+{
+    return kern_cuda__step_begin((kern_cuda_ctx *)ctx, n);
+}
+
+static int cuda_step_end(void *ctx, int ok)
+{
+    return kern_cuda__step_end((kern_cuda_ctx *)ctx, ok);
 }
 
 static const kern_backend_ops kern_cuda_ops = {
@@ -470,6 +497,8 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .supports   = */ cuda_supports,
     /* .xfer_stats = */ cuda_xfer_stats,
     /* .sample     = */ cuda_sample,
+    /* .step_begin = */ cuda_step_begin,
+    /* .step_end   = */ cuda_step_end,
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */
@@ -498,6 +527,21 @@ extern "C" int kern_cuda_impl_set_prefill_min_n(kern_backend *b, int min_n)
     if (!b || b->ops != &kern_cuda_ops || !b->ctx || min_n < 0) return KERN_E_INVAL;
     ((kern_cuda_ctx *)b->ctx)->prefill_min_n = min_n;
     return KERN_OK;
+}
+
+extern "C" int kern_cuda_impl_set_graphs(kern_backend *b, int on)
+{
+    if (!b || b->ops != &kern_cuda_ops || !b->ctx || (on != 0 && on != 1)) return KERN_E_INVAL;
+    kern_cuda_ctx *c = (kern_cuda_ctx *)b->ctx;
+    if (c->recording) return KERN_E_INVAL;
+    c->graphs = on;
+    return KERN_OK;
+}
+
+extern "C" void kern_cuda_impl_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (b && b->ops == &kern_cuda_ops && b->ctx) *out = ((const kern_cuda_ctx *)b->ctx)->gstats;
 }
 
 extern "C" int kern_cuda_impl_backend_create(kern_backend *out, int device)
@@ -533,6 +577,8 @@ extern "C" int kern_cuda_impl_backend_create(kern_backend *out, int device)
             long v = strtol(env, &end, 10);
             if (end && *end == '\0' && v >= 0 && v <= INT32_MAX) c->prefill_min_n = (int)v;
         }
+        const char *gr = getenv("CLAQ_CUDA_GRAPHS");
+        c->graphs = gr && strcmp(gr, "1") == 0;
     }
     out->ops = &kern_cuda_ops;
     out->ctx = c;

@@ -1,6 +1,6 @@
 /* kern_cuda.h — the CUDA backend's private C API beyond kern.h (whose kern_cuda_backend_create,
  * kern_cuda_device_count and kern_cuda_driver_present are all the engine sees): the text of the
- * last device error and the prefill-path switch, for the kernel tests and benchmarks, and the
+ * last device error, the prefill-path and graph switches, for the kernel tests and benchmarks, and the
  * kern_cuda_impl_* exports of libclaq_cuda.so. kernels/kern_cuda_loader.c implements the
  * public ones in every build: it loads libclaq_cuda.so on first use. Not on the engine's include
  * path. Same thread contract as the backend. */
@@ -31,11 +31,27 @@ const char *kern_cuda_last_error(const kern_backend *b);
  * CLAQ_CUDA_PREFILL_MIN_N sets it at creation. KERN_E_INVAL if b is not a CUDA backend. */
 int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n);
 
+/* Steps recorded as CUDA graphs and replayed (kern.h step_begin / step_end; kern_cuda_graph.cu):
+ * on = 1 turns it on, 0 off (the default; the environment variable CLAQ_CUDA_GRAPHS=1 turns it
+ * on at creation). KERN_E_INVAL if b is not a CUDA backend. */
+int kern_cuda_set_graphs(kern_backend *b, int on);
+/* What the graphs did so far (all zero for other backends). */
+typedef struct kern_cuda_graph_stats {
+    uint64_t launched;        /* steps launched as a graph */
+    uint64_t updated;         /* of those, through an update of the kept executable graph */
+    uint64_t instantiated;    /* executable graphs built (first step of a batch size, or the
+                                 step's kernels changed) */
+    uint64_t fallbacks;       /* recorded steps dropped and issued again one op at a time */
+} kern_cuda_graph_stats;
+void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out);
+
 /* What libclaq_cuda.so exports (kern_cuda.cu), found by kern_cuda_loader.c with dlsym; the
  * emulator build links them in directly. Nobody else calls these. */
 int kern_cuda_impl_device_count(char *why, size_t why_len);
 const char *kern_cuda_impl_last_error(const kern_backend *b);
 int kern_cuda_impl_set_prefill_min_n(kern_backend *b, int min_n);
+int kern_cuda_impl_set_graphs(kern_backend *b, int on);
+void kern_cuda_impl_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out);
 int kern_cuda_impl_backend_create(kern_backend *out, int device);
 
 #ifdef __cplusplus

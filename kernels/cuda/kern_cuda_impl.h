@@ -65,6 +65,15 @@ typedef struct kern_cuda_weight {
     kern_cuda_claqw claq;     /* KERN_CLAQ: device arrays; owned */
 } kern_cuda_weight;
 
+/* An executable graph of a recorded step (kern_cuda_graph.cu), one per batch size. */
+#define KERN_CUDA_GRAPH_CACHE 8
+#define KERN_CUDA_GRAPH_MAX_N 64   /* larger steps are issued op by op */
+typedef struct kern_cuda_graph_entry {
+    int n;                    /* the step's tokens */
+    cudaGraphExec_t exec;     /* owned, or NULL */
+    uint64_t used;            /* graph_tick of its last launch */
+} kern_cuda_graph_entry;
+
 typedef struct kern_cuda_ctx {
     int device;               /* CUDA ordinal */
     cudaStream_t stream;      /* owned; every op runs on it */
@@ -77,6 +86,12 @@ typedef struct kern_cuda_ctx {
                                  the emulator; CLAQ_CUDA_CHECK_PTRS=1 on a GPU: a driver call per
                                  pointer) */
     kern_xfer_stats xfer;     /* bytes copied each way so far (kern.h) */
+    int graphs;               /* 1: steps are recorded and launched as graphs (step_begin) */
+    int recording;            /* 1: between step_begin and step_end, the stream capturing */
+    int record_n;             /* the recorded step's tokens */
+    kern_cuda_graph_entry graph[KERN_CUDA_GRAPH_CACHE];
+    uint64_t graph_tick;
+    kern_cuda_graph_stats gstats;
     char err[KERN_CUDA_ERR_LEN]; /* last recorded failure, "" if none */
 } kern_cuda_ctx;
 
@@ -85,6 +100,11 @@ typedef struct kern_cuda_ctx {
 int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out);
 /* 1 when p is device memory (or c does not check pointers); else records why in c->err. */
 int kern_cuda__dev(kern_cuda_ctx *c, const void *p, const char *what);
+
+/* ---- kern_cuda_graph.cu: a step recorded and launched as a CUDA graph ---- */
+int kern_cuda__step_begin(kern_cuda_ctx *c, int n);
+int kern_cuda__step_end(kern_cuda_ctx *c, int ok);
+void kern_cuda__graphs_free(kern_cuda_ctx *c);
 
 /* ---- kern_cuda_gemv.cu: y[n][rows] = x[n][cols] W^T with device x, y (batch invariant) ---- */
 int kern_cuda__gemv_dense(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,

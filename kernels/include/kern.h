@@ -24,6 +24,8 @@ typedef enum kern_status {
     KERN_E_UNSUPPORTED = -2,  /* this backend lacks the op or dtype */
     KERN_E_NOMEM = -3,
     KERN_E_DEVICE = -4,       /* CUDA / driver failure */
+    KERN_E_AGAIN = -5,        /* recording a step (step_begin): this op cannot be recorded;
+                                 nothing of the step has run, issue it again as it comes */
 } kern_status;
 
 const char *kern_strerror(int status);
@@ -213,6 +215,15 @@ typedef struct kern_backend_ops {
      * log-probabilities for rows with n_logprobs >= 0 and a pick >= 0. */
     int (*sample)(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
                   const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
+    /* Optional (device backends): the ops issued between step_begin and step_end are one step
+     * of n tokens that the backend may record and launch as one unit (a CUDA graph, replayed
+     * with the next step's arguments). step_begin returns 1 when it records: the ops then check
+     * their arguments and return as usual but run only at step_end, and an op that cannot be
+     * recorded returns KERN_E_AGAIN. No buffer copies in between. step_end(ok = 0) drops the
+     * recording; it returns KERN_OK once the ops are launched, KERN_E_AGAIN when none of them
+     * ran (the caller issues them again without step_begin), or another error. */
+    int (*step_begin)(void *ctx, int n);
+    int (*step_end)(void *ctx, int ok);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -294,6 +305,9 @@ int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out);
 int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
                 const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
 int kern_has_sample(const kern_backend *b);   /* 1 when kern_sample runs on b */
+/* The step_begin / step_end ops (kern_backend_ops); 0 and KERN_E_AGAIN where b lacks them. */
+int kern_step_begin(kern_backend *b, int n);
+int kern_step_end(kern_backend *b, int ok);
 int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);
 /* Fills *out (all zero for backends without the op). */

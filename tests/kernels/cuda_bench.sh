@@ -34,7 +34,7 @@ fi
 export LD_LIBRARY_PATH="$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu test_kern_cuda_sample_matches_sampler
-       test_kern_cuda_greedy_matches_cpu)
+       test_kern_cuda_greedy_matches_cpu test_kern_cuda_step_tables test_kern_cuda_step_graph)
 kernel_tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu test_kern_cuda_sample_matches_sampler)
 
 case "$step" in
@@ -127,9 +127,13 @@ step)
     for bits in 2.1 3 4; do
         "$CARRY/bin/claq" synth --pack --model "$tmp/fp" --bits "$bits" --out "$tmp/q$bits.claq" \
             >/dev/null
-        echo "== llama-7b shape, $layers layers, CLAQ $bits bits, --device cuda"
-        "$CARRY/bin/claq" generate --model "$tmp/q$bits.claq" --tokenizer "$tmp/fp/tokenizer.bin" \
-            --device cuda --prompt "Once" --max-tokens 128 --temperature 0 2>&1 >/dev/null | tail -2 || echo "(exit $?)"
+        # the decode step op by op, then recorded as a CUDA graph and replayed (CLAQ_CUDA_GRAPHS)
+        for graphs in 0 1; do
+            echo "== llama-7b shape, $layers layers, CLAQ $bits bits, --device cuda, graphs $graphs"
+            CLAQ_CUDA_GRAPHS=$graphs "$CARRY/bin/claq" generate --model "$tmp/q$bits.claq" \
+                --tokenizer "$tmp/fp/tokenizer.bin" --device cuda --prompt "Once" --max-tokens 128 \
+                --temperature 0 2>&1 >/dev/null | tail -2 || echo "(exit $?)"
+        done
     done
     rm -rf "$tmp"
     ;;

@@ -34,6 +34,20 @@
 uint3 emu_threadIdx, emu_blockIdx;
 dim3 emu_blockDim, emu_gridDim;
 
+/* A node of a captured graph: a kernel launch (its arguments copied at capture) or a memset. */
+namespace cuda_emu {
+struct node {
+    int kind;                  /* 0 kernel, 1 memset (cudaGraphExecUpdate pairs them by kind) */
+    std::function<void()> run;
+};
+}   /* namespace cuda_emu */
+struct CUgraph_st {
+    std::vector<cuda_emu::node> nodes;
+};
+struct CUgraphExec_st {
+    std::vector<cuda_emu::node> nodes;
+};
+
 namespace {
 
 enum th_state { TH_READY, TH_BARRIER, TH_WARP, TH_DONE };
@@ -71,6 +85,10 @@ struct emu_state {
     int order = -1;            /* CLAQ_CUDA_EMU_ORDER: 0 forward, 1 reverse, 2 shuffled */
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     std::vector<int> run_order;
+    /* stream capture: one stream at a time */
+    bool capturing = false, capture_invalid = false;
+    cudaStream_t capture_stream = nullptr;
+    std::vector<cuda_emu::node> captured;
     /* contexts */
     char *stacks = nullptr;
     size_t stack_bytes = 64 << 10, page = 4096;
@@ -286,12 +304,47 @@ void *emu_dyn_smem(void)
     return emu.dyn_smem.empty() ? nullptr : emu.dyn_smem.data();
 }
 
+static bool config_ok(dim3 grid, dim3 block, size_t smem)
+{
+    const uint64_t nth = (uint64_t)block.x * block.y * block.z;
+    return !(grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu ||
+             grid.y > 65535 || grid.z > 65535 || nth == 0 || nth > 1024 || block.z > 64 ||
+             smem > 48 * 1024);
+}
+
+/* A call the runtime refuses while a stream captures: the capture is invalidated, as there. */
+static bool refused_in_capture(void)
+{
+    if (!emu.capturing) return false;
+    emu.capture_invalid = true;
+    emu.last_error = cudaErrorStreamCaptureUnsupported;
+    return true;
+}
+
+bool cuda_emu::capture_kernel(cudaStream_t s, const void *fn, const char *name, dim3 grid,
+                              dim3 block, size_t smem, std::function<void()> node)
+{
+    (void)fn;
+    (void)name;
+    if (!emu.capturing) return false;
+    if (s != emu.capture_stream) {   /* another stream: the legacy one would join; refuse */
+        refused_in_capture();
+        return true;
+    }
+    if (!config_ok(grid, block, smem)) {
+        emu.last_error = cudaErrorInvalidConfiguration;
+        emu.capture_invalid = true;
+        return true;
+    }
+    emu.captured.push_back(cuda_emu::node{0, std::move(node)});
+    return true;
+}
+
 void cuda_emu::run_grid(const char *name, dim3 grid, dim3 block, size_t smem,
                         const std::function<void()> &fn)
 {
     const uint64_t nth = (uint64_t)block.x * block.y * block.z;
-    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 ||
-        grid.z > 65535 || nth == 0 || nth > 1024 || block.z > 64 || smem > 48 * 1024) {
+    if (!config_ok(grid, block, smem)) {
         emu.last_error = cudaErrorInvalidConfiguration;
         return;
     }
@@ -403,6 +456,9 @@ extern "C" {
 
 cudaError_t cudaMalloc(void **p, size_t n)
 {
+    /* stricter than the runtime's relaxed capture mode, which allows it: the backend never
+     * allocates while it records a step, and this keeps it so */
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     if (!p) return fail(cudaErrorInvalidValue);
     *p = nullptr;
     if (n == 0) return cudaSuccess;
@@ -419,6 +475,7 @@ cudaError_t cudaMalloc(void **p, size_t n)
 
 cudaError_t cudaFree(void *p)
 {
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     if (!p) return cudaSuccess;
     auto it = emu.allocs.find((uintptr_t)p);
     if (it == emu.allocs.end()) return fail(cudaErrorInvalidValue);
@@ -430,6 +487,7 @@ cudaError_t cudaFree(void *p)
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind)
 {
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     return copy(dst, src, n, kind);
 }
 
@@ -437,6 +495,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
                             cudaStream_t s)
 {
     (void)s;
+    /* host copies are never recorded by the backend (pageable memory cannot be) */
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     return copy(dst, src, n, kind);
 }
 
@@ -453,6 +513,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p)
 
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     if (n && !in_device(p, n)) return fail(cudaErrorInvalidValue);
     memset(p, v, n);
     return cudaSuccess;
@@ -460,7 +521,14 @@ cudaError_t cudaMemset(void *p, int v, size_t n)
 
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s)
 {
-    (void)s;
+    if (emu.capturing && s == emu.capture_stream) {
+        if (n && !in_device(p, n)) {
+            emu.capture_invalid = true;
+            return fail(cudaErrorInvalidValue);
+        }
+        emu.captured.push_back(cuda_emu::node{1, [=]() { memset(p, v, n); }});
+        return cudaSuccess;
+    }
     return cudaMemset(p, v, n);
 }
 
@@ -475,8 +543,89 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) { (void)s; return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+    (void)s;
+    return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void)
+{
+    return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+
+/* ---- graphs: capture, instantiate, update, launch ---------------------------------------- */
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode)
+{
+    (void)mode;
+    if (emu.capturing) return fail(cudaErrorIllegalState);
+    emu.capturing = true;
+    emu.capture_invalid = false;
+    emu.capture_stream = s;
+    emu.captured.clear();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
+{
+    if (!g) return fail(cudaErrorInvalidValue);
+    *g = nullptr;
+    if (!emu.capturing || s != emu.capture_stream) return fail(cudaErrorIllegalState);
+    emu.capturing = false;
+    if (emu.capture_invalid) {
+        emu.captured.clear();
+        return fail(cudaErrorStreamCaptureInvalidated);
+    }
+    *g = new CUgraph_st{std::move(emu.captured)};
+    emu.captured.clear();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags)
+{
+    (void)flags;
+    if (!e || !g) return fail(cudaErrorInvalidValue);
+    *e = new CUgraphExec_st{g->nodes};
+    return cudaSuccess;
+}
+
+/* Same nodes of the same kinds in the same order: the new arguments and grids replace the old
+ * (the runtime's rule for a captured chain; it also allows a kernel's function to change). */
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t e, cudaGraph_t g, cudaGraphExecUpdateResultInfo *info)
+{
+    if (!e || !g) return fail(cudaErrorInvalidValue);
+    if (info) memset(info, 0, sizeof *info);
+    bool same = e->nodes.size() == g->nodes.size();
+    for (size_t i = 0; same && i < g->nodes.size(); i++) same = e->nodes[i].kind == g->nodes[i].kind;
+    if (!same) {
+        if (info) info->result = cudaGraphExecUpdateErrorTopologyChanged;
+        return fail(cudaErrorGraphExecUpdateFailure);
+    }
+    e->nodes = g->nodes;
+    if (info) info->result = cudaGraphExecUpdateSuccess;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s)
+{
+    (void)s;
+    if (!e) return fail(cudaErrorInvalidValue);
+    if (emu.capturing) return fail(cudaErrorStreamCaptureUnsupported);
+    for (const cuda_emu::node &n : e->nodes) n.run();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e)
+{
+    delete e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t g)
+{
+    delete g;
+    return cudaSuccess;
+}
 
 cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
 cudaError_t cudaGetDevice(int *d)
@@ -540,6 +689,11 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorMemoryAllocation: return "out of memory (cuda_emu)";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument (cuda_emu)";
     case cudaErrorInvalidDevice: return "invalid device ordinal (cuda_emu)";
+    case cudaErrorStreamCaptureUnsupported:
+        return "operation not permitted when stream is capturing (cuda_emu)";
+    case cudaErrorStreamCaptureInvalidated: return "capture sequence invalidated (cuda_emu)";
+    case cudaErrorGraphExecUpdateFailure: return "graph update not performed (cuda_emu)";
+    case cudaErrorIllegalState: return "illegal state (cuda_emu)";
     default: return "unknown error (cuda_emu)";
     }
 }

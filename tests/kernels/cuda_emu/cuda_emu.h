@@ -93,14 +93,26 @@ namespace cuda_emu {
  * shuffle, a deadlock) prints what happened in which kernel and block, then aborts. */
 void run_grid(const char *name, dim3 grid, dim3 block, size_t smem,
               const std::function<void()> &fn);
+/* Stream capture (cudaStreamBeginCapture): while a stream captures, a launch on it is recorded
+ * as a graph node, its arguments copied as the real runtime copies them, and runs only when the
+ * graph is launched. Returns 1 when recorded. */
+bool capture_kernel(cudaStream_t s, const void *fn, const char *name, dim3 grid, dim3 block,
+                    size_t smem, std::function<void()> node);
 
 struct launch {
     dim3 grid, block;
     size_t smem;
+    cudaStream_t stream;
     template <typename... P, typename... A>
     void operator()(const char *name, void (*k)(P...), A &&...a) const
     {
         std::tuple<P...> args(static_cast<P>(std::forward<A>(a))...);
+        const dim3 g = grid, b = block;
+        const size_t sm = smem;
+        if (capture_kernel(stream, (const void *)k, name, g, b, sm, [=]() {
+                run_grid(name, g, b, sm, [&]() { std::apply(k, args); });
+            }))
+            return;
         run_grid(name, grid, block, smem, [&]() { std::apply(k, args); });
     }
 };
@@ -108,8 +120,7 @@ struct launch {
 
 static inline cuda_emu::launch emu_launch(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0)
 {
-    (void)s;
-    return cuda_emu::launch{g, b, smem};
+    return cuda_emu::launch{g, b, smem, s};
 }
 
 #endif
