@@ -57,6 +57,7 @@ struct eng_ctx {
     uint64_t step_no;
     /* The step prepared by step_prepare. */
     int max_pos, n_want;
+    int n_runs;                        /* runs of consecutive items of one sequence */
 };
 
 static int kern_fail(eng_err *err, int rc, const char *what, int layer)
@@ -360,6 +361,8 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
             int p = items[i].pos;
             c->h_slot[i] = s->blocks[p / bt] * bt + p % bt;
         }
+        c->n_runs = 0;
+        for (int i = 0; i < n; i++) c->n_runs += i == 0 || items[i].seq != items[i - 1].seq;
         rc = block_tables(c, items, n);
         if (!rc) rc = kern_buf_write(c->be, c->b_pos, 0, c->h_pos, (size_t)n * I);
         if (!rc) rc = kern_buf_write(c->be, c->b_slot, 0, c->h_slot, (size_t)n * I);
@@ -402,6 +405,7 @@ static int layer_attn(eng_ctx *c, eng_kv *kv, int l, int n, const float *x, eng_
         .q = c->q, .out = c->att, .pos = c->pos, .bt = c->bt, .bt_row = c->btrow,
         .bt_stride = c->bt_stride, .kv_dtype = kv->dtype, .k_base = kl, .v_base = vl,
         .block_stride = block_stride, .block_tokens = kv->block_tokens, .max_pos = c->max_pos,
+        .n_seqs = c->n_runs,
     };
     if ((rc = kern_attention(c->be, &a))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 1, c->att, n, q_dim);

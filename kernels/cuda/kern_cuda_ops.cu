@@ -17,6 +17,10 @@
  * order; tokens past one chunk are then merged by a log-sum-exp rescale
  * (kern_cuda_attn_merge_k). Version 2 ran one block per (token, head) over the whole context,
  * which left most SMs idle at batch 1 and long contexts (32 blocks for a 7B model's heads).
+ * Prompts (several tokens of a sequence in the batch, kern_attn_args.n_seqs): a block serves a
+ * tile of consecutive tokens of one sequence and reads each K/V entry once for all of them
+ * (up to 8 token-heads: 8 tokens for MHA, 2 for 4:1 GQA), the causal limit per token; the same
+ * bits per token as one token per block.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -422,17 +426,21 @@ __device__ __forceinline__ float attn_kv(const __half *p, int i) { return __half
 #define ATTN_WARPS (ATTN_THREADS / 32)
 #define ATTN_GMAX 8   /* query heads a block serves from one KV head (GQA), at most */
 
-/* One chunk [p0, p1] of token t's positions for the gs query heads h0 .. h0 + gs - 1, which
- * share one KV head (GQA), so each K and V entry is read once for all of them: scores by a warp
- * per position (lanes across head_dim, coalesced), each head's chunk max m and sum l of
- * exp(s - m), and o[d] = sum_p exp(s_p - m) V_p[d] in position order (a thread per d,
- * coalesced). Per head the operations and their order are those of one head alone. A token
- * whose positions fit one chunk writes out = o / l directly; otherwise the chunk's (o, m, l) go
- * to the partials for kern_cuda_attn_merge_k. K, V: this layer's view of the pool, entries of
- * T; block b, slot s of a position at K + b * block_stride + s * kv_dim; token t's block ids at
- * bt[bt_row[t] * bt_stride ..]. part_o [n][n_heads][nchunk][head_dim], part_ml [..][nchunk][2].
- * Dynamic shared memory: gs rows of q (head_dim rounded up to 4), then gs rows of ATTN_CHUNK
- * scores. */
+/* One chunk of positions [p0, p0 + ATTN_CHUNK) for a tile of up to tq consecutive tokens and
+ * the gs query heads h0 .. h0 + gs - 1, which share one KV head (GQA). Tokens of the tile that
+ * read the same block-table row (a prompt's tokens, one sequence) are served together: each K
+ * and V entry is read once for all of their (token, head) slots, tq * gs <= ATTN_GMAX; a tile
+ * whose tokens belong to several sequences is served run by run. Per slot, token t's positions
+ * p0 .. p1 = min(pos[t], p0 + ATTN_CHUNK - 1): scores by a warp per position (lanes across
+ * head_dim, coalesced), the slot's chunk max m and sum l of exp(s - m), and o[d] = sum_p
+ * exp(s_p - m) V_p[d] in position order (a thread per d, coalesced). Per slot the operations
+ * and their order are those of one head of one token alone, so the bits do not depend on tq,
+ * the tile or the batch. A token whose positions fit one chunk writes out = o / l directly;
+ * otherwise the chunk's (o, m, l) go to the partials for kern_cuda_attn_merge_k. K, V: this
+ * layer's view of the pool, entries of T; block b, slot s of a position at K + b * block_stride
+ * + s * kv_dim; token t's block ids at bt[bt_row[t] * bt_stride ..]. part_o [n][n_heads][nchunk]
+ * [head_dim], part_ml [..][nchunk][2]. Dynamic shared memory: tq * gs rows of q (head_dim
+ * rounded up to 4), then as many rows of ATTN_CHUNK scores. */
 template <typename T>
 __global__ void __launch_bounds__(ATTN_THREADS)
 kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
@@ -440,113 +448,146 @@ kern_cuda_attn_k(const float *__restrict__ q, float *__restrict__ out,
                  const int32_t *__restrict__ bt_row, int bt_stride, int n,
                  const T *__restrict__ K, const T *__restrict__ V, int64_t block_stride,
                  int n_heads, int n_kv_heads, int head_dim, int block_tokens, int max_pos,
-                 int nchunk, int gs, float *__restrict__ part_o, float *__restrict__ part_ml)
+                 int nchunk, int gs, int tq, float *__restrict__ part_o, float *__restrict__ part_ml)
 {
     extern __shared__ float smem[];
     __shared__ float red[32];
-    const int h0 = blockIdx.x * gs, t = blockIdx.y, c = blockIdx.z;
-    if (h0 >= n_heads || t >= n) return;   /* uniform per block */
-    const int P = pos[t];
-    if (P < 0 || P >= max_pos) {          /* the engine checked; leave no garbage regardless */
-        if (c == 0)
-            for (int i = threadIdx.x; i < gs * head_dim; i += blockDim.x)
-                out[((int64_t)t * n_heads + h0) * head_dim + i] = 0.0f;
-        return;
-    }
+    const int h0 = blockIdx.x * gs, c = blockIdx.z;
+    const int tile0 = blockIdx.y * tq, tile1 = min(n, tile0 + tq);
+    if (h0 >= n_heads || tile0 >= n) return;   /* uniform per block */
     const int p0 = c * ATTN_CHUNK;
-    if (p0 > P) return;                   /* this token has fewer chunks; uniform per block */
-    const int p1 = min(P, p0 + ATTN_CHUNK - 1);
-    const int single = P < ATTN_CHUNK;
     const int kvh = h0 / (n_heads / n_kv_heads);
     const int kv_dim = n_kv_heads * head_dim;
-    const int32_t *tab = bt + (int64_t)(bt_row ? bt_row[t] : t) * bt_stride;
-
-    /* each q row holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas merges
-     * a remainder of q loads into one 12-byte shared load that can run past head_dim
-     * (compute-sanitizer memcheck flagged it at head_dim 1 on an H200, 2026-12-04). */
     const int hd_pad = (head_dim + 3) & ~3;
-    float *q_s = smem, *S = smem + gs * hd_pad;
-    for (int i = threadIdx.x; i < gs * hd_pad; i += blockDim.x) {
-        const int g = i / hd_pad, d = i % hd_pad;
-        q_s[i] = d < head_dim ? q[((int64_t)t * n_heads + h0 + g) * head_dim + d] : 0.0f;
-    }
-    __syncthreads();
-
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int p = p0 + warp; p <= p1; p += ATTN_WARPS) {   /* uniform per warp */
-        const int blk = tab[p / block_tokens];
-        float dot[ATTN_GMAX];
+    float *q_s = smem, *S = smem + tq * gs * hd_pad;
+
+    for (int r0 = tile0; r0 < tile1;) {   /* runs of tokens on one table row; uniform */
+        const int row0 = bt_row ? bt_row[r0] : r0;
+        int r1 = r0 + 1;
+        while (r1 < tile1 && bt_row && bt_row[r1] == row0) r1++;
+        const int nt = r1 - r0;
+        const int32_t *tab = bt + (int64_t)row0 * bt_stride;
+        /* the run's tokens: last position of this chunk each reads (-1: none), and whether
+         * its positions fit one chunk */
+        int p1[ATTN_GMAX], single[ATTN_GMAX];
+        int pmax = -1;
 #pragma unroll
-        for (int g = 0; g < ATTN_GMAX; g++) dot[g] = 0.0f;
-        if (blk >= 0) {   /* the engine built the table; defensive */
-            const T *k = K + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
-                         (int64_t)kvh * head_dim;
-            for (int d = lane; d < head_dim; d += 32) {
-                const float kd = attn_kv(k, d);
+        for (int j = 0; j < ATTN_GMAX; j++) {
+            p1[j] = -1;
+            single[j] = 0;
+            if (j >= nt) continue;
+            const int P = pos[r0 + j];
+            if (P < 0 || P >= max_pos) {   /* the engine checked; leave no garbage regardless */
+                if (c == 0)
+                    for (int i = threadIdx.x; i < gs * head_dim; i += blockDim.x)
+                        out[((int64_t)(r0 + j) * n_heads + h0) * head_dim + i] = 0.0f;
+                continue;
+            }
+            if (p0 > P) continue;          /* this token has fewer chunks */
+            p1[j] = min(P, p0 + ATTN_CHUNK - 1);
+            single[j] = P < ATTN_CHUNK;
+            pmax = max(pmax, p1[j]);
+        }
+        if (pmax < 0) {
+            r0 = r1;
+            continue;
+        }
+        const int ns = nt * gs;   /* slots: slot i is token r0 + i / gs, head h0 + i % gs */
+
+        /* each q row holds head_dim rounded up to 4 floats, the tail zeroed: on sm_90, ptxas
+         * merges a remainder of q loads into one 12-byte shared load that can run past head_dim
+         * (compute-sanitizer memcheck flagged it at head_dim 1 on an H200, 2026-12-04). */
+        __syncthreads();   /* the previous run's q_s and S are read no more */
+        for (int i = threadIdx.x; i < ns * hd_pad; i += blockDim.x) {
+            const int sl = i / hd_pad, d = i % hd_pad;
+            q_s[i] = d < head_dim
+                         ? q[((int64_t)(r0 + sl / gs) * n_heads + h0 + sl % gs) * head_dim + d]
+                         : 0.0f;
+        }
+        __syncthreads();
+
+        for (int p = p0 + warp; p <= pmax; p += ATTN_WARPS) {   /* uniform per warp */
+            const int blk = tab[p / block_tokens];
+            float dot[ATTN_GMAX];
 #pragma unroll
-                for (int g = 0; g < ATTN_GMAX; g++)
-                    if (g < gs) dot[g] = fmaf(q_s[g * hd_pad + d], kd, dot[g]);
+            for (int i = 0; i < ATTN_GMAX; i++) dot[i] = 0.0f;
+            if (blk >= 0) {   /* the engine built the table; defensive */
+                const T *k = K + (int64_t)blk * block_stride +
+                             (int64_t)(p % block_tokens) * kv_dim + (int64_t)kvh * head_dim;
+                for (int d = lane; d < head_dim; d += 32) {
+                    const float kd = attn_kv(k, d);
+#pragma unroll
+                    for (int i = 0; i < ATTN_GMAX; i++)
+                        if (i < ns) dot[i] = fmaf(q_s[i * hd_pad + d], kd, dot[i]);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < ATTN_GMAX; i++) {
+                if (i >= ns) break;   /* uniform */
+                float v = dot[i];
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+                if (lane == 0 && p <= p1[i / gs])
+                    S[i * ATTN_CHUNK + p - p0] = blk >= 0 ? v * scale : -INFINITY;
             }
         }
+        __syncthreads();   /* S[] written by one lane per position, read by every thread below */
+        float m[ATTN_GMAX], l[ATTN_GMAX];
 #pragma unroll
-        for (int g = 0; g < ATTN_GMAX; g++) {
-            if (g >= gs) break;   /* uniform */
-            float v = dot[g];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-            if (lane == 0) S[g * ATTN_CHUNK + p - p0] = blk >= 0 ? v * scale : -INFINITY;
+        for (int i = 0; i < ATTN_GMAX; i++) {
+            m[i] = l[i] = 0.0f;
+            if (i >= ns || p1[i / gs] < 0) continue;   /* uniform */
+            const int len = p1[i / gs] - p0;
+            float *Si = S + i * ATTN_CHUNK;
+            float lmax = -INFINITY;
+            for (int x = threadIdx.x; x <= len; x += blockDim.x) lmax = fmaxf(lmax, Si[x]);
+            m[i] = kern_cuda_block_max(lmax, red);
+            float lsum = 0.0f;
+            for (int x = threadIdx.x; x <= len; x += blockDim.x) {
+                /* a chunk of missing blocks only (m = -inf) weighs nothing, not NaN */
+                const float e = m[i] == -INFINITY ? 0.0f : expf(__fsub_rn(Si[x], m[i]));
+                Si[x] = e;
+                lsum += e;
+            }
+            l[i] = kern_cuda_block_sum(lsum, red);   /* its barriers order S[] too */
         }
-    }
-    __syncthreads();   /* S[] written by one lane per position, read by every thread below */
-    float m[ATTN_GMAX], l[ATTN_GMAX];
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float acc[ATTN_GMAX];
 #pragma unroll
-    for (int g = 0; g < ATTN_GMAX; g++) {
-        m[g] = l[g] = 0.0f;
-        if (g >= gs) continue;   /* uniform */
-        float *Sg = S + g * ATTN_CHUNK;
-        float lmax = -INFINITY;
-        for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) lmax = fmaxf(lmax, Sg[i]);
-        m[g] = kern_cuda_block_max(lmax, red);
-        float lsum = 0.0f;
-        for (int i = threadIdx.x; i <= p1 - p0; i += blockDim.x) {
-            /* a chunk of missing blocks only (m = -inf) weighs nothing, not NaN */
-            const float e = m[g] == -INFINITY ? 0.0f : expf(__fsub_rn(Sg[i], m[g]));
-            Sg[i] = e;
-            lsum += e;
-        }
-        l[g] = kern_cuda_block_sum(lsum, red);   /* its barriers order S[] too */
-    }
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float acc[ATTN_GMAX];
+            for (int i = 0; i < ATTN_GMAX; i++) acc[i] = 0.0f;
+            for (int p = p0; p <= pmax; p++) {
+                const int blk = tab[p / block_tokens];
+                if (blk < 0) continue;
+                const T *v = V + (int64_t)blk * block_stride +
+                             (int64_t)(p % block_tokens) * kv_dim + (int64_t)kvh * head_dim;
+                const float vd = attn_kv(v, d);
 #pragma unroll
-        for (int g = 0; g < ATTN_GMAX; g++) acc[g] = 0.0f;
-        for (int p = p0; p <= p1; p++) {
-            const int blk = tab[p / block_tokens];
-            if (blk < 0) continue;
-            const T *v = V + (int64_t)blk * block_stride + (int64_t)(p % block_tokens) * kv_dim +
-                         (int64_t)kvh * head_dim;
-            const float vd = attn_kv(v, d);
+                for (int i = 0; i < ATTN_GMAX; i++)
+                    if (i < ns && p <= p1[i / gs])
+                        acc[i] = __fadd_rn(acc[i], __fmul_rn(S[i * ATTN_CHUNK + p - p0], vd));
+            }
 #pragma unroll
-            for (int g = 0; g < ATTN_GMAX; g++)
-                if (g < gs) acc[g] = __fadd_rn(acc[g], __fmul_rn(S[g * ATTN_CHUNK + p - p0], vd));
+            for (int i = 0; i < ATTN_GMAX; i++) {
+                if (i >= ns) break;
+                if (p1[i / gs] < 0) continue;
+                const int64_t hq = (int64_t)(r0 + i / gs) * n_heads + h0 + i % gs;
+                if (single[i / gs])
+                    out[hq * head_dim + d] = l[i] > 0.0f ? __fdiv_rn(acc[i], l[i]) : 0.0f;
+                else
+                    part_o[(hq * nchunk + c) * head_dim + d] = acc[i];
+            }
         }
-#pragma unroll
-        for (int g = 0; g < ATTN_GMAX; g++) {
-            if (g >= gs) break;
-            const int64_t hq = (int64_t)t * n_heads + h0 + g;
-            if (single)
-                out[hq * head_dim + d] = l[g] > 0.0f ? __fdiv_rn(acc[g], l[g]) : 0.0f;
-            else
-                part_o[(hq * nchunk + c) * head_dim + d] = acc[g];
+        if (threadIdx.x == 0) {
+            for (int i = 0; i < ns; i++) {
+                if (p1[i / gs] < 0 || single[i / gs]) continue;
+                const int64_t pc = ((int64_t)(r0 + i / gs) * n_heads + h0 + i % gs) * nchunk + c;
+                part_ml[pc * 2] = m[i];
+                part_ml[pc * 2 + 1] = l[i];
+            }
         }
-    }
-    if (!single && threadIdx.x == 0) {
-        for (int g = 0; g < gs; g++) {
-            const int64_t pc = ((int64_t)t * n_heads + h0 + g) * nchunk + c;
-            part_ml[pc * 2] = m[g];
-            part_ml[pc * 2 + 1] = l[g];
-        }
+        r0 = r1;
     }
 }
 
@@ -602,7 +643,15 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
     const size_t row = (size_t)(((int64_t)a->head_dim + 3) & ~(int64_t)3) + ATTN_CHUNK;
     int gs = group < ATTN_GMAX ? group : ATTN_GMAX;
     while (gs > 1 && (group % gs || gs * row * sizeof(float) > ATTN_SMEM_MAX)) gs--;
-    const size_t smem = gs * row * sizeof(float);
+    /* Tiles of tq tokens where a batch holds several tokens per sequence (a prompt: each K/V
+     * entry then read once for tq of its tokens); one token per block for decode batches,
+     * where more blocks keep more SMs busy. */
+    int tq = 1;
+    if (a->n_seqs > 0 && a->n >= 2 * a->n_seqs) {
+        tq = ATTN_GMAX / gs;
+        while (tq > 1 && (size_t)tq * gs * row * sizeof(float) > ATTN_SMEM_MAX) tq--;
+    }
+    const size_t smem = (size_t)tq * gs * row * sizeof(float);
     if (smem > ATTN_SMEM_MAX) return KERN_E_UNSUPPORTED;
     const int nchunk = (a->max_pos + ATTN_CHUNK - 1) / ATTN_CHUNK;
     if (nchunk > 65535) return KERN_E_UNSUPPORTED;
@@ -617,17 +666,17 @@ int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a)
         part_o = (float *)d_s;
         part_ml = part_o + per * a->head_dim;
     }
-    dim3 grid((unsigned)(a->n_heads / gs), (unsigned)a->n, (unsigned)nchunk);
+    dim3 grid((unsigned)(a->n_heads / gs), (unsigned)((a->n + tq - 1) / tq), (unsigned)nchunk);
     if (a->kv_dtype == KERN_F16)
         kern_cuda_attn_k<__half><<<grid, ATTN_THREADS, smem, c->stream>>>(
             a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
             (const __half *)a->k_base, (const __half *)a->v_base, a->block_stride, a->n_heads,
-            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, gs, part_o, part_ml);
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, gs, tq, part_o, part_ml);
     else
         kern_cuda_attn_k<float><<<grid, ATTN_THREADS, smem, c->stream>>>(
             a->q, a->out, a->pos, a->bt, a->bt_row, a->bt_stride, a->n,
             (const float *)a->k_base, (const float *)a->v_base, a->block_stride, a->n_heads,
-            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, gs, part_o, part_ml);
+            a->n_kv_heads, a->head_dim, a->block_tokens, a->max_pos, nchunk, gs, tq, part_o, part_ml);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_attn_k");
     if (nchunk > 1) {
         kern_cuda_attn_merge_k<<<dim3((unsigned)a->n_heads, (unsigned)a->n), ATTN_THREADS, 0,

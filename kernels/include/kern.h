@@ -88,6 +88,10 @@ typedef struct kern_attn_args {
     int64_t block_stride;               /* entries from one block to the next */
     int block_tokens;                   /* positions per block */
     int max_pos;                        /* upper bound of pos[] + 1 (scratch sizing) */
+    int n_seqs;                         /* a hint: runs of consecutive tokens on one bt row
+                                           (one per sequence in a step); 0: unknown. A device
+                                           backend serves a prompt's tokens together when
+                                           n >= 2 n_seqs; results never depend on it */
 } kern_attn_args;
 
 /* Writes this step's keys and values into their cache slots: for t < n, k[t] and v[t] (kv_dim

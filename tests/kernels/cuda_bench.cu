@@ -11,7 +11,9 @@
  *      against the bandwidth floor (all weight bytes / copy bandwidth per step);
  *   4. prefill (n = 512): CLAQ dequant + cuBLAS vs cuBLAS fp16 on the 7 layer shapes;
  *   5. decode attention over an fp16 paged pool (7B heads) at batch 1/8/32 and contexts up to
- *      4096: us per layer and K/V bytes read against the copy bandwidth.
+ *      4096: us per layer and K/V bytes read against the copy bandwidth;
+ *   6. prefill attention of one sequence (128 / 512 / 2048 tokens, MHA and 8 KV heads): one
+ *      token per block against tiles of tokens sharing their K/V reads (kern_attn_args.n_seqs).
  * Norms and the rest of the step are not in these numbers (`cuda_bench.sh step` times the whole
  * device-resident step). Single-threaded host; one device. */
 #include <math.h>
@@ -340,9 +342,66 @@ static void bench_prefill(void)
  * 512/2048/4096: time per call and the K/V bytes it must read against the copy bandwidth (its
  * floor). Every sequence its own blocks. */
 static void bench_attention_shape(double bw, int nkv);
+static void bench_prefill_attention(int nkv);
 static void bench_attention(double bw)
 {
     for (int shape = 0; shape < 2; shape++) bench_attention_shape(bw, shape ? 8 : 32);
+    for (int shape = 0; shape < 2; shape++) bench_prefill_attention(shape ? 8 : 32);
+}
+
+/* A prompt of n tokens of one sequence (positions 0..n-1, causal): one token per block
+ * (n_seqs = 0) against tiles of a sequence's tokens sharing their K/V reads (n_seqs = 1). */
+static void bench_prefill_attention(int nkv)
+{
+    const int nh = 32, hd = 128, bt = 16, lens[3] = {128, 512, 2048};
+    const int kv_dim = nkv * hd;
+    printf("\n## Prefill attention, one sequence, 32 query heads x 128, %d KV heads, fp16 KV "
+           "(one layer)\n", nkv);
+    printf("| prompt | us, token per block | us, tiles | ratio |\n|---|---|---|---|\n");
+    for (int li = 0; li < 3; li++) {
+        const int n = lens[li], bps = n / bt;
+        const int64_t stride = (int64_t)bt * kv_dim;
+        __half *k = dev_random_f16((size_t)bps * stride), *v = dev_random_f16((size_t)bps * stride);
+        float *q = dev_random((size_t)n * nh * hd), *o = NULL;
+        BENCH_CHECK(cudaMalloc(&o, sizeof(float) * (size_t)n * nh * hd));
+        int32_t *h_bt = (int32_t *)malloc(sizeof(int32_t) * (size_t)bps);
+        int32_t *h_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
+        int32_t *h_row = (int32_t *)calloc((size_t)n, sizeof(int32_t));
+        for (int i = 0; i < bps; i++) h_bt[i] = i;
+        for (int t = 0; t < n; t++) h_pos[t] = t;
+        int32_t *d_bt = NULL, *d_pos = NULL, *d_row = NULL;
+        BENCH_CHECK(cudaMalloc(&d_bt, sizeof(int32_t) * (size_t)bps));
+        BENCH_CHECK(cudaMalloc(&d_pos, sizeof(int32_t) * (size_t)n));
+        BENCH_CHECK(cudaMalloc(&d_row, sizeof(int32_t) * (size_t)n));
+        BENCH_CHECK(cudaMemcpy(d_bt, h_bt, sizeof(int32_t) * (size_t)bps, cudaMemcpyHostToDevice));
+        BENCH_CHECK(cudaMemcpy(d_pos, h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
+        BENCH_CHECK(cudaMemcpy(d_row, h_row, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
+        double us[2];
+        for (int tiled = 0; tiled < 2; tiled++) {
+            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .q = q,
+                                .out = o, .pos = d_pos, .bt = d_bt, .bt_row = d_row,
+                                .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = k, .v_base = v,
+                                .block_stride = stride, .block_tokens = bt, .max_pos = n,
+                                .n_seqs = tiled};
+            for (int i = 0; i < 2; i++) BENCH_OK(kern_cuda__attention(C, &a), C);
+            const int it = 10;
+            BENCH_CHECK(cudaEventRecord(ev0, C->stream));
+            for (int i = 0; i < it; i++) BENCH_OK(kern_cuda__attention(C, &a), C);
+            BENCH_CHECK(cudaEventRecord(ev1, C->stream));
+            us[tiled] = elapsed_ms() * 1e3 / it;
+        }
+        printf("| %d | %.1f | %.1f | %.2f |\n", n, us[0], us[1], us[0] / us[1]);
+        BENCH_CHECK(cudaFree(k));
+        BENCH_CHECK(cudaFree(v));
+        BENCH_CHECK(cudaFree(q));
+        BENCH_CHECK(cudaFree(o));
+        BENCH_CHECK(cudaFree(d_bt));
+        BENCH_CHECK(cudaFree(d_pos));
+        BENCH_CHECK(cudaFree(d_row));
+        free(h_bt);
+        free(h_pos);
+        free(h_row);
+    }
 }
 
 static void bench_attention_shape(double bw, int nkv)

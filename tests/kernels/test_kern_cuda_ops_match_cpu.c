@@ -10,6 +10,7 @@
  *             libms moves the angle by up to pos * 6e-8 rad);
  *   swiglu    |d| <= 16 * FLT_EPSILON * |ref|             (expf ulps);
  *   attention GQA and MHA shapes, paged blocks in shuffled order, a stride larger than one block,
+ *             prompt tokens served in tiles (kern_attn_args.n_seqs) bit-identical to one by one,
  *             several sequences mixed with prefill runs, fp32 and fp16 pools: |d| <= 4e-5 (outputs are convex
  *             combinations of values in [-1, 1]; scores differ in summation order); and each
  *             token alone gives the same bits as inside the batch;
@@ -282,7 +283,9 @@ static void test_swiglu(kern_backend *cu, kern_backend *cpu)
 }
 
 /* One attention case: nseq sequences with random lengths; the batch holds, per sequence, either
- * its last position (decode) or its last `run` positions (prefill-style). */
+ * its last position (decode) or its last `run` positions (prefill-style, up to 10; 4 for long
+ * contexts). Checked against the CPU, each token alone, and served in tiles (n_seqs = 1 asks
+ * for the largest tiles, which then span several sequences' runs): the same bits. */
 static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int hd, int bt,
                       int max_pos, int nseq, kern_dtype kvdt)
 {
@@ -316,13 +319,14 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
     /* the block tables: sequence s's row is perm[s * bps ..] (bt_stride = bps) */
     int *len = malloc(sizeof(int) * (size_t)nseq);
     for (int s = 0; s < nseq; s++) len[s] = 1 + (int)(ct_rnd() % (uint32_t)max_pos);
+    const int R = max_pos > 1000 ? 4 : 10;
     int cap = 0;
-    for (int s = 0; s < nseq; s++) cap += len[s] < 4 ? len[s] : 4;
+    for (int s = 0; s < nseq; s++) cap += len[s] < R ? len[s] : R;
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)cap);
     int32_t *row = malloc(sizeof(int32_t) * (size_t)cap);
     int n = 0;
     for (int s = 0; s < nseq; s++) {
-        int run = (s % 2) ? (len[s] < 4 ? len[s] : 4) : 1;
+        int run = (s % 2) ? (len[s] < R ? len[s] : R) : 1;
         for (int r = run; r >= 1; r--) {
             pos[n] = len[s] - r;
             row[n] = s;
@@ -379,6 +383,21 @@ static void attn_case(kern_backend *cu, kern_backend *cpu, int nh, int nkv, int 
                  ct_get(cu, d_one, one, (size_t)nh * hd * sizeof(float)) == 0 &&
                  ct_same_bits(one, got + (size_t)t * nh * hd, (size_t)nh * hd, &at),
                  "attention token %d alone differs at %zu", t, at);
+    }
+    {
+        kern_attn_args tl = da;
+        tl.n_seqs = 1;
+        kern_buf *d_t = ct_buf(cu, NULL, qn * sizeof(float));
+        float *tiled = malloc(qn * sizeof(float));
+        tl.out = CT_ADDR(d_t);
+        size_t at = 0;
+        CT_CHECK(kern_attention(cu, &tl) == 0 && ct_get(cu, d_t, tiled, qn * sizeof(float)) == 0 &&
+                 ct_same_bits(tiled, got, qn, &at),
+                 "attention %s nh=%d nkv=%d hd=%d max_pos=%d n=%d in tiles differs at %zu (token "
+                 "%zu): %.9g vs %.9g", kern_dtype_name(kvdt), nh, nkv, hd, max_pos, n, at,
+                 at / ((size_t)nh * hd), tiled[at], got[at]);
+        kern_buf_free(cu, d_t);
+        free(tiled);
     }
     kern_buf *bufs[] = {d_q, d_o, d_one, d_pos, d_row, d_bt, d_k, d_v};
     for (unsigned i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(cu, bufs[i]);
