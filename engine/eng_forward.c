@@ -8,6 +8,8 @@
  * drives a ctx at a time. */
 #include "eng_forward.h"
 
+#include "eng_rowstore.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +28,6 @@ struct eng_ctx {
      * addresses (what ops take). */
     kern_buf *b_x, *b_xb, *b_q, *b_att, *b_k, *b_v, *b_hb, *b_hb2;
     kern_buf *b_ids, *b_pos, *b_slot, *b_rows, *b_btrow, *b_amax, *b_freq;
-    kern_buf *b_bt;                    /* [bt_rows][bt_stride] block tables, kept between steps */
     kern_buf *b_logits;                /* [max_batch][vocab], made on first need */
     kern_buf *b_sparams;               /* [max_batch] kern_sample_params, made on first need */
     kern_buf *b_sadj;                  /* the step's kern_sample_adj entries, grown on need */
@@ -37,24 +38,19 @@ struct eng_ctx {
     float *k, *v;                      /* [max_batch][kv_dim] */
     float *hb, *hb2;                   /* [max_batch][hidden] */
     int32_t *ids, *pos, *slot, *rows, *btrow, *amax;   /* [max_batch] */
-    int32_t *bt;                       /* b_bt's address */
+    int32_t *bt;                       /* the step's block tables (bt_store's address) */
     float *logits;                     /* b_logits' address */
     float *rope_freq;                  /* [head_dim / 2] scaled RoPE frequencies, or NULL for the
                                           default rope (kernels derive it from theta) */
     /* Host mirrors of the step's small tables (what kern_buf_write sends); owned. */
     int32_t *h_ids, *h_pos, *h_slot, *h_rows, *h_btrow;
-    /* Block tables live in b_bt between steps, one row per sequence seen lately, and a step
-     * sends only what changed (block_tables). h_bt mirrors b_bt exactly: row r's first
-     * row_len[r] entries are what the backend holds (the rest unknown). Rows are reused least
-     * recently used first; the content compare, not the seq pointer, decides what is sent, so
-     * a pointer reused by a new sequence, or blocks replaced, never leaves a stale entry. */
-    int32_t *h_bt;                     /* [bt_rows][bt_stride]; owned */
-    const eng_seq **row_seq;           /* [bt_rows] the sequence a row last served (compared,
-                                          never dereferenced) */
-    int32_t *row_len;                  /* [bt_rows] */
-    uint64_t *row_step;                /* [bt_rows] step that last used the row */
-    int bt_rows, bt_stride;            /* allocated rows, int32 entries per row */
-    uint64_t step_no;
+    /* Kept in backend memory from step to step, a row per sequence, sent by deltas
+     * (eng_rowstore): the block tables, and the sampler's bias and penalty entries. */
+    eng_rowstore *bt_store;            /* int32 block ids; owned */
+    eng_rowstore *adj_store;           /* kern_sample_adj; owned, made on first need */
+    int bt_stride;                     /* bt_store's stride in this step */
+    kern_sample_params *h_sp;          /* [max_batch] the step's rules as sent; owned */
+    int32_t *h_adjrow;                 /* [max_batch] adj_store row of each sampled row */
     /* The step prepared by step_prepare. */
     int max_pos, n_want;
     int n_runs;                        /* runs of consecutive items of one sequence */
@@ -97,9 +93,13 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
     x->h_slot = malloc(B * I);
     x->h_rows = malloc(B * I);
     x->h_btrow = malloc(B * I);
-    int rc = !x->lw || !x->h_ids || !x->h_pos || !x->h_slot || !x->h_rows || !x->h_btrow
+    x->h_sp = malloc(B * sizeof *x->h_sp);
+    x->h_adjrow = malloc(B * I);
+    int rc = !x->lw || !x->h_ids || !x->h_pos || !x->h_slot || !x->h_rows || !x->h_btrow ||
+                     !x->h_sp || !x->h_adjrow
                  ? KERN_E_NOMEM
                  : 0;
+    if (!rc) rc = eng_rowstore_create(&x->bt_store, be, sizeof(int32_t), max_batch, 16);
     if (!rc) rc = ctx_buf(x, &x->b_x, B * (size_t)c->dim * F, &x->x);
     if (!rc) rc = ctx_buf(x, &x->b_xb, B * wide * F, &x->xb);
     if (!rc) rc = ctx_buf(x, &x->b_q, B * q_dim * F, &x->q);
@@ -144,7 +144,7 @@ void eng_ctx_destroy(eng_ctx *x)
     if (!x) return;
     kern_buf *bufs[] = {x->b_x,   x->b_xb,  x->b_q,    x->b_att,  x->b_k,     x->b_v,
                         x->b_hb,  x->b_hb2, x->b_ids,  x->b_pos,  x->b_slot,  x->b_rows,
-                        x->b_btrow, x->b_amax, x->b_freq, x->b_bt, x->b_logits,
+                        x->b_btrow, x->b_amax, x->b_freq, x->b_logits,
                         x->b_sparams, x->b_sadj, x->b_slp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(x->be, bufs[i]);
     free(x->lw);
@@ -153,10 +153,10 @@ void eng_ctx_destroy(eng_ctx *x)
     free(x->h_slot);
     free(x->h_rows);
     free(x->h_btrow);
-    free(x->h_bt);
-    free(x->row_seq);
-    free(x->row_len);
-    free(x->row_step);
+    eng_rowstore_destroy(x->bt_store);
+    eng_rowstore_destroy(x->adj_store);
+    free(x->h_sp);
+    free(x->h_adjrow);
     free(x);
 }
 
@@ -224,113 +224,25 @@ static int check_items(const eng_ctx *c, const eng_kv *kv, const eng_batch_item 
     return check_backend(c, kv, err);
 }
 
-/* Makes the tables hold `rows` rows of `stride` entries (never fewer than now). Growing drops
- * what the backend held (row_len 0: each row is sent whole when next used); rows keep their
- * sequences, so a sequence finds its row again. */
-static int bt_grow(eng_ctx *c, int rows, int stride)
-{
-    if (rows <= c->bt_rows && stride <= c->bt_stride) return 0;
-    if (rows < c->bt_rows) rows = c->bt_rows;
-    if (stride < c->bt_stride) stride = c->bt_stride;
-    size_t entries = (size_t)rows * (size_t)stride;
-    int32_t *h = malloc(entries * sizeof(int32_t));
-    const eng_seq **rs = realloc(c->row_seq, (size_t)rows * sizeof *rs);
-    if (rs) c->row_seq = rs;
-    int32_t *rl = realloc(c->row_len, (size_t)rows * sizeof *rl);
-    if (rl) c->row_len = rl;
-    uint64_t *st = realloc(c->row_step, (size_t)rows * sizeof *st);
-    if (st) c->row_step = st;
-    kern_buf *nb = NULL;
-    if (!h || !rs || !rl || !st || kern_buf_alloc(c->be, entries * sizeof(int32_t), &nb)) {
-        free(h);
-        return KERN_E_NOMEM;
-    }
-    for (int r = c->bt_rows; r < rows; r++) {
-        c->row_seq[r] = NULL;
-        c->row_step[r] = 0;
-    }
-    for (int r = 0; r < rows; r++) c->row_len[r] = 0;
-    free(c->h_bt);
-    c->h_bt = h;
-    kern_buf_free(c->be, c->b_bt);
-    c->b_bt = nb;
-    c->bt = kern_buf_addr(nb);
-    c->bt_rows = rows;
-    c->bt_stride = stride;
-    return 0;
-}
-
-/* The table row for seq in this step: the one it had, else an unused row (the least recently
- * used), else a new one. A row used earlier in this step is never taken. */
-static int bt_row_for(eng_ctx *c, const eng_seq *s, int *row)
-{
-    int pick = -1;
-    for (int r = 0; r < c->bt_rows; r++) {
-        if (c->row_seq[r] == s) {
-            pick = r;
-            break;
-        }
-        if (c->row_step[r] != c->step_no &&
-            (pick < 0 || c->row_step[r] < c->row_step[pick]))
-            pick = r;
-    }
-    if (pick < 0) {   /* every row serves this step: one more */
-        pick = c->bt_rows;
-        int rows = c->bt_rows ? c->bt_rows * 2 : 4;
-        if (rows > c->max_batch) rows = c->max_batch;
-        if (pick >= rows) return KERN_E_INVAL;   /* more sequences than tokens: cannot be */
-        int rc = bt_grow(c, rows, c->bt_stride ? c->bt_stride : 4);
-        if (rc) return rc;
-    }
-    if (c->row_seq[pick] != s) {
-        c->row_seq[pick] = s;
-        c->row_len[pick] = 0;   /* what it holds is another sequence's: compare nothing */
-    }
-    c->row_step[pick] = c->step_no;
-    *row = pick;
-    return 0;
-}
-
-/* Brings seq's row of the backend's tables up to date: its block ids from the first one that
- * differs from what the backend holds to the last one reserved, in one write (nothing when all
- * agree, as in most decode steps; one id when a block was added). */
-static int bt_send(eng_ctx *c, const eng_seq *s, int row)
-{
-    int32_t *m = c->h_bt + (size_t)row * (size_t)c->bt_stride;
-    int have = c->row_len[row] < s->n_blocks ? c->row_len[row] : s->n_blocks;
-    int d = 0;
-    while (d < have && m[d] == s->blocks[d]) d++;
-    if (d == s->n_blocks) return 0;
-    size_t cnt = (size_t)(s->n_blocks - d);
-    memcpy(m + d, s->blocks + d, cnt * sizeof(int32_t));
-    c->row_len[row] = 0;   /* unknown until the write lands */
-    int rc = kern_buf_write(c->be, c->b_bt, ((size_t)row * (size_t)c->bt_stride + (size_t)d) *
-                            sizeof(int32_t), m + d, cnt * sizeof(int32_t));
-    if (!rc) c->row_len[row] = s->n_blocks;
-    return rc;
-}
-
-/* Each item's table row (h_btrow), every sequence's row brought up to date first. Rows are
- * assigned before any is sent so that growing the tables (which drops what they held) happens
- * before the sends. */
+/* Each item's block-table row (h_btrow), every sequence's row brought up to date: only the
+ * entries that differ from what the backend holds are sent (none in most decode steps, one id
+ * when a block was added). */
 static int block_tables(eng_ctx *c, const eng_batch_item *items, int n)
 {
-    c->step_no++;
+    eng_rowstore_step(c->bt_store);
     int rc = 0;
     for (int i = 0; !rc && i < n; i++) {
         if (i > 0 && items[i].seq == items[i - 1].seq) {
             c->h_btrow[i] = c->h_btrow[i - 1];
             continue;
         }
-        rc = bt_row_for(c, items[i].seq, &c->h_btrow[i]);
-        if (!rc && items[i].seq->n_blocks > c->bt_stride) {
-            int stride = c->bt_stride * 2 > items[i].seq->n_blocks ? c->bt_stride * 2
-                                                                    : items[i].seq->n_blocks;
-            rc = bt_grow(c, c->bt_rows, stride);
-        }
+        rc = eng_rowstore_row(c->bt_store, items[i].seq, &c->h_btrow[i]);
+        if (!rc)
+            rc = eng_rowstore_put(c->bt_store, c->h_btrow[i], items[i].seq->blocks,
+                                  items[i].seq->n_blocks);
     }
-    for (int i = 0; !rc && i < n; i++)
-        if (i == 0 || items[i].seq != items[i - 1].seq) rc = bt_send(c, items[i].seq, c->h_btrow[i]);
+    c->bt = eng_rowstore_addr(c->bt_store);
+    c->bt_stride = eng_rowstore_stride(c->bt_store);
     return rc;
 }
 
@@ -539,10 +451,54 @@ typedef struct step_plan {
     float *lg;          /* where the head writes the logits (backend memory) */
     int pick;           /* 0: none; 1: kern_argmax; 2: kern_sample */
     size_t adj_bytes;   /* kern_sample: bytes of the rows' adjustment entries (0: none) */
+    const kern_sample_adj *adj;   /* kern_sample: where they are on the backend */
     int want_lp;        /* kern_sample: some row asked for logprobs */
 } step_plan;
 
-static int plan_step(eng_ctx *c, const eng_forward_out *out, step_plan *sp)
+/* Entries a sequence's row of adj_store holds before it first grows: a request's bias entries
+ * and the tokens its penalties touch in a short answer (768 bytes a row). */
+#define ADJ_FIRST_STRIDE 64
+
+/* The sampled rows' bias and penalty entries through adj_store: each sequence's entries stay on
+ * the backend from step to step, and a step sends the ones that changed (one entry per row: a
+ * token generated again changes its penalty, a new one is added), with each row's adj_off in
+ * h_sp pointed at its sequence's row. Returns 1 when done; 0 when a sequence has entries in two
+ * rows of the step (they then go whole, as given); a KERN_E_* code on failure. */
+static int adj_deltas(eng_ctx *c, const eng_batch_item *items, const eng_forward_out *out)
+{
+    int rc = 0, nw = c->n_want;
+    if (!c->adj_store &&
+        (rc = eng_rowstore_create(&c->adj_store, c->be, sizeof(kern_sample_adj), c->max_batch,
+                                  ADJ_FIRST_STRIDE)))
+        return rc;
+    eng_rowstore_step(c->adj_store);
+    for (int r = 0; r < nw; r++) {
+        const kern_sample_params *p = &out->sample[r];
+        const int cnt = p->n_bias + p->n_pen;
+        c->h_adjrow[r] = -1;
+        if (cnt == 0) continue;
+        if (p->n_bias < 0 || p->n_pen < 0 || p->adj_off < 0 || !out->sample_adj ||
+            (int64_t)p->adj_off + cnt > out->n_sample_adj)
+            return KERN_E_INVAL;
+        rc = eng_rowstore_row(c->adj_store, items[c->h_rows[r]].seq, &c->h_adjrow[r]);
+        if (rc) return rc;
+        for (int q = 0; q < r; q++)
+            if (c->h_adjrow[q] == c->h_adjrow[r]) return 0;
+    }
+    for (int r = 0; !rc && r < nw; r++)
+        if (c->h_adjrow[r] >= 0)
+            rc = eng_rowstore_put(c->adj_store, c->h_adjrow[r],
+                                  out->sample_adj + out->sample[r].adj_off,
+                                  out->sample[r].n_bias + out->sample[r].n_pen);
+    if (rc) return rc;
+    const int stride = eng_rowstore_stride(c->adj_store);
+    for (int r = 0; r < nw; r++)
+        if (c->h_adjrow[r] >= 0) c->h_sp[r].adj_off = c->h_adjrow[r] * stride;
+    return 1;
+}
+
+static int plan_step(eng_ctx *c, const eng_batch_item *items, const eng_forward_out *out,
+                     step_plan *sp)
 {
     memset(sp, 0, sizeof *sp);
     if (c->n_want == 0 || !out || (!out->logits && !out->argmax && !out->hidden)) return 0;
@@ -569,12 +525,22 @@ static int plan_step(eng_ctx *c, const eng_forward_out *out, step_plan *sp)
     sp->pick = 2;
     sp->adj_bytes = (size_t)out->n_sample_adj * sizeof(kern_sample_adj);
     for (int r = 0; r < nw && out->sample_lp; r++) sp->want_lp |= out->sample[r].n_logprobs >= 0;
+    memcpy(c->h_sp, out->sample, (size_t)nw * sizeof(kern_sample_params));
+    int kept = 0;
+    if (sp->adj_bytes) {
+        kept = adj_deltas(c, items, out);
+        if (kept < 0) return kept;
+    }
     rc = grow_buf(c, &c->b_sparams, (size_t)c->max_batch * sizeof(kern_sample_params));
-    if (!rc) rc = kern_buf_write(c->be, c->b_sparams, 0, out->sample,
+    if (!rc) rc = kern_buf_write(c->be, c->b_sparams, 0, c->h_sp,
                                  (size_t)nw * sizeof(kern_sample_params));
-    if (!rc && sp->adj_bytes) rc = grow_buf(c, &c->b_sadj, sp->adj_bytes);
-    if (!rc && sp->adj_bytes)
-        rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, sp->adj_bytes);
+    if (!rc && sp->adj_bytes && kept) {
+        sp->adj = eng_rowstore_addr(c->adj_store);
+    } else if (!rc && sp->adj_bytes) {   /* whole, as given */
+        rc = grow_buf(c, &c->b_sadj, sp->adj_bytes);
+        if (!rc) rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, sp->adj_bytes);
+        sp->adj = kern_buf_addr(c->b_sadj);
+    }
     if (!rc && sp->want_lp) rc = grow_buf(c, &c->b_slp, (size_t)nw * sizeof(kern_sample_lp));
     return rc;
 }
@@ -585,7 +551,7 @@ static int pick_op(eng_ctx *c, const step_plan *sp)
     const int vocab = c->m->cfg.vocab_size;
     if (sp->pick == 1) return kern_argmax(c->be, sp->lg, c->n_want, vocab, c->amax);
     return kern_sample(c->be, sp->lg, c->n_want, vocab, kern_buf_addr(c->b_sparams),
-                       sp->adj_bytes ? kern_buf_addr(c->b_sadj) : NULL, c->amax,
+                       sp->adj_bytes ? sp->adj : NULL, c->amax,
                        sp->want_lp ? kern_buf_addr(c->b_slp) : NULL);
 }
 
@@ -635,7 +601,7 @@ int eng_forward_ex(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int n,
     int rc = step_prepare(c, kv, items, n, err);
     if (rc) return rc;
     step_plan sp;
-    rc = plan_step(c, out, &sp);
+    rc = plan_step(c, items, out, &sp);
     if (rc) return kern_fail(err, rc, "preparing the step's outputs", -1);
     /* A device backend may record the ops and launch them as one graph at kern_step_end; when
      * it does not launch them (something could not be recorded, or an op failed), none of them

@@ -17,8 +17,8 @@
  * SwiGLU epilogue, the residual add in the down projection's epilogue; RoPE is already in the
  * K/V write);
  * grammar masks on the device (kern_cuda_sample.cu has bias, penalties, temperature, top-k,
- * top-p, min-p, logprobs); penalty entries kept on the device, updated by deltas (block tables
- * already are: eng_forward.c keeps them in backend memory and sends only changed entries);
+ * top-p, min-p, logprobs; block tables and bias / penalty entries stay in backend memory and
+ * a step sends only what changed: eng_forward.c, eng_rowstore.c);
  * and a way to report which op failed asynchronously (errors surface at the next read).
  */
 #include <stdio.h>

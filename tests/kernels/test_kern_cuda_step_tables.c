@@ -1,5 +1,6 @@
 /* test_kern_cuda_step_tables.c — the block tables a forward pass keeps on the backend between
- * steps (eng_forward.c, block_tables): a step sends only the table entries that changed.
+ * steps (eng_forward.c, block_tables, through eng_rowstore.c): a step sends only the table
+ * entries that changed.
  *
  * One long-lived ctx (max batch 32) serves six sequences of stories260K, with prompts of 4-64
  * random tokens, through four phases:
@@ -10,7 +11,9 @@
  *   reuse     two sequences released and started again in the same eng_seq structs with new
  *             tokens and new block ids (popped from the free list in another order), their blocks
  *             reserved one position at a time: the tables send exactly 4 bytes per block added;
- *   growth    all six in one batch, more sequences than the table has rows: reallocated.
+ *   growth    all six in one batch, more sequences than the table has rows: reallocated;
+ *   restart   then one of them released and started again in its struct at once (its row,
+ *             used in the step just done, still holds the old sequence's ids).
  * Every logit row of every phase must equal, bit for bit, the row of a fresh ctx and pool fed
  * that sequence's tokens alone, in chunks of 32 (batch invariance makes that exact): a stale or misplaced table
  * entry reads another block's keys and cannot pass. Runs on the CPU backend (host memory, no
@@ -240,6 +243,21 @@ static void scenario(const eng_model *m, kern_backend *be, const eng_resident *r
         for (int i = 0; i < NS; i++) b[i] = &st[i];
         step(&r, b, NS, phase);
     }
+    /* and at once: st[2]'s row served the step just done, its struct now a new sequence's */
+    snprintf(phase, sizeof phase, "%s restart", label);
+    eng_kv_release(&r.kv, &st[2].seq);
+    eng_seq hold;   /* takes a block first, so the new sequence's ids differ from the old ones */
+    memset(&hold, 0, sizeof hold);
+    CT_CHECK(eng_kv_reserve(&r.kv, &hold, 1) == 0, "%s: pool", phase);
+    stream_init(&st[2], r.vocab, 20, 20 + NDEC);
+    if (reference(m, be, res, &st[2])) goto done;
+    r.incremental = 1;
+    prefill(&r, &st[2], phase);
+    for (int t = 0; t < NDEC && !ct_failures; t++) {
+        stream *b[1] = {&st[2]};
+        step(&r, b, 1, phase);
+    }
+    eng_kv_release(&r.kv, &hold);
     printf("%s: %d logit rows compared, all bit-identical to each sequence alone\n", label,
            r.rows_checked);
 done:
