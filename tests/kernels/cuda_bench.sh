@@ -34,7 +34,8 @@ fi
 export LD_LIBRARY_PATH="$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu test_kern_cuda_sample_matches_sampler
-       test_kern_cuda_greedy_matches_cpu test_kern_cuda_step_tables test_kern_cuda_step_graph)
+       test_kern_cuda_greedy_matches_cpu test_kern_cuda_step_tables test_kern_cuda_step_graph
+       test_kern_cuda_step_penalties)
 kernel_tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu test_kern_cuda_sample_matches_sampler)
 
 case "$step" in
