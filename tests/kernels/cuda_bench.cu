@@ -349,6 +349,46 @@ static void bench_attention(double bw)
     for (int shape = 0; shape < 2; shape++) bench_prefill_attention(shape ? 8 : 32);
 }
 
+/* Device buffers of one attention case: an fp16 pool of nblocks blocks (table ids 0, 1, ...),
+ * q and out for n tokens at positions h_pos, on table row 0 each (one_row) or row t (token t). */
+typedef struct bench_attn {
+    __half *k, *v;
+    float *q, *o;
+    int32_t *bt, *pos, *row;
+} bench_attn;
+
+static int32_t *dev_ints(const int32_t *h, size_t count)
+{
+    int32_t *d = NULL;
+    BENCH_CHECK(cudaMalloc(&d, sizeof(int32_t) * count));
+    BENCH_CHECK(cudaMemcpy(d, h, sizeof(int32_t) * count, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static bench_attn bench_attn_make(int nblocks, int64_t stride, int n, int nh, int hd,
+                                  const int32_t *h_pos, int one_row)
+{
+    bench_attn b;
+    b.k = dev_random_f16((size_t)nblocks * stride);
+    b.v = dev_random_f16((size_t)nblocks * stride);
+    b.q = dev_random((size_t)n * nh * hd);
+    BENCH_CHECK(cudaMalloc(&b.o, sizeof(float) * (size_t)n * nh * hd));
+    int32_t *h = (int32_t *)malloc(sizeof(int32_t) * (size_t)(nblocks > n ? nblocks : n));
+    for (int i = 0; i < nblocks; i++) h[i] = i;
+    b.bt = dev_ints(h, (size_t)nblocks);
+    for (int t = 0; t < n; t++) h[t] = one_row ? 0 : t;
+    b.row = dev_ints(h, (size_t)n);
+    b.pos = dev_ints(h_pos, (size_t)n);
+    free(h);
+    return b;
+}
+
+static void bench_attn_free(bench_attn *b)
+{
+    void *p[] = {b->k, b->v, b->q, b->o, b->bt, b->pos, b->row};
+    for (unsigned i = 0; i < sizeof p / sizeof p[0]; i++) BENCH_CHECK(cudaFree(p[i]));
+}
+
 /* A prompt of n tokens of one sequence (positions 0..n-1, causal): one token per block
  * (n_seqs = 0) against tiles of a sequence's tokens sharing their K/V reads (n_seqs = 1). */
 static void bench_prefill_attention(int nkv)
@@ -361,28 +401,16 @@ static void bench_prefill_attention(int nkv)
     for (int li = 0; li < 3; li++) {
         const int n = lens[li], bps = n / bt;
         const int64_t stride = (int64_t)bt * kv_dim;
-        __half *k = dev_random_f16((size_t)bps * stride), *v = dev_random_f16((size_t)bps * stride);
-        float *q = dev_random((size_t)n * nh * hd), *o = NULL;
-        BENCH_CHECK(cudaMalloc(&o, sizeof(float) * (size_t)n * nh * hd));
-        int32_t *h_bt = (int32_t *)malloc(sizeof(int32_t) * (size_t)bps);
         int32_t *h_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
-        int32_t *h_row = (int32_t *)calloc((size_t)n, sizeof(int32_t));
-        for (int i = 0; i < bps; i++) h_bt[i] = i;
         for (int t = 0; t < n; t++) h_pos[t] = t;
-        int32_t *d_bt = NULL, *d_pos = NULL, *d_row = NULL;
-        BENCH_CHECK(cudaMalloc(&d_bt, sizeof(int32_t) * (size_t)bps));
-        BENCH_CHECK(cudaMalloc(&d_pos, sizeof(int32_t) * (size_t)n));
-        BENCH_CHECK(cudaMalloc(&d_row, sizeof(int32_t) * (size_t)n));
-        BENCH_CHECK(cudaMemcpy(d_bt, h_bt, sizeof(int32_t) * (size_t)bps, cudaMemcpyHostToDevice));
-        BENCH_CHECK(cudaMemcpy(d_pos, h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
-        BENCH_CHECK(cudaMemcpy(d_row, h_row, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
+        bench_attn b = bench_attn_make(bps, stride, n, nh, hd, h_pos, 1);
         double us[2];
         for (int tiled = 0; tiled < 2; tiled++) {
-            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .q = q,
-                                .out = o, .pos = d_pos, .bt = d_bt, .bt_row = d_row,
-                                .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = k, .v_base = v,
-                                .block_stride = stride, .block_tokens = bt, .max_pos = n,
-                                .n_seqs = tiled};
+            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                                .q = b.q, .out = b.o, .pos = b.pos, .bt = b.bt, .bt_row = b.row,
+                                .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = b.k,
+                                .v_base = b.v, .block_stride = stride, .block_tokens = bt,
+                                .max_pos = n, .n_seqs = tiled};
             for (int i = 0; i < 2; i++) BENCH_OK(kern_cuda__attention(C, &a), C);
             const int it = 10;
             BENCH_CHECK(cudaEventRecord(ev0, C->stream));
@@ -391,16 +419,8 @@ static void bench_prefill_attention(int nkv)
             us[tiled] = elapsed_ms() * 1e3 / it;
         }
         printf("| %d | %.1f | %.1f | %.2f |\n", n, us[0], us[1], us[0] / us[1]);
-        BENCH_CHECK(cudaFree(k));
-        BENCH_CHECK(cudaFree(v));
-        BENCH_CHECK(cudaFree(q));
-        BENCH_CHECK(cudaFree(o));
-        BENCH_CHECK(cudaFree(d_bt));
-        BENCH_CHECK(cudaFree(d_pos));
-        BENCH_CHECK(cudaFree(d_row));
-        free(h_bt);
+        bench_attn_free(&b);
         free(h_pos);
-        free(h_row);
     }
 }
 
@@ -416,23 +436,15 @@ static void bench_attention_shape(double bw, int nkv)
         for (int bi = 0; bi < 3; bi++) {
             const int n = batches[bi], nblocks = n * bps;
             const int64_t stride = (int64_t)bt * kv_dim;
-            __half *k = dev_random_f16((size_t)nblocks * stride);
-            __half *v = dev_random_f16((size_t)nblocks * stride);
-            float *q = dev_random((size_t)n * nh * hd), *o = NULL;
-            BENCH_CHECK(cudaMalloc(&o, sizeof(float) * (size_t)n * nh * hd));
-            int32_t *h_bt = (int32_t *)malloc(sizeof(int32_t) * (size_t)nblocks);
             int32_t *h_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
-            for (int i = 0; i < nblocks; i++) h_bt[i] = i;
             for (int t = 0; t < n; t++) h_pos[t] = max_pos - 1;
-            int32_t *d_bt = NULL, *d_pos = NULL;
-            BENCH_CHECK(cudaMalloc(&d_bt, sizeof(int32_t) * (size_t)nblocks));
-            BENCH_CHECK(cudaMalloc(&d_pos, sizeof(int32_t) * (size_t)n));
-            BENCH_CHECK(cudaMemcpy(d_bt, h_bt, sizeof(int32_t) * (size_t)nblocks, cudaMemcpyHostToDevice));
-            BENCH_CHECK(cudaMemcpy(d_pos, h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice));
-            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .q = q,
-                                .out = o, .pos = d_pos, .bt = d_bt, .bt_row = NULL,
-                                .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = k, .v_base = v,
-                                .block_stride = stride, .block_tokens = bt, .max_pos = max_pos};
+            bench_attn b = bench_attn_make(nblocks, stride, n, nh, hd, h_pos, 0);
+            /* token t's row t: the table read from row t * bps */
+            kern_attn_args a = {.n = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                                .q = b.q, .out = b.o, .pos = b.pos, .bt = b.bt, .bt_row = NULL,
+                                .bt_stride = bps, .kv_dtype = KERN_F16, .k_base = b.k,
+                                .v_base = b.v, .block_stride = stride, .block_tokens = bt,
+                                .max_pos = max_pos};
             for (int i = 0; i < 3; i++) BENCH_OK(kern_cuda__attention(C, &a), C);
             const int it = 50;
             BENCH_CHECK(cudaEventRecord(ev0, C->stream));
@@ -442,13 +454,7 @@ static void bench_attention_shape(double bw, int nkv)
             const double bytes = 2.0 * n * (double)max_pos * kv_dim * 2;   /* K and V, fp16 */
             const double gbs = bytes / (us * 1e-6) / 1e9;
             printf("| %d | %d | %.1f | %.0f | %.1f %% |\n", n, max_pos, us, gbs, 100.0 * gbs / bw);
-            BENCH_CHECK(cudaFree(k));
-            BENCH_CHECK(cudaFree(v));
-            BENCH_CHECK(cudaFree(q));
-            BENCH_CHECK(cudaFree(o));
-            BENCH_CHECK(cudaFree(d_bt));
-            BENCH_CHECK(cudaFree(d_pos));
-            free(h_bt);
+            bench_attn_free(&b);
             free(h_pos);
         }
     }
