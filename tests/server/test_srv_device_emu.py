@@ -6,7 +6,9 @@
     same logprobs within 2e-2 (the two backends' logits differ in their last bits), on both
     servers;
   - no request copies logits back: the emulated device's device->host bytes grow by 4 bytes
-    (one token id) per generated token, 176 with logprobs; no weight bytes after load.
+    (one token id) per generated token, 176 with logprobs; no weight bytes after load;
+  - a third server with decode steps recorded as CUDA graphs (CLAQ_CUDA_GRAPHS=1) gives the
+    CPU's text too, alone and batched.
 What this shows: the scheduler's device path (picks and samples on the backend, the draw the
 host sampler would take, rows left to the host) end to end over HTTP. The kernels run on the
 emulator, not on a GPU (kernels/cuda/README.md). Skips (77) without the emulator library."""
@@ -90,6 +92,8 @@ def run_all(srv, together):
 cpu = Server("stories260K.bin", "tok512.bin", args=["--served-model-name", "m"])
 dev = Server("stories260K.bin", "tok512.bin", args=["--served-model-name", "m", "--device", "cuda"],
              env={"CLAQ_CUDA_LIB": emu})
+devg = Server("stories260K.bin", "tok512.bin", args=["--served-model-name", "m", "--device", "cuda"],
+              env={"CLAQ_CUDA_LIB": emu, "CLAQ_CUDA_GRAPHS": "1"})
 try:
     # the device's bytes for each request it samples: one token id back per token, no logits
     D2H = "claq_device_copy_bytes_total{model_name=\"m\",direction=\"d2h\"}"
@@ -106,8 +110,12 @@ try:
                 "%d per token: the device picked them)" % (name, n, d2h1 - d2h0, per))
     C.check(dev.metric(WTS) == w0, "no weight bytes copied after load")
     for together in (False, True):
-        a, b = run_all(cpu, together), run_all(dev, together)
+        a, b, g = run_all(cpu, together), run_all(dev, together), run_all(devg, together)
         for name, _ in REQS:
+            C.check(g[name][0] == 200 and a[name][1] == g[name][1],
+                    "%s%s: same text on the CPU and the emulated device with graphs\n  cpu:    "
+                    "%r\n  graphs: %r" % (name, " (batched)" if together else "", a[name][1],
+                                          g[name][1]))
             C.check(a[name][0] == 200 and b[name][0] == 200,
                     "%s: 200 on both (%r %r)" % (name, a[name][0], b[name][0]))
             C.check(a[name][1] == b[name][1], "%s%s: same text on the CPU and the emulated device"
@@ -117,9 +125,11 @@ try:
             if la is not None or lb is not None:
                 C.check(same_logprobs(la, lb), "%s%s: the same logprobs\n  cpu:    %r\n  "
                         "device: %r" % (name, " (batched)" if together else "", la, lb))
-    print("device server: every request's text equals the CPU server's, alone and batched; "
-          "%d request kinds sampled on the device without copying logits" % len(ON_DEVICE))
+    print("device server: every request's text equals the CPU server's, alone and batched, "
+          "with and without CUDA graphs; %d request kinds sampled on the device without copying "
+          "logits" % len(ON_DEVICE))
 finally:
     cpu.stop()
     dev.stop()
+    devg.stop()
 C.done()
