@@ -340,9 +340,14 @@ static int layer(eng_ctx *c, eng_kv *kv, int l, int n, float *x, eng_err *err)
     /* feed-forward block */
     if ((rc = kern_rmsnorm(c->be, x, w->ffn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 2, c->xb, n, dim);
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_GATE], c->xb, n, c->hb))) goto kfail;
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_UP], c->xb, n, c->hb2))) goto kfail;
-    if ((rc = kern_swiglu(c->be, c->hb, c->hb2, (int64_t)n * hidden, c->hb))) goto kfail;
+    /* gate, up and SwiGLU in one op where the backend fuses them (same bits), else three */
+    rc = kern_matmul_swiglu(c->be, &w->lin[ENG_LIN_GATE], &w->lin[ENG_LIN_UP], c->xb, n, c->hb);
+    if (rc == KERN_E_UNSUPPORTED) {
+        if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_GATE], c->xb, n, c->hb))) goto kfail;
+        if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_UP], c->xb, n, c->hb2))) goto kfail;
+        rc = kern_swiglu(c->be, c->hb, c->hb2, (int64_t)n * hidden, c->hb);
+    }
+    if (rc) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 3, c->hb, n, hidden);
     if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_DOWN], c->hb, n, c->xb))) goto kfail;
     if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;

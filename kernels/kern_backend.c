@@ -139,6 +139,17 @@ int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t cou
     TIMED(b, KERN_OP_OTHER, b->ops->swiglu(b->ctx, gate, up, count, out));
 }
 
+int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matrix *up,
+                       const float *x, int n, float *out)
+{
+    if (!b->ops || !b->ops->matmul_swiglu) return KERN_E_UNSUPPORTED;
+    if (!matrix_ok(gate) || !matrix_ok(up) || gate->rows != up->rows || gate->cols != up->cols ||
+        !x || !out || n <= 0)
+        return KERN_E_INVAL;
+    TIMED(b, gate->dtype == KERN_CLAQ ? KERN_OP_MATMUL_CLAQ : KERN_OP_MATMUL_DENSE,
+          b->ops->matmul_swiglu(b->ctx, gate, up, x, n, out));
+}
+
 int kern_attention(kern_backend *b, const kern_attn_args *a)
 {
     if (!b->ops || !b->ops->attention) return KERN_E_UNSUPPORTED;

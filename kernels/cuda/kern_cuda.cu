@@ -465,6 +465,24 @@ static int cuda_sample(void *ctx, float *x, int n, int vocab, const kern_sample_
     return kern_cuda__sample(c, x, n, vocab, p, adj, out, lp);
 }
 
+/* Gate and up in one pass where both are resident CLAQ matrices on the GEMV path (the
+ * reductions and the SwiGLU in one kernel); anything else: KERN_E_UNSUPPORTED, nothing done. */
+static int cuda_matmul_swiglu(void *ctx, const kern_matrix *g, const kern_matrix *u,
+                              const float *x, int n, float *out)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (g->dtype != KERN_CLAQ || u->dtype != KERN_CLAQ || !g->dev || !u->dev ||
+        !kern_cuda__claq_available() || (c->prefill_min_n > 0 && n >= c->prefill_min_n))
+        return KERN_E_UNSUPPORTED;
+    int rc = cuda_check_matrix(g);
+    if (!rc) rc = cuda_check_matrix(u);
+    if (rc) return rc;
+    if (!DEV(x) || !DEV(out)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__gemv_claq_swiglu(c, (const kern_cuda_weight *)g->dev,
+                                       (const kern_cuda_weight *)u->dev, x, n, out);
+}
+
 static int cuda_step_begin(void *ctx, int n)
 {
     return kern_cuda__step_begin((kern_cuda_ctx *)ctx, n);
@@ -499,6 +517,7 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .sample     = */ cuda_sample,
     /* .step_begin = */ cuda_step_begin,
     /* .step_end   = */ cuda_step_end,
+    /* .matmul_swiglu = */ cuda_matmul_swiglu,
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */

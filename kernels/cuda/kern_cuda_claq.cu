@@ -338,30 +338,62 @@ kern_cuda_claq_gemv_k(kern_cuda_claq_args k, const float *__restrict__ x, int n_
             __fadd_rn(a0[t], a1[t]);
 }
 
-/* y[t][r] = (K-slice partials) + (outliers of row r, x[j] * delta). A warp per (t, r): lane l
- * sums slices l, l + 32, ... and outliers rowptr[r] + l, + 32, ... in order, then each sum is
- * reduced over the warp in a fixed order, so y[t][r] depends on the row only, never on n. */
+/* y[t][r] = (K-slice partials) + (outliers of row r, x[j] * delta), for one warp: lane l sums
+ * slices l, l + 32, ... and outliers rowptr[r] + l, + 32, ... in order, then each sum is reduced
+ * over the warp in a fixed order, so y[t][r] depends on the row only, never on n. Every lane
+ * gets it. */
+__device__ __forceinline__ float claq_reduce_one(const kern_cuda_claq_args &k,
+                                                 const float *__restrict__ x, int n, int ksplit,
+                                                 const float *__restrict__ part, int t, int r,
+                                                 int lane)
+{
+    const int64_t split_stride = (int64_t)n * k.rows_pad;
+    const float *pp = part + (int64_t)t * k.rows_pad + r;
+    float s = 0.0f;
+    for (int sp = lane; sp < ksplit; sp += 32) s = __fadd_rn(s, __ldg(pp + sp * split_stride));
+    const float *xt = x + (int64_t)t * k.cols;
+    float o = 0.0f;
+    const uint32_t end = __ldg(k.rowptr + r + 1);
+    for (uint32_t i = __ldg(k.rowptr + r) + lane; i < end; i += 32)
+        o = __fadd_rn(o, __fmul_rn(__ldg(xt + __ldg(k.ocol + i)), __ldg(k.odelta + i)));
+    s = kern_cuda_warp_sum(s);
+    o = kern_cuda_warp_sum(o);
+    return __fadd_rn(s, o);
+}
+
+/* y[t][r] for every (t, r), a warp each. */
 __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__restrict__ x, int n,
                                         int ksplit, const float *__restrict__ part,
                                         float *__restrict__ y)
 {
     const int64_t total = (int64_t)n * k.rows;
-    const int64_t split_stride = (int64_t)n * k.rows_pad;
     const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
     for (int64_t g = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); g < total;
          g += (int64_t)gridDim.x * wpb) {   /* g is uniform across the warp */
         const int t = (int)(g / k.rows), r = (int)(g % k.rows);
-        const float *pp = part + (int64_t)t * k.rows_pad + r;
-        float s = 0.0f;
-        for (int sp = lane; sp < ksplit; sp += 32) s = __fadd_rn(s, __ldg(pp + sp * split_stride));
-        const float *xt = x + (int64_t)t * k.cols;
-        float o = 0.0f;
-        const uint32_t end = __ldg(k.rowptr + r + 1);
-        for (uint32_t i = __ldg(k.rowptr + r) + lane; i < end; i += 32)
-            o = __fadd_rn(o, __fmul_rn(__ldg(xt + __ldg(k.ocol + i)), __ldg(k.odelta + i)));
-        s = kern_cuda_warp_sum(s);
-        o = kern_cuda_warp_sum(o);
-        if (lane == 0) y[(int64_t)t * k.rows + r] = __fadd_rn(s, o);
+        const float v = claq_reduce_one(k, x, n, ksplit, part, t, r, lane);
+        if (lane == 0) y[(int64_t)t * k.rows + r] = v;
+    }
+}
+
+/* The gate and up projections' reductions and the SwiGLU between them, one warp per (t, r):
+ * out[t][r] = silu(gate[t][r]) * up[t][r], each of the two as kern_cuda_claq_reduce_k makes it
+ * and the product as kern_cuda_swiglu_k makes it (kern_cuda_silu_mul): the same bits as the
+ * three kernels, without the two intermediate rows. */
+__global__ void kern_cuda_claq_reduce_swiglu_k(kern_cuda_claq_args kg, kern_cuda_claq_args ku,
+                                               const float *__restrict__ x, int n, int ksg,
+                                               int ksu, const float *__restrict__ part_g,
+                                               const float *__restrict__ part_u,
+                                               float *__restrict__ out)
+{
+    const int64_t total = (int64_t)n * kg.rows;
+    const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+    for (int64_t g = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); g < total;
+         g += (int64_t)gridDim.x * wpb) {
+        const int t = (int)(g / kg.rows), r = (int)(g % kg.rows);
+        const float gv = claq_reduce_one(kg, x, n, ksg, part_g, t, r, lane);
+        const float uv = claq_reduce_one(ku, x, n, ksu, part_u, t, r, lane);
+        if (lane == 0) out[(int64_t)t * kg.rows + r] = kern_cuda_silu_mul(gv, uv);
     }
 }
 
@@ -657,19 +689,14 @@ static int claq_launch(kern_cuda_ctx *c, const kern_cuda_claq_args &a, const ker
     return KERN_OK;
 }
 
-int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
-                         float *d_y)
+/* The GEMV launches of w for n tokens: K-slice partial sums into part [ksplit][n][rows_pad]. */
+static int claq_partials(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                         float *part)
 {
     const kern_cuda_claqw *q = &w->claq;
-    if (!q->blob || n <= 0) return KERN_E_INVAL;
     const kern_cuda_claq_args a = claq_args(w);
     const int64_t split_stride = (int64_t)n * q->rows_pad;
-    void *d_part = NULL;
-    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
-                             (size_t)q->ksplit * (size_t)split_stride * sizeof(float), &d_part);
-    if (rc) return rc;
-    float *part = (float *)d_part;
-
+    int rc = KERN_OK;
     const int full = n / KERN_CUDA_MAX_TOK, rem = n % KERN_CUDA_MAX_TOK;
     if (full) {
         rc = claq_launch<KERN_CUDA_MAX_TOK>(c, a, q, d_x, full * KERN_CUDA_MAX_TOK, part,
@@ -689,12 +716,48 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
         case 6: rc = claq_launch<6>(c, a, q, xr, 6, pr, split_stride); break;
         default: rc = claq_launch<7>(c, a, q, xr, 7, pr, split_stride); break;
         }
-        if (rc) return rc;
     }
+    return rc;
+}
+
+int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                         float *d_y)
+{
+    const kern_cuda_claqw *q = &w->claq;
+    if (!q->blob || n <= 0) return KERN_E_INVAL;
+    const kern_cuda_claq_args a = claq_args(w);
+    void *d_part = NULL;
+    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
+                             (size_t)q->ksplit * (size_t)n * (size_t)q->rows_pad * sizeof(float),
+                             &d_part);
+    if (!rc) rc = claq_partials(c, w, d_x, n, (float *)d_part);
+    if (rc) return rc;
     const int64_t outs = (int64_t)n * a.rows;   /* a warp each */
     const unsigned blocks = kern_cuda__blocks(outs, 256 / 32);
-    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, q->ksplit, part, d_y);
+    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, q->ksplit,
+                                                           (const float *)d_part, d_y);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
+    return KERN_OK;
+}
+
+int kern_cuda__gemv_claq_swiglu(kern_cuda_ctx *c, const kern_cuda_weight *wg,
+                                const kern_cuda_weight *wu, const float *d_x, int n, float *d_out)
+{
+    const kern_cuda_claqw *qg = &wg->claq, *qu = &wu->claq;
+    if (!qg->blob || !qu->blob || n <= 0 || wg->rows != wu->rows || wg->cols != wu->cols)
+        return KERN_E_INVAL;
+    const size_t pg = (size_t)qg->ksplit * (size_t)n * (size_t)qg->rows_pad;
+    const size_t pu = (size_t)qu->ksplit * (size_t)n * (size_t)qu->rows_pad;
+    void *d_part = NULL;
+    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S, (pg + pu) * sizeof(float), &d_part);
+    float *part_g = (float *)d_part, *part_u = part_g + pg;
+    if (!rc) rc = claq_partials(c, wg, d_x, n, part_g);
+    if (!rc) rc = claq_partials(c, wu, d_x, n, part_u);
+    if (rc) return rc;
+    const unsigned blocks = kern_cuda__blocks((int64_t)n * wg->rows, 256 / 32);
+    kern_cuda_claq_reduce_swiglu_k<<<blocks, 256, 0, c->stream>>>(
+        claq_args(wg), claq_args(wu), d_x, n, qg->ksplit, qu->ksplit, part_g, part_u, d_out);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_swiglu_k");
     return KERN_OK;
 }
 

@@ -116,6 +116,10 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
 void kern_cuda__claq_release(kern_cuda_weight *w);
 int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                          float *d_y);
+/* d_out [n][rows] = silu(x Wg^T) * (x Wu^T), gate and up of the same shape, bit-identical to two
+ * kern_cuda__gemv_claq and kern_cuda__swiglu (one reduction kernel instead of three kernels). */
+int kern_cuda__gemv_claq_swiglu(kern_cuda_ctx *c, const kern_cuda_weight *wg,
+                                const kern_cuda_weight *wu, const float *d_x, int n, float *d_out);
 /* Writes W rows [r0, r0 + nr) as fp16 (outliers patched in) into d_panel [nr][cols_pad], columns
  * in STORAGE order (kern_claq.h; padding columns 0): multiply by kern_cuda__claq_gather_f16's x. */
 int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int64_t r0,
@@ -149,6 +153,13 @@ int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t
 int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
                       const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
+
+/* silu(g) * u as kern_cuda_swiglu_k and the fused gate/up reduction both compute it (the CPU
+ * backend's expression, each operation rounded: no FMA contraction). */
+static __device__ __forceinline__ float kern_cuda_silu_mul(float g, float u)
+{
+    return __fmul_rn(__fmul_rn(g, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)))), u);
+}
 
 /* Sum of v over the 32 lanes of a warp, in a fixed butterfly order, so every lane gets the same
  * bits (the dense and CLAQ GEMV reductions). Explicit __fadd_rn: no contraction into an FMA.

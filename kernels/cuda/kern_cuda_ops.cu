@@ -200,8 +200,7 @@ __global__ void kern_cuda_swiglu_k(const float *__restrict__ gate, const float *
 {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
          i += (int64_t)gridDim.x * blockDim.x) {
-        const float g = gate[i];
-        out[i] = __fmul_rn(__fmul_rn(g, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)))), up[i]);
+        out[i] = kern_cuda_silu_mul(gate[i], up[i]);
     }
 }
 

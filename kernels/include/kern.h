@@ -228,6 +228,12 @@ typedef struct kern_backend_ops {
      * ran (the caller issues them again without step_begin), or another error. */
     int (*step_begin)(void *ctx, int n);
     int (*step_end)(void *ctx, int ok);
+    /* Optional: out[t][r] = silu((W_gate x[t])[r]) * (W_up x[t])[r], the same bits as matmul,
+     * matmul and swiglu, in fewer passes (the SwiGLU in the projections' epilogue). Returns
+     * KERN_E_UNSUPPORTED, having done nothing, for matrices it does not fuse: the caller then
+     * runs the three ops. */
+    int (*matmul_swiglu)(void *ctx, const kern_matrix *gate, const kern_matrix *up,
+                         const float *x, int n, float *out);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -300,6 +306,10 @@ int kern_rmsnorm(kern_backend *b, const float *x, const float *w, int n, int dim
 int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
               float theta, const float *freq, kern_rope_style style);
 int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out);
+/* The matmul_swiglu op; KERN_E_UNSUPPORTED (nothing done) where b lacks it or does not fuse
+ * these matrices. */
+int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matrix *up,
+                       const float *x, int n, float *out);
 int kern_attention(kern_backend *b, const kern_attn_args *a);
 int kern_add(kern_backend *b, float *x, const float *y, int64_t count);
 int kern_kv_write(kern_backend *b, const kern_kv_write_args *a);

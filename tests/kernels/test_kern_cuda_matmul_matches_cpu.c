@@ -5,7 +5,9 @@
  *  - batch invariance: token t alone (n = 1) gives the same bits as inside a batch of 20;
  *  - a resident (uploaded) weight and a per-call staged one give the same bits;
  *  - the opt-in cuBLAS prefill path (fp16 / bf16 inputs) within its looser bound;
- *  - real matrices of the shared models (small-lm-5m, tinystories-656k) when present.
+ *  - real matrices of the shared models (small-lm-5m, tinystories-656k) when present;
+ *  - gate and up with the SwiGLU in one op (kern_matmul_swiglu) give the bits of two matmuls
+ *    and kern_swiglu; dense matrices are refused (KERN_E_UNSUPPORTED) without a write.
  * Tolerance (both sides accumulate in fp32, in different orders), per output:
  *   |y_cuda - y_cpu| <= 2 * (terms + 2) * FLT_EPSILON * sum_j |W[r][j] x[j]|
  * with terms = cols (dense) or cols_pad + nnz + K slices (CLAQ); the cuBLAS path adds the
@@ -219,6 +221,66 @@ static void claq_case(kern_backend *cu, kern_backend *cpu, int64_t rows, int64_t
     eng_qmatrix_free(&q);
 }
 
+/* Gate and up fused with the SwiGLU (kern_matmul_swiglu) against kern_matmul twice and
+ * kern_swiglu on the same backend: the same bits, for n = 1..11 (token chunks of 8 and a rest).
+ * Dense matrices are not fused: KERN_E_UNSUPPORTED, the output left as it was. */
+static void swiglu_case(kern_backend *cu, int64_t rows, int64_t cols, int mix_g, int mix_u)
+{
+    eng_qmatrix q[2];
+    eng_claq_packed p[2];
+    eng_err err = {0};
+    memset(p, 0, sizeof p);
+    int ok = make_q(&q[0], rows, cols, mix_g) == 0 && make_q(&q[1], rows, cols, mix_u) == 0 &&
+             eng_claq_pack(&q[0], "gate", &p[0], &err) == 0 &&
+             eng_claq_pack(&q[1], "up", &p[1], &err) == 0;
+    CT_CHECK(ok, "swiglu case: %s", err.msg);
+    kern_matrix g = {KERN_CLAQ, rows, cols, NULL, &p[0].view, NULL};
+    kern_matrix u = {KERN_CLAQ, rows, cols, NULL, &p[1].view, NULL};
+    if (ok) ok = kern_upload(cu, &g) == 0 && kern_upload(cu, &u) == 0;
+    const int nmax = 11;
+    const size_t xn = (size_t)nmax * cols, yn = (size_t)nmax * rows;
+    float *x = malloc(xn * sizeof(float)), *a = malloc(yn * sizeof(float)),
+          *b = malloc(yn * sizeof(float));
+    for (size_t i = 0; i < xn; i++) x[i] = ct_frnd();
+    kern_buf *dx = ct_buf(cu, x, xn * sizeof(float)), *dg = ct_buf(cu, NULL, yn * sizeof(float)),
+             *du = ct_buf(cu, NULL, yn * sizeof(float)), *dy = ct_buf(cu, NULL, yn * sizeof(float));
+    for (int n = 1; ok && n <= nmax; n += (n < 3 ? 1 : 4)) {
+        const size_t m = (size_t)n * rows;
+        int rc = kern_matmul(cu, &g, CT_ADDR(dx), n, CT_ADDR(dg));
+        if (!rc) rc = kern_matmul(cu, &u, CT_ADDR(dx), n, CT_ADDR(du));
+        if (!rc) rc = kern_swiglu(cu, CT_ADDR(dg), CT_ADDR(du), (int64_t)m, CT_ADDR(dg));
+        if (!rc) rc = kern_matmul_swiglu(cu, &g, &u, CT_ADDR(dx), n, CT_ADDR(dy));
+        CT_CHECK(rc == 0, "swiglu %lldx%lld n=%d: rc %d %s", (long long)rows, (long long)cols, n,
+                 rc, ct_cuda_err(cu));
+        size_t at = 0;
+        CT_CHECK(rc == 0 && ct_get(cu, dg, a, m * sizeof(float)) == 0 &&
+                     ct_get(cu, dy, b, m * sizeof(float)) == 0 && ct_same_bits(a, b, m, &at),
+                 "swiglu %lldx%lld mix %d/%d n=%d: fused %.9g, three ops %.9g at %zu",
+                 (long long)rows, (long long)cols, mix_g, mix_u, n, b[at], a[at], at);
+    }
+    if (ok) {   /* dense: not fused, nothing written */
+        float *w = calloc((size_t)(rows * cols), sizeof(float));
+        kern_matrix dn = {KERN_F32, rows, cols, w, NULL, NULL};
+        ct_poison(b, (size_t)rows);
+        CT_CHECK(kern_buf_write(cu, dy, 0, b, (size_t)rows * sizeof(float)) == 0 &&
+                     kern_matmul_swiglu(cu, &dn, &dn, CT_ADDR(dx), 1, CT_ADDR(dy)) ==
+                         KERN_E_UNSUPPORTED &&
+                     ct_get(cu, dy, a, (size_t)rows * sizeof(float)) == 0 &&
+                     !memcmp(a, b, (size_t)rows * sizeof(float)),
+                 "dense gate/up: KERN_E_UNSUPPORTED and nothing written");
+        free(w);
+    }
+    kern_buf *bufs[] = {dx, dg, du, dy};
+    for (unsigned i = 0; i < 4; i++) kern_buf_free(cu, bufs[i]);
+    kern_release(cu, &g);
+    kern_release(cu, &u);
+    free(x); free(a); free(b);
+    for (int i = 0; i < 2; i++) {
+        eng_claq_packed_free(&p[i]);
+        eng_qmatrix_free(&q[i]);
+    }
+}
+
 /* Real weights: a few matrices of each shared model, as stored (fp32 here). */
 static void real_models(kern_backend *cu, kern_backend *cpu)
 {
@@ -286,6 +348,9 @@ int main(void)
     /* Tall: 16 row groups make K slices of several blocks (bps > 1 at 80..132 SMs) with a short
      * last slice; every shape above gets bps = 1. */
     claq_case(&cu, &cpu, 4096, 1100, 3);
+    swiglu_case(&cu, 33, 130, 1, 3);
+    swiglu_case(&cu, 257, 600, 3, 0);
+    if (!quick) swiglu_case(&cu, 1000, 2100, 2, 3);
 
     if (!quick) real_models(&cu, &cpu);
 
@@ -296,6 +361,6 @@ int main(void)
         return 1;
     }
     printf("ok: CUDA matmul (dense f32/f16/bf16/q8_row, CLAQ, prefill path) matches the CPU reference; "
-           "batch invariant; staged == resident\n");
+           "batch invariant; staged == resident; gate/up + SwiGLU fused == three ops\n");
     return 0;
 }
