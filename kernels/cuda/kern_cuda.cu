@@ -13,9 +13,9 @@
  * weight bytes, so tests can tell).
  *
  * Still to come for the "whole step on the GPU" design (issue 10; the step boundary and its CUDA
- * graphs are in kern_cuda_graph.cu, emulated only so far): fused ops (rmsnorm into the matmul input, QKV and gate/up concatenated with a
- * SwiGLU epilogue, the residual add in the down projection's epilogue; RoPE is already in the
- * K/V write);
+ * graphs are in kern_cuda_graph.cu, emulated only so far): more fused ops (rmsnorm into the
+ * matmul input, QKV in one launch, the residual add in the down projection's epilogue; RoPE is
+ * in the K/V write and the SwiGLU in the gate/up reduction already);
  * grammar masks on the device (kern_cuda_sample.cu has bias, penalties, temperature, top-k,
  * top-p, min-p, logprobs; block tables and bias / penalty entries stay in backend memory and
  * a step sends only what changed: eng_forward.c, eng_rowstore.c);
