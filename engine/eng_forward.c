@@ -299,9 +299,16 @@ static int layer_attn(eng_ctx *c, eng_kv *kv, int l, int n, const float *x, eng_
     int rc;
     if ((rc = kern_rmsnorm(c->be, x, w->attn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 0, c->xb, n, dim);
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_Q], c->xb, n, c->q))) goto kfail;
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_K], c->xb, n, c->k))) goto kfail;
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_V], c->xb, n, c->v))) goto kfail;
+    /* q, k and v in one op where the backend fuses them (same bits), else three */
+    const kern_matrix *qkv[3] = {&w->lin[ENG_LIN_Q], &w->lin[ENG_LIN_K], &w->lin[ENG_LIN_V]};
+    float *const qkv_out[3] = {c->q, c->k, c->v};
+    rc = kern_matmul_multi(c->be, qkv, 3, c->xb, n, qkv_out);
+    if (rc == KERN_E_UNSUPPORTED) {
+        if ((rc = kern_matmul(c->be, qkv[0], c->xb, n, c->q))) goto kfail;
+        if ((rc = kern_matmul(c->be, qkv[1], c->xb, n, c->k))) goto kfail;
+        rc = kern_matmul(c->be, qkv[2], c->xb, n, c->v);
+    }
+    if (rc) goto kfail;
     void *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
     int64_t block_stride = (int64_t)kv->n_layers * kv->block_stride;
     /* RoPE on q and k, then k and v into their cache slots: one op */

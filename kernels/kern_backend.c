@@ -139,6 +139,18 @@ int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t cou
     TIMED(b, KERN_OP_OTHER, b->ops->swiglu(b->ctx, gate, up, count, out));
 }
 
+int kern_matmul_multi(kern_backend *b, const kern_matrix *const *w, int count, const float *x,
+                      int n, float *const *y)
+{
+    if (!b->ops || !b->ops->matmul_multi) return KERN_E_UNSUPPORTED;
+    if (!w || !y || count < 1 || count > KERN_MATMUL_MULTI_MAX || !x || n <= 0)
+        return KERN_E_INVAL;
+    for (int i = 0; i < count; i++)
+        if (!matrix_ok(w[i]) || w[i]->cols != w[0]->cols || !y[i]) return KERN_E_INVAL;
+    TIMED(b, w[0]->dtype == KERN_CLAQ ? KERN_OP_MATMUL_CLAQ : KERN_OP_MATMUL_DENSE,
+          b->ops->matmul_multi(b->ctx, w, count, x, n, y));
+}
+
 int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matrix *up,
                        const float *x, int n, float *out)
 {

@@ -14,8 +14,8 @@
  *
  * Still to come for the "whole step on the GPU" design (issue 10; the step boundary and its CUDA
  * graphs are in kern_cuda_graph.cu, emulated only so far): more fused ops (rmsnorm into the
- * matmul input, QKV in one launch, the residual add in the down projection's epilogue; RoPE is
- * in the K/V write and the SwiGLU in the gate/up reduction already);
+ * matmul input, the residual add in the down projection's epilogue; RoPE is in the K/V write,
+ * the SwiGLU in the gate/up reduction and q/k/v in one reduction already);
  * grammar masks on the device (kern_cuda_sample.cu has bias, penalties, temperature, top-k,
  * top-p, min-p, logprobs; block tables and bias / penalty entries stay in backend memory and
  * a step sends only what changed: eng_forward.c, eng_rowstore.c);
@@ -483,6 +483,27 @@ static int cuda_matmul_swiglu(void *ctx, const kern_matrix *g, const kern_matrix
                                        (const kern_cuda_weight *)u->dev, x, n, out);
 }
 
+/* q, k and v in one reduction where all are resident CLAQ matrices on the GEMV path; anything
+ * else: KERN_E_UNSUPPORTED, nothing done. */
+static int cuda_matmul_multi(void *ctx, const kern_matrix *const *w, int count, const float *x,
+                             int n, float *const *y)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!kern_cuda__claq_available() || (c->prefill_min_n > 0 && n >= c->prefill_min_n))
+        return KERN_E_UNSUPPORTED;
+    const kern_cuda_weight *dw[KERN_MATMUL_MULTI_MAX];
+    for (int i = 0; i < count; i++) {
+        if (w[i]->dtype != KERN_CLAQ || !w[i]->dev) return KERN_E_UNSUPPORTED;
+        int rc = cuda_check_matrix(w[i]);
+        if (rc) return rc;
+        if (!DEV(y[i])) return KERN_E_INVAL;
+        dw[i] = (const kern_cuda_weight *)w[i]->dev;
+    }
+    if (!DEV(x)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__gemv_claq_multi(c, dw, count, x, n, y);
+}
+
 static int cuda_step_begin(void *ctx, int n)
 {
     return kern_cuda__step_begin((kern_cuda_ctx *)ctx, n);
@@ -518,6 +539,7 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .step_begin = */ cuda_step_begin,
     /* .step_end   = */ cuda_step_end,
     /* .matmul_swiglu = */ cuda_matmul_swiglu,
+    /* .matmul_multi = */ cuda_matmul_multi,
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */

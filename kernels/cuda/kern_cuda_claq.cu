@@ -376,6 +376,34 @@ __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__re
     }
 }
 
+/* Up to three matrices of the same input (q, k, v) reduced by one kernel: warp g serves matrix m
+ * where g falls in its range of n * rows outputs, each output as kern_cuda_claq_reduce_k makes
+ * it (the same bits, one launch instead of three). */
+struct kern_cuda_claq_multi {
+    kern_cuda_claq_args k[3];
+    const float *part[3];
+    float *y[3];
+    int ksplit[3];
+    int64_t end[3];           /* cumulative n * rows */
+    int count;
+};
+
+__global__ void kern_cuda_claq_reduce_multi_k(kern_cuda_claq_multi mm, const float *__restrict__ x,
+                                              int n)
+{
+    const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+    for (int64_t g = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); g < mm.end[mm.count - 1];
+         g += (int64_t)gridDim.x * wpb) {   /* uniform across the warp */
+        int m = 0;
+        while (g >= mm.end[m]) m++;
+        const int64_t o = g - (m ? mm.end[m - 1] : 0);
+        const kern_cuda_claq_args &k = mm.k[m];
+        const int t = (int)(o / k.rows), r = (int)(o % k.rows);
+        const float v = claq_reduce_one(k, x, n, mm.ksplit[m], mm.part[m], t, r, lane);
+        if (lane == 0) mm.y[m][(int64_t)t * k.rows + r] = v;
+    }
+}
+
 /* The gate and up projections' reductions and the SwiGLU between them, one warp per (t, r):
  * out[t][r] = silu(gate[t][r]) * up[t][r], each of the two as kern_cuda_claq_reduce_k makes it
  * and the product as kern_cuda_swiglu_k makes it (kern_cuda_silu_mul): the same bits as the
@@ -737,6 +765,37 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
     kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, q->ksplit,
                                                            (const float *)d_part, d_y);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
+    return KERN_OK;
+}
+
+int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *w, int count,
+                               const float *d_x, int n, float *const *d_y)
+{
+    if (count < 1 || count > 3 || n <= 0) return KERN_E_INVAL;
+    size_t off[3], total = 0;
+    for (int i = 0; i < count; i++) {
+        const kern_cuda_claqw *q = &w[i]->claq;
+        if (!q->blob || w[i]->cols != w[0]->cols) return KERN_E_INVAL;
+        off[i] = total;
+        total += (size_t)q->ksplit * (size_t)n * (size_t)q->rows_pad;
+    }
+    void *d_part = NULL;
+    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S, total * sizeof(float), &d_part);
+    kern_cuda_claq_multi mm;
+    memset(&mm, 0, sizeof mm);
+    mm.count = count;
+    for (int i = 0; !rc && i < count; i++) {
+        mm.k[i] = claq_args(w[i]);
+        mm.part[i] = (const float *)d_part + off[i];
+        mm.y[i] = d_y[i];
+        mm.ksplit[i] = w[i]->claq.ksplit;
+        mm.end[i] = (i ? mm.end[i - 1] : 0) + (int64_t)n * w[i]->rows;
+        rc = claq_partials(c, w[i], d_x, n, (float *)d_part + off[i]);
+    }
+    if (rc) return rc;
+    kern_cuda_claq_reduce_multi_k<<<kern_cuda__blocks(mm.end[count - 1], 256 / 32), 256, 0,
+                                    c->stream>>>(mm, d_x, n);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_multi_k");
     return KERN_OK;
 }
 

@@ -120,6 +120,10 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
  * kern_cuda__gemv_claq and kern_cuda__swiglu (one reduction kernel instead of three kernels). */
 int kern_cuda__gemv_claq_swiglu(kern_cuda_ctx *c, const kern_cuda_weight *wg,
                                 const kern_cuda_weight *wu, const float *d_x, int n, float *d_out);
+/* d_y[i] [n][rows_i] = x W_i^T for count <= 3 matrices of the same cols (q, k, v), bit-identical
+ * to count kern_cuda__gemv_claq (one reduction kernel instead of count). */
+int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *w, int count,
+                               const float *d_x, int n, float *const *d_y);
 /* Writes W rows [r0, r0 + nr) as fp16 (outliers patched in) into d_panel [nr][cols_pad], columns
  * in STORAGE order (kern_claq.h; padding columns 0): multiply by kern_cuda__claq_gather_f16's x. */
 int kern_cuda__claq_dequant_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, int64_t r0,

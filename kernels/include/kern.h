@@ -234,6 +234,11 @@ typedef struct kern_backend_ops {
      * runs the three ops. */
     int (*matmul_swiglu)(void *ctx, const kern_matrix *gate, const kern_matrix *up,
                          const float *x, int n, float *out);
+    /* Optional: y[i] = matmul of w[i] and x for count <= KERN_MATMUL_MULTI_MAX matrices with the
+     * same input (q, k and v), the same bits as count matmuls, in fewer passes. Returns
+     * KERN_E_UNSUPPORTED, having done nothing, for matrices it does not fuse. */
+    int (*matmul_multi)(void *ctx, const kern_matrix *const *w, int count, const float *x, int n,
+                        float *const *y);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -306,6 +311,11 @@ int kern_rmsnorm(kern_backend *b, const float *x, const float *w, int n, int dim
 int kern_rope(kern_backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
               float theta, const float *freq, kern_rope_style style);
 int kern_swiglu(kern_backend *b, const float *gate, const float *up, int64_t count, float *out);
+#define KERN_MATMUL_MULTI_MAX 3
+/* The matmul_multi op; KERN_E_UNSUPPORTED (nothing done) where b lacks it or does not fuse
+ * these matrices. */
+int kern_matmul_multi(kern_backend *b, const kern_matrix *const *w, int count, const float *x,
+                      int n, float *const *y);
 /* The matmul_swiglu op; KERN_E_UNSUPPORTED (nothing done) where b lacks it or does not fuse
  * these matrices. */
 int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matrix *up,

@@ -7,7 +7,8 @@
  *  - the opt-in cuBLAS prefill path (fp16 / bf16 inputs) within its looser bound;
  *  - real matrices of the shared models (small-lm-5m, tinystories-656k) when present;
  *  - gate and up with the SwiGLU in one op (kern_matmul_swiglu) give the bits of two matmuls
- *    and kern_swiglu; dense matrices are refused (KERN_E_UNSUPPORTED) without a write.
+ *    and kern_swiglu; dense matrices are refused (KERN_E_UNSUPPORTED) without a write; q, k
+ *    and v in one op (kern_matmul_multi) give the bits of three matmuls.
  * Tolerance (both sides accumulate in fp32, in different orders), per output:
  *   |y_cuda - y_cpu| <= 2 * (terms + 2) * FLT_EPSILON * sum_j |W[r][j] x[j]|
  * with terms = cols (dense) or cols_pad + nnz + K slices (CLAQ); the cuBLAS path adds the
@@ -281,6 +282,68 @@ static void swiglu_case(kern_backend *cu, int64_t rows, int64_t cols, int mix_g,
     }
 }
 
+/* q, k and v in one op (kern_matmul_multi) against three kern_matmul: the same bits, for
+ * matrices of different heights (GQA: k and v shorter) and n = 1..11; dense refused. */
+static void multi_case(kern_backend *cu, int64_t rq, int64_t rkv, int64_t cols)
+{
+    const int64_t rows[3] = {rq, rkv, rkv};
+    eng_qmatrix q[3];
+    eng_claq_packed p[3];
+    kern_matrix m[3];
+    eng_err err = {0};
+    memset(p, 0, sizeof p);
+    int ok = 1;
+    for (int i = 0; i < 3; i++) {
+        ok = ok && make_q(&q[i], rows[i], cols, (i + 1) % 4) == 0 &&
+             eng_claq_pack(&q[i], "qkv", &p[i], &err) == 0;
+        m[i] = (kern_matrix){KERN_CLAQ, rows[i], cols, NULL, ok ? &p[i].view : NULL, NULL};
+        ok = ok && kern_upload(cu, &m[i]) == 0;
+    }
+    CT_CHECK(ok, "multi case: %s", err.msg);
+    const int nmax = 11;
+    float *x = malloc(sizeof(float) * (size_t)(nmax * cols));
+    for (int64_t i = 0; i < nmax * cols; i++) x[i] = ct_frnd();
+    kern_buf *dx = ct_buf(cu, x, sizeof(float) * (size_t)(nmax * cols)), *da[3], *db[3];
+    for (int i = 0; i < 3; i++) {
+        da[i] = ct_buf(cu, NULL, sizeof(float) * (size_t)(nmax * rows[i]));
+        db[i] = ct_buf(cu, NULL, sizeof(float) * (size_t)(nmax * rows[i]));
+    }
+    const kern_matrix *mp[3] = {&m[0], &m[1], &m[2]};
+    float *yb[3] = {CT_ADDR(db[0]), CT_ADDR(db[1]), CT_ADDR(db[2])};
+    float *ha = malloc(sizeof(float) * (size_t)(nmax * rq)), *hb = malloc(sizeof(float) * (size_t)(nmax * rq));
+    for (int n = 1; ok && n <= nmax; n += (n < 3 ? 1 : 4)) {
+        int rc = 0;
+        for (int i = 0; !rc && i < 3; i++) rc = kern_matmul(cu, &m[i], CT_ADDR(dx), n, CT_ADDR(da[i]));
+        if (!rc) rc = kern_matmul_multi(cu, mp, 3, CT_ADDR(dx), n, yb);
+        CT_CHECK(rc == 0, "multi n=%d: rc %d %s", n, rc, ct_cuda_err(cu));
+        for (int i = 0; !rc && i < 3; i++) {
+            size_t at = 0, cnt = (size_t)(n * rows[i]);
+            CT_CHECK(ct_get(cu, da[i], ha, cnt * sizeof(float)) == 0 &&
+                         ct_get(cu, db[i], hb, cnt * sizeof(float)) == 0 &&
+                         ct_same_bits(ha, hb, cnt, &at),
+                     "multi %lld/%lld x %lld n=%d matrix %d: fused %.9g, alone %.9g at %zu",
+                     (long long)rq, (long long)rkv, (long long)cols, n, i, hb[at], ha[at], at);
+        }
+    }
+    if (ok) {
+        float *w = calloc((size_t)(rq * cols), sizeof(float));
+        kern_matrix dn = {KERN_F32, rq, cols, w, NULL, NULL};
+        const kern_matrix *dp[1] = {&dn};
+        CT_CHECK(kern_matmul_multi(cu, dp, 1, CT_ADDR(dx), 1, yb) == KERN_E_UNSUPPORTED,
+                 "dense q/k/v: KERN_E_UNSUPPORTED");
+        free(w);
+    }
+    kern_buf_free(cu, dx);
+    for (int i = 0; i < 3; i++) {
+        kern_buf_free(cu, da[i]);
+        kern_buf_free(cu, db[i]);
+        kern_release(cu, &m[i]);
+        eng_claq_packed_free(&p[i]);
+        eng_qmatrix_free(&q[i]);
+    }
+    free(x); free(ha); free(hb);
+}
+
 /* Real weights: a few matrices of each shared model, as stored (fp32 here). */
 static void real_models(kern_backend *cu, kern_backend *cpu)
 {
@@ -351,6 +414,8 @@ int main(void)
     swiglu_case(&cu, 33, 130, 1, 3);
     swiglu_case(&cu, 257, 600, 3, 0);
     if (!quick) swiglu_case(&cu, 1000, 2100, 2, 3);
+    multi_case(&cu, 64, 16, 130);
+    multi_case(&cu, 257, 65, 600);
 
     if (!quick) real_models(&cu, &cpu);
 
@@ -361,6 +426,6 @@ int main(void)
         return 1;
     }
     printf("ok: CUDA matmul (dense f32/f16/bf16/q8_row, CLAQ, prefill path) matches the CPU reference; "
-           "batch invariant; staged == resident; gate/up + SwiGLU fused == three ops\n");
+           "batch invariant; staged == resident; gate/up + SwiGLU fused == three ops; q/k/v fused == three matmuls\n");
     return 0;
 }
