@@ -54,8 +54,10 @@ pack)
     cp "$BUILD/libclaq_cuda.so" "$CARRY/bin/"
     # the test programs' other shared libraries (cJSON, OpenBLAS and what it needs) are not on
     # the GPU machine's image: carry them (libc, libm, libstdc++ and CUDA's own stay behind)
+    # (a lib/ left by an earlier `tests` here would resolve the libraries to themselves)
+    rm -rf "$CARRY/lib"
     mkdir -p "$CARRY/lib"
-    for t in "${tests[@]}" claq; do ldd "$BUILD/$t"; done | awk '$3 ~ /^\// { print $3 }' | sort -u |
+    for t in "${tests[@]}" claq; do env -u LD_LIBRARY_PATH ldd "$BUILD/$t"; done | awk '$3 ~ /^\// { print $3 }' | sort -u |
         grep -E 'libcjson|libopenblas|libgfortran|libquadmath|liblapacke' |
         while read -r l; do cp -L "$l" "$CARRY/lib/"; done
     # compressed, so that the carry stays well under the 64 MiB a call may send (OpenBLAS: 36 MiB)
