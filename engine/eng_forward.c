@@ -226,16 +226,18 @@ static int check_items(const eng_ctx *c, const eng_kv *kv, const eng_batch_item 
 
 /* Each item's block-table row (h_btrow), every sequence's row brought up to date: only the
  * entries that differ from what the backend holds are sent (none in most decode steps, one id
- * when a block was added). */
+ * when a block was added). Counts the runs of consecutive items of one sequence (n_runs). */
 static int block_tables(eng_ctx *c, const eng_batch_item *items, int n)
 {
     eng_rowstore_step(c->bt_store);
     int rc = 0;
+    c->n_runs = 0;
     for (int i = 0; !rc && i < n; i++) {
         if (i > 0 && items[i].seq == items[i - 1].seq) {
             c->h_btrow[i] = c->h_btrow[i - 1];
             continue;
         }
+        c->n_runs++;
         rc = eng_rowstore_row(c->bt_store, items[i].seq, &c->h_btrow[i]);
         if (!rc)
             rc = eng_rowstore_put(c->bt_store, c->h_btrow[i], items[i].seq->blocks,
@@ -273,8 +275,6 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
             int p = items[i].pos;
             c->h_slot[i] = s->blocks[p / bt] * bt + p % bt;
         }
-        c->n_runs = 0;
-        for (int i = 0; i < n; i++) c->n_runs += i == 0 || items[i].seq != items[i - 1].seq;
         rc = block_tables(c, items, n);
         if (!rc) rc = kern_buf_write(c->be, c->b_pos, 0, c->h_pos, (size_t)n * I);
         if (!rc) rc = kern_buf_write(c->be, c->b_slot, 0, c->h_slot, (size_t)n * I);

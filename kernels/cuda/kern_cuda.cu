@@ -314,7 +314,7 @@ static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, f
     if (!DEV(x) || !DEV(y)) return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
 
-    const int prefill = c->prefill_min_n > 0 && n >= c->prefill_min_n && m->dtype != KERN_Q8_ROW;
+    const int prefill = kern_cuda__prefill_n(c, n) && m->dtype != KERN_Q8_ROW;
     if (c->recording && (!m->dev || prefill)) return KERN_E_AGAIN;   /* staged, or cuBLAS */
     kern_cuda_weight tmp;
     const kern_cuda_weight *w = NULL;
@@ -465,15 +465,21 @@ static int cuda_sample(void *ctx, float *x, int n, int vocab, const kern_sample_
     return kern_cuda__sample(c, x, n, vocab, p, adj, out, lp);
 }
 
-/* Gate and up in one pass where both are resident CLAQ matrices on the GEMV path (the
- * reductions and the SwiGLU in one kernel); anything else: KERN_E_UNSUPPORTED, nothing done. */
+/* 1 when m is a resident CLAQ matrix that a matmul of n tokens runs through the GEMV: what the
+ * fused ops below fuse. */
+static int claq_gemv_path(const kern_cuda_ctx *c, const kern_matrix *m, int n)
+{
+    return m->dtype == KERN_CLAQ && m->dev && kern_cuda__claq_available() &&
+           !kern_cuda__prefill_n(c, n);
+}
+
+/* Gate and up in one pass where both take the CLAQ GEMV path (the reductions and the SwiGLU in
+ * one kernel); anything else: KERN_E_UNSUPPORTED, nothing done. */
 static int cuda_matmul_swiglu(void *ctx, const kern_matrix *g, const kern_matrix *u,
                               const float *x, int n, float *out)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
-    if (g->dtype != KERN_CLAQ || u->dtype != KERN_CLAQ || !g->dev || !u->dev ||
-        !kern_cuda__claq_available() || (c->prefill_min_n > 0 && n >= c->prefill_min_n))
-        return KERN_E_UNSUPPORTED;
+    if (!claq_gemv_path(c, g, n) || !claq_gemv_path(c, u, n)) return KERN_E_UNSUPPORTED;
     int rc = cuda_check_matrix(g);
     if (!rc) rc = cuda_check_matrix(u);
     if (rc) return rc;
@@ -483,17 +489,16 @@ static int cuda_matmul_swiglu(void *ctx, const kern_matrix *g, const kern_matrix
                                        (const kern_cuda_weight *)u->dev, x, n, out);
 }
 
-/* q, k and v in one reduction where all are resident CLAQ matrices on the GEMV path; anything
- * else: KERN_E_UNSUPPORTED, nothing done. */
+/* q, k and v in one reduction where all take the CLAQ GEMV path; anything else:
+ * KERN_E_UNSUPPORTED, nothing done. */
 static int cuda_matmul_multi(void *ctx, const kern_matrix *const *w, int count, const float *x,
                              int n, float *const *y)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
-    if (!kern_cuda__claq_available() || (c->prefill_min_n > 0 && n >= c->prefill_min_n))
-        return KERN_E_UNSUPPORTED;
+    for (int i = 0; i < count; i++)
+        if (!claq_gemv_path(c, w[i], n)) return KERN_E_UNSUPPORTED;
     const kern_cuda_weight *dw[KERN_MATMUL_MULTI_MAX];
     for (int i = 0; i < count; i++) {
-        if (w[i]->dtype != KERN_CLAQ || !w[i]->dev) return KERN_E_UNSUPPORTED;
         int rc = cuda_check_matrix(w[i]);
         if (rc) return rc;
         if (!DEV(y[i])) return KERN_E_INVAL;

@@ -380,11 +380,11 @@ __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__re
  * where g falls in its range of n * rows outputs, each output as kern_cuda_claq_reduce_k makes
  * it (the same bits, one launch instead of three). */
 struct kern_cuda_claq_multi {
-    kern_cuda_claq_args k[3];
-    const float *part[3];
-    float *y[3];
-    int ksplit[3];
-    int64_t end[3];           /* cumulative n * rows */
+    kern_cuda_claq_args k[KERN_MATMUL_MULTI_MAX];
+    const float *part[KERN_MATMUL_MULTI_MAX];
+    float *y[KERN_MATMUL_MULTI_MAX];
+    int ksplit[KERN_MATMUL_MULTI_MAX];
+    int64_t end[KERN_MATMUL_MULTI_MAX];   /* cumulative n * rows */
     int count;
 };
 
@@ -748,31 +748,12 @@ static int claq_partials(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
     return rc;
 }
 
-int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
-                         float *d_y)
+/* The K-slice partials of count matrices of the same input, side by side in SLOT_S: part[i]
+ * [ksplit_i][n][rows_pad_i] for matrix i. */
+static int claq_partials_all(kern_cuda_ctx *c, const kern_cuda_weight *const *w, int count,
+                             const float *d_x, int n, float **part)
 {
-    const kern_cuda_claqw *q = &w->claq;
-    if (!q->blob || n <= 0) return KERN_E_INVAL;
-    const kern_cuda_claq_args a = claq_args(w);
-    void *d_part = NULL;
-    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S,
-                             (size_t)q->ksplit * (size_t)n * (size_t)q->rows_pad * sizeof(float),
-                             &d_part);
-    if (!rc) rc = claq_partials(c, w, d_x, n, (float *)d_part);
-    if (rc) return rc;
-    const int64_t outs = (int64_t)n * a.rows;   /* a warp each */
-    const unsigned blocks = kern_cuda__blocks(outs, 256 / 32);
-    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, q->ksplit,
-                                                           (const float *)d_part, d_y);
-    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
-    return KERN_OK;
-}
-
-int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *w, int count,
-                               const float *d_x, int n, float *const *d_y)
-{
-    if (count < 1 || count > 3 || n <= 0) return KERN_E_INVAL;
-    size_t off[3], total = 0;
+    size_t off[KERN_MATMUL_MULTI_MAX], total = 0;
     for (int i = 0; i < count; i++) {
         const kern_cuda_claqw *q = &w[i]->claq;
         if (!q->blob || w[i]->cols != w[0]->cols) return KERN_E_INVAL;
@@ -781,18 +762,45 @@ int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *
     }
     void *d_part = NULL;
     int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S, total * sizeof(float), &d_part);
+    for (int i = 0; !rc && i < count; i++) {
+        part[i] = (float *)d_part + off[i];
+        rc = claq_partials(c, w[i], d_x, n, part[i]);
+    }
+    return rc;
+}
+
+int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
+                         float *d_y)
+{
+    if (n <= 0) return KERN_E_INVAL;
+    float *part = NULL;
+    int rc = claq_partials_all(c, &w, 1, d_x, n, &part);
+    if (rc) return rc;
+    const kern_cuda_claq_args a = claq_args(w);
+    const int64_t outs = (int64_t)n * a.rows;   /* a warp each */
+    const unsigned blocks = kern_cuda__blocks(outs, 256 / 32);
+    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, w->claq.ksplit, part, d_y);
+    KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
+    return KERN_OK;
+}
+
+int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *w, int count,
+                               const float *d_x, int n, float *const *d_y)
+{
+    if (count < 1 || count > KERN_MATMUL_MULTI_MAX || n <= 0) return KERN_E_INVAL;
+    float *part[KERN_MATMUL_MULTI_MAX];
+    int rc = claq_partials_all(c, w, count, d_x, n, part);
+    if (rc) return rc;
     kern_cuda_claq_multi mm;
     memset(&mm, 0, sizeof mm);
     mm.count = count;
-    for (int i = 0; !rc && i < count; i++) {
+    for (int i = 0; i < count; i++) {
         mm.k[i] = claq_args(w[i]);
-        mm.part[i] = (const float *)d_part + off[i];
+        mm.part[i] = part[i];
         mm.y[i] = d_y[i];
         mm.ksplit[i] = w[i]->claq.ksplit;
         mm.end[i] = (i ? mm.end[i - 1] : 0) + (int64_t)n * w[i]->rows;
-        rc = claq_partials(c, w[i], d_x, n, (float *)d_part + off[i]);
     }
-    if (rc) return rc;
     kern_cuda_claq_reduce_multi_k<<<kern_cuda__blocks(mm.end[count - 1], 256 / 32), 256, 0,
                                     c->stream>>>(mm, d_x, n);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_multi_k");
@@ -802,20 +810,15 @@ int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *
 int kern_cuda__gemv_claq_swiglu(kern_cuda_ctx *c, const kern_cuda_weight *wg,
                                 const kern_cuda_weight *wu, const float *d_x, int n, float *d_out)
 {
-    const kern_cuda_claqw *qg = &wg->claq, *qu = &wu->claq;
-    if (!qg->blob || !qu->blob || n <= 0 || wg->rows != wu->rows || wg->cols != wu->cols)
-        return KERN_E_INVAL;
-    const size_t pg = (size_t)qg->ksplit * (size_t)n * (size_t)qg->rows_pad;
-    const size_t pu = (size_t)qu->ksplit * (size_t)n * (size_t)qu->rows_pad;
-    void *d_part = NULL;
-    int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S, (pg + pu) * sizeof(float), &d_part);
-    float *part_g = (float *)d_part, *part_u = part_g + pg;
-    if (!rc) rc = claq_partials(c, wg, d_x, n, part_g);
-    if (!rc) rc = claq_partials(c, wu, d_x, n, part_u);
+    if (n <= 0 || wg->rows != wu->rows || wg->cols != wu->cols) return KERN_E_INVAL;
+    const kern_cuda_weight *w[2] = {wg, wu};
+    float *part[2];
+    int rc = claq_partials_all(c, w, 2, d_x, n, part);
     if (rc) return rc;
     const unsigned blocks = kern_cuda__blocks((int64_t)n * wg->rows, 256 / 32);
     kern_cuda_claq_reduce_swiglu_k<<<blocks, 256, 0, c->stream>>>(
-        claq_args(wg), claq_args(wu), d_x, n, qg->ksplit, qu->ksplit, part_g, part_u, d_out);
+        claq_args(wg), claq_args(wu), d_x, n, wg->claq.ksplit, wu->claq.ksplit, part[0], part[1],
+        d_out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_swiglu_k");
     return KERN_OK;
 }

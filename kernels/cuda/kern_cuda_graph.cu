@@ -34,7 +34,7 @@ int kern_cuda__step_begin(kern_cuda_ctx *c, int n)
     /* decode-sized steps only: a prompt chunk's kernels are long enough that launching them
      * one by one costs little, and every new size would build a graph */
     if (n > KERN_CUDA_GRAPH_MAX_N) return 0;
-    if (c->prefill_min_n > 0 && n >= c->prefill_min_n) return 0;   /* cuBLAS: not recorded */
+    if (kern_cuda__prefill_n(c, n)) return 0;   /* cuBLAS: not recorded */
     if (cudaSetDevice(c->device) != cudaSuccess ||
         cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
         (void)cudaGetLastError();

@@ -95,6 +95,12 @@ typedef struct kern_cuda_ctx {
     char err[KERN_CUDA_ERR_LEN]; /* last recorded failure, "" if none */
 } kern_cuda_ctx;
 
+/* 1 when a matmul of n tokens takes the cuBLAS prefill path (prefill_min_n). */
+static inline int kern_cuda__prefill_n(const kern_cuda_ctx *c, int n)
+{
+    return c->prefill_min_n > 0 && n >= c->prefill_min_n;
+}
+
 /* ---- kern_cuda.cu: scratch and pointer checks ---- */
 /* Makes slot hold at least `bytes` (grows, never shrinks); *out = its device pointer. */
 int kern_cuda__slot(kern_cuda_ctx *c, kern_cuda_slot s, size_t bytes, void **out);

@@ -321,11 +321,9 @@ static bool refused_in_capture(void)
     return true;
 }
 
-bool cuda_emu::capture_kernel(cudaStream_t s, const void *fn, const char *name, dim3 grid,
-                              dim3 block, size_t smem, std::function<void()> node)
+bool cuda_emu::capture_kernel(cudaStream_t s, dim3 grid, dim3 block, size_t smem,
+                              std::function<void()> node)
 {
-    (void)fn;
-    (void)name;
     if (!emu.capturing) return false;
     if (s != emu.capture_stream) {   /* another stream: the legacy one would join; refuse */
         refused_in_capture();

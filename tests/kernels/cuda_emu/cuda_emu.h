@@ -96,8 +96,8 @@ void run_grid(const char *name, dim3 grid, dim3 block, size_t smem,
 /* Stream capture (cudaStreamBeginCapture): while a stream captures, a launch on it is recorded
  * as a graph node, its arguments copied as the real runtime copies them, and runs only when the
  * graph is launched. Returns 1 when recorded. */
-bool capture_kernel(cudaStream_t s, const void *fn, const char *name, dim3 grid, dim3 block,
-                    size_t smem, std::function<void()> node);
+bool capture_kernel(cudaStream_t s, dim3 grid, dim3 block, size_t smem,
+                    std::function<void()> node);
 
 struct launch {
     dim3 grid, block;
@@ -109,7 +109,7 @@ struct launch {
         std::tuple<P...> args(static_cast<P>(std::forward<A>(a))...);
         const dim3 g = grid, b = block;
         const size_t sm = smem;
-        if (capture_kernel(stream, (const void *)k, name, g, b, sm, [=]() {
+        if (capture_kernel(stream, g, b, sm, [=]() {
                 run_grid(name, g, b, sm, [&]() { std::apply(k, args); });
             }))
             return;
