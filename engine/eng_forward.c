@@ -44,6 +44,10 @@ struct eng_ctx {
                                           default rope (kernels derive it from theta) */
     /* Host mirrors of the step's small tables (what kern_buf_write sends); owned. */
     int32_t *h_ids, *h_pos, *h_slot, *h_rows, *h_btrow;
+    uint8_t *h_bf16;                   /* [max_batch] the step's items whose linears take
+                                          matmul_bf16 (prompt items, when prefill_bf16) */
+    int prefill_bf16;                  /* eng_ctx_set_prefill_bf16 */
+    int n_bf16;                        /* items of the step with h_bf16 set */
     /* Kept in backend memory from step to step, a row per sequence, sent by deltas
      * (eng_rowstore): the block tables, and the sampler's bias and penalty entries. */
     eng_rowstore *bt_store;            /* int32 block ids; owned */
@@ -95,8 +99,9 @@ int eng_ctx_create(eng_ctx **out, const eng_model *m, kern_backend *be, int max_
     x->h_btrow = malloc(B * I);
     x->h_sp = malloc(B * sizeof *x->h_sp);
     x->h_adjrow = malloc(B * I);
+    x->h_bf16 = calloc(B, 1);
     int rc = !x->lw || !x->h_ids || !x->h_pos || !x->h_slot || !x->h_rows || !x->h_btrow ||
-                     !x->h_sp || !x->h_adjrow
+                     !x->h_sp || !x->h_adjrow || !x->h_bf16
                  ? KERN_E_NOMEM
                  : 0;
     if (!rc) rc = eng_rowstore_create(&x->bt_store, be, sizeof(int32_t), max_batch, 16);
@@ -157,10 +162,18 @@ void eng_ctx_destroy(eng_ctx *x)
     eng_rowstore_destroy(x->adj_store);
     free(x->h_sp);
     free(x->h_adjrow);
+    free(x->h_bf16);
     free(x);
 }
 
 int eng_ctx_max_batch(const eng_ctx *c) { return c->max_batch; }
+
+int eng_ctx_set_prefill_bf16(eng_ctx *c, int on)
+{
+    if (on && (!c->be->ops || !c->be->ops->matmul_bf16)) return ENG_E_UNSUPPORTED;
+    c->prefill_bf16 = on != 0;
+    return 0;
+}
 
 void eng_ctx_set_capture(eng_ctx *c, eng_capture_fn fn, void *ud)
 {
@@ -258,7 +271,10 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
     if (rc) return rc;
     c->max_pos = 0;
     c->n_want = 0;
+    c->n_bf16 = 0;
     for (int i = 0; i < n; i++) {
+        c->h_bf16[i] = c->prefill_bf16 && items[i].prompt;
+        c->n_bf16 += c->h_bf16[i];
         c->h_ids[i] = items[i].token;
         c->h_pos[i] = items[i].pos;
         if (items[i].pos + 1 > c->max_pos) c->max_pos = items[i].pos + 1;
@@ -285,6 +301,25 @@ static int step_prepare(eng_ctx *c, eng_kv *kv, const eng_batch_item *items, int
     return rc ? kern_fail(err, rc, "sending the step's tables", -1) : 0;
 }
 
+/* y = x W^T for the step's n items: one matmul, or, when some items take the relaxed prefill
+ * numerics, one call per run of items of the same kind (matmul_bf16 for prompt items, falling
+ * back to matmul where the backend has no bfloat16 path for w). */
+static int linear(eng_ctx *c, const kern_matrix *w, const float *x, int n, float *y)
+{
+    if (!c->n_bf16) return kern_matmul(c->be, w, x, n, y);
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && c->h_bf16[j] == c->h_bf16[i]) j++;
+        const float *xi = x + (int64_t)i * w->cols;
+        float *yi = y + (int64_t)i * w->rows;
+        int rc = c->h_bf16[i] ? kern_matmul_bf16(c->be, w, xi, j - i, yi) : KERN_E_UNSUPPORTED;
+        if (rc == KERN_E_UNSUPPORTED) rc = kern_matmul(c->be, w, xi, j - i, yi);
+        if (rc) return rc;
+        i = j;
+    }
+    return 0;
+}
+
 /* The attention half of layer l on x (backend memory): attn_norm(x) -> q/k/v -> RoPE -> K/V
  * into the cache -> attention, leaving the result (before o_proj) in c->att [n][q_dim]. x is not
  * modified. Needs step_prepare. */
@@ -302,11 +337,11 @@ static int layer_attn(eng_ctx *c, eng_kv *kv, int l, int n, const float *x, eng_
     /* q, k and v in one op where the backend fuses them (same bits), else three */
     const kern_matrix *qkv[3] = {&w->lin[ENG_LIN_Q], &w->lin[ENG_LIN_K], &w->lin[ENG_LIN_V]};
     float *const qkv_out[3] = {c->q, c->k, c->v};
-    rc = kern_matmul_multi(c->be, qkv, 3, c->xb, n, qkv_out);
+    rc = c->n_bf16 ? KERN_E_UNSUPPORTED : kern_matmul_multi(c->be, qkv, 3, c->xb, n, qkv_out);
     if (rc == KERN_E_UNSUPPORTED) {
-        if ((rc = kern_matmul(c->be, qkv[0], c->xb, n, c->q))) goto kfail;
-        if ((rc = kern_matmul(c->be, qkv[1], c->xb, n, c->k))) goto kfail;
-        rc = kern_matmul(c->be, qkv[2], c->xb, n, c->v);
+        if ((rc = linear(c, qkv[0], c->xb, n, c->q))) goto kfail;
+        if ((rc = linear(c, qkv[1], c->xb, n, c->k))) goto kfail;
+        rc = linear(c, qkv[2], c->xb, n, c->v);
     }
     if (rc) goto kfail;
     void *kl = eng_kv_k_layer(kv, l), *vl = eng_kv_v_layer(kv, l);
@@ -341,22 +376,24 @@ static int layer(eng_ctx *c, eng_kv *kv, int l, int n, float *x, eng_err *err)
     int dim = cf->dim, hidden = cf->hidden_dim;
     int rc = layer_attn(c, kv, l, n, x, err);
     if (rc) return rc;
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_O], c->att, n, c->xb))) goto kfail;
+    if ((rc = linear(c, &w->lin[ENG_LIN_O], c->att, n, c->xb))) goto kfail;
     if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;
 
     /* feed-forward block */
     if ((rc = kern_rmsnorm(c->be, x, w->ffn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 2, c->xb, n, dim);
     /* gate, up and SwiGLU in one op where the backend fuses them (same bits), else three */
-    rc = kern_matmul_swiglu(c->be, &w->lin[ENG_LIN_GATE], &w->lin[ENG_LIN_UP], c->xb, n, c->hb);
+    rc = c->n_bf16 ? KERN_E_UNSUPPORTED
+                   : kern_matmul_swiglu(c->be, &w->lin[ENG_LIN_GATE], &w->lin[ENG_LIN_UP], c->xb,
+                                        n, c->hb);
     if (rc == KERN_E_UNSUPPORTED) {
-        if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_GATE], c->xb, n, c->hb))) goto kfail;
-        if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_UP], c->xb, n, c->hb2))) goto kfail;
+        if ((rc = linear(c, &w->lin[ENG_LIN_GATE], c->xb, n, c->hb))) goto kfail;
+        if ((rc = linear(c, &w->lin[ENG_LIN_UP], c->xb, n, c->hb2))) goto kfail;
         rc = kern_swiglu(c->be, c->hb, c->hb2, (int64_t)n * hidden, c->hb);
     }
     if (rc) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 3, c->hb, n, hidden);
-    if ((rc = kern_matmul(c->be, &w->lin[ENG_LIN_DOWN], c->hb, n, c->xb))) goto kfail;
+    if ((rc = linear(c, &w->lin[ENG_LIN_DOWN], c->hb, n, c->xb))) goto kfail;
     if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;
     return 0;
 kfail:

@@ -20,6 +20,9 @@ typedef struct eng_batch_item {
     int32_t pos;             /* its position in its sequence */
     eng_seq *seq;            /* its sequence; blocks must already cover pos (eng_kv_reserve) */
     int want_logits;         /* 1: write logits for this token */
+    int prompt;              /* 1: a prompt token being read (not one the model generated): its
+                                linears take the relaxed prefill numerics where the ctx has them
+                                on (eng_ctx_set_prefill_bf16); 0 (the default): exact */
 } eng_batch_item;
 
 /* Called with the input of each group of linears (the quantizer's calibration hook):
@@ -39,6 +42,15 @@ void eng_ctx_set_capture(eng_ctx *c, eng_capture_fn fn, void *ud);
  * NULL restores the ctx's own (the resident set's, else the model's). Borrowed until replaced or
  * the ctx is destroyed. */
 void eng_ctx_set_layer_weights(eng_ctx *c, int layer, const eng_layer_weights *lw);
+/* Relaxed prefill numerics (on = 1; off, the default): the linears of items marked `prompt`
+ * run through kern.h matmul_bf16 (inputs and weights in bfloat16, sums in fp32: about twice
+ * the fp32 GEMM's speed on CPUs with AVX512_BF16) instead of matmul. Items not so marked keep
+ * matmul's exact bits, and every token's result still depends on nothing but its own inputs,
+ * so batching stays invariant; what changes is that a prompt token's numbers are no longer
+ * those of the same token fed as a generated one (docs/cpu-backend.md). Where the backend or
+ * a matrix has no bfloat16 path the matmul runs as usual. ENG_E_UNSUPPORTED (nothing changed)
+ * when the backend has no matmul_bf16 op at all. */
+int eng_ctx_set_prefill_bf16(eng_ctx *c, int on);
 /* Runs on r's device copies (every layer, the embedding and the head) instead of the model's
  * host weights; NULL goes back to the model's. r must be of this ctx's model and outlive its use
  * here. ENG_E_INVAL for another model's set. */

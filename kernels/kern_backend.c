@@ -162,6 +162,14 @@ int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matr
           b->ops->matmul_swiglu(b->ctx, gate, up, x, n, out));
 }
 
+int kern_matmul_bf16(kern_backend *b, const kern_matrix *w, const float *x, int n, float *y)
+{
+    if (!b->ops || !b->ops->matmul_bf16) return KERN_E_UNSUPPORTED;
+    if (!matrix_ok(w) || !x || !y || n <= 0) return KERN_E_INVAL;
+    TIMED(b, w->dtype == KERN_CLAQ ? KERN_OP_MATMUL_CLAQ : KERN_OP_MATMUL_DENSE,
+          b->ops->matmul_bf16(b->ctx, w, x, n, y));
+}
+
 int kern_attention(kern_backend *b, const kern_attn_args *a)
 {
     if (!b->ops || !b->ops->attention) return KERN_E_UNSUPPORTED;

@@ -322,7 +322,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
                 for (int start = 0; start < p->seqlen && !rc; start += p->max_batch) {
                     int n = p->seqlen - start < p->max_batch ? p->seqlen - start : p->max_batch;
                     for (int i = 0; i < n; i++)
-                        p->items[i] = (eng_batch_item){tok[start + i], start + i, &seq, 0};
+                        p->items[i] = (eng_batch_item){tok[start + i], start + i, &seq, 0, 0};
                     rc = eng_forward_attn(p->ctx, &p->kv, l, p->items, n,
                                           sc->x + (size_t)start * (size_t)cf->dim,
                                           sc->att + (size_t)start * (size_t)q_dim, err);
@@ -563,7 +563,7 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
         for (int start = 0; start < seqlen && !rc; start += p.max_batch) {
             int n = seqlen - start < p.max_batch ? seqlen - start : p.max_batch;
             for (int i = 0; i < n; i++)
-                p.items[i] = (eng_batch_item){tok[start + i], start + i, &dummy, 0};
+                p.items[i] = (eng_batch_item){tok[start + i], start + i, &dummy, 0, 0};
             rc = eng_forward_embed(p.ctx, p.items, n, x + (size_t)start * (size_t)cf->dim, err);
         }
         if (!rc) rc = qp_acts_io(&acts, s, x, 1, err);

@@ -46,6 +46,7 @@ typedef struct srv_config {
     int metrics_public;             /* --metrics-public 0|1: /metrics without the API key */
     char device[16];                /* --device: cpu|cuda|auto */
     char kv_dtype[8];               /* --kv-dtype: auto|f32|f16 */
+    char prefill_precision[8];      /* --prefill-precision: fp32|bf16 */
     int prefix_cache;               /* 0 with --no-prefix-cache (--prefix-cache 0|1) */
     int step_delay_ms;              /* --step-delay-ms: testing aid, sleep after each step */
 } srv_config;

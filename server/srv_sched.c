@@ -749,6 +749,9 @@ static void batch_add(srv_sched *s, int *n, srv_task *t, int pos, int want_logit
     it->pos = pos;
     it->seq = &t->seq;
     it->want_logits = want_logits;
+    /* prompt positions may take the relaxed prefill numerics; generated ones, recomputed after
+     * a preemption included, keep the exact ones they were first computed with */
+    it->prompt = pos < t->n_prompt;
     s->item_task[(*n)++] = t;
 }
 
@@ -894,6 +897,10 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->batch_cap = cfg->max_batch + cfg->prefill_chunk;
     rc = eng_ctx_create(&s->ctx, s->model, &s->be, s->batch_cap, &err);
     if (rc == 0) rc = eng_ctx_use_resident(s->ctx, s->res);
+    if (rc == 0 && strcmp(cfg->prefill_precision, "bf16") == 0 &&
+        (rc = eng_ctx_set_prefill_bf16(s->ctx, 1)) != 0)
+        eng_err_set(&err, rc, "--prefill-precision bf16: the %s backend has no bfloat16 path",
+                    s->be.ops && s->be.ops->name ? s->be.ops->name : "?");
     if (rc != 0) {
         snprintf(msg, cap, "engine context: %s", err.msg[0] ? err.msg : eng_strerror(rc));
         return rc;

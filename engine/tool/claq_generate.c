@@ -44,6 +44,7 @@ typedef struct gen_opts {
     kern_dtype kv_dtype;
     eng_sampler_cfg sc;
     int profile;
+    int prefill_bf16;   /* --prefill-precision bf16 */
 } gen_opts;
 
 /* Fills o; returns -1 to go on, else the exit status (0 after --help, 2 on a bad flag). */
@@ -64,6 +65,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
+        {"--prefill-precision", 1, NULL, CLAQ_PREFILL_PRECISION_HELP},
         {"--profile", 0, NULL, "also print where prompt and decode time went, by kind of kernel "
                                "op (host wall time; on a GPU, submission time)"},
         {"--help", 0, NULL, "this text"},
@@ -116,6 +118,9 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
     o->stop = claq_arg_get(spec, ns, "--stop");
     o->threads_s = o->threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all";
     o->profile = claq_arg_get(spec, ns, "--profile") != NULL;
+    if (claq_parse_prefill_precision("generate", claq_arg_get(spec, ns, "--prefill-precision"),
+                                     &o->prefill_bf16))
+        return 2;
     eng_sampler_cfg_default(&o->sc);
     o->sc.temperature = (float)temp;
     o->sc.top_p = (float)top_p;
@@ -199,7 +204,7 @@ static int decode(claq_session *s, eng_gen *gen, eng_seq *seq, const gen_opts *o
             rc = eng_err_set(err, ENG_E_FULL, "kv cache full");
             break;
         }
-        eng_batch_item it = {next, pos, seq, 1};
+        eng_batch_item it = {next, pos, seq, 1, 0};
         const int on_backend = backend_picks || backend_samples;
         kern_sample_params sp = {0};
         int n_adj = 0;
@@ -272,6 +277,10 @@ int claq_cmd_generate(int argc, char **argv)
     if (claq_session_open(&s, "generate", o.model, o.tokenizer, 1, o.device, (int)o.threads, 64,
                           0))
         return 1;
+    if (claq_session_set_prefill_bf16(&s, "generate", o.prefill_bf16)) {
+        claq_session_close(&s);
+        return 2;
+    }
     int ret = 1, vocab = s.model->cfg.vocab_size;
     eng_err err = {0};
     eng_gen gen;

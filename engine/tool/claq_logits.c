@@ -19,6 +19,7 @@ int claq_cmd_logits(int argc, char **argv)
         {"--out", 1, NULL, "output file for float32 [n][vocab] (required)"},
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--threads", 1, NULL, "worker threads"},
+        {"--prefill-precision", 1, NULL, CLAQ_PREFILL_PRECISION_HELP},
         {"--batch-check", 0, NULL, "also decode one token at a time and require identical logits"},
         {"--help", 0, NULL, "this text"},
     };
@@ -34,10 +35,18 @@ int claq_cmd_logits(int argc, char **argv)
     long long threads = 0;
     const char *v;
     if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
+    int prefill_bf16 = 0;
+    if (claq_parse_prefill_precision("logits", claq_arg_get(spec, ns, "--prefill-precision"),
+                                     &prefill_bf16))
+        return 2;
     claq_session s;
     if (claq_session_open(&s, "logits", claq_arg_get(spec, ns, "--model"),
                           claq_arg_get(spec, ns, "--tokenizer"), text != NULL, claq_arg_get(spec, ns, "--device"), (int)threads, 64, 0))
         return 1;
+    if (claq_session_set_prefill_bf16(&s, "logits", prefill_bf16)) {
+        claq_session_close(&s);
+        return 2;
+    }
     int ret = 1, vocab = s.model->cfg.vocab_size, ctxlen = s.model->cfg.seq_len;
     eng_err err = {0};
     int32_t *ids = malloc((size_t)ctxlen * sizeof *ids);

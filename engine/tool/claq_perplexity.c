@@ -80,6 +80,7 @@ int claq_cmd_perplexity(int argc, char **argv)
         {"--device", 1, NULL, "cpu (default), cuda, or auto (cuda when a GPU is present)"},
         {"--kv-dtype", 1, NULL, "KV cache entries: f32 (default) or f16 (half the memory)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
+        {"--prefill-precision", 1, NULL, CLAQ_PREFILL_PRECISION_HELP},
         {"--reference", 1, NULL, "also measure KL divergence and top-1 agreement against this "
                                  "model (e.g. the FP original; same vocabulary)"},
         {"--help", 0, NULL, "this text"},
@@ -101,6 +102,10 @@ int claq_cmd_perplexity(int argc, char **argv)
     if ((v = claq_arg_get(spec, ns, "--ctx")) && claq_parse_int("--ctx", v, 2, 1 << 22, &ctx)) return 2;
     if ((v = claq_arg_get(spec, ns, "--threads")) && claq_parse_int("--threads", v, 0, 256, &threads)) return 2;
     if ((v = claq_arg_get(spec, ns, "--max-windows")) && claq_parse_int("--max-windows", v, 1, 1 << 30, &max_windows)) return 2;
+    int prefill_bf16 = 0;
+    if (claq_parse_prefill_precision("perplexity", claq_arg_get(spec, ns, "--prefill-precision"),
+                                     &prefill_bf16))
+        return 2;
     const char *file = claq_arg_get(spec, ns, "--file");
     size_t len = 0;
     char *text = read_file(file, &len);
@@ -113,6 +118,11 @@ int claq_cmd_perplexity(int argc, char **argv)
                           claq_arg_get(spec, ns, "--tokenizer"), 1, claq_arg_get(spec, ns, "--device"), (int)threads, 128, 0)) {
         free(text);
         return 1;
+    }
+    if (claq_session_set_prefill_bf16(&s, "perplexity", prefill_bf16)) {
+        claq_session_close(&s);
+        free(text);
+        return 2;
     }
     int ret = 1, vocab = s.model->cfg.vocab_size;
     eng_err err = {0};

@@ -59,12 +59,38 @@ int claq_session_prefill(claq_session *s, eng_seq *seq, const int32_t *tokens, i
             items[i].pos = start + i0 + i;
             items[i].seq = seq;
             items[i].want_logits = logits && (all_logits || i0 + i == n - 1);
+            items[i].prompt = 1;
         }
         float *out = !logits ? NULL : all_logits ? logits + (int64_t)i0 * vocab : logits;
         rc = eng_forward(s->ctx, &s->kv, items, m, out, err);
     }
     free(items);
     return rc;
+}
+
+int claq_parse_prefill_precision(const char *cmd, const char *s, int *bf16)
+{
+    *bf16 = 0;
+    if (!s || strcmp(s, "fp32") == 0) return 0;
+    if (strcmp(s, "bf16") == 0) {
+        *bf16 = 1;
+        return 0;
+    }
+    fprintf(stderr, "claq %s: --prefill-precision must be fp32 or bf16, not '%s'\n", cmd, s);
+    return -1;
+}
+
+int claq_session_set_prefill_bf16(claq_session *s, const char *cmd, int bf16)
+{
+    if (!bf16) return 0;
+    if (eng_ctx_set_prefill_bf16(s->ctx, 1)) {
+        fprintf(stderr, "claq %s: --prefill-precision bf16: the %s backend has no bfloat16 "
+                "path\n", cmd, s->be.ops && s->be.ops->name ? s->be.ops->name : "?");
+        return -1;
+    }
+    if (!kern_cpu_bf16(&s->be))
+        fprintf(stderr, "claq %s: note: this CPU has no AVX512_BF16; prompts run in fp32\n", cmd);
+    return 0;
 }
 
 int claq_parse_ids(const char *s, int32_t *ids, int cap)

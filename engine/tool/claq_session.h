@@ -4,6 +4,11 @@
 #ifndef CLAQ_SESSION_H
 #define CLAQ_SESSION_H
 
+/* The --prefill-precision entry of a subcommand's flag table. */
+#define CLAQ_PREFILL_PRECISION_HELP                                                                \
+    "prompt linears: fp32 (default, exact) or bf16 (bfloat16 products: about 2x the speed on "    \
+    "CPUs with AVX512_BF16, relaxed numerics, docs/cpu-backend.md)"
+
 #include "eng_forward.h"
 #include "eng_kv.h"
 #include "eng_model.h"
@@ -32,6 +37,14 @@ void claq_session_close(claq_session *s);
  * [n][vocab] for every token when all_logits, or [vocab] for the last token only. */
 int claq_session_prefill(claq_session *s, eng_seq *seq, const int32_t *tokens, int n, int start,
                          int all_logits, float *logits, eng_err *err);
+
+/* --prefill-precision: s NULL or "fp32" gives 0, "bf16" 1; anything else is a message on stderr
+ * (prefixed by cmd) and -1. */
+int claq_parse_prefill_precision(const char *cmd, const char *s, int *bf16);
+/* Turns the relaxed prefill numerics on (eng_ctx_set_prefill_bf16) when bf16: non-zero after a
+ * message when the backend has no bfloat16 path at all; a note on stderr when this CPU lacks
+ * AVX512_BF16 (prompts then run in fp32 as without the flag). */
+int claq_session_set_prefill_bf16(claq_session *s, const char *cmd, int bf16);
 
 /* Parses "1 2 3" (spaces or commas) into ids; returns the count or -1 (message on stderr). */
 int claq_parse_ids(const char *s, int32_t *ids, int cap);

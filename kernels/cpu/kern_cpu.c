@@ -394,6 +394,12 @@ static void cpu_destroy(void *ctx)
     free(c);
 }
 
+static int cpu_matmul_bf16(void *ctx, const kern_matrix *w, const float *x, int n, float *y)
+{
+    if (w->dtype != KERN_CLAQ) return KERN_E_UNSUPPORTED;   /* dense: the caller runs matmul */
+    return kern_cpu__matmul_claq_bf16(ctx, w, x, n, y);
+}
+
 static const kern_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -407,6 +413,7 @@ static const kern_backend_ops cpu_ops = {
     .kv_write = cpu_kv_write,
     .copy_rows = cpu_copy_rows,
     .argmax = cpu_argmax,
+    .matmul_bf16 = cpu_matmul_bf16,
     .upload = NULL,
     .release = NULL,
     .supports = cpu_supports,
@@ -423,6 +430,7 @@ int kern_cpu_backend_create(kern_backend *out, int n_threads)
     kern_cpu_ctx *c = calloc(1, sizeof *c);
     if (!c) return KERN_E_NOMEM;
     c->isa = kern_cpu_detect_isa();
+    c->bf16 = kern_cpu_has_bf16(c->isa);
     int rc = kern_pool_create(&c->pool, n_threads);
     if (rc) { free(c); return rc; }
     c->n_threads = kern_pool_threads(c->pool);
@@ -439,6 +447,11 @@ int kern_cpu_backend_set_offline(kern_backend *b, int on)
     if (!b || b->ops != &cpu_ops) return KERN_E_INVAL;
     ((kern_cpu_ctx *)b->ctx)->offline = on != 0;
     return KERN_OK;
+}
+
+int kern_cpu_bf16(const kern_backend *b)
+{
+    return b && b->ops == &cpu_ops && ((const kern_cpu_ctx *)b->ctx)->bf16;
 }
 
 const char *kern_cpu_isa_name(const kern_backend *b)

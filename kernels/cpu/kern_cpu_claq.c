@@ -28,6 +28,16 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
     return f;
 }
 
+kern_claq_bf16_fns kern_cpu__claq_bf16_fns(int avx512bf16)
+{
+    kern_claq_bf16_fns f = {kern_cpu__claq_gather_bf16_ref, kern_cpu__claq_gemm_bf16_tile_ref};
+    if (avx512bf16) {
+        f.gather = kern_cpu__claq_gather_bf16_avx512;
+        f.gemm = kern_cpu__claq_gemm_bf16_tile_avx512;
+    }
+    return f;
+}
+
 static int use_gemm(kern_isa isa, int n)
 {
     return n >= KERN_CPU_CLAQ_GEMM_MIN_N && kern_cpu__claq_fns(isa).gemm != NULL;
@@ -41,6 +51,13 @@ int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
     int64_t cp = k->cols_pad;
     int64_t gemm = (int64_t)n * cp + cp * 16 + cp + k->cols;
     return n >= KERN_CPU_CLAQ_GEMM_MIN_N ? gemm : 1;
+}
+
+int64_t kern_cpu__claq_bf16_shared_floats(const kern_claq *k, int n)
+{
+    /* bf16 inputs [n][cols_pad] (two per float), then the codebooks' words [cols_pad * 16] */
+    int64_t cp = k->cols_pad;
+    return ((int64_t)n * cp + 1) / 2 + cp * 16;
 }
 
 /* Floats of a worker's GEMV tables: xs [m][cols_pad] then LUTs [m][cols_pad * 16]. */
@@ -68,6 +85,9 @@ typedef struct claq_job {
     const float *x;         /* [n][cols] the inputs */
     const float *xb;        /* GEMM: [blocks][n][32] gathered inputs, block-major */
     const float *cbf;       /* GEMM: [cols_pad * 16] fp32 codebooks */
+    const kern_claq_bf16_fns *bf;   /* the bfloat16 GEMM instead of the fp32 paths, or NULL */
+    const uint16_t *xh;     /* bf16: [blocks][n][32] gathered inputs, block-major */
+    const uint32_t *cbh;    /* bf16: [cols_pad * 16] parity-shifted codebooks */
     float *y;               /* [n][rows] */
     float *const *priv;     /* [workers]: GEMV tables (gemv_tables_floats), then tile outputs */
     int *built;             /* [workers]: this worker's GEMV tables are built for this call */
@@ -129,6 +149,8 @@ typedef struct gather_job {
     const float *x;
     int n;
     float *xb;
+    uint16_t *xh;                          /* bf16 inputs instead of xb, through gather_bf16 */
+    kern_claq_gather_bf16_fn gather_bf16;
     int64_t per_task;
 } gather_job;
 
@@ -141,14 +163,17 @@ static void gather_task(void *arg, int64_t task, int worker)
     int64_t b0 = task * g->per_task, b1 = b0 + g->per_task < nblk ? b0 + g->per_task : nblk;
     for (int64_t b = b0; b < b1; b++)
         for (int tok = 0; tok < g->n; tok++)
-            gather_cols(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
+            if (g->xh)
+                g->gather_bf16(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
+                               g->xh + (b * g->n + tok) * KERN_CLAQ_COL_BLOCK);
+            else
+                gather_cols(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
                         KERN_CLAQ_COL_BLOCK, g->xb + (b * g->n + tok) * KERN_CLAQ_COL_BLOCK);
 }
 
-static int gather_inputs(kern_pool *pool, int n_workers, const kern_claq *k, const float *x,
-                         int n, float *xb)
+static int gather_inputs(kern_pool *pool, int n_workers, gather_job g)
 {
-    gather_job g = {.k = k, .x = x, .n = n, .xb = xb};
+    const kern_claq *k = g.k;
     int64_t nblk = k->cols_pad / KERN_CLAQ_COL_BLOCK, want = 4 * (int64_t)n_workers;
     g.per_task = (nblk + want - 1) / want;
     int64_t tasks = (nblk + g.per_task - 1) / g.per_task;
@@ -197,8 +222,13 @@ static void claq_task(void *arg, int64_t task, int worker)
         }
         for (int c0 = 0; c0 < j->n; c0 += KERN_CPU_CLAQ_GEMM_CHUNK) {
             int m = j->n - c0 < KERN_CPU_CLAQ_GEMM_CHUNK ? j->n - c0 : KERN_CPU_CLAQ_GEMM_CHUNK;
-            j->f.gemm(k, j->cbf, j->xb + (int64_t)c0 * KERN_CLAQ_COL_BLOCK, j->n, m, ta, tmp,
-                      tmp + (int64_t)m * KERN_CLAQ_ROW_TILE);
+            float *work = tmp + (int64_t)m * KERN_CLAQ_ROW_TILE;
+            if (j->bf)
+                j->bf->gemm(k, j->cbh, j->xh + (int64_t)c0 * KERN_CLAQ_COL_BLOCK, j->n, m, ta,
+                            tmp, work);
+            else
+                j->f.gemm(k, j->cbf, j->xb + (int64_t)c0 * KERN_CLAQ_COL_BLOCK, j->n, m, ta, tmp,
+                          work);
             for (int tok = 0; tok < m; tok++)
                 memcpy(j->y + (int64_t)(c0 + tok) * k->rows + r0, tmp + tok * ystride,
                        (size_t)(rend - r0) * sizeof(float));
@@ -216,6 +246,22 @@ static void claq_task(void *arg, int64_t task, int worker)
         }
         add_outliers(k, xt, ra, rb, j->y + (int64_t)tok * k->rows);
     }
+}
+
+/* Splits j's row tiles over the pool: a few tasks per worker so the dynamic scheduler can
+ * balance uneven cores. */
+static int run_tiles(kern_pool *pool, int n_workers, claq_job *j)
+{
+    const kern_claq *k = j->k;
+    int64_t want = (int64_t)n_workers * 4;
+    j->tiles_per_task = (k->n_tiles + want - 1) / want;
+    if (j->tiles_per_task < 1) j->tiles_per_task = 1;
+    int64_t n_tasks = (k->n_tiles + j->tiles_per_task - 1) / j->tiles_per_task;
+    if (!pool) {
+        for (int64_t t = 0; t < n_tasks; t++) claq_task(j, t, 0);
+        return KERN_OK;
+    }
+    return kern_pool_run(pool, n_tasks, claq_task, j);
 }
 
 int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, float *shared,
@@ -247,47 +293,81 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
         float *ones = dummy + cp;
         for (int64_t c = 0; c < k->cols; c++) ones[c] = 1.0f;
         j.f.lut(k, ones, dummy, cbf);
-        int rc = gather_inputs(pool, n_workers, k, x, n, xb);
+        int rc = gather_inputs(pool, n_workers, (gather_job){.k = k, .x = x, .n = n, .xb = xb});
         if (rc) return rc;
         j.xb = xb;
         j.cbf = cbf;
     }
-    /* A few tasks per worker so the dynamic scheduler can balance uneven cores. */
-    int64_t want = (int64_t)n_workers * 4;
-    j.tiles_per_task = (k->n_tiles + want - 1) / want;
-    if (j.tiles_per_task < 1) j.tiles_per_task = 1;
-    int64_t n_tasks = (k->n_tiles + j.tiles_per_task - 1) / j.tiles_per_task;
-    if (!pool) {
-        for (int64_t t = 0; t < n_tasks; t++) claq_task(&j, t, 0);
-        return KERN_OK;
-    }
-    return kern_pool_run(pool, n_tasks, claq_task, &j);
+    return run_tiles(pool, n_workers, &j);
 }
 
-int kern_cpu__claq_matmul_isa(kern_isa isa, kern_pool *pool, const kern_claq *k, const float *x,
-                              int n, float *y)
+int kern_cpu__claq_matmul_bf16_run(kern_claq_bf16_fns fns, kern_pool *pool, int n_workers,
+                                   float *shared, float *const *priv, const kern_claq *k,
+                                   const float *x, int n, float *y)
+{
+    if (!k || !x || !y || n <= 0 || !shared || !priv || n_workers <= 0 ||
+        n_workers > KERN_CPU_CLAQ_MAX_WORKERS || (k->nnz > 0 && !k->out_delta))
+        return KERN_E_INVAL;
+    /* Every batch size takes the GEMM: the bf16 numerics have no GEMV twin to agree with. The
+     * tile loop runs in chunks of KERN_CPU_CLAQ_GEMM_CHUNK tokens as the fp32 GEMM does. */
+    claq_job j = {.k = k, .n = n, .gemm = 1, .x = x, .y = y, .priv = priv, .bf = &fns,
+                  .tables = gemv_tables_floats(k, n)};
+    uint16_t *xh = (uint16_t *)shared;
+    uint32_t *cbh = (uint32_t *)shared + ((int64_t)n * k->cols_pad + 1) / 2;
+    kern_cpu__claq_cb_bf16(k, cbh);
+    int rc = gather_inputs(pool, n_workers, (gather_job){.k = k, .x = x, .n = n, .xh = xh,
+                                                         .gather_bf16 = fns.gather});
+    if (rc) return rc;
+    j.xh = xh;
+    j.cbh = cbh;
+    return run_tiles(pool, n_workers, &j);
+}
+
+/* The _isa conveniences: scratch allocated here, then the fp32 or the bf16 matmul. */
+static int matmul_alloc(kern_isa isa, int bf16, kern_pool *pool, const kern_claq *k,
+                        const float *x, int n, float *y)
 {
     if (!k || n <= 0) return KERN_E_INVAL;
     int workers = pool ? kern_pool_threads(pool) : 1;
-    float *shared = malloc((size_t)kern_cpu__claq_shared_floats(k, n) * sizeof(float));
+    int64_t sh = bf16 ? kern_cpu__claq_bf16_shared_floats(k, n) : kern_cpu__claq_shared_floats(k, n);
+    float *shared = malloc((size_t)sh * sizeof(float));
     float **priv = calloc((size_t)workers, sizeof *priv);
     int rc = shared && priv ? KERN_OK : KERN_E_NOMEM;
     for (int i = 0; i < workers && rc == KERN_OK; i++) {
         priv[i] = malloc((size_t)kern_cpu__claq_priv_floats(k, n) * sizeof(float));
         if (!priv[i]) rc = KERN_E_NOMEM;
     }
-    if (rc == KERN_OK) rc = kern_cpu__claq_matmul_run(isa, pool, workers, shared, priv, k, x, n, y);
+    if (rc == KERN_OK && bf16)
+        rc = kern_cpu__claq_matmul_bf16_run(kern_cpu__claq_bf16_fns(isa == KERN_ISA_AVX512), pool,
+                                            workers, shared, priv, k, x, n, y);
+    else if (rc == KERN_OK)
+        rc = kern_cpu__claq_matmul_run(isa, pool, workers, shared, priv, k, x, n, y);
     for (int i = 0; priv && i < workers; i++) free(priv[i]);
     free(priv);
     free(shared);
     return rc;
 }
 
-int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y)
+int kern_cpu__claq_matmul_isa(kern_isa isa, kern_pool *pool, const kern_claq *k, const float *x,
+                              int n, float *y)
+{
+    return matmul_alloc(isa, 0, pool, k, x, n, y);
+}
+
+int kern_cpu__claq_matmul_bf16_isa(kern_isa isa, kern_pool *pool, const kern_claq *k,
+                                   const float *x, int n, float *y)
+{
+    return matmul_alloc(isa, 1, pool, k, x, n, y);
+}
+
+/* The backend's entry points: scratch from the ctx's per-worker buffers. */
+static int matmul_ctx(kern_cpu_ctx *c, int bf16, const kern_matrix *w, const float *x, int n,
+                      float *y)
 {
     const kern_claq *k = w->claq;
     if (!k || k->rows != w->rows || k->cols != w->cols) return KERN_E_INVAL;
-    int64_t sh = kern_cpu__claq_shared_floats(k, n), pr = kern_cpu__claq_priv_floats(k, n);
+    int64_t sh = bf16 ? kern_cpu__claq_bf16_shared_floats(k, n) : kern_cpu__claq_shared_floats(k, n);
+    int64_t pr = kern_cpu__claq_priv_floats(k, n);
     int rc = kern_cpu__scratch_reserve(c, sh + pr);
     if (rc) return rc;
     float *priv_stack[64];
@@ -297,7 +377,24 @@ int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x,
      * from the start. */
     priv[0] = c->scratch[0] + sh;
     for (int i = 1; i < c->n_threads; i++) priv[i] = c->scratch[i];
-    rc = kern_cpu__claq_matmul_run(c->isa, c->pool, c->n_threads, c->scratch[0], priv, k, x, n, y);
+    if (bf16)
+        rc = kern_cpu__claq_matmul_bf16_run(kern_cpu__claq_bf16_fns(1), c->pool, c->n_threads,
+                                            c->scratch[0], priv, k, x, n, y);
+    else
+        rc = kern_cpu__claq_matmul_run(c->isa, c->pool, c->n_threads, c->scratch[0], priv, k, x,
+                                       n, y);
     if (priv != priv_stack) free(priv);
     return rc;
+}
+
+int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y)
+{
+    return matmul_ctx(c, 0, w, x, n, y);
+}
+
+int kern_cpu__matmul_claq_bf16(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n,
+                               float *y)
+{
+    if (!c->bf16) return KERN_E_UNSUPPORTED;
+    return matmul_ctx(c, 1, w, x, n, y);
 }

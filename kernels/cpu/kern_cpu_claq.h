@@ -66,6 +66,34 @@ void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const
  * chunk dequantizes the tile again (~2 % of the work). */
 #define KERN_CPU_CLAQ_GEMM_CHUNK 128
 
+/* The bfloat16 prefill GEMM (kern.h matmul_bf16: relaxed numerics, not the contract above).
+ * Per row of token t, storage columns taken in pairs (2i, 2i+1) in order:
+ *   y = 0; for each pair: y += xh[2i+1] * wh[2i+1]; y += xh[2i] * wh[2i]
+ * where xh = bf16(xs) and wh = bf16(fp32 codebook entry), both rounded to nearest even, each
+ * product exact in fp32 and each sum one fp32 rounding (what vdpbf16ps does, bfloat16 inputs
+ * that are subnormal read as zero); then the outliers in fp32 exactly as above. The order
+ * depends on nothing but the matrix, so y[t] is the same for any n and thread count.
+ * xh: [blocks][nx][32] bf16, block-major as xb above; cbh [cols_pad * 16]: bf16 of column s's
+ * periodic codebook, in the low half of the word for even s and the high half for odd s (so a
+ * pair's two lookups OR into one dot-product operand). work: KERN_CPU_CLAQ_GEMM_WORK floats. */
+typedef void (*kern_claq_gemm_bf16_fn)(const kern_claq *k, const uint32_t *cbh,
+                                       const uint16_t *xh, int64_t nx, int n, int64_t t, float *y,
+                                       float *work);
+void kern_cpu__claq_gemm_bf16_tile_ref(const kern_claq *k, const uint32_t *cbh,
+                                       const uint16_t *xh, int64_t nx, int n, int64_t t, float *y,
+                                       float *work);
+void kern_cpu__claq_gemm_bf16_tile_avx512(const kern_claq *k, const uint32_t *cbh,
+                                          const uint16_t *xh, int64_t nx, int n, int64_t t,
+                                          float *y, float *work);
+/* xh[c] = bf16(x[colmap[s0 + c]]) for c < 32 (0 for padding): one block of one token. */
+typedef void (*kern_claq_gather_bf16_fn)(const kern_claq *k, const float *x, int64_t s0,
+                                         uint16_t *xh);
+void kern_cpu__claq_gather_bf16_ref(const kern_claq *k, const float *x, int64_t s0, uint16_t *xh);
+/* Fills cbh [cols_pad * 16] (every ISA: once per call, not per token). */
+void kern_cpu__claq_cb_bf16(const kern_claq *k, uint32_t *cbh);
+void kern_cpu__claq_gather_bf16_avx512(const kern_claq *k, const float *x, int64_t s0,
+                                       uint16_t *xh);
+
 /* Functions of an ISA (gemm NULL: batches of any size run the GEMV, in 8-token chunks). */
 typedef struct kern_claq_fns {
     kern_claq_lut_fn lut;
@@ -73,6 +101,14 @@ typedef struct kern_claq_fns {
     kern_claq_gemm_fn gemm;
 } kern_claq_fns;
 kern_claq_fns kern_cpu__claq_fns(kern_isa isa);
+
+/* The bfloat16 GEMM's functions: the AVX-512 BF16 kernels when avx512bf16 (the CPU has
+ * vdpbf16ps: kern_cpu_has_bf16), else the scalar reference (the tests' oracle). */
+typedef struct kern_claq_bf16_fns {
+    kern_claq_gather_bf16_fn gather;
+    kern_claq_gemm_bf16_fn gemm;
+} kern_claq_bf16_fns;
+kern_claq_bf16_fns kern_cpu__claq_bf16_fns(int avx512bf16);
 
 /* Batch size from which the dispatcher switches from the LUT GEMV to dequantize-GEMM. */
 #define KERN_CPU_CLAQ_GEMM_MIN_N 8
@@ -91,8 +127,19 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
                               float *const *priv, const kern_claq *k, const float *x, int n,
                               float *y);
 
-/* Convenience for tests and benchmarks: allocates the scratch itself (slow; not for hot loops). */
+/* The bfloat16 matmul (kern_cpu__claq_gemm_bf16_* numerics) through fns, same scratch
+ * conventions with kern_cpu__claq_bf16_shared_floats for `shared`. */
+int64_t kern_cpu__claq_bf16_shared_floats(const kern_claq *k, int n);
+int kern_cpu__claq_matmul_bf16_run(kern_claq_bf16_fns fns, kern_pool *pool, int n_workers,
+                                   float *shared, float *const *priv, const kern_claq *k,
+                                   const float *x, int n, float *y);
+
+/* Convenience for tests and benchmarks: allocates the scratch itself (slow; not for hot loops).
+ * bf16 = 1: the bfloat16 matmul through the reference (isa below AVX-512) or the AVX-512 BF16
+ * kernels (isa AVX-512: the caller checked the CPU has them, kern_cpu_has_bf16). */
 int kern_cpu__claq_matmul_isa(kern_isa isa, kern_pool *pool, const kern_claq *k, const float *x,
                               int n, float *y);
+int kern_cpu__claq_matmul_bf16_isa(kern_isa isa, kern_pool *pool, const kern_claq *k,
+                                   const float *x, int n, float *y);
 
 #endif

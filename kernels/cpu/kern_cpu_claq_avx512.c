@@ -23,19 +23,13 @@
  * product-and-sum peak, a 523-token TinyLlama prompt 1.6x faster. (A fused multiply-add did not
  * help: Zen 5's FMUL and FADD pipes give the same rate, and the GEMV lost 20 % with it.)
  * Worker threads; pure functions. */
-#include "kern_cpu_claq.h"
+#include "kern_cpu_claq_avx512.h"
 
-#include <immintrin.h>
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 /* Tokens per register group of the dequantize-GEMM and its column unroll (6 measured the same). */
 #define GEMM_TG 4
 #define GEMM_UNROLL 2
 #define DO_PRAGMA(x) _Pragma(#x)
 #define UNROLL_N(n) DO_PRAGMA(GCC unroll n)
-/* An empty asm that "changes" v: keeps GCC from hoisting all 128 lookups of a block ahead of
- * their adds (it did, and spilled them to the stack: 2x slower). */
-#define PIN(v) __asm__ volatile("" : "+v"(v))
 
 /* Periodic 16-entry table of column s: fp16 codebook -> fp32, entries k & (2^b-1). */
 ALWAYS_INLINE __m512 cb_periodic(const kern_claq *k, int64_t s, int b)
@@ -61,34 +55,6 @@ void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, fl
             _mm512_storeu_ps(lut + s * 16, _mm512_mul_ps(_mm512_set1_ps(xv), cb_periodic(k, s, b)));
         }
     }
-}
-
-/* v rotated right by sh (1..31). vprord takes an immediate, and _mm512_ror_epi32 needs a literal
- * once the compiler does not fold sh (-O0, some -O1 builds), so each count gets its own literal;
- * optimized builds with a constant sh keep one case: a single vprord $sh. (_mm512_rorv_epi32
- * with a broadcast count compiles everywhere but stays vprorvd plus a broadcast: slower.) */
-ALWAYS_INLINE __m512i ror32(__m512i v, const int sh)
-{
-#define ROR_CASE(n) case n: return _mm512_ror_epi32(v, n);
-    switch (sh) {
-    ROR_CASE(1) ROR_CASE(2) ROR_CASE(3) ROR_CASE(4) ROR_CASE(5) ROR_CASE(6) ROR_CASE(7)
-    ROR_CASE(8) ROR_CASE(9) ROR_CASE(10) ROR_CASE(11) ROR_CASE(12) ROR_CASE(13) ROR_CASE(14)
-    ROR_CASE(15) ROR_CASE(16) ROR_CASE(17) ROR_CASE(18) ROR_CASE(19) ROR_CASE(20) ROR_CASE(21)
-    ROR_CASE(22) ROR_CASE(23) ROR_CASE(24) ROR_CASE(25) ROR_CASE(26) ROR_CASE(27) ROR_CASE(28)
-    ROR_CASE(29) ROR_CASE(30) ROR_CASE(31)
-    default: return v;
-    }
-#undef ROR_CASE
-}
-
-/* Index vector of code c (width B) from the block's words W[0..B). A rotate, not a shift: on
- * Zen 4/5 vprord issues on the FMA pipes, vpsrld on the two FADD pipes that the vaddps needs. */
-ALWAYS_INLINE __m512i code_idx(const __m512i *W, const int B, const int c)
-{
-    const int bit = c * B, w = bit >> 5, sh = bit & 31;
-    if (sh == 0) return W[w];
-    if (sh + B <= 32) return ror32(W[w], sh);
-    return _mm512_or_si512(_mm512_srli_epi32(W[w], sh), _mm512_slli_epi32(W[w + 1], 32 - sh));
 }
 
 /* nblk consecutive blocks of one width for NV 16-row vectors: acc[v] += LUT lookups, column by

@@ -55,3 +55,62 @@ void kern_cpu__claq_gemm_tile_ref(const kern_claq *k, const float *cbf, const fl
             y[(int64_t)tok * KERN_CLAQ_ROW_TILE + rr] = acc;
         }
 }
+
+/* ---- the bfloat16 prefill GEMM (kern_cpu_claq.h states its numerics) ---- */
+
+/* bfloat16 of f, round to nearest even (NaN stays NaN). */
+static uint16_t bf16_rne(float f)
+{
+    uint32_t u = kern_bits_from_f32(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* A bfloat16 as the dot-product instruction reads it: subnormals are zero. */
+static float bf16_in(uint16_t h)
+{
+    if ((h & 0x7f80) == 0) h &= 0x8000;
+    return kern_f32_from_bits((uint32_t)h << 16);
+}
+
+void kern_cpu__claq_gather_bf16_ref(const kern_claq *k, const float *x, int64_t s0, uint16_t *xh)
+{
+    for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
+        uint32_t j = k->colmap[s0 + c];
+        xh[c] = bf16_rne(j == KERN_CLAQ_PAD ? 0.0f : x[j]);
+    }
+}
+
+void kern_cpu__claq_gemm_bf16_tile_ref(const kern_claq *k, const uint32_t *cbh,
+                                       const uint16_t *xh, int64_t nx, int n, int64_t t, float *y,
+                                       float *work)
+{
+    (void)work;
+    const int64_t cb = KERN_CLAQ_COL_BLOCK;
+    int64_t rt = kern_claq_tile_rows(k, t);
+    for (int tok = 0; tok < n; tok++)
+        for (int64_t rr = 0; rr < rt; rr++) {
+            int64_t r = t * KERN_CLAQ_ROW_TILE + rr;
+            float acc = 0.0f;
+            for (int64_t s = 0; s < k->cols_pad; s += 2) {
+                const uint16_t *xp = xh + ((s / cb) * nx + tok) * cb + s % cb;
+                uint16_t w0 = (uint16_t)cbh[s * 16 + kern_claq_code(k, r, s)];
+                uint16_t w1 = (uint16_t)(cbh[(s + 1) * 16 + kern_claq_code(k, r, s + 1)] >> 16);
+                acc += bf16_in(xp[1]) * bf16_in(w1);
+                acc += bf16_in(xp[0]) * bf16_in(w0);
+            }
+            y[(int64_t)tok * KERN_CLAQ_ROW_TILE + rr] = acc;
+        }
+}
+
+/* cbh for the bfloat16 GEMM (kern_cpu_claq.h): parity-shifted bf16 codebooks. */
+void kern_cpu__claq_cb_bf16(const kern_claq *k, uint32_t *cbh)
+{
+    for (int64_t s = 0; s < k->cols_pad; s++) {
+        int b = kern_claq_block_bits(k, s / KERN_CLAQ_COL_BLOCK);
+        const uint16_t *cb = k->cb + kern_claq_cb_offset(k, s);
+        for (int e = 0; e < 16; e++)
+            cbh[s * 16 + e] = (uint32_t)bf16_rne(kern_f16_to_f32(cb[e & ((1 << b) - 1)]))
+                              << (16 * (s & 1));
+    }
+}

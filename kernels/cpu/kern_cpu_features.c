@@ -1,5 +1,6 @@
 /* kern_cpu_features.c — picks the CPU kernel ISA once: CPUID feature bits plus the OS-support
- * check (XGETBV: the OS saves YMM / ZMM state), capped by env CLAQ_ISA=scalar|avx2|avx512. */
+ * check (XGETBV: the OS saves YMM / ZMM state), capped by env CLAQ_ISA=scalar|avx2|avx512; and
+ * whether the AVX-512 path may use bfloat16 dot products. */
 #include "kern_cpu_impl.h"
 
 #include <stdlib.h>
@@ -31,9 +32,22 @@ static kern_isa hw_isa(void)
     if (avx512f && avx512dq && avx512bw && avx512vl && (xcr0 & 0xe6) == 0xe6) return KERN_ISA_AVX512;
     return KERN_ISA_AVX2;
 }
+
+static int hw_bf16(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 5) & 1;   /* CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16 */
+}
 #else
 static kern_isa hw_isa(void) { return KERN_ISA_SCALAR; }
+static int hw_bf16(void) { return 0; }
 #endif
+
+int kern_cpu_has_bf16(kern_isa isa)
+{
+    return isa == KERN_ISA_AVX512 && hw_bf16();
+}
 
 kern_isa kern_cpu_detect_isa(void)
 {

@@ -13,6 +13,8 @@ typedef enum kern_isa { KERN_ISA_SCALAR = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 
 /* Best ISA the CPU and OS support (CPUID + XGETBV), capped by env CLAQ_ISA when set. */
 kern_isa kern_cpu_detect_isa(void);
 const char *kern_isa_name(kern_isa isa);
+/* 1 when isa is AVX-512 and the CPU has AVX512_BF16 (vdpbf16ps): the bfloat16 prefill GEMM. */
+int kern_cpu_has_bf16(kern_isa isa);
 
 typedef struct kern_cpu_ctx {
     kern_pool *pool;        /* owned */
@@ -20,6 +22,7 @@ typedef struct kern_cpu_ctx {
     int n_threads;
     float **scratch;        /* [n_threads] per-worker scratch; owned */
     int64_t scratch_floats; /* size of each scratch buffer */
+    int bf16;               /* kern_cpu_has_bf16: matmul_bf16 runs (else KERN_E_UNSUPPORTED) */
     int offline;            /* 1: dense matmuls of >= KERN_CPU_BLAS_MIN_N tokens use BLAS */
     float *wide;            /* fp32 copy of an F16/BF16 weight for BLAS; grow-only; owned */
     int64_t wide_floats;
@@ -86,5 +89,9 @@ void kern_cpu__wsum4_f16_avx512(float *out, int64_t out_stride, const float *w, 
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
  * including batch invariance (y[t] bit-identical for any n and thread count). */
 int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y);
+/* kern.h matmul_bf16 for packed CLAQ (kern_cpu_claq.h: the bfloat16 prefill GEMM);
+ * KERN_E_UNSUPPORTED where the CPU lacks AVX512_BF16. */
+int kern_cpu__matmul_claq_bf16(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n,
+                               float *y);
 
 #endif

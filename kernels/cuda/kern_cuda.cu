@@ -545,6 +545,7 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .step_end   = */ cuda_step_end,
     /* .matmul_swiglu = */ cuda_matmul_swiglu,
     /* .matmul_multi = */ cuda_matmul_multi,
+    /* .matmul_bf16 = */ NULL,   /* prompts on the GPU take matmul (cuBLAS fp16 from 65 tokens) */
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */

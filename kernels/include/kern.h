@@ -239,6 +239,12 @@ typedef struct kern_backend_ops {
      * KERN_E_UNSUPPORTED, having done nothing, for matrices it does not fuse. */
     int (*matmul_multi)(void *ctx, const kern_matrix *const *w, int count, const float *x, int n,
                         float *const *y);
+    /* Optional: y = x W^T with relaxed numerics, for prompt tokens: inputs and weights rounded
+     * to bfloat16, each product exact, summed in fp32 in one fixed order per row. Not matmul's
+     * bits (about 2^-9 relative per term), but y[t] still depends on x[t] alone: the same for
+     * any n and thread count. Returns KERN_E_UNSUPPORTED, having done nothing, where the backend,
+     * the CPU or the matrix's dtype has no such path (the caller then runs matmul). */
+    int (*matmul_bf16)(void *ctx, const kern_matrix *w, const float *x, int n, float *y);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -274,6 +280,8 @@ int kern_cpu_backend_create(kern_backend *out, int n_threads);
 int kern_cpu_backend_set_offline(kern_backend *b, int on);
 /* Name of the ISA path the CPU backend picked ("scalar", "avx2", "avx512"). */
 const char *kern_cpu_isa_name(const kern_backend *b);
+/* 1 when b is the CPU backend and its matmul_bf16 runs (AVX-512 with AVX512_BF16), else 0. */
+int kern_cpu_bf16(const kern_backend *b);
 
 /* CUDA backend on device `device`; KERN_E_UNSUPPORTED when built without CUDA, when
  * libclaq_cuda.so or the CUDA runtime cannot be loaded, or with no GPU (kern_cuda_device_count
@@ -320,6 +328,9 @@ int kern_matmul_multi(kern_backend *b, const kern_matrix *const *w, int count, c
  * these matrices. */
 int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matrix *up,
                        const float *x, int n, float *out);
+/* The matmul_bf16 op; KERN_E_UNSUPPORTED (nothing done) where b, its CPU or w's dtype has
+ * none. */
+int kern_matmul_bf16(kern_backend *b, const kern_matrix *w, const float *x, int n, float *y);
 int kern_attention(kern_backend *b, const kern_attn_args *a);
 int kern_add(kern_backend *b, float *x, const float *y, int64_t count);
 int kern_kv_write(kern_backend *b, const kern_kv_write_args *a);

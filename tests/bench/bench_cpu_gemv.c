@@ -11,7 +11,8 @@
  * matrix that stays in L2 and on one that streams, to tell compute-bound from bandwidth-bound.
  * `--gemm` times the whole packed matmul at batch 1 to 512 (the prompt path: dequantize-GEMM from
  * 8 tokens on AVX-512) on TinyLlama's shapes at 3 bits, in weight-token pairs per second against
- * the core's fp32 product-and-sum peak measured in the same run.
+ * the core's fp32 product-and-sum peak measured in the same run; where the CPU has AVX512_BF16,
+ * beside it the bfloat16 prefill GEMM (kern.h matmul_bf16) on the same matrices and inputs.
  * Printed, not a test. Single-threaded front end; the backend's pool does the work. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,9 +273,12 @@ static int bench_gemm(int reps)
     if (getloadavg(load, 3) == 3)
         printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
     double peak = isa == KERN_ISA_AVX512 ? fma_peak_pairs() : 0;
+    int bf16 = kern_cpu_has_bf16(isa);
     printf("bench_cpu_gemv --gemm: packed 3-bit matmul, %s kernels; fp32 mul+add peak of one core "
-           "%.1f G pairs/s (measured now)\n\n| matrix | tokens | threads | time ms | G pairs/s "
-           "| %% of peak |\n|---|---:|---:|---:|---:|---:|\n", kern_isa_name(isa), peak / 1e9);
+           "%.1f G pairs/s (measured now); bf16 columns: %s\n\n| matrix | tokens | threads | "
+           "time ms | G pairs/s | %% of peak | bf16 ms | bf16 G pairs/s | bf16 speed-up |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n", kern_isa_name(isa), peak / 1e9,
+           bf16 ? "the bfloat16 prefill GEMM, same inputs" : "none (no AVX512_BF16)");
     static const int64_t shapes[3][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};
     static const int toks[5] = {1, 8, 64, 256, 512};
     for (int si = 0; si < 3; si++) {
@@ -293,8 +297,10 @@ static int bench_gemm(int reps)
             kern_pool *pool = NULL;
             if (kern_pool_create(&pool, th)) return 1;
             /* scratch sized for 512 tokens and allocated once, as the backend keeps its own */
-            float *shared = malloc(sizeof(float) * (size_t)kern_cpu__claq_shared_floats(&p.view,
-                                                                                     512));
+            int64_t shf = kern_cpu__claq_shared_floats(&p.view, 512);
+            if (kern_cpu__claq_bf16_shared_floats(&p.view, 512) > shf)
+                shf = kern_cpu__claq_bf16_shared_floats(&p.view, 512);
+            float *shared = malloc(sizeof(float) * (size_t)shf);
             float *priv[2] = {NULL, NULL};
             for (int i = 0; i < th; i++)
                 priv[i] = malloc(sizeof(float) *
@@ -302,19 +308,31 @@ static int bench_gemm(int reps)
             if (!shared || !priv[0] || (th == 2 && !priv[1])) return 1;
             for (int ti = 0; ti < 5; ti++) {
                 int n = toks[ti];
-                double best = 1e30;
+                double best = 1e30, best_bf = 1e30;
                 int rr = n >= 64 ? (reps + 9) / 10 : reps;
-                for (int r = 0; r <= rr; r++) {   /* pass 0 warms up */
+                for (int r = 0; r <= rr; r++) {   /* pass 0 warms up; fp32 and bf16 alternate */
                     double t0 = now_s();
                     if (kern_cpu__claq_matmul_run(isa, pool, th, shared, priv, &p.view, x, n, y))
                         return 1;
                     double t = now_s() - t0;
                     if (r && t < best) best = t;
+                    if (!bf16) continue;
+                    t0 = now_s();
+                    if (kern_cpu__claq_matmul_bf16_run(kern_cpu__claq_bf16_fns(1), pool, th,
+                                                       shared, priv, &p.view, x, n, y))
+                        return 1;
+                    t = now_s() - t0;
+                    if (r && t < best_bf) best_bf = t;
                 }
                 double pairs = (double)rows * (double)cols * n / best;
-                printf("| %lldx%lld | %d | %d | %.3f | %.1f | %.0f |\n", (long long)rows,
+                printf("| %lldx%lld | %d | %d | %.3f | %.1f | %.0f |", (long long)rows,
                        (long long)cols, n, th, best * 1e3, pairs / 1e9,
                        peak > 0 ? 100.0 * pairs / (peak * th) : 0.0);
+                if (bf16)
+                    printf(" %.3f | %.1f | %.2f |\n", best_bf * 1e3,
+                           (double)rows * (double)cols * n / best_bf / 1e9, best / best_bf);
+                else
+                    printf(" | | |\n");
             }
             kern_pool_destroy(pool);
             free(shared);

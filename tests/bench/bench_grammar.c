@@ -68,7 +68,7 @@ static int decode(eng_model *m, eng_tokenizer *tok, eng_gvocab *gv, int mode, ui
     size_t nid = 0;
     eng_tokenizer_encode(tok, "A child as JSON:", 16, 1, 0, ids, 32, &nid, &err);
     eng_batch_item it[32];
-    for (size_t i = 0; i < nid; i++) it[i] = (eng_batch_item){ids[i], (int)i, &seq, i + 1 == nid};
+    for (size_t i = 0; i < nid; i++) it[i] = (eng_batch_item){ids[i], (int)i, &seq, i + 1 == nid, 0};
     eng_sampler_cfg sc;
     eng_sampler_cfg_default(&sc);
     sc.temperature = 0.8f;
@@ -85,7 +85,7 @@ static int decode(eng_model *m, eng_tokenizer *tok, eng_gvocab *gv, int mode, ui
         if (gm && eng_gmatch_accept(gm, t)) break;
         eng_sampler_accept(&s, t);
         got++;
-        it[0] = (eng_batch_item){t, pos++, &seq, 1};
+        it[0] = (eng_batch_item){t, pos++, &seq, 1, 0};
         rc = eng_forward(ctx, &kv, it, 1, lg, &err);
     }
     *secs = now_s() - t0;

@@ -127,7 +127,7 @@ static void check_q8(const eng_model *m, const char *out, const char *out3,
     eng_seq sq = {0};
     float *l = malloc(sizeof(float) * (size_t)V);
     eng_batch_item a[4];
-    for (int i = 0; i < 4; i++) a[i] = (eng_batch_item){prompt[i], i, &sq, i == 3};
+    for (int i = 0; i < 4; i++) a[i] = (eng_batch_item){prompt[i], i, &sq, i == 3, 0};
     CHECK(l && eng_ctx_create(&ctx, qm, be, 8, &err) == 0 && eng_kv_init(&kv, &qm->cfg, 16, &err) == 0 &&
           eng_kv_reserve(&kv, &sq, 16) == 0 && eng_forward(ctx, &kv, a, 4, l, &err) == 0,
           "q8 forward: %s", err.msg);
@@ -321,8 +321,8 @@ int main(void)
     int32_t prompt[4] = {1, 400, 300, 200};
     eng_batch_item a[4], b[4];
     for (int i = 0; i < 4; i++) {
-        a[i] = (eng_batch_item){prompt[i], i, &s1, i == 3};
-        b[i] = (eng_batch_item){prompt[i], i, &s2, i == 3};
+        a[i] = (eng_batch_item){prompt[i], i, &s1, i == 3, 0};
+        b[i] = (eng_batch_item){prompt[i], i, &s2, i == 3, 0};
     }
     CHECK(l1 && l2 && eng_forward(ctx, &kv, a, 4, l1, &err) == 0 &&
           eng_forward(ctx2, &kv2, b, 4, l2, &err) == 0, "forward: %s", err.msg);

@@ -45,7 +45,7 @@ static int run(const eng_model *m, int threads, int batched, kern_dtype kvt,
     for (int s = 0; s < NSEQ; s++) {
         if (eng_kv_reserve(&kv, &seqs[s], plen[s] + STEPS)) goto done;
         for (int i = 0; i < plen[s]; i++) {
-            items[n++] = (eng_batch_item){prompts[s][i], i, &seqs[s], i == plen[s] - 1};
+            items[n++] = (eng_batch_item){prompts[s][i], i, &seqs[s], i == plen[s] - 1, 0};
         }
         if (!batched) {
             if (eng_forward(ctx, &kv, items, n, lg + (size_t)s * vocab, &err)) goto done;
@@ -59,7 +59,7 @@ static int run(const eng_model *m, int threads, int batched, kern_dtype kvt,
         pos[s] = plen[s];
     }
     for (int step = 1; step < STEPS; step++) {
-        for (int s = 0; s < NSEQ; s++) items[s] = (eng_batch_item){last[s], pos[s], &seqs[s], 1};
+        for (int s = 0; s < NSEQ; s++) items[s] = (eng_batch_item){last[s], pos[s], &seqs[s], 1, 0};
         if (batched) {
             if (eng_forward(ctx, &kv, items, NSEQ, lg, &err)) goto done;
         } else {

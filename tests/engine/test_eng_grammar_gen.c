@@ -122,7 +122,7 @@ static cJSON *run_job(gen_env *e, const cJSON *job)
     eng_detok_init(&dt, e->tok, 0);
     dt.prev = ids[n - 1];
     eng_batch_item items[MAX_CTX];
-    for (int i = 0; i < n; i++) items[i] = (eng_batch_item){ids[i], i, &seq, i == n - 1};
+    for (int i = 0; i < n; i++) items[i] = (eng_batch_item){ids[i], i, &seq, i == n - 1, 0};
     int fed = 0, rc = eng_forward(e->ctx, &e->kv, items, n, e->logits, &err);
     char *text = calloc(1, (size_t)max_new * 300 + 16);
     size_t tl = 0;
@@ -152,7 +152,7 @@ static cJSON *run_job(gen_env *e, const cJSON *job)
         n_gen++;
         if (t == eos) { ended = 1; break; }
         tl += eng_detok_push(&dt, t, text + tl, 300);
-        items[0] = (eng_batch_item){t, fed++, &seq, 1};
+        items[0] = (eng_batch_item){t, fed++, &seq, 1, 0};
         rc = eng_forward(e->ctx, &e->kv, items, 1, e->logits, &err);
     }
     tl += eng_detok_flush(&dt, text + tl, 300);

@@ -81,7 +81,7 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
     if (lws)
         for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
     eng_batch_item items[MAXP];
-    for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1};
+    for (int i = 0; i < np; i++) items[i] = (eng_batch_item){toks[i], i, &seq, i == np - 1, 0};
     eng_forward_out out = {.logits = logits, .argmax = picks, .sample = sp,
                            .sample_logits = row_back};
     if (eng_forward_ex(ctx, &kv, items, np, &out, &err)) {
@@ -100,7 +100,7 @@ static int run(eng_model *m, kern_backend *be, const eng_resident *res,
             }
         }
         if (s == STEPS) break;
-        items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1};
+        items[0] = (eng_batch_item){toks[np + s - 1], np + s - 1, &seq, 1, 0};
         out.logits = logits ? logits + (size_t)s * vocab : NULL;
         out.argmax = picks ? picks + s : NULL;
         out.sample = sp ? sp + s : NULL;
@@ -150,11 +150,11 @@ static void batch_invariance(eng_model *m, kern_backend *be, const eng_resident 
         /* seq 0: the prompt; seq 1: two tokens of it reversed. Then one decode token each. */
         eng_batch_item it[MAXP + 2];
         int n = 0;
-        for (int i = 0; i < np; i++) it[n++] = (eng_batch_item){toks[i], i, &sq[0], 0};
-        it[n++] = (eng_batch_item){toks[1], 0, &sq[1], 0};
-        it[n++] = (eng_batch_item){toks[0], 1, &sq[1], 0};
+        for (int i = 0; i < np; i++) it[n++] = (eng_batch_item){toks[i], i, &sq[0], 0, 0};
+        it[n++] = (eng_batch_item){toks[1], 0, &sq[1], 0, 0};
+        it[n++] = (eng_batch_item){toks[0], 1, &sq[1], 0, 0};
         int ok = eng_forward(ctx, &kv, it, n, NULL, &err) == 0;
-        eng_batch_item d0 = {toks[np], np, &sq[0], 1}, d1 = {toks[np], 2, &sq[1], 1};
+        eng_batch_item d0 = {toks[np], np, &sq[0], 1, 0}, d1 = {toks[np], 2, &sq[1], 1, 0};
         float *out = mode ? alone : both;
         if (ok && mode == 0) {
             eng_batch_item dd[2] = {d0, d1};

@@ -70,7 +70,7 @@ static int run(const eng_model *m, kern_backend *be, const eng_resident *res,
         for (int s = 0; s < 2; s++)
             for (int i = 0; i < NP; i++)
                 it[s * NP + i] = (eng_batch_item){(int32_t)((7 + 31 * i + 101 * s) % vocab), i,
-                                                  &seq[s], i == NP - 1};
+                                                  &seq[s], i == NP - 1, 0};
         int32_t pk[2];
         eng_forward_out out = {.argmax = pk};
         if (eng_forward_ex(ctx, &kv, it, 2 * NP, &out, &err)) {
@@ -87,7 +87,7 @@ static int run(const eng_model *m, kern_backend *be, const eng_resident *res,
          * take other sizes, which a graph replayed with stale arguments would get wrong */
         const int want1 = !(st < GREEDY && st % 2);
         for (int s = 0; s < n; s++)
-            it[s] = (eng_batch_item){tok[s] < 0 ? 0 : tok[s], pos, &seq[s], s == 0 || want1};
+            it[s] = (eng_batch_item){tok[s] < 0 ? 0 : tok[s], pos, &seq[s], s == 0 || want1, 0};
         float *lg = tr->logits + (size_t)st * 2 * vocab;
         kern_sample_params sp[2];
         kern_sample_lp lp[2];

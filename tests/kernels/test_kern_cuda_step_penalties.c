@@ -90,7 +90,7 @@ static int run(const eng_model *m, kern_backend *be, const eng_resident *res, in
             goto done;
         }
         eng_batch_item it[NP];
-        for (int i = 0; i < NP; i++) it[i] = (eng_batch_item){prompt[s][i], i, &seq[s], 0};
+        for (int i = 0; i < NP; i++) it[i] = (eng_batch_item){prompt[s][i], i, &seq[s], 0, 0};
         if (eng_forward(ctx, &kv, it, NP, NULL, &err)) {
             CT_CHECK(0, "prompt: %s", err.msg);
             goto done;
@@ -112,7 +112,7 @@ static int run(const eng_model *m, kern_backend *be, const eng_resident *res, in
                 goto done;
             }
             eng_batch_item it[NP];
-            for (int i = 0; i < NP; i++) it[i] = (eng_batch_item){prompt[1][i], i, &seq[1], 0};
+            for (int i = 0; i < NP; i++) it[i] = (eng_batch_item){prompt[1][i], i, &seq[1], 0, 0};
             if (eng_forward(ctx, &kv, it, NP, NULL, &err)) {
                 CT_CHECK(0, "restart prompt: %s", err.msg);
                 goto done;
@@ -121,7 +121,7 @@ static int run(const eng_model *m, kern_backend *be, const eng_resident *res, in
             pos[1] = NP - 1;
         }
         eng_batch_item it[NS];
-        for (int s = 0; s < NS; s++) it[s] = (eng_batch_item){tok[s], pos[s], &seq[s], 1};
+        for (int s = 0; s < NS; s++) it[s] = (eng_batch_item){tok[s], pos[s], &seq[s], 1, 0};
         kern_sample_params sp[NS];
         int off = 0;
         for (int s = 0; s < NS; s++) {

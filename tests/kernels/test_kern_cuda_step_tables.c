@@ -73,7 +73,7 @@ static int reference(const eng_model *m, kern_backend *be, const eng_resident *r
         int n = s->len - p < MB ? s->len - p : MB, want = 0;
         eng_batch_item it[MB];
         for (int i = 0; i < n; i++) {
-            it[i] = (eng_batch_item){s->toks[p + i], p + i, &seq, p + i >= s->np};
+            it[i] = (eng_batch_item){s->toks[p + i], p + i, &seq, p + i >= s->np, 0};
             want += p + i >= s->np;
         }
         float *lg = want ? s->ref + (size_t)(p + n - want - s->np) * vocab : NULL;
@@ -122,7 +122,7 @@ static int step(rig *r, stream **ss, int k, const char *phase)
         added += s->seq.n_blocks - before;
         for (int i = 0; i < c; i++, n++) {
             int p = s->fed + i, w = p >= s->np;
-            it[n] = (eng_batch_item){s->toks[p], p, &s->seq, w};
+            it[n] = (eng_batch_item){s->toks[p], p, &s->seq, w, 0};
             want += w;
         }
     }

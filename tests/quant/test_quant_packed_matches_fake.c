@@ -58,13 +58,13 @@ static int greedy(const eng_model *m, const eng_layer_weights *lw, const int32_t
     if (lw)
         for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lw[l]);
     eng_batch_item items[PLEN];
-    for (int i = 0; i < PLEN; i++) items[i] = (eng_batch_item){prompt[i], i, &seq, i == PLEN - 1};
+    for (int i = 0; i < PLEN; i++) items[i] = (eng_batch_item){prompt[i], i, &seq, i == PLEN - 1, 0};
     if (eng_forward(ctx, &kv, items, PLEN, lg, &err)) goto done;
     if (first_logits) memcpy(first_logits, lg, sizeof(float) * (size_t)vocab);
     for (int t = 0; t < STEPS; t++) {
         tokens[t] = top2(lg, vocab, &gaps[t]);
         if (t + 1 == STEPS) break;
-        eng_batch_item it = {tokens[t], PLEN + t, &seq, 1};
+        eng_batch_item it = {tokens[t], PLEN + t, &seq, 1, 0};
         if (eng_forward(ctx, &kv, &it, 1, lg, &err)) goto done;
     }
     rc = 0;
