@@ -274,7 +274,7 @@ int claq_cmd_generate(int argc, char **argv)
     int rc = parse_opts(argc, argv, &o);
     if (rc >= 0) return rc;
     claq_session s;
-    if (claq_session_open(&s, "generate", o.model, o.tokenizer, 1, o.device, (int)o.threads, 64,
+    if (claq_session_open(&s, "generate", o.model, o.tokenizer, 1, o.device, (int)o.threads, 256,
                           0))
         return 1;
     if (claq_session_set_prefill_bf16(&s, "generate", o.prefill_bf16)) {

@@ -33,6 +33,36 @@ static int run_tasks(kern_cpu_ctx *c, int64_t n_tasks, int64_t work, kern_task_f
     return kern_pool_run(c->pool, n_tasks, fn, arg);
 }
 
+/* The element-wise ops split a range of items (tokens, or runs of elements) over the pool: fn
+ * handles [a, b). Each item's arithmetic is the same whoever runs it, so the split never changes a
+ * bit. Inline below KERN_CPU_INLINE_WORK (cost = items x per-item work). */
+typedef void (*range_fn)(const void *args, int64_t a, int64_t b);
+typedef struct range_job {
+    range_fn fn;
+    const void *args;
+    int64_t count, per_task;
+} range_job;
+
+static void range_task(void *arg, int64_t task, int worker)
+{
+    (void)worker;
+    const range_job *j = arg;
+    int64_t a = task * j->per_task, b = a + j->per_task < j->count ? a + j->per_task : j->count;
+    j->fn(j->args, a, b);
+}
+
+static int run_range(kern_cpu_ctx *c, int64_t count, int64_t item_work, range_fn fn,
+                     const void *args)
+{
+    if (count <= 0) return KERN_OK;
+    range_job j = {fn, args, count, count};
+    if (count * item_work >= KERN_CPU_INLINE_WORK && c->n_threads > 1) {
+        int64_t want = 4 * (int64_t)c->n_threads;
+        j.per_task = (count + want - 1) / want;
+    }
+    return run_tasks(c, (count + j.per_task - 1) / j.per_task, count * item_work, range_task, &j);
+}
+
 int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n)
 {
     if (n <= c->scratch_floats) return KERN_OK;
@@ -133,10 +163,20 @@ static int cpu_embed(void *ctx, const kern_matrix *t, const int32_t *ids, int n,
     return KERN_OK;
 }
 
-static int cpu_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim, float eps, float *out)
+typedef struct rmsnorm_args {
+    const float *x, *w;
+    int dim;
+    float eps;
+    float *out;
+} rmsnorm_args;
+
+static void rmsnorm_range(const void *args, int64_t a, int64_t b)
 {
-    (void)ctx;
-    for (int t = 0; t < n; t++) {
+    const rmsnorm_args *r = args;
+    const float *x = r->x, *w = r->w;
+    float *out = r->out, eps = r->eps;
+    int dim = r->dim;
+    for (int64_t t = a; t < b; t++) {
         const float *xt = x + (int64_t)t * dim;
         float *ot = out + (int64_t)t * dim;
         float ss = 0.0f;
@@ -146,17 +186,33 @@ static int cpu_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim
         ss = 1.0f / sqrtf(ss);
         for (int i = 0; i < dim; i++) ot[i] = w[i] * (ss * xt[i]);
     }
-    return KERN_OK;
 }
 
-static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
-                    float theta, const float *freq_tab, kern_rope_style style)
+static int cpu_rmsnorm(void *ctx, const float *x, const float *w, int n, int dim, float eps, float *out)
 {
-    (void)ctx;
-    int half = head_dim / 2;
-    float cs[512], sn[512]; /* head_dim <= 1024 */
-    if (half > 512) return KERN_E_INVAL;
-    for (int t = 0; t < n; t++) {
+    rmsnorm_args r = {x, w, dim, eps, out};
+    return run_range(ctx, n, 2 * (int64_t)dim, rmsnorm_range, &r);
+}
+
+typedef struct rope_args {
+    float *x;
+    const int32_t *pos;
+    int n_heads, head_dim;
+    float theta;
+    const float *freq_tab;
+    kern_rope_style style;
+} rope_args;
+
+static void rope_range(const void *args, int64_t a, int64_t b)
+{
+    const rope_args *r = args;
+    float *x = r->x, theta = r->theta;
+    const int32_t *pos = r->pos;
+    const float *freq_tab = r->freq_tab;
+    int n_heads = r->n_heads, head_dim = r->head_dim, half = head_dim / 2;
+    kern_rope_style style = r->style;
+    float cs[512], sn[512]; /* head_dim <= 1024 (checked by cpu_rope) */
+    for (int64_t t = a; t < b; t++) {
         for (int i = 0; i < half; i++) {
             /* the llama2.c formula, so its reference text reproduces exactly */
             float freq = freq_tab ? freq_tab[i]
@@ -168,25 +224,52 @@ static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads,
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((int64_t)t * n_heads + h) * head_dim;
             for (int i = 0; i < half; i++) {
-                int a = style == KERN_ROPE_INTERLEAVED ? 2 * i : i;
-                int b = style == KERN_ROPE_INTERLEAVED ? 2 * i + 1 : i + half;
-                float v0 = v[a], v1 = v[b];
-                v[a] = v0 * cs[i] - v1 * sn[i];
-                v[b] = v0 * sn[i] + v1 * cs[i];
+                int ia = style == KERN_ROPE_INTERLEAVED ? 2 * i : i;
+                int ib = style == KERN_ROPE_INTERLEAVED ? 2 * i + 1 : i + half;
+                float v0 = v[ia], v1 = v[ib];
+                v[ia] = v0 * cs[i] - v1 * sn[i];
+                v[ib] = v0 * sn[i] + v1 * cs[i];
             }
         }
     }
-    return KERN_OK;
+}
+
+static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                    float theta, const float *freq_tab, kern_rope_style style)
+{
+    if (head_dim / 2 > 512) return KERN_E_INVAL;
+    rope_args r = {x, pos, n_heads, head_dim, theta, freq_tab, style};
+    return run_range(ctx, n, 4 * (int64_t)n_heads * head_dim, rope_range, &r);
+}
+
+typedef struct swiglu_args {
+    const float *gate, *up;
+    float *out;
+} swiglu_args;
+
+/* Elements per range item of the element-wise ops. */
+#define KERN_CPU_ELEMS_PER_ITEM 1024
+
+static void swiglu_range(const void *args, int64_t a, int64_t b)
+{
+    const swiglu_args *r = args;
+    for (int64_t i = a * KERN_CPU_ELEMS_PER_ITEM; i < b * KERN_CPU_ELEMS_PER_ITEM; i++) {
+        float g = r->gate[i];
+        r->out[i] = g * (1.0f / (1.0f + expf(-g))) * r->up[i];
+    }
 }
 
 static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t count, float *out)
 {
-    (void)ctx;
-    for (int64_t i = 0; i < count; i++) {
+    /* whole items on the pool, the tail here */
+    int64_t items = count / KERN_CPU_ELEMS_PER_ITEM;
+    swiglu_args r = {gate, up, out};
+    int rc = run_range(ctx, items, 16 * KERN_CPU_ELEMS_PER_ITEM, swiglu_range, &r);
+    for (int64_t i = items * KERN_CPU_ELEMS_PER_ITEM; i < count; i++) {
         float g = gate[i];
         out[i] = g * (1.0f / (1.0f + expf(-g))) * up[i];
     }
-    return KERN_OK;
+    return rc;
 }
 
 /* ---- attention: one task per (token, group of query heads sharing a KV head) ----

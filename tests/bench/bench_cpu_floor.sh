@@ -9,6 +9,9 @@
 # the same thread count, and peak RSS. With --baseline BIN (another build's claq, e.g. of an
 # older commit) its prefill of the same prompt on the same model runs right after ours, and a
 # second table prints both rates and their ratio (old and new binary in one run, alternating).
+# Where the CPU has AVX512_BF16, packed models' prefill also runs with --prefill-precision bf16
+# (the opt-in relaxed prompt numerics, docs/cpu-backend.md): a "prefill bf16" column, and in the
+# baseline table the bf16 rate and its ratio to the baseline.
 # Measure on a quiet machine: the load average is printed.
 #
 # --reps N takes the best of N runs of each figure; --only B measures one model (FP16, 2.1, 3, 4).
@@ -63,8 +66,10 @@ emb=$((32000 * 2048 * 2))
 # ~512 tokens of real text (the Llama-2 tokenizer reads this wikitext at ~3.6 bytes a token)
 prompt="$(head -c 1850 "$S/data/wikitext-2-raw/wiki.test.raw" | tr -s ' \n' ' ')"
 
-printf "| model | threads | weight MB/token | decode tok/s | GB/s | %% of 2 MiB ceiling | prefill tokens | prefill tok/s | peak RSS MiB |\n"
-printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+bf16=0
+grep -q avx512_bf16 /proc/cpuinfo && bf16=1
+printf "| model | threads | weight MB/token | decode tok/s | GB/s | %% of 2 MiB ceiling | prefill tokens | prefill tok/s | prefill bf16 tok/s | peak RSS MiB |\n"
+printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 cmp_rows=""
 max_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 > b + 0 ? a : b) }'; }
 decode_of() {   # binary model threads -> "tok/s rss_mib"
@@ -72,20 +77,24 @@ decode_of() {   # binary model threads -> "tok/s rss_mib"
         --threads "$3" 2>&1 >/dev/null | grep "generated:" |
         sed -n 's/.*generated: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*peak RSS \([0-9.]*\) MiB.*/\1 \2/p'
 }
-prefill_of() {   # binary model threads -> "tokens tok/s"
+prefill_of() {   # binary model threads [extra flags] -> "tokens tok/s"
     "$1" generate --model "$2" --prompt "$prompt" --max-tokens 1 --temperature 0 --threads "$3" \
-        2>&1 >/dev/null | grep "prompt:" |
+        "${@:4}" 2>&1 >/dev/null | grep "prompt:" |
         sed -n 's/.*prompt: \([0-9]*\) tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1 \2/p'
 }
 row() {   # label model bytes_per_token; best of $reps runs each (ours and the baseline alternate)
-    local label=$1 model=$2 bytes=$3 t r d s n p bp dec pre npre rss bpre gbs ceil pct
+    local label=$1 model=$2 bytes=$3 t r d s n p bp dec pre npre rss bpre gbs ceil pct hp hpre
     for t in 1 2; do
-        dec=0 pre=0 bpre=0 rss=0 npre=0
+        dec=0 pre=0 bpre=0 rss=0 npre=0 hpre=""
         for r in $(seq "$reps"); do
             read -r d s <<<"$(decode_of "$B/claq" "$model" "$t")"
             dec=$(max_of "$dec" "$d") rss=$(max_of "$rss" "$s")
             read -r n p <<<"$(prefill_of "$B/claq" "$model" "$t")"
             pre=$(max_of "$pre" "$p") npre=$n
+            if [ "$bf16" = 1 ] && [ "$label" != FP16 ]; then
+                read -r _ hp <<<"$(prefill_of "$B/claq" "$model" "$t" --prefill-precision bf16)"
+                hpre=$(max_of "${hpre:-0}" "$hp")
+            fi
             if [ -n "$base" ]; then
                 read -r _ bp <<<"$(prefill_of "$base" "$model" "$t")"
                 bpre=$(max_of "$bpre" "$bp")
@@ -93,14 +102,16 @@ row() {   # label model bytes_per_token; best of $reps runs each (ours and the b
         done
         if [ -n "$base" ]; then
             cmp_rows="$cmp_rows| $label | $t | $npre | $bpre | $pre | $(awk -v a="$pre" \
-                -v b="$bpre" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') |
+                -v b="$bpre" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') | ${hpre} | $(awk \
+                -v a="${hpre:-0}" -v b="$bpre" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }') |
 "
         fi
         ceil=$([ "$t" = 1 ] && echo "$hp1" || echo "$hp2")
         gbs=$(awk -v b="$bytes" -v r="$dec" 'BEGIN { printf "%.1f", b * r / 1e9 }')
         pct=$(awk -v g="$gbs" -v c="$ceil" 'BEGIN { printf "%.0f", (c > 0 ? 100 * g / c : 0) }')
-        printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n" "$label" "$t" \
-            "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$dec" "$gbs" "$pct" "$npre" "$pre" "$rss"
+        printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n" "$label" "$t" \
+            "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$dec" "$gbs" "$pct" "$npre" "$pre" \
+            "$hpre" "$rss"
     done
 }
 fp=$(stat -c %s "$tl/model.safetensors")
@@ -115,8 +126,8 @@ echo
 if [ -n "$base" ]; then
     echo "Prefill against the baseline binary $base, same prompt and model, run right after ours:"
     echo
-    printf "| model | threads | prompt tokens | baseline tok/s | this build tok/s | ratio |\n"
-    printf "|---|---:|---:|---:|---:|---:|\n"
+    printf "| model | threads | prompt tokens | baseline tok/s | this build tok/s | ratio | this build bf16 tok/s | bf16 ratio |\n"
+    printf "|---|---:|---:|---:|---:|---:|---:|---:|\n"
     printf "%s" "$cmp_rows"
     echo
 fi

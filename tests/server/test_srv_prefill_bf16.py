@@ -52,10 +52,10 @@ def make_requests():
         elif i % 5 == 2:
             body["logprobs"] = 1
         reqs.append(("/v1/completions", body))
-    for i in range(3):   # long generations: preempted in the small pool after many tokens
+    for i in range(4):   # long generations: preempted in the small pool after many tokens
         start = (i * 101 + 7) % max(1, len(words) - 20)
         reqs.append(("/v1/completions", {"prompt": " ".join(words[start:start + 5]),
-                                         "max_tokens": 160 + 9 * i, "temperature": 0,
+                                         "max_tokens": 200 + 9 * i, "temperature": 0,
                                          "stream": False, "logprobs": 1}))
     return reqs
 
@@ -101,7 +101,9 @@ finally:
     rc = srv.stop()
 C.check(rc == 0, "clean exit")
 
-srv = Server(model, "tok512.bin", args=args + ["--kv-cache-tokens", "512"])
+# 448 positions: the longest prompt (~330 tokens) and its output fit, the four long
+# generations (~840 positions together, started at once) do not
+srv = Server(model, "tok512.bin", args=args + ["--kv-cache-tokens", "448"])
 try:
     results = concurrently(lambda p, b: run_one(srv, p, b), reqs)
     for i, (a, b) in enumerate(zip(serial, results)):
