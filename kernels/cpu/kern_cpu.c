@@ -63,6 +63,16 @@ static int run_range(kern_cpu_ctx *c, int64_t count, int64_t item_work, range_fn
     return run_tasks(c, (count + j.per_task - 1) / j.per_task, count * item_work, range_task, &j);
 }
 
+void kern_cpu__exp_ref(const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
+kern_exp_fn kern_cpu__exp_fn(kern_isa isa)
+{
+    return isa == KERN_ISA_AVX512 ? kern_cpu__exp_avx512 : kern_cpu__exp_ref;
+}
+
 int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n)
 {
     if (n <= c->scratch_floats) return KERN_OK;
@@ -245,17 +255,25 @@ static int cpu_rope(void *ctx, float *x, const int32_t *pos, int n, int n_heads,
 typedef struct swiglu_args {
     const float *gate, *up;
     float *out;
+    kern_exp_fn exp;
 } swiglu_args;
 
 /* Elements per range item of the element-wise ops. */
 #define KERN_CPU_ELEMS_PER_ITEM 1024
 
+/* out = g * (1 / (1 + expf(-g))) * up per element, the exps an item at a time. */
 static void swiglu_range(const void *args, int64_t a, int64_t b)
 {
     const swiglu_args *r = args;
-    for (int64_t i = a * KERN_CPU_ELEMS_PER_ITEM; i < b * KERN_CPU_ELEMS_PER_ITEM; i++) {
-        float g = r->gate[i];
-        r->out[i] = g * (1.0f / (1.0f + expf(-g))) * r->up[i];
+    float e[KERN_CPU_ELEMS_PER_ITEM];
+    for (int64_t it = a; it < b; it++) {
+        const int64_t i0 = it * KERN_CPU_ELEMS_PER_ITEM;
+        for (int i = 0; i < KERN_CPU_ELEMS_PER_ITEM; i++) e[i] = -r->gate[i0 + i];
+        r->exp(e, e, KERN_CPU_ELEMS_PER_ITEM);
+        for (int i = 0; i < KERN_CPU_ELEMS_PER_ITEM; i++) {
+            float g = r->gate[i0 + i];
+            r->out[i0 + i] = g * (1.0f / (1.0f + e[i])) * r->up[i0 + i];
+        }
     }
 }
 
@@ -263,7 +281,7 @@ static int cpu_swiglu(void *ctx, const float *gate, const float *up, int64_t cou
 {
     /* whole items on the pool, the tail here */
     int64_t items = count / KERN_CPU_ELEMS_PER_ITEM;
-    swiglu_args r = {gate, up, out};
+    swiglu_args r = {gate, up, out, kern_cpu__exp_fn(((kern_cpu_ctx *)ctx)->isa)};
     int rc = run_range(ctx, items, 16 * KERN_CPU_ELEMS_PER_ITEM, swiglu_range, &r);
     for (int64_t i = items * KERN_CPU_ELEMS_PER_ITEM; i < count; i++) {
         float g = gate[i];
@@ -288,6 +306,7 @@ typedef struct attn_job {
     kern_dot4_fn dot4;              /* four heads' q . k at once, same bits; may be NULL */
     kern_wsum_fn wsum;              /* sum over positions of weight x value row */
     kern_wsum4_fn wsum4;            /* the same for four heads, same bits; may be NULL */
+    kern_exp_fn exp;                /* the softmax's exps */
 } attn_job;
 
 /* A worker's attention scratch, in floats: scores [group][max_pos], then the K and V row
@@ -345,7 +364,8 @@ static void attn_task(void *arg, int64_t task, int worker)
         /* exps, then their sum in position order (one loop kept the sum on the stack across
          * each expf call), then a division per entry, four at a time: the same roundings */
         float *ah = att + (int64_t)h * len, sum = 0.0f;
-        for (int p = 0; p < len; p++) ah[p] = expf(ah[p] - mx[h]);
+        for (int p = 0; p < len; p++) ah[p] -= mx[h];
+        j->exp(ah, ah, len);
         for (int p = 0; p < len; p++) sum += ah[p];
         int p = 0;
         for (; p + 4 <= len; p += 4) {
@@ -381,7 +401,7 @@ static int cpu_attention(void *ctx, const kern_attn_args *a)
     if (rc) return rc;
     attn_job j = {a, c, group, kern_cpu__dot_fn(c->isa, a->kv_dtype),
                   kern_cpu__dot4_fn(c->isa, a->kv_dtype), kern_cpu__wsum_fn(c->isa, a->kv_dtype),
-                  kern_cpu__wsum4_fn(c->isa, a->kv_dtype)};
+                  kern_cpu__wsum4_fn(c->isa, a->kv_dtype), kern_cpu__exp_fn(c->isa)};
     if (!j.dot || !j.wsum) return KERN_E_UNSUPPORTED;
     int64_t work = 0;
     for (int t = 0; t < a->n; t++) work += (int64_t)(a->pos[t] + 1) * a->n_heads * a->head_dim * 2;

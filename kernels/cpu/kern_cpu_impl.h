@@ -86,6 +86,13 @@ void kern_cpu__wsum4_f32_avx512(float *out, int64_t out_stride, const float *w, 
 void kern_cpu__wsum4_f16_avx512(float *out, int64_t out_stride, const float *w, int64_t w_stride,
                                 const void *const *rows, int len, int64_t n);
 
+/* ---- exp of an array: y[i] = expf(x[i]) (y may be x), libm's bits on every path; the AVX-512
+ * one vectorizes glibc's method (kern_cpu_exp_avx512.c). ---- */
+typedef void (*kern_exp_fn)(const float *x, float *y, int64_t n);
+kern_exp_fn kern_cpu__exp_fn(kern_isa isa);
+void kern_cpu__exp_ref(const float *x, float *y, int64_t n);
+void kern_cpu__exp_avx512(const float *x, float *y, int64_t n);
+
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
  * including batch invariance (y[t] bit-identical for any n and thread count). */
 int kern_cpu__matmul_claq(kern_cpu_ctx *c, const kern_matrix *w, const float *x, int n, float *y);
