@@ -360,13 +360,20 @@ static void attn_task(void *arg, int64_t task, int worker)
             if (s > mx[h]) mx[h] = s;
         }
     }
+    /* exps, then each head's sum in position order, then a division per entry, four at a time:
+     * the same roundings. The heads' sums run side by side (g independent chains: one sum alone
+     * waited on each add's latency), each still in position order. */
+    float sums[KERN_CPU_ATTN_MAX_GROUP];
     for (int h = 0; h < g; h++) {
-        /* exps, then their sum in position order (one loop kept the sum on the stack across
-         * each expf call), then a division per entry, four at a time: the same roundings */
-        float *ah = att + (int64_t)h * len, sum = 0.0f;
+        float *ah = att + (int64_t)h * len;
         for (int p = 0; p < len; p++) ah[p] -= mx[h];
         j->exp(ah, ah, len);
-        for (int p = 0; p < len; p++) sum += ah[p];
+        sums[h] = 0.0f;
+    }
+    for (int p = 0; p < len; p++)
+        for (int h = 0; h < g; h++) sums[h] += att[(int64_t)h * len + p];
+    for (int h = 0; h < g; h++) {
+        float *ah = att + (int64_t)h * len, sum = sums[h];
         int p = 0;
         for (; p + 4 <= len; p += 4) {
             v4f q;

@@ -136,10 +136,17 @@ static void add_outliers(const kern_claq *k, const float *xs, int64_t ra, int64_
     }
 }
 
-/* xs[i] = x[colmap[s0 + i]] for i < m, 0 for padding: storage columns s0.. of one token. */
+/* xs[i] = x[colmap[s0 + i]] for i < m, 0 for padding: storage columns s0.. of one token. A run
+ * of consecutive columns (the usual block: a width group's columns ascend) is one copy. */
 static void gather_cols(const kern_claq *k, const float *x, int64_t s0, int64_t m, float *xs)
 {
     const uint32_t *cm = k->colmap + s0;
+    int run = m > 0 && cm[0] != KERN_CLAQ_PAD;
+    for (int64_t i = 1; run && i < m; i++) run = cm[i] == cm[0] + (uint32_t)i;
+    if (run) {
+        memcpy(xs, x + cm[0], (size_t)m * sizeof(float));
+        return;
+    }
     for (int64_t i = 0; i < m; i++) xs[i] = cm[i] == KERN_CLAQ_PAD ? 0.0f : x[cm[i]];
 }
 
