@@ -320,6 +320,16 @@ static int linear(eng_ctx *c, const kern_matrix *w, const float *x, int n, float
     return 0;
 }
 
+/* x += in W^T, the projections into the residual stream: one op where the backend fuses the add
+ * (the same bits), else the linear into c->xb and an add. */
+static int linear_add(eng_ctx *c, const kern_matrix *w, const float *in, int n, float *x)
+{
+    int rc = c->n_bf16 ? KERN_E_UNSUPPORTED : kern_matmul_add(c->be, w, in, n, x);
+    if (rc != KERN_E_UNSUPPORTED) return rc;
+    rc = linear(c, w, in, n, c->xb);
+    return rc ? rc : kern_add(c->be, x, c->xb, (int64_t)n * w->rows);
+}
+
 /* The attention half of layer l on x (backend memory): attn_norm(x) -> q/k/v -> RoPE -> K/V
  * into the cache -> attention, leaving the result (before o_proj) in c->att [n][q_dim]. x is not
  * modified. Needs step_prepare. */
@@ -376,8 +386,7 @@ static int layer(eng_ctx *c, eng_kv *kv, int l, int n, float *x, eng_err *err)
     int dim = cf->dim, hidden = cf->hidden_dim;
     int rc = layer_attn(c, kv, l, n, x, err);
     if (rc) return rc;
-    if ((rc = linear(c, &w->lin[ENG_LIN_O], c->att, n, c->xb))) goto kfail;
-    if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;
+    if ((rc = linear_add(c, &w->lin[ENG_LIN_O], c->att, n, x))) goto kfail;
 
     /* feed-forward block */
     if ((rc = kern_rmsnorm(c->be, x, w->ffn_norm, n, dim, cf->norm_eps, c->xb))) goto kfail;
@@ -393,8 +402,7 @@ static int layer(eng_ctx *c, eng_kv *kv, int l, int n, float *x, eng_err *err)
     }
     if (rc) goto kfail;
     if (c->capture) c->capture(c->capture_ud, l, 3, c->hb, n, hidden);
-    if ((rc = linear(c, &w->lin[ENG_LIN_DOWN], c->hb, n, c->xb))) goto kfail;
-    if ((rc = kern_add(c->be, x, c->xb, (int64_t)n * dim))) goto kfail;
+    if ((rc = linear_add(c, &w->lin[ENG_LIN_DOWN], c->hb, n, x))) goto kfail;
     return 0;
 kfail:
     return kern_fail(err, rc, "forward", l);

@@ -162,6 +162,14 @@ int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matr
           b->ops->matmul_swiglu(b->ctx, gate, up, x, n, out));
 }
 
+int kern_matmul_add(kern_backend *b, const kern_matrix *w, const float *x, int n, float *acc)
+{
+    if (!b->ops || !b->ops->matmul_add) return KERN_E_UNSUPPORTED;
+    if (!matrix_ok(w) || !x || !acc || n <= 0) return KERN_E_INVAL;
+    TIMED(b, w->dtype == KERN_CLAQ ? KERN_OP_MATMUL_CLAQ : KERN_OP_MATMUL_DENSE,
+          b->ops->matmul_add(b->ctx, w, x, n, acc));
+}
+
 int kern_matmul_bf16(kern_backend *b, const kern_matrix *w, const float *x, int n, float *y)
 {
     if (!b->ops || !b->ops->matmul_bf16) return KERN_E_UNSUPPORTED;
@@ -328,4 +336,10 @@ void kern_get_xfer_stats(kern_backend *b, kern_xfer_stats *out)
 {
     memset(out, 0, sizeof *out);
     if (b && b->ops && b->ops->xfer_stats) b->ops->xfer_stats(b->ctx, out);
+}
+
+void kern_get_graph_stats(kern_backend *b, kern_graph_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (b && b->ops && b->ops->graph_stats) b->ops->graph_stats(b->ctx, out);
 }

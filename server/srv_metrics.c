@@ -106,6 +106,16 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
     for (int i = 0; i < 3; i++)
         rc |= srv_buf_printf(o, "claq_device_copy_bytes_total{model_name=\"%s\",direction=\"%s\"} "
                                 "%llu\n", model, dirs[i], (unsigned long long)bytes[i]);
+    rc |= counter(o, "claq_device_graph_steps_total", "counter",
+                  "engine steps launched as one recorded CUDA graph (0 unless CLAQ_CUDA_GRAPHS=1 "
+                  "on the CUDA backend)", model, (double)st->graphs.launched);
+    rc |= counter(o, "claq_device_graph_builds_total", "counter",
+                  "executable graphs built (a new batch size, or the step's kernels changed); the "
+                  "other graph steps updated a kept one in place", model,
+                  (double)st->graphs.instantiated);
+    rc |= counter(o, "claq_device_graph_fallbacks_total", "counter",
+                  "recorded steps that could not be launched as a graph and ran op by op", model,
+                  (double)st->graphs.fallbacks);
     rc |= srv_buf_printf(o, "# HELP claq_request_success_total finished sequences by reason\n"
                             "# TYPE claq_request_success_total counter\n"
                             "claq_request_success_total{model_name=\"%s\",finished_reason=\"stop\"} %llu\n"

@@ -439,6 +439,7 @@ static void sched_publish(srv_sched *s)
     s->stats.prefix_hits = s->counts.prefix_hits;
     s->stats.prefix_blocks = eng_kv_prefix_blocks(&s->kv);
     kern_get_xfer_stats(&s->be, &s->stats.xfer);
+    kern_get_graph_stats(&s->be, &s->stats.graphs);
     uv_mutex_unlock(&s->mu);
 }
 

@@ -130,6 +130,7 @@ typedef struct srv_sched_stats {
     uint64_t preemptions;           /* running sequences whose KV blocks were taken back (they
                                        wait again, then recompute their K/V) */
     kern_xfer_stats xfer;           /* backend's host <-> device bytes (all 0 on the CPU) */
+    kern_graph_stats graphs;        /* steps launched as CUDA graphs (all 0 unless on) */
     /* prefix cache (0 when --no-prefix-cache): counted at each admission, readmissions after a
        preemption included */
     uint64_t prefix_queries;        /* positions looked up (the tokens a sequence knows) */

@@ -324,7 +324,7 @@ static int cuda_matmul(void *ctx, const kern_matrix *m, const float *x, int n, f
     if (prefill)
         rc = kern_cuda__gemm_prefill(c, w, x, n, y);
     else if (m->dtype == KERN_CLAQ)
-        rc = kern_cuda__gemv_claq(c, w, x, n, y);
+        rc = kern_cuda__gemv_claq(c, w, x, n, y, 0);
     else
         rc = kern_cuda__gemv_dense(c, w, x, n, y);
     if (temp_claq) {
@@ -489,6 +489,20 @@ static int cuda_matmul_swiglu(void *ctx, const kern_matrix *g, const kern_matrix
                                        (const kern_cuda_weight *)u->dev, x, n, out);
 }
 
+/* acc += x W^T with the add in the reduction's epilogue where w takes the CLAQ GEMV path (the o
+ * and down projections into the residual stream: one kernel and one pass over acc fewer);
+ * anything else: KERN_E_UNSUPPORTED, nothing done. */
+static int cuda_matmul_add(void *ctx, const kern_matrix *w, const float *x, int n, float *acc)
+{
+    kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
+    if (!claq_gemv_path(c, w, n)) return KERN_E_UNSUPPORTED;
+    int rc = cuda_check_matrix(w);
+    if (rc) return rc;
+    if (!DEV(x) || !DEV(acc)) return KERN_E_INVAL;
+    KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
+    return kern_cuda__gemv_claq(c, (const kern_cuda_weight *)w->dev, x, n, acc, 1);
+}
+
 /* q, k and v in one reduction where all take the CLAQ GEMV path; anything else:
  * KERN_E_UNSUPPORTED, nothing done. */
 static int cuda_matmul_multi(void *ctx, const kern_matrix *const *w, int count, const float *x,
@@ -519,6 +533,11 @@ static int cuda_step_end(void *ctx, int ok)
     return kern_cuda__step_end((kern_cuda_ctx *)ctx, ok);
 }
 
+static void cuda_graph_stats(void *ctx, kern_graph_stats *out)
+{
+    *out = ((const kern_cuda_ctx *)ctx)->gstats;
+}
+
 static const kern_backend_ops kern_cuda_ops = {
     /* .name       = */ "cuda",
     /* .destroy    = */ cuda_destroy,
@@ -546,6 +565,8 @@ static const kern_backend_ops kern_cuda_ops = {
     /* .matmul_swiglu = */ cuda_matmul_swiglu,
     /* .matmul_multi = */ cuda_matmul_multi,
     /* .matmul_bf16 = */ NULL,   /* prompts on the GPU take matmul (cuBLAS fp16 from 65 tokens) */
+    /* .matmul_add = */ cuda_matmul_add,
+    /* .graph_stats = */ cuda_graph_stats,
 };
 
 /* ---- entry points (kern_cuda_impl_*, see kern_cuda.h; kern_cuda_loader.c calls them) -------- */

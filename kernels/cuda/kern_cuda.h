@@ -35,14 +35,9 @@ int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n);
  * on = 1 turns it on, 0 off (the default; the environment variable CLAQ_CUDA_GRAPHS=1 turns it
  * on at creation). KERN_E_INVAL if b is not a CUDA backend. */
 int kern_cuda_set_graphs(kern_backend *b, int on);
-/* What the graphs did so far (all zero for other backends). */
-typedef struct kern_cuda_graph_stats {
-    uint64_t launched;        /* steps launched as a graph */
-    uint64_t updated;         /* of those, through an update of the kept executable graph */
-    uint64_t instantiated;    /* executable graphs built (first step of a batch size, or the
-                                 step's kernels changed) */
-    uint64_t fallbacks;       /* recorded steps dropped and issued again one op at a time */
-} kern_cuda_graph_stats;
+/* What the graphs did so far (all zero for other backends); kern.h's kern_get_graph_stats
+ * gives the same through the backend's ops. */
+typedef kern_graph_stats kern_cuda_graph_stats;
 void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out);
 
 /* What libclaq_cuda.so exports (kern_cuda.cu), found by kern_cuda_loader.c with dlsym; the

@@ -361,10 +361,11 @@ __device__ __forceinline__ float claq_reduce_one(const kern_cuda_claq_args &k,
     return __fadd_rn(s, o);
 }
 
-/* y[t][r] for every (t, r), a warp each. */
+/* y[t][r] for every (t, r), a warp each; accumulate: y[t][r] = y[t][r] + that instead (the
+ * residual add in the epilogue, kern_cuda_add_k's operation). */
 __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__restrict__ x, int n,
                                         int ksplit, const float *__restrict__ part,
-                                        float *__restrict__ y)
+                                        float *__restrict__ y, int accumulate)
 {
     const int64_t total = (int64_t)n * k.rows;
     const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
@@ -372,7 +373,10 @@ __global__ void kern_cuda_claq_reduce_k(kern_cuda_claq_args k, const float *__re
          g += (int64_t)gridDim.x * wpb) {   /* g is uniform across the warp */
         const int t = (int)(g / k.rows), r = (int)(g % k.rows);
         const float v = claq_reduce_one(k, x, n, ksplit, part, t, r, lane);
-        if (lane == 0) y[(int64_t)t * k.rows + r] = v;
+        if (lane == 0) {
+            float *o = y + (int64_t)t * k.rows + r;
+            *o = accumulate ? __fadd_rn(*o, v) : v;
+        }
     }
 }
 
@@ -770,7 +774,7 @@ static int claq_partials_all(kern_cuda_ctx *c, const kern_cuda_weight *const *w,
 }
 
 int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
-                         float *d_y)
+                         float *d_y, int accumulate)
 {
     if (n <= 0) return KERN_E_INVAL;
     float *part = NULL;
@@ -779,7 +783,8 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
     const kern_cuda_claq_args a = claq_args(w);
     const int64_t outs = (int64_t)n * a.rows;   /* a warp each */
     const unsigned blocks = kern_cuda__blocks(outs, 256 / 32);
-    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, w->claq.ksplit, part, d_y);
+    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, w->claq.ksplit, part, d_y,
+                                                           accumulate);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
     return KERN_OK;
 }

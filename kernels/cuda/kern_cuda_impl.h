@@ -120,8 +120,10 @@ int kern_cuda__gemv_dense(kern_cuda_ctx *c, const kern_cuda_weight *w, const flo
 int kern_cuda__claq_available(void);   /* 1 once the packed layout is implemented */
 int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_weight *w);
 void kern_cuda__claq_release(kern_cuda_weight *w);
+/* accumulate = 1: d_y += x W^T instead, the bits of kern_cuda__gemv_claq then kern_cuda__add
+ * (the residual add in the reduction's epilogue). */
 int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
-                         float *d_y);
+                         float *d_y, int accumulate);
 /* d_out [n][rows] = silu(x Wg^T) * (x Wu^T), gate and up of the same shape, bit-identical to two
  * kern_cuda__gemv_claq and kern_cuda__swiglu (one reduction kernel instead of three kernels). */
 int kern_cuda__gemv_claq_swiglu(kern_cuda_ctx *c, const kern_cuda_weight *wg,

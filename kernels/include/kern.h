@@ -166,6 +166,16 @@ typedef struct kern_xfer_stats {
                                     matrices staged for one call because they were not resident */
 } kern_xfer_stats;
 
+/* Steps a device backend recorded and launched as one unit (kern_backend_ops.step_begin /
+ * step_end: CUDA graphs). All zero where nothing is recorded (the CPU, graphs off). */
+typedef struct kern_graph_stats {
+    uint64_t launched;        /* steps launched as a graph */
+    uint64_t updated;         /* of those, through an update of the kept executable graph */
+    uint64_t instantiated;    /* executable graphs built (first step of a batch size, or the
+                                 step's kernels changed) */
+    uint64_t fallbacks;       /* recorded steps dropped and issued again one op at a time */
+} kern_graph_stats;
+
 typedef struct kern_backend_ops {
     const char *name;
     void (*destroy)(void *ctx);
@@ -245,6 +255,12 @@ typedef struct kern_backend_ops {
      * any n and thread count. Returns KERN_E_UNSUPPORTED, having done nothing, where the backend,
      * the CPU or the matrix's dtype has no such path (the caller then runs matmul). */
     int (*matmul_bf16)(void *ctx, const kern_matrix *w, const float *x, int n, float *y);
+    /* Optional: acc[t][r] += (x W^T)[t][r], the same bits as matmul into a buffer and then add
+     * (the residual add in the projection's epilogue). Returns KERN_E_UNSUPPORTED, having done
+     * nothing, for matrices it does not fuse. x and acc must not overlap. */
+    int (*matmul_add)(void *ctx, const kern_matrix *w, const float *x, int n, float *acc);
+    /* Optional: the recorded steps so far. NULL: none ever. */
+    void (*graph_stats)(void *ctx, kern_graph_stats *out);
 } kern_backend_ops;
 
 /* Where a forward pass spends its time, by kind of op: host wall seconds inside the kern_*
@@ -328,6 +344,8 @@ int kern_matmul_multi(kern_backend *b, const kern_matrix *const *w, int count, c
  * these matrices. */
 int kern_matmul_swiglu(kern_backend *b, const kern_matrix *gate, const kern_matrix *up,
                        const float *x, int n, float *out);
+/* The matmul_add op; KERN_E_UNSUPPORTED (nothing done) where b lacks it or does not fuse w. */
+int kern_matmul_add(kern_backend *b, const kern_matrix *w, const float *x, int n, float *acc);
 /* The matmul_bf16 op; KERN_E_UNSUPPORTED (nothing done) where b, its CPU or w's dtype has
  * none. */
 int kern_matmul_bf16(kern_backend *b, const kern_matrix *w, const float *x, int n, float *y);
@@ -347,5 +365,7 @@ int kern_upload(kern_backend *b, kern_matrix *w);
 void kern_release(kern_backend *b, kern_matrix *w);
 /* Fills *out (all zero for backends without the op). */
 void kern_get_xfer_stats(kern_backend *b, kern_xfer_stats *out);
+/* The graph_stats op; all zero when b has none. */
+void kern_get_graph_stats(kern_backend *b, kern_graph_stats *out);
 
 #endif

@@ -8,7 +8,9 @@
  *  - real matrices of the shared models (small-lm-5m, tinystories-656k) when present;
  *  - gate and up with the SwiGLU in one op (kern_matmul_swiglu) give the bits of two matmuls
  *    and kern_swiglu; dense matrices are refused (KERN_E_UNSUPPORTED) without a write; q, k
- *    and v in one op (kern_matmul_multi) give the bits of three matmuls.
+ *    and v in one op (kern_matmul_multi) give the bits of three matmuls; a matmul with the
+ *    residual add in its epilogue (kern_matmul_add) gives the bits of kern_matmul then kern_add,
+ *    and leaves a dense matrix's accumulator untouched (KERN_E_UNSUPPORTED).
  * Tolerance (both sides accumulate in fp32, in different orders), per output:
  *   |y_cuda - y_cpu| <= 2 * (terms + 2) * FLT_EPSILON * sum_j |W[r][j] x[j]|
  * with terms = cols (dense) or cols_pad + nnz + K slices (CLAQ); the cuBLAS path adds the
@@ -282,6 +284,61 @@ static void swiglu_case(kern_backend *cu, int64_t rows, int64_t cols, int mix_g,
     }
 }
 
+/* The residual add in the epilogue (kern_matmul_add) against kern_matmul into a buffer and
+ * kern_add: the same bits from the same starting accumulator, for n = 1..11; dense refused
+ * with the accumulator untouched. */
+static void add_case(kern_backend *cu, int64_t rows, int64_t cols, int mix)
+{
+    eng_qmatrix q;
+    eng_claq_packed p;
+    eng_err err = {0};
+    memset(&p, 0, sizeof p);
+    int ok = make_q(&q, rows, cols, mix) == 0 && eng_claq_pack(&q, "o", &p, &err) == 0;
+    CT_CHECK(ok, "add case: %s", err.msg);
+    kern_matrix m = {KERN_CLAQ, rows, cols, NULL, ok ? &p.view : NULL, NULL};
+    ok = ok && kern_upload(cu, &m) == 0;
+    const int nmax = 11;
+    const size_t xn = (size_t)nmax * cols, yn = (size_t)nmax * rows;
+    float *x = malloc(xn * sizeof(float)), *acc = malloc(yn * sizeof(float)),
+          *a = malloc(yn * sizeof(float)), *b = malloc(yn * sizeof(float));
+    for (size_t i = 0; i < xn; i++) x[i] = ct_frnd();
+    for (size_t i = 0; i < yn; i++) acc[i] = ct_frnd() * 4.0f;
+    kern_buf *dx = ct_buf(cu, x, xn * sizeof(float)), *dy = ct_buf(cu, NULL, yn * sizeof(float)),
+             *da = ct_buf(cu, acc, yn * sizeof(float)), *db = ct_buf(cu, acc, yn * sizeof(float));
+    for (int n = 1; ok && n <= nmax; n += (n < 3 ? 1 : 4)) {
+        const size_t cnt = (size_t)n * rows;
+        int rc = kern_buf_write(cu, da, 0, acc, cnt * sizeof(float));
+        if (!rc) rc = kern_buf_write(cu, db, 0, acc, cnt * sizeof(float));
+        if (!rc) rc = kern_matmul(cu, &m, CT_ADDR(dx), n, CT_ADDR(dy));
+        if (!rc) rc = kern_add(cu, CT_ADDR(da), CT_ADDR(dy), (int64_t)cnt);
+        if (!rc) rc = kern_matmul_add(cu, &m, CT_ADDR(dx), n, CT_ADDR(db));
+        CT_CHECK(rc == 0, "add %lldx%lld n=%d: rc %d %s", (long long)rows, (long long)cols, n, rc,
+                 ct_cuda_err(cu));
+        size_t at = 0;
+        CT_CHECK(rc == 0 && ct_get(cu, da, a, cnt * sizeof(float)) == 0 &&
+                     ct_get(cu, db, b, cnt * sizeof(float)) == 0 && ct_same_bits(a, b, cnt, &at) &&
+                     memcmp(a, acc, cnt * sizeof(float)) != 0,
+                 "add %lldx%lld mix %d n=%d: fused %.9g, matmul + add %.9g at %zu",
+                 (long long)rows, (long long)cols, mix, n, b[at], a[at], at);
+    }
+    if (ok) {   /* dense: not fused, the accumulator untouched */
+        float *w = calloc((size_t)(rows * cols), sizeof(float));
+        kern_matrix dn = {KERN_F32, rows, cols, w, NULL, NULL};
+        CT_CHECK(kern_buf_write(cu, db, 0, acc, (size_t)rows * sizeof(float)) == 0 &&
+                     kern_matmul_add(cu, &dn, CT_ADDR(dx), 1, CT_ADDR(db)) == KERN_E_UNSUPPORTED &&
+                     ct_get(cu, db, b, (size_t)rows * sizeof(float)) == 0 &&
+                     !memcmp(b, acc, (size_t)rows * sizeof(float)),
+                 "dense matmul_add: KERN_E_UNSUPPORTED and nothing written");
+        free(w);
+    }
+    kern_buf *bufs[] = {dx, dy, da, db};
+    for (unsigned i = 0; i < 4; i++) kern_buf_free(cu, bufs[i]);
+    kern_release(cu, &m);
+    free(x); free(acc); free(a); free(b);
+    eng_claq_packed_free(&p);
+    eng_qmatrix_free(&q);
+}
+
 /* q, k and v in one op (kern_matmul_multi) against three kern_matmul: the same bits, for
  * matrices of different heights (GQA: k and v shorter) and n = 1..11; dense refused. */
 static void multi_case(kern_backend *cu, int64_t rq, int64_t rkv, int64_t cols)
@@ -411,6 +468,8 @@ int main(void)
     /* Tall: 16 row groups make K slices of several blocks (bps > 1 at 80..132 SMs) with a short
      * last slice; every shape above gets bps = 1. */
     claq_case(&cu, &cpu, 4096, 1100, 3);
+    add_case(&cu, 33, 130, 3);
+    add_case(&cu, 257, 600, 1);
     swiglu_case(&cu, 33, 130, 1, 3);
     swiglu_case(&cu, 257, 600, 3, 0);
     if (!quick) swiglu_case(&cu, 1000, 2100, 2, 3);
@@ -426,6 +485,7 @@ int main(void)
         return 1;
     }
     printf("ok: CUDA matmul (dense f32/f16/bf16/q8_row, CLAQ, prefill path) matches the CPU reference; "
-           "batch invariant; staged == resident; gate/up + SwiGLU fused == three ops; q/k/v fused == three matmuls\n");
+           "batch invariant; staged == resident; gate/up + SwiGLU fused == three ops; q/k/v fused == three matmuls; "
+           "matmul + residual add fused == two ops\n");
     return 0;
 }

@@ -125,6 +125,12 @@ try:
             if la is not None or lb is not None:
                 C.check(same_logprobs(la, lb), "%s%s: the same logprobs\n  cpu:    %r\n  "
                         "device: %r" % (name, " (batched)" if together else "", la, lb))
+    GS = "claq_device_graph_steps_total{model_name=\"m\"}"
+    GB = "claq_device_graph_builds_total{model_name=\"m\"}"
+    C.check(devg.metric(GS) > devg.metric(GB) > 0,
+            "/metrics: the graphs server launched %s steps as graphs, %s builds"
+            % (devg.metric(GS), devg.metric(GB)))
+    C.check(dev.metric(GS) == 0 and cpu.metric(GS) == 0, "/metrics: no graph steps without graphs")
     print("device server: every request's text equals the CPU server's, alone and batched, "
           "with and without CUDA graphs; %d request kinds sampled on the device without copying "
           "logits" % len(ON_DEVICE))
