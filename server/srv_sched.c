@@ -168,10 +168,16 @@ static int list_len(const srv_task *t)
 }
 
 /* Offers t's full blocks among the positions it has fed (all written: called between steps or
- * after a forward that succeeded) to the prefix cache. */
+ * after a forward that succeeded) to the prefix cache. With the relaxed prefill numerics only
+ * prompt positions are offered: a later request reads every cached position as prompt, and
+ * generated ones were computed exactly, so reusing them would give other numbers than a run
+ * without the cache. */
 static void task_commit(srv_sched *s, srv_task *t)
 {
-    eng_kv_prefix_commit(&s->kv, &t->seq, t->prompt, t->n_prompt, t->gen, t->n_fed);
+    int n = t->n_fed;
+    if (s->prefill_bf16 && n > t->n_prompt)
+        n = t->n_prompt;
+    eng_kv_prefix_commit(&s->kv, &t->seq, t->prompt, t->n_prompt, t->gen, n);
 }
 
 /* Ends t: emits the text still held (detokenizer, stop matcher) and a DONE event, returns its KV
@@ -898,8 +904,8 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->batch_cap = cfg->max_batch + cfg->prefill_chunk;
     rc = eng_ctx_create(&s->ctx, s->model, &s->be, s->batch_cap, &err);
     if (rc == 0) rc = eng_ctx_use_resident(s->ctx, s->res);
-    if (rc == 0 && strcmp(cfg->prefill_precision, "bf16") == 0 &&
-        (rc = eng_ctx_set_prefill_bf16(s->ctx, 1)) != 0)
+    s->prefill_bf16 = strcmp(cfg->prefill_precision, "bf16") == 0;
+    if (rc == 0 && s->prefill_bf16 && (rc = eng_ctx_set_prefill_bf16(s->ctx, 1)) != 0)
         eng_err_set(&err, rc, "--prefill-precision bf16: the %s backend has no bfloat16 path",
                     s->be.ops && s->be.ops->name ? s->be.ops->name : "?");
     if (rc != 0) {

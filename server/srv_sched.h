@@ -159,6 +159,7 @@ typedef struct srv_sched {
     int n_ctx;                      /* longest prompt + max_tokens a request may ask for */
     int64_t kv_tokens;              /* positions in the KV pool */
     kern_dtype kv_dtype;            /* its entries: KERN_F32 or KERN_F16 */
+    int prefill_bf16;               /* --prefill-precision bf16: prompt items take matmul_bf16 */
     /* scheduler thread only: */
     kern_backend be;                /* owned */
     eng_resident *res;              /* owned: the model's weights on be, uploaded once at load */

@@ -12,8 +12,12 @@ in bfloat16, kern.h matmul_bf16) on a packed 3-bit stories260K (`claq synth --pa
    log-probabilities differ (where the CPU has AVX512_BF16), by under 0.03 nats on average and
    0.3 at most (measured on this dim-64 model: 0.014 and 0.18; its 3-bit packing alone moves
    them by nats).
-4. A bad value is refused at start-up, naming the flag.
-Without AVX512_BF16 the server runs fp32 and says so; checks 1, 2 and 4 still run."""
+4. The prefix cache keeps it deterministic: a request whose prompt repeats an earlier
+   request's prompt and answer (a multi-turn chat) returns, through the cache, exactly what a
+   server without the cache returns (only prompt positions are cached in bf16 mode: generated
+   ones were computed exactly, a cold run reads them as prompt).
+5. A bad value is refused at start-up, naming the flag.
+Without AVX512_BF16 the server runs fp32 and says so; checks 1, 2, 4 and 5 still run."""
 import json
 import os
 import subprocess
@@ -133,6 +137,28 @@ else:
     C.check(worst == 0, "without AVX512_BF16 the prompt runs in fp32: identical")
 C.check(mean <= 0.03 and worst <= 0.3,
         "bf16 stays close to fp32: mean %.3g, largest %.3g nats" % (mean, worst))
+
+# 4. multi-turn through the prefix cache == without it
+p0 = " ".join(words[200:260])
+warm = Server(model, "tok512.bin", args=args)
+cold = Server(model, "tok512.bin", args=args + ["--prefix-cache", "0"])
+try:
+    st, _, j = warm.post("/v1/completions", {"prompt": p0, "max_tokens": 48, "temperature": 0})
+    C.check(st == 200, "first turn: %d" % st)
+    second = {"prompt": p0 + j["choices"][0]["text"] + " Then", "max_tokens": 24,
+              "temperature": 0, "logprobs": 2}
+    hits0 = warm.metric("claq_prefix_cache_hits_total")
+    a = run_one(warm, "/v1/completions", dict(second, stream=False))
+    hits = warm.metric("claq_prefix_cache_hits_total") - hits0
+    b = run_one(cold, "/v1/completions", dict(second, stream=False))
+    print("second turn: %d positions from the prefix cache" % hits)
+    C.check(hits >= 32, "the second turn reused cached blocks (%d positions)" % hits)
+    C.check(a == b, "second turn through the cache == without it\n  warm: %r\n  cold: %r"
+            % (a, b))
+finally:
+    rc = warm.stop()
+    cold.stop()
+C.check(rc == 0, "clean exit (prefix cache)")
 
 r = subprocess.run([server_bin, "--model", model, "--tokenizer", os.path.join(mdir, "tok512.bin"),
                     "--port", "0", "--prefill-precision", "fp8"], capture_output=True, text=True,
