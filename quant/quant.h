@@ -25,6 +25,10 @@ typedef enum eng_quant_method {
 
 const char *eng_quant_method_name(eng_quant_method m);   /* "rtn", "gptq", "claq" */
 
+/* One line naming the BLAS kernels in use and whether the environment forced them
+ * (quant_blas.c), for the quantizer's banner. */
+void quant_blas_describe(char *buf, size_t cap);
+
 #define ENG_QUANT_ACT_BUDGET ((size_t)2 << 30)   /* activations kept in RAM; above: temp file */
 
 typedef struct eng_quant_cfg {

@@ -195,6 +195,9 @@ int claq_cmd_quantize(int argc, char **argv)
         if (overlap)
             fprintf(stderr, "calibration: the text has fewer than %lld tokens, so windows "
                     "overlap\n", nsamples * seqlen);
+        char blas[256];
+        quant_blas_describe(blas, sizeof blas);
+        fprintf(stderr, "dense algebra: %s\n", blas);
     }
     if (kern_cpu_backend_create(&be, (int)threads)) {
         fprintf(stderr, "claq quantize: cannot start the CPU backend\n");
