@@ -104,7 +104,7 @@ static const cfg_flag srv__flags[] = {
      "(= f16) (default auto)"},
     {"prefill-precision", "CLAQ_PREFILL_PRECISION", CFG_STR, F(prefill_precision), 0, 0,
      "prompt tokens' linears: fp32 (exact: a prompt token's numbers equal a generated one's) "
-     "or bf16 (bfloat16 products, about 2x faster prefill on CPUs with AVX512_BF16; relaxed "
+     "or bf16 (bfloat16 products, 1.6-1.8x faster prefill on CPUs with AVX512_BF16; relaxed "
      "numerics, docs/cpu-backend.md) (default fp32)"},
     {"prefix-cache", "CLAQ_PREFIX_CACHE", CFG_BOOL, F(prefix_cache), 0, 1,
      "keep the KV blocks of prompt prefixes and reuse them for later requests that start with "

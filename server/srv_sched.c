@@ -239,6 +239,10 @@ static int task_reuse(srv_sched *s, srv_task *t)
     int max_pos = task_known(t) - 1;
     if (t->prompt_lp_from > 0 && t->prompt_lp_from - 1 < max_pos)
         max_pos = t->prompt_lp_from - 1;
+    /* relaxed prefill: cached blocks hold prompt numerics; a readmitted sequence's generated
+     * positions were computed exactly, so it reuses nothing past its prompt */
+    if (s->prefill_bf16 && max_pos > t->n_prompt)
+        max_pos = t->n_prompt;
     int hit = eng_kv_prefix_match(&s->kv, &t->seq, t->prompt, t->n_prompt, t->gen, max_pos);
     t->n_fed = hit;
     return hit;
@@ -904,8 +908,12 @@ static int sched_load(srv_sched *s, char *msg, size_t cap)
     s->batch_cap = cfg->max_batch + cfg->prefill_chunk;
     rc = eng_ctx_create(&s->ctx, s->model, &s->be, s->batch_cap, &err);
     if (rc == 0) rc = eng_ctx_use_resident(s->ctx, s->res);
-    s->prefill_bf16 = strcmp(cfg->prefill_precision, "bf16") == 0;
-    if (rc == 0 && s->prefill_bf16 && (rc = eng_ctx_set_prefill_bf16(s->ctx, 1)) != 0)
+    /* on where it runs: a CPU with AVX512_BF16 and packed linears (else everything is exact
+     * and the prefix cache need not drop generated blocks) */
+    int want_bf16 = strcmp(cfg->prefill_precision, "bf16") == 0;
+    s->prefill_bf16 = want_bf16 && kern_cpu_bf16(&s->be) &&
+                      s->model->w.layers[0].lin[ENG_LIN_Q].dtype == KERN_CLAQ;
+    if (rc == 0 && want_bf16 && (rc = eng_ctx_set_prefill_bf16(s->ctx, 1)) != 0)
         eng_err_set(&err, rc, "--prefill-precision bf16: the %s backend has no bfloat16 path",
                     s->be.ops && s->be.ops->name ? s->be.ops->name : "?");
     if (rc != 0) {

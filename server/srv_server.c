@@ -56,14 +56,17 @@ static void on_wake(uv_async_t *a)
             s->n_ctx = s->sched.n_ctx;
             s->ready = 1;
             srv_chat_setup(s);
-            int bf16 = strcmp(s->cfg->prefill_precision, "bf16") == 0;
+            int want = strcmp(s->cfg->prefill_precision, "bf16") == 0;
             srv_log("info", "model loaded: %s (%s, %d layers, dim %d, vocab %d); context %d, "
                     "KV cache %lld tokens (%s), max batch %d, prefill %s", s->model->path,
                     s->model->quant_desc, s->model->cfg.n_layers, s->model->cfg.dim,
                     s->model->cfg.vocab_size, s->n_ctx, (long long)s->sched.kv_tokens,
                     kern_dtype_name(s->sched.kv_dtype), s->cfg->max_batch,
-                    !bf16 ? "fp32" : kern_cpu_bf16(&s->sched.be) ? "bf16"
-                                   : "fp32 (bf16 asked; this CPU has no AVX512_BF16)");
+                    !want                  ? "fp32"
+                    : s->sched.prefill_bf16 ? "bf16"
+                    : !kern_cpu_bf16(&s->sched.be)
+                        ? "fp32 (bf16 asked; no AVX512_BF16 on this CPU or CLAQ_ISA caps it)"
+                        : "fp32 (bf16 asked; the model has no packed linears)");
         } else if (ev[i].kind == SRV_EV_LOAD_FAILED) {
             s->load_failed = 1;
             s->exit_code = 1;

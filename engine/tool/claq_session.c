@@ -89,7 +89,8 @@ int claq_session_set_prefill_bf16(claq_session *s, const char *cmd, int bf16)
         return -1;
     }
     if (!kern_cpu_bf16(&s->be))
-        fprintf(stderr, "claq %s: note: this CPU has no AVX512_BF16; prompts run in fp32\n", cmd);
+        fprintf(stderr, "claq %s: note: no AVX512_BF16 on this CPU (or CLAQ_ISA caps the "
+                "kernels); prompts run in fp32\n", cmd);
     return 0;
 }
 

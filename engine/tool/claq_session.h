@@ -6,7 +6,7 @@
 
 /* The --prefill-precision entry of a subcommand's flag table. */
 #define CLAQ_PREFILL_PRECISION_HELP                                                                \
-    "prompt linears: fp32 (default, exact) or bf16 (bfloat16 products: about 2x the speed on "    \
+    "prompt linears: fp32 (default, exact) or bf16 (bfloat16 products: 1.6-1.8x the speed on "    \
     "CPUs with AVX512_BF16, relaxed numerics, docs/cpu-backend.md)"
 
 #include "eng_forward.h"

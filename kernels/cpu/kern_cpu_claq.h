@@ -70,8 +70,9 @@ void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const
  * Per row of token t, storage columns taken in pairs (2i, 2i+1) in order:
  *   y = 0; for each pair: y += xh[2i+1] * wh[2i+1]; y += xh[2i] * wh[2i]
  * where xh = bf16(xs) and wh = bf16(fp32 codebook entry), both rounded to nearest even, each
- * product exact in fp32 and each sum one fp32 rounding (what vdpbf16ps does, bfloat16 inputs
- * that are subnormal read as zero); then the outliers in fp32 exactly as above. The order
+ * product exact and each sum one fp32 rounding (what vdpbf16ps does), subnormal inputs read
+ * as zero and subnormal results flushed to zero (its DAZ/FTZ, and vcvtne2ps2bf16's); then the
+ * outliers in fp32 exactly as above. The order
  * depends on nothing but the matrix, so y[t] is the same for any n and thread count.
  * xh: [blocks][nx][32] bf16, block-major as xb above; cbh [cols_pad * 16]: bf16 of column s's
  * periodic codebook, in the low half of the word for even s and the high half for odd s (so a

@@ -6,6 +6,9 @@
 
 #include "kern_half.h"
 
+#include <float.h>
+#include <math.h>
+
 void kern_cpu__claq_lut_ref(const kern_claq *k, const float *x, float *xs, float *lut)
 {
     for (int64_t s = 0; s < k->cols_pad; s++) {
@@ -66,18 +69,31 @@ static uint16_t bf16_rne(float f)
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-/* A bfloat16 as the dot-product instruction reads it: subnormals are zero. */
+/* Subnormals as the bfloat16 instructions treat them: read as zero and results flushed to
+ * zero, keeping the sign (measured on this CPU: vcvtne2ps2bf16 of 0x007fffff is 0, and
+ * vdpbf16ps gives 0 for 2^-126 - 2^-127 but keeps 2^-125 + 2^-130 exactly). */
+static float flush(float v)
+{
+    return fabsf(v) < FLT_MIN ? copysignf(0.0f, v) : v;
+}
+
 static float bf16_in(uint16_t h)
 {
-    if ((h & 0x7f80) == 0) h &= 0x8000;
-    return kern_f32_from_bits((uint32_t)h << 16);
+    return flush(kern_f32_from_bits((uint32_t)h << 16));
+}
+
+/* acc + a * b as one vdpbf16ps step: the product exact, the sum rounded once (double holds
+ * both exactly enough for that: 53 >= 2 * 24 + 2 bits), the result flushed. */
+static float dp_step(float acc, float a, float b)
+{
+    return flush((float)((double)acc + (double)a * (double)b));
 }
 
 void kern_cpu__claq_gather_bf16_ref(const kern_claq *k, const float *x, int64_t s0, uint16_t *xh)
 {
     for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
         uint32_t j = k->colmap[s0 + c];
-        xh[c] = bf16_rne(j == KERN_CLAQ_PAD ? 0.0f : x[j]);
+        xh[c] = bf16_rne(flush(j == KERN_CLAQ_PAD ? 0.0f : x[j]));
     }
 }
 
@@ -96,8 +112,8 @@ void kern_cpu__claq_gemm_bf16_tile_ref(const kern_claq *k, const uint32_t *cbh,
                 const uint16_t *xp = xh + ((s / cb) * nx + tok) * cb + s % cb;
                 uint16_t w0 = (uint16_t)cbh[s * 16 + kern_claq_code(k, r, s)];
                 uint16_t w1 = (uint16_t)(cbh[(s + 1) * 16 + kern_claq_code(k, r, s + 1)] >> 16);
-                acc += bf16_in(xp[1]) * bf16_in(w1);
-                acc += bf16_in(xp[0]) * bf16_in(w0);
+                acc = dp_step(acc, bf16_in(xp[1]), bf16_in(w1));
+                acc = dp_step(acc, bf16_in(xp[0]), bf16_in(w0));
             }
             y[(int64_t)tok * KERN_CLAQ_ROW_TILE + rr] = acc;
         }

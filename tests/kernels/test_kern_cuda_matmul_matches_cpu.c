@@ -225,7 +225,8 @@ static void claq_case(kern_backend *cu, kern_backend *cpu, int64_t rows, int64_t
 }
 
 /* Gate and up fused with the SwiGLU (kern_matmul_swiglu) against kern_matmul twice and
- * kern_swiglu on the same backend: the same bits, for n = 1..11 (token chunks of 8 and a rest).
+ * kern_swiglu on the same backend: the same bits, for n = 1, 2, 3, 7, 11 (a chunk of 8 and a
+ * rest).
  * Dense matrices are not fused: KERN_E_UNSUPPORTED, the output left as it was. */
 static void swiglu_case(kern_backend *cu, int64_t rows, int64_t cols, int mix_g, int mix_u)
 {
@@ -285,7 +286,7 @@ static void swiglu_case(kern_backend *cu, int64_t rows, int64_t cols, int mix_g,
 }
 
 /* The residual add in the epilogue (kern_matmul_add) against kern_matmul into a buffer and
- * kern_add: the same bits from the same starting accumulator, for n = 1..11; dense refused
+ * kern_add: the same bits from the same starting accumulator, for n = 1, 2, 3, 7, 11; dense refused
  * with the accumulator untouched. */
 static void add_case(kern_backend *cu, int64_t rows, int64_t cols, int mix)
 {

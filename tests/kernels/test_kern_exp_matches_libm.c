@@ -1,8 +1,9 @@
 /* test_kern_exp_matches_libm.c — the array exp of the CPU backend (kern_cpu__exp_fn: softmax and
  * SwiGLU) gives libm expf's bits on every path. The AVX-512 version vectorizes glibc's method and
  * must equal glibc's expf exactly: checked on every 61st float bit pattern (70 million values
- * over the whole range, both signs), on every float in [-104, 89] near the special-path limits
- * (|x| around 88, the underflow edge around -103.97), on zeros, infinities, NaNs and subnormals,
+ * over the whole range, both signs), on every float in [86, 89], [-89, -86] and [-104.5,
+ * -102.5] (the special-path limit |x| = 88, the underflow edge around -103.97), on zeros,
+ * infinities, NaNs and subnormals,
  * in place and out of place, and at every length 0..40 (the 16-wide body and the scalar tail).
  * `test_kern_exp_matches_libm --all` checks all 2^32 patterns (~100 s; run by hand, recorded in
  * docs/cpu-backend.md): a one-ulp difference in the double-precision steps (an unfused
