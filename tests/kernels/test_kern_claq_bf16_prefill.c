@@ -36,10 +36,9 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2, flo
     eng_qmatrix q;
     eng_claq_packed p;
     eng_err err = {0};
-    if (make_q(&q, rows, cols, mix)) { CHECK(0, "make_q"); return; }
-    int rc = eng_claq_pack(&q, "test", &p, &err);
-    CHECK(rc == 0, "pack %lldx%lld: %s", (long long)rows, (long long)cols, err.msg);
-    if (rc) { eng_qmatrix_free(&q); return; }
+    int rc = claq_test_make_packed(&q, &p, rows, cols, mix, rnd, frnd, &err);
+    CHECK(rc == 0, "make and pack %lldx%lld: %s", (long long)rows, (long long)cols, err.msg);
+    if (rc) return;
     const kern_claq *k = &p.view;
     const int nmax = 300;   /* past two GEMM chunks (KERN_CPU_CLAQ_GEMM_CHUNK) */
     float *x = malloc(sizeof(float) * (size_t)(nmax * cols));
@@ -104,8 +103,8 @@ static void backend_op(void)
     eng_err err = {0};
     const int64_t rows = 130, cols = 200;
     const int n = 40;
-    if (make_q(&q, rows, cols, 3) || eng_claq_pack(&q, "test", &p, &err)) {
-        CHECK(0, "make/pack");
+    if (claq_test_make_packed(&q, &p, rows, cols, 3, rnd, frnd, &err)) {
+        CHECK(0, "make/pack: %s", err.msg);
         return;
     }
     float *x = malloc(sizeof(float) * (size_t)(n * cols));

@@ -22,6 +22,7 @@
 #include <float.h>
 
 #include "cuda_test_common.h"
+#include "claq_test_matrix.h"
 #include "eng_claq_file.h"
 #include "eng_model.h"
 #include "kern_half.h"
@@ -167,33 +168,10 @@ static void dense_case(kern_backend *cu, kern_backend *cpu, kern_dtype dt, int64
     free(wd);
 }
 
-/* Random CLAQ matrix as in test_kern_claq_simd_matches_ref.c: mix 0: all 4-bit, 1: 3, 2: 2,
- * 3: mixed; sorted heavy-tailed fp16 codebooks; ~2 % outliers. */
+/* Random CLAQ matrices (claq_test_matrix.h) from this test's generator. */
 static int make_q(eng_qmatrix *q, int64_t rows, int64_t cols, int mix)
 {
-    if (eng_qmatrix_alloc(q, rows, cols, NULL)) return -1;
-    for (int64_t j = 0; j < cols; j++) {
-        q->bits[j] = (uint8_t)(mix == 3 ? 2 + (int)(ct_rnd() % 3) : 4 - mix);
-        int K = 1 << q->bits[j];
-        float v[16];
-        for (int e = 0; e < K; e++) {
-            float u = ct_frnd();
-            v[e] = u * u * u * 0.3f + u * 0.05f;
-        }
-        for (int a = 1; a < K; a++)
-            for (int b = a; b > 0 && v[b] < v[b - 1]; b--) {
-                float t = v[b]; v[b] = v[b - 1]; v[b - 1] = t;
-            }
-        for (int e = 0; e < ENG_QM_CB; e++)
-            q->codebook[j * ENG_QM_CB + e] = kern_f32_to_f16(v[e < K ? e : K - 1]);
-        for (int64_t r = 0; r < rows; r++) q->codes[r * cols + j] = (uint8_t)(ct_rnd() % (uint32_t)K);
-    }
-    for (int64_t j = 0; j < cols; j++)
-        for (int64_t r = 0; r < rows; r++)
-            if (ct_rnd() % 50 == 0 &&
-                eng_qmatrix_add_outlier(q, (uint32_t)r, (uint32_t)j, kern_f32_to_f16(ct_frnd() * 2.0f)))
-                return -1;
-    return 0;
+    return claq_test_make_q(q, rows, cols, mix, ct_rnd, ct_frnd);
 }
 
 static void claq_case(kern_backend *cu, kern_backend *cpu, int64_t rows, int64_t cols, int mix)
