@@ -4,8 +4,10 @@
  * goes through kern.h, on the backend's memory: on a device backend the residual stream, the
  * scratch, the KV pool, the block tables and the logits stay on the device, and a step copies
  * only its token ids, positions, cache slots and the block-table entries that changed in, and
- * the logits or picked ids out. The ctx owns that scratch for max_batch tokens; one thread
- * drives a ctx at a time. */
+ * the logits or picked ids out. Where the backend fuses them, q/k/v, gate/up with the SwiGLU, and
+ * the projections into the residual stream run as one op each; with the relaxed prefill on,
+ * prompt items' linears take matmul_bf16 in runs of their own. The ctx owns that scratch for
+ * max_batch tokens; one thread drives a ctx at a time. */
 #include "eng_forward.h"
 
 #include "eng_rowstore.h"

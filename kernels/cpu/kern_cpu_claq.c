@@ -6,7 +6,9 @@
  * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX-512, it
  * dequantizes a tile block once and multiplies every token by it (same fp32 operations,
  * kern_cpu_claq.h), in chunks of KERN_CPU_CLAQ_GEMM_CHUNK tokens over inputs the pool first
- * gathers block-major; other ISAs run the GEMV in 8-token chunks.
+ * gathers block-major; other ISAs run the GEMV in 8-token chunks. The opt-in bfloat16 GEMM
+ * (kern_cpu__claq_matmul_bf16_run, kern.h matmul_bf16) shares the tile loop, the gather and the
+ * outliers, with bf16 inputs and codebooks in place of the fp32 ones, for any number of tokens.
  * Called on the engine's step thread; the tile tasks run on the pool's workers. */
 #include "kern_cpu_claq.h"
 
