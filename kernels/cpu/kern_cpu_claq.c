@@ -32,9 +32,9 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
 
 kern_claq_bf16_fns kern_cpu__claq_bf16_fns(int avx512bf16)
 {
-    kern_claq_bf16_fns f = {kern_cpu__claq_gather_bf16_ref, kern_cpu__claq_gemm_bf16_tile_ref};
+    kern_claq_bf16_fns f = {kern_cpu__claq_block_bf16_ref, kern_cpu__claq_gemm_bf16_tile_ref};
     if (avx512bf16) {
-        f.gather = kern_cpu__claq_gather_bf16_avx512;
+        f.to_bf16 = kern_cpu__claq_block_bf16_avx512;
         f.gemm = kern_cpu__claq_gemm_bf16_tile_avx512;
     }
     return f;
@@ -158,8 +158,8 @@ typedef struct gather_job {
     const float *x;
     int n;
     float *xb;
-    uint16_t *xh;                          /* bf16 inputs instead of xb, through gather_bf16 */
-    kern_claq_gather_bf16_fn gather_bf16;
+    uint16_t *xh;                          /* bf16 inputs instead of xb, through to_bf16 */
+    kern_claq_block_bf16_fn to_bf16;
     int64_t per_task;
 } gather_job;
 
@@ -170,14 +170,14 @@ static void gather_task(void *arg, int64_t task, int worker)
     const kern_claq *k = g->k;
     const int64_t nblk = k->cols_pad / KERN_CLAQ_COL_BLOCK;
     int64_t b0 = task * g->per_task, b1 = b0 + g->per_task < nblk ? b0 + g->per_task : nblk;
+    float xs[KERN_CLAQ_COL_BLOCK];
     for (int64_t b = b0; b < b1; b++)
-        for (int tok = 0; tok < g->n; tok++)
-            if (g->xh)
-                g->gather_bf16(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
-                               g->xh + (b * g->n + tok) * KERN_CLAQ_COL_BLOCK);
-            else
-                gather_cols(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
-                        KERN_CLAQ_COL_BLOCK, g->xb + (b * g->n + tok) * KERN_CLAQ_COL_BLOCK);
+        for (int tok = 0; tok < g->n; tok++) {
+            const int64_t at = (b * g->n + tok) * KERN_CLAQ_COL_BLOCK;
+            gather_cols(k, g->x + (int64_t)tok * k->cols, b * KERN_CLAQ_COL_BLOCK,
+                        KERN_CLAQ_COL_BLOCK, g->xh ? xs : g->xb + at);
+            if (g->xh) g->to_bf16(xs, g->xh + at);
+        }
 }
 
 static int gather_inputs(kern_pool *pool, int n_workers, gather_job g)
@@ -325,7 +325,7 @@ int kern_cpu__claq_matmul_bf16_run(kern_claq_bf16_fns fns, kern_pool *pool, int 
     uint32_t *cbh = (uint32_t *)shared + ((int64_t)n * k->cols_pad + 1) / 2;
     kern_cpu__claq_cb_bf16(k, cbh);
     int rc = gather_inputs(pool, n_workers, (gather_job){.k = k, .x = x, .n = n, .xh = xh,
-                                                         .gather_bf16 = fns.gather});
+                                                         .to_bf16 = fns.to_bf16});
     if (rc) return rc;
     j.xh = xh;
     j.cbh = cbh;

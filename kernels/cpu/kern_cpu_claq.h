@@ -86,14 +86,13 @@ void kern_cpu__claq_gemm_bf16_tile_ref(const kern_claq *k, const uint32_t *cbh,
 void kern_cpu__claq_gemm_bf16_tile_avx512(const kern_claq *k, const uint32_t *cbh,
                                           const uint16_t *xh, int64_t nx, int n, int64_t t,
                                           float *y, float *work);
-/* xh[c] = bf16(x[colmap[s0 + c]]) for c < 32 (0 for padding): one block of one token. */
-typedef void (*kern_claq_gather_bf16_fn)(const kern_claq *k, const float *x, int64_t s0,
-                                         uint16_t *xh);
-void kern_cpu__claq_gather_bf16_ref(const kern_claq *k, const float *x, int64_t s0, uint16_t *xh);
+/* xh[c] = bf16(xs[c]) for c < 32: one block of one token's inputs, already gathered into
+ * storage order (the fp32 GEMM's gather), rounded as the GEMM's numerics say. */
+typedef void (*kern_claq_block_bf16_fn)(const float *xs, uint16_t *xh);
+void kern_cpu__claq_block_bf16_ref(const float *xs, uint16_t *xh);
+void kern_cpu__claq_block_bf16_avx512(const float *xs, uint16_t *xh);
 /* Fills cbh [cols_pad * 16] (every ISA: once per call, not per token). */
 void kern_cpu__claq_cb_bf16(const kern_claq *k, uint32_t *cbh);
-void kern_cpu__claq_gather_bf16_avx512(const kern_claq *k, const float *x, int64_t s0,
-                                       uint16_t *xh);
 
 /* Functions of an ISA (gemm NULL: batches of any size run the GEMV, in 8-token chunks). */
 typedef struct kern_claq_fns {
@@ -106,7 +105,7 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa);
 /* The bfloat16 GEMM's functions: the AVX-512 BF16 kernels when avx512bf16 (the CPU has
  * vdpbf16ps: kern_cpu_has_bf16), else the scalar reference (the tests' oracle). */
 typedef struct kern_claq_bf16_fns {
-    kern_claq_gather_bf16_fn gather;
+    kern_claq_block_bf16_fn to_bf16;
     kern_claq_gemm_bf16_fn gemm;
 } kern_claq_bf16_fns;
 kern_claq_bf16_fns kern_cpu__claq_bf16_fns(int avx512bf16);

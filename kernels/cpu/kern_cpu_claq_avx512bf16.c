@@ -14,28 +14,10 @@
 #define BF_TG 4
 #define PAIRS (KERN_CLAQ_COL_BLOCK / 2)
 
-void kern_cpu__claq_gather_bf16_avx512(const kern_claq *k, const float *x, int64_t s0, uint16_t *xh)
+void kern_cpu__claq_block_bf16_avx512(const float *xs, uint16_t *xh)
 {
-    const uint32_t *cm = k->colmap + s0;
-    __m512 lo, hi;
-    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)cm[0]), iota);
-    const __mmask16 m0 = _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(cm), c0);
-    const __mmask16 m1 = _mm512_cmpeq_epi32_mask(
-        _mm512_loadu_si512(cm + 16), _mm512_add_epi32(c0, _mm512_set1_epi32(16)));
-    if (cm[0] != KERN_CLAQ_PAD && (m0 & m1) == 0xffff) {
-        /* 32 consecutive inputs (the usual block: a width group's columns ascend) */
-        lo = _mm512_loadu_ps(x + cm[0]);
-        hi = _mm512_loadu_ps(x + cm[0] + 16);
-    } else {
-        float xs[KERN_CLAQ_COL_BLOCK];
-        for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++)
-            xs[c] = cm[c] == KERN_CLAQ_PAD ? 0.0f : x[cm[c]];
-        lo = _mm512_loadu_ps(xs);
-        hi = _mm512_loadu_ps(xs + 16);
-    }
     /* cvtne2ps: the second operand's 16 values land first, so (hi, lo) keeps column order. */
-    __m512bh h = _mm512_cvtne2ps_pbh(hi, lo);
+    __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xs + 16), _mm512_loadu_ps(xs));
     _mm512_storeu_si512((void *)xh, (__m512i)h);
 }
 

@@ -89,12 +89,9 @@ static float dp_step(float acc, float a, float b)
     return flush((float)((double)acc + (double)a * (double)b));
 }
 
-void kern_cpu__claq_gather_bf16_ref(const kern_claq *k, const float *x, int64_t s0, uint16_t *xh)
+void kern_cpu__claq_block_bf16_ref(const float *xs, uint16_t *xh)
 {
-    for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) {
-        uint32_t j = k->colmap[s0 + c];
-        xh[c] = bf16_rne(flush(j == KERN_CLAQ_PAD ? 0.0f : x[j]));
-    }
+    for (int c = 0; c < KERN_CLAQ_COL_BLOCK; c++) xh[c] = bf16_rne(flush(xs[c]));
 }
 
 void kern_cpu__claq_gemm_bf16_tile_ref(const kern_claq *k, const uint32_t *cbh,
