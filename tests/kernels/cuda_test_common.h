@@ -60,6 +60,17 @@ static inline int ct_same_bits(const float *a, const float *b, size_t n, size_t 
  * about CUDA is verified that way; device-only checks (upload sets dev) are skipped. */
 static int ct_standin;
 
+/* $CLAQ_SHARED (the real models), or a skip (exit 77) when it is unset; be, the backend the test
+ * opened so far (NULL: none), is destroyed first. */
+static inline const char *ct_shared_or_skip(kern_backend *be)
+{
+    const char *sh = getenv("CLAQ_SHARED");
+    if (sh) return sh;
+    printf("skip: CLAQ_SHARED is not set\n");
+    if (be) kern_backend_destroy(be);
+    exit(77);
+}
+
 /* The CUDA backend on device 0, or exit 77 with the reason. */
 static inline void ct_open_cuda_or_skip(kern_backend *cu)
 {

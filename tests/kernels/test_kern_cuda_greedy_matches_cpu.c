@@ -501,14 +501,9 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
 
 int main(void)
 {
-    const char *sh = getenv("CLAQ_SHARED");
     kern_backend cu, cpu;
     ct_open_cuda_or_skip(&cu);
-    if (!sh) {
-        printf("skip: CLAQ_SHARED is not set\n");
-        kern_backend_destroy(&cu);
-        return 77;
-    }
+    const char *sh = ct_shared_or_skip(&cu);
     ct_open_cpu_ref(&cpu);
     const char *models[][2] = {{"models/stories260K.bin", "stories260K"},
                                {"models/tinystories-656k", "tinystories-656k"},

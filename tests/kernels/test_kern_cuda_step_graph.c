@@ -240,7 +240,6 @@ done:
 
 int main(void)
 {
-    const char *sh = getenv("CLAQ_SHARED");
     kern_backend cu;
     ct_open_cuda_or_skip(&cu);
     if (ct_standin) {
@@ -248,11 +247,7 @@ int main(void)
         kern_backend_destroy(&cu);
         return 77;
     }
-    if (!sh) {
-        printf("skip: CLAQ_SHARED is not set\n");
-        kern_backend_destroy(&cu);
-        return 77;
-    }
+    const char *sh = ct_shared_or_skip(&cu);
     const char *models[][2] = {{"models/stories260K.bin", "stories260K"},
                                {"models/tinystories-656k", "tinystories-656k"}};
     for (int i = 0; i < 2; i++) {

@@ -200,7 +200,6 @@ done:
 
 int main(void)
 {
-    const char *sh = getenv("CLAQ_SHARED");
     kern_backend cu;
     ct_open_cuda_or_skip(&cu);
     if (ct_standin || !kern_has_sample(&cu)) {
@@ -208,11 +207,7 @@ int main(void)
         kern_backend_destroy(&cu);
         return 77;
     }
-    if (!sh) {
-        printf("skip: CLAQ_SHARED is not set\n");
-        kern_backend_destroy(&cu);
-        return 77;
-    }
+    const char *sh = ct_shared_or_skip(&cu);
     char path[1024];
     snprintf(path, sizeof path, "%s/models/stories260K.bin", sh);
     eng_model *m = NULL;

@@ -272,11 +272,7 @@ done:
 
 int main(void)
 {
-    const char *sh = getenv("CLAQ_SHARED");
-    if (!sh) {
-        printf("skip: CLAQ_SHARED is not set\n");
-        return 77;
-    }
+    const char *sh = ct_shared_or_skip(NULL);
     char path[1024];
     snprintf(path, sizeof path, "%s/models/stories260K.bin", sh);
     eng_model *m = NULL;
