@@ -55,11 +55,16 @@ int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
     return n >= KERN_CPU_CLAQ_GEMM_MIN_N ? gemm : 1;
 }
 
+/* Floats of the bf16 GEMM's inputs, [n][cols_pad] bf16 (two per float: cols_pad is even). */
+static int64_t bf16_inputs_floats(const kern_claq *k, int n)
+{
+    return (int64_t)n * k->cols_pad / 2;
+}
+
 int64_t kern_cpu__claq_bf16_shared_floats(const kern_claq *k, int n)
 {
-    /* bf16 inputs [n][cols_pad] (two per float), then the codebooks' words [cols_pad * 16] */
-    int64_t cp = k->cols_pad;
-    return ((int64_t)n * cp + 1) / 2 + cp * 16;
+    /* the inputs, then the codebooks' words [cols_pad * 16] */
+    return bf16_inputs_floats(k, n) + k->cols_pad * 16;
 }
 
 /* Floats of a worker's GEMV tables: xs [m][cols_pad] then LUTs [m][cols_pad * 16]. */
@@ -322,7 +327,7 @@ int kern_cpu__claq_matmul_bf16_run(kern_claq_bf16_fns fns, kern_pool *pool, int 
     claq_job j = {.k = k, .n = n, .gemm = 1, .x = x, .y = y, .priv = priv, .bf = &fns,
                   .tables = gemv_tables_floats(k, n)};
     uint16_t *xh = (uint16_t *)shared;
-    uint32_t *cbh = (uint32_t *)shared + ((int64_t)n * k->cols_pad + 1) / 2;
+    uint32_t *cbh = (uint32_t *)shared + bf16_inputs_floats(k, n);
     kern_cpu__claq_cb_bf16(k, cbh);
     int rc = gather_inputs(pool, n_workers, (gather_job){.k = k, .x = x, .n = n, .xh = xh,
                                                          .to_bf16 = fns.to_bf16});
@@ -332,13 +337,29 @@ int kern_cpu__claq_matmul_bf16_run(kern_claq_bf16_fns fns, kern_pool *pool, int 
     return run_tiles(pool, n_workers, &j);
 }
 
+/* The fp32 or the bf16 matmul (the AVX-512 BF16 kernels when isa is AVX-512: the caller checked
+ * the CPU has them), and the shared scratch each needs. */
+static int64_t shared_floats(const kern_claq *k, int n, int bf16)
+{
+    return bf16 ? kern_cpu__claq_bf16_shared_floats(k, n) : kern_cpu__claq_shared_floats(k, n);
+}
+
+static int run_matmul(kern_isa isa, int bf16, kern_pool *pool, int workers, float *shared,
+                      float *const *priv, const kern_claq *k, const float *x, int n, float *y)
+{
+    if (bf16)
+        return kern_cpu__claq_matmul_bf16_run(kern_cpu__claq_bf16_fns(isa == KERN_ISA_AVX512),
+                                              pool, workers, shared, priv, k, x, n, y);
+    return kern_cpu__claq_matmul_run(isa, pool, workers, shared, priv, k, x, n, y);
+}
+
 /* The _isa conveniences: scratch allocated here, then the fp32 or the bf16 matmul. */
 static int matmul_alloc(kern_isa isa, int bf16, kern_pool *pool, const kern_claq *k,
                         const float *x, int n, float *y)
 {
     if (!k || n <= 0) return KERN_E_INVAL;
     int workers = pool ? kern_pool_threads(pool) : 1;
-    int64_t sh = bf16 ? kern_cpu__claq_bf16_shared_floats(k, n) : kern_cpu__claq_shared_floats(k, n);
+    int64_t sh = shared_floats(k, n, bf16);
     float *shared = malloc((size_t)sh * sizeof(float));
     float **priv = calloc((size_t)workers, sizeof *priv);
     int rc = shared && priv ? KERN_OK : KERN_E_NOMEM;
@@ -346,11 +367,7 @@ static int matmul_alloc(kern_isa isa, int bf16, kern_pool *pool, const kern_claq
         priv[i] = malloc((size_t)kern_cpu__claq_priv_floats(k, n) * sizeof(float));
         if (!priv[i]) rc = KERN_E_NOMEM;
     }
-    if (rc == KERN_OK && bf16)
-        rc = kern_cpu__claq_matmul_bf16_run(kern_cpu__claq_bf16_fns(isa == KERN_ISA_AVX512), pool,
-                                            workers, shared, priv, k, x, n, y);
-    else if (rc == KERN_OK)
-        rc = kern_cpu__claq_matmul_run(isa, pool, workers, shared, priv, k, x, n, y);
+    if (rc == KERN_OK) rc = run_matmul(isa, bf16, pool, workers, shared, priv, k, x, n, y);
     for (int i = 0; priv && i < workers; i++) free(priv[i]);
     free(priv);
     free(shared);
@@ -375,8 +392,7 @@ static int matmul_ctx(kern_cpu_ctx *c, int bf16, const kern_matrix *w, const flo
 {
     const kern_claq *k = w->claq;
     if (!k || k->rows != w->rows || k->cols != w->cols) return KERN_E_INVAL;
-    int64_t sh = bf16 ? kern_cpu__claq_bf16_shared_floats(k, n) : kern_cpu__claq_shared_floats(k, n);
-    int64_t pr = kern_cpu__claq_priv_floats(k, n);
+    int64_t sh = shared_floats(k, n, bf16), pr = kern_cpu__claq_priv_floats(k, n);
     int rc = kern_cpu__scratch_reserve(c, sh + pr);
     if (rc) return rc;
     float *priv_stack[64];
@@ -386,12 +402,7 @@ static int matmul_ctx(kern_cpu_ctx *c, int bf16, const kern_matrix *w, const flo
      * from the start. */
     priv[0] = c->scratch[0] + sh;
     for (int i = 1; i < c->n_threads; i++) priv[i] = c->scratch[i];
-    if (bf16)
-        rc = kern_cpu__claq_matmul_bf16_run(kern_cpu__claq_bf16_fns(1), c->pool, c->n_threads,
-                                            c->scratch[0], priv, k, x, n, y);
-    else
-        rc = kern_cpu__claq_matmul_run(c->isa, c->pool, c->n_threads, c->scratch[0], priv, k, x,
-                                       n, y);
+    rc = run_matmul(c->isa, bf16, c->pool, c->n_threads, c->scratch[0], priv, k, x, n, y);
     if (priv != priv_stack) free(priv);
     return rc;
 }
