@@ -34,6 +34,7 @@ struct eng_ctx {
     kern_buf *b_sparams;               /* [max_batch] kern_sample_params, made on first need */
     kern_buf *b_sadj;                  /* the step's kern_sample_adj entries, grown on need */
     kern_buf *b_slp;                   /* the step's kern_sample_lp results, grown on need */
+    kern_buf *b_sallow;                /* the step's grammar masks (words), grown on need */
     float *x;                          /* [max_batch][dim] residual stream of eng_forward */
     float *xb;                         /* [max_batch][max(dim, q_dim)] */
     float *q, *att;                    /* [max_batch][q_dim] */
@@ -152,7 +153,7 @@ void eng_ctx_destroy(eng_ctx *x)
     kern_buf *bufs[] = {x->b_x,   x->b_xb,  x->b_q,    x->b_att,  x->b_k,     x->b_v,
                         x->b_hb,  x->b_hb2, x->b_ids,  x->b_pos,  x->b_slot,  x->b_rows,
                         x->b_btrow, x->b_amax, x->b_freq, x->b_logits,
-                        x->b_sparams, x->b_sadj, x->b_slp};
+                        x->b_sparams, x->b_sadj, x->b_slp, x->b_sallow};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kern_buf_free(x->be, bufs[i]);
     free(x->lw);
     free(x->h_ids);
@@ -510,6 +511,7 @@ typedef struct step_plan {
     float *lg;          /* where the head writes the logits (backend memory) */
     int pick;           /* 0: none; 1: kern_argmax; 2: kern_sample */
     size_t adj_bytes;   /* kern_sample: bytes of the rows' adjustment entries (0: none) */
+    size_t allow_bytes; /* kern_sample: bytes of the rows' grammar masks (0: none) */
     const kern_sample_adj *adj;   /* kern_sample: where they are on the backend */
     int want_lp;        /* kern_sample: some row asked for logprobs */
 } step_plan;
@@ -584,6 +586,14 @@ static int plan_step(eng_ctx *c, const eng_batch_item *items, const eng_forward_
     sp->pick = 2;
     sp->adj_bytes = (size_t)out->n_sample_adj * sizeof(kern_sample_adj);
     for (int r = 0; r < nw && out->sample_lp; r++) sp->want_lp |= out->sample[r].n_logprobs >= 0;
+    const int64_t words = ((int64_t)vocab + 31) / 32;
+    for (int r = 0; r < nw; r++) {
+        const kern_sample_params *p = &out->sample[r];
+        if (!p->has_allow) continue;
+        if (!out->sample_allow || p->allow_off < 0 || p->allow_off + words > out->n_sample_allow)
+            return KERN_E_INVAL;
+        sp->allow_bytes = (size_t)out->n_sample_allow * sizeof(uint32_t);
+    }
     memcpy(c->h_sp, out->sample, (size_t)nw * sizeof(kern_sample_params));
     int kept = 0;
     if (sp->adj_bytes) {
@@ -600,6 +610,10 @@ static int plan_step(eng_ctx *c, const eng_batch_item *items, const eng_forward_
         if (!rc) rc = kern_buf_write(c->be, c->b_sadj, 0, out->sample_adj, sp->adj_bytes);
         sp->adj = kern_buf_addr(c->b_sadj);
     }
+    if (!rc && sp->allow_bytes) {
+        rc = grow_buf(c, &c->b_sallow, sp->allow_bytes);
+        if (!rc) rc = kern_buf_write(c->be, c->b_sallow, 0, out->sample_allow, sp->allow_bytes);
+    }
     if (!rc && sp->want_lp) rc = grow_buf(c, &c->b_slp, (size_t)nw * sizeof(kern_sample_lp));
     return rc;
 }
@@ -610,7 +624,8 @@ static int pick_op(eng_ctx *c, const step_plan *sp)
     const int vocab = c->m->cfg.vocab_size;
     if (sp->pick == 1) return kern_argmax(c->be, sp->lg, c->n_want, vocab, c->amax);
     return kern_sample(c->be, sp->lg, c->n_want, vocab, kern_buf_addr(c->b_sparams),
-                       sp->adj_bytes ? sp->adj : NULL, c->amax,
+                       sp->adj_bytes ? sp->adj : NULL,
+                       sp->allow_bytes ? kern_buf_addr(c->b_sallow) : NULL, c->amax,
                        sp->want_lp ? kern_buf_addr(c->b_slp) : NULL);
 }
 

@@ -76,6 +76,10 @@ typedef struct eng_forward_out {
     const kern_sample_adj *sample_adj;  /* [n_sample_adj] the rows' bias and penalty entries
                                            (kern_sample_params.adj_off), or NULL */
     int n_sample_adj;
+    const uint32_t *sample_allow;       /* [n_sample_allow] words: the grammar masks of the rows
+                                           with has_allow (kern_sample_params.allow_off, each
+                                           (vocab + 31) / 32 words), or NULL */
+    int64_t n_sample_allow;
     eng_logprob *sample_lp;             /* [n_want] or NULL: the log-probabilities of each row
                                            with n_logprobs >= 0 and a pick >= 0 */
 } eng_forward_out;

@@ -230,11 +230,12 @@ int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out)
 }
 
 int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
-                const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp)
+                const kern_sample_adj *adj, const uint32_t *allow, int32_t *out,
+                kern_sample_lp *lp)
 {
     if (!b->ops || !b->ops->sample) return KERN_E_UNSUPPORTED;
     if (!x || !p || !out || n <= 0 || vocab <= 0) return KERN_E_INVAL;
-    TIMED(b, KERN_OP_OTHER, b->ops->sample(b->ctx, x, n, vocab, p, adj, out, lp));
+    TIMED(b, KERN_OP_OTHER, b->ops->sample(b->ctx, x, n, vocab, p, adj, allow, out, lp));
 }
 
 int kern_has_sample(const kern_backend *b)

@@ -463,8 +463,8 @@ static int lazy_text(const srv_sched *s, const srv_task *t, int32_t tok)
 }
 
 /* The grammar's mask for t's next token into t->mask, with every stop id of the task (EOS,
- * <|im_end|>, ...) allowed exactly where the grammar allows its EOS, then handed to the
- * sampler. */
+ * <|im_end|>, ...) allowed exactly where the grammar allows its EOS. The host sampler takes it
+ * through eng_sampler_set_allow, the backend's as a row of kern_sample's allow array. */
 static int task_mask(srv_sched *s, srv_task *t)
 {
     const uint32_t *m = eng_gmatch_mask(t->gm);
@@ -491,7 +491,6 @@ static int task_mask(srv_sched *s, srv_task *t)
         else
             t->mask[id >> 5] &= ~(1u << (id & 31));
     }
-    eng_sampler_set_allow(&t->dec.sampler, t->mask);
     return 0;
 }
 
@@ -509,26 +508,30 @@ static int backend_picks(const eng_batch_item *it, const srv_task *t)
 }
 
 /* 1 when item i's next token can be chosen by the backend (kern_sample, a device; on host
- * memory the logits already are where the sampler reads them): a generated token without a
- * grammar (bias, penalties, temperature, top-k, top-p, min-p and logprobs all run there). The
- * backend picks from the draw the task's sampler would take next (eng_sampler_draws), and the logits
- * stay on the device unless it leaves the row to us (-2). */
+ * memory the logits already are where the sampler reads them): a generated token (bias,
+ * penalties, a grammar's mask, temperature, top-k, top-p, min-p and logprobs all run there).
+ * The backend picks from the draw the task's sampler would take next (eng_sampler_draws), and
+ * the logits stay on the device unless it leaves the row to us (-2). */
 static int backend_samples(srv_sched *s, const eng_batch_item *it, const srv_task *t)
 {
     return kern_has_sample(&s->be) && it->pos >= t->n_prompt - 1 &&
-           t->kind == SRV_TASK_GENERATE && !t->gm;
+           t->kind == SRV_TASK_GENERATE;
 }
 
-/* Each backend-sampled row's rules and adjustment entries (bias, penalties) into s->sparams and
- * s->adj (grown to fit). Returns 0, or ENG_E_NOMEM. */
+/* Each backend-sampled row's rules, adjustment entries (bias, penalties) and grammar mask into
+ * s->sparams, s->adj and s->allow (grown to fit). Returns 0, or ENG_E_NOMEM (a grammar's mask
+ * included: its task cannot go on either way). */
 static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task *const *task,
-                             int n, int *any, int *n_adj, int *any_lp)
+                             int n, int *any, int *n_adj, int *any_lp, int64_t *n_allow)
 {
-    size_t need = 0;
+    const size_t words = ((size_t)s->model->cfg.vocab_size + 31) / 32;
+    size_t need = 0, masks = 0;
     for (int i = 0; i < n; i++)
         if (items[i].want_logits && task[i]->kind != SRV_TASK_EMBED &&
-            backend_samples(s, &items[i], task[i]))
+            backend_samples(s, &items[i], task[i])) {
             need += (size_t)eng_sampler_device_entries(&task[i]->dec.sampler);
+            masks += task[i]->gm != NULL;
+        }
     if (need > s->adj_cap) {
         kern_sample_adj *a = realloc(s->adj, need * sizeof *a);
         if (!a)
@@ -536,7 +539,15 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
         s->adj = a;
         s->adj_cap = need;
     }
+    if (masks * words > s->allow_cap) {
+        uint32_t *a = realloc(s->allow, masks * words * sizeof *a);
+        if (!a)
+            return ENG_E_NOMEM;
+        s->allow = a;
+        s->allow_cap = masks * words;
+    }
     int row = 0, off = 0;
+    size_t mask_at = 0;
     *any = *any_lp = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].want_logits)
@@ -553,10 +564,19 @@ static int sched_sample_rows(srv_sched *s, const eng_batch_item *items, srv_task
         if (k < 0)
             return ENG_E_NOMEM;   /* cannot happen: need counted every entry */
         off += k;
+        if (task[i]->gm) {
+            if (task_mask(s, task[i]) != 0)
+                return ENG_E_NOMEM;
+            memcpy(s->allow + mask_at, task[i]->mask, words * sizeof(uint32_t));
+            p->has_allow = 1;
+            p->allow_off = (int32_t)mask_at;
+            mask_at += words;
+        }
         *any = 1;
         *any_lp |= task[i]->want_logprobs;
     }
     *n_adj = off;
+    *n_allow = (int64_t)mask_at;
     return 0;
 }
 
@@ -566,6 +586,7 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
                          eng_err *err)
 {
     int need_logits = 0, need_picks = 0, need_hidden = 0, any_sampled = 0, n_adj = 0, any_lp = 0;
+    int64_t n_allow = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].want_logits)
             continue;
@@ -577,7 +598,8 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
                            !backend_samples(s, &items[i], task[i]);
         }
     }
-    if (need_picks && sched_sample_rows(s, items, task, n, &any_sampled, &n_adj, &any_lp))
+    if (need_picks &&
+        sched_sample_rows(s, items, task, n, &any_sampled, &n_adj, &any_lp, &n_allow))
         return eng_err_set(err, ENG_E_NOMEM, "out of memory for sampling rules");
     eng_forward_out out = {.logits = need_logits ? s->logits : NULL,
                            .argmax = need_picks ? s->picks : NULL,
@@ -586,10 +608,35 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
                            .sample_logits = s->logits,
                            .sample_adj = n_adj ? s->adj : NULL,
                            .n_sample_adj = n_adj,
+                           .sample_allow = n_allow ? s->allow : NULL,
+                           .n_sample_allow = n_allow,
                            .sample_lp = any_lp ? s->slp : NULL};
     int rc = eng_forward_ex(s->ctx, &s->kv, items, n, &out, err);
     s->counts.steps++;
     return rc;
+}
+
+/* t's next token tok (chosen on the host or the backend, under t's grammar mask when it has
+ * one): the lazy grammar's decision (free text, or a call held to the end), the grammar's
+ * step, then the token itself. */
+static void task_take(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob *lp,
+                      ev_list *ev)
+{
+    if (t->gm && t->grammar_lazy && !eng_gen_is_stop_id(&t->dec, tok)) {
+        if (lazy_text(s, t, tok)) {
+            /* free text from here on */
+            eng_gmatch_free(t->gm);
+            t->gm = NULL;
+            eng_sampler_set_allow(&t->dec.sampler, NULL);
+        } else if (eng_gvocab_lead(s->gvocab, tok) >= 0) {
+            t->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
+        }
+    }
+    if (t->gm && !eng_gen_is_stop_id(&t->dec, tok) && eng_gmatch_accept(t->gm, tok) != 0) {
+        task_finish(s, t, SRV_FINISH_ERROR, "grammar rejected the sampled token", ev);
+        return;
+    }
+    task_token(s, t, tok, lp, ev);
 }
 
 /* Hands the logits of a finished forward to the tasks of its items (items[0..n), task[i] the
@@ -615,50 +662,41 @@ static void sched_use_logits(srv_sched *s, const eng_batch_item *items, srv_task
             continue;
         }
         const int on_backend = backend_samples(s, &items[i], bt);
+        eng_logprob lp;
+        const eng_logprob *tok_lp = NULL;
+        int32_t tok;
         if (on_backend && *pick != -2) {
             /* the backend's pick from the draw the sampler would have taken: take it too */
             if (eng_sampler_draws(&bt->dec.sampler)) eng_sampler_skip_uniform(&bt->dec.sampler);
-            if (*pick < 0) task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
-            else task_token(s, bt, *pick, bt->want_logprobs ? &s->slp[pick - s->picks] : NULL,
-                            ev);
-            continue;
-        }   /* -2: left to us; lg holds the row as the backend adjusted it, and the sampler
-             * below takes the same draw */
-        if (items[i].pos < bt->n_prompt - 1) {
-            task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
-            continue;
+            tok = *pick;
+            tok_lp = bt->want_logprobs ? &s->slp[pick - s->picks] : NULL;
+        } else {
+            /* -2: left to us; lg holds the row as the backend adjusted and masked it, and the
+             * sampler below takes the same draw */
+            if (items[i].pos < bt->n_prompt - 1) {
+                task_prompt_logprob(s, bt, lg, items[i].pos + 1, ev);
+                continue;
+            }
+            if (bt->kind == SRV_TASK_SCORE) {   /* the last position's logits score nothing */
+                task_finish(s, bt, SRV_FINISH_LENGTH, NULL, ev);
+                continue;
+            }
+            /* a backend-sampled row's mask is this step's already (sched_sample_rows) */
+            if (bt->gm && !on_backend && task_mask(s, bt) != 0) {
+                task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
+                continue;
+            }
+            if (bt->gm) eng_sampler_set_allow(&bt->dec.sampler, bt->mask);
+            eng_logprob *want_lp = bt->want_logprobs ? &lp : NULL;
+            tok = on_backend ? eng_sampler_sample_adjusted(&bt->dec.sampler, lg, want_lp)
+                             : eng_sampler_sample(&bt->dec.sampler, lg, want_lp);
+            tok_lp = want_lp;
         }
-        if (bt->kind == SRV_TASK_SCORE) {   /* the last position's logits score nothing */
-            task_finish(s, bt, SRV_FINISH_LENGTH, NULL, ev);
-            continue;
-        }
-        eng_logprob lp;
-        if (bt->gm && task_mask(s, bt) != 0) {
-            task_finish(s, bt, SRV_FINISH_ERROR, "out of memory for a grammar mask", ev);
-            continue;
-        }
-        eng_logprob *want_lp = bt->want_logprobs ? &lp : NULL;
-        int32_t tok = on_backend ? eng_sampler_sample_adjusted(&bt->dec.sampler, lg, want_lp)
-                                 : eng_sampler_sample(&bt->dec.sampler, lg, want_lp);
         if (tok < 0) {
             task_finish(s, bt, SRV_FINISH_ERROR, "sampler failed", ev);
             continue;
         }
-        if (bt->gm && bt->grammar_lazy && !eng_gen_is_stop_id(&bt->dec, tok)) {
-            if (lazy_text(s, bt, tok)) {
-                /* free text from here on */
-                eng_gmatch_free(bt->gm);
-                bt->gm = NULL;
-                eng_sampler_set_allow(&bt->dec.sampler, NULL);
-            } else if (eng_gvocab_lead(s->gvocab, tok) >= 0) {
-                bt->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
-            }
-        }
-        if (bt->gm && !eng_gen_is_stop_id(&bt->dec, tok) && eng_gmatch_accept(bt->gm, tok) != 0) {
-            task_finish(s, bt, SRV_FINISH_ERROR, "grammar rejected the sampled token", ev);
-            continue;
-        }
-        task_token(s, bt, tok, bt->want_logprobs ? &lp : NULL, ev);
+        task_take(s, bt, tok, tok_lp, ev);
     }
 }
 
@@ -1081,6 +1119,9 @@ void srv_sched_stop(srv_sched *s)
     free(s->slp);
     s->slp = NULL;
     s->adj_cap = 0;
+    free(s->allow);
+    s->allow = NULL;
+    s->allow_cap = 0;
     free(s->items);
     free(s->item_task);
     free(s->iso_items);

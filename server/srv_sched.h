@@ -171,6 +171,9 @@ typedef struct srv_sched {
     kern_sample_params *sparams;    /* [batch cap] each row's rules for the backend's pick; owned */
     kern_sample_adj *adj;           /* [adj_cap] the rows' bias and penalty entries; owned */
     size_t adj_cap;
+    uint32_t *allow;                /* [allow_cap] words: the grammar masks of backend-sampled
+                                       rows, (vocab + 31) / 32 words each; owned */
+    size_t allow_cap;
     eng_logprob *slp;               /* [batch cap] the backend's logprobs of its picks; owned */
     eng_batch_item *items;          /* [batch cap]; owned */
     srv_task **item_task;           /* [batch cap] task of each item; borrowed */

@@ -14,11 +14,11 @@
  *
  * Still to come for the "whole step on the GPU" design (issue 10; the step boundary and its CUDA
  * graphs are in kern_cuda_graph.cu, emulated only so far): more fused ops (rmsnorm into the
- * matmul input, the residual add in the down projection's epilogue; RoPE is in the K/V write,
- * the SwiGLU in the gate/up reduction and q/k/v in one reduction already);
- * grammar masks on the device (kern_cuda_sample.cu has bias, penalties, temperature, top-k,
- * top-p, min-p, logprobs; block tables and bias / penalty entries stay in backend memory and
- * a step sends only what changed: eng_forward.c, eng_rowstore.c);
+ * matmul input; RoPE is in the K/V write, the residual adds in the o and down reductions, the
+ * SwiGLU in the gate/up reduction and q/k/v in one reduction already); sampling is on the device
+ * (kern_cuda_sample.cu: bias, penalties, grammar masks, temperature, top-k, top-p, min-p,
+ * logprobs; block tables and bias / penalty entries stay in backend memory and a step sends only
+ * what changed: eng_forward.c, eng_rowstore.c; a grammar's mask goes whole each step);
  * and a way to report which op failed asynchronously (errors surface at the next read).
  */
 #include <stdio.h>
@@ -456,13 +456,15 @@ static void cuda_destroy(void *ctx)
 }
 
 static int cuda_sample(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
-                       const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp)
+                       const kern_sample_adj *adj, const uint32_t *allow, int32_t *out,
+                       kern_sample_lp *lp)
 {
     kern_cuda_ctx *c = (kern_cuda_ctx *)ctx;
-    if (!DEV(x) || !DEV(p) || !DEV(out) || (adj && !DEV(adj)) || (lp && !DEV(lp)))
+    if (!DEV(x) || !DEV(p) || !DEV(out) || (adj && !DEV(adj)) || (allow && !DEV(allow)) ||
+        (lp && !DEV(lp)))
         return KERN_E_INVAL;
     KERN_CUDA_CHECK(c, cudaSetDevice(c->device));
-    return kern_cuda__sample(c, x, n, vocab, p, adj, out, lp);
+    return kern_cuda__sample(c, x, n, vocab, p, adj, allow, out, lp);
 }
 
 /* 1 when m is a resident CLAQ matrix that a matmul of n tokens runs through the GEMV: what the

@@ -163,7 +163,8 @@ int kern_cuda__copy_rows(kern_cuda_ctx *c, const float *src, const int32_t *rows
                          float *dst);
 int kern_cuda__argmax(kern_cuda_ctx *c, const float *x, int n, int cols, int32_t *out);
 int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
-                      const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
+                      const kern_sample_adj *adj, const uint32_t *allow, int32_t *out,
+                      kern_sample_lp *lp);
 int kern_cuda__attention(kern_cuda_ctx *c, const kern_attn_args *a);
 
 /* silu(g) * u as kern_cuda_swiglu_k and the fused gate/up reduction both compute it (the CPU

@@ -1,11 +1,13 @@
 /* kern_cuda_sample.cu — the next token chosen on the device (kern.h, kern_sample): greedy, or
- * temperature with top-k, top-p and min-p, after logit bias and the repetition / presence /
- * frequency penalties, from a uniform the host drew, and the picks' log-probabilities when
- * asked, so that only the chosen ids (and logprobs) cross to the host. Grammars stay on the host
- * sampler (engine/eng_sampler.c), which the caller uses for such requests. Driving thread.
+ * temperature with top-k, top-p and min-p, after logit bias, the repetition / presence /
+ * frequency penalties and a grammar's mask of allowed tokens (built on the host, a bit per
+ * token), from a uniform the host drew, and the picks' log-probabilities when asked, so that
+ * only the chosen ids (and logprobs) cross to the host. Driving thread.
  *
  * The rules are eng_sampler_sample's, step for step: bias then penalties (the host's float
- * operations, from its list of entries), logits cleaned (NaN -> -inf, +inf -> 3e38),
+ * operations, from its list of entries), banned tokens -inf (after both, so neither lifts a
+ * ban: the host bans before the penalties, which leave -inf as it is), logits cleaned (NaN ->
+ * -inf, +inf -> 3e38),
  * e = exp((x - max) / T) (0 below -88), candidates in id order, or sorted by (logit desc, id
  * asc) once top-k or top-p needs an order; top-k, then top-p (the shortest sorted prefix holding
  * top_p of the mass), then min-p (e >= min_p), then the first candidate whose running sum passes
@@ -189,7 +191,8 @@ __device__ int sample_top(const float *x, int lo, int hi, int want_k, sample_sme
 /* Row t of x [n][vocab] (cleaned in place), params p[t], pick out[t]. */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_params *__restrict__ prm,
-                   const kern_sample_adj *__restrict__ adj, int32_t *__restrict__ out)
+                   const kern_sample_adj *__restrict__ adj, const uint32_t *__restrict__ allow,
+                   int32_t *__restrict__ out)
 {
     __shared__ sample_smem sm;
     const int t = blockIdx.x, tid = threadIdx.x;
@@ -218,12 +221,14 @@ kern_cuda_sample_k(float *__restrict__ x_all, int vocab, const kern_sample_param
         __syncthreads();
     }
 
-    /* clean, count the finite logits, and the max (lowest id on ties) */
+    /* mask, clean, count the finite logits, and the max (lowest id on ties) */
+    const uint32_t *mask = allow && p.has_allow ? allow + p.allow_off : NULL;
     float bm = -INFINITY;
     int bi = -1, nfin = 0;
     for (int i = lo; i < hi; i++) {
         float v = x[i];
-        if (isnan(v)) v = -INFINITY;
+        if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) v = -INFINITY;
+        else if (isnan(v)) v = -INFINITY;
         else if (v == INFINITY) v = 3.0e38f;
         x[i] = v;
         if (v != -INFINITY) {
@@ -408,10 +413,12 @@ kern_cuda_sample_lp_k(const float *__restrict__ x_all, int vocab,
 }
 
 int kern_cuda__sample(kern_cuda_ctx *c, float *x, int n, int vocab, const kern_sample_params *p,
-                      const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp)
+                      const kern_sample_adj *adj, const uint32_t *allow, int32_t *out,
+                      kern_sample_lp *lp)
 {
     if (n <= 0 || n > 65535 || vocab <= 0) return KERN_E_INVAL;
-    kern_cuda_sample_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, adj, out);
+    kern_cuda_sample_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, adj, allow,
+                                                                       out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_sample_k");
     if (lp) {
         kern_cuda_sample_lp_k<<<(unsigned)n, SAMPLE_THREADS, 0, c->stream>>>(x, vocab, p, out, lp);

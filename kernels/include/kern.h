@@ -119,8 +119,9 @@ typedef struct kern_kv_write_args {
 } kern_kv_write_args;
 
 /* How one row's next token is chosen by kern_sample: eng_sampler's rules (logit bias,
- * repetition / presence / frequency penalties, temperature, top-k, top-p, min-p, and the pick's
- * logprobs; not grammars, whose masks are built on the host). */
+ * repetition / presence / frequency penalties, a grammar's mask of allowed tokens, temperature,
+ * top-k, top-p, min-p, and the pick's logprobs). The mask is built on the host (the grammar's
+ * state) and sent with the step; the logits never leave the device. */
 typedef struct kern_sample_params {
     float temperature;          /* <= 0: greedy (the largest adjusted logit, lowest id on ties) */
     int32_t top_k;              /* <= 0: off */
@@ -131,6 +132,12 @@ typedef struct kern_sample_params {
     int32_t n_bias, n_pen;      /* then n_pen penalty entries (distinct tokens) */
     int32_t n_logprobs;         /* < 0: none; 0..KERN_MAX_TOP_LOGPROBS: the chosen token's
                                    log-probability and that many alternatives, into lp[t] */
+    int32_t has_allow;          /* 0: every token may be chosen; 1: only those whose bit is set
+                                   in the row's mask (a grammar), eng_sampler_set_allow's: */
+    int32_t allow_off;          /* the mask's first word in kern_sample's allow array: bit i of
+                                   word allow_off + i / 32 (bit i % 32) is token i. A banned
+                                   token's logit becomes -inf after bias and penalties (neither
+                                   can lift a ban), and the logprobs are of the masked row */
 } kern_sample_params;
 
 /* The log-probabilities of a pick (eng_sampler's: of the adjusted logits, before temperature
@@ -224,11 +231,13 @@ typedef struct kern_backend_ops {
      * [n]) and adj (backend memory, the rows' adjustment entries; NULL when no row has any):
      * the id, -1 when the row has no finite logit, or -2 when the backend leaves the row to the
      * host (too many candidates to sort; the caller samples x[t] itself with the same draw:
-     * eng_sampler_sample_adjusted). x is adjusted and cleaned in place as the host sampler
-     * adjusts and cleans it. lp (backend memory, [n], or NULL when no row asks): the picks'
-     * log-probabilities for rows with n_logprobs >= 0 and a pick >= 0. */
+     * eng_sampler_sample_adjusted). x is adjusted, masked and cleaned in place as the host
+     * sampler adjusts and cleans it. allow (backend memory, or NULL when no row has a mask): the
+     * rows' masks (kern_sample_params.allow_off). lp (backend memory, [n], or NULL when no row
+     * asks): the picks' log-probabilities for rows with n_logprobs >= 0 and a pick >= 0. */
     int (*sample)(void *ctx, float *x, int n, int vocab, const kern_sample_params *p,
-                  const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
+                  const kern_sample_adj *adj, const uint32_t *allow, int32_t *out,
+                  kern_sample_lp *lp);
     /* Optional (device backends): the ops issued between step_begin and step_end are one step
      * of n tokens that the backend may record and launch as one unit (a CUDA graph, replayed
      * with the next step's arguments). step_begin returns 1 when it records: the ops then check
@@ -356,7 +365,8 @@ int kern_copy_rows(kern_backend *b, const float *src, const int32_t *rows, int n
                    float *dst);
 int kern_argmax(kern_backend *b, const float *x, int n, int cols, int32_t *out);
 int kern_sample(kern_backend *b, float *x, int n, int vocab, const kern_sample_params *p,
-                const kern_sample_adj *adj, int32_t *out, kern_sample_lp *lp);
+                const kern_sample_adj *adj, const uint32_t *allow, int32_t *out,
+                kern_sample_lp *lp);
 int kern_has_sample(const kern_backend *b);   /* 1 when kern_sample runs on b */
 /* The step_begin / step_end ops (kern_backend_ops); 0 and KERN_E_AGAIN where b lacks them. */
 int kern_step_begin(kern_backend *b, int n);

@@ -15,6 +15,10 @@
  *             0.2 % of the draws, counted and printed; a row left to the host, sampled by
  *             eng_sampler_sample_adjusted from the row as the device adjusted it, gives the host's
  *             token from the raw row;
+ *   masks     one row in five has a grammar's mask of allowed tokens (eng_sampler_set_allow on
+ *             the host, kern_sample's allow array on the device): half the vocabulary at random,
+ *             2 % of it, or a single token; the row's best token and the doubly boosted one are
+ *             banned, so the mask moves greedy picks and no bias lifts a ban;
  *   logprobs  two rows in three ask for the pick's log-probability and 0, 5 or 20 alternatives:
  *             the same ids as the host sampler's, values within 1e-6 relative;
  *   cleaning  the logits rows come back cleaned as the host sampler cleans them (NaN -> -inf,
@@ -92,12 +96,49 @@ static void top64(const float *x, int n, int32_t *ids)
 #define LP_WANT(row) ((row) % 3 != 2)
 #define LP_N(row) ((row) % 7 == 0 ? 20 : (row) % 2 ? 5 : 0)
 
-static void clean_like_host(float *x, int n)
+/* finite entries of a row the host sampler adjusted (banned tokens are -inf there) */
+static int n_finite(const float *x, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) k += x[i] != -INFINITY;
+    return k;
+}
+
+/* rows with a grammar's mask: one in five */
+#define MASKED(row) ((row) % 5 == 2)
+
+static int allowed(const uint32_t *mask, int i)
+{
+    return !mask || (mask[i >> 5] >> (i & 31) & 1);
+}
+
+static void clean_like_host(float *x, int n, const uint32_t *mask)
 {
     for (int i = 0; i < n; i++) {
-        if (isnan(x[i])) x[i] = -INFINITY;
+        if (isnan(x[i]) || !allowed(mask, i)) x[i] = -INFINITY;
         else if (x[i] == INFINITY) x[i] = 3.0e38f;
     }
+}
+
+/* Row row's mask of vocab bits, kind (row / 5) % 3: half the tokens at random, 2 % of them, or
+ * one finite token; never the row's best token x[best] nor token 7 (which BIAS raises twice). */
+static void fill_mask(uint32_t *mask, int vocab, int row, const float *x)
+{
+    const int words = (vocab + 31) / 32, kind = (row / 5) % 3;
+    memset(mask, 0, sizeof(uint32_t) * (size_t)words);
+    int best = -1;
+    for (int i = 0; i < vocab; i++)
+        if (!isnan(x[i]) && (best < 0 || x[i] > x[best])) best = i;
+    if (kind == 2) {
+        int one = (int)(ct_rnd() % (uint32_t)vocab);
+        while (!isfinite(x[one]) || one == best || one == 7) one = (one + 1) % vocab;
+        mask[one >> 5] |= 1u << (one & 31);
+        return;
+    }
+    for (int i = 0; i < vocab; i++)
+        if (ct_rnd() % 100u < (kind == 0 ? 50u : 2u)) mask[i >> 5] |= 1u << (i & 31);
+    if (best >= 0) mask[best >> 5] &= ~(1u << (best & 31));
+    mask[0] &= ~(1u << 7);
 }
 
 int main(void)
@@ -111,7 +152,7 @@ int main(void)
     }
     const int vocabs[] = {512, 32000, 128256};
     const int seeds = 6, kinds = 6;
-    long draws = 0, mismatches = 0, host_left = 0, agree_left = 0, lp_checked = 0;
+    long draws = 0, mismatches = 0, host_left = 0, agree_left = 0, lp_checked = 0, masked = 0;
     for (unsigned v = 0; v < 3; v++) {
         const int vocab = vocabs[v];
         /* a batch: kinds rows x NRULES rules, each row its own rules */
@@ -124,6 +165,8 @@ int main(void)
         const int adj_cap = n * (vocab + 4);
         kern_sample_adj *adj = malloc(sizeof *adj * (size_t)adj_cap);
         kern_sample_lp *dlp = malloc(sizeof *dlp * (size_t)n);
+        const int words = (vocab + 31) / 32;
+        uint32_t *allow = calloc((size_t)n * words, sizeof(uint32_t));
         for (int k = 0; k < kinds; k++) {
             fill_row(x + (size_t)k * NRULES * vocab, vocab, k);
             for (int r = 1; r < NRULES; r++)
@@ -135,7 +178,7 @@ int main(void)
         one[vocab / 2] = 1.0f;   /* a single finite logit: always picked */
         for (int seed = 0; seed < seeds; seed++) {
             eng_sampler smp[kinds * NRULES + 2];
-            int off = 0;
+            int off = 0, n_masks = 0;
             for (int row = 0; row < n; row++) {
                 const rules *ru = &RULES[row < n - 2 ? row % NRULES : 1];
                 eng_sampler_cfg c;
@@ -168,14 +211,21 @@ int main(void)
                 CT_CHECK(k >= 0 && k == eng_sampler_device_entries(&smp[row]),
                          "device entries: %d", k);
                 off += k > 0 ? k : 0;
+                if (MASKED(row) && row < n - 2) {
+                    uint32_t *m = allow + (size_t)n_masks * words;
+                    fill_mask(m, vocab, row, x + (size_t)row * vocab);
+                    p[row].has_allow = 1;
+                    p[row].allow_off = n_masks++ * words;
+                }
             }
             kern_buf *d_x = ct_buf(&cu, x, sizeof(float) * (size_t)n * vocab);
             kern_buf *d_p = ct_buf(&cu, p, sizeof *p * (size_t)n);
             kern_buf *d_o = ct_buf(&cu, NULL, sizeof(int32_t) * (size_t)n);
             kern_buf *d_a = ct_buf(&cu, adj, sizeof *adj * (size_t)(off ? off : 1));
             kern_buf *d_l = ct_buf(&cu, NULL, sizeof(kern_sample_lp) * (size_t)n);
+            kern_buf *d_m = ct_buf(&cu, allow, sizeof(uint32_t) * (size_t)n_masks * words);
             int rc = kern_sample(&cu, CT_ADDR(d_x), n, vocab, CT_ADDR(d_p), CT_ADDR(d_a),
-                                 CT_ADDR(d_o), CT_ADDR(d_l));
+                                 CT_ADDR(d_m), CT_ADDR(d_o), CT_ADDR(d_l));
             ct_get(&cu, d_l, dlp, sizeof(kern_sample_lp) * (size_t)n);
             CT_CHECK(rc == 0, "kern_sample rc %d %s", rc, ct_cuda_err(&cu));
             memset(got, 0x7f, sizeof(int32_t) * (size_t)n);
@@ -188,15 +238,18 @@ int main(void)
                         RULES[row < n - 2 ? row % NRULES : 1].pres != 0.0f)
                         continue;   /* adjusted rows: checked through the picks */
                     memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
-                    clean_like_host(host, vocab);
+                    clean_like_host(host, vocab,
+                                    p[row].has_allow ? allow + p[row].allow_off : NULL);
                     CT_CHECK(memcmp(host, back + (size_t)row * vocab, sizeof(float) * (size_t)vocab) == 0,
                              "vocab %d row %d: the cleaned logits differ from the host's", vocab, row);
                 }
             }
             for (int row = 0; row < n; row++) {
+                const uint32_t *mask = p[row].has_allow ? allow + p[row].allow_off : NULL;
                 /* a row left to the host: the sampler on the device's adjusted row (a copy of
                  * the sampler: same draw) must pick what it picks from the raw logits */
                 int32_t from_adjusted = -3;
+                if (mask) eng_sampler_set_allow(&smp[row], mask);
                 if (got[row] == -2) {
                     eng_sampler tmp = smp[row];   /* shares scratch only; not freed */
                     from_adjusted = eng_sampler_sample_adjusted(&tmp, back + (size_t)row * vocab,
@@ -205,6 +258,12 @@ int main(void)
                 memcpy(host, x + (size_t)row * vocab, sizeof(float) * (size_t)vocab);
                 eng_logprob hl;
                 const int32_t want = eng_sampler_sample(&smp[row], host, &hl);
+                if (mask) {
+                    masked++;
+                    CT_CHECK(got[row] < 0 || allowed(mask, got[row]),
+                             "vocab %d row %d: the device picked banned token %d", vocab, row,
+                             got[row]);
+                }
                 if (LP_WANT(row) && got[row] >= 0 && got[row] == want) {
                     /* the device's log-probabilities of its pick: the host's */
                     const kern_sample_lp *d = &dlp[row];
@@ -243,7 +302,7 @@ int main(void)
                         printf("note: vocab %d row %d seed %d (t %g k %d p %g min_p %g): device %d, "
                                "host %d\n", vocab, row, seed, ru->t, ru->k, ru->p, ru->minp,
                                got[row], want);
-                } else if (ru->k > 1024 && ru->k < vocab) {
+                } else if (ru->k > 1024 && ru->k < n_finite(host, vocab)) {
                     agree_left++;   /* top-k above the cap must have been left to the host */
                 }
                 eng_sampler_free(&smp[row]);
@@ -253,8 +312,9 @@ int main(void)
             kern_buf_free(&cu, d_o);
             kern_buf_free(&cu, d_a);
             kern_buf_free(&cu, d_l);
+            kern_buf_free(&cu, d_m);
         }
-        free(x); free(host); free(back); free(p); free(got); free(adj); free(dlp);
+        free(x); free(host); free(back); free(p); free(got); free(adj); free(dlp); free(allow);
     }
     CT_CHECK(agree_left == 0, "%ld rows with top-k above the cap were sampled on the device",
              agree_left);
@@ -267,8 +327,8 @@ int main(void)
         return 1;
     }
     CT_CHECK(lp_checked > draws / 3, "only %ld picks had their logprobs checked", lp_checked);
-    printf("ok: kern_sample picks the host sampler's tokens: %ld draws, %ld differ, %ld left to "
-           "the host (more than 1024 candidates); logprobs equal the host's on %ld picks\n",
-           draws, mismatches, host_left, lp_checked);
+    printf("ok: kern_sample picks the host sampler's tokens: %ld draws (%ld under a grammar's "
+           "mask), %ld differ, %ld left to the host (more than 1024 candidates); logprobs equal "
+           "the host's on %ld picks\n", draws, masked, mismatches, host_left, lp_checked);
     return 0;
 }

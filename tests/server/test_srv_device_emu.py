@@ -2,7 +2,9 @@
 (libclaq_cuda_emu.so, CLAQ_CUDA_LIB) against the same server on the CPU, stories260K:
   - each request alone, then all of them at once (one batch with rows of every kind): greedy,
     seeded samples with temperature / top-k / top-p / min-p, presence / frequency / repetition
-    penalties, logit_bias and logprobs (all picked on the device) give the same text, and the
+    penalties, logit_bias, logprobs, and grammars (response_format json_schema / json_object,
+    tools with tool_choice auto and required: the mask goes to the device with the step; all
+    picked on the device) give the same text (chat: the same message), and the
     same logprobs within 2e-2 (the two backends' logits differ in their last bits), on both
     servers;
   - no request copies logits back: the emulated device's device->host bytes grow by 4 bytes
@@ -26,6 +28,8 @@ if not os.path.isfile(emu):
     sys.exit(SKIP)
 
 C = Checker()
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
 REQS = [
     ("greedy", {"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0}),
     ("top-p + top-k", {"prompt": "The dog", "max_tokens": 24, "temperature": 0.9,
@@ -46,6 +50,27 @@ REQS = [
                   "logprobs": 3}),
     ("greedy + logprobs 0", {"prompt": "A dog", "max_tokens": 12, "temperature": 0,
                              "logprobs": 0, "presence_penalty": 0.5}),
+    ("json_schema", {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0.8,
+                     "seed": 3, "response_format": {"type": "json_schema", "json_schema": {
+                         "name": "x", "schema": {"type": "object", "properties": {
+                             "name": {"type": "string"}, "age": {"type": "integer"}},
+                             "required": ["name", "age"]}}}}),
+    ("json_schema + logprobs + bias", {"prompt": "The cat", "max_tokens": 30,
+                                       "temperature": 0.9, "seed": 4, "logprobs": 2,
+                                       "logit_bias": {"100": 5},
+                                       "response_format": {"type": "json_schema", "json_schema": {
+                                           "name": "y", "schema": {"type": "array", "items": {
+                                               "type": "integer"}}}}}),
+    ("chat json_object greedy", {"path": "/v1/chat/completions", "max_tokens": 40,
+                                 "temperature": 0, "response_format": {"type": "json_object"},
+                                 "messages": [{"role": "user", "content": "hi"}]}),
+    ("chat tools auto", {"path": "/v1/chat/completions", "max_tokens": 30, "temperature": 0.7,
+                         "seed": 1, "tools": [TOOL],
+                         "messages": [{"role": "user", "content": "hi"}]}),
+    ("chat tools required", {"path": "/v1/chat/completions", "max_tokens": 40,
+                             "temperature": 0.7, "seed": 2, "tools": [TOOL],
+                             "tool_choice": "required",
+                             "messages": [{"role": "user", "content": "call f"}]}),
 ]
 ON_DEVICE = REQS
 LP_BYTES = 176   # a pick (4) and its kern_sample_lp (token, logprob, count, 20 ids, 20 values: 172)
@@ -69,13 +94,18 @@ def same_logprobs(a, b, tol=2e-2):
     return len(a["token_logprobs"]) == len(b["token_logprobs"])
 
 
+def post(srv, body):
+    body = dict(body, model="m")
+    return srv.post(body.pop("path", "/v1/completions"), body)
+
+
 def run_all(srv, together):
     out = {}
 
     def one(name, body):
-        st, _, j = srv.post("/v1/completions", dict(body, model="m"))
+        st, _, j = post(srv, body)
         c = j["choices"][0] if st == 200 else {}
-        out[name] = (st, c.get("text", j), c.get("logprobs"))
+        out[name] = (st, c.get("text", c.get("message", j)), c.get("logprobs"))
 
     if together:
         ts = [threading.Thread(target=one, args=r) for r in REQS]
@@ -101,7 +131,7 @@ try:
     w0 = dev.metric(WTS)
     for name, body in ON_DEVICE:
         d2h0 = dev.metric(D2H)
-        st, _, j = dev.post("/v1/completions", dict(body, model="m"))
+        st, _, j = post(dev, body)
         C.check(st == 200, "%s on the device: 200 (%d)" % (name, st))
         n = j["usage"]["completion_tokens"] if st == 200 else 0
         d2h1 = dev.metric(D2H)
