@@ -180,7 +180,10 @@ static int gen_check(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_ge
         int mt = p->max_tokens;
         if (mt < 0)
             mt = kind == SRV_GEN_CHAT ? s->n_ctx - prompts[i].n : 16;
-        if (prompts[i].n + (mt > 0 ? mt : 0) > s->n_ctx || prompts[i].n >= s->n_ctx) {
+        /* a prompt may fill the context when nothing is to follow it (max_tokens 0: scoring,
+         * echo, embeddings); a chat's default completion length would be 0 there: refused */
+        if (prompts[i].n + (mt > 0 ? mt : 0) > s->n_ctx ||
+            (prompts[i].n >= s->n_ctx && p->max_tokens != 0)) {
             /* name what the client should shrink: the prompt when it alone is too long */
             srv_resp_error(r, 400, "invalid_request_error",
                            prompts[i].n < s->n_ctx && p->max_tokens >= 0 ? "max_tokens" : what,

@@ -491,6 +491,10 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
         if (c->lp) {
             cJSON_AddItemToObject(ch, "logprobs", c->lp);
             c->lp = NULL;
+        } else if (g->logprobs) {
+            /* asked for, and no token came with text (the first was an end token): empty
+             * lists, as OpenAI sends them, not null (SDKs read .content / .tokens) */
+            cJSON_AddItemToObject(ch, "logprobs", srv_gen_lp_new(g));
         } else {
             cJSON_AddNullToObject(ch, "logprobs");
         }

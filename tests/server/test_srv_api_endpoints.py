@@ -152,6 +152,17 @@ try:
             "completions logprobs: %s" % json.dumps(lp)[:300])
     C.check("".join(lp["tokens"]) == json.loads(body)["choices"][0]["text"],
             "logprob tokens concatenate to the text")
+    # asked for, and the first token ends the answer (EOS raised): empty lists, not null
+    for path, req, key in (("/v1/completions", {"prompt": "Zoo", "logprobs": 2}, "tokens"),
+                            ("/v1/chat/completions", {"messages": [{"role": "user",
+                                                                    "content": "Hi"}],
+                                                      "logprobs": True}, "content")):
+        st, _, text = curl(srv, "POST", path, dict(req, max_tokens=5, logit_bias={"2": 100}))
+        ch = json.loads(text)["choices"][0]
+        C.check(st == 200 and ch["finish_reason"] == "stop" and
+                isinstance(ch["logprobs"], dict) and ch["logprobs"].get(key) == [],
+                "%s ended by its first token, logprobs asked: empty %s (%s)" % (path, key,
+                                                                              text[:300]))
 
     # suffix rejected, model checks
     st, _, body = curl(srv, "POST", "/v1/completions", {"prompt": "a", "suffix": "b"})
@@ -166,6 +177,23 @@ try:
     e = json.loads(body)["error"]
     C.check(st == 400 and e["code"] == "context_length_exceeded" and "512" in e["message"],
             "context_length_exceeded with numbers: %s" % e)
+    # a prompt that fills the context exactly: accepted when nothing is to follow it (scoring
+    # with echo, embeddings), refused when a token is to be generated or it is one longer
+    full = [1] + [(i * 37) % 500 + 3 for i in range(511)]
+    st, _, body = curl(srv, "POST", "/v1/completions",
+                       {"prompt": full, "max_tokens": 0, "echo": True, "logprobs": 1})
+    j = json.loads(body)
+    C.check(st == 200 and j["usage"]["prompt_tokens"] == 512 and
+            len(j["choices"][0]["logprobs"]["tokens"]) == 512,
+            "a 512-token prompt scored with max_tokens 0 in a 512 context: %d %s" % (st, body[:200]))
+    st, _, body = curl(srv, "POST", "/v1/embeddings", {"input": full})
+    C.check(st == 200 and json.loads(body)["usage"]["prompt_tokens"] == 512,
+            "a 512-token embedding input: %d %s" % (st, body[:200]))
+    for extra, what in (({"prompt": full, "max_tokens": 1}, "512 + 1 generated"),
+                        ({"prompt": full + [5], "max_tokens": 0}, "513 scored")):
+        st, _, body = curl(srv, "POST", "/v1/completions", extra)
+        C.check(st == 400 and json.loads(body)["error"]["code"] == "context_length_exceeded",
+                "%s tokens: context_length_exceeded (%d %s)" % (what, st, body[:200]))
 
     # ---- completions, stream ----
     st, hd, text = curl(srv, "POST", "/v1/completions",
