@@ -27,6 +27,7 @@ void srv_gen_free(srv_server *s, srv_gen *g)
         srv_buf_free(&g->choices[i].text);
         srv_toolscan_free(&g->choices[i].ts);
         cJSON_Delete(g->choices[i].lp);
+        free(g->choices[i].prompt_adv);
         free(g->choices[i].vec);
     }
     if (g->echo_text)
@@ -302,7 +303,7 @@ static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
         t->prompt_lp_from = from > 1 ? from : 1;
         t->n_top_prompt = p->top_logprobs;
         c->lp = srv_gen_lp_new(g);
-        if (!c->lp)
+        if (!c->lp || srv_gen_prompt_advances(g, c, pr->ids, pr->n, from) != 0)
             return -1;
         if (from == 0)
             srv_gen_lp_add_prompt(g, c, -1, pr->ids[0], NULL);

@@ -21,6 +21,10 @@ typedef struct srv_choice {
     cJSON *lp;                  /* non-stream logprobs being built; owned */
     size_t text_offset;         /* completions logprobs: offset of the next token's text */
     size_t prompt_offset;       /* echo + logprobs: offset of the next prompt token's text */
+    uint16_t *prompt_adv;       /* echo + logprobs: [n_prompt_adv] characters each prompt token
+                                   adds to the echoed text (a streaming decode of the ids, so a
+                                   character split over byte tokens counts once); owned */
+    int n_prompt_adv, prompt_at;   /* ... and the next prompt token to get an entry */
     int echo_pending;           /* stream + echo + logprobs: the echo chunk waits for the
                                    prompt's logprobs, sent before the first token */
     int32_t prev_tok;           /* for token text (leading-space rule) */
@@ -71,6 +75,9 @@ void srv_gen_chunk_send(srv_gen *g, cJSON *o);
 cJSON *srv_gen_lp_new(srv_gen *g);
 size_t srv_gen_utf8_chars(const char *p, size_t len);
 void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e);
+/* echo + logprobs: c's prompt_adv from the prompt's ids, the first `from` not shown (BOS).
+ * Returns 0, or -1 when memory runs out. */
+int srv_gen_prompt_advances(srv_gen *g, srv_choice *c, const int32_t *ids, int n, int from);
 void srv_gen_lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
                           const srv_event *e);
 void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,

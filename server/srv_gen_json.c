@@ -108,9 +108,11 @@ static cJSON *bytes_arr(const unsigned char *raw, size_t n)
 
 /* One entry of the completions logprobs format: appends to the four parallel arrays of obj the
  * token's text, its logprob and its top alternatives (at most n_top; lp NULL gives null for
- * both: a first prompt token with no context), and the text offset, which *offset advances. */
+ * both: a first prompt token with no context), and the text offset, which then advances by adv,
+ * the characters the token added to the returned text (vLLM's convention: a token whose bytes
+ * end no character adds none, and the one that completes it adds it). */
 static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *txt,
-                         const eng_logprob *lp, int n_top, size_t *offset)
+                         const eng_logprob *lp, int n_top, size_t *offset, size_t adv)
 {
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "tokens"), cJSON_CreateString(txt));
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "token_logprobs"),
@@ -127,7 +129,7 @@ static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *tx
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "top_logprobs"), top);
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "text_offset"),
                          cJSON_CreateNumber((double)*offset));
-    *offset += srv_gen_utf8_chars(txt, strlen(txt));
+    *offset += adv;
 }
 
 /* Logprobs of one token: chat format appends to arr ({"content":[...]} entries); completions
@@ -158,7 +160,8 @@ void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e
         }
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "content"), ent);
     } else {
-        lp_add_entry(s, target, c->prev_tok, txt, &e->lp, g->top_logprobs, &c->text_offset);
+        lp_add_entry(s, target, c->prev_tok, txt, &e->lp, g->top_logprobs, &c->text_offset,
+                     srv_gen_utf8_chars(e->text ? e->text : "", e->text_len));
     }
 }
 
@@ -186,8 +189,29 @@ void srv_gen_lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
     unsigned char raw[300];
     size_t n_raw;
     token_text(g->srv, prev, tok, txt, sizeof(txt), raw, &n_raw);
+    const size_t adv = c->prompt_at < c->n_prompt_adv ? c->prompt_adv[c->prompt_at] : 0;
+    c->prompt_at++;
     lp_add_entry(g->srv, c->lp, prev, txt, e ? &e->lp : NULL, ENG_MAX_TOP_LOGPROBS,
-                 &c->prompt_offset);
+                 &c->prompt_offset, adv);
+}
+
+int srv_gen_prompt_advances(srv_gen *g, srv_choice *c, const int32_t *ids, int n, int from)
+{
+    c->prompt_adv = calloc(n > 0 ? (size_t)n : 1, sizeof *c->prompt_adv);
+    if (!c->prompt_adv)
+        return -1;
+    c->n_prompt_adv = n;
+    c->prompt_at = from;
+    eng_detok d;
+    eng_detok_init(&d, g->srv->tok, 1);   /* as the echoed text of ids is decoded */
+    char out[ENG_GEN_TEXT_CAP];
+    for (int i = from; i < n; i++) {
+        size_t w = eng_detok_push(&d, ids[i], out, sizeof out);
+        if (i == n - 1)
+            w += eng_detok_flush(&d, out + w, sizeof out - w);
+        c->prompt_adv[i] = (uint16_t)srv_gen_utf8_chars(out, w);
+    }
+    return 0;
 }
 
 /* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason, and

@@ -152,6 +152,19 @@ try:
             "completions logprobs: %s" % json.dumps(lp)[:300])
     C.check("".join(lp["tokens"]) == json.loads(body)["choices"][0]["text"],
             "logprob tokens concatenate to the text")
+    # text_offset counts characters of the returned text: a character split over byte
+    # tokens counts once, at the token that completes it (prompt echoed, and generated)
+    for req in ({"prompt": "A \u65e5\u672c b \u2603", "max_tokens": 0},
+                {"prompt": "Zo\u00eb \U0001F355", "max_tokens": 12, "temperature": 1.5,
+                 "seed": 4, "logit_bias": {str(i): 4 for i in range(131, 260)}}):
+        st, _, text = curl(srv, "POST", "/v1/completions", dict(req, echo=True, logprobs=1))
+        ch = json.loads(text)["choices"][0]
+        off, toks, full = ch["logprobs"]["text_offset"], ch["logprobs"]["tokens"], ch["text"]
+        whole = [i for i, t in enumerate(toks) if "\ufffd" not in t]
+        C.check(st == 200 and off == sorted(off) and off[-1] <= len(full) and
+                len(whole) >= 3 and
+                all(full[off[i]:off[i] + len(toks[i])] == toks[i] for i in whole),
+                "text_offset points at each token's text in %r: %s %s" % (full, off, toks))
     # asked for, and the first token ends the answer (EOS raised): empty lists, not null
     for path, req, key in (("/v1/completions", {"prompt": "Zoo", "logprobs": 2}, "tokens"),
                             ("/v1/chat/completions", {"messages": [{"role": "user",
