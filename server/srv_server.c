@@ -177,16 +177,21 @@ void srv_server_job_done(srv_server *s)
         shutdown_engine(s);
 }
 
-static void model_id_from_path(const char *path, char *out, size_t cap)
+/* The model's id in the API: --served-model-name as given (an HF-style "org/name" included),
+ * or else the last part of the model path. Kept printable and quote-free either way: it goes
+ * into JSON, headers and metric labels. */
+static void model_id(const char *served, const char *path, char *out, size_t cap)
 {
     char tmp[SRV_CFG_STR];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    size_t n = strlen(tmp);
-    while (n > 1 && tmp[n - 1] == '/')
-        tmp[--n] = '\0';
-    const char *b = strrchr(tmp, '/');
-    b = b ? b + 1 : tmp;
-    /* keep it printable and quote-free: it goes into JSON, headers and metric labels */
+    const char *b = served;
+    if (!b[0]) {
+        snprintf(tmp, sizeof(tmp), "%s", path);
+        size_t n = strlen(tmp);
+        while (n > 1 && tmp[n - 1] == '/')
+            tmp[--n] = '\0';
+        b = strrchr(tmp, '/');
+        b = b ? b + 1 : tmp;
+    }
     size_t o = 0;
     for (; *b && o + 1 < cap; b++)
         out[o++] = (*b > 0x20 && *b < 0x7F && *b != '"' && *b != '\\') ? *b : '_';
@@ -204,8 +209,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
     s->http.hooks = (srv_http_hooks){.ctx = s, .on_request = http_on_request,
                                      .on_response_sent = http_on_response_sent,
                                      .on_progress = http_on_progress};
-    model_id_from_path(cfg->served_name[0] ? cfg->served_name : cfg->model, s->model_id,
-                       sizeof(s->model_id));
+    model_id(cfg->served_name, cfg->model, s->model_id, sizeof(s->model_id));
     uv_async_init(loop, &s->wake, on_wake);
     s->wake.data = s;
     uv_signal_init(loop, &s->sig_term);

@@ -317,7 +317,7 @@ C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
 # ---- API key, and an HF model with its own tokenizer ----
 if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinystories-656k")):
     srv = Server("tinystories-656k", args=["--api-key", "sekret", "--served-model-name",
-                                           "tiny"])
+                                           "org/tiny-1"])
     try:
         st, _, _ = curl(srv, "GET", "/health")
         C.check(st == 200, "/health public with an API key")
@@ -337,10 +337,10 @@ if os.path.exists(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinyst
         C.check(st == 401, "401 with a wrong key")
         auth = ["Authorization: Bearer sekret"]
         st, _, body = curl(srv, "GET", "/v1/models", headers=auth)
-        C.check(st == 200 and json.loads(body)["data"][0]["id"] == "tiny",
-                "--served-model-name")
+        C.check(st == 200 and json.loads(body)["data"][0]["id"] == "org/tiny-1",
+                "--served-model-name with a slash, as given: %s" % body[:200])
         st, _, body = curl(srv, "POST", "/v1/completions",
-                           {"model": "tiny", "prompt": "Once upon a time", "max_tokens": 20,
+                           {"model": "org/tiny-1", "prompt": "Once upon a time", "max_tokens": 20,
                             "temperature": 0}, headers=auth)
         j = json.loads(body)
         C.check(st == 200 and "upon" not in j["choices"][0]["text"][:3] and
