@@ -1,6 +1,7 @@
 /* srv_gen_params.c — a generation request's sampling parameters: read from the request JSON
  * with OpenAI's names, checked against the ranges of eng_sampler.h (400 naming the field
  * otherwise), and freed. Loop thread only. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,11 @@ static int num_field(srv_resp *r, const cJSON *body, const char *name, double lo
         return -1;
     }
     if (d < lo || d > hi) {
-        srv_resp_bad(r, name, "'%s' is %g; it must be between %g and %g", name, d, lo, hi);
+        if (integral)   /* exact digits: %g would print a seed's bounds as its value */
+            srv_resp_bad(r, name, "'%s' is %.0f; it must be between %.0f and %.0f", name, d, lo,
+                         hi);
+        else
+            srv_resp_bad(r, name, "'%s' is %g; it must be between %g and %g", name, d, lo, hi);
         return -1;
     }
     *out = d;
@@ -66,7 +71,9 @@ static int parse_sampling(srv_resp *r, const cJSON *body, srv_gen_params *p)
             srv_resp_bad(r, "top_p", "'top_p' must be greater than 0");
             return -1;
         }
-        p->scfg.top_p = (float)d;
+        /* a positive top_p below float's range keeps the most likely token, as the
+         * smallest float does (it rounded to 0, which the sampler refuses) */
+        p->scfg.top_p = (float)d > 0.0f ? (float)d : FLT_TRUE_MIN;
     }
     if (num_field(r, body, "top_k", -1, ENG_TOP_K_MAX, 1, &d, &has)) return -1;
     if (has) p->scfg.top_k = d < 0 ? 0 : (int)d;
@@ -82,12 +89,15 @@ static int parse_sampling(srv_resp *r, const cJSON *body, srv_gen_params *p)
                   &has))
         return -1;
     if (has) p->scfg.repetition_penalty = (float)d;
-    /* any int64 or uint64 value: [-2^63, 2^64), the top being the largest double below 2^64 */
-    if (num_field(r, body, "seed", -9223372036854775808.0, 18446744073709549568.0, 1, &d, &has))
+    /* any int64 or uint64 value: [-2^63, 2^64). JSON numbers arrive as doubles, in which the
+     * uint64 values near the top (2^64 - 1 included) read as 2^64: that one is UINT64_MAX. */
+    if (num_field(r, body, "seed", -9223372036854775808.0, 18446744073709551616.0, 1, &d, &has))
         return -1;
     if (has) {
         p->has_seed = 1;
-        p->seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+        p->seed = d < 0                         ? (uint64_t)(int64_t)d
+                  : d >= 18446744073709551616.0 ? UINT64_MAX
+                                                : (uint64_t)d;
     }
     if (num_field(r, body, "best_of", 1, 1, 1, &d, &has)) return -1;
     return 0;

@@ -139,7 +139,8 @@ case_json("prompt token id -1e309", P, '{"prompt": [1, -1e309]}', 400)
 case_json("max_tokens 1e309", P, '{"prompt": "a", "max_tokens": 1e309}', 400)
 case_json("max_tokens 2^63", P, '{"prompt": "a", "max_tokens": 9223372036854775808}', 400)
 case_json("n 2^63", P, '{"prompt": "a", "n": 9223372036854775808}', 400)
-case_json("seed 2^64", P, '{"prompt": "a", "seed": 18446744073709551616}', 400)
+# (2^64 itself reads as the same double as 2^64 - 1, a valid uint64, so it is taken as that)
+case_json("seed 2^64 + 4096", P, '{"prompt": "a", "seed": 18446744073709555712}', 400)
 case_json("top_p above 1", P, {"prompt": "a", "top_p": 1.5}, 400)
 case_json("temperature -0.5", P, {"prompt": "a", "temperature": -0.5}, 400)
 case_json("top_k -2", P, {"prompt": "a", "top_k": -2}, 400)
@@ -205,6 +206,8 @@ case_json("detokenize tokens not list", "/detokenize", {"tokens": "abc"}, 400)
 # ---- edges that are valid ----
 for name, extra in [("seed -2^63", '"seed": -9223372036854775808'),
                     ("seed 2^63", '"seed": 9223372036854775808'),
+                    ("seed 2^64 - 1", '"seed": 18446744073709551615'),
+                    ("top_p 1e-300 (0 as a float)", '"top_p": 1e-300'),
                     ("max_tokens -0", '"max_tokens": -0'),
                     ("escaped backslash before u0000", '"stop": "\\\\u0000"')]:
     # cJSON takes a key's first occurrence, so extra's max_tokens wins over the default 2
