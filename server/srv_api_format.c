@@ -63,21 +63,26 @@ int srv_gen_parse_format(srv_resp *r, const cJSON *body, srv_gen_params *p)
         p->json_mode = SRV_JSON_OBJECT;   /* OpenAI: no schema = any JSON object */
         return 0;
     }
+    /* compiled from the text each task will compile (srv_gen_grammar), so its limits
+     * (ENG_GRAMMAR_MAX_SCHEMA bytes) are a 400 here, not a failure later */
+    p->schema = cJSON_PrintUnformatted(schema);
+    if (!p->schema) {
+        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        return -1;
+    }
     eng_grammar *g = NULL;
     eng_err err = {0};
-    int rc = eng_grammar_compile_cjson(&g, schema, &err);
+    int rc = eng_grammar_compile_schema_ex(&g, p->schema, strlen(p->schema), p->schema_flags,
+                                           &err);
     eng_grammar_free(g);
     if (rc != 0) {
+        free(p->schema);
+        p->schema = NULL;
         if (rc == ENG_E_NOMEM) {
             srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
             return -1;
         }
         srv_resp_bad(r, "response_format", "'response_format.json_schema.schema': %s", err.msg);
-        return -1;
-    }
-    p->schema = cJSON_PrintUnformatted(schema);
-    if (!p->schema) {
-        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return -1;
     }
     p->json_mode = SRV_JSON_SCHEMA;

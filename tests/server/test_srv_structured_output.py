@@ -103,6 +103,9 @@ try:
         ({"type": "xml"}, "json_schema"),
         ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "date"}}},
          "type"),
+        # over the grammar's 64 KiB of schema text (the request body itself is allowed)
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "description": "d" * 70000}}}, "65536"),
     ]
     for rf, word in bad:
         for path, extra in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
