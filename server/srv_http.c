@@ -449,6 +449,19 @@ static void append_bounded(char *dst, size_t cap, const char *at, size_t len)
     dst[cur + len] = '\0';
 }
 
+/* Fields read once, whose second copy is a 400 rather than a value run together (RFC 9112
+ * 3.2: Host; Authorization: two would be joined into a credential no one sent). Two
+ * Content-Types run together and get the router's 415. */
+#define SRV_HDR_HOST 1u
+#define SRV_HDR_AUTH 2u
+
+static void once(srv_request *q, int first, unsigned bit, const char *name)
+{
+    if (first && (q->seen & bit) && !q->dup_field)
+        q->dup_field = name;
+    q->seen |= bit;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     srv_conn *c = p->data;
@@ -458,6 +471,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     int first = !q->in_value;
     q->in_value = 1;
     const char *f = q->field;
+    if (strcmp(f, "host") == 0)
+        once(q, first, SRV_HDR_HOST, "Host");
+    else if (strcmp(f, "authorization") == 0)
+        once(q, first, SRV_HDR_AUTH, "Authorization");
     if (strcmp(f, "x-request-id") == 0) {
         if (first) {
             q->request_id[0] = '\0';
@@ -487,12 +504,40 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Drops a value's trailing spaces and tabs (llhttp drops the leading ones: RFC 9110 5.5). */
+static void rtrim_ows(char *v)
+{
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        v[--n] = '\0';
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     srv_conn *c = p->data;
     srv_request *q = &c->req;
     q->headers_done = 1;
     q->t_headers = uv_hrtime();
+    char *vals[] = {q->request_id, q->auth,    q->origin, q->acr_method,       q->acr_headers,
+                    q->host,       q->expect,  q->content_type, q->transfer_encoding};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+        rtrim_ows(vals[i]);
+    if (p->http_major != 1) {   /* a 400 like llhttp's for versions it does not parse */
+        c->err_status = 400;
+        snprintf(c->err_msg, sizeof(c->err_msg), "HTTP/%d.%d is not supported: HTTP/1.1 or 1.0",
+                 p->http_major, p->http_minor);
+        return -1;
+    }
+    if (q->dup_field) {
+        c->err_status = 400;
+        snprintf(c->err_msg, sizeof(c->err_msg), "more than one %s header field", q->dup_field);
+        return -1;
+    }
+    if (p->http_minor >= 1 && !(q->seen & SRV_HDR_HOST)) {
+        c->err_status = 400;
+        snprintf(c->err_msg, sizeof(c->err_msg), "an HTTP/1.1 request needs a Host header field");
+        return -1;
+    }
     /* llhttp takes "gzip, chunked" as chunked and would hand us the still-encoded bytes; the
      * only coding we decode is chunked (h2o's rule: an unknown coding is a 400). */
     if ((p->flags & F_TRANSFER_ENCODING) && strcasecmp(q->transfer_encoding, "chunked") != 0) {

@@ -35,6 +35,8 @@ typedef struct srv_request {
     char content_type[128];
     char host[256];                         /* Host value (truncated) */
     char expect[32];                        /* Expect value ("100-continue") */
+    unsigned seen;                          /* SRV_HDR_* bits: fields that came */
+    const char *dup_field;                  /* a field allowed once that came twice, or NULL */
     srv_buf body;                           /* owned */
     size_t body_counted;                    /* of it, counted in srv_http.body_inflight */
     int keep_alive;                         /* llhttp_should_keep_alive at the end */

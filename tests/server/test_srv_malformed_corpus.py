@@ -242,6 +242,18 @@ case_raw("Content-Length negative", b"POST /v1/completions HTTP/1.1\r\n" + H +
 out = case_raw("HTTP/2 prior knowledge", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [400])
 C.check(b"HTTP/2 is not supported" in out, "HTTP/2 preface gets a clear 400: %r" % out[-120:])
 case_raw("header without colon", b"GET /health HTTP/1.1\r\n" + H + b"BadHeader\r\n\r\n", [400])
+# RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; HTTP/1.0 may have none
+case_raw("HTTP/1.1 without Host", b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", [400])
+case_raw("HTTP/1.0 without Host", b"GET /health HTTP/1.0\r\n\r\n", [200])
+case_raw("two Host fields", b"GET /health HTTP/1.1\r\n" + H + b"Host: localhost\r\n\r\n", [400])
+case_raw("two Authorization fields (never joined into one credential)",
+         b"GET /health HTTP/1.1\r\n" + H + b"Authorization: Bearer a\r\n"
+         b"Authorization: b\r\n\r\n", [400])
+out = case_raw("HTTP/2.0 request line", b"GET /health HTTP/2.0\r\n" + H + b"\r\n", [400])
+C.check(b"HTTP/2.0 is not supported" in out, "HTTP/2.0 request line: a clear 400: %r" % out[-160:])
+# trailing blanks of a field value are not part of it (RFC 9110 5.5)
+case_raw("Host with a trailing space", b"GET /health HTTP/1.1\r\nHost: localhost \r\n"
+         b"Connection: close\r\n\r\n", [200])
 t0 = time.time()
 case_raw("oversize body by Content-Length (decided before reading)",
          b"POST /v1/completions HTTP/1.1\r\n" + H + b"Content-Length: 100000000\r\n\r\n", [413])
@@ -272,6 +284,8 @@ chunked = b"%x\r\n" % 10 + body[:10] + b"\r\n" + b"%x\r\n" % (len(body) - 10) + 
     b"\r\n0\r\n\r\n"
 case_raw("valid chunked body", b"POST /v1/completions HTTP/1.1\r\n" + H +
          b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked, [200])
+case_raw("Transfer-Encoding: chunked with a trailing space", b"POST /v1/completions HTTP/1.1\r\n"
+         + H + b"Transfer-Encoding: chunked \r\nConnection: close\r\n\r\n" + chunked, [200])
 
 # pipelining: answered in request order (ids echo back in order), mixed fast and slow
 reqs = b""
