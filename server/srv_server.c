@@ -88,11 +88,38 @@ static void on_sweep(uv_timer_t *t)
     srv_server_check_drained(s);
 }
 
+/* After the drain deadline: how long the cancelled generations' answers get to reach their
+ * clients before the connections close anyway (a client that does not read). */
+#define SRV_DRAIN_GRACE_MS 2000
+
+/* The drain deadline: the generations still running are cancelled, so each client gets an
+ * answer (503 server_shutting_down, or a stream's in-band error and [DONE]) rather than a
+ * closed socket; the server stops once they are written (srv_server_check_drained), or after
+ * SRV_DRAIN_GRACE_MS. */
 static void on_drain_deadline(uv_timer_t *t)
 {
     srv_server *s = t->data;
+    if (s->drain_cancelled || s->tasks_n == 0) {
+        if (s->drain_cancelled)
+            srv_log("warn", "drain grace passed: closing %d generation(s)", s->n_gens);
+        final_shutdown(s);
+        return;
+    }
     srv_log("warn", "drain deadline passed: cancelling %d generation(s)", s->n_gens);
-    final_shutdown(s);
+    uint64_t ids[256];
+    int n = 0;
+    for (int i = 0; i < s->tasks_cap; i++) {
+        if (!s->tasks[i].id)
+            continue;
+        ids[n++] = s->tasks[i].id;
+        if (n == (int)(sizeof ids / sizeof ids[0])) {
+            srv_sched_cancel(&s->sched, ids, n);
+            n = 0;
+        }
+    }
+    srv_sched_cancel(&s->sched, ids, n);
+    s->drain_cancelled = 1;
+    uv_timer_start(&s->drain, on_drain_deadline, SRV_DRAIN_GRACE_MS, 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -46,6 +46,8 @@ typedef struct srv_server {
     int tasks_cap, tasks_n;
     int n_gens;                 /* generations alive */
     int draining;               /* SIGTERM/SIGINT seen (http.draining follows it) */
+    int drain_cancelled;        /* the drain deadline passed: the generations left were
+                                   cancelled and their answers (503 / in-band errors) go out */
     int stopping;               /* handles being closed */
     int exit_code;
 } srv_server;

@@ -151,15 +151,27 @@ C.check(st == 200 and j["usage"]["completion_tokens"] == 80,
 rc = srv.stop()
 C.check(rc == 0, "drained and exited 0 (rc=%s)" % rc)
 
-# ---- a drain deadline cancels what is left, still exit 0 ----
+# ---- a drain deadline cancels what is left, each client is answered, still exit 0 ----
 srv = Server("stories260K.bin", "tok512.bin",
              args=["--step-delay-ms", "20", "--drain-timeout", "0.3"])
 s = open_stream(srv, 400)
 read_until(s, b'"text"')
+res = {}
+th = threading.Thread(target=lambda: res.update(r=srv.post(
+    "/v1/completions", {"prompt": "Zoo", "max_tokens": 400, "temperature": 0})))
+th.start()
+wait_metric(srv, "claq_num_requests_running", lambda v: v == 2)
 t0 = time.time()
 srv.proc.send_signal(signal.SIGTERM)
+rest = read_until(s, b"never", timeout=5)
 rc = srv.stop(timeout=10)
-rest = read_until(s, b"never", timeout=3)
-C.check(rc == 0 and time.time() - t0 < 3, "drain deadline -> exit 0 quickly (rc=%s)" % rc)
+th.join(10)
+C.check(rc == 0 and time.time() - t0 < 4, "drain deadline -> exit 0 quickly (rc=%s)" % rc)
+C.check(b"server_shutting_down" in rest and b"data: [DONE]" in rest and
+        rest.endswith(b"0\r\n\r\n"), "the cut stream ends with an in-band error, [DONE] and "
+        "the last chunk: %r" % rest[-200:])
+st, _, j = res.get("r", (None, None, None))
+C.check(st == 503 and j["error"]["code"] == "server_shutting_down",
+        "the cut non-stream request gets 503 server_shutting_down: %s %s" % (st, j))
 s.close()
 C.done(srv)
