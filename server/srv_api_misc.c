@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "srv_api.h"
+#include "srv_json.h"
 #include "srv_limits.h"
 
 int srv_prompt_bytes_ok(srv_server *s, srv_resp *r, size_t len, size_t floor, const char *param)
@@ -237,9 +238,9 @@ void srv_api_detokenize(srv_server *s, srv_resp *r, const cJSON *body)
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return;
     }
-    srv_utf8_repair(out, need, fixed, need * 3 + 1);
+    size_t w = srv_utf8_repair(out, need, fixed, need * 3 + 1);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "prompt", fixed);
+    srv_json_add_text(o, "prompt", fixed, w);
     free(out);
     free(fixed);
     srv_resp_json(r, 200, o, NULL);

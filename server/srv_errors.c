@@ -8,17 +8,19 @@
 #include <string.h>
 
 #include "srv_errors.h"
+#include "srv_json.h"
 
 void srv_resp_json(srv_resp *r, int status, const cJSON *obj, const char *extra_headers)
 {
-    char *txt = cJSON_PrintUnformatted(obj);
+    size_t len = 0;
+    char *txt = srv_json_print(obj, &len);
     if (!txt) {
         static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
                                   "\"server_error\",\"param\":null,\"code\":\"out_of_memory\"}}";
         srv_resp_send(r, 503, "application/json", oom, sizeof(oom) - 1, NULL);
         return;
     }
-    srv_resp_send(r, status, "application/json", txt, strlen(txt), extra_headers);
+    srv_resp_send(r, status, "application/json", txt, len, extra_headers);
     free(txt);
 }
 

@@ -8,16 +8,18 @@
 #include <time.h>
 
 #include "srv_gen_impl.h"
+#include "srv_json.h"
 #include "srv_limits.h"
 
 static void sse_send(srv_gen *g, cJSON *obj)
 {
-    char *txt = cJSON_PrintUnformatted(obj);
+    size_t len = 0;
+    char *txt = srv_json_print(obj, &len);
     if (!txt)
         return;
     srv_buf b = {0};
     srv_buf_puts(&b, "data: ");
-    srv_buf_puts(&b, txt);
+    srv_buf_append(&b, txt, len);
     srv_buf_puts(&b, "\n\n");
     srv_resp_stream_write(g->resp, b.p, b.len);
     srv_buf_free(&b);
@@ -84,18 +86,28 @@ size_t srv_gen_utf8_chars(const char *p, size_t len)
     return n;
 }
 
-/* Text of a token as valid UTF-8 (partial characters become U+FFFD) into out[cap]; its raw
- * bytes into raw[300]. */
+/* Text of a token as valid UTF-8 (partial characters become U+FFFD) into out[cap] (1024: the
+ * repair at most triples 300 bytes), a NUL byte masked as srv_json_text masks it, so that it
+ * survives as a C string into cJSON; its raw bytes into raw[300]. */
 static void token_text(srv_server *s, int32_t prev, int32_t tok, char *out, size_t cap,
                        unsigned char *raw, size_t *n_raw)
 {
-    char b[300];
+    char b[300], fixed[3 * sizeof b + 1];
     size_t n = eng_tokenizer_token_bytes(s->tok, prev, tok, b, sizeof(b));
     if (n > sizeof(b))
         n = sizeof(b);
     memcpy(raw, b, n);
     *n_raw = n;
-    srv_utf8_repair(b, n, out, cap);
+    size_t w = srv_utf8_repair(b, n, fixed, sizeof fixed), o = 0;
+    for (size_t i = 0; i < w && o + 2 < cap; i++) {
+        if (fixed[i] == '\0') {
+            out[o++] = (char)0xC0;
+            out[o++] = (char)0x80;
+        } else {
+            out[o++] = fixed[i];
+        }
+    }
+    out[o] = '\0';
 }
 
 static cJSON *bytes_arr(const unsigned char *raw, size_t n)
@@ -229,11 +241,11 @@ void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, cons
     if (g->kind == SRV_GEN_CHAT) {
         cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
         if (text)
-            cJSON_AddStringToObject(delta, "content", t.p ? t.p : "");
+            srv_json_add_text(delta, "content", t.p, t.len);
         if (tool_calls)
             cJSON_AddItemToObject(delta, "tool_calls", tool_calls);
     } else {
-        cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
+        srv_json_add_text(ch, "text", t.p, t.len);
     }
     if (lpe) {
         cJSON *lp = srv_gen_lp_new(g);
@@ -506,10 +518,10 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
                     srv_buf_append(&t, c->ts.held.p ? c->ts.held.p : "", c->ts.held.len);
                     srv_buf_append(&t, c->ts.raw.p ? c->ts.raw.p : "", c->ts.raw.len);
                 }
-                cJSON_AddStringToObject(m, "content", t.p ? t.p : "");
+                srv_json_add_text(m, "content", t.p, t.len);
             }
         } else {
-            cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
+            srv_json_add_text(ch, "text", t.p, t.len);
         }
         srv_buf_free(&t);
         if (c->lp) {
@@ -543,7 +555,7 @@ void srv_gen_echo_flush(srv_gen *g, int ci)
     cJSON *arr = cJSON_AddArrayToObject(o, "choices");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", ci);
-    cJSON_AddStringToObject(ch, "text", g->echo_text[c->prompt_idx]);
+    srv_json_add_text(ch, "text", g->echo_text[c->prompt_idx], g->echo_len[c->prompt_idx]);
     if (c->lp)
         cJSON_AddItemToObject(ch, "logprobs", c->lp);
     else

@@ -272,6 +272,22 @@ try:
     st, _, body = curl(srv, "POST", "/tokenize",
                        {"messages": [{"role": "user", "content": "Zoo"}]})
     C.check(st == 200 and json.loads(body)["count"] >= 2, "tokenize messages (chat template)")
+    # a NUL byte (token 3 is <0x00> here) is text like any other: JSON writes it \u0000
+    st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [72, 3, 73]})
+    C.check(st == 200 and json.loads(body)["prompt"] == "E\x00F", "detokenize a NUL: %s" % body)
+    st, _, body = curl(srv, "POST", "/v1/completions", {"prompt": [1, 72, 3, 73], "echo": True,
+                                                        "max_tokens": 5, "temperature": 0})
+    text = json.loads(body)["choices"][0]["text"]
+    C.check(st == 200 and text.startswith("E\x00F") and len(text) > 3,
+            "echo of a prompt holding a NUL keeps the generated text: %r" % text)
+    req = {"prompt": "a", "max_tokens": 12, "logit_bias": {"3": 26}, "seed": 1}
+    st, _, body = curl(srv, "POST", "/v1/completions", dict(req, logprobs=1))
+    ch = json.loads(body)["choices"][0]
+    st2, _, sse = curl(srv, "POST", "/v1/completions", dict(req, stream=True), stream=True)
+    streamed = "".join(e["choices"][0]["text"] for e in sse_events(sse)[:-1] if e["choices"])
+    C.check(st == 200 and "\x00" in ch["text"] and "".join(ch["logprobs"]["tokens"]) == ch["text"]
+            and streamed == ch["text"], "generated NULs kept, streamed and not, and in logprobs: "
+            "%r %r %r" % (ch["text"], streamed, ch["logprobs"]["tokens"]))
     st, _, body = curl(srv, "POST", "/detokenize", {"tokens": [99999]})
     C.check(st == 400, "detokenize out-of-range id 400")
     # decoding runs on the event loop: at most max(n_ctx, 8192) ids
