@@ -428,7 +428,8 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
     const srv_choice *bad = NULL;
     for (int i = 0; i < g->n_choices; i++) {
         srv_finish f = g->choices[i].finish;
-        if (f == SRV_FINISH_ERROR || f == SRV_FINISH_TIMEOUT || f == SRV_FINISH_CANCELLED) {
+        if (f == SRV_FINISH_ERROR || f == SRV_FINISH_TIMEOUT || f == SRV_FINISH_CANCELLED ||
+            f == SRV_FINISH_GRAMMAR) {
             if (!bad || f == SRV_FINISH_ERROR)
                 bad = &g->choices[i];
         }
@@ -439,6 +440,11 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
         etype = "timeout_error";
         ecode = "request_timeout";
         estatus = 408;
+    } else if (bad && bad->finish == SRV_FINISH_GRAMMAR) {
+        /* the request asks for what this model cannot write: the client's to change */
+        etype = "invalid_request_error";
+        ecode = "unsatisfiable_format";
+        estatus = 400;
     } else if (bad && bad->finish == SRV_FINISH_CANCELLED) {
         etype = "server_error";
         ecode = "server_shutting_down";

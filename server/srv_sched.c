@@ -26,6 +26,7 @@ const char *srv_finish_name(srv_finish f)
     case SRV_FINISH_TIMEOUT: return "timeout";
     case SRV_FINISH_CANCELLED: return "cancelled";
     case SRV_FINISH_ERROR: return "error";
+    case SRV_FINISH_GRAMMAR: return "grammar";
     default: return "none";
     }
 }
@@ -622,6 +623,15 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
 static void task_take(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob *lp,
                       ev_list *ev)
 {
+    if (t->gm && !t->grammar_lazy && eng_gen_is_stop_id(&t->dec, tok) &&
+        !eng_gmatch_can_end(t->gm)) {
+        /* the mask offered the end only because nothing else continues the value: ending
+         * would return text that does not parse, as if it were a complete answer */
+        task_finish(s, t, SRV_FINISH_GRAMMAR, "the model cannot produce the required output: "
+                    "no token of its vocabulary continues the JSON value of response_format "
+                    "(or the tool call) at this point", ev);
+        return;
+    }
     if (t->gm && t->grammar_lazy && !eng_gen_is_stop_id(&t->dec, tok)) {
         if (lazy_text(s, t, tok)) {
             /* free text from here on */

@@ -27,6 +27,9 @@ typedef enum srv_finish {
     SRV_FINISH_TIMEOUT,     /* the request deadline passed */
     SRV_FINISH_CANCELLED,   /* the client went away, or shutdown */
     SRV_FINISH_ERROR,       /* engine error (message in the event) */
+    SRV_FINISH_GRAMMAR,     /* the grammar came to a dead end: the model's end token was the
+                               only way on and the value is not complete (a vocabulary without
+                               the tokens a response_format or tool schema needs) */
 } srv_finish;
 
 const char *srv_finish_name(srv_finish f);   /* "stop", "length", ... */

@@ -121,5 +121,33 @@ try:
 finally:
     rc = srv.stop()
 check(rc == 0, f"server exit status {rc}")
+
+# A vocabulary that cannot write the value (tinystories-656k has no token holding '{'): the
+# grammar only lets whitespace through, and the end token where nothing else continues. That end
+# is a 400 unsatisfiable_format (in-band when streaming), never "stop" with text that does not
+# parse; a max_tokens cut stays "length" with the valid prefix.
+if os.path.isdir(os.path.join(os.environ.get("CLAQ_SHARED", ""), "models/tinystories-656k")):
+    ts = Server("tinystories-656k")
+    try:
+        hi = {"messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        for what, extra in (("json_object", {"response_format": {"type": "json_object"}}),
+                            ("tool_choice required", {"tools": [tool],
+                                                      "tool_choice": "required"})):
+            st, _, r = ts.post("/v1/chat/completions", dict(hi, max_tokens=60, **extra))
+            check(st == 400 and r["error"]["code"] == "unsatisfiable_format",
+                  f"{what} the vocabulary cannot write: 400 unsatisfiable_format ({st} {r})")
+        st, _, raw = ts.request("POST", "/v1/chat/completions", dict(
+            hi, max_tokens=60, stream=True, response_format={"type": "json_object"}))
+        raw = raw.decode("utf-8", "replace")
+        check(st == 200 and "unsatisfiable_format" in raw and "data: [DONE]" in raw and
+              '"finish_reason":"stop"' not in raw, f"streamed: the error in-band ({raw[-300:]})")
+        st, _, r = ts.post("/v1/chat/completions", dict(
+            hi, max_tokens=3, response_format={"type": "json_object"}))
+        check(st == 200 and r["choices"][0]["finish_reason"] == "length" and
+              not r["choices"][0]["message"]["content"].strip(),
+              f"cut by max_tokens first: length, whitespace so far ({st} {r})")
+    finally:
+        check(ts.stop() == 0, "tinystories-656k server exit status")
 print("FAIL" if fails else "ok", fails)
 sys.exit(1 if fails else 0)
