@@ -47,6 +47,11 @@ void srv_chat_free(srv_server *s);
  * byte ranges of the message contents counted from enc_from, which srv_encode keeps plain text
  * (a user cannot type control tokens); or -1 with r answered. */
 struct srv_tools;
+/* Whether a chat prompt from srv_chat_prompt is tokenized with BOS: with a Jinja template only
+ * where the template wrote it (enc_from > 0), as HF's apply_chat_template and vLLM tokenize a
+ * rendered chat (a template without bos_token gets none: ChatML, Zephyr); the built-in
+ * templates always. */
+int srv_chat_adds_bos(const srv_server *s, size_t enc_from);
 int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages,
                     const struct srv_tools *tools, char **text, size_t *text_len,
                     size_t *enc_from, size_t **plain, int *n_plain);

@@ -436,6 +436,11 @@ out:
     free(m);
     return rc;
 }
+int srv_chat_adds_bos(const srv_server *s, size_t enc_from)
+{
+    return !s->chat_jinja || enc_from > 0;
+}
+
 void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
 {
     if (srv_api_check_model(s, r, body))
@@ -467,6 +472,7 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
         return;
     }
     pr->enc_special = 1;   /* the template's markers (<|im_start|>) are special tokens */
+    pr->no_bos = !srv_chat_adds_bos(s, pr->enc_from);
     int32_t stop_ids[SRV_MAX_STOP_IDS];
     int n_stop = srv_chat_stop_ids(s, stop_ids, SRV_MAX_STOP_IDS);
     /* the template's end-of-turn text also ends the answer when written as plain text */

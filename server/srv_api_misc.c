@@ -170,7 +170,8 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
         int n_plain = 0;
         if (srv_chat_prompt(s, r, msgs, NULL, &text, &tl, &from, &plain, &n_plain) != 0)
             return;
-        int rc = srv_encode(s->tok, text + from, tl - from, 1, 1, plain, n_plain, &ids, &n);
+        int rc = srv_encode(s->tok, text + from, tl - from, srv_chat_adds_bos(s, from), 1, plain,
+                            n_plain, &ids, &n);
         free(text);
         free(plain);
         if (rc != 0) {

@@ -88,6 +88,7 @@ typedef struct srv_gen_prompt {
     char *text;                     /* owned: the prompt as text (echo), or NULL */
     size_t text_len;
     size_t enc_from;                /* ids == NULL: tokenize text from this offset, BOS added */
+    int no_bos;                     /* ... unless set (a chat template that wrote none) */
     int enc_special;                /* ... with special-token text (<|im_start|>) as its ids */
     size_t *plain;                  /* ... except in these [begin, end) byte ranges counted from
                                        enc_from (chat message contents); owned, or NULL */

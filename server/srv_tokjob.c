@@ -76,7 +76,8 @@ static void job_encode(srv_tokjob *j)
         if (pr->ids)
             continue;
         size_t from = pr->enc_from < pr->text_len ? pr->enc_from : pr->text_len;
-        j->rc = srv_encode(j->tok, pr->text ? pr->text + from : "", pr->text_len - from, 1,
+        j->rc = srv_encode(j->tok, pr->text ? pr->text + from : "", pr->text_len - from,
+                           !pr->no_bos,
                            pr->enc_special, pr->plain, pr->n_plain, &pr->ids, &pr->n);
         /* the BOS the encoder added is not part of the echoed text (nor of its logprobs) */
         if (j->rc == 0 && j->kind == SRV_GEN_COMPLETION)

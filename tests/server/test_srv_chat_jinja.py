@@ -92,6 +92,16 @@ try:
         C.check(srv.wait_log("chat template: jinja (%s" % good), "log names the file")
         st, _, t = srv.post("/tokenize", {"messages": [{"role": "user", "content": "hi"}]})
         C.check(st == 200 and EOS not in t["tokens"], "the file's template is used: %s" % t)
+        # it writes no bos_token, so the prompt has none (HF's apply_chat_template, vLLM)
+        st2, _, plain = srv.post("/tokenize", {"prompt": "Q: hi\nA:", "add_special_tokens": False})
+        C.check(st == 200 and st2 == 200 and t["tokens"] == plain["tokens"] and
+                BOS not in t["tokens"], "a template without bos_token: no BOS added: %s vs %s"
+                % (t["tokens"], plain.get("tokens")))
+        st, _, j = srv.post("/v1/chat/completions", {"messages": [{"role": "user",
+                                                                   "content": "hi"}],
+                                                     "max_tokens": 2})
+        C.check(st == 200 and j["usage"]["prompt_tokens"] == t["count"],
+                "the chat's prompt is that one: %s" % j.get("usage"))
         st, _, j = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content":
                                                                    "x"}] * 4, "max_tokens": 2})
         C.check(st == 400 and "limit" in j["error"]["message"], "render limit -> 400: %s" % j)
