@@ -12,7 +12,8 @@ SRC = os.environ.get("CLAQ_SRC", os.path.join(os.path.dirname(os.path.abspath(__
 
 # server/: file (without extension, or with it where .h and .c differ) -> layer
 SERVER_LAYER = {
-    "srv_buf": "base", "srv_limits": "base", "srv_config": "base", "srv_log.h": "base",
+    "srv_buf": "base", "srv_json": "base", "srv_limits": "base", "srv_config": "base",
+    "srv_log.h": "base",
     "srv_http": "http", "srv_errors": "http", "srv_log.c": "http",
     "srv_sched": "sched",
     "srv_metrics": "state", "srv_server.h": "state",
