@@ -98,16 +98,8 @@ static void token_text(srv_server *s, int32_t prev, int32_t tok, char *out, size
         n = sizeof(b);
     memcpy(raw, b, n);
     *n_raw = n;
-    size_t w = srv_utf8_repair(b, n, fixed, sizeof fixed), o = 0;
-    for (size_t i = 0; i < w && o + 2 < cap; i++) {
-        if (fixed[i] == '\0') {
-            out[o++] = (char)0xC0;
-            out[o++] = (char)0x80;
-        } else {
-            out[o++] = fixed[i];
-        }
-    }
-    out[o] = '\0';
+    size_t w = srv_utf8_repair(b, n, fixed, sizeof fixed);
+    srv_json_mask_nul(fixed, w, out, cap);
 }
 
 static cJSON *bytes_arr(const unsigned char *raw, size_t n)

@@ -4,32 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-cJSON *srv_json_text(const char *p, size_t len)
+size_t srv_json_mask_nul(const char *p, size_t len, char *out, size_t cap)
 {
-    if (!p || !memchr(p, '\0', len)) {
-        char *tmp = malloc(len + 1);
-        if (!tmp)
-            return NULL;
-        if (len)
-            memcpy(tmp, p, len);
-        tmp[len] = '\0';
-        cJSON *s = cJSON_CreateString(tmp);
-        free(tmp);
-        return s;
-    }
-    char *tmp = malloc(2 * len + 1);
-    if (!tmp)
-        return NULL;
     size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len && o + 1 + (p[i] == '\0') < cap; i++) {
         if (p[i] == '\0') {
-            tmp[o++] = (char)0xC0;
-            tmp[o++] = (char)0x80;
+            out[o++] = (char)0xC0;
+            out[o++] = (char)0x80;
         } else {
-            tmp[o++] = p[i];
+            out[o++] = p[i];
         }
     }
-    tmp[o] = '\0';
+    if (cap)
+        out[o] = '\0';
+    return o;
+}
+
+cJSON *srv_json_text(const char *p, size_t len)
+{
+    size_t cap = p && memchr(p, '\0', len) ? 2 * len + 1 : len + 1;
+    char *tmp = malloc(cap);
+    if (!tmp)
+        return NULL;
+    srv_json_mask_nul(p ? p : "", p ? len : 0, tmp, cap);
     cJSON *s = cJSON_CreateString(tmp);
     free(tmp);
     return s;

@@ -10,6 +10,9 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+/* p[0..len) into out[cap] (NUL-terminated) with each NUL masked as C0 80; stops at the last
+ * whole byte that fits (2 * len + 1 always does). Returns the bytes written. */
+size_t srv_json_mask_nul(const char *p, size_t len, char *out, size_t cap);
 /* A cJSON string of p[0..len) (NULs masked); NULL when memory runs out. */
 cJSON *srv_json_text(const char *p, size_t len);
 /* Adds it to obj under key; returns the item or NULL. */

@@ -1,13 +1,15 @@
-/* test_srv_json_escape_utf8.c — srv_buf's JSON string escaping and UTF-8 checks, which stand
- * between client bytes (prompts, request ids, token pieces) and every JSON we emit: control
- * characters escaped, invalid UTF-8 (truncated, overlong, surrogates, > U+10FFFF) replaced by
- * U+FFFD, valid multi-byte text untouched, and the result always parses as JSON (cJSON). */
+/* test_srv_json_escape_utf8.c — srv_buf's JSON string escaping and UTF-8 checks, and srv_json's
+ * NUL-safe response text, which stand between client bytes (prompts, request ids, token pieces)
+ * and every JSON we emit: control characters escaped, invalid UTF-8 (truncated, overlong,
+ * surrogates, > U+10FFFF) replaced by U+FFFD, valid multi-byte text untouched, a NUL written as
+ * \u0000, and the result always parses as JSON (cJSON). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "srv_buf.h"
+#include "srv_json.h"
 
 static int fails;
 
@@ -83,6 +85,25 @@ int main(void)
     free(t);
     srv_buf_free(&g);
     srv_buf_free(&g);
+
+    /* NUL bytes in response text: masked into cJSON, printed as \u0000 */
+    cJSON *o = cJSON_CreateObject();
+    srv_json_add_text(o, "t", "a\0b\0", 4);
+    srv_json_add_text(o, "u", "caf\xc3\xa9", 5);
+    size_t pl = 0;
+    char *pr = srv_json_print(o, &pl);
+    const char *want_p = "{\"t\":\"a\\u0000b\\u0000\",\"u\":\"caf\xc3\xa9\"}";
+    CHECK(pr && pl == strlen(want_p) && strcmp(pr, want_p) == 0, "print: %s", pr ? pr : "(null)");
+    cJSON *back = pr ? cJSON_Parse(pr) : NULL;
+    CHECK(back && cJSON_IsString(cJSON_GetObjectItem(back, "u")), "printed text parses");
+    cJSON_Delete(back);
+    free(pr);
+    cJSON_Delete(o);
+    char m[8];
+    CHECK(srv_json_mask_nul("x\0y", 3, m, sizeof m) == 4 && memcmp(m, "x\xc0\x80y", 5) == 0,
+          "mask");
+    CHECK(srv_json_mask_nul("xy\0", 3, m, 4) == 2 && strcmp(m, "xy") == 0,
+          "a masked NUL is never split at the end of out");
     printf("%s (%d failures)\n", fails ? "FAILED" : "ok", fails);
     return fails ? 1 : 0;
 }
