@@ -450,11 +450,23 @@ static int embed_form(const char *path, const kern_matrix *emb, int bits, emb_fo
     return 0;
 }
 
+int eng_claq_out_ok(const char *path, eng_err *err)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return eng_err_set(err, ENG_E_INVAL, "%s exists and is not a regular file: the packed "
+                           "file is written beside it and renamed over it, so it is not "
+                           "replaced", path);
+    return 0;
+}
+
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
                    const eng_claq_meta *meta, eng_err *err)
 {
     const eng_config *c = &src->cfg;
-    int rc = eng_config_validate(c, src->path, err);
+    int rc = eng_claq_out_ok(path, err);
+    if (rc) return rc;
+    rc = eng_config_validate(c, src->path, err);
     if (rc) return rc;
     int L = c->n_layers;
     int64_t nmat = (int64_t)L * ENG_LIN_COUNT;
@@ -574,8 +586,9 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
         rc = eng_err_set(err, ENG_E_IO, "%s: write failed: %s", tmp, strerror(errno));
         goto done;
     }
-    if (rename(tmp, path) != 0) {
+    if ((rc = eng_claq_out_ok(path, err)) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
+        if (rc) goto done;
         rc = eng_err_set(err, ENG_E_IO, "%s: rename failed: %s", path, strerror(errno));
         goto done;
     }
@@ -907,9 +920,15 @@ static int read_config(const lctx *x, const cJSON *cj, eng_config *c)
     }
     c->rope_theta = (float)th;
     c->norm_eps = (float)eps;
+    /* every writer since the first format version stores it; anything else would run the
+     * model with the wrong rotation, silently */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cj, "rope_style");
-    c->rope_style = cJSON_IsString(rs) && !strcmp(rs->valuestring, "half") ? KERN_ROPE_HALF
-                                                                           : KERN_ROPE_INTERLEAVED;
+    const char *rsv = cJSON_IsString(rs) && rs->valuestring ? rs->valuestring : NULL;
+    if (!rsv || (strcmp(rsv, "half") != 0 && strcmp(rsv, "interleaved") != 0))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_style %s%.40s%s is not \"half\" "
+                           "or \"interleaved\"", path, rsv ? "\"" : "", rsv ? rsv : "missing",
+                           rsv ? "\"" : "");
+    c->rope_style = !strcmp(rsv, "half") ? KERN_ROPE_HALF : KERN_ROPE_INTERLEAVED;
     c->tie_embeddings = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings"));
     const cJSON *rsj = cJSON_GetObjectItemCaseSensitive(cj, "rope_scaling");
     if (rsj) {

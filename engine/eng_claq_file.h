@@ -56,6 +56,9 @@ typedef struct eng_claq_meta {
  * Returns 0 or ENG_E_*; err names the file and tensor. */
 int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q,
                    const eng_claq_meta *meta, eng_err *err);
+/* 0 when path may be written by eng_claq_write: absent, or a regular file (a device, directory
+ * or FIFO there is refused, never replaced: --out /dev/null must not delete /dev/null). */
+int eng_claq_out_ok(const char *path, eng_err *err);
 
 /* ---- packing (eng_claq_pack.c) ---- */
 

@@ -52,6 +52,10 @@ int eng__tok_load_bin(eng_tokenizer **out, const unsigned char *d, size_t n, int
     if (vocab_hint > 0 && count < vocab_hint)
         return eng_err_set(err, ENG_E_FORMAT, "tokenizer.bin: %d pieces, the model needs %d",
                            count, vocab_hint);
+    if (vocab_hint > 0 && pos < n)   /* llama2.c writes exactly the model's pieces */
+        return eng_err_set(err, ENG_E_FORMAT, "tokenizer.bin: more than the model's %d pieces "
+                           "(%zu bytes follow piece %d): a tokenizer for another model",
+                           vocab_hint, n - pos, count - 1);
     if (count < 3) return eng_err_set(err, ENG_E_FORMAT, "tokenizer.bin: only %d pieces", count);
 
     eng_tokenizer *t;

@@ -12,6 +12,7 @@
 
 #include "claq_tool.h"
 #include "eng_claq_file.h"
+#include "eng_tokenizer.h"
 #include "quant.h"
 
 static const char *base_name(const char *p)
@@ -24,6 +25,11 @@ static const char *base_name(const char *p)
  * exactly that and remove it again. */
 static int check_writable(const char *out)
 {
+    eng_err err = {0};
+    if (eng_claq_out_ok(out, &err) != 0) {
+        fprintf(stderr, "claq quantize: %s\n", err.msg);
+        return 1;
+    }
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) {
         fprintf(stderr, "claq quantize: --out path too long\n");
@@ -177,6 +183,21 @@ int claq_cmd_quantize(int argc, char **argv)
         goto done;
     }
     if (check_writable(out)) goto done;   /* before hours of work, not after */
+    if (tok_path && *tok_path) {
+        /* the tokenizer named here is the one calibration reads and the packed file carries
+         * (a llama2.c checkpoint has none beside it); checked now, before any work */
+        eng_tokenizer *t = NULL;
+        if (eng_model_open_tokenizer(m, tok_path, &t, &err)) {
+            fprintf(stderr, "claq quantize: %s\n", err.msg);
+            goto done;
+        }
+        eng_tokenizer_close(t);
+        if (snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", tok_path) >=
+            (int)sizeof m->tokenizer_path) {
+            fprintf(stderr, "claq quantize: --tokenizer path too long\n");
+            goto done;
+        }
+    }
     if (cfg.method != ENG_QUANT_RTN && seqlen > m->cfg.seq_len) {
         fprintf(stderr, "claq quantize: --seqlen %lld clipped to the model's context %d\n", seqlen,
                 m->cfg.seq_len);

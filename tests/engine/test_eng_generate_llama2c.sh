@@ -3,7 +3,8 @@
 # "Zoo", 57 new tokens (llama2.c's 60 steps = BOS + 3 prompt pieces + 56 generated... its loop
 # counts positions), must print exactly llama2.c's documented text (leading whitespace aside), and
 # the same text with 1 and 2 threads, with every kernel ISA the machine has, and with --profile
-# (whose per-kind call counts must fit the model).
+# (whose per-kind call counts must fit the model); a missing tokenizer or another model's
+# tokenizer.bin is a clear error.
 set -u
 CLAQ="${CLAQ_BIN:-build}/claq"
 M="${CLAQ_SHARED:-../shared}/models"
@@ -56,6 +57,17 @@ rm -f /tmp/claq-prof.$$
 rc=$?
 if [ $rc -eq 0 ] || [ $rc -gt 128 ] || ! grep -q -- "--tokenizer" /tmp/claq-e.$$; then
   echo "FAIL: missing tokenizer: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
+fi
+rm -f /tmp/claq-e.$$
+# another model's tokenizer.bin (Llama-2's 32000 pieces for this 512-token model) is refused:
+# llama2.c's format does not count its pieces, and reading the first 512 would run garbage
+"$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tokenizer.bin" --prompt "Zoo" \
+  --max-tokens 5 >/dev/null 2>/tmp/claq-e.$$
+rc=$?
+if [ $rc -ne 1 ] || ! grep -q "another model" /tmp/claq-e.$$; then
+  echo "FAIL: a tokenizer with more pieces than the model: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
+else
+  echo "ok   another model's tokenizer.bin refused"
 fi
 rm -f /tmp/claq-e.$$
 exit $fail

@@ -18,11 +18,16 @@
 5. Bad input gets a clear message and a non-zero exit, and leaves no output file: out-of-range
    bits, fractional bits without claq, a missing or too short calibration file, a truncated model,
    an already packed source, an output directory that does not exist, --bits with --target-bpw,
-   a target out of range or without claq, a --cb-bits other than 8 or 16.
+   a target out of range or without claq, a --cb-bits other than 8 or 16; an --out that is
+   not a regular file (a FIFO) is refused and kept; a packed file whose rope_style is not
+   "half" or "interleaved" is refused.
+6. A llama2.c checkpoint quantized with --tokenizer carries it: the packed file generates
+   without one.
 """
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -224,6 +229,47 @@ def main():
              os.path.join(tmp, "no", "such", "dir", "x.claq"))
     check(r.returncode != 0 and r.returncode < 128 and r.stderr.strip() != "",
           "output in a missing directory: rc %d, %s" % (r.returncode, r.stderr.strip()[:160]))
+
+    # an --out that exists and is not a regular file (a FIFO here, /dev/null in life) is refused
+    # and left as it was: the writer renames its .tmp over the target
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    r = claq("quantize", "--model", MODEL, "--method", "rtn", "--bits", 3, "--out", fifo)
+    check(r.returncode == 1 and "not a regular file" in r.stderr and
+          stat.S_ISFIFO(os.stat(fifo).st_mode), "--out a FIFO: refused, kept (rc %d, %s)"
+          % (r.returncode, r.stderr.strip()[:160]))
+    r = claq("synth", "--pack", "--model", MODEL, "--bits", 3, "--out", fifo)
+    check(r.returncode != 0 and stat.S_ISFIFO(os.stat(fifo).st_mode),
+          "synth --pack --out a FIFO: refused, kept (rc %d)" % r.returncode)
+
+    # a llama2.c checkpoint's --tokenizer goes into the packed file: it runs without one
+    st = os.path.join(tmp, "st.claq")
+    tok512 = os.path.join(SHARED, "models", "tok512.bin")
+    r = claq("quantize", "--model", os.path.join(SHARED, "models", "stories260K.bin"),
+             "--tokenizer", tok512, "--method", "rtn", "--bits", 4, "--out", st)
+    g = claq("generate", "--model", st, "--prompt", "Once upon a time", "--max-tokens", 8,
+             "--temperature", 0)
+    ref = claq("generate", "--model", os.path.join(SHARED, "models", "stories260K.bin"),
+               "--tokenizer", tok512, "--prompt", "Once upon a time", "--max-tokens", 8,
+               "--temperature", 0)
+    check(r.returncode == 0 and "tok512.bin embedded" in claq("inspect", st).stdout and
+          g.returncode == 0 and g.stdout.startswith("Once upon a time") and ref.returncode == 0,
+          "llama2.c + --tokenizer: carried by the packed file (%s | %s)"
+          % (g.stderr.strip()[-120:], g.stdout.strip()[:80]))
+
+    # a packed file whose rope_style is not one the writer stores is refused, not run as
+    # interleaved (same-length edit: the directory's offsets stay valid)
+    with open(c3, "rb") as f:
+        data = f.read()
+    for old, new in ((b'"rope_style":"half"', b'"rope_style":"hal0"'),
+                     (b'"rope_style":"half"', b'"rope_stylx":"half"')):
+        bad = os.path.join(tmp, "rope.claq")
+        with open(bad, "wb") as f:
+            f.write(data.replace(old, new, 1))
+        r = claq("inspect", bad)
+        check(old in data and r.returncode != 0 and "rope_style" in r.stderr,
+              "packed rope_style edited to %s: refused (rc %d, %s)"
+              % (new.decode(), r.returncode, r.stderr.strip()[:160]))
 
     for n in os.listdir(tmp):
         os.unlink(os.path.join(tmp, n))
