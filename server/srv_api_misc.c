@@ -168,7 +168,11 @@ void srv_api_tokenize(srv_server *s, srv_resp *r, const cJSON *body)
         char *text = NULL;
         size_t tl = 0, from = 0, *plain = NULL;
         int n_plain = 0;
-        if (srv_chat_prompt(s, r, msgs, NULL, &text, &tl, &from, &plain, &n_plain) != 0)
+        /* the request's tools (and the template's tool format) render as the chat renders
+         * them, so the count is the chat's prompt_tokens */
+        srv_tools tools;
+        if (srv_tools_parse(s, r, body, &tools) != 0 ||
+            srv_chat_prompt(s, r, msgs, &tools, &text, &tl, &from, &plain, &n_plain) != 0)
             return;
         int rc = srv_encode(s->tok, text + from, tl - from, srv_chat_adds_bos(s, from), 1, plain,
                             n_plain, &ids, &n);

@@ -174,6 +174,14 @@ def follow_up(srv, label):
                      max_tokens=1)
     C.check(st == 200 and r1["usage"]["prompt_tokens"] < r["usage"]["prompt_tokens"],
             f"{label}: the tool's result is in the prompt")
+    # /tokenize renders the same prompt: tools, the call and its result as the chat does
+    for body, resp in (({"messages": follow, "tools": TOOLS}, r),
+                       ({"messages": follow[:2] + [dict(follow[2], content="Rain")],
+                         "tools": TOOLS}, r1)):
+        st, _, t = srv.post("/tokenize", body)
+        C.check(st == 200 and t["count"] == resp["usage"]["prompt_tokens"],
+                f"{label}: /tokenize counts the chat's prompt ({t.get('count')} vs "
+                f"{resp['usage']['prompt_tokens']})")
     # none: tools stay out of the prompt, the answer is text
     st, _, with_tools = chat(srv, tools=TOOLS, max_tokens=5)
     st2, _, r = chat(srv, tools=TOOLS, tool_choice="none", max_tokens=5)
