@@ -202,6 +202,43 @@ typedef struct cli__stream {
 
 /* Picks up id, finish_reason, usage and the content of choices[0] from one chunk or response.
  * whole = 1 for a non-streamed response (message.content instead of delta.content). */
+/* cJSON's strings end at a NUL, so a \u0000 escape (a NUL the model wrote) would cut the text
+ * short. Before parsing, each such escape becomes the two bytes C0 80, which cJSON keeps and a
+ * server's valid UTF-8 never holds; cli__unmask_nul turns them back. In place; returns the new
+ * length (never longer). */
+static size_t cli__mask_nul_escapes(char *p, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        if (p[i] == '\\' && i + 5 < n && p[i + 1] == 'u' && memcmp(p + i + 2, "0000", 4) == 0) {
+            p[o++] = (char)0xC0;
+            p[o++] = (char)0x80;
+            i += 6;
+        } else if (p[i] == '\\' && i + 1 < n) {   /* any other escape, \\ included */
+            p[o++] = p[i++];
+            p[o++] = p[i++];
+        } else {
+            p[o++] = p[i++];
+        }
+    }
+    return o;
+}
+
+/* s[0..n) with each C0 80 back to a NUL byte, into out (n bytes suffice); returns its length. */
+static size_t cli__unmask_nul(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] == 0xC0 && i + 1 < n && (unsigned char)s[i + 1] == 0x80) {
+            out[o++] = '\0';
+            i++;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    return o;
+}
+
 static int cli__take(cli_result *r, const cJSON *j, int whole, FILE *out, double t0)
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
@@ -237,15 +274,22 @@ static int cli__take(cli_result *r, const cJSON *j, int whole, FILE *out, double
         }
         if (cJSON_IsString(text) && text->valuestring[0]) {
             size_t n = strlen(text->valuestring);
+            char *t = malloc(n);
+            if (!t)
+                return CLI_E_NOMEM;
+            n = cli__unmask_nul(text->valuestring, n, t);
             if (!whole && r->ttft_ms < 0)
                 r->ttft_ms = cli__now_ms() - t0;
-            if (cli__result_append(r, text->valuestring, n) != CLI_OK)
+            if (cli__result_append(r, t, n) != CLI_OK) {
+                free(t);
                 return CLI_E_NOMEM;
+            }
             r->chunks++;
             if (out) {
-                fwrite(text->valuestring, 1, n, out);
+                fwrite(t, 1, n, out);
                 fflush(out);
             }
+            free(t);
         }
     }
     return CLI_OK;
@@ -262,7 +306,12 @@ static int cli__on_event(void *ctx, const char *name, const char *data, size_t l
         s->done = 1;
         return CLI_OK;
     }
-    cJSON *j = cJSON_ParseWithLength(data, len);
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return cli_err_set(s->err, CLI_E_NOMEM, "out of memory");
+    memcpy(copy, data, len);
+    cJSON *j = cJSON_ParseWithLength(copy, cli__mask_nul_escapes(copy, len));
+    free(copy);
     if (!j) {
         char m[120];
         cli__sanitize(m, sizeof m, data, len);
@@ -348,7 +397,8 @@ int cli_api_post(const cli_opts *o, const char *route, const cJSON *body, FILE *
         if (rc == CLI_OK && trunc)
             rc = cli_err_set(err, CLI_E_TOO_BIG, "response body over %d bytes",
                              CLI_MAX_BODY_BYTES);
-        cJSON *j = rc == CLI_OK ? cJSON_ParseWithLength(doc, dlen) : NULL;
+        cJSON *j = rc == CLI_OK ? cJSON_ParseWithLength(doc, cli__mask_nul_escapes(doc, dlen))
+                                : NULL;
         if (rc == CLI_OK && !j) {
             char m[120];
             cli__sanitize(m, sizeof m, doc, dlen);

@@ -35,7 +35,8 @@ static const char cli__usage[] =
     "reads it from stdin; `chat` with no message on a terminal starts an interactive chat\n"
     "(commands: /reset forgets the conversation, /exit or Ctrl-D quits).\n"
     "\n"
-    "options (may appear anywhere; --opt=value also works):\n"
+    "options (may appear anywhere before --; --opt=value also works; after -- every\n"
+    "argument is the command or the message, e.g. complete -- \"-1 is a number\"):\n"
     "  --url URL            server base URL, http only (a trailing /v1 is accepted)\n"
     "                       [env CLAQ_URL; default http://127.0.0.1:8080]\n"
     "  --api-key KEY        sent as 'Authorization: Bearer KEY'\n"
@@ -266,11 +267,17 @@ int main(int argc, char **argv)
 
     cli_cmd cmd = CLI_CMD_NONE;
     const char *text = NULL;
-    int missing = 0;
+    int missing = 0, opts_end = 0;
     for (int i = 1; i < argc && !missing; i++) {
         const char *a = argv[i];
         const char *v;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        int positional = 0;
+        if (opts_end) {
+            positional = 1;   /* after "--": the command or the message ("-1 is a number") */
+        } else if (strcmp(a, "--") == 0) {
+            opts_end = 1;
+            continue;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(cli__usage, stdout);
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--no-stream") == 0) {
@@ -314,9 +321,13 @@ int main(int argc, char **argv)
                 goto bad_value;
             o.timeout_ms = (int)(t * 1000);
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "claq-client: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "claq-client: unknown option '%s' (see --help; a message that "
+                    "starts with '-' goes after --)\n", a);
             return CLI_EXIT_USAGE;
-        } else if (cmd == CLI_CMD_NONE) {
+        } else {
+            positional = 1;
+        }
+        if (positional && cmd == CLI_CMD_NONE) {
             if (strcmp(a, "chat") == 0)
                 cmd = CLI_CMD_CHAT;
             else if (strcmp(a, "complete") == 0 || strcmp(a, "completion") == 0)
@@ -327,9 +338,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "claq-client: unknown command '%s' (chat, complete, models)\n", a);
                 return CLI_EXIT_USAGE;
             }
-        } else if (!text) {
+        } else if (positional && !text) {
             text = a;
-        } else {
+        } else if (positional) {
             fprintf(stderr, "claq-client: unexpected argument '%s' (quote the message)\n", a);
             return CLI_EXIT_USAGE;
         }

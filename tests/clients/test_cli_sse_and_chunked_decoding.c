@@ -1,8 +1,11 @@
 /* test_cli_sse_and_chunked_decoding.c — claq-client's stream decoders on every way a server may
  * cut its bytes: the SSE parser (LF / CRLF / CR line ends, comments, multi-line data, events
  * split at every byte offset, the size limit) and the chunked-transfer decoder (split at every
- * offset, extensions, trailers, malformed sizes), plus URL parsing. The client sources are
+ * offset, extensions, trailers, malformed sizes), plus URL parsing and a NUL in the answer's
+ * text (\u0000: kept, with the text after it; an escaped backslash before u0000 is text). The
+ * client sources are
  * compiled in directly (the llama2.c test.c pattern), since claq-client is not a library. */
+#include "../../clients/cli_api.c"
 #include "../../clients/cli_http.c"
 #include "../../clients/cli_sse.c"
 
@@ -158,8 +161,28 @@ static void test_url(void)
     CHECK(cli_url_parse(&u, "http://h/a b", &err) == CLI_E_USAGE, "space in path accepted");
 }
 
+/* A generated NUL (\u0000) survives cJSON, whole and streamed; "\\u0000" stays six characters. */
+static void test_nul_text(void)
+{
+    for (int whole = 0; whole <= 1; whole++) {
+        char doc[] = "{\"choices\":[{\"index\":0,\"text\":\"before\\u0000after \\\\u0000\"}]}";
+        size_t n = cli__mask_nul_escapes(doc, strlen(doc));
+        cJSON *j = cJSON_ParseWithLength(doc, n);
+        cli_result r;
+        memset(&r, 0, sizeof r);
+        r.ttft_ms = -1;
+        const char want[] = "before\0after \\u0000";
+        CHECK(j && cli__take(&r, j, whole, NULL, 0) == CLI_OK && r.text_len == sizeof want - 1 &&
+                  memcmp(r.text, want, sizeof want - 1) == 0,
+              "NUL in the text (whole %d): %zu bytes", whole, r.text_len);
+        cJSON_Delete(j);
+        cli_result_free(&r);
+    }
+}
+
 int main(void)
 {
+    test_nul_text();
     test_sse();
     test_chunked();
     test_url();

@@ -126,6 +126,13 @@ rc=$?
 echo "no key -> $(cat "$tmp/nokey.err")"
 run badopt chat "hi" --max-tokens -5
 [ "$(rc_of badopt)" = 2 ] || fail "negative --max-tokens: exit $(rc_of badopt), want 2"
+# a prompt that starts with '-' is an unknown option before --, and the prompt after it
+run dashopt complete "-1 is a number" --max-tokens 3 --temperature 0
+[ "$(rc_of dashopt)" = 2 ] && grep -q -- "goes after --" "$tmp/dashopt.err" ||
+    fail "'-1 ...' before --: exit $(rc_of dashopt), $(cat "$tmp/dashopt.err")"
+run dash --max-tokens 3 --temperature 0 --no-stream -v complete -- "-1 is a number"
+[ "$(rc_of dash)" = 0 ] && grep -q "prompt_tokens=[1-9]" "$tmp/dash.err" ||
+    fail "'-1 ...' after --: exit $(rc_of dash), $(cat "$tmp/dash.err")"
 
 # 6. graceful stop, then the same client against a closed port: connection refused, exit 3.
 claq_server_stop; rc=$?
