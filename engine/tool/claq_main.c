@@ -1,4 +1,5 @@
 /* claq_main.c — entry point of the `claq` tool: dispatches to one subcommand. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,8 +32,16 @@ int main(int argc, char **argv)
         usage();
         return argc < 2 ? 2 : 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        int rc = commands[i].fn(argc - 2, argv + 2);
+        /* what a command printed is its result: a full disk or closed pipe is a failure */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "claq %s: writing standard output: %s\n", argv[1], strerror(errno));
+            return rc ? rc : 1;
+        }
+        return rc;
+    }
     fprintf(stderr, "claq: unknown command '%s'\n", argv[1]);
     usage();
     return 2;

@@ -4,7 +4,7 @@
 # counts positions), must print exactly llama2.c's documented text (leading whitespace aside), and
 # the same text with 1 and 2 threads, with every kernel ISA the machine has, and with --profile
 # (whose per-kind call counts must fit the model); a missing tokenizer or another model's
-# tokenizer.bin is a clear error.
+# tokenizer.bin is a clear error, and so is a standard output that cannot be written.
 set -u
 CLAQ="${CLAQ_BIN:-build}/claq"
 M="${CLAQ_SHARED:-../shared}/models"
@@ -70,4 +70,16 @@ else
   echo "ok   another model's tokenizer.bin refused"
 fi
 rm -f /tmp/claq-e.$$
+# output that cannot be written (a full disk) is a failure, not exit 0
+if [ -w /dev/full ]; then
+  "$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --prompt "Zoo" \
+    --max-tokens 5 >/dev/full 2>/tmp/claq-e.$$
+  rc=$?
+  if [ $rc -ne 1 ] || ! grep -q "writing standard output" /tmp/claq-e.$$; then
+    echo "FAIL: stdout on a full device: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
+  else
+    echo "ok   stdout on a full device: exit 1"
+  fi
+  rm -f /tmp/claq-e.$$
+fi
 exit $fail
