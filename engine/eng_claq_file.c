@@ -276,7 +276,8 @@ static void quant_json(cJSON *root, eng_claq_meta *mt)
     cJSON_AddStringToObject(qj, "seed", seed);
     cJSON_AddStringToObject(qj, "calib", mt->calib);
     cJSON_AddStringToObject(qj, "source", mt->source);
-    cJSON_AddNumberToObject(qj, "quant_seconds", mt->quant_seconds);
+    /* no wall-clock time: the same command and seed write the same bytes (files written
+     * before 2026-12-07 carry "quant_seconds", which the loader still reads) */
 }
 
 /* Writes the data area in directory order, each section padded to 64 bytes. io sticks at 1

@@ -134,10 +134,12 @@ int claq_cmd_inspect(int argc, char **argv)
     if (info) {
         const eng_claq_meta *mt = &info->meta;
         printf("quantization: method=%s bits=%g outliers=%d or_budget=%g or_compat_index=%d "
-               "nsamples=%d seqlen=%d seed=%llu calib=%s source=%s time=%.1fs\n", mt->method,
+               "nsamples=%d seqlen=%d seed=%llu calib=%s source=%s", mt->method,
                mt->bits, mt->outliers, mt->or_budget, mt->or_compat_index, mt->nsamples,
                mt->seqlen, (unsigned long long)mt->seed, mt->calib[0] ? mt->calib : "-",
-               mt->source[0] ? mt->source : "-", mt->quant_seconds);
+               mt->source[0] ? mt->source : "-");
+        if (mt->quant_seconds > 0) printf(" time=%.1fs", mt->quant_seconds);   /* older files */
+        printf("\n");
         int64_t cols = hist[2] + hist[3] + hist[4];
         printf("linears: columns 4b %lld, 3b %lld, 2b %lld; outliers %lld (%.3f%%); codebooks %lld "
                "bytes; nominal %.4f bits; true %.4f bpw\n", (long long)hist[4], (long long)hist[3],
