@@ -45,6 +45,32 @@ static int check_writable(const char *out)
     return 0;
 }
 
+/* True bits per weight of the linears of the packed file at path, every stored byte counted
+ * as `claq inspect` counts it; -1 when it cannot be read. */
+static double linears_true_bpw(const char *path)
+{
+    eng_model *pm = NULL;
+    eng_err err = {0};
+    if (eng_model_open(&pm, path, &err)) return -1;
+    const eng_claq_model_info *info = pm->format == ENG_FMT_CLAQ ? pm->ext : NULL;
+    double params = 0, bytes = 0;
+    for (int l = 0; info && l < pm->cfg.n_layers; l++)
+        for (int i = 0; i < ENG_LIN_COUNT; i++) {
+            const kern_matrix *w = &pm->w.layers[l].lin[i];
+            const int64_t mi = (int64_t)l * ENG_LIN_COUNT + i;
+            params += (double)w->rows * (double)w->cols;
+            if (w->dtype != KERN_CLAQ) {
+                bytes += (double)w->rows * (double)w->cols * (double)kern_dtype_size(w->dtype);
+                continue;
+            }
+            eng_claq_stats st;
+            eng_claq_stats_of(w->claq, info->sec_len[mi], info->matrix_bytes[mi], &st);
+            bytes += (double)st.total_bytes;
+        }
+    eng_model_close(pm);
+    return info && params > 0 ? bytes * 8.0 / params : -1;
+}
+
 int claq_cmd_quantize(int argc, char **argv)
 {
     claq_arg spec[] = {
@@ -291,6 +317,19 @@ int claq_cmd_quantize(int argc, char **argv)
             "weights), quantized in %.1fs\n", out, method, cfg.bits, bits_w / weights, outl,
             100.0 * outl / weights, res.seconds);
     printf("quant_seconds: %.3f\n", res.seconds);
+    if (target) {
+        /* a budget below what the smallest form costs (every column at 2 bits: the codebooks
+         * and padding of small matrices, and the planned outliers) cannot be met: say so */
+        const double tb = linears_true_bpw(out);
+        if (tb > cfg.target_bpw + 1e-9)
+            fprintf(stderr, "claq quantize: warning: the linears take %.4f stored bits per weight, "
+                    "over --target-bpw %g: the matrices that could not fit are all 2-bit%s "
+                    "(claq inspect lists each one)\n", tb, cfg.target_bpw,
+                    cfg.outliers ? ", with their planned outliers" : "");
+        else if (tb > 0)
+            fprintf(stderr, "linears: %.4f stored bits per weight (--target-bpw %g)\n", tb,
+                    cfg.target_bpw);
+    }
     ret = 0;
 done:
     eng_qmatrix_free(&head);

@@ -149,9 +149,12 @@ def main():
     # 4. budgets in stored bits
     lo, hi, c16 = (os.path.join(tmp, n + ".claq") for n in ("t26", "t33", "c3cb16"))
     for out, tb in ((lo, 2.6), (hi, 3.3)):
-        check(quantize(out, "--method", "claq", "--target-bpw", tb).returncode == 0,
-              "claq --target-bpw %g quantize" % tb)
+        q = quantize(out, "--method", "claq", "--target-bpw", tb)
+        check(q.returncode == 0, "claq --target-bpw %g quantize" % tb)
         rc, lines = inspect_lines(out)
+        said = re.search(r"^linears: ([0-9.]+) stored bits per weight", q.stderr, re.M)
+        check(bool(said) and float(said.group(1)) <= tb and "warning" not in q.stderr,
+              "--target-bpw %g met: says so (%s)" % (tb, said.group(0) if said else q.stderr[-200:]))
         worst, blocks_ok, mats, floor = 0.0, True, 0, 0
         for _, cols, n4, n3, n2, _, bpw in matrices(lines):
             mats += 1
@@ -164,6 +167,12 @@ def main():
               "--target-bpw %g: the largest matrix true bpw is %.4f (%d matrices at their 2-bit "
               "floor above it)" % (tb, worst, floor))
         check(blocks_ok, "--target-bpw %g: 4- and 3-bit groups fill whole blocks" % tb)
+    # a budget under the all-2-bit floor of this model's small matrices is said, not hidden
+    q = quantize(os.path.join(tmp, "t22.claq"), "--method", "claq", "--target-bpw", 2.2)
+    check(q.returncode == 0 and re.search(r"warning: the linears take 2\.[3-9][0-9]* stored bits "
+                                          r"per weight, over --target-bpw 2\.2", q.stderr),
+          "--target-bpw 2.2 under the floor: a warning with the real figure (%s)"
+          % q.stderr.strip()[-240:])
     p_lo, _ = ppl(lo)
     p_hi, _ = ppl(hi)
     check(p_lo is not None and p_hi is not None and p_hi < p_lo,
