@@ -376,6 +376,29 @@ static int hf_norm(hf_ctx *h, const char *name, int64_t dim, const float **out, 
     return eng__check_finite(&v, h->st->files[t->file], name, err);
 }
 
+/* Tensors left unused would change what the checkpoint means, silently: a layer past
+ * num_hidden_layers (config.json and the weights disagree) or a bias (a LLaMA has none: Qwen2's
+ * q/k/v biases, say, would be dropped). Other names (an old export's rotary_emb.inv_freq) are
+ * derived data and are ignored. */
+static int hf_check_unused(hf_ctx *h, eng_err *err)
+{
+    const eng_config *c = &h->m->cfg;
+    for (int i = 0; i < h->st->n_tensors; i++) {
+        const char *nm = h->st->tensors[i].name;
+        const size_t n = strlen(nm);
+        int l;
+        if (sscanf(nm, "model.layers.%d.", &l) == 1 && (l < 0 || l >= c->n_layers))
+            return eng_err_set(err, ENG_E_FORMAT, "%s: tensor '%s' is past config.json's "
+                               "num_hidden_layers %d: the config and the weights disagree",
+                               h->st->files[h->st->tensors[i].file], nm, c->n_layers);
+        if (n > 5 && strcmp(nm + n - 5, ".bias") == 0)
+            return eng_err_set(err, ENG_E_FORMAT, "%s: tensor '%s': biases are not supported (a "
+                               "LLaMA-family model has none)",
+                               h->st->files[h->st->tensors[i].file], nm);
+    }
+    return 0;
+}
+
 static int hf_load_tensors(hf_ctx *h, eng_err *err)
 {
     eng_model *m = h->m;
@@ -429,7 +452,8 @@ static int hf_load_tensors(hf_ctx *h, eng_err *err)
             if ((rc = hf_matrix(h, name, rows[k], cols[k], &layers[l].lin[k], err))) return rc;
         }
     }
-    return hf_norm(h, "model.norm.weight", d, &m->w.final_norm, err);
+    if ((rc = hf_norm(h, "model.norm.weight", d, &m->w.final_norm, err))) return rc;
+    return hf_check_unused(h, err);
 }
 
 /* ---- entry point -------------------------------------------------------------------------- */

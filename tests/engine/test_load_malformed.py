@@ -252,6 +252,16 @@ def run_hf_cases(root):
     d = hf_case(root, "hf_no_weights", good)
     os.unlink(os.path.join(d, "model.safetensors"))
     expect_error("no safetensors at all", d, "model.safetensors")
+    # weights the model would leave unused change what the checkpoint means: refused
+    d = hf_case(root, "hf_fewer_layers_in_config", good,
+                config_edit=lambda c: c.update(num_hidden_layers=c["num_hidden_layers"] - 1))
+    expect_error("config.json names fewer layers than the weights hold", d,
+                 "num_hidden_layers", "model.layers.")
+    q = [t for t in good if t[0] == "model.layers.0.self_attn.q_proj.weight"][0]
+    bias = ("model.layers.0.self_attn.q_proj.bias", "F32", (q[2][0],),
+            np.zeros(q[2][0], "<f4").tobytes())
+    d = hf_case(root, "hf_q_bias", good + [bias])
+    expect_error("a q_proj bias (Qwen2-style)", d, "q_proj.bias", "biases")
 
     # Sharded index.
     def shard_dir(name, weight_map_edit=None, drop_shard=False):
