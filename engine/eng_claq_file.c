@@ -1196,6 +1196,15 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     if ((rc = load_embed_head(&x, arr, m, info)) || (rc = load_layers(&x, arr, m, info)) ||
         (rc = load_tokenizer_blobs(&x, root, m)))
         goto fail;
+    /* every entry was used: one the model would leave out (a layer past n_layers, a name the
+     * writer never writes) means the config and the data disagree */
+    const int want = 2 + (find_tensor(arr, "output") != NULL) + 9 * m->cfg.n_layers;
+    if (cJSON_GetArraySize(arr) != want) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: the tensor directory has %d entries; config "
+                         "n_layers %d needs %d", path, cJSON_GetArraySize(arr),
+                         m->cfg.n_layers, want);
+        goto fail;
+    }
     cJSON_Delete(root);
     return 0;
 fail:

@@ -19,7 +19,7 @@
    an already packed source, an output directory that does not exist, --bits with --target-bpw,
    a target out of range or without claq, a --cb-bits other than 8 or 16; an --out that is
    not a regular file (a FIFO) is refused and kept; a packed file whose rope_style is not
-   "half" or "interleaved" is refused.
+   "half" or "interleaved", or whose n_layers leaves directory entries unused, is refused.
 6. A llama2.c checkpoint quantized with --tokenizer carries it: the packed file generates
    without one.
 """
@@ -254,14 +254,16 @@ def main():
     # interleaved (same-length edit: the directory's offsets stay valid)
     with open(c3, "rb") as f:
         data = f.read()
-    for old, new in ((b'"rope_style":"half"', b'"rope_style":"hal0"'),
-                     (b'"rope_style":"half"', b'"rope_stylx":"half"')):
-        bad = os.path.join(tmp, "rope.claq")
+    # and so is one whose n_layers leaves layers of its directory unused
+    for old, new, word in ((b'"rope_style":"half"', b'"rope_style":"hal0"', "rope_style"),
+                           (b'"rope_style":"half"', b'"rope_stylx":"half"', "rope_style"),
+                           (b'"n_layers":2,', b'"n_layers":1,', "entries")):
+        bad = os.path.join(tmp, "edited.claq")
         with open(bad, "wb") as f:
             f.write(data.replace(old, new, 1))
         r = claq("inspect", bad)
-        check(old in data and r.returncode != 0 and "rope_style" in r.stderr,
-              "packed rope_style edited to %s: refused (rc %d, %s)"
+        check(old in data and r.returncode != 0 and word in r.stderr,
+              "packed file edited to %s: refused (rc %d, %s)"
               % (new.decode(), r.returncode, r.stderr.strip()[:160]))
 
     for n in os.listdir(tmp):
