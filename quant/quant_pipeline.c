@@ -184,14 +184,16 @@ static void qp_log_matrix(const qp *p, int l, eng_linear lin, const eng_qmatrix 
     char planned[48] = "";
     if (st->planned_bpw > 0) snprintf(planned, sizeof planned, " (planned %.3f bpw stored)",
                                       st->planned_bpw);
+    /* RTN has no Hessian: no GPTQ loss or output error to show ("-", not "0" and "nan") */
+    char loss[64] = "gptq-loss -, rel-err -";
+    if (!isnan(st->rel_err))
+        snprintf(loss, sizeof loss, "gptq-loss %.4g, rel-err %.3e", st->loss, st->rel_err);
     fprintf(f, "layer %d/%d %-9s [%lldx%lld] %.3f bits%s, %lld/%lld cols at 4b/3b, %lld outliers (%.2f%%), "
-            "gptq-loss %.4g, rel-err %.3e, %.2fs (prep %.2fs, loop %.2fs, k-means %.2fs; "
-            "elapsed %.1fs)\n",
+            "%s, %.2fs (prep %.2fs, loop %.2fs, k-means %.2fs; elapsed %.1fs)\n",
             l + 1, p->m->cfg.n_layers, eng_linear_name(lin), (long long)q->rows,
             (long long)q->cols, eng_qmatrix_nominal_bits(q), planned, (long long)st->n4,
             (long long)n3, (long long)st->n_outliers, 100.0 * (double)st->n_outliers / ((double)q->rows * (double)q->cols),
-            st->loss, st->rel_err, st->seconds, st->t_prep, st->t_loop, st->t_kmeans,
-            qp_now() - p->t0);
+            loss, st->seconds, st->t_prep, st->t_loop, st->t_kmeans, qp_now() - p->t0);
     fflush(f);
 }
 
