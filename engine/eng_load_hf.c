@@ -21,7 +21,7 @@
 #define HF_MAX_DIM (1 << 20)              /* caps on config integers, before any arithmetic */
 #define HF_MAX_LAYERS 4096
 #define HF_MAX_VOCAB (1 << 24)
-#define HF_MAX_POS (1 << 26)
+#define HF_MAX_POS (1 << 22)   /* eng_config_validate's cap on seq_len: one place says it */
 
 /* ---- config.json -------------------------------------------------------------------------- */
 
@@ -53,9 +53,10 @@ static int hf_float(const cJSON *root, const char *path, const char *name, doubl
         *out = (float)def;
         return 0;
     }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble > lo && v->valuedouble <= hi))
-        return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" must be a number in (%g, %g]", path,
-                           name, lo, hi);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > lo && v->valuedouble <= hi) ||
+        !((float)v->valuedouble > (float)lo))   /* a positive value float cannot hold is 0 */
+        return eng_err_set(err, ENG_E_FORMAT, "%s: \"%s\" must be a number in (%g, %g] that a "
+                           "float holds", path, name, lo, hi);
     *out = (float)v->valuedouble;
     return 0;
 }
@@ -264,7 +265,7 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
     }
     if ((rc = hf_float(root, path, "rope_theta", 10000.0, 0.0, 1e12, &c->rope_theta, err)) ||
         (rc = hf_rope_scaling(root, path, c, err)) ||
-        (rc = hf_float(root, path, "rms_norm_eps", 1e-6, 0.0, 1.0, &c->norm_eps, err)) ||
+        (rc = hf_float(root, path, "rms_norm_eps", 1e-6, 0.0, 0.5, &c->norm_eps, err)) ||
         (rc = hf_bool(root, path, "tie_word_embeddings", 0, &c->tie_embeddings, err)) ||
         (rc = hf_token_id(root, path, "bos_token_id", &c->bos_id, err)) ||
         (rc = hf_eos_ids(root, path, "eos_token_id", c, err)))

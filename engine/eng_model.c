@@ -138,13 +138,14 @@ int eng_config_validate(const eng_config *c, const char *path, eng_err *err)
         return eng_err_set(err, ENG_E_FORMAT, "%s: config head_dim %d out of range (even, <= 1024)",
                            path, c->head_dim);
     if (c->vocab_size <= 0 || c->vocab_size > (1 << 22))
-        return eng_err_set(err, ENG_E_FORMAT, "%s: config vocab_size %d out of range", path,
-                           c->vocab_size);
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config vocab_size %d out of range (1 to %d)",
+                           path, c->vocab_size, 1 << 22);
     if (c->seq_len <= 0 || c->seq_len > (1 << 22))
-        return eng_err_set(err, ENG_E_FORMAT, "%s: config max_position_embeddings %d out of range",
-                           path, c->seq_len);
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config max_position_embeddings %d out of range "
+                           "(1 to %d)", path, c->seq_len, 1 << 22);
     if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
-        return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_theta must be positive", path);
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config rope_theta must be positive and finite "
+                           "as a float", path);
     const eng_rope_scaling *rs = &c->rope_scaling;
     if (rs->type != ENG_ROPE_DEFAULT) {
         if ((int)rs->type < 0 || rs->type > ENG_ROPE_LLAMA3)
@@ -162,8 +163,8 @@ int eng_config_validate(const eng_config *c, const char *path, eng_err *err)
                                "low_freq_factor < high_freq_factor and "
                                "original_max_position_embeddings > 0", path);
     }
-    if (!(c->norm_eps > 0) || !(c->norm_eps < 1))
-        return eng_err_set(err, ENG_E_FORMAT, "%s: config rms_norm_eps must be in (0, 1)", path);
+    if (!(c->norm_eps > 0) || !(c->norm_eps <= 0.5f))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config rms_norm_eps must be in (0, 0.5]", path);
     if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
         return eng_err_set(err, ENG_E_FORMAT, "%s: config bos/eos id outside the vocabulary", path);
     if (c->n_eos < 0 || c->n_eos > ENG_MAX_EOS)
