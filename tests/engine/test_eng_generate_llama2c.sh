@@ -52,34 +52,28 @@ fi
 grep -q "^profile, prompt (4 tokens" /tmp/claq-prof.$$ ||
   { echo "FAIL: no prompt profile line: $(cat /tmp/claq-prof.$$)"; fail=1; }
 rm -f /tmp/claq-prof.$$
-# a llama2.c checkpoint without a tokenizer is a clear error, not a crash
-"$CLAQ" generate --model "$M/stories260K.bin" --prompt "Zoo" --max-tokens 5 >/dev/null 2>/tmp/claq-e.$$
-rc=$?
-if [ $rc -eq 0 ] || [ $rc -gt 128 ] || ! grep -q -- "--tokenizer" /tmp/claq-e.$$; then
-  echo "FAIL: missing tokenizer: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
-fi
-rm -f /tmp/claq-e.$$
-# another model's tokenizer.bin (Llama-2's 32000 pieces for this 512-token model) is refused:
-# llama2.c's format does not count its pieces, and reading the first 512 would run garbage
-"$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tokenizer.bin" --prompt "Zoo" \
-  --max-tokens 5 >/dev/null 2>/tmp/claq-e.$$
-rc=$?
-if [ $rc -ne 1 ] || ! grep -q "another model" /tmp/claq-e.$$; then
-  echo "FAIL: a tokenizer with more pieces than the model: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
-else
-  echo "ok   another model's tokenizer.bin refused"
-fi
-rm -f /tmp/claq-e.$$
-# output that cannot be written (a full disk) is a failure, not exit 0
-if [ -w /dev/full ]; then
-  "$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --prompt "Zoo" \
-    --max-tokens 5 >/dev/full 2>/tmp/claq-e.$$
-  rc=$?
-  if [ $rc -ne 1 ] || ! grep -q "writing standard output" /tmp/claq-e.$$; then
-    echo "FAIL: stdout on a full device: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
+# refused WHAT WORD OUT ARGS...: `claq generate ARGS` with stdout to OUT must exit 1 with WORD in
+# its message (a clear error, not a crash)
+refused() {
+  local what="$1" word="$2" out="$3"; shift 3
+  "$CLAQ" generate "$@" --prompt "Zoo" --max-tokens 5 >"$out" 2>/tmp/claq-e.$$
+  local rc=$?
+  if [ $rc -ne 1 ] || ! grep -q -- "$word" /tmp/claq-e.$$; then
+    echo "FAIL: $what: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
   else
-    echo "ok   stdout on a full device: exit 1"
+    echo "ok   $what: exit 1"
   fi
   rm -f /tmp/claq-e.$$
+}
+refused "a llama2.c checkpoint without a tokenizer" "--tokenizer" /dev/null \
+  --model "$M/stories260K.bin"
+# llama2.c's tokenizer.bin does not count its pieces: reading Llama-2's first 512 of 32000 for
+# this 512-token model would run garbage
+refused "another model's tokenizer.bin" "another model" /dev/null \
+  --model "$M/stories260K.bin" --tokenizer "$M/tokenizer.bin"
+# output that cannot be written (a full disk) is a failure, not exit 0
+if [ -w /dev/full ]; then
+  refused "stdout on a full device" "writing standard output" /dev/full \
+    --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin"
 fi
 exit $fail
