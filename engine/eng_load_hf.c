@@ -495,6 +495,11 @@ int eng__load_hf(eng_model *m, const char *dir, eng_err *err)
         rc = hf_eos_ids(g, path, "eos_token_id", &m->cfg, err);
         cJSON_Delete(g);
         if (rc) return rc;
+        for (int i = 0; i < m->cfg.n_eos; i++)   /* named here, not as config.json's fault */
+            if (m->cfg.eos_ids[i] >= m->cfg.vocab_size)
+                return eng_err_set(err, ENG_E_FORMAT, "%s: eos_token_id %d is outside the "
+                                   "vocabulary of %d", path, m->cfg.eos_ids[i],
+                                   m->cfg.vocab_size);
     }
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((rc = eng_config_validate(&m->cfg, path, err))) return rc;

@@ -116,6 +116,10 @@ static int parse_opts(int argc, char **argv, gen_opts *o)
     o->prompt = claq_arg_get(spec, ns, "--prompt");
     if (!o->prompt) o->prompt = "";
     o->stop = claq_arg_get(spec, ns, "--stop");
+    if (o->stop && !o->stop[0]) {   /* an empty stop string would end before the first token */
+        fprintf(stderr, "claq generate: --stop must not be empty\n");
+        return 2;
+    }
     o->threads_s = o->threads > 0 ? claq_arg_get(spec, ns, "--threads") : "all";
     o->profile = claq_arg_get(spec, ns, "--profile") != NULL;
     if (claq_parse_prefill_precision("generate", claq_arg_get(spec, ns, "--prefill-precision"),
@@ -151,16 +155,16 @@ static int prompt_tokens(const claq_session *s, const gen_opts *o, int32_t **tok
         return 1;
     }
     *total = (int64_t)*n_prompt + o->max_tokens;
+    if ((int64_t)*n_prompt > cfg->seq_len) {
+        fprintf(stderr, "claq generate: the prompt alone is %zu tokens, the context is %d\n",
+                *n_prompt, cfg->seq_len);
+        return 1;
+    }
     if (*total > cfg->seq_len) {
         fprintf(stderr, "claq generate: prompt (%zu tokens) + --max-tokens %lld exceeds the "
                         "model's context of %d; generating up to the context\n", *n_prompt,
                 o->max_tokens, cfg->seq_len);
         *total = cfg->seq_len;
-        if ((int64_t)*n_prompt > *total) {
-            fprintf(stderr, "claq generate: the prompt alone is %zu tokens, the context is %d\n",
-                    *n_prompt, cfg->seq_len);
-            return 1;
-        }
     }
     return 0;
 }

@@ -71,6 +71,16 @@ refused "a llama2.c checkpoint without a tokenizer" "--tokenizer" /dev/null \
 # this 512-token model would run garbage
 refused "another model's tokenizer.bin" "another model" /dev/null \
   --model "$M/stories260K.bin" --tokenizer "$M/tokenizer.bin"
+# an empty --stop is a usage error (exit 2): it would end before the first token
+"$CLAQ" generate --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --prompt "Zoo" \
+  --stop '' >/dev/null 2>/tmp/claq-e.$$
+rc=$?
+if [ $rc -ne 2 ] || ! grep -q -- "--stop" /tmp/claq-e.$$; then
+  echo "FAIL: empty --stop: rc=$rc $(cat /tmp/claq-e.$$)"; fail=1
+else
+  echo "ok   empty --stop: exit 2"
+fi
+rm -f /tmp/claq-e.$$
 # output that cannot be written (a full disk) is a failure, not exit 0
 if [ -w /dev/full ]; then
   refused "stdout on a full device" "writing standard output" /dev/full \

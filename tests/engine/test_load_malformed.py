@@ -262,6 +262,11 @@ def run_hf_cases(root):
             np.zeros(q[2][0], "<f4").tobytes())
     d = hf_case(root, "hf_q_bias", good + [bias])
     expect_error("a q_proj bias (Qwen2-style)", d, "q_proj.bias", "biases")
+    d = hf_case(root, "hf_gen_eos_out_of_range", good)
+    with open(os.path.join(d, "generation_config.json"), "w") as f:
+        json.dump({"eos_token_id": [2, 999999]}, f)
+    expect_error("generation_config.json eos id past the vocabulary", d,
+                 "generation_config.json", "999999")
 
     # Sharded index.
     def shard_dir(name, weight_map_edit=None, drop_shard=False):
