@@ -27,8 +27,11 @@ void srv_api_embeddings(srv_server *s, srv_resp *r, const cJSON *body)
         p.base64 = strcmp(fmt->valuestring, "base64") == 0;
     }
     const cJSON *dims = cJSON_GetObjectItemCaseSensitive(body, "dimensions");
-    if (dims && !cJSON_IsNull(dims) &&
-        (!cJSON_IsNumber(dims) || dims->valuedouble != (double)s->model->cfg.dim)) {
+    if (dims && !cJSON_IsNull(dims) && !cJSON_IsNumber(dims)) {
+        srv_resp_bad(r, "dimensions", "'dimensions' must be a number");
+        return;
+    }
+    if (dims && !cJSON_IsNull(dims) && dims->valuedouble != (double)s->model->cfg.dim) {
         srv_resp_bad(r, "dimensions", "this model's embeddings have %d dimensions; "
                      "'dimensions' cannot change that", s->model->cfg.dim);
         return;

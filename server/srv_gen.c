@@ -158,15 +158,17 @@ static int gen_check(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_ge
                      const srv_gen_prompt *prompts, int n_prompts, int *max_tokens)
 {
     int n_choices = n_prompts * p->n;
+    /* embeddings have no n: their inputs are what the client sent too many of */
+    const char *many = kind == SRV_GEN_EMBED ? "input" : "n";
     if (n_choices > SRV_MAX_CHOICES) {
-        srv_resp_bad(r, "n", "%d prompts x n=%d is %d choices; at most %d", n_prompts, p->n,
+        srv_resp_bad(r, many, "%d prompts x n=%d is %d choices; at most %d", n_prompts, p->n,
                      n_choices, SRV_MAX_CHOICES);
         return -1;
     }
     /* a request the queue could never take is the client's to fix: 400, not a 429 to retry */
     int capacity = s->cfg->max_queue + s->cfg->max_batch;
     if (n_choices > capacity) {
-        srv_resp_bad(r, "n", "%d prompts x n=%d is %d sequences; this server queues at most %d "
+        srv_resp_bad(r, many, "%d prompts x n=%d is %d sequences; this server queues at most %d "
                      "(--max-queue + --max-batch)", n_prompts, p->n, n_choices, capacity);
         return -1;
     }
@@ -267,6 +269,7 @@ static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
         return -1;
     memcpy(t->prompt, pr->ids, (size_t)pr->n * sizeof(int32_t));
     t->n_prompt = pr->n;
+    t->shares_prompt = ci % p->n != 0;
     t->max_tokens = max_tokens;
     t->scfg = p->scfg;
     t->scfg.seed = seed;

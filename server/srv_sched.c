@@ -200,7 +200,8 @@ static void task_finish(srv_sched *s, srv_task *t, srv_finish why, const char *m
             snprintf(e->msg, sizeof(e->msg), "%s", msg);
     }
     srv_sched_stats *k = &s->counts;
-    k->prompt_tokens += (uint64_t)t->n_prompt;
+    if (!t->shares_prompt)
+        k->prompt_tokens += (uint64_t)t->n_prompt;
     k->generation_tokens += (uint64_t)t->n_gen;
     switch (why) {
     case SRV_FINISH_STOP: k->finished_stop++; break;

@@ -55,6 +55,9 @@ typedef struct srv_task {
                                        SRV_TASK_SCORE) */
     int32_t *prompt;                /* [n_prompt]; owned (malloc) */
     int n_prompt;
+    int shares_prompt;              /* a later choice of an n > 1 request: its prompt is counted
+                                       once, with the first choice (claq_prompt_tokens_total =
+                                       the requests' usage.prompt_tokens) */
     int max_tokens;                 /* >= 0 */
     eng_sampler_cfg scfg;           /* scfg.bias points at bias below */
     eng_logit_bias *bias;           /* [n_bias]; owned (malloc) or NULL */

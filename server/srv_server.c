@@ -32,7 +32,9 @@ static void http_on_response_sent(void *ctx, const srv_resp *r)
     s->metrics.requests_total++;
     if (r->status >= 100 && r->status < 600)
         s->metrics.responses_by_class[r->status / 100]++;
-    if (r->t_start && r->ttft_s >= 0)
+    /* every answered generation: one that made tokens, or one that read a prompt and made
+     * none (max_tokens 0 scoring, embeddings) */
+    if (r->t_start && (r->ttft_s >= 0 || r->prompt_tokens > 0))
         srv_hist_observe(&s->metrics.e2e, (double)(uv_hrtime() - r->t_start) * 1e-9);
     if (s->cfg->access_log)
         srv_log_access(r);

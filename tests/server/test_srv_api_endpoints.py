@@ -319,6 +319,21 @@ try:
     m = srv.metrics()
     C.check(m['claq_generation_tokens_total{model_name="stories260K.bin"}'] > 100,
             "generation token counter counts")
+    # prompt tokens count once per request (n choices share it: usage.prompt_tokens), and every
+    # answered generation is timed, one without tokens (max_tokens 0, embeddings) included
+    PT = 'claq_prompt_tokens_total{model_name="stories260K.bin"}'
+    E2E = 'claq_e2e_request_latency_seconds_count{model_name="stories260K.bin"}'
+    for req, path in (({"prompt": "Once upon a time", "max_tokens": 4, "n": 3, "seed": 1},
+                       "/v1/completions"),
+                      ({"prompt": "Once", "max_tokens": 0}, "/v1/completions"),
+                      ({"input": "Once upon a time"}, "/v1/embeddings")):
+        m0 = srv.metrics()
+        st, _, body = curl(srv, "POST", path, req)
+        m1 = srv.metrics()
+        pt = json.loads(body)["usage"]["prompt_tokens"] if st == 200 else -1
+        C.check(st == 200 and m1[PT] - m0[PT] == pt and m1[E2E] - m0[E2E] == 1,
+                "%s %s: prompt tokens +%s (usage %s), e2e count +%s" %
+                (path, req, m1[PT] - m0[PT], pt, m1[E2E] - m0[E2E]))
 
     # ---- access log ----
     acc = srv.access_lines()

@@ -125,9 +125,13 @@ try:
                         ({"input": [99999]}, "input"), ({"input": "x", "dimensions": 3},
                                                         "dimensions"),
                         ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+                        ({"input": "x", "dimensions": str(cfg["dim"])}, "dimensions"),
+                        ({"input": ["a"] * 100}, "input"),
                         ({"input": "Zoo " * 2000}, "input")):
         st, jj = emb(srv, body)
-        C.check(st == 400 and jj["error"]["param"] == field,
+        C.check(st == 400 and jj["error"]["param"] == field and
+                (body.get("dimensions") != str(cfg["dim"]) or
+                 "must be a number" in jj["error"]["message"]),
                 "bad %s -> 400 naming %s: %d %s" % (json.dumps(body)[:60], field, st,
                                                    json.dumps(jj)[:160]))
 finally:
