@@ -624,8 +624,8 @@ static int sched_forward(srv_sched *s, const eng_batch_item *items, srv_task *co
 static void task_take(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob *lp,
                       ev_list *ev)
 {
-    if (t->gm && !t->grammar_lazy && eng_gen_is_stop_id(&t->dec, tok) &&
-        !eng_gmatch_can_end(t->gm)) {
+    const int stop = eng_gen_is_stop_id(&t->dec, tok);
+    if (t->gm && !t->grammar_lazy && stop && !eng_gmatch_can_end(t->gm)) {
         /* the mask offered the end only because nothing else continues the value: ending
          * would return text that does not parse, as if it were a complete answer */
         task_finish(s, t, SRV_FINISH_GRAMMAR, "the model cannot produce the required output: "
@@ -633,7 +633,7 @@ static void task_take(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob 
                     "(or the tool call) at this point", ev);
         return;
     }
-    if (t->gm && t->grammar_lazy && !eng_gen_is_stop_id(&t->dec, tok)) {
+    if (t->gm && t->grammar_lazy && !stop) {
         if (lazy_text(s, t, tok)) {
             /* free text from here on */
             eng_gmatch_free(t->gm);
@@ -643,7 +643,7 @@ static void task_take(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob 
             t->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
         }
     }
-    if (t->gm && !eng_gen_is_stop_id(&t->dec, tok) && eng_gmatch_accept(t->gm, tok) != 0) {
+    if (t->gm && !stop && eng_gmatch_accept(t->gm, tok) != 0) {
         task_finish(s, t, SRV_FINISH_ERROR, "grammar rejected the sampled token", ev);
         return;
     }

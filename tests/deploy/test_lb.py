@@ -181,14 +181,7 @@ def run(replicas, ngx, lb_port, nlog):
     r = completion(lb_port, "first", False, 8)
     check(r["complete"], "a completion through nginx answers 200 (%s)" % (r["error"] or r["status"]))
     # an HTTP/1.0 client without Host (old health checkers): nginx names the host upstream
-    with socket.create_connection(("127.0.0.1", lb_port), timeout=10) as sk:
-        sk.sendall(b"GET /v1/models HTTP/1.0\r\n\r\n")
-        got = b""
-        while True:
-            d = sk.recv(65536)
-            if not d:
-                break
-            got += d
+    got = h.raw_request("127.0.0.1", lb_port, b"GET /v1/models HTTP/1.0\r\n\r\n")
     check(got.startswith(b"HTTP/1.1 200") or got.startswith(b"HTTP/1.0 200"),
           "an HTTP/1.0 request without Host through nginx: 200 (%r)" % got[:120])
 

@@ -55,6 +55,28 @@ def llama3_tiny(tmp):
     return model
 
 
+def raw_request(host, port, data, timeout=10, shut=False, read=True):
+    """Sends raw bytes to host:port on a fresh socket (any server: nginx in front too); returns
+    everything read until EOF/timeout."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    if data:
+        s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    if read:
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+    s.close()
+    return out
+
+
 class Server:
     """One claq-server process. args are extra flags; the model is required."""
 
@@ -175,23 +197,7 @@ class Server:
 
     def raw(self, data, timeout=10, shut=False, read=True):
         """Sends raw bytes on a fresh socket; returns everything read until EOF/timeout."""
-        s = socket.create_connection((self.host, self.port), timeout=timeout)
-        if data:
-            s.sendall(data)
-        if shut:
-            s.shutdown(socket.SHUT_WR)
-        out = b""
-        if read:
-            try:
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    out += chunk
-            except socket.timeout:
-                pass
-        s.close()
-        return out
+        return raw_request(self.host, self.port, data, timeout, shut, read)
 
     def metrics(self):
         st, _, data = self.request("GET", "/metrics")
