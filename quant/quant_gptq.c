@@ -1,8 +1,10 @@
-/* quant_gptq.c — GPTQ preparation (the inverse's upper Cholesky factor in double, with retry: as
- * GPTQ computes it, or from one dpotrf and one dtrtri) and the blocked column loop with lazy error feedback (W kept
- * transposed so columns are contiguous; rows split among a kern_pool's workers; the trailing
- * update of each block is one sgemm). Does not choose codebooks (the caller's callback does).
- * Any thread, one call per thread (a pool passed in is driven by the calling thread). */
+/* quant_gptq.c — GPTQ preparation (the inverse's upper Cholesky factor in double or float, with
+ * retry: as GPTQ computes it, or from one potrf and one trtri) and the blocked column loop with
+ * lazy error feedback (W kept transposed so columns are contiguous; rows split among a
+ * kern_pool's workers; the trailing update of each block split the same way, one single-threaded
+ * sgemm per column chunk). Does not choose codebooks (the caller's callback does). Any thread,
+ * one call per thread (a pool passed in is driven by the calling thread); with a pool, one call
+ * per process at a time, since it sets OpenBLAS's thread count for its duration. */
 #include "quant_gptq.h"
 
 #include <cblas.h>
@@ -25,6 +27,7 @@ void eng_gptq_cfg_default(eng_gptq_cfg *c)
     c->act_order = 1;
     c->max_retries = 8;
     c->fast_inverse = 0;
+    c->f32_inverse = 0;
 }
 
 void eng_gptq_prep_free(eng_gptq_prep *p)
@@ -49,41 +52,87 @@ static int gptq_cmp_desc(const void *a, const void *b)   /* diag descending, ind
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+/* The factor is computed in double or, with cfg->f32_inverse, in float (the precision GPTQ's
+ * own code factors in: half the memory traffic and twice the SIMD width). gptq_fac is the n x n
+ * work array in either type; the LAPACK steps and the O(n^2) moves below take both. */
+typedef struct gptq_fac {
+    void *a;      /* double[n*n] or float[n*n] */
+    int f32;
+} gptq_fac;
+
+static lapack_int gptq_potrf(gptq_fac A, char uplo, lapack_int n)
+{
+    return A.f32 ? LAPACKE_spotrf(LAPACK_COL_MAJOR, uplo, n, A.a, n)
+                 : LAPACKE_dpotrf(LAPACK_COL_MAJOR, uplo, n, A.a, n);
+}
+
+static lapack_int gptq_potri(gptq_fac A, char uplo, lapack_int n)
+{
+    return A.f32 ? LAPACKE_spotri(LAPACK_COL_MAJOR, uplo, n, A.a, n)
+                 : LAPACKE_dpotri(LAPACK_COL_MAJOR, uplo, n, A.a, n);
+}
+
+static lapack_int gptq_trtri_lower(gptq_fac A, lapack_int n)
+{
+    return A.f32 ? LAPACKE_strtri(LAPACK_COL_MAJOR, 'L', 'N', n, A.a, n)
+                 : LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'L', 'N', n, A.a, n);
+}
+
+static inline void gptq_swap(gptq_fac A, size_t x, size_t y)
+{
+    if (A.f32) {
+        float *f = A.a, t = f[x];
+        f[x] = f[y];
+        f[y] = t;
+    } else {
+        double *d = A.a, t = d[x];
+        d[x] = d[y];
+        d[y] = t;
+    }
+}
+
 /* Transposes the n x n row-major matrix A in place, in 64 x 64 tiles (a 969 MB factor of an
  * 11008-wide Hessian is far larger than any cache, and a plain double loop misses on every
  * element of one side). */
-static void gptq_transpose_inplace(double *A, int64_t n)
+static void gptq_transpose_inplace(gptq_fac A, int64_t n)
 {
     enum { T = 64 };
     for (int64_t i0 = 0; i0 < n; i0 += T)
         for (int64_t j0 = i0; j0 < n; j0 += T) {
             int64_t i1 = i0 + T < n ? i0 + T : n, j1 = j0 + T < n ? j0 + T : n;
             for (int64_t i = i0; i < i1; i++)
-                for (int64_t j = (j0 == i0 ? i + 1 : j0); j < j1; j++) {
-                    double t = A[i * n + j];
-                    A[i * n + j] = A[j * n + i];
-                    A[j * n + i] = t;
-                }
+                for (int64_t j = (j0 == i0 ? i + 1 : j0); j < j1; j++)
+                    gptq_swap(A, (size_t)(i * n + j), (size_t)(j * n + i));
         }
+}
+
+/* Zeroes the strict lower triangle of the row-major n x n A. */
+static void gptq_zero_lower(gptq_fac A, int64_t n)
+{
+    size_t esz = A.f32 ? sizeof(float) : sizeof(double);
+    for (int64_t a = 0; a < n; a++) memset((char *)A.a + (size_t)(a * n) * esz, 0, (size_t)a * esz);
 }
 
 /* The upper Cholesky factor U of the inverse of the damped, permuted Hessian as GPTQ computes
  * it: H = L L^T, H^-1 from L (potri), H^-1 = U^T U (potrf). On entry A holds H (symmetric); on
  * success it holds U row-major with a zero lower triangle. Column-major LAPACK on a symmetric
  * matrix: the row-major view is the transpose. Returns the LAPACK info. */
-static int gptq_inv_chol_ref(double *A, int64_t n)
+static int gptq_inv_chol_ref(gptq_fac A, int64_t n)
 {
     lapack_int N = (lapack_int)n;
-    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', N, A, N);      /* H = L L^T */
+    int info = gptq_potrf(A, 'L', N);                  /* H = L L^T */
     if (info != 0) return info;
-    info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', N, A, N);          /* Hinv, lower part */
+    info = gptq_potri(A, 'L', N);                      /* Hinv, lower part */
     if (info != 0) return info;
-    for (int64_t j = 0; j < n; j++)                                  /* mirror lower -> upper */
-        for (int64_t i = j + 1; i < n; i++) A[i * n + j] = A[j * n + i];
-    info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', N, A, N);          /* Hinv = U^T U */
+    for (int64_t j = 0; j < n; j++)                    /* mirror lower -> upper */
+        for (int64_t i = j + 1; i < n; i++) {
+            if (A.f32) ((float *)A.a)[i * n + j] = ((float *)A.a)[j * n + i];
+            else ((double *)A.a)[i * n + j] = ((double *)A.a)[j * n + i];
+        }
+    info = gptq_potrf(A, 'U', N);                      /* Hinv = U^T U */
     if (info != 0) return info;
     gptq_transpose_inplace(A, n);            /* column-major upper -> row-major upper */
-    for (int64_t a = 0; a < n; a++) memset(A + a * n, 0, (size_t)a * sizeof *A);   /* lower */
+    gptq_zero_lower(A, n);
     return 0;
 }
 
@@ -94,24 +143,20 @@ static int gptq_inv_chol_ref(double *A, int64_t n)
  * About 2/3 n^3 flops instead of 4/3 n^3. On entry A holds J H J (symmetric, row-major ==
  * column-major); on success it holds U row-major with a zero lower triangle. Returns the LAPACK
  * info (0 on success). */
-static int gptq_inv_chol(double *A, int64_t n)
+static int gptq_inv_chol(gptq_fac A, int64_t n)
 {
     lapack_int N = (lapack_int)n;
-    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', N, A, N);      /* J H J = L L^T */
+    int info = gptq_potrf(A, 'L', N);                  /* J H J = L L^T */
     if (info != 0) return info;
-    info = LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'L', 'N', N, A, N);     /* L^-1, lower */
+    info = gptq_trtri_lower(A, N);                     /* L^-1, lower */
     if (info != 0) return info;
     /* Column-major lower M = L^-1 is row-major upper M^T: element (i, j), i >= j, sits at
      * A[j n + i]. U[a][b] = M[n-1-a][n-1-b] sits at A[(n-1-b) n + (n-1-a)] = A[nn-1-(b n + a)]:
      * reverse the array, then transpose. */
     size_t nn = (size_t)n * (size_t)n;
-    for (size_t i = 0, k = nn - 1; i < k; i++, k--) {
-        double t = A[i];
-        A[i] = A[k];
-        A[k] = t;
-    }
+    for (size_t i = 0, k = nn - 1; i < k; i++, k--) gptq_swap(A, i, k);
     gptq_transpose_inplace(A, n);
-    for (int64_t a = 0; a < n; a++) memset(A + a * n, 0, (size_t)a * sizeof *A);   /* lower */
+    gptq_zero_lower(A, n);
     return 0;
 }
 
@@ -165,9 +210,12 @@ static int gptq_prepare(eng_gptq_prep *p, const double *Hd, const float *Hf, int
         /* U = Hp + damp I (reference), or J Hp J + damp I (fast: U[a][b] = Hp[C-1-a][C-1-b]),
          * Hp the permuted H. Rebuilt on each attempt instead of keeping a second n x n copy. */
         int fast = cfg->fast_inverse;
+        /* With f32_inverse the work array is p->U's first half as float, widened in place
+         * to double at the end (backwards: each double lands at or after its float). */
+        gptq_fac A = {p->U, cfg->f32_inverse};
+        float *Uf = (float *)(void *)p->U;
         for (int64_t a = 0; a < cols; a++) {
             int64_t ja = p->perm[fast ? cols - 1 - a : a];
-            double *row = p->U + a * cols;
             for (int64_t b = 0; b < cols; b++) {
                 int64_t jb = p->perm[fast ? cols - 1 - b : b];
                 double v = (p->dead[ja] || p->dead[jb]) ? 0.0 : gptq_h(Hd, Hf, cols, ja, jb);
@@ -176,13 +224,18 @@ static int gptq_prepare(eng_gptq_prep *p, const double *Hd, const float *Hf, int
                                      (long long)ja, (long long)jb, v);
                     goto done;
                 }
-                row[b] = v;
+                if (a == b) v = (p->dead[ja] ? 1.0 : v) + p->damp;
+                if (A.f32) Uf[a * cols + b] = (float)v;
+                else p->U[a * cols + b] = v;
             }
-            if (p->dead[ja]) row[a] = 1.0;
-            row[a] += p->damp;
         }
-        int info = fast ? gptq_inv_chol(p->U, cols) : gptq_inv_chol_ref(p->U, cols);
-        if (info == 0) { p->retries = attempt; break; }
+        int info = fast ? gptq_inv_chol(A, cols) : gptq_inv_chol_ref(A, cols);
+        if (info == 0) {
+            if (A.f32)
+                for (size_t i = nn; i-- > 0;) p->U[i] = (double)Uf[i];
+            p->retries = attempt;
+            break;
+        }
         if (attempt >= cfg->max_retries) {
             rc = eng_err_set(err, ENG_E_RANGE,
                              "gptq: Hessian not positive definite after %d dampening rounds "
@@ -285,6 +338,29 @@ static void gptq_untranspose_task(void *arg, int64_t task, int worker)
     }
 }
 
+/* Task: columns [task * GPTQ_UPD_COLS, ...) of the block's trailing update
+ * Wt[i2:C] -= U[i1:i2, i2:C]^T . Err, one single-threaded sgemm each. The chunks are fixed, so
+ * the bytes do not depend on the thread count. */
+#define GPTQ_UPD_COLS 256
+
+typedef struct gptq_upd {
+    const float *Ub;      /* [bs][rest] */
+    const float *Err;     /* [bs][rows] */
+    float *Wt;            /* Wt + i2 * rows: [rest][rows] */
+    int64_t rest, rows, bs;
+} gptq_upd;
+
+static void gptq_update_task(void *arg, int64_t task, int worker)
+{
+    (void)worker;
+    const gptq_upd *u = arg;
+    int64_t c0 = task * GPTQ_UPD_COLS, c1 = c0 + GPTQ_UPD_COLS < u->rest ? c0 + GPTQ_UPD_COLS
+                                                                           : u->rest;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(c1 - c0), (int)u->rows,
+                (int)u->bs, -1.0f, u->Ub + c0, (int)u->rest, u->Err, (int)u->rows, 1.0f,
+                u->Wt + c0 * u->rows, (int)u->rows);
+}
+
 static void gptq_pool_run(kern_pool *pool, int64_t n, kern_task_fn fn, void *arg)
 {
     if (pool && n > 1 && kern_pool_run(pool, n, fn, arg) == 0) return;
@@ -308,7 +384,7 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
     float *q = malloc((size_t)rows * sizeof *q);
     float *uc = malloc((size_t)bs_max * sizeof *uc);
     double *lpart = malloc((size_t)n_chunks * sizeof *lpart);
-    int rc = 0;
+    int rc = 0, blas_threads = openblas_get_num_threads();
     double total = 0;
     if (!Wt || !Err || !Ub || !q || !uc || !lpart) {
         rc = eng_err_set(err, ENG_E_NOMEM, "gptq: out of memory for %lld x %lld",
@@ -328,6 +404,10 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
     }
     gptq_loop L = {.p = p, .Wt = Wt, .Err = Err, .q = q, .uc = uc, .lpart = lpart, .rows = rows,
                    .chunk = chunk};
+    /* With a pool, BLAS runs single-threaded inside its tasks until the loop ends: OpenBLAS's
+     * own workers, woken by a threaded call, spin (sched_yield) for a while after each one and
+     * took a core from the pool between the per-block updates (~10 % of a 7B layer's CPU). */
+    if (pool) openblas_set_num_threads(1);
     for (int64_t i1 = 0; i1 < C; i1 += blocksize) {
         int64_t i2 = i1 + blocksize < C ? i1 + blocksize : C, bs = i2 - i1;
         L.i1 = i1;
@@ -354,8 +434,8 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
             for (int64_t i = 0; i < bs; i++)
                 for (int64_t b = 0; b < rest; b++)
                     Ub[i * rest + b] = (float)p->U[(i1 + i) * C + i2 + b];
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rest, (int)rows, (int)bs,
-                        -1.0f, Ub, (int)rest, Err, (int)rows, 1.0f, Wt + i2 * rows, (int)rows);
+            gptq_upd u = {Ub, Err, Wt + i2 * rows, rest, rows, bs};
+            gptq_pool_run(pool, (rest + GPTQ_UPD_COLS - 1) / GPTQ_UPD_COLS, gptq_update_task, &u);
         }
     }
     /* Wt now holds the quantized columns: back to [rows][cols] in original order. */
@@ -363,6 +443,7 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
     gptq_pool_run(pool, (C + 63) / 64, gptq_untranspose_task, &u);
     if (loss) *loss = total;
 done:
+    if (pool) openblas_set_num_threads(blas_threads);
     free(Wt);
     free(Err);
     free(Ub);

@@ -3,7 +3,8 @@
  * blocked column loop with error feedback, parameterised by a per-column quantizer callback
  * (uniform grid for the GPTQ baseline, K-Means for CLAQ). Does not pick bit-widths or outliers
  * (quant_alloc.h) and does not run the model (quant.h). Pure computation on caller
- * buffers: any thread, one call per thread (with a pool, the calling thread drives it). */
+ * buffers: any thread, one call per thread (with a pool, the calling thread drives it, and one
+ * such call per process at a time: it sets OpenBLAS's thread count while it runs). */
 #ifndef QUANT_GPTQ_H
 #define QUANT_GPTQ_H
 
@@ -20,10 +21,12 @@ typedef struct eng_gptq_cfg {
     int fast_inverse;     /* 0: U as GPTQ computes it (potrf, potri, potrf: 4/3 n^3 flops);
                              1: U = J chol(J H J)^-1 J (potrf, trtri: 2/3 n^3), the same
                              factor in exact arithmetic but rounded differently */
+    int f32_inverse;      /* 1: that factorization in float, as GPTQ's code does (U is then
+                             widened to double); 0: in double */
 } eng_gptq_cfg;
 
 void eng_gptq_cfg_default(eng_gptq_cfg *c);   /* 0.01, 128, act-order on, 8 retries, GPTQ's
-                                                  inverse */
+                                                  inverse in double */
 
 /* What the column loop needs from H, in processing order. */
 typedef struct eng_gptq_prep {

@@ -92,6 +92,8 @@ int claq_cmd_quantize(int argc, char **argv)
                                "paper's)"},
         {"--fast-inverse", 0, NULL, "GPTQ's inverse factor by 1 Cholesky + 1 triangular inverse "
                                     "(half the flops; rounds differently from GPTQ's)"},
+        {"--f32-inverse", 0, NULL, "factor GPTQ's inverse in float, as GPTQ's own code does "
+                                   "(default: double)"},
         {"--nsamples", 1, NULL, "calibration windows (default 128)"},
         {"--seqlen", 1, NULL, "tokens per window (default 2048, clipped to the context)"},
         {"--seed", 1, NULL, "seed for the windows and k-means++ (default 0)"},
@@ -183,6 +185,7 @@ int claq_cmd_quantize(int argc, char **argv)
     cfg.outliers = claq_arg_get(spec, ns, "--outliers") != NULL;
     if (cfg.method != ENG_QUANT_RTN) cfg.head_bits = (double)head_bits;
     cfg.gptq.fast_inverse = claq_arg_get(spec, ns, "--fast-inverse") != NULL;
+    cfg.gptq.f32_inverse = claq_arg_get(spec, ns, "--f32-inverse") != NULL;
     cfg.or_compat_index = claq_arg_get(spec, ns, "--or-compat-index") != NULL;
     cfg.seed = (uint64_t)seed;
     cfg.act_budget = (size_t)budget_mb << 20;

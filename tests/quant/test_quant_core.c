@@ -408,6 +408,27 @@ static void test_gptq_vs_reference(void)
         printf("fast inverse factor vs GPTQ's: max |dU| %.3g (max |U| %.3g)\n", md, mu);
         CHECK(md <= 1e-9 * mu && lower_zero, "fast inverse differs by %g", md);
         eng_gptq_prep_free(&fp);
+        /* factored in float (--f32-inverse), both ways: the same U to float precision */
+        for (int fast = 0; fast <= 1; fast++) {
+            fcfg.fast_inverse = fast;
+            fcfg.f32_inverse = 1;
+            CHECK(eng_gptq_prepare(&fp, H, COLS, &fcfg, &err) == 0, "prepare f32: %s", err.msg);
+            md = 0;
+            lower_zero = 1;
+            int exact = 0;
+            for (int i = 0; i < COLS * COLS; i++) {
+                md = fmax(md, fabs(prep.U[i] - fp.U[i]));
+                exact += prep.U[i] == fp.U[i] && prep.U[i] != 0;
+            }
+            for (int a = 0; a < COLS; a++)
+                for (int b = 0; b < a; b++) lower_zero &= fp.U[a * COLS + b] == 0;
+            printf("f32 inverse factor (fast %d) vs GPTQ's in double: max |dU| %.3g, %d nonzero "
+                   "entries equal\n", fast, md, exact);
+            /* float rounding, not double's: close, but not bit-equal everywhere */
+            CHECK(md <= 1e-3 * mu && md > 1e-9 * mu && lower_zero, "f32 inverse differs by %g",
+                  md);
+            eng_gptq_prep_free(&fp);
+        }
         eng_gptq_prep_free(&prep);
     }
 
