@@ -332,6 +332,7 @@ static int emit_matrix(data_writer *w, const eng_qmatrix *qm, const char *nm, en
         eng_claq_v2_free(w->v2);
     }
     eng_claq_packed_free(w->pk);
+    eng_qmatrix_evict_codes(qm);   /* spilled codes: not resident once written */
     return 0;
 }
 

@@ -1,10 +1,15 @@
-/* eng_qmatrix.c — allocation, outlier list, fake-quant expansion and the 8-bit codebook grid of
- * eng_qmatrix. Pure functions; any thread. */
+/* eng_qmatrix.c — allocation, outlier list, fake-quant expansion, the 8-bit codebook grid and
+ * the spilling of codes to a temporary file of eng_qmatrix. Any thread, one per matrix; no
+ * globals (the spill reads $TMPDIR). */
 #include "eng_qmatrix.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kern_half.h"
 
@@ -32,13 +37,57 @@ void eng_qmatrix_free(eng_qmatrix *q)
     if (!q) return;
     free(q->bits);
     free(q->codebook);
-    free(q->codes);
+    if (q->codes_map) munmap(q->codes, q->codes_map);
+    else free(q->codes);
     free(q->out_row);
     free(q->out_col);
     free(q->out_val);
     free(q->grid);
     free(q->grid_idx);
     memset(q, 0, sizeof *q);
+}
+
+int eng_qmatrix_spill_codes(eng_qmatrix *q, const char *dir, eng_err *err)
+{
+    if (q->codes_map || !q->codes) return 0;
+    size_t bytes = (size_t)q->rows * (size_t)q->cols;
+    const char *env = getenv("TMPDIR");
+    if (!dir || !*dir) dir = env && *env ? env : "/tmp";
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/claq-codes-XXXXXX", dir) >= sizeof path)
+        return eng_err_set(err, ENG_E_IO, "temp directory name too long: %s", dir);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return eng_err_set(err, ENG_E_IO, "cannot create a temp file for %zu bytes of codes "
+                           "in %s: %s", bytes, dir, strerror(errno));
+    unlink(path);
+    size_t done = 0;
+    while (done < bytes) {
+        ssize_t n = pwrite(fd, q->codes + done, bytes - done, (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : ENOSPC;
+            close(fd);
+            return eng_err_set(err, ENG_E_IO, "writing %zu bytes of codes to a temp file in "
+                               "%s: %s", bytes, dir, strerror(e));
+        }
+        done += (size_t)n;
+    }
+    void *m = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);   /* the mapping keeps the file */
+    if (m == MAP_FAILED)
+        return eng_err_set(err, ENG_E_NOMEM, "cannot map %zu bytes of spilled codes", bytes);
+    free(q->codes);
+    q->codes = m;
+    q->codes_map = bytes;
+    eng_qmatrix_evict_codes(q);   /* what pwrite left in the page cache is not ours to keep */
+    return 0;
+}
+
+void eng_qmatrix_evict_codes(const eng_qmatrix *q)
+{
+    /* clean shared file pages: dropping them loses nothing */
+    if (q && q->codes_map) (void)madvise(q->codes, q->codes_map, MADV_DONTNEED);
 }
 
 int eng_qmatrix_add_outlier(eng_qmatrix *q, uint32_t row, uint32_t col, uint16_t val_f16)

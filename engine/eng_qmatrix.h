@@ -7,6 +7,7 @@
 #ifndef ENG_QMATRIX_H
 #define ENG_QMATRIX_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "eng_err.h"
@@ -18,7 +19,9 @@ typedef struct eng_qmatrix {
     uint8_t *bits;          /* [cols] bit-width per original column, 2..4; owned */
     uint16_t *codebook;     /* [cols][ENG_QM_CB] fp16 bits, ascending; entries at and past
                                2^bits[j] repeat the last real one; owned */
-    uint8_t *codes;         /* [rows][cols] code per weight, < 2^bits[col]; owned */
+    uint8_t *codes;         /* [rows][cols] code per weight, < 2^bits[col]; owned: heap, or
+                               after eng_qmatrix_spill_codes a read-only file mapping */
+    size_t codes_map;       /* bytes of that mapping; 0 while codes is on the heap */
     int64_t n_outliers;
     int64_t cap_outliers;
     uint32_t *out_row;      /* [n_outliers] sorted by (col, row); owned */
@@ -47,6 +50,14 @@ int eng_qmatrix_grid_alloc(eng_qmatrix *q, eng_err *err);
 int eng_qmatrix_grid_fit_col(eng_qmatrix *q, int64_t j);
 
 int eng_qmatrix_alloc(eng_qmatrix *q, int64_t rows, int64_t cols, eng_err *err);
+/* Moves q's codes (final: read-only from now on) into an unlinked temporary file in dir
+ * (NULL: $TMPDIR, else /tmp) mapped back read-only, so they leave the process's resident
+ * memory: one byte per weight, 6.5 GB for a 32-layer LLaMA-7B, would otherwise stay on the heap
+ * until the packed file is written. ENG_E_IO / ENG_E_NOMEM with q unchanged on failure. */
+int eng_qmatrix_spill_codes(eng_qmatrix *q, const char *dir, eng_err *err);
+/* Drops the resident pages of spilled codes (read back from the file on the next access);
+ * nothing for heap codes. For a reader done with q for now (the packed-file writer). */
+void eng_qmatrix_evict_codes(const eng_qmatrix *q);
 void eng_qmatrix_free(eng_qmatrix *q);   /* safe on zeroed, idempotent */
 /* Appends an outlier (callers append in (col,row) order). */
 int eng_qmatrix_add_outlier(eng_qmatrix *q, uint32_t row, uint32_t col, uint16_t val_f16);

@@ -3,8 +3,9 @@
  * qp_layer: each group's Hessian from what the already-quantized groups produce, intermediate
  * results kept so the layer's linears run once per window), accumulates the Hessians with
  * ssyrk, quantizes each group's linears with one shared GPTQ preparation (quant_matrix.c), swaps
- * in their fake-quantized fp32 copies, and feeds the quantized layer's outputs to the next layer.
- * Prints a progress line per matrix and per layer (elapsed, ETA). Does not write files. One
+ * in their fake-quantized fp32 copies, and feeds the quantized layer's outputs to the next layer;
+ * a finished layer's codes go to a temp file and its source weights' pages are released.
+ * Prints a progress line per matrix and per layer (elapsed, ETA). Does not write the output. One
  * thread drives it; BLAS, the backend and cfg->pool run their own workers. */
 #include "quant.h"
 
@@ -105,19 +106,43 @@ static int qp_acts_io(qp_acts *a, int i, float *buf, int write, eng_err *err)
 
 /* ---- Hessian capture ---- */
 
+#define QP_SYRK_TOKENS 1024   /* rows per ssyrk: each call streams all of H, and at k = 256 an
+                                 11008-wide update ran ~20 % slower than at k >= 512 */
+
+/* x^T x accumulated into H's upper triangle, rows staged until QP_SYRK_TOKENS are gathered. */
 typedef struct qp_capture {
-    int layer, group;    /* the group being accumulated; -1 = none */
     int width;
-    float *H;            /* [width][width] upper triangle accumulates x^T x; borrowed */
+    float *H;            /* [width][width]; borrowed */
+    float *stage;        /* [cap][width] staged rows; borrowed; NULL: one ssyrk per call */
+    int cap, n;          /* capacity and rows staged */
     int64_t tokens;
 } qp_capture;
 
-static void qp_capture_fn(void *ud, int layer, int group, const float *x, int n, int width)
+static void qp_capture_flush(qp_capture *c)
 {
-    qp_capture *c = ud;
-    if (layer != c->layer || group != c->group || width != c->width) return;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, width, n, 1.0f, x, width, 1.0f, c->H, width);
+    if (c->n > 0)
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, c->width, c->n, 1.0f, c->stage,
+                    c->width, 1.0f, c->H, c->width);
+    c->n = 0;
+}
+
+static void qp_capture_add(qp_capture *c, const float *x, int n)
+{
     c->tokens += n;
+    if (!c->stage) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, c->width, n, 1.0f, x, c->width, 1.0f,
+                    c->H, c->width);
+        return;
+    }
+    while (n > 0) {
+        int k = c->cap - c->n < n ? c->cap - c->n : n;
+        memcpy(c->stage + (size_t)c->n * (size_t)c->width, x, sizeof(float) * (size_t)k *
+               (size_t)c->width);
+        c->n += k;
+        x += (size_t)k * (size_t)c->width;
+        n -= k;
+        if (c->n == c->cap) qp_capture_flush(c);
+    }
 }
 
 /* H = 2/S sum x x^T over S windows (the reference's scale), upper triangle mirrored to full. */
@@ -145,6 +170,7 @@ typedef struct qp {
     int nsamples, seqlen;
     double t0;
     double t_setup;              /* seconds before layer 0 (embedding the windows) */
+    int spill_warned;            /* a codes spill failed and was reported */
 } qp;
 
 /* fp32 copy of a dense weight (any dtype the loaders produce). */
@@ -197,6 +223,16 @@ static void qp_log_matrix(const qp *p, int l, eng_linear lin, const eng_qmatrix 
     fflush(f);
 }
 
+/* Spills a finished matrix's codes to a temp file (eng_qmatrix_spill_codes); where that fails
+ * (no writable temp directory) they stay in RAM, which only costs memory: said once. */
+static void qp_spill(qp *p, eng_qmatrix *q)
+{
+    eng_err e = {0};
+    if (eng_qmatrix_spill_codes(q, NULL, &e) == 0 || p->spill_warned) return;
+    p->spill_warned = 1;
+    if (p->cfg->log) fprintf(p->cfg->log, "note: quantized codes stay in RAM (%s)\n", e.msg);
+}
+
 static int qp_rtn(qp *p, eng_quant_result *res, eng_err *err)
 {
     for (int l = 0; l < p->m->cfg.n_layers; l++)
@@ -210,6 +246,8 @@ static int qp_rtn(qp *p, eng_quant_result *res, eng_err *err)
             rc = eng_quant_matrix(W, w->rows, w->cols, NULL, p->cfg, q, NULL, st, err);
             free(W);
             if (rc) return rc;
+            qp_spill(p, q);
+            eng_quant_release(w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
             qp_log_matrix(p, l, (eng_linear)li, q, st);
         }
     return 0;
@@ -286,6 +324,8 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
     int maxw = cf->dim > cf->hidden_dim ? cf->dim : cf->hidden_dim;
     if (widths[1] > maxw) maxw = widths[1];
     float *H = eng_quant_big_alloc(sizeof(float) * (size_t)maxw * (size_t)maxw);
+    /* staging rows for the Hessians' ssyrk (without it: one call per window, still correct) */
+    float *stage = malloc(sizeof(float) * QP_SYRK_TOKENS * (size_t)maxw);
     qp_acts kept = {.fd = -1};           /* att, then act, of every window */
     eng_gptq_prep prep = {0};
     double t_fwd = 0, t_q = 0, tl = qp_now();
@@ -300,7 +340,7 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
         int wd = widths[g];
         double t1 = qp_now();
         memset(H, 0, sizeof(float) * (size_t)wd * (size_t)wd);
-        qp_capture cap = {.layer = l, .group = g, .width = wd, .H = H, .tokens = 0};
+        qp_capture cap = {.width = wd, .H = H, .stage = stage, .cap = QP_SYRK_TOKENS};
         if (g == 1 || g == 3) {
             qp_acts_free(&kept);
             if ((rc = qp_acts_init(&kept, p->nsamples, per * wd, p->cfg->act_budget, err)))
@@ -354,12 +394,10 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
             }
             if (krc) rc = qp_kfail(err, krc, "calibration pass", l);
             if (rc) break;
-            for (int start = 0; start < p->seqlen; start += p->max_batch) {
-                int n = p->seqlen - start < p->max_batch ? p->seqlen - start : p->max_batch;
-                qp_capture_fn(&cap, l, g, hx + (size_t)start * (size_t)wd, n, wd);
-            }
+            qp_capture_add(&cap, hx, p->seqlen);
         }
         if (rc) goto done;
+        qp_capture_flush(&cap);
         if (g == 2) qp_acts_free(&kept);   /* the attention outputs are consumed */
         if (cap.tokens != (int64_t)p->nsamples * p->seqlen) {
             rc = eng_err_set(err, ENG_E_INVAL, "layer %d group %d captured %lld tokens, "
@@ -413,9 +451,11 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
         eng_gptq_prep_free(&prep);
         t_q += qp_now() - t1;
     }
-    /* The quantized layer's outputs are the next layer's inputs: x = h + down(act). */
+    /* The quantized layer's outputs are the next layer's inputs: x = h + down(act). The last
+     * layer's are needed only when the head is calibrated on them. */
     double t1 = qp_now();
-    for (int s = 0; s < p->nsamples && !rc; s++) {
+    int out_pass = l + 1 < cf->n_layers || p->cfg->head_bits > 0;
+    for (int s = 0; s < p->nsamples && out_pass && !rc; s++) {
         if ((rc = qp_acts_io(acts, s, sc->x, 0, err))) break;
         if ((rc = qp_acts_io(&kept, s, sc->hb, 0, err))) break;
         int krc = qp_matmul(p, &lw.lin[ENG_LIN_DOWN], sc->hb, sc->y);
@@ -433,10 +473,10 @@ static int qp_layer(qp *p, int l, qp_acts *acts, qp_scratch *sc, eng_quant_resul
         char eta[32], ela[32];
         qp_fmt_dur(eta, sizeof eta, left * (el - p->t_setup) / (l + 1));
         qp_fmt_dur(ela, sizeof ela, el);
-        fprintf(p->cfg->log, "layer %d/%d done in %.2fs (forward passes and Hessians %.2fs, "
+        fprintf(p->cfg->log, "layer %d/%d done in %.2fs (forward passes and Hessians %.2fs%s, "
                 "quantization %.2fs); elapsed %s, ETA %s for %d more layer%s\n", l + 1,
-                cf->n_layers, layer_s, t_fwd, t_q, ela, left ? eta : "0s", left,
-                left == 1 ? "" : "s");
+                cf->n_layers, layer_s, t_fwd, out_pass ? "" : ", no output pass after the last "
+                "layer", t_q, ela, left ? eta : "0s", left, left == 1 ? "" : "s");
         fflush(p->cfg->log);
     }
 done:
@@ -445,6 +485,7 @@ done:
     eng_gptq_prep_free(&prep);
     qp_acts_free(&kept);
     free(H);
+    free(stage);
     return rc;
 }
 
@@ -460,7 +501,8 @@ static int qp_head(qp *p, qp_acts *acts, qp_scratch *sc, eng_quant_result *res, 
     double t0 = qp_now();
     int rc = H ? 0 : eng_err_set(err, ENG_E_NOMEM, "out of memory for the head's Hessian");
     if (!rc) memset(H, 0, sizeof(float) * (size_t)wd * (size_t)wd);
-    qp_capture cap = {.layer = -2, .group = 0, .width = wd, .H = H, .tokens = 0};
+    float *stage = malloc(sizeof(float) * QP_SYRK_TOKENS * (size_t)wd);
+    qp_capture cap = {.width = wd, .H = H, .stage = stage, .cap = QP_SYRK_TOKENS};
     for (int s = 0; s < p->nsamples && !rc; s++) {
         if ((rc = qp_acts_io(acts, s, sc->x, 0, err))) break;
         int krc = kern_rmsnorm(p->be, sc->x, p->m->w.final_norm, p->seqlen, wd, cf->norm_eps,
@@ -469,8 +511,9 @@ static int qp_head(qp *p, qp_acts *acts, qp_scratch *sc, eng_quant_result *res, 
             rc = qp_kfail(err, krc, "head calibration pass", cf->n_layers - 1);
             break;
         }
-        qp_capture_fn(&cap, -2, 0, sc->xn, p->seqlen, wd);
+        qp_capture_add(&cap, sc->xn, p->seqlen);
     }
+    qp_capture_flush(&cap);
     if (!rc) {
         qp_hessian_finish(H, wd, p->nsamples);
         rc = qp_weight_f32(w, &W, err);
@@ -495,6 +538,7 @@ static int qp_head(qp *p, qp_acts *acts, qp_scratch *sc, eng_quant_result *res, 
                 res->head_stats.loss, res->head_stats.rel_err, qp_now() - t0);
     free(H);
     free(W);
+    free(stage);
     return rc;
 }
 
@@ -571,7 +615,16 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
         if (!rc) rc = qp_acts_io(&acts, s, x, 1, err);
     }
     p.t_setup = qp_now() - p.t0;
-    for (int l = 0; l < cf->n_layers && !rc; l++) rc = qp_layer(&p, l, &acts, &sc, res, err);
+    for (int l = 0; l < cf->n_layers && !rc; l++) {
+        if ((rc = qp_layer(&p, l, &acts, &sc, res, err))) break;
+        /* Peak memory of a deep model: the layer's source weights are never read again and
+         * its codes are final, so neither stays resident until the file is written. */
+        for (int li = 0; li < ENG_LIN_COUNT; li++) {
+            const kern_matrix *w = &m->w.layers[l].lin[li];
+            eng_quant_release(w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
+            qp_spill(&p, &res->mats[l * ENG_LIN_COUNT + li]);
+        }
+    }
     if (!rc && cfg->head_bits > 0) rc = qp_head(&p, &acts, &sc, res, err);
 done:
     res->seconds = qp_now() - p.t0;

@@ -3,7 +3,8 @@
  * x cols 1, 3, 17, 130), the packed view passes eng_claq_validate, the column grouping is
  * 4-bit then 3-bit then 2-bit in ascending original order, every outlier lands in row-CSR
  * ascending by storage column, and byte accounting adds up. Also: the packer rejects a code
- * >= 2^bits, bits outside 2..4 and unsorted/duplicate outliers with a message. */
+ * >= 2^bits, bits outside 2..4 and unsorted/duplicate outliers with a message; codes spilled
+ * to a temp file read and pack the same. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,41 @@ static void rejects(void)
     eng_qmatrix_free(&q);
 }
 
+/* Codes spilled to a temp file (the quantizer does it to each finished layer) read back the
+ * same, also after their pages were evicted, pack to the same bytes, and are freed by
+ * eng_qmatrix_free; a spill into a missing directory fails with a message, q unchanged. */
+static void spill(void)
+{
+    eng_qmatrix q;
+    eng_claq_packed a, b;
+    eng_err err = {0};
+    if (make_q(&q, 300, 1000, 50)) { CHECK(0, "alloc"); return; }
+    size_t n = 300 * 1000;
+    uint8_t *copy = malloc(n);
+    memcpy(copy, q.codes, n);
+    CHECK(eng_claq_pack(&q, "m", &a, &err) == 0, "pack: %s", err.msg);
+    uint8_t *heap = q.codes;
+    CHECK(eng_qmatrix_spill_codes(&q, "/nonexistent-claq-dir", &err) == ENG_E_IO &&
+          strstr(err.msg, "/nonexistent-claq-dir") && q.codes == heap && q.codes_map == 0,
+          "spill into a missing dir: rc/msg '%s'", err.msg);
+    CHECK(eng_qmatrix_spill_codes(&q, NULL, &err) == 0, "spill: %s", err.msg);
+    CHECK(q.codes_map == n && q.codes != heap, "codes not mapped");
+    CHECK(memcmp(q.codes, copy, n) == 0, "spilled codes differ");
+    eng_qmatrix_evict_codes(&q);
+    CHECK(memcmp(q.codes, copy, n) == 0, "codes differ after eviction");
+    CHECK(eng_claq_pack(&q, "m", &b, &err) == 0, "pack spilled: %s", err.msg);
+    for (int s = 0; s < ENG_CLAQ_NSEC; s++)
+        CHECK(a.sec_len[s] == b.sec_len[s] &&
+              memcmp((char *)a.buf + a.sec_off[s], (char *)b.buf + b.sec_off[s], a.sec_len[s]) == 0,
+              "section %d packs differently from spilled codes", s);
+    CHECK(eng_qmatrix_spill_codes(&q, NULL, &err) == 0 && q.codes_map == n, "second spill");
+    eng_claq_packed_free(&a);
+    eng_claq_packed_free(&b);
+    eng_qmatrix_free(&q);
+    CHECK(q.codes == NULL && q.codes_map == 0, "free left codes");
+    free(copy);
+}
+
 int main(void)
 {
     const int64_t rows[] = {1, 7, 33, 64, 100, 130};
@@ -128,6 +164,7 @@ int main(void)
         }
     roundtrip(300, 1000, 50);
     rejects();
+    spill();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
         return 1;
