@@ -290,9 +290,6 @@ static void conn_finish(srv_conn *c)
 static void conn_flush(srv_conn *c)
 {
     srv_http *s = c->http;
-    /* what the client has not taken of earlier writes: a slow reader. A large response queued
-     * just now is not one (one 12 MB answer for a fast client used to trip the hard limit). */
-    const size_t backlog = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     while (c->rq_head && !c->closing) {
         srv_resp *r = c->rq_head;
         if (r->out.len) {
@@ -303,6 +300,7 @@ static void conn_flush(srv_conn *c)
             }
             size_t len;
             wr->data = srv_buf_take(&r->out, &len);
+            c->bytes_queued += len;
             uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
             if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
                 free(wr->data);
@@ -343,9 +341,6 @@ static void conn_flush(srv_conn *c)
         conn_finish(c);
     else if (!c->in_execute)
         conn_maybe_resume(c);
-    /* backpressure: a hard limit acts at once on the backlog (the sweep watches the rest) */
-    if (backlog > (size_t)s->cfg->write_hard_bytes)
-        c->doomed = 2;   /* the sweep closes it: never close under a caller */
 }
 
 /* Queues an error response for a protocol problem and stops reading requests. */
@@ -963,26 +958,33 @@ void srv_http_sweep(srv_http *s)
         if (c->closing)
             continue;
         if (c->doomed) {
-            if (c->doomed == 2)
-                srv_log("warn", "closing a connection: write queue over %lld bytes (slow reader)",
-                        (long long)cfg->write_hard_bytes);
             srv_conn_close(c);
             continue;
         }
-        if (c->input_closed == 2) {
-            /* the window runs from the half-close; before it, from the last write */
-            if (now - (c->linger_since ? c->linger_since : c->last_active) > LINGER_NS)
+        if (c->input_closed == 2 && c->linger_since) {
+            /* the lingering window runs from the half-close, which waits for every write */
+            if (now - c->linger_since > LINGER_NS)
                 srv_conn_close(c);
             continue;
         }
+        /* Unsent: the socket's write queue (libuv shrinks it as the kernel takes bytes, also
+         * inside one large write) and the finished answers queued behind an unfinished one of
+         * a pipeline (not written yet, but held all the same). Any shrink is progress. */
         size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-        /* over the hard limit at two sweeps in a row (100 ms apart) with nothing taken in
-         * between: a stalled reader. One still taking a large response keeps going (the soft
-         * limit below bounds how long). */
+        const uint64_t taken = c->bytes_queued - wq;   /* bytes the kernel accepted so far */
+        const int took = taken > c->taken_prev;
+        c->taken_prev = taken;
+        for (const srv_resp *r = c->rq_head ? c->rq_head->next : NULL; r; r = r->next)
+            wq += r->out.len;
         const size_t prev = c->wq_prev;
         c->wq_prev = wq;
+        if (took)
+            c->last_active = now;
+        /* over the hard limit at two sweeps in a row (100 ms apart) with nothing taken in
+         * between: a stalled reader. One still taking a large response keeps going, however
+         * fast the answer grows (the soft limit below bounds how long). */
         if (wq > (size_t)cfg->write_hard_bytes && prev > (size_t)cfg->write_hard_bytes &&
-            wq >= prev) {
+            !took) {
             srv_log("warn", "closing a connection: %zu bytes unsent (slow reader)", wq);
             srv_conn_close(c);
             continue;
@@ -1007,7 +1009,14 @@ void srv_http_sweep(srv_http *s)
             }
             continue;
         }
+        if (c->input_closed == 2) {
+            /* the last answer is still being written: a reader that takes nothing for the idle
+             * timeout is gone (the limits above bound a slow one) */
+            if (now - c->last_active > idle_ns)
+                srv_conn_close(c);
+            continue;
+        }
         if (!c->rq_head && !c->in_message && now - c->last_active > idle_ns)
-            srv_conn_close(c);   /* idle keep-alive: close quietly */
+            srv_conn_close(c);   /* idle keep-alive, or a reader that took nothing that long */
     }
 }

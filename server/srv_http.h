@@ -124,11 +124,13 @@ struct srv_conn {
     int in_execute;             /* inside llhttp_execute (no re-entrant parsing) */
     int input_closed;           /* no more requests will be read (error, EOF, drain) */
     int closing;                /* uv_close called */
-    int doomed;                 /* close at the next sweep: 1 write failure, 2 hard limit */
+    int doomed;                 /* close at the next sweep (a write could not be queued) */
     uint64_t last_active;       /* uv_hrtime of the last read or write completion */
     uint64_t linger_since;      /* uv_hrtime the lingering close began (input_closed == 2) */
     uint64_t write_soft_since;  /* when the write queue first passed the soft limit, 0 = below */
-    size_t wq_prev;             /* write queue bytes at the previous sweep */
+    size_t wq_prev;             /* unsent bytes at the previous sweep */
+    uint64_t bytes_queued;      /* bytes handed to uv_write over the connection's life */
+    uint64_t taken_prev;        /* of those, accepted by the kernel at the previous sweep */
     char rbuf[16384];           /* read buffer; llhttp slices point into it */
 };
 

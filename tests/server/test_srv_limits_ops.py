@@ -1,5 +1,6 @@
 """test_srv_limits_ops.py — the operational limits and switches not covered elsewhere: a slow
-reader is cut off by the write-queue limit and its generations cancelled; connections beyond
+reader is cut off by the write-queue limit and its generations cancelled, and one that keeps
+taking bytes gets its whole answer even when the connection closes after it; connections beyond
 --max-connections get 503; --reuseport lets two servers share a port; Expect: 100-continue is
 answered at once; HTTP/1.0 and Connection: close end the connection; /health says 503 while
 draining; a model that cannot be loaded ends the process with exit 1 and a clear log line; --help
@@ -133,6 +134,50 @@ try:
     C.check(st == 200 and n == len(j.get("tokens", [])) and size > 262144,
             "fast reader: a %d-byte answer over the 262144-byte hard limit arrives whole "
             "(status %s)" % (size, st))
+finally:
+    C.check(srv.stop() == 0, "exit 0")
+
+# ---- a slow reader that keeps taking bytes gets its whole answer: the linger window starts
+# only once every byte is written (it ran from the last completed write, and a large answer is
+# one write), and the idle timeout counts from the last byte taken ----
+def slow_fetch(srv, close):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((srv.host, srv.port))
+    body = json.dumps({"prompt": "Once upon", "max_tokens": 60, "n": 16, "logprobs": 20,
+                       "echo": True, "logit_bias": {"1": -100, "2": -100}}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/"
+              b"json\r\n%sContent-Length: %d\r\n\r\n" %
+              (b"Connection: close\r\n" if close else b"", len(body)) + body)
+    s.settimeout(5)
+    buf = b""
+    while True:
+        try:
+            d = s.recv(16384)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not d:
+            break
+        buf += d
+        m = re.search(rb"Content-Length: (\d+)", buf)
+        if not close and m and len(buf.partition(b"\r\n\r\n")[2]) >= int(m.group(1)):
+            break
+        time.sleep(0.02)   # ~800 KB/s at best, slower than the 4 KiB buffers let through
+    s.close()
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", head)
+    return (int(m.group(1)) if m else -1), len(rest)
+
+
+srv = Server("stories260K.bin", "tok512.bin", args=["--socket-sndbuf", "4096",
+                                                    "--idle-timeout", "1"])
+try:
+    for close in (True, False):
+        t0 = time.time()
+        cl, got = slow_fetch(srv, close)
+        C.check(cl > 200000 and got == cl, "slow reader, %s: all %d bytes of a %d-byte answer "
+                "in %.1f s" % ("Connection: close" if close else "keep-alive, --idle-timeout 1",
+                               got, cl, time.time() - t0))
 finally:
     C.check(srv.stop() == 0, "exit 0")
 
