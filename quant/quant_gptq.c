@@ -1,10 +1,9 @@
 /* quant_gptq.c — GPTQ preparation (the inverse's upper Cholesky factor in double or float, with
  * retry: as GPTQ computes it, or from one potrf and one trtri) and the blocked column loop with
  * lazy error feedback (W kept transposed so columns are contiguous; rows split among a
- * kern_pool's workers; the trailing update of each block split the same way, one single-threaded
- * sgemm per column chunk). Does not choose codebooks (the caller's callback does). Any thread,
- * one call per thread (a pool passed in is driven by the calling thread); with a pool, one call
- * per process at a time, since it sets OpenBLAS's thread count for its duration. */
+ * kern_pool's workers; the trailing update of each block is one sgemm). Does not choose
+ * codebooks (the caller's callback does). Any thread, one call per thread (a pool passed in is
+ * driven by the calling thread). */
 #include "quant_gptq.h"
 
 #include <cblas.h>
@@ -338,29 +337,6 @@ static void gptq_untranspose_task(void *arg, int64_t task, int worker)
     }
 }
 
-/* Task: columns [task * GPTQ_UPD_COLS, ...) of the block's trailing update
- * Wt[i2:C] -= U[i1:i2, i2:C]^T . Err, one single-threaded sgemm each. The chunks are fixed, so
- * the bytes do not depend on the thread count. */
-#define GPTQ_UPD_COLS 256
-
-typedef struct gptq_upd {
-    const float *Ub;      /* [bs][rest] */
-    const float *Err;     /* [bs][rows] */
-    float *Wt;            /* Wt + i2 * rows: [rest][rows] */
-    int64_t rest, rows, bs;
-} gptq_upd;
-
-static void gptq_update_task(void *arg, int64_t task, int worker)
-{
-    (void)worker;
-    const gptq_upd *u = arg;
-    int64_t c0 = task * GPTQ_UPD_COLS, c1 = c0 + GPTQ_UPD_COLS < u->rest ? c0 + GPTQ_UPD_COLS
-                                                                           : u->rest;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(c1 - c0), (int)u->rows,
-                (int)u->bs, -1.0f, u->Ub + c0, (int)u->rest, u->Err, (int)u->rows, 1.0f,
-                u->Wt + c0 * u->rows, (int)u->rows);
-}
-
 static void gptq_pool_run(kern_pool *pool, int64_t n, kern_task_fn fn, void *arg)
 {
     if (pool && n > 1 && kern_pool_run(pool, n, fn, arg) == 0) return;
@@ -384,7 +360,7 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
     float *q = malloc((size_t)rows * sizeof *q);
     float *uc = malloc((size_t)bs_max * sizeof *uc);
     double *lpart = malloc((size_t)n_chunks * sizeof *lpart);
-    int rc = 0, blas_threads = openblas_get_num_threads();
+    int rc = 0;
     double total = 0;
     if (!Wt || !Err || !Ub || !q || !uc || !lpart) {
         rc = eng_err_set(err, ENG_E_NOMEM, "gptq: out of memory for %lld x %lld",
@@ -404,10 +380,7 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
     }
     gptq_loop L = {.p = p, .Wt = Wt, .Err = Err, .q = q, .uc = uc, .lpart = lpart, .rows = rows,
                    .chunk = chunk};
-    /* With a pool, BLAS runs single-threaded inside its tasks until the loop ends: OpenBLAS's
-     * own workers, woken by a threaded call, spin (sched_yield) for a while after each one and
-     * took a core from the pool between the per-block updates (~10 % of a 7B layer's CPU). */
-    if (pool) openblas_set_num_threads(1);
+
     for (int64_t i1 = 0; i1 < C; i1 += blocksize) {
         int64_t i2 = i1 + blocksize < C ? i1 + blocksize : C, bs = i2 - i1;
         L.i1 = i1;
@@ -434,8 +407,8 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
             for (int64_t i = 0; i < bs; i++)
                 for (int64_t b = 0; b < rest; b++)
                     Ub[i * rest + b] = (float)p->U[(i1 + i) * C + i2 + b];
-            gptq_upd u = {Ub, Err, Wt + i2 * rows, rest, rows, bs};
-            gptq_pool_run(pool, (rest + GPTQ_UPD_COLS - 1) / GPTQ_UPD_COLS, gptq_update_task, &u);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rest, (int)rows, (int)bs,
+                        -1.0f, Ub, (int)rest, Err, (int)rows, 1.0f, Wt + i2 * rows, (int)rows);
         }
     }
     /* Wt now holds the quantized columns: back to [rows][cols] in original order. */
@@ -443,7 +416,6 @@ int eng_gptq_run_pool(const eng_gptq_prep *p, const float *W, int64_t rows, int 
     gptq_pool_run(pool, (C + 63) / 64, gptq_untranspose_task, &u);
     if (loss) *loss = total;
 done:
-    if (pool) openblas_set_num_threads(blas_threads);
     free(Wt);
     free(Err);
     free(Ub);

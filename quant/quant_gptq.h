@@ -3,8 +3,7 @@
  * blocked column loop with error feedback, parameterised by a per-column quantizer callback
  * (uniform grid for the GPTQ baseline, K-Means for CLAQ). Does not pick bit-widths or outliers
  * (quant_alloc.h) and does not run the model (quant.h). Pure computation on caller
- * buffers: any thread, one call per thread (with a pool, the calling thread drives it, and one
- * such call per process at a time: it sets OpenBLAS's thread count while it runs). */
+ * buffers: any thread, one call per thread (with a pool, the calling thread drives it). */
 #ifndef QUANT_GPTQ_H
 #define QUANT_GPTQ_H
 
