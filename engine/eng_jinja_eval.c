@@ -20,8 +20,10 @@ void *eng__jj_alloc(jj_arena *a, size_t n)
     jj_block *b = a->head;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > (64u << 10) ? n : (64u << 10);
-        if (a->limit && (cap > a->limit || a->total > a->limit - cap))
+        if (a->limit && (cap > a->limit || a->total > a->limit - cap)) {
+            a->refused = 1;
             return NULL;
+        }
         b = malloc(sizeof(*b) + cap);
         if (!b)
             return NULL;
@@ -67,13 +69,15 @@ int eng__jj_fail(jr *r, int code, int line, const char *fmt, ...)
     return -1;
 }
 
-static int oom(jr *r, int line)
+int eng__jj_oom(jr *r, int line)
 {
-    if (r->a.limit && r->a.total + (64u << 10) > r->a.limit)
+    if (r->a.refused || (r->a.limit && r->a.total + (64u << 10) > r->a.limit))
         return eng__jj_fail(r, ENG_E_RANGE, line, "rendering needs more than %zu bytes of "
                             "memory (limit)", r->a.limit);
     return eng__jj_fail(r, ENG_E_NOMEM, line, "out of memory");
 }
+
+static int oom(jr *r, int line) { return eng__jj_oom(r, line); }
 
 int eng__jb_put(jr *r, jbuf *b, const char *s, size_t n, const size_t *tr, uint32_t nt)
 {
@@ -160,6 +164,15 @@ typedef struct jframe {
     jvar *vars;                 /* owned list (malloc): a loop iteration's or a macro call's
                                    variables die with it, so long loops do not grow the arena */
 } jframe;
+
+/* A macro value: its statement, and a copy of what the scopes around its definition held
+ * (a loop's variables, an enclosing macro's arguments, sets there, itself), which its body sees
+ * as jinja2's closures do; the root scope is read live. Arena-allocated, as are the copies:
+ * valid for the whole render, even after those scopes ended. */
+typedef struct jmacro {
+    const struct jstmt *s;
+    jvar *closure;
+} jmacro;
 
 static void frame_free(jframe *f)
 {
@@ -327,9 +340,10 @@ static int step(jr *r, int line)
     return 0;
 }
 
-static int call_macro(jctx *c, const jstmt *m, jargs *a, jv *out, int line)
+static int call_macro(jctx *c, const jmacro *mc, jargs *a, jv *out, int line)
 {
     jr *r = c->r;
+    const jstmt *m = mc->s;
     if (step(r, line))
         return -1;
     if (a->n_pos > m->n_names)
@@ -347,7 +361,8 @@ static int call_macro(jctx *c, const jstmt *m, jargs *a, jv *out, int line)
             return eng__jj_fail(r, ENG_E_INVAL, line, "macro '%s' got multiple values for "
                                 "argument '%s'", m->attr, m->names[at]);
     }
-    jframe fr = {.parent = c->root, .vars = NULL};
+    jframe cl = {.parent = c->root, .vars = mc->closure};   /* arena-owned: never freed here */
+    jframe fr = {.parent = mc->closure ? &cl : c->root, .vars = NULL};
     int rc = 0;
     for (int i = 0; i < m->n_names && rc == 0; i++) {
         jv v = {.t = JV_UNDEF, .p = m->names[i]};
@@ -913,9 +928,37 @@ static int exec_stmt(jctx *c, const jstmt *s, jframe *f, jbuf *o)
         c->body = was;
         return rc ? EX_ERR : eng__jv_str(r, o, &res, s->line);
     }
-    case JS_MACRO:
-        v = (jv){.t = JV_MACRO, .u.m = s};
+    case JS_MACRO: {
+        jmacro *mc = eng__jj_alloc(&r->a, sizeof(*mc));
+        if (!mc)
+            return oom(r, s->line);
+        mc->s = s;
+        mc->closure = NULL;
+        v = (jv){.t = JV_MACRO, .u.m = mc};
+        /* the enclosing scopes below the root, innermost first (it shadows), and the macro */
+        for (jframe *g = f; g && g != c->root; g = g->parent)
+            for (jvar *x = g->vars; x; x = x->next) {
+                int seen = strcmp(x->name, s->attr) == 0;
+                for (jvar *y = mc->closure; y && !seen; y = y->next)
+                    seen = strcmp(y->name, x->name) == 0;
+                if (seen)
+                    continue;
+                jvar *cv = eng__jj_alloc(&r->a, sizeof(*cv));
+                if (!cv)
+                    return oom(r, s->line);
+                *cv = *x;
+                cv->next = mc->closure;
+                mc->closure = cv;
+            }
+        if (mc->closure) {   /* recursion inside a scope: the body must see the macro too */
+            jvar *self = eng__jj_alloc(&r->a, sizeof(*self));
+            if (!self)
+                return oom(r, s->line);
+            *self = (jvar){.next = mc->closure, .name = s->attr, .v = v};
+            mc->closure = self;
+        }
         return frame_set(r, f, s->attr, &v);
+    }
     case JS_BREAK:
         return EX_BREAK;
     case JS_CONTINUE:

@@ -22,6 +22,7 @@ typedef struct jj_arena {
     jj_block *head;             /* owned list */
     size_t total;               /* bytes taken from malloc */
     size_t limit;               /* 0 = none */
+    int refused;                /* 1 once the limit (not malloc) refused an allocation */
 } jj_arena;
 
 void *eng__jj_alloc(jj_arena *a, size_t n);     /* NULL: out of memory or over limit */
@@ -39,6 +40,7 @@ typedef enum jfunc {
 
 struct jlist;
 struct jdict;
+struct jmacro;
 struct jloop;
 struct jstmt;
 
@@ -50,7 +52,7 @@ typedef struct jv {
         double f;               /* FLOAT */
         struct jlist *l;        /* LIST (tuples too) */
         struct jdict *d;        /* DICT, NS (mutable) */
-        const struct jstmt *m;  /* MACRO */
+        const struct jmacro *m; /* MACRO (eng_jinja_eval.c) */
         int fn;                 /* FUNC: jfunc */
         struct jloop *loop;     /* LOOP */
     } u;
@@ -158,6 +160,10 @@ typedef struct jr {
 /* Sets the render error once (later failures keep the first message); returns -1. */
 int eng__jj_fail(jr *r, int code, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* An allocation failed: ENG_E_RANGE naming the memory limit when the limit refused it (a 400
+ * for the template's author), else ENG_E_NOMEM. Returns -1. */
+int eng__jj_oom(jr *r, int line);
 
 /* Buffers (eng_jinja_eval.c). put appends n bytes whose tainted ranges (relative to s) are
  * tr[0..nt). -1 on the output limit or out of memory (error set). */

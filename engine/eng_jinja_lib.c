@@ -101,13 +101,7 @@ jv eng__jv_mkstr(const char *p, size_t n)
     return v;
 }
 
-static int oom(jr *r, int line)
-{
-    if (r->a.limit && r->a.total + (64u << 10) > r->a.limit)
-        return eng__jj_fail(r, ENG_E_RANGE, line, "rendering needs more than %zu bytes of "
-                            "memory (limit)", r->a.limit);
-    return eng__jj_fail(r, ENG_E_NOMEM, line, "out of memory");
-}
+static int oom(jr *r, int line) { return eng__jj_oom(r, line); }
 
 static int set_whole_taint(jr *r, jv *v, int tainted)
 {
@@ -2252,9 +2246,24 @@ int eng__jj_filter(jr *r, const char *f, jv *in, jargs *a, jv *out, int line)
             const jv *st = arg(a, 1, "start");
             if (st)
                 acc = *st;
-            for (size_t i = 0; i < l->n; i++)
-                if (eng__jj_binop(r, JOP_ADD, &acc, &l->v[i], &acc, line))
+            char by[128] = "";   /* sum(attribute=...) adds that attribute of each item */
+            const jv *at = arg(a, 0, "attribute");
+            if (at && at->t != JV_UNDEF && at->t != JV_NONE) {
+                if (want_str(r, at, "sum's attribute", line))
                     return -1;
+                if (at->n >= sizeof by)
+                    return eng__jj_fail(r, ENG_E_INVAL, line, "sum's attribute is too long");
+                memcpy(by, at->p, at->n);
+                by[at->n] = '\0';
+            }
+            for (size_t i = 0; i < l->n; i++) {
+                jv item = l->v[i], sum;   /* binop clears its output first: never alias it */
+                if (by[0] && get_path(r, &l->v[i], by, &item, line))
+                    return -1;
+                if (eng__jj_binop(r, JOP_ADD, &acc, &item, &sum, line))
+                    return -1;
+                acc = sum;
+            }
             *out = acc;
             return 0;
         }

@@ -418,6 +418,8 @@ int srv_chat_prompt(srv_server *s, srv_resp *r, const cJSON *messages, const srv
     const char *bos = s->chat_jinja ? s->chat_bos : "<s>";
     size_t bl = bos ? strlen(bos) : 0;
     *enc_from = bl > 0 && prompt.len >= bl && memcmp(prompt.p, bos, bl) == 0 ? bl : 0;
+    if (*enc_from && n_spans > 0 && spans[0] < bl)
+        *enc_from = 0;   /* those bytes are a message's text (a user typing "<s>"): plain */
     if (srv_prompt_bytes_ok(s, r, prompt.len - *enc_from, 0, "messages") != 0) {
         free(spans);
         srv_buf_free(&prompt);

@@ -127,6 +127,19 @@ static void test_expressions(void)
 
 static void test_filters_and_methods(void)
 {
+    /* sum: its accumulator was also the operator's output, cleared first ('undefined' + int) */
+    EXPECT("{{ [1,2,3]|sum }}|{{ [1,2]|sum(start=10) }}|{{ [{'v': 1}, {'v': 2.5}]|sum("
+           "attribute='v') }}|{{ []|sum }}", NULL, "6|13|3.5|0");
+    /* macros see the scopes around their definition (jinja2's closures) */
+    EXPECT("{% for i in [1,2] %}{% macro m() %}{{ i }}{% endmacro %}{{ m() }}{% endfor %}", NULL,
+           "12");
+    EXPECT("{% macro outer(a) %}{% macro inner() %}{{ a }}{% endmacro %}<{{ inner() }}>"
+           "{% endmacro %}{{ outer('A') }}{{ outer('B') }}", NULL, "<A><B>");
+    EXPECT("{% for m in messages %}{% macro show() %}[{{ m.role }}]{% endmacro %}{{ show() }}"
+           "{% endfor %}", "{\"messages\": [{\"role\": \"user\"}, {\"role\": \"bot\"}]}",
+           "[user][bot]");
+    EXPECT("{% for n in [3] %}{% macro c(k) %}{% if k > 0 %}{{ k }}{{ c(k - 1) }}{% endif %}"
+           "{% endmacro %}{{ c(n) }}{% endfor %}", NULL, "321");
     EXPECT("{{ '  x  '|trim }}|{{ 'ab'|upper }}|{{ 'AB'|lower }}|{{ 'hello world'|title }}|"
            "{{ 'hELLO'|capitalize }}|{{ [1,2]|join(', ') }}|{{ x|default('d') }}|"
            "{{ ''|default('d', true) }}", NULL, "x|AB|ab|Hello World|Hello|1, 2|d|d");
@@ -266,6 +279,12 @@ static void test_limits(void)
     out = render("{% set ns = namespace(s='xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') %}"
                  "{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", NULL, &e);
     CHECK(!out && e.code == ENG_E_RANGE && strstr(e.msg, "limit"), "doubling: %s", e.msg);
+    free(out);
+    /* the same from one byte: the failing request alone is over the limit (was "out of memory",
+     * a 503 for the server) */
+    out = render("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ "
+                 "ns.s %}{% endfor %}{{ ns.s|length }}", NULL, &e);
+    CHECK(!out && e.code == ENG_E_RANGE && strstr(e.msg, "limit"), "doubling from 1: %s", e.msg);
     free(out);
     out = render("{% set ns = namespace(l=[]) %}{% for i in range(20000) %}"
                  "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l|tojson }}", NULL, &e);

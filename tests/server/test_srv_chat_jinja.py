@@ -8,7 +8,8 @@ template that hits a render limit is a 400 too, with the server still answering;
 who types the template's markup (<|end_story|>, <|start_story|>) gets plain text: /tokenize
 holds exactly the template's own control tokens; (4) --chat-template FILE overrides the
 model's template, and a FILE that does not compile stops the server at startup with a message
-naming the file and the line."""
+naming the file and the line; (5) a user's text at the very start of the prompt that spells the
+BOS token stays plain text."""
 import json
 import os
 import shutil
@@ -107,6 +108,20 @@ try:
         C.check(st == 400 and "limit" in j["error"]["message"], "render limit -> 400: %s" % j)
         st, _, _ = srv.request("GET", "/health")
         C.check(st == 200, "server alive after a render limit")
+    finally:
+        srv.stop()
+
+    # a prompt that starts with a message's text: a user typing the BOS text there gets plain
+    # text, not the BOS id (the leading BOS text was taken off as the template's own)
+    raw = os.path.join(tmp, "raw.jinja")
+    with open(raw, "w") as f:
+        f.write("{{ messages[0].content }}")
+    srv = Server(model, args=["--chat-template", raw])
+    try:
+        st, _, t = srv.post("/tokenize", {"messages": [{"role": "user",
+                                                        "content": "<|start_story|>hello"}]})
+        C.check(st == 200 and BOS not in t["tokens"],
+                "typed BOS text at the start stays plain: %s" % t)
     finally:
         srv.stop()
 
