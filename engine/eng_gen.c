@@ -59,6 +59,11 @@ int eng_gen_start(eng_gen *g, const eng_sampler_cfg *sc, int vocab, const eng_to
     return 0;
 }
 
+void eng_gen_drop_stops(eng_gen *g)
+{
+    g->stop.n_stops = 0;   /* eng_stop_feed then passes everything through, held text first */
+}
+
 eng_gen_end eng_gen_push(eng_gen *g, int32_t tok, char *out, size_t cap, size_t *n_out)
 {
     *n_out = 0;

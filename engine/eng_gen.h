@@ -42,6 +42,9 @@ typedef struct eng_gen {
 void eng_gen_init(eng_gen *g, int max_tokens);
 /* Stop strings (ENG_E_INVAL: too many, too long, empty). */
 int eng_gen_set_stops(eng_gen *g, const char *const *stops, int n, eng_err *err);
+/* From the next token on, the stop strings are not matched (a grammar decides the end); text
+ * held back as a possible stop prefix comes out with the next text, or at eng_gen_flush. */
+void eng_gen_drop_stops(eng_gen *g);
 /* Adds stop token ids (repeats and ids past ENG_GEN_MAX_STOP_IDS are dropped). */
 void eng_gen_add_stop_ids(eng_gen *g, const int32_t *ids, int n);
 /* Adds the ids that end every sequence of model m: the tokenizer's EOS (else the config's),

@@ -44,7 +44,7 @@ int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err);
  * oneOf, allOf, ...) is ENG_E_UNSUPPORTED with err naming it and where it is
  * ("unsupported JSON Schema keyword \"pattern\" at #/properties/x"); a malformed schema is
  * ENG_E_INVAL with the same kind of message. Enum and const values match their compact JSON
- * serialization (cJSON's) exactly. */
+ * serialization exactly, numbers in the shortest form that reads back as the same double. */
 int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err);
 
 /* eng_grammar_compile_schema with flags (ENG_GRAMMAR_*). ENG_GRAMMAR_ORDERED writes the declared properties of
@@ -61,6 +61,10 @@ int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t 
 /* The same from a parsed cJSON node (borrowed for the call). */
 struct cJSON;
 int eng_grammar_compile_cjson(eng_grammar **out, const struct cJSON *schema, eng_err *err);
+/* A schema's compact JSON text to compile later, numbers exact as above (cJSON's own printer
+ * keeps 15 digits when they read back within an epsilon: 0.30000000000000004 became 0.3). NULL
+ * with err set: ENG_E_INVAL for a number beyond a double (1e400), ENG_E_NOMEM. free() it. */
+char *eng_grammar_print_schema(const struct cJSON *schema, eng_err *err);
 
 void eng_grammar_free(eng_grammar *g);   /* NULL-safe */
 

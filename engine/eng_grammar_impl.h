@@ -11,7 +11,7 @@
 typedef enum eng_gnode_kind {
     GN_ANY = 0,         /* any JSON value */
     GN_OBJECT,          /* declared properties only; props / required */
-    GN_ANY_OBJECT,      /* an object with any keys and any values */
+    GN_ANY_OBJECT,      /* an object with any keys; values: target, or any (-1) */
     GN_ARRAY,           /* items: node */
     GN_STRING,
     GN_NUMBER,
@@ -29,7 +29,8 @@ typedef struct eng_gnode {
     size_t *lit_len;    /* [n]; owned */
     int *sub;           /* GN_OBJECT: value node of each property; GN_ANYOF: alternatives; owned */
     uint64_t required;  /* GN_OBJECT: bit i = property i is required */
-    int target;         /* GN_ARRAY: items node; GN_REF: the node referred to (-1 unresolved) */
+    int target;         /* GN_ARRAY: items node; GN_REF: the node referred to (-1 unresolved);
+                           GN_ANY_OBJECT: the values' node (-1: any value) */
     int min_items;      /* GN_ARRAY: minItems (0 = none) */
     int max_items;      /* GN_ARRAY: maxItems (-1 = none) */
 } eng_gnode;

@@ -4,6 +4,7 @@
 #include "eng_grammar_impl.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,129 @@ static char *json_print(const cJSON *v)
 
 static int compile(compiler *c, const cJSON *s, const char *where, int into);
 
+/* The shortest of %.15g .. %.17g that reads back as exactly v. cJSON's own printer settles for
+ * 15 digits within a relative epsilon: 0.30000000000000004 came out as 0.3 and 2^53 as
+ * 9.00719925474099e+15, literals no validator takes for the schema's values. */
+static void num_text(double v, char *buf, size_t cap)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* Replaces every number inside v (an owned copy) by a raw node of its exact text; ENG_E_INVAL
+ * for a number that does not fit a double (cJSON reads 1e400 as infinity, printed "null"). */
+static int exact_numbers(eng_err *err, cJSON *v, const char *where, const char *kw)
+{
+    cJSON *k = v->child;
+    while (k) {
+        cJSON *next = k->next;
+        if (cJSON_IsNumber(k)) {
+            if (!isfinite(k->valuedouble)) {
+                if (!where)
+                    return eng_err_set(err, ENG_E_INVAL, "JSON Schema: a number is out of "
+                                       "range (beyond a double)");
+                return eng_err_set(err, ENG_E_INVAL, "JSON Schema: a number in \"%s\" at %s "
+                                   "is out of range", kw, where);
+            }
+            char buf[40];
+            num_text(k->valuedouble, buf, sizeof buf);
+            cJSON *raw = cJSON_CreateRaw(buf);
+            if (raw) {   /* the key moves over (ReplaceItemViaPointer keeps none) */
+                raw->string = k->string;
+                raw->type |= k->type & cJSON_StringIsConst;
+                k->string = NULL;
+            }
+            if (!raw || !cJSON_ReplaceItemViaPointer(v, k, raw)) {
+                cJSON_Delete(raw);
+                return eng_err_set(err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+            }
+        } else if (k->child) {
+            int rc = exact_numbers(err, k, where, kw);
+            if (rc)
+                return rc;
+        }
+        k = next;
+    }
+    return 0;
+}
+
+/* The compact JSON text of the enum / const value v, numbers exact. */
+static int lit_text(compiler *c, const cJSON *v, const char *where, const char *kw, char **out)
+{
+    *out = NULL;
+    if (cJSON_IsNumber(v)) {
+        if (!isfinite(v->valuedouble))
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: a number in \"%s\" at %s is "
+                               "out of range", kw, where);
+        char buf[40];
+        num_text(v->valuedouble, buf, sizeof buf);
+        *out = dup_str(buf);
+    } else {
+        cJSON *d = cJSON_Duplicate(v, 1);
+        if (!d)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        int rc = exact_numbers(c->err, d, where, kw);
+        if (!rc)
+            *out = json_print(d);
+        cJSON_Delete(d);
+        if (rc)
+            return rc;
+    }
+    return *out ? 0 : eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+}
+
+/* Keywords that constrain a value (the rest of k_known annotate or hold definitions). */
+static const char *const k_constraints[] = {
+    "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+    "enum", "const", "anyOf", "$ref", NULL,
+};
+
+/* The first constraint keyword of s other than `self` and `also` (NULL: none). Used where the
+ * compiler would otherwise drop it silently: beside $ref, const, enum and anyOf. */
+static const char *other_constraint(const cJSON *s, const char *self, const char *also)
+{
+    for (int i = 0; k_constraints[i]; i++) {
+        const char *k = k_constraints[i];
+        if (strcmp(k, self) != 0 && (!also || strcmp(k, also) != 0) &&
+            cJSON_GetObjectItemCaseSensitive(s, k))
+            return k;
+    }
+    return NULL;
+}
+
+/* 1 when the JSON value v has the JSON Schema type t (a name or a list of names), 0 when not,
+ * -1 when t is not a type. */
+static int has_type(const cJSON *v, const cJSON *t)
+{
+    if (cJSON_IsArray(t)) {
+        const cJSON *e;
+        int any = 0;
+        cJSON_ArrayForEach(e, t) {
+            int r = has_type(v, e);
+            if (r < 0)
+                return r;
+            any |= r;
+        }
+        return any;
+    }
+    if (!cJSON_IsString(t))
+        return -1;
+    const char *n = t->valuestring;
+    if (strcmp(n, "object") == 0) return cJSON_IsObject(v);
+    if (strcmp(n, "array") == 0) return cJSON_IsArray(v);
+    if (strcmp(n, "string") == 0) return cJSON_IsString(v);
+    if (strcmp(n, "boolean") == 0) return cJSON_IsBool(v);
+    if (strcmp(n, "null") == 0) return cJSON_IsNull(v);
+    if (strcmp(n, "number") == 0) return cJSON_IsNumber(v);
+    if (strcmp(n, "integer") == 0)
+        return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+               v->valuedouble == floor(v->valuedouble);
+    return -1;
+}
+
 static const char *const k_known[] = {
     "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
     "enum", "const",
@@ -151,7 +275,7 @@ static int type_kind(const char *t)
 
 /* A literal-set node of the given values (enum, const, boolean, null). */
 static int compile_lits(compiler *c, int into, const cJSON *vals, int nvals, const char *where,
-                        const char *kw)
+                        const char *kw, int single)
 {
     if (nvals < 1)
         return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s has no values", kw,
@@ -164,13 +288,15 @@ static int compile_lits(compiler *c, int into, const cJSON *vals, int nvals, con
     int rc = node_alloc(c, into, nvals, 1, 0);
     if (rc)
         return rc;
-    if (cJSON_IsArray(vals)) {
+    char *text;
+    if (!single) {   /* an array of values (a const's array is one value) */
         const cJSON *v;
         cJSON_ArrayForEach(v, vals) {
-            if ((rc = add_lit(c, into, json_print(v))) != 0)
+            if ((rc = lit_text(c, v, where, kw, &text)) != 0 || (rc = add_lit(c, into, text)) != 0)
                 return rc;
         }
-    } else if ((rc = add_lit(c, into, json_print(vals))) != 0) {
+    } else if ((rc = lit_text(c, vals, where, kw, &text)) != 0 ||
+               (rc = add_lit(c, into, text)) != 0) {
         return rc;
     }
     return into;
@@ -191,12 +317,24 @@ static int compile_object(compiler *c, const cJSON *s, const char *where, int in
     if (np > ENG_GRAMMAR_MAX_PROPS)
         return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: %d properties at %s (at most %d)",
                            np, where, ENG_GRAMMAR_MAX_PROPS);
-    /* no declared properties and not closed: any object, as a plain {"type":"object"} means */
+    if (req && !cJSON_IsArray(req))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s is not an "
+                           "array", where);
+    /* no declared properties and not closed: any object, as a plain {"type":"object"} means;
+     * a schema for additionalProperties constrains every value */
     if (np == 0 && !(addl && cJSON_IsFalse(addl))) {
         if (req && cJSON_GetArraySize(req) > 0)
             return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s names "
                                "properties that \"properties\" does not declare", where);
         c->g->nodes[into].kind = GN_ANY_OBJECT;
+        if (addl && cJSON_IsObject(addl) && addl->child) {
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s/additionalProperties", where);
+            int k = compile(c, addl, sub, -1);
+            if (k < 0)
+                return k;
+            c->g->nodes[into].target = k;
+        }
         return into;
     }
     c->g->nodes[into].kind = GN_OBJECT;
@@ -216,9 +354,6 @@ static int compile_object(compiler *c, const cJSON *s, const char *where, int in
         c->g->nodes[into].sub[i++] = k;
     }
     if (req) {
-        if (!cJSON_IsArray(req))
-            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s is not an "
-                               "array", where);
         const cJSON *r;
         cJSON_ArrayForEach(r, req) {
             if (!cJSON_IsString(r))
@@ -297,20 +432,64 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
                                where);
     }
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
-    if (ref)
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
+    const char *o;
+    if (ref) {
+        if ((o = other_constraint(s, "$ref", NULL)))
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"$ref\" "
+                               "at %s is not supported (put it in the definition)", o, where);
         return compile_ref(c, ref, where, into);
+    }
     const cJSON *cst = cJSON_GetObjectItemCaseSensitive(s, "const");
-    if (cst)
-        return compile_lits(c, into, cst, 1, where, "const");
+    if (cst) {
+        if ((o = other_constraint(s, "const", "type")))
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"const\" "
+                               "at %s is not supported", o, where);
+        int r = type ? has_type(cst, type) : 1;
+        if (r < 0)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: unknown \"type\" at %s", where);
+        if (r == 0)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"const\" at %s does not have "
+                               "the \"type\" beside it: no value can match both", where);
+        return compile_lits(c, into, cst, 1, where, "const", 1);
+    }
     const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
     if (en) {
         if (!cJSON_IsArray(en))
             return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"enum\" at %s is not an "
                                "array", where);
-        return compile_lits(c, into, en, cJSON_GetArraySize(en), where, "enum");
+        if ((o = other_constraint(s, "enum", "type")))
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"enum\" "
+                               "at %s is not supported", o, where);
+        if (!type)
+            return compile_lits(c, into, en, cJSON_GetArraySize(en), where, "enum", 0);
+        /* both apply: the values of the type */
+        cJSON *keep = cJSON_CreateArray();
+        if (!keep)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        const cJSON *v;
+        int rc = 0;
+        cJSON_ArrayForEach(v, en) {
+            int r = has_type(v, type);
+            if (r < 0) {
+                rc = eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: unknown \"type\" at %s", where);
+                break;
+            }
+            if (r && !cJSON_AddItemToArray(keep, cJSON_Duplicate(v, 1))) {
+                rc = eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+                break;
+            }
+        }
+        int nk = cJSON_GetArraySize(keep);
+        if (!rc && nk == 0 && cJSON_GetArraySize(en) > 0)
+            rc = eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: no value of \"enum\" at %s has "
+                             "the \"type\" beside it", where);
+        if (!rc)
+            rc = compile_lits(c, into, keep, nk, where, "enum", 0);
+        cJSON_Delete(keep);
+        return rc;
     }
     const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
     if (any) {
         int na = cJSON_IsArray(any) ? cJSON_GetArraySize(any) : 0;
         if (na < 1 || na > ENG_GRAMMAR_MAX_ENUM)
@@ -320,6 +499,9 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
             return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"anyOf\" beside "
                                "\"type\" at %s is not supported (put the type in each branch)",
                                where);
+        if ((o = other_constraint(s, "anyOf", NULL)))
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"anyOf\" "
+                               "at %s is not supported (put it in each branch)", o, where);
         c->g->nodes[into].kind = GN_ANYOF;
         int rc = node_alloc(c, into, na, 0, 1);
         if (rc)
@@ -423,13 +605,13 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
     }
     case 100: {
         cJSON *tf = cJSON_Parse("[true,false]");
-        int rc = compile_lits(c, into, tf, 2, where, "type");
+        int rc = compile_lits(c, into, tf, 2, where, "type", 0);
         cJSON_Delete(tf);
         return rc;
     }
     case 101: {
         cJSON *nl = cJSON_Parse("[null]");
-        int rc = compile_lits(c, into, nl, 1, where, "type");
+        int rc = compile_lits(c, into, nl, 1, where, "type", 0);
         cJSON_Delete(nl);
         return rc;
     }
@@ -455,9 +637,35 @@ static int builtins(compiler *c)
     cJSON *v = cJSON_Parse("[true,false,null]");
     if (!v)
         return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
-    rc = compile_lits(c, c->g->lit_tfn, v, 3, "#", "type");
+    rc = compile_lits(c, c->g->lit_tfn, v, 3, "#", "type", 0);
     cJSON_Delete(v);
     return rc < 0 ? rc : 0;
+}
+
+/* A one-branch anyOf is an alias; every alias ($ref) then points past the aliases it names
+ * straight at a value's node. The automaton follows at most 16 of them without reading a byte
+ * (a guard against cycles), so a chain of 16 plain $refs used to end generation. A cycle of
+ * aliases alone ({"$ref": "#"} at the root) describes no value: ENG_E_INVAL. */
+static int collapse_aliases(compiler *c)
+{
+    eng_grammar *g = c->g;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].kind == GN_ANYOF && g->nodes[i].n == 1) {
+            g->nodes[i].kind = GN_REF;
+            g->nodes[i].target = g->nodes[i].sub[0];
+        }
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].kind != GN_REF)
+            continue;
+        int t = g->nodes[i].target, hops = 0;
+        while (t >= 0 && g->nodes[t].kind == GN_REF && hops++ <= g->n_nodes)
+            t = g->nodes[t].target;
+        if (t < 0 || hops > g->n_nodes)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: a $ref or anyOf cycle that "
+                               "never reaches a value");
+        g->nodes[i].target = t;
+    }
+    return 0;
 }
 
 static int start(compiler *c, eng_grammar **out, eng_err *err)
@@ -506,6 +714,11 @@ int eng_grammar_compile_cjson(eng_grammar **out, const cJSON *schema, eng_err *e
         }
     }
     int root = compile(&c, schema, "#", -1);
+    if (root >= 0) {
+        int rc2 = collapse_aliases(&c);
+        if (rc2)
+            root = rc2;
+    }
     if (root < 0) {
         eng_grammar_free(c.g);
         return root;
@@ -513,6 +726,25 @@ int eng_grammar_compile_cjson(eng_grammar **out, const cJSON *schema, eng_err *e
     c.g->root = root;
     *out = c.g;
     return 0;
+}
+
+char *eng_grammar_print_schema(const cJSON *schema, eng_err *err)
+{
+    cJSON *d = cJSON_Duplicate(schema, 1);
+    if (!d) {
+        eng_err_set(err, ENG_E_NOMEM, "out of memory printing a JSON Schema");
+        return NULL;
+    }
+    char *text = NULL;
+    if (cJSON_IsNumber(d)) {
+        eng_err_set(err, ENG_E_INVAL, "JSON Schema: the schema is a number, not an object");
+    } else if (exact_numbers(err, d, NULL, NULL) == 0) {
+        text = cJSON_PrintUnformatted(d);
+        if (!text)
+            eng_err_set(err, ENG_E_NOMEM, "out of memory printing a JSON Schema");
+    }
+    cJSON_Delete(d);
+    return text;
 }
 
 int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err)

@@ -202,6 +202,22 @@ static void key_start(const eng_grammar *g, eng_gstack *st, unsigned char c, eng
 static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gstate *out,
                  int fork);
 
+/* The declared properties of GN_OBJECT n that may be written next, `written` being those
+ * written so far: any unwritten one, or in ordered mode those after the last written and not
+ * past the next required one. */
+static uint64_t next_keys(const eng_grammar *g, const eng_gnode *n, uint64_t written)
+{
+    uint64_t unseen = all_bits(n->n) & ~written;
+    if (g->ordered) {
+        if (written)
+            unseen &= ~all_bits(64 - __builtin_clzll(written));
+        uint64_t req = n->required & unseen;
+        if (req)
+            unseen &= all_bits(__builtin_ctzll(req) + 1);
+    }
+    return unseen;
+}
+
 static void key_start(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gstate *out,
                       int fork)
 {
@@ -215,15 +231,7 @@ static void key_start(const eng_grammar *g, eng_gstack *st, unsigned char c, eng
             emit(out, st);
         return;
     }
-    uint64_t unseen = all_bits(n->n) & ~o->bits;
-    if (g->ordered) {
-        /* after the last property written, and not past the next required one */
-        if (o->bits)
-            unseen &= ~all_bits(64 - __builtin_clzll(o->bits));
-        uint64_t req = n->required & unseen;
-        if (req)
-            unseen &= all_bits(__builtin_ctzll(req) + 1);
-    }
+    uint64_t unseen = next_keys(g, n, o->bits);
     if (!unseen)
         return;
     if (push(st, frame(o->node, F_KEY, 0, unseen)) == 0)
@@ -367,14 +375,16 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
                 return;
             case O_COLON: {
                 if (c != ':') return;
-                int vn = n->kind == GN_OBJECT ? n->sub[f->pos] : g->any;
+                int vn = n->kind == GN_OBJECT ? n->sub[f->pos]
+                                              : n->target >= 0 ? n->target : g->any;
                 f->phase = O_VALUE;
                 if (push(st, frame(vn, F_VAL, 0, 0)) == 0) emit(out, st);
                 return;
             }
             case O_AFTER:
                 if (c == ',') {
-                    if (n->kind == GN_OBJECT && !(all_bits(n->n) & ~f->bits)) return;
+                    /* only where a key can follow (in ordered mode, not one skipped earlier) */
+                    if (n->kind == GN_OBJECT && !next_keys(g, n, f->bits)) return;
                     f->phase = O_NEXT;
                     emit(out, st);
                     return;

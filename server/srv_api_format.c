@@ -39,7 +39,10 @@ int srv_gen_parse_format(srv_resp *r, const cJSON *body, srv_gen_params *p)
         return -1;
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
-    if (!cJSON_IsString(name) || !name->valuestring[0] || strlen(name->valuestring) > 64) {
+    size_t chars = 0;   /* characters, not bytes: UTF-8 lead bytes */
+    for (const char *q = cJSON_IsString(name) ? name->valuestring : ""; *q; q++)
+        chars += ((unsigned char)*q & 0xC0) != 0x80;
+    if (!cJSON_IsString(name) || chars == 0 || chars > 64) {
         srv_resp_bad(r, "response_format", "'response_format.json_schema.name' must be a "
                      "string of 1 to 64 characters");
         return -1;
@@ -65,13 +68,17 @@ int srv_gen_parse_format(srv_resp *r, const cJSON *body, srv_gen_params *p)
     }
     /* compiled from the text each task will compile (srv_gen_grammar), so its limits
      * (ENG_GRAMMAR_MAX_SCHEMA bytes) are a 400 here, not a failure later */
-    p->schema = cJSON_PrintUnformatted(schema);
+    eng_err err = {0};
+    p->schema = eng_grammar_print_schema(schema, &err);   /* numbers exact, unlike cJSON's */
     if (!p->schema) {
-        srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        if (err.code == ENG_E_NOMEM)
+            srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        else
+            srv_resp_bad(r, "response_format", "'response_format.json_schema.schema': %s",
+                         err.msg);
         return -1;
     }
     eng_grammar *g = NULL;
-    eng_err err = {0};
     int rc = eng_grammar_compile_schema_ex(&g, p->schema, strlen(p->schema), p->schema_flags,
                                            &err);
     eng_grammar_free(g);

@@ -68,6 +68,19 @@ static int tool_ok(srv_resp *r, const cJSON *tool, int i)
                      i);
         return -1;
     }
+    /* a call's arguments are a JSON object (OpenAI's rule; clients parse them as one) */
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(params, "type");
+    int obj = !pt || (cJSON_IsString(pt) && strcmp(pt->valuestring, "object") == 0);
+    static const char *const not_obj[] = {"enum", "const", "anyOf", "$ref", "items", "minItems",
+                                          "maxItems"};
+    for (size_t k = 0; k < sizeof not_obj / sizeof not_obj[0]; k++)
+        obj = obj && !cJSON_GetObjectItemCaseSensitive(params, not_obj[k]);
+    if (!obj) {
+        srv_resp_bad(r, "tools", "tools[%d].function.parameters must describe an object "
+                     "({\"type\": \"object\", \"properties\": ...}): a call's arguments are a "
+                     "JSON object", i);
+        return -1;
+    }
     eng_grammar *g = NULL;
     eng_err err = {0};
     int rc = eng_grammar_compile_cjson(&g, params, &err);
@@ -220,6 +233,9 @@ static cJSON *call_schema(const cJSON *tool, int i, const char *args_key, cJSON 
     int root_refs = 0;
     if (!ps || !o || rewrite_refs(ps, i, &root_refs) != 0)
         goto fail;
+    if (!cJSON_GetObjectItemCaseSensitive(ps, "type") &&
+        !cJSON_AddStringToObject(ps, "type", "object"))   /* {} or bare properties: an object */
+        goto fail;
     char key[600];
     static const char *const def_keys[] = {"$defs", "definitions"};
     for (int k = 0; k < 2; k++) {
@@ -298,14 +314,15 @@ int srv_tools_grammar(srv_resp *r, const srv_tools *t, srv_gen_params *p)
         }
     }
     cJSON_Delete(calls);
-    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    eng_err err = {0};
+    /* numbers exact (each tool's parameters compiled from cJSON already, so only memory fails) */
+    char *text = ok ? eng_grammar_print_schema(root, &err) : NULL;
     cJSON_Delete(root);
     if (!text) {
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return -1;
     }
     eng_grammar *g = NULL;
-    eng_err err = {0};
     const unsigned flags = ENG_GRAMMAR_ORDERED | ENG_GRAMMAR_COMPACT;
     int rc = eng_grammar_compile_schema_ex(&g, text, strlen(text), flags, &err);
     eng_grammar_free(g);

@@ -194,7 +194,8 @@ static int gen_check(srv_server *s, srv_resp *r, srv_gen_kind kind, const srv_ge
                            "This model's maximum context length is %d tokens. However, you "
                            "requested %d tokens (%d in the prompt, %d for the completion). "
                            "Please reduce the prompt or the completion length.",
-                           s->n_ctx, prompts[i].n + mt, prompts[i].n, mt);
+                           s->n_ctx, prompts[i].n + (mt > 0 ? mt : 0), prompts[i].n,
+                           mt > 0 ? mt : 0);   /* a chat's default is what is left: maybe < 0 */
             return -1;
         }
         max_tokens[i] = mt;
@@ -289,7 +290,11 @@ static int task_new(srv_server *s, srv_gen *g, int ci, const srv_gen_params *p,
     t->want_logprobs = p->logprobs;
     /* the stop strings were validated with the parameters */
     eng_gen_init(&t->dec, max_tokens);
-    (void)eng_gen_set_stops(&t->dec, p->stops, p->n_stops, NULL);
+    /* Under a grammar the value decides where the answer ends: a stop string (the request's,
+     * or the template's end-of-turn text) could cut a JSON string mid-value into a "stop".
+     * With tool_choice auto they apply to a text answer; a call drops them (task_take). */
+    if (!t->grammar || t->grammar_lazy != SRV_LAZY_OFF)
+        (void)eng_gen_set_stops(&t->dec, p->stops, p->n_stops, NULL);
     eng_gen_add_model_stop_ids(&t->dec, s->model, s->tok);
     eng_gen_add_stop_ids(&t->dec, stop_ids, n_stop_ids);
     t->deadline = deadline;

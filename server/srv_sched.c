@@ -640,7 +640,8 @@ static void task_take(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob 
             t->gm = NULL;
             eng_sampler_set_allow(&t->dec.sampler, NULL);
         } else if (eng_gvocab_lead(s->gvocab, tok) >= 0) {
-            t->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end */
+            t->grammar_lazy = SRV_LAZY_OFF;   /* a call: the grammar holds to the end, */
+            eng_gen_drop_stops(&t->dec);      /* and decides where it ends */
         }
     }
     if (t->gm && !stop && eng_gmatch_accept(t->gm, tok) != 0) {

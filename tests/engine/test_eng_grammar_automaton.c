@@ -101,6 +101,54 @@ static void bytes_cases(const eng_gvocab *v)
     }
     eng_grammar_free(a);
 
+    /* ordered, optional before required: after the last property no comma may follow (the
+     * skipped optional one cannot come back), so {"b":x} is complete and {"b":x, is dead */
+    static const char ord2[] = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+                               "\"b\":{\"type\":\"boolean\"}},\"required\":[\"b\"]}";
+    a = NULL;
+    CHECK(eng_grammar_compile_schema_ex(&a, ord2, strlen(ord2), ENG_GRAMMAR_ORDERED, NULL) == 0,
+          "ordered schema 2 compiles");
+    if (a) {
+        eng_gmatch *m = NULL;
+        CHECK(eng_gmatch_new(&m, a, v, NULL) == 0, "matcher");
+        const char *pre = "{\"b\":false";
+        CHECK(m && eng_gmatch_accept_bytes(m, pre, strlen(pre)) == 0, "ordered: b alone");
+        CHECK(m && eng_gmatch_accept_bytes(m, ",", 1) != 0,
+              "ordered: no comma after the last property once a is skipped");
+        eng_gmatch_free(m);
+        CHECK(accepts(a, v, "{\"a\":1,\"b\":true}") == 1 && accepts(a, v, "{\"b\":true}") == 1,
+              "ordered: a then b, or b alone");
+    }
+    eng_grammar_free(a);
+
+    /* const / enum values exactly; siblings enforced */
+    static const struct { const char *schema, *yes, *no; } lit[] = {
+        {"{\"const\":[1,2,3]}", "[1,2,3]", "2"},                         /* an array const */
+        {"{\"const\":[]}", "[]", "[1]"},
+        {"{\"const\":{\"k\":[0.30000000000000004]}}", "{\"k\":[0.30000000000000004]}",
+         "{\"\":[0.30000000000000004]}"},
+        {"{\"const\":0.30000000000000004}", "0.30000000000000004", "0.3"},
+        {"{\"enum\":[9007199254740992]}", "9007199254740992", "9.00719925474099e+15"},
+        {"{\"type\":\"string\",\"enum\":[1,\"a\",null]}", "\"a\"", "1"},  /* type filters */
+        {"{\"type\":[\"integer\",\"null\"],\"enum\":[1.5,2,null,\"x\"]}", "2", "1.5"},
+        {"{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}}", "{\"k\":1}",
+         "{\"k\":\"s\"}"},
+        {"{\"$defs\":{\"d0\":{\"$ref\":\"#/$defs/d1\"},\"d1\":{\"$ref\":\"#/$defs/d2\"},"
+         "\"d2\":{\"$ref\":\"#/$defs/d3\"},\"d3\":{\"$ref\":\"#/$defs/d4\"},\"d4\":{\"$ref\":"
+         "\"#/$defs/d5\"},\"d5\":{\"$ref\":\"#/$defs/d6\"},\"d6\":{\"$ref\":\"#/$defs/d7\"},"
+         "\"d7\":{\"$ref\":\"#/$defs/d8\"},\"d8\":{\"$ref\":\"#/$defs/d9\"},\"d9\":{\"$ref\":"
+         "\"#/$defs/da\"},\"da\":{\"$ref\":\"#/$defs/db\"},\"db\":{\"$ref\":\"#/$defs/dc\"},"
+         "\"dc\":{\"$ref\":\"#/$defs/dd\"},\"dd\":{\"$ref\":\"#/$defs/de\"},\"de\":{\"$ref\":"
+         "\"#/$defs/df\"},\"df\":{\"$ref\":\"#/$defs/dg\"},\"dg\":{\"anyOf\":[{\"anyOf\":"
+         "[{\"type\":\"integer\"}]}]}},\"$ref\":\"#/$defs/d0\"}", "7", "\"7\""},   /* 18 aliases */
+    };
+    for (size_t i = 0; i < sizeof lit / sizeof *lit; i++) {
+        eng_grammar *q = schema(lit[i].schema);
+        CHECK(q && accepts(q, v, lit[i].yes) == 1 && accepts(q, v, lit[i].no) == 0,
+              "%s: accepts %s, not %s", lit[i].schema, lit[i].yes, lit[i].no);
+        eng_grammar_free(q);
+    }
+
     eng_grammar *n = schema("{\"type\":\"number\"}");
     CHECK(n && accepts(n, v, "12.5") == 1 && accepts(n, v, "-0") == 1 && accepts(n, v, "1.") == 0,
           "numbers end at the root");
@@ -122,6 +170,20 @@ static void rejects_keywords(void)
         {"{\"type\":\"object\",\"properties\":{},\"required\":[\"z\"]}", "required"},
         {"{\"enum\":[]}", "no values"},
         {"[1]", "not an object"},
+        /* constraints beside $ref / const / enum / anyOf: refused, never dropped */
+        {"{\"$defs\":{\"a\":{\"type\":\"integer\"}},\"$ref\":\"#/$defs/a\",\"type\":\"string\"}",
+         "\"type\" beside \"$ref\""},
+        {"{\"type\":\"array\",\"minItems\":2,\"enum\":[[1]]}", "beside \"enum\""},
+        {"{\"type\":\"object\",\"additionalProperties\":false,\"const\":{\"z\":1}}",
+         "beside \"const\""},
+        {"{\"anyOf\":[{\"type\":\"object\"}],\"required\":[\"a\"],\"properties\":{\"a\":{}}}",
+         "beside \"anyOf\""},
+        {"{\"type\":\"integer\",\"const\":\"abc\"}", "does not have the \"type\""},
+        {"{\"type\":\"string\",\"enum\":[1,2,3]}", "no value of \"enum\""},
+        {"{\"enum\":[1e400]}", "out of range"},
+        {"{\"const\":{\"a\":[-1e400]}}", "out of range"},
+        {"{\"type\":\"object\",\"required\":\"a\"}", "not an array"},
+        {"{\"$ref\":\"#\"}", "cycle"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         eng_grammar *g = NULL;

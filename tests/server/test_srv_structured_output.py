@@ -118,6 +118,75 @@ try:
                                                  "response_format": {"type": "text"},
                                                  "max_tokens": 3})
     check(st == 200, f"type text still works: {st}")
+
+    # Under a grammar stop strings do not cut the value (a "}" or " " stop used to end an
+    # object mid-way with finish_reason "stop"), whole or streamed
+    OBJ_A = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    for temp in (0, 1):
+        body = {"prompt": "x", "max_tokens": 60, "temperature": temp, "seed": 3,
+                "stop": ["}", " ", ":"], "response_format": fmt(OBJ_A)}
+        st, _, r = srv.post("/v1/completions", body)
+        c = r["choices"][0] if st == 200 else {}
+        if c.get("finish_reason") == "stop":
+            try:
+                ok = validate(json.loads(c["text"]), OBJ_A, OBJ_A)
+            except ValueError:
+                ok = False
+            check(ok, f"stop strings under a grammar: {c['text']!r} does not validate")
+        else:
+            check(st == 200 and c.get("finish_reason") == "length", f"stop strings: {st} {r}")
+        st, events, _ = srv.sse("/v1/completions", dict(body, stream=True))
+        text = "".join(ch.get("text") or "" for e in events[:-1] for ch in e.get("choices", []))
+        check(st == 200 and text == c.get("text"), f"streamed the same: {text!r} vs {c.get('text')!r}")
+
+    # enum / const values exactly as given; constraints beside them enforced or refused
+    for schema, want in (({"const": 0.30000000000000004}, 0.30000000000000004),
+                         ({"const": [1, 2, 3]}, [1, 2, 3]),
+                         ({"type": "string", "enum": [1, "a", None]}, "a")):
+        st, _, r = srv.post("/v1/completions", {"prompt": "x", "max_tokens": 30, "temperature": 0,
+                                                "response_format": fmt(schema)})
+        got = r["choices"][0]["text"] if st == 200 else None
+        check(st == 200 and got is not None and json.loads(got) == want and
+              type(json.loads(got)) is type(want), f"{schema}: {st} {got!r}, want {want!r}")
+    for schema, word in (({"type": "string", "enum": [1, 2]}, "enum"),
+                         ({"$defs": {"a": {"type": "integer"}}, "$ref": "#/$defs/a",
+                           "type": "string"}, "$ref"),
+                         ({"enum": ["INF"]}, "out of range")):
+        # 1e400 is valid JSON that no double holds (Python would write it as Infinity)
+        raw = json.dumps({"prompt": "x", "max_tokens": 4, "response_format": fmt(schema)})
+        st, _, r = srv.request("POST", "/v1/completions", raw.replace('"INF"', "1e400").encode(),
+                               headers={"Content-Type": "application/json"})
+        try:
+            r = json.loads(r)
+        except (TypeError, ValueError):
+            r = {}
+        msg = (r or {}).get("error", {}).get("message", "")
+        check(st == 400 and word in msg, f"{schema}: 400 naming {word} ({st} {msg})")
+
+    # tool calls: an optional parameter before a required one never dead-ends (in declaration
+    # order a comma was allowed after the last property), and parameters must be an object
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}},
+        "required": ["b"]}}},
+             {"type": "function", "function": {"name": "g", "parameters": {
+                 "type": "object", "properties": {"o": {"type": "object", "properties": {
+                     "x": {"type": "integer"}, "y": {"type": "boolean"}}, "required": ["y"]}},
+                 "required": ["o"]}}}]
+    for k, name in enumerate(("f", "g")):
+        for seed in range(8):
+            st, _, r = srv.post("/v1/chat/completions", {
+                "messages": [{"role": "user", "content": "x"}], "seed": seed, "max_tokens": 80,
+                "temperature": 1, "tools": [tools[k]],
+                "tool_choice": {"type": "function", "function": {"name": name}}})
+            fin = r["choices"][0]["finish_reason"] if st == 200 else None
+            check(st == 200 and fin in ("tool_calls", "length"),
+                  f"tool {name} seed {seed}: {st} {fin} {r if st != 200 else ''}")
+    for params in ({"type": "integer"}, {"type": "string"}, {"enum": [1]}):
+        st, _, r = srv.post("/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "x"}], "max_tokens": 4, "tools": [
+                {"type": "function", "function": {"name": "f", "parameters": params}}]})
+        msg = (r or {}).get("error", {}).get("message", "")
+        check(st == 400 and "object" in msg, f"tool parameters {params}: 400 ({st} {msg})")
 finally:
     rc = srv.stop()
 check(rc == 0, f"server exit status {rc}")
