@@ -12,6 +12,9 @@
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* a hangup (the terminal closing, a supervisor's reload signal) is not a stop request:
+     * SIGTERM / SIGINT drain; SIGHUP's default action killed every stream at once */
+    signal(SIGHUP, SIG_IGN);
     srv_config cfg;
     srv_config_defaults(&cfg);
     char err[1024] = "";

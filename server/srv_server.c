@@ -101,7 +101,9 @@ static void on_sweep(uv_timer_t *t)
 static void on_drain_deadline(uv_timer_t *t)
 {
     srv_server *s = t->data;
-    if (s->drain_cancelled || s->tasks_n == 0) {
+    /* a request still being tokenized is answered 503 when its job returns (job_finish): it
+     * gets the grace period like a cancelled generation */
+    if (s->drain_cancelled || (s->tasks_n == 0 && s->metrics.tokenize_jobs == 0)) {
         if (s->drain_cancelled)
             srv_log("warn", "drain grace passed: closing %d generation(s)", s->n_gens);
         final_shutdown(s);

@@ -93,7 +93,10 @@ static void job_finish(srv_tokjob *j)
         return;
     srv_resp_set_owner(r, NULL, NULL);
     j->resp = NULL;
-    if (j->rc == ENG_E_NOMEM)
+    if (j->srv->drain_cancelled)   /* tokenized after the drain deadline: nobody would cancel it */
+        srv_resp_error(r, 503, "server_error", NULL, "server_shutting_down",
+                       "the server is shutting down");
+    else if (j->rc == ENG_E_NOMEM)
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
     else if (j->rc == ENG_E_FULL)   /* the threadpool dropped the job (never asked for today) */
         srv_resp_error(r, 503, "server_error", NULL, "server_busy", "tokenization was cancelled");
