@@ -2,8 +2,8 @@
 reader is cut off by the write-queue limit and its generations cancelled, and one that keeps
 taking bytes gets its whole answer even when the connection closes after it; connections beyond
 --max-connections get 503; --reuseport lets two servers share a port; Expect: 100-continue is
-answered at once; HTTP/1.0 and Connection: close end the connection; /health says 503 while
-draining; a model that cannot be loaded ends the process with exit 1 and a clear log line; --help
+answered at once; HTTP/1.0 and Connection: close end the connection; SIGHUP is ignored; /health
+says 503 while draining; a model that cannot be loaded ends the process with exit 1 and a clear log line; --help
 documents every flag and each flag has an environment variable."""
 import json
 import os
@@ -238,6 +238,9 @@ s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: ap
               b"Content-Length: %d\r\n\r\n" %
           len(body) + body)
 s.recv(100)
+srv.proc.send_signal(signal.SIGHUP)   # not a stop request (its default action killed us)
+time.sleep(0.2)
+C.check(srv.proc.poll() is None, "SIGHUP ignored: still running")
 srv.proc.send_signal(signal.SIGTERM)
 time.sleep(0.2)
 hc.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
