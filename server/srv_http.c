@@ -232,6 +232,8 @@ void srv_conn_close(srv_conn *c)
     while (c->rq_head) {
         srv_resp *r = c->rq_head;
         c->rq_head = r->next;
+        if (s->hooks.on_response_abandoned)
+            s->hooks.on_response_abandoned(s->hooks.ctx, r);
         resp_free(r);
     }
     c->rq_tail = NULL;
@@ -328,6 +330,8 @@ static void conn_flush(srv_conn *c)
                 srv_resp *x = c->rq_head;
                 c->rq_head = x->next;
                 c->n_resp--;
+                if (s->hooks.on_response_abandoned)
+                    s->hooks.on_response_abandoned(s->hooks.ctx, x);
                 resp_free(x);
             }
             c->rq_tail = NULL;

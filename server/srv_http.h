@@ -85,6 +85,9 @@ typedef struct srv_http_hooks {
     void (*on_request)(void *ctx, srv_resp *r, const srv_request *req);
     /* r has been sent in full, just before it is freed (metrics, access log) */
     void (*on_response_sent)(void *ctx, const srv_resp *r);
+    /* r will not be sent in full: its connection closed first (the client left, was cut off as
+     * a slow reader, or the response sat behind one that closes); just before it is freed */
+    void (*on_response_abandoned)(void *ctx, const srv_resp *r);
     /* a connection closed or a response went: a drain may be over */
     void (*on_progress)(void *ctx);
 } srv_http_hooks;

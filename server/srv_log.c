@@ -39,7 +39,7 @@ void srv_log(const char *level, const char *fmt, ...)
     srv_buf_free(&b);
 }
 
-void srv_log_access(const srv_resp *r)
+static void log_access(const srv_resp *r, int abandoned)
 {
     double total_ms = (double)(uv_hrtime() - r->t_start) * 1e-6;
     srv_buf b = {0};
@@ -48,8 +48,11 @@ void srv_log_access(const srv_resp *r)
     srv_buf_json_str(&b, r->request_id, strlen(r->request_id));
     srv_buf_puts(&b, ",\"route\":");
     srv_buf_json_str(&b, r->route, strlen(r->route));
-    srv_buf_printf(&b, ",\"status\":%d,\"prompt_tokens\":%d,\"completion_tokens\":%d", r->status,
-                   r->prompt_tokens, r->completion_tokens);
+    srv_buf_printf(&b, ",\"status\":%d,\"prompt_tokens\":%d,\"completion_tokens\":%d",
+                   abandoned && !r->status ? 499 : r->status, r->prompt_tokens,
+                   r->completion_tokens);
+    if (abandoned)
+        srv_buf_puts(&b, ",\"client_gone\":true");
     if (r->ttft_s >= 0)
         srv_buf_printf(&b, ",\"ttft_ms\":%.3f", r->ttft_s * 1e3);
     else
@@ -60,3 +63,7 @@ void srv_log_access(const srv_resp *r)
     fflush(stderr);
     srv_buf_free(&b);
 }
+
+void srv_log_access(const srv_resp *r) { log_access(r, 0); }
+
+void srv_log_access_abandoned(const srv_resp *r) { log_access(r, 1); }

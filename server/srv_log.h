@@ -10,5 +10,8 @@ void srv_log(const char *level, const char *fmt, ...) __attribute__((format(prin
 /* {"ts","level":"info","msg":"access","request_id","route","status","prompt_tokens",
  *  "completion_tokens","ttft_ms","total_ms"} */
 void srv_log_access(const struct srv_resp *r);
+/* The same for a response its client left before it was written: "client_gone": true, and the
+ * status it began with (499 when none went out). */
+void srv_log_access_abandoned(const struct srv_resp *r);
 
 #endif

@@ -71,6 +71,9 @@ int srv_metrics_render(const srv_metrics *m, const srv_sched_stats *st, int read
                   (double)st->steps);
     rc |= counter(o, "claq_http_requests_total", "counter", "HTTP requests answered", model,
                   (double)m->requests_total);
+    rc |= counter(o, "claq_http_requests_abandoned_total", "counter",
+                  "HTTP requests whose connection closed before their answer was written", model,
+                  (double)m->requests_abandoned);
     rc |= srv_buf_printf(o, "# HELP claq_http_responses_total HTTP responses by status class\n"
                             "# TYPE claq_http_responses_total counter\n");
     for (int c = 1; c < 6; c++)

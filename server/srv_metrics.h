@@ -19,6 +19,7 @@ typedef struct srv_hist {
 
 typedef struct srv_metrics {
     uint64_t requests_total;        /* HTTP requests answered */
+    uint64_t requests_abandoned;    /* HTTP requests whose connection closed before the answer */
     uint64_t responses_by_class[6]; /* [status / 100] */
     uint64_t rejections;            /* 429s from the bounded queue */
     int tokenize_jobs;              /* tokenization jobs on the threadpool (srv_tokjob.c); the

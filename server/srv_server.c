@@ -40,6 +40,16 @@ static void http_on_response_sent(void *ctx, const srv_resp *r)
         srv_log_access(r);
 }
 
+/* A response its client will not get in full: counted apart, and logged with the status it
+ * began with (499, nginx's "client closed request", when none went out yet). */
+static void http_on_response_abandoned(void *ctx, const srv_resp *r)
+{
+    srv_server *s = ctx;
+    s->metrics.requests_abandoned++;
+    if (s->cfg->access_log)
+        srv_log_access_abandoned(r);
+}
+
 static void http_on_progress(void *ctx)
 {
     srv_server_check_drained(ctx);
@@ -239,6 +249,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
     s->http.loop = loop;
     s->http.hooks = (srv_http_hooks){.ctx = s, .on_request = http_on_request,
                                      .on_response_sent = http_on_response_sent,
+                                     .on_response_abandoned = http_on_response_abandoned,
                                      .on_progress = http_on_progress};
     model_id(cfg->served_name, cfg->model, s->model_id, sizeof(s->model_id));
     uv_async_init(loop, &s->wake, on_wake);

@@ -118,6 +118,9 @@ try:
     C.check(v == 16, "slow reader's 16 sequences cancelled (got %s)" % v)
     C.check(el < 4.5, "cut off well before the 5 s generation would end (%.1f s)" % el)
     C.check(srv.wait_log("closing a connection"), "logged why")
+    C.check(wait_metric(srv, "claq_http_requests_abandoned_total", lambda v: v == 1) == 1,
+            "the cut-off request counted as abandoned")
+    C.check(srv.wait_log('"client_gone":true'), "and in the access log, status it began with")
     C.check(wait_metric(srv, "claq_num_requests_running", lambda v: v == 0) == 0, "slots free")
     s.close()
     st, _, _ = srv.request("GET", "/health")
