@@ -802,10 +802,7 @@ static int do_split(jr *r, const jv *s, const jv *sep, int64_t maxsplit, jv *out
             if (i >= s->n)
                 break;
             if (maxsplit >= 0 && splits >= maxsplit) {
-                size_t e = s->n;
-                while (e > i && eng__ws_at_end(s->p + i, e - i))
-                    e -= eng__ws_at_end(s->p + i, e - i);
-                ADD(i, e);
+                ADD(i, s->n);   /* the rest as it is, trailing blanks too (CPython) */
                 break;
             }
             size_t b = i;
@@ -1895,12 +1892,45 @@ static int indent_filter(jr *r, jv *s, jargs *a, jv *out, int line)
             rc = eng__jb_put(r, &b, str.p + i, e - i, NULL, 0);
         lineno++;
         i = e + brk;
+        /* a break at the very end leaves an empty last line (s + "\n" splits into one more),
+         * so 'a\nb\n' keeps its newline */
+        if (rc == 0 && brk && i == str.n) {
+            rc = eng__jb_puts(r, &b, "\n");
+            if (rc == 0 && do_blank)
+                rc = eng__jb_put(r, &b, ind, ind_n, NULL, 0);
+        }
     }
     if (rc) {
         eng__jb_free(&b);
         return -1;
     }
     return buf_result(r, &b, str.nt > 0, out);
+}
+
+/* The comparison keys of sort, unique, min and max, as jinja2 makes them: the item, or its
+ * `attribute` (a dotted path), lower-cased when a string unless case_sensitive is true (their
+ * default is false). keys[n], malloc'd by the caller. */
+static int order_keys(jr *r, const jlist *l, const jv *attr, const jv *cs, jv *keys, int line)
+{
+    char path[128] = "";
+    if (attr && attr->t == JV_STR) {
+        if (attr->n >= sizeof(path))
+            return eng__jj_fail(r, ENG_E_INVAL, line, "attribute name too long");
+        memcpy(path, attr->p, attr->n);
+        path[attr->n] = '\0';
+    }
+    int fold = !(cs && eng__jv_truthy(cs));
+    for (size_t i = 0; i < l->n; i++) {
+        if (path[0] ? get_path(r, &l->v[i], path, &keys[i], line) : (keys[i] = l->v[i], 0))
+            return -1;
+        jv low;
+        if (fold && keys[i].t == JV_STR) {
+            if (do_case(r, &keys[i], 'l', &low))
+                return -1;
+            keys[i] = low;
+        }
+    }
+    return 0;
 }
 
 static int sort_filter(jr *r, jv *in, jargs *a, jv *out, int line)
@@ -1912,16 +1942,9 @@ static int sort_filter(jr *r, jv *in, jargs *a, jv *out, int line)
     jv *keys = malloc((l->n ? l->n : 1) * sizeof(jv));
     if (!keys)
         return oom(r, line);
-    char path[128] = "";
-    if (attr && attr->t == JV_STR && attr->n < sizeof(path)) {
-        memcpy(path, attr->p, attr->n);
-        path[attr->n] = '\0';
-    }
-    int rc = 0;
-    for (size_t i = 0; i < l->n && rc == 0; i++) {
+    for (size_t i = 0; i < l->n; i++)
         out->u.l->v[i] = l->v[i];
-        rc = path[0] ? get_path(r, &l->v[i], path, &keys[i], line) : (keys[i] = l->v[i], 0);
-    }
+    int rc = order_keys(r, l, attr, arg(a, 1, "case_sensitive"), keys, line);
     int desc = rev && eng__jv_truthy(rev);
     for (size_t i = 1; i < l->n && rc == 0; i++) {
         for (size_t j = i; j > 0; j--) {
@@ -2156,8 +2179,19 @@ int eng__jj_filter(jr *r, const char *f, jv *in, jargs *a, jv *out, int line)
             v = ceil(x * p) / p;
         else if (meth && meth->t == JV_STR && meth->n == 5 && !memcmp(meth->p, "floor", 5))
             v = floor(x * p) / p;
-        else
-            v = nearbyint(x * p) / p;   /* Python's round: half to even */
+        else if (in->t != JV_FLOAT) {   /* Python's round() of an int stays an int */
+            if (prec >= 0)
+                return *out = (jv){.t = JV_INT, .u.i = in->u.i}, 0;
+            return *out = (jv){.t = JV_INT, .u.i = (int64_t)(nearbyint(x * p) / p)}, 0;
+        } else if (prec >= 0 && prec <= 300 && isfinite(x)) {
+            /* Python rounds the exact binary value (2.675 is 2.67499..., so 2.67): printf's
+             * correctly rounded digits read back give the same double */
+            char buf[700];
+            snprintf(buf, sizeof buf, "%.*f", (int)prec, x);
+            v = strtod(buf, NULL);
+        } else {
+            v = nearbyint(x * p) / p;   /* half to even */
+        }
         return *out = (jv){.t = JV_FLOAT, .u.f = v}, 0;
     }
     if (!strcmp(f, "attr")) {
@@ -2225,20 +2259,39 @@ int eng__jj_filter(jr *r, const char *f, jv *in, jargs *a, jv *out, int line)
         const jlist *l;
         if (seq_of(r, in, &l, line))
             return -1;
-        if (f[1] == 'n') {
-            if (new_list(r, l->n, out, line))
-                return -1;
-            size_t n = 0;
-            for (size_t i = 0; i < l->n; i++) {
-                size_t j;
-                for (j = 0; j < n; j++)
-                    if (eng__jv_eq(&out->u.l->v[j], &l->v[i], 0))
-                        break;
-                if (j == n)
-                    out->u.l->v[n++] = l->v[i];
+        if (f[0] != 's') {   /* unique / min / max (case_sensitive=False, attribute=None) */
+            jv *keys = malloc((l->n ? l->n : 1) * sizeof(jv));
+            if (!keys)
+                return oom(r, line);
+            int rc = order_keys(r, l, arg(a, 1, "attribute"), arg(a, 0, "case_sensitive"), keys,
+                                line);
+            if (rc == 0 && f[1] == 'n') {
+                rc = new_list(r, l->n, out, line);
+                size_t n = 0;
+                for (size_t i = 0; i < l->n && rc == 0; i++) {
+                    size_t j;
+                    for (j = 0; j < i; j++)   /* first of each key, in order */
+                        if (eng__jv_eq(&keys[j], &keys[i], 0))
+                            break;
+                    if (j == i)
+                        out->u.l->v[n++] = l->v[i];
+                }
+                if (rc == 0)
+                    out->u.l->n = n;
+            } else if (rc == 0) {
+                out->t = JV_UNDEF;
+                size_t best = 0;
+                for (size_t i = 1; i < l->n && rc == 0; i++) {
+                    int c;
+                    if ((rc = cmp_order(r, &keys[i], &keys[best], &c, line, 0)) == 0 &&
+                        (f[1] == 'i' ? c < 0 : c > 0))
+                        best = i;
+                }
+                if (rc == 0 && l->n)
+                    *out = l->v[best];
             }
-            out->u.l->n = n;
-            return 0;
+            free(keys);
+            return rc ? -1 : 0;
         }
         if (f[0] == 's') {
             jv acc;
@@ -2267,19 +2320,6 @@ int eng__jj_filter(jr *r, const char *f, jv *in, jargs *a, jv *out, int line)
             *out = acc;
             return 0;
         }
-        out->t = JV_UNDEF;
-        for (size_t i = 0; i < l->n; i++) {
-            int c;
-            if (i == 0) {
-                *out = l->v[0];
-                continue;
-            }
-            if (cmp_order(r, &l->v[i], out, &c, line, 0))
-                return -1;
-            if (f[1] == 'i' ? c < 0 : c > 0)
-                *out = l->v[i];
-        }
-        return 0;
     }
     if (!strcmp(f, "format")) {
         jv s;

@@ -130,6 +130,18 @@ static void test_filters_and_methods(void)
     /* sum: its accumulator was also the operator's output, cleared first ('undefined' + int) */
     EXPECT("{{ [1,2,3]|sum }}|{{ [1,2]|sum(start=10) }}|{{ [{'v': 1}, {'v': 2.5}]|sum("
            "attribute='v') }}|{{ []|sum }}", NULL, "6|13|3.5|0");
+    /* jinja2's defaults: sort / unique / min / max ignore case; min / max take attribute= */
+    EXPECT("{{ ['b','C','a']|sort }}|{{ ['b','C','a']|max }}|{{ ['a','A','b']|unique|list }}|"
+           "{{ ['b','C','a']|sort(case_sensitive=true) }}", NULL,
+           "['a', 'b', 'C']|C|['a', 'b']|['C', 'a', 'b']");
+    EXPECT("{% set L = [{'n': 'x', 'v': 2}, {'n': 'y', 'v': 1}] %}{{ (L|max(attribute='v')).n }}"
+           "{{ (L|min(attribute='v')).n }}", NULL, "xy");
+    /* indent keeps a trailing newline; split(None, n) keeps the rest's trailing blanks; round
+     * rounds the exact binary value and leaves ints ints */
+    EXPECT("[{{ 'a\nb\n'|indent(2) }}]{{ '\n'|indent(2, true, true) }}]", NULL, "[a\n  b\n]  \n  ]");
+    EXPECT("{{ ' a  b  c '.split(none, 1) }}", NULL, "['a', 'b  c ']");
+    EXPECT("{{ 2.675|round(2) }} {{ 5|round }} {{ 2.5|round }} {{ 1234|round(-2) }}", NULL,
+           "2.67 5 2.0 1200");
     /* macros see the scopes around their definition (jinja2's closures) */
     EXPECT("{% for i in [1,2] %}{% macro m() %}{{ i }}{% endmacro %}{{ m() }}{% endfor %}", NULL,
            "12");
