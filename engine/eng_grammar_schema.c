@@ -346,6 +346,8 @@ static int compile_object(compiler *c, const cJSON *s, const char *where, int in
     cJSON_ArrayForEach(p, props) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s/properties/%s", where, p->string);
+        if (cJSON_IsFalse(p))
+            continue;   /* a property that may not appear: never written */
         if ((rc = add_lit(c, into, json_quote(p->string))) != 0)
             return rc;
         int k = compile(c, p, sub, -1);
@@ -361,9 +363,14 @@ static int compile_object(compiler *c, const cJSON *s, const char *where, int in
                                    "a non-string", where);
             int found = -1, j = 0;
             cJSON_ArrayForEach(p, props) {
-                if (strcmp(p->string, r->valuestring) == 0)
+                if (strcmp(p->string, r->valuestring) == 0) {
+                    if (cJSON_IsFalse(p))
+                        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at "
+                                           "%s names \"%.64s\", whose schema is false: no "
+                                           "object can match", where, r->valuestring);
                     found = j;
-                j++;
+                }
+                j += !cJSON_IsFalse(p);
             }
             if (found < 0)
                 return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" at %s names "
@@ -421,6 +428,9 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         return into;
     if (cJSON_IsTrue(s))
         return into;    /* true: anything */
+    if (cJSON_IsFalse(s))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: the schema at %s is false: no "
+                           "value can match", where);
     if (!cJSON_IsObject(s))
         return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: the schema at %s is not an object",
                            where);
@@ -573,7 +583,8 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
     case GN_ARRAY: {
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
         int it;
-        if (items) {
+        int no_items = cJSON_IsFalse(items);   /* items: false allows only [] */
+        if (items && !no_items) {
             char sub[256];
             snprintf(sub, sizeof sub, "%s/items", where);
             it = compile(c, items, sub, -1);
@@ -594,9 +605,11 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
                                    "integer from 0 to 65535", kw[k], where);
             lim[k] = (int)v->valuedouble;
         }
+        if (no_items)
+            lim[1] = 0;
         if (lim[1] >= 0 && lim[0] > lim[1])
             return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"minItems\" at %s is above "
-                               "\"maxItems\"", where);
+                               "\"maxItems\" (or \"items\" is false)", where);
         c->g->nodes[into].kind = GN_ARRAY;
         c->g->nodes[into].target = it;
         c->g->nodes[into].min_items = lim[0];

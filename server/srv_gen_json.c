@@ -584,6 +584,14 @@ void srv_gen_tool_event(srv_gen *g, int ci, const srv_event *e, int last)
         return;
     }
     cJSON *calls = tool_deltas(g, ci);
+    if (last && c->ts.mode == SRV_TS_CALLS && !calls &&
+        (c->ts.n_calls == 0 || !c->ts.calls[0].header_sent) &&
+        !(c->finish == SRV_FINISH_STOP && srv_toolscan_complete(&c->ts))) {
+        /* a call cut before its name was whole sent nothing yet: it ends as text, as the
+         * whole answer's content does */
+        srv_buf_append(&txt, c->ts.held.p ? c->ts.held.p : "", c->ts.held.len);
+        srv_buf_append(&txt, c->ts.raw.p ? c->ts.raw.p : "", c->ts.raw.len);
+    }
     const srv_event *lpe = e->has_lp ? e : NULL;
     if (txt.len || calls || lpe || last)
         srv_gen_stream_chunk(g, ci, txt.len ? txt.p : NULL, txt.len, lpe,

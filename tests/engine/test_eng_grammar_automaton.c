@@ -131,6 +131,9 @@ static void bytes_cases(const eng_gvocab *v)
         {"{\"enum\":[9007199254740992]}", "9007199254740992", "9.00719925474099e+15"},
         {"{\"type\":\"string\",\"enum\":[1,\"a\",null]}", "\"a\"", "1"},  /* type filters */
         {"{\"type\":[\"integer\",\"null\"],\"enum\":[1.5,2,null,\"x\"]}", "2", "1.5"},
+        {"{\"type\":\"object\",\"properties\":{\"a\":false,\"b\":{\"type\":\"integer\"}}}",
+         "{\"b\":1}", "{\"a\":1}"},                                     /* false: never */
+        {"{\"type\":\"array\",\"items\":false}", "[]", "[1]"},
         {"{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}}", "{\"k\":1}",
          "{\"k\":\"s\"}"},
         {"{\"$defs\":{\"d0\":{\"$ref\":\"#/$defs/d1\"},\"d1\":{\"$ref\":\"#/$defs/d2\"},"
@@ -184,6 +187,9 @@ static void rejects_keywords(void)
         {"{\"const\":{\"a\":[-1e400]}}", "out of range"},
         {"{\"type\":\"object\",\"required\":\"a\"}", "not an array"},
         {"{\"$ref\":\"#\"}", "cycle"},
+        {"false", "is false"},
+        {"{\"properties\":{\"a\":false},\"required\":[\"a\"]}", "schema is false"},
+        {"{\"type\":\"array\",\"items\":false,\"minItems\":1}", "above"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         eng_grammar *g = NULL;
