@@ -22,6 +22,8 @@
 #define ENG_JINJA_MAX_OUTPUT (64u << 20)        /* rendered bytes (default) */
 #define ENG_JINJA_MAX_MEMORY (128u << 20)       /* values made while rendering (default) */
 #define ENG_JINJA_MAX_STEPS 1000000L            /* loop iterations + macro calls (default) */
+#define ENG_JINJA_MAX_WORK (1ULL << 30)         /* bytes written into strings and scanned by
+                                                   'in' over a render: well under a second */
 #define ENG_JINJA_MAX_DEPTH 400                 /* evaluation recursion (macro calls, values) */
 
 typedef struct eng_jinja eng_jinja;

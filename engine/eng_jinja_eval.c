@@ -79,8 +79,19 @@ int eng__jj_oom(jr *r, int line)
 
 static int oom(jr *r, int line) { return eng__jj_oom(r, line); }
 
+int eng__jj_work(jr *r, size_t n, int line)
+{
+    r->work += n;
+    if (r->work > ENG_JINJA_MAX_WORK)
+        return eng__jj_fail(r, ENG_E_RANGE, line, "more than %llu bytes of string work "
+                            "(limit)", (unsigned long long)ENG_JINJA_MAX_WORK);
+    return 0;
+}
+
 int eng__jb_put(jr *r, jbuf *b, const char *s, size_t n, const size_t *tr, uint32_t nt)
 {
+    if (eng__jj_work(r, n, 0))
+        return -1;
     if (n > r->max_output || b->n > r->max_output - n)
         return eng__jj_fail(r, ENG_E_RANGE, 0, "text over %zu bytes (output limit)",
                             r->max_output);

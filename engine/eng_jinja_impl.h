@@ -153,6 +153,7 @@ typedef struct jr {
     int failed;
     int depth;
     long steps, max_steps;
+    unsigned long long work;    /* bytes built or scanned so far (ENG_JINJA_MAX_WORK) */
     size_t max_output;
     int64_t now;
 } jr;
@@ -160,6 +161,11 @@ typedef struct jr {
 /* Sets the render error once (later failures keep the first message); returns -1. */
 int eng__jj_fail(jr *r, int code, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Charges n bytes of string work (built or scanned); -1 with ENG_E_RANGE past
+ * ENG_JINJA_MAX_WORK: a template's time is bounded even where loops and memory are not
+ * ('x' in a 10 MB string a thousand times). */
+int eng__jj_work(jr *r, size_t n, int line);
 
 /* An allocation failed: ENG_E_RANGE naming the memory limit when the limit refused it (a 400
  * for the template's author), else ENG_E_NOMEM. Returns -1. */

@@ -766,12 +766,13 @@ static int find_bytes(const char *h, size_t hn, const char *n, size_t nn, size_t
         *at = from;
         return from <= hn;
     }
-    for (size_t i = from; i + nn <= hn; i++)
-        if (memcmp(h + i, n, nn) == 0) {
-            *at = i;
-            return 1;
-        }
-    return 0;
+    if (from > hn)
+        return 0;
+    const char *p = memmem(h + from, hn - from, n, nn);   /* glibc: SIMD / two-way, not n*m */
+    if (!p)
+        return 0;
+    *at = (size_t)(p - h);
+    return 1;
 }
 
 static int do_split(jr *r, const jv *s, const jv *sep, int64_t maxsplit, jv *out, int line)
@@ -1121,6 +1122,8 @@ static int contains(jr *r, const jv *needle, const jv *hay, int *res, int line)
             return eng__jj_fail(r, ENG_E_INVAL, line, "'in <string>' requires string as left "
                                 "operand, not %s", eng__jv_type_name(needle));
         size_t at;
+        if (eng__jj_work(r, hay->n, line))
+            return -1;
         *res = find_bytes(hay->p, hay->n, needle->p, needle->n, 0, &at);
         return 0;
     }

@@ -302,6 +302,11 @@ static void test_limits(void)
                  "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l|tojson }}", NULL, &e);
     CHECK(!out && e.code == ENG_E_RANGE, "deep value: %s", e.msg);
     free(out);
+    /* time: a big string scanned over and over stays within every other limit */
+    out = render("{% set s = 'x' * 10000000 %}{% for i in range(1000) %}{% if 'y' in s %}"
+                 "{% endif %}{% endfor %}ok", NULL, &e);
+    CHECK(!out && e.code == ENG_E_RANGE && strstr(e.msg, "string work"), "scan work: %s", e.msg);
+    free(out);
     out = render("{{ range(1000000)|list }}", NULL, &e);
     CHECK(!out && e.code == ENG_E_RANGE && strstr(e.msg, "range"), "range: %s", e.msg);
     free(out);
