@@ -47,6 +47,11 @@ struct eng_grammar {
     int compact;        /* ENG_GRAMMAR_COMPACT: at most one blank between JSON tokens */
 };
 
+/* anyOf / $ref resolutions the automaton follows for one byte before giving a reading up (a
+ * guard against cycles that consume nothing); schemas nesting them deeper are refused when
+ * compiled (eng_grammar_schema.c). */
+#define ENG_G_MAX_ALT_DEPTH 16
+
 /* Frame kinds: what the innermost value in progress is. */
 enum { F_VAL = 0, F_OBJ, F_ARR, F_STR, F_NUM, F_LIT, F_KEY };
 

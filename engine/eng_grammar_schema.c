@@ -681,6 +681,55 @@ static int collapse_aliases(compiler *c)
     return 0;
 }
 
+/* anyOf / $ref levels from node i down to a node that reads a byte; a back edge (recursion
+ * through alternatives) counts nothing: the automaton drops such a reading by itself. memo:
+ * -1 unknown, -2 on the current path, else the depth (capped at 100). */
+static int alt_depth(const eng_grammar *g, int i, signed char *memo)
+{
+    const eng_gnode *n = &g->nodes[i];
+    if (n->kind != GN_REF && n->kind != GN_ANYOF)
+        return 0;
+    if (memo[i] == -2)
+        return 0;
+    if (memo[i] >= 0)
+        return memo[i];
+    memo[i] = -2;
+    int d = 0;
+    if (n->kind == GN_REF) {
+        d = alt_depth(g, n->target, memo);
+    } else {
+        for (int k = 0; k < n->n; k++) {
+            int x = alt_depth(g, n->sub[k], memo);
+            d = x > d ? x : d;
+        }
+    }
+    d = d + 1 > 100 ? 100 : d + 1;
+    memo[i] = (signed char)d;
+    return d;
+}
+
+/* The automaton gives a reading up after ENG_G_MAX_ALT_DEPTH resolutions for one byte, so a
+ * deeper nesting of alternatives would end generation mid-value: refused here instead. */
+static int check_alt_depth(compiler *c)
+{
+    eng_grammar *g = c->g;
+    signed char *memo = malloc((size_t)g->n_nodes);
+    if (!memo)
+        return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    memset(memo, -1, (size_t)g->n_nodes);
+    int worst = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        int d = alt_depth(g, i, memo);
+        worst = d > worst ? d : worst;
+    }
+    free(memo);
+    if (worst > ENG_G_MAX_ALT_DEPTH)
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: anyOf / $ref nested %s%d levels "
+                           "deep with no value between (at most %d)", worst >= 100 ? "over " : "",
+                           worst, ENG_G_MAX_ALT_DEPTH);
+    return 0;
+}
+
 static int start(compiler *c, eng_grammar **out, eng_err *err)
 {
     memset(c, 0, sizeof *c);
@@ -729,6 +778,8 @@ int eng_grammar_compile_cjson(eng_grammar **out, const cJSON *schema, eng_err *e
     int root = compile(&c, schema, "#", -1);
     if (root >= 0) {
         int rc2 = collapse_aliases(&c);
+        if (!rc2)
+            rc2 = check_alt_depth(&c);
         if (rc2)
             root = rc2;
     }

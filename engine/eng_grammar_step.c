@@ -266,7 +266,7 @@ static int lit_step(const eng_gnode *n, eng_gframe *f, unsigned char c, int *whi
 static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gstate *out,
                  int fork)
 {
-    if (fork > 16)
+    if (fork > ENG_G_MAX_ALT_DEPTH)
         return;   /* a $ref / anyOf cycle that consumes nothing: no reading */
     if (!is_ws(c))
         st->ws = 0;

@@ -188,6 +188,15 @@ static void rejects_keywords(void)
         {"{\"type\":\"object\",\"required\":\"a\"}", "not an array"},
         {"{\"$ref\":\"#\"}", "cycle"},
         {"false", "is false"},
+        /* 17 nested two-branch anyOfs: the automaton would give every reading up mid-value */
+        {"{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":"
+         "\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{"
+         "\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{"
+         "\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":"
+         "\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{"
+         "\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{\"anyOf\":[{\"type\":\"null\"},{"
+         "\"anyOf\":[{\"type\":\"null\"},{\"type\":\"integer\"}]}]}]}]}]}]}]}]}]}]}]}]}]}]}]}]}]}",
+         "nested 17 levels"},
         {"{\"properties\":{\"a\":false},\"required\":[\"a\"]}", "schema is false"},
         {"{\"type\":\"array\",\"items\":false,\"minItems\":1}", "above"},
     };
