@@ -73,6 +73,9 @@ eng_gen_end eng_gen_push(eng_gen *g, int32_t tok, char *out, size_t cap, size_t 
     eng_sampler_accept(&g->sampler, tok);
     char piece[512];
     size_t n = eng_detok_push(&g->detok, tok, piece, sizeof piece);
+    g->last_chars = 0;
+    for (size_t i = 0; i < n; i++)   /* the detokenizer hands out whole UTF-8 characters */
+        g->last_chars += ((unsigned char)piece[i] & 0xC0) != 0x80;
     if (n > 0 && !g->stop.hit)
         *n_out = eng_stop_feed(&g->stop, piece, n, out, cap);
     if (g->stop.hit)

@@ -35,6 +35,8 @@ typedef struct eng_gen {
     int n_stop_ids;
     int max_tokens;         /* >= 1 */
     int n_gen;              /* tokens pushed, a final stop id included */
+    size_t last_chars;      /* characters (code points) the last pushed token added to the
+                               text, counted before any were held back for a stop string */
     int started;
 } eng_gen;
 

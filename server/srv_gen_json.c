@@ -111,8 +111,9 @@ static cJSON *bytes_arr(const unsigned char *raw, size_t n)
 }
 
 /* One entry of the completions logprobs format: appends to the four parallel arrays of obj the
- * token's text, its logprob and its top alternatives (at most n_top; lp NULL gives null for
- * both: a first prompt token with no context), and the text offset, which then advances by adv,
+ * token's text, its logprob and its top alternatives (at most n_top, and the token itself when
+ * it is not among them; lp NULL gives null for both: a first prompt token with no context), and
+ * the text offset, which then advances by adv,
  * the characters the token added to the returned text (vLLM's convention: a token whose bytes
  * end no character adds none, and the one that completes it adds it). */
 static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *txt,
@@ -130,6 +131,10 @@ static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *tx
         if (!cJSON_GetObjectItemCaseSensitive(top, tt))
             cJSON_AddNumberToObject(top, tt, lp->top_logprobs[i]);
     }
+    /* the chosen token too, as OpenAI's completions (and vLLM) always return it: up to n_top + 1
+     * entries */
+    if (lp && !cJSON_GetObjectItemCaseSensitive(top, txt))
+        cJSON_AddNumberToObject(top, txt, lp->logprob);
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "top_logprobs"), top);
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "text_offset"),
                          cJSON_CreateNumber((double)*offset));
@@ -164,8 +169,10 @@ void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e
         }
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(target, "content"), ent);
     } else {
+        /* the token's own characters: text held back for a stop string comes out with a
+         * later token, and counting what came out shifted every offset after it */
         lp_add_entry(s, target, c->prev_tok, txt, &e->lp, g->top_logprobs, &c->text_offset,
-                     srv_gen_utf8_chars(e->text ? e->text : "", e->text_len));
+                     e->token_chars);
     }
 }
 

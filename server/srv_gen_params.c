@@ -29,8 +29,13 @@ static int num_field(srv_resp *r, const cJSON *body, const char *name, double lo
         if (integral)   /* exact digits: %g would print a seed's bounds as its value */
             srv_resp_bad(r, name, "'%s' is %.0f; it must be between %.0f and %.0f", name, d, lo,
                          hi);
-        else
-            srv_resp_bad(r, name, "'%s' is %g; it must be between %g and %g", name, d, lo, hi);
+        else {
+            char num[32];   /* as few digits as read back exactly: 1.0000001 is not 1 */
+            for (int prec = 6; prec <= 17; prec++)
+                if (snprintf(num, sizeof num, "%.*g", prec, d) > 0 && strtod(num, NULL) == d)
+                    break;
+            srv_resp_bad(r, name, "'%s' is %s; it must be between %g and %g", name, num, lo, hi);
+        }
         return -1;
     }
     *out = d;
@@ -230,9 +235,15 @@ static int parse_logit_bias(srv_server *s, srv_resp *r, const cJSON *body, srv_g
                              ENG_LOGIT_BIAS_MAX, ENG_LOGIT_BIAS_MAX);
                 return -1;
             }
-            p->bias[p->n_bias].token = (int32_t)id;
-            p->bias[p->n_bias].bias = (float)e->valuedouble;
-            p->n_bias++;
+            /* one bias per token: a repeated id ("5" twice, or "05") replaces the earlier
+             * value, as a JSON object's last key does; summing let it past the range */
+            int at = 0;
+            while (at < p->n_bias && p->bias[at].token != (int32_t)id)
+                at++;
+            p->bias[at].token = (int32_t)id;
+            p->bias[at].bias = (float)e->valuedouble;
+            if (at == p->n_bias)
+                p->n_bias++;
         }
     }
     return 0;

@@ -377,6 +377,7 @@ static void task_token(srv_sched *s, srv_task *t, int32_t tok, const eng_logprob
     srv_event *e = ev_push(ev, SRV_EV_TOKEN, t->id);
     if (e) {
         ev_text(e, out, n_out);
+        e->token_chars = t->dec.last_chars;
         e->token = tok;
         if (lp && t->want_logprobs) {
             e->has_lp = 1;

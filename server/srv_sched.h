@@ -110,6 +110,8 @@ typedef struct srv_event {
     uint64_t task_id;
     char *text;                     /* owned (malloc) or NULL */
     size_t text_len;
+    size_t token_chars;             /* SRV_EV_TOKEN: characters the token added to the answer's
+                                       text, whenever the stop matcher lets them out */
     int32_t token;
     int32_t prev_token;             /* SRV_EV_PROMPT_LP: the prompt token before token */
     int has_lp;

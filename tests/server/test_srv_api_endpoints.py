@@ -152,6 +152,42 @@ try:
             "completions logprobs: %s" % json.dumps(lp)[:300])
     C.check("".join(lp["tokens"]) == json.loads(body)["choices"][0]["text"],
             "logprob tokens concatenate to the text")
+    # a stop string holds text back while it may be starting: each token's offset still counts
+    # the characters of the tokens before it, streamed or not (they were counted as released)
+    req = {"prompt": "One day, she saw a", "max_tokens": 12, "seed": 100, "logprobs": 0,
+           "stop": "ed"}
+    for stream in (False, True):
+        if stream:
+            st, events, _ = srv.sse("/v1/completions", dict(req, stream=True))
+            toks, offs = [], []
+            for e in events[:-1]:
+                for c in e.get("choices", []):
+                    if c.get("logprobs"):
+                        toks += c["logprobs"]["tokens"]
+                        offs += c["logprobs"]["text_offset"]
+        else:
+            st, _, j = srv.post("/v1/completions", req)
+            toks = j["choices"][0]["logprobs"]["tokens"]
+            offs = j["choices"][0]["logprobs"]["text_offset"]
+            tops = j["choices"][0]["logprobs"]["top_logprobs"]
+            # logprobs 0: the chosen token alone (OpenAI returns it always)
+            C.check(all(list(t) == [k] for t, k in zip(tops, toks)),
+                    "top_logprobs holds the chosen token: %s" % tops[:3])
+        want = [sum(len(t) for t in toks[:i]) for i in range(len(toks))]
+        C.check(st == 200 and len(toks) > 3 and offs == want,
+                "text_offset with a stop string (stream %s): %s, want %s" % (stream, offs, want))
+    # one bias per token: a repeated id replaces, never adds (past the +-100 range too): the
+    # greedy token's logprob (taken after the bias) with {T: 4, T: 4} is the one with {T: 4}
+    the = json.loads(curl(srv, "POST", "/tokenize", {"prompt": "Zoo the"})[2])["tokens"][-1]
+    la, lb = [json.loads(srv.request("POST", "/v1/completions", (
+        '{"prompt": "Zoo", "max_tokens": 1, "temperature": 0, "logprobs": 1, '
+        '"logit_bias": {%s}}' % ", ".join(['"%d": 4' % the] * k)))[2])
+        ["choices"][0]["logprobs"]["token_logprobs"][0] for k in (2, 1)]
+    l0 = json.loads(srv.request("POST", "/v1/completions", (
+        '{"prompt": "Zoo", "max_tokens": 1, "temperature": 0, "logprobs": 1}'))[2])[
+        "choices"][0]["logprobs"]["token_logprobs"][0]
+    C.check(abs(la - lb) < 1e-4 and abs(lb - l0) > 1e-3,
+            "a repeated logit_bias key: %s, once %s, none %s" % (la, lb, l0))
     # text_offset counts characters of the returned text: a character split over byte
     # tokens counts once, at the token that completes it (prompt echoed, and generated)
     for req in ({"prompt": "A \u65e5\u672c b \u2603", "max_tokens": 0},
