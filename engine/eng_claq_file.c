@@ -476,7 +476,7 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     size_t tok_len = 0;
     const unsigned char *tok_bytes = NULL;
     const char *tok_name = NULL;
-    char tmp[ENG_PATH_MAX + 8];
+    char tmp[ENG_PATH_MAX + 16];
     cJSON *root = NULL;
     char *json = NULL;
     FILE *f = NULL;
@@ -547,12 +547,19 @@ int eng_claq_write(const char *path, const eng_model *src, eng_qmatrix *const *q
     }
     uint64_t json_len = strlen(json), data_off = al64(HDR_BYTES + json_len);
 
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "wb");
+    /* a temp name of its own beside the target: two writers of one path never share it */
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+    int tfd = mkstemp(tmp);
+    f = tfd >= 0 ? fdopen(tfd, "wb") : NULL;
     if (!f) {
         rc = eng_err_set(err, ENG_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        if (tfd >= 0) {
+            close(tfd);
+            unlink(tmp);
+        }
         goto done;
     }
+    (void)fchmod(tfd, 0644);   /* mkstemp makes 0600; a model file is for every reader */
     data_writer w = {.f = f, .data_off = data_off, .pk = &pk, .v2 = &v2, .ver = ver};
     write_header(&w, ver, json, json_len, data_len);
 #define EMIT(ptr, n) emit(&w, (ptr), (n))
@@ -1056,17 +1063,29 @@ static int load_embed_head(const lctx *x, const cJSON *arr, eng_model *m,
     return 0;
 }
 
+/* One norm vector (dim floats) into *dst, refused when it holds a NaN or an infinity, as the
+ * llama2.c and HF loaders refuse them (a NaN norm made every logit NaN). */
+static int load_norm(const lctx *x, const cJSON *arr, const char *name, eng_model *m,
+                     const float **dst)
+{
+    kern_dtype dt;
+    const void *p;
+    int rc;
+    if ((rc = load_dense(x, arr, name, m->cfg.dim, 0, 1, &dt, &p)) ||
+        (rc = eng__model_f32_copy(m, KERN_F32, p, m->cfg.dim, dst, x->err)))
+        return rc;
+    kern_matrix v = {.dtype = KERN_F32, .rows = 1, .cols = m->cfg.dim, .data = *dst};
+    return eng__check_finite(&v, x->path, name, x->err);
+}
+
 /* The norms and every layer's packed matrices (their views kept in info). */
 static int load_layers(const lctx *x, const cJSON *arr, eng_model *m, eng_claq_model_info *info)
 {
     const char *path = x->path;
     eng_err *err = x->err;
     eng_config *c = &m->cfg;
-    kern_dtype dt;
-    const void *p;
     int rc;
-    if ((rc = load_dense(x, arr, "final_norm", c->dim, 0, 1, &dt, &p)) ||
-        (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &m->w.final_norm, err)))
+    if ((rc = load_norm(x, arr, "final_norm", m, &m->w.final_norm)))
         return rc;
     m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
     info->n_matrices = (int64_t)c->n_layers * ENG_LIN_COUNT;
@@ -1081,12 +1100,10 @@ static int load_layers(const lctx *x, const cJSON *arr, eng_model *m, eng_claq_m
         char nm[64];
         eng_layer_weights *lw = &m->w.layers[l];
         snprintf(nm, sizeof nm, "layers.%d.attn_norm", l);
-        if ((rc = load_dense(x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
-            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->attn_norm, err)))
+        if ((rc = load_norm(x, arr, nm, m, &lw->attn_norm)))
             return rc;
         snprintf(nm, sizeof nm, "layers.%d.ffn_norm", l);
-        if ((rc = load_dense(x, arr, nm, c->dim, 0, 1, &dt, &p)) ||
-            (rc = eng__model_f32_copy(m, KERN_F32, p, c->dim, &lw->ffn_norm, err)))
+        if ((rc = load_norm(x, arr, nm, m, &lw->ffn_norm)))
             return rc;
         for (int i = 0; i < ENG_LIN_COUNT; i++) {
             int64_t rows, cols, idx = (int64_t)l * ENG_LIN_COUNT + i;

@@ -308,6 +308,16 @@ static int qm_quantize(const float *W, int64_t rows, int64_t cols, const double 
     }
 
 finish:
+    /* fp16 codebooks (--cb-bits 16) cannot hold a weight past 65504: an infinite entry would
+     * make a file no reader takes (the 8-bit grid refuses such columns when it is fitted) */
+    for (int64_t j = 0; j < cols; j++)
+        for (int e = 0; e < (1 << out->bits[j]); e++)
+            if ((out->codebook[j * ENG_QM_CB + e] & 0x7c00) == 0x7c00) {
+                rc = eng_err_set(err, ENG_E_RANGE, "column %lld holds a weight beyond fp16's "
+                                 "range (65504): its codebook entry is not finite",
+                                 (long long)j);
+                goto fail;
+            }
     for (int64_t j = 0; j < cols; j++) stats.n4 += out->bits[j] == 4;
     stats.n_outliers = out->n_outliers;
     if (fake || H) {

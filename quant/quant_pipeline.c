@@ -245,7 +245,14 @@ static int qp_rtn(qp *p, eng_quant_result *res, eng_err *err)
             eng_qmatrix *q = &res->mats[l * ENG_LIN_COUNT + li];
             rc = eng_quant_matrix(W, w->rows, w->cols, NULL, p->cfg, q, NULL, st, err);
             free(W);
-            if (rc) return rc;
+            if (rc) {
+                if (err) {   /* name the matrix, as qp_layer does */
+                    char msg[ENG_ERR_MSG];
+                    snprintf(msg, sizeof msg, "%s", err->msg);
+                    eng_err_set(err, rc, "layer %d %s: %s", l, eng_linear_name(li), msg);
+                }
+                return rc;
+            }
             qp_spill(p, q);
             eng_quant_release(w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
             qp_log_matrix(p, l, (eng_linear)li, q, st);

@@ -62,6 +62,22 @@ static double kl_div(const float *p, double lzp, const float *q, double lzq, int
     return kl > 0 ? kl : 0;   /* rounding can leave a tiny negative for equal distributions */
 }
 
+/* llama.cpp's conventions for the sorted KL values s[0..n): the median is the mean of the two
+ * middle values when n is even; a percentile interpolates linearly at p (n - 1). */
+static double kl_median(const double *s, long long n)
+{
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+static double kl_percentile(const double *s, long long n, double p)
+{
+    double at = p * (double)(n - 1);
+    long long lo = (long long)floor(at);
+    if (lo + 1 >= n)
+        return s[n - 1];
+    return s[lo] + (at - (double)lo) * (s[lo + 1] - s[lo]);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -198,10 +214,22 @@ int claq_cmd_perplexity(int argc, char **argv)
             /* NLL = log Z - logit of the target; each normaliser computed once */
             const float *lq = logits + i * vocab;
             double lzq = log_z(lq, vocab);
+            if (!isfinite(lzq) || !isfinite(lq[win[i + 1]])) {   /* a NaN is not a score */
+                eng_err_set(&err, ENG_E_RANGE, "%s gives non-finite logits (window %lld, "
+                            "position %lld): it cannot be scored",
+                            claq_arg_get(spec, ns, "--model"), w, i);
+                goto fail;
+            }
             sum += lzq - (double)lq[win[i + 1]];
             if (have_ref) {
                 const float *lp = ref_logits + i * vocab;
                 double lzp = log_z(lp, vocab);
+                if (!isfinite(lzp) || !isfinite(lp[win[i + 1]])) {
+                    eng_err_set(&err, ENG_E_RANGE, "the reference %s gives non-finite logits "
+                                "(window %lld, position %lld)",
+                                claq_arg_get(spec, ns, "--reference"), w, i);
+                    goto fail;
+                }
                 int same;
                 double kl = kl_div(lp, lzp, lq, lzq, vocab, &same);
                 kls[count] = kl;
@@ -221,11 +249,10 @@ int claq_cmd_perplexity(int argc, char **argv)
            count, sum / count);
     if (have_ref) {
         qsort(kls, (size_t)count, sizeof *kls, cmp_double);
-        long long p99 = (long long)ceil(0.99 * (double)count) - 1;
         printf("reference perplexity: %.4f\nppl ratio: %.5f\n", exp(ref_sum / count),
                exp((sum - ref_sum) / count));
         printf("kl mean: %.6f\nkl median: %.6f\nkl p99: %.6f\nkl max: %.6f\n", kl_sum / count,
-               kls[count / 2], kls[p99 < 0 ? 0 : p99], kls[count - 1]);
+               kl_median(kls, count), kl_percentile(kls, count, 0.99), kls[count - 1]);
         printf("top-1 agreement: %.4f\n", (double)same_top / (double)count);
     }
     printf("perplexity: %.4f\n", exp(sum / count));

@@ -4,10 +4,12 @@
  * format writer (eng_claq_write). Single-threaded front end; the CPU backend, BLAS and the
  * quantizer's kern_pool (created here) use their own threads. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "claq_tool.h"
@@ -31,17 +33,50 @@ static int check_writable(const char *out)
         return 1;
     }
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) {
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out) >= (int)sizeof tmp) {
         fprintf(stderr, "claq quantize: --out path too long\n");
         return 1;
     }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        fprintf(stderr, "claq quantize: cannot write %s: %s\n", tmp, strerror(errno));
+    int fd = mkstemp(tmp);   /* where the writer's own temp file will go */
+    if (fd < 0) {
+        fprintf(stderr, "claq quantize: cannot write beside %s: %s\n", out, strerror(errno));
         return 1;
     }
-    fclose(f);
-    remove(tmp);
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
+/* 1 when a and b name the same existing file. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat x, y;
+    return a && b && *a && *b && stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev &&
+           x.st_ino == y.st_ino;
+}
+
+/* --out must not replace what the command reads: the model (a file, or any file of its
+ * directory), the tokenizer, the calibration text. The writer renames over the target, so
+ * neither a read-only mode nor the file being open would stop it. */
+static int check_not_input(const char *out, const eng_model *m, const char *model_path,
+                           const char *tok_path, const char *calib)
+{
+    const char *inputs[] = {model_path, tok_path, calib, m->tokenizer_path};
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+        if (same_file(out, inputs[i])) {
+            fprintf(stderr, "claq quantize: --out %s is an input of this command (%s); "
+                    "choose another path\n", out, inputs[i]);
+            return 1;
+        }
+    struct stat st;
+    char dir[PATH_MAX], where[PATH_MAX];
+    if (stat(model_path, &st) == 0 && S_ISDIR(st.st_mode) && realpath(model_path, dir) &&
+        access(out, F_OK) == 0 && realpath(out, where) &&
+        strncmp(where, dir, strlen(dir)) == 0 && where[strlen(dir)] == '/') {
+        fprintf(stderr, "claq quantize: --out %s would replace a file of the model directory "
+                "%s; choose another path\n", out, model_path);
+        return 1;
+    }
     return 0;
 }
 
@@ -134,6 +169,10 @@ int claq_cmd_quantize(int argc, char **argv)
         claq_args_usage("quantize", synopsis, spec, ns);
         return 2;
     }
+    if (!*out) {
+        fprintf(stderr, "claq quantize: --out is empty\n");
+        return 2;
+    }
     eng_quant_cfg cfg;
     eng_quant_cfg_default(&cfg);
     cfg.log = stderr;
@@ -173,6 +212,11 @@ int claq_cmd_quantize(int argc, char **argv)
     if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_bits,
                               &embed_shared))
         return 2;
+    if (embed_shared && !claq_arg_get(spec, ns, "--head-bits")) {
+        fprintf(stderr, "claq quantize: --embed-bits shared stores the packed head as the "
+                "embedding: it needs --head-bits\n");
+        return 2;
+    }
     if ((v = claq_arg_get(spec, ns, "--act-budget-mb")) &&
         claq_parse_int("--act-budget-mb", v, 0, 1 << 24, &budget_mb)) return 2;
     if ((v = claq_arg_get(spec, ns, "--or-budget")) &&
@@ -211,7 +255,13 @@ int claq_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
     }
-    if (check_writable(out)) goto done;   /* before hours of work, not after */
+    /* before hours of work, not after */
+    if (check_writable(out) || check_not_input(out, m, model_path, tok_path, calib)) goto done;
+    if (embed_shared && !m->cfg.tie_embeddings) {
+        fprintf(stderr, "claq quantize: --embed-bits shared needs a model whose head is its "
+                "embedding (tie_word_embeddings); %s has its own head\n", model_path);
+        goto done;
+    }
     if (tok_path && *tok_path) {
         /* the tokenizer named here is the one calibration reads and the packed file carries
          * (a llama2.c checkpoint has none beside it); checked now, before any work */

@@ -19,13 +19,21 @@
    an already packed source, an output directory that does not exist, --bits with --target-bpw,
    a target out of range or without claq, a --cb-bits other than 8 or 16; an --out that is
    not a regular file (a FIFO) is refused and kept; a packed file whose rope_style is not
-   "half" or "interleaved", or whose n_layers leaves directory entries unused, is refused.
+   "half" or "interleaved", or whose n_layers leaves directory entries unused, is refused; an
+   --out that is an input (the model, a file of its directory) is refused and the input kept;
+   --embed-bits shared without --head-bits and an empty --out are usage errors before any work;
+   --cb-bits 16 with a weight past fp16's range is refused naming the matrix; a packed file
+   with a NaN norm is refused; perplexity of a model whose logits overflow is an error.
 6. A llama2.c checkpoint quantized with --tokenizer carries it: the packed file generates
    without one.
 """
+import hashlib
+import json
 import os
 import re
+import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -235,6 +243,71 @@ def main():
     check(r.returncode != 0 and stat.S_ISFIFO(os.stat(fifo).st_mode),
           "synth --pack --out a FIFO: refused, kept (rc %d)" % r.returncode)
 
+    # --out that is one of the command's inputs is refused before any work and the input kept
+    # (the writer renames over its target: neither a 0444 mode nor an open file stops that)
+    digest = lambda f: hashlib.sha256(open(f, "rb").read()).hexdigest()  # noqa: E731
+    src = os.path.join(tmp, "src.bin")
+    shutil.copy(os.path.join(SHARED, "models", "stories260K.bin"), src)
+    os.chmod(src, 0o444)
+    before = digest(src)
+    tok = os.path.join(SHARED, "models", "tok512.bin")
+    r = claq("quantize", "--model", src, "--tokenizer", tok, "--method", "rtn", "--bits", 3,
+             "--out", src)
+    check(r.returncode == 1 and "input" in r.stderr and digest(src) == before,
+          "--out = --model refused, the model kept (rc %d, %s)" % (r.returncode,
+                                                                    r.stderr.strip()[:160]))
+    hf = os.path.join(tmp, "hf")
+    shutil.copytree(MODEL, hf)
+    st_file = os.path.join(hf, "model.safetensors")
+    before = digest(st_file)
+    r = claq("quantize", "--model", hf, "--method", "rtn", "--bits", 3, "--out", st_file)
+    check(r.returncode == 1 and "model directory" in r.stderr and digest(st_file) == before,
+          "--out a file of the model directory refused (rc %d, %s)" % (r.returncode,
+                                                                         r.stderr.strip()[:160]))
+    # usage errors that used to surface only after the whole quantization
+    for extra, word in ((["--embed-bits", "shared", "--out", os.path.join(tmp, "sh.claq")],
+                         "--head-bits"),
+                        (["--out", ""], "empty")):
+        r = claq("quantize", "--model", MODEL, "--method", "rtn", "--bits", 3, *extra)
+        check(r.returncode == 2 and word in r.stderr and "layer" not in r.stderr,
+              "%s: a usage error before any work (rc %d, %s)" % (extra, r.returncode,
+                                                                 r.stderr.strip()[:160]))
+    # --cb-bits 16 and a weight past fp16's range: refused, naming the matrix, no file written
+    big = os.path.join(tmp, "big.bin")
+    raw = bytearray(open(os.path.join(SHARED, "models", "stories260K.bin"), "rb").read())
+    off = 28 + 512 * 64 * 4 + 5 * 64 * 4 + 100 * 4   # inside layer 0's wq
+    raw[off:off + 4] = struct.pack("<f", 7e4)
+    open(big, "wb").write(raw)
+    bout = os.path.join(tmp, "big.claq")
+    r = claq("quantize", "--model", big, "--tokenizer", tok, "--method", "rtn", "--bits", 3,
+             "--cb-bits", 16, "--out", bout)
+    check(r.returncode == 1 and "q_proj" in r.stderr and "fp16" in r.stderr and
+          not os.path.exists(bout), "a weight past fp16 with --cb-bits 16: refused (rc %d, %s)"
+          % (r.returncode, r.stderr.strip()[:200]))
+    # a packed file with a NaN norm is refused at load, and perplexity never prints nan
+    good = os.path.join(tmp, "good.claq")
+    r = claq("quantize", "--model", os.path.join(SHARED, "models", "stories260K.bin"),
+             "--tokenizer", tok, "--method", "rtn", "--bits", 3, "--out", good)
+    b = bytearray(open(good, "rb").read())
+
+    o, ln, do = struct.unpack("<QQQ", b[16:40])
+    t = [t for t in json.loads(b[o:o + ln])["tensors"] if t["name"] == "layers.0.attn_norm"][0]
+    b[do + t["data"][0]:do + t["data"][0] + 4] = struct.pack("<f", float("nan"))
+    nan_norm = os.path.join(tmp, "nannorm.claq")
+    open(nan_norm, "wb").write(b)
+    r = claq("inspect", nan_norm)
+    check(r.returncode != 0 and "layers.0.attn_norm" in r.stderr and "non-finite" in r.stderr,
+          "a NaN norm in a packed file is refused (rc %d, %s)" % (r.returncode,
+                                                                  r.stderr.strip()[:160]))
+    nanw = os.path.join(tmp, "nanw.bin")
+    raw[off:off + 4] = struct.pack("<f", 3e38)   # finite, but its logits overflow
+    open(nanw, "wb").write(raw)
+    r = claq("perplexity", "--model", nanw, "--tokenizer", tok, "--file", TEXT, "--ctx", 64,
+             "--max-windows", 2, "--reference", os.path.join(SHARED, "models", "stories260K.bin"))
+    check(r.returncode == 1 and "non-finite" in r.stderr and "nan" not in r.stdout.lower(),
+          "perplexity of a model with non-finite logits: an error, not nan (rc %d, %s)"
+          % (r.returncode, r.stderr.strip()[-160:]))
+
     # a llama2.c checkpoint's --tokenizer goes into the packed file: it runs without one
     st = os.path.join(tmp, "st.claq")
     tok512 = os.path.join(SHARED, "models", "tok512.bin")
@@ -266,9 +339,7 @@ def main():
               "packed file edited to %s: refused (rc %d, %s)"
               % (new.decode(), r.returncode, r.stderr.strip()[:160]))
 
-    for n in os.listdir(tmp):
-        os.unlink(os.path.join(tmp, n))
-    os.rmdir(tmp)
+    shutil.rmtree(tmp)
     print("%d failed" % fails)
     return 1 if fails else 0
 
