@@ -14,18 +14,21 @@
  *     file is written with eng_claq_write. Columns are quantized in parallel.
  * Front end on the main thread; generation and K-Means run on a kern_pool. Deterministic for a
  * given seed whatever the thread count (every row/column has its own RNG stream). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "claq_tool.h"
 #include "kern_pool.h"
 #include "eng_claq_file.h"
 #include "quant.h"
 #include "eng_model.h"
+#include "eng_tokenizer.h"
 #include "kern_half.h"
 
 typedef struct synth_shape {
@@ -183,6 +186,10 @@ typedef struct tdesc { char name[96]; int64_t rows, cols; int norm; } tdesc;
 static int synth_hf(const synth_shape *s, int layers, const char *dir, const char *tok,
                     uint64_t seed, int threads)
 {
+    if (access(tok, R_OK) != 0) {   /* before anything is written into dir */
+        fprintf(stderr, "claq synth: cannot read tokenizer %s: %s\n", tok, strerror(errno));
+        return 1;
+    }
     mkdir(dir, 0755);
     if (write_json_config(dir, s, layers)) {
         fprintf(stderr, "claq synth: cannot write %s/config.json\n", dir);
@@ -329,8 +336,9 @@ static void assign_bits(const kern_matrix *w, double bits, uint8_t *out)
 
 /* embed_bits: 0, 8, 7 or 6 (eng_claq_meta.embed_bits); embed_shared: the tied packed head is the
  * embedding too */
-static int synth_pack(const char *model, double bits, double head_bits, int embed_bits,
-                      int embed_shared, int cb_bits, const char *out, uint64_t seed, int threads)
+static int synth_pack(const char *model, const char *tok, double bits, double head_bits,
+                      int embed_bits, int embed_shared, int cb_bits, const char *out,
+                      uint64_t seed, int threads)
 {
     eng_model *m = NULL;
     eng_err err = {0};
@@ -338,6 +346,21 @@ static int synth_pack(const char *model, double bits, double head_bits, int embe
     if (eng_model_open(&m, model, &err)) {
         fprintf(stderr, "claq synth --pack: %s\n", err.msg);
         return 1;
+    }
+    if (tok && *tok) {
+        /* the packed file carries this tokenizer (a llama2.c checkpoint has none beside it),
+         * as claq quantize --tokenizer does */
+        eng_tokenizer *t = NULL;
+        if (eng_model_open_tokenizer(m, tok, &t, &err) ||
+            snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", tok) >=
+                (int)sizeof m->tokenizer_path) {
+            fprintf(stderr, "claq synth --pack: %s\n", err.msg[0] ? err.msg :
+                    "--tokenizer path too long");
+            eng_tokenizer_close(t);
+            eng_model_close(m);
+            return 1;
+        }
+        eng_tokenizer_close(t);
     }
     int L = m->cfg.n_layers, rc = 0;
     int64_t nm = (int64_t)L * ENG_LIN_COUNT;
@@ -412,7 +435,8 @@ int claq_cmd_synth(int argc, char **argv)
         {"--shape", 1, NULL, "llama-7b | tinyllama-1.1b | yi-6b | llama3.2-1b | llama3-8b | "
                              "mistral-7b | small | llama3-tiny"},
         {"--out", 1, NULL, "output directory (HF) or file (--pack)"},
-        {"--tokenizer", 1, NULL, "tokenizer file to copy into the directory (required)"},
+        {"--tokenizer", 1, NULL, "tokenizer file to copy into the directory (required); with "
+                                 "--pack, embedded in the packed file"},
         {"--layers", 1, NULL, "number of decoder layers (default: the architecture's)"},
         {"--seed", 1, NULL, "random seed (default 1)"},
         {"--threads", 1, NULL, "worker threads (default: one per core)"},
@@ -449,18 +473,18 @@ int claq_cmd_synth(int argc, char **argv)
     if (pack) {
         double bits = 0;
         if (claq_parse_float("--bits", claq_arg_get(spec, ns, "--bits"), 2.0, 4.0, &bits)) return 2;
-        double head_bits = 0;
+        long long head_bits = 0;   /* whole bits, as claq quantize takes them */
         if ((v = claq_arg_get(spec, ns, "--head-bits")) &&
-            claq_parse_float("--head-bits", v, 2.0, 4.0, &head_bits))
+            claq_parse_int("--head-bits", v, 2, 4, &head_bits))
             return 2;
         int embed_bits, embed_shared, cb_bits;
         if (claq_parse_embed_bits(claq_arg_get(spec, ns, "--embed-bits"), &embed_bits,
                                   &embed_shared) ||
             claq_parse_8_or_16("--cb-bits", claq_arg_get(spec, ns, "--cb-bits"), 8, &cb_bits))
             return 2;
-        return synth_pack(claq_arg_get(spec, ns, "--model"), bits, head_bits,
-                          embed_bits, embed_shared, cb_bits, out, (uint64_t)seed,
-                          (int)threads);
+        return synth_pack(claq_arg_get(spec, ns, "--model"), claq_arg_get(spec, ns, "--tokenizer"),
+                          bits, (double)head_bits, embed_bits, embed_shared, cb_bits, out,
+                          (uint64_t)seed, (int)threads);
     }
     const char *sn = claq_arg_get(spec, ns, "--shape");
     const synth_shape *s = NULL;

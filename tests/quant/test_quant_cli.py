@@ -308,6 +308,20 @@ def main():
           "perplexity of a model with non-finite logits: an error, not nan (rc %d, %s)"
           % (r.returncode, r.stderr.strip()[-160:]))
 
+    # synth: a tokenizer that cannot be read leaves no half-written directory, and --pack
+    # embeds --tokenizer as quantize does
+    sdir = os.path.join(tmp, "sy")
+    r = claq("synth", "--shape", "small", "--layers", 1, "--tokenizer", "/nonexistent",
+             "--out", sdir)
+    check(r.returncode == 1 and not os.path.exists(sdir),
+          "synth with an unreadable tokenizer writes nothing (rc %d)" % r.returncode)
+    sp = os.path.join(tmp, "sp.claq")
+    r = claq("synth", "--pack", "--model", os.path.join(SHARED, "models", "stories260K.bin"),
+             "--tokenizer", tok, "--bits", 3, "--out", sp)
+    ri = claq("inspect", sp)
+    check(r.returncode == 0 and "tok512.bin embedded" in ri.stdout,
+          "synth --pack --tokenizer embeds it (rc %d)" % r.returncode)
+
     # a llama2.c checkpoint's --tokenizer goes into the packed file: it runs without one
     st = os.path.join(tmp, "st.claq")
     tok512 = os.path.join(SHARED, "models", "tok512.bin")
