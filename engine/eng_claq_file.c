@@ -276,6 +276,14 @@ static void quant_json(cJSON *root, eng_claq_meta *mt)
     cJSON_AddStringToObject(qj, "seed", seed);
     cJSON_AddStringToObject(qj, "calib", mt->calib);
     cJSON_AddStringToObject(qj, "source", mt->source);
+    /* the other settings a run depends on (absent in files written before 2026-12-07) */
+    mt->kmeans_init[sizeof mt->kmeans_init - 1] = 0;
+    mt->inverse[sizeof mt->inverse - 1] = 0;
+    if (mt->target_bpw > 0) cJSON_AddNumberToObject(qj, "target_bpw", mt->target_bpw);
+    if (mt->head_bits > 0) cJSON_AddNumberToObject(qj, "head_bits", mt->head_bits);
+    if (mt->cb_bits > 0) cJSON_AddNumberToObject(qj, "cb_bits", mt->cb_bits);
+    if (mt->kmeans_init[0]) cJSON_AddStringToObject(qj, "kmeans_init", mt->kmeans_init);
+    if (mt->inverse[0]) cJSON_AddStringToObject(qj, "inverse", mt->inverse);
     /* no wall-clock time: the same command and seed write the same bytes (files written
      * before 2026-12-07 carry "quant_seconds", which the loader still reads) */
 }
@@ -981,8 +989,18 @@ static void read_meta(const cJSON *qj, eng_claq_model_info *info, eng_model *m)
     if (cJSON_IsString(qv)) mt->seed = strtoull(qv->valuestring, NULL, 10);
     mt->outliers = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "outliers"));
     mt->or_compat_index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qj, "or_compat_index"));
-    snprintf(m->quant_desc, sizeof m->quant_desc, "%s %.2fb%s", mt->method[0] ? mt->method : "claq",
-             mt->bits, mt->outliers ? " (OR)" : "");
+    mt->target_bpw = meta_num(qj, "target_bpw");
+    mt->head_bits = (int)meta_num(qj, "head_bits");
+    mt->cb_bits = (int)meta_num(qj, "cb_bits");
+    copy_str(mt->kmeans_init, sizeof mt->kmeans_init, qj, "kmeans_init");
+    copy_str(mt->inverse, sizeof mt->inverse, qj, "inverse");
+    if (mt->target_bpw > 0)   /* a budget in stored bits, not a code-bit count */
+        snprintf(m->quant_desc, sizeof m->quant_desc, "%s --target-bpw %.3g%s",
+                 mt->method[0] ? mt->method : "claq", mt->target_bpw,
+                 mt->outliers ? " (OR)" : "");
+    else
+        snprintf(m->quant_desc, sizeof m->quant_desc, "%s %.2fb%s",
+                 mt->method[0] ? mt->method : "claq", mt->bits, mt->outliers ? " (OR)" : "");
 
 }
 

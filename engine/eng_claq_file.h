@@ -21,6 +21,13 @@
 typedef struct eng_claq_meta {
     char method[16];          /* "rtn", "gptq", "claq", "synth-kmeans" */
     double bits;              /* target average code bits (--bits), e.g. 2.12 */
+    double target_bpw;        /* --target-bpw (stored bits per weight of the linears), or 0
+                                 when the bits were given with --bits */
+    int head_bits;            /* --head-bits, 0 when the head stays dense */
+    int cb_bits;              /* codebook form asked for: 8 (grid) or 16 (fp16); 0 unknown */
+    char kmeans_init[16];     /* --kmeans-init ("" when none ran) */
+    char inverse[16];         /* GPTQ's inverse factor: "double", "f32", with "-fast" for
+                                 --fast-inverse ("" when no GPTQ ran) */
     int outliers;             /* Outlier Reservation on (1) / off (0) */
     double or_budget;         /* OR budget scale (1.0 = the spec's 10 % / 0.014 / 0.004) */
     int or_compat_index;      /* 1: the reference code's block-local OR indexing */

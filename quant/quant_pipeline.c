@@ -605,8 +605,11 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
     if ((rc = qp_acts_init(&acts, nsamples, per, cfg->act_budget, err))) goto done;
     res->act_on_disk = acts.fd >= 0;
     if (cfg->log)
-        fprintf(cfg->log, "%s %.4g bits%s: %d windows x %d tokens, activations %.1f MiB %s\n",
-                eng_quant_method_name(cfg->method), cfg->bits, cfg->outliers ? " + OR" : "",
+        fprintf(cfg->log, "%s %.4g %s%s: %d windows x %d tokens, activations %.1f MiB %s\n",
+                eng_quant_method_name(cfg->method),
+                cfg->target_bpw > 0 ? cfg->target_bpw : cfg->bits,
+                cfg->target_bpw > 0 ? "stored bits per weight (target)" : "bits",
+                cfg->outliers ? " + OR" : "",
                 nsamples, seqlen, (double)nsamples * (double)per * 4.0 / (1 << 20),
                 res->act_on_disk ? "in a temp file" : "in RAM");
     /* Inputs of layer 0: the embeddings of every window. */

@@ -133,11 +133,17 @@ int claq_cmd_inspect(int argc, char **argv)
     params += lin_params;
     if (info) {
         const eng_claq_meta *mt = &info->meta;
-        printf("quantization: method=%s bits=%g outliers=%d or_budget=%g or_compat_index=%d "
-               "nsamples=%d seqlen=%d seed=%llu calib=%s source=%s", mt->method,
-               mt->bits, mt->outliers, mt->or_budget, mt->or_compat_index, mt->nsamples,
-               mt->seqlen, (unsigned long long)mt->seed, mt->calib[0] ? mt->calib : "-",
-               mt->source[0] ? mt->source : "-");
+        printf("quantization: method=%s", mt->method);
+        if (mt->target_bpw > 0) printf(" target_bpw=%g", mt->target_bpw);   /* not --bits */
+        else printf(" bits=%g", mt->bits);
+        printf(" outliers=%d or_budget=%g or_compat_index=%d nsamples=%d seqlen=%d seed=%llu "
+               "calib=%s source=%s", mt->outliers, mt->or_budget, mt->or_compat_index,
+               mt->nsamples, mt->seqlen, (unsigned long long)mt->seed,
+               mt->calib[0] ? mt->calib : "-", mt->source[0] ? mt->source : "-");
+        if (mt->head_bits > 0) printf(" head_bits=%d", mt->head_bits);
+        if (mt->cb_bits > 0) printf(" cb_bits=%d", mt->cb_bits);
+        if (mt->kmeans_init[0]) printf(" kmeans_init=%s", mt->kmeans_init);
+        if (mt->inverse[0]) printf(" inverse=%s", mt->inverse);
         if (mt->quant_seconds > 0) printf(" time=%.1fs", mt->quant_seconds);   /* older files */
         printf("\n");
         int64_t cols = hist[2] + hist[3] + hist[4];

@@ -331,12 +331,21 @@ int claq_cmd_quantize(int argc, char **argv)
         weights += n;
         outl += (double)res.mats[i].n_outliers;
     }
-    eng_claq_meta meta = {.bits = target ? cfg.target_bpw : cfg.bits, .outliers = cfg.outliers, .or_budget = cfg.or_budget,
+    eng_claq_meta meta = {.bits = cfg.bits, .target_bpw = target ? cfg.target_bpw : 0,
+                          .head_bits = (int)head_bits, .cb_bits = cfg.cb_bits,
+                          .outliers = cfg.outliers, .or_budget = cfg.or_budget,
                           .or_compat_index = cfg.or_compat_index,
                           .nsamples = cfg.method == ENG_QUANT_RTN ? 0 : (int)nsamples,
                           .seqlen = cfg.method == ENG_QUANT_RTN ? 0 : (int)seqlen,
                           .seed = cfg.seed, .quant_seconds = res.seconds};
     snprintf(meta.method, sizeof meta.method, "%s", method);
+    if (cfg.method == ENG_QUANT_CLAQ)
+        snprintf(meta.kmeans_init, sizeof meta.kmeans_init, "%s",
+                 claq_arg_get(spec, ns, "--kmeans-init") ? claq_arg_get(spec, ns, "--kmeans-init")
+                                                         : "optimal");
+    if (cfg.method != ENG_QUANT_RTN)
+        snprintf(meta.inverse, sizeof meta.inverse, "%s%s", cfg.gptq.f32_inverse ? "f32" : "double",
+                 cfg.gptq.fast_inverse ? "-fast" : "");
     snprintf(meta.calib, sizeof meta.calib, "%s",
              cfg.method == ENG_QUANT_RTN || !calib ? "" : base_name(calib));
     snprintf(meta.source, sizeof meta.source, "%s", model_path);
@@ -366,8 +375,11 @@ int claq_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
     }
-    fprintf(stderr, "wrote %s: %s %.4g bits, nominal code bits %.4f, %.0f outliers (%.3f%% of "
-            "weights), quantized in %.1fs\n", out, method, cfg.bits, bits_w / weights, outl,
+    char label[48];
+    if (target) snprintf(label, sizeof label, "--target-bpw %g", cfg.target_bpw);
+    else snprintf(label, sizeof label, "%.4g bits", cfg.bits);
+    fprintf(stderr, "wrote %s: %s %s, nominal code bits %.4f, %.0f outliers (%.3f%% of "
+            "weights), quantized in %.1fs\n", out, method, label, bits_w / weights, outl,
             100.0 * outl / weights, res.seconds);
     printf("quant_seconds: %.3f\n", res.seconds);
     if (target) {
