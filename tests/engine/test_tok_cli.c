@@ -504,8 +504,8 @@ static void check_malformed(void)
         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 2}}}",
         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}",
         "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}",
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"normalizer\": {\"type\": "
-        "\"NFKC\"}}",
+        ("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"normalizer\": {\"type\": "
+         "\"NFKC\"}}"),   /* one string, wrapped (clang's -Wstring-concatenation) */
     };
     for (size_t i = 0; i < sizeof bad_json / sizeof *bad_json; i++)
         CHECK(try_buffer("tokenizer.json", (const unsigned char *)bad_json[i],
