@@ -862,6 +862,7 @@ static int exec_for(jctx *c, const jstmt *s, jframe *f, jbuf *o)
     L->items = items;
     L->cycle_pos = 0;
     jv lv = {.t = JV_LOOP, .u.loop = L};
+    int completed = 0;   /* an iteration ran to the end of the body */
     for (size_t i = 0; i < items->n; i++) {
         L->i = i;
         jframe fr = {.parent = f};
@@ -872,10 +873,13 @@ static int exec_for(jctx *c, const jstmt *s, jframe *f, jbuf *o)
         frame_free(&fr);
         if (rc == EX_ERR)
             return EX_ERR;
+        completed |= rc == EX_OK;
         if (rc == EX_BREAK)
             break;
     }
-    if (items->n == 0 && s->orelse.n)
+    /* jinja2's else: no iteration got to the end of the body (none at all, or each ended in
+     * break / continue before it) */
+    if (!completed && s->orelse.n)
         return exec_body(c, &s->orelse, f, o) == EX_ERR ? EX_ERR : EX_OK;
     return EX_OK;
 }

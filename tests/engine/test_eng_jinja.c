@@ -142,6 +142,12 @@ static void test_filters_and_methods(void)
     EXPECT("{{ ' a  b  c '.split(none, 1) }}", NULL, "['a', 'b  c ']");
     EXPECT("{{ 2.675|round(2) }} {{ 5|round }} {{ 2.5|round }} {{ 1234|round(-2) }}", NULL,
            "2.67 5 2.0 1200");
+    /* for ... else runs when no iteration reached the end of the body (jinja2 3.1) */
+    EXPECT("{% for x in [1] %}{% break %}{% else %}E{% endfor %}|{% for x in [1,2] %}{{ x }}"
+           "{% break %}{% else %}E{% endfor %}|{% for x in [1,2] %}{{ x }}{% if x == 2 %}"
+           "{% break %}{% endif %}{% else %}E{% endfor %}|{% for x in [1] %}{% continue %}"
+           "{% else %}E{% endfor %}|{% for x in [] %}{% else %}E{% endfor %}", NULL,
+           "E|1E|12|E|E");
     /* macros see the scopes around their definition (jinja2's closures) */
     EXPECT("{% for i in [1,2] %}{% macro m() %}{{ i }}{% endmacro %}{{ m() }}{% endfor %}", NULL,
            "12");
