@@ -32,7 +32,8 @@ typedef struct jp {
     jtok *tok;                  /* owned (malloc) */
     int nt, ct;
     int pos;                    /* parser cursor */
-    int depth;                  /* nesting, against ENG_JINJA_MAX_NESTING */
+    int depth;                  /* parser recursion, against JP_MAX_RECURSION */
+    int blocks;                 /* nested statement bodies, against ENG_JINJA_MAX_NESTING */
     int in_loop;                /* break / continue allowed */
     int failed;
 } jp;
@@ -640,11 +641,16 @@ static jexpr *parse_unary(jp *P, int with_filter);
 static jexpr *parse_primary(jp *P);
 static jexpr *parse_postfix(jp *P, jexpr *e);
 
+/* The parser's C recursion: a bracket level costs about three frames (expression, unary,
+ * primary) and the lexer allows ENG_JINJA_MAX_NESTING brackets per tag, so the documented 100
+ * levels fit; blocks are counted apart (parse_body). */
+#define JP_MAX_RECURSION (6 * ENG_JINJA_MAX_NESTING)
+
 static int enter(jp *P)
 {
-    if (++P->depth > ENG_JINJA_MAX_NESTING)
-        return perr(P, cur(P), "expression or blocks nested more than %d deep",
-                    ENG_JINJA_MAX_NESTING);
+    if (++P->depth > JP_MAX_RECURSION)
+        return perr(P, cur(P), "expression nested too deeply (over %d levels of operators and "
+                    "brackets)", JP_MAX_RECURSION);
     return 0;
 }
 
@@ -1511,6 +1517,8 @@ static int parse_body(jp *P, jbody *b, const char *const *ends)
     plist items = {0};
     if (enter(P))
         return -1;
+    if (++P->blocks > ENG_JINJA_MAX_NESTING + 1)   /* + the template's own body */
+        return perr(P, cur(P), "blocks nested more than %d deep", ENG_JINJA_MAX_NESTING);
     for (;;) {
         jtok *t = cur(P);
         jstmt *s = NULL;
@@ -1576,6 +1584,7 @@ static int parse_body(jp *P, jbody *b, const char *const *ends)
     b->n = items.n;
     b->s = (jstmt **)pl_done(P, &items);
     P->depth--;
+    P->blocks--;
     return P->failed ? -1 : 0;
 }
 

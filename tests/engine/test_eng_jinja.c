@@ -142,6 +142,16 @@ static void test_filters_and_methods(void)
     EXPECT("{{ ' a  b  c '.split(none, 1) }}", NULL, "['a', 'b  c ']");
     EXPECT("{{ 2.675|round(2) }} {{ 5|round }} {{ 2.5|round }} {{ 1234|round(-2) }}", NULL,
            "2.67 5 2.0 1200");
+    /* 100 levels of brackets, as documented (33 were refused as "more than 100 deep") */
+    {
+        char src[512] = "{{ ";
+        size_t k = 3;
+        for (int i = 0; i < 100; i++) src[k++] = '(';
+        src[k++] = '7';
+        for (int i = 0; i < 100; i++) src[k++] = ')';
+        memcpy(src + k, " }}", 4);
+        EXPECT(src, NULL, "7");
+    }
     /* for ... else runs when no iteration reached the end of the body (jinja2 3.1) */
     EXPECT("{% for x in [1] %}{% break %}{% else %}E{% endfor %}|{% for x in [1,2] %}{{ x }}"
            "{% break %}{% else %}E{% endfor %}|{% for x in [1,2] %}{{ x }}{% if x == 2 %}"
