@@ -234,7 +234,8 @@ def run(replicas, ngx, lb_port, nlog):
     except subprocess.TimeoutExpired:
         rc_drained = None
     killed.proc.wait()
-    time.sleep(0.3)                                        # let the reader threads catch up
+    drained.reader.join(5)                                 # both exited: read their logs to EOF
+    killed.reader.join(5)
 
     whole = [r for r in results if not r["stream"]]
     streams = [r for r in results if r["stream"]]

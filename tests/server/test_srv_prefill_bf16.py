@@ -88,7 +88,8 @@ args = ["--prefill-chunk", "64", "--max-batch", "16", "--prefill-precision", "bf
 srv = Server(model, "tok512.bin", args=args)
 try:
     want = "prefill bf16" if has_bf16 else "prefill fp32 (bf16 asked"
-    C.check(want in srv.log_text(), "start-up line says %r:\n%s" % (want, srv.log_text()))
+    # the model-loaded line can reach the log reader thread after /health answers 200
+    C.check(srv.wait_log(want), "start-up line says %r:\n%s" % (want, srv.log_text()))
     serial = [run_one(srv, p, b) for p, b in reqs]
     C.check(not [s for s in serial if s.startswith("HTTP ")], "serial requests succeed")
     C.check(sum('"token_logprobs"' in s for s in serial) >= 4, "log-probabilities returned")
