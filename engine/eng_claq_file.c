@@ -680,6 +680,7 @@ static int load_bytes(eng_model *m, const char *path, const void **addr, size_t 
     m->maps = maps;
     m->maps[m->n_maps].addr = p;
     m->maps[m->n_maps].size = maplen;
+    m->maps[m->n_maps].file_backed = 0;
     m->n_maps++;
     *addr = p;
     *size = n;
@@ -1055,7 +1056,7 @@ static int load_embed_head(const lctx *x, const cJSON *arr, eng_model *m,
                  dt == KERN_Q8_ROW ? "f32" : dtype_str(dt));   /* the norms' dtype */
     }
     m->w.tok_embed = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
-    if ((rc = eng__check_finite(&m->w.tok_embed, path, "tok_embeddings", err))) return rc;
+    if ((rc = eng__check_finite(m, &m->w.tok_embed, path, "tok_embeddings", err))) return rc;
     const cJSON *ot = find_tensor(arr, "output");
     const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;
     if (c->tie_embeddings) {
@@ -1076,7 +1077,7 @@ static int load_embed_head(const lctx *x, const cJSON *arr, eng_model *m,
     } else {
         if ((rc = load_dense(x, arr, "output", c->vocab_size, c->dim, 0, &dt, &p))) return rc;
         m->w.output = (kern_matrix){.dtype = dt, .rows = c->vocab_size, .cols = c->dim, .data = p};
-        if ((rc = eng__check_finite(&m->w.output, path, "output", err))) return rc;
+        if ((rc = eng__check_finite(m, &m->w.output, path, "output", err))) return rc;
     }
     return 0;
 }
@@ -1093,7 +1094,7 @@ static int load_norm(const lctx *x, const cJSON *arr, const char *name, eng_mode
         (rc = eng__model_f32_copy(m, KERN_F32, p, m->cfg.dim, dst, x->err)))
         return rc;
     kern_matrix v = {.dtype = KERN_F32, .rows = 1, .cols = m->cfg.dim, .data = *dst};
-    return eng__check_finite(&v, x->path, name, x->err);
+    return eng__check_finite(m, &v, x->path, name, x->err);
 }
 
 /* The norms and every layer's packed matrices (their views kept in info). */

@@ -362,7 +362,7 @@ static int hf_matrix(hf_ctx *h, const char *name, int64_t rows, int64_t cols, ke
     w->cols = cols;
     w->data = data;
     h->dtypes_seen |= 1u << t->kdt;
-    return eng__check_finite(w, h->st->files[t->file], name, err);
+    return eng__check_finite(h->m, w, h->st->files[t->file], name, err);
 }
 
 static int hf_norm(hf_ctx *h, const char *name, int64_t dim, const float **out, eng_err *err)
@@ -374,7 +374,7 @@ static int hf_norm(hf_ctx *h, const char *name, int64_t dim, const float **out, 
         (rc = eng__model_f32_copy(h->m, t->kdt, data, dim, out, err)))
         return rc;
     kern_matrix v = { .dtype = KERN_F32, .rows = 1, .cols = dim, .data = *out };
-    return eng__check_finite(&v, h->st->files[t->file], name, err);
+    return eng__check_finite(h->m, &v, h->st->files[t->file], name, err);
 }
 
 /* Tensors left unused would change what the checkpoint means, silently: a layer past

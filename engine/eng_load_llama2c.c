@@ -22,6 +22,7 @@ typedef struct l2c_cursor {
     const uint8_t *base;     /* view into mmap */
     uint64_t size, pos;      /* bytes */
     const char *path;        /* borrowed, for messages */
+    const eng_model *m;      /* borrowed: the model being loaded */
 } l2c_cursor;
 
 static int l2c_take(l2c_cursor *c, uint64_t n_floats, const char *what, const float **out,
@@ -48,7 +49,7 @@ static int l2c_matrix(l2c_cursor *c, kern_matrix *w, int64_t rows, int64_t cols,
     w->rows = rows;
     w->cols = cols;
     w->data = p;
-    return eng__check_finite(w, c->path, what, err);
+    return eng__check_finite(c->m, w, c->path, what, err);
 }
 
 static int l2c_norm(eng_model *m, l2c_cursor *c, int dim, const char *what, const float **out,
@@ -59,7 +60,7 @@ static int l2c_norm(eng_model *m, l2c_cursor *c, int dim, const char *what, cons
     if (rc) return rc;
     if ((rc = eng__model_f32_copy(m, KERN_F32, p, dim, out, err)) != 0) return rc;
     kern_matrix v = { .dtype = KERN_F32, .rows = 1, .cols = dim, .data = *out };
-    return eng__check_finite(&v, c->path, what, err);
+    return eng__check_finite(m, &v, c->path, what, err);
 }
 
 static int32_t l2c_i32(const uint8_t *p)
@@ -182,7 +183,8 @@ int eng__load_llama2c(eng_model *m, const char *path, eng_err *err)
     if (!layers) return eng_err_set(err, ENG_E_NOMEM, "%s: out of memory", path);
     m->w.layers = layers;   /* owned by m: eng_model_close frees it */
 
-    l2c_cursor cur = { .base = p, .size = size, .pos = hdr_bytes, .path = path };
+    l2c_cursor cur = { .base = p, .size = size, .pos = hdr_bytes, .path = path,
+                       .m = m };
     char what[64];
     const int nl = c->n_layers;
     const int64_t d = c->dim, hid = c->hidden_dim;

@@ -61,6 +61,7 @@ int eng__model_map(eng_model *m, const char *path, const void **addr, size_t *si
     m->maps = maps;
     m->maps[m->n_maps].addr = p;
     m->maps[m->n_maps].size = (size_t)st.st_size;
+    m->maps[m->n_maps].file_backed = 1;
     m->n_maps++;
     *addr = p;
     *size = (size_t)st.st_size;
@@ -84,7 +85,22 @@ int eng__model_f32_copy(eng_model *m, kern_dtype dt, const void *src, int64_t n,
     return 0;
 }
 
-int eng__check_finite(const kern_matrix *w, const char *file, const char *tensor, eng_err *err)
+void eng_model_release_pages(const eng_model *m, const void *p, size_t bytes)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (!m || !p || bytes == 0 || pg <= 0) return;
+    uintptr_t a = (uintptr_t)p, e = a + bytes, P = (uintptr_t)pg;
+    for (int i = 0; i < m->n_maps; i++) {
+        uintptr_t lo = (uintptr_t)m->maps[i].addr, hi = lo + m->maps[i].size;
+        if (!m->maps[i].file_backed || a < lo || e > hi) continue;
+        a = (a + P - 1) / P * P;   /* whole pages inside the range: a neighbour keeps its edge */
+        e = e / P * P;
+        if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);   /* a hint: pages stay */
+        return;
+    }
+}
+
+static int check_finite(const kern_matrix *w, const char *file, const char *tensor, eng_err *err)
 {
     if (w->dtype == KERN_CLAQ) return 0;
     int64_t n = w->rows * w->cols;
@@ -192,7 +208,21 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int eng__check_finite(const eng_model *m, const kern_matrix *w, const char *file,
+                      const char *tensor, eng_err *err)
+{
+    int rc = check_finite(w, file, tensor, err);
+    if (rc == 0 && (m->open_flags & ENG_OPEN_COLD_WEIGHTS) && w->dtype != KERN_CLAQ)
+        eng_model_release_pages(m, w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
+    return rc;
+}
+
 int eng_model_open(eng_model **out, const char *path, eng_err *err)
+{
+    return eng_model_open_ex(out, path, 0, err);
+}
+
+int eng_model_open_ex(eng_model **out, const char *path, unsigned flags, eng_err *err)
 {
     *out = NULL;
     if (!path || !*path) return eng_err_set(err, ENG_E_INVAL, "no model path given");
@@ -200,6 +230,7 @@ int eng_model_open(eng_model **out, const char *path, eng_err *err)
     eng_model *m = calloc(1, sizeof *m);
     if (!m) return eng_err_set(err, ENG_E_NOMEM, "out of memory");
     snprintf(m->path, sizeof m->path, "%s", path);
+    m->open_flags = flags;
     int rc;
     if (is_dir(path)) {
         m->format = ENG_FMT_HF;

@@ -93,6 +93,8 @@ typedef struct eng_weights {
 typedef struct eng_mapping {
     void *addr;                  /* mmap'd region; owned */
     size_t size;
+    int file_backed;             /* 1: a read-only view of a file, whose pages can be dropped
+                                  * and read again; 0: an anonymous buffer holding a copy */
 } eng_mapping;
 
 typedef struct eng_model {
@@ -108,6 +110,7 @@ typedef struct eng_model {
     char tokenizer_blob_name[64];       /* "tokenizer.json", "tokenizer.model", "tokenizer.bin" */
     const char *tokenizer_config_json;  /* tokenizer_config.json text (NUL-terminated, owned) or NULL */
     eng_mapping *maps;  int n_maps;     /* owned file mappings */
+    unsigned open_flags;                /* ENG_OPEN_* it was opened with */
     void **owned; int n_owned, cap_owned; /* owned heap buffers (freed on close) */
     void *ext;                          /* format-specific owned state (e.g. packed headers) */
     void (*ext_free)(void *ext);        /* frees ext */
@@ -115,6 +118,19 @@ typedef struct eng_model {
 
 /* Opens path (file or directory). On failure *out is NULL and err names the file and tensor. */
 int eng_model_open(eng_model **out, const char *path, eng_err *err);
+
+/* ENG_OPEN_COLD_WEIGHTS: the loader drops the pages of each file-mapped matrix again once it has
+ * checked its values, so opening a model does not leave the whole file resident. For tools that
+ * read the weights a layer at a time and hand them back (the quantizer: peak memory of a 7B
+ * model is then one layer of source weights, not 13.5 GB); a server wants them resident. */
+#define ENG_OPEN_COLD_WEIGHTS 1u
+int eng_model_open_ex(eng_model **out, const char *path, unsigned flags, eng_err *err);
+
+/* Drops the resident pages of [p, p + bytes) where that range lies in one of m's file mappings
+ * (MADV_DONTNEED on a read-only private mapping: the next read maps the file's pages again, so
+ * the content never changes). Does nothing for anything else (owned copies, anonymous buffers).
+ * Any thread; it changes what is resident, never a value. */
+void eng_model_release_pages(const eng_model *m, const void *p, size_t bytes);
 void eng_model_close(eng_model *m);   /* NULL-safe */
 
 /* Opens the model's tokenizer: override_path when given, else the one found beside the model,
@@ -140,8 +156,10 @@ int eng__model_map(eng_model *m, const char *path, const void **addr, size_t *si
 /* Copies n values of dtype at src into a new owned fp32 array (for norm vectors). */
 int eng__model_f32_copy(eng_model *m, kern_dtype dt, const void *src, int64_t n, const float **out,
                         eng_err *err);
-/* Scans a dense matrix for NaN/Inf; names it in err. */
-int eng__check_finite(const kern_matrix *w, const char *file, const char *tensor, eng_err *err);
+/* Scans a dense matrix for NaN/Inf; names it in err. With ENG_OPEN_COLD_WEIGHTS, releases the
+ * pages it read (eng_model_release_pages). */
+int eng__check_finite(const eng_model *m, const kern_matrix *w, const char *file,
+                      const char *tensor, eng_err *err);
 
 int eng__load_llama2c(eng_model *m, const char *path, eng_err *err);
 int eng__load_hf(eng_model *m, const char *dir, eng_err *err);

@@ -11,10 +11,4 @@
  * 2 MiB) are a plain malloc. */
 void *eng_quant_big_alloc(size_t bytes);
 
-/* Asks the kernel to take the pages inside [p, p + bytes) out of this process's resident set
- * (MADV_PAGEOUT): a source weight the pipeline is done with, mapped from its file, is dropped
- * and would be re-read on a later access; anonymous memory without swap stays. Contents never
- * change. A no-op where the kernel lacks it. */
-void eng_quant_release(const void *p, size_t bytes);
-
 #endif

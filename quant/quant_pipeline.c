@@ -254,7 +254,7 @@ static int qp_rtn(qp *p, eng_quant_result *res, eng_err *err)
                 return rc;
             }
             qp_spill(p, q);
-            eng_quant_release(w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
+            eng_model_release_pages(p->m, w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
             qp_log_matrix(p, l, (eng_linear)li, q, st);
         }
     return 0;
@@ -631,7 +631,7 @@ int eng_quant_model(const eng_model *m, kern_backend *be, const int32_t *tokens,
          * its codes are final, so neither stays resident until the file is written. */
         for (int li = 0; li < ENG_LIN_COUNT; li++) {
             const kern_matrix *w = &m->w.layers[l].lin[li];
-            eng_quant_release(w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
+            eng_model_release_pages(m, w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
             qp_spill(&p, &res->mats[l * ENG_LIN_COUNT + li]);
         }
     }

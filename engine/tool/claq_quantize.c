@@ -251,7 +251,9 @@ int claq_cmd_quantize(int argc, char **argv)
     eng_qmatrix head = {0};   /* the packed output head with --head-bits */
     eng_quant_result res = {0};
     kern_pool *pool = NULL;
-    if (eng_model_open(&m, model_path, &err)) {
+    /* cold: the loader's value checks would otherwise leave the whole source file resident
+     * (13.5 GB for a 7B in FP16); the pipeline reads one layer at a time and drops it after */
+    if (eng_model_open_ex(&m, model_path, ENG_OPEN_COLD_WEIGHTS, &err)) {
         fprintf(stderr, "claq quantize: %s\n", err.msg);
         goto done;
     }
