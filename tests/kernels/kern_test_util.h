@@ -5,6 +5,7 @@
 #ifndef KERN_TEST_UTIL_H
 #define KERN_TEST_UTIL_H
 
+#include <cpuid.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -37,7 +38,11 @@ static inline int same_bits(const float *a, const float *b, int64_t n, int64_t *
 static inline int have_isa(kern_isa isa)
 {
     __builtin_cpu_init();
-    if (isa == KERN_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    if (isa == KERN_ISA_AVX2) {   /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's
+                                   * __builtin_cpu_supports does not know "f16c" */
+        unsigned a, b, c, d;
+        return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+    }
     if (isa == KERN_ISA_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
