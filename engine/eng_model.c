@@ -133,6 +133,15 @@ static int check_finite(const kern_matrix *w, const char *file, const char *tens
     return 0;
 }
 
+int eng__check_finite(const eng_model *m, const kern_matrix *w, const char *file,
+                      const char *tensor, eng_err *err)
+{
+    int rc = check_finite(w, file, tensor, err);
+    if (rc == 0 && (m->open_flags & ENG_OPEN_COLD_WEIGHTS) && w->dtype != KERN_CLAQ)
+        eng_model_release_pages(m, w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
+    return rc;
+}
+
 int eng_config_validate(const eng_config *c, const char *path, eng_err *err)
 {
     if (c->dim <= 0 || c->dim > (1 << 16))
@@ -206,15 +215,6 @@ static int is_dir(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int eng__check_finite(const eng_model *m, const kern_matrix *w, const char *file,
-                      const char *tensor, eng_err *err)
-{
-    int rc = check_finite(w, file, tensor, err);
-    if (rc == 0 && (m->open_flags & ENG_OPEN_COLD_WEIGHTS) && w->dtype != KERN_CLAQ)
-        eng_model_release_pages(m, w->data, kern_dense_bytes(w->dtype, w->rows, w->cols));
-    return rc;
 }
 
 int eng_model_open(eng_model **out, const char *path, eng_err *err)
