@@ -3,10 +3,10 @@
  * its first task of the call (a table built by another core had to cross the caches: two
  * threads gained only 1.1-1.5x on 4096-row matrices), and
  * adds the outliers (row-CSR) after each tile range's dense pass. Below KERN_CPU_CLAQ_GEMM_MIN_N
- * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX-512, it
+ * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX2 and AVX-512, it
  * dequantizes a tile block once and multiplies every token by it (same fp32 operations,
  * kern_cpu_claq.h), in chunks of KERN_CPU_CLAQ_GEMM_CHUNK tokens over inputs the pool first
- * gathers block-major; other ISAs run the GEMV in 8-token chunks. The opt-in bfloat16 GEMM
+ * gathers block-major; the scalar ISA runs the GEMV in 8-token chunks. The opt-in bfloat16 GEMM
  * (kern_cpu__claq_matmul_bf16_run, kern.h matmul_bf16) shares the tile loop, the gather and the
  * outliers, with bf16 inputs and codebooks in place of the fp32 ones, for any number of tokens.
  * Called on the engine's step thread; the tile tasks run on the pool's workers. */
@@ -17,11 +17,13 @@
 
 kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
 {
-    /* Only AVX-512 has a dequantize-GEMM worth having; elsewhere batches run the GEMV per token
-     * (same bits either way). The reference GEMM stays for the tests. */
+    /* The scalar ISA runs batches through the GEMV per token (same bits either way); the
+     * reference GEMM stays for the tests. */
     kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_ref, NULL};
     if (isa == KERN_ISA_AVX2) {
+        f.lut = kern_cpu__claq_lut_avx2;
         f.gemv = kern_cpu__claq_gemv_avx2;
+        f.gemm = kern_cpu__claq_gemm_tile_avx2;
     } else if (isa == KERN_ISA_AVX512) {
         f.lut = kern_cpu__claq_lut_avx512;
         f.gemv = kern_cpu__claq_gemv_avx512;

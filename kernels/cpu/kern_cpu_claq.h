@@ -25,12 +25,12 @@
  * lut has cols_pad * 16 floats; xs (out) has cols_pad floats. */
 typedef void (*kern_claq_lut_fn)(const kern_claq *k, const float *x, float *xs, float *lut);
 void kern_cpu__claq_lut_ref(const kern_claq *k, const float *x, float *xs, float *lut);
+void kern_cpu__claq_lut_avx2(const kern_claq *k, const float *x, float *xs, float *lut);
 void kern_cpu__claq_lut_avx512(const kern_claq *k, const float *x, float *xs, float *lut);
 
 /* Dense LUT pass of tile t for one token: y[r - t*64] for the tile's rt rows (y has room for
- * KERN_CLAQ_ROW_TILE floats; padding rows are computed too). The per-tile kernels. */
+ * KERN_CLAQ_ROW_TILE floats; padding rows are computed too). The per-tile reference. */
 void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *lut, int64_t t, float *y);
-void kern_cpu__claq_gemv_tile_avx2(const kern_claq *k, const float *lut, int64_t t, float *y);
 
 /* Dense LUT pass of tiles [t0, t1) for n tokens, what the dispatcher calls: lut [n][cols_pad *
  * 16]; y [n][(t1 - t0) * KERN_CLAQ_ROW_TILE], token-major, rows relative to tile t0's first row
@@ -59,6 +59,8 @@ typedef void (*kern_claq_gemm_fn)(const kern_claq *k, const float *cbf, const fl
                                   int64_t nx, int n, int64_t t, float *y, float *work);
 void kern_cpu__claq_gemm_tile_ref(const kern_claq *k, const float *cbf, const float *xb,
                                   int64_t nx, int n, int64_t t, float *y, float *work);
+void kern_cpu__claq_gemm_tile_avx2(const kern_claq *k, const float *cbf, const float *xb,
+                                   int64_t nx, int n, int64_t t, float *y, float *work);
 void kern_cpu__claq_gemm_tile_avx512(const kern_claq *k, const float *cbf, const float *xb,
                                      int64_t nx, int n, int64_t t, float *y, float *work);
 /* Tokens per dequantize-GEMM pass: a chunk's tile outputs (32 KiB) and block inputs (16 KiB) stay
@@ -94,7 +96,8 @@ void kern_cpu__claq_block_bf16_avx512(const float *xs, uint16_t *xh);
 /* Fills cbh [cols_pad * 16] (every ISA: once per call, not per token). */
 void kern_cpu__claq_cb_bf16(const kern_claq *k, uint32_t *cbh);
 
-/* Functions of an ISA (gemm NULL: batches of any size run the GEMV, in 8-token chunks). */
+/* Functions of an ISA (gemm NULL, the scalar ISA: batches of any size run the GEMV, in 8-token
+ * chunks). */
 typedef struct kern_claq_fns {
     kern_claq_lut_fn lut;
     kern_claq_gemv_fn gemv;

@@ -7,8 +7,9 @@
 # and 2 threads, the weight bytes each decoded token reads (every linear, the untied FP16 head;
 # the embedding is gathered, one row), GB/s achieved, its percent of the huge-page ceiling at
 # the same thread count, and peak RSS. With --baseline BIN (another build's claq, e.g. of an
-# older commit) its prefill of the same prompt on the same model runs right after ours, and a
-# second table prints both rates and their ratio (old and new binary in one run, alternating).
+# older commit) its decode and prefill of the same prompt on the same model run right after
+# ours, and a second table prints both rates and their ratios (old and new binary in one run,
+# alternating).
 # Where the CPU has AVX512_BF16, packed models' prefill also runs with --prefill-precision bf16
 # (the opt-in relaxed prompt numerics, docs/cpu-backend.md): a "prefill bf16" column, and in the
 # baseline table the bf16 rate and its ratio to the baseline.
@@ -83,9 +84,9 @@ prefill_of() {   # binary model threads [extra flags] -> "tokens tok/s"
         sed -n 's/.*prompt: \([0-9]*\) tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1 \2/p'
 }
 row() {   # label model bytes_per_token; best of $reps runs each (ours and the baseline alternate)
-    local label=$1 model=$2 bytes=$3 t r d s n p bp dec pre npre rss bpre gbs ceil pct hp hpre
+    local label=$1 model=$2 bytes=$3 t r d s n p bp bd dec pre npre rss bpre bdec gbs ceil pct hp hpre
     for t in 1 2; do
-        dec=0 pre=0 bpre=0 rss=0 npre=0 hpre=""
+        dec=0 pre=0 bpre=0 bdec=0 rss=0 npre=0 hpre=""
         for r in $(seq "$reps"); do
             read -r d s <<<"$(decode_of "$B/claq" "$model" "$t")"
             dec=$(max_of "$dec" "$d") rss=$(max_of "$rss" "$s")
@@ -96,12 +97,15 @@ row() {   # label model bytes_per_token; best of $reps runs each (ours and the b
                 hpre=$(max_of "${hpre:-0}" "$hp")
             fi
             if [ -n "$base" ]; then
+                read -r bd _ <<<"$(decode_of "$base" "$model" "$t")"
+                bdec=$(max_of "$bdec" "$bd")
                 read -r _ bp <<<"$(prefill_of "$base" "$model" "$t")"
                 bpre=$(max_of "$bpre" "$bp")
             fi
         done
         if [ -n "$base" ]; then
-            cmp_rows="$cmp_rows| $label | $t | $npre | $bpre | $pre | $(awk -v a="$pre" \
+            cmp_rows="$cmp_rows| $label | $t | $bdec | $dec | $(awk -v a="$dec" -v b="$bdec" \
+                'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') | $npre | $bpre | $pre | $(awk -v a="$pre" \
                 -v b="$bpre" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') | ${hpre} | $(awk \
                 -v a="${hpre:-0}" -v b="$bpre" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }') |
 "
@@ -124,10 +128,10 @@ for b in 2.1 3 4; do
 done
 echo
 if [ -n "$base" ]; then
-    echo "Prefill against the baseline binary $base, same prompt and model, run right after ours:"
+    echo "Decode and prefill against the baseline binary $base, same prompts and model, run right after ours:"
     echo
-    printf "| model | threads | prompt tokens | baseline tok/s | this build tok/s | ratio | this build bf16 tok/s | bf16 ratio |\n"
-    printf "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    printf "| model | threads | baseline decode tok/s | this build decode tok/s | decode ratio | prompt tokens | baseline prefill tok/s | this build prefill tok/s | prefill ratio | this build bf16 tok/s | bf16 ratio |\n"
+    printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     printf "%s" "$cmp_rows"
     echo
 fi

@@ -243,26 +243,49 @@ static int bench_kernel(int reps)
 }
 
 /* Product-and-sum peak of one core: 12 independent chains of vmulps + vaddps (what the kernels
- * execute; on Zen 4/5 the same rate as vfmadd, on the FMUL and FADD pipes). */
-__attribute__((target("avx512f,fma"))) static double fma_peak_pairs(void)
+ * execute; on Zen 4/5 the same rate as vfmadd, on the FMUL and FADD pipes), in the widest
+ * vectors the ISA the kernels run has: zmm on AVX-512, ymm on AVX2. */
+#define PEAK_BODY(VEC, SET1, ADD, MUL, LANES, REDUCE)                                              \
+    VEC a[12], b = SET1(0.9999f), c = SET1(1e-4f);                                                  \
+    for (int i = 0; i < 12; i++) a[i] = SET1((float)i * 1e-3f);                                     \
+    const long n = 50000000;                                                                       \
+    double best = 1e30;                                                                            \
+    for (int r = 0; r < 3; r++) {                                                                  \
+        double t0 = now_s();                                                                       \
+        for (long i = 0; i < n; i++)                                                               \
+            _Pragma("GCC unroll 12") for (int k = 0; k < 12; k++) a[k] = ADD(a[k], MUL(b, c));     \
+        __asm__ volatile("" : "+x"(b));   /* keeps the products in the loop */                     \
+        double t = now_s() - t0;                                                                   \
+        if (t < best) best = t;                                                                    \
+    }                                                                                              \
+    float sum = 0;                                                                                 \
+    for (int i = 0; i < 12; i++) sum += REDUCE(a[i]);                                              \
+    if (sum == 12345.0f) printf(" ");   /* keeps the chains alive */                               \
+    return (double)n * 12 * LANES / best;
+
+__attribute__((target("avx512f,fma"))) static double peak_pairs_avx512(void)
 {
-    __m512 a[12], b = _mm512_set1_ps(0.9999f), c = _mm512_set1_ps(1e-4f);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
-    const long n = 50000000;
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_s();
-        for (long i = 0; i < n; i++)
-#pragma GCC unroll 12
-            for (int k = 0; k < 12; k++) a[k] = _mm512_add_ps(a[k], _mm512_mul_ps(b, c));
-        __asm__ volatile("" : "+v"(b));   /* keeps the products in the loop */
-        double t = now_s() - t0;
-        if (t < best) best = t;
-    }
-    float sum = 0;
-    for (int i = 0; i < 12; i++) sum += _mm512_reduce_add_ps(a[i]);
-    if (sum == 12345.0f) printf(" ");   /* keeps the chains alive */
-    return (double)n * 12 * 16 / best;
+    PEAK_BODY(__m512, _mm512_set1_ps, _mm512_add_ps, _mm512_mul_ps, 16, _mm512_reduce_add_ps)
+}
+
+__attribute__((target("avx2,fma"))) static float reduce8(__m256 v)
+{
+    float f[8];
+    _mm256_storeu_ps(f, v);
+    return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
+}
+
+__attribute__((target("avx2,fma"))) static double peak_pairs_avx2(void)
+{
+    PEAK_BODY(__m256, _mm256_set1_ps, _mm256_add_ps, _mm256_mul_ps, 8, reduce8)
+}
+#undef PEAK_BODY
+
+static double fma_peak_pairs(kern_isa isa)
+{
+    if (isa == KERN_ISA_AVX512) return peak_pairs_avx512();
+    if (isa == KERN_ISA_AVX2) return peak_pairs_avx2();
+    return 0;
 }
 
 /* --gemm: the whole packed matmul (dispatcher, tables, kernels, pool) at batch n. */
@@ -272,7 +295,7 @@ static int bench_gemm(int reps)
     double load[3] = {0};
     if (getloadavg(load, 3) == 3)
         printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
-    double peak = isa == KERN_ISA_AVX512 ? fma_peak_pairs() : 0;
+    double peak = fma_peak_pairs(isa);
     int bf16 = kern_cpu_has_bf16(isa);
     printf("bench_cpu_gemv --gemm: packed 3-bit matmul, %s kernels; fp32 mul+add peak of one core "
            "%.1f G pairs/s (measured now); bf16 columns: %s\n\n| matrix | tokens | threads | "

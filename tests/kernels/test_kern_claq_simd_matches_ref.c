@@ -1,6 +1,7 @@
 /* test_kern_claq_simd_matches_ref.c — the packed CLAQ matmul: every ISA path (AVX2 / AVX-512
- * LUT GEMV, AVX-512 dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
- * (rows 1..100, cols 1..130, mixed 2/3/4-bit columns, outliers); batch invariance (token t's
+ * LUT GEMV and dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
+ * (rows 1..100, cols 1..130, mixed 2/3/4-bit columns, outliers), and so do each ISA's lookup
+ * tables and dequantize-GEMM tile; batch invariance (token t's
  * result is identical for n = 1, 5, 64 and for 1 vs 2 pool threads); every ISA's GEMV over any
  * range of tiles equals the per-tile reference; and the GEMV agrees with a dense fp32 matmul of
  * the unpacked matrix within the fp32 summation bound
@@ -73,10 +74,10 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                       (long long)(at % rows), y[at], yref[at]);
             }
     }
-    /* Tile level: the reference dequantize-GEMM (and AVX-512's) equal the reference GEMV's
-     * dense pass bit for bit (the dispatcher only uses a GEMM where the ISA has a fast one). */
+    /* Tile level: the reference dequantize-GEMM (and each ISA's) equal the reference GEMV's
+     * dense pass bit for bit. */
     {
-        const int nt = 6;   /* the AVX-512 GEMM's four-token group and two single tokens */
+        const int nt = 6;   /* the SIMD GEMMs' four-token group and two single tokens */
         const int64_t cp = k->cols_pad, cb = KERN_CLAQ_COL_BLOCK;
         float *xs = malloc(sizeof(float) * (size_t)(nt * cp));
         float *xb = malloc(sizeof(float) * (size_t)(nt * cp));
@@ -101,14 +102,33 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
             for (int t = 0; t < nt; t++)
                 CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt, &at),
                       "ref gemm tile %lld token %d row %lld", (long long)tile, t, (long long)at);
-            if (have_isa(KERN_ISA_AVX512)) {
-                kern_cpu__claq_gemm_tile_avx512(k, cbf, xb, nt, nt, tile, gb, work);
+            for (int isa = KERN_ISA_AVX2; isa <= KERN_ISA_AVX512; isa++) {
+                kern_claq_gemm_fn gemm = kern_cpu__claq_fns((kern_isa)isa).gemm;
+                if (!have_isa((kern_isa)isa) || !gemm) continue;
+                memset(gb, 0xff, sizeof(float) * nt * KERN_CLAQ_ROW_TILE);
+                gemm(k, cbf, xb, nt, nt, tile, gb, work);
                 for (int t = 0; t < nt; t++)
                     CHECK(same_bits(ga + t * KERN_CLAQ_ROW_TILE, gb + t * KERN_CLAQ_ROW_TILE, rt,
-                                    &at), "avx512 gemm tile %lld token %d row %lld",
-                          (long long)tile, t, (long long)at);
+                                    &at), "%s gemm tile %lld token %d row %lld",
+                          kern_isa_name((kern_isa)isa), (long long)tile, t, (long long)at);
             }
         }
+        /* Each ISA's table builder equals the reference's, xs and every entry. */
+        float *lut2 = malloc(sizeof(float) * (size_t)(cp * 16));
+        float *xs2 = malloc(sizeof(float) * (size_t)cp);
+        for (int isa = KERN_ISA_AVX2; isa <= KERN_ISA_AVX512; isa++) {
+            if (!have_isa((kern_isa)isa)) continue;
+            int64_t at = 0;
+            memset(lut2, 0xff, sizeof(float) * (size_t)(cp * 16));
+            memset(xs2, 0xff, sizeof(float) * (size_t)cp);
+            kern_cpu__claq_fns((kern_isa)isa).lut(k, x + cols, xs2, lut2);
+            CHECK(same_bits(xs2, xs + cp, cp, &at), "%s lut xs column %lld",
+                  kern_isa_name((kern_isa)isa), (long long)at);
+            CHECK(same_bits(lut2, lut + cp * 16, cp * 16, &at), "%s lut entry %lld",
+                  kern_isa_name((kern_isa)isa), (long long)at);
+        }
+        free(lut2);
+        free(xs2);
         /* Range level: each ISA's GEMV over tile ranges [t0, t1) (every start, every length up
          * to KERN_CPU_CLAQ_GEMV_TILES) for nt tokens equals the reference tile by tile. */
         float *gr = malloc(sizeof(float) * nt * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE);
