@@ -104,7 +104,20 @@ static int parse_sampling(srv_resp *r, const cJSON *body, srv_gen_params *p)
                   : d >= 18446744073709551616.0 ? UINT64_MAX
                                                 : (uint64_t)d;
     }
-    if (num_field(r, body, "best_of", 1, 1, 1, &d, &has)) return -1;
+    /* best_of candidates would be ranked by log-probability, which is not built: only
+     * best_of = n (every candidate returned, as vLLM does) is accepted, and best_of < n is
+     * refused as OpenAI and vLLM refuse it. */
+    if (num_field(r, body, "best_of", 1, SRV_MAX_N, 1, &d, &has)) return -1;
+    if (has && (int)d < p->n) {
+        srv_resp_bad(r, "best_of", "'best_of' must be greater than or equal to 'n'");
+        return -1;
+    }
+    if (has && (int)d > p->n) {
+        srv_resp_bad(r, "best_of",
+                     "'best_of' greater than 'n' is not supported (candidates are not ranked): "
+                     "leave it out or set it to 'n'");
+        return -1;
+    }
     return 0;
 }
 

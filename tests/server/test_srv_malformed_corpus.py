@@ -148,6 +148,12 @@ case_json("logprobs too many", P, {"prompt": "a", "logprobs": 100}, 400)
 case_json("logprobs bool on completions", P, {"prompt": "a", "logprobs": True}, 400)
 case_json("suffix", P, {"prompt": "a", "suffix": "z"}, 400)
 case_json("best_of 3", P, {"prompt": "a", "best_of": 3}, 400)
+case_json("best_of 1 below n 2", P, {"prompt": "a", "n": 2, "best_of": 1}, 400)
+case_json("best_of 3 above n 2", P, {"prompt": "a", "n": 2, "best_of": 3}, 400)
+st, _, data = srv.request("POST", P, {"prompt": "a", "n": 2, "best_of": 2, "max_tokens": 2},
+                          {"Content-Type": "application/json"})
+C.check(st == 200 and len(json.loads(data)["choices"]) == 2,
+        "best_of = n = 2: status %d, want 200 with 2 choices: %s" % (st, data[:200]))
 case_json("user not string", P, {"prompt": "a", "user": 5}, 400)
 case_json("echo not bool", P, {"prompt": "a", "echo": 1}, 400)
 case_json("unknown model", P, {"prompt": "a", "model": "gpt-4o"}, 404, "model_not_found")
