@@ -70,7 +70,9 @@ void kern_cpu__exp_ref(const float *x, float *y, int64_t n)
 
 kern_exp_fn kern_cpu__exp_fn(kern_isa isa)
 {
-    return isa == KERN_ISA_AVX512 ? kern_cpu__exp_avx512 : kern_cpu__exp_ref;
+    return isa == KERN_ISA_AVX512 ? kern_cpu__exp_avx512
+           : isa == KERN_ISA_AVX2 ? kern_cpu__exp_avx2
+                                  : kern_cpu__exp_ref;
 }
 
 int kern_cpu__scratch_reserve(kern_cpu_ctx *c, int64_t n)

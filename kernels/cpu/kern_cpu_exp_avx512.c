@@ -9,35 +9,18 @@
  * multiply-adds); tests/kernels/test_kern_exp_matches_libm.c compares against libm expf.
  * Lanes with |x| >= 88, infinities and NaN take libm's expf itself (overflow, underflow, the
  * special values). Pure function; any thread. Compiled with the AVX-512 flags. */
+#include "kern_cpu_exp_consts.h"
 #include "kern_cpu_impl.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
-/* 2^(i/32), correctly rounded. */
-static const double exp2_32nds[32] = {
-    0x1.0000000000000p+0, 0x1.059b0d3158574p+0, 0x1.0b5586cf9890fp+0, 0x1.11301d0125b51p+0,
-    0x1.172b83c7d517bp+0, 0x1.1d4873168b9aap+0, 0x1.2387a6e756238p+0, 0x1.29e9df51fdee1p+0,
-    0x1.306fe0a31b715p+0, 0x1.371a7373aa9cbp+0, 0x1.3dea64c123422p+0, 0x1.44e086061892dp+0,
-    0x1.4bfdad5362a27p+0, 0x1.5342b569d4f82p+0, 0x1.5ab07dd485429p+0, 0x1.6247eb03a5585p+0,
-    0x1.6a09e667f3bcdp+0, 0x1.71f75e8ec5f74p+0, 0x1.7a11473eb0187p+0, 0x1.82589994cce13p+0,
-    0x1.8ace5422aa0dbp+0, 0x1.93737b0cdc5e5p+0, 0x1.9c49182a3f090p+0, 0x1.a5503b23e255dp+0,
-    0x1.ae89f995ad3adp+0, 0x1.b7f76f2fb5e47p+0, 0x1.c199bdd85529cp+0, 0x1.cb720dcef9069p+0,
-    0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0,
-};
-
-#define INV_LN2_32 (0x1.71547652b82fep+0 * 32)   /* 32 / ln 2 */
-#define SHIFT 0x1.8p+52                          /* adding it rounds to an integer */
-#define P3 (0x1.c6af84b912394p-5 / 32 / 32 / 32) /* the cubic's coefficients, scaled by 32^-k */
-#define P2 (0x1.ebfce50fac4f3p-3 / 32 / 32)
-#define P1 (0x1.62e42ff0c52d6p-1 / 32)
-
 /* exp of 8 floats in double precision, the glibc sequence. */
 static inline __m256 exp8(__m256 x, const __m512d *tab)
 {
     const __m512d xd = _mm512_cvtps_pd(x);
-    const __m512d inv = _mm512_set1_pd(INV_LN2_32), shift = _mm512_set1_pd(SHIFT);
+    const __m512d inv = _mm512_set1_pd(EXPF_INV_LN2_32), shift = _mm512_set1_pd(EXPF_SHIFT);
     const __m512d kds = _mm512_fmadd_pd(inv, xd, shift);   /* k + SHIFT: k in the low bits */
     const __m512i ki = _mm512_castpd_si512(kds);
     const __m512d kd = _mm512_sub_pd(kds, shift);
@@ -53,9 +36,9 @@ static inline __m256 exp8(__m256 x, const __m512d *tab)
         _mm512_castpd_si512(t),
         _mm512_sub_epi64(_mm512_slli_epi64(ki, 47), _mm512_slli_epi64(i, 47)));
     const __m512d s = _mm512_castsi512_pd(sb);
-    const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(P3), _mm512_set1_pd(P2));
+    const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(EXPF_P3), _mm512_set1_pd(EXPF_P2));
     const __m512d r2 = _mm512_mul_pd(r, r);
-    __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(P1), _mm512_set1_pd(1.0));
+    __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(EXPF_P1), _mm512_set1_pd(1.0));
     y = _mm512_fmadd_pd(z, r2, y);
     return _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
 }

@@ -87,10 +87,11 @@ void kern_cpu__wsum4_f16_avx512(float *out, int64_t out_stride, const float *w, 
                                 const void *const *rows, int len, int64_t n);
 
 /* ---- exp of an array: y[i] = expf(x[i]) (y may be x), libm's bits on every path; the AVX-512
- * one vectorizes glibc's method (kern_cpu_exp_avx512.c). ---- */
+ * and AVX2 ones vectorize glibc's method (kern_cpu_exp_avx512.c, _avx2.c). ---- */
 typedef void (*kern_exp_fn)(const float *x, float *y, int64_t n);
 kern_exp_fn kern_cpu__exp_fn(kern_isa isa);
 void kern_cpu__exp_ref(const float *x, float *y, int64_t n);
+void kern_cpu__exp_avx2(const float *x, float *y, int64_t n);
 void kern_cpu__exp_avx512(const float *x, float *y, int64_t n);
 
 /* ---- packed CLAQ matmul (kern_cpu_claq*.c): same contract as kern_backend_ops.matmul,
