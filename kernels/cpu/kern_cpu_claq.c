@@ -42,6 +42,40 @@ kern_claq_bf16_fns kern_cpu__claq_bf16_fns(int avx512bf16)
     return f;
 }
 
+void kern_cpu__claq_gemv_walk(const kern_claq *k, const kern_claq_gemv_items *items,
+                              const float *lut, int n, int64_t t0, int64_t t1, float *y)
+{
+    const int64_t nt = t1 - t0, ystride = nt * KERN_CLAQ_ROW_TILE;
+    const int64_t tile_words = KERN_CLAQ_ROW_TILE * k->words_per_row;
+    int64_t blk0 = 0;
+    for (int b = 4; b >= 2; b--) {
+        const int64_t nb = k->nblk_bits[b];
+        for (int64_t c0 = 0; c0 < nb; c0 += KERN_CPU_CLAQ_GEMV_CHUNK) {
+            const int64_t blk = blk0 + c0, left = nb - c0;
+            const int64_t cn = left < KERN_CPU_CLAQ_GEMV_CHUNK ? left : KERN_CPU_CLAQ_GEMV_CHUNK;
+            const int64_t bw = kern_claq_block_words(k, blk);
+            /* The item after next: two tiles on, or early in the next chunk. */
+            const int64_t bw_next = kern_claq_block_words(k, blk + cn < kern_claq_nblocks(k) ?
+                                                          blk + cn : blk);
+            for (int64_t t = t0; t < t1; t++) {
+                const int64_t rt = kern_claq_tile_rows(k, t);
+                const uint32_t *p = k->codes + t * tile_words + rt * bw;
+                int64_t tp = t + 2 < t1 ? t + 2 : t0 + (t + 2 - t1);
+                if (tp >= t1) tp = t0;
+                const int64_t pbw = t + 2 < t1 ? bw : bw_next;
+                const char *pf = (const char *)(k->codes + tp * tile_words +
+                                                kern_claq_tile_rows(k, tp) * pbw);
+                kern_claq_gemv_item_fn f = (*items)[b][rt / 16];
+                const float *l = lut + blk * 16 * KERN_CLAQ_COL_BLOCK;
+                for (int tok = 0; tok < n; tok++)
+                    f(p, rt, cn, l + (int64_t)tok * k->cols_pad * 16, pf, blk == 0,
+                      y + tok * ystride + (t - t0) * KERN_CLAQ_ROW_TILE);
+            }
+        }
+        blk0 += nb;
+    }
+}
+
 static int use_gemm(kern_isa isa, int n)
 {
     return n >= KERN_CPU_CLAQ_GEMM_MIN_N && kern_cpu__claq_fns(isa).gemm != NULL;

@@ -47,6 +47,29 @@ void kern_cpu__claq_gemv_avx2(const kern_claq *k, const float *lut, int n, int64
 void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *lut, int n, int64_t t0,
                                 int64_t t1, float *y);
 
+/* One work item of a SIMD GEMV: nblk consecutive blocks of width B (the table's row) of one
+ * tile of rt rows (rt / 16 its column) for one token; y holds the tile's partial sums (first:
+ * start from zero instead); pf is where the codes of the next-but-one item start (prefetch
+ * only, may point past the codes). items[B][rt / 16] per ISA. */
+typedef void (*kern_claq_gemv_item_fn)(const uint32_t *p, int64_t rt, int64_t nblk,
+                                       const float *lut, const char *pf, int first, float *y);
+typedef kern_claq_gemv_item_fn kern_claq_gemv_items[5][5];
+/* In a SIMD file: defines gemv_item_B_NV, an item kernel that calls the file's always-inline
+ * gemv_item(p, rt, nblk, lut, pf, first, y, B, NV) with constant width and vector count. */
+#define KERN_CPU_CLAQ_GEMV_ITEM(B, NV)                                                             \
+    static void gemv_item_##B##_##NV(const uint32_t *p, int64_t rt, int64_t nblk, const float *l,  \
+                                     const char *pf, int first, float *y)                          \
+    {                                                                                              \
+        gemv_item(p, rt, nblk, l, pf, first, y, B, NV);                                            \
+    }
+/* The walk both SIMD GEMVs share: column chunks of KERN_CPU_CLAQ_GEMV_CHUNK blocks outer,
+ * tiles [t0, t1) inner, tokens innermost, so a chunk's table slice stays in L1 while every
+ * tile walks it; each row still adds its lookups in storage-column order (partial sums wait in
+ * y between chunks, exact in fp32), so the result is the per-tile reference's bit for bit. */
+#define KERN_CPU_CLAQ_GEMV_CHUNK 4
+void kern_cpu__claq_gemv_walk(const kern_claq *k, const kern_claq_gemv_items *items,
+                              const float *lut, int n, int64_t t0, int64_t t1, float *y);
+
 /* Dense dequantize-and-multiply pass of tile t for n tokens: cbf is the LUT of an all-ones
  * input (the fp32 codebooks, periodic as above); xb their gathered inputs block-major within a
  * layout of nx tokens, xb[(blk * nx + tok) * KERN_CLAQ_COL_BLOCK + c] = xs of token tok at

@@ -100,63 +100,25 @@ ALWAYS_INLINE void gemv_item(const uint32_t *p, int64_t rt, int64_t nblk, const 
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + 16 * v, acc[v]);
 }
 
-typedef void (*gemv_item_fn)(const uint32_t *p, int64_t rt, int64_t nblk, const float *lut,
-                             const char *pf, int first, float *y);
-#define ITEM_FN(B, NV)                                                                             \
-    static void gemv_item_##B##_##NV(const uint32_t *p, int64_t rt, int64_t nblk, const float *l,  \
-                                     const char *pf, int first, float *y)                          \
-    {                                                                                              \
-        gemv_item(p, rt, nblk, l, pf, first, y, B, NV);                                            \
-    }
-ITEM_FN(4, 1) ITEM_FN(4, 2) ITEM_FN(4, 3) ITEM_FN(4, 4)
-ITEM_FN(3, 1) ITEM_FN(3, 2) ITEM_FN(3, 3) ITEM_FN(3, 4)
-ITEM_FN(2, 1) ITEM_FN(2, 2) ITEM_FN(2, 3) ITEM_FN(2, 4)
-#undef ITEM_FN
-static const gemv_item_fn gemv_items[5][5] = {
+KERN_CPU_CLAQ_GEMV_ITEM(4, 1) KERN_CPU_CLAQ_GEMV_ITEM(4, 2)
+KERN_CPU_CLAQ_GEMV_ITEM(4, 3) KERN_CPU_CLAQ_GEMV_ITEM(4, 4)
+KERN_CPU_CLAQ_GEMV_ITEM(3, 1) KERN_CPU_CLAQ_GEMV_ITEM(3, 2)
+KERN_CPU_CLAQ_GEMV_ITEM(3, 3) KERN_CPU_CLAQ_GEMV_ITEM(3, 4)
+KERN_CPU_CLAQ_GEMV_ITEM(2, 1) KERN_CPU_CLAQ_GEMV_ITEM(2, 2)
+KERN_CPU_CLAQ_GEMV_ITEM(2, 3) KERN_CPU_CLAQ_GEMV_ITEM(2, 4)
+static const kern_claq_gemv_items gemv_items = {
     [4] = {NULL, gemv_item_4_1, gemv_item_4_2, gemv_item_4_3, gemv_item_4_4},
     [3] = {NULL, gemv_item_3_1, gemv_item_3_2, gemv_item_3_3, gemv_item_3_4},
     [2] = {NULL, gemv_item_2_1, gemv_item_2_2, gemv_item_2_3, gemv_item_2_4},
 };
 
-/* Blocks per column chunk: its LUT slice (CHUNK_BLOCKS x 2 KiB per token) stays in L1 while
- * every tile of the range walks the chunk. */
-#define CHUNK_BLOCKS 4
-
-/* Column chunk outer, tiles inner: each row still adds its lookups in storage-column order (a
- * tile's partial sums wait in y between chunks, exact in fp32), so the result is the one-tile-
- * at-a-time result bit for bit. Codes are read in runs of CHUNK_BLOCKS blocks per tile instead
- * of one sequential stream; the prefetch runs two items ahead. */
+/* Column chunks of KERN_CPU_CLAQ_GEMV_CHUNK blocks (an 8 KiB LUT slice per token, in L1) outer,
+ * tiles inner (kern_cpu__claq_gemv_walk): codes are read in runs of 4 blocks per tile instead of
+ * one sequential stream; the prefetch runs two items ahead. */
 void kern_cpu__claq_gemv_avx512(const kern_claq *k, const float *lut, int n, int64_t t0,
                                 int64_t t1, float *y)
 {
-    const int64_t nt = t1 - t0, ystride = nt * KERN_CLAQ_ROW_TILE;
-    const int64_t tile_words = KERN_CLAQ_ROW_TILE * k->words_per_row;
-    int64_t blk0 = 0;
-    for (int b = 4; b >= 2; b--) {
-        const int64_t nb = k->nblk_bits[b];
-        for (int64_t c0 = 0; c0 < nb; c0 += CHUNK_BLOCKS) {
-            const int64_t blk = blk0 + c0, cn = nb - c0 < CHUNK_BLOCKS ? nb - c0 : CHUNK_BLOCKS;
-            const int64_t bw = kern_claq_block_words(k, blk);
-            /* The item after next: two tiles on, or early in the next chunk. */
-            const int64_t bw_next = kern_claq_block_words(k, blk + cn < kern_claq_nblocks(k) ?
-                                                          blk + cn : blk);
-            for (int64_t t = t0; t < t1; t++) {
-                const int64_t rt = kern_claq_tile_rows(k, t);
-                const uint32_t *p = k->codes + t * tile_words + rt * bw;
-                int64_t tp = t + 2 < t1 ? t + 2 : t0 + (t + 2 - t1);
-                if (tp >= t1) tp = t0;
-                const int64_t pbw = t + 2 < t1 ? bw : bw_next;
-                const char *pf = (const char *)(k->codes + tp * tile_words +
-                                                kern_claq_tile_rows(k, tp) * pbw);
-                gemv_item_fn f = gemv_items[b][rt / 16];
-                const float *l = lut + blk * 16 * KERN_CLAQ_COL_BLOCK;
-                for (int tok = 0; tok < n; tok++)
-                    f(p, rt, cn, l + (int64_t)tok * k->cols_pad * 16, pf, blk == 0,
-                      y + tok * ystride + (t - t0) * KERN_CLAQ_ROW_TILE);
-            }
-        }
-        blk0 += nb;
-    }
+    kern_cpu__claq_gemv_walk(k, &gemv_items, lut, n, t0, t1, y);
 }
 
 /* TG tokens' accumulators walk the dequantized block's 32 columns in order, acc += W * x as a

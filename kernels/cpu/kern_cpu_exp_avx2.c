@@ -1,11 +1,11 @@
-/* kern_cpu_exp_avx2.c — y[i] = expf(x[i]) for a whole array on AVX2 + FMA, bit for bit what glibc's
- * expf gives on such CPUs (its ifunc takes __expf_fma where FMA and AVX2 are usable), so softmax
- * and SwiGLU keep the exact numbers of the scalar libm path on CPUs without AVX-512 too. The
- * method, its operations and their fusing are the AVX-512 file's (kern_cpu_exp_avx512.c, which
- * describes them), four doubles per vector, and the 2^(i/32) table read by a gather instead of
- * two-register permutes. Lanes with |x| >= 88, infinities and NaN take libm's expf itself.
- * tests/kernels/test_kern_exp_matches_libm.c compares against libm expf. Pure function; any
- * thread. Compiled with -mavx2 -mfma -mf16c. */
+/* kern_cpu_exp_avx2.c — y[i] = expf(x[i]) for a whole array on AVX2 + FMA, bit for bit what
+ * glibc's expf gives on such CPUs (its ifunc takes __expf_fma where FMA and AVX2 are usable),
+ * so softmax and SwiGLU keep the exact numbers of the scalar libm path on CPUs without AVX-512
+ * too. The method, its operations and their fusing are the AVX-512 file's
+ * (kern_cpu_exp_avx512.c, which describes them), four doubles per vector, and the 2^(i/32)
+ * table read by a gather instead of two-register permutes. Lanes with |x| >= 88, infinities
+ * and NaN take libm's expf itself. tests/kernels/test_kern_exp_matches_libm.c compares against
+ * libm expf. Pure function; any thread. Compiled with -mavx2 -mfma -mf16c. */
 #include "kern_cpu_exp_consts.h"
 #include "kern_cpu_impl.h"
 
