@@ -17,9 +17,11 @@ static const double exp2_32nds[32] = {
     0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0,
 };
 
-#define EXPF_INV_LN2_32 (0x1.71547652b82fep+0 * 32)   /* 32 / ln 2 */
-#define EXPF_SHIFT 0x1.8p+52                          /* adding it rounds to an integer */
-#define EXPF_P3 (0x1.c6af84b912394p-5 / 32 / 32 / 32) /* the cubic's coefficients, scaled by 32^-k */
+/* 32 / ln 2; the shift whose addition rounds to an integer; the cubic's coefficients, scaled
+ * by 32^-k */
+#define EXPF_INV_LN2_32 (0x1.71547652b82fep+0 * 32)
+#define EXPF_SHIFT 0x1.8p+52
+#define EXPF_P3 (0x1.c6af84b912394p-5 / 32 / 32 / 32)
 #define EXPF_P2 (0x1.ebfce50fac4f3p-3 / 32 / 32)
 #define EXPF_P1 (0x1.62e42ff0c52d6p-1 / 32)
 

@@ -281,7 +281,7 @@ __attribute__((target("avx2,fma"))) static double peak_pairs_avx2(void)
 }
 #undef PEAK_BODY
 
-static double fma_peak_pairs(kern_isa isa)
+static double mul_add_peak_pairs(kern_isa isa)
 {
     if (isa == KERN_ISA_AVX512) return peak_pairs_avx512();
     if (isa == KERN_ISA_AVX2) return peak_pairs_avx2();
@@ -295,7 +295,7 @@ static int bench_gemm(int reps)
     double load[3] = {0};
     if (getloadavg(load, 3) == 3)
         printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
-    double peak = fma_peak_pairs(isa);
+    double peak = mul_add_peak_pairs(isa);
     int bf16 = kern_cpu_has_bf16(isa);
     printf("bench_cpu_gemv --gemm: packed 3-bit matmul, %s kernels; fp32 mul+add peak of one core "
            "%.1f G pairs/s (measured now); bf16 columns: %s\n\n| matrix | tokens | threads | "
