@@ -111,6 +111,13 @@ int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
     return f ? f(b, min_n) : KERN_E_INVAL;
 }
 
+int kern_cuda_set_mma_min_n(kern_backend *b, int min_n)
+{
+    int (*f)(kern_backend *, int);
+    *(void **)&f = cuda_sym(1, "kern_cuda_impl_set_mma_min_n", NULL, 0);
+    return f ? f(b, min_n) : KERN_E_INVAL;
+}
+
 int kern_cuda_set_graphs(kern_backend *b, int on)
 {
     int (*f)(kern_backend *, int);
@@ -153,6 +160,10 @@ int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
 {
     return kern_cuda_impl_set_prefill_min_n(b, min_n);
 }
+int kern_cuda_set_mma_min_n(kern_backend *b, int min_n)
+{
+    return kern_cuda_impl_set_mma_min_n(b, min_n);
+}
 int kern_cuda_set_graphs(kern_backend *b, int on) { return kern_cuda_impl_set_graphs(b, on); }
 void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out)
 {
@@ -180,6 +191,12 @@ int kern_cuda_device_count(char *why, size_t why_len)
 }
 const char *kern_cuda_last_error(const kern_backend *b) { (void)b; return ""; }
 int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n)
+{
+    (void)b;
+    (void)min_n;
+    return KERN_E_INVAL;
+}
+int kern_cuda_set_mma_min_n(kern_backend *b, int min_n)
 {
     (void)b;
     (void)min_n;

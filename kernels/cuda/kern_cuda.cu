@@ -599,6 +599,13 @@ extern "C" int kern_cuda_impl_set_prefill_min_n(kern_backend *b, int min_n)
     return KERN_OK;
 }
 
+extern "C" int kern_cuda_impl_set_mma_min_n(kern_backend *b, int min_n)
+{
+    if (!b || b->ops != &kern_cuda_ops || !b->ctx || min_n < 0) return KERN_E_INVAL;
+    ((kern_cuda_ctx *)b->ctx)->mma_min_n = min_n;
+    return KERN_OK;
+}
+
 extern "C" int kern_cuda_impl_set_graphs(kern_backend *b, int on)
 {
     if (!b || b->ops != &kern_cuda_ops || !b->ctx || (on != 0 && on != 1)) return KERN_E_INVAL;
@@ -646,6 +653,12 @@ extern "C" int kern_cuda_impl_backend_create(kern_backend *out, int device)
             char *end = NULL;
             long v = strtol(env, &end, 10);
             if (end && *end == '\0' && v >= 0 && v <= INT32_MAX) c->prefill_min_n = (int)v;
+        }
+        const char *mma = getenv("CLAQ_CUDA_MMA_MIN_N");
+        if (mma && *mma) {
+            char *end = NULL;
+            long v = strtol(mma, &end, 10);
+            if (end && *end == '\0' && v >= 0 && v <= INT32_MAX) c->mma_min_n = (int)v;
         }
         const char *gr = getenv("CLAQ_CUDA_GRAPHS");
         c->graphs = gr && strcmp(gr, "1") == 0;

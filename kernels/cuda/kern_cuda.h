@@ -31,6 +31,13 @@ const char *kern_cuda_last_error(const kern_backend *b);
  * CLAQ_CUDA_PREFILL_MIN_N sets it at creation. KERN_E_INVAL if b is not a CUDA backend. */
 int kern_cuda_set_prefill_min_n(kern_backend *b, int min_n);
 
+/* CLAQ matmul with n > 8 tokens and n >= min_n take the tensor-core GEMM (kern_cuda_claq_mma.cu:
+ * weights read once per 64 tokens instead of once per 8; x carried in two fp16 halves, about 22
+ * bits). Its results are batch invariant among n >= 9 but not bit-identical to the GEMV's (n <= 8),
+ * so it is off by default (min_n = 0); CLAQ_CUDA_MMA_MIN_N sets it at creation. The cuBLAS
+ * prefill path, where on, takes precedence. KERN_E_INVAL if b is not a CUDA backend. */
+int kern_cuda_set_mma_min_n(kern_backend *b, int min_n);
+
 /* Steps recorded as CUDA graphs and replayed (kern.h step_begin / step_end; kern_cuda_graph.cu):
  * on = 1 turns it on, 0 off (the default; the environment variable CLAQ_CUDA_GRAPHS=1 turns it
  * on at creation). KERN_E_INVAL if b is not a CUDA backend. */
@@ -45,6 +52,7 @@ void kern_cuda_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out
 int kern_cuda_impl_device_count(char *why, size_t why_len);
 const char *kern_cuda_impl_last_error(const kern_backend *b);
 int kern_cuda_impl_set_prefill_min_n(kern_backend *b, int min_n);
+int kern_cuda_impl_set_mma_min_n(kern_backend *b, int min_n);
 int kern_cuda_impl_set_graphs(kern_backend *b, int on);
 void kern_cuda_impl_get_graph_stats(const kern_backend *b, kern_cuda_graph_stats *out);
 int kern_cuda_impl_backend_create(kern_backend *out, int device);

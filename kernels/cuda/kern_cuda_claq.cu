@@ -1,5 +1,6 @@
 /* kern_cuda_claq.cu — packed CLAQ weights on the device: upload, the LUT GEMV (any n, 8 tokens per
- * launch) with split-K and the outliers fused into the split-K reduction, and the fp16
+ * launch) with split-K and the outliers fused into the split-K reduction (which also reduces the
+ * tensor-core GEMM's partials, kern_cuda_claq_mma.cu), and the fp16
  * dequantization the prefill path feeds to cuBLAS. Device pointers in and out (kern.h: the
  * engine keeps activations on the device). Does not pick the path (kern_cuda.cu does). Driving
  * thread only.
@@ -38,7 +39,9 @@
  * never depends on NT, n or its chunk, so y[t] is bit-identical for any n. It is NOT bit-identical
  * to the CPU (the CPU sums all columns in one sequence; here K slices are summed at the end).
  * Next versions: 16-byte code loads (several blocks per load), the outliers in the GEMV CTA
- * itself (one launch, no partials), an mma path for 8 < n <= 64.
+ * itself (one launch, no partials). Batches of 9+ tokens can take the tensor-core GEMM instead
+ * (kern_cuda_claq_mma.cu, opt-in: kern_cuda__mma_n), which writes the same partials for the same
+ * reductions.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,90 +49,13 @@
 #include <cuda_fp16.h>
 
 #include "kern_claq.h"
+#include "kern_cuda_claq.h"
 #include "kern_cuda_impl.h"
 #include "kern_half.h"
 
 #define CLAQ_THREADS 256      /* rows per CTA */
 #define CLAQ_MAX_BPS 12       /* blocks per K slice: 384 columns, <= 48 KiB of tables (NT = 1:
                                  4 KiB per 3-bit block; NT = 8: 2.5 KiB per block) */
-
-/* Everything a kernel needs about the matrix, passed by value. */
-struct kern_cuda_claq_args {
-    const uint32_t *codes, *colmap, *rowptr, *ocol, *oscol;
-    const uint16_t *cb, *oval;
-    const float *odelta;
-    int rows, cols, rows_pad, cols_pad, wpr, nb4, nb3, nb2;
-};
-
-static kern_cuda_claq_args claq_args(const kern_cuda_weight *w)
-{
-    const kern_cuda_claqw *q = &w->claq;
-    kern_cuda_claq_args a;
-    a.codes = q->codes;
-    a.colmap = q->colmap;
-    a.rowptr = q->rowptr;
-    a.ocol = q->ocol;
-    a.oscol = q->oscol;
-    a.cb = q->cb;
-    a.oval = q->oval;
-    a.odelta = q->odelta;
-    a.rows = (int)w->rows;
-    a.cols = (int)w->cols;
-    a.rows_pad = (int)q->rows_pad;
-    a.cols_pad = (int)q->cols_pad;
-    a.wpr = (int)q->words_per_row;
-    a.nb4 = (int)q->nblk[4];
-    a.nb3 = (int)q->nblk[3];
-    a.nb2 = (int)q->nblk[2];
-    return a;
-}
-
-/* Device twins of kern_claq.h's helpers. */
-__device__ __forceinline__ int claq_bits(const kern_cuda_claq_args &k, int blk)
-{
-    return blk < k.nb4 ? 4 : blk < k.nb4 + k.nb3 ? 3 : 2;
-}
-
-__device__ __forceinline__ int claq_block_words(const kern_cuda_claq_args &k, int blk)
-{
-    if (blk <= k.nb4) return 4 * blk;
-    if (blk <= k.nb4 + k.nb3) return 4 * k.nb4 + 3 * (blk - k.nb4);
-    return 4 * k.nb4 + 3 * k.nb3 + 2 * (blk - k.nb4 - k.nb3);
-}
-
-__device__ __forceinline__ int64_t claq_cb_offset(const kern_cuda_claq_args &k, int s)
-{
-    const int64_t c4 = 32LL * k.nb4, c3 = 32LL * k.nb3;
-    if (s <= c4) return 16LL * s;
-    if (s <= c4 + c3) return 16 * c4 + 8 * (s - c4);
-    return 16 * c4 + 8 * c3 + 4 * (s - c4 - c3);
-}
-
-__device__ __forceinline__ float claq_f16(uint16_t h)
-{
-    return __half2float(__ushort_as_half(h));
-}
-
-/* Loads the b <= 4 words of one row's block (p: word 0, words rt apart); words past b are 0. The
- * loads are predicated, not branched, so the next block's can be issued before this one's math. */
-__device__ __forceinline__ void claq_load_words(const uint32_t *__restrict__ p, int rt, int b,
-                                                uint32_t (&u)[4])
-{
-#pragma unroll
-    for (int i = 0; i < 4; i++) u[i] = i < b ? __ldg(p + (int64_t)i * rt) : 0u;
-}
-
-/* Code c (0..31) of a row's block of width B, from the block's words u (a little-endian
- * 32*B-bit string; 3-bit codes 10 and 21 straddle two words). c is a compile-time constant in
- * the unrolled callers, so the shifts are too. */
-template <int B>
-__device__ __forceinline__ unsigned claq_code_at(const uint32_t (&u)[4], int c)
-{
-    const int bit = c * B, w = bit >> 5, sh = bit & 31;
-    uint32_t code = u[w] >> sh;
-    if (sh + B > 32) code |= u[w + 1] << (32 - sh);
-    return code & ((1u << B) - 1);
-}
 
 /* NB bits at bit offset BIT of u, times 4: the byte offset of that entry in a float table. With
  * constant arguments this is a shift (a funnel shift when the field straddles words) and a mask. */
@@ -672,6 +598,7 @@ int kern_cuda__claq_upload(kern_cuda_ctx *c, const kern_matrix *m, kern_cuda_wei
         q->ksplit = (int)ks;
         q->bps = (int)bps;
     }
+    kern_cuda__claq_mma_shape(c, q);
     rc = KERN_OK;
 done:
     if (d) (void)cudaFree(d);
@@ -721,11 +648,20 @@ static int claq_launch(kern_cuda_ctx *c, const kern_cuda_claq_args &a, const ker
     return KERN_OK;
 }
 
-/* The GEMV launches of w for n tokens: K-slice partial sums into part [ksplit][n][rows_pad]. */
+/* The K-slice partial sums of w for n tokens into part [ks][n][rows_pad]: the GEMV launches,
+ * or the tensor-core GEMM where the context asks for it (kern_cuda__mma_n); *ks = the K slices
+ * of the path taken (what the reduction sums). */
+static int claq_ksplit(const kern_cuda_ctx *c, const kern_cuda_claqw *q, int n)
+{
+    return kern_cuda__mma_n(c, n) && q->mma_ksplit > 0 ? q->mma_ksplit : q->ksplit;
+}
+
 static int claq_partials(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                          float *part)
 {
     const kern_cuda_claqw *q = &w->claq;
+    if (kern_cuda__mma_n(c, n) && q->mma_ksplit > 0)
+        return kern_cuda__claq_mma_partials(c, w, d_x, n, part);
     const kern_cuda_claq_args a = claq_args(w);
     const int64_t split_stride = (int64_t)n * q->rows_pad;
     int rc = KERN_OK;
@@ -753,16 +689,17 @@ static int claq_partials(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
 }
 
 /* The K-slice partials of count matrices of the same input, side by side in SLOT_S: part[i]
- * [ksplit_i][n][rows_pad_i] for matrix i. */
+ * [ks[i]][n][rows_pad_i] for matrix i. */
 static int claq_partials_all(kern_cuda_ctx *c, const kern_cuda_weight *const *w, int count,
-                             const float *d_x, int n, float **part)
+                             const float *d_x, int n, float **part, int *ks)
 {
     size_t off[KERN_MATMUL_MULTI_MAX], total = 0;
     for (int i = 0; i < count; i++) {
         const kern_cuda_claqw *q = &w[i]->claq;
         if (!q->blob || w[i]->cols != w[0]->cols) return KERN_E_INVAL;
+        ks[i] = claq_ksplit(c, q, n);
         off[i] = total;
-        total += (size_t)q->ksplit * (size_t)n * (size_t)q->rows_pad;
+        total += (size_t)ks[i] * (size_t)n * (size_t)q->rows_pad;
     }
     void *d_part = NULL;
     int rc = kern_cuda__slot(c, KERN_CUDA_SLOT_S, total * sizeof(float), &d_part);
@@ -778,13 +715,13 @@ int kern_cuda__gemv_claq(kern_cuda_ctx *c, const kern_cuda_weight *w, const floa
 {
     if (n <= 0) return KERN_E_INVAL;
     float *part = NULL;
-    int rc = claq_partials_all(c, &w, 1, d_x, n, &part);
+    int ks = 0;
+    int rc = claq_partials_all(c, &w, 1, d_x, n, &part, &ks);
     if (rc) return rc;
     const kern_cuda_claq_args a = claq_args(w);
     const int64_t outs = (int64_t)n * a.rows;   /* a warp each */
     const unsigned blocks = kern_cuda__blocks(outs, 256 / 32);
-    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, w->claq.ksplit, part, d_y,
-                                                           accumulate);
+    kern_cuda_claq_reduce_k<<<blocks, 256, 0, c->stream>>>(a, d_x, n, ks, part, d_y, accumulate);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_k");
     return KERN_OK;
 }
@@ -794,7 +731,8 @@ int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *
 {
     if (count < 1 || count > KERN_MATMUL_MULTI_MAX || n <= 0) return KERN_E_INVAL;
     float *part[KERN_MATMUL_MULTI_MAX];
-    int rc = claq_partials_all(c, w, count, d_x, n, part);
+    int ks[KERN_MATMUL_MULTI_MAX];
+    int rc = claq_partials_all(c, w, count, d_x, n, part, ks);
     if (rc) return rc;
     kern_cuda_claq_multi mm;
     memset(&mm, 0, sizeof mm);
@@ -803,7 +741,7 @@ int kern_cuda__gemv_claq_multi(kern_cuda_ctx *c, const kern_cuda_weight *const *
         mm.k[i] = claq_args(w[i]);
         mm.part[i] = part[i];
         mm.y[i] = d_y[i];
-        mm.ksplit[i] = w[i]->claq.ksplit;
+        mm.ksplit[i] = ks[i];
         mm.end[i] = (i ? mm.end[i - 1] : 0) + (int64_t)n * w[i]->rows;
     }
     kern_cuda_claq_reduce_multi_k<<<kern_cuda__blocks(mm.end[count - 1], 256 / 32), 256, 0,
@@ -818,12 +756,12 @@ int kern_cuda__gemv_claq_swiglu(kern_cuda_ctx *c, const kern_cuda_weight *wg,
     if (n <= 0 || wg->rows != wu->rows || wg->cols != wu->cols) return KERN_E_INVAL;
     const kern_cuda_weight *w[2] = {wg, wu};
     float *part[2];
-    int rc = claq_partials_all(c, w, 2, d_x, n, part);
+    int ks[2];
+    int rc = claq_partials_all(c, w, 2, d_x, n, part, ks);
     if (rc) return rc;
     const unsigned blocks = kern_cuda__blocks((int64_t)n * wg->rows, 256 / 32);
     kern_cuda_claq_reduce_swiglu_k<<<blocks, 256, 0, c->stream>>>(
-        claq_args(wg), claq_args(wu), d_x, n, wg->claq.ksplit, wu->claq.ksplit, part[0], part[1],
-        d_out);
+        claq_args(wg), claq_args(wu), d_x, n, ks[0], ks[1], part[0], part[1], d_out);
     KERN_CUDA_CHECK_LAUNCH(c, "kern_cuda_claq_reduce_swiglu_k");
     return KERN_OK;
 }

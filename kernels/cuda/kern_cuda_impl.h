@@ -55,6 +55,8 @@ typedef struct kern_cuda_claqw {
     int64_t nblk[5];          /* [b], b = 2..4: 32-column blocks of width b */
     int ksplit;               /* K slices of the GEMV grid */
     int bps;                  /* 32-column blocks per K slice */
+    int mma_ksplit;           /* K slices of the tensor-core GEMM (kern_cuda_claq_mma.cu); 0: none */
+    int mma_bps;              /* its blocks per K slice */
 } kern_cuda_claqw;
 
 /* What kern_matrix.dev points to for this backend. Host struct, owned by the backend (release). */
@@ -81,6 +83,8 @@ typedef struct kern_cuda_ctx {
     int sm_count;             /* multiprocessors (split-K sizing) */
     size_t smem_optin;        /* max dynamic shared memory per block after opt-in */
     int prefill_min_n;        /* n >= this takes the cuBLAS path; 0 = never (kern_cuda.h) */
+    int mma_min_n;            /* CLAQ matmul of n > 8 tokens with n >= this takes the
+                                 tensor-core GEMM; 0 = never (kern_cuda.h) */
     kern_cuda_buf slot[KERN_CUDA_SLOT_COUNT]; /* device scratch; owned */
     int check_ptrs;           /* 1: ops refuse pointers that are not device memory (always in
                                  the emulator; CLAQ_CUDA_CHECK_PTRS=1 on a GPU: a driver call per
@@ -99,6 +103,12 @@ typedef struct kern_cuda_ctx {
 static inline int kern_cuda__prefill_n(const kern_cuda_ctx *c, int n)
 {
     return c->prefill_min_n > 0 && n >= c->prefill_min_n;
+}
+
+/* 1 when a CLAQ matmul of n tokens (not on the cuBLAS path) runs on the tensor cores. */
+static inline int kern_cuda__mma_n(const kern_cuda_ctx *c, int n)
+{
+    return c->mma_min_n > 0 && n > KERN_CUDA_MAX_TOK && n >= c->mma_min_n;
 }
 
 /* ---- kern_cuda.cu: scratch and pointer checks ---- */
@@ -143,6 +153,14 @@ int kern_cuda__claq_embed(kern_cuda_ctx *c, const kern_cuda_weight *w, const int
 /* d_xs [n][cols_pad] = fp16 of d_x [n][cols] in storage column order (0 for padding columns). */
 int kern_cuda__claq_gather_f16(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,
                                uint16_t *d_xs);
+
+/* ---- kern_cuda_claq_mma.cu: packed CLAQ times 9+ tokens on the tensor cores ---- */
+/* Sets q->mma_ksplit / mma_bps from the shape and c's SM count (at upload). */
+void kern_cuda__claq_mma_shape(const kern_cuda_ctx *c, kern_cuda_claqw *q);
+/* The K-slice partial sums of x W^T, part [mma_ksplit][n][rows_pad], as the GEMV writes them
+ * (kern_cuda_claq.cu reduces them); uses SLOT_H. */
+int kern_cuda__claq_mma_partials(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x,
+                                 int n, float *part);
 
 /* ---- kern_cuda_gemm.cu: prefill through cuBLAS (fp16 inputs, fp32 accumulation) ---- */
 int kern_cuda__gemm_prefill(kern_cuda_ctx *c, const kern_cuda_weight *w, const float *d_x, int n,

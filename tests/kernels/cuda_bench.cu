@@ -7,9 +7,11 @@
  *   2. CLAQ GEMV (n = 1, 8): time, achieved GB/s of weight bytes, % of copy bandwidth, and the
  *      ratio to cuBLAS fp16 GEMV (GemmEx, n = 1 / 8) on the same shape;
  *   3. matmul-only decode of a synthetic LLaMA-7B-shaped CLAQ model (32 layers x 7 linears +
- *      fp16 lm_head 32000 x 4096) at batch 1, 8, 32: tokens/s eager and replayed as a CUDA graph,
- *      against the bandwidth floor (all weight bytes / copy bandwidth per step);
- *   4. prefill (n = 512): CLAQ dequant + cuBLAS vs cuBLAS fp16 on the 7 layer shapes;
+ *      fp16 lm_head 32000 x 4096) at batch 1, 8, 32 (GEMV) and 32, 64 (tensor-core GEMM, "mma"):
+ *      tokens/s eager and replayed as a CUDA graph, against the bandwidth floor (all weight
+ *      bytes / copy bandwidth per step);
+ *   4. prefill (n = 512): CLAQ dequant + cuBLAS and the tensor-core GEMM vs cuBLAS fp16 on the
+ *      7 layer shapes;
  *   5. decode attention over an fp16 paged pool (7B heads) at batch 1/8/32 and contexts up to
  *      4096: us per layer and K/V bytes read against the copy bandwidth;
  *   6. prefill attention of one sequence (128 / 512 / 2048 tokens, MHA and 8 KV heads): one
@@ -196,10 +198,10 @@ static void bench_gemv(double bw, size_t l2, int iters)
             for (int ni = 0; ni < 2; ni++) {
                 const int n = ns[ni];
                 for (int i = 0; i < 3; i++)
-                    BENCH_OK(kern_cuda__gemv_claq(C, (const kern_cuda_weight *)m[i % R].dev, x, n, y), C);
+                    BENCH_OK(kern_cuda__gemv_claq(C, (const kern_cuda_weight *)m[i % R].dev, x, n, y, 0), C);
                 BENCH_CHECK(cudaEventRecord(ev0, C->stream));
                 for (int i = 0; i < iters; i++)
-                    BENCH_OK(kern_cuda__gemv_claq(C, (const kern_cuda_weight *)m[i % R].dev, x, n, y), C);
+                    BENCH_OK(kern_cuda__gemv_claq(C, (const kern_cuda_weight *)m[i % R].dev, x, n, y, 0), C);
                 BENCH_CHECK(cudaEventRecord(ev1, C->stream));
                 const double us = elapsed_ms() * 1e3 / iters;
                 for (int i = 0; i < 3; i++) fp16_gemm(w16[i % R16], x16, y, rows, cols, n);
@@ -228,7 +230,7 @@ static void decode_step(kern_matrix *lin, const __half *head, float *x, __half *
 {
     for (int l = 0; l < 32; l++)
         for (int i = 0; i < 7; i++)
-            BENCH_OK(kern_cuda__gemv_claq(C, (const kern_cuda_weight *)lin[l * 7 + i].dev, x, n, y), C);
+            BENCH_OK(kern_cuda__gemv_claq(C, (const kern_cuda_weight *)lin[l * 7 + i].dev, x, n, y, 0), C);
     fp16_gemm(head, x16, y, 32000, 4096, n);
 }
 
@@ -241,9 +243,9 @@ static void bench_decode(double bw)
     printf("| bits | batch | step ms eager | step ms graph | tok/s (graph) | floor tok/s | %% of floor |\n");
     printf("|---|---|---|---|---|---|---|\n");
     __half *head = dev_random_f16((size_t)32000 * 4096);
-    float *x = dev_random((size_t)32 * 11008), *y = NULL;
-    __half *x16 = dev_random_f16((size_t)32 * 11008);
-    BENCH_CHECK(cudaMalloc(&y, sizeof(float) * 32 * 32000));
+    float *x = dev_random((size_t)64 * 11008), *y = NULL;   /* batches up to 64 */
+    __half *x16 = dev_random_f16((size_t)64 * 11008);
+    BENCH_CHECK(cudaMalloc(&y, sizeof(float) * 64 * 32000));
     for (int bi = 0; bi < 3; bi++) {
         eng_claq_packed p[7];
         memset(p, 0, sizeof p);
@@ -258,9 +260,11 @@ static void bench_decode(double bw)
                 lin[l * 7 + i] = (kern_matrix){KERN_CLAQ, shp[i][0], shp[i][1], NULL, &p[i].view, NULL};
                 BENCH_OK(kern_upload(&B, &lin[l * 7 + i]), C);
             }
-        const int batches[3] = {1, 8, 32};
-        for (int k = 0; k < 3; k++) {
+        /* batch 32 and 64 on the GEMV (chunks of 8 tokens) and on the tensor-core GEMM */
+        const int batches[5] = {1, 8, 32, 32, 64}, mma[5] = {0, 0, 0, 9, 9};
+        for (int k = 0; k < 5; k++) {
             const int n = batches[k];
+            C->mma_min_n = mma[k];
             decode_step(lin, head, x, x16, y, n);   /* grows every staging slot before capture */
             BENCH_CHECK(cudaStreamSynchronize(C->stream));
             BENCH_CHECK(cudaEventRecord(ev0, C->stream));
@@ -281,9 +285,11 @@ static void bench_decode(double bw)
             BENCH_CHECK(cudaGraphExecDestroy(ge));
             BENCH_CHECK(cudaGraphDestroy(g));
             const double floor_ms = bytes / (bw * 1e9) * 1e3;
-            printf("| %s | %d | %.3f | %.3f | %.0f | %.0f | %.1f |\n", bits_name(bits[bi]), n, eager,
-                   graph, n / (graph * 1e-3), n / (floor_ms * 1e-3), 100.0 * floor_ms / graph);
+            printf("| %s | %d%s | %.3f | %.3f | %.0f | %.0f | %.1f |\n", bits_name(bits[bi]), n,
+                   mma[k] ? " mma" : "", eager, graph, n / (graph * 1e-3), n / (floor_ms * 1e-3),
+                   100.0 * floor_ms / graph);
         }
+        C->mma_min_n = 0;
         for (int i = 0; i < 32 * 7; i++) kern_release(&B, &lin[i]);
         free(lin);
         for (int i = 0; i < 7; i++) eng_claq_packed_free(&p[i]);
@@ -299,11 +305,12 @@ static void bench_prefill(void)
     const int shp[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
     const int n = 512;
     printf("\n## Prefill n = %d: CLAQ 3-bit dequant + cuBLAS vs cuBLAS fp16 (layer = 4+2+1 of these)\n", n);
-    printf("| shape | claq us | fp16 us | ratio |\n|---|---|---|---|\n");
+    printf("| shape | claq us (dequant + cuBLAS) | claq mma us | fp16 us | ratio | mma ratio |\n"
+           "|---|---|---|---|---|---|\n");
     float *x = dev_random((size_t)n * 11008), *y = NULL;
     __half *x16 = dev_random_f16((size_t)n * 11008);
     BENCH_CHECK(cudaMalloc(&y, sizeof(float) * n * 11008));
-    double tl = 0, tl16 = 0;
+    double tl = 0, tlm = 0, tl16 = 0;
     const int mult[3] = {4, 2, 1};
     for (int s = 0; s < 3; s++) {
         eng_claq_packed p;
@@ -318,20 +325,30 @@ static void bench_prefill(void)
         for (int i = 0; i < 10; i++) BENCH_OK(kern_cuda__gemm_prefill(C, w, x, n, y), C);
         BENCH_CHECK(cudaEventRecord(ev1, C->stream));
         const double us = elapsed_ms() * 100;
+        C->mma_min_n = 9;   /* the tensor-core GEMM and its split-K reduction */
+        for (int i = 0; i < 2; i++) BENCH_OK(kern_cuda__gemv_claq(C, w, x, n, y, 0), C);
+        BENCH_CHECK(cudaEventRecord(ev0, C->stream));
+        for (int i = 0; i < 10; i++) BENCH_OK(kern_cuda__gemv_claq(C, w, x, n, y, 0), C);
+        BENCH_CHECK(cudaEventRecord(ev1, C->stream));
+        const double usm = elapsed_ms() * 100;
+        C->mma_min_n = 0;
         for (int i = 0; i < 2; i++) fp16_gemm(w16, x16, y, shp[s][0], shp[s][1], n);
         BENCH_CHECK(cudaEventRecord(ev0, C->stream));
         for (int i = 0; i < 10; i++) fp16_gemm(w16, x16, y, shp[s][0], shp[s][1], n);
         BENCH_CHECK(cudaEventRecord(ev1, C->stream));
         const double us16 = elapsed_ms() * 100;
-        printf("| %dx%d | %.1f | %.1f | %.2fx |\n", shp[s][0], shp[s][1], us, us16, us / us16);
+        printf("| %dx%d | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", shp[s][0], shp[s][1], us, usm,
+               us16, us / us16, usm / us16);
         tl += mult[s] * us;
+        tlm += mult[s] * usm;
         tl16 += mult[s] * us16;
         kern_release(&B, &m);
         BENCH_CHECK(cudaFree(w16));
         eng_claq_packed_free(&p);
     }
-    printf("| layer (32 layers) | prefill %.0f tok/s | fp16 %.0f tok/s | %.2fx |\n",
-           n / (32 * tl * 1e-6), n / (32 * tl16 * 1e-6), tl / tl16);
+    printf("| layer (32 layers) | prefill %.0f tok/s | mma %.0f tok/s | fp16 %.0f tok/s | %.2fx | "
+           "%.2fx |\n", n / (32 * tl * 1e-6), n / (32 * tlm * 1e-6), n / (32 * tl16 * 1e-6),
+           tl / tl16, tlm / tl16);
     BENCH_CHECK(cudaFree(x));
     BENCH_CHECK(cudaFree(x16));
     BENCH_CHECK(cudaFree(y));

@@ -25,7 +25,6 @@ set -euo pipefail
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${CLAQ_CUDA_BUILD:-$SRC/build-cuda}"
 CARRY="$SRC/.gpu-carry"
-NVCC="${NVCC:-/usr/local/cuda/bin/nvcc}"
 OUTDIR="${OUT:-$CARRY/out}"
 step="${1:-}"
 if [ "$step" != pack ] && [ -f "$CARRY/lib.tar.xz" ] && [ ! -d "$CARRY/lib" ]; then
@@ -41,15 +40,9 @@ kernel_tests=(test_kern_cuda_ops_match_cpu test_kern_cuda_matmul_matches_cpu tes
 case "$step" in
 pack)
     cmake -S "$SRC" -B "$BUILD" -DCLAQ_CUDA=ON -DCLAQ_BUILD_SERVER=OFF >/dev/null
-    cmake --build "$BUILD" -j2 --target "${tests[@]}" claq
+    cmake --build "$BUILD" -j2 --target "${tests[@]}" claq cuda_bench
     mkdir -p "$CARRY/bin" "$CARRY/shared/models"
-    "$NVCC" -O3 -std=c++17 -Werror=all-warnings -lineinfo \
-        -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
-        -I"$SRC/kernels/include" -I"$SRC/kernels/cuda" -I"$SRC/engine" "$SRC/tests/kernels/cuda_bench.cu" \
-        -o "$CARRY/bin/cuda_bench" "$BUILD/libclaq_engine.a" "$BUILD/libclaq_kernels.a" \
-        "$BUILD/libclaq_cuda.so" \
-        -Xlinker -rpath='$ORIGIN' -lcublas -lcudart -lm -lpthread -ldl
-    for t in "${tests[@]}" claq; do cp "$BUILD/$t" "$CARRY/bin/"; done
+    for t in "${tests[@]}" claq cuda_bench; do cp "$BUILD/$t" "$CARRY/bin/"; done
     # the backend library the engine dlopens, found beside the programs
     cp "$BUILD/libclaq_cuda.so" "$CARRY/bin/"
     # the test programs' other shared libraries (cJSON, OpenBLAS and what it needs) are not on
@@ -57,7 +50,7 @@ pack)
     # (a lib/ left by an earlier `tests` here would resolve the libraries to themselves)
     rm -rf "$CARRY/lib"
     mkdir -p "$CARRY/lib"
-    for t in "${tests[@]}" claq; do env -u LD_LIBRARY_PATH ldd "$BUILD/$t"; done | awk '$3 ~ /^\// { print $3 }' | sort -u |
+    for t in "${tests[@]}" claq cuda_bench; do env -u LD_LIBRARY_PATH ldd "$BUILD/$t"; done | awk '$3 ~ /^\// { print $3 }' | sort -u |
         grep -E 'libcjson|libopenblas|libgfortran|libquadmath|liblapacke' |
         while read -r l; do cp -L "$l" "$CARRY/lib/"; done
     # compressed, so that the carry stays well under the 64 MiB a call may send (OpenBLAS: 36 MiB)

@@ -122,6 +122,17 @@ static inline const char *ct_cuda_err(const kern_backend *cu)
 #endif
 }
 
+static inline int ct_set_mma_min_n(kern_backend *cu, int n)
+{
+#ifdef CLAQ_HAVE_CUDA
+    if (ct_standin) return KERN_E_UNSUPPORTED;
+    return kern_cuda_set_mma_min_n(cu, n);
+#else
+    (void)cu; (void)n;
+    return KERN_E_UNSUPPORTED;
+#endif
+}
+
 static inline int ct_set_prefill_min_n(kern_backend *cu, int n)
 {
 #ifdef CLAQ_HAVE_CUDA

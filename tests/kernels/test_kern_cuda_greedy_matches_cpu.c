@@ -14,7 +14,8 @@
  * (eng_forward_ex argmax, no logits copied back) gives the CPU's tokens and copies under 64 KiB
  * per decode step in all; and sampling on the device (temperature with top-k, top-p, min-p from
  * a seeded host draw) picks what the host sampler picks from the CPU's logits (device_sampling).
- * Host <-> device bytes per decode step are printed.
+ * Host <-> device bytes per decode step are printed. And for the 2.1-bit variant, a prompt of 20
+ * tokens on the tensor-core CLAQ GEMM (mma_prefill).
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
 #include "cuda_test_common.h"
 #include "eng_claq_file.h"
@@ -322,10 +323,85 @@ static void device_sampling(eng_model *m, kern_backend *cu, const eng_resident *
     free(ld);
 }
 
+/* logits [n][vocab] of toks [n] read as one prompt batch (every position's logits) on be. */
+static int prefill_all(eng_model *m, kern_backend *be, const eng_resident *res,
+                       const eng_layer_weights *lws, const int32_t *toks, int n, float *logits)
+{
+    eng_err err = {0};
+    eng_ctx *ctx = NULL;
+    eng_kv kv;
+    eng_seq seq;
+    memset(&kv, 0, sizeof kv);
+    memset(&seq, 0, sizeof seq);
+    eng_batch_item *it = calloc((size_t)n, sizeof *it);
+    int rc = !it || eng_ctx_create(&ctx, m, be, 64, &err) ||
+             eng_kv_init_on(&kv, &m->cfg, n + 16, KERN_F32, be, &err) ||
+             eng_kv_reserve(&kv, &seq, n) || (res && eng_ctx_use_resident(ctx, res));
+    if (!rc && lws)
+        for (int l = 0; l < m->cfg.n_layers; l++) eng_ctx_set_layer_weights(ctx, l, &lws[l]);
+    for (int i = 0; !rc && i < n; i++) it[i] = (eng_batch_item){toks[i], i, &seq, 1, 1};
+    if (!rc) rc = eng_forward(ctx, &kv, it, n, logits, &err);
+    CT_CHECK(rc == 0, "prefill of %d tokens: %s %s", n, err.msg, ct_cuda_err(be));
+    eng_kv_release(&kv, &seq);
+    eng_kv_free(&kv);
+    eng_ctx_destroy(ctx);
+    free(it);
+    return rc;
+}
+
+/* A prompt of 20 tokens in one batch with every packed linear on the tensor-core GEMM
+ * (kern_cuda_set_mma_min_n; the fused q/k/v, gate/up + SwiGLU and residual-add epilogues on it):
+ * each position's logits within 1e-3 * (1 + max |logit|) of the CPU's and the same argmax except
+ * where the CPU's top-2 gap is below 1e-3; the backend's GEMV path (mma off) gives other bits (the
+ * mma path ran). */
+static void mma_prefill(eng_model *m, kern_backend *cu, kern_backend *cpu, const eng_resident *res,
+                        const eng_layer_weights *lw_cpu, const eng_layer_weights *lw_cu,
+                        const int32_t *toks, const char *name)
+{
+    const int n = 20, vocab = m->cfg.vocab_size;   /* three n-tiles of 8 tokens */
+    const size_t cnt = (size_t)n * vocab;
+    float *lc = malloc(cnt * sizeof(float)), *lm = malloc(cnt * sizeof(float)),
+          *l2 = malloc(cnt * sizeof(float));
+    ct_poison(lm, cnt);
+    ct_poison(l2, cnt);
+    int rc = prefill_all(m, cpu, NULL, lw_cpu, toks, n, lc) || ct_set_mma_min_n(cu, 9) ||
+             prefill_all(m, cu, res, lw_cu, toks, n, lm) || ct_set_mma_min_n(cu, 0) ||
+             prefill_all(m, cu, res, lw_cu, toks, n, l2);
+    ct_set_mma_min_n(cu, 0);
+    if (rc) {
+        CT_CHECK(0, "%s: mma prefill runs failed", name);
+        free(lc); free(lm); free(l2);
+        return;
+    }
+    double maxd = 0, maxl = 0;
+    int close_calls = 0, same_as_gemv = 1;
+    for (int p = 0; p < n; p++) {
+        const float *a = lc + (size_t)p * vocab, *b = lm + (size_t)p * vocab;
+        for (int i = 0; i < vocab; i++) {
+            const double d = fabs((double)a[i] - b[i]);
+            if (!(d <= maxd)) maxd = d;
+            if (fabs(a[i]) > maxl) maxl = fabs(a[i]);
+            same_as_gemv &= b[i] == l2[(size_t)p * vocab + i];
+        }
+        if (top2_gap(a, vocab) < 1e-3f) {
+            close_calls++;
+            continue;
+        }
+        CT_CHECK(argmax(a, vocab) == argmax(b, vocab), "%s mma prefill position %d: cuda %d, cpu %d",
+                 name, p, argmax(b, vocab), argmax(a, vocab));
+    }
+    CT_CHECK(maxd <= 1e-3 * (1 + maxl), "%s mma prefill: max |logit diff| %g (max |logit| %g)",
+             name, maxd, maxl);
+    CT_CHECK(!same_as_gemv, "%s mma prefill: the GEMV's bits (the mma path did not run)", name);
+    printf("%-40s prefill of %d tokens on the tensor-core GEMM: max |dlogit| %.3g, %d close calls\n",
+           name, n, maxd, close_calls);
+    free(lc); free(lm); free(l2);
+}
+
 static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
                             const eng_resident *res, const eng_layer_weights *lw_cpu,
                             const eng_layer_weights *lw_cu, const int32_t *prompt, int np,
-                            const char *name)
+                            const char *name, int mma)
 {
     const int vocab = m->cfg.vocab_size;
     int32_t toks[MAXP + STEPS];
@@ -373,6 +449,7 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
            "max |dlogit| %.3g; per decode step %.1f KiB h2d, %.1f KiB d2h, 0 B of weights\n",
            name, STEPS, mism, close_calls, maxd, st.h2d_bytes / 1024.0, st.d2h_bytes / 1024.0);
     batch_invariance(m, cu, res, lw_cu, toks, np, name);
+    if (mma && !ct_standin) mma_prefill(m, cu, cpu, res, lw_cpu, lw_cu, toks, name);
 
     /* The device-resident step (the model as stored; the packed variants' picks are checked
      * above): the device's picks are the CPU's greedy tokens (toks), except after a close call,
@@ -457,7 +534,7 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
     }
     char name[128];
     snprintf(name, sizeof name, "%s fp", label);
-    compare_variant(m, cu, cpu, res, NULL, NULL, prompt, np, name);
+    compare_variant(m, cu, cpu, res, NULL, NULL, prompt, np, name, 0);
 
     const int variants[] = {21, 3, 4};
     for (unsigned v = 0; v < 3; v++) {
@@ -486,7 +563,8 @@ static void one_model(kern_backend *cu, kern_backend *cpu, const char *path, con
         if (ok) {
             snprintf(name, sizeof name, "%s claq %s bits", label,
                      variants[v] == 21 ? "2.1" : variants[v] == 3 ? "3" : "4");
-            compare_variant(m, cu, cpu, res, lc, lg, prompt, np, name);
+            /* the tensor-core GEMM on the mixed 2/4-bit variant (every width: the matmul test) */
+            compare_variant(m, cu, cpu, res, lc, lg, prompt, np, name, variants[v] == 21);
         }
         for (int l = 0; l < L; l++)
             for (int i = 0; i < ENG_LIN_COUNT; i++) {

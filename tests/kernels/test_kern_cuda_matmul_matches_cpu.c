@@ -5,6 +5,8 @@
  *  - batch invariance: token t alone (n = 1) gives the same bits as inside a batch of 20;
  *  - a resident (uploaded) weight and a per-call staged one give the same bits;
  *  - the opt-in cuBLAS prefill path (fp16 / bf16 inputs) within its looser bound;
+ *  - the opt-in tensor-core CLAQ GEMM (n >= 9): within the fp32 bound plus 2^-21 for x, batch
+ *    invariant among n >= 9, another path than the GEMV, and the fused ops on it (mma_case);
  *  - real matrices of the shared models (small-lm-5m, tinystories-656k) when present;
  *  - gate and up with the SwiGLU in one op (kern_matmul_swiglu) give the bits of two matmuls
  *    and kern_swiglu; dense matrices are refused (KERN_E_UNSUPPORTED) without a write; q, k
@@ -380,6 +382,90 @@ static void multi_case(kern_backend *cu, int64_t rq, int64_t rkv, int64_t cols)
     free(x); free(ha); free(hb);
 }
 
+/* The tensor-core GEMM (kern_cuda_set_mma_min_n): against the CPU within the fp32 bound plus x's
+ * rounding to its two fp16 halves (2^-21 relative), for n = 9..70 (a full group of 64 tokens and
+ * a short one); token rows of zeros, of 1e6 (past fp16's range) and of 1e-6 (per-token scaling);
+ * batch invariant among n >= 9 (each token's bits equal in every batch, also at another place in
+ * its group; all_n = 0: n = 9 and 70 only); and really another path than the GEMV (some bits
+ * differ at n = 9). */
+#define MMA_NMAX 70
+static void mma_case(kern_backend *cu, kern_backend *cpu, int64_t rows, int64_t cols, int mix,
+                     int all_n)
+{
+    eng_qmatrix q;
+    eng_claq_packed p;
+    eng_err err = {0};
+    memset(&p, 0, sizeof p);
+    if (make_q(&q, rows, cols, mix) || eng_claq_pack(&q, "mma", &p, &err)) {
+        CT_CHECK(0, "mma case: %s", err.msg);
+        eng_qmatrix_free(&q);
+        return;
+    }
+    kern_matrix m = {KERN_CLAQ, rows, cols, NULL, &p.view, NULL};
+    const size_t xn = (size_t)MMA_NMAX * cols, yn = (size_t)MMA_NMAX * rows;
+    float *wf = malloc(sizeof(float) * (size_t)(rows * cols)), *x = malloc(xn * sizeof(float));
+    float *yr = malloc(yn * sizeof(float)), *yall = malloc(yn * sizeof(float));
+    float *yc = malloc(yn * sizeof(float));
+    double *mag = malloc(yn * sizeof(double));
+    eng_claq_unpack(&p.view, wf);
+    for (size_t i = 0; i < xn; i++) x[i] = ct_frnd() * 2.0f;
+    for (int64_t j = 0; j < cols; j++) {
+        x[3 * cols + j] = 0.0f;
+        x[5 * cols + j] *= 1e6f;
+        x[66 * cols + j] *= 1e-6f;
+    }
+    for (int t = 0; t < MMA_NMAX; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (int64_t j = 0; j < cols; j++) s += fabs((double)wf[r * cols + j] * x[t * cols + j]);
+            mag[(size_t)t * rows + r] = s;
+        }
+    char name[96], what[160];
+    snprintf(name, sizeof name, "mma CLAQ mix%d %lldx%lld", mix, (long long)rows, (long long)cols);
+    int rc = kern_matmul(cpu, &m, x, MMA_NMAX, yr);
+    if (!rc) rc = kern_upload(cu, &m);
+    CT_CHECK(rc == 0, "%s: setup: %s %s", name, kern_strerror(rc), ct_cuda_err(cu));
+    const double terms = 2.0 * (double)(p.view.cols_pad + p.view.nnz + p.view.cols_pad / 32);
+    /* The GEMV's bits at n = 9, then the mma path's. */
+    float *ygemv = malloc((size_t)9 * rows * sizeof(float));
+    ct_poison(ygemv, (size_t)9 * rows);
+    if (!rc) rc = cu_matmul(cu, &m, x, 9, ygemv);
+    if (!rc) rc = ct_set_mma_min_n(cu, 9);
+    CT_CHECK(rc == 0, "%s: gemv / mma switch: %s %s", name, kern_strerror(rc), ct_cuda_err(cu));
+    ct_poison(yall, yn);
+    if (!rc) rc = cu_matmul(cu, &m, x, MMA_NMAX, yall);
+    CT_CHECK(rc == 0, "%s n=%d: %s %s", name, MMA_NMAX, kern_strerror(rc), ct_cuda_err(cu));
+    if (!rc) {
+        snprintf(what, sizeof what, "%s n=%d", name, MMA_NMAX);
+        compare(what, yall, yr, mag, MMA_NMAX, rows, terms, 1.0 / (1 << 21));
+    }
+    const int ns[] = {9, 16, 23, 64};
+    size_t at = 0;
+    for (unsigned k = 0; !rc && k < (all_n ? sizeof ns / sizeof ns[0] : 1u); k++) {
+        ct_poison(yc, (size_t)ns[k] * rows);
+        rc = cu_matmul(cu, &m, x, ns[k], yc);
+        CT_CHECK(rc == 0 && ct_same_bits(yc, yall, (size_t)ns[k] * rows, &at),
+                 "%s: n=%d differs from n=%d at token %zu row %zu: %.9g vs %.9g (rc %d)", name,
+                 ns[k], MMA_NMAX, at / rows, at % rows, yc[at], yall[at], rc);
+        if (k == 0 && cols >= 64) {
+            int differs = 0;
+            for (size_t i = 0; i < (size_t)9 * rows; i++) differs |= yc[i] != ygemv[i];
+            CT_CHECK(differs, "%s: n=9 gave the GEMV's bits: the mma path did not run", name);
+        }
+    }
+    /* Tokens 61..69 (the short group's 6 and the full one's last 3) as the first 9 of a batch. */
+    ct_poison(yc, (size_t)9 * rows);
+    if (!rc) rc = cu_matmul(cu, &m, x + 61 * cols, 9, yc);
+    CT_CHECK(rc == 0 && ct_same_bits(yc, yall + (size_t)61 * rows, (size_t)9 * rows, &at),
+             "%s: tokens 61..69 alone differ at token %zu row %zu: %.9g vs %.9g", name,
+             61 + at / rows, at % rows, yc[at], yall[(size_t)61 * rows + at]);
+    ct_set_mma_min_n(cu, 0);
+    kern_release(cu, &m);
+    free(ygemv); free(wf); free(x); free(yr); free(yall); free(yc); free(mag);
+    eng_claq_packed_free(&p);
+    eng_qmatrix_free(&q);
+}
+
 /* Real weights: a few matrices of each shared model, as stored (fp32 here). */
 static void real_models(kern_backend *cu, kern_backend *cpu)
 {
@@ -455,6 +541,21 @@ int main(void)
     multi_case(&cu, 64, 16, 130);
     multi_case(&cu, 257, 65, 600);
 
+    /* The tensor-core GEMM, and the fused ops with it (n = 11 takes it there). */
+    if (ct_set_mma_min_n(&cu, 9) == 0) {
+        ct_set_mma_min_n(&cu, 0);
+        mma_case(&cu, &cpu, 33, 130, 1, 1);
+        mma_case(&cu, &cpu, 257, 600, 3, 1);
+        mma_case(&cu, &cpu, 16, 1, 0, 1);   /* one product: x rounded to fp16 would fail it */
+        /* 64 row tiles at 132 SMs: 13 blocks in K slices of 3 (the pipeline) and a short one */
+        mma_case(&cu, &cpu, 4096, 400, 2, 0);
+        ct_set_mma_min_n(&cu, 9);
+        add_case(&cu, 257, 600, 1);
+        swiglu_case(&cu, 257, 600, 3, 0);
+        multi_case(&cu, 257, 65, 600);
+        ct_set_mma_min_n(&cu, 0);
+    }
+
     if (!quick) real_models(&cu, &cpu);
 
     kern_backend_destroy(&cu);
@@ -463,7 +564,7 @@ int main(void)
         fprintf(stderr, "%d failures\n", ct_failures);
         return 1;
     }
-    printf("ok: CUDA matmul (dense f32/f16/bf16/q8_row, CLAQ, prefill path) matches the CPU reference; "
+    printf("ok: CUDA matmul (dense f32/f16/bf16/q8_row, CLAQ, prefill path, CLAQ mma path) matches the CPU reference; "
            "batch invariant; staged == resident; gate/up + SwiGLU fused == three ops; q/k/v fused == three matmuls; "
            "matmul + residual add fused == two ops\n");
     return 0;

@@ -66,6 +66,8 @@ struct warp {
     int arrived;               /* lanes waiting in the current exchange */
     int exited;
     uint64_t pending[32], snapshot[32];
+    uint32_t mma_in[32][10];   /* emu_mma_m16n8k16: each lane's a, b, d */
+    float mma_out[32][4];      /* and its result */
 };
 
 struct emu_state {
@@ -260,6 +262,67 @@ uint64_t emu_shfl(uint64_t mine, int src_lane)
         yield_to_sched();
     }
     return w->snapshot[src_lane & 31];   /* a lane past a partial warp reads 0xff.. */
+}
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, d += A B, as the PTX ISA lays the fragments
+ * out (groupID g = lane >> 2, t = lane % 4): a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1],
+ * a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9] (low half first); b[0] = B[2t, 2t+1][g],
+ * b[1] = B[2t+8, 2t+9][g]; d[0..1] = D[g][2t, 2t+1], d[2..3] = D[g+8][2t, 2t+1]. Every lane posts
+ * its a, b and d (one exchange, like a shuffle: all 32 lanes must take part); the last to arrive
+ * computes the warp's 16 x 8 outputs: the 16 products exactly, summed in double, added to d and
+ * rounded once (a tensor core's own accumulation order and rounding are not modelled). */
+static float emu_half(uint32_t reg, int hi)
+{
+    return __half2float(__ushort_as_half((unsigned short)(hi ? reg >> 16 : reg & 0xffffu)));
+}
+
+static void emu_mma_compute(warp *w)
+{
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        const uint32_t *f = w->mma_in[l];
+        for (int h = 0; h < 2; h++) {
+            A[g][2 * t + h] = emu_half(f[0], h);
+            A[g + 8][2 * t + h] = emu_half(f[1], h);
+            A[g][2 * t + 8 + h] = emu_half(f[2], h);
+            A[g + 8][2 * t + 8 + h] = emu_half(f[3], h);
+            B[2 * t + h][g] = emu_half(f[4], h);
+            B[2 * t + 8 + h][g] = emu_half(f[5], h);
+        }
+    }
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        for (int i = 0; i < 4; i++) {
+            const int r = i < 2 ? g : g + 8, c = 2 * t + (i & 1);
+            double s = 0.0;
+            for (int k = 0; k < 16; k++) s += (double)A[r][k] * (double)B[k][c];
+            float d;
+            memcpy(&d, &w->mma_in[l][6 + i], 4);
+            w->mma_out[l][i] = (float)((double)d + s);
+        }
+    }
+}
+
+void emu_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+    if (emu.cur < 0) emu_fatal("mma outside a kernel");
+    const int wi = emu.cur / 32, lane = emu.cur % 32;
+    warp *w = &emu.warps[wi];
+    if (w->exited || w->size != 32) emu_fatal("mma.sync with lanes of the warp missing");
+    memcpy(w->mma_in[lane], a, 16);
+    memcpy(w->mma_in[lane] + 4, b, 8);
+    memcpy(w->mma_in[lane] + 6, d, 16);
+    if (++w->arrived == w->size) {
+        w->arrived = 0;
+        emu_mma_compute(w);
+        for (int l = 0; l < w->size; l++)
+            if (emu.threads[wi * 32 + l].state == TH_WARP) emu.threads[wi * 32 + l].state = TH_READY;
+    } else {
+        emu.threads[emu.cur].state = TH_WARP;
+        yield_to_sched();
+    }
+    memcpy(d, w->mma_out[lane], 16);
 }
 
 void emu_shared_fresh(void *p, size_t n)

@@ -49,6 +49,9 @@ void *emu_dyn_smem(void);                          /* this block's dynamic share
 void emu_shared_fresh(void *p, size_t n);          /* static __shared__: 0xff once per block */
 void emu_misaligned(const void *p, size_t align);  /* reports and aborts */
 #define __syncthreads() emu_syncthreads()
+/* The tensor-core mma.sync m16n8k16 (fp16 in, fp32 accumulate), PTX fragment layout; a warp
+ * collective like a shuffle (cuda_emu.cpp). */
+void emu_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 
 /* Lanes are threadIdx.x & 31: the backend's blocks are 1-D with a multiple of 32 threads. */
 template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask)

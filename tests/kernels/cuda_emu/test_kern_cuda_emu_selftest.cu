@@ -7,7 +7,11 @@
  *    at, a barrier reached after threads returned, a full-mask shuffle after lanes returned, a
  *    misaligned float4 __ldg;
  *  - illegal launch shapes give cudaErrorInvalidConfiguration and run nothing; copies outside a
- *    device allocation give cudaErrorInvalidValue; cudaMalloc memory reads as NaN.
+ *    device allocation give cudaErrorInvalidValue; cudaMalloc memory reads as NaN;
+ *  - the tensor-core mma.m16n8k16 (emu_mma_m16n8k16) computes D = A B + C exactly on integer
+ *    operands with the fragments placed by the PTX ISA's element formulas (written out again
+ *    here, element by element, apart from the emulator's register view), and aborts when a lane
+ *    of the warp is missing.
  * Misuse cases run in forked children (abort is the expected outcome). */
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 static int failures;
@@ -74,6 +79,34 @@ __global__ void misaligned_ldg_k(const float *in, float *out)
     out[threadIdx.x] = v.x;
 }
 
+/* One warp: D [16][8] = A [16][16] B [16][8] + C, operands fp16 / fp32 in memory, row-major.
+ * PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type": groupID = lane >> 2,
+ * threadID_in_group = lane % 4; A's a_i (i = 0..7, two per register, low half first): row =
+ * groupID for i < 2 or 4 <= i < 6, else groupID + 8; col = threadID_in_group * 2 + (i & 1),
+ * + 8 for i >= 4. B's b_i (i = 0..3): row = threadID_in_group * 2 + (i & 1), + 8 for i >= 2;
+ * col = groupID. C / D's c_i (i = 0..3): row = groupID for i < 2, else groupID + 8; col =
+ * threadID_in_group * 2 + (i & 1). */
+__global__ void mma_k(const unsigned short *A, const unsigned short *B, const float *C, float *D,
+                      int lanes)
+{
+    const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+    if (lane >= lanes) return;
+    unsigned short ae[8], be[4];
+    for (int i = 0; i < 8; i++) {
+        const int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
+        const int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+        ae[i] = A[row * 16 + col];
+    }
+    for (int i = 0; i < 4; i++) be[i] = B[(t * 2 + (i & 1) + (i >= 2 ? 8 : 0)) * 8 + g];
+    uint32_t a[4], b[2];
+    for (int r = 0; r < 4; r++) a[r] = (uint32_t)ae[2 * r] | (uint32_t)ae[2 * r + 1] << 16;
+    for (int r = 0; r < 2; r++) b[r] = (uint32_t)be[2 * r] | (uint32_t)be[2 * r + 1] << 16;
+    float d[4];
+    for (int i = 0; i < 4; i++) d[i] = C[(i < 2 ? g : g + 8) * 8 + t * 2 + (i & 1)];
+    emu_mma_m16n8k16(d, a, b);
+    for (int i = 0; i < 4; i++) D[(i < 2 ? g : g + 8) * 8 + t * 2 + (i & 1)] = d[i];
+}
+
 __global__ void write_k(float *out) { out[threadIdx.x] = 2.0f; }
 
 /* Exact sums: integer-valued floats far below 2^24. */
@@ -128,6 +161,52 @@ static int sums(void)
     return run_sum(3, 32) | run_sum(5, 256) | run_sum(2, 1024) | run_sum(1, 96);
 }
 
+/* D = A B + C on small integers (exact in fp16 and fp32) against the host's product. */
+static int mma_lanes;
+static int run_mma(void)
+{
+    unsigned short ha[256], hb[128];
+    float hc[128], hd[128];
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) ha[r * 16 + c] = __half_as_ushort(__float2half((float)((r * 7 + c * 3) % 23 - 11)));
+    for (int k = 0; k < 16; k++)
+        for (int n = 0; n < 8; n++) hb[k * 8 + n] = __half_as_ushort(__float2half((float)((k * 5 + n * 11) % 19 - 9)));
+    for (int i = 0; i < 128; i++) hc[i] = (float)(i % 13) - 6.0f;
+    unsigned short *da = NULL, *db = NULL;
+    float *dc = NULL, *dd = NULL;
+    if (cudaMalloc((void **)&da, sizeof ha) || cudaMalloc((void **)&db, sizeof hb) ||
+        cudaMalloc((void **)&dc, sizeof hc) || cudaMalloc((void **)&dd, sizeof hd) ||
+        cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice) ||
+        cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice) ||
+        cudaMemcpy(dc, hc, sizeof hc, cudaMemcpyHostToDevice))
+        return 1;
+    mma_k<<<1, 32>>>(da, db, dc, dd, mma_lanes);
+    if (cudaGetLastError() || cudaMemcpy(hd, dd, sizeof hd, cudaMemcpyDeviceToHost)) return 1;
+    int bad = 0;
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 8; n++) {
+            float s = hc[r * 8 + n];
+            for (int k = 0; k < 16; k++)
+                s += __half2float(__ushort_as_half(ha[r * 16 + k])) * __half2float(__ushort_as_half(hb[k * 8 + n]));
+            if (hd[r * 8 + n] != s) bad = 1;
+        }
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+    cudaFree(dd);
+    return bad;
+}
+static int mma_full(void)
+{
+    mma_lanes = 32;
+    return run_mma();
+}
+static int m_mma_lane_missing(void)
+{
+    mma_lanes = 31;
+    return run_mma();
+}
+
 static float *dev_floats(int n)
 {
     float *d = NULL;
@@ -165,6 +244,12 @@ int main(void)
               orders[o], st);
     }
 
+    for (int o = 0; o < 3; o++) {
+        const int st = in_child(mma_full, orders[o]);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mma.m16n8k16 wrong under order %s (status "
+              "%#x)", orders[o], st);
+    }
+
     struct {
         const char *what;
         int (*fn)(void);
@@ -173,6 +258,7 @@ int main(void)
         {"a barrier is reached after threads returned", m_barrier_after_return},
         {"a full-mask shuffle after a lane returned", m_shuffle_after_return},
         {"a misaligned float4 __ldg", m_misaligned},
+        {"an mma.sync with a lane of the warp missing", m_mma_lane_missing},
     };
     for (unsigned i = 0; i < sizeof misuse / sizeof misuse[0]; i++) {
         const int st = in_child(misuse[i].fn, "forward");
@@ -208,6 +294,7 @@ int main(void)
         return 1;
     }
     printf("ok: the CUDA emulator computes block reductions exactly under every thread order and "
-           "catches barrier, shuffle, alignment, launch and copy misuse\n");
+           "catches barrier, shuffle, alignment, launch and copy misuse; mma.m16n8k16 exact in the PTX "
+           "fragment layout\n");
     return 0;
 }
