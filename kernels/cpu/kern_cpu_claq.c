@@ -2,8 +2,9 @@
  * tiles over the pool, has each worker build the per-token lookup tables in its own scratch on
  * its first task of the call (a table built by another core had to cross the caches: two
  * threads gained only 1.1-1.5x on 4096-row matrices), and
- * adds the outliers (row-CSR) after each tile range's dense pass. Below KERN_CPU_CLAQ_GEMM_MIN_N
- * tokens it runs the LUT GEMV (one lookup + add per weight); from there on, on AVX2 and AVX-512, it
+ * adds the outliers (row-CSR) after each tile range's dense pass. Below the ISA's GEMM threshold
+ * (kern_claq_fns.gemm_min_n: 4 tokens on AVX2, 8 on AVX-512) it runs the LUT GEMV (one lookup +
+ * add per weight); from there on it
  * dequantizes a tile block once and multiplies every token by it (same fp32 operations,
  * kern_cpu_claq.h), in chunks of KERN_CPU_CLAQ_GEMM_CHUNK tokens over inputs the pool first
  * gathers block-major; the scalar ISA runs the GEMV in 8-token chunks. The opt-in bfloat16 GEMM
@@ -19,15 +20,17 @@ kern_claq_fns kern_cpu__claq_fns(kern_isa isa)
 {
     /* The scalar ISA runs batches through the GEMV per token (same bits either way); the
      * reference GEMM stays for the tests. */
-    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_ref, NULL};
+    kern_claq_fns f = {kern_cpu__claq_lut_ref, kern_cpu__claq_gemv_ref, NULL, 0};
     if (isa == KERN_ISA_AVX2) {
         f.lut = kern_cpu__claq_lut_avx2;
         f.gemv = kern_cpu__claq_gemv_avx2;
         f.gemm = kern_cpu__claq_gemm_tile_avx2;
+        f.gemm_min_n = KERN_CPU_CLAQ_GEMM_MIN_N_AVX2;
     } else if (isa == KERN_ISA_AVX512) {
         f.lut = kern_cpu__claq_lut_avx512;
         f.gemv = kern_cpu__claq_gemv_avx512;
         f.gemm = kern_cpu__claq_gemm_tile_avx512;
+        f.gemm_min_n = KERN_CPU_CLAQ_GEMM_MIN_N_AVX512;
     }
     return f;
 }
@@ -78,7 +81,8 @@ void kern_cpu__claq_gemv_walk(const kern_claq *k, const kern_claq_gemv_items *it
 
 static int use_gemm(kern_isa isa, int n)
 {
-    return n >= KERN_CPU_CLAQ_GEMM_MIN_N && kern_cpu__claq_fns(isa).gemm != NULL;
+    const kern_claq_fns f = kern_cpu__claq_fns(isa);
+    return f.gemm != NULL && n >= f.gemm_min_n;
 }
 
 int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
@@ -88,7 +92,7 @@ int64_t kern_cpu__claq_shared_floats(const kern_claq *k, int n)
      * depend on the ISA; at least one float so the buffer always exists. */
     int64_t cp = k->cols_pad;
     int64_t gemm = (int64_t)n * cp + cp * 16 + cp + k->cols;
-    return n >= KERN_CPU_CLAQ_GEMM_MIN_N ? gemm : 1;
+    return n >= KERN_CPU_CLAQ_GEMM_MIN_N_ANY ? gemm : 1;
 }
 
 /* Floats of the bf16 GEMM's inputs, [n][cols_pad] bf16 (two per float: cols_pad is even). */
@@ -106,7 +110,7 @@ int64_t kern_cpu__claq_bf16_shared_floats(const kern_claq *k, int n)
 /* Floats of a worker's GEMV tables: xs [m][cols_pad] then LUTs [m][cols_pad * 16]. */
 static int64_t gemv_tables_floats(const kern_claq *k, int n)
 {
-    int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
+    int64_t m = n < KERN_CPU_CLAQ_GEMV_MAX_N ? n : KERN_CPU_CLAQ_GEMV_MAX_N;
     return m * k->cols_pad * 17;
 }
 
@@ -114,7 +118,7 @@ int64_t kern_cpu__claq_priv_floats(const kern_claq *k, int n)
 {
     /* GEMV tables, then tile outputs: GEMM [n][64]; GEMV [min(n, 8)][GEMV_TILES * 64]. */
     int64_t gemm = (int64_t)n * KERN_CLAQ_ROW_TILE;
-    int64_t m = n < KERN_CPU_CLAQ_GEMM_MIN_N ? n : KERN_CPU_CLAQ_GEMM_MIN_N;
+    int64_t m = n < KERN_CPU_CLAQ_GEMV_MAX_N ? n : KERN_CPU_CLAQ_GEMV_MAX_N;
     int64_t gemv = m * KERN_CPU_CLAQ_GEMV_TILES * KERN_CLAQ_ROW_TILE;
     return gemv_tables_floats(k, n) + (gemm > gemv ? gemm : gemv) + KERN_CPU_CLAQ_GEMM_WORK +
            KERN_CLAQ_ROW_TILE;
@@ -321,11 +325,11 @@ int kern_cpu__claq_matmul_run(kern_isa isa, kern_pool *pool, int n_workers, floa
     if (!k || !x || !y || n <= 0 || !shared || !priv || n_workers <= 0 ||
         (k->nnz > 0 && !k->out_delta))
         return KERN_E_INVAL;
-    if (!use_gemm(isa, n) && n > KERN_CPU_CLAQ_GEMM_MIN_N) {
+    if (!use_gemm(isa, n) && n > KERN_CPU_CLAQ_GEMV_MAX_N) {
         /* GEMV path for a big batch (no SIMD GEMM on this ISA): chunks bound the LUT memory;
          * per-token results do not depend on the chunking. */
-        for (int t0 = 0; t0 < n; t0 += KERN_CPU_CLAQ_GEMM_MIN_N) {
-            int m = n - t0 < KERN_CPU_CLAQ_GEMM_MIN_N ? n - t0 : KERN_CPU_CLAQ_GEMM_MIN_N;
+        for (int t0 = 0; t0 < n; t0 += KERN_CPU_CLAQ_GEMV_MAX_N) {
+            int m = n - t0 < KERN_CPU_CLAQ_GEMV_MAX_N ? n - t0 : KERN_CPU_CLAQ_GEMV_MAX_N;
             int rc = kern_cpu__claq_matmul_run(isa, pool, n_workers, shared, priv, k,
                                                x + (int64_t)t0 * k->cols, m,
                                                y + (int64_t)t0 * k->rows);

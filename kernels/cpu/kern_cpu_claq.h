@@ -35,7 +35,7 @@ void kern_cpu__claq_gemv_tile_ref(const kern_claq *k, const float *lut, int64_t 
 /* Dense LUT pass of tiles [t0, t1) for n tokens, what the dispatcher calls: lut [n][cols_pad *
  * 16]; y [n][(t1 - t0) * KERN_CLAQ_ROW_TILE], token-major, rows relative to tile t0's first row
  * (padding rows are computed too). t1 - t0 <= KERN_CPU_CLAQ_GEMV_TILES, n <=
- * KERN_CPU_CLAQ_GEMM_MIN_N. A range lets a kernel walk a few blocks' columns over all its tiles
+ * KERN_CPU_CLAQ_GEMV_MAX_N. A range lets a kernel walk a few blocks' columns over all its tiles
  * while their LUT slice is in L1 (the per-tile LUT is cols_pad * 64 bytes, far past L1). */
 #define KERN_CPU_CLAQ_GEMV_TILES 16
 typedef void (*kern_claq_gemv_fn)(const kern_claq *k, const float *lut, int n, int64_t t0,
@@ -125,6 +125,7 @@ typedef struct kern_claq_fns {
     kern_claq_lut_fn lut;
     kern_claq_gemv_fn gemv;
     kern_claq_gemm_fn gemm;
+    int gemm_min_n;   /* batches from this size take the GEMM (when there is one) */
 } kern_claq_fns;
 kern_claq_fns kern_cpu__claq_fns(kern_isa isa);
 
@@ -136,8 +137,18 @@ typedef struct kern_claq_bf16_fns {
 } kern_claq_bf16_fns;
 kern_claq_bf16_fns kern_cpu__claq_bf16_fns(int avx512bf16);
 
-/* Batch size from which the dispatcher switches from the LUT GEMV to dequantize-GEMM. */
-#define KERN_CPU_CLAQ_GEMM_MIN_N 8
+/* Tokens of one GEMV pass at most (its tables are per token): larger batches without a GEMM run
+ * in chunks of this many. */
+#define KERN_CPU_CLAQ_GEMV_MAX_N 8
+/* Batch size from which the dispatcher switches from the LUT GEMV to the dequantize-GEMM, per
+ * ISA (the same bits either way: only speed decides). AVX-512: 8. AVX2: 4, where its GEMM's
+ * 4-token register group is full; measured 2026-12-07 on Zen 3 (bench_cpu_gemv --gemm, 3-bit
+ * TinyLlama shapes, one thread): at 4 and 6 tokens the GEMM gave 10.5-15.2 G pairs/s against the
+ * GEMV's 7.9-10.2, at 2 tokens 6.6-7.6 against 8.9-11.2, at 3 about even. _ANY: the smallest
+ * of them (what scratch is sized for, so sizes do not depend on the ISA). */
+#define KERN_CPU_CLAQ_GEMM_MIN_N_AVX512 8
+#define KERN_CPU_CLAQ_GEMM_MIN_N_AVX2 4
+#define KERN_CPU_CLAQ_GEMM_MIN_N_ANY 4
 
 /* Scratch the matmul needs: `shared` floats written once per call before the split (the GEMM's
  * fp32 codebooks and block-major inputs, read-only afterwards) and `priv` floats per worker (its

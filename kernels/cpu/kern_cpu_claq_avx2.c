@@ -13,7 +13,7 @@
  * shift's memory operand instead of held in registers (16 ymm registers do not hold a tile's
  * words); column chunks outer and tiles inner as on AVX-512, so a chunk's table slice stays in
  * L1; the next-but-one item's codes prefetched; a vectorized table build; and a dequantize-GEMM
- * for batches from KERN_CPU_CLAQ_GEMM_MIN_N tokens (4 tokens x 16 rows of accumulators, each
+ * for batches from KERN_CPU_CLAQ_GEMM_MIN_N_AVX2 tokens (4 tokens x 16 rows of accumulators, each
  * dequantized weight vector loaded from L1 serving 4 tokens).
  * Worker threads; pure functions. */
 #include "kern_cpu_claq.h"

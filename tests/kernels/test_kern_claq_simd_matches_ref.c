@@ -1,10 +1,10 @@
 /* test_kern_claq_simd_matches_ref.c — the packed CLAQ matmul: every ISA path (AVX2 / AVX-512
  * LUT GEMV and dequantize-GEMM) equals the scalar reference BIT FOR BIT, on odd shapes
  * (rows 1..100, cols 1..130, mixed 2/3/4-bit columns, outliers), and so do each ISA's lookup
- * tables and dequantize-GEMM tile; batch invariance (token t's
- * result is identical for n = 1, 5, 64 and for 1 vs 2 pool threads); every ISA's GEMV over any
- * range of tiles equals the per-tile reference; and the GEMV agrees with a dense fp32 matmul of
- * the unpacked matrix within the fp32 summation bound
+ * tables and dequantize-GEMM tile; batch invariance (token t's result is identical for n = 1, 3,
+ * 4, 5, 9, 64, 300 and for 1 vs 2 pool threads); every ISA's GEMV over any range of tiles equals
+ * the per-tile reference; and the GEMV agrees with a dense fp32 matmul of the unpacked matrix
+ * within the fp32 summation bound
  *   |y - y_dense| <= 2 * (cols_pad + nnz) * FLT_EPSILON * sum_j |W[r][j] * x[j]|   (per row).
  * Bit-exactness is the contract (kern_cpu_claq.h), not a tolerance. Matrices are random (sorted
  * heavy-tailed fp16 codebooks, ~2 % outliers, fixed seed); any single differing bit fails. */
@@ -55,7 +55,7 @@ static void run_shape(int64_t rows, int64_t cols, int mix, kern_pool *pool2)
                   (long long)rows, (long long)cols, (long long)r, yref[t * rows + r], d, tol);
         }
 
-    const int ns[] = {1, 5, 9, 64, 300};
+    const int ns[] = {1, 3, 4, 5, 9, 64, 300};   /* 3 | 4: the AVX2 GEMV | GEMM threshold */
     for (int isa = KERN_ISA_SCALAR; isa <= KERN_ISA_AVX512; isa++) {
         if (!have_isa((kern_isa)isa)) {
             printf("skip %s: not supported by this CPU\n", kern_isa_name((kern_isa)isa));
