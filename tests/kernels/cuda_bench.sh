@@ -11,7 +11,8 @@
 #   step [L]  (GPU) the device-resident decode step end to end: a synthetic LLaMA-7B-shaped model
 #             of L decoder layers (default 4) made on the GPU machine's CPUs, packed at 2.1, 3 and
 #             4 bits, greedy-decoded with claq generate --device cuda: tok/s and the bytes a
-#             decode step copies each way (ms/token per layer x 32 estimates the whole model).
+#             decode step copies each way (ms/token per layer x 32 estimates the whole model);
+#             then a long prompt at 3 bits with and without the tensor-core GEMM (prefill tok/s).
 #   ncu       (GPU, Nsight Compute) profile of the CLAQ GEMV, reduction and dequantization.
 #   sass      (anywhere with cuobjdump) which architectures the library holds and the
 #             instruction mix of the GEMV kernels.
@@ -130,6 +131,15 @@ step)
                 --tokenizer "$tmp/fp/tokenizer.bin" --device cuda --prompt "Once" --max-tokens 128 \
                 --temperature 0 2>&1 >/dev/null | tail -2 || echo "(exit $?)"
         done
+    done
+    # a 400-word prompt at 3 bits: prefill on the GEMV (8-token chunks) against the tensor-core
+    # GEMM (CLAQ_CUDA_MMA_MIN_N=9); the prompt line of claq generate's report is the figure
+    long="$(for i in $(seq 40); do printf 'Once upon a time there was a little dog who liked the sun. '; done)"
+    for mma in 0 9; do
+        echo "== llama-7b shape, $layers layers, CLAQ 3 bits, 400-word prompt, CLAQ_CUDA_MMA_MIN_N=$mma"
+        CLAQ_CUDA_MMA_MIN_N=$mma "$CARRY/bin/claq" generate --model "$tmp/q3.claq" \
+            --tokenizer "$tmp/fp/tokenizer.bin" --device cuda --prompt "$long" --max-tokens 16 \
+            --temperature 0 2>&1 >/dev/null | tail -2 || echo "(exit $?)"
     done
     rm -rf "$tmp"
     ;;
