@@ -15,9 +15,12 @@
  * back by 2^e_t (exact). Two mma per fragment (hi, lo), the same fp32 accumulator.
  *
  * GEMM (version 1; NOT run on a GPU yet, only on the host emulator): grid = (row tiles,
- * mma_ksplit K slices, groups of 64 tokens), 128 threads = 4 warps, warp w owning rows 16w..16w+15
- * of the tile and every token of the group (NNT n-tiles of 8 tokens: 4 * NNT fp32 accumulators a
- * lane). Per block, double-buffered in shared memory (one barrier per block):
+ * mma_ksplit K slices, groups of 64 tokens), 128 threads = 4 warps, warp w owning n-tiles w and
+ * w + 4 (8 tokens each) over all four 16-row m-tiles of the tile (at most 32 fp32 accumulators a
+ * lane). A warp per 16 rows over every token was the first layout: it had each warp read all of
+ * x's fragments, 4x the shared-memory traffic of x (64 KiB per block at 64 tokens against 16 now,
+ * plus 16 KiB of A fragments), which would have bound the kernel at about twice its mma time.
+ * Per block, double-buffered in shared memory (one barrier per block):
  *  - A [64][40] fp16: thread (row tid & 63, half tid >> 6) unpacks 16 codes of its row (the b
  *    code words of the row, coalesced across the warp's 32 rows) through the block's codebooks
  *    and stores them as two 16-byte runs;
@@ -211,11 +214,17 @@ kern_cuda_claq_mma_k(kern_cuda_claq_args k, const __half *__restrict__ xhi,
     mma_dq_row(u, claq_bits(k, blk0), live, hh, CB, A + rr * MMA_LD + hh * 16);
     __syncthreads();
 
+    /* Warp w owns n-tiles w and w + 4 (tokens 8j..8j+7 of the group) across all the tile's
+     * 16-row m-tiles: each token's x fragments are read from shared memory by one warp only,
+     * and the A tile (4 KiB a block) by every warp. */
+    constexpr int JPW = (NNT + 3) / 4;   /* n-tiles per warp at most */
     const int w = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
-    const bool warp_live = w * 16 < rt;   /* rt is a multiple of 16: uniform per warp */
-    float acc[NNT][4];
+    const int nm = rt / 16;              /* live m-tiles: rt is a multiple of 16 */
+    float acc[4][JPW][4];
 #pragma unroll
-    for (int j = 0; j < NNT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    for (int m = 0; m < 4; m++)
+#pragma unroll
+        for (int jj = 0; jj < JPW; jj++) acc[m][jj][0] = acc[m][jj][1] = acc[m][jj][2] = acc[m][jj][3] = 0.0f;
 
     for (int bl = 0; bl < nbl; bl++) {
         const int cur = bl & 1, nxt = cur ^ 1, blk = blk0 + bl;
@@ -227,22 +236,35 @@ kern_cuda_claq_mma_k(kern_cuda_claq_args k, const __half *__restrict__ xhi,
         }
         if (bl + 2 < nbl) cb_more = mma_cb_get(k, blk + 2, cv);
 
-        if (warp_live) {
-            const uint16_t *As = A + cur * 64 * MMA_LD + (w * 16 + g) * MMA_LD + tq * 2;
+        if (w < NNT) {   /* uniform per warp */
+            const uint16_t *As = A + cur * 64 * MMA_LD + g * MMA_LD + tq * 2;
             const uint16_t *Xh = X + (cur * 2) * NTOK * MMA_LD + g * MMA_LD + tq * 2;
             const uint16_t *Xl = Xh + NTOK * MMA_LD;
 #pragma unroll
             for (int ks = 0; ks < 2; ks++) {
-                const uint32_t a[4] = {mma_ld32(As + ks * 16), mma_ld32(As + 8 * MMA_LD + ks * 16),
-                                       mma_ld32(As + ks * 16 + 8),
-                                       mma_ld32(As + 8 * MMA_LD + ks * 16 + 8)};
+                uint32_t bh[JPW][2], blo[JPW][2];
 #pragma unroll
-                for (int j = 0; j < NNT; j++) {
-                    const int o = j * 8 * MMA_LD + ks * 16;
-                    const uint32_t bh[2] = {mma_ld32(Xh + o), mma_ld32(Xh + o + 8)};
-                    const uint32_t blo[2] = {mma_ld32(Xl + o), mma_ld32(Xl + o + 8)};
-                    mma_16816(acc[j], a, bh);
-                    mma_16816(acc[j], a, blo);
+                for (int jj = 0; jj < JPW; jj++) {
+                    const int o = (w + 4 * jj) * 8 * MMA_LD + ks * 16;
+                    const bool on = w + 4 * jj < NNT;
+                    bh[jj][0] = on ? mma_ld32(Xh + o) : 0u;
+                    bh[jj][1] = on ? mma_ld32(Xh + o + 8) : 0u;
+                    blo[jj][0] = on ? mma_ld32(Xl + o) : 0u;
+                    blo[jj][1] = on ? mma_ld32(Xl + o + 8) : 0u;
+                }
+#pragma unroll
+                for (int m = 0; m < 4; m++) {
+                    if (m < nm) {   /* uniform per CTA */
+                        const uint16_t *am = As + m * 16 * MMA_LD + ks * 16;
+                        const uint32_t a[4] = {mma_ld32(am), mma_ld32(am + 8 * MMA_LD),
+                                               mma_ld32(am + 8), mma_ld32(am + 8 * MMA_LD + 8)};
+#pragma unroll
+                        for (int jj = 0; jj < JPW; jj++)
+                            if (w + 4 * jj < NNT) {   /* uniform per warp */
+                                mma_16816(acc[m][jj], a, bh[jj]);
+                                mma_16816(acc[m][jj], a, blo[jj]);
+                            }
+                    }
                 }
             }
         }
@@ -256,15 +278,19 @@ kern_cuda_claq_mma_k(kern_cuda_claq_args k, const __half *__restrict__ xhi,
         __syncthreads();
     }
 
-    if (!warp_live) return;   /* after the last barrier */
-    const int r0 = tile * 64 + w * 16 + g;
+    if (w >= NNT) return;   /* after the last barrier */
     float *ps = part + (int64_t)split * split_stride;
 #pragma unroll
-    for (int j = 0; j < NNT; j++)
+    for (int m = 0; m < 4; m++)
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int t = t0 + j * 8 + tq * 2 + (i & 1), r = r0 + (i >= 2 ? 8 : 0);
-            if (t < n) ps[(int64_t)t * k.rows_pad + r] = __fmul_rn(acc[j][i], __ldg(scale + t));
+        for (int jj = 0; jj < JPW; jj++) {
+            if (m >= nm || w + 4 * jj >= NNT) continue;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int t = t0 + (w + 4 * jj) * 8 + tq * 2 + (i & 1);
+                const int r = tile * 64 + m * 16 + g + (i >= 2 ? 8 : 0);
+                if (t < n) ps[(int64_t)t * k.rows_pad + r] = __fmul_rn(acc[m][jj][i], __ldg(scale + t));
+            }
         }
 }
 
@@ -333,9 +359,9 @@ int kern_cuda__claq_mma_partials(kern_cuda_ctx *c, const kern_cuda_weight *w, co
         case 2: return mma_launch<2>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
         case 3: return mma_launch<3>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
         case 4: return mma_launch<4>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
-        case 5: return mma_launch<5>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
-        case 6: return mma_launch<6>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
-        case 7: return mma_launch<7>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
+        /* 5 and 6 n-tiles run as 7: ptxas (13.0, sm_90) spilled 8 bytes in those two */
+        case 5: case 6: case 7:
+            return mma_launch<7>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
         default: return mma_launch<8>(c, a, q, hi, lo, scale, n, t0, 1, part, split_stride);
         }
     }
