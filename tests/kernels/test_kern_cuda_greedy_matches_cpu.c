@@ -323,6 +323,16 @@ static void device_sampling(eng_model *m, kern_backend *cu, const eng_resident *
     free(ld);
 }
 
+/* Folds one row pair into the running max |a - b| (NaN sticks) and max |a|. */
+static void row_diff(const float *a, const float *b, int vocab, double *maxd, double *maxl)
+{
+    for (int i = 0; i < vocab; i++) {
+        const double d = fabs((double)a[i] - b[i]);
+        if (!(d <= *maxd)) *maxd = d;
+        if (fabs(a[i]) > *maxl) *maxl = fabs(a[i]);
+    }
+}
+
 /* logits [n][vocab] of toks [n] read as one prompt batch (every position's logits) on be. */
 static int prefill_all(eng_model *m, kern_backend *be, const eng_resident *res,
                        const eng_layer_weights *lws, const int32_t *toks, int n, float *logits)
@@ -377,12 +387,8 @@ static void mma_prefill(eng_model *m, kern_backend *cu, kern_backend *cpu, const
     int close_calls = 0, same_as_gemv = 1;
     for (int p = 0; p < n; p++) {
         const float *a = lc + (size_t)p * vocab, *b = lm + (size_t)p * vocab;
-        for (int i = 0; i < vocab; i++) {
-            const double d = fabs((double)a[i] - b[i]);
-            if (!(d <= maxd)) maxd = d;
-            if (fabs(a[i]) > maxl) maxl = fabs(a[i]);
-            same_as_gemv &= b[i] == l2[(size_t)p * vocab + i];
-        }
+        row_diff(a, b, vocab, &maxd, &maxl);
+        same_as_gemv &= memcmp(b, l2 + (size_t)p * vocab, sizeof(float) * (size_t)vocab) == 0;
         if (top2_gap(a, vocab) < 1e-3f) {
             close_calls++;
             continue;
@@ -421,11 +427,7 @@ static void compare_variant(eng_model *m, kern_backend *cu, kern_backend *cpu,
     double maxd = 0, maxl = 0;
     for (int s = 0; s < STEPS; s++) {
         const float *a = lc + (size_t)s * vocab, *b = lg + (size_t)s * vocab;
-        for (int i = 0; i < vocab; i++) {
-            double d = fabs((double)a[i] - b[i]);
-            if (!(d <= maxd)) maxd = d;   /* NaN sticks */
-            if (fabs(a[i]) > maxl) maxl = fabs(a[i]);
-        }
+        row_diff(a, b, vocab, &maxd, &maxl);
         const int ta = argmax(a, vocab), tb = argmax(b, vocab);
         CT_CHECK(picks[s] == tb, "%s step %d: the backend's argmax %d, of its own logits %d",
                  name, s, picks[s], tb);
