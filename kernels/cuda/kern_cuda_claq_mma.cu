@@ -27,7 +27,8 @@
  *  - X hi / lo [8 NNT][40] fp16: the block's 32 storage columns of each token, 16-byte copies;
  *  - the block's codebooks [32][2^b] fp16, staged two blocks ahead.
  * Iteration bl requests block bl+1's code words and x and block bl+2's codebooks, runs block bl's
- * mma (2 k-steps x NNT n-tiles x hi / lo), then stores what it requested and dequantizes bl+1.
+ * mma (per warp: 2 k-steps x 4 m-tiles x its n-tiles x hi / lo), then stores what it requested
+ * and dequantizes bl+1.
  * Row strides of 40 halves (80 bytes) make every fragment load and 16-byte store conflict-free.
  * Batch invariance: the K split depends on the shape and SM count only (mma_ksplit, at upload),
  * a token's column of each mma depends on its own x only, and the block order is fixed, so y[t]
