@@ -369,24 +369,6 @@ __global__ void kern_cuda_claq_reduce_swiglu_k(kern_cuda_claq_args kg, kern_cuda
 #define DQ_BLOCKS 8
 #define DQ_LD (DQ_BLOCKS * 32 + 8)   /* tile row stride in halves: 16-byte rows, banks spread */
 
-template <int B>
-__device__ __forceinline__ void claq_dq_block(const uint32_t (&u)[4],
-                                              const uint16_t *__restrict__ cbs,
-                                              uint16_t *__restrict__ out)
-{
-#pragma unroll
-    for (int q = 0; q < 4; q++) {   /* 8 codes -> 8 halves -> one 16-byte store */
-        uint32_t h[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int c = q * 8 + 2 * i;
-            h[i] = (uint32_t)cbs[c * 16 + claq_code_at<B>(u, c)] |
-                   (uint32_t)cbs[(c + 1) * 16 + claq_code_at<B>(u, c + 1)] << 16;
-        }
-        *(uint4 *)(out + q * 8) = make_uint4(h[0], h[1], h[2], h[3]);
-    }
-}
-
 __global__ void __launch_bounds__(DQ_BLOCKS * 32)
 kern_cuda_claq_dequant_k(kern_cuda_claq_args k, int r0, int nr, uint16_t *__restrict__ panel)
 {
@@ -415,9 +397,9 @@ kern_cuda_claq_dequant_k(kern_cuda_claq_args k, int r0, int nr, uint16_t *__rest
         const uint16_t *cbs = cb_s + w * 32 * 16;
         uint16_t *out = tile + lane * DQ_LD + w * 32;
         switch (b) {
-        case 4: claq_dq_block<4>(u, cbs, out); break;
-        case 3: claq_dq_block<3>(u, cbs, out); break;
-        default: claq_dq_block<2>(u, cbs, out); break;
+        case 4: claq_dq_codes<4, 0, 4, 16>(u, cbs, out); break;
+        case 3: claq_dq_codes<3, 0, 4, 16>(u, cbs, out); break;
+        default: claq_dq_codes<2, 0, 4, 16>(u, cbs, out); break;
         }
     }
     __syncthreads();

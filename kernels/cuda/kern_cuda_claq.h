@@ -1,7 +1,8 @@
 /* kern_cuda_claq.h — the packed CLAQ matrix as the device kernels see it (kern_cuda_claq.cu's GEMV,
  * reductions and dequantization; kern_cuda_claq_mma.cu's tensor-core GEMM): the arguments passed
  * by value and the device twins of kern_claq.h's layout helpers (block widths, word offsets,
- * codebook offsets, a code from a row's block words). Layout: kern_cuda_claq.cu's header.
+ * codebook offsets, a code from a row's block words, codes unpacked to fp16 through codebooks).
+ * Layout: kern_cuda_claq.cu's header.
  * Internal to the CUDA backend (C++, nvcc or the emulator). */
 #ifndef KERN_CUDA_CLAQ_H
 #define KERN_CUDA_CLAQ_H
@@ -11,6 +12,13 @@
 #include <cuda_fp16.h>
 
 #include "kern_cuda_impl.h"
+
+/* #pragma unroll where nvcc compiles; nothing in the host emulator (g++ does not know it). */
+#ifdef CLAQ_CUDA_EMU
+#define CLAQ_UNROLL
+#else
+#define CLAQ_UNROLL _Pragma("unroll")
+#endif
 
 /* Everything a kernel needs about the matrix, passed by value. */
 struct kern_cuda_claq_args {
@@ -74,7 +82,8 @@ __device__ __forceinline__ float claq_f16(uint16_t h)
 __device__ __forceinline__ void claq_load_words(const uint32_t *__restrict__ p, int rt, int b,
                                                 uint32_t (&u)[4])
 {
-    for (int i = 0; i < 4; i++) u[i] = i < b ? __ldg(p + (int64_t)i * rt) : 0u;   /* unrolled */
+    CLAQ_UNROLL
+    for (int i = 0; i < 4; i++) u[i] = i < b ? __ldg(p + (int64_t)i * rt) : 0u;
 }
 
 /* Code c (0..31) of a row's block of width B, from the block's words u (a little-endian
@@ -87,6 +96,28 @@ __device__ __forceinline__ unsigned claq_code_at(const uint32_t (&u)[4], int c)
     uint32_t code = u[w] >> sh;
     if (sh + B > 32) code |= u[w + 1] << (32 - sh);
     return code & ((1u << B) - 1);
+}
+
+/* Codes C0 .. C0 + 8 NQ - 1 of one row's block of width B (its words u) through the codebooks
+ * cbs, column c's entries at cbs[c * LD ...], into out[0 .. 8 NQ) as fp16 bits: 8 codes per
+ * 16-byte store. The prefill dequantization (whole blocks, [col][16] codebooks) and the
+ * tensor-core GEMM (half blocks, [col][2^B]) both unpack this way. */
+template <int B, int C0, int NQ, int LD>
+__device__ __forceinline__ void claq_dq_codes(const uint32_t (&u)[4],
+                                              const uint16_t *__restrict__ cbs,
+                                              uint16_t *__restrict__ out)
+{
+    CLAQ_UNROLL
+    for (int q = 0; q < NQ; q++) {
+        uint32_t h[4];
+        CLAQ_UNROLL
+        for (int i = 0; i < 4; i++) {
+            const int c = C0 + q * 8 + 2 * i;
+            h[i] = (uint32_t)cbs[c * LD + claq_code_at<B>(u, c)] |
+                   (uint32_t)cbs[(c + 1) * LD + claq_code_at<B>(u, c + 1)] << 16;
+        }
+        *(uint4 *)(out + q * 8) = make_uint4(h[0], h[1], h[2], h[3]);
+    }
 }
 
 #endif

@@ -45,7 +45,7 @@
 #include "kern_cuda_claq.h"
 #include "kern_cuda_impl.h"
 
-#define MMA_THREADS 128   /* 4 warps, 16 rows each */
+#define MMA_THREADS 128   /* 4 warps, two n-tiles of 8 tokens each at most */
 #define MMA_TOK 64        /* tokens per CTA at most: 8 n-tiles of 8 */
 #define MMA_LD 40         /* row stride of the A and X tiles in halves (32 columns + 8) */
 
@@ -98,26 +98,8 @@ __global__ void kern_cuda_claq_mma_split_k(kern_cuda_claq_args k, const float *_
     if (threadIdx.x == 0) scale[t] = ldexpf(1.0f, e);
 }
 
-/* 16 codes (columns 16H..16H+15) of one row's block of width B from its words u, through the
- * block's codebooks cbs [32][2^B], into out (the row's A tile entries of those columns). */
-template <int B, int H>
-__device__ __forceinline__ void mma_dq(const uint32_t (&u)[4], const uint16_t *__restrict__ cbs,
-                                       uint16_t *__restrict__ out)
-{
-#pragma unroll
-    for (int q = 0; q < 2; q++) {
-        uint32_t h[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int c = H * 16 + q * 8 + 2 * i;
-            h[i] = (uint32_t)cbs[c * (1 << B) + claq_code_at<B>(u, c)] |
-                   (uint32_t)cbs[(c + 1) * (1 << B) + claq_code_at<B>(u, c + 1)] << 16;
-        }
-        *(uint4 *)(out + q * 8) = make_uint4(h[0], h[1], h[2], h[3]);
-    }
-}
-
-/* One thread's share of a block's A tile: width b, words u; a row past the tile writes 0. */
+/* One thread's share of a block's A tile: 16 codes (half hh) of its row's block of width b, words
+ * u, through the block's codebooks cbs [32][2^b]; a row past the tile writes 0. */
 __device__ __forceinline__ void mma_dq_row(const uint32_t (&u)[4], int b, bool live, int hh,
                                            const uint16_t *__restrict__ cbs,
                                            uint16_t *__restrict__ out)
@@ -129,15 +111,15 @@ __device__ __forceinline__ void mma_dq_row(const uint32_t (&u)[4], int b, bool l
     }
     if (hh == 0) {
         switch (b) {
-        case 4: mma_dq<4, 0>(u, cbs, out); break;
-        case 3: mma_dq<3, 0>(u, cbs, out); break;
-        default: mma_dq<2, 0>(u, cbs, out); break;
+        case 4: claq_dq_codes<4, 0, 2, (1 << 4)>(u, cbs, out); break;
+        case 3: claq_dq_codes<3, 0, 2, (1 << 3)>(u, cbs, out); break;
+        default: claq_dq_codes<2, 0, 2, (1 << 2)>(u, cbs, out); break;
         }
     } else {
         switch (b) {
-        case 4: mma_dq<4, 1>(u, cbs, out); break;
-        case 3: mma_dq<3, 1>(u, cbs, out); break;
-        default: mma_dq<2, 1>(u, cbs, out); break;
+        case 4: claq_dq_codes<4, 16, 2, (1 << 4)>(u, cbs, out); break;
+        case 3: claq_dq_codes<3, 16, 2, (1 << 3)>(u, cbs, out); break;
+        default: claq_dq_codes<2, 16, 2, (1 << 2)>(u, cbs, out); break;
         }
     }
 }
