@@ -16,6 +16,8 @@
  *
  * Contexts: on x86-64 a hand-written switch (callee-saved registers + stack pointer, no signal
  * mask syscall); elsewhere ucontext. Each context has a 64 KiB stack with a guard page below it.
+ * A thread that blocks switches straight to the next ready thread of the round (the order is
+ * the scheduler's); the scheduler runs only between rounds.
  */
 #include "cuda_emu.h"
 
@@ -87,6 +89,9 @@ struct emu_state {
     int order = -1;            /* CLAQ_CUDA_EMU_ORDER: 0 forward, 1 reverse, 2 shuffled */
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     std::vector<int> run_order;
+    /* the round in progress: run_order position of the running thread, threads resumed in
+     * this round, threads of the block not yet returned */
+    int pos = 0, ran = 0, live = 0;
     /* stream capture: one stream at a time */
     bool capturing = false, capture_invalid = false;
     cudaStream_t capture_stream = nullptr;
@@ -189,9 +194,20 @@ void ctx_init(int i)
 #endif
 }
 
-void enter(int i)   /* scheduler -> thread i */
+/* The next run_order position from `from` on whose thread is ready, or -1. */
+int next_ready(int from)
 {
+    for (int k = from; k < emu.nthreads; k++)
+        if (emu.threads[emu.run_order[k]].state == TH_READY) return k;
+    return -1;
+}
+
+void enter(int k)   /* scheduler -> the thread at run_order[k]; back when the round ends */
+{
+    const int i = emu.run_order[k];
+    emu.pos = k;
     emu.cur = i;
+    emu.ran++;
     emu_threadIdx = emu.threads[i].idx;
 #if defined(__x86_64__)
     emu_switch(&emu.sched_sp, emu.threads[i].sp);
@@ -201,15 +217,32 @@ void enter(int i)   /* scheduler -> thread i */
     emu.cur = -1;
 }
 
-void yield_to_sched()   /* current thread -> scheduler */
+/* The current thread stops (barrier, exchange, return): the next ready thread of the round
+ * runs, switched to directly (half the switches of going through the scheduler, same order);
+ * the scheduler gets control back when the round has no ready thread left. */
+void yield_to_sched()
 {
     th *t = &emu.threads[emu.cur];
+    const int k = next_ready(emu.pos + 1);
+    if (k >= 0) {
+        const int i = emu.run_order[k];
+        emu.pos = k;
+        emu.cur = i;
+        emu.ran++;
+        emu_threadIdx = emu.threads[i].idx;
 #if defined(__x86_64__)
-    emu_switch(&t->sp, emu.sched_sp);
+        emu_switch(&t->sp, emu.threads[i].sp);
 #else
-    swapcontext(&t->uc, &emu.sched_uc);
+        swapcontext(&t->uc, &emu.threads[i].uc);
 #endif
-    emu_threadIdx = t->idx;   /* back in this thread */
+    } else {
+#if defined(__x86_64__)
+        emu_switch(&t->sp, emu.sched_sp);
+#else
+        swapcontext(&t->uc, &emu.sched_uc);
+#endif
+    }
+    /* back in this thread: whoever switched here set emu.cur and emu_threadIdx */
 }
 
 void thread_body()
@@ -221,6 +254,7 @@ void thread_body()
         emu_fatal("a thread returned while others of its block wait at __syncthreads");
     if (w->arrived) emu_fatal("a lane returned while its warp waits in a shuffle");
     t->state = TH_DONE;
+    emu.live--;
     emu.exited++;
     w->exited++;
     for (;;) yield_to_sched();
@@ -441,17 +475,13 @@ void cuda_emu::run_grid(const char *name, dim3 grid, dim3 block, size_t smem,
                     emu.threads[i].state = TH_READY;
                     ctx_init(i);
                 }
-                int live = emu.nthreads;
-                while (live > 0) {
-                    int ran = 0;
+                emu.live = emu.nthreads;
+                while (emu.live > 0) {
+                    emu.ran = 0;
                     shuffle_order();
-                    for (int i : emu.run_order) {
-                        if (emu.threads[i].state != TH_READY) continue;
-                        enter(i);
-                        ran++;
-                        if (emu.threads[i].state == TH_DONE) live--;
-                    }
-                    if (!ran && live > 0) {
+                    const int k = next_ready(0);
+                    if (k >= 0) enter(k);
+                    if (!emu.ran && emu.live > 0) {
                         emu_threadIdx = uint3{0, 0, 0};
                         emu_fatal("deadlock: threads wait at __syncthreads and in warp shuffles "
                                   "that can never complete");
