@@ -126,7 +126,10 @@ def main():
     if not models or not os.path.exists(BIN):
         print("skip: models or test_eng_grammar_gen missing")
         return 77
-    n_schemas = int(os.environ.get("GRAMMAR_SCHEMAS", "40"))
+    # 40 random schemas per model; 16 under ASan + UBSan (CLAQ_TEST_SANITIZED=1), where each
+    # costs ~3x more and every schema drives the same compiler and matcher code
+    default = "16" if os.environ.get("CLAQ_TEST_SANITIZED") == "1" else "40"
+    n_schemas = int(os.environ.get("GRAMMAR_SCHEMAS", default))
     fails = 0
     for model in models:
         rng = random.Random(16)
