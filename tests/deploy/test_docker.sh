@@ -10,6 +10,7 @@
 # (a cold run: about 3 min for the base and 2 min for the build on 2 cores). Skips (77) without
 # docker or the permission to use it.
 # ctest-label: slow
+# ctest-cost: 60 (about 60 s in its longer pass; ctest -j starts the costliest first)
 set -euo pipefail
 
 SRC="${CLAQ_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"

@@ -7,6 +7,7 @@ subset below; Debian's python3 has no jsonschema), every output cut by max_token
 grammar still accepts, and greedy constrained decoding picks the unconstrained argmax whenever the
 grammar allows it (so it equals the unconstrained output whenever that one conforms, which is also
 checked directly when it happens). Drives build/test_eng_grammar_gen. Exit 77 without models."""
+# ctest-cost: 41 (about 41 s in its longer pass; ctest -j starts the costliest first)
 import json
 import os
 import random

@@ -15,6 +15,7 @@ the tokenizer.json is built at test time by tok_bytelevel_ref.mjs, nothing is co
     parse_special off.
 Needs node and tests/engine/node_modules (deploy/install-deps.sh); skips (77) when npm cannot
 install them."""
+# ctest-cost: 35 (about 35 s in its longer pass; ctest -j starts the costliest first)
 import json
 import os
 import random

@@ -3,4 +3,5 @@
 # a clang build in build-fuzz/), failing on any crash, sanitizer report, leak or timeout.
 # Longer campaigns: bash tests/fuzz/run.sh SECONDS. Skips (77) without clang.
 # ctest-label: slow
+# ctest-cost: 130 (about 130 s in its longer pass; ctest -j starts the costliest first)
 exec bash "$(dirname "${BASH_SOURCE[0]}")/run.sh" 60

@@ -17,6 +17,7 @@
  * Host <-> device bytes per decode step are printed. And for the 2.1-bit variant, a prompt of 20
  * tokens on the tensor-core CLAQ GEMM (mma_prefill).
  * Skips (77) without a CUDA device (CLAQ_CUDA_TEST_STANDIN=1: CPU in CUDA's place). */
+/* ctest-cost: 95 (about 95 s in its longer pass; ctest -j starts the costliest first) */
 #include "cuda_test_common.h"
 #include "eng_claq_file.h"
 #include "eng_forward.h"

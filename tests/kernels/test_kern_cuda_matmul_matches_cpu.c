@@ -21,6 +21,7 @@
  * CUDA's place, which checks only the test itself). CLAQ_CUDA_TEST_QUICK=1 keeps one shape of
  * each kind (every kernel and path still runs) for compute-sanitizer, whose racecheck did not
  * finish the full list in 50 s on an H200. */
+/* ctest-cost: 40 (about 40 s in its longer pass; ctest -j starts the costliest first) */
 #include <float.h>
 
 #include "cuda_test_common.h"

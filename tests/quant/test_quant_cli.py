@@ -27,6 +27,7 @@
 6. A llama2.c checkpoint quantized with --tokenizer carries it: the packed file generates
    without one.
 """
+# ctest-cost: 70 (about 70 s in its longer pass; ctest -j starts the costliest first)
 import hashlib
 import json
 import os

@@ -8,6 +8,7 @@
  * q6_row); the fake path then uses that matrix dequantized to f32 (code x scale from
  * eng_qrow_pack), the packed path the file's. Also: the activations streamed through a temp
  * file give bit-identical matrices to activations in RAM. */
+/* ctest-cost: 45 (about 45 s in its longer pass; ctest -j starts the costliest first) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

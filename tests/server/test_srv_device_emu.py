@@ -14,6 +14,7 @@
 What this shows: the scheduler's device path (picks and samples on the backend, the draw the
 host sampler would take, rows left to the host) end to end over HTTP. The kernels run on the
 emulator, not on a GPU (kernels/cuda/README.md). Skips (77) without the emulator library."""
+# ctest-cost: 70 (about 70 s in its longer pass; ctest -j starts the costliest first)
 import os
 import sys
 import threading

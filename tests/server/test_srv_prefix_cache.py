@@ -11,6 +11,7 @@ every answer is still the one the server without a cache gave.
 In the ASan + UBSan pass (CLAQ_TEST_SANITIZED=1) the packed model is left out (its quantization
 and requests took 64 of 158 s there): the cache's code is the same for every model, and packed
 models are served under the sanitizers by test_srv_llama3 and test_srv_prefill_bf16."""
+# ctest-cost: 70 (about 70 s in its longer pass; ctest -j starts the costliest first)
 import json
 import os
 import subprocess

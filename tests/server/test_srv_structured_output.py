@@ -5,6 +5,7 @@ model whose free output is never JSON): json_object and json_schema on /v1/chat/
 ("stop") parses and validates against its schema (the subset validator of
 tests/engine/test_eng_grammar_validates.py), and streamed deltas concatenate to a valid answer;
 unsupported schema keywords, a bad type and a missing name are 400s that name the problem."""
+# ctest-cost: 42 (about 42 s in its longer pass; ctest -j starts the costliest first)
 import json
 import os
 import sys
