@@ -15,12 +15,10 @@ if ! command -v node >/dev/null 2>&1; then
     echo "FAIL: node is not installed (deploy/install-deps.sh installs it)"; exit 1
 fi
 if [ ! -d "$model" ]; then echo "FAIL: $model missing (CLAQ_SHARED)"; exit 1; fi
-if [ ! -f "$here/node_modules/openai/package.json" ]; then
-    echo "node_modules/openai missing: trying npm ci (the lock file pins the version)"
-    if ! (cd "$here" && timeout 300 npm ci --no-audit --no-fund --silent); then
-        echo "SKIP: the openai SDK is not installed and npm could not install it (no network?)"
-        exit 77
-    fi
+. "$here/openai_sdk_install.sh"
+if ! openai_sdk_ensure "$here"; then
+    echo "SKIP: the openai SDK is not installed and npm could not install it (no network?)"
+    exit 77
 fi
 sdk_version="$(node -p "require('$here/node_modules/openai/package.json').version")"
 echo "openai SDK $sdk_version, node $(node --version)"
