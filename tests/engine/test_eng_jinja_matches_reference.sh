@@ -28,11 +28,7 @@ done
 [ -n "$py" ] || { echo "SKIP: no python3 with jinja2"; exit 77; }
 node_ok=0
 if command -v node >/dev/null 2>&1; then
-    if [ ! -f "$here/node_modules/@huggingface/jinja/package.json" ]; then
-        echo "node_modules/@huggingface/jinja missing: trying npm ci"
-        (cd "$here" && timeout 300 npm ci --no-audit --no-fund --silent) || true
-    fi
-    [ -f "$here/node_modules/@huggingface/jinja/package.json" ] && node_ok=1
+    bash "$here/../npm_ensure.sh" "$here" @huggingface/jinja && node_ok=1
 fi
 [ "$node_ok" = 1 ] || echo "NOTE: @huggingface/jinja not installed: comparing with jinja2 only"
 

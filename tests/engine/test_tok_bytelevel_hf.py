@@ -32,14 +32,9 @@ REF = os.path.join(HERE, "tok_bytelevel_ref.mjs")
 
 
 def need_node_modules():
-    mods = os.path.join(HERE, "node_modules")
-    ok = all(os.path.isfile(os.path.join(mods, p, "package.json"))
-             for p in ("@huggingface/tokenizers", "llama3-tokenizer-js"))
-    if ok:
-        return
-    print("tests/engine/node_modules missing: trying npm ci (package-lock.json pins versions)")
-    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=HERE,
-                       timeout=600)
+    # tests/npm_ensure.sh: npm ci under a lock, since other tests share tests/engine/node_modules
+    r = subprocess.run(["bash", os.path.join(HERE, "..", "npm_ensure.sh"), HERE,
+                        "@huggingface/tokenizers", "llama3-tokenizer-js"], timeout=600)
     if r.returncode != 0:
         print("SKIP: the reference packages are not installed and npm could not install them")
         sys.exit(77)

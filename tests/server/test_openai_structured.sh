@@ -14,8 +14,7 @@ if ! command -v node >/dev/null 2>&1; then
     echo "FAIL: node is not installed (deploy/install-deps.sh installs it)"; exit 1
 fi
 if [ ! -d "$model" ]; then echo "FAIL: $model missing (CLAQ_SHARED)"; exit 1; fi
-. "$here/openai_sdk_install.sh"
-if ! openai_sdk_ensure "$here"; then
+if ! bash "$src/tests/npm_ensure.sh" "$here" openai; then
     echo "SKIP: the openai SDK is not installed and npm could not install it (no network?)"
     exit 77
 fi
