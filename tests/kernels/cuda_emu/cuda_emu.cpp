@@ -202,13 +202,20 @@ int next_ready(int from)
     return -1;
 }
 
-void enter(int k)   /* scheduler -> the thread at run_order[k]; back when the round ends */
+/* Makes the thread at run_order[k] the running one (the switch to it is the caller's). */
+int take(int k)
 {
     const int i = emu.run_order[k];
     emu.pos = k;
     emu.cur = i;
     emu.ran++;
     emu_threadIdx = emu.threads[i].idx;
+    return i;
+}
+
+void enter(int k)   /* scheduler -> the thread at run_order[k]; back when the round ends */
+{
+    const int i = take(k);
 #if defined(__x86_64__)
     emu_switch(&emu.sched_sp, emu.threads[i].sp);
 #else
@@ -220,16 +227,12 @@ void enter(int k)   /* scheduler -> the thread at run_order[k]; back when the ro
 /* The current thread stops (barrier, exchange, return): the next ready thread of the round
  * runs, switched to directly (half the switches of going through the scheduler, same order);
  * the scheduler gets control back when the round has no ready thread left. */
-void yield_to_sched()
+void switch_away()
 {
     th *t = &emu.threads[emu.cur];
     const int k = next_ready(emu.pos + 1);
     if (k >= 0) {
-        const int i = emu.run_order[k];
-        emu.pos = k;
-        emu.cur = i;
-        emu.ran++;
-        emu_threadIdx = emu.threads[i].idx;
+        const int i = take(k);
 #if defined(__x86_64__)
         emu_switch(&t->sp, emu.threads[i].sp);
 #else
@@ -257,7 +260,7 @@ void thread_body()
     emu.live--;
     emu.exited++;
     w->exited++;
-    for (;;) yield_to_sched();
+    for (;;) switch_away();
 }
 
 }   /* namespace */
@@ -276,7 +279,7 @@ void emu_syncthreads(void)
         return;
     }
     emu.threads[emu.cur].state = TH_BARRIER;
-    yield_to_sched();
+    switch_away();
 }
 
 uint64_t emu_shfl(uint64_t mine, int src_lane)
@@ -293,7 +296,7 @@ uint64_t emu_shfl(uint64_t mine, int src_lane)
             if (emu.threads[wi * 32 + l].state == TH_WARP) emu.threads[wi * 32 + l].state = TH_READY;
     } else {
         emu.threads[emu.cur].state = TH_WARP;
-        yield_to_sched();
+        switch_away();
     }
     return w->snapshot[src_lane & 31];   /* a lane past a partial warp reads 0xff.. */
 }
@@ -354,7 +357,7 @@ void emu_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)
             if (emu.threads[wi * 32 + l].state == TH_WARP) emu.threads[wi * 32 + l].state = TH_READY;
     } else {
         emu.threads[emu.cur].state = TH_WARP;
-        yield_to_sched();
+        switch_away();
     }
     memcpy(d, w->mma_out[lane], 16);
 }
