@@ -7,8 +7,8 @@ covers preStop + CLAQ_DRAIN_TIMEOUT, liveness does not kill a draining pod, sele
 and the HPA target line up, and a claq-server started with the CPU Deployment's environment
 answers the probes and serves the HPA's metric on /metrics without the API key. The schemas allow
 unknown fields (as the API server's non-strict mode does), so a misspelt field is caught only
-where this test reads it. Skips (77) without node, the npm packages (deploy/install-deps.sh; else npm ci) or
-the binary."""
+where this test reads it. Skips (77) without node, without the npm packages (deploy/install-deps.sh
+installs them, else npm ci here) or without the binary."""
 import glob
 import json
 import os
