@@ -75,12 +75,41 @@ int srv_api_check_model(srv_server *s, srv_resp *r, const cJSON *body)
     return 0;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes the path segment at p (up to '?', '#' or the end) into out (cap bytes,
+ * NUL-terminated): clients that URL-encode path parameters send "org%2Fmodel" for "org/model".
+ * -1 for a malformed escape or an encoded NUL. */
+static int url_decode(const char *p, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *p && *p != '?' && *p != '#' && n + 1 < cap; p++) {
+        int c = (unsigned char)*p;
+        if (c == '%') {
+            int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            c = hi * 16 + lo;
+            p += 2;
+        }
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
 static cJSON *model_obj(srv_server *s)
 {
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "id", s->model_id);
     cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddNumberToObject(m, "created", (double)s->created);
     cJSON_AddStringToObject(m, "owned_by", "claq");
     if (s->ready) {
         cJSON_AddNumberToObject(m, "max_model_len", s->n_ctx);
@@ -94,9 +123,11 @@ void srv_api_models(srv_server *s, srv_resp *r, const srv_request *q)
     const char *one = "/v1/models/";
     if (strncmp(q->url, one, strlen(one)) == 0) {
         char id[SRV_MAX_URL_BYTES + 1];
-        size_t n = strcspn(q->url + strlen(one), "?#");
-        memcpy(id, q->url + strlen(one), n);
-        id[n] = '\0';
+        if (url_decode(q->url + strlen(one), id, sizeof id) != 0) {
+            srv_resp_bad(r, NULL, "the model id in the path is not valid percent-encoding (a "
+                         "'%%' must be followed by two hex digits and may not encode NUL)");
+            return;
+        }
         if (strcmp(id, s->model_id) != 0) {
             srv_resp_error(r, 404, "invalid_request_error", "model", "model_not_found",
                            "The model '%.200s' does not exist", id);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "srv_api.h"
 #include "srv_gen.h"
@@ -252,6 +253,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, char
                                      .on_response_abandoned = http_on_response_abandoned,
                                      .on_progress = http_on_progress};
     model_id(cfg->served_name, cfg->model, s->model_id, sizeof(s->model_id));
+    s->created = (int64_t)time(NULL);
     uv_async_init(loop, &s->wake, on_wake);
     s->wake.data = s;
     uv_signal_init(loop, &s->sig_term);

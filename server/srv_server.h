@@ -32,6 +32,7 @@ typedef struct srv_server {
     srv_sched sched;
     srv_metrics metrics;
     char model_id[256];         /* served model name */
+    int64_t created;            /* unix time the server started: the model object's 'created' */
     int ready;                  /* model loaded */
     int load_failed;
     int chat_tmpl;              /* eng_chat_template chosen at load (used when chat_jinja is NULL) */
