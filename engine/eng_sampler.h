@@ -118,7 +118,8 @@ int32_t eng_sampler_sample(eng_sampler *s, float *logits, eng_logprob *lp);
 
 /* Stop strings matched across token boundaries on the detokenized text stream. Text that could
  * be the start of a stop string is held back until it is decided. Caller owns the struct. */
-#define ENG_MAX_STOPS 8
+/* 9: a request's 8 (the server's limit) and the chat template's end-of-turn text. */
+#define ENG_MAX_STOPS 9
 #define ENG_MAX_STOP_LEN 256
 
 typedef struct eng_stop {

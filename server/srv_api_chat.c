@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "srv_api.h"
+#include "srv_limits.h"
 #include "srv_log.h"
 
 #include "eng_chat.h"
@@ -177,6 +178,7 @@ static int read_content(srv_resp *r, const cJSON *content, int i, srv_buf *out)
         return -1;
     }
     const cJSON *part;
+    int k = 0;
     cJSON_ArrayForEach(part, content) {
         const cJSON *ty = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *tx = cJSON_GetObjectItemCaseSensitive(part, "text");
@@ -185,6 +187,8 @@ static int read_content(srv_resp *r, const cJSON *content, int i, srv_buf *out)
                          "{\"type\":\"text\",\"text\":...} (only text is supported)", i);
             return -1;
         }
+        if (k++ > 0)
+            srv_buf_puts(out, "\n");   /* as vLLM: parts never run into one word */
         srv_buf_puts(out, tx->valuestring);
     }
     return 0;
@@ -479,6 +483,7 @@ void srv_api_chat(srv_server *s, srv_resp *r, const cJSON *body)
     int n_stop = srv_chat_stop_ids(s, stop_ids, SRV_MAX_STOP_IDS);
     /* the template's end-of-turn text also ends the answer when written as plain text */
     const char *turn_end = srv_chat_turn_end(s);
+    _Static_assert(SRV_MAX_STOPS < ENG_MAX_STOPS, "room for the end-of-turn stop");
     if (turn_end && p.n_stops < ENG_MAX_STOPS)
         p.stops[p.n_stops++] = turn_end;
     srv_gen_submit(s, r, SRV_GEN_CHAT, &p, pr, 1, stop_ids, n_stop);

@@ -190,9 +190,9 @@ static int parse_stop(srv_resp *r, const cJSON *body, srv_gen_params *p)
                     srv_resp_bad(r, "stop", "'stop' must be a string or a list of strings");
                     return -1;
                 }
-                if (p->n_stops >= ENG_MAX_STOPS) {
+                if (p->n_stops >= SRV_MAX_STOPS) {
                     srv_resp_bad(r, "stop", "at most %d stop strings are supported",
-                                 ENG_MAX_STOPS);
+                                 SRV_MAX_STOPS);
                     return -1;
                 }
                 p->stops[p->n_stops++] = e->valuestring;

@@ -48,6 +48,9 @@
 #define SRV_MAX_CHOICES 64
 /* Chat messages per request. */
 #define SRV_MAX_MESSAGES 512
+/* Stop strings per request (OpenAI allows 4); the engine holds one more, the chat template's
+ * end-of-turn text, so a request's own stops never push it out. */
+#define SRV_MAX_STOPS 8
 /* Entries of logit_bias per request. */
 #define SRV_MAX_LOGIT_BIAS 1024
 /* Rendered chat prompt text, in bytes (the body limit bounds it as well). */

@@ -232,16 +232,18 @@ static void check_init_errors(void)
 {
     eng_stop st;
     eng_err err = {0};
-    const char *nine[9] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
-    CHECK(eng_stop_init(&st, nine, 9, &err) == ENG_E_INVAL, "9 stops accepted");
-    CHECK(eng_stop_init(&st, nine, 8, &err) == 0, "8 stops rejected: %s", err.msg);
+    const char *ten[ENG_MAX_STOPS + 1] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+    CHECK(eng_stop_init(&st, ten, ENG_MAX_STOPS + 1, &err) == ENG_E_INVAL, "%d stops accepted",
+          ENG_MAX_STOPS + 1);
+    CHECK(eng_stop_init(&st, ten, ENG_MAX_STOPS, &err) == 0, "%d stops rejected: %s",
+          ENG_MAX_STOPS, err.msg);
     const char *empty[] = {"ok", ""};
     CHECK(eng_stop_init(&st, empty, 2, &err) == ENG_E_INVAL && strstr(err.msg, "stop[1]"),
           "empty stop accepted (%s)", err.msg);
     const char *null1[] = {NULL};
     CHECK(eng_stop_init(&st, null1, 1, &err) == ENG_E_INVAL, "NULL stop accepted");
     CHECK(eng_stop_init(&st, NULL, 2, &err) == ENG_E_INVAL, "NULL array accepted");
-    CHECK(eng_stop_init(&st, nine, -1, &err) == ENG_E_INVAL, "negative count accepted");
+    CHECK(eng_stop_init(&st, ten, -1, &err) == ENG_E_INVAL, "negative count accepted");
     char long_stop[ENG_MAX_STOP_LEN + 2];
     memset(long_stop, 'x', sizeof long_stop - 1);
     long_stop[ENG_MAX_STOP_LEN + 1] = '\0';
