@@ -27,6 +27,7 @@ void srv_gen_free(srv_server *s, srv_gen *g)
         srv_buf_free(&g->choices[i].text);
         srv_toolscan_free(&g->choices[i].ts);
         cJSON_Delete(g->choices[i].lp);
+        free(g->choices[i].held);
         free(g->choices[i].prompt_adv);
         free(g->choices[i].vec);
     }
@@ -58,6 +59,62 @@ static void gen_release(srv_resp *r, void *owner)
     srv_server_check_drained(s);
 }
 
+
+/* Keeps token event e's logprobs entry until its text comes out (srv_choice.held). -1 when
+ * memory runs out: the entry then goes out at once, as it did before entries waited. */
+static int lp_hold(srv_choice *c, const srv_event *e)
+{
+    if (c->n_held == c->cap_held) {
+        int cap = c->cap_held ? 2 * c->cap_held : 8;
+        srv_lp_held *h = realloc(c->held, (size_t)cap * sizeof *h);
+        if (!h)
+            return -1;
+        c->held = h;
+        c->cap_held = cap;
+    }
+    srv_lp_held *h = &c->held[c->n_held++];
+    h->ev = *e;
+    h->ev.text = NULL;
+    h->ev.prev_token = c->prev_tok;
+    h->before = c->chars_fed;
+    return 0;
+}
+
+/* Held entries whose text has begun to come out (all of them: `all`), counted from the
+ * oldest. A token that ends no character (a byte of a split one) goes with the token that
+ * completes it: both start before the same character. */
+static int lp_ready(const srv_choice *c, int all)
+{
+    int k = 0;
+    while (k < c->n_held && (all || c->held[k].before < c->chars_out))
+        k++;
+    return k;
+}
+
+static void lp_drop(srv_choice *c, int k)
+{
+    memmove(c->held, c->held + k, (size_t)(c->n_held - k) * sizeof *c->held);
+    c->n_held -= k;
+}
+
+/* Sends or keeps the ready entries of choice c with text (stream: one chunk, with finish). */
+static void lp_emit(srv_gen *g, int ci, const char *text, size_t len, int k, const char *finish)
+{
+    srv_choice *c = &g->choices[ci];
+    if (g->stream) {
+        if (len > 0 || k > 0)   /* a token's chunk carries "content" even when empty */
+            srv_gen_stream_chunk(g, ci, text ? text : "", len, c->held, k, finish, NULL);
+        else if (finish)
+            srv_gen_stream_chunk(g, ci, NULL, 0, NULL, 0, finish, NULL);
+    } else {
+        srv_buf_append(&c->text, text ? text : "", len);
+        if (k > 0 && !c->lp)
+            c->lp = srv_gen_lp_new(g);
+        for (int i = 0; i < k; i++)
+            srv_gen_lp_add(g, c, c->lp, c->held[i].ev.prev_token, &c->held[i].ev);
+    }
+    lp_drop(c, k);
+}
 
 static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
 {
@@ -97,16 +154,24 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
         c->completion_tokens++;
         if (g->tools) {
             srv_gen_tool_event(g, ci, e, 0);
-        } else if (g->stream) {
-            if (e->text_len > 0 || e->has_lp)
-                srv_gen_stream_chunk(g, ci, e->text ? e->text : "", e->text_len,
-                             e->has_lp ? e : NULL, NULL, NULL);
         } else {
-            srv_buf_append(&c->text, e->text ? e->text : "", e->text_len);
-            if (e->has_lp) {
-                if (!c->lp)
-                    c->lp = srv_gen_lp_new(g);
-                srv_gen_lp_add(g, c, c->lp, e);
+            int held = e->has_lp && lp_hold(c, e) == 0;
+            c->chars_fed += e->token_chars;
+            c->chars_out += srv_gen_utf8_chars(e->text ? e->text : "", e->text_len);
+            if (e->has_lp && !held) {   /* no memory to hold it: out at once */
+                srv_lp_held now = {.ev = *e};
+                now.ev.prev_token = c->prev_tok;
+                if (g->stream) {
+                    srv_gen_stream_chunk(g, ci, e->text ? e->text : "", e->text_len, &now, 1,
+                                         NULL, NULL);
+                } else {
+                    srv_buf_append(&c->text, e->text ? e->text : "", e->text_len);
+                    if (!c->lp)
+                        c->lp = srv_gen_lp_new(g);
+                    srv_gen_lp_add(g, c, c->lp, c->prev_tok, e);
+                }
+            } else {
+                lp_emit(g, ci, e->text, e->text_len, lp_ready(c, 0), NULL);
             }
         }
         c->prev_tok = e->token;
@@ -127,11 +192,12 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     if (g->tools) {
         if (ok)
             srv_gen_tool_event(g, ci, e, 1);
-    } else if (g->stream) {
-        if (ok)
-            srv_gen_stream_chunk(g, ci, e->text_len ? e->text : NULL, e->text_len, NULL,
-                         srv_finish_name(e->finish), NULL);
-    } else if (e->text_len) {
+    } else if (ok) {
+        /* the text held back comes out now; at a stop string, what it took stays out */
+        c->chars_out += srv_gen_utf8_chars(e->text ? e->text : "", e->text_len);
+        lp_emit(g, ci, e->text_len ? e->text : NULL, e->text_len,
+                lp_ready(c, e->finish != SRV_FINISH_STOP), srv_finish_name(e->finish));
+    } else if (!g->stream && e->text_len) {
         srv_buf_append(&c->text, e->text, e->text_len);
     }
     if (g->n_done == g->n_choices)
@@ -345,7 +411,7 @@ static void gen_stream_begin(srv_gen *g)
         } else if (g->echo) {
             int pi = g->choices[ci].prompt_idx;
             if (g->echo_len[pi] && !g->choices[ci].echo_pending)
-                srv_gen_stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, NULL,
+                srv_gen_stream_chunk(g, ci, g->echo_text[pi], g->echo_len[pi], NULL, 0, NULL,
                                      NULL);
         }
     }

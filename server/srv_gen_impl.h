@@ -10,6 +10,12 @@
 #include "srv_gen.h"
 #include "srv_gen_tools.h"
 
+/* A token's logprobs entry waiting for its text (see srv_choice.held). */
+typedef struct srv_lp_held {
+    srv_event ev;               /* the token's event, text NULL; ev.prev_token: the token before */
+    uint64_t before;            /* characters of the answer ahead of the token's own */
+} srv_lp_held;
+
 typedef struct srv_choice {
     uint64_t task_id;
     int prompt_idx;
@@ -28,6 +34,14 @@ typedef struct srv_choice {
     int echo_pending;           /* stream + echo + logprobs: the echo chunk waits for the
                                    prompt's logprobs, sent before the first token */
     int32_t prev_tok;           /* for token text (leading-space rule) */
+    /* Logprobs follow the text: a token's entry waits while the stop matcher holds its text
+     * back, goes out with the first of its characters, and is dropped when a stop string takes
+     * all of them (a client that rebuilds or highlights the text from the tokens would show the
+     * stop string). Not used for choices that may call tools. */
+    srv_lp_held *held;          /* [n_held], oldest first; owned */
+    int n_held, cap_held;
+    uint64_t chars_fed;         /* characters of every token so far (token_chars summed) */
+    uint64_t chars_out;         /* characters of the answer's text let out so far */
     uint64_t t_last;            /* uv_hrtime of the last token (inter-token latency) */
     char msg[256];              /* error text when finish is ERROR/TIMEOUT */
     srv_toolscan ts;            /* tools: text or calls, read as it comes; owned */
@@ -74,14 +88,18 @@ cJSON *srv_gen_chunk_base(srv_gen *g);
 void srv_gen_chunk_send(srv_gen *g, cJSON *o);
 cJSON *srv_gen_lp_new(srv_gen *g);
 size_t srv_gen_utf8_chars(const char *p, size_t len);
-void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e);
+/* Appends token event e's logprobs entry (prev: the token before it) to target. */
+void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, int32_t prev, const srv_event *e);
 /* echo + logprobs: c's prompt_adv from the prompt's ids, the first `from` not shown (BOS).
  * Returns 0, or -1 when memory runs out. */
 int srv_gen_prompt_advances(srv_gen *g, srv_choice *c, const int32_t *ids, int n, int from);
 void srv_gen_lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
                           const srv_event *e);
-void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,
-                         const char *finish, cJSON *tool_calls);
+/* One streamed chunk for choice ci: text (may be NULL), the logprobs entries lps[n_lps], the
+ * finish reason, and (chat) tool call deltas, which it takes over (NULL: none). */
+void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len,
+                          const srv_lp_held *lps, int n_lps, const char *finish,
+                          cJSON *tool_calls);
 void srv_gen_complete(srv_server *s, srv_gen *g);
 void srv_gen_echo_flush(srv_gen *g, int ci);
 void srv_gen_tool_event(srv_gen *g, int ci, const srv_event *e, int last);

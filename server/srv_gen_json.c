@@ -3,6 +3,7 @@
  * usage, in-stream errors, and the final response when every choice is done. Loop thread
  * only. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -110,31 +111,56 @@ static cJSON *bytes_arr(const unsigned char *raw, size_t n)
     return a;
 }
 
-/* One entry of the completions logprobs format: appends to the four parallel arrays of obj the
- * token's text, its logprob and its top alternatives (at most n_top, and the token itself when
- * it is not among them; lp NULL gives null for both: a first prompt token with no context), and
- * the text offset, which then advances by adv,
- * the characters the token added to the returned text (vLLM's convention: a token whose bytes
- * end no character adds none, and the one that completes it adds it). */
-static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *txt,
-                         const eng_logprob *lp, int n_top, size_t *offset, size_t adv)
+/* The completions format's name for a token, in "tokens" and as a key of "top_logprobs": its
+ * text, or, when its bytes are not whole UTF-8 characters (a byte-fallback piece, half of an
+ * emoji), "bytes:\xe2\x80" as OpenAI writes them: U+FFFD for each would give distinct tokens one
+ * key, and a chosen token's logprob could then be shown under another token's value.
+ * out must hold 6 + 4 x 300 bytes. */
+static void lp_key(const char *txt, const unsigned char *raw, size_t n_raw, char *out, size_t cap)
 {
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "tokens"), cJSON_CreateString(txt));
+    if (srv_utf8_valid((const char *)raw, n_raw)) {
+        snprintf(out, cap, "%s", txt);
+        return;
+    }
+    size_t w = (size_t)snprintf(out, cap, "bytes:");
+    for (size_t i = 0; i < n_raw && w + 5 <= cap; i++)
+        w += (size_t)snprintf(out + w, cap - w, "\\x%02x", raw[i]);
+}
+
+#define LP_KEY_CAP (6 + 4 * 300 + 1)
+
+/* One entry of the completions logprobs format: appends to the four parallel arrays of obj the
+ * token's name (lp_key), its logprob and its top alternatives (at most n_top, and the token
+ * itself when it is not among them; lp NULL gives null for both: a first prompt token with no
+ * context), and the text offset, which then advances by adv,
+ * the characters the token added to the returned text (vLLM's convention: a token whose bytes
+ * end no character adds none, and the one that completes it adds it). Two alternatives with one
+ * name keep the likelier; the chosen token's name always maps to its own logprob. */
+static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, int32_t tok, const char *txt,
+                         const unsigned char *raw, size_t n_raw, const eng_logprob *lp,
+                         int n_top, size_t *offset, size_t adv)
+{
+    char key[LP_KEY_CAP];
+    lp_key(txt, raw, n_raw, key, sizeof key);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "tokens"), cJSON_CreateString(key));
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "token_logprobs"),
                          lp ? cJSON_CreateNumber(lp->logprob) : cJSON_CreateNull());
     cJSON *top = lp ? cJSON_CreateObject() : cJSON_CreateNull();
     for (int i = 0; lp && i < lp->n_top && i < n_top; i++) {
-        char tt[1024];
+        char tt[1024], tk[LP_KEY_CAP];
         unsigned char tr[300];
         size_t ntr;
         token_text(s, prev, lp->top_ids[i], tt, sizeof(tt), tr, &ntr);
-        if (!cJSON_GetObjectItemCaseSensitive(top, tt))
-            cJSON_AddNumberToObject(top, tt, lp->top_logprobs[i]);
+        lp_key(tt, tr, ntr, tk, sizeof tk);
+        if (lp->top_ids[i] != tok && strcmp(tk, key) == 0)
+            continue;   /* another token under the chosen one's name */
+        if (!cJSON_GetObjectItemCaseSensitive(top, tk))
+            cJSON_AddNumberToObject(top, tk, lp->top_logprobs[i]);
     }
     /* the chosen token too, as OpenAI's completions (and vLLM) always return it: up to n_top + 1
      * entries */
-    if (lp && !cJSON_GetObjectItemCaseSensitive(top, txt))
-        cJSON_AddNumberToObject(top, txt, lp->logprob);
+    if (lp && !cJSON_GetObjectItemCaseSensitive(top, key))
+        cJSON_AddNumberToObject(top, key, lp->logprob);
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "top_logprobs"), top);
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj, "text_offset"),
                          cJSON_CreateNumber((double)*offset));
@@ -143,13 +169,13 @@ static void lp_add_entry(srv_server *s, cJSON *obj, int32_t prev, const char *tx
 
 /* Logprobs of one token: chat format appends to arr ({"content":[...]} entries); completions
  * format appends to the four parallel arrays of obj. */
-void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e)
+void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, int32_t prev, const srv_event *e)
 {
     srv_server *s = g->srv;
     char txt[1024];
     unsigned char raw[300];
     size_t n_raw;
-    token_text(s, c->prev_tok, e->token, txt, sizeof(txt), raw, &n_raw);
+    token_text(s, prev, e->token, txt, sizeof(txt), raw, &n_raw);
     if (g->kind == SRV_GEN_CHAT) {
         cJSON *ent = cJSON_CreateObject();
         cJSON_AddStringToObject(ent, "token", txt);
@@ -160,7 +186,7 @@ void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e
             char tt[1024];
             unsigned char tr[300];
             size_t ntr;
-            token_text(s, c->prev_tok, e->lp.top_ids[i], tt, sizeof(tt), tr, &ntr);
+            token_text(s, prev, e->lp.top_ids[i], tt, sizeof(tt), tr, &ntr);
             cJSON *x = cJSON_CreateObject();
             cJSON_AddStringToObject(x, "token", tt);
             cJSON_AddNumberToObject(x, "logprob", e->lp.top_logprobs[i]);
@@ -171,8 +197,8 @@ void srv_gen_lp_add(srv_gen *g, srv_choice *c, cJSON *target, const srv_event *e
     } else {
         /* the token's own characters: text held back for a stop string comes out with a
          * later token, and counting what came out shifted every offset after it */
-        lp_add_entry(s, target, c->prev_tok, txt, &e->lp, g->top_logprobs, &c->text_offset,
-                     e->token_chars);
+        lp_add_entry(s, target, prev, e->token, txt, raw, n_raw, &e->lp, g->top_logprobs,
+                     &c->text_offset, e->token_chars);
     }
 }
 
@@ -202,8 +228,8 @@ void srv_gen_lp_add_prompt(srv_gen *g, srv_choice *c, int32_t prev, int32_t tok,
     token_text(g->srv, prev, tok, txt, sizeof(txt), raw, &n_raw);
     const size_t adv = c->prompt_at < c->n_prompt_adv ? c->prompt_adv[c->prompt_at] : 0;
     c->prompt_at++;
-    lp_add_entry(g->srv, c->lp, prev, txt, e ? &e->lp : NULL, ENG_MAX_TOP_LOGPROBS,
-                 &c->prompt_offset, adv);
+    lp_add_entry(g->srv, c->lp, prev, tok, txt, raw, n_raw, e ? &e->lp : NULL,
+                 ENG_MAX_TOP_LOGPROBS, &c->prompt_offset, adv);
 }
 
 int srv_gen_prompt_advances(srv_gen *g, srv_choice *c, const int32_t *ids, int n, int from)
@@ -225,10 +251,9 @@ int srv_gen_prompt_advances(srv_gen *g, srv_choice *c, const int32_t *ids, int n
     return 0;
 }
 
-/* One streamed chunk for choice ci: text (may be empty), logprobs entry, finish reason, and
- * (chat) tool call deltas, which it takes over (NULL: none). */
-void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, const srv_event *lpe,
-                         const char *finish, cJSON *tool_calls)
+void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len,
+                          const srv_lp_held *lps, int n_lps, const char *finish,
+                          cJSON *tool_calls)
 {
     srv_choice *c = &g->choices[ci];
     cJSON *o = srv_gen_chunk_base(g);
@@ -246,9 +271,10 @@ void srv_gen_stream_chunk(srv_gen *g, int ci, const char *text, size_t len, cons
     } else {
         srv_json_add_text(ch, "text", t.p, t.len);
     }
-    if (lpe) {
+    if (n_lps > 0) {
         cJSON *lp = srv_gen_lp_new(g);
-        srv_gen_lp_add(g, c, lp, lpe);
+        for (int i = 0; i < n_lps; i++)
+            srv_gen_lp_add(g, c, lp, lps[i].ev.prev_token, &lps[i].ev);
         cJSON_AddItemToObject(ch, "logprobs", lp);
     } else {
         cJSON_AddNullToObject(ch, "logprobs");
@@ -313,13 +339,16 @@ static cJSON *tool_deltas(srv_gen *g, int ci)
     return arr;
 }
 
-/* message.tool_calls of a whole answer (the calls are complete). */
-static cJSON *tool_calls_json(const srv_gen *g, int ci)
+/* message.tool_calls of a whole answer: every call, or (cut: the answer ended inside them) the
+ * calls whose name was written, with their arguments as far as a stream would have sent them. */
+static cJSON *tool_calls_json(const srv_gen *g, int ci, int cut)
 {
     const srv_choice *c = &g->choices[ci];
     cJSON *arr = cJSON_CreateArray();
     for (int k = 0; k < c->ts.n_calls; k++) {
         const srv_tool_call *call = &c->ts.calls[k];
+        if (cut && !call->name_done)
+            break;
         cJSON *it = cJSON_CreateObject();
         char id[48];
         call_id(g, ci, k, id, sizeof(id));
@@ -327,7 +356,11 @@ static cJSON *tool_calls_json(const srv_gen *g, int ci)
         cJSON_AddStringToObject(it, "type", "function");
         cJSON *fn = cJSON_AddObjectToObject(it, "function");
         cJSON_AddStringToObject(fn, "name", call->name.p ? call->name.p : "");
-        cJSON_AddStringToObject(fn, "arguments", call->args.p ? call->args.p : "");
+        srv_buf args = {0};
+        srv_buf_append(&args, call->args.p ? call->args.p : "",
+                       cut ? srv_tool_call_ready(call) : call->args.len);
+        cJSON_AddStringToObject(fn, "arguments", args.p ? args.p : "");
+        srv_buf_free(&args);
         cJSON_AddItemToArray(arr, it);
     }
     return arr;
@@ -514,12 +547,18 @@ void srv_gen_complete(srv_server *s, srv_gen *g)
         if (g->kind == SRV_GEN_CHAT) {
             cJSON *m = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            if (g->tools && srv_toolscan_complete(&c->ts) && c->finish == SRV_FINISH_STOP) {
+            int whole = g->tools && srv_toolscan_complete(&c->ts) &&
+                        c->finish == SRV_FINISH_STOP;
+            /* calls cut short (max_tokens) once a name was whole: what a stream sent, as
+             * tool_calls with the arguments written so far, finish_reason "length" */
+            int cut = !whole && g->tools && c->ts.mode == SRV_TS_CALLS && c->ts.n_calls > 0 &&
+                      c->ts.calls[0].name_done;
+            if (whole || cut) {
                 cJSON_AddNullToObject(m, "content");
-                cJSON_AddItemToObject(m, "tool_calls", tool_calls_json(g, i));
+                cJSON_AddItemToObject(m, "tool_calls", tool_calls_json(g, i, cut));
             } else {
                 if (g->tools && c->ts.mode == SRV_TS_CALLS) {
-                    /* calls that never ended (max_tokens): what was written, as text */
+                    /* a call cut before its name was whole: what was written, as text */
                     srv_buf_append(&t, c->ts.held.p ? c->ts.held.p : "", c->ts.held.len);
                     srv_buf_append(&t, c->ts.raw.p ? c->ts.raw.p : "", c->ts.raw.len);
                 }
@@ -585,7 +624,7 @@ void srv_gen_tool_event(srv_gen *g, int ci, const srv_event *e, int last)
         if (e->has_lp) {
             if (!c->lp)
                 c->lp = srv_gen_lp_new(g);
-            srv_gen_lp_add(g, c, c->lp, e);
+            srv_gen_lp_add(g, c, c->lp, c->prev_tok, e);
         }
         srv_buf_free(&txt);
         return;
@@ -599,9 +638,12 @@ void srv_gen_tool_event(srv_gen *g, int ci, const srv_event *e, int last)
         srv_buf_append(&txt, c->ts.held.p ? c->ts.held.p : "", c->ts.held.len);
         srv_buf_append(&txt, c->ts.raw.p ? c->ts.raw.p : "", c->ts.raw.len);
     }
-    const srv_event *lpe = e->has_lp ? e : NULL;
-    if (txt.len || calls || lpe || last)
-        srv_gen_stream_chunk(g, ci, txt.len ? txt.p : NULL, txt.len, lpe,
+    srv_lp_held one = {.ev = *e};
+    one.ev.text = NULL;
+    one.ev.prev_token = c->prev_tok;
+    const int n_lp = e->has_lp ? 1 : 0;
+    if (txt.len || calls || n_lp || last)
+        srv_gen_stream_chunk(g, ci, txt.len ? txt.p : NULL, txt.len, &one, n_lp,
                      last ? finish_name(g, c) : NULL, calls);
     srv_buf_free(&txt);
 }

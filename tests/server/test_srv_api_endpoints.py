@@ -5,6 +5,7 @@ model checks, X-Request-Id echo, CORS preflight, API key, tokenize/detokenize ro
 metrics, and the access log."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,12 @@ try:
             "/v1/models lists the served id: %s" % body)
     st, _, _ = curl(srv, "GET", "/v1/models/stories260K.bin")
     C.check(st == 200, "/v1/models/{id} 200")
+    # clients that URL-encode path parameters: the id is percent-decoded
+    st, _, body = curl(srv, "GET", "/v1/models/stories260K%2ebin")
+    C.check(st == 200 and json.loads(body)["id"] == "stories260K.bin",
+            "/v1/models/{id} percent-decoded: %d %s" % (st, body[:200]))
+    st, _, body = curl(srv, "GET", "/v1/models/stories260K%2")
+    C.check(st == 400 and "percent" in body, "a malformed escape is a 400: %d %s" % (st, body))
     st, _, body = curl(srv, "GET", "/v1/models/nope")
     C.check(st == 404 and json.loads(body)["error"]["code"] == "model_not_found",
             "/v1/models/nope 404 model_not_found")
@@ -176,6 +183,51 @@ try:
         want = [sum(len(t) for t in toks[:i]) for i in range(len(toks))]
         C.check(st == 200 and len(toks) > 3 and offs == want,
                 "text_offset with a stop string (stream %s): %s, want %s" % (stream, offs, want))
+    # logprobs follow the text: no entry for a token that a stop string took whole, streamed
+    # or not, on both endpoints; a token with a character in the text keeps its entry
+    base = {"max_tokens": 24, "temperature": 0, "logprobs": 1}
+    st, _, j = srv.post("/v1/completions", dict(base, prompt="Zoo"))
+    free = j["choices"][0]["logprobs"]["tokens"]
+    cut = 5 if len(free) > 8 else 2
+    stop = "".join(free[cut:cut + 3]).lstrip() or free[cut]
+    for stream in (False, True):
+        if stream:
+            st, events, _ = srv.sse("/v1/completions", dict(base, prompt="Zoo", stop=stop,
+                                                            stream=True))
+            toks, text = [], ""
+            for e in events[:-1]:
+                for c in e.get("choices", []):
+                    text += c.get("text", "")
+                    if c.get("logprobs"):
+                        toks += c["logprobs"]["tokens"]
+        else:
+            st, _, j = srv.post("/v1/completions", dict(base, prompt="Zoo", stop=stop))
+            toks, text = j["choices"][0]["logprobs"]["tokens"], j["choices"][0]["text"]
+        k = text.find(stop)
+        C.check(st == 200 and k < 0 and toks == free[:len(toks)] and
+                len("".join(toks[:-1])) < len(text) <= len("".join(toks)),
+                "completions logprobs end with the text at stop %r (stream %s): %r %s"
+                % (stop, stream, text, toks))
+        chat = {"messages": [{"role": "user", "content": "Zoo"}], "max_tokens": 24,
+                "temperature": 0, "logprobs": True, "stop": stop, "stream": stream}
+        if stream:
+            st, events, _ = srv.sse("/v1/chat/completions", chat)
+            ents, text = [], ""
+            for e in events[:-1]:
+                for c in e.get("choices", []):
+                    text += c["delta"].get("content") or ""
+                    ents += (c.get("logprobs") or {}).get("content") or []
+                    C.check(c.get("logprobs") is None or c["delta"].get("content") is not None,
+                            "a chat chunk with logprobs carries content: %s" % c)
+        else:
+            st, _, j = srv.post("/v1/chat/completions", chat)
+            ents = (j["choices"][0]["logprobs"] or {}).get("content") or []
+            text = j["choices"][0]["message"]["content"]
+        joined = "".join(x["token"] for x in ents)
+        C.check(st == 200 and (not ents or len("".join(x["token"] for x in ents[:-1])) <
+                               len(text) <= len(joined)),
+                "chat logprobs end with the text (stop %r, stream %s): %r %r"
+                % (stop, stream, text, joined))
     # one bias per token: a repeated id replaces, never adds (past the +-100 range too): the
     # greedy token's logprob (taken after the bias) with {T: 4, T: 4} is the one with {T: 4}
     the = json.loads(curl(srv, "POST", "/tokenize", {"prompt": "Zoo the"})[2])["tokens"][-1]
@@ -196,11 +248,26 @@ try:
         st, _, text = curl(srv, "POST", "/v1/completions", dict(req, echo=True, logprobs=1))
         ch = json.loads(text)["choices"][0]
         off, toks, full = ch["logprobs"]["text_offset"], ch["logprobs"]["tokens"], ch["text"]
-        whole = [i for i, t in enumerate(toks) if "\ufffd" not in t]
+        whole = [i for i, t in enumerate(toks) if not t.startswith("bytes:")]
         C.check(st == 200 and off == sorted(off) and off[-1] <= len(full) and
                 len(whole) >= 3 and
                 all(full[off[i]:off[i] + len(toks[i])] == toks[i] for i in whole),
                 "text_offset points at each token's text in %r: %s %s" % (full, off, toks))
+        # a byte-fallback token is named by its bytes, as OpenAI does ("bytes:\\xe6"), so
+        # distinct byte tokens never share a top_logprobs key (they were all U+FFFD), and the
+        # chosen token's key holds its own logprob
+        lp = ch["logprobs"]
+        parts = [t for t in toks if t.startswith("bytes:")]
+        raw = b"".join(bytes(int(h, 16) for h in re.findall(r"\\x([0-9a-f]{2})", t))
+                       for t in parts)
+        C.check(len(parts) >= 3 and all(re.fullmatch(r"bytes:(\\x[0-9a-f]{2})+", t)
+                                        for t in parts) and
+                (req["max_tokens"] > 0 or
+                 raw.decode("utf-8", "replace") == "\u65e5\u672c\u2603"),
+                "byte tokens named by their bytes: %s" % parts)
+        C.check(all(top is None or top.get(t) == l for t, l, top in
+                    zip(toks, lp["token_logprobs"], lp["top_logprobs"])),
+                "top_logprobs[i][tokens[i]] == token_logprobs[i]: %s" % lp["top_logprobs"])
     # asked for, and the first token ends the answer (EOS raised): empty lists, not null
     for path, req, key in (("/v1/completions", {"prompt": "Zoo", "logprobs": 2}, "tokens"),
                             ("/v1/chat/completions", {"messages": [{"role": "user",
@@ -264,6 +331,18 @@ try:
             "no usage without include_usage")
 
     # ---- chat ----
+    # a request may name 8 stop strings; the template's end-of-turn text is held beside them
+    for n, want in ((8, 200), (9, 400)):
+        st, _, body = curl(srv, "POST", "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "Zoo"}], "max_tokens": 4,
+            "stop": ["zq%d" % i for i in range(n)]})
+        C.check(st == want, "%d stop strings: %d %s" % (n, st, body[:200]))
+    # text parts are joined with a newline (vLLM's rule), never run into one word
+    tk = [json.loads(curl(srv, "POST", "/tokenize", {"messages": [
+        {"role": "user", "content": c}]})[2])["tokens"]
+        for c in ([{"type": "text", "text": "Zoo"}, {"type": "text", "text": "day"}],
+                  "Zoo\nday", "Zooday")]
+    C.check(tk[0] == tk[1] != tk[2], "text parts joined by a newline: %s" % tk)
     msgs = [{"role": "system", "content": "You tell stories."},
             {"role": "user", "content": [{"type": "text", "text": "Zoo"}]}]
     st, _, body = curl(srv, "POST", "/v1/chat/completions",

@@ -117,16 +117,26 @@ def run_calls(srv, label):
                 f"{label}: stream {calls!r} != whole {whole!r}")
 
     # cut by max_tokens before the call's name is whole: text, streamed the same as whole (the
-    # stream sent nothing at all)
-    for mt in (2, 4, 6):
+    # stream sent nothing at all); cut after it: tool_calls with the arguments written so far,
+    # streamed or not, finish_reason "length"
+    cut_calls = 0
+    for mt in (2, 4, 6, 9, 12, 16):
         b = dict(body, max_tokens=mt)
         st, _, r = srv.post("/v1/chat/completions", b)
         ch = r["choices"][0] if st == 200 else {}
         content, calls, finish = streamed(srv, b, f"{label} max_tokens {mt}")
-        whole = (ch.get("message") or {}).get("content")
+        msg = ch.get("message") or {}
+        whole = msg.get("content")
         if ch.get("finish_reason") == "length" and not calls:
-            C.check(content == whole and finish == "length",
+            C.check(content == whole and finish == "length" and not msg.get("tool_calls"),
                     f"{label} max_tokens {mt}: stream {content!r} {finish} != whole {whole!r}")
+        elif ch.get("finish_reason") == "length":
+            cut_calls += 1
+            got = [c.get("function") for c in msg.get("tool_calls") or []]
+            C.check(whole is None and finish == "length" and
+                    [c["function"] for c in calls] == got,
+                    f"{label} max_tokens {mt}: stream {calls!r} {finish} != whole {msg!r}")
+    C.check(cut_calls > 0, f"{label}: no max_tokens cut a call after its name")
 
     # a named function
     for name in ("clock", "route"):
