@@ -106,7 +106,10 @@ def run_all(srv, together):
     def one(name, body):
         st, _, j = post(srv, body)
         c = j["choices"][0] if st == 200 else {}
-        out[name] = (st, c.get("text", c.get("message", j)), c.get("logprobs"))
+        msg = c.get("text", c.get("message", j))
+        for call in (msg.get("tool_calls") or []) if isinstance(msg, dict) else []:
+            call.pop("id", None)   # random per request: the calls' content is compared
+        out[name] = (st, msg, c.get("logprobs"))
 
     if together:
         ts = [threading.Thread(target=one, args=r) for r in REQS]
