@@ -93,6 +93,8 @@ static int lp_ready(const srv_choice *c, int all)
 
 static void lp_drop(srv_choice *c, int k)
 {
+    if (k == 0)
+        return;   /* held may still be NULL */
     memmove(c->held, c->held + k, (size_t)(c->n_held - k) * sizeof *c->held);
     c->n_held -= k;
 }
