@@ -134,7 +134,18 @@ static int parse_output(srv_resp *r, const cJSON *body, srv_gen_kind kind, srv_g
             srv_resp_bad(r, "stream_options", "'stream_options' must be an object");
             return -1;
         }
-        if (bool_field(r, so, "include_usage", &p->include_usage)) return -1;
+        if (!p->stream) {   /* OpenAI's and vLLM's rule */
+            srv_resp_bad(r, "stream_options", "'stream_options' is only allowed when 'stream' "
+                         "is true");
+            return -1;
+        }
+        const cJSON *iu = cJSON_GetObjectItemCaseSensitive(so, "include_usage");
+        if (iu && !cJSON_IsNull(iu) && !cJSON_IsBool(iu)) {
+            srv_resp_bad(r, "stream_options.include_usage", "'stream_options.include_usage' "
+                         "must be a boolean");
+            return -1;
+        }
+        p->include_usage = cJSON_IsTrue(iu);
     }
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(body, "user");
     if (user && !cJSON_IsNull(user) && !cJSON_IsString(user)) {

@@ -116,6 +116,10 @@ case_json("n huge", P, {"prompt": "a", "n": 1000000}, 400)
 case_json("stream string", P, {"prompt": "a", "stream": "yes"}, 400)
 case_json("stream_options not object", P, {"prompt": "a", "stream": True,
                                             "stream_options": 3}, 400)
+case_json("stream_options without stream", P, {"prompt": "a",
+                                                "stream_options": {"include_usage": True}}, 400)
+case_json("include_usage string", P, {"prompt": "a", "stream": True,
+                                      "stream_options": {"include_usage": "yes"}}, 400)
 case_json("stop number", P, {"prompt": "a", "stop": 5}, 400)
 case_json("stop list with number", P, {"prompt": "a", "stop": ["x", 5]}, 400)
 case_json("stop too many", P, {"prompt": "a", "stop": ["s%d" % i for i in range(20)]}, 400)
