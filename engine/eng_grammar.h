@@ -34,17 +34,28 @@ typedef struct eng_gmatch eng_gmatch;
  * eng_grammar_free. */
 int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err);
 
-/* Compiles a JSON Schema given as JSON text [0..len). The subset: "type" (object, array, string,
+/* Compiles a JSON Schema given as JSON text [0..len). Enforced: "type" (object, array, string,
  * number, integer, boolean, null, or a list of them), "properties", "required",
  * "additionalProperties" (only declared properties are ever generated), "items",
- * "minItems" / "maxItems", "enum",
- * "const", "anyOf", "$defs" / "definitions" with "$ref" ("#", "#/$defs/x",
- * "#/definitions/x"), and the annotations title / description / default / examples / $schema /
- * $id / $comment / strict, which are ignored. Any other keyword (pattern, format, minLength,
- * oneOf, allOf, ...) is ENG_E_UNSUPPORTED with err naming it and where it is
- * ("unsupported JSON Schema keyword \"pattern\" at #/properties/x"); a malformed schema is
- * ENG_E_INVAL with the same kind of message. Enum and const values match their compact JSON
- * serialization exactly, numbers in the shortest form that reads back as the same double. */
+ * "minItems" / "maxItems", "minLength" / "maxLength" of strings (in characters, a surrogate
+ * pair once; a \uD800-\uDBFF escape counts toward maxLength as one), "minimum" / "maximum" /
+ * "exclusiveMinimum" / "exclusiveMaximum" of integers (numbers or draft 4 booleans), "enum",
+ * "const", "anyOf", "oneOf" (as anyOf: that only one branch matches is not enforced),
+ * "allOf" (one branch as itself; several object branches merged into one object, their
+ * properties agreeing), "nullable": true (OpenAPI 3.0: the schema or null), "$defs" /
+ * "definitions" with "$ref" ("#", "#/$defs/x", "#/definitions/x"; constraints beside it are
+ * read as allOf). Ignored annotations: title, description, default, examples, example,
+ * $schema, $id, $comment, $anchor, $dynamicAnchor, strict, readOnly, writeOnly, deprecated,
+ * contentMediaType, contentEncoding, contentSchema, discriminator, xml, externalDocs, "x-..."
+ * extensions, and "format" (an annotation in 2020-12 unless a validator opts in; claq does not
+ * check it). Value constraints the automaton cannot keep to (pattern, multipleOf, uniqueItems,
+ * minProperties, maxProperties, patternProperties, propertyNames, dependentRequired, not,
+ * if/then/else, prefixItems, ..., and a number's minimum / maximum) are ENG_E_UNSUPPORTED
+ * ("JSON Schema keyword \"pattern\" at #/properties/x cannot be enforced ..."), as is any other
+ * keyword ("unsupported JSON Schema keyword ..."), unless ENG_GRAMMAR_LENIENT. A malformed
+ * schema is ENG_E_INVAL with the same kind of message. Enum and const values match their
+ * compact JSON serialization exactly, numbers in the shortest form that reads back as the
+ * same double. */
 int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len, eng_err *err);
 
 /* eng_grammar_compile_schema with flags (ENG_GRAMMAR_*). ENG_GRAMMAR_ORDERED writes the declared properties of
@@ -55,12 +66,19 @@ int eng_grammar_compile_schema(eng_grammar **out, const char *schema, size_t len
 /* ENG_GRAMMAR_COMPACT allows at most one blank (space, tab, LF, CR) in each place JSON allows
  * whitespace instead of ENG_GRAMMAR_MAX_WS: small models otherwise spend their tokens on it. */
 #define ENG_GRAMMAR_COMPACT 2u
+/* ENG_GRAMMAR_LENIENT ignores what would be refused as unenforceable or unknown (see above):
+ * for requests that do not ask for strict conformance (OpenAI's non-strict tools and
+ * response_format without strict), whose output then keeps to the rest of the schema.
+ * Malformed schemas and unsupported structure are still refused. */
+#define ENG_GRAMMAR_LENIENT 4u
 int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t len,
                                   unsigned flags, eng_err *err);
 
 /* The same from a parsed cJSON node (borrowed for the call). */
 struct cJSON;
 int eng_grammar_compile_cjson(eng_grammar **out, const struct cJSON *schema, eng_err *err);
+int eng_grammar_compile_cjson_ex(eng_grammar **out, const struct cJSON *schema, unsigned flags,
+                                 eng_err *err);
 /* A schema's compact JSON text to compile later, numbers exact as above (cJSON's own printer
  * keeps 15 digits when they read back within an epsilon: 0.30000000000000004 became 0.3). NULL
  * with err set: ENG_E_INVAL for a number beyond a double (1e400), ENG_E_NOMEM. free() it. */

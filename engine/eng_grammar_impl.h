@@ -33,6 +33,11 @@ typedef struct eng_gnode {
                            GN_ANY_OBJECT: the values' node (-1: any value) */
     int min_items;      /* GN_ARRAY: minItems (0 = none) */
     int max_items;      /* GN_ARRAY: maxItems (-1 = none) */
+    int min_len;        /* GN_STRING: minLength in characters (0 = none) */
+    int max_len;        /* GN_STRING: maxLength in characters (-1 = none) */
+    int has_range;      /* GN_INTEGER: lo / hi apply (else any integer, and the frame keeps no
+                           value, so unbounded integers share cache states) */
+    int64_t lo, hi;     /* GN_INTEGER: the inclusive range, within +-(10^15 - 1) */
 } eng_gnode;
 
 struct eng_grammar {
@@ -46,6 +51,12 @@ struct eng_grammar {
     int ordered;        /* ENG_GRAMMAR_ORDERED: declared properties in declaration order */
     int compact;        /* ENG_GRAMMAR_COMPACT: at most one blank between JSON tokens */
 };
+
+/* GN_STRING with minLength / maxLength: F_STR frames count characters (see F_STR below). */
+static inline int eng__gstr_limited(const eng_gnode *n)
+{
+    return n->kind == GN_STRING && (n->min_len > 0 || n->max_len >= 0);
+}
 
 /* anyOf / $ref resolutions the automaton follows for one byte before giving a reading up (a
  * guard against cycles that consume nothing); schemas nesting them deeper are refused when
@@ -62,6 +73,11 @@ enum { A_OPEN = 0, A_VALUE, A_AFTER };
 /* F_STR phases: 0 plain, 1 after a backslash, 2..5 that many \u hex digits still to come,
  * 6..8 UTF-8 continuation bytes still to come (1..3) */
 #define ENG_G_STR_PHASES 9
+/* The largest integer magnitude (ENG_GRAMMAR_MAX_DIGITS digits) */
+#define ENG_G_MAX_MAG 999999999999999LL
+_Static_assert(ENG_GRAMMAR_MAX_DIGITS == 15, "ENG_G_MAX_MAG has ENG_GRAMMAR_MAX_DIGITS nines");
+#define G_NEG ((uint64_t)1 << 63)
+#define G_ESC_D ((uint64_t)1 << 62)
 /* F_NUM phases */
 enum { N_START = 0, N_SIGN, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
 
@@ -71,8 +87,13 @@ typedef struct eng_gframe {
     uint8_t phase;      /* per kind, above */
     uint32_t pos;       /* F_LIT / F_KEY: bytes matched; F_NUM: digits in the current part;
                            F_OBJ: property whose key was read; F_ARR: items begun (counted
-                           only under minItems / maxItems, so plain arrays share cache states) */
-    uint64_t bits;      /* F_LIT / F_KEY: candidates still matching; F_OBJ: properties seen */
+                           only under minItems / maxItems, so plain arrays share cache states);
+                           F_STR: characters begun (only under minLength / maxLength) */
+    uint64_t bits;      /* F_LIT / F_KEY: candidates still matching; F_OBJ: properties seen;
+                           F_NUM of a ranged integer: the magnitude so far, G_NEG when a '-'
+                           was read; F_STR of a limited string: \uD800-\uDBFF escapes begun
+                           (high surrogates: the pair is one character), G_ESC_D while a \u
+                           escape's first hex digit was d or D */
 } eng_gframe;
 
 typedef struct eng_gstack {

@@ -134,8 +134,16 @@ static int compute(eng_gmatch *m, uint32_t *mask)
     const eng_gstate *st = &m->cur;
     memset(mask, 0, (size_t)v->words * sizeof(uint32_t));
     const eng_gstack *s0 = &st->s[0];
-    if (st->n == 1 && s0->depth > 0 && s0->f[s0->depth - 1].kind == F_STR) {
-        int p = s0->f[s0->depth - 1].phase;
+    const eng_gframe *top = s0->depth > 0 ? &s0->f[s0->depth - 1] : NULL;
+    /* a maxLength near enough to bind could refuse a token that stays inside: those strings
+     * take the trie walk (tokens that close the string are run whole either way, so minLength
+     * needs nothing here) */
+    const eng_gnode *tn = top ? &m->g->nodes[top->node] : NULL;
+    int fast = st->n == 1 && top && top->kind == F_STR &&
+               (!eng__gstr_limited(tn) || tn->max_len < 0 ||
+                (int64_t)tn->max_len - top->pos >= v->max_len);
+    if (fast) {
+        int p = top->phase;
         memcpy(mask, v->str_in[p], (size_t)v->words * sizeof(uint32_t));
         for (int i = 0; i < v->n_out[p]; i++) {
             int id = v->str_out[p][i];

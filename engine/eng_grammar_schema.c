@@ -1,6 +1,7 @@
 /* eng_grammar_schema.c — compiles a JSON Schema subset (or "any JSON object") into the node
- * graph eng_grammar_step.c walks, rejecting unsupported keywords by name with their location.
- * Does not run the automaton. Any thread; the result is immutable. */
+ * graph eng_grammar_step.c walks: structure and the value limits the automaton counts are
+ * enforced, annotations ignored, the rest refused by name with its location (or ignored when
+ * lenient). Does not run the automaton. Any thread; the result is immutable. */
 #include "eng_grammar_impl.h"
 
 #include <cjson/cJSON.h>
@@ -17,6 +18,7 @@ typedef struct compiler {
     const cJSON *ref_json[256];
     int ref_node[256];
     int n_refs;
+    int lenient;            /* ENG_GRAMMAR_LENIENT: ignore what cannot be enforced */
     eng_err *err;
 } compiler;
 
@@ -195,21 +197,84 @@ static int lit_text(compiler *c, const cJSON *v, const char *where, const char *
     return *out ? 0 : eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
 }
 
-/* Keywords that constrain a value (the rest of k_known annotate or hold definitions). */
-static const char *const k_constraints[] = {
+/* The keywords, in four classes. Structure the grammar builds (k_structural) and value limits
+ * the automaton counts (k_limits: string lengths, an integer's range) are enforced; annotations
+ * (k_annotations, and any "x-..." extension) are ignored always; value constraints the automaton
+ * cannot keep to (k_unenforced) and keywords claq does not know are refused, or ignored under
+ * ENG_GRAMMAR_LENIENT (non-strict requests: the output keeps to the rest of the schema). */
+static const char *const k_structural[] = {
     "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-    "enum", "const", "anyOf", "$ref", NULL,
+    "enum", "const", "anyOf", "oneOf", "allOf", "$ref", NULL,
+};
+static const char *const k_limits[] = {
+    "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL,
+};
+/* format is an annotation in JSON Schema 2020-12 unless a validator opts in; claq does not */
+static const char *const k_annotations[] = {
+    "title", "description", "default", "examples", "example", "$schema", "$id", "$comment",
+    "strict", "readOnly", "writeOnly", "deprecated", "contentMediaType", "contentEncoding",
+    "contentSchema", "$anchor", "$dynamicAnchor", "discriminator", "format", "xml",
+    "externalDocs", "$defs", "definitions", "nullable", NULL,
+};
+static const char *const k_unenforced[] = {
+    "multipleOf", "pattern", "uniqueItems", "minProperties", "maxProperties",
+    "patternProperties", "propertyNames", "dependentRequired", "dependentSchemas",
+    "dependencies", "contains", "minContains", "maxContains", "prefixItems", "additionalItems",
+    "unevaluatedProperties", "unevaluatedItems", "not", "if", "then", "else", "$dynamicRef",
+    NULL,
 };
 
-/* The first constraint keyword of s other than `self` and `also` (NULL: none). Used where the
- * compiler would otherwise drop it silently: beside $ref, const, enum and anyOf. */
-static const char *other_constraint(const cJSON *s, const char *self, const char *also)
+static int in_list(const char *const *list, const char *k)
 {
-    for (int i = 0; k_constraints[i]; i++) {
-        const char *k = k_constraints[i];
-        if (strcmp(k, self) != 0 && (!also || strcmp(k, also) != 0) &&
-            cJSON_GetObjectItemCaseSensitive(s, k))
-            return k;
+    for (int i = 0; list[i]; i++) {
+        if (strcmp(list[i], k) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A keyword that would constrain a value but cannot be enforced: refused (ENG_E_UNSUPPORTED,
+ * naming it) unless lenient, then 0 (ignored). */
+static int unenforceable(compiler *c, const char *kw, const char *where)
+{
+    if (c->lenient)
+        return 0;
+    return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema keyword \"%.64s\" at %s cannot "
+                       "be enforced by constrained decoding (without strict mode it is accepted "
+                       "and ignored)", kw, where);
+}
+
+/* Checks keyword k of a schema at `where`: 0 when the compiler handles it (or it annotates),
+ * else an error, or 0 under lenient for those it ignores. */
+static int check_keyword(compiler *c, const char *k, const char *where)
+{
+    if (in_list(k_structural, k) || in_list(k_limits, k) || in_list(k_annotations, k) ||
+        strncmp(k, "x-", 2) == 0)
+        return 0;
+    if (in_list(k_unenforced, k))
+        return unenforceable(c, k, where);
+    if (c->lenient)
+        return 0;
+    return eng_err_set(c->err, ENG_E_UNSUPPORTED, "unsupported JSON Schema keyword \"%.64s\" at "
+                       "%s", k, where);
+}
+
+/* The first constraint keyword of s other than `self` and `also` (NULL: none). Used where the
+ * compiler would otherwise drop it silently: beside const, enum and anyOf. Value limits count
+ * only when they would be enforced (not lenient). */
+static const char *other_constraint(const compiler *c, const cJSON *s, const char *self,
+                                    const char *also)
+{
+    for (int l = 0; l < 2; l++) {
+        const char *const *list = l ? k_limits : k_structural;
+        if (l && c->lenient)
+            break;
+        for (int i = 0; list[i]; i++) {
+            const char *k = list[i];
+            if (strcmp(k, self) != 0 && (!also || strcmp(k, also) != 0) &&
+                cJSON_GetObjectItemCaseSensitive(s, k))
+                return k;
+        }
     }
     return NULL;
 }
@@ -242,22 +307,6 @@ static int has_type(const cJSON *v, const cJSON *t)
         return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
                v->valuedouble == floor(v->valuedouble);
     return -1;
-}
-
-static const char *const k_known[] = {
-    "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-    "enum", "const",
-    "anyOf", "$defs", "definitions", "$ref", "title", "description", "default", "examples",
-    "$schema", "$id", "$comment", "strict", NULL,
-};
-
-static int known_keyword(const char *k)
-{
-    for (int i = 0; k_known[i]; i++) {
-        if (strcmp(k_known[i], k) == 0)
-            return 1;
-    }
-    return 0;
 }
 
 static int type_kind(const char *t)
@@ -382,13 +431,13 @@ static int compile_object(compiler *c, const cJSON *s, const char *where, int in
     return into;
 }
 
-/* Resolves a $ref to its grammar node (compiling the target on first use, so that recursive
- * schemas become cycles in the graph). */
-static int compile_ref(compiler *c, const cJSON *ref, const char *where, int into)
+/* The schema a $ref names (NULL with err set when it names none). */
+static const cJSON *resolve_ref(compiler *c, const cJSON *ref, const char *where)
 {
-    if (!cJSON_IsString(ref))
-        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"$ref\" at %s is not a string",
-                           where);
+    if (!cJSON_IsString(ref)) {
+        eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"$ref\" at %s is not a string", where);
+        return NULL;
+    }
     const char *r = ref->valuestring;
     const cJSON *t = NULL;
     if (strcmp(r, "#") == 0) {
@@ -399,8 +448,19 @@ static int compile_ref(compiler *c, const cJSON *ref, const char *where, int int
         t = cJSON_GetObjectItemCaseSensitive(c->defs[1], r + 14);
     }
     if (!t)
-        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"$ref\" \"%.128s\" at %s does "
-                           "not name a definition of this schema (\"#/$defs/...\")", r, where);
+        eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"$ref\" \"%.128s\" at %s does not name a "
+                    "definition of this schema (\"#/$defs/...\")", r, where);
+    return t;
+}
+
+/* Resolves a $ref to its grammar node (compiling the target on first use, so that recursive
+ * schemas become cycles in the graph). */
+static int compile_ref(compiler *c, const cJSON *ref, const char *where, int into)
+{
+    const cJSON *t = resolve_ref(c, ref, where);
+    if (!t)
+        return ENG_E_INVAL;   /* resolve_ref set err */
+    const char *r = ref->valuestring;
     c->g->nodes[into].kind = GN_REF;
     for (int i = 0; i < c->n_refs; i++) {
         if (c->ref_json[i] == t) {
@@ -421,6 +481,252 @@ static int compile_ref(compiler *c, const cJSON *ref, const char *where, int int
     return k < 0 ? k : into;
 }
 
+/* Adds a copy of the property p (named p->string) to merged's "properties"; the same name with
+ * another schema is a conflict. */
+static int merge_property(compiler *c, cJSON *props, const cJSON *p, const char *what,
+                          const char *where, int b)
+{
+    const cJSON *have = cJSON_GetObjectItemCaseSensitive(props, p->string);
+    if (have) {
+        if (cJSON_Compare(have, p, 1))
+            return 0;
+        return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: %s at %s: branch %d "
+                           "gives property \"%.64s\" a schema another branch contradicts (claq "
+                           "merges object branches only when their properties agree)", what,
+                           where, b, p->string);
+    }
+    cJSON *d = cJSON_Duplicate(p, 1);
+    if (!d || !cJSON_AddItemToObject(props, p->string, d)) {
+        cJSON_Delete(d);
+        return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+    }
+    return 0;
+}
+
+/* Merges one allOf branch (after $ref resolution) into merged, an object schema. Only object
+ * schemas merge: properties and required are united. closed[b]: the branch had
+ * additionalProperties false (checked against the union once every branch is in). */
+static int merge_branch(compiler *c, cJSON *merged, const cJSON *br, const char *what,
+                        const char *where, int b, const cJSON **closed)
+{
+    const cJSON *k;
+    for (int hops = 0; cJSON_IsObject(br) && cJSON_GetObjectItemCaseSensitive(br, "$ref"); hops++) {
+        const char *o = other_constraint(c, br, "$ref", NULL);
+        if (o || hops > ENG_G_MAX_ALT_DEPTH)
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: %s at %s: branch "
+                               "%d is not an object schema (only objects are merged)", what,
+                               where, b);
+        if (!(br = resolve_ref(c, cJSON_GetObjectItemCaseSensitive(br, "$ref"), where)))
+            return ENG_E_INVAL;   /* resolve_ref set err */
+    }
+    if (cJSON_IsTrue(br))
+        return 0;
+    if (!cJSON_IsObject(br))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: %s at %s: branch %d is %s",
+                           what, where, b, cJSON_IsFalse(br) ? "false: no value can match"
+                                                       : "not a schema");
+    cJSON *props = cJSON_GetObjectItemCaseSensitive(merged, "properties");
+    cJSON *req = cJSON_GetObjectItemCaseSensitive(merged, "required");
+    cJSON_ArrayForEach(k, br) {
+        const char *kw = k->string;
+        int rc = check_keyword(c, kw, where);
+        if (rc)
+            return rc;
+        if (strcmp(kw, "type") == 0) {
+            if (!cJSON_IsString(k) || strcmp(k->valuestring, "object") != 0)
+                return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: %s at %s: "
+                                   "branch %d is not an object schema (only objects are "
+                                   "merged)", what, where, b);
+        } else if (strcmp(kw, "properties") == 0) {
+            if (!cJSON_IsObject(k))
+                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"properties\" in "
+                                   "\"allOf\" at %s is not an object", where);
+            const cJSON *p;
+            cJSON_ArrayForEach(p, k) {
+                if ((rc = merge_property(c, props, p, what, where, b)) != 0)
+                    return rc;
+            }
+        } else if (strcmp(kw, "required") == 0) {
+            if (!cJSON_IsArray(k))
+                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"required\" in \"allOf\" "
+                                   "at %s is not an array", where);
+            const cJSON *r, *q;
+            cJSON_ArrayForEach(r, k) {
+                int dup = 0;
+                cJSON_ArrayForEach(q, req)
+                    dup |= cJSON_Compare(q, r, 1);
+                if (!dup && !cJSON_AddItemToArray(req, cJSON_Duplicate(r, 1)))
+                    return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON "
+                                       "Schema");
+            }
+        } else if (strcmp(kw, "additionalProperties") == 0) {
+            if (cJSON_IsFalse(k))
+                closed[b] = cJSON_GetObjectItemCaseSensitive(br, "properties");
+            else if (!cJSON_IsTrue(k) && !(cJSON_IsObject(k) && !k->child))
+                return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: %s at %s: "
+                                   "branch %d has an \"additionalProperties\" schema (only "
+                                   "true or false are merged)", what, where, b);
+        } else if (strcmp(kw, "nullable") == 0) {
+            if (!cJSON_IsFalse(k))
+                return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: %s at %s: "
+                                   "branch %d is nullable (only objects are merged)", what,
+                                   where, b);
+        } else if (in_list(k_structural, kw)) {
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" in \"allOf\" at "
+                               "%s, branch %d: only object schemas (type, properties, required, "
+                               "additionalProperties) are merged", kw, where, b);
+        }
+        /* value limits (minLength, ...) do not apply to objects; annotations do nothing */
+    }
+    if (!closed[b] && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(br, "additionalProperties")))
+        closed[b] = cJSON_GetObjectItemCaseSensitive(br, "additionalProperties");   /* no props */
+    return 0;
+}
+
+/* allOf (and $ref beside other constraints, which 2020-12 reads the same way): one branch that
+ * constrains compiles as itself; several must be object schemas and merge into one object. */
+static int compile_allof(compiler *c, const cJSON *s, const char *where, int into)
+{
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (all && (!cJSON_IsArray(all) || cJSON_GetArraySize(all) < 1 ||
+                cJSON_GetArraySize(all) > ENG_GRAMMAR_MAX_ENUM))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"allOf\" at %s must be an array "
+                           "of 1..%d schemas", where, ENG_GRAMMAR_MAX_ENUM);
+    const char *what = all ? "\"allOf\"" : "\"$ref\" with constraints beside it";
+    /* the branches: allOf's, {"$ref"}, and the siblings when they constrain */
+    cJSON *br = cJSON_CreateArray(), *rest = cJSON_Duplicate(s, 1);
+    int rc = br && rest ? 0 : eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON "
+                                          "Schema");
+    if (!rc && all) {
+        const cJSON *a;
+        cJSON_ArrayForEach(a, all)
+            cJSON_AddItemToArray(br, cJSON_Duplicate(a, 1));
+    }
+    if (!rc && ref) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "$ref", cJSON_Duplicate(ref, 1));
+        cJSON_AddItemToArray(br, o);
+    }
+    if (!rc) {
+        static const char *const drop[] = {"allOf", "$ref", "$defs", "definitions"};
+        for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+            cJSON_DeleteItemFromObjectCaseSensitive(rest, drop[i]);
+        if (other_constraint(c, rest, "", NULL)) {
+            cJSON_AddItemToArray(br, rest);
+            rest = NULL;
+        }
+    }
+    int nb = br ? cJSON_GetArraySize(br) : 0;
+    if (!rc && nb == 1) {
+        rc = compile(c, br->child, where, into);
+    } else if (!rc) {
+        const cJSON *closed[ENG_GRAMMAR_MAX_ENUM + 2] = {0};
+        cJSON *merged = cJSON_Parse("{\"type\":\"object\",\"properties\":{},\"required\":[]}");
+        if (!merged)
+            rc = eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        const cJSON *b;
+        int i = 0;
+        cJSON_ArrayForEach(b, br) {
+            if (!rc)
+                rc = merge_branch(c, merged, b, what, where, i, closed);
+            i++;
+        }
+        /* additionalProperties false in one branch: the union may hold no other property */
+        const cJSON *props = cJSON_GetObjectItemCaseSensitive(merged, "properties"), *p;
+        for (i = 0; !rc && i < nb; i++) {
+            if (!closed[i])
+                continue;
+            const cJSON *own = cJSON_IsObject(closed[i]) ? closed[i] : NULL;
+            cJSON_ArrayForEach(p, props) {
+                if (!rc && !cJSON_GetObjectItemCaseSensitive(own, p->string))
+                    rc = eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: %s at %s: "
+                                     "branch %d has \"additionalProperties\": false, which "
+                                     "excludes \"%.64s\" that another branch declares", what,
+                                     where, i, p->string);
+            }
+            if (!rc && !cJSON_GetObjectItemCaseSensitive(merged, "additionalProperties"))
+                cJSON_AddFalseToObject(merged, "additionalProperties");
+        }
+        if (!rc)
+            rc = compile(c, merged, where, into);
+        cJSON_Delete(merged);
+    }
+    cJSON_Delete(br);
+    cJSON_Delete(rest);
+    return rc;
+}
+
+/* minLength / maxLength of a string into node `into`'s limits. */
+static int string_limits(compiler *c, const cJSON *s, const char *where, int into)
+{
+    int lim[2] = {0, -1};
+    static const char *const kw[2] = {"minLength", "maxLength"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, kw[k]);
+        if (!v)
+            continue;
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535 ||
+            v->valuedouble != (double)(int)v->valuedouble)
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s must be an "
+                               "integer from 0 to 65535", kw[k], where);
+        lim[k] = (int)v->valuedouble;
+    }
+    if (lim[1] >= 0 && lim[0] > lim[1])
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"minLength\" at %s is above "
+                           "\"maxLength\"", where);
+    c->g->nodes[into].min_len = lim[0];
+    c->g->nodes[into].max_len = lim[1];
+    return into;
+}
+
+/* minimum / maximum / exclusiveMinimum / exclusiveMaximum (a number, or draft 4's boolean
+ * beside minimum / maximum) of an integer into node `into`'s range. */
+static int integer_range(compiler *c, const cJSON *s, const char *where, int into)
+{
+    static const char *const kw[4] = {"minimum", "maximum", "exclusiveMinimum",
+                                      "exclusiveMaximum"};
+    const cJSON *v[4];
+    int any = 0;
+    for (int k = 0; k < 4; k++) {
+        v[k] = cJSON_GetObjectItemCaseSensitive(s, kw[k]);
+        if (v[k] && !(cJSON_IsNumber(v[k]) && isfinite(v[k]->valuedouble)) &&
+            !(k >= 2 && cJSON_IsBool(v[k])))
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s must be a "
+                               "number", kw[k], where);
+        any |= v[k] != NULL;
+    }
+    if (!any)
+        return into;
+    double lo = -(double)ENG_G_MAX_MAG, hi = (double)ENG_G_MAX_MAG;
+    for (int k = 0; k < 2; k++) {
+        const cJSON *ex = v[k + 2];
+        int excl_bool = cJSON_IsTrue(ex);     /* draft 4: minimum itself is excluded */
+        if (v[k]) {
+            double b = v[k]->valuedouble;
+            if (k == 0)
+                lo = fmax(lo, excl_bool ? floor(b) + 1 : ceil(b));
+            else
+                hi = fmin(hi, excl_bool ? ceil(b) - 1 : floor(b));
+        }
+        if (cJSON_IsNumber(ex)) {
+            double b = ex->valuedouble;
+            if (k == 0)
+                lo = fmax(lo, floor(b) + 1);
+            else
+                hi = fmin(hi, ceil(b) - 1);
+        }
+    }
+    if (lo > hi)
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: the bounds at %s leave no integer "
+                           "of at most %d digits", where, ENG_GRAMMAR_MAX_DIGITS);
+    eng_gnode *n = &c->g->nodes[into];
+    n->has_range = 1;
+    n->lo = (int64_t)lo;
+    n->hi = (int64_t)hi;
+    return into;
+}
+
 /* Compiles schema s into node `into` (or a new node when into < 0); returns the node. */
 static int compile(compiler *c, const cJSON *s, const char *where, int into)
 {
@@ -436,23 +742,52 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
                            where);
     const cJSON *k;
     cJSON_ArrayForEach(k, s) {
-        if (!known_keyword(k->string))
-            return eng_err_set(c->err, ENG_E_UNSUPPORTED,
-                               "unsupported JSON Schema keyword \"%.64s\" at %s", k->string,
-                               where);
+        int rc = check_keyword(c, k->string, where);
+        if (rc)
+            return rc;
+    }
+    /* OpenAPI 3.0's nullable: the schema or null */
+    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(s, "nullable");
+    if (nl && !cJSON_IsBool(nl))
+        return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"nullable\" at %s is not a "
+                           "boolean", where);
+    if (cJSON_IsTrue(nl)) {
+        cJSON *copy = cJSON_Duplicate(s, 1);
+        if (!copy)
+            return eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "nullable");
+        c->g->nodes[into].kind = GN_ANYOF;
+        int rc = node_alloc(c, into, 2, 0, 1);
+        int k0 = rc ? rc : compile(c, copy, where, -1);
+        cJSON_Delete(copy);
+        if (k0 < 0)
+            return k0;
+        cJSON *nv = cJSON_Parse("[null]");
+        int k1 = new_node(c, GN_LITS);
+        if (k1 >= 0)
+            k1 = nv ? compile_lits(c, k1, nv, 1, where, "nullable", 0)
+                    : eng_err_set(c->err, ENG_E_NOMEM, "out of memory compiling a JSON Schema");
+        cJSON_Delete(nv);
+        if (k1 < 0)
+            return k1;
+        c->g->nodes[into].sub[0] = k0;
+        c->g->nodes[into].sub[1] = k1;
+        c->g->nodes[into].n = 2;
+        return into;
     }
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
     const char *o;
+    if (cJSON_GetObjectItemCaseSensitive(s, "allOf"))
+        return compile_allof(c, s, where, into);
     if (ref) {
-        if ((o = other_constraint(s, "$ref", NULL)))
-            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"$ref\" "
-                               "at %s is not supported (put it in the definition)", o, where);
+        if (other_constraint(c, s, "$ref", NULL))
+            return compile_allof(c, s, where, into);   /* constraints beside $ref apply too */
         return compile_ref(c, ref, where, into);
     }
     const cJSON *cst = cJSON_GetObjectItemCaseSensitive(s, "const");
     if (cst) {
-        if ((o = other_constraint(s, "const", "type")))
+        if ((o = other_constraint(c, s, "const", "type")))
             return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"const\" "
                                "at %s is not supported", o, where);
         int r = type ? has_type(cst, type) : 1;
@@ -468,7 +803,7 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         if (!cJSON_IsArray(en))
             return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"enum\" at %s is not an "
                                "array", where);
-        if ((o = other_constraint(s, "enum", "type")))
+        if ((o = other_constraint(c, s, "enum", "type")))
             return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"enum\" "
                                "at %s is not supported", o, where);
         if (!type)
@@ -499,19 +834,22 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         cJSON_Delete(keep);
         return rc;
     }
-    const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf");
+    /* oneOf compiles as anyOf: that exactly one branch matches is not enforced (llama.cpp's
+     * grammars do the same); branches that overlap can both be read */
+    const char *akw = cJSON_GetObjectItemCaseSensitive(s, "anyOf") ? "anyOf" : "oneOf";
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, akw);
     if (any) {
         int na = cJSON_IsArray(any) ? cJSON_GetArraySize(any) : 0;
         if (na < 1 || na > ENG_GRAMMAR_MAX_ENUM)
-            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"anyOf\" at %s must be an "
-                               "array of 1..%d schemas", where, ENG_GRAMMAR_MAX_ENUM);
+            return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s must be an "
+                               "array of 1..%d schemas", akw, where, ENG_GRAMMAR_MAX_ENUM);
         if (type)
-            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"anyOf\" beside "
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside "
                                "\"type\" at %s is not supported (put the type in each branch)",
-                               where);
-        if ((o = other_constraint(s, "anyOf", NULL)))
-            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"anyOf\" "
-                               "at %s is not supported (put it in each branch)", o, where);
+                               akw, where);
+        if ((o = other_constraint(c, s, akw, NULL)))
+            return eng_err_set(c->err, ENG_E_UNSUPPORTED, "JSON Schema: \"%s\" beside \"%s\" "
+                               "at %s is not supported (put it in each branch)", o, akw, where);
         c->g->nodes[into].kind = GN_ANYOF;
         int rc = node_alloc(c, into, na, 0, 1);
         if (rc)
@@ -520,7 +858,7 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         int i = 0;
         cJSON_ArrayForEach(a, any) {
             char sub[256];
-            snprintf(sub, sizeof sub, "%s/anyOf/%d", where, i);
+            snprintf(sub, sizeof sub, "%s/%s/%d", where, akw, i);
             int kk = compile(c, a, sub, -1);
             if (kk < 0)
                 return kk;
@@ -535,6 +873,13 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         if (cJSON_GetObjectItemCaseSensitive(s, "items")) {
             type = NULL;
         } else {
+            /* any value: a string's or a number's limits would go unenforced */
+            for (int i = 0; k_limits[i]; i++) {
+                int rc = cJSON_GetObjectItemCaseSensitive(s, k_limits[i])
+                             ? unenforceable(c, k_limits[i], where) : 0;
+                if (rc)
+                    return rc;
+            }
             return into;    /* no constraint: any value */
         }
     }
@@ -628,7 +973,20 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         cJSON_Delete(nl);
         return rc;
     }
+    case GN_STRING:
+        c->g->nodes[into].kind = GN_STRING;
+        return string_limits(c, s, where, into);
+    case GN_INTEGER:
+        c->g->nodes[into].kind = GN_INTEGER;
+        return integer_range(c, s, where, into);
     default:
+        /* a number's bounds: the automaton keeps only integers in a range */
+        for (int i = 2; k_limits[i]; i++) {
+            int rc = cJSON_GetObjectItemCaseSensitive(s, k_limits[i])
+                         ? unenforceable(c, k_limits[i], where) : 0;
+            if (rc)
+                return rc;
+        }
         c->g->nodes[into].kind = (eng_gnode_kind)kind;
         return into;
     }
@@ -759,11 +1117,20 @@ int eng_grammar_compile_json_object(eng_grammar **out, eng_err *err)
 
 int eng_grammar_compile_cjson(eng_grammar **out, const cJSON *schema, eng_err *err)
 {
+    return eng_grammar_compile_cjson_ex(out, schema, 0, err);
+}
+
+int eng_grammar_compile_cjson_ex(eng_grammar **out, const cJSON *schema, unsigned flags,
+                                 eng_err *err)
+{
     compiler c;
     int rc = start(&c, out, err);
     if (rc)
         return rc;
     c.root = schema;
+    c.lenient = (flags & ENG_GRAMMAR_LENIENT) != 0;
+    c.g->ordered = (flags & ENG_GRAMMAR_ORDERED) != 0;
+    c.g->compact = (flags & ENG_GRAMMAR_COMPACT) != 0;
     if (cJSON_IsObject(schema)) {
         c.defs[0] = cJSON_GetObjectItemCaseSensitive(schema, "$defs");
         c.defs[1] = cJSON_GetObjectItemCaseSensitive(schema, "definitions");
@@ -826,11 +1193,7 @@ int eng_grammar_compile_schema_ex(eng_grammar **out, const char *schema, size_t 
     cJSON *s = cJSON_ParseWithLength(schema, len);
     if (!s)
         return eng_err_set(err, ENG_E_INVAL, "JSON Schema: not valid JSON");
-    int rc = eng_grammar_compile_cjson(out, s, err);
+    int rc = eng_grammar_compile_cjson_ex(out, s, flags, err);
     cJSON_Delete(s);
-    if (rc == 0) {
-        (*out)->ordered = (flags & ENG_GRAMMAR_ORDERED) != 0;
-        (*out)->compact = (flags & ENG_GRAMMAR_COMPACT) != 0;
-    }
     return rc;
 }

@@ -67,16 +67,54 @@ int eng__gstr_step(uint8_t *phase, unsigned char c)
     return 0;
 }
 
-/* Number step: -1 reject, 0 consumed, 2 the number ended before c (c is not consumed). */
-static int num_step(eng_gframe *f, unsigned char c, int integer)
+/* A ranged integer (GN_INTEGER with has_range): whether some integer the digits so far can
+ * still become lies in [lo, hi]. The magnitude mag has k digits (k = 0: none read yet, any
+ * magnitude to come); ext: more digits may follow. Values have at most ENG_GRAMMAR_MAX_DIGITS
+ * digits, so every bound and magnitude fits an int64. "-0" counts as 0. */
+static int range_feasible(const eng_gnode *n, int neg, int64_t mag, int k, int ext)
+{
+    int64_t p = 1;   /* 10^j: j more digits */
+    for (int j = 0; k + j <= ENG_GRAMMAR_MAX_DIGITS; j++, p *= 10) {
+        int64_t a = mag * p, b = mag * p + p - 1;
+        if (k == 0) {   /* nothing read yet: every magnitude */
+            a = 0;
+            b = ENG_G_MAX_MAG;
+        }
+        int64_t x = neg ? -b : a, y = neg ? -a : b;
+        if ((x > n->lo ? x : n->lo) <= (y < n->hi ? y : n->hi))
+            return 1;
+        if (k == 0 || !ext || mag == 0)
+            break;
+    }
+    return 0;
+}
+
+static int range_holds(const eng_gnode *n, const eng_gframe *f)
+{
+    int64_t mag = (int64_t)(f->bits & ~G_NEG), v = f->bits & G_NEG ? -mag : mag;
+    return v >= n->lo && v <= n->hi;
+}
+
+/* Number step: -1 reject, 0 consumed, 2 the number ended before c (c is not consumed). n: the
+ * frame's node, whose range (a GN_INTEGER's) the integer part keeps to digit by digit. */
+static int num_step(const eng_gnode *n, eng_gframe *f, unsigned char c, int integer)
 {
     int d = is_digit(c);
+    int ranged = n->kind == GN_INTEGER && n->has_range;
     switch (f->phase) {
     case N_START:
-        if (c == '-') { f->phase = N_SIGN; return 0; }
+        if (c == '-') {
+            if (ranged && !range_feasible(n, 1, 0, 0, 1)) return -1;
+            if (ranged) f->bits = G_NEG;
+            f->phase = N_SIGN;
+            return 0;
+        }
         /* fall through */
     case N_SIGN:
         if (!d) return -1;
+        if (ranged && !range_feasible(n, (f->bits & G_NEG) != 0, c - '0', 1, c != '0'))
+            return -1;
+        if (ranged) f->bits |= (uint64_t)(c - '0');
         f->phase = c == '0' ? N_ZERO : N_INT;
         f->pos = 1;
         return 0;
@@ -84,13 +122,19 @@ static int num_step(eng_gframe *f, unsigned char c, int integer)
     case N_INT:
         if (d && f->phase == N_INT) {
             if (f->pos >= ENG_GRAMMAR_MAX_DIGITS) return -1;
+            if (ranged) {
+                int64_t mag = (int64_t)(f->bits & ~G_NEG) * 10 + (c - '0');
+                if (!range_feasible(n, (f->bits & G_NEG) != 0, mag, (int)f->pos + 1, 1))
+                    return -1;
+                f->bits = (f->bits & G_NEG) | (uint64_t)mag;
+            }
             f->pos++;
             return 0;
         }
         if (d) return -1;   /* no leading zeros */
         if (!integer && c == '.') { f->phase = N_DOT; f->pos = 0; return 0; }
         if (!integer && (c == 'e' || c == 'E')) { f->phase = N_E; f->pos = 0; return 0; }
-        return 2;
+        return ranged && !range_holds(n, f) ? -1 : 2;
     case N_DOT:
         if (!d) return -1;
         f->phase = N_FRAC;
@@ -123,9 +167,35 @@ static int num_step(eng_gframe *f, unsigned char c, int integer)
     return -1;
 }
 
-static int num_terminal(const eng_gframe *f)
+static int num_terminal(const eng_gnode *n, const eng_gframe *f)
 {
+    if (n->kind == GN_INTEGER && n->has_range && !range_holds(n, f))
+        return 0;
     return f->phase == N_ZERO || f->phase == N_INT || f->phase == N_FRAC || f->phase == N_EXP;
+}
+
+/* The F_STR step of a GN_STRING node with minLength / maxLength: counts characters as they
+ * begin (in phase 0 every byte but the closing quote begins one: an ASCII byte, a backslash or
+ * a UTF-8 lead byte) in f->pos, the upper bound maxLength is checked against, and \uD800-\uDBFF
+ * escapes in f->bits, so that pos - bits (a surrogate pair counted once, as JSON Schema
+ * validators count code points) is the lower bound minLength is checked against. 0 or -1. */
+static int str_count(const eng_gnode *n, eng_gframe *f, uint8_t before, int r, unsigned char c)
+{
+    if (r == 1)
+        return f->pos - (uint32_t)(f->bits & 0xffffffffu) >= (uint32_t)n->min_len ? 0 : -1;
+    if (before == 0) {
+        if (n->max_len >= 0 && f->pos >= (uint32_t)n->max_len)
+            return -1;
+        f->pos++;
+    } else if (before == 5) {        /* a \u escape's first hex digit */
+        if (c == 'd' || c == 'D')
+            f->bits |= G_ESC_D;
+    } else if (before == 4) {        /* its second: d8..db begin a high surrogate */
+        if ((f->bits & G_ESC_D) && c && strchr("89abAB", c))
+            f->bits++;
+        f->bits &= ~G_ESC_D;
+    }
+    return 0;
 }
 
 static eng_gframe frame(int node, int kind, int phase, uint64_t bits)
@@ -336,14 +406,17 @@ static void feed(const eng_grammar *g, eng_gstack *st, unsigned char c, eng_gsta
                 continue;
             }
             return;
-        case F_STR:
+        case F_STR: {
+            uint8_t before = f->phase;
             r = eng__gstr_step(&f->phase, c);
             if (r < 0) return;
+            if (eng__gstr_limited(n) && str_count(n, f, before, r, c) != 0) return;
             if (r == 1) child_done(st, -1);
             emit(out, st);
             return;
+        }
         case F_NUM:
-            r = num_step(f, c, n->kind == GN_INTEGER);
+            r = num_step(n, f, c, n->kind == GN_INTEGER);
             if (r < 0) return;
             if (r == 0) { emit(out, st); return; }
             child_done(st, -1);
@@ -453,7 +526,7 @@ static int stack_can_end(const eng_grammar *g, const eng_gstack *s)
         return 0;
     const eng_gframe *f = &s->f[0];
     if (f->kind == F_NUM)
-        return num_terminal(f);
+        return num_terminal(&g->nodes[f->node], f);
     if (f->kind == F_LIT) {
         const eng_gnode *n = &g->nodes[f->node];
         for (int i = 0; i < n->n; i++) {

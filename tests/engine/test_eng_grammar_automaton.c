@@ -1,7 +1,9 @@
 /* test_eng_grammar_automaton — the JSON grammar byte by byte (accepts valid documents of a
- * schema, rejects invalid ones at the right byte, ends only where a value is complete), schema
- * keywords outside the subset rejected by name, and on small-lm-5m's 4096-token vocabulary the
- * cached trie-walk mask (and on the LLaMA-2 tokenizer.model's 32000) equals a token-by-token check of every token, with special tokens never
+ * schema, rejects invalid ones at the right byte, ends only where a value is complete); schema
+ * keywords: annotations ignored, oneOf / nullable / allOf compiled, string lengths and integer
+ * ranges enforced, the unenforceable refused by name (ignored when lenient); and on
+ * small-lm-5m's 4096-token vocabulary (and the LLaMA-2 tokenizer.model's 32000) the cached
+ * trie-walk mask equals a token-by-token check of every token, with special tokens never
  * allowed and EOS only where the grammar may end. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,13 +160,141 @@ static void bytes_cases(const eng_gvocab *v)
     eng_grammar_free(n);
 }
 
+static eng_grammar *schema_flags(const char *s, unsigned flags)
+{
+    eng_grammar *g = NULL;
+    eng_err err = {0};
+    if (eng_grammar_compile_schema_ex(&g, s, strlen(s), flags, &err))
+        fprintf(stderr, "compile failed: %s\n", err.msg);
+    return g;
+}
+
+/* Annotations ignored, oneOf / nullable / allOf / $ref siblings compiled, and the value limits
+ * the automaton counts (string lengths, integer ranges) kept to byte by byte. */
+static void keyword_cases(const eng_gvocab *v)
+{
+    static const struct { const char *schema, *yes[5], *no[5]; } cases[] = {
+        /* annotations, format included: compile in strict mode and change nothing */
+        {"{\"type\":\"object\",\"properties\":{\"t\":{\"type\":\"string\",\"format\":"
+         "\"date-time\",\"readOnly\":true,\"writeOnly\":false,\"deprecated\":true,"
+         "\"contentMediaType\":\"text/plain\",\"contentEncoding\":\"base64\",\"$anchor\":"
+         "\"t\",\"example\":\"x\",\"examples\":[\"y\"],\"x-order\":1}},\"discriminator\":"
+         "{\"propertyName\":\"t\"},\"required\":[\"t\"]}",
+         {"{\"t\":\"not a date\"}"}, {"{\"t\":1}", "{}"}},
+        /* oneOf as anyOf */
+        {"{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}", {"\"a\"", "7"},
+         {"null", "1.5"}},
+        /* nullable: the type or null (with an enum: its values or null) */
+        {"{\"type\":\"string\",\"nullable\":true}", {"null", "\"s\""}, {"1", "nul"}},
+        {"{\"type\":\"string\",\"enum\":[\"a\"],\"nullable\":true}", {"null", "\"a\""},
+         {"\"b\""}},
+        {"{\"type\":\"integer\",\"nullable\":false}", {"3"}, {"null"}},
+        /* allOf of one $ref beside annotations (pydantic v1) */
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"allOf\":[{\"$ref\":\"#/$defs/E\"}],"
+         "\"description\":\"d\",\"default\":\"a\"}},\"$defs\":{\"E\":{\"enum\":[\"a\",\"b\"]}}}",
+         {"{\"e\":\"a\"}", "{\"e\":\"b\"}"}, {"{\"e\":\"c\"}"}},
+        /* allOf of object branches, one through $ref: merged */
+        {"{\"allOf\":[{\"$ref\":\"#/$defs/A\"},{\"type\":\"object\",\"properties\":{\"b\":"
+         "{\"type\":\"integer\"}},\"required\":[\"b\"]}],\"$defs\":{\"A\":{\"type\":\"object\","
+         "\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"]}}}",
+         {"{\"a\":\"x\",\"b\":1}", "{\"b\":2,\"a\":\"\"}"}, {"{\"a\":\"x\"}", "{\"b\":1}",
+         "{\"a\":1,\"b\":1}"}},
+        /* both closed, same properties: stays closed */
+        {"{\"allOf\":[{\"properties\":{\"a\":{\"type\":\"integer\"}},\"additionalProperties\":"
+         "false},{\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]}]}",
+         {"{\"a\":1}"}, {"{}", "{\"a\":1,\"z\":2}"}},
+        /* $ref beside annotations, and beside object constraints (read as allOf) */
+        {"{\"$defs\":{\"P\":{\"type\":\"integer\"}},\"$ref\":\"#/$defs/P\",\"description\":"
+         "\"d\",\"title\":\"t\",\"default\":1,\"examples\":[2]}", {"5"}, {"\"5\""}},
+        {"{\"$defs\":{\"P\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}},"
+         "\"$ref\":\"#/$defs/P\",\"required\":[\"a\"]}", {"{\"a\":1}"}, {"{}"}},
+        /* string lengths in characters: UTF-8 and escapes one each, a surrogate pair once */
+        {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":4}",
+         {"\"ab\"", "\"abcd\"", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80x\"", "\"\\n\\u00e9\"",
+          "\"\\ud83d\\ude00a\""},
+         {"\"a\"", "\"abcde\"", "\"\\ud83d\\ude00\"", "\"\"", "\"\xc3\xa9\""}},
+        {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":0}}}",
+         {"{\"s\":\"\"}"}, {"{\"s\":\"a\"}"}},
+        /* integer ranges, digit by digit, checked where the number ends */
+        {"{\"type\":\"integer\",\"minimum\":-5,\"maximum\":120}", {"-5", "0", "120", "7", "-0"},
+         {"-6", "121", "1000", "-10", "1200"}},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":10,"
+         "\"maximum\":20}},\"required\":[\"n\"]}", {"{\"n\":15}", "{\"n\":20 }"},
+         {"{\"n\":1}", "{\"n\":5}", "{\"n\":21}", "{\"n\":-15}"}},
+        {"{\"type\":\"integer\",\"exclusiveMinimum\":0,\"exclusiveMaximum\":10}", {"1", "9"},
+         {"0", "10", "-1"}},
+        {"{\"type\":\"integer\",\"minimum\":0,\"exclusiveMinimum\":true}", {"1", "99"},
+         {"0", "-0"}},   /* draft 4's boolean form */
+        {"{\"type\":\"integer\",\"minimum\":1.5,\"maximum\":1e300}", {"2", "999999999999999"},
+         {"1", "-3"}},
+        {"{\"type\":[\"integer\",\"null\"],\"minimum\":1}", {"null", "3"}, {"0", "-1"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eng_grammar *g = schema(cases[i].schema);
+        CHECK(g, "compiles: %s", cases[i].schema);
+        for (int k = 0; g && k < 5 && cases[i].yes[k]; k++)
+            CHECK(accepts(g, v, cases[i].yes[k]) == 1, "%s accepts %s", cases[i].schema,
+                  cases[i].yes[k]);
+        for (int k = 0; g && k < 5 && cases[i].no[k]; k++)
+            CHECK(accepts(g, v, cases[i].no[k]) == 0, "%s rejects %s", cases[i].schema,
+                  cases[i].no[k]);
+        eng_grammar_free(g);
+    }
+
+    /* lenient: what cannot be enforced (and unknown keywords) is ignored, the rest kept */
+    static const char len[] = "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\","
+                              "\"pattern\":\"^a\",\"minLength\":2},\"n\":{\"type\":\"number\","
+                              "\"minimum\":0,\"multipleOf\":2},\"l\":{\"type\":\"array\","
+                              "\"uniqueItems\":true,\"items\":{\"type\":\"integer\",\"maximum\":9}}},"
+                              "\"required\":[\"s\"],\"minProperties\":1,\"frobnicate\":{}}";
+    eng_grammar *g = NULL;
+    eng_err err = {0};
+    CHECK(eng_grammar_compile_schema_ex(&g, len, strlen(len), 0, &err) == ENG_E_UNSUPPORTED &&
+          strstr(err.msg, "cannot be enforced"), "strict refuses: %s", err.msg);
+    eng_grammar_free(g);
+    g = schema_flags(len, ENG_GRAMMAR_LENIENT);
+    CHECK(g, "lenient compiles");
+    if (g) {
+        CHECK(accepts(g, v, "{\"s\":\"bb\",\"n\":-1.5,\"l\":[1,1]}") == 1,
+              "lenient: pattern, minimum of a number, multipleOf, uniqueItems ignored");
+        CHECK(accepts(g, v, "{\"n\":1}") == 0, "lenient: required kept");
+        CHECK(accepts(g, v, "{\"s\":\"b\"}") == 0, "lenient: minLength still enforced");
+        CHECK(accepts(g, v, "{\"s\":\"bb\",\"l\":[10]}") == 0,
+              "lenient: an integer's maximum still enforced");
+    }
+    eng_grammar_free(g);
+    g = schema_flags("{\"type\":\"integer\",\"anyOf\":[{}]}", ENG_GRAMMAR_LENIENT);
+    CHECK(!g, "lenient still refuses unsupported structure");
+    eng_grammar_free(g);
+}
+
 static void rejects_keywords(void)
 {
     static const struct { const char *schema, *word; } cases[] = {
         {"{\"type\":\"string\",\"pattern\":\"^a\"}", "\"pattern\""},
-        {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"string\",\"format\":\"date\"}}}",
-         "\"format\" at #/properties/x"},
-        {"{\"oneOf\":[{\"type\":\"string\"}]}", "\"oneOf\""},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"string\",\"pattern\":\"a\"}}}",
+         "\"pattern\" at #/properties/x cannot be enforced"},
+        {"{\"type\":\"integer\",\"multipleOf\":2}", "\"multipleOf\" at # cannot be enforced"},
+        {"{\"type\":\"number\",\"minimum\":0}", "\"minimum\" at # cannot be enforced"},
+        {"{\"type\":\"object\",\"minProperties\":1}", "\"minProperties\""},
+        {"{\"minLength\":1}", "\"minLength\" at # cannot be enforced"},   /* any value */
+        {"{\"type\":\"string\",\"frobnicate\":1}", "unsupported JSON Schema keyword \"frobnicate\""},
+        {"{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}", "above \"maxLength\""},
+        {"{\"type\":\"string\",\"maxLength\":-1}", "\"maxLength\""},
+        {"{\"type\":\"integer\",\"minimum\":5,\"maximum\":4.5}", "leave no integer"},
+        {"{\"type\":\"integer\",\"exclusiveMinimum\":3,\"exclusiveMaximum\":4}", "leave no integer"},
+        {"{\"type\":\"integer\",\"minimum\":1e300}", "leave no integer"},
+        {"{\"type\":\"integer\",\"minimum\":\"1\"}", "must be a number"},
+        {"{\"type\":\"string\",\"nullable\":1}", "\"nullable\" at # is not a boolean"},
+        {"{\"allOf\":[{\"type\":\"string\"},{\"type\":\"object\"}]}", "not an object schema"},
+        {"{\"allOf\":[{\"properties\":{\"a\":{\"type\":\"string\"}}},"
+         "{\"properties\":{\"a\":{\"type\":\"integer\"}}}]}", "\"a\" a schema another branch"},
+        {"{\"allOf\":[{\"properties\":{\"a\":{}},\"additionalProperties\":false},"
+         "{\"properties\":{\"b\":{}}}]}", "excludes \"b\""},
+        {"{\"allOf\":[{\"properties\":{\"a\":{}}},{\"anyOf\":[{}]}]}", "\"anyOf\" in \"allOf\""},
+        {"{\"allOf\":[{\"type\":\"object\"},{\"type\":\"object\",\"pattern\":\"x\"}]}",
+         "\"pattern\" at # cannot be enforced"},
+        {"{\"allOf\":[]}", "\"allOf\" at # must be an array"},
         {"{\"type\":\"array\",\"uniqueItems\":true}", "\"uniqueItems\""},
         {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "above"},
         {"{\"type\":\"array\",\"minItems\":-1}", "\"minItems\""},
@@ -175,7 +305,7 @@ static void rejects_keywords(void)
         {"[1]", "not an object"},
         /* constraints beside $ref / const / enum / anyOf: refused, never dropped */
         {"{\"$defs\":{\"a\":{\"type\":\"integer\"}},\"$ref\":\"#/$defs/a\",\"type\":\"string\"}",
-         "\"type\" beside \"$ref\""},
+         "\"$ref\" with constraints beside it at #: branch 0 is not an object"},
         {"{\"type\":\"array\",\"minItems\":2,\"enum\":[[1]]}", "beside \"enum\""},
         {"{\"type\":\"object\",\"additionalProperties\":false,\"const\":{\"z\":1}}",
          "beside \"const\""},
@@ -211,15 +341,30 @@ static void rejects_keywords(void)
 }
 
 /* The cached mask equals the per-token check, step after step along a document. */
-static void mask_matches_brute_force(const eng_gvocab *v, const eng_tokenizer *tok, int vocab)
+static const char k_mask_schema[] =
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+    "\"n\":{\"type\":\"number\"},\"e\":{\"enum\":[\"on\",\"off\"]},"
+    "\"l\":{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"integer\"},"
+    "{\"type\":\"boolean\"}]}}},\"required\":[\"name\",\"n\"]}";
+static const char k_mask_doc[] =
+    "{\"name\": \"Bob\\\"s \xc3\xa9\", \"l\": [1, true], \"n\": 2.5e3, \"e\": \"on\"}";
+/* limited strings (a maxLength short enough to take the trie walk, and one long enough to
+ * start on the fast path) and ranged integers */
+static const char k_mask_schema_lim[] =
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"minLength\":3,"
+    "\"maxLength\":9},\"bio\":{\"type\":\"string\",\"maxLength\":40},\"age\":{\"type\":"
+    "\"integer\",\"minimum\":18,\"maximum\":130},\"t\":{\"type\":\"integer\",\"minimum\":-40,"
+    "\"exclusiveMaximum\":-3}},\"required\":[\"name\",\"age\"]}";
+static const char k_mask_doc_lim[] =
+    "{\"name\": \"B\\u00e9\\\"s \xc3\xa9\", \"bio\": \"A longer text that nearly fills it.\", "
+    "\"age\": 42, \"t\": -12}";
+
+static void mask_matches_brute_force(const eng_gvocab *v, const eng_tokenizer *tok, int vocab,
+                                     const char *sch, const char *doc)
 {
-    eng_grammar *g = schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
-                            "\"n\":{\"type\":\"number\"},\"e\":{\"enum\":[\"on\",\"off\"]},"
-                            "\"l\":{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"integer\"},"
-                            "{\"type\":\"boolean\"}]}}},\"required\":[\"name\",\"n\"]}");
+    eng_grammar *g = schema(sch);
     CHECK(g, "schema compiles");
     if (!g) return;
-    const char *doc = "{\"name\": \"Bob\\\"s \xc3\xa9\", \"l\": [1, true], \"n\": 2.5e3, \"e\": \"on\"}";
     eng_gmatch *m = NULL;
     CHECK(eng_gmatch_new(&m, g, v, NULL) == 0, "matcher");
     eng_gmatch *c = NULL;
@@ -279,7 +424,9 @@ int main(void)
     if (v) {
         bytes_cases(v);
         rejects_keywords();
-        mask_matches_brute_force(v, tok, vocab);
+        keyword_cases(v);
+        mask_matches_brute_force(v, tok, vocab, k_mask_schema, k_mask_doc);
+        mask_matches_brute_force(v, tok, vocab, k_mask_schema_lim, k_mask_doc_lim);
     }
     /* the LLaMA-2 SentencePiece vocabulary (32000 pieces, byte fallback) */
     char tpath[1100];
@@ -289,8 +436,10 @@ int main(void)
     if (eng_tokenizer_open(&t32, tpath, 0, &err) == 0) {
         int n32 = eng_tokenizer_vocab_size(t32);
         CHECK(eng_gvocab_build(&v32, t32, n32, -1, &err) == 0, "gvocab 32k: %s", err.msg);
-        if (v32)
-            mask_matches_brute_force(v32, t32, n32);
+        if (v32) {
+            mask_matches_brute_force(v32, t32, n32, k_mask_schema, k_mask_doc);
+            mask_matches_brute_force(v32, t32, n32, k_mask_schema_lim, k_mask_doc_lim);
+        }
     } else {
         printf("no %s: 32k check skipped\n", tpath);
     }
