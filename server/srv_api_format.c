@@ -60,7 +60,9 @@ int srv_gen_parse_format(srv_resp *r, const cJSON *body, srv_gen_params *p)
         return -1;
     }
     /* strict or not, the answer is decoded under the schema: a grammar is the only way a small
-     * model keeps to one */
+     * model keeps to one. Not strict: what the grammar cannot enforce (pattern, ...) is
+     * ignored; strict: refused by name */
+    p->schema_flags = cJSON_IsTrue(strict) ? 0 : ENG_GRAMMAR_LENIENT;
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
     if (!schema) {
         p->json_mode = SRV_JSON_OBJECT;   /* OpenAI: no schema = any JSON object */

@@ -35,7 +35,8 @@ static const char *fn_name(const cJSON *tool)
 }
 
 /* One entry of "tools": {"type": "function", "function": {"name", "description"?,
- * "parameters"?, "strict"?}}; the parameters schema must compile. 0 or -1 with a 400. */
+ * "parameters"?, "strict"?}}, its shape only (tool_schema_ok compiles the parameters of those
+ * that may be called). 0 or -1 with a 400. */
 static int tool_ok(srv_resp *r, const cJSON *tool, int i)
 {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(tool, "type");
@@ -61,18 +62,32 @@ static int tool_ok(srv_resp *r, const cJSON *tool, int i)
         return -1;
     }
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
-    if (!params || cJSON_IsNull(params))
-        return 0;
-    if (!cJSON_IsObject(params)) {
+    if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
         srv_resp_bad(r, "tools", "tools[%d].function.parameters must be a JSON Schema object",
                      i);
         return -1;
     }
+    return 0;
+}
+
+/* The parameters of tools[i], a function that may be called: they must describe an object and
+ * compile, strictly when the function is strict (an unenforceable keyword is a 400 naming it),
+ * else leniently (ignored); a non-strict function whose schema needs structure the grammar
+ * lacks is called with any object as its arguments (t->loose). 0 or -1 with a 400. */
+static int tool_schema_ok(srv_resp *r, const cJSON *tool, int i, srv_tools *t)
+{
+    const cJSON *fn = fn_of(tool);
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    int strict = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(fn, "strict"));
+    if (!strict)
+        t->lenient = ENG_GRAMMAR_LENIENT;
+    if (!params || cJSON_IsNull(params))
+        return 0;
     /* a call's arguments are a JSON object (OpenAI's rule; clients parse them as one) */
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(params, "type");
     int obj = !pt || (cJSON_IsString(pt) && strcmp(pt->valuestring, "object") == 0);
-    static const char *const not_obj[] = {"enum", "const", "anyOf", "$ref", "items", "minItems",
-                                          "maxItems"};
+    static const char *const not_obj[] = {"enum", "const", "anyOf", "oneOf", "$ref", "items",
+                                          "minItems", "maxItems"};
     for (size_t k = 0; k < sizeof not_obj / sizeof not_obj[0]; k++)
         obj = obj && !cJSON_GetObjectItemCaseSensitive(params, not_obj[k]);
     if (!obj) {
@@ -83,15 +98,19 @@ static int tool_ok(srv_resp *r, const cJSON *tool, int i)
     }
     eng_grammar *g = NULL;
     eng_err err = {0};
-    int rc = eng_grammar_compile_cjson(&g, params, &err);
+    int rc = eng_grammar_compile_cjson_ex(&g, params, strict ? 0 : ENG_GRAMMAR_LENIENT, &err);
     eng_grammar_free(g);
     if (rc == ENG_E_NOMEM) {
         srv_resp_error(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return -1;
     }
+    if (rc == ENG_E_UNSUPPORTED && !strict) {
+        t->loose |= (uint64_t)1 << i;
+        return 0;
+    }
     if (rc != 0) {
-        srv_resp_bad(r, "tools", "tools[%d].function.parameters (%s): %s", i, name->valuestring,
-                     err.msg);
+        srv_resp_bad(r, "tools", "tools[%d].function.parameters (%s%s): %s", i, fn_name(tool),
+                     strict ? ", strict" : "", err.msg);
         return -1;
     }
     return 0;
@@ -184,6 +203,18 @@ int srv_tools_parse(srv_server *s, srv_resp *r, const cJSON *body, srv_tools *t)
     }
     if (t->named)
         t->parallel = 0;   /* OpenAI: a named function is called once */
+    /* tool_choice "none" builds no grammar: the schemas of functions that cannot be called are
+     * not compiled (their shape was checked above) */
+    if (t->choice != SRV_TOOL_NONE) {
+        const cJSON *e;
+        int i = 0;
+        cJSON_ArrayForEach(e, t->list) {
+            if ((!t->named || strcmp(fn_name(e), t->named) == 0) &&
+                tool_schema_ok(r, e, i, t) != 0)
+                return -1;
+            i++;
+        }
+    }
     t->native = s->chat_jinja && eng_chat_tmpl_has(s->chat_jinja, "tools") &&
                 eng_chat_tmpl_has(s->chat_jinja, "tool_calls");
     t->args_key = t->native && eng_chat_tmpl_has(s->chat_jinja, "\"parameters\": ")
@@ -224,11 +255,12 @@ static int rewrite_refs(cJSON *node, int i, int *root_refs)
     return 0;
 }
 
-static cJSON *call_schema(const cJSON *tool, int i, const char *args_key, cJSON *defs)
+static cJSON *call_schema(const cJSON *tool, int i, const char *args_key, cJSON *defs,
+                          int loose)
 {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn_of(tool), "parameters");
-    cJSON *ps = params && !cJSON_IsNull(params) ? cJSON_Duplicate(params, 1)
-                                                 : cJSON_Parse("{\"type\":\"object\"}");
+    cJSON *ps = params && !cJSON_IsNull(params) && !loose
+                    ? cJSON_Duplicate(params, 1) : cJSON_Parse("{\"type\":\"object\"}");
     cJSON *o = cJSON_CreateObject();
     int root_refs = 0;
     if (!ps || !o || rewrite_refs(ps, i, &root_refs) != 0)
@@ -292,7 +324,7 @@ int srv_tools_grammar(srv_resp *r, const srv_tools *t, srv_gen_params *p)
     const cJSON *e;
     cJSON_ArrayForEach(e, t->list) {
         if (ok && (!t->named || strcmp(fn_name(e), t->named) == 0)) {
-            cJSON *c = call_schema(e, i, t->args_key, defs);
+            cJSON *c = call_schema(e, i, t->args_key, defs, (int)(t->loose >> i & 1));
             ok = ok && c;
             cJSON_AddItemToArray(calls, c);
         }
@@ -323,7 +355,9 @@ int srv_tools_grammar(srv_resp *r, const srv_tools *t, srv_gen_params *p)
         return -1;
     }
     eng_grammar *g = NULL;
-    const unsigned flags = ENG_GRAMMAR_ORDERED | ENG_GRAMMAR_COMPACT;
+    /* lenient when a callable function is not strict: the strict ones compiled strictly on
+     * their own (srv_tools_parse), so leniency ignores nothing of theirs */
+    const unsigned flags = ENG_GRAMMAR_ORDERED | ENG_GRAMMAR_COMPACT | t->lenient;
     int rc = eng_grammar_compile_schema_ex(&g, text, strlen(text), flags, &err);
     eng_grammar_free(g);
     if (rc != 0) {

@@ -58,6 +58,11 @@ typedef struct srv_tools {
                                        else the generic form (docs/api.md) is used */
     const char *args_key;           /* "parameters" when the template's own call format says so
                                        (LLaMA-3.1), else "arguments"; static */
+    unsigned lenient;               /* ENG_GRAMMAR_LENIENT when a callable function is not
+                                       strict (its unenforceable keywords are ignored), else 0 */
+    uint64_t loose;                 /* bit i: tools[i] is not strict and its parameters use
+                                       structure the grammar lacks: its arguments are any
+                                       object (OpenAI does not constrain non-strict calls) */
 } srv_tools;
 
 /* Reads tools / tool_choice / parallel_tool_calls (and refuses the deprecated functions /

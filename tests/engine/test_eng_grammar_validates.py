@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """test_eng_grammar_validates — constrained decoding on real models (small-lm-5m, 32000 tokens;
 tinystories-656k, 2048 tokens, scalar schemas only): for many random JSON Schemas of the supported subset (nested
-objects, enums, const, arrays with minItems/maxItems, anyOf, $defs/$ref) and several seeds and temperatures, every output
+objects, enums, const, arrays with minItems/maxItems, strings with minLength/maxLength, integers
+with minimum/maximum, anyOf, $defs/$ref) and several seeds and temperatures, every output
 that ended on EOS parses as JSON and validates against its schema (a small validator for the
 subset below; Debian's python3 has no jsonschema), every output cut by max_tokens is a prefix the
 grammar still accepts, and greedy constrained decoding picks the unconstrained argmax whenever the
@@ -52,6 +53,13 @@ def rand_schema(rng, depth, defs):
         return {"$ref": "#/$defs/" + rng.choice(sorted(defs))}
     if k == "string" and rng.random() < 0.3:
         return {"type": ["string", "null"]}
+    if k == "string" and rng.random() < 0.4:
+        lo = rng.randint(0, 3)
+        return {"type": "string", "minLength": lo, "maxLength": lo + rng.randint(0, 6),
+                "format": "date"}   # an annotation: ignored
+    if k == "integer" and rng.random() < 0.5:
+        lo = rng.randint(-30, 30)
+        return {"type": "integer", "minimum": lo, "maximum": lo + rng.choice([0, 1, 9, 150])}
     return {"type": k}
 
 
@@ -70,13 +78,37 @@ def make_schema(rng):
     return s
 
 
+def length(v):
+    """A string's length as JSON Schema counts it: code points (json.loads joins surrogate
+    pairs into one)."""
+    return len(v)
+
+
 def validate(v, s, root):
-    """The subset's semantics (JSON Schema draft 2020-12 for these keywords)."""
+    """The subset's semantics (JSON Schema draft 2020-12 for these keywords; nullable as
+    OpenAPI 3.0; format and other annotations ignored, as 2020-12 does by default)."""
     if s is True or s == {}:
         return True
+    if s.get("nullable") is True:
+        return v is None or validate(v, {k: x for k, x in s.items() if k != "nullable"}, root)
+    if "allOf" in s:
+        rest = {k: x for k, x in s.items() if k != "allOf"}
+        return all(validate(v, a, root) for a in s["allOf"]) and validate(v, rest, root)
     if "$ref" in s:
         r = s["$ref"]
-        return validate(v, root if r == "#" else root["$defs"][r.split("/")[-1]], root)
+        rest = {k: x for k, x in s.items() if k != "$ref"}
+        return (validate(v, root if r == "#" else root["$defs"][r.split("/")[-1]], root) and
+                validate(v, rest, root))
+    if isinstance(v, str) and not (s.get("minLength", 0) <= length(v) <=
+                                   s.get("maxLength", length(v))):
+        return False
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if (("minimum" in s and v < s["minimum"]) or ("maximum" in s and v > s["maximum"]) or
+                ("exclusiveMinimum" in s and v <= s["exclusiveMinimum"]) or
+                ("exclusiveMaximum" in s and v >= s["exclusiveMaximum"])):
+            return False
+    if "oneOf" in s:
+        return sum(1 for a in s["oneOf"] if validate(v, a, root)) == 1
     if "const" in s:
         return json.dumps(v) == json.dumps(s["const"]) and type(v) == type(s["const"])
     if "enum" in s:

@@ -4,7 +4,10 @@ model whose free output is never JSON): json_object and json_schema on /v1/chat/
 /v1/completions, whole and streamed, at temperature 0 and 1, n=2: every answer that ended
 ("stop") parses and validates against its schema (the subset validator of
 tests/engine/test_eng_grammar_validates.py), and streamed deltas concatenate to a valid answer;
-unsupported schema keywords, a bad type and a missing name are 400s that name the problem."""
+string lengths, integer ranges, oneOf, nullable and allOf are kept to and annotations (format)
+ignored, strict or not; without strict, keywords the grammar cannot enforce (pattern, a number's
+minimum) are ignored; with strict they, like a bad type and a missing name, are 400s that name
+the problem."""
 # ctest-cost: 42 (about 42 s in its longer pass; ctest -j starts the costliest first)
 import json
 import os
@@ -96,9 +99,19 @@ try:
     print(f"{ended} whole answers ended on EOS, all valid")
 
     bad = [
-        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        # strict: what the grammar cannot enforce is refused by name
+        ({"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
             "type": "object", "properties": {"a": {"type": "string", "pattern": "^a"}}}}},
-         "pattern"),
+         "\"pattern\" at #/properties/a cannot be enforced"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
+            "type": "object", "properties": {"a": {"type": "number", "minimum": 0}}}}},
+         "\"minimum\" at #/properties/a cannot be enforced"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
+            "type": "array", "uniqueItems": True}}}, "\"uniqueItems\""),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "allOf": [{"type": "object", "properties": {"a": {"type": "string"}}},
+                      {"type": "object", "properties": {"a": {"type": "integer"}}}]}}},
+         "contradicts"),
         ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"oneOf": []}}}, "oneOf"),
         ({"type": "json_schema", "json_schema": {"schema": {"type": "string"}}}, "name"),
         ({"type": "xml"}, "json_schema"),
@@ -163,6 +176,47 @@ try:
             r = {}
         msg = (r or {}).get("error", {}).get("message", "")
         check(st == 400 and word in msg, f"{schema}: 400 naming {word} ({st} {msg})")
+
+    # keywords beyond the old subset: enforced ones kept to in every answer that ends,
+    # annotations ignored, strict or not; without strict, unenforceable ones ignored
+    LIMITS = {"type": "object", "properties": {
+        "n": {"type": "integer", "minimum": 3, "exclusiveMaximum": 8, "readOnly": True},
+        "s": {"type": "string", "minLength": 2, "maxLength": 5, "format": "date-time"},
+        "k": {"oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 100}]},
+        "m": {"type": "string", "enum": ["a", "b"], "nullable": True, "deprecated": True},
+        "o": {"allOf": [{"$ref": "#/$defs/base"}, {"type": "object", "properties": {
+            "z": {"type": "integer", "maximum": -1}}, "required": ["z"]}],
+            "description": "merged"}},
+        "required": ["n", "s", "k", "m", "o"], "additionalProperties": False,
+        "$defs": {"base": {"type": "object", "properties": {"y": {"type": "string",
+                                                                  "maxLength": 3}},
+                           "required": ["y"], "contentMediaType": "application/json"}}}
+    LOOSE = {"type": "object", "properties": {
+        "e": {"type": "string", "pattern": "^[a-z]+@[a-z]+$", "format": "email"},
+        "x": {"type": "number", "minimum": 0, "multipleOf": 0.5},
+        "n": {"type": "integer", "minimum": 1}},
+        "required": ["e", "x", "n"], "additionalProperties": False, "x-origin": "zod"}
+    got = 0
+    for schema, strict in ((LIMITS, True), (LIMITS, False), (LOOSE, False), (LOOSE, None)):
+        for temp, seed in ((0, 0), (1, 1), (1, 2), (1, 3)):
+            js = {"name": "t", "schema": schema}
+            if strict is not None:
+                js["strict"] = strict
+            st, _, r = srv.post("/v1/chat/completions", {
+                "messages": [{"role": "user", "content": "JSON please"}], "max_tokens": 150,
+                "temperature": temp, "seed": seed,
+                "response_format": {"type": "json_schema", "json_schema": js}})
+            check(st == 200, f"strict={strict} {st} {r}")
+            c = r["choices"][0] if st == 200 else {}
+            if c.get("finish_reason") != "stop":
+                continue
+            got += 1
+            v = json.loads(c["message"]["content"])
+            # LOOSE: structure and n's minimum enforced; pattern and x's limits are not
+            want = schema if schema is LIMITS else dict(LOOSE, properties=dict(
+                LOOSE["properties"], e={"type": "string"}, x={"type": "number"}))
+            check(validate(v, want, want), f"strict={strict}: {v} does not validate")
+    check(got >= 4, f"only {got} answers with the newer keywords ended")
 
     # tool calls: an optional parameter before a required one never dead-ends (in declaration
     # order a comma was allowed after the last property), and parameters must be an object

@@ -13,7 +13,11 @@ generic form of docs/api.md); last, one call from small-lm-5m, a real trained mo
     a call and valid; an answer that starts otherwise is free text, never half a call;
   * "none" leaves tools out of the prompt and answers in text;
   * a follow-up carrying the assistant's tool_calls and a role "tool" result is accepted;
-  * malformed tools, tool_choice, tool messages and mixes are 400s naming the problem."""
+  * malformed tools, tool_choice, tool messages and mixes are 400s naming the problem;
+  * schema keywords (through ChatML): a non-strict pydantic-style function (minimum, format,
+    pattern, readOnly, allOf [$ref], nullable) is called with arguments that keep to what the
+    grammar enforces; strict, an unenforceable keyword is a 400 naming it; tool_choice "none"
+    compiles no parameters."""
 import json
 import os
 import re
@@ -218,9 +222,16 @@ def bad_requests(srv):
         ({"tools": [{"type": "retrieval"}]}, "tools", "function"),
         ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools", "name"),
         ({"tools": TOOLS + [TOOLS[0]]}, "tools", "both named"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        # strict: a keyword the grammar cannot enforce is refused by name
+        ({"tools": [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {
             "type": "object", "properties": {"s": {"type": "string", "pattern": "x"}}}}}]},
-         "tools", "pattern"),
+         "tools", "\"pattern\" at #/properties/s cannot be enforced"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {
+            "type": "object", "properties": {"s": {"type": "number", "maximum": 3}}}}}],
+          "tool_choice": "required"}, "tools", "\"maximum\""),
+        # "none" compiles nothing, but the tools' shape is still checked
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}],
+          "tool_choice": "none"}, "tools", "parameters"),
         ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
          "tool_choice", "nope"),
         ({"tools": TOOLS, "tool_choice": "always"}, "tool_choice", "tool_choice"),
@@ -241,6 +252,65 @@ def bad_requests(srv):
         C.check(st == 400 and err.get("param") == param and word in err.get("message", ""),
                 f"{extra!r}: {st} {r}")
     C.check(srv.request("GET", "/health")[0] == 200, "alive after the bad requests")
+
+
+# A pydantic / zod style function: Field(ge=1), datetime (format date-time), EmailStr (format
+# email), a pattern, readOnly, a v1 allOf [$ref] beside a description, nullable
+BOOK = {"type": "object", "properties": {
+    "guests": {"type": "integer", "minimum": 1, "maximum": 9},
+    "when": {"type": "string", "format": "date-time", "maxLength": 8},
+    "email": {"type": "string", "format": "email", "pattern": "^.+@.+$", "readOnly": True},
+    "size": {"allOf": [{"$ref": "#/$defs/Size"}], "description": "room size"},
+    "note": {"type": "string", "nullable": True, "maxLength": 4}},
+    "required": ["guests", "when", "size"], "$defs": {"Size": {"enum": ["S", "L"]}}}
+
+
+def schema_keywords(srv):
+    """Non-strict functions take any schema: what the grammar enforces is kept to, what it
+    cannot is ignored; strict ones keep the enforceable and refuse the rest; "none" compiles
+    no schema at all."""
+    book = [{"type": "function", "function": {"name": "book", "parameters": BOOK}}]
+    # what a call must satisfy: BOOK less the ignored pattern
+    want = json.loads(json.dumps(BOOK))
+    del want["properties"]["email"]["pattern"]
+    calls = 0
+    for seed in range(4):
+        st, _, r = chat(srv, tools=book, tool_choice="required", parallel_tool_calls=False,
+                        max_tokens=120, temperature=1, seed=seed)
+        C.check(st == 200, f"pydantic-style tool: {st} {r}")
+        msg = r["choices"][0]["message"] if st == 200 else {}
+        for call in msg.get("tool_calls") or []:
+            calls += 1
+            args = json.loads(call["function"]["arguments"])
+            C.check(validate(args, want, want), f"pydantic-style tool: {args!r}")
+    C.check(calls >= 1, "pydantic-style tool: no call came back whole")
+    # the same schema with strict: its pattern cannot be enforced, so a 400 naming it...
+    strict = [{"type": "function", "function": {"name": "book", "strict": True,
+                                                "parameters": BOOK}}]
+    st, _, r = chat(srv, tools=strict, tool_choice="required", max_tokens=4)
+    C.check(st == 400 and "\"pattern\" at #/properties/email" in r["error"]["message"],
+            f"strict pattern: {st} {r}")
+    # ...but with tool_choice "none" no grammar is built and nothing is compiled
+    st, _, r = chat(srv, tools=strict, tool_choice="none", max_tokens=4)
+    C.check(st == 200 and r["choices"][0]["message"].get("tool_calls") is None,
+            f"strict pattern, tool_choice none: {st} {r}")
+    st, _, r = chat(srv, tools=[{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "string"}}}], tool_choice="none", max_tokens=4)
+    C.check(st == 200, f"tool_choice none: a schema no call could use is not compiled: {st} {r}")
+    # non-strict with structure the grammar lacks (anyOf beside type): called with any object
+    odd = {"type": "object", "properties": {"v": {"type": "string", "anyOf": [{}]}}}
+    st, _, r = chat(srv, tools=[{"type": "function", "function": {"name": "odd",
+                                                                  "parameters": odd}}],
+                    tool_choice="required", max_tokens=40, temperature=1, seed=1)
+    C.check(st == 200, f"non-strict unsupported structure: {st} {r}")
+    if st == 200:
+        for call in r["choices"][0]["message"].get("tool_calls") or []:
+            C.check(isinstance(json.loads(call["function"]["arguments"]), dict),
+                    f"non-strict unsupported structure: {call!r}")
+    st, _, r = chat(srv, tools=[{"type": "function", "function": {"name": "odd", "strict": True,
+                                                                  "parameters": odd}}],
+                    tool_choice="required", max_tokens=4)
+    C.check(st == 400 and "anyOf" in r["error"]["message"], f"strict structure: {st} {r}")
 
 
 def main():
@@ -268,6 +338,7 @@ def main():
         try:
             run_calls(srv, "generic")
             follow_up(srv, "generic")
+            schema_keywords(srv)
         finally:
             srv.stop()
     # a real trained model (its 256 positions hold one small function)
