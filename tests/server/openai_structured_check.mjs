@@ -1,10 +1,11 @@
 // openai_structured_check.mjs — the OpenAI JavaScript SDK (openai@4) against a live claq-server
 // serving small-lm-5m: chat.completions.create with response_format json_schema (strict) and
 // json_object, whole and streamed; every answer that ended ("stop") must JSON.parse and validate
-// against the schema (a validator for the supported subset below), and an unsupported keyword is
-// a BadRequestError naming it. Then tools: a required call whose arguments validate, the same
-// call streamed as delta.tool_calls, and the follow-up turn carrying the assistant's
-// tool_calls message and a role "tool" result. Run by test_openai_structured.sh.
+// against the schema (a validator for the supported subset below), and a strict schema with a
+// keyword the grammar cannot enforce (pattern) is a BadRequestError naming it. Then tools: a
+// required call whose arguments validate, the same call streamed as delta.tool_calls, and the
+// follow-up turn carrying the assistant's tool_calls message and a role "tool" result. Run by
+// test_openai_structured.sh.
 import OpenAI from 'openai';
 
 const client = new OpenAI({
@@ -96,12 +97,12 @@ check(ended >= 3, 'enough answers ended on EOS', ended);
 try {
     await client.chat.completions.create({
         model: 'small-lm-5m', messages, max_tokens: 4,
-        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {
-            type: 'object', properties: { a: { type: 'string', minLength: 2 } } } } },
+        response_format: { type: 'json_schema', json_schema: { name: 'x', strict: true, schema: {
+            type: 'object', properties: { a: { type: 'string', pattern: '^a' } } } } },
     });
-    check(false, 'minLength: a 400');
+    check(false, 'strict pattern: a 400');
 } catch (e) {
-    check(e instanceof OpenAI.BadRequestError && /minLength/.test(e.message), 'minLength: BadRequestError naming it', e.message);
+    check(e instanceof OpenAI.BadRequestError && /pattern/.test(e.message), 'strict pattern: BadRequestError naming it', e.message);
 }
 // Tools: one small function (the model reads 256 tokens), called whole and streamed, then the
 // follow-up turn with the tool's result.

@@ -193,8 +193,9 @@ case_json("chat tool_choice required", CH, {"messages": M1, "tool_choice": "requ
 case_json("chat functions", CH, {"messages": M1, "functions": [{"name": "f"}]}, 400)
 case_json("chat response_format unknown type", CH, {"messages": M1, "response_format": {
     "type": "json_xml"}}, 400)
-case_json("chat response_format schema keyword unsupported", CH, {"messages": M1,
-          "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+case_json("chat response_format strict schema keyword unenforceable", CH, {"messages": M1,
+          "response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True,
+                                                                     "schema": {
               "type": "string", "pattern": "a+"}}}}, 400)
 case_json("chat response_format json_schema not object", CH, {"messages": M1,
           "response_format": {"type": "json_schema", "json_schema": 3}}, 400)
