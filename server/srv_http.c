@@ -366,6 +366,11 @@ static void conn_protocol_error(srv_conn *c, int status, const char *msg)
                          "%s", msg);
         return;
     }
+    if (status == 415) {   /* only a Content-Encoding: RFC 9110 15.5.16 says what we take */
+        srv_resp_error_h(r, 415, "Accept-Encoding: identity\r\n", "invalid_request_error", NULL,
+                         "unsupported_content_encoding", "%s", msg);
+        return;
+    }
     const char *code = status == 413 ? "request_too_large"
                        : status == 431 ? "headers_too_large"
                        : status == 408 ? "request_timeout" : "bad_request";
@@ -420,6 +425,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     srv_request *q = &c->req;
     if (header_budget(c, len))
         return -1;
+    if (q->headers_done)
+        return 0;   /* a chunked trailer field: counted, never read (see on_header_value) */
     if (q->in_value || q->n_headers == 0) {
         q->n_headers++;
         q->field_len = 0;
@@ -467,6 +474,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     srv_request *q = &c->req;
     if (header_budget(c, len))
         return -1;
+    /* Trailer fields of a chunked body (RFC 9110 6.5.1) arrive after the headers were judged:
+     * merged into them, an Authorization there would pass --api-key and a Content-Type the 415
+     * check. We take none of them; they still count against the header byte limit. */
+    if (q->headers_done)
+        return 0;
     int first = !q->in_value;
     q->in_value = 1;
     const char *f = q->field;
@@ -499,8 +511,27 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     } else if (strcmp(f, "transfer-encoding") == 0) {
         /* two Transfer-Encoding fields run together and fail the check below */
         append_bounded(q->transfer_encoding, sizeof(q->transfer_encoding), at, len);
+    } else if (strcmp(f, "content-encoding") == 0) {
+        /* a second field continues the list (RFC 9110 5.3) */
+        if (first && q->content_encoding[0])
+            append_bounded(q->content_encoding, sizeof(q->content_encoding), ",", 1);
+        append_bounded(q->content_encoding, sizeof(q->content_encoding), at, len);
     }
     return 0;
+}
+
+/* 1 when a Content-Encoding list names no coding but "identity" (empty elements allowed). */
+static int identity_only(const char *v)
+{
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == ',')
+            v++;
+        size_t n = strcspn(v, " \t,");
+        if (n && !(n == 8 && strncasecmp(v, "identity", 8) == 0))
+            return 0;
+        v += n;
+    }
+    return 1;
 }
 
 /* Drops a value's trailing spaces and tabs (llhttp drops the leading ones: RFC 9110 5.5). */
@@ -517,8 +548,9 @@ static int on_headers_complete(llhttp_t *p)
     srv_request *q = &c->req;
     q->headers_done = 1;
     q->t_headers = uv_hrtime();
-    char *vals[] = {q->request_id, q->auth,    q->origin, q->acr_method,       q->acr_headers,
-                    q->host,       q->expect,  q->content_type, q->transfer_encoding};
+    char *vals[] = {q->request_id, q->auth,    q->origin,       q->acr_method,
+                    q->acr_headers, q->host,   q->expect,       q->content_type,
+                    q->transfer_encoding,      q->content_encoding};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
         rtrim_ows(vals[i]);
     if (p->http_major != 1) {   /* a 400 like llhttp's for versions it does not parse */
@@ -537,6 +569,14 @@ static int on_headers_complete(llhttp_t *p)
         snprintf(c->err_msg, sizeof(c->err_msg), "an HTTP/1.1 request needs a Host header field");
         return -1;
     }
+    /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (1.0 has
+     * no chunked coding; llhttp would decode it all the same) */
+    if ((p->flags & F_TRANSFER_ENCODING) && p->http_minor == 0) {
+        c->err_status = 400;
+        snprintf(c->err_msg, sizeof(c->err_msg),
+                 "Transfer-Encoding is not allowed in an HTTP/1.0 request: send Content-Length");
+        return -1;
+    }
     /* llhttp takes "gzip, chunked" as chunked and would hand us the still-encoded bytes; the
      * only coding we decode is chunked (h2o's rule: an unknown coding is a 400). */
     if ((p->flags & F_TRANSFER_ENCODING) && strcasecmp(q->transfer_encoding, "chunked") != 0) {
@@ -544,6 +584,15 @@ static int on_headers_complete(llhttp_t *p)
         snprintf(c->err_msg, sizeof(c->err_msg),
                  "unsupported Transfer-Encoding '%.40s': only chunked is accepted",
                  q->transfer_encoding);
+        return -1;
+    }
+    /* We decode no content coding: a gzip body would be read as (invalid) JSON text, and a
+     * "br" label on plain JSON would be silently wrong. Refused before reading the body. */
+    if (!identity_only(q->content_encoding)) {
+        c->err_status = 415;
+        snprintf(c->err_msg, sizeof(c->err_msg),
+                 "unsupported Content-Encoding '%.40s': request bodies are taken uncompressed "
+                 "only (identity)", q->content_encoding);
         return -1;
     }
     if ((p->flags & F_CONTENT_LENGTH) &&
@@ -557,8 +606,9 @@ static int on_headers_complete(llhttp_t *p)
     if ((p->flags & F_CONTENT_LENGTH) && !body_budget_ok(c, (int64_t)p->content_length))
         return -1;
     /* curl sends "Expect: 100-continue" for larger bodies and waits a second for this line.
-     * Only when nothing is queued before it: an interim line must not overtake a response. */
-    if (strcasecmp(q->expect, "100-continue") == 0 && !c->rq_head) {
+     * Only when nothing is queued before it: an interim line must not overtake a response.
+     * Never to HTTP/1.0, which has no 1xx responses (RFC 9110 10.1.1: ignore the field). */
+    if (strcasecmp(q->expect, "100-continue") == 0 && !c->rq_head && p->http_minor >= 1) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         wreq *wr = malloc(sizeof(*wr));
         char *copy = malloc(sizeof(cont) - 1);
@@ -597,6 +647,22 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A chunk announcing more than the body limit is refused at once (a 413 now, not a 408 once
+ * the body timeout has passed waiting for bytes we would refuse anyway). */
+static int on_chunk_header(llhttp_t *p)
+{
+    srv_conn *c = p->data;
+    const uint64_t max = (uint64_t)c->http->cfg->max_body_bytes;
+    if (p->content_length > max || c->req.body.len + p->content_length > max) {
+        c->err_status = 413;
+        snprintf(c->err_msg, sizeof(c->err_msg), "request body exceeds the limit of %lld bytes "
+                 "(a chunk of %llu bytes announced)", (long long)max,
+                 (unsigned long long)p->content_length);
+        return -1;
+    }
+    return 0;
+}
+
 /* A request id we echo must be short printable ASCII without quotes; otherwise we make one. */
 static int request_id_ok(const char *id)
 {
@@ -608,7 +674,9 @@ static int request_id_ok(const char *id)
     return 1;
 }
 
-/* An absolute-form target ("http://host/path", RFC 9112 3.2.2) becomes its path. */
+/* An absolute-form target ("http://host/path?query", RFC 9112 3.2.2) becomes its path and
+ * query. The authority ends at the first '/', '?' or '#' (RFC 3986 3.2); with no path there,
+ * the path is "/" ("http://h?x=/health" asks for "/" with the query "x=/health"). */
 static void url_strip_authority(srv_request *q)
 {
     size_t skip;
@@ -618,15 +686,17 @@ static void url_strip_authority(srv_request *q)
         skip = 8;
     else
         return;
-    const char *path = strchr(q->url + skip, '/');
-    if (!path) {
-        q->url[0] = '/';
-        q->url[1] = '\0';
-        q->url_len = 1;
+    const char *rest = q->url + skip + strcspn(q->url + skip, "/?#");
+    size_t n = strlen(rest);
+    if (*rest == '/') {
+        memmove(q->url, rest, n + 1);
+        q->url_len = n;
         return;
     }
-    q->url_len = strlen(path);
-    memmove(q->url, path, q->url_len + 1);
+    /* the scheme and authority removed free at least 7 bytes for the '/' */
+    memmove(q->url + 1, rest, n + 1);
+    q->url[0] = '/';
+    q->url_len = n + 1;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -675,6 +745,7 @@ static void http_settings(llhttp_settings_t *st)
     st->on_header_value = on_header_value;
     st->on_headers_complete = on_headers_complete;
     st->on_body = on_body;
+    st->on_chunk_header = on_chunk_header;
     st->on_message_complete = on_message_complete;
 }
 

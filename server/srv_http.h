@@ -32,6 +32,7 @@ typedef struct srv_request {
     char acr_method[32];                    /* Access-Control-Request-Method (preflight) */
     char acr_headers[512];                  /* Access-Control-Request-Headers (truncated) */
     char transfer_encoding[64];             /* Transfer-Encoding value (truncated) */
+    char content_encoding[64];              /* Content-Encoding values, comma-joined (truncated) */
     char content_type[128];
     char host[256];                         /* Host value (truncated) */
     char expect[32];                        /* Expect value ("100-continue") */

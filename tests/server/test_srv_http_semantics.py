@@ -209,6 +209,51 @@ try:
     C.check(statuses(got) == [413] and sent > 64 * 1048576,
             "lingering close: 413, then %.1f MiB of body taken and discarded in 1.5 s"
             % (sent / 1048576))
+
+    # ---- chunked trailer fields are not request headers (RFC 9110 6.5.1): a Host there is
+    # neither a second Host (400) nor run into the first (a 403 for "localhostevil.example") ----
+    tok = b'{"prompt": "Zoo"}'
+    chunked = b"%x\r\n" % len(tok) + tok + b"\r\n0\r\n"
+    out = srv.raw(b"POST /tokenize HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                  b"Connection: close\r\n\r\n" + chunked + b"Host: evil.example\r\n\r\n")
+    C.check(statuses(out) == [200] and b'"count":4' in out, "trailer Host ignored: %r" % out[-120:])
+
+    # ---- request content codings: only identity; anything else is a 415 before the body ----
+    for ce, want in [(b"gzip", 415), (b"br", 415), (b"identity", 200), (b"IDENTITY", 200),
+                     (b"identity, gzip", 415)]:
+        out = srv.raw(b"POST /tokenize HTTP/1.1\r\n" + H + b"Content-Encoding: " + ce +
+                      b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(tok) + tok)
+        C.check(statuses(out) == [want] and
+                (want == 200 or (b'"code":"unsupported_content_encoding"' in out and
+                                 b"Accept-Encoding: identity" in out and b"identity" in
+                                 out.partition(b"\r\n\r\n")[2])),
+                "Content-Encoding %s: %s %r" % (ce, statuses(out), out[-160:]))
+
+    # ---- HTTP/1.0: no 100 Continue (it has no 1xx, RFC 9110 10.1.1); Transfer-Encoding is
+    # faulty framing there (RFC 9112 6.1): 400 and close ----
+    out = srv.raw(b"POST /tokenize HTTP/1.0\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(tok) + tok)
+    C.check(statuses(out) == [200] and b"100 Continue" not in out,
+            "HTTP/1.0 Expect ignored: %r" % out[:80])
+    out = srv.raw(b"POST /tokenize HTTP/1.0\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"\r\n", timeout=3)
+    C.check(statuses(out) == [400] and b"Connection: close" in out and
+            b"Transfer-Encoding" in out.partition(b"\r\n\r\n")[2],
+            "HTTP/1.0 with Transfer-Encoding: 400: %r" % out[-160:])
+
+    # ---- absolute form with a query and no path: the path is "/", the query is not searched
+    # for one ----
+    out = srv.raw(b"GET http://localhost?x=/health HTTP/1.1\r\n" + H +
+                  b"Connection: close\r\n\r\n")
+    C.check(statuses(out) == [404] and b"unknown path '/'" in out,
+            "http://localhost?x=/health is /: %r" % out[-100:])
+
+    # ---- a chunk larger than the body limit: 413 at once, not after the body timeout ----
+    t0 = time.time()
+    out = srv.raw(b"POST /tokenize HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                  b"7fffffff\r\n" + b"a" * 100, timeout=3)
+    C.check(statuses(out) == [413] and b"request_too_large" in out and time.time() - t0 < 2,
+            "chunk of 2 GiB announced: 413 at once (%.1f s): %r" % (time.time() - t0, out[-100:]))
 finally:
     rc = srv.stop()
 C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
