@@ -149,11 +149,18 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
             g->got_first = 1;
             g->resp->ttft_s = (double)(now - g->resp->t_start) * 1e-9;
             srv_hist_observe(&s->metrics.ttft, g->resp->ttft_s);
+            /* The response's counts are kept current from here on, so that the access log of
+             * one abandoned midway reports what was read and made (usage_obj sets the final
+             * counts of one that completes). */
+            g->resp->prompt_tokens = 0;
+            for (int i = 0; i < g->n_prompts; i++)
+                g->resp->prompt_tokens += g->prompt_tokens[i];
         }
         if (c->t_last)
             srv_hist_observe(&s->metrics.itl, (double)(now - c->t_last) * 1e-9);
         c->t_last = now;
         c->completion_tokens++;
+        g->resp->completion_tokens++;
         if (g->tools) {
             srv_gen_tool_event(g, ci, e, 0);
         } else {
@@ -184,6 +191,7 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
     /* DONE */
     c->done = 1;
     c->finish = e->finish;
+    g->resp->completion_tokens += e->completion_tokens - c->completion_tokens;
     c->completion_tokens = e->completion_tokens;
     c->cached_tokens = e->cached_tokens;
     snprintf(c->msg, sizeof(c->msg), "%s", e->msg);
