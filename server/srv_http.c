@@ -1,12 +1,17 @@
 /* srv_http.c — the listener and each client connection: read buffer, llhttp state and limits
- * (header bytes 431, body bytes 413 from Content-Length before reading, header/body deadlines
- * 408), pipelined responses written in request order, keep-alive, lingering close after an
- * error, and write backpressure. Loop thread only. Does not know routes: a complete request
- * goes to the on_request hook (the server's router), which fills a response slot; protocol
- * errors are answered here (srv_errors.h). */
+ * (header bytes 431, body bytes 413 from Content-Length or a chunk header before reading,
+ * header/body deadlines 408, content codings 415), pipelined responses written in request
+ * order (parsing pauses at SRV_MAX_PIPELINE in flight or write_soft_bytes unsent), keep-alive,
+ * reading on after the last request so that a client leaving cancels its generations,
+ * lingering close after an error, and write backpressure. Loop thread only. Does not know
+ * routes: a complete request goes to the on_request hook (the server's router), which fills a
+ * response slot; protocol errors are answered here (srv_errors.h). */
 #include "srv_http.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +61,7 @@ static void conn_flush(srv_conn *c);
 static void conn_parse(srv_conn *c, const char *data, size_t len);
 static void conn_maybe_resume(srv_conn *c);
 static void conn_end_input(srv_conn *c);
-static int conn_read_start(srv_conn *c);
+static void conn_sync_reading(srv_conn *c);
 
 /* Whether `more` body bytes fit the server-wide budget; if not, sets the 503 the parser stops
  * with. */
@@ -252,10 +257,12 @@ static void on_write(uv_write_t *w, int status)
     free(wr);
     if (c->closing)
         return;
-    if (status == 0)
-        c->last_active = uv_hrtime();
-    else
+    if (status != 0) {
         srv_conn_close(c);   /* the peer is gone (EPIPE, reset): cancel its generations */
+        return;
+    }
+    c->last_active = uv_hrtime();
+    conn_maybe_resume(c);   /* the backlog that paused reading may have drained */
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -268,12 +275,10 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     }
     /* Lingering close: read (and discard) again for a moment, so that a client still sending
      * does not turn our last response into a reset (closing with unread data sends RST, and
-     * many stacks then drop the response the client had not read yet). Reading was stopped
-     * when the input ended; start it again. */
+     * many stacks then drop the response the client had not read yet). Reading stopped at
+     * the half-close; start it again. */
     c->last_active = c->linger_since = uv_hrtime();
-    int rc = conn_read_start(c);
-    if (rc != 0 && rc != UV_EALREADY)
-        srv_conn_close(c);
+    conn_sync_reading(c);
 }
 
 /* No more responses will be sent: half-close after the queued writes, then linger. */
@@ -282,6 +287,7 @@ static void conn_finish(srv_conn *c)
     if (c->closing || c->input_closed == 2)
         return;
     c->input_closed = 2;   /* 2 = lingering */
+    conn_sync_reading(c);  /* not until the shutdown is done: an EOF now would cut the writes */
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         free(req);
@@ -324,7 +330,6 @@ static void conn_flush(srv_conn *c)
         resp_free(r);
         if (close_after) {
             c->input_closed = 1;
-            uv_read_stop((uv_stream_t *)&c->tcp);
             /* later pipelined responses are dropped with the connection */
             while (c->rq_head) {
                 srv_resp *x = c->rq_head;
@@ -352,7 +357,7 @@ static void conn_protocol_error(srv_conn *c, int status, const char *msg)
 {
     srv_resp *r = conn_push_resp(c);
     c->input_closed = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_sync_reading(c);   /* reads on, discarding, so a peer leaving is seen */
     if (!r) {
         c->doomed = 1;
         return;
@@ -377,6 +382,27 @@ static void conn_protocol_error(srv_conn *c, int status, const char *msg)
     srv_resp_error(r, status, "invalid_request_error", NULL, code, "%s", msg);
 }
 
+/* Bytes of answers not yet taken by the kernel: libuv's write queue, and what responses hold
+ * that was not handed to it yet (finished answers queued behind an unfinished one). */
+static size_t conn_unsent(const srv_conn *c)
+{
+    size_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    for (const srv_resp *r = c->rq_head; r; r = r->next)
+        n += r->out.len;
+    return n;
+}
+
+/* Whether the next request may be parsed: fewer than SRV_MAX_PIPELINE in flight, and no more
+ * than write_soft_bytes unsent (half that to resume, so that a paused parser goes on for many
+ * requests at a time rather than one per write completed). A client that pipelines requests
+ * and reads no answers would otherwise have us read and answer without bound (130 MB a
+ * connection of /metrics answers); paused, the kernel's buffers fill and its sends stop. */
+static int conn_may_parse(const srv_conn *c, int resuming)
+{
+    const size_t soft = (size_t)c->http->cfg->write_soft_bytes;
+    return c->n_resp < SRV_MAX_PIPELINE && conn_unsent(c) <= (resuming ? soft / 2 : soft);
+}
+
 /* ---- llhttp callbacks ---- */
 
 static int on_message_begin(llhttp_t *p)
@@ -387,6 +413,7 @@ static int on_message_begin(llhttp_t *p)
     memset(q, 0, sizeof(*q));
     q->t_start = uv_hrtime();
     c->in_message = 1;
+    c->n_begun++;
     return 0;
 }
 
@@ -731,8 +758,8 @@ static int on_message_complete(llhttp_t *p)
     req_body_free(c);
     if (c->input_closed || c->closing)
         return HPE_PAUSED;   /* read nothing more */
-    if (c->n_resp >= SRV_MAX_PIPELINE)
-        return HPE_PAUSED;
+    if (!conn_may_parse(c, 0))
+        return HPE_PAUSED;   /* conn_maybe_resume goes on from here */
     return 0;
 }
 
@@ -762,7 +789,7 @@ static void conn_parse(srv_conn *c, const char *data, size_t len)
         const char *pos = llhttp_get_error_pos(&c->parser);
         size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
         if (c->input_closed) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            conn_sync_reading(c);   /* the last request: what follows is discarded */
             return;
         }
         size_t rest = len - used;
@@ -774,14 +801,16 @@ static void conn_parse(srv_conn *c, const char *data, size_t len)
             if (!c->pending) {
                 c->doomed = 1;   /* the sweep closes it: a handler may be below us */
                 c->input_closed = 1;
-                uv_read_stop((uv_stream_t *)&c->tcp);
+                conn_sync_reading(c);
                 return;
             }
             memcpy(c->pending, data + used, rest);
             c->n_pending = rest;
         }
+        /* Reading stops while paused (what is not read stays in the kernel's buffers, which
+         * bounds it); the sweep still looks for the peer leaving (conn_peer_gone). */
         c->paused = 1;
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        conn_sync_reading(c);
         return;
     }
     if (e == HPE_PAUSED_UPGRADE) {
@@ -801,10 +830,12 @@ static void conn_parse(srv_conn *c, const char *data, size_t len)
     conn_protocol_error(c, status, msg);
 }
 
+/* Parses what a pause left over, and reads again, once conn_may_parse allows it. Called when
+ * a response goes and when a write completes; never under llhttp_execute. */
 static void conn_maybe_resume(srv_conn *c)
 {
     while (c->paused && !c->closing && !c->in_execute && !c->input_closed &&
-           c->n_resp < SRV_MAX_PIPELINE) {
+           conn_may_parse(c, 1)) {
         c->paused = 0;
         llhttp_resume(&c->parser);
         char *p = c->pending;
@@ -814,8 +845,8 @@ static void conn_maybe_resume(srv_conn *c)
         if (n)
             conn_parse(c, p, n);
         free(p);
-        if (!c->paused && !c->closing && !c->input_closed)
-            conn_read_start(c);
+        if (!c->closing)
+            conn_sync_reading(c);
     }
 }
 
@@ -823,7 +854,7 @@ static void conn_maybe_resume(srv_conn *c)
 static void conn_end_input(srv_conn *c)
 {
     c->input_closed = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_sync_reading(c);
     if (!c->rq_head)
         conn_finish(c);
 }
@@ -844,40 +875,87 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == 0)
         return;
-    c->last_active = uv_hrtime();
     if (c->input_closed == 2) {
         /* lingering: discard; the peer's EOF ends it */
+        c->last_active = uv_hrtime();
         if (nread < 0)
             srv_conn_close(c);
         return;
     }
     if (nread < 0) {
-        if (nread != UV_EOF || c->input_closed) {
-            srv_conn_close(c);
+        if (nread != UV_EOF) {
+            srv_conn_close(c);   /* reset: the peer is gone, cancel what it had in flight */
             return;
         }
-        /* EOF. A request cut short gets a 400 (for a client that half-closed). Otherwise the
-         * client is gone: most clients never half-close, and a server that kept generating
-         * for a closed socket is the classic leak, so cancel whatever it had in flight. */
-        if (c->in_message) {
+        c->read_eof = 1;   /* libuv stopped reading */
+        /* EOF. A request cut short gets a 400 (for a client that half-closed). */
+        if (c->in_message && !c->input_closed) {
             conn_protocol_error(c, 400, "request truncated: the connection ended mid-request");
             return;
         }
-        srv_conn_close(c);
+        /* An answer still being made (a generation) is for a client that left: most clients
+         * never half-close, and a server that kept generating for a closed socket is the
+         * classic leak, so cancel whatever is in flight. This holds after the last request
+         * too (Connection: close, HTTP/1.0): reading goes on after it for this. */
+        if (c->rq_head || uv_stream_get_write_queue_size(st) == 0) {
+            srv_conn_close(c);
+            return;
+        }
+        /* every answer is made and only bytes are left: let them out to a half-closed peer */
+        conn_end_input(c);
         return;
     }
     if (c->input_closed)
-        return;
+        return;   /* after the last request: discarded */
+    /* Activity is request bytes: the empty lines llhttp skips between requests start no
+     * request, so they neither start the header deadline nor may keep an idle connection
+     * open (a peer sending "\r\n" now and then held it forever). */
+    const uint64_t begun = c->n_begun;
+    const int was_in = c->in_message;
     conn_parse(c, c->rbuf, (size_t)nread);
+    if (was_in || c->in_message || c->n_begun != begun)
+        c->last_active = uv_hrtime();
     if (!c->closing && !c->in_execute)
         conn_maybe_resume(c);
 }
 
-/* uv_read_start needs the callbacks; conn_maybe_resume uses this helper through a macro-free
- * wrapper so that both places start reading the same way. */
-static int conn_read_start(srv_conn *c)
+/* Starts or stops reading to match the state: requests are read unless the parser is paused;
+ * after the last request reading goes on (discarding) until EOF, so that a client leaving is
+ * seen and its generations cancelled; lingering reads once the half-close is done. A failure
+ * to start dooms the connection (the sweep closes it: a caller may be below us). */
+static void conn_sync_reading(srv_conn *c)
 {
-    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->closing)
+        return;
+    int want = c->input_closed == 2 ? c->linger_since != 0
+               : c->input_closed == 1 ? !c->read_eof
+                                      : !c->paused;
+    if (!want) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        return;
+    }
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0 && rc != UV_EALREADY)
+        c->doomed = 1;
+}
+
+/* Whether the peer has closed or reset a connection we are not reading (parser paused): its
+ * kernel state says so even with unread requests before the FIN. Elsewhere a peek sees an
+ * EOF or error only when nothing unread is left. */
+static int conn_peer_gone(srv_conn *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+#if defined(__linux__) && defined(TCP_INFO)
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+        return ti.tcpi_state != TCP_ESTABLISHED;
+#endif
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* ---- accept ---- */
@@ -926,7 +1004,8 @@ static void on_connection(uv_stream_t *ls, int status)
                                          : "too many open connections");
         return;
     }
-    if (conn_read_start(c) != 0)
+    conn_sync_reading(c);
+    if (c->doomed)
         srv_conn_close(c);
 }
 
@@ -1075,6 +1154,12 @@ void srv_http_sweep(srv_http *s)
             }
         } else {
             c->write_soft_since = 0;
+        }
+        if (c->paused && c->rq_head && !c->input_closed && conn_peer_gone(c)) {
+            /* not reading (pipeline full, or backpressure), so no EOF to see: the client left
+             * with answers still being made; cancel them */
+            srv_conn_close(c);
+            continue;
         }
         if (c->in_message && !c->input_closed) {
             if (!c->req.headers_done && now - c->req.t_start > hdr_ns) {

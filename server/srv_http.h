@@ -124,12 +124,19 @@ struct srv_conn {
     int n_resp;
     char *pending;              /* unparsed bytes while the parser is paused; owned */
     size_t n_pending;
-    int paused;                 /* parser paused: too many requests in flight */
+    int paused;                 /* parser paused, reading stopped: SRV_MAX_PIPELINE requests in
+                                   flight, or more than write_soft_bytes unsent (backpressure) */
     int in_execute;             /* inside llhttp_execute (no re-entrant parsing) */
-    int input_closed;           /* no more requests will be read (error, EOF, drain) */
+    int input_closed;           /* no more requests will be read (error, EOF, drain); 1: still
+                                   reading, to discard, so that the peer leaving is seen; 2:
+                                   half-closed, lingering (reading again once the shutdown is
+                                   done) */
+    int read_eof;               /* the peer's EOF was read: nothing more will come */
+    uint64_t n_begun;           /* requests begun (on_message_begin) over the connection's life */
     int closing;                /* uv_close called */
     int doomed;                 /* close at the next sweep (a write could not be queued) */
-    uint64_t last_active;       /* uv_hrtime of the last read or write completion */
+    uint64_t last_active;       /* uv_hrtime of the last read of request bytes (not the empty
+                                   lines llhttp skips between requests) or write completion */
     uint64_t linger_since;      /* uv_hrtime the lingering close began (input_closed == 2) */
     uint64_t write_soft_since;  /* when the write queue first passed the soft limit, 0 = below */
     size_t wq_prev;             /* unsent bytes at the previous sweep */

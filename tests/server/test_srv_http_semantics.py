@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -257,4 +258,153 @@ try:
 finally:
     rc = srv.stop()
 C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
-C.done(srv)
+
+# ---- a second server for what takes time: an API key, 1 s idle and header timeouts, and a
+# 20 ms sleep per engine step, so that a 300-token generation runs for 6 s ----
+AUTH = b"Authorization: Bearer sekret\r\n"
+srv2 = Server("stories260K.bin", "tok512.bin",
+              args=["--api-key", "sekret", "--metrics-public", "--step-delay-ms", "20",
+                    "--idle-timeout", "1", "--header-timeout", "1"])
+
+
+def wait_running(n, timeout):
+    """True once exactly n requests are generating (False at the timeout)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if srv2.metric("claq_num_requests_running") == n:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+try:
+    # ---- trailer fields do not authenticate, nor give a body its Content-Type ----
+    tok = b'{"prompt": "Zoo"}'
+    chunked = b"%x\r\n" % len(tok) + tok + b"\r\n0\r\n"
+    out = srv2.raw(b"POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+                   b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked +
+                   AUTH + b"\r\n")
+    C.check(statuses(out) == [401], "Authorization in a trailer: 401: %r" % out[-100:])
+    out = srv2.raw(b"POST /tokenize HTTP/1.1\r\nHost: localhost\r\n" + AUTH +
+                   b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked +
+                   b"Content-Type: application/json\r\n\r\n")
+    C.check(statuses(out) == [415], "Content-Type in a trailer: 415: %r" % out[-100:])
+
+    # ---- a client that leaves has its generation cancelled, also after its last request
+    # (Connection: close, HTTP/1.0: reading goes on to see the EOF) and with the pipeline full
+    # (not reading: the sweep asks the socket) ----
+    gen = b'{"prompt": "Zoo", "max_tokens": 300, "temperature": 1, "ignore_eos": true}'
+
+    def post_gen(extra=b"", version=b"1.1"):
+        return (b"POST /v1/completions HTTP/" + version + b"\r\n" + H + AUTH + extra +
+                b"Content-Length: %d\r\n\r\n" % len(gen) + gen)
+
+    for name, req, n in [("keep-alive", post_gen(), 1),
+                         ("Connection: close", post_gen(b"Connection: close\r\n"), 1),
+                         ("HTTP/1.0", post_gen(version=b"1.0"), 1),
+                         ("17 pipelined", post_gen() * 17, 16)]:
+        s = socket.create_connection((srv2.host, srv2.port), timeout=5)
+        s.sendall(req)
+        started = wait_running(n, 5)
+        s.close()
+        t0 = time.time()
+        freed = wait_running(0, 4)
+        C.check(started and freed and time.time() - t0 < 1.0,
+                "%s: client gone, %d generations cancelled in %.2f s (started %s)"
+                % (name, n, time.time() - t0, started))
+    # the access log line of an abandoned stream counts the tokens made until then
+    s = socket.create_connection((srv2.host, srv2.port), timeout=5)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\n" + H + AUTH + b"X-Request-Id: gone-stream\r\n"
+              b"Content-Length: %d\r\n\r\n" % (len(gen) + 16) + gen[:-1] + b', "stream": true}')
+    got = recv_for(s, 0.5)
+    s.close()
+    wait_running(0, 4)
+    srv2.wait_log("gone-stream")
+    line = [a for a in srv2.access_lines() if a.get("request_id") == "gone-stream"]
+    C.check(b"data: {" in got and len(line) == 1 and line[0].get("client_gone") and
+            line[0]["completion_tokens"] >= 5 and line[0]["prompt_tokens"] >= 1,
+            "abandoned stream logs its tokens: %s" % line)
+
+    # ---- empty lines are not activity: a peer sending only CRLFs is closed at the idle
+    # timeout (1 s), and the header deadline does not start for them ----
+    s = socket.create_connection((srv2.host, srv2.port), timeout=5)
+    s.settimeout(0.25)
+    t0, closed = time.time(), False
+    while not closed and time.time() - t0 < 3:
+        try:
+            s.send(b"\r\n")
+            closed = s.recv(100) == b""
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+    s.close()
+    C.check(closed and time.time() - t0 < 2.5, "CRLF-only connection closed after %.1f s"
+            % (time.time() - t0))
+    out = srv2.raw(b"\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    C.check(statuses(out) == [200], "empty lines before a request are still skipped")
+
+    # ---- a client pipelining requests and reading nothing: reading stops once a soft limit
+    # of answers is unsent (1 MiB), so the server's memory stays put; read back later, every
+    # answer comes, in order ----
+    req = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    blob = req * 1000
+    n_send = 6000
+    s = socket.create_connection((srv2.host, srv2.port), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.setblocking(False)
+    rss0 = peak = rss_kib(srv2.proc.pid)
+    # (0.7 s: a reader that takes nothing for the idle timeout, 1 s, is cut off)
+    sent, t0 = 0, time.time()
+    while time.time() - t0 < 0.7:
+        try:
+            if sent < n_send * len(req):
+                off = sent % len(req)
+                sent += s.send(blob[off:off + n_send * len(req) - sent])
+        except BlockingIOError:
+            pass
+        time.sleep(0.01)
+        peak = max(peak, rss_kib(srv2.proc.pid))
+    probe_t = time.time()
+    probe = srv2.raw(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    probe_t = time.time() - probe_t
+    back = []
+
+    def reader():
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                back.append(chunk)
+        except OSError:
+            pass
+
+    s.settimeout(10)
+    th = threading.Thread(target=reader)
+    th.start()
+    tail = req[sent % len(req):] if sent % len(req) else b""
+    s.sendall(tail + b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    th.join(30)
+    s.close()
+    n_req = (sent + len(tail)) // len(req)
+    st = statuses(b"".join(back))
+    C.check(peak - rss0 < 16 * 1024, "pipelining without reading: RSS %d -> %d KiB (%d requests "
+            "sent)" % (rss0, peak, n_req))
+    C.check(st == [200] * (n_req + 1), "then read back: %d answers of %d, all 200: %s"
+            % (len(st), n_req + 1, sorted(set(st))))
+    C.check(statuses(probe) == [200] and probe_t < 1.0, "others served meanwhile (%.2f s)"
+            % probe_t)
+finally:
+    rc = srv2.stop()
+C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
+C.done(srv2 if C.fails else srv)
