@@ -83,7 +83,8 @@ static const cfg_flag srv__flags[] = {
     {"max-connections", "CLAQ_MAX_CONNECTIONS", CFG_INT, F(max_conns), 1, 1000000,
      "open connections; more are answered 503 (default 4096)"},
     {"write-soft-bytes", "CLAQ_WRITE_SOFT_BYTES", CFG_I64, F(write_soft_bytes), 1024, 1LL << 34,
-     "a client this many bytes behind for --write-soft-seconds is cut off (default 1 MiB)"},
+     "a client this many bytes behind for --write-soft-seconds is cut off, and no new request "
+     "of its is read while it is (default 1 MiB)"},
     {"write-soft-seconds", "CLAQ_WRITE_SOFT_SECONDS", CFG_DBL, F(write_soft_s), 0.01, 1e6,
      "how long a client may stay over --write-soft-bytes (default 10)"},
     {"write-hard-bytes", "CLAQ_WRITE_HARD_BYTES", CFG_I64, F(write_hard_bytes), 1024, 1LL << 36,

@@ -26,12 +26,14 @@
 #define SRV_BODY_TIMEOUT_MS 30000
 /* An idle kept-alive connection (no request bytes, nothing in flight) is closed after this. */
 #define SRV_IDLE_TIMEOUT_MS 60000
-/* Requests in flight on one connection (pipelining); the parser pauses beyond it. */
+/* Requests in flight on one connection (pipelining); the parser pauses beyond it (and while
+ * more than the soft write limit below is unsent). */
 #define SRV_MAX_PIPELINE 16
 /* Open connections; a connection beyond it is answered 503 and closed. */
 #define SRV_MAX_CONNS 4096
 /* Bytes queued in libuv for one client: over the soft limit for SRV_WRITE_SOFT_SECONDS, or over
- * the hard limit at once, cancels its generations and closes it (slow reader backpressure). */
+ * the hard limit at once, cancels its generations and closes it (slow reader backpressure);
+ * over the soft limit no new request of its is parsed (until half of it is left). */
 #define SRV_WRITE_SOFT_BYTES (1 << 20)
 #define SRV_WRITE_HARD_BYTES (16 << 20)
 #define SRV_WRITE_SOFT_SECONDS 10

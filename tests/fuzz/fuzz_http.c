@@ -136,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p += k;
             n -= k;
         }
+        shutdown(fd, SHUT_WR);   /* whatever the bytes were, nothing more comes */
     } else {
         static const char *const routes[7] = {
             "POST /v1/completions", "POST /v1/chat/completions", "POST /tokenize",
@@ -146,8 +147,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           routes[mode - 1], size - 1);
         send_all(fd, (const uint8_t *)head, (size_t)hl);
         send_all(fd, data + 1, size - 1);
+        /* no half-close: the request is complete and says Connection: close, and an EOF while
+         * an answer is still being made counts as the client leaving (its generation would be
+         * cancelled before the response paths run) */
     }
-    shutdown(fd, SHUT_WR);
     read_all(fd);
     close(fd);
     return 0;

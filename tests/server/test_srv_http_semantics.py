@@ -5,7 +5,10 @@ an Upgrade we do not take announced as Connection: close, the CORS preflight all
 the browser asks for (the OpenAI SDKs send x-stainless-*), and prompt scoring with echo +
 logprobs (lm-eval-harness sends max_tokens 0): one entry per prompt token, null for a first token
 with no context, values equal to the next-token logprobs of a shorter prompt, text_offset in
-characters."""
+characters. Then what a black-box review of the HTTP layer found: trailer fields taken as headers,
+request content codings, HTTP/1.0 framing, a client leaving after its last request or with the
+pipeline full (generation not cancelled), a client pipelining without reading (memory without
+bound), CRLF-only connections never closed, an abandoned stream logged with 0 tokens."""
 import json
 import os
 import re
@@ -262,9 +265,11 @@ C.check(rc == 0, "exit 0 after SIGTERM (rc=%s)" % rc)
 # ---- a second server for what takes time: an API key, 1 s idle and header timeouts, and a
 # 20 ms sleep per engine step, so that a 300-token generation runs for 6 s ----
 AUTH = b"Authorization: Bearer sekret\r\n"
+# (under ASan a small quarantine, so that its RSS follows what the server holds, as in soak.py)
+asan = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4").lstrip(":")
 srv2 = Server("stories260K.bin", "tok512.bin",
               args=["--api-key", "sekret", "--metrics-public", "--step-delay-ms", "20",
-                    "--idle-timeout", "1", "--header-timeout", "1"])
+                    "--idle-timeout", "1", "--header-timeout", "1"], env={"ASAN_OPTIONS": asan})
 
 
 def wait_running(n, timeout):
@@ -398,8 +403,11 @@ try:
     s.close()
     n_req = (sent + len(tail)) // len(req)
     st = statuses(b"".join(back))
-    C.check(peak - rss0 < 16 * 1024, "pipelining without reading: RSS %d -> %d KiB (%d requests "
-            "sent)" % (rss0, peak, n_req))
+    # (answers of 6000 requests queued: 45 MiB more; paused at 1 MiB unsent: 7 MiB, 12 under
+    # ASan, whose allocator keeps more)
+    bound = 24 if os.environ.get("CLAQ_TEST_SANITIZED") == "1" else 16
+    C.check(peak - rss0 < bound * 1024, "pipelining without reading: RSS %d -> %d KiB (%d "
+            "requests sent)" % (rss0, peak, n_req))
     C.check(st == [200] * (n_req + 1), "then read back: %d answers of %d, all 200: %s"
             % (len(st), n_req + 1, sorted(set(st))))
     C.check(statuses(probe) == [200] and probe_t < 1.0, "others served meanwhile (%.2f s)"
