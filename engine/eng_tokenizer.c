@@ -1054,6 +1054,34 @@ int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, i
     return encode_impl(t, text, len, add_bos, parse_special, NULL, 0, ids, cap, n_ids, err);
 }
 
+int eng_tokenizer_encode_alloc(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
+                               int parse_special, int32_t **ids, size_t *n_ids, eng_err *err)
+{
+    if (ids) *ids = NULL;
+    if (n_ids) *n_ids = 0;
+    if (!ids || !n_ids) return eng_err_set(err, ENG_E_INVAL, "tokenizer encode: bad arguments");
+    /* one id per byte plus BOS covers nearly every text; the rare expanding one (NFKC, byte
+     * fallback) costs a second pass with the exact count */
+    size_t cap = len + 8, got = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (cap > SIZE_MAX / sizeof(int32_t))
+            return eng_err_set(err, ENG_E_NOMEM, "tokenizer encode: %zu ids do not fit", cap);
+        int32_t *buf = malloc(cap * sizeof *buf);
+        if (!buf) return eng_err_set(err, ENG_E_NOMEM, "tokenizer encode: out of memory");
+        int rc = eng_tokenizer_encode(t, text, len, add_bos, parse_special, buf, cap, &got, err);
+        if (rc == 0 && got <= cap) {
+            *ids = buf;
+            *n_ids = got;
+            return 0;
+        }
+        free(buf);
+        if (rc) return rc;
+        cap = got;
+    }
+    /* encoding is deterministic: the second pass had room for the count the first reported */
+    return eng_err_set(err, ENG_E_RANGE, "tokenizer encode: id count changed between passes");
+}
+
 int eng_tokenizer_encode_plain(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
                                const size_t *plain, size_t n_plain, int32_t *ids, size_t cap,
                                size_t *n_ids, eng_err *err)

@@ -45,6 +45,13 @@ int eng_tokenizer_is_special(const eng_tokenizer *t, int id);
 int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
                          int parse_special, int32_t *ids, size_t cap, size_t *n_ids, eng_err *err);
 
+/* eng_tokenizer_encode into a buffer it sizes itself: *ids gets a malloc'd array of *n_ids ids
+ * (caller frees with free(); NULL and 0 on failure). Use this unless the caller has a fixed
+ * buffer of its own: the id count is not bounded by the byte count (NFKC expands "\uFDFA", 3
+ * bytes, to 18 characters; byte fallback then gives up to 4 ids per character). */
+int eng_tokenizer_encode_alloc(const eng_tokenizer *t, const char *text, size_t len, int add_bos,
+                               int parse_special, int32_t **ids, size_t *n_ids, eng_err *err);
+
 /* eng_tokenizer_encode with parse_special = 1, except that no special token is recognised where
  * its text overlaps one of the byte ranges plain[2k] .. plain[2k + 1] (k < n_plain, ascending,
  * not overlapping): those bytes are always plain text. A chat prompt passes its messages'

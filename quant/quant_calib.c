@@ -103,18 +103,13 @@ int eng_calib_load(const eng_model *m, const char *tok_override, const char *pat
     int rc = calib_read(path, &text, &len, err);
     if (rc) return rc;
     if ((rc = eng_model_open_tokenizer(m, tok_override, &tok, err))) goto done;
-    size_t cap = len + 8, n_ids = 0;   /* byte fallback: at most one token per byte */
-    ids = malloc(sizeof(int32_t) * cap);
+    size_t n_ids = 0;
     win = malloc(sizeof(int32_t) * (size_t)nsamples * (size_t)(seqlen > 0 ? seqlen : 1));
-    if (!ids || !win) {
+    if (!win) {
         rc = eng_err_set(err, ENG_E_NOMEM, "calibration: out of memory");
         goto done;
     }
-    if ((rc = eng_tokenizer_encode(tok, text, len, 0, 0, ids, cap, &n_ids, err))) goto done;
-    if (n_ids > cap) {
-        rc = eng_err_set(err, ENG_E_RANGE, "calibration: %s gave more tokens than bytes", path);
-        goto done;
-    }
+    if ((rc = eng_tokenizer_encode_alloc(tok, text, len, 0, 0, &ids, &n_ids, err))) goto done;
     if (n_text_toks) *n_text_toks = (int64_t)n_ids;
     if ((rc = eng_calib_windows(ids, (int64_t)n_ids, nsamples, seqlen, seed, win, overlap, err)))
         goto done;

@@ -142,13 +142,9 @@ static int prompt_tokens(const claq_session *s, const gen_opts *o, int32_t **tok
                          size_t *n_prompt, int64_t *total, eng_err *err)
 {
     const eng_config *cfg = &s->model->cfg;
-    size_t cap = strlen(o->prompt) + 8;
-    *n_prompt = 0;
-    *toks = malloc(cap * sizeof **toks);
-    if (!*toks) return eng_err_set(err, ENG_E_NOMEM, "out of memory"), 1;
     int bos = eng_tokenizer_bos(s->tok);
-    if (eng_tokenizer_encode(s->tok, o->prompt, strlen(o->prompt), bos >= 0, 0, *toks, cap,
-                             n_prompt, err))
+    if (eng_tokenizer_encode_alloc(s->tok, o->prompt, strlen(o->prompt), bos >= 0, 0, toks,
+                                   n_prompt, err))
         return 1;
     if (*n_prompt == 0) { /* no BOS in this vocabulary and an empty prompt */
         fprintf(stderr, "claq generate: empty prompt and the tokenizer has no BOS token\n");

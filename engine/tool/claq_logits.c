@@ -57,11 +57,10 @@ int claq_cmd_logits(int argc, char **argv)
     if (ids_s) {
         if ((n = claq_parse_ids(ids_s, ids, ctxlen)) < 0) goto out;
     } else {
-        size_t nn = 0, cap = strlen(text) + 8;
-        int32_t *tmp = malloc(cap * sizeof *tmp);
-        if (!tmp) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
-        int rc = eng_tokenizer_encode(s.tok, text, strlen(text), eng_tokenizer_bos(s.tok) >= 0, 0,
-                                      tmp, cap, &nn, &err);
+        size_t nn = 0;
+        int32_t *tmp = NULL;
+        int rc = eng_tokenizer_encode_alloc(s.tok, text, strlen(text),
+                                            eng_tokenizer_bos(s.tok) >= 0, 0, &tmp, &nn, &err);
         if (!rc && nn > (size_t)ctxlen) rc = eng_err_set(&err, ENG_E_RANGE, "text is %zu tokens, "
                                                          "the context %d", nn, ctxlen);
         if (!rc) memcpy(ids, tmp, nn * sizeof *ids);

@@ -159,11 +159,9 @@ int claq_cmd_perplexity(int argc, char **argv)
             goto out;
         }
     }
-    toks = malloc((len + 8) * sizeof *toks);
     size_t n_tok = 0;
-    if (!toks) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
     int bos = eng_tokenizer_bos(s.tok);
-    if (eng_tokenizer_encode(s.tok, text, len, bos >= 0, 0, toks, len + 8, &n_tok, &err)) goto fail;
+    if (eng_tokenizer_encode_alloc(s.tok, text, len, bos >= 0, 0, &toks, &n_tok, &err)) goto fail;
     if (ctx == 0) ctx = s.model->cfg.seq_len;
     if (ctx > s.model->cfg.seq_len) {
         fprintf(stderr, "claq perplexity: --ctx %lld exceeds the model's context %d\n", ctx,

@@ -38,12 +38,10 @@ int claq_cmd_tokenize(int argc, char **argv)
     } else {
         if (eng_model_open(&m, mpath, &err) || eng_model_open_tokenizer(m, NULL, &tok, &err)) goto fail;
     }
-    size_t len = strlen(text), cap = len + 8, n = 0;
-    ids = malloc(cap * sizeof *ids);
-    if (!ids) { eng_err_set(&err, ENG_E_NOMEM, "out of memory"); goto fail; }
+    size_t n = 0;
     int add_bos = !claq_arg_get(spec, ns, "--no-bos") && eng_tokenizer_bos(tok) >= 0;
-    if (eng_tokenizer_encode(tok, text, len, add_bos, claq_arg_get(spec, ns, "--special") != NULL,
-                             ids, cap, &n, &err))
+    if (eng_tokenizer_encode_alloc(tok, text, strlen(text), add_bos,
+                                   claq_arg_get(spec, ns, "--special") != NULL, &ids, &n, &err))
         goto fail;
     for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     printf("\n");

@@ -91,6 +91,10 @@ int main(int argc, char **argv)
                     fprintf(stderr, "bench_tokenizer: %s\n", err.msg);
                     return 1;
                 }
+                if (got > cap - total) {   /* only cap - total ids were written */
+                    fprintf(stderr, "bench_tokenizer: more ids than the buffer holds\n");
+                    return 1;
+                }
                 total += got;
                 off += len;
             }

@@ -108,6 +108,10 @@ static cJSON *run_job(gen_env *e, const cJSON *job)
     size_t n_ids = 0;
     if (eng_tokenizer_encode(e->tok, prompt, strlen(prompt), 1, 0, ids, MAX_CTX / 2, &n_ids, &err))
         goto fail;
+    if (n_ids > MAX_CTX / 2) {   /* only MAX_CTX / 2 ids were written */
+        eng_err_set(&err, ENG_E_RANGE, "prompt of %zu tokens, at most %d", n_ids, MAX_CTX / 2);
+        goto fail;
+    }
     int n = (int)n_ids, max_new = (int)maxt;
     if (n + max_new > MAX_CTX) max_new = MAX_CTX - n;
     eng_seq seq = {0};

@@ -65,13 +65,9 @@ static int32_t *encode(const eng_tokenizer *t, const char *s, size_t len, int bo
                        size_t *n)
 {
     eng_err err = {0};
-    size_t cap = len + 16;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    *n = 0;
-    if (!ids) return NULL;
-    int rc = eng_tokenizer_encode(t, s, len, bos, special, ids, cap, n, &err);
+    int32_t *ids = NULL;
+    int rc = eng_tokenizer_encode_alloc(t, s, len, bos, special, &ids, n, &err);
     CHECK(rc == 0, "encode: %s", err.msg);
-    CHECK(*n <= cap, "encode wants %zu ids, cap %zu", *n, cap);
     return ids;
 }
 

@@ -6,6 +6,7 @@ sequences, and 20,000 varied strings (scripts, emoji, code, white space, random 
 through Llama 2's vocabulary (the SentencePiece layout Mistral and Yi use); plus two variants of Llama 2's model re-serialized here (UNUSED pieces, which
 SentencePiece resegments, and no byte fallback, where unknown runs become one <unk>). The C side runs through $CLAQ_BIN/test_tok_cli in one batch per check."""
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,19 +27,25 @@ def lines():
     return out
 
 
+# text that gives more ids than bytes: small-lm-5m's NFKC turns U+FDFA (3 bytes) into 18
+# Arabic characters, 26 ids with byte fallback; callers that size the id buffer from the byte
+# count must retry with the count the encoder reports
+EXPANDING = ["\ufdfa", "\ufdfax" * 300, "\ufdfb\ufdfa" * 40, "a \ufdfa b", "\ufdfa<s>"]
+
+
 def run(model_rel, rep):
     path = os.path.join(tc.SHARED, model_rel)
     sp = spm.SentencePieceProcessor(model_file=path)
     texts = lines()
     real = len(texts)
-    texts += tc.EDGE_CASES
+    texts += tc.EDGE_CASES + EXPANDING
     ours = tc.encode_batch(path, texts + tc.INVALID_UTF8)
     for t, got in zip(texts + tc.INVALID_UTF8, ours):
         want = sp.encode(t)
         rep.check(got == want, "%s encode %r:\n   ours %s\n   spm  %s" % (
             model_rel, t[:80], got[:40], want[:40]))
-    ours_bos = tc.encode_batch(path, texts[:200], bos=True)
-    for t, got in zip(texts[:200], ours_bos):
+    with_bos = texts[:200] + EXPANDING
+    for t, got in zip(with_bos, tc.encode_batch(path, with_bos, bos=True)):
         rep.check(got == [sp.bos_id()] + sp.encode(t), "%s encode+bos %r" % (model_rel, t[:60]))
 
     # decode: what SentencePiece encoded, with BOS/EOS around, and random id sequences
@@ -156,7 +163,34 @@ def run_variant(name, proto, texts, rep):
     print("%s: %d inputs" % (name, len(texts)))
 
 
+def run_cli(rep):
+    """The claq tools size their id buffers through eng_tokenizer_encode_alloc: `claq tokenize`
+    prints exactly SentencePiece's ids for expanding text, and `claq generate` takes it as a
+    prompt (it used to print ids read past the buffer, and to reject id 29800 as outside the
+    vocabulary)."""
+    claq = os.path.join(tc.BIN, "claq")
+    model = os.path.join(tc.SHARED, "models/small-lm-5m")
+    path = os.path.join(model, "tokenizer.model")
+    sp = spm.SentencePieceProcessor(model_file=path)
+    for t in EXPANDING:
+        r = subprocess.run([claq, "tokenize", "--tokenizer", path, "--text", t],
+                           capture_output=True, timeout=120)
+        want = [sp.bos_id()] + sp.encode(t)
+        got = ([int(x) for x in r.stdout.decode().split()] if r.returncode == 0
+               else r.stderr.decode()[-300:])
+        rep.check(got == want,
+                  "claq tokenize %r:\n   ours %s\n   spm  %s" % (t[:20], got[:30], want[:30]))
+    r = subprocess.run([claq, "generate", "--model", model, "--prompt", EXPANDING[0],
+                        "--max-tokens", "3", "--threads", "1", "--temperature", "0"],
+                       capture_output=True, timeout=300)
+    rep.check(r.returncode == 0, "claq generate --prompt %r: rc %d: %s" % (
+        EXPANDING[0], r.returncode, r.stderr.decode()[-300:]))
+    print("claq tokenize: %d expanding texts; claq generate: rc %d" % (len(EXPANDING),
+                                                                      r.returncode))
+
+
 rep = tc.Report("sentencepiece")
+run_cli(rep)
 n1 = run("models/tokenizer.model", rep)
 n2 = run("models/small-lm-5m/tokenizer.model", rep)
 rep.check(n1 >= 2000 and n2 >= 2000, "too few real lines (%d, %d)" % (n1, n2))
