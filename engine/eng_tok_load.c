@@ -467,29 +467,66 @@ static const char *config_token(const cJSON *cfg, const char *key)
     return NULL;
 }
 
+/* The TemplateProcessing of a post_processor: itself, or the one inside a Sequence (LLaMA-3
+ * puts ByteLevel first); NULL when there is none. */
+static const cJSON *hf_template_processing(const cJSON *pp)
+{
+    const char *type = json_str(pp, "type");
+    if (type && !strcmp(type, "TemplateProcessing")) return pp;
+    if (!type || strcmp(type, "Sequence")) return NULL;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(pp, "processors"), *it;
+    if (!cJSON_IsArray(list)) return NULL;
+    cJSON_ArrayForEach(it, list) {
+        const char *ti = json_str(it, "type");
+        if (ti && !strcmp(ti, "TemplateProcessing")) return it;
+    }
+    return NULL;
+}
+
+/* BOS, EOS, and whether encoding adds the BOS, as HF decides (its post_processor runs on
+ * encode(add_special_tokens=True)):
+ *   1. tokenizer_config.json "bos_token": null: there is no BOS;
+ *   2. "add_bos_token": false: the named BOS exists (chat templates write it) but is not added;
+ *   3. a TemplateProcessing post_processor: the special token its "single" template starts
+ *      with is the BOS, added; a template that starts with the text ($A) adds none;
+ *   4. otherwise the config's bos_token, else a guess by name (<s>, <|begin_of_text|>, ...),
+ *      else id 1 when it is a control token (the SentencePiece layout), added.
+ * EOS: the config's eos_token, else the guess by name, else id 2 when a control token. */
 static void hf_bos_eos(eng_tokenizer *t, const cJSON *root, const cJSON *cfg)
 {
+    const cJSON *cb = cJSON_GetObjectItemCaseSensitive(cfg, "bos_token");
+    const cJSON *tp = hf_template_processing(cJSON_GetObjectItemCaseSensitive(root,
+                                                                              "post_processor"));
+    int decided = 1;
     if (cfg) {
         const char *b = config_token(cfg, "bos_token"), *e = config_token(cfg, "eos_token");
         if (b) t->bos_id = eng__tok_lookup(t, b, strlen(b));
         if (e) t->eos_id = eng__tok_lookup(t, e, strlen(e));
     }
-    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
-    const cJSON *single = pp ? cJSON_GetObjectItemCaseSensitive(pp, "single") : NULL;
-    if (t->bos_id < 0 && cJSON_IsArray(single)) {
-        const cJSON *first = cJSON_GetArrayItem(single, 0);
-        const cJSON *st = first ? cJSON_GetObjectItemCaseSensitive(first, "SpecialToken") : NULL;
-        const char *name = st ? json_str(st, "id") : NULL;
-        if (name) t->bos_id = eng__tok_lookup(t, name, strlen(name));
+    if (cJSON_IsNull(cb)) {
+        t->bos_id = -1;
+        t->add_bos = 0;
+    } else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token"))) {
+        t->add_bos = 0;
+    } else if (tp) {
+        const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(tp, "single"), 0);
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
+        const char *name = json_str(st, "id");
+        int id = name ? eng__tok_lookup(t, name, strlen(name)) : -1;
+        if (id >= 0) t->bos_id = id;
+        else t->add_bos = 0;
+    } else {
+        decided = 0;
     }
     static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>"};
     static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"};
-    for (size_t i = 0; t->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
+    for (size_t i = 0; !decided && t->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
         t->bos_id = eng__tok_lookup(t, bos_names[i], strlen(bos_names[i]));
     for (size_t i = 0; t->eos_id < 0 && i < sizeof eos_names / sizeof *eos_names; i++)
         t->eos_id = eng__tok_lookup(t, eos_names[i], strlen(eos_names[i]));
     /* the SentencePiece convention: 1 and 2 when they are special tokens */
-    if (t->bos_id < 0 && t->n_vocab > 1 && t->type[1] == ENG__PT_CONTROL) t->bos_id = 1;
+    if (!decided && t->bos_id < 0 && t->n_vocab > 1 && t->type[1] == ENG__PT_CONTROL)
+        t->bos_id = 1;
     if (t->eos_id < 0 && t->n_vocab > 2 && t->type[2] == ENG__PT_CONTROL) t->eos_id = 2;
 }
 

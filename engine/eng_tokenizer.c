@@ -41,6 +41,7 @@ int eng__tok_new(eng_tokenizer **out, int kind, int n, eng_err *err)
     if (!t) return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
     t->kind = kind;
     t->unk_id = t->bos_id = t->eos_id = -1;
+    t->add_bos = 1;
     t->escape_ws = 1;
     for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
     int rc = eng__tok_resize(t, n, err);
@@ -1107,7 +1108,7 @@ static int encode_impl(const eng_tokenizer *t, const char *text, size_t len, int
     gbuf nb = {0};
     size_t *map = NULL;
     int rc = 0;
-    if (add_bos && t->bos_id >= 0) emit(&e, t->bos_id);
+    if (add_bos && t->add_bos && t->bos_id >= 0) emit(&e, t->bos_id);
     int split = parse_special && t->n_special > 0;
 
     if (t->kind == ENG__TOK_HF) {

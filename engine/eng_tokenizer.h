@@ -28,7 +28,9 @@ int eng_tokenizer_open_buffer_config(eng_tokenizer **out, const char *name_hint,
 void eng_tokenizer_close(eng_tokenizer *t);   /* NULL-safe */
 
 int eng_tokenizer_vocab_size(const eng_tokenizer *t);
-int eng_tokenizer_bos(const eng_tokenizer *t);  /* -1 if none */
+/* BOS: -1 if none. A tokenizer.json may have one that encoding does not add
+ * ("add_bos_token": false, or a post_processor that adds none; see eng_tokenizer_encode). */
+int eng_tokenizer_bos(const eng_tokenizer *t);
 int eng_tokenizer_eos(const eng_tokenizer *t);  /* -1 if none */
 /* Looks a piece up by its exact text (e.g. "<|im_end|>"); -1 when absent. */
 int eng_tokenizer_find(const eng_tokenizer *t, const char *piece);
@@ -39,7 +41,10 @@ int eng_tokenizer_is_special(const eng_tokenizer *t, int id);
 
 /* Encodes len bytes of UTF-8 text (need not be NUL-terminated; invalid UTF-8 is handled like
  * SentencePiece: bytes via byte fallback, else <unk>). Writes at most cap ids into ids; *n_ids
- * gets the full count (call again with more room when *n_ids > cap). add_bos prepends BOS.
+ * gets the full count (call again with more room when *n_ids > cap). add_bos prepends BOS where
+ * the tokenizer adds one: always for tokenizer.model and tokenizer.bin; for tokenizer.json as
+ * HF's encode(add_special_tokens=True) does (tokenizer_config.json "bos_token": null or
+ * "add_bos_token": false: none; else a TemplateProcessing post_processor decides).
  * parse_special: 1 to turn the literal text of special/added tokens (e.g. "<|im_start|>") into
  * their ids (chat templates need this); 0 to treat all text as plain text. */
 int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len, int add_bos,

@@ -48,6 +48,8 @@ struct eng_tokenizer {
     int32_t byte_id[256];     /* id of piece <0xHH>, -1 when absent (any id: vocabularies put
                                  byte pieces past 32767 too) */
     int unk_id, bos_id, eos_id;   /* -1 when none */
+    int add_bos;              /* encode's add_bos prepends bos_id (0: a tokenizer.json whose
+                                 config or post_processor adds none, as HF) */
 
     /* normalization (SPM semantics; BIN uses dummy prefix " " only; HF sets the same flags) */
     int add_dummy_prefix;     /* prepend the space symbol to non-empty text */

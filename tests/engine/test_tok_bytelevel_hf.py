@@ -68,6 +68,62 @@ def compare(tok, d, texts, bos, special=True):
     return len(bad), ours
 
 
+def variant(tmp, name, src, config, post_processor=False):
+    """A fixture beside src with its own tokenizer_config.json (and post_processor, when one is
+    given: None writes null)."""
+    d = os.path.join(tmp, name)
+    os.makedirs(d)
+    if post_processor is False:
+        os.symlink(os.path.join(src, "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+    else:
+        tj = json.load(open(os.path.join(src, "tokenizer.json"), encoding="utf-8"))
+        tj["post_processor"] = post_processor
+        json.dump(tj, open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8"))
+    json.dump(config, open(os.path.join(d, "tokenizer_config.json"), "w"))
+    return d
+
+
+def check_bos(tmp, dirs, texts):
+    """Encodes with add_bos on fixtures where HF adds no BOS, and one where it guesses none."""
+    l3 = dirs["llama3"]
+    bos = "<|begin_of_text|>"
+    only_text = {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+                 "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                          {"Sequence": {"id": "B", "type_id": 1}}], "special_tokens": {}}
+    # (name, fixture dir, the reference's add_special_tokens giving the same ids)
+    cases = [
+        # "bos_token": null, a ByteLevel post_processor: Qwen2's and GPT-2's layout
+        ("qwen2 bos_token null", dirs["qwen2"], True),
+        ("gpt2 bos_token null", dirs["gpt2"], True),
+        # LLaMA-3's TemplateProcessing adds <|begin_of_text|>, but the config says no
+        # (tokenizers.js does not read add_bos_token: compared with its ids without specials)
+        ("llama3 add_bos_token false",
+         variant(tmp, "l3_nobos", l3, {"bos_token": bos, "add_bos_token": False}), False),
+        ("llama3 bos_token null", variant(tmp, "l3_null", l3, {"bos_token": None}), False),
+        # a template of the text alone, and a config that names no BOS
+        ("llama3 template without BOS",
+         variant(tmp, "l3_tmpl", l3, {"eos_token": "<|eot_id|>"}, only_text), True),
+    ]
+    fails = 0
+    for name, d, ref_specials in cases:
+        tok = os.path.join(d, "tokenizer.json")
+        ours = tc.encode_batch(tok, texts, bos=True, special=True)
+        ref = ref_encode(d, texts, ref_specials)
+        bad = [i for i in range(len(texts)) if ours[i] != ref[i]]
+        for i in bad[:3]:
+            print("BOS MISMATCH %s %r\n  ours %s\n  ref  %s" % (name, texts[i], ours[i][:20],
+                                                               ref[i][:20]))
+        print("%s: %d strings encoded with add_bos, %d mismatches" % (name, len(texts), len(bad)))
+        fails += len(bad)
+    # nothing says (no config, no post_processor): the BOS is guessed by name, and added
+    d = variant(tmp, "l3_guess", l3, {}, None)
+    ours = tc.encode_batch(os.path.join(d, "tokenizer.json"), texts, bos=True, special=True)
+    ref = ref_encode(d, texts, False)
+    bad = sum(1 for o, r in zip(ours, ref) if o != [128000] + r)
+    print("llama3 without config or post_processor: BOS guessed, %d mismatches" % bad)
+    return fails + bad
+
+
 def main():
     need_node_modules()
     fails = 0
@@ -95,6 +151,12 @@ def main():
                               bos=False)
             print("%s: %d strings encoded, %d mismatches" % (kind, len(t2), nbad))
             fails += nbad
+
+        # BOS as HF adds it (encode with add_special_tokens): fixtures whose configs or
+        # post_processors add none, each against the reference's ids for the same text
+        # (less U+0085 and U+FEFF: see gpt2 above)
+        fails += check_bos(tmp, dirs, [t for t in tc.varied_strings(300, 11)
+                                       if "\x85" not in t and "\ufeff" not in t])
 
         # decode: our ids of real strings, and random id soup (split UTF-8, specials)
         rng = random.Random(99)
