@@ -355,6 +355,7 @@ static int hf_normalizer(eng_tokenizer *t, const cJSON *nz, eng_err *err)
             return eng_err_set(err, ENG_E_UNSUPPORTED,
                                "tokenizer.json: Prepend normalizer other than U+2581");
         t->hf_prepend = ENG__PREPEND_ALWAYS;
+        t->hf_norm_prepend = 1;
         return 0;
     }
     if (!strcmp(type, "Replace")) {
@@ -366,6 +367,7 @@ static int hf_normalizer(eng_tokenizer *t, const cJSON *nz, eng_err *err)
                                "tokenizer.json: only the Replace \" \" -> U+2581 normalizer is "
                                "supported");
         t->escape_ws = 1;
+        t->hf_norm_ws = 1;
         return 0;
     }
     return eng_err_set(err, ENG_E_UNSUPPORTED, "tokenizer.json: normalizer %.64s not supported",
@@ -671,6 +673,15 @@ static int hf_build(eng_tokenizer **out, const cJSON *root, const cJSON *cfg, en
         }
     }
     if (cJSON_IsArray(added)) {
+        /* HF matches an added token marked "normalized" (the default for a non-special one) on
+         * the normalized text: when the normalizer changes anything, remember which */
+        if (t->hf_norm_prepend || t->hf_norm_ws) {
+            t->hf_norm_added = calloc((size_t)t->n_vocab, 1);
+            if (!t->hf_norm_added) {
+                rc = eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
+                goto fail;
+            }
+        }
         cJSON_ArrayForEach(it, added) {
             id = 0;
             json_id(cJSON_GetObjectItemCaseSensitive(it, "id"), &id);
@@ -679,6 +690,8 @@ static int hf_build(eng_tokenizer **out, const cJSON *root, const cJSON *cfg, en
             rc = eng__tok_set(t, id, c, strlen(c), 0.0f, special ? ENG__PT_CONTROL : ENG__PT_USER,
                               err);
             if (rc) goto fail;
+            if (t->hf_norm_added && id < t->n_vocab)
+                t->hf_norm_added[id] = (uint8_t)json_bool(it, "normalized", !special);
         }
     }
     if ((rc = eng__tok_finish(t, err))) goto fail;   /* builds the hash the rest needs */

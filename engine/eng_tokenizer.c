@@ -69,6 +69,12 @@ int eng__tok_resize(eng_tokenizer *t, int n, eng_err *err)
     if (type) t->type = type;
     if (!off || !len || !score || !type)
         return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory for %d pieces", n);
+    if (t->hf_norm_added) {
+        uint8_t *na = realloc(t->hf_norm_added, nn);
+        if (!na) return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory for %d pieces", n);
+        memset(na + t->n_vocab, 0, nn - (size_t)t->n_vocab);
+        t->hf_norm_added = na;
+    }
     for (int i = t->n_vocab; i < n; i++) {
         t->off[i] = 0;
         t->len[i] = 0;
@@ -152,6 +158,7 @@ static int mergeable(const eng_tokenizer *t, int id)
 }
 
 static int cmp_special_len(const void *a, const void *b, void *ctx);
+static size_t special_match_text(const eng_tokenizer *t, int id, char *out);
 
 /* Whether parse_special matches id's text. */
 static int literal_special(const eng_tokenizer *t, int id)
@@ -224,17 +231,37 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
             t->max_user_len = t->len[id];
     }
     free(t->special);
+    free(t->smatch);
+    free(t->smatch_off);
+    free(t->smatch_len);
     t->special = NULL;
+    t->smatch = NULL;
+    t->smatch_off = t->smatch_len = NULL;
     t->n_special = 0;
     memset(t->special_first, 0, sizeof t->special_first);
     if (ns) {
         t->special = malloc((size_t)ns * sizeof *t->special);
-        if (!t->special) return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
+        t->smatch_off = malloc((size_t)ns * sizeof *t->smatch_off);
+        t->smatch_len = malloc((size_t)ns * sizeof *t->smatch_len);
+        if (!t->special || !t->smatch_off || !t->smatch_len)
+            return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
+        size_t total = 0;
         for (int id = 0; id < t->n_vocab; id++)
-            if (literal_special(t, id)) t->special[t->n_special++] = id;
+            if (literal_special(t, id)) {
+                t->special[t->n_special++] = id;
+                total += special_match_text(t, id, NULL);
+            }
+        if (total > UINT32_MAX)
+            return eng_err_set(err, ENG_E_FORMAT, "tokenizer: special tokens too long");
+        t->smatch = malloc(total);
+        if (!t->smatch) return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
         qsort_r(t->special, (size_t)ns, sizeof *t->special, cmp_special_len, t);
-        for (int i = 0; i < ns; i++)
-            t->special_first[(unsigned char)t->text[t->off[t->special[i]]]] = 1;
+        for (int i = 0, at = 0; i < ns; i++) {
+            t->smatch_off[i] = (uint32_t)at;
+            t->smatch_len[i] = (uint32_t)special_match_text(t, t->special[i], t->smatch + at);
+            t->special_first[(unsigned char)t->smatch[at]] = 1;
+            at += (int)t->smatch_len[i];
+        }
     }
 
     /* barriers: an ASCII byte that no mergeable multi-byte piece contains */
@@ -270,11 +297,42 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
     return 0;
 }
 
+/* The text parse_special looks for to find special id: the piece itself, except that HF
+ * matches an added token marked "normalized" after running its normalizer over it, as it runs
+ * over the text (tinystories-656k's Prepend + Replace make "<unk>" "\u2581<unk>": "a<unk>" is
+ * plain text, "a <unk>" is not). Writes the text to out when out is not NULL; returns its
+ * length. */
+static size_t special_match_text(const eng_tokenizer *t, int id, char *out)
+{
+    const char *p = t->text + t->off[id];
+    const size_t n = t->len[id];
+    if (!t->hf_norm_added || !t->hf_norm_added[id]) {
+        if (out) memcpy(out, p, n);
+        return n;
+    }
+    size_t k = 0;
+    if (t->hf_norm_prepend) {
+        if (out) memcpy(out, SPACE_SYM, SPACE_SYM_LEN);
+        k += SPACE_SYM_LEN;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t->hf_norm_ws && p[i] == ' ') {
+            if (out) memcpy(out + k, SPACE_SYM, SPACE_SYM_LEN);
+            k += SPACE_SYM_LEN;
+        } else {
+            if (out) out[k] = p[i];
+            k++;
+        }
+    }
+    return k;
+}
+
 static int cmp_special_len(const void *a, const void *b, void *ctx)
 {
     const eng_tokenizer *t = ctx;
     int ia = *(const int32_t *)a, ib = *(const int32_t *)b;
-    if (t->len[ia] != t->len[ib]) return t->len[ia] > t->len[ib] ? -1 : 1;
+    size_t la = special_match_text(t, ia, NULL), lb = special_match_text(t, ib, NULL);
+    if (la != lb) return la > lb ? -1 : 1;
     return ia < ib ? -1 : ia > ib;
 }
 
@@ -340,6 +398,10 @@ void eng_tokenizer_close(eng_tokenizer *t)
     free(t->mrank);
     free(t->mnew);
     free(t->special);
+    free(t->smatch);
+    free(t->smatch_off);
+    free(t->smatch_len);
+    free(t->hf_norm_added);
     free(t);
 }
 
@@ -1006,8 +1068,8 @@ static size_t find_special(const eng_tokenizer *t, const char *s, size_t n, size
         if (!t->special_first[(unsigned char)s[i]]) continue;
         for (int k = 0; k < t->n_special; k++) {
             int sid = t->special[k];
-            size_t l = t->len[sid];
-            if (l <= n - i && memcmp(s + i, t->text + t->off[sid], l) == 0) {
+            size_t l = t->smatch_len[k];
+            if (l <= n - i && memcmp(s + i, t->smatch + t->smatch_off[k], l) == 0) {
                 *id = sid;
                 *len = l;
                 return i;

@@ -73,6 +73,10 @@ struct eng_tokenizer {
     int hf_ignore_merges;     /* a word found whole in the vocab is emitted as is */
     int hf_metaspace_split;   /* pre-tokenizer splits before every U+2581 */
     int hf_prepend;           /* ENG__PREPEND_* (normalizer Prepend / Metaspace) */
+    int hf_norm_prepend;      /* the normalizer itself prepends U+2581 (Prepend) */
+    int hf_norm_ws;           /* the normalizer itself turns ' ' into U+2581 (Replace) */
+    uint8_t *hf_norm_added;   /* owned [n_vocab] or NULL: 1 for an added token marked
+                               * "normalized", which HF matches as the normalizer's output */
     int hf_scored;            /* vocab came as [piece, score] pairs: merge by score */
 
     /* HF byte-level BPE (GPT-2, LLaMA-3, Qwen2): pieces are stored as the raw bytes they stand
@@ -85,9 +89,13 @@ struct eng_tokenizer {
     int bl_prefix_space;      /* ByteLevel add_prefix_space: a segment gets a leading ' ' */
 
     /* tokens matched literally when parse_special (control, unknown, added, user-defined) */
-    int32_t *special;         /* owned [n_special], longest first */
+    int32_t *special;         /* owned [n_special], longest match text first */
     int n_special;
-    uint8_t special_first[256];   /* first bytes of special strings */
+    char *smatch;             /* owned: the text each special is matched as, back to back (the
+                               * piece, or for hf_norm_added the normalized piece) */
+    uint32_t *smatch_off;     /* owned [n_special]: offset of special[k]'s match text */
+    uint32_t *smatch_len;     /* owned [n_special]: its length */
+    uint8_t special_first[256];   /* first bytes of the match texts */
     uint8_t barrier[256];     /* ASCII bytes no mergeable piece of >= 2 bytes contains: BPE never
                                * merges across them, so text is processed in chunks cut there */
 };

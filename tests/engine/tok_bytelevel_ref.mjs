@@ -1,4 +1,5 @@
-// tok_bytelevel_ref.mjs — the reference side of test_tok_bytelevel_hf.py (not a test itself):
+// tok_bytelevel_ref.mjs — the reference side of test_tok_bytelevel_hf.py and
+// test_tok_hf_added_normalized.py (not a test itself):
 //   node tok_bytelevel_ref.mjs fixture DIR KIND   writes DIR/tokenizer.json + tokenizer_config.json
 //       built at test time from llama3-tokenizer-js's LLaMA-3 vocabulary and merges (nothing is
 //       committed): KIND llama3 = the real LLaMA-3 layout (Split with the LLaMA-3 regex + ByteLevel,

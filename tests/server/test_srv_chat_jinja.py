@@ -25,13 +25,14 @@ src = os.path.join(mdir, "tinystories-656k")
 C = Checker()
 tmp = tempfile.mkdtemp(prefix="claq_jinja_")
 BOS, EOS = 1, 2   # <|start_story|>, <|end_story|>
+# both are "normalized" added tokens: HF (and claq) find them only after a space or at the start
 TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}"
     "{% if m.role == 'system' and not loop.first %}"
     "{{ raise_exception('System message must come first') }}{% endif %}"
     "{% if loop.index0 > 0 and m.role == messages[loop.index0 - 1].role %}"
     "{{ raise_exception('Conversation roles must alternate user/assistant') }}{% endif %}"
-    "{{ m.role }}: {{ m.content | trim }}{{ eos_token }}\n"
+    "{{ m.role }}: {{ m.content | trim }} {{ eos_token }}\n"
     "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
 try:
     model = os.path.join(tmp, "model")
