@@ -256,11 +256,12 @@ int eng__tok_finish(eng_tokenizer *t, eng_err *err)
         t->smatch = malloc(total);
         if (!t->smatch) return eng_err_set(err, ENG_E_NOMEM, "tokenizer: out of memory");
         qsort_r(t->special, (size_t)ns, sizeof *t->special, cmp_special_len, t);
-        for (int i = 0, at = 0; i < ns; i++) {
+        size_t at = 0;
+        for (int i = 0; i < ns; i++) {
             t->smatch_off[i] = (uint32_t)at;
             t->smatch_len[i] = (uint32_t)special_match_text(t, t->special[i], t->smatch + at);
             t->special_first[(unsigned char)t->smatch[at]] = 1;
-            at += (int)t->smatch_len[i];
+            at += t->smatch_len[i];
         }
     }
 
