@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "eng_file.h"
+#include "eng_json.h"
 #include "eng_qrow.h"
 #include "kern_half.h"
 
@@ -87,7 +89,7 @@ static int read_small_file(const char *path, size_t max, unsigned char **out, si
 {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
+    FILE *f = eng_file_fopen(path, NULL);
     if (!f) return -1;
     unsigned char *buf = NULL;
     size_t n = 0, cap = 0;
@@ -646,10 +648,10 @@ static int load_bytes(eng_model *m, const char *path, const void **addr, size_t 
 {
     const char *mm = getenv("CLAQ_MMAP");
     if (mm && !strcmp(mm, "1")) return eng__model_map(m, path, addr, size, err);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = eng_file_open(path, err);
+    if (fd < 0) return fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+    if (fstat(fd, &st) != 0 || st.st_size <= 0) {
         close(fd);
         return eng_err_set(err, ENG_E_IO, "%s: not a regular non-empty file", path);
     }
@@ -947,7 +949,13 @@ static int read_config(const lctx *x, const cJSON *cj, eng_config *c)
                            "or \"interleaved\"", path, rsv ? "\"" : "", rsv ? rsv : "missing",
                            rsv ? "\"" : "");
     c->rope_style = !strcmp(rsv, "half") ? KERN_ROPE_HALF : KERN_ROPE_INTERLEAVED;
-    c->tie_embeddings = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings"));
+    /* the writer always stores a boolean; "yes" or a missing key read as false would swap a
+     * tied model's head for an absent one (or the reverse) without a word */
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(cj, "tie_embeddings");
+    if (!cJSON_IsBool(tie))
+        return eng_err_set(err, ENG_E_FORMAT, "%s: config tie_embeddings is %s, not a boolean",
+                           path, tie ? "present" : "missing");
+    c->tie_embeddings = cJSON_IsTrue(tie);
     const cJSON *rsj = cJSON_GetObjectItemCaseSensitive(cj, "rope_scaling");
     if (rsj) {
         const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rsj, "type");
@@ -1059,6 +1067,13 @@ static int load_embed_head(const lctx *x, const cJSON *arr, eng_model *m,
     if ((rc = eng__check_finite(m, &m->w.tok_embed, path, "tok_embeddings", err))) return rc;
     const cJSON *ot = find_tensor(arr, "output");
     const cJSON *ods = ot ? cJSON_GetObjectItemCaseSensitive(ot, "dtype") : NULL;
+    if (c->tie_embeddings && ot) {
+        /* format.md: "output" exists only when untied; reading past it would drop a head
+         * the file holds (or leave unchecked bytes it points at) */
+        return eng_err_set(err, ENG_E_FORMAT, "%s: tensor output is present but "
+                           "tie_embeddings is true (a tied model's head is tok_embeddings)",
+                           path);
+    }
     if (c->tie_embeddings) {
         m->w.output = m->w.tok_embed;
     } else if (cJSON_IsString(ods) && !strcmp(ods->valuestring, "claq")) {
@@ -1209,6 +1224,10 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return eng_err_set(err, ENG_E_FORMAT, "%s: directory is not valid JSON", path);
+    }
+    if ((rc = eng_json_check_dups(root, path, err))) {
+        cJSON_Delete(root);
+        return rc;
     }
     lctx x = {.path = path, .version = ver, .data = b + data_off, .data_len = data_len, .err = err};
     eng_claq_model_info *info = calloc(1, sizeof *info);

@@ -13,6 +13,7 @@
 
 #include <cJSON.h>
 
+#include "eng_json.h"
 #include "eng_model.h"
 #include "eng_safetensors.h"
 
@@ -202,6 +203,8 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: not a JSON object", path);
         goto out;
     }
+    if ((rc = eng_json_check_dups(root, path, err)))
+        goto out;
     memset(c, 0, sizeof *c);
     if (!hf_arch_ok(root, c->arch, sizeof c->arch)) {
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "eng_tokenizer.h"
+#include "eng_file.h"
 #include "kern_half.h"
 
 const char *eng_linear_name(eng_linear l)
@@ -39,12 +40,12 @@ int eng__model_own(eng_model *m, void *buf)
 
 int eng__model_map(eng_model *m, const char *path, const void **addr, size_t *size, eng_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = eng_file_open(path, err);
+    if (fd < 0) return fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return eng_err_set(err, ENG_E_IO, "%s: not a regular file", path);
+        return eng_err_set(err, ENG_E_IO, "%s: cannot stat: %s", path, strerror(errno));
     }
     if (st.st_size == 0) {
         close(fd);
@@ -237,9 +238,9 @@ int eng_model_open_ex(eng_model **out, const char *path, unsigned flags, eng_err
         rc = eng__load_hf(m, path, err);
     } else {
         unsigned char magic[4] = {0};
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = eng_file_open(path, err);
         if (fd < 0) {
-            rc = eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+            rc = fd;
         } else {
             ssize_t got = read(fd, magic, 4);
             close(fd);

@@ -14,6 +14,8 @@
 
 #include <cJSON.h>
 
+#include "eng_file.h"
+#include "eng_json.h"
 #include "eng_model.h"
 
 #define ST_NAME_MAX 4096        /* longest tensor name we accept */
@@ -173,6 +175,8 @@ int eng_st_parse(eng_st_set *s, const char *path, const void *addr, size_t size,
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: safetensors header is not a JSON object", path);
         goto fail;
     }
+    if ((rc = eng_json_check_dups(root, path, err)))
+        goto fail;
     const uint8_t *data = p + 8 + hlen;
     uint64_t dsize = (uint64_t)size - 8 - hlen;
 
@@ -313,12 +317,12 @@ int eng_st_read_text(const char *path, size_t max, char **out, size_t *len, eng_
 {
     *out = NULL;
     if (len) *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return eng_err_set(err, ENG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = eng_file_open(path, err);
+    if (fd < 0) return fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return eng_err_set(err, ENG_E_IO, "%s: not a regular file", path);
+        return eng_err_set(err, ENG_E_IO, "%s: cannot stat: %s", path, strerror(errno));
     }
     if ((uint64_t)st.st_size > max) {
         close(fd);
@@ -381,6 +385,8 @@ static int st_open_index(eng_st_set *s, eng_model *m, const char *dir, const cha
 
     if ((rc = eng_st_read_text(ipath, ENG_ST_MAX_INDEX, &text, &len, err)) != 0) return rc;
     root = cJSON_ParseWithLength(text, len);
+    if (root && (rc = eng_json_check_dups(root, ipath, err)))
+        goto out;
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(wm)) {
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: %s", ipath, root ? "no \"weight_map\" object"

@@ -4,6 +4,8 @@
  * the struct through eng__tok_*; does no encoding itself. Any thread; no shared state. */
 #include "eng_tokenizer_impl.h"
 
+#include "eng_file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -794,8 +796,8 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, eng_err
 {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return eng_err_set(err, ENG_E_IO, "%s: %s", path, strerror(errno));
+    FILE *f = eng_file_fopen(path, err);
+    if (!f) return err ? err->code : ENG_E_IO;
     size_t cap = 1 << 16, n = 0;
     unsigned char *p = malloc(cap);
     int rc = 0;

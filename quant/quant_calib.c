@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "eng_file.h"
 #include "eng_tokenizer.h"
 
 #define CALIB_MAX_FILE ((size_t)1 << 31)   /* calibration text larger than 2 GiB is refused */
@@ -61,8 +62,9 @@ static int calib_read(const char *path, char **text, size_t *len, eng_err *err)
 {
     *text = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return eng_err_set(err, ENG_E_IO, "calibration: cannot open %s", path);
+    eng_err oe = {0};
+    FILE *f = eng_file_fopen(path, &oe);
+    if (!f) return eng_err_set(err, oe.code, "calibration: %s", oe.msg);
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     int rc = 0;

@@ -15,6 +15,7 @@
 #include "srv_log.h"
 
 #include "eng_chat.h"
+#include "eng_file.h"
 #include "eng_jinja.h"
 
 static int is_layout_name(const char *v)
@@ -27,9 +28,10 @@ int srv_chat_load_file(srv_server *s, char *err, size_t cap)
     const char *path = s->cfg->chat_template;
     if (!path[0] || is_layout_name(path))
         return 0;
-    FILE *f = fopen(path, "rb");
+    eng_err oe = {0};
+    FILE *f = eng_file_fopen(path, &oe);
     if (!f) {
-        snprintf(err, cap, "--chat-template %.900s: cannot open the file", path);
+        snprintf(err, cap, "--chat-template: %s", oe.msg);
         return -1;
     }
     size_t cap_src = (size_t)ENG_JINJA_MAX_SOURCE + 1, n = 0;

@@ -14,10 +14,11 @@
 
 #include "claq_session.h"
 #include "claq_tool.h"
+#include "eng_file.h"
 
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = eng_file_fopen(path, NULL);
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);

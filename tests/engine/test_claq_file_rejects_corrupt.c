@@ -244,6 +244,9 @@ static void run_version(int ver, eng_model *src, eng_qmatrix *qs, eng_qmatrix **
         memcpy(b, orig, n);
         CHECK(json_edit(b, "\"tensors\"", "\"tensorz\"") == 0, "edit4");
         expect_reject(tmp, b, n, NULL, "no directory");
+        memcpy(b, orig, n);   /* read as false, it would have dropped the tied head */
+        CHECK(json_edit(b, "\"tie_embeddings\":true", "\"tie_embeddings\":1234") == 0, "edit7");
+        expect_reject(tmp, b, n, "tie_embeddings", "tie_embeddings not a boolean");
         size_t at;
         if (ver == 1) {
             at = sec_at(orig, "layers.0.q_proj", "colmap");

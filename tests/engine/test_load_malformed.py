@@ -409,7 +409,45 @@ def run_llama2c_cases(root):
     expect_error("llama2.c version 1 truncated", p, "implies")
 
 
+def run_path_cases(root):
+    """Paths that are not regular files: a FIFO used to block open() for ever (the CLI hung; a
+    server loading one could not shut down), so they must fail at once."""
+    fifo = os.path.join(root, "model_fifo")
+    os.mkfifo(fifo)
+    expect_error("model path is a FIFO", fifo, "not a regular file", "FIFO")
+    d = lf.make_hf_dir(root, "hf_config_fifo")
+    lf.write_st(os.path.join(d, "model.safetensors"), lf.tiny_tensors())
+    os.remove(os.path.join(d, "config.json"))
+    os.mkfifo(os.path.join(d, "config.json"))
+    expect_error("config.json is a FIFO", d, "config.json", "FIFO")
+    d = lf.make_hf_dir(root, "hf_safetensors_fifo")
+    os.mkfifo(os.path.join(d, "model.safetensors"))
+    expect_error("model.safetensors is a FIFO", d, "model.safetensors", "FIFO")
+
+
+def run_duplicate_key_cases(root):
+    """A key twice in one JSON object: Python's json (transformers, the safetensors reader)
+    keeps the last, cJSON's lookup the first, so the same file would be a different model here
+    than there: refused, naming the key."""
+    text = open(os.path.join(lf.TINY, "config.json")).read().rstrip()
+    assert text.endswith("}")
+    d = hf_case(root, "hf_cfg_dup_rope_theta",
+                config_text=text[:-1] + ', "rope_theta": 500000.0}')
+    expect_error("config.json with rope_theta twice", d, "rope_theta", "twice")
+    items, meta, data = lf.read_st(os.path.join(lf.TINY, "model.safetensors"))
+    header = {"__metadata__": meta} if meta else {}
+    header.update(dict(items))
+    hb = lf.encode_header(header).rstrip(b" ")
+    assert b'"dtype":"F32"' in hb
+    hb = hb.replace(b'"dtype":"F32"', b'"dtype":"F32","dtype":"F32"', 1)
+    hb += b" " * ((-len(hb)) % 8)
+    d = hf_case(root, "hf_st_dup_dtype", raw=lambda p: lf.write_raw_st(p, hb, data))
+    expect_error("safetensors entry with dtype twice", d, "dtype", "twice")
+
+
 with tempfile.TemporaryDirectory(prefix="claq_load_malformed_") as root:
+    run_path_cases(root)
+    run_duplicate_key_cases(root)
     run_hf_cases(root)
     run_valid_config_cases(root)
     run_llama2c_cases(root)

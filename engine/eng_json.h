@@ -1,0 +1,23 @@
+/* eng_json.h — checks on parsed JSON that cJSON does not make, shared by the loaders of model
+ * files (config.json, safetensors headers and index, the packed file's directory). Any thread;
+ * pure functions. */
+#ifndef ENG_JSON_H
+#define ENG_JSON_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "eng_err.h"
+
+/* A key that appears twice in one object of v, at any depth: cJSON's lookups return the first
+ * of them where Python's json (and so transformers and the safetensors reader) keep the last,
+ * so a file with one would load as a different model here than there. Returns the key (owned
+ * by v), or NULL when there is none; *oom set when memory ran out (then NULL too). */
+const char *eng_json_dup_key(const cJSON *v, int *oom);
+
+/* eng_json_dup_key as a loader's check: 0, or ENG_E_FORMAT (ENG_E_NOMEM) with err naming
+ * the file (what) and the key. */
+int eng_json_check_dups(const cJSON *v, const char *what, eng_err *err);
+
+#endif
