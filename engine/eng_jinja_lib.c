@@ -855,16 +855,50 @@ static int concat(jr *r, const jv *a, const jv *b, jv *out, int line)
     return buf_result(r, &t, 0, out);
 }
 
-/* ASCII case mapping: mode 'u' upper, 'l' lower, 'c' capitalize, 't' Python title,
- * 'j' jinja's title filter (words start after whitespace, '-', '(', '{', '[', '<'). */
+/* Bytes of the white-space character at p (Python's str.isspace, which jinja's \s and
+ * str.title follow: ASCII 09-0D and 1C-20, U+0085, U+00A0, U+1680, U+2000-200A, U+2028,
+ * U+2029, U+202F, U+205F, U+3000), else 0. */
+static size_t space_len(const unsigned char *p, size_t n)
+{
+    if (n >= 1 && ((p[0] >= 0x09 && p[0] <= 0x0d) || (p[0] >= 0x1c && p[0] <= 0x20)))
+        return 1;
+    if (n >= 2 && p[0] == 0xc2 && (p[1] == 0x85 || p[1] == 0xa0))
+        return 2;
+    if (n < 3)
+        return 0;
+    if ((p[0] == 0xe1 && p[1] == 0x9a && p[2] == 0x80) ||                      /* U+1680 */
+        (p[0] == 0xe2 && p[1] == 0x80 &&
+         (p[2] <= 0x8a || p[2] == 0xa8 || p[2] == 0xa9 || p[2] == 0xaf)) ||    /* U+2000.. */
+        (p[0] == 0xe2 && p[1] == 0x81 && p[2] == 0x9f) ||                      /* U+205F */
+        (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80))                        /* U+3000 */
+        return 3;
+    return 0;
+}
+
+/* ASCII case mapping: mode 'u' upper, 'l' lower, 'c' capitalize, 't' Python title (a letter
+ * after an uncased character starts a word; other non-ASCII characters count as cased), 'j'
+ * jinja's title filter (words start after white space, '-', '(', '{', '[', '<'). White space
+ * is Unicode's (space_len), so a no-break space separates words as in Python. */
 static int do_case(jr *r, const jv *s, int mode, jv *out)
 {
     char *d = eng__jj_alloc(&r->a, s->n + 1);
     if (!d)
         return oom(r, 0);
-    int prev_cased = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        unsigned char c = (unsigned char)s->p[i];
+    const unsigned char *p = (const unsigned char *)s->p;
+    int prev_cased = 0, prev_sep = 1;
+    for (size_t i = 0; i < s->n;) {
+        unsigned char c = p[i];
+        size_t sp = space_len(p + i, s->n - i);
+        if (c >= 0x80) {   /* a whole non-ASCII character: copied as it is */
+            size_t k = sp ? sp : 1;
+            while (!sp && i + k < s->n && (p[i + k] & 0xC0) == 0x80)
+                k++;
+            memcpy(d + i, p + i, k);
+            i += k;
+            prev_cased = !sp;
+            prev_sep = sp > 0;
+            continue;
+        }
         int lower = c >= 'a' && c <= 'z', upper = c >= 'A' && c <= 'Z';
         int up;
         switch (mode) {
@@ -872,18 +906,15 @@ static int do_case(jr *r, const jv *s, int mode, jv *out)
         case 'l': up = 0; break;
         case 'c': up = i == 0; break;
         case 't': up = !prev_cased; break;
-        default: {
-            unsigned char p = i ? (unsigned char)s->p[i - 1] : ' ';
-            up = p == ' ' || (p >= 0x09 && p <= 0x0d) || p == '-' || p == '(' || p == '{' ||
-                 p == '[' || p == '<';
-        }
+        default: up = prev_sep; break;
         }
         if (up && lower)
             c = (unsigned char)(c - 32);
         else if (!up && upper)
             c = (unsigned char)(c + 32);
-        d[i] = (char)c;
-        prev_cased = lower || upper || c >= 0x80;
+        d[i++] = (char)c;
+        prev_cased = lower || upper;
+        prev_sep = sp > 0 || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
     }
     d[s->n] = '\0';
     *out = eng__jv_mkstr(d, s->n);

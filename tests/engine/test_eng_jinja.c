@@ -171,6 +171,18 @@ static void test_filters_and_methods(void)
     EXPECT("{{ '  x  '|trim }}|{{ 'ab'|upper }}|{{ 'AB'|lower }}|{{ 'hello world'|title }}|"
            "{{ 'hELLO'|capitalize }}|{{ [1,2]|join(', ') }}|{{ x|default('d') }}|"
            "{{ ''|default('d', true) }}", NULL, "x|AB|ab|Hello World|Hello|1, 2|d|d");
+    /* a no-break space, U+3000 and U+2028 separate words as Python's white space does */
+#define NBSP "\xc2\xa0"
+#define IDSP "\xe3\x80\x80"
+#define LSEP "\xe2\x80\xa8"
+#define EACUTE "\xc3\xa9"
+    EXPECT("{{ '" NBSP "nbsp a" IDSP "b" LSEP "c'|title }}|{{ '" NBSP "nbsp a" IDSP "b'.title() }}|"
+           "{{ 'x" EACUTE "y z-w'|title }}|{{ 'x" EACUTE "y'.title() }}", NULL,
+           NBSP "Nbsp A" IDSP "B" LSEP "C|" NBSP "Nbsp A" IDSP "B|X" EACUTE "y Z-W|X" EACUTE "y");
+#undef NBSP
+#undef IDSP
+#undef LSEP
+#undef EACUTE
     EXPECT("{{ [3,1,2]|first }}{{ [3,1,2]|last }}{{ 'abc'|list }}{{ 12|string }}{{ '42'|int }}"
            "{{ 'x'|int }}{{ 3.9|int }}{{ 'aXa'|replace('a', 'b') }}{{ [1,2]|length }}", NULL,
            "32['a', 'b', 'c']124203bXb2");
