@@ -1220,6 +1220,11 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
         data_off % 64 || data_off < json_off + json_len || data_off > size ||
         data_len != size - data_off)
         return eng_err_set(err, ENG_E_FORMAT, "%s: header offsets are inconsistent", path);
+    long bad = eng_json_bad_control((const char *)b + json_off, (size_t)json_len);
+    if (bad >= 0)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: directory has control byte 0x%02x at byte "
+                           "%ld (JSON allows none in a string)", path, b[json_off + bad],
+                           (long)json_off + bad);
     cJSON *root = cJSON_ParseWithLength((const char *)b + json_off, (size_t)json_len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -73,3 +73,23 @@ int eng_json_check_dups(const cJSON *v, const char *what, eng_err *err)
                            "first: refused rather than read differently)", what, k);
     return 0;
 }
+
+long eng_json_bad_control(const char *text, size_t len)
+{
+    int in_str = 0, esc = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 && (in_str || (c != '\t' && c != '\n' && c != '\r')))
+            return (long)i;
+        if (!in_str) {
+            in_str = c == '"';
+        } else if (esc) {
+            esc = 0;
+        } else if (c == '\\') {
+            esc = 1;
+        } else if (c == '"') {
+            in_str = 0;
+        }
+    }
+    return -1;
+}

@@ -198,6 +198,10 @@ static int hf_parse_config(eng_config *c, const char *path, const char *text, si
                            eng_err *err)
 {
     int rc = 0;
+    long bad = eng_json_bad_control(text, len);
+    if (bad >= 0)
+        return eng_err_set(err, ENG_E_FORMAT, "%s: control byte 0x%02x at byte %ld (JSON allows "
+                           "none in a string)", path, (unsigned char)text[bad], bad);
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(root)) {
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: not a JSON object", path);

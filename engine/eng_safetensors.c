@@ -171,6 +171,13 @@ int eng_st_parse(eng_st_set *s, const char *path, const void *addr, size_t size,
         return eng_err_set(err, ENG_E_FORMAT, "%s: safetensors header is not valid JSON "
                            "(near byte %ld)", path, at);
     }
+    /* in the JSON value itself (what follows it is checked as data offsets) */
+    long bad = eng_json_bad_control((const char *)p + 8, (size_t)(end_at - (const char *)p - 8));
+    if (bad >= 0) {
+        rc = eng_err_set(err, ENG_E_FORMAT, "%s: safetensors header has control byte 0x%02x at "
+                         "byte %ld (JSON allows none in a string)", path, p[8 + bad], 8 + bad);
+        goto fail;
+    }
     if (!cJSON_IsObject(root)) {
         rc = eng_err_set(err, ENG_E_FORMAT, "%s: safetensors header is not a JSON object", path);
         goto fail;

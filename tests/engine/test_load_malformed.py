@@ -443,6 +443,19 @@ def run_duplicate_key_cases(root):
     hb += b" " * ((-len(hb)) % 8)
     d = hf_case(root, "hf_st_dup_dtype", raw=lambda p: lf.write_raw_st(p, hb, data))
     expect_error("safetensors entry with dtype twice", d, "dtype", "twice")
+    # a NUL inside a tensor name: cJSON ended the name there (loading 'model.norm.weight'),
+    # where JSON allows no control byte in a string and other readers refuse the file
+    hb = lf.encode_header(header).rstrip(b" ")
+    assert b'"model.norm.weight"' in hb
+    hb = hb.replace(b'"model.norm.weight"', b'"model.norm.weight\x00junk"', 1)
+    hb += b" " * ((-len(hb)) % 8)
+    d = hf_case(root, "hf_st_nul_in_name", raw=lambda p: lf.write_raw_st(p, hb, data))
+    expect_error("safetensors tensor name with a NUL", d, "control byte 0x00")
+    text = open(os.path.join(lf.TINY, "config.json")).read()
+    assert '"llama"' in text
+    d = hf_case(root, "hf_cfg_tab_in_string",
+                config_text=text.replace('"llama"', '"lla\tma"', 1))
+    expect_error("config.json string with a raw tab", d, "control byte 0x09")
 
 
 with tempfile.TemporaryDirectory(prefix="claq_load_malformed_") as root:
