@@ -41,10 +41,22 @@ void srv_api_embeddings(srv_server *s, srv_resp *r, const cJSON *body)
         srv_resp_bad(r, "user", "'user' must be a string");
         return;
     }
+    /* an empty string has no meaning to embed: OpenAI answers 400 (its vector here would be
+     * the BOS token's alone) */
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "input");
+    const cJSON *e = cJSON_IsArray(in) ? in->child : in;
+    for (int i = 0; e; e = cJSON_IsArray(in) ? e->next : NULL, i++) {
+        if (cJSON_IsString(e) && e->valuestring[0] == '\0') {
+            if (cJSON_IsArray(in))
+                srv_resp_bad(r, "input", "input[%d] is an empty string", i);
+            else
+                srv_resp_bad(r, "input", "'input' is an empty string");
+            return;
+        }
+    }
     srv_gen_prompt *pr;
     int n;
-    if (srv_api_prompts(s, r, cJSON_GetObjectItemCaseSensitive(body, "input"), "input", &pr,
-                        &n) != 0)
+    if (srv_api_prompts(s, r, in, "input", &pr, &n) != 0)
         return;
     srv_gen_submit(s, r, SRV_GEN_EMBED, &p, pr, n, NULL, 0);
 }

@@ -122,6 +122,7 @@ try:
             "base64 decodes to the float answer")
     for body, field in (({}, "input"), ({"input": []}, "input"), ({"input": [[]]}, "input"),
                         ({"input": 5}, "input"), ({"input": [1, "a"]}, "input"),
+                        ({"input": ""}, "input"), ({"input": ["a", ""]}, "input"),
                         ({"input": [99999]}, "input"), ({"input": "x", "dimensions": 3},
                                                         "dimensions"),
                         ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
