@@ -689,12 +689,26 @@ static int load_bytes(eng_model *m, const char *path, const void **addr, size_t 
     return 0;
 }
 
+/* One section of the data area a tensor claimed (j_sec), for the overlap check. */
+typedef struct sec_span {
+    uint64_t off, len;
+    char what[64];               /* the tensor's name (callers pass it from stack buffers) */
+    const char *sec;             /* a literal */
+} sec_span;
+
+typedef struct sec_list {
+    sec_span *v;
+    size_t n, cap;
+    int oom;
+} sec_list;
+
 typedef struct lctx {
     const char *path;
     uint32_t version;            /* the file's format version, 1 or 2 */
     const unsigned char *data;   /* data area */
     uint64_t data_len;
     eng_err *err;
+    sec_list *spans;             /* every non-empty section claimed so far (owned by the loader) */
 } lctx;
 
 static int j_i64(const lctx *x, const cJSON *o, const char *key, const char *what, int64_t lo,
@@ -743,7 +757,50 @@ static int j_sec(const lctx *x, const cJSON *arr, const char *what, const char *
                            "%s: tensor %s: section %s: bytes %llu..%llu past the end of the data "
                            "(%llu bytes)", x->path, what, sec, (unsigned long long)off,
                            (unsigned long long)(off + len), (unsigned long long)x->data_len);
+    sec_list *l = x->spans;
+    if (l && len > 0 && !l->oom) {
+        if (l->n == l->cap) {
+            size_t nc = l->cap ? 2 * l->cap : 64;
+            sec_span *v = realloc(l->v, nc * sizeof *v);
+            if (!v) {
+                l->oom = 1;
+                return eng_err_set(x->err, ENG_E_NOMEM, "%s: out of memory", x->path);
+            }
+            l->v = v;
+            l->cap = nc;
+        }
+        sec_span *sp = &l->v[l->n++];
+        sp->off = off;
+        sp->len = len;
+        sp->sec = sec;
+        snprintf(sp->what, sizeof sp->what, "%s", what);
+    }
     *out = x->data + off;
+    return 0;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const sec_span *p = a, *q = b;
+    return p->off < q->off ? -1 : p->off > q->off;
+}
+
+/* No two sections share a byte: a directory whose tensors alias one another (two norms on
+ * one array, a layer reading another's codes) loads as a different model than it claims, as
+ * the safetensors loader already refuses. */
+static int check_overlaps(const lctx *x)
+{
+    sec_list *l = x->spans;
+    qsort(l->v, l->n, sizeof *l->v, by_offset);
+    for (size_t i = 1; i < l->n; i++) {
+        const sec_span *p = &l->v[i - 1], *q = &l->v[i];
+        if (q->off < p->off + p->len)
+            return eng_err_set(x->err, ENG_E_FORMAT, "%s: tensor %s section %s (bytes %llu..) "
+                               "overlaps tensor %s section %s (bytes %llu..%llu)", x->path,
+                               q->what, q->sec, (unsigned long long)q->off, p->what, p->sec,
+                               (unsigned long long)p->off,
+                               (unsigned long long)(p->off + p->len));
+    }
     return 0;
 }
 
@@ -1234,7 +1291,9 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
         cJSON_Delete(root);
         return rc;
     }
-    lctx x = {.path = path, .version = ver, .data = b + data_off, .data_len = data_len, .err = err};
+    sec_list spans = {0};
+    lctx x = {.path = path, .version = ver, .data = b + data_off, .data_len = data_len, .err = err,
+              .spans = &spans};
     eng_claq_model_info *info = calloc(1, sizeof *info);
     if (!info) {
         cJSON_Delete(root);
@@ -1266,9 +1325,13 @@ int eng__load_claq(eng_model *m, const char *path, eng_err *err)
                          m->cfg.n_layers, want);
         goto fail;
     }
+    if ((rc = check_overlaps(&x)))
+        goto fail;
+    free(spans.v);
     cJSON_Delete(root);
     return 0;
 fail:
+    free(spans.v);
     cJSON_Delete(root);
     return rc;
 }

@@ -85,6 +85,29 @@ def main():
             out = os.path.join(d, "m%s.claq" % cb_bits)
             run("synth", "--pack", "--model", hf, "--bits", "3.05", "--cb-bits", cb_bits, "--out", out)
             check_file(hf, out, form)
+        check_aliasing(out, os.path.join(d, "alias.claq"))
+
+
+def check_aliasing(src, dst):
+    """A directory whose two tensors point at the same bytes (format.md gives each its own
+    sections) is refused, naming both: it used to load as a different model than it claims."""
+    raw = open(src, "rb").read()
+    magic, ver, hsz, joff, jlen, doff, dlen, fsz = struct.unpack("<8sIIQQQQQ", raw[:56])
+    dirj = json.loads(raw[joff:joff + jlen])
+    t = {e["name"]: e for e in dirj["tensors"]}
+    t["layers.0.ffn_norm"]["data"] = t["layers.0.attn_norm"]["data"]
+    j = json.dumps(dirj, separators=(",", ":")).encode()
+    doff2 = (joff + len(j) + 63) // 64 * 64
+    head = struct.pack("<8sIIQQQQQ", magic, ver, hsz, joff, len(j), doff2, dlen, doff2 + dlen)
+    body = head + b"\0" * (joff - len(head)) + j
+    with open(dst, "wb") as f:
+        f.write(body + b"\0" * (doff2 - len(body)) + raw[doff:])
+    r = subprocess.run([CLAQ, "inspect", "--model", dst], capture_output=True, text=True,
+                       errors="replace")
+    if r.returncode != 1 or "overlaps" not in r.stderr or "layers.0.attn_norm" not in r.stderr:
+        fail("aliased sections: exit %d, %s" % (r.returncode, r.stderr.strip()[-300:]))
+    print("ok: a directory with two tensors on one section is refused:",
+          r.stderr.strip()[-160:])
 
 
 def decode_codebooks(sec, form, blocks, colmap):
