@@ -657,11 +657,13 @@ static int compile_allof(compiler *c, const cJSON *s, const char *where, int int
     return rc;
 }
 
-/* minLength / maxLength of a string into node `into`'s limits. */
-static int string_limits(compiler *c, const cJSON *s, const char *where, int into)
+/* A min / max pair of counts (minItems / maxItems, minLength / maxLength) into lim: 0 and -1
+ * when absent; 0 or ENG_E_INVAL. */
+static int count_limits(compiler *c, const cJSON *s, const char *const kw[2], const char *where,
+                        int lim[2])
 {
-    int lim[2] = {0, -1};
-    static const char *const kw[2] = {"minLength", "maxLength"};
+    lim[0] = 0;
+    lim[1] = -1;
     for (int k = 0; k < 2; k++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, kw[k]);
         if (!v)
@@ -672,6 +674,17 @@ static int string_limits(compiler *c, const cJSON *s, const char *where, int int
                                "integer from 0 to 65535", kw[k], where);
         lim[k] = (int)v->valuedouble;
     }
+    return 0;
+}
+
+/* minLength / maxLength of a string into node `into`'s limits. */
+static int string_limits(compiler *c, const cJSON *s, const char *where, int into)
+{
+    int lim[2];
+    static const char *const kw[2] = {"minLength", "maxLength"};
+    int rc = count_limits(c, s, kw, where, lim);
+    if (rc)
+        return rc;
     if (lim[1] >= 0 && lim[0] > lim[1])
         return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"minLength\" at %s is above "
                            "\"maxLength\"", where);
@@ -938,18 +951,11 @@ static int compile(compiler *c, const cJSON *s, const char *where, int into)
         } else {
             it = c->g->any;
         }
-        int lim[2] = {0, -1};
+        int lim[2];
         static const char *const kw[2] = {"minItems", "maxItems"};
-        for (int k = 0; k < 2; k++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, kw[k]);
-            if (!v)
-                continue;
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535 ||
-                v->valuedouble != (double)(int)v->valuedouble)
-                return eng_err_set(c->err, ENG_E_INVAL, "JSON Schema: \"%s\" at %s must be an "
-                                   "integer from 0 to 65535", kw[k], where);
-            lim[k] = (int)v->valuedouble;
-        }
+        int rc = count_limits(c, s, kw, where, lim);
+        if (rc)
+            return rc;
         if (no_items)
             lim[1] = 0;
         if (lim[1] >= 0 && lim[0] > lim[1])
