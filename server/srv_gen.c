@@ -99,13 +99,14 @@ static void lp_drop(srv_choice *c, int k)
     c->n_held -= k;
 }
 
-/* Sends or keeps the ready entries of choice c with text (stream: one chunk, with finish). */
-static void lp_emit(srv_gen *g, int ci, const char *text, size_t len, int k, const char *finish)
+/* Sends (stream: one chunk, with finish) or keeps text and the entries lps[k] of choice ci. */
+static void out_text(srv_gen *g, int ci, const char *text, size_t len, const srv_lp_held *lps,
+                     int k, const char *finish)
 {
     srv_choice *c = &g->choices[ci];
     if (g->stream) {
         if (len > 0 || k > 0)   /* a token's chunk carries "content" even when empty */
-            srv_gen_stream_chunk(g, ci, text ? text : "", len, c->held, k, finish, NULL);
+            srv_gen_stream_chunk(g, ci, text ? text : "", len, lps, k, finish, NULL);
         else if (finish)
             srv_gen_stream_chunk(g, ci, NULL, 0, NULL, 0, finish, NULL);
     } else {
@@ -113,9 +114,15 @@ static void lp_emit(srv_gen *g, int ci, const char *text, size_t len, int k, con
         if (k > 0 && !c->lp)
             c->lp = srv_gen_lp_new(g);
         for (int i = 0; i < k; i++)
-            srv_gen_lp_add(g, c, c->lp, c->held[i].ev.prev_token, &c->held[i].ev);
+            srv_gen_lp_add(g, c, c->lp, lps[i].ev.prev_token, &lps[i].ev);
     }
-    lp_drop(c, k);
+}
+
+/* out_text with the k oldest held entries, which then leave the list. */
+static void lp_emit(srv_gen *g, int ci, const char *text, size_t len, int k, const char *finish)
+{
+    out_text(g, ci, text, len, g->choices[ci].held, k, finish);
+    lp_drop(&g->choices[ci], k);
 }
 
 static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
@@ -170,15 +177,7 @@ static void on_event(srv_server *s, srv_gen *g, int ci, const srv_event *e)
             if (e->has_lp && !held) {   /* no memory to hold it: out at once */
                 srv_lp_held now = {.ev = *e};
                 now.ev.prev_token = c->prev_tok;
-                if (g->stream) {
-                    srv_gen_stream_chunk(g, ci, e->text ? e->text : "", e->text_len, &now, 1,
-                                         NULL, NULL);
-                } else {
-                    srv_buf_append(&c->text, e->text ? e->text : "", e->text_len);
-                    if (!c->lp)
-                        c->lp = srv_gen_lp_new(g);
-                    srv_gen_lp_add(g, c, c->lp, c->prev_tok, e);
-                }
+                out_text(g, ci, e->text, e->text_len, &now, 1, NULL);
             } else {
                 lp_emit(g, ci, e->text, e->text_len, lp_ready(c, 0), NULL);
             }

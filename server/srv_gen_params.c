@@ -43,17 +43,25 @@ static int num_field(srv_resp *r, const cJSON *body, const char *name, double lo
     return 0;
 }
 
-static int bool_field(srv_resp *r, const cJSON *obj, const char *name, int *out)
+/* obj's boolean field name into out (left as it is when absent or null); a wrong type is a
+ * 400 naming param, the field's path in the request. */
+static int bool_field_at(srv_resp *r, const cJSON *obj, const char *name, const char *param,
+                         int *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!v || cJSON_IsNull(v))
         return 0;
     if (!cJSON_IsBool(v)) {
-        srv_resp_bad(r, name, "'%s' must be a boolean", name);
+        srv_resp_bad(r, param, "'%s' must be a boolean", param);
         return -1;
     }
     *out = cJSON_IsTrue(v);
     return 0;
+}
+
+static int bool_field(srv_resp *r, const cJSON *obj, const char *name, int *out)
+{
+    return bool_field_at(r, obj, name, name, out);
 }
 
 /* Lengths, choices and the sampler's settings, each checked against its range (eng_sampler.h). */
@@ -139,13 +147,9 @@ static int parse_output(srv_resp *r, const cJSON *body, srv_gen_kind kind, srv_g
                          "is true");
             return -1;
         }
-        const cJSON *iu = cJSON_GetObjectItemCaseSensitive(so, "include_usage");
-        if (iu && !cJSON_IsNull(iu) && !cJSON_IsBool(iu)) {
-            srv_resp_bad(r, "stream_options.include_usage", "'stream_options.include_usage' "
-                         "must be a boolean");
+        if (bool_field_at(r, so, "include_usage", "stream_options.include_usage",
+                          &p->include_usage))
             return -1;
-        }
-        p->include_usage = cJSON_IsTrue(iu);
     }
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(body, "user");
     if (user && !cJSON_IsNull(user) && !cJSON_IsString(user)) {
